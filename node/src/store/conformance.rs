@@ -1,0 +1,1 @@
+//! The conformance suite every [`super::Store`] backend must pass (to be implemented).
