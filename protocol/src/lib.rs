@@ -14,3 +14,16 @@ pub mod sim {
 }
 
 pub use prost::Message;
+
+/// The proof a returning device gives the simulator (see `proto/sim.proto`):
+/// `SHA-256("wafleet-sim-proof-v1" || shared_secret || nonce)`, where `shared_secret` is
+/// the X25519 agreement between the device's identity key and the simulator's ephemeral
+/// key for the connection. Both sides compute it with this one function.
+pub fn sim_proof_mac(shared_secret: &[u8; 32], nonce: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(b"wafleet-sim-proof-v1");
+    hasher.update(shared_secret);
+    hasher.update(nonce);
+    hasher.finalize().into()
+}
