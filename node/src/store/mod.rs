@@ -41,6 +41,8 @@ impl std::fmt::Debug for SealedBlob {
 }
 
 /// What [`Store::insert_message`] did.
+// Short-lived return value; boxing `Existing` would change the contract for no gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum InsertOutcome {
     /// The message is new and was stored.
