@@ -1,1 +1,742 @@
-//! Sealing secrets at rest: AES-256-GCM under a versioned master key (to be implemented).
+//! Sealing secrets at rest: AES-256-GCM under a versioned master key.
+//!
+//! Credentials and link state reach a [`crate::store::Store`] only as [`SealedBlob`]s.
+//! A blob is `nonce (12 bytes) || ciphertext || tag (16 bytes)`, sealed with a fresh random
+//! nonce, and carries the version of the master key that sealed it so the key can be
+//! rotated: a [`Sealer`] seals with its current key and opens with any key it knows.
+//!
+//! The associated data binds a blob to its place (device id, namespace and key), so a
+//! blob copied to another device or another key fails to open instead of being accepted.
+//!
+//! The master key comes from `WAFLEET_MASTER_KEY` (standard base64 of 32 bytes) or from
+//! `master.key` in the data folder, created on first start by
+//! [`load_or_create_master_key`]. Losing or replacing that file locks every device out,
+//! so a corrupt file is an error, never a reason to make a new key.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Key};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use crate::store::SealedBlob;
+
+/// Length of the AES-GCM nonce at the start of every blob.
+const NONCE_LEN: usize = 12;
+/// Length of the AES-GCM tag at the end of every blob.
+const TAG_LEN: usize = 16;
+/// Name of the key file inside the data folder.
+const KEY_FILE: &str = "master.key";
+/// Version given to keys read from the environment or the key file.
+const DEFAULT_KEY_VERSION: u32 = 1;
+/// Domain separation for the associated data; bump if its layout ever changes.
+const AAD_DOMAIN: &[u8] = b"wafleet/seal/v1\0";
+
+/// Why a key could not be loaded or a blob could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    /// The key material is not standard base64 of exactly 32 bytes.
+    #[error("bad master key: {0}")]
+    BadKey(String),
+    /// `master.key` exists but does not hold a key. It is left as is: replacing it would
+    /// make every sealed secret unreadable.
+    #[error("master key file {path} is corrupt ({reason}); refusing to replace it")]
+    CorruptKeyFile { path: PathBuf, reason: String },
+    /// The blob was sealed with a key version this sealer does not hold.
+    #[error("no master key with version {0}")]
+    UnknownKeyVersion(u32),
+    /// The blob cannot even hold a nonce and a tag.
+    #[error("sealed blob is truncated ({len} bytes)")]
+    Truncated { len: usize },
+    /// Authentication failed: the blob is corrupt, forged, or belongs to another
+    /// device, namespace or key.
+    #[error("sealed blob failed authentication (corrupt, forged or moved)")]
+    Unauthentic,
+    /// Reading or writing the key file failed.
+    #[error("master key file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The operating system's random source failed.
+    #[error("os random source failed: {0}")]
+    Random(String),
+}
+
+/// A 32-byte AES-256 master key and its version. `Debug` never shows the key bytes.
+#[derive(Clone)]
+pub struct MasterKey {
+    /// Stored in every blob sealed with this key, to pick the key again on open.
+    version: u32,
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MasterKey")
+            .field("version", &self.version)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl MasterKey {
+    /// A key from raw bytes.
+    pub fn new(version: u32, key: [u8; 32]) -> MasterKey {
+        MasterKey { version, key }
+    }
+
+    /// A key from standard base64 (surrounding whitespace is ignored) that must decode
+    /// to exactly 32 bytes.
+    pub fn from_base64(version: u32, text: &str) -> Result<MasterKey, SealError> {
+        decode_key(text)
+            .map(|key| MasterKey::new(version, key))
+            .map_err(SealError::BadKey)
+    }
+
+    /// A new random key from the operating system's random source.
+    pub fn generate(version: u32) -> Result<MasterKey, SealError> {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| SealError::Random(e.to_string()))?;
+        Ok(MasterKey::new(version, key))
+    }
+
+    /// The version stored in blobs sealed with this key.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The key as standard base64, the format of `master.key` and `WAFLEET_MASTER_KEY`.
+    pub fn to_base64(&self) -> String {
+        BASE64.encode(self.key)
+    }
+}
+
+/// Decodes a base64 key; the reason never quotes the input (it is a secret).
+fn decode_key(text: &str) -> Result<[u8; 32], String> {
+    let bytes = BASE64
+        .decode(text.trim())
+        .map_err(|_| "not valid standard base64".to_owned())?;
+    let len = bytes.len();
+    <[u8; 32]>::try_from(bytes).map_err(|_| format!("decodes to {len} bytes, expected 32"))
+}
+
+/// The master key to use: `env_value` (the content of `WAFLEET_MASTER_KEY`) when set,
+/// else `data_dir/master.key`, else a new key written to `data_dir/master.key` (mode
+/// 0600). Keys from either place get version 1.
+///
+/// Several processes may share a data folder: the file is written to a temporary name
+/// and then linked into place only if no other process got there first, in which case
+/// that process's key is read and used.
+pub fn load_or_create_master_key(
+    data_dir: &Path,
+    env_value: Option<&str>,
+) -> Result<MasterKey, SealError> {
+    if let Some(value) = env_value {
+        return decode_key(value)
+            .map(|key| MasterKey::new(DEFAULT_KEY_VERSION, key))
+            .map_err(|reason| SealError::BadKey(format!("WAFLEET_MASTER_KEY {reason}")));
+    }
+    let path = data_dir.join(KEY_FILE);
+    if let Some(key) = read_key_file(&path)? {
+        return Ok(key);
+    }
+    let key = MasterKey::generate(DEFAULT_KEY_VERSION)?;
+    if write_key_file(data_dir, &path, &key)? {
+        tracing::info!(path = %path.display(), "created a new master key");
+        Ok(key)
+    } else {
+        // Another process created the file between our read and our link: use its key.
+        read_key_file(&path)?.ok_or_else(|| SealError::Io {
+            path: path.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "key file vanished after another process created it",
+            ),
+        })
+    }
+}
+
+/// The key in `path`, `None` if there is no such file.
+fn read_key_file(path: &Path) -> Result<Option<MasterKey>, SealError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(SealError::CorruptKeyFile {
+                path: path.to_owned(),
+                reason: "not utf-8 text".to_owned(),
+            });
+        }
+        Err(source) => {
+            return Err(SealError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    warn_if_readable_by_others(path);
+    decode_key(&text)
+        .map(|key| Some(MasterKey::new(DEFAULT_KEY_VERSION, key)))
+        .map_err(|reason| SealError::CorruptKeyFile {
+            path: path.to_owned(),
+            reason,
+        })
+}
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "master key file is readable by other users"
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_path: &Path) {}
+
+/// Writes `key` to `path` atomically unless the file already exists. Returns whether
+/// this call created it.
+fn write_key_file(data_dir: &Path, path: &Path, key: &MasterKey) -> Result<bool, SealError> {
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| SealError::Io { path, source }
+    };
+    create_private_dir(data_dir).map_err(io_err(data_dir))?;
+
+    let mut suffix = [0u8; 8];
+    getrandom::fill(&mut suffix).map_err(|e| SealError::Random(e.to_string()))?;
+    let tmp = data_dir.join(format!(
+        ".{KEY_FILE}.{}.tmp",
+        suffix
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    ));
+
+    let written = write_private_file(&tmp, format!("{}\n", key.to_base64()).as_bytes())
+        .map_err(io_err(&tmp))
+        // A hard link never replaces an existing file, unlike a rename: two processes
+        // starting at once cannot each believe their own key is the one on disk.
+        .and_then(|()| match std::fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(source) => Err(SealError::Io {
+                path: path.to_owned(),
+                source,
+            }),
+        });
+    if let Err(e) = std::fs::remove_file(&tmp)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %tmp.display(), error = %e, "could not remove temporary key file");
+    }
+    let created = written?;
+    if created {
+        sync_dir(data_dir).map_err(io_err(data_dir))?;
+    }
+    Ok(created)
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Seals with the current master key and opens with the current or any previous one.
+pub struct Sealer {
+    current_version: u32,
+    /// Every known key by version, current first.
+    ciphers: Vec<(u32, Aes256Gcm)>,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealer")
+            .field("current_version", &self.current_version)
+            .field(
+                "versions",
+                &self.ciphers.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Sealer {
+    /// A sealer with a single key.
+    pub fn new(current: MasterKey) -> Sealer {
+        Sealer::with_previous(current, Vec::new())
+    }
+
+    /// A sealer that seals with `current` and still opens blobs sealed with `previous`
+    /// keys (key rotation). If two keys share a version, the current one, then the
+    /// earliest in `previous`, wins.
+    pub fn with_previous(current: MasterKey, previous: Vec<MasterKey>) -> Sealer {
+        let current_version = current.version;
+        let mut ciphers: Vec<(u32, Aes256Gcm)> = Vec::with_capacity(1 + previous.len());
+        for key in std::iter::once(current).chain(previous) {
+            if ciphers.iter().any(|(v, _)| *v == key.version) {
+                tracing::warn!(
+                    key_version = key.version,
+                    "ignoring a second master key with the same version"
+                );
+                continue;
+            }
+            let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(key.key));
+            ciphers.push((key.version, cipher));
+        }
+        Sealer {
+            current_version,
+            ciphers,
+        }
+    }
+
+    /// The version new blobs are sealed with.
+    pub fn current_version(&self) -> u32 {
+        self.current_version
+    }
+
+    /// Encrypts `plaintext` for one place (device, namespace, key) under the current key,
+    /// with a fresh random nonce.
+    ///
+    /// # Panics
+    /// If the operating system's random source fails (the signature has no error to
+    /// report it with, and sealing without a fresh nonce would be unsafe).
+    pub fn seal(
+        &self,
+        device_id: &str,
+        namespace: &str,
+        key: &str,
+        plaintext: &[u8],
+    ) -> SealedBlob {
+        let (version, cipher) = &self.ciphers[0];
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).expect("os random source failed while sealing");
+        let aad = associated_data(device_id, namespace, key);
+        let ciphertext = cipher
+            .encrypt(
+                &nonce.into(),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            // Only fails for plaintexts beyond AES-GCM's 64 GiB limit.
+            .unwrap_or_else(|e| panic!("aes-gcm refused to seal {} bytes: {e}", plaintext.len()));
+        let mut bytes = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        bytes.extend_from_slice(&nonce);
+        bytes.extend_from_slice(&ciphertext);
+        SealedBlob {
+            key_version: *version,
+            bytes,
+        }
+    }
+
+    /// Decrypts a blob sealed for this exact place by [`Sealer::seal`], with whichever
+    /// known key its version names.
+    pub fn open(
+        &self,
+        device_id: &str,
+        namespace: &str,
+        key: &str,
+        blob: &SealedBlob,
+    ) -> Result<Vec<u8>, SealError> {
+        let cipher = self
+            .ciphers
+            .iter()
+            .find(|(v, _)| *v == blob.key_version)
+            .map(|(_, cipher)| cipher)
+            .ok_or(SealError::UnknownKeyVersion(blob.key_version))?;
+        if blob.bytes.len() < NONCE_LEN + TAG_LEN {
+            return Err(SealError::Truncated {
+                len: blob.bytes.len(),
+            });
+        }
+        let (nonce, ciphertext) = blob.bytes.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SealError::Truncated {
+            len: blob.bytes.len(),
+        })?;
+        let aad = associated_data(device_id, namespace, key);
+        cipher
+            .decrypt(
+                &nonce.into(),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| SealError::Unauthentic)
+    }
+}
+
+/// `domain || len(device_id) || device_id || len(namespace) || namespace || len(key) || key`
+/// with big-endian u32 lengths, so no two places share associated data whatever bytes
+/// their names contain.
+fn associated_data(device_id: &str, namespace: &str, key: &str) -> Vec<u8> {
+    let mut aad =
+        Vec::with_capacity(AAD_DOMAIN.len() + 12 + device_id.len() + namespace.len() + key.len());
+    aad.extend_from_slice(AAD_DOMAIN);
+    for part in [device_id, namespace, key] {
+        let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
+        aad.extend_from_slice(&len.to_be_bytes());
+        aad.extend_from_slice(part.as_bytes());
+    }
+    aad
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(version: u32, byte: u8) -> MasterKey {
+        MasterKey::new(version, [byte; 32])
+    }
+
+    fn open_err(sealer: &Sealer, place: (&str, &str, &str), blob: &SealedBlob) -> SealError {
+        match sealer.open(place.0, place.1, place.2, blob) {
+            Ok(_) => panic!("blob opened at {place:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let sealer = Sealer::new(key(3, 7));
+        let blob = sealer.seal("dev-1", "creds", "noise", b"secret bytes");
+        assert_eq!(blob.key_version, 3);
+        assert_eq!(
+            blob.bytes.len(),
+            NONCE_LEN + b"secret bytes".len() + TAG_LEN
+        );
+        assert!(
+            !blob
+                .bytes
+                .windows(b"secret bytes".len())
+                .any(|w| w == b"secret bytes")
+        );
+        let opened = sealer.open("dev-1", "creds", "noise", &blob).expect("open");
+        assert_eq!(opened, b"secret bytes");
+    }
+
+    #[test]
+    fn empty_plaintext_round_trips() {
+        let sealer = Sealer::new(key(1, 1));
+        let blob = sealer.seal("d", "n", "k", b"");
+        assert_eq!(sealer.open("d", "n", "k", &blob).expect("open"), b"");
+    }
+
+    #[test]
+    fn every_seal_uses_a_fresh_nonce() {
+        let sealer = Sealer::new(key(1, 1));
+        let a = sealer.seal("d", "n", "k", b"same");
+        let b = sealer.seal("d", "n", "k", b"same");
+        assert_ne!(a.bytes[..NONCE_LEN], b.bytes[..NONCE_LEN]);
+        assert_ne!(a.bytes, b.bytes);
+    }
+
+    #[test]
+    fn a_blob_only_opens_at_its_own_place() {
+        let sealer = Sealer::new(key(1, 9));
+        let blob = sealer.seal("dev-1", "creds", "noise", b"secret");
+        for place in [
+            ("dev-2", "creds", "noise"),
+            ("dev-1", "sessions", "noise"),
+            ("dev-1", "creds", "identity"),
+            // Moving bytes between the fields must not give the same associated data.
+            ("dev-1c", "reds", "noise"),
+            ("dev-1", "credsnoise", ""),
+        ] {
+            assert!(matches!(
+                open_err(&sealer, place, &blob),
+                SealError::Unauthentic
+            ));
+        }
+    }
+
+    #[test]
+    fn another_key_with_the_same_version_fails() {
+        let blob = Sealer::new(key(1, 1)).seal("d", "n", "k", b"secret");
+        let other = Sealer::new(key(1, 2));
+        assert!(matches!(
+            open_err(&other, ("d", "n", "k"), &blob),
+            SealError::Unauthentic
+        ));
+    }
+
+    #[test]
+    fn any_flipped_bit_fails() {
+        let sealer = Sealer::new(key(1, 5));
+        let blob = sealer.seal("d", "n", "k", b"secret");
+        for index in 0..blob.bytes.len() {
+            let mut forged = blob.clone();
+            forged.bytes[index] ^= 0x01;
+            assert!(
+                matches!(
+                    open_err(&sealer, ("d", "n", "k"), &forged),
+                    SealError::Unauthentic
+                ),
+                "flipped byte {index} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn truncated_blobs_are_errors_not_panics() {
+        let sealer = Sealer::new(key(1, 5));
+        let blob = sealer.seal("d", "n", "k", b"secret");
+        for len in [0, 1, NONCE_LEN, NONCE_LEN + TAG_LEN - 1] {
+            let short = SealedBlob {
+                key_version: 1,
+                bytes: blob.bytes[..len].to_vec(),
+            };
+            assert!(matches!(
+                open_err(&sealer, ("d", "n", "k"), &short),
+                SealError::Truncated { len: l } if l == len
+            ));
+        }
+        let tag_only = SealedBlob {
+            key_version: 1,
+            bytes: blob.bytes[..NONCE_LEN + TAG_LEN].to_vec(),
+        };
+        assert!(matches!(
+            open_err(&sealer, ("d", "n", "k"), &tag_only),
+            SealError::Unauthentic
+        ));
+    }
+
+    #[test]
+    fn rotation_opens_old_blobs_and_seals_with_the_new_key() {
+        let old = Sealer::new(key(1, 1));
+        let old_blob = old.seal("d", "n", "k", b"old secret");
+
+        let rotated = Sealer::with_previous(key(2, 2), vec![key(1, 1)]);
+        assert_eq!(rotated.current_version(), 2);
+        assert_eq!(
+            rotated.open("d", "n", "k", &old_blob).expect("open old"),
+            b"old secret"
+        );
+        let new_blob = rotated.seal("d", "n", "k", b"new secret");
+        assert_eq!(new_blob.key_version, 2);
+        assert_eq!(
+            rotated.open("d", "n", "k", &new_blob).expect("open new"),
+            b"new secret"
+        );
+        // The old sealer does not know version 2.
+        assert!(matches!(
+            open_err(&old, ("d", "n", "k"), &new_blob),
+            SealError::UnknownKeyVersion(2)
+        ));
+    }
+
+    #[test]
+    fn duplicate_versions_keep_the_current_key() {
+        let sealer = Sealer::with_previous(key(1, 1), vec![key(1, 2)]);
+        let blob = sealer.seal("d", "n", "k", b"x");
+        assert_eq!(sealer.open("d", "n", "k", &blob).expect("open"), b"x");
+        assert_eq!(
+            format!("{sealer:?}"),
+            "Sealer { current_version: 1, versions: [1] }"
+        );
+    }
+
+    #[test]
+    fn unknown_version_is_an_error() {
+        let sealer = Sealer::new(key(1, 1));
+        let mut blob = sealer.seal("d", "n", "k", b"secret");
+        blob.key_version = 42;
+        assert!(matches!(
+            open_err(&sealer, ("d", "n", "k"), &blob),
+            SealError::UnknownKeyVersion(42)
+        ));
+    }
+
+    #[test]
+    fn debug_never_shows_key_bytes() {
+        let key = MasterKey::new(4, [0xAB; 32]);
+        let shown = format!("{key:?} {:?}", Sealer::new(key.clone()));
+        assert!(shown.contains("version: 4"), "{shown}");
+        assert!(!shown.contains("171"), "{shown}"); // 0xAB
+        assert!(!shown.contains(&key.to_base64()), "{shown}");
+    }
+
+    #[test]
+    fn base64_keys_must_be_32_bytes() {
+        let good = BASE64.encode([7u8; 32]);
+        let key = MasterKey::from_base64(2, &format!("  {good}\n")).expect("good key");
+        assert_eq!(key.version(), 2);
+        assert_eq!(key.to_base64(), good);
+
+        let short = BASE64.encode([7u8; 16]);
+        let err = MasterKey::from_base64(1, &short).expect_err("16 bytes");
+        assert!(
+            matches!(&err, SealError::BadKey(reason) if reason.contains("16 bytes")),
+            "{err}"
+        );
+        let err = MasterKey::from_base64(1, "not base64!").expect_err("not base64");
+        assert!(matches!(err, SealError::BadKey(_)), "{err}");
+        assert!(matches!(
+            MasterKey::from_base64(1, ""),
+            Err(SealError::BadKey(_))
+        ));
+    }
+
+    #[test]
+    fn generated_keys_differ() {
+        let a = MasterKey::generate(1).expect("generate");
+        let b = MasterKey::generate(1).expect("generate");
+        assert_ne!(a.to_base64(), b.to_base64());
+    }
+
+    #[test]
+    fn load_or_create_generates_once_then_reads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = dir.path().join("nested").join("data");
+        let first = load_or_create_master_key(&data_dir, None).expect("create");
+        assert_eq!(first.version(), 1);
+        let second = load_or_create_master_key(&data_dir, None).expect("read back");
+        assert_eq!(first.to_base64(), second.to_base64());
+        let text = std::fs::read_to_string(data_dir.join(KEY_FILE)).expect("read file");
+        assert_eq!(text, format!("{}\n", first.to_base64()));
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(&data_dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(KEY_FILE)]);
+    }
+
+    #[test]
+    fn processes_starting_at_once_agree_on_one_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = dir.path().join("data");
+        let barrier = std::sync::Barrier::new(8);
+        let keys: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        load_or_create_master_key(&data_dir, None)
+                            .expect("load or create")
+                            .to_base64()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        let on_disk = load_or_create_master_key(&data_dir, None).expect("read back");
+        assert!(keys.iter().all(|k| *k == on_disk.to_base64()), "{keys:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = dir.path().join("data");
+        load_or_create_master_key(&data_dir, None).expect("create");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(&data_dir.join(KEY_FILE)), 0o600);
+        assert_eq!(mode(&data_dir), 0o700);
+    }
+
+    #[test]
+    fn env_overrides_the_file_and_writes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let env_key = BASE64.encode([3u8; 32]);
+        let key = load_or_create_master_key(dir.path(), Some(&env_key)).expect("env key");
+        assert_eq!(key.to_base64(), env_key);
+        assert_eq!(key.version(), 1);
+        assert!(!dir.path().join(KEY_FILE).exists());
+
+        let from_file = load_or_create_master_key(dir.path(), None).expect("create");
+        assert_ne!(from_file.to_base64(), env_key);
+        let key = load_or_create_master_key(dir.path(), Some(&env_key)).expect("env key");
+        assert_eq!(key.to_base64(), env_key);
+    }
+
+    #[test]
+    fn bad_env_values_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for value in [
+            "%%%",
+            "",
+            &BASE64.encode([1u8; 31]),
+            &BASE64.encode([1u8; 33]),
+        ] {
+            let err = load_or_create_master_key(dir.path(), Some(value)).expect_err(value);
+            assert!(
+                matches!(&err, SealError::BadKey(reason) if reason.contains("WAFLEET_MASTER_KEY")),
+                "{err}"
+            );
+        }
+        assert!(!dir.path().join(KEY_FILE).exists());
+    }
+
+    #[test]
+    fn corrupt_key_file_is_an_error_and_is_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(KEY_FILE);
+        for contents in [
+            b"not a key\n".to_vec(),
+            format!("{}\n", BASE64.encode([1u8; 16])).into_bytes(),
+            vec![0xff, 0xfe, 0x00],
+            Vec::new(),
+        ] {
+            std::fs::write(&path, &contents).expect("write");
+            let err = load_or_create_master_key(dir.path(), None).expect_err("corrupt");
+            assert!(matches!(err, SealError::CorruptKeyFile { .. }), "{err}");
+            assert_eq!(std::fs::read(&path).expect("read"), contents);
+        }
+    }
+
+    #[test]
+    fn unreadable_data_dir_is_an_io_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A file where the data folder should be.
+        let not_a_dir = dir.path().join("file");
+        std::fs::write(&not_a_dir, b"x").expect("write");
+        let err = load_or_create_master_key(&not_a_dir, None).expect_err("not a dir");
+        assert!(matches!(err, SealError::Io { .. }), "{err}");
+    }
+}

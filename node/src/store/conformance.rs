@@ -1,1 +1,1473 @@
-//! The conformance suite every [`super::Store`] backend must pass (to be implemented).
+//! The conformance suite every [`Store`] backend must pass.
+//!
+//! Each `check_*` function exercises one part of the contract and panics with a message
+//! that says what broke. A backend's tests call [`run_all`] on a store of its own.
+//!
+//! Checks only touch rows under fresh random ids (a uuid v4 per check), so they can share
+//! one store with each other, with earlier runs and with unrelated data. One exception:
+//! [`check_device_counts`] compares counts before and after, so no other writer may
+//! create, delete or re-status devices while it runs.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+
+use futures_util::future::join_all;
+use uuid::Uuid;
+
+use super::{
+    DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction, InsertOutcome, MessageRecord,
+    MessageStatus, SealedBlob, Store, StoreError, TrustLevel,
+};
+
+/// Runs every check, one after the other.
+pub async fn run_all(store: &dyn Store) {
+    check_device_create_get(store).await;
+    check_device_patch(store).await;
+    check_device_list(store).await;
+    check_device_counts(store).await;
+    check_device_delete_cascades(store).await;
+    check_link_state_put_get_list(store).await;
+    check_link_state_isolation(store).await;
+    check_link_state_unknown_device(store).await;
+    check_message_insert_get(store).await;
+    check_message_idempotency(store).await;
+    check_message_advance(store).await;
+    check_queued_messages(store).await;
+    check_concurrent_device_creates(store).await;
+    check_concurrent_idempotent_inserts(store).await;
+    check_concurrent_patches(store).await;
+    check_concurrent_advances(store).await;
+}
+
+// ---- helpers ----
+
+/// A fresh id prefix: 32 hex digits, so `{prefix}-{tag}` stays a valid device id.
+fn fresh_prefix() -> String {
+    Uuid::new_v4().simple().to_string()
+}
+
+fn device(id: &str) -> DeviceRecord {
+    DeviceRecord {
+        id: id.to_owned(),
+        name: format!("device {id}"),
+        tenant: "default".to_owned(),
+        status: DeviceStatus::Stopped,
+        status_reason: None,
+        trust_level: TrustLevel::Newcomer,
+        phone: None,
+        webhook: None,
+        desired_running: false,
+        created_at_ms: 1_700_000_000_000,
+        updated_at_ms: 1_700_000_000_000,
+        last_connected_at_ms: None,
+    }
+}
+
+/// A device with every optional field set and values that trip naive encodings.
+fn full_device(id: &str) -> DeviceRecord {
+    DeviceRecord {
+        id: id.to_owned(),
+        name: "Ünïcödé 📱 'quoted' \"name\"; DROP TABLE devices; --".to_owned(),
+        tenant: "tenant-a".to_owned(),
+        status: DeviceStatus::Ready,
+        status_reason: Some("qr_timeout".to_owned()),
+        trust_level: TrustLevel::Verified,
+        phone: Some("+4915112345678".to_owned()),
+        webhook: Some("https://example.test/hook?a=1&b=2".to_owned()),
+        desired_running: true,
+        created_at_ms: 1_700_000_000_123,
+        updated_at_ms: 1_700_000_000_456,
+        last_connected_at_ms: Some(i64::MAX),
+    }
+}
+
+fn message(device_id: &str, id: &str, created_at_ms: i64) -> MessageRecord {
+    MessageRecord {
+        id: id.to_owned(),
+        device_id: device_id.to_owned(),
+        direction: Direction::Outbound,
+        peer_phone: "+4915100000000".to_owned(),
+        text: format!("text of {id}"),
+        status: MessageStatus::Queued,
+        error: None,
+        idempotency_key: None,
+        created_at_ms,
+        not_before_ms: None,
+        sent_at_ms: None,
+        delivered_at_ms: None,
+        read_at_ms: None,
+        failed_at_ms: None,
+    }
+}
+
+fn keyed_message(device_id: &str, id: &str, key: &str) -> MessageRecord {
+    MessageRecord {
+        idempotency_key: Some(key.to_owned()),
+        ..message(device_id, id, 1_000)
+    }
+}
+
+fn blob(key_version: u32, bytes: &[u8]) -> SealedBlob {
+    SealedBlob {
+        key_version,
+        bytes: bytes.to_vec(),
+    }
+}
+
+#[track_caller]
+fn ok<T>(result: Result<T, StoreError>, what: &str) -> T {
+    match result {
+        Ok(value) => value,
+        Err(e) => panic!("{what}: unexpected store error: {e}"),
+    }
+}
+
+#[track_caller]
+fn expect_conflict<T: Debug>(result: Result<T, StoreError>, what: &str) {
+    match result {
+        Err(StoreError::Conflict { .. }) => {}
+        other => panic!("{what}: expected Conflict, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn expect_not_found<T: Debug>(result: Result<T, StoreError>, what: &str) {
+    match result {
+        Err(StoreError::NotFound { .. }) => {}
+        other => panic!("{what}: expected NotFound, got {other:?}"),
+    }
+}
+
+async fn create(store: &dyn Store, device: &DeviceRecord) {
+    ok(
+        store.create_device(device).await,
+        &format!("create device {}", device.id),
+    );
+}
+
+async fn insert(store: &dyn Store, message: &MessageRecord) {
+    let outcome = ok(
+        store.insert_message(message).await,
+        &format!("insert message {}", message.id),
+    );
+    assert_eq!(
+        outcome,
+        InsertOutcome::Inserted,
+        "insert message {}: expected Inserted",
+        message.id
+    );
+}
+
+fn counts_map(counts: Vec<(DeviceStatus, u64)>) -> HashMap<DeviceStatus, u64> {
+    let mut map = HashMap::new();
+    for (status, count) in counts {
+        assert!(
+            map.insert(status, count).is_none(),
+            "count_devices_by_status lists {status} twice"
+        );
+    }
+    map
+}
+
+// ---- devices ----
+
+/// create/get round-trips every field; a second create of an id is a `Conflict` that
+/// leaves the first row alone; an unknown id reads as `None`.
+pub async fn check_device_create_get(store: &dyn Store) {
+    let p = fresh_prefix();
+
+    let minimal = device(&format!("{p}-min"));
+    create(store, &minimal).await;
+    let got = ok(store.get_device(&minimal.id).await, "get minimal device");
+    assert_eq!(got, Some(minimal.clone()), "minimal device round trip");
+
+    let full = full_device(&format!("{p}-full"));
+    create(store, &full).await;
+    let got = ok(store.get_device(&full.id).await, "get full device");
+    assert_eq!(got, Some(full.clone()), "full device round trip");
+
+    for (i, status) in DeviceStatus::ALL.into_iter().enumerate() {
+        let trust_level = [
+            TrustLevel::Newcomer,
+            TrustLevel::Trusted,
+            TrustLevel::Verified,
+        ][i % 3];
+        let d = DeviceRecord {
+            status,
+            trust_level,
+            ..device(&format!("{p}-s{i}"))
+        };
+        create(store, &d).await;
+        let got = ok(store.get_device(&d.id).await, "get device");
+        assert_eq!(got, Some(d), "device with status {status} round trip");
+    }
+
+    let again = DeviceRecord {
+        name: "another name".to_owned(),
+        ..minimal.clone()
+    };
+    expect_conflict(store.create_device(&again).await, "create a device twice");
+    let got = ok(store.get_device(&minimal.id).await, "get after conflict");
+    assert_eq!(got, Some(minimal), "a conflicting create changed the row");
+
+    let missing = ok(
+        store.get_device(&format!("{p}-missing")).await,
+        "get missing",
+    );
+    assert_eq!(missing, None, "get of an unknown device");
+}
+
+/// Each patch field is written alone, `Some(None)` clears, `updated_at_ms` is always
+/// set, the returned row is what a later get sees; unknown device is `NotFound`.
+pub async fn check_device_patch(store: &dyn Store) {
+    let p = fresh_prefix();
+    let mut expected = full_device(&format!("{p}-patch"));
+    create(store, &expected).await;
+
+    /// What a step is called, the patch, and its effect on the expected row.
+    type PatchStep = (&'static str, DevicePatch, fn(&mut DeviceRecord));
+    let steps: Vec<PatchStep> = vec![
+        (
+            "name",
+            DevicePatch {
+                name: Some("renamed".to_owned()),
+                ..DevicePatch::default()
+            },
+            |d| d.name = "renamed".to_owned(),
+        ),
+        (
+            "status",
+            DevicePatch {
+                status: Some(DeviceStatus::Disconnected),
+                ..DevicePatch::default()
+            },
+            |d| d.status = DeviceStatus::Disconnected,
+        ),
+        (
+            "status_reason set",
+            DevicePatch {
+                status_reason: Some(Some("network".to_owned())),
+                ..DevicePatch::default()
+            },
+            |d| d.status_reason = Some("network".to_owned()),
+        ),
+        (
+            "status_reason cleared",
+            DevicePatch {
+                status_reason: Some(None),
+                ..DevicePatch::default()
+            },
+            |d| d.status_reason = None,
+        ),
+        (
+            "trust_level",
+            DevicePatch {
+                trust_level: Some(TrustLevel::Trusted),
+                ..DevicePatch::default()
+            },
+            |d| d.trust_level = TrustLevel::Trusted,
+        ),
+        (
+            "phone cleared",
+            DevicePatch {
+                phone: Some(None),
+                ..DevicePatch::default()
+            },
+            |d| d.phone = None,
+        ),
+        (
+            "phone set",
+            DevicePatch {
+                phone: Some(Some("+4917000000000".to_owned())),
+                ..DevicePatch::default()
+            },
+            |d| d.phone = Some("+4917000000000".to_owned()),
+        ),
+        (
+            "webhook cleared",
+            DevicePatch {
+                webhook: Some(None),
+                ..DevicePatch::default()
+            },
+            |d| d.webhook = None,
+        ),
+        (
+            "webhook set",
+            DevicePatch {
+                webhook: Some(Some("https://example.test/other".to_owned())),
+                ..DevicePatch::default()
+            },
+            |d| d.webhook = Some("https://example.test/other".to_owned()),
+        ),
+        (
+            "desired_running false",
+            DevicePatch {
+                desired_running: Some(false),
+                ..DevicePatch::default()
+            },
+            |d| d.desired_running = false,
+        ),
+        (
+            "desired_running true",
+            DevicePatch {
+                desired_running: Some(true),
+                ..DevicePatch::default()
+            },
+            |d| d.desired_running = true,
+        ),
+        (
+            "last_connected_at_ms set",
+            DevicePatch {
+                last_connected_at_ms: Some(Some(1_700_000_009_999)),
+                ..DevicePatch::default()
+            },
+            |d| d.last_connected_at_ms = Some(1_700_000_009_999),
+        ),
+        (
+            "last_connected_at_ms cleared",
+            DevicePatch {
+                last_connected_at_ms: Some(None),
+                ..DevicePatch::default()
+            },
+            |d| d.last_connected_at_ms = None,
+        ),
+        ("nothing", DevicePatch::default(), |_| {}),
+        (
+            "every field",
+            DevicePatch {
+                name: Some("all at once".to_owned()),
+                status: Some(DeviceStatus::ScanQr),
+                status_reason: Some(Some("waiting".to_owned())),
+                trust_level: Some(TrustLevel::Newcomer),
+                phone: Some(None),
+                webhook: Some(Some("https://example.test/all".to_owned())),
+                desired_running: Some(false),
+                last_connected_at_ms: Some(Some(42)),
+            },
+            |d| {
+                d.name = "all at once".to_owned();
+                d.status = DeviceStatus::ScanQr;
+                d.status_reason = Some("waiting".to_owned());
+                d.trust_level = TrustLevel::Newcomer;
+                d.phone = None;
+                d.webhook = Some("https://example.test/all".to_owned());
+                d.desired_running = false;
+                d.last_connected_at_ms = Some(42);
+            },
+        ),
+    ];
+
+    for (step, (what, patch, apply)) in steps.into_iter().enumerate() {
+        let now_ms = 1_800_000_000_000 + step as i64;
+        apply(&mut expected);
+        expected.updated_at_ms = now_ms;
+        let returned = ok(
+            store.patch_device(&expected.id, &patch, now_ms).await,
+            &format!("patch {what}"),
+        );
+        assert_eq!(returned, expected, "patch {what}: returned row");
+        let stored = ok(store.get_device(&expected.id).await, "get after patch");
+        assert_eq!(stored, Some(expected.clone()), "patch {what}: stored row");
+    }
+
+    let patch = DevicePatch {
+        name: Some("ghost".to_owned()),
+        ..DevicePatch::default()
+    };
+    expect_not_found(
+        store.patch_device(&format!("{p}-missing"), &patch, 1).await,
+        "patch an unknown device",
+    );
+    let missing = ok(store.get_device(&format!("{p}-missing")).await, "get");
+    assert_eq!(missing, None, "patching an unknown device created it");
+}
+
+/// Walks `list_devices` pages from `{prefix}` (exclusive) with `limit`, checking the
+/// paging contract on every page, until the pages leave the prefix's ids. Returns the
+/// ids under the prefix, in order, and how many pages it took.
+async fn walk_prefix(
+    store: &dyn Store,
+    prefix: &str,
+    status: Option<DeviceStatus>,
+    desired_running: Option<bool>,
+    limit: u32,
+) -> (Vec<String>, usize) {
+    let mut after = prefix.to_owned();
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        assert!(pages < 10_000, "list_devices never reached the end");
+        let query = DeviceQuery {
+            status,
+            desired_running,
+            after: Some(after.clone()),
+            limit,
+        };
+        let page = ok(store.list_devices(&query).await, "list devices");
+        assert!(
+            page.devices.len() <= limit as usize,
+            "page of {} rows for limit {limit}",
+            page.devices.len()
+        );
+        let mut previous = after.clone();
+        for d in &page.devices {
+            assert!(
+                d.id > previous,
+                "list is not ordered by id after {after:?}: {:?} then {:?}",
+                previous,
+                d.id
+            );
+            previous = d.id.clone();
+            if let Some(status) = status {
+                assert_eq!(d.status, status, "status filter let {} through", d.id);
+            }
+            if let Some(desired_running) = desired_running {
+                assert_eq!(
+                    d.desired_running, desired_running,
+                    "desired_running filter let {} through",
+                    d.id
+                );
+            }
+        }
+        if let Some(next) = &page.next_after {
+            assert_eq!(
+                page.devices.len(),
+                limit as usize,
+                "next_after set on a page that is not full"
+            );
+            assert_eq!(
+                Some(next),
+                page.devices.last().map(|d| &d.id),
+                "next_after is not the last id of the page"
+            );
+        }
+        let ours = format!("{prefix}-");
+        let left_prefix = page.devices.iter().any(|d| !d.id.starts_with(&ours));
+        ids.extend(
+            page.devices
+                .iter()
+                .filter(|d| d.id.starts_with(&ours))
+                .map(|d| d.id.clone()),
+        );
+        match page.next_after {
+            Some(next) if !left_prefix => after = next,
+            _ => return (ids, pages),
+        }
+    }
+}
+
+/// Keyset pagination over several pages, with and without the status and
+/// desired_running filters.
+pub async fn check_device_list(store: &dyn Store) {
+    let p = fresh_prefix();
+    let specs = [
+        (DeviceStatus::Ready, true),
+        (DeviceStatus::Stopped, false),
+        (DeviceStatus::Ready, false),
+        (DeviceStatus::ScanQr, true),
+        (DeviceStatus::Ready, true),
+        (DeviceStatus::Failed, true),
+        (DeviceStatus::Ready, false),
+    ];
+    let mut all = Vec::new();
+    // Created out of order: the list must sort by id, not by insertion.
+    for (i, (status, desired_running)) in specs.iter().enumerate().rev() {
+        let d = DeviceRecord {
+            status: *status,
+            desired_running: *desired_running,
+            ..device(&format!("{p}-d{i}"))
+        };
+        create(store, &d).await;
+        all.push(d);
+    }
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    let ids_where = |keep: &dyn Fn(&DeviceRecord) -> bool| -> Vec<String> {
+        all.iter()
+            .filter(|d| keep(d))
+            .map(|d| d.id.clone())
+            .collect()
+    };
+
+    let (ids, pages) = walk_prefix(store, &p, None, None, 3).await;
+    assert_eq!(ids, ids_where(&|_| true), "unfiltered pages");
+    assert!(pages >= 3, "7 devices in pages of 3 took {pages} pages");
+
+    let (ids, _) = walk_prefix(store, &p, Some(DeviceStatus::Ready), None, 2).await;
+    assert_eq!(
+        ids,
+        ids_where(&|d| d.status == DeviceStatus::Ready),
+        "status filter"
+    );
+
+    let (ids, _) = walk_prefix(store, &p, None, Some(true), 2).await;
+    assert_eq!(
+        ids,
+        ids_where(&|d| d.desired_running),
+        "desired_running filter"
+    );
+
+    let (ids, _) = walk_prefix(store, &p, Some(DeviceStatus::Ready), Some(false), 1).await;
+    assert_eq!(
+        ids,
+        ids_where(&|d| d.status == DeviceStatus::Ready && !d.desired_running),
+        "both filters"
+    );
+
+    let (ids, _) = walk_prefix(store, &p, Some(DeviceStatus::LoggedOut), None, 5).await;
+    assert_eq!(
+        ids,
+        Vec::<String>::new(),
+        "filter that matches none of ours"
+    );
+
+    // The rows come back whole.
+    let query = DeviceQuery {
+        after: Some(p.clone()),
+        limit: 1,
+        ..DeviceQuery::default()
+    };
+    let page = ok(store.list_devices(&query).await, "list one");
+    assert_eq!(
+        page.devices,
+        vec![all[0].clone()],
+        "first row after the prefix"
+    );
+    assert_eq!(
+        page.next_after,
+        Some(all[0].id.clone()),
+        "a full page with more rows after it must say where to go on"
+    );
+
+    // Past every valid id (`[a-zA-Z0-9_-]`): an empty last page.
+    let query = DeviceQuery {
+        after: Some("~".to_owned()),
+        ..DeviceQuery::default()
+    };
+    let page = ok(store.list_devices(&query).await, "list past the end");
+    assert_eq!(page.devices, Vec::new(), "rows after every valid id");
+    assert_eq!(page.next_after, None, "next_after on an empty page");
+}
+
+/// Counts per status move by exactly what this check did (creates, a status patch,
+/// deletes). Needs no concurrent device writers.
+pub async fn check_device_counts(store: &dyn Store) {
+    let p = fresh_prefix();
+    let before = counts_map(ok(store.count_devices_by_status().await, "count"));
+    let created = [
+        DeviceStatus::Ready,
+        DeviceStatus::Ready,
+        DeviceStatus::ScanQr,
+        DeviceStatus::Failed,
+    ];
+    for (i, status) in created.into_iter().enumerate() {
+        let d = DeviceRecord {
+            status,
+            ..device(&format!("{p}-c{i}"))
+        };
+        create(store, &d).await;
+    }
+    let patch = DevicePatch {
+        status: Some(DeviceStatus::Disconnected),
+        ..DevicePatch::default()
+    };
+    ok(
+        store.patch_device(&format!("{p}-c0"), &patch, 2).await,
+        "patch status",
+    );
+
+    let after = counts_map(ok(store.count_devices_by_status().await, "count"));
+    let expected_delta: HashMap<DeviceStatus, u64> = [
+        (DeviceStatus::Ready, 1),
+        (DeviceStatus::ScanQr, 1),
+        (DeviceStatus::Failed, 1),
+        (DeviceStatus::Disconnected, 1),
+    ]
+    .into_iter()
+    .collect();
+    for status in DeviceStatus::ALL {
+        let was = before.get(&status).copied().unwrap_or(0);
+        let now = after.get(&status).copied().unwrap_or(0);
+        let delta = expected_delta.get(&status).copied().unwrap_or(0);
+        assert_eq!(now, was + delta, "count of {status}: was {was}, now {now}");
+    }
+
+    for i in 0..created.len() {
+        assert!(
+            ok(store.delete_device(&format!("{p}-c{i}")).await, "delete"),
+            "delete of a created device returned false"
+        );
+    }
+    let end = counts_map(ok(store.count_devices_by_status().await, "count"));
+    for status in DeviceStatus::ALL {
+        assert_eq!(
+            end.get(&status).copied().unwrap_or(0),
+            before.get(&status).copied().unwrap_or(0),
+            "count of {status} after deleting this check's devices"
+        );
+    }
+}
+
+/// Deleting a device takes its link state and messages with it, for good: a device
+/// created again under the same id starts empty.
+pub async fn check_device_delete_cascades(store: &dyn Store) {
+    let p = fresh_prefix();
+    let id = format!("{p}-del");
+    let bystander = format!("{p}-keep");
+    for d in [&id, &bystander] {
+        create(store, &device(d)).await;
+        ok(
+            store
+                .put_link_state(d, "creds", "noise", &blob(1, b"n"))
+                .await,
+            "put",
+        );
+        ok(
+            store
+                .put_link_state(d, "sessions", "s1", &blob(1, b"s"))
+                .await,
+            "put",
+        );
+        insert(store, &keyed_message(d, "m1", "k1")).await;
+    }
+
+    assert!(ok(store.delete_device(&id).await, "delete"), "first delete");
+    assert!(
+        !ok(store.delete_device(&id).await, "delete again"),
+        "second delete of the same device returned true"
+    );
+    assert_eq!(ok(store.get_device(&id).await, "get"), None, "device gone");
+    assert_eq!(
+        ok(store.get_link_state(&id, "creds", "noise").await, "get"),
+        None,
+        "link state survived its device"
+    );
+    assert_eq!(
+        ok(store.get_message(&id, "m1").await, "get"),
+        None,
+        "message survived its device"
+    );
+    assert!(
+        ok(store.queued_messages(&id, 10).await, "queued").is_empty(),
+        "queued message survived its device"
+    );
+
+    // Same id again: nothing of the old device shows through.
+    create(store, &device(&id)).await;
+    for ns in ["creds", "sessions"] {
+        assert!(
+            ok(store.list_link_state(&id, ns).await, "list").is_empty(),
+            "old link state in {ns} came back with a new device of the same id"
+        );
+    }
+    assert_eq!(ok(store.clear_link_state(&id).await, "clear"), 0);
+    insert(store, &keyed_message(&id, "m1", "k1")).await;
+
+    // The other device is untouched.
+    assert_eq!(
+        ok(store.get_device(&bystander).await, "get").map(|d| d.id),
+        Some(bystander.clone())
+    );
+    assert_eq!(
+        ok(store.list_link_state(&bystander, "creds").await, "list").len(),
+        1,
+        "deleting one device took another's link state"
+    );
+    assert!(
+        ok(store.get_message(&bystander, "m1").await, "get").is_some(),
+        "deleting one device took another's message"
+    );
+    assert!(!ok(
+        store.delete_device(&format!("{p}-never")).await,
+        "delete"
+    ));
+}
+
+// ---- link state ----
+
+/// Put, replace, get, list (ordered by key, byte-wise), delete and clear.
+pub async fn check_link_state_put_get_list(store: &dyn Store) {
+    let p = fresh_prefix();
+    let id = format!("{p}-ls");
+    create(store, &device(&id)).await;
+    let big: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+
+    for key in ["k2", "k10", "k1", "a/b:c"] {
+        let value = blob(1, format!("value of {key}").as_bytes());
+        ok(store.put_link_state(&id, "creds", key, &value).await, "put");
+    }
+    ok(
+        store
+            .put_link_state(&id, "creds", "big", &blob(7, &big))
+            .await,
+        "put big",
+    );
+    ok(
+        store
+            .put_link_state(&id, "creds", "empty", &blob(1, b""))
+            .await,
+        "put empty",
+    );
+
+    let got = ok(store.get_link_state(&id, "creds", "big").await, "get big");
+    assert_eq!(got, Some(blob(7, &big)), "64 KiB value round trip");
+    let got = ok(store.get_link_state(&id, "creds", "empty").await, "get");
+    assert_eq!(got, Some(blob(1, b"")), "empty value round trip");
+
+    let replacement = blob(2, b"replaced");
+    ok(
+        store.put_link_state(&id, "creds", "k2", &replacement).await,
+        "replace",
+    );
+    let got = ok(store.get_link_state(&id, "creds", "k2").await, "get");
+    assert_eq!(
+        got,
+        Some(replacement.clone()),
+        "put replaces value and version"
+    );
+
+    let listed = ok(store.list_link_state(&id, "creds").await, "list");
+    let keys: Vec<&str> = listed.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["a/b:c", "big", "empty", "k1", "k10", "k2"],
+        "list is ordered by key"
+    );
+    assert_eq!(listed[5].1, replacement, "list shows the replaced value");
+    assert_eq!(listed[3].1, blob(1, b"value of k1"), "list values");
+
+    assert_eq!(
+        ok(store.get_link_state(&id, "creds", "nope").await, "get"),
+        None,
+        "unknown key"
+    );
+    assert_eq!(
+        ok(store.get_link_state(&id, "other", "k1").await, "get"),
+        None,
+        "key of another namespace"
+    );
+
+    assert!(
+        ok(store.delete_link_state(&id, "creds", "k1").await, "delete"),
+        "delete of an existing record returned false"
+    );
+    assert!(
+        !ok(store.delete_link_state(&id, "creds", "k1").await, "delete"),
+        "second delete returned true"
+    );
+    assert_eq!(
+        ok(store.get_link_state(&id, "creds", "k1").await, "get"),
+        None
+    );
+
+    ok(
+        store
+            .put_link_state(&id, "sessions", "s1", &blob(1, b"s"))
+            .await,
+        "put",
+    );
+    ok(
+        store
+            .put_link_state(&id, "sessions", "s2", &blob(1, b"s"))
+            .await,
+        "put",
+    );
+    assert_eq!(
+        ok(store.clear_link_state(&id).await, "clear"),
+        7,
+        "clear counts every record of every namespace"
+    );
+    for ns in ["creds", "sessions"] {
+        assert!(
+            ok(store.list_link_state(&id, ns).await, "list").is_empty(),
+            "{ns} not empty after clear"
+        );
+    }
+    assert_eq!(ok(store.clear_link_state(&id).await, "clear"), 0);
+    assert!(
+        ok(store.get_device(&id).await, "get").is_some(),
+        "clearing link state deleted the device"
+    );
+}
+
+/// Records of one device or namespace never show through another.
+pub async fn check_link_state_isolation(store: &dyn Store) {
+    let p = fresh_prefix();
+    let (a, b) = (format!("{p}-a"), format!("{p}-b"));
+    create(store, &device(&a)).await;
+    create(store, &device(&b)).await;
+    for (d, ns, value) in [
+        (&a, "creds", b"a-creds".as_slice()),
+        (&a, "sessions", b"a-sessions"),
+        (&b, "creds", b"b-creds"),
+    ] {
+        ok(
+            store.put_link_state(d, ns, "k", &blob(1, value)).await,
+            "put",
+        );
+    }
+
+    let get = |d: &str, ns: &str| {
+        let (d, ns) = (d.to_owned(), ns.to_owned());
+        async move { ok(store.get_link_state(&d, &ns, "k").await, "get") }
+    };
+    assert_eq!(get(&a, "creds").await, Some(blob(1, b"a-creds")));
+    assert_eq!(get(&a, "sessions").await, Some(blob(1, b"a-sessions")));
+    assert_eq!(get(&b, "creds").await, Some(blob(1, b"b-creds")));
+    assert_eq!(
+        get(&b, "sessions").await,
+        None,
+        "namespace leaked across devices"
+    );
+
+    let listed = ok(store.list_link_state(&a, "creds").await, "list");
+    assert_eq!(listed, vec![("k".to_owned(), blob(1, b"a-creds"))]);
+
+    assert!(ok(
+        store.delete_link_state(&a, "creds", "k").await,
+        "delete"
+    ));
+    assert_eq!(
+        get(&b, "creds").await,
+        Some(blob(1, b"b-creds")),
+        "delete leaked"
+    );
+    assert_eq!(get(&a, "sessions").await, Some(blob(1, b"a-sessions")));
+
+    assert_eq!(ok(store.clear_link_state(&a).await, "clear"), 1);
+    assert_eq!(
+        get(&b, "creds").await,
+        Some(blob(1, b"b-creds")),
+        "clear leaked"
+    );
+}
+
+/// Writing link state for an unknown device is `NotFound` and writes nothing; reads
+/// and deletes are empty.
+pub async fn check_link_state_unknown_device(store: &dyn Store) {
+    let ghost = format!("{}-ghost", fresh_prefix());
+    expect_not_found(
+        store
+            .put_link_state(&ghost, "creds", "k", &blob(1, b"x"))
+            .await,
+        "put link state for an unknown device",
+    );
+    assert_eq!(
+        ok(store.get_link_state(&ghost, "creds", "k").await, "get"),
+        None
+    );
+    assert!(ok(store.list_link_state(&ghost, "creds").await, "list").is_empty());
+    assert!(!ok(
+        store.delete_link_state(&ghost, "creds", "k").await,
+        "delete"
+    ));
+    assert_eq!(ok(store.clear_link_state(&ghost).await, "clear"), 0);
+    assert_eq!(
+        ok(store.get_device(&ghost).await, "get"),
+        None,
+        "a link-state write created a device"
+    );
+}
+
+// ---- messages ----
+
+/// insert/get round-trips every field; the same id twice is a `Conflict`; an unknown
+/// device is `NotFound`; message ids are scoped to their device.
+pub async fn check_message_insert_get(store: &dyn Store) {
+    let p = fresh_prefix();
+    let (a, b) = (format!("{p}-a"), format!("{p}-b"));
+    create(store, &device(&a)).await;
+    create(store, &device(&b)).await;
+
+    let plain = message(&a, "m-plain", 100);
+    insert(store, &plain).await;
+    assert_eq!(
+        ok(store.get_message(&a, "m-plain").await, "get"),
+        Some(plain.clone())
+    );
+
+    let full = MessageRecord {
+        id: "m-full".to_owned(),
+        device_id: a.clone(),
+        direction: Direction::Inbound,
+        peer_phone: "+4917011111111".to_owned(),
+        text: "héllo 👋\nsecond line 'quoted'".to_owned(),
+        status: MessageStatus::Read,
+        error: Some("earlier hiccup".to_owned()),
+        idempotency_key: Some("key-full".to_owned()),
+        created_at_ms: 1_700_000_000_001,
+        not_before_ms: Some(1_700_000_000_002),
+        sent_at_ms: Some(1_700_000_000_003),
+        delivered_at_ms: Some(1_700_000_000_004),
+        read_at_ms: Some(i64::MAX),
+        failed_at_ms: Some(-1),
+    };
+    insert(store, &full).await;
+    assert_eq!(
+        ok(store.get_message(&a, "m-full").await, "get"),
+        Some(full.clone()),
+        "message with every field set"
+    );
+    for (i, status) in [
+        MessageStatus::Queued,
+        MessageStatus::Sent,
+        MessageStatus::Delivered,
+        MessageStatus::Read,
+        MessageStatus::Failed,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let m = MessageRecord {
+            status,
+            ..message(&a, &format!("m-status-{i}"), 1)
+        };
+        insert(store, &m).await;
+        assert_eq!(
+            ok(store.get_message(&a, &m.id).await, "get"),
+            Some(m),
+            "status {status:?} round trip"
+        );
+    }
+
+    let duplicate = MessageRecord {
+        text: "different".to_owned(),
+        ..plain.clone()
+    };
+    expect_conflict(store.insert_message(&duplicate).await, "insert an id twice");
+    let keyed_duplicate = MessageRecord {
+        idempotency_key: Some("fresh-key".to_owned()),
+        ..plain.clone()
+    };
+    expect_conflict(
+        store.insert_message(&keyed_duplicate).await,
+        "insert an id twice with a new idempotency key",
+    );
+    assert_eq!(
+        ok(store.get_message(&a, "m-plain").await, "get"),
+        Some(plain.clone()),
+        "a conflicting insert changed the row"
+    );
+
+    // The same message id on another device is another message.
+    let on_b = message(&b, "m-plain", 200);
+    insert(store, &on_b).await;
+    assert_eq!(
+        ok(store.get_message(&b, "m-plain").await, "get"),
+        Some(on_b)
+    );
+    assert_eq!(
+        ok(store.get_message(&a, "m-plain").await, "get"),
+        Some(plain)
+    );
+
+    let ghost = format!("{p}-ghost");
+    expect_not_found(
+        store.insert_message(&message(&ghost, "m", 1)).await,
+        "insert for an unknown device",
+    );
+    expect_not_found(
+        store.insert_message(&keyed_message(&ghost, "m", "k")).await,
+        "insert with a key for an unknown device",
+    );
+    assert_eq!(ok(store.get_message(&ghost, "m").await, "get"), None);
+    assert_eq!(ok(store.get_message(&a, "m-missing").await, "get"), None);
+}
+
+/// A second message with a device's idempotency key returns the first as `Existing` and
+/// writes nothing; keys are scoped to their device.
+pub async fn check_message_idempotency(store: &dyn Store) {
+    let p = fresh_prefix();
+    let (a, b) = (format!("{p}-a"), format!("{p}-b"));
+    create(store, &device(&a)).await;
+    create(store, &device(&b)).await;
+
+    let original = keyed_message(&a, "m1", "order-42");
+    insert(store, &original).await;
+
+    let retry = MessageRecord {
+        text: "retried with other text".to_owned(),
+        ..keyed_message(&a, "m2", "order-42")
+    };
+    let outcome = ok(store.insert_message(&retry).await, "insert retry");
+    assert_eq!(
+        outcome,
+        InsertOutcome::Existing(original.clone()),
+        "same key, new id"
+    );
+    assert_eq!(
+        ok(store.get_message(&a, "m2").await, "get"),
+        None,
+        "an idempotent retry stored a second message"
+    );
+
+    let outcome = ok(store.insert_message(&original).await, "insert again");
+    assert_eq!(
+        outcome,
+        InsertOutcome::Existing(original.clone()),
+        "same key, same id"
+    );
+
+    // Existing returns the row as it is now, not as it was inserted.
+    let advanced = ok(
+        store
+            .advance_message(&a, "m1", MessageStatus::Sent, 5_000, None)
+            .await,
+        "advance",
+    )
+    .expect("message m1 exists");
+    let outcome = ok(store.insert_message(&retry).await, "insert retry");
+    assert_eq!(outcome, InsertOutcome::Existing(advanced), "after advance");
+
+    let on_b = keyed_message(&b, "m1", "order-42");
+    insert(store, &on_b).await;
+    assert_eq!(ok(store.get_message(&b, "m1").await, "get"), Some(on_b));
+
+    // Messages without a key never collide with each other.
+    insert(store, &message(&a, "n1", 1)).await;
+    insert(store, &message(&a, "n2", 1)).await;
+}
+
+/// advance_message only moves forward (queued < sent < failed < delivered < read), sets
+/// the new status's timestamp, sets `error` only when given, and leaves everything
+/// alone otherwise.
+pub async fn check_message_advance(store: &dyn Store) {
+    let p = fresh_prefix();
+    let id = format!("{p}-adv");
+    create(store, &device(&id)).await;
+    for m in ["m1", "m2", "m3", "m4"] {
+        insert(store, &message(&id, m, 1)).await;
+    }
+
+    struct Step {
+        status: MessageStatus,
+        at_ms: i64,
+        error: Option<&'static str>,
+        apply: fn(&mut MessageRecord),
+    }
+    let unchanged: fn(&mut MessageRecord) = |_| {};
+    let plans: [(&str, Vec<Step>); 4] = [
+        (
+            "m1",
+            vec![
+                Step {
+                    status: MessageStatus::Sent,
+                    at_ms: 10,
+                    error: None,
+                    apply: |m| {
+                        m.status = MessageStatus::Sent;
+                        m.sent_at_ms = Some(10);
+                    },
+                },
+                Step {
+                    status: MessageStatus::Delivered,
+                    at_ms: 20,
+                    error: None,
+                    apply: |m| {
+                        m.status = MessageStatus::Delivered;
+                        m.delivered_at_ms = Some(20);
+                    },
+                },
+                // A late `sent` receipt never undoes `delivered`.
+                Step {
+                    status: MessageStatus::Sent,
+                    at_ms: 30,
+                    error: None,
+                    apply: unchanged,
+                },
+                // A delivered message never becomes failed, and its error stays unset.
+                Step {
+                    status: MessageStatus::Failed,
+                    at_ms: 40,
+                    error: Some("too late"),
+                    apply: unchanged,
+                },
+                Step {
+                    status: MessageStatus::Read,
+                    at_ms: 50,
+                    error: None,
+                    apply: |m| {
+                        m.status = MessageStatus::Read;
+                        m.read_at_ms = Some(50);
+                    },
+                },
+                Step {
+                    status: MessageStatus::Delivered,
+                    at_ms: 60,
+                    error: None,
+                    apply: unchanged,
+                },
+                Step {
+                    status: MessageStatus::Read,
+                    at_ms: 70,
+                    error: None,
+                    apply: unchanged,
+                },
+            ],
+        ),
+        (
+            "m2",
+            vec![
+                Step {
+                    status: MessageStatus::Failed,
+                    at_ms: 10,
+                    error: Some("boom"),
+                    apply: |m| {
+                        m.status = MessageStatus::Failed;
+                        m.failed_at_ms = Some(10);
+                        m.error = Some("boom".to_owned());
+                    },
+                },
+                Step {
+                    status: MessageStatus::Sent,
+                    at_ms: 20,
+                    error: None,
+                    apply: unchanged,
+                },
+                Step {
+                    status: MessageStatus::Failed,
+                    at_ms: 30,
+                    error: Some("again"),
+                    apply: unchanged,
+                },
+                // A delivery receipt outranks a failure; the old error stays (none given).
+                Step {
+                    status: MessageStatus::Delivered,
+                    at_ms: 40,
+                    error: None,
+                    apply: |m| {
+                        m.status = MessageStatus::Delivered;
+                        m.delivered_at_ms = Some(40);
+                    },
+                },
+            ],
+        ),
+        (
+            "m3",
+            vec![
+                // Skipping ahead is allowed; skipped timestamps stay unset.
+                Step {
+                    status: MessageStatus::Read,
+                    at_ms: 5,
+                    error: None,
+                    apply: |m| {
+                        m.status = MessageStatus::Read;
+                        m.read_at_ms = Some(5);
+                    },
+                },
+            ],
+        ),
+        (
+            "m4",
+            vec![
+                Step {
+                    status: MessageStatus::Queued,
+                    at_ms: 5,
+                    error: Some("no"),
+                    apply: unchanged,
+                },
+                Step {
+                    status: MessageStatus::Sent,
+                    at_ms: 6,
+                    error: Some("sent with a warning"),
+                    apply: |m| {
+                        m.status = MessageStatus::Sent;
+                        m.sent_at_ms = Some(6);
+                        m.error = Some("sent with a warning".to_owned());
+                    },
+                },
+            ],
+        ),
+    ];
+
+    for (message_id, steps) in plans {
+        let mut expected = message(&id, message_id, 1);
+        for step in steps {
+            let what = format!(
+                "advance {message_id} to {:?} at {}",
+                step.status, step.at_ms
+            );
+            (step.apply)(&mut expected);
+            let returned = ok(
+                store
+                    .advance_message(&id, message_id, step.status, step.at_ms, step.error)
+                    .await,
+                &what,
+            );
+            assert_eq!(returned, Some(expected.clone()), "{what}: returned row");
+            let stored = ok(store.get_message(&id, message_id).await, "get");
+            assert_eq!(stored, Some(expected.clone()), "{what}: stored row");
+        }
+    }
+
+    let missing = ok(
+        store
+            .advance_message(&id, "nope", MessageStatus::Sent, 1, None)
+            .await,
+        "advance unknown message",
+    );
+    assert_eq!(missing, None, "advance of an unknown message");
+    let ghost = format!("{p}-ghost");
+    let missing = ok(
+        store
+            .advance_message(&ghost, "m1", MessageStatus::Sent, 1, None)
+            .await,
+        "advance on unknown device",
+    );
+    assert_eq!(missing, None, "advance on an unknown device");
+    assert_eq!(ok(store.get_message(&ghost, "m1").await, "get"), None);
+}
+
+/// queued_messages: outbound and still queued only, oldest first then by id, at most
+/// `limit`, one device only.
+pub async fn check_queued_messages(store: &dyn Store) {
+    let p = fresh_prefix();
+    let (a, b) = (format!("{p}-a"), format!("{p}-b"));
+    create(store, &device(&a)).await;
+    create(store, &device(&b)).await;
+
+    // Ids sort the other way round from creation times: the order must come from time.
+    let newest = message(&a, "a-new", 300);
+    let oldest = message(&a, "z-old", 100);
+    let tie_b = message(&a, "m-tie-b", 200);
+    let tie_a = MessageRecord {
+        not_before_ms: Some(999_999),
+        ..message(&a, "m-tie-a", 200)
+    };
+    for m in [&newest, &oldest, &tie_b, &tie_a] {
+        insert(store, m).await;
+    }
+    let inbound = MessageRecord {
+        direction: Direction::Inbound,
+        ..message(&a, "in", 50)
+    };
+    let sent = MessageRecord {
+        status: MessageStatus::Sent,
+        sent_at_ms: Some(11),
+        ..message(&a, "sent", 10)
+    };
+    let failed = MessageRecord {
+        status: MessageStatus::Failed,
+        failed_at_ms: Some(21),
+        ..message(&a, "failed", 20)
+    };
+    for m in [&inbound, &sent, &failed, &message(&b, "other", 0)] {
+        insert(store, m).await;
+    }
+
+    let queued = ok(store.queued_messages(&a, 10).await, "queued");
+    assert_eq!(
+        queued,
+        vec![oldest.clone(), tie_a.clone(), tie_b.clone(), newest.clone()],
+        "queued outbound messages, oldest first, ties by id"
+    );
+    let queued = ok(store.queued_messages(&a, 2).await, "queued");
+    assert_eq!(queued, vec![oldest.clone(), tie_a.clone()], "limit 2");
+
+    ok(
+        store
+            .advance_message(&a, "z-old", MessageStatus::Sent, 400, None)
+            .await,
+        "advance",
+    );
+    let ids: Vec<String> = ok(store.queued_messages(&a, 10).await, "queued")
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(
+        ids,
+        ["m-tie-a", "m-tie-b", "a-new"],
+        "a sent message left the queue"
+    );
+
+    let ids: Vec<String> = ok(store.queued_messages(&b, 10).await, "queued")
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(ids, ["other"], "another device's queue");
+    let ghost = format!("{p}-ghost");
+    assert!(ok(store.queued_messages(&ghost, 10).await, "queued").is_empty());
+}
+
+// ---- concurrency ----
+
+/// Many callers creating one device at once: exactly one wins, the rest get `Conflict`.
+pub async fn check_concurrent_device_creates(store: &dyn Store) {
+    let p = fresh_prefix();
+    let candidates: Vec<DeviceRecord> = (0..20)
+        .map(|i| DeviceRecord {
+            name: format!("candidate {i}"),
+            ..device(&format!("{p}-race"))
+        })
+        .collect();
+    let results = join_all(candidates.iter().map(|d| store.create_device(d))).await;
+    let mut winners = Vec::new();
+    for (i, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(()) => winners.push(i),
+            Err(StoreError::Conflict { .. }) => {}
+            Err(e) => panic!("concurrent create {i}: unexpected store error: {e}"),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "concurrent creates of one id: winners {winners:?}"
+    );
+    let stored = ok(store.get_device(&format!("{p}-race")).await, "get");
+    assert_eq!(
+        stored,
+        Some(candidates[winners[0]].clone()),
+        "the winner's row"
+    );
+}
+
+/// 50 concurrent inserts with one idempotency key: exactly one `Inserted`, every other
+/// call returns that same message as `Existing`, and only it is stored.
+pub async fn check_concurrent_idempotent_inserts(store: &dyn Store) {
+    let p = fresh_prefix();
+    let id = format!("{p}-idem");
+    create(store, &device(&id)).await;
+    let attempts: Vec<MessageRecord> = (0..50)
+        .map(|i| keyed_message(&id, &format!("m{i:02}"), "same-key"))
+        .collect();
+    let results = join_all(attempts.iter().map(|m| store.insert_message(m))).await;
+
+    let mut inserted = Vec::new();
+    let mut existing = Vec::new();
+    for (i, result) in results.into_iter().enumerate() {
+        match ok(result, &format!("concurrent insert {i}")) {
+            InsertOutcome::Inserted => inserted.push(i),
+            InsertOutcome::Existing(m) => existing.push(m),
+        }
+    }
+    assert_eq!(inserted.len(), 1, "Inserted outcomes: {inserted:?}");
+    let winner = &attempts[inserted[0]];
+    assert!(
+        existing.iter().all(|m| m == winner),
+        "an Existing outcome is not the inserted message"
+    );
+    for m in &attempts {
+        let stored = ok(store.get_message(&id, &m.id).await, "get");
+        if m.id == winner.id {
+            assert_eq!(stored.as_ref(), Some(winner), "the winner is stored");
+        } else {
+            assert_eq!(stored, None, "a losing insert {} was stored", m.id);
+        }
+    }
+}
+
+/// Concurrent patches of different fields of one device all land: a patch writes only
+/// its own fields, never a stale copy of the others.
+pub async fn check_concurrent_patches(store: &dyn Store) {
+    let p = fresh_prefix();
+    let id = format!("{p}-patches");
+    create(store, &device(&id)).await;
+    let patches = [
+        DevicePatch {
+            name: Some("patched".to_owned()),
+            ..DevicePatch::default()
+        },
+        DevicePatch {
+            status: Some(DeviceStatus::Ready),
+            ..DevicePatch::default()
+        },
+        DevicePatch {
+            status_reason: Some(Some("reason".to_owned())),
+            ..DevicePatch::default()
+        },
+        DevicePatch {
+            trust_level: Some(TrustLevel::Trusted),
+            ..DevicePatch::default()
+        },
+        DevicePatch {
+            phone: Some(Some("+100".to_owned())),
+            ..DevicePatch::default()
+        },
+        DevicePatch {
+            webhook: Some(Some("https://example.test/w".to_owned())),
+            ..DevicePatch::default()
+        },
+        DevicePatch {
+            desired_running: Some(true),
+            ..DevicePatch::default()
+        },
+        DevicePatch {
+            last_connected_at_ms: Some(Some(77)),
+            ..DevicePatch::default()
+        },
+    ];
+    let results = join_all(
+        patches
+            .iter()
+            .map(|patch| store.patch_device(&id, patch, 99)),
+    )
+    .await;
+    for (i, result) in results.into_iter().enumerate() {
+        ok(result, &format!("concurrent patch {i}"));
+    }
+    let expected = DeviceRecord {
+        name: "patched".to_owned(),
+        status: DeviceStatus::Ready,
+        status_reason: Some("reason".to_owned()),
+        trust_level: TrustLevel::Trusted,
+        phone: Some("+100".to_owned()),
+        webhook: Some("https://example.test/w".to_owned()),
+        desired_running: true,
+        last_connected_at_ms: Some(77),
+        updated_at_ms: 99,
+        ..device(&id)
+    };
+    let stored = ok(store.get_device(&id).await, "get");
+    assert_eq!(stored, Some(expected), "a concurrent patch was lost");
+}
+
+/// Concurrent receipts for one message settle on the highest-ranked status, whatever
+/// order they land in, and each applied status keeps its timestamp.
+pub async fn check_concurrent_advances(store: &dyn Store) {
+    let p = fresh_prefix();
+    let id = format!("{p}-receipts");
+    create(store, &device(&id)).await;
+    insert(store, &message(&id, "m", 1)).await;
+    let receipts: Vec<(MessageStatus, i64)> = (0..40)
+        .map(|i| {
+            let status = [
+                MessageStatus::Sent,
+                MessageStatus::Delivered,
+                MessageStatus::Failed,
+                MessageStatus::Read,
+            ][i % 4];
+            (status, 1_000 + i as i64)
+        })
+        .collect();
+    let results = join_all(
+        receipts
+            .iter()
+            .map(|(status, at)| store.advance_message(&id, "m", *status, *at, None)),
+    )
+    .await;
+    for (i, result) in results.into_iter().enumerate() {
+        let row = ok(result, &format!("concurrent advance {i}"));
+        assert!(row.is_some(), "concurrent advance {i} lost the message");
+    }
+    let stored = ok(store.get_message(&id, "m").await, "get").expect("message m exists");
+    assert_eq!(stored.status, MessageStatus::Read, "final status");
+    let read_at = stored.read_at_ms.expect("read_at_ms set");
+    assert!(
+        receipts.contains(&(MessageStatus::Read, read_at)),
+        "read_at_ms {read_at} is not the time of a read receipt"
+    );
+    // Every status that was applied on the way kept a timestamp from its own receipts.
+    for (status, at) in [
+        (MessageStatus::Sent, stored.sent_at_ms),
+        (MessageStatus::Delivered, stored.delivered_at_ms),
+        (MessageStatus::Failed, stored.failed_at_ms),
+    ] {
+        if let Some(at) = at {
+            assert!(
+                receipts.contains(&(status, at)),
+                "{status:?} timestamp {at} is not the time of a {status:?} receipt"
+            );
+        }
+    }
+}

@@ -1,5 +1,971 @@
 //! The embedded store: one SQLite file (WAL) in the data folder.
+//!
+//! Several node processes on one machine may open the same file: WAL lets readers run
+//! beside the single writer, every read-modify-write is one `BEGIN IMMEDIATE`
+//! transaction (so two processes cannot interleave inside it), and a busy timeout makes
+//! a writer wait for the other rather than fail.
+//!
+//! SQLite calls block, so each [`Store`] call runs on tokio's blocking pool over one
+//! connection behind a mutex; statements are prepared once and cached.
+//!
+//! The schema is a list of steps ([`SCHEMA_VERSION`] of them); `PRAGMA user_version`
+//! records how many a file has had, and opening a file applies the missing ones.
 
-/// The embedded store (to be implemented).
-#[derive(Debug)]
-pub struct SqliteStore;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::types::{FromSql, Value};
+use rusqlite::{Connection, Params, Row, TransactionBehavior, ffi, params, params_from_iter};
+
+use super::{
+    DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction, InsertOutcome,
+    MessageRecord, MessageStatus, SealedBlob, Store, StoreError, TrustLevel,
+};
+
+/// How long a call waits for another connection's write lock before it gives up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Room for every distinct statement of this file (list queries have a few variants).
+const STATEMENT_CACHE_CAPACITY: usize = 64;
+
+/// Schema steps in order; step `n` takes a file from version `n` to `n + 1`. To change
+/// the schema, append a step; never edit one that has shipped.
+const MIGRATIONS: &[&str] = &[
+    // 1: devices, their sealed link state, their messages.
+    "CREATE TABLE devices (
+        id                   TEXT    NOT NULL PRIMARY KEY,
+        name                 TEXT    NOT NULL,
+        tenant               TEXT    NOT NULL,
+        status               TEXT    NOT NULL,
+        status_reason        TEXT,
+        trust_level          TEXT    NOT NULL,
+        phone                TEXT,
+        webhook              TEXT,
+        desired_running      INTEGER NOT NULL,
+        created_at_ms        INTEGER NOT NULL,
+        updated_at_ms        INTEGER NOT NULL,
+        last_connected_at_ms INTEGER
+    ) STRICT;
+    CREATE INDEX devices_by_status ON devices (status, id);
+    CREATE INDEX devices_by_desired_running ON devices (desired_running, id);
+
+    CREATE TABLE link_state (
+        device_id   TEXT    NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+        namespace   TEXT    NOT NULL,
+        key         TEXT    NOT NULL,
+        key_version INTEGER NOT NULL,
+        value       BLOB    NOT NULL,
+        PRIMARY KEY (device_id, namespace, key)
+    ) STRICT;
+
+    CREATE TABLE messages (
+        device_id       TEXT    NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+        id              TEXT    NOT NULL,
+        direction       TEXT    NOT NULL,
+        peer_phone      TEXT    NOT NULL,
+        text            TEXT    NOT NULL,
+        status          TEXT    NOT NULL,
+        error           TEXT,
+        idempotency_key TEXT,
+        created_at_ms   INTEGER NOT NULL,
+        not_before_ms   INTEGER,
+        sent_at_ms      INTEGER,
+        delivered_at_ms INTEGER,
+        read_at_ms      INTEGER,
+        failed_at_ms    INTEGER,
+        PRIMARY KEY (device_id, id)
+    ) STRICT;
+    CREATE UNIQUE INDEX messages_by_idempotency_key ON messages (device_id, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX messages_queued ON messages (device_id, created_at_ms, id)
+        WHERE status = 'queued' AND direction = 'outbound';",
+];
+
+/// The schema version this build creates and understands (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+macro_rules! device_columns {
+    () => {
+        "id, name, tenant, status, status_reason, trust_level, phone, webhook, \
+         desired_running, created_at_ms, updated_at_ms, last_connected_at_ms"
+    };
+}
+
+macro_rules! message_columns {
+    () => {
+        "device_id, id, direction, peer_phone, text, status, error, idempotency_key, \
+         created_at_ms, not_before_ms, sent_at_ms, delivered_at_ms, read_at_ms, failed_at_ms"
+    };
+}
+
+const INSERT_DEVICE: &str = concat!(
+    "INSERT INTO devices (",
+    device_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+);
+const SELECT_DEVICE: &str = concat!("SELECT ", device_columns!(), " FROM devices WHERE id = ?1");
+/// One statement for every patch: `?2k` says whether field k is set and `?2k+1` holds
+/// it (non-null columns use COALESCE, since their value is never NULL when set).
+const PATCH_DEVICE: &str = concat!(
+    "UPDATE devices SET
+        name = COALESCE(?2, name),
+        status = COALESCE(?3, status),
+        status_reason = CASE WHEN ?4 THEN ?5 ELSE status_reason END,
+        trust_level = COALESCE(?6, trust_level),
+        phone = CASE WHEN ?7 THEN ?8 ELSE phone END,
+        webhook = CASE WHEN ?9 THEN ?10 ELSE webhook END,
+        desired_running = COALESCE(?11, desired_running),
+        last_connected_at_ms = CASE WHEN ?12 THEN ?13 ELSE last_connected_at_ms END,
+        updated_at_ms = ?14
+     WHERE id = ?1
+     RETURNING ",
+    device_columns!()
+);
+const COUNT_DEVICES_BY_STATUS: &str = "SELECT status, COUNT(*) FROM devices GROUP BY status";
+const DELETE_DEVICE: &str = "DELETE FROM devices WHERE id = ?1";
+
+const PUT_LINK_STATE: &str =
+    "INSERT INTO link_state (device_id, namespace, key, key_version, value)
+     VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (device_id, namespace, key)
+     DO UPDATE SET key_version = excluded.key_version, value = excluded.value";
+const GET_LINK_STATE: &str = "SELECT key_version, value FROM link_state
+     WHERE device_id = ?1 AND namespace = ?2 AND key = ?3";
+const LIST_LINK_STATE: &str = "SELECT key, key_version, value FROM link_state
+     WHERE device_id = ?1 AND namespace = ?2 ORDER BY key";
+const DELETE_LINK_STATE: &str =
+    "DELETE FROM link_state WHERE device_id = ?1 AND namespace = ?2 AND key = ?3";
+const CLEAR_LINK_STATE: &str = "DELETE FROM link_state WHERE device_id = ?1";
+
+const INSERT_MESSAGE: &str = concat!(
+    "INSERT INTO messages (",
+    message_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+);
+const SELECT_MESSAGE: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE device_id = ?1 AND id = ?2"
+);
+const SELECT_MESSAGE_BY_IDEMPOTENCY_KEY: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE device_id = ?1 AND idempotency_key = ?2"
+);
+/// Written with the literal terms of the `messages_queued` partial index so SQLite uses it.
+const QUEUED_MESSAGES: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages
+     WHERE device_id = ?1 AND status = 'queued' AND direction = 'outbound'
+     ORDER BY created_at_ms, id LIMIT ?2"
+);
+
+/// The UPDATE that moves a message to `status`, setting that status's timestamp; `None`
+/// for `queued`, which no message ever moves to.
+fn advance_statement(status: MessageStatus) -> Option<&'static str> {
+    macro_rules! advance {
+        ($column:literal) => {
+            concat!(
+                "UPDATE messages SET status = ?3, ",
+                $column,
+                " = ?4, error = COALESCE(?5, error) WHERE device_id = ?1 AND id = ?2 RETURNING ",
+                message_columns!()
+            )
+        };
+    }
+    match status {
+        MessageStatus::Queued => None,
+        MessageStatus::Sent => Some(advance!("sent_at_ms")),
+        MessageStatus::Delivered => Some(advance!("delivered_at_ms")),
+        MessageStatus::Read => Some(advance!("read_at_ms")),
+        MessageStatus::Failed => Some(advance!("failed_at_ms")),
+    }
+}
+
+/// The [`Store`] backed by one SQLite file.
+pub struct SqliteStore {
+    /// The database file, for logs and errors.
+    path: PathBuf,
+    /// The one connection; every call takes it on a blocking thread.
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and its parent folder, and
+    /// brings its schema to [`SCHEMA_VERSION`]. Blocks: call it at start-up.
+    ///
+    /// A file whose schema is newer than this build is refused as `Corrupt`.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let mut conn = Connection::open(path).map_err(db_error)?;
+        configure(&mut conn)?;
+        migrate(&mut conn, path)?;
+        Ok(SqliteStore {
+            path: path.to_owned(),
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        let task = tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave a half-done write behind:
+            // an open transaction rolls back as it is dropped.
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut conn)
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(StoreError::Unavailable(format!(
+                "store call was cancelled: {e}"
+            ))),
+        }
+    }
+}
+
+fn configure(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error)?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(db_error)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable(format!(
+            "sqlite refused WAL mode (journal_mode is {mode})"
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(db_error)?;
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(db_error)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+    // Every transaction here reads then writes: take the write lock up front, so two
+    // processes never both hold a read snapshot they cannot upgrade.
+    conn.set_transaction_behavior(TransactionBehavior::Immediate);
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_error)?;
+    let current: u32 = tx
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(db_error)?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "{} has schema version {current}, newer than this build's {SCHEMA_VERSION}",
+            path.display()
+        )));
+    }
+    for (done, step) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.execute_batch(step).map_err(db_error)?;
+        tracing::info!(path = %path.display(), version = done + 1, "applied schema step");
+    }
+    if current < SCHEMA_VERSION {
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(db_error)?;
+    }
+    tx.commit().map_err(db_error)
+}
+
+// ---- errors ----
+
+/// Maps a failure no caller-specific rule covered: contention and I/O are worth a
+/// retry, unreadable data is not.
+fn db_error(e: rusqlite::Error) -> StoreError {
+    use ffi::ErrorCode;
+    use rusqlite::Error as E;
+    match &e {
+        E::SqliteFailure(failure, _) => match failure.code {
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
+                StoreError::Corrupt(e.to_string())
+            }
+            ErrorCode::ConstraintViolation => StoreError::Conflict {
+                what: e.to_string(),
+            },
+            _ => StoreError::Unavailable(e.to_string()),
+        },
+        E::FromSqlConversionFailure(..)
+        | E::IntegralValueOutOfRange(..)
+        | E::Utf8Error(..)
+        | E::InvalidColumnType(..) => StoreError::Corrupt(e.to_string()),
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+fn extended_code(e: &rusqlite::Error) -> Option<i32> {
+    match e {
+        rusqlite::Error::SqliteFailure(failure, _) => Some(failure.extended_code),
+        _ => None,
+    }
+}
+
+fn is_foreign_key_violation(e: &rusqlite::Error) -> bool {
+    extended_code(e) == Some(ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
+}
+
+fn is_uniqueness_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        extended_code(e),
+        Some(ffi::SQLITE_CONSTRAINT_PRIMARYKEY | ffi::SQLITE_CONSTRAINT_UNIQUE)
+    )
+}
+
+fn device_not_found(device_id: &str) -> StoreError {
+    StoreError::NotFound {
+        what: format!("device {device_id}"),
+    }
+}
+
+// ---- rows ----
+
+fn column<T: FromSql>(row: &Row<'_>, index: usize) -> Result<T, StoreError> {
+    row.get(index).map_err(db_error)
+}
+
+fn parse_column<T>(
+    row: &Row<'_>,
+    index: usize,
+    what: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<T, StoreError> {
+    let text: String = column(row, index)?;
+    parse(&text).ok_or_else(|| StoreError::Corrupt(format!("unknown {what} {text:?}")))
+}
+
+fn device_from_row(row: &Row<'_>) -> Result<DeviceRecord, StoreError> {
+    Ok(DeviceRecord {
+        id: column(row, 0)?,
+        name: column(row, 1)?,
+        tenant: column(row, 2)?,
+        status: parse_column(row, 3, "device status", DeviceStatus::parse)?,
+        status_reason: column(row, 4)?,
+        trust_level: parse_column(row, 5, "trust level", TrustLevel::parse)?,
+        phone: column(row, 6)?,
+        webhook: column(row, 7)?,
+        desired_running: column(row, 8)?,
+        created_at_ms: column(row, 9)?,
+        updated_at_ms: column(row, 10)?,
+        last_connected_at_ms: column(row, 11)?,
+    })
+}
+
+fn message_from_row(row: &Row<'_>) -> Result<MessageRecord, StoreError> {
+    Ok(MessageRecord {
+        device_id: column(row, 0)?,
+        id: column(row, 1)?,
+        direction: parse_column(row, 2, "message direction", Direction::parse)?,
+        peer_phone: column(row, 3)?,
+        text: column(row, 4)?,
+        status: parse_column(row, 5, "message status", MessageStatus::parse)?,
+        error: column(row, 6)?,
+        idempotency_key: column(row, 7)?,
+        created_at_ms: column(row, 8)?,
+        not_before_ms: column(row, 9)?,
+        sent_at_ms: column(row, 10)?,
+        delivered_at_ms: column(row, 11)?,
+        read_at_ms: column(row, 12)?,
+        failed_at_ms: column(row, 13)?,
+    })
+}
+
+fn blob_from_row(row: &Row<'_>, first: usize) -> Result<SealedBlob, StoreError> {
+    Ok(SealedBlob {
+        key_version: column(row, first)?,
+        bytes: column(row, first + 1)?,
+    })
+}
+
+/// Runs a cached query and decodes every row.
+fn query_all<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    decode: fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db_error)?;
+    let mut rows = stmt.query(params).map_err(db_error)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(db_error)? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
+}
+
+/// Runs a cached query and decodes its first row, if any.
+fn query_first<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    decode: fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db_error)?;
+    let mut rows = stmt.query(params).map_err(db_error)?;
+    match rows.next().map_err(db_error)? {
+        Some(row) => decode(row).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn execute(conn: &Connection, sql: &str, params: impl Params) -> Result<usize, rusqlite::Error> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
+// ---- list query ----
+
+/// The SELECT for one [`DeviceQuery`]: a separate statement per combination of filters
+/// (each cached), so SQLite can walk an index from `after` instead of scanning.
+fn list_devices_statement(query: &DeviceQuery) -> (String, Vec<Value>) {
+    let mut sql = String::from(concat!("SELECT ", device_columns!(), " FROM devices"));
+    let mut values = Vec::new();
+    let mut conditions = Vec::new();
+    if let Some(after) = &query.after {
+        values.push(Value::Text(after.clone()));
+        conditions.push(format!("id > ?{}", values.len()));
+    }
+    if let Some(status) = query.status {
+        values.push(Value::Text(status.as_str().to_owned()));
+        conditions.push(format!("status = ?{}", values.len()));
+    }
+    if let Some(desired_running) = query.desired_running {
+        values.push(Value::Integer(i64::from(desired_running)));
+        conditions.push(format!("desired_running = ?{}", values.len()));
+    }
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    // One row more than asked, to know whether another page follows.
+    values.push(Value::Integer(i64::from(query.limit) + 1));
+    sql.push_str(&format!(" ORDER BY id LIMIT ?{}", values.len()));
+    (sql, values)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_device(&self, device: &DeviceRecord) -> Result<(), StoreError> {
+        let d = device.clone();
+        self.with_conn(move |conn| {
+            let inserted = execute(
+                conn,
+                INSERT_DEVICE,
+                params![
+                    d.id,
+                    d.name,
+                    d.tenant,
+                    d.status.as_str(),
+                    d.status_reason,
+                    d.trust_level.as_str(),
+                    d.phone,
+                    d.webhook,
+                    d.desired_running,
+                    d.created_at_ms,
+                    d.updated_at_ms,
+                    d.last_connected_at_ms,
+                ],
+            );
+            match inserted {
+                Ok(_) => Ok(()),
+                Err(e) if is_uniqueness_violation(&e) => Err(StoreError::Conflict {
+                    what: format!("device {}", d.id),
+                }),
+                Err(e) => Err(db_error(e)),
+            }
+        })
+        .await
+    }
+
+    async fn get_device(&self, id: &str) -> Result<Option<DeviceRecord>, StoreError> {
+        let id = id.to_owned();
+        self.with_conn(move |conn| query_first(conn, SELECT_DEVICE, [id], device_from_row))
+            .await
+    }
+
+    async fn patch_device(
+        &self,
+        id: &str,
+        patch: &DevicePatch,
+        now_ms: i64,
+    ) -> Result<DeviceRecord, StoreError> {
+        let id = id.to_owned();
+        let p = patch.clone();
+        self.with_conn(move |conn| {
+            let row = query_first(
+                conn,
+                PATCH_DEVICE,
+                params![
+                    id,
+                    p.name,
+                    p.status.map(DeviceStatus::as_str),
+                    p.status_reason.is_some(),
+                    p.status_reason.flatten(),
+                    p.trust_level.map(TrustLevel::as_str),
+                    p.phone.is_some(),
+                    p.phone.flatten(),
+                    p.webhook.is_some(),
+                    p.webhook.flatten(),
+                    p.desired_running,
+                    p.last_connected_at_ms.is_some(),
+                    p.last_connected_at_ms.flatten(),
+                    now_ms,
+                ],
+                device_from_row,
+            )?;
+            row.ok_or_else(|| device_not_found(&id))
+        })
+        .await
+    }
+
+    async fn list_devices(&self, query: &DeviceQuery) -> Result<DevicePage, StoreError> {
+        if query.limit == 0 {
+            return Ok(DevicePage {
+                devices: Vec::new(),
+                next_after: None,
+            });
+        }
+        let limit = query.limit as usize;
+        let (sql, values) = list_devices_statement(query);
+        self.with_conn(move |conn| {
+            let mut devices = query_all(conn, &sql, params_from_iter(values), device_from_row)?;
+            let next_after = if devices.len() > limit {
+                devices.truncate(limit);
+                devices.last().map(|d| d.id.clone())
+            } else {
+                None
+            };
+            Ok(DevicePage {
+                devices,
+                next_after,
+            })
+        })
+        .await
+    }
+
+    async fn count_devices_by_status(&self) -> Result<Vec<(DeviceStatus, u64)>, StoreError> {
+        self.with_conn(|conn| {
+            let mut counts = query_all(conn, COUNT_DEVICES_BY_STATUS, [], |row| {
+                let status = parse_column(row, 0, "device status", DeviceStatus::parse)?;
+                let count: i64 = column(row, 1)?;
+                Ok((status, u64::try_from(count).unwrap_or(0)))
+            })?;
+            counts.sort_by_key(|(status, _)| *status);
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn delete_device(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.with_conn(move |conn| {
+            let deleted = execute(conn, DELETE_DEVICE, [id]).map_err(db_error)?;
+            Ok(deleted > 0)
+        })
+        .await
+    }
+
+    async fn put_link_state(
+        &self,
+        device_id: &str,
+        namespace: &str,
+        key: &str,
+        value: &SealedBlob,
+    ) -> Result<(), StoreError> {
+        let (device_id, namespace, key) =
+            (device_id.to_owned(), namespace.to_owned(), key.to_owned());
+        let value = value.clone();
+        self.with_conn(move |conn| {
+            let written = execute(
+                conn,
+                PUT_LINK_STATE,
+                params![device_id, namespace, key, value.key_version, value.bytes],
+            );
+            match written {
+                Ok(_) => Ok(()),
+                Err(e) if is_foreign_key_violation(&e) => Err(device_not_found(&device_id)),
+                Err(e) => Err(db_error(e)),
+            }
+        })
+        .await
+    }
+
+    async fn get_link_state(
+        &self,
+        device_id: &str,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<SealedBlob>, StoreError> {
+        let params = (device_id.to_owned(), namespace.to_owned(), key.to_owned());
+        self.with_conn(move |conn| {
+            query_first(conn, GET_LINK_STATE, params, |row| blob_from_row(row, 0))
+        })
+        .await
+    }
+
+    async fn list_link_state(
+        &self,
+        device_id: &str,
+        namespace: &str,
+    ) -> Result<Vec<(String, SealedBlob)>, StoreError> {
+        let params = (device_id.to_owned(), namespace.to_owned());
+        self.with_conn(move |conn| {
+            query_all(conn, LIST_LINK_STATE, params, |row| {
+                Ok((column(row, 0)?, blob_from_row(row, 1)?))
+            })
+        })
+        .await
+    }
+
+    async fn delete_link_state(
+        &self,
+        device_id: &str,
+        namespace: &str,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        let params = (device_id.to_owned(), namespace.to_owned(), key.to_owned());
+        self.with_conn(move |conn| {
+            let deleted = execute(conn, DELETE_LINK_STATE, params).map_err(db_error)?;
+            Ok(deleted > 0)
+        })
+        .await
+    }
+
+    async fn clear_link_state(&self, device_id: &str) -> Result<u64, StoreError> {
+        let device_id = device_id.to_owned();
+        self.with_conn(move |conn| {
+            let deleted = execute(conn, CLEAR_LINK_STATE, [device_id]).map_err(db_error)?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+
+    async fn insert_message(&self, message: &MessageRecord) -> Result<InsertOutcome, StoreError> {
+        let m = message.clone();
+        self.with_conn(move |conn| {
+            // The write lock is taken first, so no other connection can slip a message
+            // with the same idempotency key between the lookup and the insert.
+            let tx = conn.transaction().map_err(db_error)?;
+            if let Some(key) = &m.idempotency_key
+                && let Some(existing) = query_first(
+                    &tx,
+                    SELECT_MESSAGE_BY_IDEMPOTENCY_KEY,
+                    (&m.device_id, key),
+                    message_from_row,
+                )?
+            {
+                return Ok(InsertOutcome::Existing(existing));
+            }
+            let inserted = execute(
+                &tx,
+                INSERT_MESSAGE,
+                params![
+                    m.device_id,
+                    m.id,
+                    m.direction.as_str(),
+                    m.peer_phone,
+                    m.text,
+                    m.status.as_str(),
+                    m.error,
+                    m.idempotency_key,
+                    m.created_at_ms,
+                    m.not_before_ms,
+                    m.sent_at_ms,
+                    m.delivered_at_ms,
+                    m.read_at_ms,
+                    m.failed_at_ms,
+                ],
+            );
+            match inserted {
+                Ok(_) => {
+                    tx.commit().map_err(db_error)?;
+                    Ok(InsertOutcome::Inserted)
+                }
+                Err(e) if is_foreign_key_violation(&e) => Err(device_not_found(&m.device_id)),
+                Err(e) if is_uniqueness_violation(&e) => Err(StoreError::Conflict {
+                    what: format!("message {} of device {}", m.id, m.device_id),
+                }),
+                Err(e) => Err(db_error(e)),
+            }
+        })
+        .await
+    }
+
+    async fn get_message(
+        &self,
+        device_id: &str,
+        message_id: &str,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        let params = (device_id.to_owned(), message_id.to_owned());
+        self.with_conn(move |conn| query_first(conn, SELECT_MESSAGE, params, message_from_row))
+            .await
+    }
+
+    async fn advance_message(
+        &self,
+        device_id: &str,
+        message_id: &str,
+        status: MessageStatus,
+        at_ms: i64,
+        error: Option<&str>,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        let (device_id, message_id) = (device_id.to_owned(), message_id.to_owned());
+        let error = error.map(str::to_owned);
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(db_error)?;
+            let Some(current) = query_first(
+                &tx,
+                SELECT_MESSAGE,
+                (&device_id, &message_id),
+                message_from_row,
+            )?
+            else {
+                return Ok(None);
+            };
+            let update =
+                advance_statement(status).filter(|_| current.status.may_advance_to(status));
+            let Some(sql) = update else {
+                return Ok(Some(current));
+            };
+            let advanced = query_first(
+                &tx,
+                sql,
+                params![device_id, message_id, status.as_str(), at_ms, error],
+                message_from_row,
+            )?;
+            tx.commit().map_err(db_error)?;
+            Ok(advanced)
+        })
+        .await
+    }
+
+    async fn queued_messages(
+        &self,
+        device_id: &str,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let device_id = device_id.to_owned();
+        self.with_conn(move |conn| {
+            query_all(
+                conn,
+                QUEUED_MESSAGES,
+                params![device_id, i64::from(limit)],
+                message_from_row,
+            )
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_temp() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("wafleet.db")).expect("open");
+        (dir, store)
+    }
+
+    fn raw(store: &SqliteStore) -> std::sync::MutexGuard<'_, Connection> {
+        store.conn.lock().expect("lock")
+    }
+
+    fn device(id: &str) -> DeviceRecord {
+        DeviceRecord {
+            id: id.to_owned(),
+            name: "n".to_owned(),
+            tenant: "default".to_owned(),
+            status: DeviceStatus::Stopped,
+            status_reason: None,
+            trust_level: TrustLevel::Newcomer,
+            phone: None,
+            webhook: None,
+            desired_running: false,
+            created_at_ms: 1,
+            updated_at_ms: 1,
+            last_connected_at_ms: None,
+        }
+    }
+
+    fn query_plan(conn: &Connection, sql: &str) -> String {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("explain");
+        let nulls = std::iter::repeat_n(Value::Null, stmt.parameter_count());
+        let details: Vec<String> = stmt
+            .query_map(params_from_iter(nulls), |row| row.get::<_, String>(3))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        details.join("; ")
+    }
+
+    #[tokio::test]
+    async fn connection_is_configured_for_sharing() {
+        let (_dir, store) = open_temp();
+        let conn = raw(&store);
+        let get = |name: &str| -> String {
+            conn.pragma_query_value(None, name, |row| row.get::<_, rusqlite::types::Value>(0))
+                .map(|v| format!("{v:?}"))
+                .expect(name)
+        };
+        assert_eq!(get("journal_mode"), "Text(\"wal\")");
+        assert_eq!(get("synchronous"), "Integer(1)"); // NORMAL
+        assert_eq!(get("foreign_keys"), "Integer(1)");
+        assert_eq!(get("busy_timeout"), "Integer(5000)");
+        assert_eq!(get("user_version"), format!("Integer({SCHEMA_VERSION})"));
+    }
+
+    #[tokio::test]
+    async fn unknown_enum_text_is_corrupt() {
+        let (_dir, store) = open_temp();
+        store.create_device(&device("d1")).await.expect("create");
+        raw(&store)
+            .execute("UPDATE devices SET status = 'EXPLODED' WHERE id = 'd1'", [])
+            .expect("update");
+        let err = store.get_device("d1").await.expect_err("bad status");
+        assert!(
+            matches!(&err, StoreError::Corrupt(m) if m.contains("EXPLODED")),
+            "{err}"
+        );
+        let err = store
+            .count_devices_by_status()
+            .await
+            .expect_err("bad status");
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn wrong_column_type_is_corrupt() {
+        let (_dir, store) = open_temp();
+        store.create_device(&device("d1")).await.expect("create");
+        store
+            .put_link_state(
+                "d1",
+                "ns",
+                "k",
+                &SealedBlob {
+                    key_version: 1,
+                    bytes: vec![1],
+                },
+            )
+            .await
+            .expect("put");
+        raw(&store)
+            .execute("UPDATE link_state SET key_version = -1", [])
+            .expect("update");
+        let err = store
+            .get_link_state("d1", "ns", "k")
+            .await
+            .expect_err("bad version");
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("wafleet.db");
+        drop(SqliteStore::open(&path).expect("open"));
+        Connection::open(&path)
+            .expect("raw open")
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .expect("bump");
+        let err = SqliteStore::open(&path).expect_err("newer schema");
+        assert!(
+            matches!(&err, StoreError::Corrupt(m) if m.contains("newer")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_corrupt() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("wafleet.db");
+        std::fs::write(&path, vec![b'x'; 4096]).expect("write");
+        let err = SqliteStore::open(&path).expect_err("not a database");
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    }
+
+    #[test]
+    fn open_creates_missing_folders() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a").join("b").join("wafleet.db");
+        SqliteStore::open(&path).expect("open");
+        assert!(path.exists());
+    }
+
+    #[test]
+    fn list_statements_walk_an_index() {
+        let (_dir, store) = open_temp();
+        let conn = raw(&store);
+        let query = |status, desired_running| DeviceQuery {
+            status,
+            desired_running,
+            after: Some("x".to_owned()),
+            limit: 10,
+        };
+        let cases = [
+            (query(None, None), "USING INDEX sqlite_autoindex_devices_1"),
+            (
+                query(Some(DeviceStatus::Ready), None),
+                "USING INDEX devices_by_status",
+            ),
+            (
+                query(None, Some(true)),
+                "USING INDEX devices_by_desired_running",
+            ),
+        ];
+        for (query, index) in cases {
+            let (sql, _) = list_devices_statement(&query);
+            let plan = query_plan(&conn, &sql);
+            assert!(plan.contains(index), "{sql}: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{sql} sorts: {plan}");
+        }
+    }
+
+    #[test]
+    fn queued_scan_uses_its_partial_index() {
+        let (_dir, store) = open_temp();
+        let plan = query_plan(&raw(&store), QUEUED_MESSAGES);
+        assert!(plan.contains("USING INDEX messages_queued"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+
+    #[test]
+    fn each_advance_sets_its_own_timestamp() {
+        for (status, column) in [
+            (MessageStatus::Sent, "sent_at_ms"),
+            (MessageStatus::Delivered, "delivered_at_ms"),
+            (MessageStatus::Read, "read_at_ms"),
+            (MessageStatus::Failed, "failed_at_ms"),
+        ] {
+            let sql = advance_statement(status).expect("statement");
+            assert!(sql.contains(&format!("{column} = ?4")), "{sql}");
+        }
+        assert_eq!(advance_statement(MessageStatus::Queued), None);
+    }
+}

@@ -1,0 +1,189 @@
+//! The SQLite store: the conformance suite, plus what only a file-backed store promises
+//! (data outlives the process, several processes share one file, the schema version).
+
+use wafleet_node::store::sqlite::SCHEMA_VERSION;
+use wafleet_node::store::{
+    DevicePatch, DeviceRecord, DeviceStatus, Direction, InsertOutcome, MessageRecord,
+    MessageStatus, SealedBlob, SqliteStore, Store, TrustLevel, conformance,
+};
+
+fn fresh_db() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("data").join("wafleet.db");
+    (dir, path)
+}
+
+fn device(id: &str) -> DeviceRecord {
+    DeviceRecord {
+        id: id.to_owned(),
+        name: format!("device {id}"),
+        tenant: "default".to_owned(),
+        status: DeviceStatus::Ready,
+        status_reason: None,
+        trust_level: TrustLevel::Trusted,
+        phone: Some("+4915100000001".to_owned()),
+        webhook: None,
+        desired_running: true,
+        created_at_ms: 1_000,
+        updated_at_ms: 1_000,
+        last_connected_at_ms: Some(2_000),
+    }
+}
+
+fn message(device_id: &str, id: &str, key: Option<&str>) -> MessageRecord {
+    MessageRecord {
+        id: id.to_owned(),
+        device_id: device_id.to_owned(),
+        direction: Direction::Outbound,
+        peer_phone: "+4915100000002".to_owned(),
+        text: "hello".to_owned(),
+        status: MessageStatus::Queued,
+        error: None,
+        idempotency_key: key.map(str::to_owned),
+        created_at_ms: 3_000,
+        not_before_ms: None,
+        sent_at_ms: None,
+        delivered_at_ms: None,
+        read_at_ms: None,
+        failed_at_ms: None,
+    }
+}
+
+fn user_version(path: &std::path::Path) -> u32 {
+    rusqlite::Connection::open(path)
+        .expect("raw open")
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .expect("user_version")
+}
+
+#[tokio::test]
+async fn sqlite_passes_the_conformance_suite() {
+    let (_dir, path) = fresh_db();
+    let store = SqliteStore::open(&path).expect("open");
+    conformance::run_all(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_can_run_again_on_the_same_file() {
+    let (_dir, path) = fresh_db();
+    conformance::run_all(&SqliteStore::open(&path).expect("open")).await;
+    // A second process on a file that already holds the first run's rows.
+    conformance::run_all(&SqliteStore::open(&path).expect("reopen")).await;
+}
+
+#[tokio::test]
+async fn data_survives_close_and_reopen() {
+    let (_dir, path) = fresh_db();
+    let blob = SealedBlob {
+        key_version: 3,
+        bytes: vec![9; 100],
+    };
+    {
+        let store = SqliteStore::open(&path).expect("open");
+        store.create_device(&device("d1")).await.expect("create");
+        store
+            .put_link_state("d1", "creds", "noise", &blob)
+            .await
+            .expect("put");
+        store
+            .insert_message(&message("d1", "m1", Some("k1")))
+            .await
+            .expect("insert");
+        store
+            .advance_message("d1", "m1", MessageStatus::Sent, 4_000, None)
+            .await
+            .expect("advance");
+    }
+
+    let store = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(
+        store.get_device("d1").await.expect("get"),
+        Some(device("d1"))
+    );
+    assert_eq!(
+        store
+            .get_link_state("d1", "creds", "noise")
+            .await
+            .expect("get"),
+        Some(blob)
+    );
+    let stored = store.get_message("d1", "m1").await.expect("get");
+    let expected = MessageRecord {
+        status: MessageStatus::Sent,
+        sent_at_ms: Some(4_000),
+        ..message("d1", "m1", Some("k1"))
+    };
+    assert_eq!(stored, Some(expected.clone()));
+    // The idempotency key is durable too.
+    let outcome = store
+        .insert_message(&message("d1", "m2", Some("k1")))
+        .await
+        .expect("insert");
+    assert_eq!(outcome, InsertOutcome::Existing(expected));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_file_see_each_others_writes() {
+    let (_dir, path) = fresh_db();
+    let a = SqliteStore::open(&path).expect("open a");
+    let b = SqliteStore::open(&path).expect("open b");
+
+    a.create_device(&device("d1")).await.expect("create on a");
+    assert_eq!(
+        b.get_device("d1").await.expect("get on b"),
+        Some(device("d1"))
+    );
+
+    let patch = DevicePatch {
+        status: Some(DeviceStatus::Disconnected),
+        ..DevicePatch::default()
+    };
+    b.patch_device("d1", &patch, 5_000)
+        .await
+        .expect("patch on b");
+    let seen = a.get_device("d1").await.expect("get on a").expect("exists");
+    assert_eq!(seen.status, DeviceStatus::Disconnected);
+    assert_eq!(seen.updated_at_ms, 5_000);
+
+    let err = b.create_device(&device("d1")).await.expect_err("duplicate");
+    assert!(
+        matches!(err, wafleet_node::store::StoreError::Conflict { .. }),
+        "{err}"
+    );
+
+    // Both "processes" race to insert under one idempotency key: one wins.
+    let tries: Vec<MessageRecord> = (0..20)
+        .map(|i| message("d1", &format!("m{i}"), Some("shared")))
+        .collect();
+    let (from_a, from_b) = tokio::join!(
+        futures_util::future::join_all(tries.iter().step_by(2).map(|m| a.insert_message(m))),
+        futures_util::future::join_all(
+            tries.iter().skip(1).step_by(2).map(|m| b.insert_message(m))
+        ),
+    );
+    let inserted = from_a
+        .into_iter()
+        .chain(from_b)
+        .map(|r| r.expect("insert"))
+        .filter(|o| *o == InsertOutcome::Inserted)
+        .count();
+    assert_eq!(inserted, 1, "inserts across two connections");
+
+    assert!(a.delete_device("d1").await.expect("delete on a"));
+    assert_eq!(b.get_device("d1").await.expect("get on b"), None);
+    assert!(
+        b.queued_messages("d1", 10)
+            .await
+            .expect("queued")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn schema_version_is_the_latest_and_reopen_keeps_it() {
+    let (_dir, path) = fresh_db();
+    drop(SqliteStore::open(&path).expect("open"));
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+    drop(SqliteStore::open(&path).expect("reopen"));
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+}
