@@ -1,9 +1,35 @@
 //! A wafleet node: device actors, WhatsApp links, stores and the event bus.
 //!
 //! # Layout
+//! - [`fleet`]: the node's API ([`Fleet`]) that the gateway calls.
+//! - [`device_supervisor`], [`device_actor`]: the actors (tree below).
+//! - [`link`]: the [`link::LinkFactory`] abstraction and the simulated link.
+//! - [`events`]: device events and the in-process bus behind SSE.
 //! - [`store`]: the [`store::Store`] trait, its records, the embedded SQLite backend and
 //!   the conformance suite.
-//! - [`seal`]: AES-256-GCM sealing of credentials and link state.
+//! - [`vault`], [`seal`]: sealed (AES-256-GCM) per-device credentials and link state.
+//! - [`context`]: what all actors of a node share, and the node's timings.
+//! - [`metrics`]: every metric the node records.
+//!
+//! # Supervision
+//!
+//! ```text
+//! DeviceSupervisor                 spawns, stops, restarts with backoff, FAILED after N crashes
+//! └── DeviceActor(device_id)       one per running device
+//!     └── LinkSession              the connection to WhatsApp (a task it owns)
+//! ```
 
+pub mod clock;
+pub mod context;
+pub mod device_actor;
+pub mod device_supervisor;
+pub mod events;
+pub mod fleet;
+pub mod link;
+pub mod metrics;
 pub mod seal;
 pub mod store;
+pub mod vault;
+
+pub use context::NodeConfig;
+pub use fleet::{Fleet, FleetError, NewDevice, SendText, Sent};

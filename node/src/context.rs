@@ -1,0 +1,110 @@
+//! What every actor of a node shares: the store, the vault, the event bus, the link
+//! factory, the connect gate, the registry of running devices, and timings.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ractor::ActorRef;
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+
+use crate::clock::now_ms;
+use crate::device_actor::DeviceMsg;
+use crate::events::{EventBus, EventKind};
+use crate::link::LinkFactory;
+use crate::store::{DevicePatch, DeviceRecord, DeviceStatus, Store, StoreError};
+use crate::vault::Vault;
+
+/// Timings and limits of a node's devices.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's name, shown as a device's `node`.
+    pub node_name: String,
+    /// At most this many devices connect (handshake) at once, so that a restart or a
+    /// failover never becomes a reconnect storm.
+    pub connect_concurrency: usize,
+    /// Random delay, up to this, before a device that resumes or reconnects dials.
+    pub connect_jitter: Duration,
+    /// A connection attempt (dial + handshake) that takes longer is abandoned.
+    pub handshake_timeout: Duration,
+    /// First reconnect delay after a disconnect; doubles per failure up to `reconnect_max`.
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    /// Crashes in a row after which a device is left `FAILED`.
+    pub max_crashes: u32,
+    /// First restart delay after a crash; doubles per crash up to `reconnect_max`.
+    pub crash_backoff: Duration,
+    /// Outbound messages handed to a link before its `sent` receipts come back.
+    pub max_in_flight: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            node_name: "standalone".into(),
+            connect_concurrency: 128,
+            connect_jitter: Duration::from_millis(200),
+            handshake_timeout: Duration::from_secs(20),
+            reconnect_min: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(30),
+            max_crashes: 5,
+            crash_backoff: Duration::from_millis(500),
+            max_in_flight: 256,
+        }
+    }
+}
+
+/// The devices running on this node.
+pub(crate) type Registry = Arc<RwLock<HashMap<String, ActorRef<DeviceMsg>>>>;
+
+/// Shared by the fleet, the supervisor and every device actor.
+#[derive(Debug)]
+pub struct NodeContext {
+    pub(crate) config: NodeConfig,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) vault: Vault,
+    pub(crate) bus: EventBus,
+    pub(crate) links: Arc<dyn LinkFactory>,
+    pub(crate) connect_gate: Arc<Semaphore>,
+    pub(crate) registry: Registry,
+}
+
+impl NodeContext {
+    /// The running actor of a device, if any.
+    pub(crate) fn running(&self, device_id: &str) -> Option<ActorRef<DeviceMsg>> {
+        self.registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(device_id)
+            .cloned()
+    }
+
+    /// Writes a status change (with any other fields in `patch`) and publishes the
+    /// `status` event when the status or its reason changed.
+    pub(crate) async fn record_status(
+        &self,
+        device_id: &str,
+        previous: Option<DeviceStatus>,
+        status: DeviceStatus,
+        reason: Option<String>,
+        mut patch: DevicePatch,
+    ) -> Result<DeviceRecord, StoreError> {
+        patch.status = Some(status);
+        patch.status_reason = Some(reason.clone());
+        let record = self.store.patch_device(device_id, &patch, now_ms()).await?;
+        let mut data = Map::new();
+        data.insert("status".into(), Value::from(status.as_str()));
+        if let Some(previous) = previous {
+            data.insert("previous".into(), Value::from(previous.as_str()));
+        }
+        if let Some(reason) = reason {
+            data.insert("reason".into(), Value::from(reason));
+        }
+        if let Some(phone) = &record.phone {
+            data.insert("phone".into(), Value::from(phone.as_str()));
+        }
+        self.bus.publish(device_id, EventKind::Status, data);
+        Ok(record)
+    }
+}

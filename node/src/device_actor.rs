@@ -1,0 +1,615 @@
+//! One actor per running device: drives its link through the status machine
+//! `STARTING → SCAN_QR → READY ⇄ DISCONNECTED`, ending in `LOGGED_OUT` or `STOPPED`,
+//! and moves its outbound messages from the store's queue to the link.
+//!
+//! The actor keeps its mutable data in [`DeviceState`], built in `pre_start`. Handlers
+//! match and delegate; nothing waits on the network inside a handler except opening a
+//! link, which is bounded by the handshake timeout.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde_json::{Map, Value};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::clock::now_ms;
+use crate::context::NodeContext;
+use crate::device_supervisor::SupervisorMsg;
+use crate::events::EventKind;
+use crate::link::{
+    LinkCommand, LinkContext, LinkError, LinkEvent, LinkEvents, LinkSession, PairCode,
+    ReceiptStatus,
+};
+use crate::metrics;
+use crate::store::{
+    DevicePatch, DeviceStatus, Direction, InsertOutcome, MessageRecord, MessageStatus, StoreError,
+};
+
+/// A QR code being shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QrCode {
+    pub code: String,
+    pub expires_at_ms: i64,
+}
+
+/// Messages a device actor handles.
+#[derive(Debug)]
+pub enum DeviceMsg {
+    /// Wait for a connect slot, then open the link.
+    Connect,
+    /// A connect slot is ours: open the link now.
+    Open(OwnedSemaphorePermit),
+    /// Something from link session `.0`.
+    Link(u64, LinkEvent),
+    /// The handshake of session `.0` took too long.
+    HandshakeTimeout(u64),
+    /// Hand queued outbound messages to the link.
+    Drain,
+    /// The QR code on show, if pairing.
+    GetQr(RpcReplyPort<Option<QrCode>>),
+    /// Ask the link for a pairing code for this phone.
+    PairCode(String, RpcReplyPort<Result<PairCode, LinkError>>),
+    /// Forget the credentials and stop (`LOGGED_OUT`).
+    Logout(RpcReplyPort<()>),
+}
+
+/// The actor; its data lives in [`DeviceState`].
+#[derive(Debug)]
+pub struct DeviceActor;
+
+/// What the actor is started with.
+#[derive(Debug)]
+pub struct DeviceArgs {
+    pub(crate) device_id: String,
+    pub(crate) ctx: Arc<NodeContext>,
+    pub(crate) supervisor: ActorRef<SupervisorMsg>,
+}
+
+/// The mutable data of a device actor.
+#[derive(Debug)]
+pub struct DeviceState {
+    id: String,
+    ctx: Arc<NodeContext>,
+    supervisor: ActorRef<SupervisorMsg>,
+    status: DeviceStatus,
+    /// The link connection, while one is open.
+    session: Option<Box<dyn LinkSession>>,
+    /// Tags the current session's events; older sessions' late events are dropped.
+    session_no: u64,
+    /// Held from dialing until the handshake ends, bounding concurrent handshakes.
+    permit: Option<OwnedSemaphorePermit>,
+    qr: Option<QrCode>,
+    /// Handed to the link, waiting for the `sent` receipt.
+    in_flight: HashSet<String>,
+    /// More queued messages may wait than the last drain took.
+    backlog: bool,
+    /// Failed connection attempts in a row (sets the reconnect delay).
+    reconnect_attempt: u32,
+}
+
+impl Actor for DeviceActor {
+    type Msg = DeviceMsg;
+    type State = DeviceState;
+    type Arguments = DeviceArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<DeviceMsg>,
+        args: DeviceArgs,
+    ) -> Result<DeviceState, ActorProcessingErr> {
+        let record = args
+            .ctx
+            .store
+            .get_device(&args.device_id)
+            .await?
+            .ok_or_else(|| format!("device {} not found", args.device_id))?;
+        let mut state = DeviceState {
+            id: args.device_id,
+            ctx: args.ctx,
+            supervisor: args.supervisor,
+            status: record.status,
+            session: None,
+            session_no: 0,
+            permit: None,
+            qr: None,
+            in_flight: HashSet::new(),
+            backlog: false,
+            reconnect_attempt: 0,
+        };
+        state
+            .set_status(DeviceStatus::Starting, None, DevicePatch::default())
+            .await?;
+        myself.cast(DeviceMsg::Connect)?;
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<DeviceMsg>,
+        msg: DeviceMsg,
+        state: &mut DeviceState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            DeviceMsg::Connect => state.wait_for_connect_slot(myself),
+            DeviceMsg::Open(permit) => state.open(myself, permit).await?,
+            DeviceMsg::Link(session, event) if session == state.session_no => {
+                state.on_link_event(myself, event).await?
+            }
+            DeviceMsg::Link(..) => {}
+            DeviceMsg::HandshakeTimeout(session) => {
+                if session == state.session_no && state.permit.is_some() {
+                    state
+                        .on_link_event(
+                            myself,
+                            LinkEvent::Disconnected {
+                                reason: "handshake timed out".into(),
+                            },
+                        )
+                        .await?;
+                }
+            }
+            DeviceMsg::Drain => state.drain(&myself).await?,
+            DeviceMsg::GetQr(reply) => {
+                let qr = (state.status == DeviceStatus::ScanQr)
+                    .then(|| state.qr.clone())
+                    .flatten();
+                let _ = reply.send(qr);
+            }
+            DeviceMsg::PairCode(phone, reply) => state.request_pair_code(phone, reply),
+            DeviceMsg::Logout(reply) => {
+                state.logout().await?;
+                let _ = reply.send(());
+                myself.stop(Some("logged out".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DeviceState {
+    async fn set_status(
+        &mut self,
+        status: DeviceStatus,
+        reason: Option<String>,
+        patch: DevicePatch,
+    ) -> Result<(), StoreError> {
+        let previous = self.status;
+        self.ctx
+            .record_status(&self.id, Some(previous), status, reason, patch)
+            .await?;
+        self.status = status;
+        Ok(())
+    }
+
+    fn wait_for_connect_slot(&mut self, myself: ActorRef<DeviceMsg>) {
+        if self.session.is_some() {
+            return;
+        }
+        let gate = self.ctx.connect_gate.clone();
+        let jitter = jitter(self.ctx.config.connect_jitter);
+        tokio::spawn(async move {
+            tokio::time::sleep(jitter).await;
+            if let Ok(permit) = gate.acquire_owned().await {
+                let _ = myself.cast(DeviceMsg::Open(permit));
+            }
+        });
+    }
+
+    async fn open(
+        &mut self,
+        myself: ActorRef<DeviceMsg>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(), StoreError> {
+        if self.session.is_some() {
+            return Ok(());
+        }
+        if self.status != DeviceStatus::Starting {
+            self.set_status(DeviceStatus::Starting, None, DevicePatch::default())
+                .await?;
+        }
+        self.session_no += 1;
+        let session_no = self.session_no;
+        let to_actor = myself.clone();
+        let link_ctx = LinkContext {
+            device_id: self.id.clone(),
+            vault: self.ctx.vault.device(&self.id),
+            events: LinkEvents::new(
+                session_no,
+                Arc::new(move |session, event| {
+                    let _ = to_actor.cast(DeviceMsg::Link(session, event));
+                }),
+            ),
+        };
+        let timeout = self.ctx.config.handshake_timeout;
+        match tokio::time::timeout(timeout, self.ctx.links.open(link_ctx)).await {
+            Ok(Ok(session)) => {
+                self.session = Some(session);
+                self.permit = Some(permit);
+                myself.send_after(timeout, move || DeviceMsg::HandshakeTimeout(session_no));
+                Ok(())
+            }
+            Ok(Err(error)) => {
+                drop(permit);
+                self.disconnected(&myself, error.to_string()).await
+            }
+            Err(_) => {
+                drop(permit);
+                self.disconnected(&myself, "connect timed out".into()).await
+            }
+        }
+    }
+
+    async fn on_link_event(
+        &mut self,
+        myself: ActorRef<DeviceMsg>,
+        event: LinkEvent,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            LinkEvent::Qr {
+                code,
+                expires_at_ms,
+            } => self.on_qr(code, expires_at_ms).await?,
+            LinkEvent::Paired { phone } | LinkEvent::Connected { phone } => {
+                self.on_ready(&myself, phone).await?
+            }
+            LinkEvent::Disconnected { reason } => {
+                self.end_session();
+                self.disconnected(&myself, reason).await?;
+            }
+            LinkEvent::CredentialsRejected { reason } => {
+                info!(device_id = %self.id, %reason, "credentials refused, pairing again");
+                self.end_session();
+                let patch = DevicePatch {
+                    phone: Some(None),
+                    ..DevicePatch::default()
+                };
+                self.set_status(DeviceStatus::Starting, Some(reason), patch)
+                    .await?;
+                myself.cast(DeviceMsg::Connect)?;
+            }
+            LinkEvent::LoggedOut => {
+                self.end_session();
+                self.become_final(DeviceStatus::LoggedOut, "unlinked by the phone", true)
+                    .await?;
+                myself.stop(Some("logged out".into()));
+            }
+            LinkEvent::QrTimeout => {
+                self.end_session();
+                self.become_final(DeviceStatus::Stopped, "qr_timeout", false)
+                    .await?;
+                myself.stop(Some("qr timeout".into()));
+            }
+            LinkEvent::Replaced => {
+                warn!(device_id = %self.id, "connection replaced by another, stopping");
+                self.end_session();
+                self.become_final(DeviceStatus::Stopped, "replaced", false)
+                    .await?;
+                myself.stop(Some("replaced".into()));
+            }
+            LinkEvent::Receipt {
+                message_id,
+                status,
+                error,
+                at_ms,
+            } => {
+                self.on_receipt(&myself, message_id, status, error, at_ms)
+                    .await?
+            }
+            LinkEvent::Inbound {
+                message_id,
+                from_phone,
+                text,
+                at_ms,
+            } => self.on_inbound(message_id, from_phone, text, at_ms).await?,
+            LinkEvent::Banned { until_ms } => {
+                warn!(device_id = %self.id, until_ms, "account temporarily banned");
+                let mut data = Map::new();
+                data.insert("status".into(), Value::from(self.status.as_str()));
+                data.insert("reason".into(), Value::from("banned"));
+                data.insert("banned_until_ms".into(), Value::from(until_ms));
+                self.ctx.bus.publish(&self.id, EventKind::Status, data);
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_qr(&mut self, code: String, expires_at_ms: i64) -> Result<(), StoreError> {
+        self.permit = None;
+        self.qr = Some(QrCode {
+            code: code.clone(),
+            expires_at_ms,
+        });
+        if self.status != DeviceStatus::ScanQr {
+            let patch = DevicePatch {
+                phone: Some(None),
+                ..DevicePatch::default()
+            };
+            self.set_status(DeviceStatus::ScanQr, None, patch).await?;
+        }
+        let mut data = Map::new();
+        data.insert("code".into(), Value::from(code));
+        data.insert("expires_at_ms".into(), Value::from(expires_at_ms));
+        self.ctx.bus.publish(&self.id, EventKind::Qr, data);
+        Ok(())
+    }
+
+    async fn on_ready(
+        &mut self,
+        myself: &ActorRef<DeviceMsg>,
+        phone: String,
+    ) -> Result<(), ActorProcessingErr> {
+        self.permit = None;
+        self.qr = None;
+        self.reconnect_attempt = 0;
+        let patch = DevicePatch {
+            phone: Some(Some(phone)),
+            last_connected_at_ms: Some(Some(now_ms())),
+            ..DevicePatch::default()
+        };
+        self.set_status(DeviceStatus::Ready, None, patch).await?;
+        let _ = self
+            .supervisor
+            .cast(SupervisorMsg::Healthy(self.id.clone()));
+        self.drain(myself).await?;
+        Ok(())
+    }
+
+    /// The connection is gone (or never came): `DISCONNECTED`, and retry with backoff.
+    async fn disconnected(
+        &mut self,
+        myself: &ActorRef<DeviceMsg>,
+        reason: String,
+    ) -> Result<(), StoreError> {
+        let delay = backoff(
+            self.ctx.config.reconnect_min,
+            self.ctx.config.reconnect_max,
+            self.reconnect_attempt,
+        );
+        self.reconnect_attempt = self.reconnect_attempt.saturating_add(1);
+        debug!(device_id = %self.id, %reason, delay_ms = delay.as_millis() as u64, "link down, reconnecting later");
+        self.set_status(
+            DeviceStatus::Disconnected,
+            Some(reason),
+            DevicePatch::default(),
+        )
+        .await?;
+        myself.send_after(delay, || DeviceMsg::Connect);
+        Ok(())
+    }
+
+    /// A status the actor stops in. `wipe`: the credentials are gone, so is the phone.
+    async fn become_final(
+        &mut self,
+        status: DeviceStatus,
+        reason: &str,
+        wipe: bool,
+    ) -> Result<(), StoreError> {
+        let patch = DevicePatch {
+            desired_running: Some(false),
+            phone: wipe.then_some(None),
+            ..DevicePatch::default()
+        };
+        self.set_status(status, Some(reason.to_owned()), patch)
+            .await
+    }
+
+    fn end_session(&mut self) {
+        self.session = None;
+        self.permit = None;
+        self.qr = None;
+        self.in_flight.clear();
+    }
+
+    async fn logout(&mut self) -> Result<(), ActorProcessingErr> {
+        self.end_session();
+        self.ctx.vault.device(&self.id).clear().await?;
+        self.become_final(DeviceStatus::LoggedOut, "logged out by the operator", true)
+            .await?;
+        Ok(())
+    }
+
+    fn request_pair_code(
+        &mut self,
+        phone: String,
+        reply: RpcReplyPort<Result<PairCode, LinkError>>,
+    ) {
+        let session = match (&mut self.session, self.status) {
+            (Some(session), DeviceStatus::ScanQr) => session,
+            _ => {
+                let _ = reply.send(Err(LinkError::WrongState(format!(
+                    "device is {}, a pairing code needs SCAN_QR",
+                    self.status
+                ))));
+                return;
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        if let Err(error) = session.command(LinkCommand::RequestPairCode { phone, reply: tx }) {
+            let _ = reply.send(Err(error));
+            return;
+        }
+        // Answer from a task so the actor does not wait on the network.
+        tokio::spawn(async move {
+            let answer = rx.await.unwrap_or(Err(LinkError::Closed));
+            let _ = reply.send(answer);
+        });
+    }
+
+    /// Hands queued messages (oldest first) to the link while READY.
+    async fn drain(&mut self, myself: &ActorRef<DeviceMsg>) -> Result<(), StoreError> {
+        let Some(session) = self.session.as_mut() else {
+            return Ok(());
+        };
+        if self.status != DeviceStatus::Ready {
+            return Ok(());
+        }
+        let room = self
+            .ctx
+            .config
+            .max_in_flight
+            .saturating_sub(self.in_flight.len());
+        if room == 0 {
+            self.backlog = true;
+            return Ok(());
+        }
+        let limit = (self.in_flight.len() + room).min(u32::MAX as usize) as u32;
+        let queued = self.ctx.store.queued_messages(&self.id, limit).await?;
+        self.backlog = queued.len() as u32 == limit;
+        for message in queued {
+            if self.in_flight.contains(&message.id) {
+                continue;
+            }
+            let command = LinkCommand::SendText {
+                message_id: message.id.clone(),
+                to_phone: message.peer_phone,
+                text: message.text,
+            };
+            match session.command(command) {
+                Ok(()) => {
+                    self.in_flight.insert(message.id);
+                }
+                Err(LinkError::WrongState(_)) => {
+                    // The link's buffer is full: try again shortly.
+                    self.backlog = true;
+                    myself.send_after(Duration::from_millis(20), || DeviceMsg::Drain);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_receipt(
+        &mut self,
+        myself: &ActorRef<DeviceMsg>,
+        message_id: String,
+        status: ReceiptStatus,
+        error: Option<String>,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let status = match status {
+            ReceiptStatus::Sent => MessageStatus::Sent,
+            ReceiptStatus::Delivered => MessageStatus::Delivered,
+            ReceiptStatus::Read => MessageStatus::Read,
+            ReceiptStatus::Failed => MessageStatus::Failed,
+        };
+        let was_in_flight = self.in_flight.remove(&message_id);
+        let before = self.ctx.store.get_message(&self.id, &message_id).await?;
+        let Some(before) = before else {
+            return Ok(());
+        };
+        if before.status.may_advance_to(status) {
+            let at_ms = if at_ms > 0 { at_ms } else { now_ms() };
+            if let Some(after) = self
+                .ctx
+                .store
+                .advance_message(&self.id, &message_id, status, at_ms, error.as_deref())
+                .await?
+                && after.status == status
+            {
+                metrics::message_outcome(status.as_str());
+                let mut data = Map::new();
+                data.insert("message_id".into(), Value::from(message_id));
+                data.insert("status".into(), Value::from(status.as_str()));
+                if let Some(error) = error {
+                    data.insert("error".into(), Value::from(error));
+                }
+                data.insert("at_ms".into(), Value::from(at_ms));
+                self.ctx
+                    .bus
+                    .publish(&self.id, EventKind::MessageStatus, data);
+            }
+        }
+        if was_in_flight && self.backlog {
+            self.drain(myself).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_inbound(
+        &mut self,
+        message_id: String,
+        from_phone: String,
+        text: String,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let record = MessageRecord {
+            id: message_id.clone(),
+            device_id: self.id.clone(),
+            direction: Direction::Inbound,
+            peer_phone: from_phone.clone(),
+            text: text.clone(),
+            status: MessageStatus::Delivered,
+            error: None,
+            idempotency_key: None,
+            created_at_ms: at_ms,
+            not_before_ms: None,
+            sent_at_ms: None,
+            delivered_at_ms: Some(now_ms()),
+            read_at_ms: None,
+            failed_at_ms: None,
+        };
+        let fresh = match self.ctx.store.insert_message(&record).await {
+            Ok(InsertOutcome::Inserted) => true,
+            Ok(InsertOutcome::Existing(_)) | Err(StoreError::Conflict { .. }) => false,
+            Err(error) => return Err(error),
+        };
+        if fresh {
+            metrics::message_outcome("inbound");
+            let mut data = Map::new();
+            data.insert("message_id".into(), Value::from(message_id.as_str()));
+            data.insert("from".into(), Value::from(from_phone));
+            data.insert("text".into(), Value::from(text));
+            data.insert("at_ms".into(), Value::from(at_ms));
+            self.ctx
+                .bus
+                .publish(&self.id, EventKind::MessageInbound, data);
+        }
+        if let Some(session) = self.session.as_mut() {
+            let _ = session.command(LinkCommand::AckInbound { message_id });
+        }
+        Ok(())
+    }
+}
+
+/// `min · 2^attempt`, capped at `max`, with up to half of it as random jitter.
+pub(crate) fn backoff(min: Duration, max: Duration, attempt: u32) -> Duration {
+    let base = min
+        .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
+        .min(max);
+    base / 2 + jitter(base / 2)
+}
+
+/// A random duration in `[0, up_to]`.
+pub(crate) fn jitter(up_to: Duration) -> Duration {
+    let ms = up_to.as_millis() as u64;
+    if ms == 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(fastrand::u64(0..=ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let min = Duration::from_secs(1);
+        let max = Duration::from_secs(30);
+        for attempt in 0..40 {
+            let d = backoff(min, max, attempt);
+            let base = min.saturating_mul(1 << attempt.min(20)).min(max);
+            assert!(
+                d >= base / 2 && d <= base,
+                "attempt {attempt}: {d:?} vs {base:?}"
+            );
+        }
+        assert!(backoff(min, max, 40) <= max);
+    }
+}

@@ -1,0 +1,506 @@
+//! The node's API: what the gateway calls to manage devices and send messages.
+//!
+//! Reads come from the store; commands go to the device's actor through the
+//! supervisor. A message is in the store, `queued`, before [`Fleet::send_text`]
+//! returns, so nothing accepted is lost if the process dies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tracing::{info, warn};
+
+use crate::clock::now_ms;
+use crate::context::{NodeConfig, NodeContext};
+use crate::device_actor::{DeviceMsg, QrCode};
+use crate::device_supervisor::{DeviceSupervisor, SupervisorMsg};
+use crate::events::EventBus;
+use crate::link::{LinkError, LinkFactory, PairCode};
+use crate::metrics;
+use crate::seal::Sealer;
+use crate::store::{
+    DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction, InsertOutcome,
+    MessageRecord, MessageStatus, Store, StoreError, TrustLevel,
+};
+use crate::vault::Vault;
+
+/// How long a call into a device actor may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Failures of fleet operations, each meaning one thing to an API client.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("device {0} not found")]
+    DeviceNotFound(String),
+    #[error("message {0} not found")]
+    MessageNotFound(String),
+    #[error("device {0} already exists")]
+    DeviceExists(String),
+    /// The device is not in a state that allows this; `code` names the rule.
+    #[error("{message}")]
+    WrongState { code: &'static str, message: String },
+    #[error("this Idempotency-Key was used for a different message")]
+    IdempotencyKeyReused,
+    #[error("the device did not answer in time")]
+    Timeout,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// A device to create.
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    pub id: String,
+    pub name: String,
+    pub trust_level: TrustLevel,
+    pub webhook: Option<String>,
+}
+
+/// A text message to send.
+#[derive(Debug, Clone)]
+pub struct SendText {
+    pub to_phone: String,
+    pub text: String,
+    pub idempotency_key: Option<String>,
+}
+
+/// What became of a send.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub message: MessageRecord,
+    /// The same Idempotency-Key was seen before: this is the earlier message.
+    pub replayed: bool,
+}
+
+/// Handle to a node's devices. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    ctx: Arc<NodeContext>,
+    supervisor: ActorRef<SupervisorMsg>,
+}
+
+impl Fleet {
+    /// Starts the supervisor and resumes every device that should run (paced by the
+    /// connect gate, so thousands of devices never dial at once).
+    pub async fn start(
+        config: NodeConfig,
+        store: Arc<dyn Store>,
+        sealer: Arc<Sealer>,
+        bus: EventBus,
+        links: Arc<dyn LinkFactory>,
+    ) -> Result<Fleet, FleetError> {
+        let ctx = Arc::new(NodeContext {
+            connect_gate: Arc::new(Semaphore::new(config.connect_concurrency.max(1))),
+            config,
+            vault: Vault::new(store.clone(), sealer),
+            store,
+            bus,
+            links,
+            registry: Arc::default(),
+        });
+        let (supervisor, _) = Actor::spawn(None, DeviceSupervisor, ctx.clone())
+            .await
+            .map_err(|e| FleetError::Internal(e.to_string()))?;
+        let fleet = Fleet { ctx, supervisor };
+        fleet.resume().await?;
+        Ok(fleet)
+    }
+
+    /// Restarts devices wanted running; marks the rest as not running (a killed process
+    /// leaves stale statuses behind).
+    async fn resume(&self) -> Result<(), FleetError> {
+        let mut after = None;
+        let (mut resumed, mut settled) = (0u64, 0u64);
+        loop {
+            let page = self
+                .ctx
+                .store
+                .list_devices(&DeviceQuery {
+                    after: after.take(),
+                    limit: 500,
+                    ..DeviceQuery::default()
+                })
+                .await?;
+            for device in &page.devices {
+                if device.desired_running {
+                    self.spawn(&device.id, false).await?;
+                    resumed += 1;
+                } else if !matches!(
+                    device.status,
+                    DeviceStatus::Stopped | DeviceStatus::LoggedOut | DeviceStatus::Failed
+                ) {
+                    self.ctx
+                        .record_status(
+                            &device.id,
+                            Some(device.status),
+                            DeviceStatus::Stopped,
+                            None,
+                            DevicePatch::default(),
+                        )
+                        .await?;
+                    settled += 1;
+                }
+            }
+            match page.next_after {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        info!(resumed, settled, "devices resumed");
+        Ok(())
+    }
+
+    pub fn bus(&self) -> &EventBus {
+        &self.ctx.bus
+    }
+
+    pub fn node_name(&self) -> &str {
+        &self.ctx.config.node_name
+    }
+
+    /// Refreshes the devices-by-status gauge (called when metrics are scraped).
+    pub async fn refresh_metrics(&self) -> Result<(), FleetError> {
+        let counts = self.ctx.store.count_devices_by_status().await?;
+        metrics::set_device_counts(&counts);
+        Ok(())
+    }
+
+    pub async fn create_device(&self, new: NewDevice) -> Result<DeviceRecord, FleetError> {
+        let now = now_ms();
+        let record = DeviceRecord {
+            id: new.id,
+            name: new.name,
+            tenant: "default".into(),
+            status: DeviceStatus::Stopped,
+            status_reason: None,
+            trust_level: new.trust_level,
+            phone: None,
+            webhook: new.webhook,
+            desired_running: false,
+            created_at_ms: now,
+            updated_at_ms: now,
+            last_connected_at_ms: None,
+        };
+        match self.ctx.store.create_device(&record).await {
+            Ok(()) => Ok(record),
+            Err(StoreError::Conflict { .. }) => Err(FleetError::DeviceExists(record.id)),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    pub async fn device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
+        self.ctx
+            .store
+            .get_device(id)
+            .await?
+            .ok_or_else(|| FleetError::DeviceNotFound(id.to_owned()))
+    }
+
+    pub async fn list_devices(&self, query: &DeviceQuery) -> Result<DevicePage, FleetError> {
+        Ok(self.ctx.store.list_devices(query).await?)
+    }
+
+    pub async fn count_devices(&self) -> Result<Vec<(DeviceStatus, u64)>, FleetError> {
+        Ok(self.ctx.store.count_devices_by_status().await?)
+    }
+
+    /// Runs the device (pairing if it has no credentials).
+    pub async fn start_device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
+        let device = self.device(id).await?;
+        if !device.desired_running {
+            let patch = DevicePatch {
+                desired_running: Some(true),
+                ..DevicePatch::default()
+            };
+            self.ctx.store.patch_device(id, &patch, now_ms()).await?;
+        }
+        self.spawn(id, true).await?;
+        self.device(id).await
+    }
+
+    /// Stops the device; it stays stopped across restarts until started.
+    pub async fn stop_device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
+        let device = self.device(id).await?;
+        let patch = DevicePatch {
+            desired_running: Some(false),
+            ..DevicePatch::default()
+        };
+        self.ctx.store.patch_device(id, &patch, now_ms()).await?;
+        self.stop_actor(id).await?;
+        if matches!(
+            device.status,
+            DeviceStatus::LoggedOut | DeviceStatus::Failed
+        ) {
+            return self.device(id).await;
+        }
+        let current = self.device(id).await?;
+        Ok(self
+            .ctx
+            .record_status(
+                id,
+                Some(current.status),
+                DeviceStatus::Stopped,
+                None,
+                DevicePatch::default(),
+            )
+            .await?)
+    }
+
+    pub async fn restart_device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
+        self.device(id).await?;
+        self.stop_actor(id).await?;
+        self.start_device(id).await
+    }
+
+    /// Unlinks the device from its WhatsApp account: credentials wiped, `LOGGED_OUT`.
+    pub async fn logout_device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
+        let device = self.device(id).await?;
+        if let Some(actor) = self.ctx.running(id) {
+            call(&actor, DeviceMsg::Logout).await?;
+            return self.device(id).await;
+        }
+        if device.status == DeviceStatus::LoggedOut {
+            return Ok(device);
+        }
+        if device.phone.is_none() {
+            return Err(FleetError::WrongState {
+                code: "device_not_linked",
+                message: format!("device {id} is not linked to a WhatsApp account"),
+            });
+        }
+        self.ctx
+            .vault
+            .device(id)
+            .clear()
+            .await
+            .map_err(vault_error)?;
+        let patch = DevicePatch {
+            phone: Some(None),
+            desired_running: Some(false),
+            ..DevicePatch::default()
+        };
+        Ok(self
+            .ctx
+            .record_status(
+                id,
+                Some(device.status),
+                DeviceStatus::LoggedOut,
+                Some("logged out by the operator".into()),
+                patch,
+            )
+            .await?)
+    }
+
+    /// Logs out, wipes and deletes the device with its messages.
+    pub async fn delete_device(&self, id: &str) -> Result<(), FleetError> {
+        self.device(id).await?;
+        self.stop_actor(id).await?;
+        if !self.ctx.store.delete_device(id).await? {
+            return Err(FleetError::DeviceNotFound(id.to_owned()));
+        }
+        self.ctx.bus.forget(id);
+        Ok(())
+    }
+
+    /// The QR code on show; `WrongState` unless the device is in `SCAN_QR`.
+    pub async fn qr(&self, id: &str) -> Result<QrCode, FleetError> {
+        let device = self.device(id).await?;
+        let qr = match self.ctx.running(id) {
+            Some(actor) => call(&actor, DeviceMsg::GetQr).await?,
+            None => None,
+        };
+        qr.ok_or_else(|| FleetError::WrongState {
+            code: "device_not_in_scan_qr",
+            message: format!(
+                "device {id} is {}; a QR code exists only in SCAN_QR (start the device first)",
+                device.status
+            ),
+        })
+    }
+
+    /// Asks for a pairing code for `phone`; the device must be in `SCAN_QR`.
+    pub async fn pairing_code(&self, id: &str, phone: &str) -> Result<PairCode, FleetError> {
+        let device = self.device(id).await?;
+        let not_pairing = || FleetError::WrongState {
+            code: "device_not_in_scan_qr",
+            message: format!(
+                "device {id} is {}; a pairing code needs SCAN_QR (start the device first)",
+                device.status
+            ),
+        };
+        let actor = self.ctx.running(id).ok_or_else(not_pairing)?;
+        let phone = phone.to_owned();
+        match call(&actor, move |reply| DeviceMsg::PairCode(phone, reply)).await? {
+            Ok(code) => Ok(code),
+            Err(LinkError::WrongState(_)) => Err(not_pairing()),
+            Err(error) => Err(FleetError::WrongState {
+                code: "link_unavailable",
+                message: format!("the link could not give a pairing code: {error}"),
+            }),
+        }
+    }
+
+    /// Accepts a text message: stored as `queued`, then sent by the device when READY.
+    ///
+    /// Accepted while the device is linked and running (`READY`, `STARTING`,
+    /// `DISCONNECTED`): it is sent when the device is READY. Refused with
+    /// `device_not_ready` otherwise (stopped, pairing, logged out, failed), because
+    /// nothing would send it. With an Idempotency-Key, a repeat returns the first
+    /// message whatever the device's state.
+    pub async fn send_text(&self, device_id: &str, send: SendText) -> Result<Sent, FleetError> {
+        let id = match &send.idempotency_key {
+            Some(key) => idempotent_message_id(device_id, key),
+            None => format!("msg_{}", uuid::Uuid::now_v7().simple()),
+        };
+        if send.idempotency_key.is_some()
+            && let Some(existing) = self.ctx.store.get_message(device_id, &id).await?
+        {
+            return replay(existing, &send);
+        }
+        let device = self.device(device_id).await?;
+        let linked = device.phone.is_some() && device.desired_running;
+        let sendable = matches!(
+            device.status,
+            DeviceStatus::Ready | DeviceStatus::Starting | DeviceStatus::Disconnected
+        );
+        if !(linked && sendable) {
+            return Err(FleetError::WrongState {
+                code: "device_not_ready",
+                message: format!(
+                    "device {device_id} is {}; messages are accepted only while it is linked and running (READY, STARTING or DISCONNECTED)",
+                    device.status
+                ),
+            });
+        }
+        let message = MessageRecord {
+            id,
+            device_id: device_id.to_owned(),
+            direction: Direction::Outbound,
+            peer_phone: send.to_phone.clone(),
+            text: send.text.clone(),
+            status: MessageStatus::Queued,
+            error: None,
+            idempotency_key: send.idempotency_key.clone(),
+            created_at_ms: now_ms(),
+            not_before_ms: None,
+            sent_at_ms: None,
+            delivered_at_ms: None,
+            read_at_ms: None,
+            failed_at_ms: None,
+        };
+        match self.ctx.store.insert_message(&message).await {
+            Ok(InsertOutcome::Inserted) => {}
+            Ok(InsertOutcome::Existing(existing)) => return replay(existing, &send),
+            Err(StoreError::Conflict { .. }) => {
+                let existing = self.message(device_id, &message.id).await?;
+                return replay(existing, &send);
+            }
+            Err(error) => return Err(error.into()),
+        }
+        metrics::message_outcome("accepted");
+        if let Some(actor) = self.ctx.running(device_id) {
+            let _ = actor.cast(DeviceMsg::Drain);
+        }
+        Ok(Sent {
+            message,
+            replayed: false,
+        })
+    }
+
+    pub async fn message(
+        &self,
+        device_id: &str,
+        message_id: &str,
+    ) -> Result<MessageRecord, FleetError> {
+        self.ctx
+            .store
+            .get_message(device_id, message_id)
+            .await?
+            .ok_or_else(|| FleetError::MessageNotFound(message_id.to_owned()))
+    }
+
+    /// Stops every device actor (not their desired state) and the supervisor.
+    pub async fn shutdown(&self) {
+        let _ = self
+            .supervisor
+            .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10)))
+            .await;
+    }
+
+    async fn spawn(&self, id: &str, reset: bool) -> Result<(), FleetError> {
+        let device_id = id.to_owned();
+        let result = ractor::call_t!(
+            self.supervisor,
+            |reply| SupervisorMsg::Start {
+                device_id,
+                reset,
+                reply
+            },
+            CALL_TIMEOUT.as_millis() as u64
+        )
+        .map_err(|e| FleetError::Internal(e.to_string()))?;
+        result.map_err(FleetError::Internal)
+    }
+
+    async fn stop_actor(&self, id: &str) -> Result<(), FleetError> {
+        let device_id = id.to_owned();
+        ractor::call_t!(
+            self.supervisor,
+            |reply| SupervisorMsg::Stop { device_id, reply },
+            CALL_TIMEOUT.as_millis() as u64
+        )
+        .map_err(|e| FleetError::Internal(e.to_string()))
+    }
+}
+
+/// Calls a device actor with the fleet's timeout.
+async fn call<T: Send + 'static>(
+    actor: &ActorRef<DeviceMsg>,
+    msg: impl FnOnce(ractor::RpcReplyPort<T>) -> DeviceMsg,
+) -> Result<T, FleetError> {
+    match actor.call(msg, Some(CALL_TIMEOUT)).await {
+        Ok(ractor::rpc::CallResult::Success(value)) => Ok(value),
+        Ok(ractor::rpc::CallResult::Timeout) => Err(FleetError::Timeout),
+        Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(FleetError::WrongState {
+            code: "device_stopping",
+            message: "the device stopped while handling the request; retry".into(),
+        }),
+    }
+}
+
+/// The message id an Idempotency-Key stands for: the same key on the same device is the
+/// same message, which makes a repeat a lookup.
+fn idempotent_message_id(device_id: &str, key: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(device_id.as_bytes())
+        .chain_update([0u8])
+        .chain_update(key.as_bytes())
+        .finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("msg_{hex}")
+}
+
+fn replay(existing: MessageRecord, send: &SendText) -> Result<Sent, FleetError> {
+    if existing.peer_phone != send.to_phone || existing.text != send.text {
+        return Err(FleetError::IdempotencyKeyReused);
+    }
+    metrics::message_outcome("duplicate");
+    Ok(Sent {
+        message: existing,
+        replayed: true,
+    })
+}
+
+fn vault_error(error: crate::vault::VaultError) -> FleetError {
+    match error {
+        crate::vault::VaultError::Store(error) => FleetError::Store(error),
+        other => {
+            warn!(%other, "vault error");
+            FleetError::Internal(other.to_string())
+        }
+    }
+}

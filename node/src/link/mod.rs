@@ -1,0 +1,153 @@
+//! The link between a device actor and WhatsApp.
+//!
+//! A [`LinkFactory`] opens one [`LinkSession`] per connection attempt of a device. The
+//! session reports what happens as [`LinkEvent`]s through a [`LinkEvents`] sink (to the
+//! device actor) and takes [`LinkCommand`]s. A link keeps whatever it needs to reconnect
+//! without a new scan (credentials, protocol state) in the device's
+//! [`DeviceVault`](crate::vault::DeviceVault), sealed.
+//!
+//! # Layout
+//! - [`sim`]: the link to the simulated network (`wafleet sim`), over a [`FramePipe`].
+//! - [`ws`]: the WebSocket dialer for an external simulator.
+
+pub mod sim;
+pub mod ws;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::oneshot;
+
+use crate::vault::DeviceVault;
+
+/// What a link tells its device.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LinkEvent {
+    /// Pairing: a (new) QR code to show.
+    Qr { code: String, expires_at_ms: i64 },
+    /// A phone scanned the QR or entered the code; credentials are stored.
+    Paired { phone: String },
+    /// Reconnected with stored credentials.
+    Connected { phone: String },
+    /// The connection ended; the device should retry later.
+    Disconnected { reason: String },
+    /// The stored credentials were refused or unreadable and are wiped: pair again.
+    CredentialsRejected { reason: String },
+    /// The phone unlinked the device; credentials are wiped.
+    LoggedOut,
+    /// Nobody scanned before the last QR code expired.
+    QrTimeout,
+    /// Another connection took over this link.
+    Replaced,
+    /// Progress of an outbound message.
+    Receipt {
+        message_id: String,
+        status: ReceiptStatus,
+        error: Option<String>,
+        at_ms: i64,
+    },
+    /// A phone wrote to the device; acknowledge with [`LinkCommand::AckInbound`] once stored.
+    Inbound {
+        message_id: String,
+        from_phone: String,
+        text: String,
+        at_ms: i64,
+    },
+    /// The account is temporarily banned.
+    Banned { until_ms: i64 },
+}
+
+/// Receipt states a link reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptStatus {
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+/// A pairing code for the user to type on the phone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairCode {
+    pub code: String,
+    pub expires_at_ms: i64,
+}
+
+/// What a device asks of its link.
+#[derive(Debug)]
+pub enum LinkCommand {
+    SendText {
+        message_id: String,
+        to_phone: String,
+        text: String,
+    },
+    /// Ask for a pairing code for `phone` (only while pairing).
+    RequestPairCode {
+        phone: String,
+        reply: oneshot::Sender<Result<PairCode, LinkError>>,
+    },
+    /// An inbound message is stored; the network may forget it.
+    AckInbound { message_id: String },
+}
+
+/// Failures of a link.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum LinkError {
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("the link is closed")]
+    Closed,
+    #[error("not possible now: {0}")]
+    WrongState(String),
+    #[error("link storage failed: {0}")]
+    Storage(String),
+}
+
+/// Where a session delivers its events. `session` tags every event so a device can
+/// ignore the late events of a session it has already replaced.
+#[derive(Clone)]
+pub struct LinkEvents {
+    session: u64,
+    deliver: Arc<dyn Fn(u64, LinkEvent) + Send + Sync>,
+}
+
+impl LinkEvents {
+    pub fn new(session: u64, deliver: Arc<dyn Fn(u64, LinkEvent) + Send + Sync>) -> LinkEvents {
+        LinkEvents { session, deliver }
+    }
+
+    pub fn emit(&self, event: LinkEvent) {
+        (self.deliver)(self.session, event)
+    }
+}
+
+impl Debug for LinkEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkEvents")
+            .field("session", &self.session)
+            .finish()
+    }
+}
+
+/// Everything a link session gets from its device.
+#[derive(Debug, Clone)]
+pub struct LinkContext {
+    pub device_id: String,
+    pub vault: DeviceVault,
+    pub events: LinkEvents,
+}
+
+/// Opens sessions for devices. One factory per node.
+#[async_trait]
+pub trait LinkFactory: Send + Sync + Debug + 'static {
+    /// Connects and starts the handshake; progress arrives as events.
+    async fn open(&self, ctx: LinkContext) -> Result<Box<dyn LinkSession>, LinkError>;
+}
+
+/// One open connection of one device. Dropping it closes the connection.
+pub trait LinkSession: Send + Debug {
+    fn command(&mut self, command: LinkCommand) -> Result<(), LinkError>;
+}
+
+pub use sim::{FramePipe, SimDialer, SimLinkFactory};

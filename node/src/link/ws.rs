@@ -1,0 +1,73 @@
+//! Dials an external simulator (`wafleet sim`) over WebSocket: one connection per
+//! device session, one prost-encoded frame per binary message.
+
+use async_trait::async_trait;
+use futures_util::{SinkExt, StreamExt};
+use prost::Message as _;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tracing::debug;
+use wafleet_protocol::sim::{ClientFrame, ServerFrame};
+
+use super::{FramePipe, LinkError, SimDialer};
+
+/// Frames buffered per direction and connection.
+const PIPE_CAPACITY: usize = 16;
+
+/// Connects to `ws://HOST:PORT/ws`.
+#[derive(Debug, Clone)]
+pub struct WsDialer {
+    url: String,
+}
+
+impl WsDialer {
+    pub fn new(url: impl Into<String>) -> WsDialer {
+        WsDialer { url: url.into() }
+    }
+}
+
+#[async_trait]
+impl SimDialer for WsDialer {
+    async fn dial(&self) -> Result<FramePipe, LinkError> {
+        let (socket, _) = tokio_tungstenite::connect_async(self.url.as_str())
+            .await
+            .map_err(|e| LinkError::Connect(e.to_string()))?;
+        let (mut sink, mut stream) = socket.split();
+        let (client_tx, mut client_rx) = mpsc::channel::<ClientFrame>(PIPE_CAPACITY);
+        let (server_tx, server_rx) = mpsc::channel::<ServerFrame>(PIPE_CAPACITY);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    outgoing = client_rx.recv() => {
+                        let Some(frame) = outgoing else { break };
+                        if sink.send(Message::Binary(frame.encode_to_vec().into())).await.is_err() {
+                            break;
+                        }
+                    }
+                    incoming = stream.next() => {
+                        match incoming {
+                            Some(Ok(Message::Binary(bytes))) => match ServerFrame::decode(bytes) {
+                                Ok(frame) => {
+                                    if server_tx.send(frame).await.is_err() {
+                                        break;
+                                    }
+                                }
+                                Err(error) => {
+                                    debug!(%error, "undecodable frame from simulator");
+                                    break;
+                                }
+                            },
+                            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                            Some(Ok(_)) => {}
+                        }
+                    }
+                }
+            }
+            let _ = sink.close().await;
+        });
+        Ok(FramePipe {
+            tx: client_tx,
+            rx: server_rx,
+        })
+    }
+}

@@ -1,0 +1,43 @@
+//! Every metric the node records, each described once.
+
+use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
+
+use crate::store::DeviceStatus;
+
+pub const DEVICES: &str = "wafleet_node_devices";
+pub const MESSAGES: &str = "wafleet_messages_total";
+pub const DEVICE_CRASHES: &str = "wafleet_node_device_crashes_total";
+
+/// Registers the descriptions with the installed recorder.
+pub fn describe() {
+    describe_gauge!(DEVICES, Unit::Count, "devices by status");
+    describe_counter!(
+        MESSAGES,
+        Unit::Count,
+        "messages by outcome: accepted, duplicate, sent, delivered, read, failed, inbound"
+    );
+    describe_counter!(
+        DEVICE_CRASHES,
+        Unit::Count,
+        "device actors that crashed and were restarted or given up"
+    );
+}
+
+pub(crate) fn message_outcome(outcome: &'static str) {
+    counter!(MESSAGES, "outcome" => outcome).increment(1);
+}
+
+pub(crate) fn device_crashed() {
+    counter!(DEVICE_CRASHES).increment(1);
+}
+
+/// Sets the devices-by-status gauge from a full count (statuses absent count 0).
+pub(crate) fn set_device_counts(counts: &[(DeviceStatus, u64)]) {
+    for status in DeviceStatus::ALL {
+        let n = counts
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map_or(0, |(_, n)| *n);
+        gauge!(DEVICES, "status" => status.as_str()).set(n as f64);
+    }
+}
