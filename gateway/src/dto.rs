@@ -1,0 +1,221 @@
+//! The JSON shapes of the API (requests and responses), as documented in OpenAPI.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use wafleet_node::store::{DeviceRecord, DeviceStatus, Direction, MessageRecord, TrustLevel};
+
+/// Unix milliseconds as RFC 3339 with milliseconds (UTC).
+pub fn rfc3339(ms: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// `POST /v1/devices`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDevice {
+    /// `[a-zA-Z0-9_-]{1,64}`; generated when absent.
+    pub id: Option<String>,
+    /// A label for people, 1 to 128 characters.
+    pub name: String,
+    /// Starting trust level (default `newcomer`).
+    #[schema(value_type = Option<String>, example = "newcomer")]
+    pub trust_level: Option<TrustLevelDto>,
+    /// Where to POST this device's events (stored; delivery comes later).
+    pub webhook: Option<String>,
+}
+
+/// Trust levels as the API spells them.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TrustLevelDto {
+    Newcomer,
+    Trusted,
+    Verified,
+}
+
+impl From<TrustLevelDto> for TrustLevel {
+    fn from(level: TrustLevelDto) -> TrustLevel {
+        match level {
+            TrustLevelDto::Newcomer => TrustLevel::Newcomer,
+            TrustLevelDto::Trusted => TrustLevel::Trusted,
+            TrustLevelDto::Verified => TrustLevel::Verified,
+        }
+    }
+}
+
+/// A device as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Device {
+    pub id: String,
+    pub name: String,
+    /// STOPPED, STARTING, SCAN_QR, READY, DISCONNECTED, LOGGED_OUT or FAILED.
+    #[schema(example = "READY")]
+    pub status: String,
+    /// Why the device is in its status, when worth saying (e.g. `qr_timeout`).
+    pub status_reason: Option<String>,
+    /// newcomer, trusted or verified.
+    pub trust_level: String,
+    /// The WhatsApp number it is linked to.
+    pub phone: Option<String>,
+    /// The node that runs it.
+    pub node: String,
+    pub webhook: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub last_connected_at: Option<String>,
+}
+
+impl Device {
+    pub fn from_record(record: DeviceRecord, node: &str) -> Device {
+        Device {
+            id: record.id,
+            name: record.name,
+            status: record.status.as_str().to_owned(),
+            status_reason: record.status_reason,
+            trust_level: record.trust_level.as_str().to_owned(),
+            phone: record.phone,
+            node: node.to_owned(),
+            webhook: record.webhook,
+            created_at: rfc3339(record.created_at_ms),
+            updated_at: rfc3339(record.updated_at_ms),
+            last_connected_at: record.last_connected_at_ms.map(rfc3339),
+        }
+    }
+}
+
+/// `GET /v1/devices`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceList {
+    pub devices: Vec<Device>,
+    /// Pass as `?cursor=` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+    /// Devices per status, over all devices (not only this page).
+    #[schema(value_type = Object)]
+    pub counts: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Query of `GET /v1/devices`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub status: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+pub fn counts_json(counts: &[(DeviceStatus, u64)]) -> serde_json::Map<String, serde_json::Value> {
+    DeviceStatus::ALL
+        .iter()
+        .map(|status| {
+            let n = counts
+                .iter()
+                .find(|(s, _)| s == status)
+                .map_or(0, |(_, n)| *n);
+            (status.as_str().to_owned(), serde_json::Value::from(n))
+        })
+        .collect()
+}
+
+/// `POST /v1/devices/{id}/pairing-code`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PairingCodeRequest {
+    /// The number (with country code) of the phone that will enter the code.
+    #[schema(example = "6281234567890")]
+    pub phone: String,
+}
+
+/// A pairing code to type on the phone.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PairingCode {
+    #[schema(example = "ABCD-EFGH")]
+    pub code: String,
+    pub expires_at: String,
+}
+
+/// `GET /v1/devices/{id}/qr?format=raw`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RawQr {
+    /// What the QR image encodes (give it to `POST /sim/scan` in the simulator).
+    pub code: String,
+    pub expires_at: String,
+}
+
+/// `POST /v1/devices/{id}/messages`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    /// Recipient number with country code, digits only.
+    #[schema(example = "6281234567890")]
+    pub to: String,
+    /// 1 to 65,536 characters.
+    pub text: String,
+}
+
+/// The answer to an accepted send.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    pub id: String,
+    /// `queued` for a new message; the current status for an idempotent repeat.
+    pub status: String,
+    /// Not sent before this time (rate limits).
+    pub not_before: Option<String>,
+}
+
+/// A message as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Message {
+    pub id: String,
+    pub device_id: String,
+    /// outbound or inbound.
+    pub direction: String,
+    /// Recipient (outbound).
+    pub to: Option<String>,
+    /// Sender (inbound).
+    pub from: Option<String>,
+    pub text: String,
+    /// queued, sent, delivered, read or failed.
+    pub status: String,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub not_before: Option<String>,
+    pub sent_at: Option<String>,
+    pub delivered_at: Option<String>,
+    pub read_at: Option<String>,
+    pub failed_at: Option<String>,
+}
+
+impl From<MessageRecord> for Message {
+    fn from(m: MessageRecord) -> Message {
+        let (to, from) = match m.direction {
+            Direction::Outbound => (Some(m.peer_phone), None),
+            Direction::Inbound => (None, Some(m.peer_phone)),
+        };
+        Message {
+            id: m.id,
+            device_id: m.device_id,
+            direction: m.direction.as_str().to_owned(),
+            to,
+            from,
+            text: m.text,
+            status: m.status.as_str().to_owned(),
+            error: m.error,
+            created_at: rfc3339(m.created_at_ms),
+            not_before: m.not_before_ms.map(rfc3339),
+            sent_at: m.sent_at_ms.map(rfc3339),
+            delivered_at: m.delivered_at_ms.map(rfc3339),
+            read_at: m.read_at_ms.map(rfc3339),
+            failed_at: m.failed_at_ms.map(rfc3339),
+        }
+    }
+}
+
+/// `DELETE /v1/devices/{id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Deleted {
+    pub id: String,
+    pub deleted: bool,
+}

@@ -1,0 +1,162 @@
+//! The one error type of the HTTP API, and the one place that maps it to a status.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+use wafleet_node::FleetError;
+use wafleet_node::store::StoreError;
+
+/// Every failure an API client can see.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A value is malformed (bad id, phone, limit...): 400.
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    /// The body is not JSON: 400.
+    #[error("{0}")]
+    MalformedJson(String),
+    /// The body is JSON but not the expected shape (missing/unknown field, wrong type): 422.
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("missing or invalid API key")]
+    Unauthorized,
+    #[error("this method is not allowed on this route")]
+    MethodNotAllowed,
+    #[error("{what} not found")]
+    NotFound { code: &'static str, what: String },
+    /// The resource is not in a state that allows this: 409.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("the device did not answer in time")]
+    Timeout,
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// The JSON body of every error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong and whether retrying may help.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable snake_case code to branch on.
+    pub code: String,
+    /// A human sentence.
+    pub message: String,
+    /// Whether the same request may succeed later.
+    pub retryable: bool,
+}
+
+impl ApiError {
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Invalid { .. } | ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Invalid { code, .. }
+            | ApiError::NotFound { code, .. }
+            | ApiError::Conflict { code, .. } => code,
+            ApiError::MalformedJson(_) => "invalid_json",
+            ApiError::Unprocessable(_) => "invalid_body",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Timeout => "timeout",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// Whether the same request may succeed later.
+    fn retryable(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Unavailable(_) | ApiError::Timeout | ApiError::Internal(_)
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(%detail, "internal error");
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+                retryable: self.retryable(),
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<FleetError> for ApiError {
+    fn from(error: FleetError) -> ApiError {
+        match error {
+            FleetError::DeviceNotFound(id) => ApiError::NotFound {
+                code: "device_not_found",
+                what: format!("device {id}"),
+            },
+            FleetError::MessageNotFound(id) => ApiError::NotFound {
+                code: "message_not_found",
+                what: format!("message {id}"),
+            },
+            FleetError::DeviceExists(id) => ApiError::Conflict {
+                code: "device_exists",
+                message: format!("a device with id {id} already exists"),
+            },
+            FleetError::WrongState { code, message } => ApiError::Conflict { code, message },
+            FleetError::IdempotencyKeyReused => ApiError::Conflict {
+                code: "idempotency_key_reused",
+                message: FleetError::IdempotencyKeyReused.to_string(),
+            },
+            FleetError::Timeout => ApiError::Timeout,
+            FleetError::Store(StoreError::Unavailable(detail)) => {
+                ApiError::Unavailable(format!("the store is unavailable: {detail}"))
+            }
+            FleetError::Store(other) => ApiError::Internal(other.to_string()),
+            FleetError::Internal(detail) => ApiError::Internal(detail),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The Prometheus recorder (one per process) and the metrics the gateway records.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics::{Unit, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_DURATION: &str = "wafleet_gateway_request_duration_seconds";
+pub const SSE_CLIENTS: &str = "wafleet_gateway_sse_clients";
+
+/// The process's recorder, installed on first use, with every metric described.
+pub fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(HTTP_DURATION.into()),
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0, 10.0,
+                    ],
+                )
+                .and_then(|builder| builder.install_recorder())
+                .unwrap_or_else(|error| {
+                    // Another recorder is installed (a host program's); ours renders empty.
+                    tracing::warn!(%error, "prometheus recorder not installed");
+                    PrometheusBuilder::new().build_recorder().handle()
+                });
+            describe();
+            wafleet_node::metrics::describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "HTTP request latency until the response head, by route, method and status"
+    );
+    describe_gauge!(SSE_CLIENTS, Unit::Count, "open SSE streams");
+}
+
+/// Middleware: records each request's latency under its route template.
+pub async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    histogram!(HTTP_DURATION, "route" => route, "method" => method, "status" => response.status().as_u16().to_string())
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Counts an open SSE stream for as long as it lives.
+#[derive(Debug)]
+pub struct SseClient(());
+
+impl SseClient {
+    pub fn connect() -> SseClient {
+        gauge!(SSE_CLIENTS).increment(1.0);
+        SseClient(())
+    }
+}
+
+impl Drop for SseClient {
+    fn drop(&mut self) {
+        gauge!(SSE_CLIENTS).decrement(1.0);
+    }
+}

@@ -1,0 +1,130 @@
+//! The account-management routes of the original product (`/whatsapp/sessions…`),
+//! mapped onto the same operations as `/v1/devices`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use wafleet_node::NewDevice;
+use wafleet_node::store::{DeviceQuery, TrustLevel};
+
+use crate::AppState;
+use crate::dto::{Device, counts_json};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::routes::{devices, qr};
+use crate::validate;
+
+/// `POST /whatsapp/sessions`: create a session and start it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    /// The session id (`[a-zA-Z0-9_-]{1,64}`); generated when absent.
+    #[serde(alias = "sessionId", alias = "session_id")]
+    pub id: Option<String>,
+    /// Defaults to the id.
+    #[serde(alias = "deviceName")]
+    pub name: Option<String>,
+}
+
+/// `GET /whatsapp/sessions`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    pub sessions: Vec<Device>,
+    #[schema(value_type = Object)]
+    pub counts: serde_json::Map<String, serde_json::Value>,
+}
+
+#[utoipa::path(get, path = "/whatsapp/sessions", tag = "compatibility",
+    description = "Every session (device) with its status, and counts by status.",
+    responses((status = 200, body = SessionList)), security(("api_key" = [])))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<SessionList>, ApiError> {
+    let mut sessions = Vec::new();
+    let mut after = None;
+    loop {
+        let page = state
+            .fleet
+            .list_devices(&DeviceQuery {
+                after: after.take(),
+                limit: 1000,
+                ..DeviceQuery::default()
+            })
+            .await?;
+        sessions.extend(page.devices.into_iter().map(|d| state.device(d)));
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let counts = state.fleet.count_devices().await?;
+    Ok(Json(SessionList {
+        sessions,
+        counts: counts_json(&counts),
+    }))
+}
+
+#[utoipa::path(post, path = "/whatsapp/sessions", tag = "compatibility",
+    description = "Creates a session and starts it (it shows a QR code: GET /whatsapp/sessions/{id}/qr).",
+    request_body = CreateSession,
+    responses((status = 201, body = Device), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateSession>,
+) -> Result<(StatusCode, Json<Device>), ApiError> {
+    let id = match body.id {
+        Some(id) => id,
+        None => format!("dev_{}", &uuid::Uuid::new_v4().simple().to_string()[..20]),
+    };
+    validate::device_id(&id)?;
+    let name = body.name.unwrap_or_else(|| id.clone());
+    validate::name(&name)?;
+    state
+        .fleet
+        .create_device(NewDevice {
+            id: id.clone(),
+            name,
+            trust_level: TrustLevel::Newcomer,
+            webhook: None,
+        })
+        .await?;
+    let record = state.fleet.start_device(&id).await?;
+    Ok((StatusCode::CREATED, Json(state.device(record))))
+}
+
+#[utoipa::path(delete, path = "/whatsapp/sessions/{id}", tag = "compatibility",
+    description = "Logs out and deletes the session.",
+    params(("id" = String, Path)),
+    responses((status = 200, body = crate::dto::Deleted), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn delete(
+    state: State<AppState>,
+    id: ApiPath<String>,
+) -> Result<Json<crate::dto::Deleted>, ApiError> {
+    devices::delete(state, id).await
+}
+
+#[utoipa::path(get, path = "/whatsapp/sessions/{id}/qr", tag = "compatibility",
+    params(("id" = String, Path), ("format" = Option<String>, Query, description = "png (default), svg or raw")),
+    responses((status = 200, description = "the QR code"), (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn qr(
+    state: State<AppState>,
+    id: ApiPath<String>,
+    query: ApiQuery<qr::QrQuery>,
+) -> Result<Response, ApiError> {
+    qr::qr(state, id, query).await
+}
+
+#[utoipa::path(post, path = "/whatsapp/sessions/{id}/restart", tag = "compatibility",
+    params(("id" = String, Path)),
+    responses((status = 202, body = Device), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn restart(
+    state: State<AppState>,
+    id: ApiPath<String>,
+) -> Result<(StatusCode, Json<Device>), ApiError> {
+    devices::restart(state, id).await
+}

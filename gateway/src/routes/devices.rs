@@ -1,0 +1,193 @@
+//! Device management: create, list, read, delete, and the lifecycle commands.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use wafleet_node::NewDevice;
+use wafleet_node::store::{DeviceQuery, DeviceStatus, TrustLevel};
+
+use crate::AppState;
+use crate::dto::{CreateDevice, Deleted, Device, DeviceList, ListQuery, counts_json};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::validate;
+
+#[utoipa::path(post, path = "/v1/devices", tag = "devices", request_body = CreateDevice,
+    responses((status = 201, body = Device), (status = 400, body = ErrorBody),
+        (status = 409, description = "id taken", body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateDevice>,
+) -> Result<(StatusCode, Json<Device>), ApiError> {
+    let id = match body.id {
+        Some(id) => {
+            validate::device_id(&id)?;
+            id
+        }
+        None => format!("dev_{}", &uuid::Uuid::new_v4().simple().to_string()[..20]),
+    };
+    validate::name(&body.name)?;
+    if let Some(webhook) = &body.webhook {
+        validate::webhook(webhook)?;
+    }
+    let record = state
+        .fleet
+        .create_device(NewDevice {
+            id,
+            name: body.name,
+            trust_level: body.trust_level.map_or(TrustLevel::Newcomer, Into::into),
+            webhook: body.webhook,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(state.device(record))))
+}
+
+#[utoipa::path(get, path = "/v1/devices", tag = "devices",
+    params(("status" = Option<String>, Query, description = "only this status"),
+        ("limit" = Option<u32>, Query, description = "1 to 1000, default 100"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    responses((status = 200, body = DeviceList), (status = 400, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<DeviceList>, ApiError> {
+    let status = match &query.status {
+        Some(s) => Some(DeviceStatus::parse(s).ok_or_else(|| {
+            ApiError::invalid(
+                "invalid_status",
+                format!("unknown status {s:?}; use one of STOPPED, STARTING, SCAN_QR, READY, DISCONNECTED, LOGGED_OUT, FAILED"),
+            )
+        })?),
+        None => None,
+    };
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("invalid_limit", "limit is 1 to 1000"));
+    }
+    if let Some(cursor) = &query.cursor {
+        validate::device_id(cursor)
+            .map_err(|_| ApiError::invalid("invalid_cursor", "cursor is not one this API gave"))?;
+    }
+    let page = state
+        .fleet
+        .list_devices(&DeviceQuery {
+            status,
+            desired_running: None,
+            after: query.cursor,
+            limit,
+        })
+        .await?;
+    let counts = state.fleet.count_devices().await?;
+    Ok(Json(DeviceList {
+        devices: page.devices.into_iter().map(|d| state.device(d)).collect(),
+        next_cursor: page.next_after,
+        counts: counts_json(&counts),
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/devices/{id}", tag = "devices",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Device), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Device>, ApiError> {
+    validate::device_id(&id)?;
+    Ok(Json(state.device(state.fleet.device(&id).await?)))
+}
+
+#[utoipa::path(delete, path = "/v1/devices/{id}", tag = "devices",
+    description = "Logs the device out if linked, wipes its credentials and deletes it with its messages.",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Deleted), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Deleted>, ApiError> {
+    validate::device_id(&id)?;
+    state.fleet.delete_device(&id).await?;
+    Ok(Json(Deleted { id, deleted: true }))
+}
+
+/// The lifecycle commands share one shape.
+async fn lifecycle<F, Fut>(
+    state: AppState,
+    id: String,
+    command: F,
+) -> Result<(StatusCode, Json<Device>), ApiError>
+where
+    F: FnOnce(AppState, String) -> Fut,
+    Fut: Future<Output = Result<wafleet_node::store::DeviceRecord, wafleet_node::FleetError>>,
+{
+    validate::device_id(&id)?;
+    let record = command(state.clone(), id).await?;
+    Ok((StatusCode::ACCEPTED, Json(state.device(record))))
+}
+
+#[utoipa::path(post, path = "/v1/devices/{id}/start", tag = "devices",
+    description = "Runs the device: it reconnects with stored credentials, or shows a QR code (SCAN_QR).",
+    params(("id" = String, Path)),
+    responses((status = 202, body = Device), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn start(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<(StatusCode, Json<Device>), ApiError> {
+    lifecycle(
+        state,
+        id,
+        |s, id| async move { s.fleet.start_device(&id).await },
+    )
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/devices/{id}/stop", tag = "devices",
+    description = "Disconnects the device and keeps it stopped, also across restarts.",
+    params(("id" = String, Path)),
+    responses((status = 202, body = Device), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn stop(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<(StatusCode, Json<Device>), ApiError> {
+    lifecycle(
+        state,
+        id,
+        |s, id| async move { s.fleet.stop_device(&id).await },
+    )
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/devices/{id}/restart", tag = "devices",
+    params(("id" = String, Path)),
+    responses((status = 202, body = Device), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn restart(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<(StatusCode, Json<Device>), ApiError> {
+    lifecycle(state, id, |s, id| async move {
+        s.fleet.restart_device(&id).await
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/devices/{id}/logout", tag = "devices",
+    description = "Unlinks the device: credentials wiped, status LOGGED_OUT. Start it again to pair anew.",
+    params(("id" = String, Path)),
+    responses((status = 202, body = Device), (status = 404, body = ErrorBody),
+        (status = 409, description = "never linked", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn logout(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<(StatusCode, Json<Device>), ApiError> {
+    lifecycle(state, id, |s, id| async move {
+        s.fleet.logout_device(&id).await
+    })
+    .await
+}

@@ -1,0 +1,89 @@
+//! Sending messages and reading their status.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use wafleet_node::SendText;
+
+use crate::AppState;
+use crate::dto::{Accepted, Message, SendMessage, rfc3339};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, ApiPath};
+use crate::validate;
+
+#[utoipa::path(post, path = "/v1/devices/{id}/messages", tag = "messages",
+    description = "Accepts a text message: stored as queued before the answer, sent when the device is READY. \
+Accepted while the device is linked and running (READY, STARTING, DISCONNECTED); otherwise 409 device_not_ready. \
+With an Idempotency-Key header, a repeat returns the first message (header Idempotent-Replayed: true); \
+the same key with a different message is 409 idempotency_key_reused.",
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = SendMessage,
+    responses((status = 202, body = Accepted), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn send(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<SendMessage>,
+) -> Result<Response, ApiError> {
+    validate::device_id(&id)?;
+    let to_phone = validate::phone(&body.to)?;
+    validate::text(&body.text)?;
+    let idempotency_key = match headers.get("idempotency-key") {
+        Some(value) => {
+            let key = value.to_str().map_err(|_| {
+                ApiError::invalid(
+                    "invalid_idempotency_key",
+                    "the Idempotency-Key is not ASCII",
+                )
+            })?;
+            validate::idempotency_key(key)?;
+            Some(key.to_owned())
+        }
+        None => None,
+    };
+    let sent = state
+        .fleet
+        .send_text(
+            &id,
+            SendText {
+                to_phone,
+                text: body.text,
+                idempotency_key,
+            },
+        )
+        .await?;
+    let body = Accepted {
+        id: sent.message.id,
+        status: sent.message.status.as_str().to_owned(),
+        not_before: sent.message.not_before_ms.map(rfc3339),
+    };
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if sent.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+#[utoipa::path(get, path = "/v1/devices/{id}/messages/{message_id}", tag = "messages",
+    params(("id" = String, Path), ("message_id" = String, Path)),
+    responses((status = 200, body = Message), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    ApiPath((id, message_id)): ApiPath<(String, String)>,
+) -> Result<Json<Message>, ApiError> {
+    validate::device_id(&id)?;
+    state.fleet.device(&id).await?;
+    if message_id.is_empty() || message_id.len() > 128 {
+        return Err(ApiError::NotFound {
+            code: "message_not_found",
+            what: format!("message {message_id}"),
+        });
+    }
+    Ok(Json(state.fleet.message(&id, &message_id).await?.into()))
+}

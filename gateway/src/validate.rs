@@ -1,0 +1,128 @@
+//! Checks of the values clients send, each with its own error code.
+
+use crate::error::ApiError;
+
+/// Device ids: `[a-zA-Z0-9_-]{1,64}`.
+pub fn device_id(id: &str) -> Result<(), ApiError> {
+    let valid = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "invalid_device_id",
+            "a device id is 1 to 64 characters of a-z, A-Z, 0-9, _ and -",
+        ))
+    }
+}
+
+/// Phone numbers: digits with the country code, 8 to 15 of them (a leading `+` is
+/// dropped). Returns the digits.
+pub fn phone(phone: &str) -> Result<String, ApiError> {
+    let digits = phone.strip_prefix('+').unwrap_or(phone);
+    if (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(digits.to_owned())
+    } else {
+        Err(ApiError::invalid(
+            "invalid_phone",
+            format!(
+                "{phone:?} is not a phone number: use 8 to 15 digits with the country code, like 6281234567890"
+            ),
+        ))
+    }
+}
+
+/// Device names: 1 to 128 characters.
+pub fn name(name: &str) -> Result<(), ApiError> {
+    let len = name.chars().count();
+    if (1..=128).contains(&len) && !name.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "invalid_name",
+            "a device name is 1 to 128 characters, not only spaces",
+        ))
+    }
+}
+
+/// Longest text message WhatsApp takes, in characters.
+pub const MAX_TEXT_CHARS: usize = 65_536;
+
+pub fn text(text: &str) -> Result<(), ApiError> {
+    let len = text.chars().count();
+    if text.trim().is_empty() {
+        Err(ApiError::invalid("invalid_text", "the text is empty"))
+    } else if len > MAX_TEXT_CHARS {
+        Err(ApiError::invalid(
+            "invalid_text",
+            format!("the text has {len} characters; at most {MAX_TEXT_CHARS} are allowed"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Webhook URLs: http or https, at most 2048 characters.
+pub fn webhook(url: &str) -> Result<(), ApiError> {
+    let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+    let host_ok = url
+        .split_once("://")
+        .is_some_and(|(_, rest)| !rest.is_empty() && !rest.starts_with('/'));
+    if scheme_ok && host_ok && url.len() <= 2048 && !url.chars().any(char::is_whitespace) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "invalid_webhook",
+            "the webhook must be an http:// or https:// URL",
+        ))
+    }
+}
+
+/// Idempotency keys: 1 to 255 visible ASCII characters.
+pub fn idempotency_key(key: &str) -> Result<(), ApiError> {
+    if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "invalid_idempotency_key",
+            "an Idempotency-Key is 1 to 255 visible ASCII characters",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_ids() {
+        assert!(device_id("shop-1_A").is_ok());
+        assert!(device_id(&"a".repeat(64)).is_ok());
+        assert!(device_id(&"a".repeat(65)).is_err());
+        assert!(device_id("").is_err());
+        assert!(device_id("a b").is_err());
+        assert!(device_id("é").is_err());
+    }
+
+    #[test]
+    fn phones() {
+        assert_eq!(phone("6281234567890").unwrap(), "6281234567890");
+        assert_eq!(phone("+6281234567890").unwrap(), "6281234567890");
+        assert!(phone("0812-345").is_err());
+        assert!(phone("1234567").is_err());
+        assert!(phone("1234567890123456").is_err());
+        assert!(phone("62 812345678").is_err());
+    }
+
+    #[test]
+    fn texts_and_webhooks() {
+        assert!(text("hi").is_ok());
+        assert!(text("  ").is_err());
+        assert!(text(&"x".repeat(MAX_TEXT_CHARS + 1)).is_err());
+        assert!(webhook("https://example.com/hook").is_ok());
+        assert!(webhook("ftp://example.com").is_err());
+        assert!(webhook("http:///nohost").is_err());
+    }
+}
