@@ -8,7 +8,12 @@
 //! with the cluster.
 
 /// Frames of the simulated WhatsApp network (`proto/sim.proto`).
-#[allow(missing_docs, unreachable_pub, clippy::all, missing_debug_implementations)]
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::all,
+    missing_debug_implementations
+)]
 pub mod sim {
     include!(concat!(env!("OUT_DIR"), "/wafleet.sim.rs"));
 }

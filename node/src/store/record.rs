@@ -88,9 +88,13 @@ impl TrustLevel {
 
     /// Parses a wire name (case-insensitive).
     pub fn parse(s: &str) -> Option<TrustLevel> {
-        [TrustLevel::Newcomer, TrustLevel::Trusted, TrustLevel::Verified]
-            .into_iter()
-            .find(|level| level.as_str().eq_ignore_ascii_case(s))
+        [
+            TrustLevel::Newcomer,
+            TrustLevel::Trusted,
+            TrustLevel::Verified,
+        ]
+        .into_iter()
+        .find(|level| level.as_str().eq_ignore_ascii_case(s))
     }
 }
 
