@@ -54,7 +54,8 @@
 //! # Layout
 //! - `network`: [`Network`], the handle: attach devices, act as phones, read stats.
 //! - `state`: everything behind the network's one lock, as short synchronous methods.
-//! - `connection`: [`SimConnection`] and the task that serves one device's connection.
+//! - `connection`: [`SimConnection`] and the logic that serves one device's connection.
+//! - `port`: where a connection's frames come from and go to (channels or a socket).
 //! - `pairing`: QR codes and pairing codes being shown, and recently retired ones.
 //! - `link`: linked devices and their index by phone.
 //! - `phone`, `inbox`: phone numbers, what reached a phone.
@@ -74,6 +75,7 @@ mod link;
 mod network;
 mod pairing;
 mod phone;
+mod port;
 mod routes;
 mod server;
 mod socket;

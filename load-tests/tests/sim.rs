@@ -413,6 +413,34 @@ async fn malformed_bytes_on_the_websocket_close_the_connection() {
     other.start_pairing().await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_silent_connection_is_refused_after_the_handshake_limit() {
+    let network = memory_network();
+    let mut device = Device::new("dev-mute", Transport::attach(&network));
+    let started = tokio::time::Instant::now();
+    assert_eq!(refusal(device.next().await), Reason::Protocol);
+    device.expect_closed().await;
+    assert_eq!(started.elapsed(), Duration::from_secs(30));
+    assert_eq!(network.stats().connections_open, 0);
+}
+
+#[tokio::test]
+async fn shutting_the_server_down_closes_its_sockets() {
+    let network = memory_network();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, network.clone(), async move {
+        let _ = stopped.await;
+    }));
+    let mut device = Device::new("dev-evicted", Transport::dial(addr).await);
+    device.start_pairing().await;
+
+    stop.send(()).unwrap();
+    device.expect_closed().await;
+    server.await.unwrap().expect("serve ends cleanly");
+}
+
 // ---- messages --------------------------------------------------------------------
 
 #[tokio::test]
@@ -811,4 +839,41 @@ async fn many_devices_pair_and_resume_at_once() {
     assert_eq!(stats.links_connected, DEVICES as u64);
     assert_eq!(stats.connections_open, DEVICES as u64);
     network.flush().await;
+}
+
+/// Resident memory of this process in KiB (Linux), to size connections.
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// 10,000 devices paired and left idle in process, with the state file on: prints the
+/// time it took and the memory per device (both ends of the channels included). Slow in
+/// debug builds, hence ignored by default:
+/// `cargo test --release -p wafleet-load --test sim -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a sizing run, not a check; run it with --release"]
+async fn ten_thousand_idle_devices_stay_cheap() {
+    const DEVICES: usize = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let config = SimConfig {
+        data_path: Some(dir.path().join("sim.db")),
+        ..SimConfig::default()
+    };
+    let network = Network::open(config).unwrap();
+    let before = rss_kib();
+    let started = std::time::Instant::now();
+    let mut devices = Vec::with_capacity(DEVICES);
+    for i in 0..DEVICES {
+        let phone = format!("62877{i:08}");
+        devices.push(Device::paired(&network, &format!("dev-{i}"), &phone).await);
+    }
+    network.flush().await;
+    let took = started.elapsed();
+    assert_eq!(network.stats().links_connected, DEVICES as u64);
+    if let (Some(before), Some(after)) = (before, rss_kib()) {
+        let per_device = after.saturating_sub(before) as f64 / DEVICES as f64;
+        println!("{DEVICES} devices paired and persisted in {took:?}, {per_device:.1} KiB each");
+    }
 }

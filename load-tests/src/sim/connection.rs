@@ -1,7 +1,8 @@
 //! One device's connection to the network, and the task that serves it.
 //!
-//! The same task serves in-process connections ([`Network::attach`]) and WebSocket ones
-//! (the socket only turns frames into bytes and back). It is a small state machine:
+//! The same logic serves in-process connections ([`Network::attach`]) and WebSocket ones
+//! (the socket only turns frames into bytes and back), through a [`Port`]. It is a
+//! small state machine:
 //!
 //! ```text
 //! AwaitHello ──Hello{link_id: ""}──▶ Pairing ──QR scanned / pairing code entered──▶ Ready
@@ -11,7 +12,7 @@
 //! A frame out of place is answered with `Refused{PROTOCOL}`, and every `Refused` closes
 //! the connection. Timers run only before `Ready`: the QR rotation while pairing, and a
 //! 30 s limit on waiting for `Hello` or `Proof`. A ready connection costs its task, its
-//! two frame channels and a command queue, nothing more.
+//! port (two small channels, or the socket) and a command queue, nothing more.
 //!
 //! The rest of the network reaches a connection through its [`ConnHandle`]: an
 //! unbounded queue of [`Command`]s (pushing never blocks while the state lock is held;
@@ -34,7 +35,7 @@ use wafleet_protocol::{
 };
 use x25519_dalek::{PublicKey, StaticSecret};
 
-use super::{Network, clock, ids::random_bytes, phone};
+use super::{Network, clock, ids::random_bytes, phone, port::Port};
 
 /// Capacity of each frame channel of a connection (device → sim and sim → device).
 pub(crate) const CHANNEL_CAPACITY: usize = 16;
@@ -73,11 +74,12 @@ impl ConnHandle {
     }
 }
 
-/// What the rest of the network tells a connection.
+/// What the rest of the network tells a connection. Payloads are boxed so that the
+/// queue of an idle connection stays small.
 #[derive(Debug)]
 pub(crate) enum Command {
     /// A phone scanned this connection's QR code or entered its pairing code.
-    Paired { link_id: String, phone: String },
+    Paired(Box<Paired>),
     /// Pass a frame on to a ready device (inbound message, read receipt, ban).
     Frame(Box<Kind>),
     /// The phone unlinked this device: say so and close.
@@ -123,19 +125,15 @@ enum Stage {
 }
 
 /// Serve one connection until either side closes it.
-pub(crate) async fn run(
-    network: Network,
-    mut frames: mpsc::Receiver<ClientFrame>,
-    outbox: mpsc::Sender<ServerFrame>,
-) {
-    let mut conn = Connection::new(network, outbox);
+pub(crate) async fn run<P: Port>(network: Network, port: &mut P) {
+    let mut conn = Connection::new(network, port);
     debug!(conn = conn.id, "connection open");
     loop {
         let deadline = conn.deadline();
         let flow = tokio::select! {
             biased;
             Some(command) = conn.commands.recv() => conn.on_command(command).await,
-            frame = frames.recv() => match frame {
+            frame = conn.port.recv() => match frame {
                 Some(frame) => conn.on_frame(frame).await,
                 None => Flow::Close,
             },
@@ -156,7 +154,7 @@ async fn sleep_until_some(deadline: Option<Instant>) {
 }
 
 /// The state of one connection. Dropping it releases what the network holds for it.
-struct Connection {
+struct Connection<'p, P> {
     network: Network,
     id: ConnId,
     /// The device id from `Hello`, for logs.
@@ -164,12 +162,12 @@ struct Connection {
     /// Given to the network so that it can reach this connection.
     handle: ConnHandle,
     commands: mpsc::UnboundedReceiver<Command>,
-    outbox: mpsc::Sender<ServerFrame>,
+    port: &'p mut P,
     stage: Stage,
 }
 
-impl Connection {
-    fn new(network: Network, outbox: mpsc::Sender<ServerFrame>) -> Connection {
+impl<'p, P: Port> Connection<'p, P> {
+    fn new(network: Network, port: &'p mut P) -> Self {
         let id = network.connection_opened();
         let (handle, commands) = ConnHandle::channel(id);
         Connection {
@@ -178,7 +176,7 @@ impl Connection {
             device_id: String::new(),
             handle,
             commands,
-            outbox,
+            port,
             stage: Stage::AwaitHello {
                 deadline: Instant::now() + HANDSHAKE_TIMEOUT,
             },
@@ -226,15 +224,14 @@ impl Connection {
 
     async fn on_command(&mut self, command: Command) -> Flow {
         match command {
-            Command::Paired { link_id, phone } => {
+            Command::Paired(paired) => {
                 if !matches!(self.stage, Stage::Pairing { .. }) {
                     return Flow::Continue;
                 }
+                let link_id = paired.link_id.clone();
                 debug!(conn = self.id, device_id = %self.device_id, %link_id, "paired");
-                self.stage = Stage::Ready {
-                    link_id: link_id.clone(),
-                };
-                self.send(Kind::Paired(Paired { link_id, phone })).await
+                self.stage = Stage::Ready { link_id };
+                self.send(Kind::Paired(*paired)).await
             }
             Command::Frame(kind) if matches!(self.stage, Stage::Ready { .. }) => {
                 self.send(*kind).await
@@ -469,11 +466,12 @@ impl Connection {
     }
 
     /// Send a frame to the device; `Close` if the device is gone.
-    async fn send(&self, kind: Kind) -> Flow {
+    async fn send(&mut self, kind: Kind) -> Flow {
         let frame = ServerFrame { kind: Some(kind) };
-        match self.outbox.send(frame).await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Close,
+        if self.port.send(frame).await {
+            Flow::Continue
+        } else {
+            Flow::Close
         }
     }
 
@@ -487,7 +485,7 @@ impl Connection {
     }
 }
 
-impl Drop for Connection {
+impl<P> Drop for Connection<'_, P> {
     fn drop(&mut self) {
         let mut state = self.network.state();
         let mut link_id = match &mut self.stage {
@@ -497,11 +495,8 @@ impl Drop for Connection {
         // Paired is pushed under the state lock, so with the lock held nothing new can
         // arrive: a Paired still queued means this connection became its link's.
         while let Ok(command) = self.commands.try_recv() {
-            if let Command::Paired {
-                link_id: paired, ..
-            } = command
-            {
-                link_id = Some(paired);
+            if let Command::Paired(paired) = command {
+                link_id = Some(paired.link_id);
             }
         }
         state.disconnect(self.id, link_id.as_deref());

@@ -17,6 +17,7 @@ use super::{
     InboxMessage, NewLink, SimConfig, SimError, SimStats, clock,
     connection::{self, CHANNEL_CAPACITY, ConnId, SimConnection},
     journal::{Journal, Snapshot},
+    port::ChannelPort,
     state::State,
 };
 
@@ -76,7 +77,11 @@ impl Network {
     pub fn attach(&self) -> SimConnection {
         let (tx, frames) = mpsc::channel(CHANNEL_CAPACITY);
         let (outbox, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        tokio::spawn(connection::run(self.clone(), frames, outbox));
+        let network = self.clone();
+        tokio::spawn(async move {
+            let mut port = ChannelPort { frames, outbox };
+            connection::run(network, &mut port).await;
+        });
         SimConnection { tx, rx }
     }
 

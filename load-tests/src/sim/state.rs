@@ -8,7 +8,8 @@ use std::{collections::HashMap, time::Duration};
 use tokio::{sync::oneshot, time::Instant};
 use tracing::info;
 use wafleet_protocol::sim::{
-    Banned, Inbound, Receipt, SendMessage, receipt::Status, refused::Reason, server_frame::Kind,
+    Banned, Inbound, Paired, Receipt, SendMessage, receipt::Status, refused::Reason,
+    server_frame::Kind,
 };
 
 use super::{
@@ -179,10 +180,10 @@ impl State {
     fn pair(&mut self, conn: ConnId, phone: &str, gone: SimError) -> Result<NewLink, SimError> {
         let session = self.pairings.end(conn).ok_or(gone)?;
         let link_id = ids::link_id();
-        let paired = Command::Paired {
+        let paired = Command::Paired(Box::new(Paired {
             link_id: link_id.clone(),
             phone: phone.to_owned(),
-        };
+        }));
         if !session.handle.send(paired) {
             // The connection is closing: nobody would learn of the link.
             return Err(SimError::QrExpired);
