@@ -32,7 +32,7 @@
 //! - **Deduplication**: on (link, `message_id`), kept for as long as the message is in
 //!   the inbox (forever). A FAILED send is not remembered, so it may be retried.
 //! - **Bans** use the wall clock (they are persisted); `Banned{until_ms}` goes to the
-//!   number's connected links, and to a link that resumes while the ban lasts.
+//!   number's connected links, and to a link that resumes or pairs while the ban lasts.
 //! - **Pairing** ends with `Refused{QR_TIMEOUT}` once the last of `qr_codes` QR codes
 //!   expired, but not while a pairing code handed out is still valid.
 //! - **Handshake limit**: a connection that sends no `Hello` within 30 s, or no `Proof`

@@ -569,10 +569,12 @@ async fn a_banned_number_cannot_send() {
     );
     assert!(sim.network.inbox(PHONE_B).unwrap().is_empty());
 
-    // A resume during the ban is told again.
+    // A resume during the ban is told again, and so is a new device of the number.
     device.reconnect(Transport::attach(&sim.network)).await;
     device.resume_ok().await;
     assert!(matches!(device.next().await, In::Banned(_)));
+    let mut newcomer = Device::paired(&sim.network, "dev-newcomer", PHONE_A).await;
+    assert!(matches!(newcomer.next().await, In::Banned(_)));
 
     // Zero seconds lifts the ban; the failed message may be retried.
     let (status, _) = sim
@@ -730,6 +732,11 @@ async fn control_api_rejects_bad_input_with_json_errors() {
     let sim = Sim::start().await;
 
     let (status, body) = sim.get("/sim/phones/123/inbox").await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_phone")
+    );
+    let (status, body) = sim.get("/sim/phones/%FF%FE/inbox").await; // not UTF-8
     assert_eq!(
         (status, error_code(&body)),
         (StatusCode::BAD_REQUEST, "invalid_phone")

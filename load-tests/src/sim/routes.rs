@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{Path, State},
+    extract::{Path, State, rejection::PathRejection},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -63,8 +63,9 @@ async fn stats(State(app): State<AppState>) -> Json<SimStats> {
 
 async fn inbox(
     State(app): State<AppState>,
-    Path(phone): Path<String>,
+    phone: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Vec<InboxMessage>>, SimError> {
+    let phone = path_phone(phone)?;
     Ok(Json(app.network.inbox(&phone)?))
 }
 
@@ -76,9 +77,10 @@ struct PhoneMessage {
 
 async fn send(
     State(app): State<AppState>,
-    Path(phone): Path<String>,
+    phone: Result<Path<String>, PathRejection>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), SimError> {
+    let phone = path_phone(phone)?;
     phone::validate(&phone)?;
     let message: PhoneMessage = parse(&body)?;
     let message_id = app
@@ -92,16 +94,18 @@ async fn send(
 
 async fn read(
     State(app): State<AppState>,
-    Path(phone): Path<String>,
+    phone: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, SimError> {
+    let phone = path_phone(phone)?;
     let read = app.network.read(&phone)?;
     Ok(Json(json!({ "read": read })))
 }
 
 async fn unlink(
     State(app): State<AppState>,
-    Path(phone): Path<String>,
+    phone: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, SimError> {
+    let phone = path_phone(phone)?;
     let unlinked = app.network.unlink(&phone)?;
     Ok(Json(json!({ "unlinked": unlinked })))
 }
@@ -114,9 +118,10 @@ struct BanRequest {
 
 async fn ban(
     State(app): State<AppState>,
-    Path(phone): Path<String>,
+    phone: Result<Path<String>, PathRejection>,
     body: Bytes,
 ) -> Result<Json<Value>, SimError> {
+    let phone = path_phone(phone)?;
     phone::validate(&phone)?;
     let request: BanRequest = if body.iter().all(u8::is_ascii_whitespace) {
         BanRequest::default()
@@ -135,6 +140,14 @@ async fn ban(
         "phone": phone,
         "until": humantime::format_rfc3339_millis(until).to_string(),
     })))
+}
+
+/// The `{phone}` of the path; a path that cannot be read is an invalid phone too.
+fn path_phone(phone: Result<Path<String>, PathRejection>) -> Result<String, SimError> {
+    match phone {
+        Ok(Path(phone)) => Ok(phone),
+        Err(rejection) => Err(SimError::invalid_phone(&rejection.body_text())),
+    }
 }
 
 /// Read a JSON body whatever its content type: syntax errors are 400, wrong or

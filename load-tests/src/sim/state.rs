@@ -201,6 +201,11 @@ impl State {
             session.device_id.clone(),
         );
         self.links.insert(link_id.clone(), link);
+        if let Some(until_ms) = self.phones.get(phone).and_then(|p| p.ban(clock::now_ms())) {
+            // Queued after Paired, so the device hears of the ban once ready.
+            let banned = Kind::Banned(Banned { until_ms });
+            session.handle.send(Command::Frame(Box::new(banned)));
+        }
         self.links.connect(&link_id, session.handle);
         self.counters.pairings += 1;
         self.record_counters();
