@@ -1,0 +1,103 @@
+//! A simulated WhatsApp network: phones, QR scans, pairing codes, delivery receipts,
+//! inbound messages, unlinks and bans. `wafleet sim` serves it on its own; `wafleet
+//! standalone --link sim` runs it in process and merges [`router`] into its server.
+//!
+//! Devices speak the frames of `protocol/proto/sim.proto` (its header describes the
+//! handshake), over a WebSocket at `GET /ws` (one prost-encoded frame per binary
+//! message) or in process through [`Network::attach`]; both run the same connection
+//! logic. People (tests, demos, the load driver) act as phones through the control API:
+//!
+//! | method | path | body → answer |
+//! |---|---|---|
+//! | POST | `/sim/scan` | `{"qr", "phone"}` → 200 `{"device_id", "link_id", "phone"}`; 404 `qr_not_found`, 410 `qr_expired` |
+//! | POST | `/sim/pair-code` | `{"phone", "code"}` (dash and case optional) → 200 as scan; 404 `pair_code_not_found` (also when requested for another phone), 410 `pair_code_expired` |
+//! | GET | `/sim/phones/{phone}/inbox` | → 200 `[{"from_phone", "text", "at", "message_id", "status": "delivered"\|"read"}]`, arrival order |
+//! | POST | `/sim/phones/{phone}/send` | `{"to_phone", "text"}` → 202 `{"message_id"}`: an `Inbound` for every device linked to `to_phone`; 404 `no_linked_device` |
+//! | POST | `/sim/phones/{phone}/read` | → 200 `{"read": n}` (extension, see below) |
+//! | POST | `/sim/phones/{phone}/unlink` | → 200 `{"unlinked": n}`; 404 `no_linked_device` |
+//! | POST | `/sim/phones/{phone}/ban` | optional `{"seconds": N}` (0 lifts a ban) → 200 `{"phone", "until"}` |
+//! | GET | `/sim/stats` | → 200 [`SimStats`] |
+//!
+//! Errors are `{"error": {"code", "message", "retryable": false}}`: 400 for an invalid
+//! phone (`invalid_phone`: 8 to 15 digits only) or a body that is not JSON
+//! (`invalid_json`), 422 for JSON without the expected fields (`invalid_request`).
+//! Bodies are read as JSON whatever their content type.
+//!
+//! # Behaviour worth knowing
+//! - **Read receipts** (extension): `POST /sim/phones/{phone}/read` marks the phone's
+//!   whole inbox read and sends `Receipt{READ}` to the sending links that are connected
+//!   at that moment. Read receipts are not queued for links that are offline; the read
+//!   state is kept with the message instead, and a device that resends the same
+//!   `message_id` later gets SENT, DELIVERED and READ again.
+//! - **Deduplication**: on (link, `message_id`), kept for as long as the message is in
+//!   the inbox (forever). A FAILED send is not remembered, so it may be retried.
+//! - **Bans** use the wall clock (they are persisted); `Banned{until_ms}` goes to the
+//!   number's connected links, and to a link that resumes or pairs while the ban lasts.
+//! - **Pairing** ends with `Refused{QR_TIMEOUT}` once the last of `qr_codes` QR codes
+//!   expired, but not while a pairing code handed out is still valid.
+//! - **Handshake limit**: a connection that sends no `Hello` within 30 s, or no `Proof`
+//!   within 30 s of its `Challenge`, is refused with `PROTOCOL`.
+//! - A new device's `identity_public` must be a 32-byte X25519 key of full order,
+//!   otherwise `Refused{PROTOCOL}`.
+//! - A `SendMessage` with an empty `message_id`, or a `PairCodeRequest` with an invalid
+//!   phone, gets an `Error` frame and the connection goes on.
+//!
+//! # Persistence
+//! With [`SimConfig::data_path`] set, links (with their identity keys, and tombstones of
+//! unlinked ones), inboxes, unacknowledged inbound messages, bans and the counters (all
+//! but `links_connected`, `connections_open`, `pairing_now`) are kept in a SQLite file
+//! (WAL). Changes are queued while the state lock is held and written by one thread, in
+//! batches of one transaction each; [`Network::flush`] waits for them, and dropping the
+//! last [`Network`] clone writes what is queued. Pairing sessions are not persisted: a
+//! restart ends them, as it closes every connection.
+//!
+//! # Layout
+//! - `network`: [`Network`], the handle: attach devices, act as phones, read stats.
+//! - `state`: everything behind the network's one lock, as short synchronous methods.
+//! - `connection`: [`SimConnection`] and the logic that serves one device's connection.
+//! - `port`: where a connection's frames come from and go to (channels or a socket).
+//! - `pairing`: QR codes and pairing codes being shown, and recently retired ones.
+//! - `link`: linked devices and their index by phone.
+//! - `phone`, `inbox`: phone numbers, what reached a phone.
+//! - `journal`: the SQLite file and its writer thread.
+//! - `server`, `routes`, `socket`: [`router`] / [`serve`], the `/sim/` routes, `GET /ws`.
+//! - `config`, `error`, `stats`, `clock`, `ids`: [`SimConfig`], [`SimError`], [`SimStats`],
+//!   time and random ids.
+
+mod clock;
+mod config;
+mod connection;
+mod error;
+mod ids;
+mod inbox;
+mod journal;
+mod link;
+mod network;
+mod pairing;
+mod phone;
+mod port;
+mod routes;
+mod server;
+mod socket;
+mod state;
+mod stats;
+
+pub use config::SimConfig;
+pub use connection::SimConnection;
+pub use error::SimError;
+pub use inbox::{InboxMessage, MessageStatus};
+pub use network::Network;
+pub use server::{router, serve};
+pub use stats::SimStats;
+
+/// A link created by a QR scan or a pairing code, as `POST /sim/scan` and
+/// `POST /sim/pair-code` answer it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NewLink {
+    /// The wafleet device id the device gave in its `Hello`.
+    pub device_id: String,
+    /// The new link's id, also sent to the device in `Paired`.
+    pub link_id: String,
+    /// The phone number the device is now linked to.
+    pub phone: String,
+}

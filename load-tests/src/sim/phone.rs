@@ -1,0 +1,68 @@
+//! A phone of the simulated network: its number, the messages that reached it, and
+//! whether it is banned. Any valid number exists; records are created on first use.
+
+use super::{error::SimError, inbox::InboxEntry};
+
+/// What the network remembers about one phone number.
+#[derive(Debug, Default)]
+pub(crate) struct Phone {
+    /// Messages linked devices sent to this phone, in arrival order.
+    pub(crate) inbox: Vec<InboxEntry>,
+    /// Unix ms until which the number is banned (sends from its links fail); 0 = never.
+    pub(crate) banned_until_ms: i64,
+}
+
+impl Phone {
+    /// The end of the ban in force at `now_ms`, if any.
+    pub(crate) fn ban(&self, now_ms: i64) -> Option<i64> {
+        (self.banned_until_ms > now_ms).then_some(self.banned_until_ms)
+    }
+}
+
+/// Check a phone number: digits only, country code first, 8 to 15 digits.
+pub(crate) fn validate(phone: &str) -> Result<(), SimError> {
+    if (8..=15).contains(&phone.len()) && phone.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(SimError::invalid_phone(phone))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_8_to_15_digits() {
+        assert!(validate("62812345").is_ok());
+        assert!(validate("628123456789012").is_ok());
+    }
+
+    #[test]
+    fn rejects_everything_else() {
+        for bad in [
+            "",
+            "6281234",
+            "6281234567890123",
+            "+6281234567",
+            "62812 3456",
+            "62812345a",
+            "６２８１２３４５６",
+        ] {
+            assert!(
+                matches!(validate(bad), Err(SimError::InvalidPhone(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn ban_is_in_force_until_its_end() {
+        let phone = Phone {
+            banned_until_ms: 1_000,
+            ..Phone::default()
+        };
+        assert_eq!(phone.ban(999), Some(1_000));
+        assert_eq!(phone.ban(1_000), None);
+    }
+}

@@ -1,0 +1,223 @@
+//! The control API under `/sim/`: what a person does with a phone, as HTTP. Every
+//! failure is a [`SimError`], turned into a status and a JSON body in one place.
+
+use std::time::Duration;
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Path, State, rejection::PathRejection},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::{Deserialize, de::DeserializeOwned};
+use serde_json::{Value, json};
+
+use super::{InboxMessage, NewLink, SimError, SimStats, phone, server::AppState};
+
+/// The longest ban a request may ask for (ten years).
+const MAX_BAN_SECONDS: u64 = 10 * 365 * 24 * 3600;
+
+/// The `/sim/...` routes.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/sim/scan", post(scan))
+        .route("/sim/pair-code", post(pair_code))
+        .route("/sim/stats", get(stats))
+        .route("/sim/phones/{phone}/inbox", get(inbox))
+        .route("/sim/phones/{phone}/send", post(send))
+        .route("/sim/phones/{phone}/read", post(read))
+        .route("/sim/phones/{phone}/unlink", post(unlink))
+        .route("/sim/phones/{phone}/ban", post(ban))
+}
+
+#[derive(Debug, Deserialize)]
+struct ScanRequest {
+    /// The raw content of the QR code.
+    qr: String,
+    phone: String,
+}
+
+async fn scan(State(app): State<AppState>, body: Bytes) -> Result<Json<NewLink>, SimError> {
+    let request: ScanRequest = parse(&body)?;
+    Ok(Json(app.network.scan(&request.qr, &request.phone)?))
+}
+
+#[derive(Debug, Deserialize)]
+struct PairCodeEntry {
+    phone: String,
+    code: String,
+}
+
+async fn pair_code(State(app): State<AppState>, body: Bytes) -> Result<Json<NewLink>, SimError> {
+    let entry: PairCodeEntry = parse(&body)?;
+    Ok(Json(
+        app.network.enter_pair_code(&entry.phone, &entry.code)?,
+    ))
+}
+
+async fn stats(State(app): State<AppState>) -> Json<SimStats> {
+    Json(app.network.stats())
+}
+
+async fn inbox(
+    State(app): State<AppState>,
+    phone: Result<Path<String>, PathRejection>,
+) -> Result<Json<Vec<InboxMessage>>, SimError> {
+    let phone = path_phone(phone)?;
+    Ok(Json(app.network.inbox(&phone)?))
+}
+
+#[derive(Debug, Deserialize)]
+struct PhoneMessage {
+    to_phone: String,
+    text: String,
+}
+
+async fn send(
+    State(app): State<AppState>,
+    phone: Result<Path<String>, PathRejection>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), SimError> {
+    let phone = path_phone(phone)?;
+    phone::validate(&phone)?;
+    let message: PhoneMessage = parse(&body)?;
+    let message_id = app
+        .network
+        .send_from_phone(&phone, &message.to_phone, &message.text)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "message_id": message_id })),
+    ))
+}
+
+async fn read(
+    State(app): State<AppState>,
+    phone: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, SimError> {
+    let phone = path_phone(phone)?;
+    let read = app.network.read(&phone)?;
+    Ok(Json(json!({ "read": read })))
+}
+
+async fn unlink(
+    State(app): State<AppState>,
+    phone: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, SimError> {
+    let phone = path_phone(phone)?;
+    let unlinked = app.network.unlink(&phone)?;
+    Ok(Json(json!({ "unlinked": unlinked })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct BanRequest {
+    /// How long; the network's `ban_duration` when absent.
+    seconds: Option<u64>,
+}
+
+async fn ban(
+    State(app): State<AppState>,
+    phone: Result<Path<String>, PathRejection>,
+    body: Bytes,
+) -> Result<Json<Value>, SimError> {
+    let phone = path_phone(phone)?;
+    phone::validate(&phone)?;
+    let request: BanRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        BanRequest::default()
+    } else {
+        parse(&body)?
+    };
+    let duration = match request.seconds {
+        Some(seconds) if seconds > MAX_BAN_SECONDS => {
+            let detail = format!("seconds must be at most {MAX_BAN_SECONDS}");
+            return Err(SimError::InvalidRequest(detail));
+        }
+        seconds => seconds.map(Duration::from_secs),
+    };
+    let until = app.network.ban(&phone, duration)?;
+    Ok(Json(json!({
+        "phone": phone,
+        "until": humantime::format_rfc3339_millis(until).to_string(),
+    })))
+}
+
+/// The `{phone}` of the path; a path that cannot be read is an invalid phone too.
+fn path_phone(phone: Result<Path<String>, PathRejection>) -> Result<String, SimError> {
+    match phone {
+        Ok(Path(phone)) => Ok(phone),
+        Err(rejection) => Err(SimError::invalid_phone(&rejection.body_text())),
+    }
+}
+
+/// Read a JSON body whatever its content type: syntax errors are 400, wrong or
+/// missing fields 422.
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, SimError> {
+    serde_json::from_slice(body).map_err(|error| match error.classify() {
+        serde_json::error::Category::Data => SimError::InvalidRequest(error.to_string()),
+        _ => SimError::InvalidJson(error.to_string()),
+    })
+}
+
+impl SimError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            SimError::InvalidPhone(_) | SimError::InvalidJson(_) => StatusCode::BAD_REQUEST,
+            SimError::QrNotFound | SimError::PairCodeNotFound | SimError::NoLinkedDevice(_) => {
+                StatusCode::NOT_FOUND
+            }
+            SimError::QrExpired | SimError::PairCodeExpired => StatusCode::GONE,
+            SimError::InvalidRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        }
+    }
+}
+
+impl IntoResponse for SimError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "error": { "code": self.code(), "message": self.to_string(), "retryable": false }
+        });
+        (self.status(), Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_errors_split_into_400_and_422() {
+        #[derive(Debug, Deserialize)]
+        struct Body {
+            #[allow(dead_code)]
+            phone: String,
+        }
+        let syntax = parse::<Body>(b"{nope").unwrap_err();
+        assert_eq!(syntax.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            parse::<Body>(b"").unwrap_err().status(),
+            StatusCode::BAD_REQUEST
+        );
+        let data = parse::<Body>(br#"{"phone": 5}"#).unwrap_err();
+        assert_eq!(data.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(data.code(), "invalid_request");
+    }
+
+    #[test]
+    fn every_error_maps_to_a_client_status() {
+        let errors = [
+            SimError::invalid_phone("x"),
+            SimError::QrNotFound,
+            SimError::QrExpired,
+            SimError::PairCodeNotFound,
+            SimError::PairCodeExpired,
+            SimError::NoLinkedDevice("62811111111".into()),
+            SimError::InvalidJson("x".into()),
+            SimError::InvalidRequest("x".into()),
+        ];
+        for error in errors {
+            assert!(error.status().is_client_error(), "{error:?}");
+        }
+    }
+}

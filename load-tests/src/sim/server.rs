@@ -1,0 +1,47 @@
+//! The HTTP face of the network: [`router`] (the device socket and the control API,
+//! for merging into another server) and [`serve`] (a server of its own).
+
+use std::future::Future;
+
+use axum::{Router, routing::get};
+use tokio::{net::TcpListener, sync::watch};
+
+use super::{Network, routes, socket};
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) network: Network,
+    /// Tells open WebSockets that the server is shutting down (only under [`serve`]).
+    pub(crate) shutdown: Option<watch::Receiver<bool>>,
+}
+
+/// `GET /ws` (devices) and the control API under `/sim/`, with no fallback, ready to
+/// merge into another router.
+pub fn router(network: Network) -> Router {
+    app(network, None)
+}
+
+fn app(network: Network, shutdown: Option<watch::Receiver<bool>>) -> Router {
+    routes::routes()
+        .route("/ws", get(socket::upgrade))
+        .with_state(AppState { network, shutdown })
+}
+
+/// Serve the network on `listener` until `shutdown` resolves; then close the open
+/// WebSockets and wait for the state file to be written.
+pub async fn serve(
+    listener: TcpListener,
+    network: Network,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop, stopping) = watch::channel(false);
+    let result = axum::serve(listener, app(network.clone(), Some(stopping)))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        })
+        .await;
+    network.flush().await;
+    result
+}
