@@ -1,1 +1,64 @@
-fn main() {}
+//! `wafleet`: one binary for every process of the system.
+
+use clap::{Parser, Subcommand};
+
+mod standalone;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wafleet",
+    version,
+    about = "Run many linked WhatsApp devices behind one API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Node + gateway + embedded store in one process.
+    Standalone(standalone::Args),
+    /// The simulated WhatsApp network on its own.
+    Sim {
+        /// Address to listen on (`:0` picks a free port).
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Standalone(args) => standalone::run(args, shutdown_signal()).await,
+        Command::Sim { listen } => standalone::run_sim(&listen, shutdown_signal()).await,
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

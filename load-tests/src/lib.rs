@@ -7,4 +7,5 @@
 //!   (`GET /ws`) or in process ([`sim::Network::attach`]), and driven by tests through a
 //!   control API under `/sim/`.
 
+pub mod scenario;
 pub mod sim;

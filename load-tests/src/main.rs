@@ -1,1 +1,58 @@
-fn main() {}
+//! `wafleet-load`: load and failover scenarios against real wafleet processes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use wafleet_load::scenario::{self, idle::IdleOptions};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wafleet-load",
+    version,
+    about = "Load scenarios for wafleet, with a report"
+)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// N devices created, paired and idle in one standalone process: memory per device
+    /// and time to start and pair.
+    Idle {
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// The wafleet binary (default: the one next to this binary).
+        #[arg(long)]
+        wafleet: Option<PathBuf>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout_s: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let report = match Cli::parse().scenario {
+        Scenario::Idle {
+            devices,
+            concurrency,
+            wafleet,
+            timeout_s,
+        } => {
+            scenario::idle::run(IdleOptions {
+                devices,
+                concurrency,
+                wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
+                timeout: Duration::from_secs(timeout_s),
+            })
+            .await?
+        }
+    };
+    report.print();
+    Ok(())
+}

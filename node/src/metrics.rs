@@ -8,7 +8,19 @@ pub const DEVICES: &str = "wafleet_node_devices";
 pub const MESSAGES: &str = "wafleet_messages_total";
 pub const DEVICE_CRASHES: &str = "wafleet_node_device_crashes_total";
 
-/// Registers the descriptions with the installed recorder.
+/// Outcomes counted in [`MESSAGES`].
+const MESSAGE_OUTCOMES: [&str; 7] = [
+    "accepted",
+    "duplicate",
+    "sent",
+    "delivered",
+    "read",
+    "failed",
+    "inbound",
+];
+
+/// Registers the descriptions with the installed recorder, and every series at zero so
+/// dashboards and alerts see them before the first event.
 pub fn describe() {
     describe_gauge!(DEVICES, Unit::Count, "devices by status");
     describe_counter!(
@@ -21,6 +33,11 @@ pub fn describe() {
         Unit::Count,
         "device actors that crashed and were restarted or given up"
     );
+    for outcome in MESSAGE_OUTCOMES {
+        counter!(MESSAGES, "outcome" => outcome).increment(0);
+    }
+    counter!(DEVICE_CRASHES).increment(0);
+    set_device_counts(&[]);
 }
 
 pub(crate) fn message_outcome(outcome: &'static str) {

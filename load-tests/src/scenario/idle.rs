@@ -1,0 +1,162 @@
+//! `wafleet-load idle --devices N`: creates N devices in one standalone process,
+//! pairs them all through the simulator, and measures resident memory per idle READY
+//! device (on top of the empty process) and the time to start and pair them.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use super::Report;
+use super::process::Standalone;
+
+/// Options of the idle scenario.
+#[derive(Debug, Clone)]
+pub struct IdleOptions {
+    pub devices: usize,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// The `wafleet` binary to run.
+    pub wafleet: PathBuf,
+    /// Give up after this long.
+    pub timeout: Duration,
+}
+
+pub async fn run(options: IdleOptions) -> anyhow::Result<Report> {
+    let data = tempfile::tempdir()?;
+    let app = Arc::new(Standalone::start(&options.wafleet, data.path()).await?);
+    let deadline = Instant::now() + options.timeout;
+    app.get_json("/v1/devices?limit=1").await?;
+    let rss_empty = app.rss_kib()?;
+
+    let mut events = Box::pin(app.events().await?);
+    let started = Instant::now();
+    let gate = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..options.devices {
+        let (app, gate) = (app.clone(), gate.clone());
+        tasks.spawn(async move {
+            let _permit = gate.acquire_owned().await?;
+            let id = device_id(i);
+            app.post("/v1/devices", &json!({"id": id, "name": id}), 201)
+                .await?;
+            app.post(&format!("/v1/devices/{id}/start"), &json!({}), 202)
+                .await?;
+            anyhow::Ok(())
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result??;
+    }
+    let created = started.elapsed();
+    eprintln!(
+        "created and started {} devices in {:.1}s",
+        options.devices,
+        created.as_secs_f64()
+    );
+
+    // Scan each device's first QR code; count READY devices.
+    let mut scanned = HashSet::new();
+    let mut ready = HashSet::new();
+    let mut last_progress = Instant::now();
+    while ready.len() < options.devices {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {} devices READY before the timeout",
+                ready.len(),
+                options.devices
+            );
+        }
+        let Ok(next) = tokio::time::timeout(Duration::from_secs(10), events.next()).await else {
+            bail!(
+                "no event for 10 s with {} of {} READY",
+                ready.len(),
+                options.devices
+            );
+        };
+        let (kind, data) = next.context("event stream ended")?;
+        let device = data["device_id"].as_str().unwrap_or_default().to_owned();
+        match kind.as_str() {
+            "qr" if scanned.insert(device.clone()) => {
+                let index: usize = device.trim_start_matches("idle-").parse().unwrap_or(0);
+                let body = json!({"qr": data["code"], "phone": format!("62850{index:08}")});
+                let (app, gate) = (app.clone(), gate.clone());
+                tasks.spawn(async move {
+                    let _permit = gate.acquire_owned().await?;
+                    let response = app
+                        .http
+                        .post(app.url("/sim/scan"))
+                        .json(&body)
+                        .send()
+                        .await?;
+                    if !response.status().is_success() {
+                        bail!("scan {device}: {}", response.status());
+                    }
+                    anyhow::Ok(())
+                });
+            }
+            "status" if data["status"] == "READY" => {
+                ready.insert(device);
+            }
+            _ => {}
+        }
+        while let Some(result) = tasks.try_join_next() {
+            result??;
+        }
+        if last_progress.elapsed() > Duration::from_secs(1) {
+            eprintln!(
+                "scanned {} / READY {} of {}",
+                scanned.len(),
+                ready.len(),
+                options.devices
+            );
+            last_progress = Instant::now();
+        }
+    }
+    let paired = started.elapsed();
+    drop(events);
+    // Let the process settle (buffers of the burst returned, idle state reached).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_ready = app.rss_kib()?;
+    let counts = app.get_json("/v1/devices?limit=1").await?;
+    let per_device = (rss_ready.saturating_sub(rss_empty)) as f64 * 1024.0 / options.devices as f64;
+
+    let mut report = Report::default();
+    report.line(format!(
+        "idle: {} devices READY, {:.1}s to create+start, {:.1}s to create+start+pair",
+        options.devices,
+        created.as_secs_f64(),
+        paired.as_secs_f64()
+    ));
+    report.line(format!(
+        "resident memory: empty {} KiB, with devices {} KiB, {:.1} KB per device",
+        rss_empty,
+        rss_ready,
+        per_device / 1000.0
+    ));
+    report.field("scenario", "idle");
+    report.field("devices", options.devices);
+    report.field("ready", counts["counts"]["READY"].clone());
+    report.field("create_start_s", round(created.as_secs_f64()));
+    report.field("create_start_pair_s", round(paired.as_secs_f64()));
+    report.field("rss_empty_kib", rss_empty);
+    report.field("rss_ready_kib", rss_ready);
+    report.field("bytes_per_device", per_device.round());
+    if let Ok(app) = Arc::try_unwrap(app) {
+        app.kill().await;
+    }
+    Ok(report)
+}
+
+fn device_id(i: usize) -> String {
+    format!("idle-{i:06}")
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}

@@ -1,0 +1,39 @@
+//! Load scenarios against real wafleet processes on 127.0.0.1.
+//!
+//! Each scenario starts what it needs as child processes, prints progress on stderr,
+//! and returns a [`Report`] that the binary prints as a summary followed by one JSON
+//! object on the last line of stdout.
+//!
+//! # Layout
+//! - [`process`]: a `wafleet standalone` child process and its HTTP/SSE client.
+//! - [`idle`]: N devices created, paired and left idle: memory per device, pairing time.
+
+pub mod idle;
+pub mod process;
+
+use serde_json::{Map, Value};
+
+/// What a scenario measured: a human summary and the fields of the JSON line.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub summary: Vec<String>,
+    pub fields: Map<String, Value>,
+}
+
+impl Report {
+    pub fn line(&mut self, line: impl Into<String>) {
+        self.summary.push(line.into());
+    }
+
+    pub fn field(&mut self, name: &str, value: impl Into<Value>) {
+        self.fields.insert(name.to_owned(), value.into());
+    }
+
+    /// The summary lines, then the JSON object on the last line.
+    pub fn print(&self) {
+        for line in &self.summary {
+            println!("{line}");
+        }
+        println!("{}", Value::Object(self.fields.clone()));
+    }
+}

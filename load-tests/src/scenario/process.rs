@@ -1,0 +1,162 @@
+//! A `wafleet standalone --link sim` child process, its address, and a client for it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The admin key the scenarios give the processes they start.
+pub const ADMIN_KEY: &str = "wafleet-load-admin-key";
+
+/// The `wafleet` binary next to this one (`target/<profile>/wafleet`).
+pub fn sibling_wafleet() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("wafleet")))
+        .unwrap_or_else(|| PathBuf::from("wafleet"))
+}
+
+/// A running standalone process.
+#[derive(Debug)]
+pub struct Standalone {
+    child: Child,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Standalone {
+    pub async fn start(binary: &Path, data: &Path) -> anyhow::Result<Standalone> {
+        let mut child = Command::new(binary)
+            .args([
+                "standalone",
+                "--listen",
+                "127.0.0.1:0",
+                "--link",
+                "sim",
+                "--data",
+            ])
+            .arg(data)
+            .env("WAFLEET_ADMIN_KEY", ADMIN_KEY)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot run {}", binary.display()))?;
+        let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
+        let base = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    return Ok(addr.trim().to_owned());
+                }
+            }
+            bail!("wafleet exited before listening")
+        })
+        .await
+        .context("wafleet did not listen within 30 s")??;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()?;
+        Ok(Standalone { child, base, http })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Resident memory of the process, in KiB (Linux `/proc`).
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        let pid = self.pid().context("process has exited")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmRSS in /proc status")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// POST with the admin key; the status must be `expect`.
+    pub async fn post(&self, path: &str, body: &Value, expect: u16) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(ADMIN_KEY)
+            .json(body)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status != expect {
+            bail!("POST {path}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    pub async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("GET {path}: {}", response.status());
+        }
+        Ok(response.json().await?)
+    }
+
+    /// An SSE stream of every device's events, as (event kind, data) pairs.
+    pub async fn events(
+        &self,
+    ) -> anyhow::Result<impl futures_util::Stream<Item = (String, Value)> + use<>> {
+        let response = self
+            .http
+            .get(self.url("/v1/events"))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("GET /v1/events: {}", response.status());
+        }
+        let bytes = response.bytes_stream();
+        Ok(futures_util::stream::unfold(
+            (bytes, String::new()),
+            |(mut bytes, mut buffer)| async move {
+                loop {
+                    if let Some(end) = buffer.find("\n\n") {
+                        let block: String = buffer.drain(..end + 2).collect();
+                        let mut kind = None;
+                        let mut data = String::new();
+                        for line in block.lines() {
+                            if let Some(v) = line.strip_prefix("event:") {
+                                kind = Some(v.trim().to_owned());
+                            } else if let Some(v) = line.strip_prefix("data:") {
+                                data.push_str(v.trim_start());
+                            }
+                        }
+                        if let (Some(kind), Ok(data)) = (kind, serde_json::from_str(&data)) {
+                            return Some(((kind, data), (bytes, buffer)));
+                        }
+                        continue;
+                    }
+                    let chunk = bytes.next().await?.ok()?;
+                    buffer.push_str(&String::from_utf8_lossy(&chunk));
+                }
+            },
+        ))
+    }
+
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+}

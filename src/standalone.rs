@@ -1,0 +1,184 @@
+//! `wafleet standalone` and `wafleet sim`: wiring the crates into processes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use async_trait::async_trait;
+use tokio::net::TcpListener;
+use tracing::info;
+use wafleet_gateway::AppState;
+use wafleet_gateway::auth::Keys;
+use wafleet_load::sim::{Network, SimConfig};
+use wafleet_node::events::{BusConfig, EventBus};
+use wafleet_node::link::ws::WsDialer;
+use wafleet_node::link::{FramePipe, LinkError, LinkFactory, SimDialer, SimLinkFactory};
+use wafleet_node::seal::{Sealer, load_or_create_master_key};
+use wafleet_node::store::SqliteStore;
+use wafleet_node::{Fleet, NodeConfig};
+
+/// `wafleet standalone`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Address of the API (`:0` picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Data folder: the store, the keys, the simulator's state.
+    #[arg(long, default_value = "./wafleet-data")]
+    data: PathBuf,
+    /// `whatsapp`, `sim` (a simulated network in this process), or `sim=ws://HOST:PORT/ws`.
+    #[arg(long, default_value = "whatsapp")]
+    link: String,
+}
+
+/// The file that keeps the generated admin key.
+const ADMIN_KEY_FILE: &str = "admin.key";
+
+pub(crate) async fn run(
+    args: Args,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("cannot create data folder {}", args.data.display()))?;
+    let admin_key = admin_key(&args.data)?;
+    let master_key = load_or_create_master_key(
+        &args.data,
+        std::env::var("WAFLEET_MASTER_KEY").ok().as_deref(),
+    )
+    .context("cannot load the master key")?;
+    let store =
+        SqliteStore::open(&args.data.join("wafleet.db")).context("cannot open the store")?;
+
+    let (links, network): (Arc<dyn LinkFactory>, Option<Network>) = match args.link.as_str() {
+        "sim" => {
+            let network = Network::open(SimConfig {
+                data_path: Some(args.data.join("sim.db")),
+                ..SimConfig::default()
+            })
+            .context("cannot open the simulated network")?;
+            let dialer = InProcessDialer(network.clone());
+            (
+                Arc::new(SimLinkFactory::new(Arc::new(dialer))),
+                Some(network),
+            )
+        }
+        url if url.starts_with("sim=") => {
+            let url = &url["sim=".len()..];
+            if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+                bail!("--link sim=URL needs a ws:// URL, like sim=ws://127.0.0.1:8090/ws");
+            }
+            let dialer = WsDialer::new(url);
+            (Arc::new(SimLinkFactory::new(Arc::new(dialer))), None)
+        }
+        "whatsapp" => bail!(
+            "the real WhatsApp link is not built yet; run with --link sim (a simulated network in this process) or --link sim=ws://HOST:PORT/ws"
+        ),
+        other => bail!("unknown --link {other:?}: use whatsapp, sim or sim=ws://HOST:PORT/ws"),
+    };
+
+    let fleet = Fleet::start(
+        NodeConfig::default(),
+        Arc::new(store),
+        Arc::new(Sealer::new(master_key)),
+        EventBus::new(BusConfig::default()),
+        links,
+    )
+    .await
+    .context("cannot start the fleet")?;
+
+    let mut router = wafleet_gateway::router(AppState::new(fleet.clone(), Keys::new(admin_key)));
+    if let Some(network) = network {
+        router = router.merge(wafleet_load::sim::router(network));
+    }
+    let listener = bind(&args.listen).await?;
+    announce(&listener)?;
+    wafleet_gateway::serve(listener, router, shutdown).await?;
+    info!("shutting down");
+    fleet.shutdown().await;
+    Ok(())
+}
+
+/// `wafleet sim`.
+pub(crate) async fn run_sim(
+    listen: &str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let network = Network::open(SimConfig::default())?;
+    let listener = bind(listen).await?;
+    announce(&listener)?;
+    wafleet_load::sim::serve(listener, network, shutdown).await?;
+    Ok(())
+}
+
+async fn bind(listen: &str) -> anyhow::Result<TcpListener> {
+    let listen = if listen.starts_with(':') {
+        format!("127.0.0.1{listen}")
+    } else {
+        listen.to_owned()
+    };
+    TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))
+}
+
+/// Prints the bound address on a line of its own, for people and scripts.
+fn announce(listener: &TcpListener) -> anyhow::Result<()> {
+    let addr: SocketAddr = listener.local_addr()?;
+    println!("listening on http://{addr}");
+    Ok(())
+}
+
+/// `WAFLEET_ADMIN_KEY`, else the key kept in the data folder, else a new one (printed
+/// once, then kept).
+fn admin_key(data: &Path) -> anyhow::Result<String> {
+    if let Ok(key) = std::env::var("WAFLEET_ADMIN_KEY") {
+        if key.trim().is_empty() {
+            bail!("WAFLEET_ADMIN_KEY is set but empty");
+        }
+        return Ok(key.trim().to_owned());
+    }
+    let path = data.join(ADMIN_KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(key) if !key.trim().is_empty() => return Ok(key.trim().to_owned()),
+        Ok(_) => bail!("{} is empty; delete it to get a new key", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let key = format!("wfk_{}", uuid::Uuid::new_v4().simple());
+    write_private(&path, &key)?;
+    println!(
+        "admin key: {key} (kept in {}; set WAFLEET_ADMIN_KEY to choose your own)",
+        path.display()
+    );
+    Ok(key)
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Dials the simulated network running in this process.
+#[derive(Debug)]
+struct InProcessDialer(Network);
+
+#[async_trait]
+impl SimDialer for InProcessDialer {
+    async fn dial(&self) -> Result<FramePipe, LinkError> {
+        let connection = self.0.attach();
+        Ok(FramePipe {
+            tx: connection.tx,
+            rx: connection.rx,
+        })
+    }
+}

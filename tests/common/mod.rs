@@ -1,0 +1,239 @@
+//! Test harness: runs the real `wafleet` binary on 127.0.0.1:0 with a fresh data
+//! folder, and reads its SSE streams. Waits are bounded and event-driven, never sleeps.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const KEY: &str = "test-admin-key";
+
+/// Every wait in the tests gives up after this.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A running `wafleet standalone --link sim`.
+pub struct Standalone {
+    child: Child,
+    pub base: String,
+    pub data: PathBuf,
+    pub http: reqwest::Client,
+}
+
+impl Standalone {
+    pub async fn start(data: &Path) -> Standalone {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wafleet"))
+            .args([
+                "standalone",
+                "--listen",
+                "127.0.0.1:0",
+                "--link",
+                "sim",
+                "--data",
+            ])
+            .arg(data)
+            .env("WAFLEET_ADMIN_KEY", KEY)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn wafleet");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let base = tokio::time::timeout(WAIT, async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    return addr.trim().to_owned();
+                }
+            }
+            panic!("wafleet exited before listening");
+        })
+        .await
+        .expect("wafleet did not start listening in time");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Standalone {
+            child,
+            base,
+            data: data.to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// SIGKILL, and wait until the process is gone.
+    pub async fn kill9(mut self) {
+        self.child.kill().await.expect("kill -9");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response.json().await.unwrap()
+    }
+
+    /// Creates a device and starts it; returns when it shows a QR code (the raw code).
+    pub async fn create_and_start(&self, id: &str) -> String {
+        let created = self
+            .post("/v1/devices", json!({"id": id, "name": id}))
+            .await;
+        assert_eq!(created.status(), 201, "create {id}");
+        let mut events = self.events(&format!("/v1/devices/{id}/events"), None).await;
+        let started = self
+            .post(&format!("/v1/devices/{id}/start"), json!({}))
+            .await;
+        assert_eq!(started.status(), 202, "start {id}");
+        let qr = events.next_of_kind("qr").await;
+        qr.data["code"].as_str().unwrap().to_owned()
+    }
+
+    /// Scans the device's QR with `phone` and waits until it is READY.
+    pub async fn pair(&self, id: &str, phone: &str) {
+        let code = self.create_and_start(id).await;
+        self.scan(id, &code, phone).await;
+    }
+
+    pub async fn scan(&self, id: &str, code: &str, phone: &str) {
+        let mut events = self.events(&format!("/v1/devices/{id}/events"), None).await;
+        let scanned = self
+            .http
+            .post(self.url("/sim/scan"))
+            .json(&json!({"qr": code, "phone": phone}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(scanned.status(), 200, "scan {id}");
+        events.until_status("READY").await;
+    }
+
+    /// The device's status, waiting (event-driven) until it is `status`.
+    pub async fn wait_status(&self, id: &str, status: &str) {
+        // Replay this process's buffered events from the start: a status reached before
+        // we subscribed is among them.
+        let mut events = self
+            .events(&format!("/v1/devices/{id}/events"), Some(0))
+            .await;
+        let current = self.json(&format!("/v1/devices/{id}")).await;
+        if current["status"] == status {
+            return;
+        }
+        events.until_status(status).await;
+    }
+
+    pub async fn events(&self, path: &str, last_event_id: Option<u64>) -> Sse {
+        let mut request = self.http.get(self.url(path)).bearer_auth(KEY);
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "SSE {path}");
+        assert_eq!(
+            response.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        Sse {
+            body: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+        }
+    }
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: u64,
+    pub kind: String,
+    pub data: Value,
+}
+
+/// A client reading an SSE stream.
+pub struct Sse {
+    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl Sse {
+    /// The next event (heartbeat comments skipped), within [`WAIT`].
+    pub async fn next(&mut self) -> Event {
+        tokio::time::timeout(WAIT, self.next_inner())
+            .await
+            .expect("no SSE event in time")
+    }
+
+    async fn next_inner(&mut self) -> Event {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let (mut id, mut kind, mut data) = (None, None, String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim().parse().unwrap());
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        kind = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if let (Some(id), Some(kind)) = (id, kind) {
+                    return Event {
+                        id,
+                        kind,
+                        data: serde_json::from_str(&data).unwrap(),
+                    };
+                }
+                continue;
+            }
+            let chunk = self.body.next().await.expect("SSE stream ended").unwrap();
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    pub async fn next_of_kind(&mut self, kind: &str) -> Event {
+        loop {
+            let event = self.next().await;
+            if event.kind == kind {
+                return event;
+            }
+        }
+    }
+
+    pub async fn until_status(&mut self, status: &str) -> Event {
+        loop {
+            let event = self.next_of_kind("status").await;
+            if event.data["status"] == status {
+                return event;
+            }
+        }
+    }
+}
