@@ -32,6 +32,9 @@ enum Scenario {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 600)]
         timeout_s: u64,
+        /// Then kill -9 the process, restart it on the same data, and time the recovery.
+        #[arg(long)]
+        restart: bool,
     },
 }
 
@@ -43,12 +46,14 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             wafleet,
             timeout_s,
+            restart,
         } => {
             scenario::idle::run(IdleOptions {
                 devices,
                 concurrency,
                 wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
                 timeout: Duration::from_secs(timeout_s),
+                restart,
             })
             .await?
         }

@@ -4,22 +4,20 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use wafleet_load::scenario::process;
 
-pub const KEY: &str = "test-admin-key";
+pub const KEY: &str = process::ADMIN_KEY;
 
 /// Every wait in the tests gives up after this.
 pub const WAIT: Duration = Duration::from_secs(20);
 
 /// A running `wafleet standalone --link sim`.
 pub struct Standalone {
-    child: Child,
+    process: process::Standalone,
     pub base: String,
     pub data: PathBuf,
     pub http: reqwest::Client,
@@ -27,47 +25,20 @@ pub struct Standalone {
 
 impl Standalone {
     pub async fn start(data: &Path) -> Standalone {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wafleet"))
-            .args([
-                "standalone",
-                "--listen",
-                "127.0.0.1:0",
-                "--link",
-                "sim",
-                "--data",
-            ])
-            .arg(data)
-            .env("WAFLEET_ADMIN_KEY", KEY)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn wafleet");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let base = tokio::time::timeout(WAIT, async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    return addr.trim().to_owned();
-                }
-            }
-            panic!("wafleet exited before listening");
-        })
-        .await
-        .expect("wafleet did not start listening in time");
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let process = process::Standalone::start(Path::new(env!("CARGO_BIN_EXE_wafleet")), data)
+            .await
+            .expect("start wafleet");
         Standalone {
-            child,
-            base,
+            base: process.base.clone(),
+            http: process.http.clone(),
             data: data.to_owned(),
-            http: reqwest::Client::new(),
+            process,
         }
     }
 
     /// SIGKILL, and wait until the process is gone.
-    pub async fn kill9(mut self) {
-        self.child.kill().await.expect("kill -9");
+    pub async fn kill9(self) {
+        self.process.kill().await;
     }
 
     pub fn url(&self, path: &str) -> String {

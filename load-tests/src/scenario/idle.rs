@@ -25,6 +25,9 @@ pub struct IdleOptions {
     pub wafleet: PathBuf,
     /// Give up after this long.
     pub timeout: Duration,
+    /// Then `kill -9` the process, start it again on the same data folder, and measure
+    /// until every device is READY again.
+    pub restart: bool,
 }
 
 pub async fn run(options: IdleOptions) -> anyhow::Result<Report> {
@@ -34,7 +37,7 @@ pub async fn run(options: IdleOptions) -> anyhow::Result<Report> {
     app.get_json("/v1/devices?limit=1").await?;
     let rss_empty = app.rss_kib()?;
 
-    let mut events = Box::pin(app.events().await?);
+    let mut events = Box::pin(app.events(false).await?);
     let started = Instant::now();
     let gate = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
@@ -147,10 +150,67 @@ pub async fn run(options: IdleOptions) -> anyhow::Result<Report> {
     report.field("rss_empty_kib", rss_empty);
     report.field("rss_ready_kib", rss_ready);
     report.field("bytes_per_device", per_device.round());
-    if let Ok(app) = Arc::try_unwrap(app) {
+    drop(tasks);
+    let app = Arc::try_unwrap(app).map_err(|_| anyhow::anyhow!("process still shared"))?;
+    if options.restart {
+        restart(app, &options, data.path(), &mut report).await?;
+    } else {
         app.kill().await;
     }
     Ok(report)
+}
+
+/// `kill -9`, start again on the same data, wait until every device is READY.
+async fn restart(
+    app: Standalone,
+    options: &IdleOptions,
+    data: &std::path::Path,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let pairings_before = sim_pairings(&app).await?;
+    app.kill().await;
+    let killed = Instant::now();
+    let app = Standalone::start(&options.wafleet, data).await?;
+    let mut events = Box::pin(app.events(true).await?);
+    let mut ready = HashSet::new();
+    while ready.len() < options.devices {
+        let Ok(next) = tokio::time::timeout(Duration::from_secs(30), events.next()).await else {
+            bail!(
+                "after restart only {} of {} READY",
+                ready.len(),
+                options.devices
+            );
+        };
+        let (kind, data) = next.context("event stream ended")?;
+        if kind == "status" && data["status"] == "READY" {
+            ready.insert(data["device_id"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    let recovered = killed.elapsed();
+    let new_pairings = sim_pairings(&app).await? - pairings_before;
+    report.line(format!(
+        "kill -9 and restart: all {} devices READY again {:.2}s after the kill, {} new pairings",
+        options.devices,
+        recovered.as_secs_f64(),
+        new_pairings
+    ));
+    report.field("restart_all_ready_s", round(recovered.as_secs_f64()));
+    report.field("restart_new_pairings", new_pairings);
+    app.kill().await;
+    Ok(())
+}
+
+async fn sim_pairings(app: &Standalone) -> anyhow::Result<i64> {
+    let stats: serde_json::Value = app
+        .http
+        .get(app.url("/sim/stats"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    stats["pairings"]
+        .as_i64()
+        .context("no pairings in /sim/stats")
 }
 
 fn device_id(i: usize) -> String {

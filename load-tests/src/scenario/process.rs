@@ -115,16 +115,17 @@ impl Standalone {
         Ok(response.json().await?)
     }
 
-    /// An SSE stream of every device's events, as (event kind, data) pairs.
+    /// An SSE stream of every device's events, as (event kind, data) pairs; with
+    /// `replay`, starting from the oldest event the process still buffers.
     pub async fn events(
         &self,
+        replay: bool,
     ) -> anyhow::Result<impl futures_util::Stream<Item = (String, Value)> + use<>> {
-        let response = self
-            .http
-            .get(self.url("/v1/events"))
-            .bearer_auth(ADMIN_KEY)
-            .send()
-            .await?;
+        let mut request = self.http.get(self.url("/v1/events")).bearer_auth(ADMIN_KEY);
+        if replay {
+            request = request.header("Last-Event-ID", "0");
+        }
+        let response = request.send().await?;
         if !response.status().is_success() {
             bail!("GET /v1/events: {}", response.status());
         }
@@ -156,6 +157,7 @@ impl Standalone {
         ))
     }
 
+    /// SIGKILL, and wait until the process is gone.
     pub async fn kill(mut self) {
         let _ = self.child.kill().await;
     }
