@@ -766,3 +766,83 @@ async fn post_oversized(app: &Standalone, path: &str, len: usize) -> (u16, Value
         serde_json::from_str(&body[json_start..json_end]).unwrap_or(Value::Null),
     )
 }
+
+#[tokio::test]
+async fn read_receipts_and_a_ban_reach_the_api() {
+    let data = tempfile::tempdir().unwrap();
+    let app = Standalone::start(data.path()).await;
+    app.pair("rb", "6281900000001").await;
+    let mut events = app.events("/v1/devices/rb/events", None).await;
+
+    let first: Value = app
+        .post(
+            "/v1/devices/rb/messages",
+            json!({"to": "6281900000002", "text": "read me"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    wait_message_status(&mut events, &first["id"], "delivered").await;
+    let read = app
+        .http
+        .post(app.url("/sim/phones/6281900000002/read"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    wait_message_status(&mut events, &first["id"], "read").await;
+    let message = app
+        .json(&format!(
+            "/v1/devices/rb/messages/{}",
+            first["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(message["status"], "read");
+    assert!(message["read_at"].is_string());
+
+    // The number is banned: the device says so, and sends fail with the reason.
+    let banned = app
+        .http
+        .post(app.url("/sim/phones/6281900000001/ban"))
+        .json(&json!({"seconds": 600}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(banned.status(), 200);
+    loop {
+        let event = events.next_of_kind("status").await;
+        if event.data["reason"] == "banned" {
+            assert!(event.data["banned_until_ms"].as_i64().unwrap() > 0);
+            break;
+        }
+    }
+    let second: Value = app
+        .post(
+            "/v1/devices/rb/messages",
+            json!({"to": "6281900000002", "text": "blocked"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let failed = wait_message_status(&mut events, &second["id"], "failed").await;
+    assert_eq!(failed.data["error"], "banned");
+    let message = app
+        .json(&format!(
+            "/v1/devices/rb/messages/{}",
+            second["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(message["status"], "failed");
+    assert_eq!(message["error"], "banned");
+}
+
+async fn wait_message_status(events: &mut common::Sse, id: &Value, status: &str) -> common::Event {
+    loop {
+        let event = events.next_of_kind("message.status").await;
+        if &event.data["message_id"] == id && event.data["status"] == status {
+            return event;
+        }
+    }
+}

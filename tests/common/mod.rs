@@ -123,20 +123,7 @@ impl Standalone {
     }
 
     pub async fn events(&self, path: &str, last_event_id: Option<u64>) -> Sse {
-        let mut request = self.http.get(self.url(path)).bearer_auth(KEY);
-        if let Some(id) = last_event_id {
-            request = request.header("Last-Event-ID", id.to_string());
-        }
-        let response = request.send().await.unwrap();
-        assert_eq!(response.status(), 200, "SSE {path}");
-        assert_eq!(
-            response.headers()["content-type"].to_str().unwrap(),
-            "text/event-stream"
-        );
-        Sse {
-            body: Box::pin(response.bytes_stream()),
-            buffer: String::new(),
-        }
+        Sse::connect(&self.http, &self.url(path), last_event_id).await
     }
 }
 
@@ -155,6 +142,24 @@ pub struct Sse {
 }
 
 impl Sse {
+    /// Opens the SSE stream at `url` with the admin key.
+    pub async fn connect(http: &reqwest::Client, url: &str, last_event_id: Option<u64>) -> Sse {
+        let mut request = http.get(url).bearer_auth(KEY);
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "SSE {url}");
+        assert_eq!(
+            response.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        Sse {
+            body: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+        }
+    }
+
     /// The next event (heartbeat comments skipped), within [`WAIT`].
     pub async fn next(&mut self) -> Event {
         tokio::time::timeout(WAIT, self.next_inner())
