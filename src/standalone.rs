@@ -81,7 +81,7 @@ pub(crate) async fn run(
         NodeConfig::default(),
         Arc::new(store),
         Arc::new(Sealer::new(master_key)),
-        EventBus::new(BusConfig::default()),
+        EventBus::in_memory(BusConfig::default()),
         links,
     )
     .await

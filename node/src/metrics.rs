@@ -7,6 +7,7 @@ use crate::store::DeviceStatus;
 pub const DEVICES: &str = "wafleet_node_devices";
 pub const MESSAGES: &str = "wafleet_messages_total";
 pub const DEVICE_CRASHES: &str = "wafleet_node_device_crashes_total";
+pub const EVENTS_DROPPED: &str = "wafleet_events_dropped_total";
 
 /// Outcomes counted in [`MESSAGES`].
 const MESSAGE_OUTCOMES: [&str; 7] = [
@@ -33,6 +34,12 @@ pub fn describe() {
         Unit::Count,
         "device actors that crashed and were restarted or given up"
     );
+    describe_counter!(
+        EVENTS_DROPPED,
+        Unit::Count,
+        "device events dropped because the event bus (Redis) was unreachable for too long"
+    );
+    counter!(EVENTS_DROPPED).increment(0);
     for outcome in MESSAGE_OUTCOMES {
         counter!(MESSAGES, "outcome" => outcome).increment(0);
     }
@@ -42,6 +49,10 @@ pub fn describe() {
 
 pub(crate) fn message_outcome(outcome: &'static str) {
     counter!(MESSAGES, "outcome" => outcome).increment(1);
+}
+
+pub(crate) fn event_dropped() {
+    counter!(EVENTS_DROPPED).increment(1);
 }
 
 pub(crate) fn device_crashed() {

@@ -55,7 +55,7 @@ fn fast_config() -> NodeConfig {
 
 async fn fleet(dir: &std::path::Path, links: Arc<dyn LinkFactory>) -> (Fleet, EventBus) {
     let store = SqliteStore::open(&dir.join("wafleet.db")).unwrap();
-    let bus = EventBus::new(BusConfig::default());
+    let bus = EventBus::in_memory(BusConfig::default());
     let sealer = Sealer::new(MasterKey::new(1, [7u8; 32]));
     let fleet = Fleet::start(
         fast_config(),
@@ -101,7 +101,7 @@ async fn a_device_that_keeps_crashing_ends_failed_after_max_crashes() {
     let links = Arc::new(PanickingLink::default());
     let (fleet, bus) = fleet(dir.path(), links.clone()).await;
     create(&fleet, "crashy").await;
-    let mut events = bus.subscribe(EventFilter::All, None);
+    let mut events = bus.subscribe(EventFilter::All, None).await.unwrap();
     fleet.start_device("crashy").await.unwrap();
 
     let failed = until_status(&mut events, "FAILED").await;
@@ -126,7 +126,7 @@ async fn an_unreachable_network_means_disconnected_with_capped_backoff() {
     let links = Arc::new(UnreachableLink::default());
     let (fleet, bus) = fleet(dir.path(), links.clone()).await;
     create(&fleet, "offline").await;
-    let mut events = bus.subscribe(EventFilter::All, None);
+    let mut events = bus.subscribe(EventFilter::All, None).await.unwrap();
     let started = std::time::Instant::now();
     fleet.start_device("offline").await.unwrap();
 

@@ -53,7 +53,7 @@ pub async fn device_events(
     state.fleet.device(&id).await?;
     let after = last_event_id(&headers, query.last_event_id.as_deref())?;
     let filter = EventFilter::Devices(HashSet::from([id]));
-    Ok(stream(state.fleet.bus(), filter, after))
+    stream(state.fleet.bus(), filter, after).await
 }
 
 #[utoipa::path(get, path = "/v1/events", tag = "events",
@@ -77,7 +77,7 @@ pub async fn all_events(
         }
     };
     let after = last_event_id(&headers, query.last_event_id.as_deref())?;
-    Ok(stream(state.fleet.bus(), filter, after))
+    stream(state.fleet.bus(), filter, after).await
 }
 
 fn last_event_id(headers: &HeaderMap, query: Option<&str>) -> Result<Option<u64>, ApiError> {
@@ -96,12 +96,15 @@ fn last_event_id(headers: &HeaderMap, query: Option<&str>) -> Result<Option<u64>
     }
 }
 
-fn stream(
+async fn stream(
     bus: &EventBus,
     filter: EventFilter,
     after: Option<u64>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
-    let subscription = bus.subscribe(filter, after);
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, ApiError> {
+    let subscription = bus
+        .subscribe(filter, after)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let gauge = crate::metrics::SseClient::connect();
     let events = futures_util::stream::unfold(
         (subscription, gauge),
@@ -110,7 +113,7 @@ fn stream(
             Some((Ok(to_sse(&event)), (subscription, gauge)))
         },
     );
-    Sse::new(events).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"))
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat")))
 }
 
 fn to_sse(event: &DeviceEvent) -> Event {

@@ -1,0 +1,292 @@
+//! Device events and the buses SSE is served from.
+//!
+//! Every event has an id from one increasing sequence, so a client can resume any stream
+//! (one device, several, or all) with the last id it saw and get exactly what it missed.
+//! Two backends behind one [`EventBus`] handle:
+//! - [`memory`]: in process, for standalone (the last events of each device kept in RAM);
+//! - [`redis`]: Redis Streams, for a cluster: nodes append, any gateway replica serves
+//!   SSE from them.
+//!
+//! A [`Subscription`] first replays what the backend still holds after the resume id,
+//! then follows live events; if it falls behind the live channel it catches up from the
+//! backend, without a gap or a repeat.
+
+pub mod memory;
+pub mod redis;
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tokio::sync::broadcast;
+
+pub use memory::BusConfig;
+pub use redis::RedisBusConfig;
+
+use self::memory::MemoryBus;
+use self::redis::RedisBus;
+
+/// What happened, as named on the SSE `event:` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// The device's status changed.
+    Status,
+    /// A new QR code to scan.
+    Qr,
+    /// An outbound message moved on (sent, delivered, read, failed).
+    MessageStatus,
+    /// A phone wrote to the device.
+    MessageInbound,
+    /// Progress of a bulk job.
+    JobProgress,
+}
+
+impl EventKind {
+    const ALL: [EventKind; 5] = [
+        EventKind::Status,
+        EventKind::Qr,
+        EventKind::MessageStatus,
+        EventKind::MessageInbound,
+        EventKind::JobProgress,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Status => "status",
+            EventKind::Qr => "qr",
+            EventKind::MessageStatus => "message.status",
+            EventKind::MessageInbound => "message.inbound",
+            EventKind::JobProgress => "job.progress",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// One event of one device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceEvent {
+    /// Position in the bus's sequence; what `Last-Event-ID` carries.
+    pub id: u64,
+    pub device_id: String,
+    pub kind: EventKind,
+    /// The JSON payload; always includes `device_id`.
+    pub data: Value,
+    pub at_ms: i64,
+}
+
+/// Which devices a subscriber wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventFilter {
+    All,
+    Devices(HashSet<String>),
+}
+
+impl EventFilter {
+    pub(crate) fn matches(&self, device_id: &str) -> bool {
+        match self {
+            EventFilter::All => true,
+            EventFilter::Devices(ids) => ids.contains(device_id),
+        }
+    }
+}
+
+/// The bus cannot be reached (Redis down): worth a retry.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("event bus unavailable: {0}")]
+pub struct BusError(pub String);
+
+/// A handle to the event bus of this process. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Memory(Arc<MemoryBus>),
+    Redis(Arc<RedisBus>),
+}
+
+impl EventBus {
+    /// The in-process bus (standalone).
+    pub fn in_memory(config: BusConfig) -> EventBus {
+        EventBus {
+            backend: Backend::Memory(Arc::new(MemoryBus::new(config))),
+        }
+    }
+
+    /// Redis Streams (cluster). Fails if Redis cannot be reached now; later outages are
+    /// retried in the background.
+    pub async fn redis(config: RedisBusConfig) -> Result<EventBus, BusError> {
+        Ok(EventBus {
+            backend: Backend::Redis(Arc::new(RedisBus::connect(config).await?)),
+        })
+    }
+
+    /// Appends an event of `device_id`; never waits (a Redis bus sends in the background).
+    pub fn publish(&self, device_id: &str, kind: EventKind, data: Map<String, Value>) {
+        match &self.backend {
+            Backend::Memory(memory) => {
+                memory.publish(device_id, kind, data);
+            }
+            Backend::Redis(redis) => redis.publish(device_id, kind, data),
+        }
+    }
+
+    /// Drops what the bus keeps of a deleted device.
+    pub fn forget(&self, device_id: &str) {
+        match &self.backend {
+            Backend::Memory(memory) => memory.forget(device_id),
+            Backend::Redis(redis) => redis.forget(device_id),
+        }
+    }
+
+    /// A subscription that first replays the kept events with an id above `after`
+    /// (when given), then follows live events, in id order, each once.
+    pub async fn subscribe(
+        &self,
+        filter: EventFilter,
+        after: Option<u64>,
+    ) -> Result<Subscription, BusError> {
+        let (live, pending, last) = match &self.backend {
+            Backend::Memory(memory) => memory.subscribe(&filter, after),
+            Backend::Redis(redis) => redis.subscribe(&filter, after).await?,
+        };
+        Ok(Subscription {
+            backend: self.backend.clone(),
+            filter,
+            live,
+            pending,
+            last,
+        })
+    }
+}
+
+/// A stream of events for one subscriber.
+#[derive(Debug)]
+pub struct Subscription {
+    backend: Backend,
+    filter: EventFilter,
+    live: broadcast::Receiver<Arc<DeviceEvent>>,
+    pending: VecDeque<Arc<DeviceEvent>>,
+    /// The id of the last event handed out (or skipped as already seen).
+    last: u64,
+}
+
+impl Subscription {
+    /// The next event; `None` when the bus is gone or cannot replay what this
+    /// subscriber missed (the client should reconnect with its last id).
+    pub async fn next(&mut self) -> Option<Arc<DeviceEvent>> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                if event.id > self.last {
+                    self.last = event.id;
+                    return Some(event);
+                }
+                continue;
+            }
+            match self.live.recv().await {
+                Ok(event) => {
+                    if event.id > self.last && self.filter.matches(&event.device_id) {
+                        self.last = event.id;
+                        return Some(event);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    self.pending = match &self.backend {
+                        Backend::Memory(memory) => memory.replay(&self.filter, self.last),
+                        Backend::Redis(redis) => {
+                            redis.replay(&self.filter, self.last).await.ok()?
+                        }
+                    };
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Publishes on the memory bus and returns the event's id.
+    fn publish(bus: &EventBus, device: &str, kind: EventKind, data: Map<String, Value>) -> u64 {
+        match &bus.backend {
+            Backend::Memory(memory) => memory.publish(device, kind, data),
+            Backend::Redis(_) => unreachable!("memory tests"),
+        }
+    }
+
+    fn data(n: u64) -> Map<String, Value> {
+        let mut map = Map::new();
+        map.insert("n".into(), Value::from(n));
+        map
+    }
+
+    #[tokio::test]
+    async fn resume_gives_exactly_the_missed_events_in_order() {
+        let bus = EventBus::in_memory(BusConfig::default());
+        let mut ids = Vec::new();
+        for n in 0..10 {
+            let device = if n % 2 == 0 { "a" } else { "b" };
+            ids.push(publish(&bus, device, EventKind::Status, data(n)));
+        }
+        let mut sub = bus.subscribe(EventFilter::All, Some(ids[3])).await.unwrap();
+        let mut got = Vec::new();
+        for _ in 0..6 {
+            got.push(sub.next().await.unwrap().id);
+        }
+        assert_eq!(got, ids[4..].to_vec());
+
+        let only_a = EventFilter::Devices(["a".to_owned()].into());
+        let mut sub = bus.subscribe(only_a, Some(ids[0])).await.unwrap();
+        let first = sub.next().await.unwrap();
+        assert_eq!((first.id, first.device_id.as_str()), (ids[2], "a"));
+        assert_eq!(first.data["device_id"], "a");
+    }
+
+    #[tokio::test]
+    async fn live_subscriber_that_lags_catches_up_without_gap_or_repeat() {
+        let bus = EventBus::in_memory(BusConfig {
+            per_device_capacity: 1000,
+            live_capacity: 4,
+        });
+        let mut sub = bus.subscribe(EventFilter::All, None).await.unwrap();
+        let ids: Vec<u64> = (0..50)
+            .map(|n| publish(&bus, "a", EventKind::Status, data(n)))
+            .collect();
+        let mut got = Vec::new();
+        for _ in 0..50 {
+            got.push(sub.next().await.unwrap().id);
+        }
+        assert_eq!(got, ids);
+    }
+
+    #[tokio::test]
+    async fn a_new_subscriber_without_resume_sees_only_new_events() {
+        let bus = EventBus::in_memory(BusConfig::default());
+        publish(&bus, "a", EventKind::Status, data(0));
+        let mut sub = bus.subscribe(EventFilter::All, None).await.unwrap();
+        let id = publish(&bus, "a", EventKind::Qr, data(1));
+        let event = sub.next().await.unwrap();
+        assert_eq!((event.id, event.kind), (id, EventKind::Qr));
+    }
+
+    #[tokio::test]
+    async fn per_device_buffer_is_bounded() {
+        let bus = EventBus::in_memory(BusConfig {
+            per_device_capacity: 3,
+            live_capacity: 8,
+        });
+        for n in 0..10 {
+            publish(&bus, "a", EventKind::Status, data(n));
+        }
+        let mut sub = bus.subscribe(EventFilter::All, Some(0)).await.unwrap();
+        let first = sub.next().await.unwrap();
+        assert_eq!(first.data["n"], 7, "only the last 3 of 10 are kept");
+    }
+}

@@ -1,0 +1,187 @@
+//! The Redis Streams event bus against a real `redis-server` (started per test on a free
+//! loopback port): a node's bus writes, a gateway's bus (another instance, its own
+//! connections) serves subscriptions, resumes are exact, and a gateway restart loses
+//! nothing.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use wafleet_node::events::{EventBus, EventFilter, EventKind, RedisBusConfig, Subscription};
+
+/// A throwaway redis-server; killed on drop.
+struct RedisServer {
+    _child: Child,
+    url: String,
+}
+
+impl RedisServer {
+    async fn start() -> RedisServer {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let mut child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--loglevel", "notice"])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server not found: install it (apt-get install redis-server)");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if line.contains("Ready to accept connections") {
+                    return;
+                }
+            }
+            panic!("redis-server exited before it was ready");
+        })
+        .await
+        .expect("redis-server ready in time");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        RedisServer {
+            _child: child,
+            url: format!("redis://127.0.0.1:{port}"),
+        }
+    }
+}
+
+fn config(server: &RedisServer) -> RedisBusConfig {
+    RedisBusConfig {
+        prefix: format!("test-{}", std::process::id()),
+        ..RedisBusConfig::new(server.url.clone())
+    }
+}
+
+fn data(n: u64) -> Map<String, Value> {
+    let mut map = Map::new();
+    map.insert("n".into(), Value::from(n));
+    map
+}
+
+/// The next `count` events, within 10 s.
+async fn take(subscription: &mut Subscription, count: usize) -> Vec<(u64, String, u64)> {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut out = Vec::new();
+        while out.len() < count {
+            let event = subscription.next().await.expect("stream ended");
+            out.push((
+                event.id,
+                event.device_id.clone(),
+                event.data["n"].as_u64().unwrap(),
+            ));
+        }
+        out
+    })
+    .await
+    .expect("events in time")
+}
+
+#[tokio::test]
+async fn a_gateway_bus_sees_what_a_node_bus_publishes_and_resumes_exactly() {
+    let server = RedisServer::start().await;
+    let node = EventBus::redis(config(&server)).await.unwrap();
+    let gateway = EventBus::redis(config(&server)).await.unwrap();
+    let mut live = gateway.subscribe(EventFilter::All, None).await.unwrap();
+
+    let devices = ["a", "b", "c"];
+    for n in 0..60 {
+        node.publish(devices[n as usize % 3], EventKind::Status, data(n));
+    }
+    let all = take(&mut live, 60).await;
+    assert_eq!(
+        all.iter().map(|e| e.2).collect::<Vec<_>>(),
+        (0..60).collect::<Vec<_>>()
+    );
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "ids increase");
+
+    // Resume after the 20th event: exactly the other 40, in order.
+    let mut resumed = gateway
+        .subscribe(EventFilter::All, Some(all[19].0))
+        .await
+        .unwrap();
+    assert_eq!(take(&mut resumed, 40).await, all[20..].to_vec());
+
+    // One device, resumed: only its events after that id.
+    let only_b = EventFilter::Devices(["b".to_owned()].into());
+    let mut b = gateway.subscribe(only_b, Some(all[19].0)).await.unwrap();
+    let expected: Vec<_> = all[20..].iter().filter(|e| e.1 == "b").cloned().collect();
+    assert_eq!(take(&mut b, expected.len()).await, expected);
+
+    // A gateway restart: a new bus instance resumes from Redis with no gap, and then
+    // follows new events.
+    drop(live);
+    drop(gateway);
+    let restarted = EventBus::redis(config(&server)).await.unwrap();
+    let mut after_restart = restarted
+        .subscribe(EventFilter::All, Some(all[49].0))
+        .await
+        .unwrap();
+    node.publish("a", EventKind::Qr, data(60));
+    let got = take(&mut after_restart, 11).await;
+    assert_eq!(got[..10].to_vec(), all[50..].to_vec());
+    assert_eq!(got[10].2, 60);
+}
+
+#[tokio::test]
+async fn a_subscriber_that_falls_behind_catches_up_from_redis() {
+    let server = RedisServer::start().await;
+    let node = EventBus::redis(config(&server)).await.unwrap();
+    let gateway = EventBus::redis(RedisBusConfig {
+        live_capacity: 4,
+        ..config(&server)
+    })
+    .await
+    .unwrap();
+    let mut slow = gateway.subscribe(EventFilter::All, Some(0)).await.unwrap();
+    let mut fast = gateway.subscribe(EventFilter::All, Some(0)).await.unwrap();
+    for n in 0..200 {
+        node.publish("x", EventKind::Status, data(n));
+    }
+    // `fast` drains as events arrive; `slow` reads only afterwards, long past the live
+    // channel's 4 slots.
+    let seen = take(&mut fast, 200).await;
+    let caught_up = take(&mut slow, 200).await;
+    assert_eq!(caught_up, seen);
+    assert_eq!(
+        caught_up.iter().map(|e| e.2).collect::<Vec<_>>(),
+        (0..200).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn forget_drops_a_device_stream() {
+    let server = RedisServer::start().await;
+    let bus = EventBus::redis(config(&server)).await.unwrap();
+    let mut all = bus.subscribe(EventFilter::All, None).await.unwrap();
+    bus.publish("gone", EventKind::Status, data(1));
+    bus.publish("kept", EventKind::Status, data(2));
+    take(&mut all, 2).await;
+    bus.forget("gone");
+    bus.publish("kept", EventKind::Status, data(3));
+    take(&mut all, 1).await; // the writer handled the forget before this publish
+
+    let gone = EventFilter::Devices(["gone".to_owned()].into());
+    let mut replay = bus.subscribe(gone, Some(0)).await.unwrap();
+    bus.publish("gone", EventKind::Status, data(4));
+    assert_eq!(
+        take(&mut replay, 1).await[0].2,
+        4,
+        "nothing of before the forget"
+    );
+}
+
+#[tokio::test]
+async fn no_redis_is_a_clear_error() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let error = EventBus::redis(RedisBusConfig::new(format!("redis://127.0.0.1:{port}")))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("unavailable"), "{error}");
+}
