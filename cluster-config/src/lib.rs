@@ -1,1 +1,30 @@
-//! placeholder
+//! The two things every wafleet cluster process must get the same way: its typed
+//! configuration, and where each device lives.
+//!
+//! - [`NodeSettings::load`] / [`GatewaySettings::load`] read `wafleet node --config FILE`
+//!   and `wafleet gateway --config FILE`: a TOML file with `WAFLEET__SECTION__KEY`
+//!   environment variables over it, checked key by key (see [`config`] for the format).
+//! - [`shard_of`] and [`Placement`] map a device to its shard and a shard to the live
+//!   node that should own it; the gateway and every node compute the same answer from
+//!   the same member list (see [`placement`] for the algorithm and its measurements).
+//!
+//! # Layout
+//!
+//! - [`config`]: the settings of each process, one file per section under `config/`
+//!   (`node`, `gateway`, `cluster`, `lease`, `store`, `redis`, `recovery`), the layered
+//!   file + environment source (`source`), shared checks (`check`) and [`ConfigError`].
+//! - [`placement`]: [`shard_of`] (device → shard) and [`Placement`] (shard → node).
+//! - `examples/placement.rs`: measures placement against its alternatives
+//!   (`cargo run --release -p wafleet-cluster-config --example placement`).
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod placement;
+
+pub use config::{
+    ClusterSettings, ConfigError, Cookie, GatewaySection, GatewaySettings, LeaseSettings,
+    NodeSection, NodeSettings, Origin, RecoverySettings, RedisSettings, ScyllaSettings,
+    SqliteSettings, StoreKind, StoreSettings,
+};
+pub use placement::{Placement, PlacementError, shard_of};

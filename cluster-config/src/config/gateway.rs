@@ -1,0 +1,206 @@
+//! `wafleet gateway --config FILE`: the settings of one gateway replica.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::check::{self, Invalid};
+use super::source::{Source, process_env};
+use super::{ClusterSettings, ConfigError, RedisSettings, StoreSettings};
+
+/// Everything `wafleet gateway` reads from its config file and environment. The gateway
+/// keeps no state: it computes each device's owner with the same placement as the nodes
+/// (hence `[cluster]`), serves lists from the store (hence `[store]`) and SSE from the
+/// event streams (hence `[redis]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// `[gateway]`: this replica's identity, listeners and nodes.
+    pub gateway: GatewaySection,
+    /// `[cluster]`: the same section as the nodes' (cookie, shards, liveness).
+    pub cluster: ClusterSettings,
+    /// `[store]`: the store the nodes use.
+    #[serde(default)]
+    pub store: StoreSettings,
+    /// `[redis]`: the event streams the nodes write.
+    #[serde(default)]
+    pub redis: RedisSettings,
+}
+
+/// The `[gateway]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// This replica's name, unique in the cluster (required; 1 to 64 of
+    /// `A-Z a-z 0-9 . _ -`): the gateway joins the cluster to reach each node's host
+    /// actor, and peers tell members apart by name. E.g. `WAFLEET__GATEWAY__NAME=$(POD_NAME)`.
+    pub name: String,
+    /// Where the REST + SSE API listens (default `0.0.0.0:8080`, as standalone).
+    #[serde(default = "default_listen", deserialize_with = "check::socket_addr")]
+    pub listen: SocketAddr,
+    /// A separate address for `/metrics` (unset: served on `listen`, like `/healthz`).
+    #[serde(default, deserialize_with = "check::socket_addr_opt")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Cluster addresses (`host:port`) of nodes to join (required, at least one): the
+    /// gateway learns the live members, and so the placement, through them.
+    pub seeds: Vec<String>,
+    /// A call to a node that has not answered after this long fails with 504
+    /// (`request_timeout_ms`, default 10,000, 100 to 300,000).
+    #[serde(
+        rename = "request_timeout_ms",
+        default = "default_request_timeout",
+        deserialize_with = "check::millis"
+    )]
+    pub request_timeout: Duration,
+}
+
+impl GatewaySection {
+    fn check(&self) -> Result<(), Invalid> {
+        check::name("gateway.name", &self.name)?;
+        if self.seeds.is_empty() {
+            return Err(Invalid::new(
+                "gateway.seeds",
+                "needs at least one node's cluster address (host:port)",
+            ));
+        }
+        check::host_ports("gateway.seeds", &self.seeds)?;
+        if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
+            return Err(Invalid::new(
+                "gateway.metrics_listen",
+                "is the same address as gateway.listen: leave it unset to serve /metrics there",
+            ));
+        }
+        check::millis_in(
+            "gateway.request_timeout_ms",
+            self.request_timeout,
+            100,
+            300_000,
+        )
+    }
+}
+
+impl GatewaySettings {
+    /// Reads `path` (TOML) and applies the process's `WAFLEET__SECTION__KEY` environment
+    /// variables over it.
+    pub fn load(path: &Path) -> Result<GatewaySettings, ConfigError> {
+        GatewaySettings::load_with_env(path, process_env()?)
+    }
+
+    /// Like [`GatewaySettings::load`], with the environment given explicitly (only the
+    /// variables that start with `WAFLEET__` are read).
+    pub fn load_with_env<I, K, V>(path: &Path, env: I) -> Result<GatewaySettings, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        super::typed(Source::read(path, env)?, GatewaySettings::check)
+    }
+
+    fn check(&self) -> Result<(), Invalid> {
+        self.gateway.check()?;
+        self.cluster.check()?;
+        self.store.check()?;
+        self.redis.check()
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8080))
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ConfigError;
+    use super::*;
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<GatewaySettings, ConfigError> {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        super::super::typed(
+            Source::parse(Path::new("gateway.toml"), text, env)?,
+            GatewaySettings::check,
+        )
+    }
+
+    const MINIMAL: &str = r#"
+        [gateway]
+        name = "gateway-1"
+        seeds = ["127.0.0.1:4701"]
+
+        [cluster]
+        cookie = "0123456789abcdef0123"
+    "#;
+
+    #[test]
+    fn a_minimal_file_gets_the_defaults() {
+        let settings = parse(MINIMAL, &[]).unwrap();
+        assert_eq!(settings.gateway.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(settings.gateway.metrics_listen, None);
+        assert_eq!(settings.gateway.request_timeout, Duration::from_secs(10));
+        assert_eq!(settings.cluster.shards, 1024);
+    }
+
+    #[test]
+    fn environment_overrides_and_errors() {
+        let settings = parse(
+            MINIMAL,
+            &[
+                ("WAFLEET__GATEWAY__LISTEN", "127.0.0.1:0"),
+                ("WAFLEET__GATEWAY__METRICS_LISTEN", "127.0.0.1:9090"),
+                ("WAFLEET__GATEWAY__SEEDS", "a:1,b:2,c:3"),
+                ("WAFLEET__GATEWAY__REQUEST_TIMEOUT_MS", "2500"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(settings.gateway.listen.port(), 0);
+        assert_eq!(
+            settings.gateway.metrics_listen,
+            Some("127.0.0.1:9090".parse().unwrap())
+        );
+        assert_eq!(settings.gateway.seeds.len(), 3);
+        assert_eq!(
+            settings.gateway.request_timeout,
+            Duration::from_millis(2500)
+        );
+
+        for (var, value, expected) in [
+            ("WAFLEET__GATEWAY__SEEDS", "", "gateway.seeds"),
+            (
+                "WAFLEET__GATEWAY__REQUEST_TIMEOUT_MS",
+                "5",
+                "gateway.request_timeout_ms",
+            ),
+            (
+                "WAFLEET__GATEWAY__METRICS_LISTEN",
+                "0.0.0.0:8080",
+                "gateway.metrics_listen",
+            ),
+            (
+                "WAFLEET__GATEWAY__METRICS_LISTEN",
+                "9090",
+                "gateway.metrics_listen",
+            ),
+        ] {
+            let err = parse(MINIMAL, &[(var, value)]).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::InvalidValue { key, .. } if key == expected),
+                "{var}={value}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn node_only_sections_are_unknown_to_the_gateway() {
+        let err = parse(MINIMAL, &[("WAFLEET__LEASE__TTL_MS", "3000")]).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::UnknownKey { key, .. } if key == "lease"),
+            "{err:?}"
+        );
+    }
+}

@@ -1,0 +1,330 @@
+//! `wafleet node --config FILE`: the settings of one cluster node.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::check::{self, Invalid};
+use super::source::{Source, process_env};
+use super::{
+    ClusterSettings, ConfigError, LeaseSettings, RecoverySettings, RedisSettings, StoreSettings,
+};
+
+/// Everything `wafleet node` reads from its config file and environment.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSettings {
+    /// `[node]`: who this node is and where it listens.
+    pub node: NodeSection,
+    /// `[cluster]`: what every process of the cluster shares (cookie, shards, liveness).
+    pub cluster: ClusterSettings,
+    /// `[lease]`: shard leases.
+    #[serde(default)]
+    pub lease: LeaseSettings,
+    /// `[store]`: the store.
+    #[serde(default)]
+    pub store: StoreSettings,
+    /// `[redis]`: the event streams.
+    #[serde(default)]
+    pub redis: RedisSettings,
+    /// `[recovery]`: pacing of device starts.
+    #[serde(default)]
+    pub recovery: RecoverySettings,
+}
+
+/// The `[node]` section: this node's identity and addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// This node's name, unique in the cluster (required; 1 to 64 of `A-Z a-z 0-9 . _ -`).
+    /// It is the node's identity in ractor_cluster, in placement (shards are assigned to
+    /// names), in leases, and in the API (a device's `node`). Keep it stable across
+    /// restarts, e.g. the StatefulSet pod name: `WAFLEET__NODE__NAME=$(POD_NAME)`.
+    pub name: String,
+    /// Where ractor_cluster listens for peers (default `0.0.0.0:4697`).
+    #[serde(
+        default = "default_cluster_listen",
+        deserialize_with = "check::socket_addr"
+    )]
+    pub cluster_listen: SocketAddr,
+    /// The host name or IP peers dial to reach this node, announced to them by
+    /// ractor_cluster with `cluster_listen`'s port. Defaults to `cluster_listen`'s IP,
+    /// and is required when that IP is `0.0.0.0` or `[::]` (which peers cannot dial).
+    #[serde(default)]
+    pub advertise_host: Option<String>,
+    /// Cluster addresses (`host:port`) of nodes to join at start; empty for the first
+    /// node. A few are enough: ractor_cluster introduces the rest of the cluster.
+    #[serde(default)]
+    pub seeds: Vec<String>,
+    /// Where this node serves `/metrics`, `/healthz` and `/readyz` (default
+    /// `0.0.0.0:8081`).
+    #[serde(
+        default = "default_http_listen",
+        deserialize_with = "check::socket_addr"
+    )]
+    pub http_listen: SocketAddr,
+}
+
+impl NodeSection {
+    /// The host peers dial: `advertise_host`, else `cluster_listen`'s IP.
+    pub fn advertised_host(&self) -> String {
+        match &self.advertise_host {
+            Some(host) => host.clone(),
+            None => self.cluster_listen.ip().to_string(),
+        }
+    }
+
+    fn check(&self) -> Result<(), Invalid> {
+        check::name("node.name", &self.name)?;
+        match &self.advertise_host {
+            Some(host) if !check::is_host_or_ip(host) => {
+                return Err(Invalid::new(
+                    "node.advertise_host",
+                    format!("`{host}` is not a host name or IP address"),
+                ));
+            }
+            None if self.cluster_listen.ip().is_unspecified() => {
+                return Err(Invalid::new(
+                    "node.advertise_host",
+                    format!(
+                        "required when node.cluster_listen ({}) listens on every interface: \
+                         peers need a host name or IP they can dial",
+                        self.cluster_listen
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        check::host_ports("node.seeds", &self.seeds)
+    }
+}
+
+impl NodeSettings {
+    /// Reads `path` (TOML) and applies the process's `WAFLEET__SECTION__KEY` environment
+    /// variables over it.
+    pub fn load(path: &Path) -> Result<NodeSettings, ConfigError> {
+        NodeSettings::load_with_env(path, process_env()?)
+    }
+
+    /// Like [`NodeSettings::load`], with the environment given explicitly (only the
+    /// variables that start with `WAFLEET__` are read): tests pass a map rather than
+    /// touch the process environment.
+    pub fn load_with_env<I, K, V>(path: &Path, env: I) -> Result<NodeSettings, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        super::typed(Source::read(path, env)?, NodeSettings::check)
+    }
+
+    fn check(&self) -> Result<(), Invalid> {
+        self.node.check()?;
+        self.cluster.check()?;
+        self.lease.check()?;
+        self.store.check()?;
+        self.redis.check()?;
+        self.recovery.check()
+    }
+}
+
+fn default_cluster_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 4697))
+}
+
+fn default_http_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8081))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::{ConfigError, Origin, StoreKind};
+    use super::*;
+
+    const COOKIE: &str = "0123456789abcdef0123";
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<NodeSettings, ConfigError> {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        super::super::typed(
+            Source::parse(Path::new("node.toml"), text, env)?,
+            NodeSettings::check,
+        )
+    }
+
+    const MINIMAL: &str = r#"
+        [node]
+        name = "node-1"
+        cluster_listen = "127.0.0.1:4701"
+
+        [cluster]
+        cookie = "0123456789abcdef0123"
+    "#;
+
+    #[test]
+    fn a_minimal_file_gets_the_defaults() {
+        let settings = parse(MINIMAL, &[]).unwrap();
+        assert_eq!(settings.node.name, "node-1");
+        assert_eq!(settings.node.advertised_host(), "127.0.0.1");
+        assert_eq!(settings.cluster.cookie.expose(), COOKIE);
+        assert_eq!(settings.cluster.shards, 1024);
+        assert_eq!(settings.lease, LeaseSettings::default());
+        assert_eq!(settings.store, StoreSettings::default());
+        assert_eq!(settings.redis, RedisSettings::default());
+        assert_eq!(settings.recovery, RecoverySettings::default());
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_file() {
+        let settings = parse(
+            MINIMAL,
+            &[
+                ("WAFLEET__NODE__NAME", "node-7"),
+                ("WAFLEET__NODE__SEEDS", "node-1:4701,node-2:4702"),
+                ("WAFLEET__CLUSTER__COOKIE", "ffffffffffffffffffff"),
+                ("WAFLEET__CLUSTER__SHARDS", "256"),
+                ("WAFLEET__LEASE__TTL_MS", "5000"),
+                ("WAFLEET__STORE__KIND", "scylla"),
+                ("WAFLEET__STORE__SCYLLA__URIS", "scylla-1:9042"),
+                ("WAFLEET__RECOVERY__JITTER_MS", "0"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(settings.node.name, "node-7");
+        assert_eq!(settings.node.seeds, ["node-1:4701", "node-2:4702"]);
+        assert_eq!(settings.cluster.cookie.expose(), "ffffffffffffffffffff");
+        assert_eq!(settings.cluster.shards, 256);
+        assert_eq!(settings.lease.ttl, Duration::from_secs(5));
+        assert_eq!(settings.store.kind, StoreKind::Scylla);
+        assert_eq!(settings.store.scylla.uris, ["scylla-1:9042"]);
+        assert_eq!(settings.recovery.jitter, Duration::ZERO);
+    }
+
+    #[test]
+    fn the_cookie_is_required_and_has_no_default() {
+        let err = parse(&MINIMAL.replace(&format!("cookie = \"{COOKIE}\""), ""), &[]).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::MissingKey { key, var, .. }
+                if key == "cluster.cookie" && var == "WAFLEET__CLUSTER__COOKIE"),
+            "{err:?}"
+        );
+        let err = parse(
+            &MINIMAL
+                .replace("[cluster]", "")
+                .replace(&format!("cookie = \"{COOKIE}\""), ""),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::MissingKey { key, .. } if key == "cluster"),
+            "{err:?}"
+        );
+        let err = parse(MINIMAL, &[("WAFLEET__CLUSTER__COOKIE", "")]).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::InvalidValue { key, origin: Origin::Environment(_), .. } if key == "cluster.cookie"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_wildcard_listener_needs_an_advertised_host() {
+        let text = MINIMAL.replace("127.0.0.1:4701", "0.0.0.0:4701");
+        let err = parse(&text, &[]).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::InvalidValue { key, .. } if key == "node.advertise_host"),
+            "{err:?}"
+        );
+        let settings = parse(
+            &text,
+            &[("WAFLEET__NODE__ADVERTISE_HOST", "node-1.wafleet")],
+        )
+        .unwrap();
+        assert_eq!(settings.node.advertised_host(), "node-1.wafleet");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("WAFLEET__NODE__NAME", "node 1", "node.name"),
+            (
+                "WAFLEET__NODE__CLUSTER_LISTEN",
+                "localhost:4701",
+                "node.cluster_listen",
+            ),
+            (
+                "WAFLEET__NODE__HTTP_LISTEN",
+                "127.0.0.1",
+                "node.http_listen",
+            ),
+            ("WAFLEET__NODE__SEEDS", "node-2", "node.seeds"),
+            ("WAFLEET__CLUSTER__SHARDS", "0", "cluster.shards"),
+            ("WAFLEET__CLUSTER__SHARDS", "-3", "cluster.shards"),
+            (
+                "WAFLEET__CLUSTER__HEARTBEAT_INTERVAL_MS",
+                "1",
+                "cluster.heartbeat_interval_ms",
+            ),
+            (
+                "WAFLEET__CLUSTER__FAILURE_TIMEOUT_MS",
+                "500",
+                "cluster.failure_timeout_ms",
+            ),
+            (
+                "WAFLEET__LEASE__RENEW_INTERVAL_MS",
+                "1500",
+                "lease.renew_interval_ms",
+            ),
+            ("WAFLEET__STORE__KIND", "redb", "store.kind"),
+            ("WAFLEET__REDIS__URL", "localhost:6379", "redis.url"),
+            (
+                "WAFLEET__REDIS__STREAM_MAX_LEN",
+                "0",
+                "redis.stream_max_len",
+            ),
+            (
+                "WAFLEET__RECOVERY__CONCURRENCY",
+                "0",
+                "recovery.concurrency",
+            ),
+        ];
+        for (var, value, expected) in cases {
+            let err = parse(MINIMAL, &[(var, value)]).unwrap_err();
+            match &err {
+                ConfigError::InvalidValue { key, origin, .. } => {
+                    assert_eq!(key, expected, "{var}={value}: {err}");
+                    if key != "cluster.failure_timeout_ms" {
+                        assert_eq!(origin, &Origin::Environment(var.to_string()), "{err}");
+                    }
+                }
+                other => panic!("{var}={value}: {other:?}"),
+            }
+            assert!(err.to_string().contains(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_file_named() {
+        let err = parse(&format!("{MINIMAL}\n[lease]\nttl = 3000\n"), &[]).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::UnknownKey { key, .. } if key == "lease.ttl"),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("node.toml") && message.contains("ttl_ms"),
+            "{message}"
+        );
+
+        let err = parse(
+            &format!("{MINIMAL}\n[gateway]\nlisten = \"0.0.0.0:8080\"\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::UnknownKey { key, .. } if key == "gateway"),
+            "{err:?}"
+        );
+    }
+}
