@@ -9,6 +9,7 @@
 //!   the conformance suite.
 //! - [`vault`], [`seal`]: sealed (AES-256-GCM) per-device credentials and link state.
 //! - [`context`]: what all actors of a node share, and the node's timings.
+//! - [`cluster`]: joining a cluster (ractor_cluster, cookie) and membership by heartbeats.
 //! - [`metrics`]: every metric the node records.
 //!
 //! # Supervision
@@ -20,6 +21,7 @@
 //! ```
 
 pub mod clock;
+pub mod cluster;
 pub mod context;
 pub mod device_actor;
 pub mod device_supervisor;

@@ -3,9 +3,16 @@
 //! # Layout
 //! - [`sim`]: the frames between a device's simulated link and `wafleet sim`
 //!   (see `proto/sim.proto` for the handshake).
+//! - [`cluster`]: what nodes and gateways tell each other (`proto/cluster.proto`).
 //!
 //! The gateway-node commands and the device events that travel between processes come
 //! with the cluster.
+
+/// Messages between cluster processes (`proto/cluster.proto`).
+#[allow(missing_docs, unreachable_pub, clippy::all, missing_debug_implementations)]
+pub mod cluster {
+    include!(concat!(env!("OUT_DIR"), "/wafleet.cluster.rs"));
+}
 
 /// Frames of the simulated WhatsApp network (`proto/sim.proto`).
 #[allow(

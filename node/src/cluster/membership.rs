@@ -1,0 +1,122 @@
+//! Who is alive, from one process's point of view: itself (for a node) and every peer
+//! heard from within the failure timeout.
+//!
+//! Liveness comes from heartbeats, not from TCP: a frozen process keeps its connections
+//! open, so only silence tells it apart from a live one.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use wafleet_protocol::cluster::Heartbeat;
+
+/// A peer as last heard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Peer {
+    last_seen: Instant,
+    incarnation: u64,
+}
+
+/// The live-member view of one process.
+#[derive(Debug)]
+pub struct Membership {
+    /// This process's node name; `None` for a gateway, which is not a member.
+    me: Option<String>,
+    failure_timeout: Duration,
+    peers: HashMap<String, Peer>,
+}
+
+impl Membership {
+    pub fn new(me: Option<String>, failure_timeout: Duration) -> Membership {
+        Membership {
+            me,
+            failure_timeout,
+            peers: HashMap::new(),
+        }
+    }
+
+    /// Records a heartbeat; returns whether the live set changed (a new or restarted
+    /// peer).
+    pub fn heard(&mut self, heartbeat: &Heartbeat, now: Instant) -> bool {
+        if heartbeat.node.is_empty() || Some(&heartbeat.node) == self.me.as_ref() {
+            return false;
+        }
+        let previous = self.peers.insert(
+            heartbeat.node.clone(),
+            Peer {
+                last_seen: now,
+                incarnation: heartbeat.incarnation,
+            },
+        );
+        match previous {
+            None => true,
+            Some(peer) => peer.incarnation != heartbeat.incarnation,
+        }
+    }
+
+    /// Forgets peers silent for longer than the failure timeout; returns them.
+    pub fn expire(&mut self, now: Instant) -> Vec<String> {
+        let timeout = self.failure_timeout;
+        let dead: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(_, peer)| now.saturating_duration_since(peer.last_seen) > timeout)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &dead {
+            self.peers.remove(name);
+        }
+        dead
+    }
+
+    /// The live members, sorted (this node included).
+    pub fn live(&self) -> Vec<String> {
+        let mut live: Vec<String> = self.peers.keys().cloned().chain(self.me.clone()).collect();
+        live.sort();
+        live
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beat(node: &str, incarnation: u64) -> Heartbeat {
+        Heartbeat {
+            node: node.into(),
+            incarnation,
+            http_addr: String::new(),
+        }
+    }
+
+    #[test]
+    fn silence_longer_than_the_timeout_is_death() {
+        let start = Instant::now();
+        let timeout = Duration::from_millis(1500);
+        let mut view = Membership::new(Some("b".into()), timeout);
+        assert_eq!(view.live(), ["b"]);
+        assert!(view.heard(&beat("a", 1), start));
+        assert!(view.heard(&beat("c", 1), start));
+        assert!(!view.heard(&beat("a", 1), start + Duration::from_millis(250)));
+        assert_eq!(view.live(), ["a", "b", "c"]);
+
+        // c falls silent; a keeps beating.
+        let later = start + Duration::from_millis(1600);
+        view.heard(&beat("a", 1), later);
+        assert_eq!(view.expire(later), ["c"]);
+        assert_eq!(view.live(), ["a", "b"]);
+        assert!(view.expire(later).is_empty());
+    }
+
+    #[test]
+    fn a_restarted_peer_is_a_change_and_self_is_ignored() {
+        let now = Instant::now();
+        let mut view = Membership::new(Some("a".into()), Duration::from_secs(1));
+        assert!(!view.heard(&beat("a", 9), now), "own heartbeat");
+        assert!(!view.heard(&beat("", 1), now), "nameless");
+        assert!(view.heard(&beat("b", 1), now));
+        assert!(view.heard(&beat("b", 2), now), "new incarnation");
+        let mut gateway = Membership::new(None, Duration::from_secs(1));
+        gateway.heard(&beat("b", 1), now);
+        assert_eq!(gateway.live(), ["b"], "a gateway is not a member");
+    }
+}

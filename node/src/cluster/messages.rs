@@ -1,0 +1,5 @@
+//! ractor_cluster turns on ractor's `cluster` feature, which drops the blanket
+//! `ractor::Message` impl: every local-only message type says so here.
+
+impl ractor::Message for crate::device_actor::DeviceMsg {}
+impl ractor::Message for crate::device_supervisor::SupervisorMsg {}

@@ -1,0 +1,166 @@
+//! Joining a cluster: ractor_cluster sessions authenticated by the magic cookie, one
+//! [`host::NodeHost`] per process, and membership by heartbeats.
+//!
+//! Nodes with different cookies never authenticate, so they never exchange process
+//! groups or heartbeats: to each other they do not exist.
+//!
+//! # Layout
+//! - [`host`]: the `NodeHost` actor (heartbeats out, liveness in).
+//! - [`membership`]: the live-member view and its timeout rule.
+//! - [`wire`]: prost messages as ractor_cluster payloads.
+//! - `messages`: the `ractor::Message` impls that cluster mode asks of local messages.
+
+pub mod host;
+pub mod membership;
+mod messages;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef};
+use ractor_cluster::node::{NodeConnectionMode, NodeServerMessage};
+use ractor_cluster::{NodeServer, client_connect};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::debug;
+use wafleet_protocol::cluster::Heartbeat;
+
+use self::host::{HostArgs, HostMsg, NodeHost};
+
+/// How a process joins the cluster.
+#[derive(Clone)]
+pub struct ClusterOptions {
+    /// Unique name of this process in the cluster.
+    pub name: String,
+    /// The magic cookie; only processes with the same one talk to each other.
+    pub cookie: String,
+    /// Where this process accepts cluster connections.
+    pub listen: SocketAddr,
+    /// The host name peers use to reach `listen`.
+    pub advertise_host: String,
+    /// `host:port` of other processes to connect to (kept trying while unreachable).
+    pub seeds: Vec<String>,
+    pub heartbeat_interval: Duration,
+    pub failure_timeout: Duration,
+    /// A node sends heartbeats and counts as a member; a gateway only listens.
+    pub member: bool,
+    /// This process's HTTP address, told to peers in heartbeats.
+    pub http_addr: String,
+}
+
+impl std::fmt::Debug for ClusterOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterOptions")
+            .field("name", &self.name)
+            .field("listen", &self.listen)
+            .field("seeds", &self.seeds)
+            .field("member", &self.member)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Failures to join.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot join the cluster: {0}")]
+pub struct ClusterError(String);
+
+/// This process's place in the cluster. Dropping it leaves.
+#[derive(Debug)]
+pub struct ClusterHandle {
+    server: ActorRef<NodeServerMessage>,
+    host: ActorRef<HostMsg>,
+    members: watch::Receiver<Vec<String>>,
+    reconnect: JoinHandle<()>,
+}
+
+impl Drop for ClusterHandle {
+    fn drop(&mut self) {
+        self.reconnect.abort();
+        self.host.stop(None);
+        self.server.stop(None);
+    }
+}
+
+impl ClusterHandle {
+    /// The live members (node names, sorted), updated as heartbeats come and go.
+    pub fn members(&self) -> watch::Receiver<Vec<String>> {
+        self.members.clone()
+    }
+}
+
+/// Starts the cluster listener and the host, and keeps connecting to the seeds.
+pub async fn join(options: ClusterOptions) -> Result<ClusterHandle, ClusterError> {
+    let server = NodeServer::new(
+        options.listen.port(),
+        options.cookie.clone(),
+        options.name.clone(),
+        options.advertise_host.clone(),
+        None,
+        Some(NodeConnectionMode::Transitive),
+    )
+    .with_listen_addr(options.listen.ip());
+    let (server, _) = Actor::spawn(None, server, ())
+        .await
+        .map_err(|e| ClusterError(e.to_string()))?;
+    let (view, members) = watch::channel(Vec::new());
+    let heartbeat = options.member.then(|| Heartbeat {
+        node: options.name.clone(),
+        incarnation: incarnation(),
+        http_addr: options.http_addr.clone(),
+    });
+    let args = HostArgs {
+        heartbeat,
+        interval: options.heartbeat_interval,
+        failure_timeout: options.failure_timeout,
+        view,
+    };
+    let (host, _) = Actor::spawn(None, NodeHost, args)
+        .await
+        .map_err(|e| ClusterError(e.to_string()))?;
+    let reconnect = tokio::spawn(keep_connected(
+        server.clone(),
+        options.seeds.clone(),
+        options.heartbeat_interval.max(Duration::from_millis(200)),
+    ));
+    Ok(ClusterHandle {
+        server,
+        host,
+        members,
+        reconnect,
+    })
+}
+
+/// Connects to every seed that no session leads to yet, again and again, so that a
+/// restarted or late peer is found.
+async fn keep_connected(server: ActorRef<NodeServerMessage>, seeds: Vec<String>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let sessions = match ractor::call!(server, NodeServerMessage::GetSessions) {
+            Ok(sessions) => sessions,
+            Err(_) => return,
+        };
+        for seed in &seeds {
+            let connected = sessions.values().any(|session| {
+                session.peer_addr == *seed
+                    || session
+                        .peer_name
+                        .as_ref()
+                        .is_some_and(|name| name.connection_string == *seed)
+            });
+            if !connected && let Err(error) = client_connect(&server, seed.as_str()).await {
+                debug!(%seed, %error, "seed not reachable yet");
+            }
+        }
+    }
+}
+
+/// A number that differs between two starts of the same node.
+fn incarnation() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        return crate::clock::now_ms() as u64;
+    }
+    u64::from_le_bytes(bytes)
+}
