@@ -92,7 +92,10 @@ impl NodeContext {
     ) -> Result<DeviceRecord, StoreError> {
         patch.status = Some(status);
         patch.status_reason = Some(reason.clone());
-        let record = self.store.patch_device(device_id, &patch, now_ms()).await?;
+        let record = self
+            .store
+            .patch_device(device_id, &patch, now_ms(), None)
+            .await?;
         let mut data = Map::new();
         data.insert("status".into(), Value::from(status.as_str()));
         if let Some(previous) = previous {

@@ -216,7 +216,10 @@ impl Fleet {
                 desired_running: Some(true),
                 ..DevicePatch::default()
             };
-            self.ctx.store.patch_device(id, &patch, now_ms()).await?;
+            self.ctx
+                .store
+                .patch_device(id, &patch, now_ms(), None)
+                .await?;
         }
         self.spawn(id, true).await?;
         self.device(id).await
@@ -229,7 +232,10 @@ impl Fleet {
             desired_running: Some(false),
             ..DevicePatch::default()
         };
-        self.ctx.store.patch_device(id, &patch, now_ms()).await?;
+        self.ctx
+            .store
+            .patch_device(id, &patch, now_ms(), None)
+            .await?;
         self.stop_actor(id).await?;
         if matches!(
             device.status,

@@ -77,7 +77,7 @@ impl DeviceVault {
             .seal(&self.device_id, namespace, key, value);
         self.vault
             .store
-            .put_link_state(&self.device_id, namespace, key, &blob)
+            .put_link_state(&self.device_id, namespace, key, &blob, None)
             .await?;
         Ok(())
     }
@@ -86,12 +86,16 @@ impl DeviceVault {
         Ok(self
             .vault
             .store
-            .delete_link_state(&self.device_id, namespace, key)
+            .delete_link_state(&self.device_id, namespace, key, None)
             .await?)
     }
 
     /// Forgets everything the device's link kept (logout).
     pub async fn clear(&self) -> Result<u64, VaultError> {
-        Ok(self.vault.store.clear_link_state(&self.device_id).await?)
+        Ok(self
+            .vault
+            .store
+            .clear_link_state(&self.device_id, None)
+            .await?)
     }
 }
