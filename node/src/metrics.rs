@@ -7,6 +7,7 @@ use crate::store::DeviceStatus;
 pub const DEVICES: &str = "wafleet_node_devices";
 pub const MESSAGES: &str = "wafleet_messages_total";
 pub const DEVICE_CRASHES: &str = "wafleet_node_device_crashes_total";
+pub const DEVICES_FENCED: &str = "wafleet_node_devices_fenced_total";
 
 /// Outcomes counted in [`MESSAGES`].
 const MESSAGE_OUTCOMES: [&str; 7] = [
@@ -33,10 +34,16 @@ pub fn describe() {
         Unit::Count,
         "device actors that crashed and were restarted or given up"
     );
+    describe_counter!(
+        DEVICES_FENCED,
+        Unit::Count,
+        "device runs stopped because a write was fenced off (another node owns the shard)"
+    );
     for outcome in MESSAGE_OUTCOMES {
         counter!(MESSAGES, "outcome" => outcome).increment(0);
     }
     counter!(DEVICE_CRASHES).increment(0);
+    counter!(DEVICES_FENCED).increment(0);
     set_device_counts(&[]);
 }
 
@@ -46,6 +53,10 @@ pub(crate) fn message_outcome(outcome: &'static str) {
 
 pub(crate) fn device_crashed() {
     counter!(DEVICE_CRASHES).increment(1);
+}
+
+pub(crate) fn device_fenced() {
+    counter!(DEVICES_FENCED).increment(1);
 }
 
 /// Sets the devices-by-status gauge from a full count (statuses absent count 0).
