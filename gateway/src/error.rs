@@ -155,8 +155,28 @@ impl From<FleetError> for ApiError {
             FleetError::Store(StoreError::Unavailable(detail)) => {
                 ApiError::Unavailable(format!("the store is unavailable: {detail}"))
             }
+            // The device moved to another node while this one handled the call.
+            FleetError::Store(StoreError::Fenced { .. }) => {
+                ApiError::Unavailable("this node no longer owns the device; retry".to_owned())
+            }
             FleetError::Store(other) => ApiError::Internal(other.to_string()),
             FleetError::Internal(detail) => ApiError::Internal(detail),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fenced_write_is_a_retryable_503() {
+        let error = ApiError::from(FleetError::Store(StoreError::Fenced {
+            shard: 3,
+            epoch: 1,
+            current: Some(2),
+        }));
+        assert_eq!(error.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(error.retryable());
     }
 }

@@ -13,7 +13,7 @@ use crate::clock::now_ms;
 use crate::device_actor::DeviceMsg;
 use crate::events::{EventBus, EventKind};
 use crate::link::LinkFactory;
-use crate::store::{DevicePatch, DeviceRecord, DeviceStatus, Store, StoreError};
+use crate::store::{DevicePatch, DeviceRecord, DeviceStatus, Fence, Store, StoreError};
 use crate::vault::Vault;
 
 /// Timings and limits of a node's devices.
@@ -80,8 +80,9 @@ impl NodeContext {
             .cloned()
     }
 
-    /// Writes a status change (with any other fields in `patch`) and publishes the
-    /// `status` event when the status or its reason changed.
+    /// Writes a status change (with any other fields in `patch`) under `fence` (the
+    /// device owner's, `None` for unfenced writes) and publishes the `status` event.
+    /// A fenced-off write publishes nothing.
     pub(crate) async fn record_status(
         &self,
         device_id: &str,
@@ -89,10 +90,14 @@ impl NodeContext {
         status: DeviceStatus,
         reason: Option<String>,
         mut patch: DevicePatch,
+        fence: Option<&Fence>,
     ) -> Result<DeviceRecord, StoreError> {
         patch.status = Some(status);
         patch.status_reason = Some(reason.clone());
-        let record = self.store.patch_device(device_id, &patch, now_ms()).await?;
+        let record = self
+            .store
+            .patch_device(device_id, &patch, now_ms(), fence)
+            .await?;
         let mut data = Map::new();
         data.insert("status".into(), Value::from(status.as_str()));
         if let Some(previous) = previous {

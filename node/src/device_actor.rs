@@ -5,6 +5,11 @@
 //! The actor keeps its mutable data in [`DeviceState`], built in `pre_start`. Handlers
 //! match and delegate; nothing waits on the network inside a handler except opening a
 //! link, which is bounded by the handshake timeout.
+//!
+//! A device run by a cluster node carries the [`Fence`] of its shard's lease: its status
+//! writes and its link's vault writes go to the store with it. When one is refused as
+//! [`StoreError::Fenced`] (another node took the shard over), the actor closes its link
+//! and stops at once, writing nothing more: that is not a crash, and it is not retried.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -25,8 +30,10 @@ use crate::link::{
 };
 use crate::metrics;
 use crate::store::{
-    DevicePatch, DeviceStatus, Direction, InsertOutcome, MessageRecord, MessageStatus, StoreError,
+    DevicePatch, DeviceStatus, Direction, Fence, InsertOutcome, MessageRecord, MessageStatus,
+    StoreError,
 };
+use crate::vault::VaultError;
 
 /// A QR code being shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +71,8 @@ pub struct DeviceActor;
 #[derive(Debug)]
 pub struct DeviceArgs {
     pub(crate) device_id: String,
+    /// The shard lease this node runs the device under; `None`: unfenced (standalone).
+    pub(crate) fence: Option<Fence>,
     pub(crate) ctx: Arc<NodeContext>,
     pub(crate) supervisor: ActorRef<SupervisorMsg>,
 }
@@ -72,6 +81,8 @@ pub struct DeviceArgs {
 #[derive(Debug)]
 pub struct DeviceState {
     id: String,
+    /// Carried by every status and vault write; see the module docs.
+    fence: Option<Fence>,
     ctx: Arc<NodeContext>,
     supervisor: ActorRef<SupervisorMsg>,
     status: DeviceStatus,
@@ -108,6 +119,7 @@ impl Actor for DeviceActor {
             .ok_or_else(|| format!("device {} not found", args.device_id))?;
         let mut state = DeviceState {
             id: args.device_id,
+            fence: args.fence,
             ctx: args.ctx,
             supervisor: args.supervisor,
             status: record.status,
@@ -132,41 +144,66 @@ impl Actor for DeviceActor {
         msg: DeviceMsg,
         state: &mut DeviceState,
     ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            DeviceMsg::Connect => state.wait_for_connect_slot(myself),
-            DeviceMsg::Open(permit) => state.open(myself, permit).await?,
-            DeviceMsg::Link(session, event) if session == state.session_no => {
-                state.on_link_event(myself, event).await?
+        match dispatch(myself.clone(), msg, state).await {
+            Err(error) if is_fenced(&error) => {
+                state.lost_ownership(&myself, &error.to_string());
+                Ok(())
             }
-            DeviceMsg::Link(..) => {}
-            DeviceMsg::HandshakeTimeout(session) => {
-                if session == state.session_no && state.permit.is_some() {
-                    state
-                        .on_link_event(
-                            myself,
-                            LinkEvent::Disconnected {
-                                reason: "handshake timed out".into(),
-                            },
-                        )
-                        .await?;
-                }
-            }
-            DeviceMsg::Drain => state.drain(&myself).await?,
-            DeviceMsg::GetQr(reply) => {
-                let qr = (state.status == DeviceStatus::ScanQr)
-                    .then(|| state.qr.clone())
-                    .flatten();
-                let _ = reply.send(qr);
-            }
-            DeviceMsg::PairCode(phone, reply) => state.request_pair_code(phone, reply),
-            DeviceMsg::Logout(reply) => {
-                state.logout().await?;
-                let _ = reply.send(());
-                myself.stop(Some("logged out".into()));
+            other => other,
+        }
+    }
+}
+
+/// The one `match` over a device's messages.
+async fn dispatch(
+    myself: ActorRef<DeviceMsg>,
+    msg: DeviceMsg,
+    state: &mut DeviceState,
+) -> Result<(), ActorProcessingErr> {
+    match msg {
+        DeviceMsg::Connect => state.wait_for_connect_slot(myself),
+        DeviceMsg::Open(permit) => state.open(myself, permit).await?,
+        DeviceMsg::Link(session, event) if session == state.session_no => {
+            state.on_link_event(myself, event).await?
+        }
+        DeviceMsg::Link(..) => {}
+        DeviceMsg::HandshakeTimeout(session) => {
+            if session == state.session_no && state.permit.is_some() {
+                state
+                    .on_link_event(
+                        myself,
+                        LinkEvent::Disconnected {
+                            reason: "handshake timed out".into(),
+                        },
+                    )
+                    .await?;
             }
         }
-        Ok(())
+        DeviceMsg::Drain => state.drain(&myself).await?,
+        DeviceMsg::GetQr(reply) => {
+            let qr = (state.status == DeviceStatus::ScanQr)
+                .then(|| state.qr.clone())
+                .flatten();
+            let _ = reply.send(qr);
+        }
+        DeviceMsg::PairCode(phone, reply) => state.request_pair_code(phone, reply),
+        DeviceMsg::Logout(reply) => {
+            state.logout().await?;
+            let _ = reply.send(());
+            myself.stop(Some("logged out".into()));
+        }
     }
+    Ok(())
+}
+
+/// Whether a handler failed because a fenced write was refused.
+fn is_fenced(error: &ActorProcessingErr) -> bool {
+    matches!(
+        error.downcast_ref::<StoreError>(),
+        Some(StoreError::Fenced { .. })
+    ) || error
+        .downcast_ref::<VaultError>()
+        .is_some_and(VaultError::is_fenced)
 }
 
 impl DeviceState {
@@ -178,7 +215,14 @@ impl DeviceState {
     ) -> Result<(), StoreError> {
         let previous = self.status;
         self.ctx
-            .record_status(&self.id, Some(previous), status, reason, patch)
+            .record_status(
+                &self.id,
+                Some(previous),
+                status,
+                reason,
+                patch,
+                self.fence.as_ref(),
+            )
             .await?;
         self.status = status;
         Ok(())
@@ -215,7 +259,7 @@ impl DeviceState {
         let to_actor = myself.clone();
         let link_ctx = LinkContext {
             device_id: self.id.clone(),
-            vault: self.ctx.vault.device(&self.id),
+            vault: self.ctx.vault.device(&self.id, self.fence),
             events: LinkEvents::new(
                 session_no,
                 Arc::new(move |session, event| {
@@ -282,6 +326,7 @@ impl DeviceState {
                     .await?;
                 myself.stop(Some("qr timeout".into()));
             }
+            LinkEvent::Fenced { reason } => self.lost_ownership(&myself, &reason),
             LinkEvent::Replaced => {
                 warn!(device_id = %self.id, "connection replaced by another, stopping");
                 self.end_session();
@@ -396,6 +441,15 @@ impl DeviceState {
             .await
     }
 
+    /// Another node owns the device now: close the link and stop, writing nothing (the
+    /// new owner's status stands). The supervisor sees a normal stop, not a crash.
+    fn lost_ownership(&mut self, myself: &ActorRef<DeviceMsg>, reason: &str) {
+        warn!(device_id = %self.id, fence = ?self.fence, %reason, "lost ownership of the device, stopping");
+        metrics::device_fenced();
+        self.end_session();
+        myself.stop(Some("fenced".into()));
+    }
+
     fn end_session(&mut self) {
         self.session = None;
         self.permit = None;
@@ -405,7 +459,7 @@ impl DeviceState {
 
     async fn logout(&mut self) -> Result<(), ActorProcessingErr> {
         self.end_session();
-        self.ctx.vault.device(&self.id).clear().await?;
+        self.ctx.vault.device(&self.id, self.fence).clear().await?;
         self.become_final(DeviceStatus::LoggedOut, "logged out by the operator", true)
             .await?;
         Ok(())

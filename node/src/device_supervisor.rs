@@ -4,6 +4,11 @@
 //! A device actor that crashes is restarted after a backoff that doubles per crash in
 //! a row; after [`NodeConfig::max_crashes`](crate::context::NodeConfig) it is left
 //! `FAILED` until someone starts it again. Reaching `READY` resets the count.
+//!
+//! A device started with a [`Fence`] runs under it until stopped, restarts included; a
+//! start with another fence replaces the run. A run that stops because it was fenced
+//! off is not a crash, and a crash whose record is fenced off is not restarted: either
+//! way another node owns the device now.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,15 +18,17 @@ use tracing::{info, warn};
 
 use crate::context::NodeContext;
 use crate::device_actor::{DeviceActor, DeviceArgs, backoff};
-use crate::store::{DevicePatch, DeviceStatus};
+use crate::store::{DevicePatch, DeviceStatus, Fence, StoreError};
 
 /// Messages of the supervisor.
 #[derive(Debug)]
 pub enum SupervisorMsg {
-    /// Run the device if it does not run yet; `reset` forgets its crash count.
+    /// Run the device under `fence` if it does not run under it yet; `reset` forgets
+    /// its crash count.
     Start {
         device_id: String,
         reset: bool,
+        fence: Option<Fence>,
         reply: RpcReplyPort<Result<(), String>>,
     },
     /// Stop the device's actor and wait until it has stopped.
@@ -45,6 +52,8 @@ pub struct SupervisorState {
     ctx: Arc<NodeContext>,
     by_actor: HashMap<ActorId, String>,
     crashes: HashMap<String, u32>,
+    /// The fence each fenced device runs under, kept for its restarts.
+    fences: HashMap<String, Fence>,
 }
 
 impl Actor for DeviceSupervisor {
@@ -61,6 +70,7 @@ impl Actor for DeviceSupervisor {
             ctx,
             by_actor: HashMap::new(),
             crashes: HashMap::new(),
+            fences: HashMap::new(),
         })
     }
 
@@ -74,12 +84,13 @@ impl Actor for DeviceSupervisor {
             SupervisorMsg::Start {
                 device_id,
                 reset,
+                fence,
                 reply,
             } => {
                 if reset {
                     state.crashes.remove(&device_id);
                 }
-                let result = state.spawn(&myself, device_id).await;
+                let result = state.spawn(&myself, device_id, fence).await;
                 let _ = reply.send(result);
             }
             SupervisorMsg::Stop { device_id, reply } => {
@@ -107,7 +118,11 @@ impl Actor for DeviceSupervisor {
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, _) => {
-                state.forget_actor(cell.get_id());
+                if let Some(device_id) = state.forget_actor(cell.get_id())
+                    && state.ctx.running(&device_id).is_none()
+                {
+                    state.fences.remove(&device_id);
+                }
             }
             _ => {}
         }
@@ -120,18 +135,28 @@ impl SupervisorState {
         &mut self,
         myself: &ActorRef<SupervisorMsg>,
         device_id: String,
+        fence: Option<Fence>,
     ) -> Result<(), String> {
         if self.ctx.running(&device_id).is_some() {
-            return Ok(());
+            if self.fences.get(&device_id) == fence.as_ref() {
+                return Ok(());
+            }
+            // It runs under another lease (an older epoch) or unfenced: replace the run.
+            self.stop(&device_id).await;
         }
         let args = DeviceArgs {
             device_id: device_id.clone(),
+            fence,
             ctx: self.ctx.clone(),
             supervisor: myself.clone(),
         };
         let (actor, _) = Actor::spawn_linked(None, DeviceActor, args, myself.get_cell())
             .await
             .map_err(|e| e.to_string())?;
+        match fence {
+            Some(fence) => self.fences.insert(device_id.clone(), fence),
+            None => self.fences.remove(&device_id),
+        };
         self.by_actor.insert(actor.get_id(), device_id.clone());
         self.ctx
             .registry
@@ -148,6 +173,7 @@ impl SupervisorState {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(device_id);
+        self.fences.remove(device_id);
         if let Some(actor) = actor {
             self.by_actor.remove(&actor.get_id());
             let _ = actor.stop_and_wait(Some("stopped".into()), None).await;
@@ -175,23 +201,24 @@ impl SupervisorState {
         let crashes = *crashes;
         crate::metrics::device_crashed();
         let config = &self.ctx.config;
-        let (status, reason) = if crashes >= config.max_crashes {
+        let (status, reason, restart_in) = if crashes >= config.max_crashes {
             warn!(device_id = %device_id, crashes, %error, "device keeps crashing, giving up");
             (
                 DeviceStatus::Failed,
                 format!("crashed {crashes} times in a row, last: {error}"),
+                None,
             )
         } else {
             let delay = backoff(config.crash_backoff, config.reconnect_max, crashes - 1);
             info!(device_id = %device_id, crashes, %error, delay_ms = delay.as_millis() as u64, "device crashed, restarting");
-            let id = device_id.clone();
-            myself.send_after(delay, move || SupervisorMsg::Restart(id));
             (
                 DeviceStatus::Disconnected,
                 format!("crashed ({error}), restarting"),
+                Some(delay),
             )
         };
-        if let Err(error) = self
+        let fence = self.fences.get(&device_id).copied();
+        match self
             .ctx
             .record_status(
                 &device_id,
@@ -199,10 +226,25 @@ impl SupervisorState {
                 status,
                 Some(reason),
                 DevicePatch::default(),
+                fence.as_ref(),
             )
             .await
         {
-            warn!(device_id = %device_id, %error, "cannot record crash");
+            Ok(_) => {}
+            Err(StoreError::Fenced { .. }) => {
+                info!(device_id = %device_id, ?fence, "crashed device is owned elsewhere now, not restarting");
+                self.fences.remove(&device_id);
+                return;
+            }
+            Err(error) => warn!(device_id = %device_id, %error, "cannot record crash"),
+        }
+        match restart_in {
+            Some(delay) => {
+                myself.send_after(delay, move || SupervisorMsg::Restart(device_id));
+            }
+            None => {
+                self.fences.remove(&device_id);
+            }
         }
     }
 
@@ -211,7 +253,12 @@ impl SupervisorState {
             self.ctx.store.get_device(&device_id).await,
             Ok(Some(record)) if record.desired_running && record.status != DeviceStatus::Failed
         );
-        if wanted && let Err(error) = self.spawn(myself, device_id.clone()).await {
+        if !wanted {
+            self.fences.remove(&device_id);
+            return;
+        }
+        let fence = self.fences.get(&device_id).copied();
+        if let Err(error) = self.spawn(myself, device_id.clone(), fence).await {
             warn!(device_id = %device_id, %error, "restart failed");
         }
     }

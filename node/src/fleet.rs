@@ -3,6 +3,12 @@
 //! Reads come from the store; commands go to the device's actor through the
 //! supervisor. A message is in the store, `queued`, before [`Fleet::send_text`]
 //! returns, so nothing accepted is lost if the process dies.
+//!
+//! Devices started through this API (and resumed by [`Fleet::start`]) run unfenced:
+//! that is standalone, the only writer of its data. A cluster node runs the devices of
+//! the shards it leases with [`Fleet::run_owned`], under the lease's fence. Operator
+//! writes here (start/stop wishes, an operator logout of a device that is not running)
+//! are not tied to a lease and stay unfenced.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +27,8 @@ use crate::link::{LinkError, LinkFactory, PairCode};
 use crate::metrics;
 use crate::seal::Sealer;
 use crate::store::{
-    DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction, InsertOutcome,
-    MessageRecord, MessageStatus, Store, StoreError, TrustLevel,
+    DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction, Fence,
+    InsertOutcome, MessageRecord, MessageStatus, Store, StoreError, TrustLevel,
 };
 use crate::vault::Vault;
 
@@ -127,7 +133,7 @@ impl Fleet {
                 .await?;
             for device in &page.devices {
                 if device.desired_running {
-                    self.spawn(&device.id, false).await?;
+                    self.spawn(&device.id, false, None).await?;
                     resumed += 1;
                 } else if !matches!(
                     device.status,
@@ -140,6 +146,7 @@ impl Fleet {
                             DeviceStatus::Stopped,
                             None,
                             DevicePatch::default(),
+                            None,
                         )
                         .await?;
                     settled += 1;
@@ -216,10 +223,28 @@ impl Fleet {
                 desired_running: Some(true),
                 ..DevicePatch::default()
             };
-            self.ctx.store.patch_device(id, &patch, now_ms()).await?;
+            self.ctx
+                .store
+                .patch_device(id, &patch, now_ms(), None)
+                .await?;
         }
-        self.spawn(id, true).await?;
+        self.spawn(id, true, None).await?;
         self.device(id).await
+    }
+
+    /// Runs a device of a shard this node leases, under the lease's `fence`: its
+    /// credentials, link state and status are written with it, so the run stops by
+    /// itself (without writing) once another node has taken the shard over. Running it
+    /// already under the same fence is a no-op; under another fence, the run is
+    /// replaced. Does not change the device's `desired_running`.
+    pub async fn run_owned(&self, id: &str, fence: Fence) -> Result<(), FleetError> {
+        self.device(id).await?;
+        self.spawn(id, true, Some(fence)).await
+    }
+
+    /// Whether the device has an actor on this node now.
+    pub fn is_running(&self, id: &str) -> bool {
+        self.ctx.running(id).is_some()
     }
 
     /// Stops the device; it stays stopped across restarts until started.
@@ -229,7 +254,10 @@ impl Fleet {
             desired_running: Some(false),
             ..DevicePatch::default()
         };
-        self.ctx.store.patch_device(id, &patch, now_ms()).await?;
+        self.ctx
+            .store
+            .patch_device(id, &patch, now_ms(), None)
+            .await?;
         self.stop_actor(id).await?;
         if matches!(
             device.status,
@@ -246,6 +274,7 @@ impl Fleet {
                 DeviceStatus::Stopped,
                 None,
                 DevicePatch::default(),
+                None,
             )
             .await?)
     }
@@ -274,7 +303,7 @@ impl Fleet {
         }
         self.ctx
             .vault
-            .device(id)
+            .device(id, None)
             .clear()
             .await
             .map_err(vault_error)?;
@@ -291,6 +320,7 @@ impl Fleet {
                 DeviceStatus::LoggedOut,
                 Some("logged out by the operator".into()),
                 patch,
+                None,
             )
             .await?)
     }
@@ -431,13 +461,14 @@ impl Fleet {
             .await;
     }
 
-    async fn spawn(&self, id: &str, reset: bool) -> Result<(), FleetError> {
+    async fn spawn(&self, id: &str, reset: bool, fence: Option<Fence>) -> Result<(), FleetError> {
         let device_id = id.to_owned();
         let result = ractor::call_t!(
             self.supervisor,
             |reply| SupervisorMsg::Start {
                 device_id,
                 reset,
+                fence,
                 reply
             },
             CALL_TIMEOUT.as_millis() as u64

@@ -5,8 +5,8 @@
 //! - [`device_supervisor`], [`device_actor`]: the actors (tree below).
 //! - [`link`]: the [`link::LinkFactory`] abstraction and the simulated link.
 //! - [`events`]: device events and the in-process bus behind SSE.
-//! - [`store`]: the [`store::Store`] trait, its records, the embedded SQLite backend and
-//!   the conformance suite.
+//! - [`store`]: the [`store::Store`] trait, its records, shard leases and fences, the
+//!   embedded SQLite backend and the conformance suite.
 //! - [`vault`], [`seal`]: sealed (AES-256-GCM) per-device credentials and link state.
 //! - [`context`]: what all actors of a node share, and the node's timings.
 //! - [`cluster`]: joining a cluster (ractor_cluster, cookie) and membership by heartbeats.

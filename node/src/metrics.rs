@@ -8,6 +8,7 @@ pub const DEVICES: &str = "wafleet_node_devices";
 pub const MESSAGES: &str = "wafleet_messages_total";
 pub const DEVICE_CRASHES: &str = "wafleet_node_device_crashes_total";
 pub const EVENTS_DROPPED: &str = "wafleet_events_dropped_total";
+pub const DEVICES_FENCED: &str = "wafleet_node_devices_fenced_total";
 
 /// Outcomes counted in [`MESSAGES`].
 const MESSAGE_OUTCOMES: [&str; 7] = [
@@ -39,11 +40,17 @@ pub fn describe() {
         Unit::Count,
         "device events dropped because the event bus (Redis) was unreachable for too long"
     );
-    counter!(EVENTS_DROPPED).increment(0);
+    describe_counter!(
+        DEVICES_FENCED,
+        Unit::Count,
+        "device runs stopped because a write was fenced off (another node owns the shard)"
+    );
     for outcome in MESSAGE_OUTCOMES {
         counter!(MESSAGES, "outcome" => outcome).increment(0);
     }
     counter!(DEVICE_CRASHES).increment(0);
+    counter!(DEVICES_FENCED).increment(0);
+    counter!(EVENTS_DROPPED).increment(0);
     set_device_counts(&[]);
 }
 
@@ -57,6 +64,10 @@ pub(crate) fn event_dropped() {
 
 pub(crate) fn device_crashed() {
     counter!(DEVICE_CRASHES).increment(1);
+}
+
+pub(crate) fn device_fenced() {
+    counter!(DEVICES_FENCED).increment(1);
 }
 
 /// Sets the devices-by-status gauge from a full count (statuses absent count 0).

@@ -1,10 +1,15 @@
 //! Sealed per-device key/value records: what a link keeps (credentials, protocol state),
 //! encrypted before it reaches the [`Store`](crate::store::Store).
+//!
+//! A [`DeviceVault`] carries the [`Fence`] of its device's shard, set by whoever runs the
+//! device: every write goes to the store with it, so once another node has taken the
+//! shard over, this vault's writes fail with [`StoreError::Fenced`] and change nothing.
+//! A vault without a fence (standalone, operator actions) writes unfenced.
 
 use std::sync::Arc;
 
 use crate::seal::Sealer;
-use crate::store::{Store, StoreError};
+use crate::store::{Fence, Store, StoreError};
 
 /// Failures of the vault.
 #[derive(Debug, thiserror::Error)]
@@ -28,10 +33,12 @@ impl Vault {
         Vault { store, sealer }
     }
 
-    /// The vault of one device.
-    pub fn device(&self, device_id: &str) -> DeviceVault {
+    /// The vault of one device, writing under `fence` (`None`: unfenced, only where no
+    /// cluster runs or for operator actions; see [`Store`]'s docs).
+    pub fn device(&self, device_id: &str, fence: Option<Fence>) -> DeviceVault {
         DeviceVault {
             device_id: device_id.into(),
+            fence,
             vault: self.clone(),
         }
     }
@@ -41,12 +48,19 @@ impl Vault {
 #[derive(Debug, Clone)]
 pub struct DeviceVault {
     device_id: Arc<str>,
+    /// Proof that this node owns the device, carried by every write.
+    fence: Option<Fence>,
     vault: Vault,
 }
 
 impl DeviceVault {
     pub fn device_id(&self) -> &str {
         &self.device_id
+    }
+
+    /// The fence this vault's writes carry.
+    pub fn fence(&self) -> Option<Fence> {
+        self.fence
     }
 
     /// The value under `namespace/key`, opened; `Corrupt` if it does not decrypt.
@@ -77,7 +91,7 @@ impl DeviceVault {
             .seal(&self.device_id, namespace, key, value);
         self.vault
             .store
-            .put_link_state(&self.device_id, namespace, key, &blob)
+            .put_link_state(&self.device_id, namespace, key, &blob, self.fence.as_ref())
             .await?;
         Ok(())
     }
@@ -86,12 +100,23 @@ impl DeviceVault {
         Ok(self
             .vault
             .store
-            .delete_link_state(&self.device_id, namespace, key)
+            .delete_link_state(&self.device_id, namespace, key, self.fence.as_ref())
             .await?)
     }
 
     /// Forgets everything the device's link kept (logout).
     pub async fn clear(&self) -> Result<u64, VaultError> {
-        Ok(self.vault.store.clear_link_state(&self.device_id).await?)
+        Ok(self
+            .vault
+            .store
+            .clear_link_state(&self.device_id, self.fence.as_ref())
+            .await?)
+    }
+}
+
+impl VaultError {
+    /// Whether the write was refused because this node no longer owns the device.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, VaultError::Store(StoreError::Fenced { .. }))
     }
 }

@@ -1,10 +1,14 @@
 //! The SQLite store: the conformance suite, plus what only a file-backed store promises
 //! (data outlives the process, several processes share one file, the schema version).
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use wafleet_node::store::sqlite::SCHEMA_VERSION;
 use wafleet_node::store::{
-    DevicePatch, DeviceRecord, DeviceStatus, Direction, InsertOutcome, MessageRecord,
-    MessageStatus, SealedBlob, SqliteStore, Store, TrustLevel, conformance,
+    Acquired, DevicePatch, DeviceRecord, DeviceStatus, Direction, Fence, InsertOutcome, Lease,
+    MessageRecord, MessageStatus, SealedBlob, SqliteStore, Store, StoreError, TrustLevel,
+    conformance,
 };
 
 fn fresh_db() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -82,7 +86,7 @@ async fn data_survives_close_and_reopen() {
         let store = SqliteStore::open(&path).expect("open");
         store.create_device(&device("d1")).await.expect("create");
         store
-            .put_link_state("d1", "creds", "noise", &blob)
+            .put_link_state("d1", "creds", "noise", &blob, None)
             .await
             .expect("put");
         store
@@ -138,7 +142,7 @@ async fn two_stores_on_one_file_see_each_others_writes() {
         status: Some(DeviceStatus::Disconnected),
         ..DevicePatch::default()
     };
-    b.patch_device("d1", &patch, 5_000)
+    b.patch_device("d1", &patch, 5_000, None)
         .await
         .expect("patch on b");
     let seen = a.get_device("d1").await.expect("get on a").expect("exists");
@@ -186,4 +190,147 @@ async fn schema_version_is_the_latest_and_reopen_keeps_it() {
     assert_eq!(user_version(&path), SCHEMA_VERSION);
     drop(SqliteStore::open(&path).expect("reopen"));
     assert_eq!(user_version(&path), SCHEMA_VERSION);
+}
+
+/// Two stores on one file (two connections, as two node processes have) race for the
+/// same free shards from many tasks each, released at once, in random orders, shard by
+/// shard or in bulk calls: every shard has exactly one winner, both stores read its lease, and
+/// every refusal names it. Then they race to take over the expired leases: again one
+/// winner per shard, at epoch 2, and the first round's winners are fenced off through
+/// either store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_stores_on_one_file_never_both_win_a_shard() {
+    const TTL: u64 = 5_000;
+    let (_dir, path) = fresh_db();
+    let stores: [Arc<dyn Store>; 2] = [
+        Arc::new(SqliteStore::open(&path).expect("open a")),
+        Arc::new(SqliteStore::open(&path).expect("open b")),
+    ];
+    stores[0]
+        .create_device(&device("d1"))
+        .await
+        .expect("create");
+    let shards: Vec<u32> = (0..48).collect();
+    let mut first_round: BTreeMap<u32, Lease> = BTreeMap::new();
+
+    for (round, now, epoch) in [(0, 1_000i64, 1u64), (1, 1_000 + TTL as i64, 2)] {
+        let racers = stores.len() * 4;
+        let start = Arc::new(tokio::sync::Barrier::new(racers));
+        let mut tasks = Vec::new();
+        for (s, store) in stores.iter().enumerate() {
+            for racer in 0..4 {
+                let (store, start) = (Arc::clone(store), Arc::clone(&start));
+                let holder = format!("node-{s}-{racer}-round-{round}");
+                let mut order = shards.clone();
+                fastrand::shuffle(&mut order);
+                // One racer per store takes its shards in bulk calls of 6.
+                let batch = if racer == 0 { 6 } else { 1 };
+                tasks.push(tokio::spawn(async move {
+                    start.wait().await;
+                    let mut outcomes = Vec::new();
+                    for chunk in order.chunks(batch) {
+                        let got = store.acquire_leases(&holder, chunk, now, TTL).await;
+                        outcomes.extend(got.expect("acquire"));
+                    }
+                    (holder, outcomes)
+                }));
+            }
+        }
+        let mut winners: BTreeMap<u32, Vec<Lease>> = BTreeMap::new();
+        let mut refusals = Vec::new();
+        for task in tasks {
+            let (holder, outcomes) = task.await.expect("racer");
+            assert_eq!(
+                outcomes.len(),
+                shards.len(),
+                "{holder}: one outcome per shard"
+            );
+            for outcome in outcomes {
+                match outcome {
+                    Acquired::Granted(lease) => {
+                        assert_eq!(lease.holder, holder);
+                        winners.entry(lease.shard).or_default().push(lease);
+                    }
+                    Acquired::Refused(lease) => refusals.push(lease),
+                }
+            }
+        }
+        for &shard in &shards {
+            let won = winners.get(&shard).map(Vec::as_slice).unwrap_or_default();
+            assert_eq!(
+                won.len(),
+                1,
+                "round {round}, shard {shard}: winners {won:?}"
+            );
+            let winner = &won[0];
+            assert_eq!(
+                (winner.epoch, winner.expires_at_ms),
+                (epoch, now + TTL as i64)
+            );
+            for store in &stores {
+                assert_eq!(
+                    store.get_lease(shard).await.expect("get").as_ref(),
+                    Some(winner),
+                    "round {round}, shard {shard}: stored lease"
+                );
+            }
+        }
+        for refusal in refusals {
+            assert_eq!(
+                Some(&refusal),
+                winners[&refusal.shard].first(),
+                "round {round}: a refusal names another lease than the winner's"
+            );
+        }
+        if round == 0 {
+            first_round = winners
+                .into_iter()
+                .map(|(s, mut w)| (s, w.remove(0)))
+                .collect();
+        }
+    }
+
+    for (shard, old) in first_round {
+        for store in &stores {
+            let err = store
+                .put_link_state(
+                    "d1",
+                    "creds",
+                    "k",
+                    &SealedBlob {
+                        key_version: 1,
+                        bytes: vec![1],
+                    },
+                    Some(&old.fence()),
+                )
+                .await
+                .expect_err("a first-round fence after the takeover");
+            assert!(
+                matches!(err, StoreError::Fenced { shard: s, epoch: 1, current: Some(2) } if s == shard),
+                "{err}"
+            );
+        }
+    }
+    assert!(
+        stores[1]
+            .list_link_state("d1", "creds")
+            .await
+            .expect("list")
+            .is_empty(),
+        "a fenced write wrote"
+    );
+    let current = Fence { shard: 0, epoch: 2 };
+    stores[1]
+        .put_link_state(
+            "d1",
+            "creds",
+            "k",
+            &SealedBlob {
+                key_version: 1,
+                bytes: vec![2],
+            },
+            Some(&current),
+        )
+        .await
+        .expect("write under the current fence");
 }

@@ -9,7 +9,12 @@
 //! with the cluster.
 
 /// Messages between cluster processes (`proto/cluster.proto`).
-#[allow(missing_docs, unreachable_pub, clippy::all, missing_debug_implementations)]
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::all,
+    missing_debug_implementations
+)]
 pub mod cluster {
     include!(concat!(env!("OUT_DIR"), "/wafleet.cluster.rs"));
 }

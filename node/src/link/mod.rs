@@ -40,6 +40,9 @@ pub enum LinkEvent {
     QrTimeout,
     /// Another connection took over this link.
     Replaced,
+    /// A write to the vault was fenced off: another node owns the device now. The
+    /// session has ended; the device stops without writing anything more.
+    Fenced { reason: String },
     /// Progress of an outbound message.
     Receipt {
         message_id: String,

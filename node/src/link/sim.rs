@@ -5,6 +5,10 @@
 //! vault. A returning device proves that secret against the simulator's challenge.
 //! Credentials that are missing, unreadable or refused send the device back to pairing;
 //! nothing loops.
+//!
+//! Every vault write carries the device's fence. A write fenced off (another node owns
+//! the device now) ends the session with [`LinkEvent::Fenced`]: the stale owner stops,
+//! and nothing it does afterwards reaches the store.
 
 use std::sync::{Arc, Mutex};
 
@@ -104,7 +108,7 @@ async fn load_credentials(vault: &DeviceVault) -> Result<Option<Credentials>, Li
             Ok(credentials) => Ok(Some(credentials)),
             Err(error) => {
                 warn!(device_id = vault.device_id(), %error, "stored credentials malformed, pairing again");
-                wipe(vault).await?;
+                wipe(vault).await.map_err(storage_error)?;
                 Ok(None)
             }
         },
@@ -113,19 +117,30 @@ async fn load_credentials(vault: &DeviceVault) -> Result<Option<Credentials>, Li
                 device_id = vault.device_id(),
                 "stored credentials cannot be decrypted, pairing again"
             );
-            wipe(vault).await?;
+            wipe(vault).await.map_err(storage_error)?;
             Ok(None)
         }
         Err(VaultError::Store(error)) => Err(LinkError::Storage(error.to_string())),
     }
 }
 
-async fn wipe(vault: &DeviceVault) -> Result<(), LinkError> {
-    vault
-        .clear()
-        .await
-        .map(|_| ())
-        .map_err(|e| LinkError::Storage(e.to_string()))
+async fn wipe(vault: &DeviceVault) -> Result<(), VaultError> {
+    vault.clear().await.map(|_| ())
+}
+
+fn storage_error(error: VaultError) -> LinkError {
+    LinkError::Storage(error.to_string())
+}
+
+/// How a session ends when a vault write fails while `doing` something: fenced off
+/// means another node owns the device (stop); anything else is worth a reconnect.
+fn write_failed(doing: &str, error: &VaultError) -> LinkEvent {
+    let reason = format!("{doing}: {error}");
+    if error.is_fenced() {
+        LinkEvent::Fenced { reason }
+    } else {
+        LinkEvent::Disconnected { reason }
+    }
 }
 
 async fn send(tx: &mpsc::Sender<ClientFrame>, kind: client_frame::Kind) -> Result<(), LinkError> {
@@ -225,18 +240,16 @@ async fn run(
                     phone: paired.phone.clone(),
                     secret: secret.to_bytes(),
                 };
-                let stored = match serde_json::to_vec(&credentials) {
-                    Ok(bytes) => ctx
-                        .vault
-                        .put(NAMESPACE, CREDENTIALS_KEY, &bytes)
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
+                let bytes = match serde_json::to_vec(&credentials) {
+                    Ok(bytes) => bytes,
+                    Err(error) => {
+                        break LinkEvent::Disconnected {
+                            reason: format!("cannot encode credentials: {error}"),
+                        };
+                    }
                 };
-                if let Err(error) = stored {
-                    break LinkEvent::Disconnected {
-                        reason: format!("cannot store credentials: {error}"),
-                    };
+                if let Err(error) = ctx.vault.put(NAMESPACE, CREDENTIALS_KEY, &bytes).await {
+                    break write_failed("cannot store credentials", &error);
                 }
                 events.emit(LinkEvent::Paired {
                     phone: paired.phone,
@@ -285,12 +298,7 @@ async fn run(
                 text: inbound.text,
                 at_ms: inbound.at_ms,
             }),
-            server_frame::Kind::LoggedOut(_) => {
-                if let Err(error) = wipe(&ctx.vault).await {
-                    warn!(device_id = %ctx.device_id, %error, "cannot wipe credentials after logout");
-                }
-                break LinkEvent::LoggedOut;
-            }
+            server_frame::Kind::LoggedOut(_) => break logged_out(&ctx.vault).await,
             server_frame::Kind::Banned(banned) => events.emit(LinkEvent::Banned {
                 until_ms: banned.until_ms,
             }),
@@ -308,24 +316,31 @@ async fn refused_event(vault: &DeviceVault, refusal: sim::Refused) -> LinkEvent 
     match refusal.reason() {
         refused::Reason::UnknownLink | refused::Reason::BadProof => {
             if let Err(error) = wipe(vault).await {
-                return LinkEvent::Disconnected {
-                    reason: format!("credentials refused, and wiping them failed: {error}"),
-                };
+                return write_failed("credentials refused, and wiping them failed", &error);
             }
             LinkEvent::CredentialsRejected {
                 reason: format!("{}: {}", refusal.reason().as_str_name(), refusal.detail),
             }
         }
-        refused::Reason::LoggedOut => {
-            if let Err(error) = wipe(vault).await {
-                warn!(device_id = vault.device_id(), %error, "cannot wipe credentials after logout");
-            }
-            LinkEvent::LoggedOut
-        }
+        refused::Reason::LoggedOut => logged_out(vault).await,
         refused::Reason::QrTimeout => LinkEvent::QrTimeout,
         refused::Reason::Protocol | refused::Reason::Unspecified => LinkEvent::Disconnected {
             reason: format!("refused by the network: {}", refusal.detail),
         },
+    }
+}
+
+/// The phone unlinked the device: wipe its credentials. A wipe that fails for a storage
+/// reason still ends in `LoggedOut` (the link is dead either way); a fenced one means
+/// this node is no longer the owner, so it says nothing about the device.
+async fn logged_out(vault: &DeviceVault) -> LinkEvent {
+    match wipe(vault).await {
+        Ok(()) => LinkEvent::LoggedOut,
+        Err(error) if error.is_fenced() => write_failed("cannot wipe credentials", &error),
+        Err(error) => {
+            warn!(device_id = vault.device_id(), %error, "cannot wipe credentials after logout");
+            LinkEvent::LoggedOut
+        }
     }
 }
 
@@ -336,5 +351,240 @@ fn fail_pending_pair(pending_pair: &PendingPairCode) {
         .take()
     {
         let _ = reply.send(Err(LinkError::Closed));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::link::LinkEvents;
+    use crate::seal::{MasterKey, Sealer};
+    use crate::store::{
+        DeviceRecord, DeviceStatus, Fence, SqliteStore, Store, StoreError, TrustLevel,
+    };
+    use crate::vault::Vault;
+
+    /// Hands out one pipe whose simulator side the test holds.
+    #[derive(Debug)]
+    struct OnePipe(Mutex<Option<FramePipe>>);
+
+    #[async_trait]
+    impl SimDialer for OnePipe {
+        async fn dial(&self) -> Result<FramePipe, LinkError> {
+            self.0.lock().unwrap().take().ok_or(LinkError::Closed)
+        }
+    }
+
+    /// The simulator's side of a session, and what the link reported.
+    struct Session {
+        _session: Box<dyn LinkSession>,
+        to_link: mpsc::Sender<ServerFrame>,
+        _from_link: mpsc::Receiver<ClientFrame>,
+        events: mpsc::UnboundedReceiver<LinkEvent>,
+    }
+
+    impl Session {
+        async fn frame(&self, kind: server_frame::Kind) {
+            self.to_link
+                .send(ServerFrame { kind: Some(kind) })
+                .await
+                .expect("link is reading");
+        }
+
+        async fn event(&mut self) -> LinkEvent {
+            tokio::time::timeout(Duration::from_secs(5), self.events.recv())
+                .await
+                .expect("an event in time")
+                .expect("events open")
+        }
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Arc<dyn Store>,
+        vault: Vault,
+    }
+
+    const SHARD: u32 = 4;
+    const TTL: u64 = 1_000;
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("wafleet.db")).expect("open"));
+        store
+            .create_device(&DeviceRecord {
+                id: "d1".into(),
+                name: "d1".into(),
+                tenant: "default".into(),
+                status: DeviceStatus::Starting,
+                status_reason: None,
+                trust_level: TrustLevel::Newcomer,
+                phone: None,
+                webhook: None,
+                desired_running: true,
+                created_at_ms: 0,
+                updated_at_ms: 0,
+                last_connected_at_ms: None,
+            })
+            .await
+            .expect("create");
+        let vault = Vault::new(
+            store.clone(),
+            Arc::new(Sealer::new(MasterKey::new(1, [7u8; 32]))),
+        );
+        Fixture {
+            _dir: dir,
+            store,
+            vault,
+        }
+    }
+
+    /// Node `a` leases the shard (epoch 1); with `taken_over`, node `b` then takes it
+    /// after expiry (epoch 2). Returns `a`'s fence.
+    async fn lease(store: &dyn Store, taken_over: bool) -> Fence {
+        let a = store
+            .acquire_lease("a", SHARD, 0, TTL)
+            .await
+            .expect("acquire");
+        if taken_over {
+            let b = store
+                .acquire_lease("b", SHARD, TTL as i64, TTL)
+                .await
+                .expect("takeover");
+            assert_eq!(b.granted().map(|l| l.epoch), Some(2));
+        }
+        a.granted().expect("granted").fence()
+    }
+
+    async fn open(vault: DeviceVault) -> Session {
+        let (to_link, rx) = mpsc::channel(8);
+        let (tx, from_link) = mpsc::channel(8);
+        let dialer = OnePipe(Mutex::new(Some(FramePipe { tx, rx })));
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let ctx = LinkContext {
+            device_id: vault.device_id().to_owned(),
+            vault,
+            events: LinkEvents::new(
+                1,
+                Arc::new(move |_, event| {
+                    let _ = events_tx.send(event);
+                }),
+            ),
+        };
+        let session = SimLinkFactory::new(Arc::new(dialer))
+            .open(ctx)
+            .await
+            .expect("open");
+        Session {
+            _session: session,
+            to_link,
+            _from_link: from_link,
+            events,
+        }
+    }
+
+    fn paired() -> server_frame::Kind {
+        server_frame::Kind::Paired(sim::Paired {
+            link_id: "link-1".into(),
+            phone: "+100".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn pairing_under_the_current_fence_stores_credentials() {
+        let f = fixture().await;
+        let fence = lease(f.store.as_ref(), false).await;
+        let vault = f.vault.device("d1", Some(fence));
+        let mut session = open(vault.clone()).await;
+        session.frame(paired()).await;
+        assert_eq!(
+            session.event().await,
+            LinkEvent::Paired {
+                phone: "+100".into()
+            }
+        );
+        assert!(
+            vault
+                .get(NAMESPACE, CREDENTIALS_KEY)
+                .await
+                .expect("get")
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn pairing_under_a_stale_fence_ends_the_session_as_fenced() {
+        let f = fixture().await;
+        let stale = lease(f.store.as_ref(), true).await;
+        let vault = f.vault.device("d1", Some(stale));
+        let mut session = open(vault.clone()).await;
+        session.frame(paired()).await;
+        match session.event().await {
+            LinkEvent::Fenced { reason } => assert!(reason.contains("fenced"), "{reason}"),
+            other => panic!("expected Fenced, got {other:?}"),
+        }
+        assert_eq!(
+            vault.get(NAMESPACE, CREDENTIALS_KEY).await.expect("get"),
+            None,
+            "a stale owner stored credentials"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_logout_seen_by_a_stale_owner_keeps_the_new_owners_credentials() {
+        let f = fixture().await;
+        let stale = lease(f.store.as_ref(), true).await;
+        let owner = f.vault.device(
+            "d1",
+            Some(Fence {
+                shard: SHARD,
+                epoch: 2,
+            }),
+        );
+        let credentials = serde_json::to_vec(&Credentials {
+            link_id: "link-1".into(),
+            phone: "+100".into(),
+            secret: [9; 32],
+        })
+        .expect("encode");
+        owner
+            .put(NAMESPACE, CREDENTIALS_KEY, &credentials)
+            .await
+            .expect("the new owner stores credentials");
+        let mut session = open(f.vault.device("d1", Some(stale))).await;
+        session
+            .frame(server_frame::Kind::LoggedOut(sim::LoggedOut {}))
+            .await;
+        assert!(
+            matches!(session.event().await, LinkEvent::Fenced { .. }),
+            "expected Fenced"
+        );
+        assert!(
+            owner
+                .get(NAMESPACE, CREDENTIALS_KEY)
+                .await
+                .expect("get")
+                .is_some(),
+            "a stale owner wiped the new owner's credentials"
+        );
+        let err = f
+            .vault
+            .device("d1", Some(stale))
+            .clear()
+            .await
+            .expect_err("stale clear");
+        assert!(
+            matches!(
+                err,
+                VaultError::Store(StoreError::Fenced {
+                    current: Some(2),
+                    ..
+                })
+            ),
+            "{err}"
+        );
     }
 }

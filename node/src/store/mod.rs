@@ -6,15 +6,18 @@
 //!
 //! # Layout
 //! - [`record`]: the rows (devices, messages) and their enums.
+//! - [`lease`]: shard leases, fences, and the rules that grant, renew and release them.
 //! - [`sqlite`]: the embedded backend (one SQLite file in WAL mode).
 //! - [`conformance`]: the suite every backend must pass.
 
 pub mod conformance;
+pub mod lease;
 pub mod record;
 pub mod sqlite;
 
 use async_trait::async_trait;
 
+pub use lease::{Acquired, Fence, Lease, LeaseSlot};
 pub use record::{
     DeviceId, DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction,
     MessageRecord, MessageStatus, TrustLevel,
@@ -62,9 +65,47 @@ pub enum StoreError {
     Unavailable(String),
     #[error("store data is invalid: {0}")]
     Corrupt(String),
+    /// A fenced write whose epoch is not the shard's current one: the writer no longer
+    /// owns the shard (it must stop serving its devices). Nothing was written.
+    #[error("write fenced off: shard {shard} epoch {epoch} is not current (current: {current:?})")]
+    Fenced {
+        shard: u32,
+        epoch: u64,
+        /// The epoch of the shard's held lease; `None` if nobody holds it.
+        current: Option<u64>,
+    },
 }
 
-/// The durable state of the fleet. All methods are safe to call concurrently.
+/// The durable state of the fleet. All methods are safe to call concurrently, from
+/// several tasks and (for a shared backend) several processes.
+///
+/// # Ownership and fencing
+///
+/// A node serves the devices of a shard only while it holds the shard's [`Lease`].
+/// Each grant of a shard to a node that did not hold it live takes a new, higher
+/// epoch. Writes that only the owner of a device may make carry a [`Fence`] (shard +
+/// epoch): the store checks, atomically with the write, that the shard is held under
+/// exactly that epoch, and otherwise refuses with [`StoreError::Fenced`] and writes
+/// nothing. A node whose lease was taken over therefore cannot overwrite the new
+/// owner's state, however late its writes arrive. Expiry alone does not fence (the store
+/// has no clock): a holder must stop serving when it cannot renew, and the next grant's
+/// epoch fences whatever it still writes. The store does not know which shard a device
+/// belongs to: the caller computes it (placement) and the fence names it.
+///
+/// Fenced, when the caller passes `Some(fence)`: the device's credentials and link
+/// state ([`Store::put_link_state`], [`Store::delete_link_state`],
+/// [`Store::clear_link_state`]) and device patches ([`Store::patch_device`]), because a
+/// stale owner's status write ("STOPPED, replaced", `desired_running = false`) would undo
+/// the new owner's. Not fenced: message writes. Inserts are idempotent by id and
+/// `advance_message` only moves forward, so a stale owner's insert or receipt is a true
+/// fact that cannot undo the owner's work, and fencing it would drop receipts and refuse
+/// `202`s during a handoff.
+///
+/// `None` means unfenced: the write is accepted whatever the leases say. It is for
+/// processes where no cluster runs (standalone, which holds no leases and is the only
+/// writer of its data folder) and for operator actions that are not tied to a
+/// connection (start/stop, deleting a device). A node of a cluster passes the fence of
+/// the device's shard on every device-owner write.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     // ---- devices ----
@@ -74,12 +115,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// One device, or `None`.
     async fn get_device(&self, id: &str) -> Result<Option<DeviceRecord>, StoreError>;
     /// Applies the fields that are `Some` in `patch` and sets `updated_at_ms`;
-    /// returns the updated row. `NotFound` if there is no such device.
+    /// returns the updated row. `Fenced` if `fence` is not current (checked first);
+    /// `NotFound` if there is no such device.
     async fn patch_device(
         &self,
         id: &str,
         patch: &DevicePatch,
         now_ms: i64,
+        fence: Option<&Fence>,
     ) -> Result<DeviceRecord, StoreError>;
     /// Devices ordered by id, after `query.after` (exclusive), at most `query.limit`,
     /// filtered by `status` and `desired_running` when given. `next_after` is the last id
@@ -92,6 +135,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn delete_device(&self, id: &str) -> Result<bool, StoreError>;
 
     // ---- link state: sealed per-device key/value records (credentials live here too) ----
+    //
+    // Writes take the fence of the device's shard (`None`: unfenced, see the trait
+    // docs); a stale fence is `Fenced`, checked before anything else.
 
     /// Inserts or replaces one record. `NotFound` if the device does not exist.
     async fn put_link_state(
@@ -100,6 +146,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         namespace: &str,
         key: &str,
         value: &SealedBlob,
+        fence: Option<&Fence>,
     ) -> Result<(), StoreError>;
     /// One record, or `None`.
     async fn get_link_state(
@@ -120,9 +167,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         device_id: &str,
         namespace: &str,
         key: &str,
+        fence: Option<&Fence>,
     ) -> Result<bool, StoreError>;
     /// Deletes every link-state record of the device (all namespaces); returns how many.
-    async fn clear_link_state(&self, device_id: &str) -> Result<u64, StoreError>;
+    async fn clear_link_state(
+        &self,
+        device_id: &str,
+        fence: Option<&Fence>,
+    ) -> Result<u64, StoreError>;
 
     // ---- messages ----
 
@@ -156,4 +208,78 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         device_id: &str,
         limit: u32,
     ) -> Result<Vec<MessageRecord>, StoreError>;
+
+    // ---- shard leases (rules in [`lease`]) ----
+    //
+    // Times are the caller's: `now_ms` (Unix ms) and `ttl_ms`; the store has no clock.
+    // A lease is expired when `expires_at_ms <= now_ms`. Each bulk call is one atomic
+    // step per shard and one round trip (one transaction in SQLite); results are in the
+    // order of the input.
+
+    /// For each shard, grants `holder` a lease until `now_ms + ttl_ms` when the shard is
+    /// free (never leased, released, or expired) or already held by `holder`; refuses it
+    /// while another holder's lease is live, returning that lease. The epoch stays when
+    /// `holder` extends its own live lease and otherwise goes up by one (first grant,
+    /// new holder, or the same holder after a lapse).
+    async fn acquire_leases(
+        &self,
+        holder: &str,
+        shards: &[u32],
+        now_ms: i64,
+        ttl_ms: u64,
+    ) -> Result<Vec<Acquired>, StoreError>;
+    /// For each lease, extends it to `now_ms + ttl_ms` if `holder` holds the shard under
+    /// that epoch and it has not expired; `false` otherwise (an expired lease must be
+    /// acquired again, which may bump its epoch).
+    async fn renew_leases(
+        &self,
+        holder: &str,
+        leases: &[Fence],
+        now_ms: i64,
+        ttl_ms: u64,
+    ) -> Result<Vec<bool>, StoreError>;
+    /// For each lease, frees the shard at once if `holder` holds it under that epoch
+    /// (expired or not); `false` otherwise. The epoch is kept, so the next holder's is
+    /// higher, and writes fenced with the released epoch are refused from now on.
+    async fn release_leases(&self, holder: &str, leases: &[Fence])
+    -> Result<Vec<bool>, StoreError>;
+    /// The held lease of a shard (expired or not), `None` if nobody holds it.
+    async fn get_lease(&self, shard: u32) -> Result<Option<Lease>, StoreError>;
+    /// Every held lease (expired or not), by shard; `holder` keeps only that node's.
+    async fn list_leases(&self, holder: Option<&str>) -> Result<Vec<Lease>, StoreError>;
+
+    /// [`Store::acquire_leases`] for one shard.
+    async fn acquire_lease(
+        &self,
+        holder: &str,
+        shard: u32,
+        now_ms: i64,
+        ttl_ms: u64,
+    ) -> Result<Acquired, StoreError> {
+        let mut outcomes = self
+            .acquire_leases(holder, &[shard], now_ms, ttl_ms)
+            .await?;
+        one(outcomes.pop(), "acquire_leases")
+    }
+    /// [`Store::renew_leases`] for one lease.
+    async fn renew_lease(
+        &self,
+        holder: &str,
+        lease: Fence,
+        now_ms: i64,
+        ttl_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let mut renewed = self.renew_leases(holder, &[lease], now_ms, ttl_ms).await?;
+        one(renewed.pop(), "renew_leases")
+    }
+    /// [`Store::release_leases`] for one lease.
+    async fn release_lease(&self, holder: &str, lease: Fence) -> Result<bool, StoreError> {
+        let mut released = self.release_leases(holder, &[lease]).await?;
+        one(released.pop(), "release_leases")
+    }
+}
+
+/// The single result of a bulk call made with one item.
+fn one<T>(result: Option<T>, call: &str) -> Result<T, StoreError> {
+    result.ok_or_else(|| StoreError::Corrupt(format!("{call} returned no result for one item")))
 }

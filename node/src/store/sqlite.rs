@@ -8,6 +8,11 @@
 //! SQLite calls block, so each [`Store`] call runs on tokio's blocking pool over one
 //! connection behind a mutex; statements are prepared once and cached.
 //!
+//! Leases follow the rules of [`super::lease`]: a call reads the shard's slot, applies the
+//! rule and writes it back inside one `BEGIN IMMEDIATE` transaction, so two processes
+//! racing for a shard are serialized and exactly one wins. A fenced write checks its
+//! fence in the same transaction as the write.
+//!
 //! The schema is a list of steps ([`SCHEMA_VERSION`] of them); `PRAGMA user_version`
 //! records how many a file has had, and opening a file applies the missing ones.
 
@@ -20,8 +25,9 @@ use rusqlite::types::{FromSql, Value};
 use rusqlite::{Connection, Params, Row, TransactionBehavior, ffi, params, params_from_iter};
 
 use super::{
-    DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction, InsertOutcome,
-    MessageRecord, MessageStatus, SealedBlob, Store, StoreError, TrustLevel,
+    Acquired, DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction, Fence,
+    InsertOutcome, Lease, LeaseSlot, MessageRecord, MessageStatus, SealedBlob, Store, StoreError,
+    TrustLevel,
 };
 
 /// How long a call waits for another connection's write lock before it gives up.
@@ -80,6 +86,14 @@ const MIGRATIONS: &[&str] = &[
         WHERE idempotency_key IS NOT NULL;
     CREATE INDEX messages_queued ON messages (device_id, created_at_ms, id)
         WHERE status = 'queued' AND direction = 'outbound';",
+    // 2: shard leases. A released lease keeps its row, holder NULL, so that the next
+    // grant's epoch is higher than every earlier one.
+    "CREATE TABLE leases (
+        shard         INTEGER NOT NULL PRIMARY KEY,
+        holder        TEXT,
+        epoch         INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 /// The schema version this build creates and understands (`PRAGMA user_version`).
@@ -137,6 +151,19 @@ const LIST_LINK_STATE: &str = "SELECT key, key_version, value FROM link_state
 const DELETE_LINK_STATE: &str =
     "DELETE FROM link_state WHERE device_id = ?1 AND namespace = ?2 AND key = ?3";
 const CLEAR_LINK_STATE: &str = "DELETE FROM link_state WHERE device_id = ?1";
+
+const SELECT_LEASE_SLOT: &str =
+    "SELECT shard, holder, epoch, expires_at_ms FROM leases WHERE shard = ?1";
+const UPSERT_LEASE_SLOT: &str = "INSERT INTO leases (shard, holder, epoch, expires_at_ms)
+     VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT (shard) DO UPDATE SET
+        holder = excluded.holder, epoch = excluded.epoch, expires_at_ms = excluded.expires_at_ms";
+const SELECT_LEASE: &str = "SELECT shard, holder, epoch, expires_at_ms FROM leases
+     WHERE shard = ?1 AND holder IS NOT NULL";
+const LIST_LEASES: &str = "SELECT shard, holder, epoch, expires_at_ms FROM leases
+     WHERE holder IS NOT NULL ORDER BY shard";
+const LIST_LEASES_OF: &str = "SELECT shard, holder, epoch, expires_at_ms FROM leases
+     WHERE holder = ?1 ORDER BY shard";
 
 const INSERT_MESSAGE: &str = concat!(
     "INSERT INTO messages (",
@@ -394,6 +421,30 @@ fn message_from_row(row: &Row<'_>) -> Result<MessageRecord, StoreError> {
     })
 }
 
+/// Epochs are `u64` in Rust and never above `i64::MAX` in SQLite's INTEGER.
+fn epoch_column(row: &Row<'_>, index: usize) -> Result<u64, StoreError> {
+    let epoch: i64 = column(row, index)?;
+    u64::try_from(epoch).map_err(|_| StoreError::Corrupt(format!("negative lease epoch {epoch}")))
+}
+
+fn slot_from_row(row: &Row<'_>) -> Result<LeaseSlot, StoreError> {
+    Ok(LeaseSlot {
+        shard: column(row, 0)?,
+        holder: column(row, 1)?,
+        epoch: epoch_column(row, 2)?,
+        expires_at_ms: column(row, 3)?,
+    })
+}
+
+fn lease_from_row(row: &Row<'_>) -> Result<Lease, StoreError> {
+    Ok(Lease {
+        shard: column(row, 0)?,
+        holder: column(row, 1)?,
+        epoch: epoch_column(row, 2)?,
+        expires_at_ms: column(row, 3)?,
+    })
+}
+
 fn blob_from_row(row: &Row<'_>, first: usize) -> Result<SealedBlob, StoreError> {
     Ok(SealedBlob {
         key_version: column(row, first)?,
@@ -434,6 +485,63 @@ fn query_first<T>(
 
 fn execute(conn: &Connection, sql: &str, params: impl Params) -> Result<usize, rusqlite::Error> {
     conn.prepare_cached(sql)?.execute(params)
+}
+
+// ---- leases and fences ----
+
+/// The shard's slot as stored, or a vacant one.
+fn load_slot(conn: &Connection, shard: u32) -> Result<LeaseSlot, StoreError> {
+    let slot = query_first(conn, SELECT_LEASE_SLOT, [shard], slot_from_row)?;
+    Ok(slot.unwrap_or_else(|| LeaseSlot::vacant(shard)))
+}
+
+fn save_slot(conn: &Connection, slot: &LeaseSlot) -> Result<(), StoreError> {
+    let epoch = i64::try_from(slot.epoch)
+        .map_err(|_| StoreError::Corrupt(format!("lease epoch {} out of range", slot.epoch)))?;
+    execute(
+        conn,
+        UPSERT_LEASE_SLOT,
+        params![slot.shard, slot.holder, epoch, slot.expires_at_ms],
+    )
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// Applies `rule` to each shard's slot and saves the slots it changed, in one
+/// transaction (which takes the write lock first, so no other connection can grant
+/// the shard between the read and the write).
+fn apply_to_slots<I, T>(
+    conn: &mut Connection,
+    items: &[I],
+    shard_of: fn(&I) -> u32,
+    rule: impl Fn(&mut LeaseSlot, &I) -> (T, bool),
+) -> Result<Vec<T>, StoreError> {
+    let tx = conn.transaction().map_err(db_error)?;
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let mut slot = load_slot(&tx, shard_of(item))?;
+        let (result, changed) = rule(&mut slot, item);
+        if changed {
+            save_slot(&tx, &slot)?;
+        }
+        out.push(result);
+    }
+    tx.commit().map_err(db_error)?;
+    Ok(out)
+}
+
+/// Refuses a write whose fence is not current. Call it inside the write's transaction.
+fn check_fence(conn: &Connection, fence: Option<&Fence>) -> Result<(), StoreError> {
+    let Some(fence) = fence else {
+        return Ok(());
+    };
+    load_slot(conn, fence.shard)?
+        .admits(fence)
+        .map_err(|current| StoreError::Fenced {
+            shard: fence.shard,
+            epoch: fence.epoch,
+            current,
+        })
 }
 
 // ---- list query ----
@@ -511,12 +619,16 @@ impl Store for SqliteStore {
         id: &str,
         patch: &DevicePatch,
         now_ms: i64,
+        fence: Option<&Fence>,
     ) -> Result<DeviceRecord, StoreError> {
         let id = id.to_owned();
         let p = patch.clone();
+        let fence = fence.copied();
         self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(db_error)?;
+            check_fence(&tx, fence.as_ref())?;
             let row = query_first(
-                conn,
+                &tx,
                 PATCH_DEVICE,
                 params![
                     id,
@@ -536,7 +648,9 @@ impl Store for SqliteStore {
                 ],
                 device_from_row,
             )?;
-            row.ok_or_else(|| device_not_found(&id))
+            let row = row.ok_or_else(|| device_not_found(&id))?;
+            tx.commit().map_err(db_error)?;
+            Ok(row)
         })
         .await
     }
@@ -594,18 +708,22 @@ impl Store for SqliteStore {
         namespace: &str,
         key: &str,
         value: &SealedBlob,
+        fence: Option<&Fence>,
     ) -> Result<(), StoreError> {
         let (device_id, namespace, key) =
             (device_id.to_owned(), namespace.to_owned(), key.to_owned());
         let value = value.clone();
+        let fence = fence.copied();
         self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(db_error)?;
+            check_fence(&tx, fence.as_ref())?;
             let written = execute(
-                conn,
+                &tx,
                 PUT_LINK_STATE,
                 params![device_id, namespace, key, value.key_version, value.bytes],
             );
             match written {
-                Ok(_) => Ok(()),
+                Ok(_) => tx.commit().map_err(db_error),
                 Err(e) if is_foreign_key_violation(&e) => Err(device_not_found(&device_id)),
                 Err(e) => Err(db_error(e)),
             }
@@ -645,19 +763,32 @@ impl Store for SqliteStore {
         device_id: &str,
         namespace: &str,
         key: &str,
+        fence: Option<&Fence>,
     ) -> Result<bool, StoreError> {
         let params = (device_id.to_owned(), namespace.to_owned(), key.to_owned());
+        let fence = fence.copied();
         self.with_conn(move |conn| {
-            let deleted = execute(conn, DELETE_LINK_STATE, params).map_err(db_error)?;
+            let tx = conn.transaction().map_err(db_error)?;
+            check_fence(&tx, fence.as_ref())?;
+            let deleted = execute(&tx, DELETE_LINK_STATE, params).map_err(db_error)?;
+            tx.commit().map_err(db_error)?;
             Ok(deleted > 0)
         })
         .await
     }
 
-    async fn clear_link_state(&self, device_id: &str) -> Result<u64, StoreError> {
+    async fn clear_link_state(
+        &self,
+        device_id: &str,
+        fence: Option<&Fence>,
+    ) -> Result<u64, StoreError> {
         let device_id = device_id.to_owned();
+        let fence = fence.copied();
         self.with_conn(move |conn| {
-            let deleted = execute(conn, CLEAR_LINK_STATE, [device_id]).map_err(db_error)?;
+            let tx = conn.transaction().map_err(db_error)?;
+            check_fence(&tx, fence.as_ref())?;
+            let deleted = execute(&tx, CLEAR_LINK_STATE, [device_id]).map_err(db_error)?;
+            tx.commit().map_err(db_error)?;
             Ok(deleted as u64)
         })
         .await
@@ -778,6 +909,85 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn acquire_leases(
+        &self,
+        holder: &str,
+        shards: &[u32],
+        now_ms: i64,
+        ttl_ms: u64,
+    ) -> Result<Vec<Acquired>, StoreError> {
+        let (holder, shards) = (holder.to_owned(), shards.to_vec());
+        self.with_conn(move |conn| {
+            apply_to_slots(
+                conn,
+                &shards,
+                |shard| *shard,
+                |slot, _| {
+                    let outcome = slot.acquire(&holder, now_ms, ttl_ms);
+                    let granted = outcome.granted().is_some();
+                    (outcome, granted)
+                },
+            )
+        })
+        .await
+    }
+
+    async fn renew_leases(
+        &self,
+        holder: &str,
+        leases: &[Fence],
+        now_ms: i64,
+        ttl_ms: u64,
+    ) -> Result<Vec<bool>, StoreError> {
+        let (holder, leases) = (holder.to_owned(), leases.to_vec());
+        self.with_conn(move |conn| {
+            apply_to_slots(
+                conn,
+                &leases,
+                |fence| fence.shard,
+                |slot, fence| {
+                    let renewed = slot.renew(&holder, fence.epoch, now_ms, ttl_ms);
+                    (renewed, renewed)
+                },
+            )
+        })
+        .await
+    }
+
+    async fn release_leases(
+        &self,
+        holder: &str,
+        leases: &[Fence],
+    ) -> Result<Vec<bool>, StoreError> {
+        let (holder, leases) = (holder.to_owned(), leases.to_vec());
+        self.with_conn(move |conn| {
+            apply_to_slots(
+                conn,
+                &leases,
+                |fence| fence.shard,
+                |slot, fence| {
+                    let released = slot.release(&holder, fence.epoch);
+                    (released, released)
+                },
+            )
+        })
+        .await
+    }
+
+    async fn get_lease(&self, shard: u32) -> Result<Option<Lease>, StoreError> {
+        self.with_conn(move |conn| query_first(conn, SELECT_LEASE, [shard], lease_from_row))
+            .await
+    }
+
+    async fn list_leases(&self, holder: Option<&str>) -> Result<Vec<Lease>, StoreError> {
+        let holder = holder.map(str::to_owned);
+        self.with_conn(move |conn| match holder {
+            Some(holder) => query_all(conn, LIST_LEASES_OF, [holder], lease_from_row),
+            None => query_all(conn, LIST_LEASES, [], lease_from_row),
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -872,6 +1082,7 @@ mod tests {
                     key_version: 1,
                     bytes: vec![1],
                 },
+                None,
             )
             .await
             .expect("put");
@@ -899,6 +1110,61 @@ mod tests {
             matches!(&err, StoreError::Corrupt(m) if m.contains("newer")),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_version_1_file_gains_leases_and_keeps_its_data() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("wafleet.db");
+        {
+            let conn = Connection::open(&path).expect("raw open");
+            conn.execute_batch(MIGRATIONS[0]).expect("step 1");
+            conn.pragma_update(None, "user_version", 1)
+                .expect("version 1");
+            conn.execute(
+                concat!("INSERT INTO devices (", device_columns!(), ")
+                 VALUES ('d1', 'n', 'default', 'READY', NULL, 'newcomer', NULL, NULL, 1, 1, 1, NULL)"),
+                [],
+            )
+            .expect("a version 1 row");
+        }
+        let store = SqliteStore::open(&path).expect("open migrates");
+        assert_eq!(
+            store.get_device("d1").await.expect("get").map(|d| d.status),
+            Some(DeviceStatus::Ready)
+        );
+        let granted = store.acquire_lease("n1", 3, 0, 10).await.expect("acquire");
+        assert_eq!(granted.granted().map(|l| l.epoch), Some(1));
+        let version: u32 = raw(&store)
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .expect("user_version");
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(SCHEMA_VERSION, 2);
+    }
+
+    #[tokio::test]
+    async fn a_negative_epoch_is_corrupt() {
+        let (_dir, store) = open_temp();
+        store.acquire_lease("n1", 1, 0, 10).await.expect("acquire");
+        raw(&store)
+            .execute("UPDATE leases SET epoch = -1", [])
+            .expect("update");
+        let err = store.get_lease(1).await.expect_err("bad epoch");
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+        let err = store
+            .put_link_state(
+                "d",
+                "ns",
+                "k",
+                &SealedBlob {
+                    key_version: 1,
+                    bytes: vec![],
+                },
+                Some(&Fence { shard: 1, epoch: 1 }),
+            )
+            .await
+            .expect_err("bad epoch under a fence");
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
     }
 
     #[test]
