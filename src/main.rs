@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod node;
 mod standalone;
 
 #[derive(Debug, Parser)]
@@ -19,6 +20,13 @@ struct Cli {
 enum Command {
     /// Node + gateway + embedded store in one process.
     Standalone(standalone::Args),
+    /// One cluster node.
+    Node {
+        /// The node's TOML settings (see deploy/node.example.toml); any key can be
+        /// overridden with WAFLEET__SECTION__KEY.
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
     /// The simulated WhatsApp network on its own.
     Sim {
         /// Address to listen on (`:0` picks a free port).
@@ -38,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Standalone(args) => standalone::run(args, shutdown_signal()).await,
+        Command::Node { config } => node::run(config, shutdown_signal()).await,
         Command::Sim { listen } => standalone::run_sim(&listen, shutdown_signal()).await,
     }
 }

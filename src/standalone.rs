@@ -111,6 +111,13 @@ pub(crate) async fn run_sim(
     Ok(())
 }
 
+/// Binds a socket address.
+pub(crate) async fn bind_addr(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
 async fn bind(listen: &str) -> anyhow::Result<TcpListener> {
     let listen = if listen.starts_with(':') {
         format!("127.0.0.1{listen}")
@@ -123,7 +130,7 @@ async fn bind(listen: &str) -> anyhow::Result<TcpListener> {
 }
 
 /// Prints the bound address on a line of its own, for people and scripts.
-fn announce(listener: &TcpListener) -> anyhow::Result<()> {
+pub(crate) fn announce(listener: &TcpListener) -> anyhow::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
     println!("listening on http://{addr}");
     Ok(())

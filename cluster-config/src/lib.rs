@@ -23,8 +23,8 @@ pub mod config;
 pub mod placement;
 
 pub use config::{
-    ClusterSettings, ConfigError, Cookie, GatewaySection, GatewaySettings, LeaseSettings,
-    NodeSection, NodeSettings, Origin, RecoverySettings, RedisSettings, ScyllaSettings,
-    SqliteSettings, StoreKind, StoreSettings,
+    ClusterSettings, ConfigError, Cookie, GatewaySection, GatewaySettings, LeaseSettings, LinkKind,
+    LinkSettings, NodeSection, NodeSettings, Origin, RecoverySettings, RedisSettings,
+    ScyllaSettings, SqliteSettings, StoreKind, StoreSettings,
 };
 pub use placement::{Placement, PlacementError, shard_of};

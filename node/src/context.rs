@@ -37,6 +37,9 @@ pub struct NodeConfig {
     pub crash_backoff: Duration,
     /// Outbound messages handed to a link before its `sent` receipts come back.
     pub max_in_flight: usize,
+    /// Whether [`Fleet::start`](crate::Fleet::start) resumes every device wanted running
+    /// (standalone). A cluster node runs only the devices of the shards it leases.
+    pub resume_all: bool,
 }
 
 impl Default for NodeConfig {
@@ -51,6 +54,7 @@ impl Default for NodeConfig {
             max_crashes: 5,
             crash_backoff: Duration::from_millis(500),
             max_in_flight: 256,
+            resume_all: true,
         }
     }
 }

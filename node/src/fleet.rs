@@ -112,7 +112,9 @@ impl Fleet {
             .await
             .map_err(|e| FleetError::Internal(e.to_string()))?;
         let fleet = Fleet { ctx, supervisor };
-        fleet.resume().await?;
+        if fleet.ctx.config.resume_all {
+            fleet.resume().await?;
+        }
         Ok(fleet)
     }
 
@@ -240,6 +242,24 @@ impl Fleet {
     pub async fn run_owned(&self, id: &str, fence: Fence) -> Result<(), FleetError> {
         self.device(id).await?;
         self.spawn(id, true, Some(fence)).await
+    }
+
+    /// Stops the device's actor on this node without touching what is stored (its
+    /// wish to run, its status): for a shard that moves to another node, whose run takes
+    /// over from there.
+    pub async fn hand_off(&self, id: &str) -> Result<(), FleetError> {
+        self.stop_actor(id).await
+    }
+
+    /// The devices with an actor on this node now.
+    pub fn running_devices(&self) -> Vec<String> {
+        self.ctx
+            .registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Whether the device has an actor on this node now.

@@ -3,50 +3,14 @@
 //! connections) serves subscriptions, resumes are exact, and a gateway restart loses
 //! nothing.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use wafleet_load::scenario::process::{RedisServer, free_port};
 use wafleet_node::events::{EventBus, EventFilter, EventKind, RedisBusConfig, Subscription};
 
-/// A throwaway redis-server; killed on drop.
-struct RedisServer {
-    _child: Child,
-    url: String,
-}
-
-impl RedisServer {
-    async fn start() -> RedisServer {
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
-        let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--loglevel", "notice"])
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server not found: install it (apt-get install redis-server)");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if line.contains("Ready to accept connections") {
-                    return;
-                }
-            }
-            panic!("redis-server exited before it was ready");
-        })
-        .await
-        .expect("redis-server ready in time");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        RedisServer {
-            _child: child,
-            url: format!("redis://127.0.0.1:{port}"),
-        }
-    }
+async fn redis() -> RedisServer {
+    RedisServer::start().await.unwrap()
 }
 
 fn config(server: &RedisServer) -> RedisBusConfig {
@@ -82,7 +46,7 @@ async fn take(subscription: &mut Subscription, count: usize) -> Vec<(u64, String
 
 #[tokio::test]
 async fn a_gateway_bus_sees_what_a_node_bus_publishes_and_resumes_exactly() {
-    let server = RedisServer::start().await;
+    let server = redis().await;
     let node = EventBus::redis(config(&server)).await.unwrap();
     let gateway = EventBus::redis(config(&server)).await.unwrap();
     let mut live = gateway.subscribe(EventFilter::All, None).await.unwrap();
@@ -128,7 +92,7 @@ async fn a_gateway_bus_sees_what_a_node_bus_publishes_and_resumes_exactly() {
 
 #[tokio::test]
 async fn a_subscriber_that_falls_behind_catches_up_from_redis() {
-    let server = RedisServer::start().await;
+    let server = redis().await;
     let node = EventBus::redis(config(&server)).await.unwrap();
     let gateway = EventBus::redis(RedisBusConfig {
         live_capacity: 4,
@@ -154,7 +118,7 @@ async fn a_subscriber_that_falls_behind_catches_up_from_redis() {
 
 #[tokio::test]
 async fn forget_drops_a_device_stream() {
-    let server = RedisServer::start().await;
+    let server = redis().await;
     let bus = EventBus::redis(config(&server)).await.unwrap();
     let mut all = bus.subscribe(EventFilter::All, None).await.unwrap();
     bus.publish("gone", EventKind::Status, data(1));
@@ -176,10 +140,7 @@ async fn forget_drops_a_device_stream() {
 
 #[tokio::test]
 async fn no_redis_is_a_clear_error() {
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let port = free_port().unwrap();
     let error = EventBus::redis(RedisBusConfig::new(format!("redis://127.0.0.1:{port}")))
         .await
         .unwrap_err();

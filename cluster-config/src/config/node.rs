@@ -8,7 +8,8 @@ use serde::Deserialize;
 use super::check::{self, Invalid};
 use super::source::{Source, process_env};
 use super::{
-    ClusterSettings, ConfigError, LeaseSettings, RecoverySettings, RedisSettings, StoreSettings,
+    ClusterSettings, ConfigError, LeaseSettings, LinkSettings, RecoverySettings, RedisSettings,
+    StoreSettings,
 };
 
 /// Everything `wafleet node` reads from its config file and environment.
@@ -31,6 +32,9 @@ pub struct NodeSettings {
     /// `[recovery]`: pacing of device starts.
     #[serde(default)]
     pub recovery: RecoverySettings,
+    /// `[link]`: what devices connect to (WhatsApp, or a simulator).
+    #[serde(default)]
+    pub link: LinkSettings,
 }
 
 /// The `[node]` section: this node's identity and addresses.
@@ -125,7 +129,8 @@ impl NodeSettings {
         self.lease.check()?;
         self.store.check()?;
         self.redis.check()?;
-        self.recovery.check()
+        self.recovery.check()?;
+        self.link.check()
     }
 }
 

@@ -5,9 +5,11 @@
 //! object on the last line of stdout.
 //!
 //! # Layout
+//! - [`cluster`]: `wafleet sim` and `wafleet node` children with their configs.
 //! - [`process`]: a `wafleet standalone` child process and its HTTP/SSE client.
 //! - [`idle`]: N devices created, paired and left idle: memory per device, pairing time.
 
+pub mod cluster;
 pub mod idle;
 pub mod process;
 

@@ -31,13 +31,22 @@ pub struct Standalone {
 
 impl Standalone {
     pub async fn start(binary: &Path, data: &Path) -> anyhow::Result<Standalone> {
+        Standalone::start_with_link(binary, data, "sim").await
+    }
+
+    /// With `--link LINK` (`sim`, or `sim=ws://…` for an external simulator).
+    pub async fn start_with_link(
+        binary: &Path,
+        data: &Path,
+        link: &str,
+    ) -> anyhow::Result<Standalone> {
         let mut child = Command::new(binary)
             .args([
                 "standalone",
                 "--listen",
                 "127.0.0.1:0",
                 "--link",
-                "sim",
+                link,
                 "--data",
             ])
             .arg(data)
@@ -161,4 +170,47 @@ impl Standalone {
     pub async fn kill(mut self) {
         let _ = self.child.kill().await;
     }
+}
+
+/// A throwaway `redis-server` on a free loopback port, without persistence; killed on
+/// drop. Ready when returned (it said so on its log, no polling).
+#[derive(Debug)]
+pub struct RedisServer {
+    _child: Child,
+    pub url: String,
+}
+
+impl RedisServer {
+    pub async fn start() -> anyhow::Result<RedisServer> {
+        let port = free_port()?;
+        let mut child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--loglevel", "notice"])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("redis-server not found: install it (apt-get install redis-server)")?;
+        let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(line) = lines.next_line().await? {
+                if line.contains("Ready to accept connections") {
+                    return Ok(());
+                }
+            }
+            bail!("redis-server exited before it was ready")
+        })
+        .await
+        .context("redis-server not ready within 10 s")??;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(RedisServer {
+            _child: child,
+            url: format!("redis://127.0.0.1:{port}"),
+        })
+    }
+}
+
+/// A TCP port free on 127.0.0.1 right now (the OS picks it).
+pub fn free_port() -> anyhow::Result<u16> {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(probe.local_addr()?.port())
 }

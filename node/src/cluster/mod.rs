@@ -7,12 +7,14 @@
 //! # Layout
 //! - [`host`]: the `NodeHost` actor (heartbeats out, liveness in).
 //! - [`membership`]: the live-member view and its timeout rule.
+//! - [`shards`]: the shard keeper (placement → leases → running devices).
 //! - [`wire`]: prost messages as ractor_cluster payloads.
 //! - `messages`: the `ractor::Message` impls that cluster mode asks of local messages.
 
 pub mod host;
 pub mod membership;
 mod messages;
+pub mod shards;
 pub mod wire;
 
 use std::net::SocketAddr;

@@ -1,0 +1,251 @@
+//! Cluster processes for scenarios and tests: `wafleet sim` and `wafleet node` children on
+//! 127.0.0.1, each node with a config file written here.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+use super::process::free_port;
+
+/// The cookie scenarios give their nodes (unless a test wants another).
+pub const COOKIE: &str = "wafleet-load-test-cookie-0123456789";
+
+/// A `wafleet sim` child.
+#[derive(Debug)]
+pub struct SimProcess {
+    _child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// `ws://127.0.0.1:PORT/ws`
+    pub ws: String,
+}
+
+impl SimProcess {
+    pub async fn start(binary: &Path) -> anyhow::Result<SimProcess> {
+        let (child, mut lines) = spawn(binary, &["sim", "--listen", "127.0.0.1:0"], &[])?;
+        let addr = wait_line(&mut lines, "listening on http://", Duration::from_secs(20)).await?;
+        Ok(SimProcess {
+            _child: child,
+            base: format!("http://{addr}"),
+            ws: format!("ws://{addr}/ws"),
+        })
+    }
+}
+
+/// How to write one node's config.
+#[derive(Debug, Clone)]
+pub struct NodePlan {
+    pub name: String,
+    pub cluster_port: u16,
+    pub seeds: Vec<String>,
+    pub db: PathBuf,
+    pub redis_url: String,
+    pub sim_ws: String,
+}
+
+impl NodePlan {
+    /// Plans for `n` nodes named `node-1`… that seed each other.
+    pub fn cluster(
+        n: usize,
+        db: &Path,
+        redis_url: &str,
+        sim_ws: &str,
+    ) -> anyhow::Result<Vec<NodePlan>> {
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
+        Ok((0..n)
+            .map(|i| NodePlan {
+                name: format!("node-{}", i + 1),
+                cluster_port: ports[i],
+                seeds: ports
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, p)| format!("127.0.0.1:{p}"))
+                    .collect(),
+                db: db.to_owned(),
+                redis_url: redis_url.to_owned(),
+                sim_ws: sim_ws.to_owned(),
+            })
+            .collect())
+    }
+
+    fn toml(&self) -> String {
+        let seeds: Vec<String> = self.seeds.iter().map(|s| format!("{s:?}")).collect();
+        format!(
+            r#"[node]
+name = {name:?}
+cluster_listen = "127.0.0.1:{port}"
+seeds = [{seeds}]
+http_listen = "127.0.0.1:0"
+
+[cluster]
+heartbeat_interval_ms = 250
+failure_timeout_ms = 1500
+
+[lease]
+ttl_ms = 3000
+renew_interval_ms = 1000
+
+[store]
+kind = "sqlite"
+
+[store.sqlite]
+path = {db:?}
+
+[redis]
+url = {redis:?}
+
+[recovery]
+concurrency = 128
+jitter_ms = 100
+
+[link]
+kind = "sim"
+sim_url = {sim:?}
+"#,
+            name = self.name,
+            port = self.cluster_port,
+            seeds = seeds.join(", "),
+            db = self.db.display().to_string(),
+            redis = self.redis_url,
+            sim = self.sim_ws,
+        )
+    }
+}
+
+/// A `wafleet node` child.
+#[derive(Debug)]
+pub struct NodeProcess {
+    child: Child,
+    pub name: String,
+    /// `http://127.0.0.1:PORT` (health, metrics, members).
+    pub http: String,
+    lines: mpsc::UnboundedReceiver<String>,
+}
+
+impl NodeProcess {
+    /// Writes the plan's config into `dir` and starts the node with `cookie`.
+    pub async fn start(
+        binary: &Path,
+        dir: &Path,
+        plan: &NodePlan,
+        cookie: &str,
+    ) -> anyhow::Result<NodeProcess> {
+        let config = dir.join(format!("{}.toml", plan.name));
+        std::fs::write(&config, plan.toml())?;
+        let config = config.display().to_string();
+        let (child, mut lines) = spawn(
+            binary,
+            &["node", "--config", &config],
+            &[("WAFLEET__CLUSTER__COOKIE", cookie)],
+        )?;
+        let addr = wait_line(&mut lines, "listening on http://", Duration::from_secs(20)).await?;
+        Ok(NodeProcess {
+            child,
+            name: plan.name.clone(),
+            http: format!("http://{addr}"),
+            lines,
+        })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Waits until this node prints exactly these members; returns how long it took.
+    pub async fn wait_members(
+        &mut self,
+        members: &[&str],
+        within: Duration,
+    ) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let wanted = format!("members: {}", members.join(","));
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) if line == wanted => return Ok(started.elapsed()),
+                Ok(Some(_)) => {}
+                Ok(None) => bail!("{} exited while waiting for {wanted}", self.name),
+                Err(_) => bail!("{} did not print {wanted:?} within {within:?}", self.name),
+            }
+        }
+    }
+
+    /// Every `members:` line this node prints during `window` (to check an absence).
+    pub async fn members_seen_during(&mut self, window: Duration) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + window;
+        let mut seen = Vec::new();
+        while let Ok(Some(line)) = tokio::time::timeout_at(deadline, self.lines.recv()).await {
+            if let Some(members) = line.strip_prefix("members: ") {
+                seen.push(members.to_owned());
+            }
+        }
+        seen
+    }
+
+    /// `kill -9`, waiting until the process is gone.
+    pub async fn kill9(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`, `TERM`).
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let pid = self.pid().context("process has exited")?;
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill -{signal} {pid} failed");
+        }
+        Ok(())
+    }
+}
+
+type Lines = mpsc::UnboundedReceiver<String>;
+
+/// Spawns a child whose stdout lines arrive on a channel (stderr is inherited).
+fn spawn(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<(Child, Lines)> {
+    let mut command = Command::new(binary);
+    command
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot run {}", binary.display()))?;
+    let mut stdout = BufReader::new(child.stdout.take().context("no stdout")?).lines();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = stdout.next_line().await {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Ok((child, rx))
+}
+
+/// The rest of the first line starting with `prefix`.
+async fn wait_line(lines: &mut Lines, prefix: &str, within: Duration) -> anyhow::Result<String> {
+    tokio::time::timeout(within, async {
+        while let Some(line) = lines.recv().await {
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return Ok(rest.trim().to_owned());
+            }
+        }
+        bail!("exited before printing {prefix:?}")
+    })
+    .await
+    .with_context(|| format!("no {prefix:?} within {within:?}"))?
+}

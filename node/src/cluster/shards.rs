@@ -1,0 +1,253 @@
+//! The shard keeper: turns the live-member view into leases and running devices.
+//!
+//! Every renew interval, and at once when membership changes, it computes the placement
+//! over the live members and
+//! 1. hands off the shards placed elsewhere: stops their devices here, then releases the
+//!    leases (graceful handoff on a join);
+//! 2. renews the leases it keeps; a lease that does not renew, or whose deadline passes
+//!    by this node's own monotonic clock before a renewal succeeds, is dropped and its
+//!    devices stopped at once — a node never serves a shard it may no longer hold;
+//! 3. acquires the shards placed here that it does not hold yet (a dead node's leases
+//!    are granted once they expire) and starts their devices wanted running, under the
+//!    lease's fence. Starts are paced by the fleet's connect gate.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+use wafleet_cluster_config::{Placement, shard_of};
+
+use crate::Fleet;
+use crate::clock::now_ms;
+use crate::store::{Acquired, DeviceQuery, Fence, Store};
+
+/// Timings of the keeper.
+#[derive(Debug, Clone)]
+pub struct ShardTimings {
+    pub ttl: Duration,
+    pub renew_interval: Duration,
+}
+
+/// What this node holds: per shard, its fence and the instant after which it must stop
+/// serving unless a renewal succeeded.
+#[derive(Debug, Default)]
+struct Held {
+    leases: HashMap<u32, (Fence, Instant)>,
+}
+
+/// Runs until the member view's sender is dropped.
+pub async fn keep_shards(
+    fleet: Fleet,
+    store: Arc<dyn Store>,
+    me: String,
+    shards: u32,
+    timings: ShardTimings,
+    mut members: watch::Receiver<Vec<String>>,
+) {
+    let mut held = Held::default();
+    let mut tick = tokio::time::interval(timings.renew_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            changed = members.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = tick.tick() => {}
+        }
+        let live = members.borrow_and_update().clone();
+        let Ok(placement) = Placement::new(shards, &live) else {
+            continue;
+        };
+        let mine: HashSet<u32> = placement.shards_of(&me).collect();
+        hand_off(&fleet, &store, &me, &mut held, &mine, shards).await;
+        renew(&fleet, &store, &me, &mut held, &timings, shards).await;
+        acquire(&fleet, &store, &me, &mut held, &mine, shards, &timings).await;
+    }
+}
+
+async fn hand_off(
+    fleet: &Fleet,
+    store: &Arc<dyn Store>,
+    me: &str,
+    held: &mut Held,
+    mine: &HashSet<u32>,
+    total: u32,
+) {
+    let leaving: Vec<u32> = held
+        .leases
+        .keys()
+        .filter(|s| !mine.contains(s))
+        .copied()
+        .collect();
+    if leaving.is_empty() {
+        return;
+    }
+    stop_shards(fleet, &leaving.iter().copied().collect(), total).await;
+    let fences: Vec<Fence> = leaving
+        .iter()
+        .filter_map(|s| held.leases.remove(s).map(|(fence, _)| fence))
+        .collect();
+    if let Err(error) = store.release_leases(me, &fences).await {
+        warn!(%error, "cannot release leases; they will expire");
+    }
+    info!(shards = leaving.len(), "handed shards off");
+}
+
+async fn renew(
+    fleet: &Fleet,
+    store: &Arc<dyn Store>,
+    me: &str,
+    held: &mut Held,
+    timings: &ShardTimings,
+    total: u32,
+) {
+    if held.leases.is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    let fences: Vec<Fence> = held.leases.values().map(|(fence, _)| *fence).collect();
+    let lost: HashSet<u32> = match store
+        .renew_leases(me, &fences, now_ms(), ttl_ms(timings))
+        .await
+    {
+        Ok(renewed) => {
+            let deadline = started + timings.ttl.saturating_sub(timings.renew_interval / 2);
+            for (fence, ok) in fences.iter().zip(&renewed) {
+                if *ok && let Some(entry) = held.leases.get_mut(&fence.shard) {
+                    entry.1 = deadline;
+                }
+            }
+            fences
+                .iter()
+                .zip(renewed)
+                .filter(|(_, ok)| !ok)
+                .map(|(f, _)| f.shard)
+                .collect()
+        }
+        Err(error) => {
+            warn!(%error, "cannot renew leases");
+            HashSet::new()
+        }
+    };
+    // Lost on renewal, or past the deadline by our own clock: stop serving now.
+    let now = Instant::now();
+    let mut dropped: HashSet<u32> = lost;
+    dropped.extend(
+        held.leases
+            .iter()
+            .filter(|(_, (_, deadline))| now >= *deadline)
+            .map(|(s, _)| *s),
+    );
+    if !dropped.is_empty() {
+        warn!(
+            shards = dropped.len(),
+            "leases lost, stopping their devices"
+        );
+        for shard in &dropped {
+            held.leases.remove(shard);
+        }
+        stop_shards(fleet, &dropped, total).await;
+    }
+}
+
+async fn acquire(
+    fleet: &Fleet,
+    store: &Arc<dyn Store>,
+    me: &str,
+    held: &mut Held,
+    mine: &HashSet<u32>,
+    shards: u32,
+    timings: &ShardTimings,
+) {
+    let missing: Vec<u32> = mine
+        .iter()
+        .filter(|s| !held.leases.contains_key(s))
+        .copied()
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    let granted: Vec<Fence> = match store
+        .acquire_leases(me, &missing, now_ms(), ttl_ms(timings))
+        .await
+    {
+        Ok(results) => results
+            .into_iter()
+            .filter_map(|r| match r {
+                Acquired::Granted(lease) => Some(lease.fence()),
+                Acquired::Refused(_) => None,
+            })
+            .collect(),
+        Err(error) => {
+            warn!(%error, "cannot acquire leases");
+            return;
+        }
+    };
+    if granted.is_empty() {
+        return;
+    }
+    let deadline = started + timings.ttl.saturating_sub(timings.renew_interval / 2);
+    for fence in &granted {
+        held.leases.insert(fence.shard, (*fence, deadline));
+    }
+    let fences: HashMap<u32, Fence> = granted.iter().map(|f| (f.shard, *f)).collect();
+    let mut started_devices = 0u64;
+    for id in wanted_devices(store).await {
+        if let Some(fence) = fences.get(&shard_of(&id, shards)) {
+            match fleet.run_owned(&id, *fence).await {
+                Ok(()) => started_devices += 1,
+                Err(error) => warn!(device_id = %id, %error, "cannot start device"),
+            }
+        }
+    }
+    info!(
+        shards = granted.len(),
+        devices = started_devices,
+        "took shards over"
+    );
+}
+
+/// Devices wanted running, all of them (paged).
+async fn wanted_devices(store: &Arc<dyn Store>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let query = DeviceQuery {
+            desired_running: Some(true),
+            after: after.take(),
+            limit: 1000,
+            ..DeviceQuery::default()
+        };
+        match store.list_devices(&query).await {
+            Ok(page) => {
+                out.extend(page.devices.into_iter().map(|d| d.id));
+                match page.next_after {
+                    Some(next) => after = Some(next),
+                    None => return out,
+                }
+            }
+            Err(error) => {
+                warn!(%error, "cannot list devices");
+                return out;
+            }
+        }
+    }
+}
+
+/// Stops this node's devices of these shards (without touching their stored state).
+async fn stop_shards(fleet: &Fleet, shards: &HashSet<u32>, total: u32) {
+    for id in fleet.running_devices() {
+        if shards.contains(&shard_of(&id, total)) {
+            let _ = fleet.hand_off(&id).await;
+        }
+    }
+}
+
+fn ttl_ms(timings: &ShardTimings) -> u64 {
+    timings.ttl.as_millis() as u64
+}

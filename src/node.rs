@@ -1,0 +1,150 @@
+//! `wafleet node --config FILE`: one cluster node.
+//!
+//! It joins the cluster (ractor_cluster, cookie), follows membership by heartbeats,
+//! leases the shards placed on it and runs their devices, appends device events to Redis,
+//! and serves `/healthz`, `/readyz`, `/metrics` and `/cluster/members` over HTTP.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use axum::Json;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde_json::json;
+use tokio::sync::watch;
+use wafleet_cluster_config::{LinkKind, NodeSettings, StoreKind};
+use wafleet_node::cluster::shards::{ShardTimings, keep_shards};
+use wafleet_node::cluster::{ClusterOptions, join};
+use wafleet_node::events::{EventBus, RedisBusConfig};
+use wafleet_node::link::ws::WsDialer;
+use wafleet_node::link::{LinkFactory, SimLinkFactory};
+use wafleet_node::seal::{Sealer, load_or_create_master_key};
+use wafleet_node::store::{SqliteStore, Store};
+use wafleet_node::{Fleet, NodeConfig};
+
+use crate::standalone::{announce, bind_addr};
+
+pub(crate) async fn run(
+    config: PathBuf,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let settings = NodeSettings::load(&config)?;
+    let store: Arc<dyn Store> = match settings.store.kind {
+        StoreKind::Sqlite => Arc::new(
+            SqliteStore::open(&settings.store.sqlite.path).context("cannot open the store")?,
+        ),
+        StoreKind::Scylla => {
+            bail!("the ScyllaDB store is not built yet; use [store] kind = \"sqlite\"")
+        }
+    };
+    // Every node must open every device's credentials: one master key for the cluster,
+    // from the environment, or kept beside the shared SQLite file.
+    let key_dir = settings
+        .store
+        .sqlite
+        .path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let master_key = load_or_create_master_key(
+        &key_dir,
+        std::env::var("WAFLEET_MASTER_KEY").ok().as_deref(),
+    )
+    .context("cannot load the master key")?;
+    let bus = EventBus::redis(RedisBusConfig {
+        per_device_cap: settings.redis.stream_max_len as usize,
+        ..RedisBusConfig::new(settings.redis.url.clone())
+    })
+    .await
+    .context("cannot reach redis")?;
+    let links: Arc<dyn LinkFactory> = match (settings.link.kind, &settings.link.sim_url) {
+        (LinkKind::Sim, Some(url)) => Arc::new(SimLinkFactory::new(Arc::new(WsDialer::new(url)))),
+        (LinkKind::Sim, None) => bail!("[link] kind = \"sim\" needs sim_url"),
+        (LinkKind::Whatsapp, _) => {
+            bail!("the real WhatsApp link is not built yet; set [link] kind = \"sim\" and sim_url")
+        }
+    };
+    let name = settings.node.name.clone();
+    let fleet = Fleet::start(
+        NodeConfig {
+            node_name: name.clone(),
+            connect_concurrency: settings.recovery.concurrency,
+            connect_jitter: settings.recovery.jitter,
+            resume_all: false,
+            ..NodeConfig::default()
+        },
+        store.clone(),
+        Arc::new(Sealer::new(master_key)),
+        bus,
+        links,
+    )
+    .await
+    .context("cannot start the fleet")?;
+
+    let http = bind_addr(settings.node.http_listen).await?;
+    let http_addr = http.local_addr()?.to_string();
+    let cluster = join(ClusterOptions {
+        name: name.clone(),
+        cookie: settings.cluster.cookie.expose().to_owned(),
+        listen: settings.node.cluster_listen,
+        advertise_host: settings.node.advertised_host(),
+        seeds: settings.node.seeds.clone(),
+        heartbeat_interval: settings.cluster.heartbeat_interval,
+        failure_timeout: settings.cluster.failure_timeout,
+        member: true,
+        http_addr,
+    })
+    .await?;
+    let members = cluster.members();
+    tokio::spawn(keep_shards(
+        fleet.clone(),
+        store,
+        name.clone(),
+        settings.cluster.shards,
+        ShardTimings {
+            ttl: settings.lease.ttl,
+            renew_interval: settings.lease.renew_interval,
+        },
+        members.clone(),
+    ));
+
+    let prometheus = wafleet_gateway::metrics::prometheus();
+    let router = axum::Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route(
+            "/readyz",
+            get(|| async { Json(json!({"status": "ready"})) }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let prometheus = prometheus.clone();
+                async move { prometheus.render() }
+            }),
+        )
+        .route("/cluster/members", get(members_route))
+        .with_state((name, members.clone()));
+    announce(&http)?;
+    tokio::spawn(print_members(members));
+    wafleet_gateway::serve(http, router, shutdown).await?;
+    drop(cluster);
+    fleet.shutdown().await;
+    Ok(())
+}
+
+async fn members_route(
+    State((name, members)): State<(String, watch::Receiver<Vec<String>>)>,
+) -> impl IntoResponse {
+    Json(json!({"node": name, "members": *members.borrow()}))
+}
+
+/// Prints `members: a,b,c` on stdout at every change, for people and scripts.
+async fn print_members(mut members: watch::Receiver<Vec<String>>) {
+    loop {
+        println!("members: {}", members.borrow_and_update().join(","));
+        if members.changed().await.is_err() {
+            return;
+        }
+    }
+}

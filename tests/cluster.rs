@@ -1,0 +1,282 @@
+//! The cluster with real processes on 127.0.0.1: `wafleet node` ×3, `wafleet sim`, a real
+//! redis-server, one SQLite file shared by the nodes. Every wait is bounded and
+//! event-driven (the nodes print membership changes; device events come from Redis).
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use wafleet_cluster_config::shard_of;
+use wafleet_load::scenario::cluster::{COOKIE, NodePlan, NodeProcess, SimProcess};
+use wafleet_load::scenario::process::{RedisServer, Standalone};
+use wafleet_node::events::{EventBus, EventFilter, RedisBusConfig, Subscription};
+
+const WAFLEET: &str = env!("CARGO_BIN_EXE_wafleet");
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Cluster {
+    _redis: RedisServer,
+    sim: SimProcess,
+    dir: tempfile::TempDir,
+    redis_url: String,
+}
+
+impl Cluster {
+    async fn new() -> Cluster {
+        let redis = RedisServer::start().await.unwrap();
+        let sim = SimProcess::start(Path::new(WAFLEET)).await.unwrap();
+        Cluster {
+            redis_url: redis.url.clone(),
+            _redis: redis,
+            sim,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn plans(&self, n: usize) -> Vec<NodePlan> {
+        let db = self.dir.path().join("wafleet.db");
+        NodePlan::cluster(n, &db, &self.redis_url, &self.sim.ws).unwrap()
+    }
+
+    async fn start(&self, plan: &NodePlan, cookie: &str) -> NodeProcess {
+        NodeProcess::start(Path::new(WAFLEET), self.dir.path(), plan, cookie)
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn nodes_detect_a_killed_and_a_frozen_peer_and_take_a_resumed_one_back() {
+    let cluster = Cluster::new().await;
+    let plans = cluster.plans(3);
+    let mut nodes = Vec::new();
+    for plan in &plans {
+        nodes.push(cluster.start(plan, COOKIE).await);
+    }
+    let all = ["node-1", "node-2", "node-3"];
+    for node in &mut nodes {
+        node.wait_members(&all, WAIT).await.unwrap();
+    }
+
+    // kill -9: the survivors notice within the failure timeout (1.5 s) plus a tick.
+    nodes[2].kill9().await;
+    let killed = Instant::now();
+    for node in &mut nodes[..2] {
+        node.wait_members(&["node-1", "node-2"], WAIT)
+            .await
+            .unwrap();
+    }
+    let detected = killed.elapsed();
+    println!("kill detected in {detected:?}");
+    assert!(detected < Duration::from_secs(3), "{detected:?}");
+
+    // SIGSTOP keeps the TCP session open: only the heartbeats stop.
+    nodes[1].signal("STOP").unwrap();
+    let frozen = Instant::now();
+    nodes[0].wait_members(&["node-1"], WAIT).await.unwrap();
+    let detected = frozen.elapsed();
+    println!("freeze detected in {detected:?}");
+    assert!(detected < Duration::from_secs(3), "{detected:?}");
+
+    nodes[1].signal("CONT").unwrap();
+    nodes[0]
+        .wait_members(&["node-1", "node-2"], WAIT)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn nodes_with_different_cookies_refuse_each_other() {
+    let cluster = Cluster::new().await;
+    let plans = cluster.plans(2);
+    let mut first = cluster.start(&plans[0], COOKIE).await;
+    let mut stranger = cluster
+        .start(&plans[1], "another-cookie-entirely-0123456789")
+        .await;
+    first.wait_members(&["node-1"], WAIT).await.unwrap();
+    stranger.wait_members(&["node-2"], WAIT).await.unwrap();
+    // Seeds are retried every 250 ms; 3 s is a dozen refused attempts.
+    let window = Duration::from_secs(3);
+    let (seen_by_first, seen_by_stranger) = tokio::join!(
+        first.members_seen_during(window),
+        stranger.members_seen_during(window)
+    );
+    assert!(seen_by_first.is_empty(), "node-1 saw {seen_by_first:?}");
+    assert!(
+        seen_by_stranger.is_empty(),
+        "node-2 saw {seen_by_stranger:?}"
+    );
+}
+
+/// READY events per device from Redis, as any gateway would see them.
+async fn ready_devices(
+    events: &mut Subscription,
+    wanted: &HashSet<String>,
+    within: Duration,
+) -> HashMap<String, Instant> {
+    let mut ready = HashMap::new();
+    tokio::time::timeout(within, async {
+        while ready.len() < wanted.len() {
+            let event = events.next().await.expect("event stream ended");
+            if event.kind.as_str() == "status"
+                && event.data["status"] == "READY"
+                && wanted.contains(&event.device_id)
+            {
+                ready
+                    .entry(event.device_id.clone())
+                    .or_insert_with(Instant::now);
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        let missing: Vec<_> = wanted.iter().filter(|d| !ready.contains_key(*d)).collect();
+        panic!(
+            "only {} of {} READY in time; missing {missing:?}",
+            ready.len(),
+            wanted.len()
+        )
+    });
+    ready
+}
+
+#[tokio::test]
+async fn a_killed_nodes_devices_are_ready_on_the_survivors_without_a_new_scan() {
+    let cluster = Cluster::new().await;
+    let http = reqwest::Client::new();
+
+    // Pair 30 devices through a standalone process on the same simulator and database.
+    let link = format!("sim={}", cluster.sim.ws);
+    let standalone = Standalone::start_with_link(Path::new(WAFLEET), cluster.dir.path(), &link)
+        .await
+        .unwrap();
+    let ids: HashSet<String> = (0..30).map(|i| format!("dev-{i:02}")).collect();
+    let mut events = Box::pin(standalone.events(false).await.unwrap());
+    for id in &ids {
+        standalone
+            .post("/v1/devices", &json!({"id": id, "name": id}), 201)
+            .await
+            .unwrap();
+        standalone
+            .post(&format!("/v1/devices/{id}/start"), &json!({}), 202)
+            .await
+            .unwrap();
+    }
+    // Scan each QR as it shows; done when every device is READY (credentials stored).
+    let mut ready = HashSet::new();
+    tokio::time::timeout(WAIT, async {
+        while ready.len() < ids.len() {
+            let (kind, data) = events.next().await.expect("SSE ended");
+            let device = data["device_id"].as_str().unwrap().to_owned();
+            if kind == "qr" {
+                let n: u32 = device.trim_start_matches("dev-").parse().unwrap();
+                let scanned = http
+                    .post(format!("{}/sim/scan", cluster.sim.base))
+                    .json(&json!({"qr": data["code"], "phone": format!("62811000{n:05}")}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(scanned.status(), 200);
+            } else if kind == "status" && data["status"] == "READY" {
+                ready.insert(device);
+            }
+        }
+    })
+    .await
+    .expect("all paired in time");
+    drop(events);
+    standalone.kill().await;
+    let stats: Value = http
+        .get(format!("{}/sim/stats", cluster.sim.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["pairings"], 30);
+
+    // Three nodes take them over from the stored credentials.
+    let bus = EventBus::redis(RedisBusConfig::new(cluster.redis_url.clone()))
+        .await
+        .unwrap();
+    let mut events = bus.subscribe(EventFilter::All, Some(0)).await.unwrap();
+    let plans = cluster.plans(3);
+    let mut nodes = Vec::new();
+    for plan in &plans {
+        nodes.push(cluster.start(plan, COOKIE).await);
+    }
+    ready_devices(&mut events, &ids, WAIT).await;
+    for node in &mut nodes {
+        node.wait_members(&["node-1", "node-2", "node-3"], WAIT)
+            .await
+            .unwrap();
+    }
+
+    // Who holds what, from the leases; kill -9 the node with the most devices.
+    let holders = owners(&cluster.dir.path().join("wafleet.db"), &ids);
+    let victim_name = ["node-1", "node-2", "node-3"]
+        .into_iter()
+        .max_by_key(|n| holders.values().filter(|o| o == n).count())
+        .unwrap();
+    let moved: HashSet<String> = holders
+        .iter()
+        .filter(|(_, o)| *o == victim_name)
+        .map(|(d, _)| d.clone())
+        .collect();
+    assert!(!moved.is_empty());
+    let mut events = bus.subscribe(EventFilter::All, None).await.unwrap();
+    let victim = nodes.iter_mut().find(|n| n.name == victim_name).unwrap();
+    victim.kill9().await;
+    let killed = Instant::now();
+    let ready = ready_devices(&mut events, &moved, WAIT).await;
+    let slowest = ready
+        .values()
+        .map(|at| at.duration_since(killed))
+        .max()
+        .unwrap();
+    println!(
+        "{} devices of {victim_name} READY again within {slowest:?} of the kill",
+        moved.len()
+    );
+    assert!(slowest < Duration::from_secs(10), "{slowest:?}");
+
+    let stats: Value = http
+        .get(format!("{}/sim/stats", cluster.sim.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["pairings"], 30, "no new pairing");
+    assert_eq!(stats["links_connected"], 30);
+    let owners_after = owners(&cluster.dir.path().join("wafleet.db"), &ids);
+    assert!(owners_after.values().all(|o| o != victim_name));
+}
+
+/// Device → holder of its shard's lease.
+fn owners(db: &Path, ids: &HashSet<String>) -> HashMap<String, String> {
+    let db = rusqlite::Connection::open(db).unwrap();
+    let mut statement = db
+        .prepare("SELECT shard, holder FROM leases WHERE holder IS NOT NULL")
+        .unwrap();
+    let holders: HashMap<u32, String> = statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    ids.iter()
+        .map(|id| {
+            (
+                id.clone(),
+                holders
+                    .get(&shard_of(id, 1024))
+                    .cloned()
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
+}
