@@ -97,6 +97,7 @@ pub(crate) async fn run(
     })
     .await?;
     let members = cluster.members();
+    let (held, held_shards) = watch::channel(0usize);
     tokio::spawn(keep_shards(
         fleet.clone(),
         store,
@@ -107,6 +108,7 @@ pub(crate) async fn run(
             renew_interval: settings.lease.renew_interval,
         },
         members.clone(),
+        held,
     ));
 
     let prometheus = wafleet_gateway::metrics::prometheus();
@@ -126,7 +128,8 @@ pub(crate) async fn run(
         .route("/cluster/members", get(members_route))
         .with_state((name, members.clone()));
     announce(&http)?;
-    tokio::spawn(print_members(members));
+    tokio::spawn(print_changes("members", members, |m| m.join(",")));
+    tokio::spawn(print_changes("shards", held_shards, usize::to_string));
     wafleet_gateway::serve(http, router, shutdown).await?;
     drop(cluster);
     fleet.shutdown().await;
@@ -139,11 +142,16 @@ async fn members_route(
     Json(json!({"node": name, "members": *members.borrow()}))
 }
 
-/// Prints `members: a,b,c` on stdout at every change, for people and scripts.
-async fn print_members(mut members: watch::Receiver<Vec<String>>) {
+/// Prints `LABEL: VALUE` on stdout at every change (`members: a,b,c`, `shards: 512`), for
+/// people and scripts.
+async fn print_changes<T>(
+    label: &'static str,
+    mut values: watch::Receiver<T>,
+    show: impl Fn(&T) -> String,
+) {
     loop {
-        println!("members: {}", members.borrow_and_update().join(","));
-        if members.changed().await.is_err() {
+        println!("{label}: {}", show(&values.borrow_and_update()));
+        if values.changed().await.is_err() {
             return;
         }
     }

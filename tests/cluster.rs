@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use wafleet_cluster_config::shard_of;
+use wafleet_cluster_config::{Placement, shard_of};
 use wafleet_load::scenario::cluster::{COOKIE, NodePlan, NodeProcess, SimProcess};
 use wafleet_load::scenario::process::{RedisServer, Standalone};
 use wafleet_node::events::{EventBus, EventFilter, RedisBusConfig, Subscription};
@@ -110,6 +110,46 @@ async fn nodes_with_different_cookies_refuse_each_other() {
     );
 }
 
+/// Waits until every node holds exactly the shards placement gives it, then until every
+/// device's latest status event says READY from its owner. Returns device → owner.
+async fn settle(
+    nodes: &mut [NodeProcess],
+    events: &mut Subscription,
+    ids: &HashSet<String>,
+) -> HashMap<String, String> {
+    let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    let placement = Placement::new(1024, &names).unwrap();
+    for node in nodes.iter_mut() {
+        let expected = placement.shards_of(&node.name).count();
+        node.wait_shards(|n| n == expected, WAIT).await.unwrap();
+    }
+    let owners: HashMap<String, String> = ids
+        .iter()
+        .map(|id| (id.clone(), placement.owner_of(id).to_owned()))
+        .collect();
+    let mut latest: HashMap<String, (String, String)> = HashMap::new();
+    let settled = |latest: &HashMap<String, (String, String)>| {
+        owners.iter().all(|(id, owner)| {
+            latest
+                .get(id)
+                .is_some_and(|(s, n)| s == "READY" && n == owner)
+        })
+    };
+    tokio::time::timeout(WAIT, async {
+        while !settled(&latest) {
+            let event = events.next().await.expect("event stream ended");
+            if event.kind.as_str() == "status" {
+                let status = event.data["status"].as_str().unwrap_or_default().to_owned();
+                let node = event.data["node"].as_str().unwrap_or_default().to_owned();
+                latest.insert(event.device_id.clone(), (status, node));
+            }
+        }
+    })
+    .await
+    .expect("devices READY on their owners in time");
+    owners
+}
+
 /// READY events per device from Redis, as any gateway would see them.
 async fn ready_devices(
     events: &mut Subscription,
@@ -147,56 +187,7 @@ async fn a_killed_nodes_devices_are_ready_on_the_survivors_without_a_new_scan() 
     let cluster = Cluster::new().await;
     let http = reqwest::Client::new();
 
-    // Pair 30 devices through a standalone process on the same simulator and database.
-    let link = format!("sim={}", cluster.sim.ws);
-    let standalone = Standalone::start_with_link(Path::new(WAFLEET), cluster.dir.path(), &link)
-        .await
-        .unwrap();
-    let ids: HashSet<String> = (0..30).map(|i| format!("dev-{i:02}")).collect();
-    let mut events = Box::pin(standalone.events(false).await.unwrap());
-    for id in &ids {
-        standalone
-            .post("/v1/devices", &json!({"id": id, "name": id}), 201)
-            .await
-            .unwrap();
-        standalone
-            .post(&format!("/v1/devices/{id}/start"), &json!({}), 202)
-            .await
-            .unwrap();
-    }
-    // Scan each QR as it shows; done when every device is READY (credentials stored).
-    let mut ready = HashSet::new();
-    tokio::time::timeout(WAIT, async {
-        while ready.len() < ids.len() {
-            let (kind, data) = events.next().await.expect("SSE ended");
-            let device = data["device_id"].as_str().unwrap().to_owned();
-            if kind == "qr" {
-                let n: u32 = device.trim_start_matches("dev-").parse().unwrap();
-                let scanned = http
-                    .post(format!("{}/sim/scan", cluster.sim.base))
-                    .json(&json!({"qr": data["code"], "phone": format!("62811000{n:05}")}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(scanned.status(), 200);
-            } else if kind == "status" && data["status"] == "READY" {
-                ready.insert(device);
-            }
-        }
-    })
-    .await
-    .expect("all paired in time");
-    drop(events);
-    standalone.kill().await;
-    let stats: Value = http
-        .get(format!("{}/sim/stats", cluster.sim.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(stats["pairings"], 30);
+    let ids = pair_devices(&cluster, 30).await;
 
     // Three nodes take them over from the stored credentials.
     let bus = EventBus::redis(RedisBusConfig::new(cluster.redis_url.clone()))
@@ -257,6 +248,64 @@ async fn a_killed_nodes_devices_are_ready_on_the_survivors_without_a_new_scan() 
     assert!(owners_after.values().all(|o| o != victim_name));
 }
 
+/// Pairs `n` devices through a standalone process on the cluster's simulator and
+/// database, waits until each is READY there (credentials stored), and stops it.
+async fn pair_devices(cluster: &Cluster, n: u32) -> HashSet<String> {
+    let http = reqwest::Client::new();
+    // Pair 30 devices through a standalone process on the same simulator and database.
+    let link = format!("sim={}", cluster.sim.ws);
+    let standalone = Standalone::start_with_link(Path::new(WAFLEET), cluster.dir.path(), &link)
+        .await
+        .unwrap();
+    let ids: HashSet<String> = (0..n).map(|i| format!("dev-{i:02}")).collect();
+    let mut events = Box::pin(standalone.events(false).await.unwrap());
+    for id in &ids {
+        standalone
+            .post("/v1/devices", &json!({"id": id, "name": id}), 201)
+            .await
+            .unwrap();
+        standalone
+            .post(&format!("/v1/devices/{id}/start"), &json!({}), 202)
+            .await
+            .unwrap();
+    }
+    // Scan each QR as it shows; done when every device is READY (credentials stored).
+    let mut ready = HashSet::new();
+    tokio::time::timeout(WAIT, async {
+        while ready.len() < ids.len() {
+            let (kind, data) = events.next().await.expect("SSE ended");
+            let device = data["device_id"].as_str().unwrap().to_owned();
+            if kind == "qr" {
+                let n: u32 = device.trim_start_matches("dev-").parse().unwrap();
+                let scanned = http
+                    .post(format!("{}/sim/scan", cluster.sim.base))
+                    .json(&json!({"qr": data["code"], "phone": format!("62811000{n:05}")}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(scanned.status(), 200);
+            } else if kind == "status" && data["status"] == "READY" {
+                ready.insert(device);
+            }
+        }
+    })
+    .await
+    .expect("all paired in time");
+    drop(events);
+    standalone.kill().await;
+    let stats: Value = http
+        .get(format!("{}/sim/stats", cluster.sim.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["pairings"], n);
+
+    ids
+}
+
 /// Device → holder of its shard's lease.
 fn owners(db: &Path, ids: &HashSet<String>) -> HashMap<String, String> {
     let db = rusqlite::Connection::open(db).unwrap();
@@ -279,4 +328,93 @@ fn owners(db: &Path, ids: &HashSet<String>) -> HashMap<String, String> {
             )
         })
         .collect()
+}
+
+#[tokio::test]
+async fn a_frozen_node_loses_its_devices_and_does_not_serve_them_when_resumed() {
+    let cluster = Cluster::new().await;
+    let ids = pair_devices(&cluster, 20).await;
+    let bus = EventBus::redis(RedisBusConfig::new(cluster.redis_url.clone()))
+        .await
+        .unwrap();
+    let mut events = bus.subscribe(EventFilter::All, Some(0)).await.unwrap();
+    let plans = cluster.plans(2);
+    let mut nodes = Vec::new();
+    for plan in &plans {
+        nodes.push(cluster.start(plan, COOKIE).await);
+    }
+    for node in &mut nodes {
+        node.wait_members(&["node-1", "node-2"], WAIT)
+            .await
+            .unwrap();
+    }
+    let db = cluster.dir.path().join("wafleet.db");
+    let frozen: HashSet<String> = settle(&mut nodes, &mut events, &ids)
+        .await
+        .into_iter()
+        .filter(|(_, o)| o == "node-2")
+        .map(|(d, _)| d)
+        .collect();
+    assert!(!frozen.is_empty());
+
+    let mut events = bus.subscribe(EventFilter::All, None).await.unwrap();
+    nodes[1].signal("STOP").unwrap();
+    let stopped = Instant::now();
+    let ready = ready_devices(&mut events, &frozen, WAIT).await;
+    let slowest = ready
+        .values()
+        .map(|at| at.duration_since(stopped))
+        .max()
+        .unwrap();
+    println!(
+        "{} devices of a frozen node READY on the other within {slowest:?}",
+        frozen.len()
+    );
+    assert!(slowest < Duration::from_secs(10), "{slowest:?}");
+
+    // Resumed, the old node finds its leases gone and stops, writing nothing: every
+    // device stays READY under node-1 and wanted running.
+    nodes[1].signal("CONT").unwrap();
+    nodes[0]
+        .wait_members(&["node-1", "node-2"], WAIT)
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let metrics = http
+        .get(format!("{}/metrics", nodes[1].http))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    println!(
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("wafleet_node_devices_fenced"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let store = rusqlite::Connection::open(&db).unwrap();
+    for id in &frozen {
+        let (status, wanted): (String, bool) = store
+            .query_row(
+                "SELECT status, desired_running FROM devices WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert!(wanted, "{id} still wanted running");
+        assert_ne!(status, "STOPPED", "{id} was not stopped by the stale owner");
+    }
+    let stats: Value = http
+        .get(format!("{}/sim/stats", cluster.sim.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["pairings"], 20, "no new pairing");
 }

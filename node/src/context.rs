@@ -113,6 +113,7 @@ impl NodeContext {
         if let Some(phone) = &record.phone {
             data.insert("phone".into(), Value::from(phone.as_str()));
         }
+        data.insert("node".into(), Value::from(self.config.node_name.as_str()));
         self.bus.publish(device_id, EventKind::Status, data);
         Ok(record)
     }

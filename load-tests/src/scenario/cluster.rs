@@ -126,6 +126,9 @@ pub struct NodeProcess {
     /// `http://127.0.0.1:PORT` (health, metrics, members).
     pub http: String,
     lines: mpsc::UnboundedReceiver<String>,
+    /// The last `members:` and `shards:` it printed.
+    members: Option<String>,
+    shards: Option<usize>,
 }
 
 impl NodeProcess {
@@ -150,6 +153,8 @@ impl NodeProcess {
             name: plan.name.clone(),
             http: format!("http://{addr}"),
             lines,
+            members: None,
+            shards: None,
         })
     }
 
@@ -157,35 +162,71 @@ impl NodeProcess {
         self.child.id()
     }
 
-    /// Waits until this node prints exactly these members; returns how long it took.
+    /// Waits until this node's membership (its last `members:` line) is exactly
+    /// `members`; returns how long it took.
     pub async fn wait_members(
         &mut self,
         members: &[&str],
         within: Duration,
     ) -> anyhow::Result<Duration> {
+        let wanted = members.join(",");
         let started = Instant::now();
-        let wanted = format!("members: {}", members.join(","));
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-                Ok(Some(line)) if line == wanted => return Ok(started.elapsed()),
-                Ok(Some(_)) => {}
-                Ok(None) => bail!("{} exited while waiting for {wanted}", self.name),
-                Err(_) => bail!("{} did not print {wanted:?} within {within:?}", self.name),
-            }
-        }
+        self.wait(within, |node| {
+            node.members.as_deref() == Some(wanted.as_str())
+        })
+        .await
+        .with_context(|| format!("{} never had members {wanted}", self.name))?;
+        Ok(started.elapsed())
     }
 
-    /// Every `members:` line this node prints during `window` (to check an absence).
+    /// Waits until this node holds a number of shards (its last `shards:` line) that
+    /// `accept` accepts; returns it.
+    pub async fn wait_shards(
+        &mut self,
+        accept: impl Fn(usize) -> bool,
+        within: Duration,
+    ) -> anyhow::Result<usize> {
+        self.wait(within, |node| node.shards.is_some_and(&accept))
+            .await
+            .with_context(|| format!("{} never held the expected shards", self.name))?;
+        Ok(self.shards.unwrap_or(0))
+    }
+
+    /// Every membership this node reports during `window` (to check an absence).
     pub async fn members_seen_during(&mut self, window: Duration) -> Vec<String> {
         let deadline = tokio::time::Instant::now() + window;
         let mut seen = Vec::new();
         while let Ok(Some(line)) = tokio::time::timeout_at(deadline, self.lines.recv()).await {
-            if let Some(members) = line.strip_prefix("members: ") {
-                seen.push(members.to_owned());
+            self.note(&line);
+            if line.starts_with("members: ") {
+                seen.extend(self.members.clone());
             }
         }
         seen
+    }
+
+    async fn wait(
+        &mut self,
+        within: Duration,
+        done: impl Fn(&NodeProcess) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + within;
+        while !done(self) {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => self.note(&line),
+                Ok(None) => bail!("{} exited", self.name),
+                Err(_) => bail!("timed out after {within:?}"),
+            }
+        }
+        Ok(())
+    }
+
+    fn note(&mut self, line: &str) {
+        if let Some(members) = line.strip_prefix("members: ") {
+            self.members = Some(members.to_owned());
+        } else if let Some(shards) = line.strip_prefix("shards: ") {
+            self.shards = shards.parse().ok();
+        }
     }
 
     /// `kill -9`, waiting until the process is gone.

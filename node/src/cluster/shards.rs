@@ -37,7 +37,7 @@ struct Held {
     leases: HashMap<u32, (Fence, Instant)>,
 }
 
-/// Runs until the member view's sender is dropped.
+/// Runs until the member view's sender is dropped; publishes how many shards it holds.
 pub async fn keep_shards(
     fleet: Fleet,
     store: Arc<dyn Store>,
@@ -45,6 +45,7 @@ pub async fn keep_shards(
     shards: u32,
     timings: ShardTimings,
     mut members: watch::Receiver<Vec<String>>,
+    held_count: watch::Sender<usize>,
 ) {
     let mut held = Held::default();
     let mut tick = tokio::time::interval(timings.renew_interval);
@@ -66,6 +67,11 @@ pub async fn keep_shards(
         hand_off(&fleet, &store, &me, &mut held, &mine, shards).await;
         renew(&fleet, &store, &me, &mut held, &timings, shards).await;
         acquire(&fleet, &store, &me, &mut held, &mine, shards, &timings).await;
+        held_count.send_if_modified(|count| {
+            let changed = *count != held.leases.len();
+            *count = held.leases.len();
+            changed
+        });
     }
 }
 
