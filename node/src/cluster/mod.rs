@@ -7,9 +7,11 @@
 //! # Layout
 //! - [`host`]: the `NodeHost` actor (heartbeats out, liveness in).
 //! - [`membership`]: the live-member view and its timeout rule.
+//! - [`api`]: device commands and replies, and their wire form (`node_api.proto`).
 //! - [`wire`]: prost messages as ractor_cluster payloads.
 //! - `messages`: the `ractor::Message` impls that cluster mode asks of local messages.
 
+pub mod api;
 pub mod host;
 pub mod membership;
 mod messages;
