@@ -1,11 +1,12 @@
 //! The wafleet HTTP API: REST + SSE over a [`DeviceApi`].
 //!
 //! In standalone the gateway calls the local [`wafleet_node::Fleet`] directly; in a
-//! cluster it will send each command to the node that owns the device. SSE reads the
-//! event bus either way.
+//! cluster [`remote::RemoteDevices`] sends each command to the node that owns the
+//! device. SSE reads the event bus either way.
 //!
 //! # Layout
 //! - [`device_api`]: [`DeviceApi`], the device operations the routes call.
+//! - [`remote`]: [`remote::RemoteDevices`], that API over the cluster.
 //! - [`routes`]: one file per resource (devices, qr, pairing, messages, events,
 //!   compatibility routes, operational routes).
 //! - [`dto`]: the JSON shapes; [`validate`]: checks of client values.
@@ -21,6 +22,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
+pub mod remote;
 pub mod routes;
 pub mod validate;
 
@@ -65,7 +67,8 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// Standalone passes its fleet and the fleet's bus.
+    /// Standalone passes its fleet and the fleet's bus; a cluster gateway its
+    /// [`remote::RemoteDevices`] and the shared bus.
     pub fn new(devices: Arc<dyn DeviceApi>, bus: EventBus, keys: Keys) -> AppState {
         AppState {
             devices,
