@@ -77,3 +77,35 @@ async fn run(
     };
     Ok(reply)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::api::reply_from_wire;
+    use crate::cluster::ownership::AlwaysOwned;
+
+    #[tokio::test]
+    async fn a_process_without_a_fleet_answers_unavailable() {
+        let command = pb::NodeCommand::from(Command::new("dev-1", Operation::Start));
+        let reply = execute("gateway-1", None, &AlwaysOwned, command).await;
+        match reply_from_wire(reply) {
+            Err(CommandError::Fleet(FleetError::Unavailable(reason))) => {
+                assert_eq!(reason, "gateway-1 runs no devices");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_without_an_operation_is_internal() {
+        let command = pb::NodeCommand {
+            device_id: "dev-1".into(),
+            op: None,
+        };
+        let reply = execute("node-1", None, &AlwaysOwned, command).await;
+        assert!(matches!(
+            reply_from_wire(reply),
+            Err(CommandError::Fleet(FleetError::Internal(_)))
+        ));
+    }
+}
