@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod gateway;
 mod node;
 mod standalone;
 
@@ -27,6 +28,13 @@ enum Command {
         #[arg(long)]
         config: std::path::PathBuf,
     },
+    /// One gateway replica: the API of a cluster.
+    Gateway {
+        /// The gateway's TOML settings (see deploy/gateway.example.toml); any key can be
+        /// overridden with WAFLEET__SECTION__KEY.
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
     /// The simulated WhatsApp network on its own.
     Sim {
         /// Address to listen on (`:0` picks a free port).
@@ -47,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Standalone(args) => standalone::run(args, shutdown_signal()).await,
         Command::Node { config } => node::run(config, shutdown_signal()).await,
+        Command::Gateway { config } => gateway::run(config, shutdown_signal()).await,
         Command::Sim { listen } => standalone::run_sim(&listen, shutdown_signal()).await,
     }
 }

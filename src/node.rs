@@ -15,7 +15,7 @@ use axum::routing::get;
 use serde_json::json;
 use tokio::sync::watch;
 use wafleet_cluster_config::{LinkKind, NodeSettings, StoreKind};
-use wafleet_node::cluster::shards::{ShardTimings, keep_shards};
+use wafleet_node::cluster::shards::{HeldShards, ShardTimings, keep_shards};
 use wafleet_node::cluster::{ClusterOptions, join};
 use wafleet_node::events::{EventBus, RedisBusConfig};
 use wafleet_node::link::ws::WsDialer;
@@ -82,6 +82,7 @@ pub(crate) async fn run(
     .await
     .context("cannot start the fleet")?;
 
+    let owned = HeldShards::new(&name, settings.cluster.shards);
     let http = bind_addr(settings.node.http_listen).await?;
     let http_addr = http.local_addr()?.to_string();
     let cluster = join(ClusterOptions {
@@ -94,6 +95,8 @@ pub(crate) async fn run(
         failure_timeout: settings.cluster.failure_timeout,
         member: true,
         http_addr,
+        fleet: Some(fleet.clone()),
+        ownership: Arc::new(owned.clone()),
     })
     .await?;
     let members = cluster.members();
@@ -108,6 +111,7 @@ pub(crate) async fn run(
             renew_interval: settings.lease.renew_interval,
         },
         members.clone(),
+        owned,
         held,
     ));
 

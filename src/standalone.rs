@@ -87,7 +87,12 @@ pub(crate) async fn run(
     .await
     .context("cannot start the fleet")?;
 
-    let mut router = wafleet_gateway::router(AppState::new(fleet.clone(), Keys::new(admin_key)));
+    let state = AppState::new(
+        Arc::new(fleet.clone()),
+        fleet.bus().clone(),
+        Keys::new(admin_key),
+    );
+    let mut router = wafleet_gateway::router(state);
     if let Some(network) = network {
         router = router.merge(wafleet_load::sim::router(network));
     }

@@ -161,6 +161,8 @@ impl From<FleetError> for ApiError {
             }
             FleetError::Store(other) => ApiError::Internal(other.to_string()),
             FleetError::Internal(detail) => ApiError::Internal(detail),
+            // The device's node cannot be reached (cluster): nothing ran, or it died.
+            FleetError::Unavailable(reason) => ApiError::Unavailable(reason),
         }
     }
 }
@@ -178,5 +180,16 @@ mod tests {
         }));
         assert_eq!(error.status_code(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(error.retryable());
+    }
+
+    #[test]
+    fn an_unreachable_owner_is_a_retryable_503_and_a_silent_one_a_504() {
+        let unreachable = ApiError::from(FleetError::Unavailable("node-a is gone".into()));
+        assert_eq!(unreachable.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(unreachable.code(), "unavailable");
+        assert!(unreachable.retryable());
+        let silent = ApiError::from(FleetError::Timeout);
+        assert_eq!(silent.status_code(), StatusCode::GATEWAY_TIMEOUT);
+        assert!(silent.retryable());
     }
 }

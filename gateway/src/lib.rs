@@ -1,9 +1,12 @@
-//! The wafleet HTTP API: REST + SSE over a node's [`Fleet`].
+//! The wafleet HTTP API: REST + SSE over a [`DeviceApi`].
 //!
-//! In standalone the gateway calls the local fleet directly; in a cluster it will route
-//! each call to the node that owns the device.
+//! In standalone the gateway calls the local [`wafleet_node::Fleet`] directly; in a
+//! cluster [`remote::RemoteDevices`] sends each command to the node that owns the
+//! device. SSE reads the event bus either way.
 //!
 //! # Layout
+//! - [`device_api`]: [`DeviceApi`], the device operations the routes call.
+//! - [`remote`]: [`remote::RemoteDevices`], that API over the cluster.
 //! - [`routes`]: one file per resource (devices, qr, pairing, messages, events,
 //!   compatibility routes, operational routes).
 //! - [`dto`]: the JSON shapes; [`validate`]: checks of client values.
@@ -13,15 +16,19 @@
 //! - [`openapi`]: `/openapi.json`; `/docs` renders it.
 
 pub mod auth;
+pub mod device_api;
 pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
+pub mod remote;
+pub mod resolver;
 pub mod routes;
 pub mod validate;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -29,10 +36,11 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use wafleet_node::Fleet;
+use wafleet_node::events::EventBus;
 use wafleet_node::store::DeviceRecord;
 
 use crate::auth::Keys;
+pub use crate::device_api::DeviceApi;
 use crate::dto::Device;
 use crate::error::ApiError;
 
@@ -42,7 +50,11 @@ pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 /// What every handler gets.
 #[derive(Clone)]
 pub struct AppState {
-    pub fleet: Fleet,
+    /// The devices: the local fleet (standalone) or the cluster's nodes.
+    pub devices: Arc<dyn DeviceApi>,
+    /// Where SSE reads device events (not through `devices`: events do not depend on
+    /// where a device runs).
+    pub bus: EventBus,
     pub keys: Keys,
     pub prometheus: PrometheusHandle,
 }
@@ -50,22 +62,26 @@ pub struct AppState {
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
-            .field("fleet", &self.fleet)
+            .field("devices", &self.devices)
             .finish_non_exhaustive()
     }
 }
 
 impl AppState {
-    pub fn new(fleet: Fleet, keys: Keys) -> AppState {
+    /// Standalone passes its fleet and the fleet's bus; a cluster gateway its
+    /// [`remote::RemoteDevices`] and the shared bus.
+    pub fn new(devices: Arc<dyn DeviceApi>, bus: EventBus, keys: Keys) -> AppState {
         AppState {
-            fleet,
+            devices,
+            bus,
             keys,
             prometheus: metrics::prometheus(),
         }
     }
 
     fn device(&self, record: DeviceRecord) -> Device {
-        Device::from_record(record, self.fleet.node_name())
+        let node = self.devices.node_of(&record.id);
+        Device::from_record(record, &node)
     }
 }
 

@@ -6,11 +6,17 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics::{Unit, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const HTTP_DURATION: &str = "wafleet_gateway_request_duration_seconds";
 pub const SSE_CLIENTS: &str = "wafleet_gateway_sse_clients";
+pub const NODE_COMMANDS: &str = "wafleet_gateway_node_commands_total";
+
+/// Outcomes counted in [`NODE_COMMANDS`].
+const NODE_COMMAND_OUTCOMES: [&str; 4] = ["answered", "redirected", "unavailable", "timeout"];
 
 /// The process's recorder, installed on first use, with every metric described.
 pub fn prometheus() -> PrometheusHandle {
@@ -45,6 +51,19 @@ fn describe() {
         "HTTP request latency until the response head, by route, method and status"
     );
     describe_gauge!(SSE_CLIENTS, Unit::Count, "open SSE streams");
+    describe_counter!(
+        NODE_COMMANDS,
+        Unit::Count,
+        "device commands sent to nodes (cluster) by outcome: answered, redirected (not owner), unavailable, timeout"
+    );
+    for outcome in NODE_COMMAND_OUTCOMES {
+        counter!(NODE_COMMANDS, "outcome" => outcome).increment(0);
+    }
+}
+
+/// Counts one outcome of sending a device command to a node.
+pub(crate) fn node_command(outcome: &'static str) {
+    counter!(NODE_COMMANDS, "outcome" => outcome).increment(1);
 }
 
 /// Middleware: records each request's latency under its route template.

@@ -55,10 +55,51 @@ pub enum FleetError {
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The device's node cannot be reached, or this process runs no devices; the same
+    /// call may succeed later (a gateway says 503, retryable).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// The rules a [`FleetError::WrongState`] names, as API clients see them. Every code the
+/// fleet uses is here, so that a code that crossed a process boundary as text finds its
+/// `&'static str` again ([`known_state_code`]).
+pub mod state_code {
+    /// The device was never linked (logout).
+    pub const DEVICE_NOT_LINKED: &str = "device_not_linked";
+    /// QR and pairing codes exist only in `SCAN_QR`.
+    pub const DEVICE_NOT_IN_SCAN_QR: &str = "device_not_in_scan_qr";
+    /// The link could not give a pairing code.
+    pub const LINK_UNAVAILABLE: &str = "link_unavailable";
+    /// Messages are accepted only while the device is linked and running.
+    pub const DEVICE_NOT_READY: &str = "device_not_ready";
+    /// The device stopped while handling the request.
+    pub const DEVICE_STOPPING: &str = "device_stopping";
+    /// A code this build does not know (sent by a newer peer).
+    pub const OTHER: &str = "wrong_state";
+
+    /// Every code above.
+    pub const ALL: [&str; 6] = [
+        DEVICE_NOT_LINKED,
+        DEVICE_NOT_IN_SCAN_QR,
+        LINK_UNAVAILABLE,
+        DEVICE_NOT_READY,
+        DEVICE_STOPPING,
+        OTHER,
+    ];
+}
+
+/// The `&'static str` of a wrong-state code received as text; [`state_code::OTHER`] for
+/// one this build does not know.
+pub fn known_state_code(code: &str) -> &'static str {
+    state_code::ALL
+        .into_iter()
+        .find(|known| *known == code)
+        .unwrap_or(state_code::OTHER)
 }
 
 /// A device to create.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDevice {
     pub id: String,
     pub name: String,
@@ -67,7 +108,7 @@ pub struct NewDevice {
 }
 
 /// A text message to send.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendText {
     pub to_phone: String,
     pub text: String,
@@ -75,7 +116,7 @@ pub struct SendText {
 }
 
 /// What became of a send.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sent {
     pub message: MessageRecord,
     /// The same Idempotency-Key was seen before: this is the earlier message.
@@ -244,6 +285,28 @@ impl Fleet {
         self.spawn(id, true, Some(fence)).await
     }
 
+    /// Starts the device on this node under `fence`, the lease of its shard: marks it
+    /// wanted running and runs it (see [`Fleet::run_owned`]).
+    pub async fn start_device_owned(
+        &self,
+        id: &str,
+        fence: Fence,
+    ) -> Result<DeviceRecord, FleetError> {
+        let device = self.device(id).await?;
+        if !device.desired_running {
+            let patch = DevicePatch {
+                desired_running: Some(true),
+                ..DevicePatch::default()
+            };
+            self.ctx
+                .store
+                .patch_device(id, &patch, now_ms(), Some(&fence))
+                .await?;
+        }
+        self.run_owned(id, fence).await?;
+        self.device(id).await
+    }
+
     /// Stops the device's actor on this node without touching what is stored (its
     /// wish to run, its status): for a shard that moves to another node, whose run takes
     /// over from there.
@@ -317,7 +380,7 @@ impl Fleet {
         }
         if device.phone.is_none() {
             return Err(FleetError::WrongState {
-                code: "device_not_linked",
+                code: state_code::DEVICE_NOT_LINKED,
                 message: format!("device {id} is not linked to a WhatsApp account"),
             });
         }
@@ -364,7 +427,7 @@ impl Fleet {
             None => None,
         };
         qr.ok_or_else(|| FleetError::WrongState {
-            code: "device_not_in_scan_qr",
+            code: state_code::DEVICE_NOT_IN_SCAN_QR,
             message: format!(
                 "device {id} is {}; a QR code exists only in SCAN_QR (start the device first)",
                 device.status
@@ -376,7 +439,7 @@ impl Fleet {
     pub async fn pairing_code(&self, id: &str, phone: &str) -> Result<PairCode, FleetError> {
         let device = self.device(id).await?;
         let not_pairing = || FleetError::WrongState {
-            code: "device_not_in_scan_qr",
+            code: state_code::DEVICE_NOT_IN_SCAN_QR,
             message: format!(
                 "device {id} is {}; a pairing code needs SCAN_QR (start the device first)",
                 device.status
@@ -388,7 +451,7 @@ impl Fleet {
             Ok(code) => Ok(code),
             Err(LinkError::WrongState(_)) => Err(not_pairing()),
             Err(error) => Err(FleetError::WrongState {
-                code: "link_unavailable",
+                code: state_code::LINK_UNAVAILABLE,
                 message: format!("the link could not give a pairing code: {error}"),
             }),
         }
@@ -419,7 +482,7 @@ impl Fleet {
         );
         if !(linked && sendable) {
             return Err(FleetError::WrongState {
-                code: "device_not_ready",
+                code: state_code::DEVICE_NOT_READY,
                 message: format!(
                     "device {device_id} is {}; messages are accepted only while it is linked and running (READY, STARTING or DISCONNECTED)",
                     device.status
@@ -517,7 +580,7 @@ async fn call<T: Send + 'static>(
         Ok(ractor::rpc::CallResult::Success(value)) => Ok(value),
         Ok(ractor::rpc::CallResult::Timeout) => Err(FleetError::Timeout),
         Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(FleetError::WrongState {
-            code: "device_stopping",
+            code: state_code::DEVICE_STOPPING,
             message: "the device stopped while handling the request; retry".into(),
         }),
     }

@@ -4,9 +4,8 @@
 //! - [`sim`]: the frames between a device's simulated link and `wafleet sim`
 //!   (see `proto/sim.proto` for the handshake).
 //! - [`cluster`]: what nodes and gateways tell each other (`proto/cluster.proto`).
-//!
-//! The gateway-node commands and the device events that travel between processes come
-//! with the cluster.
+//! - [`node_api`]: device commands from a gateway to the owning node, and the replies
+//!   (`proto/node_api.proto`).
 
 /// Messages between cluster processes (`proto/cluster.proto`).
 #[allow(
@@ -17,6 +16,17 @@
 )]
 pub mod cluster {
     include!(concat!(env!("OUT_DIR"), "/wafleet.cluster.rs"));
+}
+
+/// Device commands from a gateway to a node, and replies (`proto/node_api.proto`).
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::all,
+    missing_debug_implementations
+)]
+pub mod node_api {
+    include!(concat!(env!("OUT_DIR"), "/wafleet.node_api.rs"));
 }
 
 /// Frames of the simulated WhatsApp network (`proto/sim.proto`).

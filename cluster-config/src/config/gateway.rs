@@ -43,6 +43,13 @@ pub struct GatewaySection {
     /// A separate address for `/metrics` (unset: served on `listen`, like `/healthz`).
     #[serde(default, deserialize_with = "check::socket_addr_opt")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Where this gateway's ractor_cluster endpoint listens (default `127.0.0.1:0`, a
+    /// free port: the gateway dials the nodes, nodes need not dial it).
+    #[serde(
+        default = "default_cluster_listen",
+        deserialize_with = "check::socket_addr"
+    )]
+    pub cluster_listen: SocketAddr,
     /// Cluster addresses (`host:port`) of nodes to join (required, at least one): the
     /// gateway learns the live members, and so the placement, through them.
     pub seeds: Vec<String>,
@@ -105,6 +112,10 @@ impl GatewaySettings {
         self.store.check()?;
         self.redis.check()
     }
+}
+
+fn default_cluster_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
 fn default_listen() -> SocketAddr {

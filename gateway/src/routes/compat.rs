@@ -45,7 +45,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<SessionList>, Ap
     let mut after = None;
     loop {
         let page = state
-            .fleet
+            .devices
             .list_devices(&DeviceQuery {
                 after: after.take(),
                 limit: 1000,
@@ -58,7 +58,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<SessionList>, Ap
             None => break,
         }
     }
-    let counts = state.fleet.count_devices().await?;
+    let counts = state.devices.count_devices().await?;
     Ok(Json(SessionList {
         sessions,
         counts: counts_json(&counts),
@@ -82,7 +82,7 @@ pub async fn create(
     let name = body.name.unwrap_or_else(|| id.clone());
     validate::name(&name)?;
     state
-        .fleet
+        .devices
         .create_device(NewDevice {
             id: id.clone(),
             name,
@@ -90,7 +90,7 @@ pub async fn create(
             webhook: None,
         })
         .await?;
-    let record = state.fleet.start_device(&id).await?;
+    let record = state.devices.start_device(&id).await?;
     Ok((StatusCode::CREATED, Json(state.device(record))))
 }
 

@@ -32,7 +32,7 @@ pub async fn create(
         validate::webhook(webhook)?;
     }
     let record = state
-        .fleet
+        .devices
         .create_device(NewDevice {
             id,
             name: body.name,
@@ -71,7 +71,7 @@ pub async fn list(
             .map_err(|_| ApiError::invalid("invalid_cursor", "cursor is not one this API gave"))?;
     }
     let page = state
-        .fleet
+        .devices
         .list_devices(&DeviceQuery {
             status,
             desired_running: None,
@@ -79,7 +79,7 @@ pub async fn list(
             limit,
         })
         .await?;
-    let counts = state.fleet.count_devices().await?;
+    let counts = state.devices.count_devices().await?;
     Ok(Json(DeviceList {
         devices: page.devices.into_iter().map(|d| state.device(d)).collect(),
         next_cursor: page.next_after,
@@ -96,7 +96,7 @@ pub async fn get(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Device>, ApiError> {
     validate::device_id(&id)?;
-    Ok(Json(state.device(state.fleet.device(&id).await?)))
+    Ok(Json(state.device(state.devices.device(&id).await?)))
 }
 
 #[utoipa::path(delete, path = "/v1/devices/{id}", tag = "devices",
@@ -109,7 +109,7 @@ pub async fn delete(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Deleted>, ApiError> {
     validate::device_id(&id)?;
-    state.fleet.delete_device(&id).await?;
+    state.devices.delete_device(&id).await?;
     Ok(Json(Deleted { id, deleted: true }))
 }
 
@@ -137,11 +137,9 @@ pub async fn start(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Device>), ApiError> {
-    lifecycle(
-        state,
-        id,
-        |s, id| async move { s.fleet.start_device(&id).await },
-    )
+    lifecycle(state, id, |s, id| async move {
+        s.devices.start_device(&id).await
+    })
     .await
 }
 
@@ -154,11 +152,9 @@ pub async fn stop(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Device>), ApiError> {
-    lifecycle(
-        state,
-        id,
-        |s, id| async move { s.fleet.stop_device(&id).await },
-    )
+    lifecycle(state, id, |s, id| async move {
+        s.devices.stop_device(&id).await
+    })
     .await
 }
 
@@ -171,7 +167,7 @@ pub async fn restart(
     ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Device>), ApiError> {
     lifecycle(state, id, |s, id| async move {
-        s.fleet.restart_device(&id).await
+        s.devices.restart_device(&id).await
     })
     .await
 }
@@ -187,7 +183,7 @@ pub async fn logout(
     ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Device>), ApiError> {
     lifecycle(state, id, |s, id| async move {
-        s.fleet.logout_device(&id).await
+        s.devices.logout_device(&id).await
     })
     .await
 }

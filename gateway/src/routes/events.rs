@@ -50,10 +50,10 @@ pub async fn device_events(
             "devices= filters /v1/events; this stream is one device's",
         ));
     }
-    state.fleet.device(&id).await?;
+    state.devices.device(&id).await?;
     let after = last_event_id(&headers, query.last_event_id.as_deref())?;
     let filter = EventFilter::Devices(HashSet::from([id]));
-    stream(state.fleet.bus(), filter, after).await
+    stream(&state.bus, filter, after).await
 }
 
 #[utoipa::path(get, path = "/v1/events", tag = "events",
@@ -77,7 +77,7 @@ pub async fn all_events(
         }
     };
     let after = last_event_id(&headers, query.last_event_id.as_deref())?;
-    stream(state.fleet.bus(), filter, after).await
+    stream(&state.bus, filter, after).await
 }
 
 fn last_event_id(headers: &HeaderMap, query: Option<&str>) -> Result<Option<u64>, ApiError> {

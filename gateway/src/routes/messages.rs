@@ -45,7 +45,7 @@ pub async fn send(
         None => None,
     };
     let sent = state
-        .fleet
+        .devices
         .send_text(
             &id,
             SendText {
@@ -78,12 +78,12 @@ pub async fn get(
     ApiPath((id, message_id)): ApiPath<(String, String)>,
 ) -> Result<Json<Message>, ApiError> {
     validate::device_id(&id)?;
-    state.fleet.device(&id).await?;
+    state.devices.device(&id).await?;
     if message_id.is_empty() || message_id.len() > 128 {
         return Err(ApiError::NotFound {
             code: "message_not_found",
             what: format!("message {message_id}"),
         });
     }
-    Ok(Json(state.fleet.message(&id, &message_id).await?.into()))
+    Ok(Json(state.devices.message(&id, &message_id).await?.into()))
 }

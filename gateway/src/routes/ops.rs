@@ -15,7 +15,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 
 /// The process can serve: its store answers.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.fleet.count_devices().await {
+    match state.devices.count_devices().await {
         Ok(_) => Json(json!({"status": "ready"})).into_response(),
         Err(error) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -27,7 +27,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 /// Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    if let Err(error) = state.fleet.refresh_metrics().await {
+    if let Err(error) = state.devices.refresh_metrics().await {
         tracing::warn!(%error, "cannot refresh device gauges");
     }
     (

@@ -23,7 +23,7 @@ pub async fn pairing_code(
 ) -> Result<Json<PairingCode>, ApiError> {
     validate::device_id(&id)?;
     let phone = validate::phone(&body.phone)?;
-    let code = state.fleet.pairing_code(&id, &phone).await?;
+    let code = state.devices.pairing_code(&id, &phone).await?;
     Ok(Json(PairingCode {
         code: code.code,
         expires_at: rfc3339(code.expires_at_ms),

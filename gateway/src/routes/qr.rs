@@ -44,7 +44,7 @@ pub async fn qr(
             format!("unknown format {format:?}; use png, svg or raw"),
         ));
     }
-    let qr = state.fleet.qr(&id).await?;
+    let qr = state.devices.qr(&id).await?;
     match format {
         "raw" => Ok(Json(RawQr {
             code: qr.code,

@@ -4,22 +4,47 @@
 //! observer in the cluster (found through ractor's process groups, which ractor_cluster
 //! keeps in sync across authenticated sessions) and drops the peers it has not heard from
 //! within the failure timeout. The live view is published on a watch channel.
+//!
+//! A host also answers device commands from gateways (`Command`): it runs them against
+//! its node's [`Fleet`] in a task of their own, so a slow device never holds up the
+//! host's mailbox (heartbeats included), and replies from that task.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, pg};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, pg};
 use ractor_cluster::RactorClusterMessage;
 use tokio::sync::watch;
 use tracing::info;
 use wafleet_protocol::cluster::Heartbeat;
+use wafleet_protocol::node_api::{NodeCommand, NodeReply};
 
+use super::command;
 use super::membership::Membership;
+use super::ownership::OwnershipCheck;
 use super::wire::Wire;
+use crate::fleet::Fleet;
 
 /// Process group of the node hosts.
 pub const HOSTS_GROUP: &str = "wafleet.hosts";
 /// Process group of processes that follow membership without being members (gateways).
 pub const OBSERVERS_GROUP: &str = "wafleet.observers";
+
+/// The actor name of node `node`'s host. ractor_cluster tells peers the names of the
+/// actors it announces, so a host is found by its node's name ([`find_host`]).
+pub fn host_actor_name(node: &str) -> String {
+    format!("wafleet.host.{node}")
+}
+
+/// The host of node `node` (this process's own, or a peer's through its session), if
+/// this process knows it: the lookup a gateway's placement uses to reach an owner.
+pub fn find_host(node: &str) -> Option<ActorRef<HostMsg>> {
+    let name = host_actor_name(node);
+    pg::get_members(&HOSTS_GROUP.to_owned())
+        .into_iter()
+        .find(|cell| cell.get_name().as_deref() == Some(name.as_str()))
+        .map(ActorRef::from)
+}
 
 /// Messages of a host. Remote ones carry prost payloads.
 #[derive(RactorClusterMessage)]
@@ -28,6 +53,9 @@ pub enum HostMsg {
     Heartbeat(Wire<Heartbeat>),
     /// Time to send heartbeats and look for silent peers (local timer).
     Tick,
+    /// A device command from a gateway; answered with exactly one reply.
+    #[rpc]
+    Command(Wire<NodeCommand>, RpcReplyPort<Wire<NodeReply>>),
 }
 
 impl std::fmt::Debug for HostMsg {
@@ -37,6 +65,9 @@ impl std::fmt::Debug for HostMsg {
                 f.debug_tuple("Heartbeat").field(&heartbeat.node).finish()
             }
             HostMsg::Tick => f.write_str("Tick"),
+            HostMsg::Command(Wire(command), _) => {
+                f.debug_tuple("Command").field(&command.device_id).finish()
+            }
         }
     }
 }
@@ -48,20 +79,29 @@ pub struct NodeHost;
 /// What a host is started with.
 #[derive(Debug)]
 pub struct HostArgs {
+    /// This process's name in the cluster.
+    pub name: String,
     /// The heartbeat this process sends; `None` for an observer (a gateway).
     pub heartbeat: Option<Heartbeat>,
     pub interval: Duration,
     pub failure_timeout: Duration,
     /// Where the live view is published.
     pub view: watch::Sender<Vec<String>>,
+    /// The devices this node runs commands against; `None` in a gateway.
+    pub fleet: Option<Fleet>,
+    /// Whether this node may serve a device now (the cluster runtime's hook).
+    pub ownership: Arc<dyn OwnershipCheck>,
 }
 
 /// A host's data.
 #[derive(Debug)]
 pub struct HostState {
+    name: String,
     heartbeat: Option<Heartbeat>,
     membership: Membership,
     view: watch::Sender<Vec<String>>,
+    fleet: Option<Fleet>,
+    ownership: Arc<dyn OwnershipCheck>,
 }
 
 impl Actor for NodeHost {
@@ -85,9 +125,12 @@ impl Actor for NodeHost {
         let membership = Membership::new(me, args.failure_timeout);
         args.view.send_replace(membership.live());
         Ok(HostState {
+            name: args.name,
             heartbeat: args.heartbeat,
             membership,
             view: args.view,
+            fleet: args.fleet,
+            ownership: args.ownership,
         })
     }
 
@@ -117,6 +160,7 @@ impl Actor for NodeHost {
                     state.publish();
                 }
             }
+            HostMsg::Command(Wire(command), reply) => state.run_command(command, reply),
         }
         Ok(())
     }
@@ -125,6 +169,18 @@ impl Actor for NodeHost {
 impl HostState {
     fn publish(&self) {
         self.view.send_replace(self.membership.live());
+    }
+
+    /// Runs a device command in a task of its own and replies from there.
+    fn run_command(&self, command: NodeCommand, reply: RpcReplyPort<Wire<NodeReply>>) {
+        let name = self.name.clone();
+        let fleet = self.fleet.clone();
+        let ownership = self.ownership.clone();
+        tokio::spawn(async move {
+            let answer = command::execute(&name, fleet.as_ref(), &*ownership, command).await;
+            // The caller may have given up (timeout, closed session): nothing to do.
+            let _ = reply.send(Wire(answer));
+        });
     }
 }
 

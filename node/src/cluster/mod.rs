@@ -5,19 +5,26 @@
 //! groups or heartbeats: to each other they do not exist.
 //!
 //! # Layout
-//! - [`host`]: the `NodeHost` actor (heartbeats out, liveness in).
+//! - [`host`]: the `NodeHost` actor (heartbeats out, liveness in, device commands).
 //! - [`membership`]: the live-member view and its timeout rule.
 //! - [`shards`]: the shard keeper (placement → leases → running devices).
+//! - [`api`]: device commands and replies, and their wire form (`node_api.proto`).
+//! - [`command`]: running a device command against this node's fleet.
+//! - [`ownership`]: the hook that says whether this node serves a device now.
 //! - [`wire`]: prost messages as ractor_cluster payloads.
 //! - `messages`: the `ractor::Message` impls that cluster mode asks of local messages.
 
+pub mod api;
+pub mod command;
 pub mod host;
 pub mod membership;
 mod messages;
+pub mod ownership;
 pub mod shards;
 pub mod wire;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
@@ -28,7 +35,9 @@ use tokio::task::JoinHandle;
 use tracing::debug;
 use wafleet_protocol::cluster::Heartbeat;
 
-use self::host::{HostArgs, HostMsg, NodeHost};
+use self::host::{HostArgs, HostMsg, NodeHost, host_actor_name};
+use self::ownership::OwnershipCheck;
+use crate::fleet::Fleet;
 
 /// How a process joins the cluster.
 #[derive(Clone)]
@@ -49,6 +58,12 @@ pub struct ClusterOptions {
     pub member: bool,
     /// This process's HTTP address, told to peers in heartbeats.
     pub http_addr: String,
+    /// The devices a node runs the gateways' commands against; `None` in a gateway,
+    /// whose host answers them `unavailable`.
+    pub fleet: Option<Fleet>,
+    /// Whether this node serves a device now; the cluster runtime fills it from
+    /// placement and shard leases ([`ownership::AlwaysOwned`] until then).
+    pub ownership: Arc<dyn OwnershipCheck>,
 }
 
 impl std::fmt::Debug for ClusterOptions {
@@ -89,6 +104,11 @@ impl ClusterHandle {
     pub fn members(&self) -> watch::Receiver<Vec<String>> {
         self.members.clone()
     }
+
+    /// This process's host.
+    pub fn host(&self) -> ActorRef<HostMsg> {
+        self.host.clone()
+    }
 }
 
 /// Starts the cluster listener and the host, and keeps connecting to the seeds.
@@ -112,14 +132,23 @@ pub async fn join(options: ClusterOptions) -> Result<ClusterHandle, ClusterError
         http_addr: options.http_addr.clone(),
     });
     let args = HostArgs {
+        name: options.name.clone(),
         heartbeat,
         interval: options.heartbeat_interval,
         failure_timeout: options.failure_timeout,
         view,
+        fleet: options.fleet.clone(),
+        ownership: options.ownership.clone(),
     };
-    let (host, _) = Actor::spawn(None, NodeHost, args)
-        .await
-        .map_err(|e| ClusterError(e.to_string()))?;
+    // Named, so that peers find it by node name (a second process-local host of the
+    // same name is refused here).
+    let (host, _) = match Actor::spawn(Some(host_actor_name(&options.name)), NodeHost, args).await {
+        Ok(spawned) => spawned,
+        Err(error) => {
+            server.stop(None);
+            return Err(ClusterError(error.to_string()));
+        }
+    };
     let reconnect = tokio::spawn(keep_connected(
         server.clone(),
         options.seeds.clone(),

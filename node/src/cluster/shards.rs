@@ -12,13 +12,14 @@
 //!    lease's fence. Starts are paced by the fleet's connect gate.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tracing::{info, warn};
 use wafleet_cluster_config::{Placement, shard_of};
 
+use super::ownership::{Ownership, OwnershipCheck};
 use crate::Fleet;
 use crate::clock::now_ms;
 use crate::store::{Acquired, DeviceQuery, Fence, Store};
@@ -28,6 +29,60 @@ use crate::store::{Acquired, DeviceQuery, Fence, Store};
 pub struct ShardTimings {
     pub ttl: Duration,
     pub renew_interval: Duration,
+}
+
+/// What the keeper holds and where it places shards, shared with the command path: the
+/// node's [`OwnershipCheck`].
+#[derive(Debug, Clone)]
+pub struct HeldShards {
+    me: String,
+    shards: u32,
+    inner: Arc<RwLock<HeldView>>,
+}
+
+#[derive(Debug, Default)]
+struct HeldView {
+    fences: HashMap<u32, Fence>,
+    placement: Option<Placement>,
+}
+
+impl HeldShards {
+    pub fn new(me: &str, shards: u32) -> HeldShards {
+        HeldShards {
+            me: me.to_owned(),
+            shards,
+            inner: Arc::default(),
+        }
+    }
+
+    fn update(&self, held: &Held, placement: Placement) {
+        let mut view = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        view.fences = held.leases.iter().map(|(s, (f, _))| (*s, *f)).collect();
+        view.placement = Some(placement);
+    }
+
+    fn drop_shards(&self, shards: &HashSet<u32>) {
+        let mut view = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        view.fences.retain(|s, _| !shards.contains(s));
+    }
+}
+
+impl OwnershipCheck for HeldShards {
+    fn owns(&self, device_id: &str) -> Ownership {
+        let shard = shard_of(device_id, self.shards);
+        let view = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(fence) = view.fences.get(&shard) {
+            return Ownership::Owned {
+                fence: Some(*fence),
+            };
+        }
+        let owner_hint = view
+            .placement
+            .as_ref()
+            .map(|p| p.owner(shard).to_owned())
+            .filter(|owner| *owner != self.me);
+        Ownership::Elsewhere { owner_hint }
+    }
 }
 
 /// What this node holds: per shard, its fence and the instant after which it must stop
@@ -45,6 +100,7 @@ pub async fn keep_shards(
     shards: u32,
     timings: ShardTimings,
     mut members: watch::Receiver<Vec<String>>,
+    shared: HeldShards,
     held_count: watch::Sender<usize>,
 ) {
     let mut held = Held::default();
@@ -64,9 +120,19 @@ pub async fn keep_shards(
             continue;
         };
         let mine: HashSet<u32> = placement.shards_of(&me).collect();
+        // Shards leaving are no longer served from the moment they are decided.
+        shared.drop_shards(
+            &held
+                .leases
+                .keys()
+                .filter(|s| !mine.contains(s))
+                .copied()
+                .collect(),
+        );
         hand_off(&fleet, &store, &me, &mut held, &mine, shards).await;
         renew(&fleet, &store, &me, &mut held, &timings, shards).await;
         acquire(&fleet, &store, &me, &mut held, &mine, shards, &timings).await;
+        shared.update(&held, placement);
         held_count.send_if_modified(|count| {
             let changed = *count != held.leases.len();
             *count = held.leases.len();

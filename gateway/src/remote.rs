@@ -1,0 +1,268 @@
+//! [`RemoteDevices`]: the device API of a cluster gateway.
+//!
+//! Each command goes to the host of the node that owns the device ([`HostResolver`],
+//! filled by placement over the live members) as a `node_api.proto` command. Reads that
+//! need no owner (lists, counts, one device, one message) come from the store.
+//!
+//! # Rules
+//! - A node that answers "not owner, try X" gets the command redirected to X, once; a
+//!   second "not owner" is [`FleetError::Unavailable`] (the device is moving).
+//! - An owner that cannot be reached (no live node, no session to it, the session
+//!   closes before the reply) is [`FleetError::Unavailable`]: 503, retryable. Nothing
+//!   ran, or the node died while running it.
+//! - No reply within the timeout is [`FleetError::Timeout`]: 504. The command may have
+//!   run (it is still running, or its reply was lost).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ractor::ActorRef;
+use ractor::rpc::CallResult;
+use tracing::warn;
+use wafleet_node::cluster::api::{Command, CommandError, Operation, Reply, reply_from_wire};
+use wafleet_node::cluster::host::HostMsg;
+use wafleet_node::cluster::wire::Wire;
+use wafleet_node::device_actor::QrCode;
+use wafleet_node::link::PairCode;
+use wafleet_node::store::{
+    DevicePage, DeviceQuery, DeviceRecord, DeviceStatus, MessageRecord, Store,
+};
+use wafleet_node::{FleetError, NewDevice, SendText, Sent};
+use wafleet_protocol::node_api::NodeCommand;
+
+use crate::device_api::DeviceApi;
+use crate::metrics;
+
+/// How long a gateway waits for a node's reply by default: longer than a node's own
+/// worst case (a restart waits for a stop and a start, 10 s each).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where a device's commands go. Placement (which node owns a device) and the hosts a
+/// gateway has sessions to are the cluster runtime's; this is how it tells
+/// [`RemoteDevices`]. Called on every command: answer from memory.
+pub trait HostResolver: Send + Sync + std::fmt::Debug + 'static {
+    /// The node that owns the device by placement over the live members; `None` when
+    /// no node is live.
+    fn owner_of(&self, device_id: &str) -> Option<String>;
+
+    /// The host of node `node`, if this process has a session to it.
+    fn host_named(&self, node: &str) -> Option<ActorRef<HostMsg>>;
+
+    /// The host to send the device's commands to.
+    fn host_for(&self, device_id: &str) -> Option<ActorRef<HostMsg>> {
+        self.owner_of(device_id)
+            .and_then(|node| self.host_named(&node))
+    }
+}
+
+/// The devices of a cluster, as a gateway reaches them.
+#[derive(Debug, Clone)]
+pub struct RemoteDevices {
+    /// Which node's host gets a device's commands.
+    resolver: Arc<dyn HostResolver>,
+    /// Reads that need no owner: lists, counts, one device, one message.
+    store: Arc<dyn Store>,
+    /// How long to wait for a node's reply before answering 504.
+    timeout: Duration,
+}
+
+/// What sending one command to one host gave: a reply (a result or the node's error),
+/// or a failure to get one.
+type Answer = Result<Result<Reply, CommandError>, FleetError>;
+
+impl RemoteDevices {
+    pub fn new(resolver: Arc<dyn HostResolver>, store: Arc<dyn Store>) -> RemoteDevices {
+        RemoteDevices {
+            resolver,
+            store,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Waits `timeout` for each node reply instead of [`DEFAULT_TIMEOUT`].
+    pub fn with_timeout(mut self, timeout: Duration) -> RemoteDevices {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sends `command` to the device's owner, following one "not owner" redirect.
+    async fn command(&self, command: Command) -> Result<Reply, FleetError> {
+        let device_id = command.device_id.clone();
+        let host = self.resolver.host_for(&device_id).ok_or_else(|| {
+            metrics::node_command("unavailable");
+            let owner = self.resolver.owner_of(&device_id);
+            warn!(%device_id, ?owner, "no session to the device's owner");
+            FleetError::Unavailable(format!(
+                "the node that owns device {device_id} cannot be reached; retry"
+            ))
+        })?;
+        let wire = NodeCommand::from(command);
+        let owner_hint = match self.send(&device_id, &host, wire.clone()).await? {
+            Ok(reply) => return Ok(reply),
+            Err(CommandError::Fleet(error)) => return Err(error),
+            Err(CommandError::NotOwner { owner_hint }) => owner_hint,
+        };
+        let moving = || {
+            metrics::node_command("unavailable");
+            FleetError::Unavailable(format!("device {device_id} is moving between nodes; retry"))
+        };
+        let Some(host) = owner_hint.and_then(|node| self.resolver.host_named(&node)) else {
+            return Err(moving());
+        };
+        metrics::node_command("redirected");
+        match self.send(&device_id, &host, wire).await? {
+            Ok(reply) => Ok(reply),
+            Err(CommandError::Fleet(error)) => Err(error),
+            Err(CommandError::NotOwner { .. }) => Err(moving()),
+        }
+    }
+
+    /// One round trip to one host.
+    async fn send(
+        &self,
+        device_id: &str,
+        host: &ActorRef<HostMsg>,
+        command: NodeCommand,
+    ) -> Answer {
+        let call = host
+            .call(
+                |reply| HostMsg::Command(Wire(command), reply),
+                Some(self.timeout),
+            )
+            .await;
+        match call {
+            Ok(CallResult::Success(Wire(reply))) => {
+                metrics::node_command("answered");
+                Ok(reply_from_wire(reply))
+            }
+            Ok(CallResult::Timeout) => {
+                metrics::node_command("timeout");
+                warn!(%device_id, timeout = ?self.timeout, "the device's node did not answer in time");
+                Err(FleetError::Timeout)
+            }
+            Ok(CallResult::SenderError) | Err(_) => {
+                metrics::node_command("unavailable");
+                warn!(%device_id, "the device's node went away before answering");
+                Err(FleetError::Unavailable(format!(
+                    "the node that owns device {device_id} cannot be reached; retry"
+                )))
+            }
+        }
+    }
+
+    /// A command whose reply is the device.
+    async fn device_command(
+        &self,
+        id: &str,
+        operation: Operation,
+    ) -> Result<DeviceRecord, FleetError> {
+        let command = Command::new(id, operation);
+        let name = command.name();
+        match self.command(command).await? {
+            Reply::Device(device) => Ok(device),
+            other => Err(unexpected(name, &other)),
+        }
+    }
+}
+
+/// A node answered with the wrong kind of result: a bug, or mismatched versions.
+fn unexpected(command: &str, reply: &Reply) -> FleetError {
+    FleetError::Internal(format!("the node answered {command} with {reply:?}"))
+}
+
+#[async_trait]
+impl DeviceApi for RemoteDevices {
+    async fn create_device(&self, new: NewDevice) -> Result<DeviceRecord, FleetError> {
+        match self.command(Command::create(new)).await? {
+            Reply::Device(device) => Ok(device),
+            other => Err(unexpected("create", &other)),
+        }
+    }
+
+    async fn device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
+        self.store
+            .get_device(id)
+            .await?
+            .ok_or_else(|| FleetError::DeviceNotFound(id.to_owned()))
+    }
+
+    async fn list_devices(&self, query: &DeviceQuery) -> Result<DevicePage, FleetError> {
+        Ok(self.store.list_devices(query).await?)
+    }
+
+    async fn count_devices(&self) -> Result<Vec<(DeviceStatus, u64)>, FleetError> {
+        Ok(self.store.count_devices_by_status().await?)
+    }
+
+    async fn delete_device(&self, id: &str) -> Result<(), FleetError> {
+        match self.command(Command::new(id, Operation::Delete)).await? {
+            Reply::Deleted => Ok(()),
+            other => Err(unexpected("delete", &other)),
+        }
+    }
+
+    async fn start_device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
+        self.device_command(id, Operation::Start).await
+    }
+
+    async fn stop_device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
+        self.device_command(id, Operation::Stop).await
+    }
+
+    async fn restart_device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
+        self.device_command(id, Operation::Restart).await
+    }
+
+    async fn logout_device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
+        self.device_command(id, Operation::Logout).await
+    }
+
+    async fn qr(&self, id: &str) -> Result<QrCode, FleetError> {
+        match self.command(Command::new(id, Operation::Qr)).await? {
+            Reply::Qr(qr) => Ok(qr),
+            other => Err(unexpected("qr", &other)),
+        }
+    }
+
+    async fn pairing_code(&self, id: &str, phone: &str) -> Result<PairCode, FleetError> {
+        let operation = Operation::PairingCode {
+            phone: phone.to_owned(),
+        };
+        match self.command(Command::new(id, operation)).await? {
+            Reply::PairingCode(code) => Ok(code),
+            other => Err(unexpected("pairing_code", &other)),
+        }
+    }
+
+    async fn send_text(&self, id: &str, send: SendText) -> Result<Sent, FleetError> {
+        match self
+            .command(Command::new(id, Operation::SendText(send)))
+            .await?
+        {
+            Reply::Sent(sent) => Ok(sent),
+            other => Err(unexpected("send_text", &other)),
+        }
+    }
+
+    async fn message(
+        &self,
+        device_id: &str,
+        message_id: &str,
+    ) -> Result<MessageRecord, FleetError> {
+        self.store
+            .get_message(device_id, message_id)
+            .await?
+            .ok_or_else(|| FleetError::MessageNotFound(message_id.to_owned()))
+    }
+
+    fn node_of(&self, device_id: &str) -> String {
+        self.resolver.owner_of(device_id).unwrap_or_default()
+    }
+
+    /// Nothing: the devices-by-status gauge is the nodes' to export, not every
+    /// gateway replica's.
+    async fn refresh_metrics(&self) -> Result<(), FleetError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,68 @@
+//! Finds a device's owner the way nodes do: placement over the live members this
+//! gateway hears heartbeats from.
+
+use std::sync::Mutex;
+
+use ractor::ActorRef;
+use tokio::sync::watch;
+use wafleet_cluster_config::{Placement, shard_of};
+use wafleet_node::cluster::host::{HostMsg, find_host};
+
+use crate::remote::HostResolver;
+
+/// Resolves owners from the live member view, caching the placement until the view
+/// changes.
+#[derive(Debug)]
+pub struct PlacementResolver {
+    shards: u32,
+    members: watch::Receiver<Vec<String>>,
+    cached: Mutex<Option<(Vec<String>, Placement)>>,
+}
+
+impl PlacementResolver {
+    pub fn new(shards: u32, members: watch::Receiver<Vec<String>>) -> PlacementResolver {
+        PlacementResolver {
+            shards,
+            members,
+            cached: Mutex::new(None),
+        }
+    }
+}
+
+impl HostResolver for PlacementResolver {
+    fn owner_of(&self, device_id: &str) -> Option<String> {
+        let members = self.members.borrow().clone();
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.as_ref().is_none_or(|(m, _)| *m != members) {
+            *cached = Placement::new(self.shards, &members)
+                .ok()
+                .map(|p| (members, p));
+        }
+        let (_, placement) = cached.as_ref()?;
+        Some(placement.owner(shard_of(device_id, self.shards)).to_owned())
+    }
+
+    fn host_named(&self, node: &str) -> Option<ActorRef<HostMsg>> {
+        find_host(node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_follow_the_member_view() {
+        let (view, members) = watch::channel(Vec::new());
+        let resolver = PlacementResolver::new(1024, members);
+        assert_eq!(resolver.owner_of("dev-1"), None, "no live node");
+        view.send_replace(vec!["a".into(), "b".into()]);
+        let expected = Placement::new(1024, ["a", "b"]).unwrap();
+        assert_eq!(
+            resolver.owner_of("dev-1").as_deref(),
+            Some(expected.owner_of("dev-1"))
+        );
+        view.send_replace(vec!["a".into()]);
+        assert_eq!(resolver.owner_of("dev-1").as_deref(), Some("a"));
+    }
+}

@@ -1,0 +1,783 @@
+//! The node API over the wire: a device command and its reply as the node's Rust types
+//! ([`Command`], [`Reply`], [`CommandError`]), and their conversions to and from the
+//! prost messages of `protocol/proto/node_api.proto`.
+//!
+//! Decoding is strict: a message with a missing oneof or an unknown enum value is
+//! [`WireError`], never a guess. A reply that does not decode becomes
+//! [`FleetError::Internal`] on the receiving side.
+
+use wafleet_protocol::node_api as pb;
+use wafleet_protocol::node_api::node_command::Op;
+use wafleet_protocol::node_api::node_error::Kind;
+use wafleet_protocol::node_api::node_reply::Result as Outcome;
+use wafleet_protocol::node_api::store_failure::Kind as StoreKind;
+
+use crate::device_actor::QrCode;
+use crate::fleet::{FleetError, NewDevice, SendText, Sent, known_state_code};
+use crate::link::PairCode;
+use crate::store::{
+    DeviceRecord, DeviceStatus, Direction, MessageRecord, MessageStatus, StoreError, TrustLevel,
+};
+
+/// A message that does not say what it must (a missing oneof, an unknown enum value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed {0}")]
+pub struct WireError(String);
+
+fn malformed(what: &str) -> WireError {
+    WireError(what.to_owned())
+}
+
+/// One operation on one device, sent to the node that owns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub device_id: String,
+    pub operation: Operation,
+}
+
+/// What a [`Command`] asks; each is the [`crate::Fleet`] method of the same name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    /// Create the device (its id is the command's).
+    Create {
+        name: String,
+        trust_level: TrustLevel,
+        webhook: Option<String>,
+    },
+    Get,
+    Delete,
+    Start,
+    Stop,
+    Restart,
+    Logout,
+    Qr,
+    PairingCode {
+        phone: String,
+    },
+    SendText(SendText),
+    GetMessage {
+        message_id: String,
+    },
+}
+
+impl Command {
+    pub fn new(device_id: &str, operation: Operation) -> Command {
+        Command {
+            device_id: device_id.to_owned(),
+            operation,
+        }
+    }
+
+    /// The command that creates `new`.
+    pub fn create(new: NewDevice) -> Command {
+        Command {
+            device_id: new.id,
+            operation: Operation::Create {
+                name: new.name,
+                trust_level: new.trust_level,
+                webhook: new.webhook,
+            },
+        }
+    }
+
+    /// The operation's name, for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self.operation {
+            Operation::Create { .. } => "create",
+            Operation::Get => "get",
+            Operation::Delete => "delete",
+            Operation::Start => "start",
+            Operation::Stop => "stop",
+            Operation::Restart => "restart",
+            Operation::Logout => "logout",
+            Operation::Qr => "qr",
+            Operation::PairingCode { .. } => "pairing_code",
+            Operation::SendText(_) => "send_text",
+            Operation::GetMessage { .. } => "get_message",
+        }
+    }
+}
+
+/// What a command gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// The device after create, get, start, stop, restart or logout.
+    Device(DeviceRecord),
+    /// The device is deleted.
+    Deleted,
+    Qr(QrCode),
+    PairingCode(PairCode),
+    Sent(Sent),
+    Message(MessageRecord),
+}
+
+/// Why a command has no [`Reply`].
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The fleet refused or failed (or, from [`FleetError::Unavailable`], the answering
+    /// process runs no devices).
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
+    /// The answering node does not own the device's shard; `owner_hint` is the node it
+    /// believes does.
+    #[error("this node does not own the device (owner: {owner_hint:?})")]
+    NotOwner { owner_hint: Option<String> },
+}
+
+// ---- commands ----
+
+impl From<Command> for pb::NodeCommand {
+    fn from(command: Command) -> pb::NodeCommand {
+        let empty = pb::Empty {};
+        let op = match command.operation {
+            Operation::Create {
+                name,
+                trust_level,
+                webhook,
+            } => Op::Create(pb::CreateDevice {
+                name,
+                trust_level: pb::TrustLevel::from(trust_level).into(),
+                webhook,
+            }),
+            Operation::Get => Op::Get(empty),
+            Operation::Delete => Op::Delete(empty),
+            Operation::Start => Op::Start(empty),
+            Operation::Stop => Op::Stop(empty),
+            Operation::Restart => Op::Restart(empty),
+            Operation::Logout => Op::Logout(empty),
+            Operation::Qr => Op::Qr(empty),
+            Operation::PairingCode { phone } => Op::PairingCode(pb::RequestPairingCode { phone }),
+            Operation::SendText(send) => Op::SendText(pb::SendText {
+                to_phone: send.to_phone,
+                text: send.text,
+                idempotency_key: send.idempotency_key,
+            }),
+            Operation::GetMessage { message_id } => Op::GetMessage(pb::GetMessage { message_id }),
+        };
+        pb::NodeCommand {
+            device_id: command.device_id,
+            op: Some(op),
+        }
+    }
+}
+
+impl TryFrom<pb::NodeCommand> for Command {
+    type Error = WireError;
+
+    fn try_from(command: pb::NodeCommand) -> Result<Command, WireError> {
+        let operation = match command
+            .op
+            .ok_or_else(|| malformed("command: no operation"))?
+        {
+            Op::Create(create) => Operation::Create {
+                name: create.name,
+                trust_level: trust_level(create.trust_level)?,
+                webhook: create.webhook,
+            },
+            Op::Get(_) => Operation::Get,
+            Op::Delete(_) => Operation::Delete,
+            Op::Start(_) => Operation::Start,
+            Op::Stop(_) => Operation::Stop,
+            Op::Restart(_) => Operation::Restart,
+            Op::Logout(_) => Operation::Logout,
+            Op::Qr(_) => Operation::Qr,
+            Op::PairingCode(request) => Operation::PairingCode {
+                phone: request.phone,
+            },
+            Op::SendText(send) => Operation::SendText(SendText {
+                to_phone: send.to_phone,
+                text: send.text,
+                idempotency_key: send.idempotency_key,
+            }),
+            Op::GetMessage(get) => Operation::GetMessage {
+                message_id: get.message_id,
+            },
+        };
+        Ok(Command {
+            device_id: command.device_id,
+            operation,
+        })
+    }
+}
+
+// ---- replies ----
+
+/// The wire form of a command's outcome.
+pub fn reply_to_wire(outcome: Result<Reply, CommandError>) -> pb::NodeReply {
+    let result = match outcome {
+        Ok(Reply::Device(device)) => Outcome::Device(device.into()),
+        Ok(Reply::Deleted) => Outcome::Deleted(pb::Empty {}),
+        Ok(Reply::Qr(qr)) => Outcome::Qr(pb::QrCode {
+            code: qr.code,
+            expires_at_ms: qr.expires_at_ms,
+        }),
+        Ok(Reply::PairingCode(code)) => Outcome::PairingCode(pb::PairingCode {
+            code: code.code,
+            expires_at_ms: code.expires_at_ms,
+        }),
+        Ok(Reply::Sent(sent)) => Outcome::Sent(pb::Sent {
+            message: Some(sent.message.into()),
+            replayed: sent.replayed,
+        }),
+        Ok(Reply::Message(message)) => Outcome::Message(message.into()),
+        Err(error) => Outcome::Error(error.into()),
+    };
+    pb::NodeReply {
+        result: Some(result),
+    }
+}
+
+/// A command's outcome from its wire form. A reply that does not decode is
+/// [`FleetError::Internal`].
+pub fn reply_from_wire(reply: pb::NodeReply) -> Result<Reply, CommandError> {
+    let decoded = match reply.result {
+        None => Err(malformed("reply: no result")),
+        Some(Outcome::Error(error)) => return Err(error.into()),
+        Some(Outcome::Device(device)) => device.try_into().map(Reply::Device),
+        Some(Outcome::Deleted(_)) => Ok(Reply::Deleted),
+        Some(Outcome::Qr(qr)) => Ok(Reply::Qr(QrCode {
+            code: qr.code,
+            expires_at_ms: qr.expires_at_ms,
+        })),
+        Some(Outcome::PairingCode(code)) => Ok(Reply::PairingCode(PairCode {
+            code: code.code,
+            expires_at_ms: code.expires_at_ms,
+        })),
+        Some(Outcome::Sent(sent)) => sent
+            .message
+            .ok_or_else(|| malformed("sent: no message"))
+            .and_then(MessageRecord::try_from)
+            .map(|message| {
+                Reply::Sent(Sent {
+                    message,
+                    replayed: sent.replayed,
+                })
+            }),
+        Some(Outcome::Message(message)) => message.try_into().map(Reply::Message),
+    };
+    decoded.map_err(|error| CommandError::Fleet(FleetError::Internal(error.to_string())))
+}
+
+// ---- errors ----
+
+impl From<CommandError> for pb::NodeError {
+    fn from(error: CommandError) -> pb::NodeError {
+        let kind = match error {
+            CommandError::NotOwner { owner_hint } => Kind::NotOwner(pb::NotOwner {
+                owner_hint: owner_hint.unwrap_or_default(),
+            }),
+            CommandError::Fleet(error) => match error {
+                FleetError::DeviceNotFound(id) => Kind::DeviceNotFound(id),
+                FleetError::MessageNotFound(id) => Kind::MessageNotFound(id),
+                FleetError::DeviceExists(id) => Kind::DeviceExists(id),
+                FleetError::WrongState { code, message } => Kind::WrongState(pb::WrongState {
+                    code: code.to_owned(),
+                    message,
+                }),
+                FleetError::IdempotencyKeyReused => Kind::IdempotencyKeyReused(pb::Empty {}),
+                FleetError::Timeout => Kind::Timeout(pb::Empty {}),
+                FleetError::Store(error) => Kind::Store(store_failure(error)),
+                FleetError::Internal(detail) => Kind::Internal(detail),
+                FleetError::Unavailable(reason) => Kind::Unavailable(reason),
+            },
+        };
+        pb::NodeError { kind: Some(kind) }
+    }
+}
+
+impl From<pb::NodeError> for CommandError {
+    fn from(error: pb::NodeError) -> CommandError {
+        let fleet = match error.kind {
+            None => FleetError::Internal(malformed("error: no kind").to_string()),
+            Some(Kind::NotOwner(not_owner)) => {
+                let hint = not_owner.owner_hint;
+                return CommandError::NotOwner {
+                    owner_hint: (!hint.is_empty()).then_some(hint),
+                };
+            }
+            Some(Kind::DeviceNotFound(id)) => FleetError::DeviceNotFound(id),
+            Some(Kind::MessageNotFound(id)) => FleetError::MessageNotFound(id),
+            Some(Kind::DeviceExists(id)) => FleetError::DeviceExists(id),
+            Some(Kind::WrongState(wrong)) => FleetError::WrongState {
+                code: known_state_code(&wrong.code),
+                message: wrong.message,
+            },
+            Some(Kind::IdempotencyKeyReused(_)) => FleetError::IdempotencyKeyReused,
+            Some(Kind::Timeout(_)) => FleetError::Timeout,
+            Some(Kind::Store(failure)) => FleetError::Store(store_error(failure)),
+            Some(Kind::Internal(detail)) => FleetError::Internal(detail),
+            Some(Kind::Unavailable(reason)) => FleetError::Unavailable(reason),
+        };
+        CommandError::Fleet(fleet)
+    }
+}
+
+fn store_failure(error: StoreError) -> pb::StoreFailure {
+    let kind = match error {
+        StoreError::Conflict { what } => StoreKind::Conflict(what),
+        StoreError::NotFound { what } => StoreKind::NotFound(what),
+        StoreError::Unavailable(detail) => StoreKind::Unavailable(detail),
+        StoreError::Corrupt(detail) => StoreKind::Corrupt(detail),
+        StoreError::Fenced {
+            shard,
+            epoch,
+            current,
+        } => StoreKind::Fenced(pb::Fenced {
+            shard,
+            epoch,
+            current,
+        }),
+    };
+    pb::StoreFailure { kind: Some(kind) }
+}
+
+fn store_error(failure: pb::StoreFailure) -> StoreError {
+    match failure.kind {
+        None => StoreError::Corrupt(malformed("store failure: no kind").to_string()),
+        Some(StoreKind::Conflict(what)) => StoreError::Conflict { what },
+        Some(StoreKind::NotFound(what)) => StoreError::NotFound { what },
+        Some(StoreKind::Unavailable(detail)) => StoreError::Unavailable(detail),
+        Some(StoreKind::Corrupt(detail)) => StoreError::Corrupt(detail),
+        Some(StoreKind::Fenced(fenced)) => StoreError::Fenced {
+            shard: fenced.shard,
+            epoch: fenced.epoch,
+            current: fenced.current,
+        },
+    }
+}
+
+// ---- records ----
+
+impl From<DeviceRecord> for pb::Device {
+    fn from(device: DeviceRecord) -> pb::Device {
+        pb::Device {
+            id: device.id,
+            name: device.name,
+            tenant: device.tenant,
+            status: pb::DeviceStatus::from(device.status).into(),
+            status_reason: device.status_reason,
+            trust_level: pb::TrustLevel::from(device.trust_level).into(),
+            phone: device.phone,
+            webhook: device.webhook,
+            desired_running: device.desired_running,
+            created_at_ms: device.created_at_ms,
+            updated_at_ms: device.updated_at_ms,
+            last_connected_at_ms: device.last_connected_at_ms,
+        }
+    }
+}
+
+impl TryFrom<pb::Device> for DeviceRecord {
+    type Error = WireError;
+
+    fn try_from(device: pb::Device) -> Result<DeviceRecord, WireError> {
+        Ok(DeviceRecord {
+            status: device_status(device.status)?,
+            trust_level: trust_level(device.trust_level)?,
+            id: device.id,
+            name: device.name,
+            tenant: device.tenant,
+            status_reason: device.status_reason,
+            phone: device.phone,
+            webhook: device.webhook,
+            desired_running: device.desired_running,
+            created_at_ms: device.created_at_ms,
+            updated_at_ms: device.updated_at_ms,
+            last_connected_at_ms: device.last_connected_at_ms,
+        })
+    }
+}
+
+impl From<MessageRecord> for pb::Message {
+    fn from(message: MessageRecord) -> pb::Message {
+        pb::Message {
+            id: message.id,
+            device_id: message.device_id,
+            direction: pb::Direction::from(message.direction).into(),
+            peer_phone: message.peer_phone,
+            text: message.text,
+            status: pb::MessageStatus::from(message.status).into(),
+            error: message.error,
+            idempotency_key: message.idempotency_key,
+            created_at_ms: message.created_at_ms,
+            not_before_ms: message.not_before_ms,
+            sent_at_ms: message.sent_at_ms,
+            delivered_at_ms: message.delivered_at_ms,
+            read_at_ms: message.read_at_ms,
+            failed_at_ms: message.failed_at_ms,
+        }
+    }
+}
+
+impl TryFrom<pb::Message> for MessageRecord {
+    type Error = WireError;
+
+    fn try_from(message: pb::Message) -> Result<MessageRecord, WireError> {
+        let direction = match pb::Direction::try_from(message.direction) {
+            Ok(pb::Direction::Outbound) => Direction::Outbound,
+            Ok(pb::Direction::Inbound) => Direction::Inbound,
+            Ok(pb::Direction::Unspecified) | Err(_) => return Err(malformed("message direction")),
+        };
+        let status = match pb::MessageStatus::try_from(message.status) {
+            Ok(pb::MessageStatus::Queued) => MessageStatus::Queued,
+            Ok(pb::MessageStatus::Sent) => MessageStatus::Sent,
+            Ok(pb::MessageStatus::Delivered) => MessageStatus::Delivered,
+            Ok(pb::MessageStatus::Read) => MessageStatus::Read,
+            Ok(pb::MessageStatus::Failed) => MessageStatus::Failed,
+            Ok(pb::MessageStatus::Unspecified) | Err(_) => {
+                return Err(malformed("message status"));
+            }
+        };
+        Ok(MessageRecord {
+            id: message.id,
+            device_id: message.device_id,
+            direction,
+            peer_phone: message.peer_phone,
+            text: message.text,
+            status,
+            error: message.error,
+            idempotency_key: message.idempotency_key,
+            created_at_ms: message.created_at_ms,
+            not_before_ms: message.not_before_ms,
+            sent_at_ms: message.sent_at_ms,
+            delivered_at_ms: message.delivered_at_ms,
+            read_at_ms: message.read_at_ms,
+            failed_at_ms: message.failed_at_ms,
+        })
+    }
+}
+
+// ---- enums ----
+
+impl From<DeviceStatus> for pb::DeviceStatus {
+    fn from(status: DeviceStatus) -> pb::DeviceStatus {
+        match status {
+            DeviceStatus::Stopped => pb::DeviceStatus::Stopped,
+            DeviceStatus::Starting => pb::DeviceStatus::Starting,
+            DeviceStatus::ScanQr => pb::DeviceStatus::ScanQr,
+            DeviceStatus::Ready => pb::DeviceStatus::Ready,
+            DeviceStatus::Disconnected => pb::DeviceStatus::Disconnected,
+            DeviceStatus::LoggedOut => pb::DeviceStatus::LoggedOut,
+            DeviceStatus::Failed => pb::DeviceStatus::Failed,
+        }
+    }
+}
+
+fn device_status(value: i32) -> Result<DeviceStatus, WireError> {
+    match pb::DeviceStatus::try_from(value) {
+        Ok(pb::DeviceStatus::Stopped) => Ok(DeviceStatus::Stopped),
+        Ok(pb::DeviceStatus::Starting) => Ok(DeviceStatus::Starting),
+        Ok(pb::DeviceStatus::ScanQr) => Ok(DeviceStatus::ScanQr),
+        Ok(pb::DeviceStatus::Ready) => Ok(DeviceStatus::Ready),
+        Ok(pb::DeviceStatus::Disconnected) => Ok(DeviceStatus::Disconnected),
+        Ok(pb::DeviceStatus::LoggedOut) => Ok(DeviceStatus::LoggedOut),
+        Ok(pb::DeviceStatus::Failed) => Ok(DeviceStatus::Failed),
+        Ok(pb::DeviceStatus::Unspecified) | Err(_) => Err(malformed("device status")),
+    }
+}
+
+impl From<TrustLevel> for pb::TrustLevel {
+    fn from(level: TrustLevel) -> pb::TrustLevel {
+        match level {
+            TrustLevel::Newcomer => pb::TrustLevel::Newcomer,
+            TrustLevel::Trusted => pb::TrustLevel::Trusted,
+            TrustLevel::Verified => pb::TrustLevel::Verified,
+        }
+    }
+}
+
+fn trust_level(value: i32) -> Result<TrustLevel, WireError> {
+    match pb::TrustLevel::try_from(value) {
+        Ok(pb::TrustLevel::Newcomer) => Ok(TrustLevel::Newcomer),
+        Ok(pb::TrustLevel::Trusted) => Ok(TrustLevel::Trusted),
+        Ok(pb::TrustLevel::Verified) => Ok(TrustLevel::Verified),
+        Ok(pb::TrustLevel::Unspecified) | Err(_) => Err(malformed("trust level")),
+    }
+}
+
+impl From<Direction> for pb::Direction {
+    fn from(direction: Direction) -> pb::Direction {
+        match direction {
+            Direction::Outbound => pb::Direction::Outbound,
+            Direction::Inbound => pb::Direction::Inbound,
+        }
+    }
+}
+
+impl From<MessageStatus> for pb::MessageStatus {
+    fn from(status: MessageStatus) -> pb::MessageStatus {
+        match status {
+            MessageStatus::Queued => pb::MessageStatus::Queued,
+            MessageStatus::Sent => pb::MessageStatus::Sent,
+            MessageStatus::Delivered => pb::MessageStatus::Delivered,
+            MessageStatus::Read => pb::MessageStatus::Read,
+            MessageStatus::Failed => pb::MessageStatus::Failed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+
+    use super::*;
+    use crate::fleet::state_code;
+
+    /// Through prost bytes and back, as a command crosses the cluster.
+    fn command_round_trip(command: Command) -> Command {
+        let bytes = pb::NodeCommand::from(command).encode_to_vec();
+        pb::NodeCommand::decode(bytes.as_slice())
+            .unwrap()
+            .try_into()
+            .unwrap()
+    }
+
+    fn reply_round_trip(outcome: Result<Reply, CommandError>) -> Result<Reply, CommandError> {
+        let bytes = reply_to_wire(outcome).encode_to_vec();
+        reply_from_wire(pb::NodeReply::decode(bytes.as_slice()).unwrap())
+    }
+
+    fn device(status: DeviceStatus, trust_level: TrustLevel, full: bool) -> DeviceRecord {
+        DeviceRecord {
+            id: "dev-1".into(),
+            name: "Sales desk".into(),
+            tenant: "default".into(),
+            status,
+            status_reason: full.then(|| "qr_timeout".into()),
+            trust_level,
+            phone: full.then(|| "6281234567890".into()),
+            webhook: full.then(|| "https://example.test/hook".into()),
+            desired_running: full,
+            created_at_ms: 1_700_000_000_000,
+            updated_at_ms: 1_700_000_000_500,
+            last_connected_at_ms: full.then_some(1_700_000_000_250),
+        }
+    }
+
+    fn message(direction: Direction, status: MessageStatus, full: bool) -> MessageRecord {
+        MessageRecord {
+            id: "msg_1".into(),
+            device_id: "dev-1".into(),
+            direction,
+            peer_phone: "6281234567890".into(),
+            text: "halo 👋".into(),
+            status,
+            error: full.then(|| "banned".into()),
+            idempotency_key: full.then(|| "key-1".into()),
+            created_at_ms: 1,
+            not_before_ms: full.then_some(2),
+            sent_at_ms: full.then_some(3),
+            delivered_at_ms: full.then_some(4),
+            read_at_ms: full.then_some(5),
+            failed_at_ms: full.then_some(6),
+        }
+    }
+
+    #[test]
+    fn every_command_round_trips() {
+        let operations = [
+            Operation::Create {
+                name: "Sales".into(),
+                trust_level: TrustLevel::Verified,
+                webhook: Some("https://example.test/hook".into()),
+            },
+            Operation::Create {
+                name: "Sales".into(),
+                trust_level: TrustLevel::Newcomer,
+                webhook: None,
+            },
+            Operation::Get,
+            Operation::Delete,
+            Operation::Start,
+            Operation::Stop,
+            Operation::Restart,
+            Operation::Logout,
+            Operation::Qr,
+            Operation::PairingCode {
+                phone: "6281234567890".into(),
+            },
+            Operation::SendText(SendText {
+                to_phone: "6281234567890".into(),
+                text: "hello".into(),
+                idempotency_key: Some("k".into()),
+            }),
+            Operation::SendText(SendText {
+                to_phone: "6281234567890".into(),
+                text: String::new(),
+                idempotency_key: None,
+            }),
+            Operation::GetMessage {
+                message_id: "msg_1".into(),
+            },
+        ];
+        for operation in operations {
+            let command = Command::new("dev-1", operation);
+            assert_eq!(command_round_trip(command.clone()), command);
+        }
+        let new = NewDevice {
+            id: "dev-2".into(),
+            name: "n".into(),
+            trust_level: TrustLevel::Trusted,
+            webhook: None,
+        };
+        let create = Command::create(new);
+        assert_eq!(create.device_id, "dev-2");
+        assert_eq!(command_round_trip(create.clone()), create);
+    }
+
+    #[test]
+    fn a_command_without_an_operation_or_with_an_unknown_level_is_malformed() {
+        let empty = pb::NodeCommand {
+            device_id: "d".into(),
+            op: None,
+        };
+        assert!(Command::try_from(empty).is_err());
+        let bad_level = pb::NodeCommand {
+            device_id: "d".into(),
+            op: Some(Op::Create(pb::CreateDevice {
+                name: "n".into(),
+                trust_level: 0,
+                webhook: None,
+            })),
+        };
+        assert!(Command::try_from(bad_level).is_err());
+    }
+
+    #[test]
+    fn every_record_round_trips() {
+        let mut replies = vec![
+            Reply::Deleted,
+            Reply::Qr(QrCode {
+                code: "2@abc,def".into(),
+                expires_at_ms: 42,
+            }),
+            Reply::PairingCode(PairCode {
+                code: "ABCD-EFGH".into(),
+                expires_at_ms: 43,
+            }),
+        ];
+        for (i, status) in DeviceStatus::ALL.into_iter().enumerate() {
+            let level = [
+                TrustLevel::Newcomer,
+                TrustLevel::Trusted,
+                TrustLevel::Verified,
+            ][i % 3];
+            replies.push(Reply::Device(device(status, level, i % 2 == 0)));
+        }
+        let statuses = [
+            MessageStatus::Queued,
+            MessageStatus::Sent,
+            MessageStatus::Delivered,
+            MessageStatus::Read,
+            MessageStatus::Failed,
+        ];
+        for (i, status) in statuses.into_iter().enumerate() {
+            for direction in [Direction::Outbound, Direction::Inbound] {
+                let record = message(direction, status, i % 2 == 0);
+                replies.push(Reply::Message(record.clone()));
+                replies.push(Reply::Sent(Sent {
+                    message: record,
+                    replayed: i % 2 == 1,
+                }));
+            }
+        }
+        for reply in replies {
+            assert_eq!(reply_round_trip(Ok(reply.clone())).unwrap(), reply);
+        }
+    }
+
+    /// `FleetError` has no `PartialEq` (it wraps `StoreError`); its Debug form says
+    /// every field.
+    fn same(error: CommandError) {
+        let expected = format!("{error:?}");
+        let back = reply_round_trip(Err(error)).unwrap_err();
+        assert_eq!(format!("{back:?}"), expected);
+    }
+
+    #[test]
+    fn every_error_round_trips() {
+        for code in state_code::ALL {
+            same(
+                FleetError::WrongState {
+                    code,
+                    message: format!("refused by {code}"),
+                }
+                .into(),
+            );
+        }
+        let errors = [
+            FleetError::DeviceNotFound("dev-1".into()),
+            FleetError::MessageNotFound("msg_1".into()),
+            FleetError::DeviceExists("dev-1".into()),
+            FleetError::IdempotencyKeyReused,
+            FleetError::Timeout,
+            FleetError::Internal("boom".into()),
+            FleetError::Unavailable("node-b runs no devices".into()),
+            FleetError::Store(StoreError::Conflict { what: "x".into() }),
+            FleetError::Store(StoreError::NotFound { what: "y".into() }),
+            FleetError::Store(StoreError::Unavailable("down".into())),
+            FleetError::Store(StoreError::Corrupt("bad row".into())),
+            FleetError::Store(StoreError::Fenced {
+                shard: 7,
+                epoch: 3,
+                current: Some(4),
+            }),
+            FleetError::Store(StoreError::Fenced {
+                shard: 7,
+                epoch: 3,
+                current: None,
+            }),
+        ];
+        for error in errors {
+            same(error.into());
+        }
+        same(CommandError::NotOwner {
+            owner_hint: Some("node-b".into()),
+        });
+        same(CommandError::NotOwner { owner_hint: None });
+    }
+
+    #[test]
+    fn an_unknown_wrong_state_code_keeps_its_message() {
+        let error = pb::NodeError {
+            kind: Some(Kind::WrongState(pb::WrongState {
+                code: "from_the_future".into(),
+                message: "a newer node said no".into(),
+            })),
+        };
+        match CommandError::from(error) {
+            CommandError::Fleet(FleetError::WrongState { code, message }) => {
+                assert_eq!(code, state_code::OTHER);
+                assert_eq!(message, "a newer node said no");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_reply_that_does_not_decode_is_internal() {
+        let empty = pb::NodeReply { result: None };
+        assert!(matches!(
+            reply_from_wire(empty),
+            Err(CommandError::Fleet(FleetError::Internal(_)))
+        ));
+        let bad_status = pb::NodeReply {
+            result: Some(Outcome::Device(pb::Device {
+                status: 99,
+                trust_level: 1,
+                ..pb::Device::default()
+            })),
+        };
+        assert!(matches!(
+            reply_from_wire(bad_status),
+            Err(CommandError::Fleet(FleetError::Internal(_)))
+        ));
+        let no_message = pb::NodeReply {
+            result: Some(Outcome::Sent(pb::Sent {
+                message: None,
+                replayed: false,
+            })),
+        };
+        assert!(reply_from_wire(no_message).is_err());
+    }
+}

@@ -1,0 +1,70 @@
+//! `wafleet gateway --config FILE`: one stateless gateway replica.
+//!
+//! It joins the cluster as an observer (it hears heartbeats, it is not a member), sends
+//! each device call to the node that owns the device by placement, reads lists and
+//! records from the shared store, and serves SSE from the Redis event streams.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use wafleet_cluster_config::{GatewaySettings, StoreKind};
+use wafleet_gateway::AppState;
+use wafleet_gateway::auth::Keys;
+use wafleet_gateway::remote::RemoteDevices;
+use wafleet_gateway::resolver::PlacementResolver;
+use wafleet_node::cluster::ownership::AlwaysOwned;
+use wafleet_node::cluster::{ClusterOptions, join};
+use wafleet_node::events::{EventBus, RedisBusConfig};
+use wafleet_node::store::{SqliteStore, Store};
+
+use crate::standalone::{announce, bind_addr};
+
+pub(crate) async fn run(
+    config: PathBuf,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let settings = GatewaySettings::load(&config)?;
+    let admin_key = std::env::var("WAFLEET_ADMIN_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+        .context("a gateway needs WAFLEET_ADMIN_KEY (the same on every replica)")?;
+    let store: Arc<dyn Store> = match settings.store.kind {
+        StoreKind::Sqlite => Arc::new(
+            SqliteStore::open(&settings.store.sqlite.path).context("cannot open the store")?,
+        ),
+        StoreKind::Scylla => {
+            bail!("the ScyllaDB store is not built yet; use [store] kind = \"sqlite\"")
+        }
+    };
+    let bus = EventBus::redis(RedisBusConfig {
+        per_device_cap: settings.redis.stream_max_len as usize,
+        ..RedisBusConfig::new(settings.redis.url.clone())
+    })
+    .await
+    .context("cannot reach redis")?;
+    let http = bind_addr(settings.gateway.listen).await?;
+    let cluster = join(ClusterOptions {
+        name: settings.gateway.name.clone(),
+        cookie: settings.cluster.cookie.expose().to_owned(),
+        listen: settings.gateway.cluster_listen,
+        advertise_host: settings.gateway.cluster_listen.ip().to_string(),
+        seeds: settings.gateway.seeds.clone(),
+        heartbeat_interval: settings.cluster.heartbeat_interval,
+        failure_timeout: settings.cluster.failure_timeout,
+        member: false,
+        http_addr: http.local_addr()?.to_string(),
+        fleet: None,
+        ownership: Arc::new(AlwaysOwned),
+    })
+    .await?;
+    let resolver = PlacementResolver::new(settings.cluster.shards, cluster.members());
+    let devices = RemoteDevices::new(Arc::new(resolver), store)
+        .with_timeout(settings.gateway.request_timeout);
+    let state = AppState::new(Arc::new(devices), bus, Keys::new(admin_key));
+    let router = wafleet_gateway::router(state);
+    announce(&http)?;
+    wafleet_gateway::serve(http, router, shutdown).await?;
+    drop(cluster);
+    Ok(())
+}
