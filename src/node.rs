@@ -104,8 +104,6 @@ pub(crate) async fn run(
     tokio::spawn(keep_shards(
         fleet.clone(),
         store,
-        name.clone(),
-        settings.cluster.shards,
         ShardTimings {
             ttl: settings.lease.ttl,
             renew_interval: settings.lease.renew_interval,

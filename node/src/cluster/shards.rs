@@ -96,13 +96,12 @@ struct Held {
 pub async fn keep_shards(
     fleet: Fleet,
     store: Arc<dyn Store>,
-    me: String,
-    shards: u32,
     timings: ShardTimings,
     mut members: watch::Receiver<Vec<String>>,
     shared: HeldShards,
     held_count: watch::Sender<usize>,
 ) {
+    let (me, shards) = (shared.me.clone(), shared.shards);
     let mut held = Held::default();
     let mut tick = tokio::time::interval(timings.renew_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
