@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use wafleet_cluster_config::{Placement, shard_of};
-use wafleet_load::scenario::cluster::{COOKIE, NodePlan, NodeProcess, SimProcess};
+mod common;
+
+use wafleet_load::scenario::cluster::{COOKIE, GatewayProcess, NodePlan, NodeProcess, SimProcess};
 use wafleet_load::scenario::process::{RedisServer, Standalone};
 use wafleet_node::events::{EventBus, EventFilter, RedisBusConfig, Subscription};
 
@@ -417,4 +419,201 @@ async fn a_frozen_node_loses_its_devices_and_does_not_serve_them_when_resumed() 
         .await
         .unwrap();
     assert_eq!(stats["pairings"], 20, "no new pairing");
+}
+
+/// Sends `body` to `url` through a gateway, retrying while the answer is 503 or 504 with
+/// `retryable: true` (an owner being replaced), as a client should; bounded.
+async fn post_retrying(http: &reqwest::Client, url: &str, body: &Value) -> (Value, u32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut retries = 0;
+    loop {
+        let response = http
+            .post(url)
+            .bearer_auth(wafleet_load::scenario::process::ADMIN_KEY)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        if (200..300).contains(&status) {
+            return (answer, retries);
+        }
+        assert!(
+            matches!(status, 503 | 504) && answer["error"]["retryable"] == true,
+            "POST {url}: {status} {answer}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "POST {url} still {status} after 30 s"
+        );
+        retries += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await; // a client's retry pause
+    }
+}
+
+#[tokio::test]
+async fn through_a_gateway_calls_reach_owners_messages_survive_a_kill_and_sse_resumes() {
+    let cluster = Cluster::new().await;
+    let plans = cluster.plans(3);
+    let mut nodes = Vec::new();
+    for plan in &plans {
+        nodes.push(cluster.start(plan, COOKIE).await);
+    }
+    for node in &mut nodes {
+        node.wait_members(&["node-1", "node-2", "node-3"], WAIT)
+            .await
+            .unwrap();
+    }
+    let seeds: Vec<String> = plans.iter().map(NodePlan::address).collect();
+    let dir = cluster.dir.path();
+    let mut gateway =
+        GatewayProcess::start(Path::new(WAFLEET), dir, "gw-1", &seeds, &plans[0], COOKIE)
+            .await
+            .unwrap();
+    let http = reqwest::Client::new();
+    let api = |base: &str, path: &str| format!("{base}{path}");
+    let mut sse = common::Sse::connect(&http, &api(&gateway.base, "/v1/events"), None).await;
+
+    let ids: Vec<String> = (0..12).map(|i| format!("gw-dev-{i:02}")).collect();
+    for id in &ids {
+        post_retrying(
+            &http,
+            &api(&gateway.base, "/v1/devices"),
+            &json!({"id": id, "name": id}),
+        )
+        .await;
+        post_retrying(
+            &http,
+            &api(&gateway.base, &format!("/v1/devices/{id}/start")),
+            &json!({}),
+        )
+        .await;
+    }
+    let mut ready = HashSet::new();
+    while ready.len() < ids.len() {
+        let event = sse.next().await;
+        let device = event.data["device_id"].as_str().unwrap().to_owned();
+        if event.kind == "qr" {
+            let n: u32 = device.trim_start_matches("gw-dev-").parse().unwrap();
+            let scanned = http
+                .post(format!("{}/sim/scan", cluster.sim.base))
+                .json(&json!({"qr": event.data["code"], "phone": format!("62812300{n:05}")}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(scanned.status(), 200);
+        } else if event.kind == "status" && event.data["status"] == "READY" {
+            ready.insert(device);
+        }
+    }
+
+    // Round one, then kill the node owning the most devices and send round two at once.
+    let (round_one, _) = send_round(&http, &gateway.base, &ids, "one").await;
+    wait_delivered(&mut sse, round_one).await;
+
+    let placement = Placement::new(1024, ["node-1", "node-2", "node-3"]).unwrap();
+    let victim = ["node-1", "node-2", "node-3"]
+        .into_iter()
+        .max_by_key(|n| ids.iter().filter(|id| placement.owner_of(id) == *n).count())
+        .unwrap();
+    nodes
+        .iter_mut()
+        .find(|n| n.name == victim)
+        .unwrap()
+        .kill9()
+        .await;
+    let (round_two, retries) = send_round(&http, &gateway.base, &ids, "two").await;
+    println!("round two accepted with {retries} retries of 503/504 while {victim} was replaced");
+    wait_delivered(&mut sse, round_two).await;
+    let last_seen = sse.last_id();
+
+    // The gateway dies while a client follows events; a new one serves the resume.
+    drop(sse);
+    gateway.kill9().await;
+    let gateway = GatewayProcess::start(Path::new(WAFLEET), dir, "gw-2", &seeds, &plans[0], COOKIE)
+        .await
+        .unwrap();
+    let (round_three, _) = send_round(&http, &gateway.base, &ids, "three").await;
+    let bus = EventBus::redis(RedisBusConfig::new(cluster.redis_url.clone()))
+        .await
+        .unwrap();
+    let mut reference = bus
+        .subscribe(EventFilter::All, Some(last_seen))
+        .await
+        .unwrap();
+    let mut resumed =
+        common::Sse::connect(&http, &api(&gateway.base, "/v1/events"), Some(last_seen)).await;
+    let mut pending = round_three;
+    while !pending.is_empty() {
+        let expected = reference.next().await.unwrap();
+        let got = resumed.next().await;
+        assert_eq!(
+            got.id, expected.id,
+            "no gap, no repeat across the gateway restart"
+        );
+        if got.kind == "message.status" && got.data["status"] == "delivered" {
+            pending.remove(got.data["message_id"].as_str().unwrap());
+        }
+    }
+
+    // Every message reached its phone exactly once.
+    for (i, id) in ids.iter().enumerate() {
+        let inbox: Value = http
+            .get(format!(
+                "{}/sim/phones/62898700{i:05}/inbox",
+                cluster.sim.base
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let texts: Vec<&str> = inbox
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                format!("one-{id}"),
+                format!("two-{id}"),
+                format!("three-{id}")
+            ],
+            "{id}"
+        );
+    }
+}
+
+/// Sends one message to each device (device i to phone 62898700000i) through the
+/// gateway at `base`; returns the accepted message ids and the retries it took.
+async fn send_round(
+    http: &reqwest::Client,
+    base: &str,
+    ids: &[String],
+    round: &str,
+) -> (HashSet<String>, u32) {
+    let mut accepted = HashSet::new();
+    let mut retries = 0;
+    for (i, id) in ids.iter().enumerate() {
+        let body = json!({"to": format!("62898700{i:05}"), "text": format!("{round}-{id}")});
+        let (answer, r) =
+            post_retrying(http, &format!("{base}/v1/devices/{id}/messages"), &body).await;
+        retries += r;
+        accepted.insert(answer["id"].as_str().unwrap().to_owned());
+    }
+    (accepted, retries)
+}
+
+/// Reads events until every message in `pending` was delivered.
+async fn wait_delivered(sse: &mut common::Sse, mut pending: HashSet<String>) {
+    while !pending.is_empty() {
+        let event = sse.next().await;
+        if event.kind == "message.status" && event.data["status"] == "delivered" {
+            pending.remove(event.data["message_id"].as_str().unwrap());
+        }
+    }
 }

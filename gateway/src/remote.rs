@@ -28,7 +28,7 @@ use wafleet_node::link::PairCode;
 use wafleet_node::store::{
     DevicePage, DeviceQuery, DeviceRecord, DeviceStatus, MessageRecord, Store,
 };
-use wafleet_node::{FleetError, NewDevice, SendText, Sent};
+use wafleet_node::{FleetError, NewDevice, SendText, Sent, accept_text};
 use wafleet_protocol::node_api::NodeCommand;
 
 use crate::device_api::DeviceApi;
@@ -71,6 +71,15 @@ pub struct RemoteDevices {
 /// or a failure to get one.
 type Answer = Result<Result<Reply, CommandError>, FleetError>;
 
+/// Where a command went. (Lives for one call; not worth boxing the reply.)
+#[allow(clippy::large_enum_variant)]
+enum Routed {
+    /// A node ran it (or may have: it went away or timed out before answering).
+    Answered(Result<Reply, FleetError>),
+    /// No node ran it.
+    NotRun(FleetError),
+}
+
 impl RemoteDevices {
     pub fn new(resolver: Arc<dyn HostResolver>, store: Arc<dyn Store>) -> RemoteDevices {
         RemoteDevices {
@@ -88,33 +97,47 @@ impl RemoteDevices {
 
     /// Sends `command` to the device's owner, following one "not owner" redirect.
     async fn command(&self, command: Command) -> Result<Reply, FleetError> {
+        match self.try_command(command).await {
+            Routed::Answered(result) => result,
+            Routed::NotRun(error) => Err(error),
+        }
+    }
+
+    /// Sends a command to the device's owner, following one "not owner" redirect.
+    /// `NotRun` means no node ran it (no session to the owner, or the shard is between
+    /// owners), so doing the work some other way cannot double it.
+    async fn try_command(&self, command: Command) -> Routed {
         let device_id = command.device_id.clone();
-        let host = self.resolver.host_for(&device_id).ok_or_else(|| {
+        let Some(host) = self.resolver.host_for(&device_id) else {
             metrics::node_command("unavailable");
             let owner = self.resolver.owner_of(&device_id);
             warn!(%device_id, ?owner, "no session to the device's owner");
-            FleetError::Unavailable(format!(
+            return Routed::NotRun(FleetError::Unavailable(format!(
                 "the node that owns device {device_id} cannot be reached; retry"
-            ))
-        })?;
+            )));
+        };
         let wire = NodeCommand::from(command);
-        let owner_hint = match self.send(&device_id, &host, wire.clone()).await? {
-            Ok(reply) => return Ok(reply),
-            Err(CommandError::Fleet(error)) => return Err(error),
-            Err(CommandError::NotOwner { owner_hint }) => owner_hint,
+        let owner_hint = match self.send(&device_id, &host, wire.clone()).await {
+            Err(error) => return Routed::Answered(Err(error)),
+            Ok(Ok(reply)) => return Routed::Answered(Ok(reply)),
+            Ok(Err(CommandError::Fleet(error))) => return Routed::Answered(Err(error)),
+            Ok(Err(CommandError::NotOwner { owner_hint })) => owner_hint,
         };
         let moving = || {
             metrics::node_command("unavailable");
-            FleetError::Unavailable(format!("device {device_id} is moving between nodes; retry"))
+            Routed::NotRun(FleetError::Unavailable(format!(
+                "device {device_id} is moving between nodes; retry"
+            )))
         };
         let Some(host) = owner_hint.and_then(|node| self.resolver.host_named(&node)) else {
-            return Err(moving());
+            return moving();
         };
         metrics::node_command("redirected");
-        match self.send(&device_id, &host, wire).await? {
-            Ok(reply) => Ok(reply),
-            Err(CommandError::Fleet(error)) => Err(error),
-            Err(CommandError::NotOwner { .. }) => Err(moving()),
+        match self.send(&device_id, &host, wire).await {
+            Err(error) => Routed::Answered(Err(error)),
+            Ok(Ok(reply)) => Routed::Answered(Ok(reply)),
+            Ok(Err(CommandError::Fleet(error))) => Routed::Answered(Err(error)),
+            Ok(Err(CommandError::NotOwner { .. })) => moving(),
         }
     }
 
@@ -235,13 +258,21 @@ impl DeviceApi for RemoteDevices {
         }
     }
 
+    /// Through the owner when it answers; while no node can take the command (the owner
+    /// is being replaced), accepted straight into the store's outbox, which the next
+    /// owner drains when the device is READY. A message is never refused for a move.
     async fn send_text(&self, id: &str, send: SendText) -> Result<Sent, FleetError> {
         match self
-            .command(Command::new(id, Operation::SendText(send)))
-            .await?
+            .try_command(Command::new(id, Operation::SendText(send.clone())))
+            .await
         {
-            Reply::Sent(sent) => Ok(sent),
-            other => Err(unexpected("send_text", &other)),
+            Routed::Answered(Ok(Reply::Sent(sent))) => Ok(sent),
+            Routed::Answered(Ok(other)) => Err(unexpected("send_text", &other)),
+            Routed::Answered(Err(error)) => Err(error),
+            Routed::NotRun(_) => {
+                metrics::node_command("accepted_by_gateway");
+                accept_text(self.store.as_ref(), id, send).await
+            }
         }
     }
 

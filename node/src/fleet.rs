@@ -314,6 +314,17 @@ impl Fleet {
         self.stop_actor(id).await
     }
 
+    /// Nudges the devices running here that have queued messages to send them: a message
+    /// may have been accepted by a gateway while its owner was being replaced.
+    pub async fn nudge_queued(&self) -> Result<(), FleetError> {
+        for id in self.ctx.store.devices_with_queued(10_000).await? {
+            if let Some(actor) = self.ctx.running(&id) {
+                let _ = actor.cast(DeviceMsg::Drain);
+            }
+        }
+        Ok(())
+    }
+
     /// The devices with an actor on this node now.
     pub fn running_devices(&self) -> Vec<String> {
         self.ctx
@@ -457,71 +468,16 @@ impl Fleet {
         }
     }
 
-    /// Accepts a text message: stored as `queued`, then sent by the device when READY.
-    ///
-    /// Accepted while the device is linked and running (`READY`, `STARTING`,
-    /// `DISCONNECTED`): it is sent when the device is READY. Refused with
-    /// `device_not_ready` otherwise (stopped, pairing, logged out, failed), because
-    /// nothing would send it. With an Idempotency-Key, a repeat returns the first
-    /// message whatever the device's state.
+    /// Accepts a text message (see [`accept_text`]) and nudges the device's actor, if
+    /// it runs here, to send it.
     pub async fn send_text(&self, device_id: &str, send: SendText) -> Result<Sent, FleetError> {
-        let id = match &send.idempotency_key {
-            Some(key) => idempotent_message_id(device_id, key),
-            None => format!("msg_{}", uuid::Uuid::now_v7().simple()),
-        };
-        if send.idempotency_key.is_some()
-            && let Some(existing) = self.ctx.store.get_message(device_id, &id).await?
+        let sent = accept_text(self.ctx.store.as_ref(), device_id, send).await?;
+        if !sent.replayed
+            && let Some(actor) = self.ctx.running(device_id)
         {
-            return replay(existing, &send);
-        }
-        let device = self.device(device_id).await?;
-        let linked = device.phone.is_some() && device.desired_running;
-        let sendable = matches!(
-            device.status,
-            DeviceStatus::Ready | DeviceStatus::Starting | DeviceStatus::Disconnected
-        );
-        if !(linked && sendable) {
-            return Err(FleetError::WrongState {
-                code: state_code::DEVICE_NOT_READY,
-                message: format!(
-                    "device {device_id} is {}; messages are accepted only while it is linked and running (READY, STARTING or DISCONNECTED)",
-                    device.status
-                ),
-            });
-        }
-        let message = MessageRecord {
-            id,
-            device_id: device_id.to_owned(),
-            direction: Direction::Outbound,
-            peer_phone: send.to_phone.clone(),
-            text: send.text.clone(),
-            status: MessageStatus::Queued,
-            error: None,
-            idempotency_key: send.idempotency_key.clone(),
-            created_at_ms: now_ms(),
-            not_before_ms: None,
-            sent_at_ms: None,
-            delivered_at_ms: None,
-            read_at_ms: None,
-            failed_at_ms: None,
-        };
-        match self.ctx.store.insert_message(&message).await {
-            Ok(InsertOutcome::Inserted) => {}
-            Ok(InsertOutcome::Existing(existing)) => return replay(existing, &send),
-            Err(StoreError::Conflict { .. }) => {
-                let existing = self.message(device_id, &message.id).await?;
-                return replay(existing, &send);
-            }
-            Err(error) => return Err(error.into()),
-        }
-        metrics::message_outcome("accepted");
-        if let Some(actor) = self.ctx.running(device_id) {
             let _ = actor.cast(DeviceMsg::Drain);
         }
-        Ok(Sent {
-            message,
-            replayed: false,
-        })
+        Ok(sent)
     }
 
     pub async fn message(
@@ -569,6 +525,82 @@ impl Fleet {
         )
         .map_err(|e| FleetError::Internal(e.to_string()))
     }
+}
+
+/// Accepts a text message into the store's outbox as `queued`; whichever node runs the
+/// device sends it when the device is READY. Any process with the store can accept
+/// (a gateway does while the owner is being replaced).
+///
+/// Accepted while the device is linked and running (`READY`, `STARTING`,
+/// `DISCONNECTED`): it is sent when the device is READY. Refused with
+/// `device_not_ready` otherwise (stopped, pairing, logged out, failed), because
+/// nothing would send it. With an Idempotency-Key, a repeat returns the first
+/// message whatever the device's state.
+pub async fn accept_text(
+    store: &dyn Store,
+    device_id: &str,
+    send: SendText,
+) -> Result<Sent, FleetError> {
+    let id = match &send.idempotency_key {
+        Some(key) => idempotent_message_id(device_id, key),
+        None => format!("msg_{}", uuid::Uuid::now_v7().simple()),
+    };
+    if send.idempotency_key.is_some()
+        && let Some(existing) = store.get_message(device_id, &id).await?
+    {
+        return replay(existing, &send);
+    }
+    let device = store
+        .get_device(device_id)
+        .await?
+        .ok_or_else(|| FleetError::DeviceNotFound(device_id.to_owned()))?;
+    let linked = device.phone.is_some() && device.desired_running;
+    let sendable = matches!(
+        device.status,
+        DeviceStatus::Ready | DeviceStatus::Starting | DeviceStatus::Disconnected
+    );
+    if !(linked && sendable) {
+        return Err(FleetError::WrongState {
+            code: state_code::DEVICE_NOT_READY,
+            message: format!(
+                "device {device_id} is {}; messages are accepted only while it is linked and running (READY, STARTING or DISCONNECTED)",
+                device.status
+            ),
+        });
+    }
+    let message = MessageRecord {
+        id,
+        device_id: device_id.to_owned(),
+        direction: Direction::Outbound,
+        peer_phone: send.to_phone.clone(),
+        text: send.text.clone(),
+        status: MessageStatus::Queued,
+        error: None,
+        idempotency_key: send.idempotency_key.clone(),
+        created_at_ms: now_ms(),
+        not_before_ms: None,
+        sent_at_ms: None,
+        delivered_at_ms: None,
+        read_at_ms: None,
+        failed_at_ms: None,
+    };
+    match store.insert_message(&message).await {
+        Ok(InsertOutcome::Inserted) => {}
+        Ok(InsertOutcome::Existing(existing)) => return replay(existing, &send),
+        Err(StoreError::Conflict { .. }) => {
+            let existing = store
+                .get_message(device_id, &message.id)
+                .await?
+                .ok_or_else(|| FleetError::MessageNotFound(message.id.clone()))?;
+            return replay(existing, &send);
+        }
+        Err(error) => return Err(error.into()),
+    }
+    metrics::message_outcome("accepted");
+    Ok(Sent {
+        message,
+        replayed: false,
+    })
 }
 
 /// Calls a device actor with the fleet's timeout.

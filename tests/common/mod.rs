@@ -137,6 +137,7 @@ pub struct Event {
 
 /// A client reading an SSE stream.
 pub struct Sse {
+    last_id: u64,
     body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     buffer: String,
 }
@@ -155,6 +156,7 @@ impl Sse {
             "text/event-stream"
         );
         Sse {
+            last_id: last_event_id.unwrap_or(0),
             body: Box::pin(response.bytes_stream()),
             buffer: String::new(),
         }
@@ -162,9 +164,16 @@ impl Sse {
 
     /// The next event (heartbeat comments skipped), within [`WAIT`].
     pub async fn next(&mut self) -> Event {
-        tokio::time::timeout(WAIT, self.next_inner())
+        let event = tokio::time::timeout(WAIT, self.next_inner())
             .await
-            .expect("no SSE event in time")
+            .expect("no SSE event in time");
+        self.last_id = event.id;
+        event
+    }
+
+    /// The id of the last event read.
+    pub fn last_id(&self) -> u64 {
+        self.last_id
     }
 
     async fn next_inner(&mut self) -> Event {

@@ -49,6 +49,11 @@ pub struct NodePlan {
 }
 
 impl NodePlan {
+    /// This node's cluster address, as a seed for others.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.cluster_port)
+    }
+
     /// Plans for `n` nodes named `node-1`… that seed each other.
     pub fn cluster(
         n: usize,
@@ -115,6 +120,75 @@ sim_url = {sim:?}
             redis = self.redis_url,
             sim = self.sim_ws,
         )
+    }
+}
+
+/// A `wafleet gateway` child.
+#[derive(Debug)]
+pub struct GatewayProcess {
+    child: Child,
+    /// `http://127.0.0.1:PORT`: the API.
+    pub base: String,
+}
+
+impl GatewayProcess {
+    /// Writes a config into `dir` (`{name}.toml`) and starts a gateway with the admin key
+    /// of the scenarios; `seeds` are node cluster addresses.
+    pub async fn start(
+        binary: &Path,
+        dir: &Path,
+        name: &str,
+        seeds: &[String],
+        node: &NodePlan,
+        cookie: &str,
+    ) -> anyhow::Result<GatewayProcess> {
+        let seeds: Vec<String> = seeds.iter().map(|s| format!("{s:?}")).collect();
+        let toml = format!(
+            r#"[gateway]
+name = {name:?}
+listen = "127.0.0.1:0"
+seeds = [{seeds}]
+request_timeout_ms = 10000
+
+[cluster]
+heartbeat_interval_ms = 250
+failure_timeout_ms = 1500
+
+[store]
+kind = "sqlite"
+
+[store.sqlite]
+path = {db:?}
+
+[redis]
+url = {redis:?}
+"#,
+            seeds = seeds.join(", "),
+            db = node.db.display().to_string(),
+            redis = node.redis_url,
+        );
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(&config, toml)?;
+        let config = config.display().to_string();
+        let (child, mut lines) = spawn(
+            binary,
+            &["gateway", "--config", &config],
+            &[
+                ("WAFLEET__CLUSTER__COOKIE", cookie),
+                ("WAFLEET_ADMIN_KEY", super::process::ADMIN_KEY),
+            ],
+        )?;
+        let addr = wait_line(&mut lines, "listening on http://", Duration::from_secs(20)).await?;
+        tokio::spawn(async move { while lines.recv().await.is_some() {} });
+        Ok(GatewayProcess {
+            child,
+            base: format!("http://{addr}"),
+        })
+    }
+
+    /// `kill -9`, waiting until the process is gone.
+    pub async fn kill9(&mut self) {
+        let _ = self.child.kill().await;
     }
 }
 

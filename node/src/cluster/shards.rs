@@ -9,7 +9,9 @@
 //!    devices stopped at once — a node never serves a shard it may no longer hold;
 //! 3. acquires the shards placed here that it does not hold yet (a dead node's leases
 //!    are granted once they expire) and starts their devices wanted running, under the
-//!    lease's fence. Starts are paced by the fleet's connect gate.
+//!    lease's fence. Starts are paced by the fleet's connect gate;
+//! 4. nudges its devices that have queued messages (accepted by a gateway while the
+//!    device was between owners) to send them.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -132,6 +134,9 @@ pub async fn keep_shards(
         renew(&fleet, &store, &me, &mut held, &timings, shards).await;
         acquire(&fleet, &store, &me, &mut held, &mine, shards, &timings).await;
         shared.update(&held, placement);
+        if let Err(error) = fleet.nudge_queued().await {
+            warn!(%error, "cannot look for queued messages");
+        }
         held_count.send_if_modified(|count| {
             let changed = *count != held.leases.len();
             *count = held.leases.len();

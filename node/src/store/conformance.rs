@@ -35,6 +35,7 @@ pub async fn run_all(store: &dyn Store) {
     check_message_idempotency(store).await;
     check_message_advance(store).await;
     check_queued_messages(store).await;
+    check_devices_with_queued(store).await;
     check_concurrent_device_creates(store).await;
     check_concurrent_idempotent_inserts(store).await;
     check_concurrent_patches(store).await;
@@ -1311,6 +1312,60 @@ pub async fn check_message_advance(store: &dyn Store) {
 
 /// queued_messages: outbound and still queued only, oldest first then by id, at most
 /// `limit`, one device only.
+/// `devices_with_queued` lists each device with a queued outbound message once, and not
+/// devices whose messages are all sent or inbound. Other checks' devices may be listed
+/// too, so it looks at this check's devices only, with a limit large enough for all.
+pub async fn check_devices_with_queued(store: &dyn Store) {
+    let p = fresh_prefix();
+    let (a, b, c) = (format!("{p}-a"), format!("{p}-b"), format!("{p}-c"));
+    for id in [&a, &b, &c] {
+        create(store, &device(id)).await;
+    }
+    insert(store, &message(&a, "one", 1)).await;
+    insert(store, &message(&a, "two", 2)).await;
+    let sent = MessageRecord {
+        status: MessageStatus::Sent,
+        sent_at_ms: Some(3),
+        ..message(&b, "sent", 3)
+    };
+    insert(store, &sent).await;
+    let inbound = MessageRecord {
+        direction: Direction::Inbound,
+        ..message(&c, "in", 4)
+    };
+    insert(store, &inbound).await;
+    let listed = ok(
+        store.devices_with_queued(100_000).await,
+        "devices with queued",
+    );
+    let mine: Vec<&String> = listed.iter().filter(|id| id.starts_with(&p)).collect();
+    assert_eq!(
+        mine,
+        vec![&a],
+        "only the device with a queued outbound message, once"
+    );
+    ok(
+        store
+            .advance_message(&a, "one", MessageStatus::Sent, 5, None)
+            .await,
+        "advance",
+    );
+    ok(
+        store
+            .advance_message(&a, "two", MessageStatus::Sent, 6, None)
+            .await,
+        "advance",
+    );
+    let listed = ok(
+        store.devices_with_queued(100_000).await,
+        "devices with queued",
+    );
+    assert!(
+        !listed.contains(&a),
+        "a device whose messages all left is not listed"
+    );
+}
+
 pub async fn check_queued_messages(store: &dyn Store) {
     let p = fresh_prefix();
     let (a, b) = (format!("{p}-a"), format!("{p}-b"));

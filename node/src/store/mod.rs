@@ -208,6 +208,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         device_id: &str,
         limit: u32,
     ) -> Result<Vec<MessageRecord>, StoreError>;
+    /// Devices that have outbound messages still `queued`, each once, at most `limit`
+    /// (in no particular order): what a node nudges in case a message was accepted
+    /// elsewhere while the device ran here.
+    async fn devices_with_queued(&self, limit: u32) -> Result<Vec<DeviceId>, StoreError>;
 
     // ---- shard leases (rules in [`lease`]) ----
     //

@@ -189,6 +189,10 @@ const QUEUED_MESSAGES: &str = concat!(
      ORDER BY created_at_ms, id LIMIT ?2"
 );
 
+/// Uses the `messages_queued` partial index (its terms, literally).
+const DEVICES_WITH_QUEUED: &str = "SELECT DISTINCT device_id FROM messages
+     WHERE status = 'queued' AND direction = 'outbound' LIMIT ?1";
+
 /// The UPDATE that moves a message to `status`, setting that status's timestamp; `None`
 /// for `queued`, which no message ever moves to.
 fn advance_statement(status: MessageStatus) -> Option<&'static str> {
@@ -905,6 +909,18 @@ impl Store for SqliteStore {
                 QUEUED_MESSAGES,
                 params![device_id, i64::from(limit)],
                 message_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn devices_with_queued(&self, limit: u32) -> Result<Vec<String>, StoreError> {
+        self.with_conn(move |conn| {
+            query_all(
+                conn,
+                DEVICES_WITH_QUEUED,
+                params![i64::from(limit)],
+                |row| row.get::<_, String>(0).map_err(db_error),
             )
         })
         .await
