@@ -58,12 +58,16 @@ pub(crate) async fn run(
         ownership: Arc::new(AlwaysOwned),
     })
     .await?;
-    let resolver = PlacementResolver::new(settings.cluster.shards, cluster.members());
+    let members = cluster.members();
+    let resolver = PlacementResolver::new(settings.cluster.shards, members.clone());
     let devices = RemoteDevices::new(Arc::new(resolver), store)
         .with_timeout(settings.gateway.request_timeout);
     let state = AppState::new(Arc::new(devices), bus, Keys::new(admin_key));
     let router = wafleet_gateway::router(state);
     announce(&http)?;
+    tokio::spawn(crate::node::print_changes("members", members, |m| {
+        m.join(",")
+    }));
     wafleet_gateway::serve(http, router, shutdown).await?;
     drop(cluster);
     Ok(())

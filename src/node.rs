@@ -146,7 +146,7 @@ async fn members_route(
 
 /// Prints `LABEL: VALUE` on stdout at every change (`members: a,b,c`, `shards: 512`), for
 /// people and scripts.
-async fn print_changes<T>(
+pub(crate) async fn print_changes<T>(
     label: &'static str,
     mut values: watch::Receiver<T>,
     show: impl Fn(&T) -> String,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use wafleet_load::scenario::{self, idle::IdleOptions};
+use wafleet_load::scenario::{self, failover::FailoverOptions, idle::IdleOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,6 +19,21 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Scenario {
+    /// A simulator, redis, N nodes and a gateway; N devices paired; a message stream;
+    /// kill -9 of the node with the most devices: recovery time, lost and duplicated
+    /// messages, double ownership, new pairings.
+    Failover {
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Messages per second through the gateway.
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+        /// The wafleet binary (default: the one next to this binary).
+        #[arg(long)]
+        wafleet: Option<PathBuf>,
+    },
     /// N devices created, paired and idle in one standalone process: memory per device
     /// and time to start and pair.
     Idle {
@@ -41,6 +56,20 @@ enum Scenario {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let report = match Cli::parse().scenario {
+        Scenario::Failover {
+            devices,
+            nodes,
+            rate,
+            wafleet,
+        } => {
+            scenario::failover::run(FailoverOptions {
+                devices,
+                nodes,
+                rate,
+                wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
+            })
+            .await?
+        }
         Scenario::Idle {
             devices,
             concurrency,

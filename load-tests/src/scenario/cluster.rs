@@ -132,8 +132,9 @@ pub struct GatewayProcess {
 }
 
 impl GatewayProcess {
-    /// Writes a config into `dir` (`{name}.toml`) and starts a gateway with the admin key
-    /// of the scenarios; `seeds` are node cluster addresses.
+    /// Writes a config into `dir` (`{name}.toml`), starts a gateway with the admin key
+    /// of the scenarios, and waits until it hears every node in `seeds` (their cluster
+    /// addresses; `node` gives the shared store and redis).
     pub async fn start(
         binary: &Path,
         dir: &Path,
@@ -179,6 +180,20 @@ url = {redis:?}
             ],
         )?;
         let addr = wait_line(&mut lines, "listening on http://", Duration::from_secs(20)).await?;
+        let expected = seeds.len();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = lines.recv().await {
+                if line
+                    .strip_prefix("members: ")
+                    .is_some_and(|m| m.split(',').filter(|n| !n.is_empty()).count() == expected)
+                {
+                    return Ok(());
+                }
+            }
+            bail!("gateway exited before it heard the nodes")
+        })
+        .await
+        .context("the gateway did not hear every node within 20 s")??;
         tokio::spawn(async move { while lines.recv().await.is_some() {} });
         Ok(GatewayProcess {
             child,

@@ -7,9 +7,11 @@
 //! # Layout
 //! - [`cluster`]: `wafleet sim` and `wafleet node` children with their configs.
 //! - [`process`]: a `wafleet standalone` child process and its HTTP/SSE client.
+//! - [`failover`]: a cluster, a message stream, `kill -9` of a node: recovery, loss.
 //! - [`idle`]: N devices created, paired and left idle: memory per device, pairing time.
 
 pub mod cluster;
+pub mod failover;
 pub mod idle;
 pub mod process;
 

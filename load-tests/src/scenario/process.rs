@@ -130,40 +130,7 @@ impl Standalone {
         &self,
         replay: bool,
     ) -> anyhow::Result<impl futures_util::Stream<Item = (String, Value)> + use<>> {
-        let mut request = self.http.get(self.url("/v1/events")).bearer_auth(ADMIN_KEY);
-        if replay {
-            request = request.header("Last-Event-ID", "0");
-        }
-        let response = request.send().await?;
-        if !response.status().is_success() {
-            bail!("GET /v1/events: {}", response.status());
-        }
-        let bytes = response.bytes_stream();
-        Ok(futures_util::stream::unfold(
-            (bytes, String::new()),
-            |(mut bytes, mut buffer)| async move {
-                loop {
-                    if let Some(end) = buffer.find("\n\n") {
-                        let block: String = buffer.drain(..end + 2).collect();
-                        let mut kind = None;
-                        let mut data = String::new();
-                        for line in block.lines() {
-                            if let Some(v) = line.strip_prefix("event:") {
-                                kind = Some(v.trim().to_owned());
-                            } else if let Some(v) = line.strip_prefix("data:") {
-                                data.push_str(v.trim_start());
-                            }
-                        }
-                        if let (Some(kind), Ok(data)) = (kind, serde_json::from_str(&data)) {
-                            return Some(((kind, data), (bytes, buffer)));
-                        }
-                        continue;
-                    }
-                    let chunk = bytes.next().await?.ok()?;
-                    buffer.push_str(&String::from_utf8_lossy(&chunk));
-                }
-            },
-        ))
+        sse_events(&self.http, &self.url("/v1/events"), replay.then_some(0)).await
     }
 
     /// SIGKILL, and wait until the process is gone.
@@ -213,4 +180,47 @@ impl RedisServer {
 pub fn free_port() -> anyhow::Result<u16> {
     let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(probe.local_addr()?.port())
+}
+
+/// An SSE stream at `url` (with the admin key), as (event kind, data) pairs; resumed after
+/// `last_event_id` when given.
+pub async fn sse_events(
+    http: &reqwest::Client,
+    url: &str,
+    last_event_id: Option<u64>,
+) -> anyhow::Result<impl futures_util::Stream<Item = (String, Value)> + use<>> {
+    let mut request = http.get(url).bearer_auth(ADMIN_KEY);
+    if let Some(id) = last_event_id {
+        request = request.header("Last-Event-ID", id.to_string());
+    }
+    let response = request.send().await?;
+    if !response.status().is_success() {
+        bail!("GET {url}: {}", response.status());
+    }
+    let bytes = response.bytes_stream();
+    Ok(futures_util::stream::unfold(
+        (bytes, String::new()),
+        |(mut bytes, mut buffer)| async move {
+            loop {
+                if let Some(end) = buffer.find("\n\n") {
+                    let block: String = buffer.drain(..end + 2).collect();
+                    let mut kind = None;
+                    let mut data = String::new();
+                    for line in block.lines() {
+                        if let Some(v) = line.strip_prefix("event:") {
+                            kind = Some(v.trim().to_owned());
+                        } else if let Some(v) = line.strip_prefix("data:") {
+                            data.push_str(v.trim_start());
+                        }
+                    }
+                    if let (Some(kind), Ok(data)) = (kind, serde_json::from_str(&data)) {
+                        return Some(((kind, data), (bytes, buffer)));
+                    }
+                    continue;
+                }
+                let chunk = bytes.next().await?.ok()?;
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        },
+    ))
 }

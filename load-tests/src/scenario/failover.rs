@@ -1,0 +1,360 @@
+//! `wafleet-load failover --devices N [--nodes 3] [--rate R]`: a simulator, redis, N
+//! nodes and a gateway as real processes on 127.0.0.1; N devices created and paired
+//! through the gateway; a steady stream of messages; then `kill -9` of the node that owns
+//! the most devices. It measures how long until every one of that node's devices is
+//! READY again, and whether any message was lost or delivered twice.
+//!
+//! - recovery: per device of the killed node, from the kill to its first READY event
+//!   reported by another node (p50, p99, max);
+//! - accepted / delivered / lost: messages answered 202, their `delivered` receipts, and
+//!   the difference after a drain period;
+//! - duplicated: messages found more than once in the phones' inboxes;
+//! - double_ownership: link connections the simulator saw replaced by another connection
+//!   of the same device while the first was live (two nodes connected at once);
+//! - new_pairings: pairings in the simulator during the run after the initial ones.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use wafleet_cluster_config::Placement;
+
+use super::Report;
+use super::cluster::{COOKIE, GatewayProcess, NodePlan, NodeProcess, SimProcess};
+use super::process::{ADMIN_KEY, RedisServer, sse_events};
+
+/// Options of the failover scenario.
+#[derive(Debug, Clone)]
+pub struct FailoverOptions {
+    pub devices: usize,
+    pub nodes: usize,
+    /// Messages per second through the gateway during the run.
+    pub rate: u32,
+    pub wafleet: PathBuf,
+}
+
+/// Phones the messages go to (few, so their inboxes can be read whole).
+const RECIPIENTS: usize = 20;
+
+pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
+    if options.nodes < 2 {
+        bail!("failover needs at least 2 nodes");
+    }
+    let dir = tempfile::tempdir()?;
+    let redis = RedisServer::start().await?;
+    let sim = SimProcess::start(&options.wafleet).await?;
+    let plans = NodePlan::cluster(
+        options.nodes,
+        &dir.path().join("wafleet.db"),
+        &redis.url,
+        &sim.ws,
+    )?;
+    let names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+    let mut nodes = Vec::new();
+    for plan in &plans {
+        nodes.push(NodeProcess::start(&options.wafleet, dir.path(), plan, COOKIE).await?);
+    }
+    let all: Vec<&str> = names.iter().map(String::as_str).collect();
+    let placement = Placement::new(1024, &names)?;
+    for node in &mut nodes {
+        node.wait_members(&all, Duration::from_secs(30)).await?;
+        let expected = placement.shards_of(&node.name).count();
+        node.wait_shards(|n| n == expected, Duration::from_secs(30))
+            .await?;
+    }
+    let seeds: Vec<String> = plans.iter().map(NodePlan::address).collect();
+    let gateway = GatewayProcess::start(
+        &options.wafleet,
+        dir.path(),
+        "gw-1",
+        &seeds,
+        &plans[0],
+        COOKIE,
+    )
+    .await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    eprintln!(
+        "cluster up: {} nodes, gateway {}",
+        options.nodes, gateway.base
+    );
+
+    // Create, start and pair every device through the gateway.
+    let ids: Vec<String> = (0..options.devices).map(|i| format!("fo-{i:06}")).collect();
+    let mut events =
+        Box::pin(sse_events(&http, &format!("{}/v1/events", gateway.base), None).await?);
+    let started = Instant::now();
+    let gate = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in ids.clone() {
+        let (http, base, gate) = (http.clone(), gateway.base.clone(), gate.clone());
+        tasks.spawn(async move {
+            let _permit = gate.acquire_owned().await?;
+            post(
+                &http,
+                &format!("{base}/v1/devices"),
+                &json!({"id": id, "name": id}),
+            )
+            .await?;
+            post(&http, &format!("{base}/v1/devices/{id}/start"), &json!({})).await?;
+            anyhow::Ok(())
+        });
+    }
+    let mut ready = HashSet::new();
+    let mut scanned = HashSet::new();
+    while ready.len() < ids.len() {
+        let (kind, data) = tokio::time::timeout(Duration::from_secs(30), events.next())
+            .await
+            .context("no event for 30 s while pairing")?
+            .context("event stream ended")?;
+        let device = data["device_id"].as_str().unwrap_or_default().to_owned();
+        if kind == "qr" && scanned.insert(device.clone()) {
+            let n: usize = device.trim_start_matches("fo-").parse().unwrap_or(0);
+            let (http, sim_base, gate) = (http.clone(), sim.base.clone(), gate.clone());
+            let body = json!({"qr": data["code"], "phone": format!("62855{n:08}")});
+            tasks.spawn(async move {
+                let _permit = gate.acquire_owned().await?;
+                post(&http, &format!("{sim_base}/sim/scan"), &body).await?;
+                anyhow::Ok(())
+            });
+        } else if kind == "status" && data["status"] == "READY" {
+            ready.insert(device);
+        }
+        while let Some(done) = tasks.try_join_next() {
+            done??;
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    eprintln!(
+        "{} devices paired and READY in {:.1}s",
+        ids.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let pairings_before = sim_stat(&http, &sim.base, "pairings").await?;
+    let replaced_before = sim_stat(&http, &sim.base, "connections_replaced").await?;
+
+    // A steady stream of messages, round-robin over devices and recipient phones.
+    let accepted = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
+    let sending = Arc::new(AtomicBool::new(true));
+    let sender = {
+        let (http, base, ids) = (http.clone(), gateway.base.clone(), ids.clone());
+        let (accepted, sending) = (accepted.clone(), sending.clone());
+        let period = Duration::from_secs_f64(1.0 / f64::from(options.rate.max(1)));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            let mut n = 0usize;
+            let mut refused = 0u64;
+            while sending.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let id = &ids[n % ids.len()];
+                let to = n % RECIPIENTS;
+                let body = json!({"to": format!("62866{to:08}"), "text": format!("m-{n}")});
+                match post(&http, &format!("{base}/v1/devices/{id}/messages"), &body).await {
+                    Ok(answer) => {
+                        if let Some(message) = answer["id"].as_str() {
+                            accepted.lock().await.insert(message.to_owned(), to);
+                        }
+                    }
+                    Err(_) => refused += 1,
+                }
+                n += 1;
+            }
+            refused
+        })
+    };
+
+    // Let traffic flow, then kill the node owning the most devices.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let victim = names
+        .iter()
+        .max_by_key(|n| {
+            ids.iter()
+                .filter(|id| placement.owner_of(id) == n.as_str())
+                .count()
+        })
+        .cloned()
+        .context("no node")?;
+    let moved: HashSet<String> = ids
+        .iter()
+        .filter(|id| placement.owner_of(id) == victim)
+        .cloned()
+        .collect();
+    let victim_index = nodes
+        .iter()
+        .position(|n| n.name == victim)
+        .context("victim")?;
+    let mut live_events =
+        Box::pin(sse_events(&http, &format!("{}/v1/events", gateway.base), None).await?);
+    nodes[victim_index].kill9().await;
+    let killed = Instant::now();
+    eprintln!("killed {victim}, which owned {} devices", moved.len());
+    let mut recovered: HashMap<String, f64> = HashMap::new();
+    let mut delivered: HashSet<String> = HashSet::new();
+    while recovered.len() < moved.len() {
+        if killed.elapsed() > Duration::from_secs(120) {
+            bail!(
+                "only {} of {} devices READY again after 120 s",
+                recovered.len(),
+                moved.len()
+            );
+        }
+        let Ok(next) = tokio::time::timeout(Duration::from_secs(30), live_events.next()).await
+        else {
+            bail!("no event for 30 s during recovery");
+        };
+        let (kind, data) = next.context("event stream ended")?;
+        let device = data["device_id"].as_str().unwrap_or_default().to_owned();
+        if kind == "status"
+            && data["status"] == "READY"
+            && data["node"] != victim.as_str()
+            && moved.contains(&device)
+        {
+            recovered
+                .entry(device)
+                .or_insert_with(|| killed.elapsed().as_secs_f64());
+        } else if kind == "message.status" && data["status"] == "delivered" {
+            delivered.insert(data["message_id"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    eprintln!(
+        "all {} moved devices READY again after {:.2}s",
+        moved.len(),
+        killed.elapsed().as_secs_f64()
+    );
+
+    // Keep sending a little, then stop and let everything accepted drain.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sending.store(false, Ordering::Relaxed);
+    let refused = sender.await?;
+    let accepted = accepted.lock().await.clone();
+    let drain_deadline = Instant::now() + Duration::from_secs(30);
+    while delivered.len() < accepted.len() && Instant::now() < drain_deadline {
+        match tokio::time::timeout(Duration::from_secs(5), live_events.next()).await {
+            Ok(Some((kind, data))) if kind == "message.status" && data["status"] == "delivered" => {
+                delivered.insert(data["message_id"].as_str().unwrap_or_default().to_owned());
+            }
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+    }
+    // Messages delivered before the kill came on the first stream; count from the store
+    // of truth instead: every phone's inbox.
+    let mut in_inboxes: HashMap<String, usize> = HashMap::new();
+    for to in 0..RECIPIENTS {
+        let inbox: Value = http
+            .get(format!("{}/sim/phones/62866{to:08}/inbox", sim.base))
+            .send()
+            .await?
+            .json()
+            .await?;
+        for message in inbox.as_array().into_iter().flatten() {
+            *in_inboxes
+                .entry(
+                    message["message_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+                .or_default() += 1;
+        }
+    }
+    let delivered_count = accepted
+        .keys()
+        .filter(|id| in_inboxes.contains_key(*id))
+        .count();
+    let duplicated = in_inboxes.values().filter(|n| **n > 1).count();
+    let lost = accepted.len() - delivered_count;
+    let new_pairings = sim_stat(&http, &sim.base, "pairings").await? - pairings_before;
+    let double_ownership =
+        sim_stat(&http, &sim.base, "connections_replaced").await? - replaced_before;
+
+    let mut times: Vec<f64> = recovered.values().copied().collect();
+    times.sort_by(f64::total_cmp);
+    let pct = |p: f64| times[((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1];
+    let mut report = Report::default();
+    report.line(format!(
+        "failover: {} devices on {} nodes; killed {victim} with {} devices",
+        options.devices,
+        options.nodes,
+        moved.len()
+    ));
+    report.line(format!(
+        "READY again after the kill: p50 {:.2}s, p99 {:.2}s, max {:.2}s",
+        pct(0.50),
+        pct(0.99),
+        pct(1.0)
+    ));
+    report.line(format!(
+        "messages: {} accepted ({} refused), {} delivered, {} lost, {} delivered twice; {} double ownership, {} new pairings",
+        accepted.len(),
+        refused,
+        delivered_count,
+        lost,
+        duplicated,
+        double_ownership,
+        new_pairings
+    ));
+    report.field("scenario", "failover");
+    report.field("devices", options.devices);
+    report.field("nodes", options.nodes);
+    report.field("killed_node_devices", moved.len());
+    report.field("recovery_p50_s", round(pct(0.50)));
+    report.field("recovery_p99_s", round(pct(0.99)));
+    report.field("recovery_max_s", round(pct(1.0)));
+    report.field("accepted", accepted.len());
+    report.field("refused", refused);
+    report.field("delivered", delivered_count);
+    report.field("lost", lost);
+    report.field("duplicated", duplicated);
+    report.field("double_ownership", double_ownership);
+    report.field("new_pairings", new_pairings);
+    drop(redis);
+    Ok(report)
+}
+
+/// POSTs with the admin key; retries (for up to 30 s) while the answer says it may.
+async fn post(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = http
+            .post(url)
+            .bearer_auth(ADMIN_KEY)
+            .json(body)
+            .send()
+            .await?;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(answer);
+        }
+        if answer["error"]["retryable"] != true || Instant::now() > deadline {
+            bail!("POST {url}: {status} {answer}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn sim_stat(http: &reqwest::Client, base: &str, name: &str) -> anyhow::Result<i64> {
+    let stats: Value = http
+        .get(format!("{base}/sim/stats"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    stats[name]
+        .as_i64()
+        .with_context(|| format!("no {name} in /sim/stats"))
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
