@@ -467,10 +467,17 @@ async fn through_a_gateway_calls_reach_owners_messages_survive_a_kill_and_sse_re
     }
     let seeds: Vec<String> = plans.iter().map(NodePlan::address).collect();
     let dir = cluster.dir.path();
-    let mut gateway =
-        GatewayProcess::start(Path::new(WAFLEET), dir, "gw-1", &seeds, &plans[0], COOKIE)
-            .await
-            .unwrap();
+    let mut gateway = GatewayProcess::start(
+        Path::new(WAFLEET),
+        dir,
+        "gw-1",
+        &seeds,
+        &plans[0],
+        COOKIE,
+        3,
+    )
+    .await
+    .unwrap();
     let http = reqwest::Client::new();
     let api = |base: &str, path: &str| format!("{base}{path}");
     let mut sse = common::Sse::connect(&http, &api(&gateway.base, "/v1/events"), None).await;
@@ -531,9 +538,17 @@ async fn through_a_gateway_calls_reach_owners_messages_survive_a_kill_and_sse_re
     // The gateway dies while a client follows events; a new one serves the resume.
     drop(sse);
     gateway.kill9().await;
-    let gateway = GatewayProcess::start(Path::new(WAFLEET), dir, "gw-2", &seeds, &plans[0], COOKIE)
-        .await
-        .unwrap();
+    let gateway = GatewayProcess::start(
+        Path::new(WAFLEET),
+        dir,
+        "gw-2",
+        &seeds,
+        &plans[0],
+        COOKIE,
+        2,
+    )
+    .await
+    .unwrap();
     let (round_three, _) = send_round(&http, &gateway.base, &ids, "three").await;
     let bus = EventBus::redis(RedisBusConfig::new(cluster.redis_url.clone()))
         .await
@@ -615,5 +630,108 @@ async fn wait_delivered(sse: &mut common::Sse, mut pending: HashSet<String>) {
         if event.kind == "message.status" && event.data["status"] == "delivered" {
             pending.remove(event.data["message_id"].as_str().unwrap());
         }
+    }
+}
+
+#[tokio::test]
+async fn a_fourth_node_takes_about_a_quarter_of_the_devices_and_no_message_is_lost() {
+    let cluster = Cluster::new().await;
+    let ids = pair_devices(&cluster, 40).await;
+    let bus = EventBus::redis(RedisBusConfig::new(cluster.redis_url.clone()))
+        .await
+        .unwrap();
+    let mut events = bus.subscribe(EventFilter::All, Some(0)).await.unwrap();
+    let plans = cluster.plans(4);
+    let mut nodes = Vec::new();
+    for plan in &plans[..3] {
+        nodes.push(cluster.start(plan, COOKIE).await);
+    }
+    for node in &mut nodes {
+        node.wait_members(&["node-1", "node-2", "node-3"], WAIT)
+            .await
+            .unwrap();
+    }
+    let before = settle(&mut nodes, &mut events, &ids).await;
+    let seeds: Vec<String> = plans[..3].iter().map(NodePlan::address).collect();
+    let gateway = GatewayProcess::start(
+        Path::new(WAFLEET),
+        cluster.dir.path(),
+        "gw-1",
+        &seeds,
+        &plans[0],
+        COOKIE,
+        3,
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let ordered: Vec<String> = {
+        let mut ordered: Vec<String> = ids.iter().cloned().collect();
+        ordered.sort();
+        ordered
+    };
+    let mut sse = common::Sse::connect(&http, &format!("{}/v1/events", gateway.base), None).await;
+    let (first, _) = send_round(&http, &gateway.base, &ordered, "before").await;
+
+    // node-4 joins while messages flow. (Replaying from the start: devices that stay put
+    // report nothing new.)
+    let mut events = bus.subscribe(EventFilter::All, Some(0)).await.unwrap();
+    let joined = Instant::now();
+    nodes.push(cluster.start(&plans[3], COOKIE).await);
+    let (during, _) = send_round(&http, &gateway.base, &ordered, "during").await;
+    for node in &mut nodes {
+        node.wait_members(&["node-1", "node-2", "node-3", "node-4"], WAIT)
+            .await
+            .unwrap();
+    }
+    let after = settle(&mut nodes, &mut events, &ids).await;
+    let moved: Vec<&String> = ids.iter().filter(|id| before[*id] != after[*id]).collect();
+    assert!(
+        moved.iter().all(|id| after[*id] == "node-4"),
+        "only moves to the newcomer"
+    );
+    let share = moved.len() as f64 / ids.len() as f64;
+    println!(
+        "node-4 took {} of {} devices ({:.0} %), all READY there {:?} after it started",
+        moved.len(),
+        ids.len(),
+        share * 100.0,
+        joined.elapsed()
+    );
+    assert!((0.10..=0.45).contains(&share), "about a quarter: {share}");
+    assert!(joined.elapsed() < Duration::from_secs(10));
+
+    let (last, _) = send_round(&http, &gateway.base, &ordered, "after").await;
+    let mut all = first;
+    all.extend(during);
+    all.extend(last);
+    wait_delivered(&mut sse, all).await;
+    for (i, id) in ordered.iter().enumerate() {
+        let inbox: Value = http
+            .get(format!(
+                "{}/sim/phones/62898700{i:05}/inbox",
+                cluster.sim.base
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let texts: Vec<&str> = inbox
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                format!("before-{id}"),
+                format!("during-{id}"),
+                format!("after-{id}")
+            ],
+            "{id}"
+        );
     }
 }

@@ -96,3 +96,21 @@ fn each_process_refuses_the_other_s_file() {
         "{err:?}"
     );
 }
+
+/// The README's three-node cluster on one machine: every file loads, the nodes seed each
+/// other, and the gateway seeds all of them and shares their store and redis.
+#[test]
+fn the_local_three_node_cluster_configs_load_and_agree() {
+    let gateway = GatewaySettings::load_with_env(&deploy("local/gateway.toml"), cookie()).unwrap();
+    let mut addresses = Vec::new();
+    for i in 1..=3 {
+        let node = NodeSettings::load_with_env(&deploy(&format!("local/node-{i}.toml")), cookie())
+            .unwrap();
+        assert_eq!(node.node.name, format!("node-{i}"));
+        assert_eq!(node.node.seeds.len(), 2);
+        assert_eq!(node.store.sqlite.path, gateway.store.sqlite.path);
+        assert_eq!(node.redis.url, gateway.redis.url);
+        addresses.push(node.node.cluster_listen.to_string());
+    }
+    assert_eq!(gateway.gateway.seeds, addresses);
+}

@@ -28,7 +28,7 @@ use wafleet_node::link::PairCode;
 use wafleet_node::store::{
     DevicePage, DeviceQuery, DeviceRecord, DeviceStatus, MessageRecord, Store,
 };
-use wafleet_node::{FleetError, NewDevice, SendText, Sent, accept_text};
+use wafleet_node::{FleetError, NewDevice, SendText, Sent, accept_text, create_device};
 use wafleet_protocol::node_api::NodeCommand;
 
 use crate::device_api::DeviceApi;
@@ -196,11 +196,9 @@ fn unexpected(command: &str, reply: &Reply) -> FleetError {
 
 #[async_trait]
 impl DeviceApi for RemoteDevices {
+    /// In the store: creating needs no node.
     async fn create_device(&self, new: NewDevice) -> Result<DeviceRecord, FleetError> {
-        match self.command(Command::create(new)).await? {
-            Reply::Device(device) => Ok(device),
-            other => Err(unexpected("create", &other)),
-        }
+        create_device(self.store.as_ref(), new).await
     }
 
     async fn device(&self, id: &str) -> Result<DeviceRecord, FleetError> {

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use wafleet_load::scenario::{self, failover::FailoverOptions, idle::IdleOptions};
+use wafleet_load::scenario::{
+    self, failover::FailoverOptions, idle::IdleOptions, routing::RoutingOptions,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,6 +21,17 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Scenario {
+    /// The latency the cluster's routing adds: the same calls on a gateway (3 nodes)
+    /// and on a standalone process, interleaved in one run.
+    Routing {
+        #[arg(long, default_value_t = 50)]
+        devices: usize,
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        /// The wafleet binary (default: the one next to this binary).
+        #[arg(long)]
+        wafleet: Option<PathBuf>,
+    },
     /// A simulator, redis, N nodes and a gateway; N devices paired; a message stream;
     /// kill -9 of the node with the most devices: recovery time, lost and duplicated
     /// messages, double ownership, new pairings.
@@ -56,6 +69,18 @@ enum Scenario {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let report = match Cli::parse().scenario {
+        Scenario::Routing {
+            devices,
+            requests,
+            wafleet,
+        } => {
+            scenario::routing::run(RoutingOptions {
+                devices,
+                requests,
+                wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
+            })
+            .await?
+        }
         Scenario::Failover {
             devices,
             nodes,

@@ -220,26 +220,7 @@ impl Fleet {
     }
 
     pub async fn create_device(&self, new: NewDevice) -> Result<DeviceRecord, FleetError> {
-        let now = now_ms();
-        let record = DeviceRecord {
-            id: new.id,
-            name: new.name,
-            tenant: "default".into(),
-            status: DeviceStatus::Stopped,
-            status_reason: None,
-            trust_level: new.trust_level,
-            phone: None,
-            webhook: new.webhook,
-            desired_running: false,
-            created_at_ms: now,
-            updated_at_ms: now,
-            last_connected_at_ms: None,
-        };
-        match self.ctx.store.create_device(&record).await {
-            Ok(()) => Ok(record),
-            Err(StoreError::Conflict { .. }) => Err(FleetError::DeviceExists(record.id)),
-            Err(error) => Err(error.into()),
-        }
+        create_device(self.ctx.store.as_ref(), new).await
     }
 
     pub async fn device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
@@ -524,6 +505,31 @@ impl Fleet {
             CALL_TIMEOUT.as_millis() as u64
         )
         .map_err(|e| FleetError::Internal(e.to_string()))
+    }
+}
+
+/// Stores a new device, `STOPPED`. It needs no node: any process with the store can
+/// create (a gateway does, whatever the state of the device's future owner).
+pub async fn create_device(store: &dyn Store, new: NewDevice) -> Result<DeviceRecord, FleetError> {
+    let now = now_ms();
+    let record = DeviceRecord {
+        id: new.id,
+        name: new.name,
+        tenant: "default".into(),
+        status: DeviceStatus::Stopped,
+        status_reason: None,
+        trust_level: new.trust_level,
+        phone: None,
+        webhook: new.webhook,
+        desired_running: false,
+        created_at_ms: now,
+        updated_at_ms: now,
+        last_connected_at_ms: None,
+    };
+    match store.create_device(&record).await {
+        Ok(()) => Ok(record),
+        Err(StoreError::Conflict { .. }) => Err(FleetError::DeviceExists(record.id)),
+        Err(error) => Err(error.into()),
     }
 }
 

@@ -34,4 +34,4 @@ pub mod store;
 pub mod vault;
 
 pub use context::NodeConfig;
-pub use fleet::{Fleet, FleetError, NewDevice, SendText, Sent, accept_text};
+pub use fleet::{Fleet, FleetError, NewDevice, SendText, Sent, accept_text, create_device};

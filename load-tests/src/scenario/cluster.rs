@@ -133,8 +133,8 @@ pub struct GatewayProcess {
 
 impl GatewayProcess {
     /// Writes a config into `dir` (`{name}.toml`), starts a gateway with the admin key
-    /// of the scenarios, and waits until it hears every node in `seeds` (their cluster
-    /// addresses; `node` gives the shared store and redis).
+    /// of the scenarios (seeded with the node cluster addresses `seeds`; `node` gives
+    /// the shared store and redis), and waits until it hears `members` live nodes.
     pub async fn start(
         binary: &Path,
         dir: &Path,
@@ -142,6 +142,7 @@ impl GatewayProcess {
         seeds: &[String],
         node: &NodePlan,
         cookie: &str,
+        members: usize,
     ) -> anyhow::Result<GatewayProcess> {
         let seeds: Vec<String> = seeds.iter().map(|s| format!("{s:?}")).collect();
         let toml = format!(
@@ -180,7 +181,7 @@ url = {redis:?}
             ],
         )?;
         let addr = wait_line(&mut lines, "listening on http://", Duration::from_secs(20)).await?;
-        let expected = seeds.len();
+        let expected = members;
         tokio::time::timeout(Duration::from_secs(20), async {
             while let Some(line) = lines.recv().await {
                 if line

@@ -76,6 +76,7 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
         &seeds,
         &plans[0],
         COOKIE,
+        options.nodes,
     )
     .await?;
     let http = reqwest::Client::builder()

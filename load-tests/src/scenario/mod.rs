@@ -8,12 +8,14 @@
 //! - [`cluster`]: `wafleet sim` and `wafleet node` children with their configs.
 //! - [`process`]: a `wafleet standalone` child process and its HTTP/SSE client.
 //! - [`failover`]: a cluster, a message stream, `kill -9` of a node: recovery, loss.
+//! - [`routing`]: gateway vs standalone latency of the same calls, in one run.
 //! - [`idle`]: N devices created, paired and left idle: memory per device, pairing time.
 
 pub mod cluster;
 pub mod failover;
 pub mod idle;
 pub mod process;
+pub mod routing;
 
 use serde_json::{Map, Value};
 
