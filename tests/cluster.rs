@@ -573,34 +573,7 @@ async fn through_a_gateway_calls_reach_owners_messages_survive_a_kill_and_sse_re
     }
 
     // Every message reached its phone exactly once.
-    for (i, id) in ids.iter().enumerate() {
-        let inbox: Value = http
-            .get(format!(
-                "{}/sim/phones/62898700{i:05}/inbox",
-                cluster.sim.base
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let texts: Vec<&str> = inbox
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["text"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            texts,
-            [
-                format!("one-{id}"),
-                format!("two-{id}"),
-                format!("three-{id}")
-            ],
-            "{id}"
-        );
-    }
+    assert_inboxes(&http, &cluster.sim.base, &ids, &["one", "two", "three"]).await;
 }
 
 /// Sends one message to each device (device i to phone 62898700000i) through the
@@ -706,12 +679,21 @@ async fn a_fourth_node_takes_about_a_quarter_of_the_devices_and_no_message_is_lo
     all.extend(during);
     all.extend(last);
     wait_delivered(&mut sse, all).await;
-    for (i, id) in ordered.iter().enumerate() {
+    assert_inboxes(
+        &http,
+        &cluster.sim.base,
+        &ordered,
+        &["before", "during", "after"],
+    )
+    .await;
+}
+
+/// Each device i sent one message per round to phone 62898700000i: its inbox holds exactly
+/// those texts, in order, once each.
+async fn assert_inboxes(http: &reqwest::Client, sim: &str, ids: &[String], rounds: &[&str]) {
+    for (i, id) in ids.iter().enumerate() {
         let inbox: Value = http
-            .get(format!(
-                "{}/sim/phones/62898700{i:05}/inbox",
-                cluster.sim.base
-            ))
+            .get(format!("{sim}/sim/phones/62898700{i:05}/inbox"))
             .send()
             .await
             .unwrap()
@@ -724,14 +706,7 @@ async fn a_fourth_node_takes_about_a_quarter_of_the_devices_and_no_message_is_lo
             .iter()
             .map(|m| m["text"].as_str().unwrap())
             .collect();
-        assert_eq!(
-            texts,
-            [
-                format!("before-{id}"),
-                format!("during-{id}"),
-                format!("after-{id}")
-            ],
-            "{id}"
-        );
+        let expected: Vec<String> = rounds.iter().map(|r| format!("{r}-{id}")).collect();
+        assert_eq!(texts, expected, "{id}");
     }
 }

@@ -3,62 +3,25 @@
 
 mod common;
 
-use std::process::Stdio;
-use std::time::Duration;
+use std::path::Path;
 
 use common::Sse;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
-use wafleet_load::scenario::process::ADMIN_KEY;
-
-/// Starts `wafleet` with `args`; returns the child and the address it announced.
-async fn spawn(args: &[&str]) -> (tokio::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wafleet"))
-        .args(args)
-        .env("WAFLEET_ADMIN_KEY", ADMIN_KEY)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let line = lines
-                .next_line()
-                .await
-                .unwrap()
-                .expect("exited before listening");
-            if let Some(addr) = line.strip_prefix("listening on http://") {
-                return addr.to_owned();
-            }
-        }
-    })
-    .await
-    .unwrap();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
-}
+use wafleet_load::scenario::cluster::SimProcess;
+use wafleet_load::scenario::process::{ADMIN_KEY, Standalone};
 
 #[tokio::test]
 async fn standalone_links_to_an_external_simulator_over_websocket() {
-    let (_sim, sim_addr) = spawn(&["sim", "--listen", ":0"]).await;
+    let wafleet = Path::new(env!("CARGO_BIN_EXE_wafleet"));
+    let simulator = SimProcess::start(wafleet).await.unwrap();
     let data = tempfile::tempdir().unwrap();
-    let link = format!("sim=ws://{sim_addr}/ws");
-    let (_app, app_addr) = spawn(&[
-        "standalone",
-        "--listen",
-        "127.0.0.1:0",
-        "--link",
-        &link,
-        "--data",
-        data.path().to_str().unwrap(),
-    ])
-    .await;
+    let link = format!("sim={}", simulator.ws);
+    let app = Standalone::start_with_link(wafleet, data.path(), &link)
+        .await
+        .unwrap();
     let http = reqwest::Client::new();
-    let api = |path: &str| format!("http://{app_addr}{path}");
-    let sim = |path: &str| format!("http://{sim_addr}{path}");
+    let api = |path: &str| app.url(path);
+    let sim = |path: &str| format!("{}{path}", simulator.base);
 
     let created = http
         .post(api("/v1/devices"))

@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use super::process::free_port;
+use super::process::{RedisServer, free_port};
 
 /// The cookie scenarios give their nodes (unless a test wants another).
 pub const COOKIE: &str = "wafleet-load-test-cookie-0123456789";
@@ -379,4 +379,53 @@ async fn wait_line(lines: &mut Lines, prefix: &str, within: Duration) -> anyhow:
     })
     .await
     .with_context(|| format!("no {prefix:?} within {within:?}"))?
+}
+
+/// A whole cluster on 127.0.0.1: redis, a simulator, `n` nodes sharing one SQLite file
+/// (membership and placement settled), and a gateway that hears them all.
+#[derive(Debug)]
+pub struct LocalCluster {
+    pub dir: tempfile::TempDir,
+    pub redis: RedisServer,
+    pub sim: SimProcess,
+    pub plans: Vec<NodePlan>,
+    pub nodes: Vec<NodeProcess>,
+    pub gateway: GatewayProcess,
+}
+
+impl LocalCluster {
+    pub async fn start(binary: &Path, n: usize) -> anyhow::Result<LocalCluster> {
+        let dir = tempfile::tempdir()?;
+        let redis = RedisServer::start().await?;
+        let sim = SimProcess::start(binary).await?;
+        let plans = NodePlan::cluster(n, &dir.path().join("wafleet.db"), &redis.url, &sim.ws)?;
+        let mut nodes = Vec::new();
+        for plan in &plans {
+            nodes.push(NodeProcess::start(binary, dir.path(), plan, COOKIE).await?);
+        }
+        let names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
+        let placement = wafleet_cluster_config::Placement::new(1024, &names)?;
+        for node in &mut nodes {
+            node.wait_members(&names, Duration::from_secs(30)).await?;
+            let expected = placement.shards_of(&node.name).count();
+            node.wait_shards(|held| held == expected, Duration::from_secs(30))
+                .await?;
+        }
+        let seeds: Vec<String> = plans.iter().map(NodePlan::address).collect();
+        let gateway =
+            GatewayProcess::start(binary, dir.path(), "gw-1", &seeds, &plans[0], COOKIE, n).await?;
+        Ok(LocalCluster {
+            dir,
+            redis,
+            sim,
+            plans,
+            nodes,
+            gateway,
+        })
+    }
+
+    /// The node names, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.plans.iter().map(|p| p.name.clone()).collect()
+    }
 }

@@ -26,8 +26,8 @@ use tokio::sync::Mutex;
 use wafleet_cluster_config::Placement;
 
 use super::Report;
-use super::cluster::{COOKIE, GatewayProcess, NodePlan, NodeProcess, SimProcess};
-use super::process::{ADMIN_KEY, RedisServer, sse_events};
+use super::cluster::LocalCluster;
+use super::process::{ADMIN_KEY, sse_events};
 
 /// Options of the failover scenario.
 #[derive(Debug, Clone)]
@@ -46,39 +46,16 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
     if options.nodes < 2 {
         bail!("failover needs at least 2 nodes");
     }
-    let dir = tempfile::tempdir()?;
-    let redis = RedisServer::start().await?;
-    let sim = SimProcess::start(&options.wafleet).await?;
-    let plans = NodePlan::cluster(
-        options.nodes,
-        &dir.path().join("wafleet.db"),
-        &redis.url,
-        &sim.ws,
-    )?;
-    let names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
-    let mut nodes = Vec::new();
-    for plan in &plans {
-        nodes.push(NodeProcess::start(&options.wafleet, dir.path(), plan, COOKIE).await?);
-    }
-    let all: Vec<&str> = names.iter().map(String::as_str).collect();
+    let LocalCluster {
+        dir: _dir,
+        redis,
+        sim,
+        mut nodes,
+        gateway,
+        ..
+    } = LocalCluster::start(&options.wafleet, options.nodes).await?;
+    let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let placement = Placement::new(1024, &names)?;
-    for node in &mut nodes {
-        node.wait_members(&all, Duration::from_secs(30)).await?;
-        let expected = placement.shards_of(&node.name).count();
-        node.wait_shards(|n| n == expected, Duration::from_secs(30))
-            .await?;
-    }
-    let seeds: Vec<String> = plans.iter().map(NodePlan::address).collect();
-    let gateway = GatewayProcess::start(
-        &options.wafleet,
-        dir.path(),
-        "gw-1",
-        &seeds,
-        &plans[0],
-        COOKIE,
-        options.nodes,
-    )
-    .await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;

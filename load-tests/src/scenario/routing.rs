@@ -12,8 +12,8 @@ use anyhow::bail;
 use serde_json::json;
 
 use super::Report;
-use super::cluster::{COOKIE, GatewayProcess, NodePlan, NodeProcess, SimProcess};
-use super::process::{ADMIN_KEY, RedisServer, Standalone};
+use super::cluster::LocalCluster;
+use super::process::{ADMIN_KEY, Standalone};
 
 /// Options of the routing scenario.
 #[derive(Debug, Clone)]
@@ -24,34 +24,9 @@ pub struct RoutingOptions {
 }
 
 pub async fn run(options: RoutingOptions) -> anyhow::Result<Report> {
-    let dir = tempfile::tempdir()?;
     let standalone_dir = tempfile::tempdir()?;
-    let redis = RedisServer::start().await?;
-    let sim = SimProcess::start(&options.wafleet).await?;
-    let plans = NodePlan::cluster(3, &dir.path().join("wafleet.db"), &redis.url, &sim.ws)?;
-    let mut nodes = Vec::new();
-    for plan in &plans {
-        nodes.push(NodeProcess::start(&options.wafleet, dir.path(), plan, COOKIE).await?);
-    }
-    let placement = wafleet_cluster_config::Placement::new(1024, ["node-1", "node-2", "node-3"])?;
-    for node in &mut nodes {
-        node.wait_members(&["node-1", "node-2", "node-3"], Duration::from_secs(30))
-            .await?;
-        let expected = placement.shards_of(&node.name).count();
-        node.wait_shards(|n| n == expected, Duration::from_secs(30))
-            .await?;
-    }
-    let seeds: Vec<String> = plans.iter().map(NodePlan::address).collect();
-    let gateway = GatewayProcess::start(
-        &options.wafleet,
-        dir.path(),
-        "gw-1",
-        &seeds,
-        &plans[0],
-        COOKIE,
-        3,
-    )
-    .await?;
+    let cluster = LocalCluster::start(&options.wafleet, 3).await?;
+    let gateway = &cluster.gateway;
     let standalone = Standalone::start(&options.wafleet, standalone_dir.path()).await?;
     let http = reqwest::Client::new();
     let ids: Vec<String> = (0..options.devices).map(|i| format!("rt-{i:04}")).collect();
@@ -129,7 +104,7 @@ pub async fn run(options: RoutingOptions) -> anyhow::Result<Report> {
         report.field(&format!("{label}_ratio_p50"), round(ms(g50) / ms(s50)));
         report.field(&format!("{label}_ratio_p99"), round(ms(g99) / ms(s99)));
     }
-    drop(redis);
+    drop(cluster);
     Ok(report)
 }
 
