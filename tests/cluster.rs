@@ -42,6 +42,34 @@ impl Cluster {
         NodePlan::cluster(n, &db, &self.redis_url, &self.sim.ws).unwrap()
     }
 
+    /// Starts every node of `plans` with the cluster cookie.
+    async fn start_all(&self, plans: &[NodePlan]) -> Vec<NodeProcess> {
+        let mut nodes = Vec::new();
+        for plan in plans {
+            nodes.push(self.start(plan, COOKIE).await);
+        }
+        nodes
+    }
+
+    /// Every device event from the start, as a gateway would read it from Redis.
+    async fn events(&self) -> (EventBus, Subscription) {
+        let bus = EventBus::redis(RedisBusConfig::new(self.redis_url.clone()))
+            .await
+            .unwrap();
+        let events = bus.subscribe(EventFilter::All, Some(0)).await.unwrap();
+        (bus, events)
+    }
+
+    /// The simulator's counters.
+    async fn sim_stats(&self) -> Value {
+        reqwest::get(format!("{}/sim/stats", self.sim.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     async fn start(&self, plan: &NodePlan, cookie: &str) -> NodeProcess {
         NodeProcess::start(Path::new(WAFLEET), self.dir.path(), plan, cookie)
             .await
@@ -53,10 +81,7 @@ impl Cluster {
 async fn nodes_detect_a_killed_and_a_frozen_peer_and_take_a_resumed_one_back() {
     let cluster = Cluster::new().await;
     let plans = cluster.plans(3);
-    let mut nodes = Vec::new();
-    for plan in &plans {
-        nodes.push(cluster.start(plan, COOKIE).await);
-    }
+    let mut nodes = cluster.start_all(&plans).await;
     let all = ["node-1", "node-2", "node-3"];
     for node in &mut nodes {
         node.wait_members(&all, WAIT).await.unwrap();
@@ -187,20 +212,13 @@ async fn ready_devices(
 #[tokio::test]
 async fn a_killed_nodes_devices_are_ready_on_the_survivors_without_a_new_scan() {
     let cluster = Cluster::new().await;
-    let http = reqwest::Client::new();
 
     let ids = pair_devices(&cluster, 30).await;
 
     // Three nodes take them over from the stored credentials.
-    let bus = EventBus::redis(RedisBusConfig::new(cluster.redis_url.clone()))
-        .await
-        .unwrap();
-    let mut events = bus.subscribe(EventFilter::All, Some(0)).await.unwrap();
+    let (bus, mut events) = cluster.events().await;
     let plans = cluster.plans(3);
-    let mut nodes = Vec::new();
-    for plan in &plans {
-        nodes.push(cluster.start(plan, COOKIE).await);
-    }
+    let mut nodes = cluster.start_all(&plans).await;
     ready_devices(&mut events, &ids, WAIT).await;
     for node in &mut nodes {
         node.wait_members(&["node-1", "node-2", "node-3"], WAIT)
@@ -236,14 +254,7 @@ async fn a_killed_nodes_devices_are_ready_on_the_survivors_without_a_new_scan() 
     );
     assert!(slowest < Duration::from_secs(10), "{slowest:?}");
 
-    let stats: Value = http
-        .get(format!("{}/sim/stats", cluster.sim.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = cluster.sim_stats().await;
     assert_eq!(stats["pairings"], 30, "no new pairing");
     assert_eq!(stats["links_connected"], 30);
     let owners_after = owners(&cluster.dir.path().join("wafleet.db"), &ids);
@@ -295,14 +306,7 @@ async fn pair_devices(cluster: &Cluster, n: u32) -> HashSet<String> {
     .expect("all paired in time");
     drop(events);
     standalone.kill().await;
-    let stats: Value = http
-        .get(format!("{}/sim/stats", cluster.sim.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = cluster.sim_stats().await;
     assert_eq!(stats["pairings"], n);
 
     ids
@@ -336,15 +340,9 @@ fn owners(db: &Path, ids: &HashSet<String>) -> HashMap<String, String> {
 async fn a_frozen_node_loses_its_devices_and_does_not_serve_them_when_resumed() {
     let cluster = Cluster::new().await;
     let ids = pair_devices(&cluster, 20).await;
-    let bus = EventBus::redis(RedisBusConfig::new(cluster.redis_url.clone()))
-        .await
-        .unwrap();
-    let mut events = bus.subscribe(EventFilter::All, Some(0)).await.unwrap();
+    let (bus, mut events) = cluster.events().await;
     let plans = cluster.plans(2);
-    let mut nodes = Vec::new();
-    for plan in &plans {
-        nodes.push(cluster.start(plan, COOKIE).await);
-    }
+    let mut nodes = cluster.start_all(&plans).await;
     for node in &mut nodes {
         node.wait_members(&["node-1", "node-2"], WAIT)
             .await
@@ -410,14 +408,7 @@ async fn a_frozen_node_loses_its_devices_and_does_not_serve_them_when_resumed() 
         assert!(wanted, "{id} still wanted running");
         assert_ne!(status, "STOPPED", "{id} was not stopped by the stale owner");
     }
-    let stats: Value = http
-        .get(format!("{}/sim/stats", cluster.sim.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = cluster.sim_stats().await;
     assert_eq!(stats["pairings"], 20, "no new pairing");
 }
 
@@ -456,10 +447,7 @@ async fn post_retrying(http: &reqwest::Client, url: &str, body: &Value) -> (Valu
 async fn through_a_gateway_calls_reach_owners_messages_survive_a_kill_and_sse_resumes() {
     let cluster = Cluster::new().await;
     let plans = cluster.plans(3);
-    let mut nodes = Vec::new();
-    for plan in &plans {
-        nodes.push(cluster.start(plan, COOKIE).await);
-    }
+    let mut nodes = cluster.start_all(&plans).await;
     for node in &mut nodes {
         node.wait_members(&["node-1", "node-2", "node-3"], WAIT)
             .await
@@ -615,10 +603,7 @@ async fn a_fourth_node_takes_about_a_quarter_of_the_devices_and_no_message_is_lo
         .unwrap();
     let mut events = bus.subscribe(EventFilter::All, Some(0)).await.unwrap();
     let plans = cluster.plans(4);
-    let mut nodes = Vec::new();
-    for plan in &plans[..3] {
-        nodes.push(cluster.start(plan, COOKIE).await);
-    }
+    let mut nodes = cluster.start_all(&plans[..3]).await;
     for node in &mut nodes {
         node.wait_members(&["node-1", "node-2", "node-3"], WAIT)
             .await
