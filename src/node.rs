@@ -114,6 +114,7 @@ pub(crate) async fn run(
     ));
 
     let prometheus = wafleet_gateway::metrics::prometheus();
+    let metrics_fleet = fleet.clone();
     let router = axum::Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route(
@@ -123,8 +124,15 @@ pub(crate) async fn run(
         .route(
             "/metrics",
             get(move || {
-                let prometheus = prometheus.clone();
-                async move { prometheus.render() }
+                let (prometheus, fleet) = (prometheus.clone(), metrics_fleet.clone());
+                async move {
+                    // Devices by status come from the shared store: every node reports the
+                    // cluster's counts (sum nothing across nodes; take any one).
+                    if let Err(error) = fleet.refresh_metrics().await {
+                        tracing::warn!(%error, "cannot refresh device gauges");
+                    }
+                    prometheus.render()
+                }
             }),
         )
         .route("/cluster/members", get(members_route))
