@@ -396,6 +396,10 @@ async fn a_frozen_node_loses_its_devices_and_does_not_serve_them_when_resumed() 
             .collect::<Vec<_>>()
             .join("\n")
     );
+    assert!(
+        metrics.contains("wafleet_node_devices{status=\"READY\"} 20"),
+        "a node reports the cluster's devices by status"
+    );
     let store = rusqlite::Connection::open(&db).unwrap();
     for id in &frozen {
         let (status, wanted): (String, bool) = store
