@@ -14,6 +14,8 @@
 //!   (`node`, `gateway`, `cluster`, `lease`, `store`, `redis`, `recovery`), the layered
 //!   file + environment source (`source`), shared checks (`check`) and [`ConfigError`].
 //! - [`placement`]: [`shard_of`] (device → shard) and [`Placement`] (shard → node).
+//! - [`quota`]: the sending [`Quota`] of a device and the [`QuotaTable`] per trust level,
+//!   with their defaults and checks (the value of `/v1/settings/trust-levels`).
 //! - `examples/placement.rs`: measures placement against its alternatives
 //!   (`cargo run --release -p wafleet-cluster-config --example placement`).
 
@@ -21,6 +23,7 @@
 
 pub mod config;
 pub mod placement;
+pub mod quota;
 
 pub use config::{
     ClusterSettings, ConfigError, Cookie, GatewaySection, GatewaySettings, LeaseSettings, LinkKind,
@@ -28,3 +31,4 @@ pub use config::{
     ScyllaSettings, SqliteSettings, StoreKind, StoreSettings,
 };
 pub use placement::{Placement, PlacementError, shard_of};
+pub use quota::{Quota, QuotaError, QuotaTable};

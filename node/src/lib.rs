@@ -11,6 +11,8 @@
 //! - [`context`]: what all actors of a node share, and the node's timings.
 //! - [`cluster`]: joining a cluster (ractor_cluster, cookie) and membership by heartbeats.
 //! - [`metrics`]: every metric the node records.
+//! - [`rate_limit`]: the sending policy of a device ([`rate_limit::Limiter`]), pure and
+//!   clock-free; the actor that applies it to sends comes next.
 //!
 //! # Supervision
 //!
@@ -29,6 +31,7 @@ pub mod events;
 pub mod fleet;
 pub mod link;
 pub mod metrics;
+pub mod rate_limit;
 pub mod seal;
 pub mod store;
 pub mod vault;
