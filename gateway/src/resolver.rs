@@ -31,12 +31,13 @@ impl PlacementResolver {
 
 impl HostResolver for PlacementResolver {
     fn owner_of(&self, device_id: &str) -> Option<String> {
-        let members = self.members.borrow().clone();
+        let members = self.members.borrow();
         let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-        if cached.as_ref().is_none_or(|(m, _)| *m != members) {
-            *cached = Placement::new(self.shards, &members)
+        // Rebuilt only when the member view changed; a request copies nothing else.
+        if cached.as_ref().is_none_or(|(m, _)| *m != *members) {
+            *cached = Placement::new(self.shards, members.iter())
                 .ok()
-                .map(|p| (members, p));
+                .map(|p| (members.clone(), p));
         }
         let (_, placement) = cached.as_ref()?;
         Some(placement.owner(shard_of(device_id, self.shards)).to_owned())

@@ -121,17 +121,16 @@ pub async fn keep_shards(
             continue;
         };
         let mine: HashSet<u32> = placement.shards_of(&me).collect();
+        let leaving: HashSet<u32> = held
+            .leases
+            .keys()
+            .filter(|s| !mine.contains(s))
+            .copied()
+            .collect();
         // Shards leaving are no longer served from the moment they are decided.
-        shared.drop_shards(
-            &held
-                .leases
-                .keys()
-                .filter(|s| !mine.contains(s))
-                .copied()
-                .collect(),
-        );
-        hand_off(&fleet, &store, &me, &mut held, &mine, shards).await;
-        renew(&fleet, &store, &me, &mut held, &timings, shards).await;
+        shared.drop_shards(&leaving);
+        hand_off(&fleet, &store, &me, &mut held, &leaving, shards).await;
+        renew(&fleet, &store, &me, &mut held, &timings, &shared).await;
         acquire(&fleet, &store, &me, &mut held, &mine, shards, &timings).await;
         shared.update(&held, placement);
         if let Err(error) = fleet.nudge_queued().await {
@@ -150,19 +149,13 @@ async fn hand_off(
     store: &Arc<dyn Store>,
     me: &str,
     held: &mut Held,
-    mine: &HashSet<u32>,
+    leaving: &HashSet<u32>,
     total: u32,
 ) {
-    let leaving: Vec<u32> = held
-        .leases
-        .keys()
-        .filter(|s| !mine.contains(s))
-        .copied()
-        .collect();
     if leaving.is_empty() {
         return;
     }
-    stop_shards(fleet, &leaving.iter().copied().collect(), total).await;
+    stop_shards(fleet, leaving, total).await;
     let fences: Vec<Fence> = leaving
         .iter()
         .filter_map(|s| held.leases.remove(s).map(|(fence, _)| fence))
@@ -179,7 +172,7 @@ async fn renew(
     me: &str,
     held: &mut Held,
     timings: &ShardTimings,
-    total: u32,
+    shared: &HeldShards,
 ) {
     if held.leases.is_empty() {
         return;
@@ -226,7 +219,9 @@ async fn renew(
         for shard in &dropped {
             held.leases.remove(shard);
         }
-        stop_shards(fleet, &dropped, total).await;
+        // Commands for these shards are refused from now, before their devices stop.
+        shared.drop_shards(&dropped);
+        stop_shards(fleet, &dropped, shared.shards).await;
     }
 }
 
