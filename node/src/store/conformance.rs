@@ -36,6 +36,9 @@ pub async fn run_all(store: &dyn Store) {
     check_message_advance(store).await;
     check_queued_messages(store).await;
     check_devices_with_queued(store).await;
+    check_outbound_slots(store).await;
+    check_reschedule_message(store).await;
+    check_settings(store).await;
     check_concurrent_device_creates(store).await;
     check_concurrent_idempotent_inserts(store).await;
     check_concurrent_patches(store).await;
@@ -2202,5 +2205,132 @@ pub async fn check_fenced_writes(store: &dyn Store) {
     assert_eq!(
         ok(store.clear_link_state(&id, None).await, "unfenced clear"),
         1
+    );
+}
+
+/// Outbound slots: `not_before_ms` or else `created_at_ms`, of outbound messages created
+/// since a time, whatever their status, ascending, limited, per device.
+pub async fn check_outbound_slots(store: &dyn Store) {
+    let p = fresh_prefix();
+    let (a, b) = (format!("{p}-a"), format!("{p}-b"));
+    create(store, &device(&a)).await;
+    create(store, &device(&b)).await;
+    let old = message(&a, "old", 100);
+    let later = MessageRecord {
+        not_before_ms: Some(5_000),
+        ..message(&a, "later", 1_000)
+    };
+    let now = message(&a, "now", 2_000);
+    let sent = MessageRecord {
+        status: MessageStatus::Sent,
+        sent_at_ms: Some(1_600),
+        ..message(&a, "sent", 1_500)
+    };
+    let failed = MessageRecord {
+        status: MessageStatus::Failed,
+        failed_at_ms: Some(3_100),
+        ..message(&a, "failed", 3_000)
+    };
+    let inbound = MessageRecord {
+        direction: Direction::Inbound,
+        status: MessageStatus::Delivered,
+        ..message(&a, "in", 1_200)
+    };
+    for m in [
+        &old,
+        &later,
+        &now,
+        &sent,
+        &failed,
+        &inbound,
+        &message(&b, "other", 1_100),
+    ] {
+        insert(store, m).await;
+    }
+    let slots = ok(store.outbound_slots(&a, 1_000, 100).await, "outbound_slots");
+    assert_eq!(
+        slots,
+        vec![1_500, 2_000, 3_000, 5_000],
+        "slots since 1000: not_before or created, any status, outbound only, ascending"
+    );
+    let slots = ok(store.outbound_slots(&a, 0, 2).await, "outbound_slots");
+    assert_eq!(slots, vec![100, 1_500], "limit keeps the earliest");
+    let slots = ok(store.outbound_slots(&b, 0, 100).await, "outbound_slots");
+    assert_eq!(slots, vec![1_100], "per device");
+    let none = ok(
+        store.outbound_slots(&format!("{p}-none"), 0, 100).await,
+        "outbound_slots of an unknown device",
+    );
+    assert!(none.is_empty(), "an unknown device has no slots");
+}
+
+/// Rescheduling changes `not_before_ms` of a queued outbound message only.
+pub async fn check_reschedule_message(store: &dyn Store) {
+    let p = fresh_prefix();
+    let a = format!("{p}-a");
+    create(store, &device(&a)).await;
+    insert(store, &message(&a, "q", 100)).await;
+    let sent = MessageRecord {
+        status: MessageStatus::Sent,
+        sent_at_ms: Some(300),
+        ..message(&a, "s", 200)
+    };
+    insert(store, &sent).await;
+
+    let moved = ok(
+        store.reschedule_message(&a, "q", Some(9_000)).await,
+        "reschedule",
+    );
+    assert!(moved, "a queued message is rescheduled");
+    let q = ok(store.get_message(&a, "q").await, "get").expect("message q");
+    assert_eq!(q.not_before_ms, Some(9_000));
+    assert_eq!(q.status, MessageStatus::Queued);
+    let queued = ok(store.queued_messages(&a, 10).await, "queued");
+    assert_eq!(queued, vec![q.clone()], "the queue shows the new time");
+
+    let cleared = ok(store.reschedule_message(&a, "q", None).await, "reschedule");
+    assert!(cleared);
+    let q = ok(store.get_message(&a, "q").await, "get").expect("message q");
+    assert_eq!(q.not_before_ms, None, "None clears the time");
+
+    let moved = ok(
+        store.reschedule_message(&a, "s", Some(9_000)).await,
+        "reschedule",
+    );
+    assert!(!moved, "a sent message is left alone");
+    let s = ok(store.get_message(&a, "s").await, "get").expect("message s");
+    assert_eq!(s, sent, "unchanged");
+    let missing = ok(
+        store.reschedule_message(&a, "nope", Some(1)).await,
+        "reschedule",
+    );
+    assert!(!missing, "an unknown message is not found");
+}
+
+/// Settings: absent until put, then the last value put, with its time.
+pub async fn check_settings(store: &dyn Store) {
+    let key = format!("conformance-{}", fresh_prefix());
+    assert_eq!(ok(store.get_setting(&key).await, "get_setting"), None);
+    ok(
+        store.put_setting(&key, r#"{"a":1}"#, 1_000).await,
+        "put_setting",
+    );
+    let got = ok(store.get_setting(&key).await, "get_setting").expect("setting");
+    assert_eq!(got.value, r#"{"a":1}"#);
+    assert_eq!(got.updated_at_ms, 1_000);
+    ok(
+        store.put_setting(&key, r#"{"a":2}"#, 2_000).await,
+        "put_setting",
+    );
+    let got = ok(store.get_setting(&key).await, "get_setting").expect("setting");
+    assert_eq!(
+        (got.value.as_str(), got.updated_at_ms),
+        (r#"{"a":2}"#, 2_000)
+    );
+    let other = format!("{key}-other");
+    assert_eq!(
+        ok(store.get_setting(&other).await, "get_setting"),
+        None,
+        "keys are independent"
     );
 }

@@ -24,6 +24,15 @@ pub use record::{
 };
 pub use sqlite::SqliteStore;
 
+/// A stored setting: its text and when it was last put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// The document, as put (JSON by convention).
+    pub value: String,
+    /// When it was put, Unix milliseconds.
+    pub updated_at_ms: i64,
+}
+
 /// An encrypted value as stored: the key version that sealed it and the AES-GCM
 /// nonce + ciphertext (+ tag). Opaque to stores.
 #[derive(Clone, PartialEq, Eq)]
@@ -212,6 +221,35 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// (in no particular order): what a node nudges in case a message was accepted
     /// elsewhere while the device ran here.
     async fn devices_with_queued(&self, limit: u32) -> Result<Vec<DeviceId>, StoreError>;
+
+    /// Reschedules a queued outbound message: its `not_before_ms` becomes `not_before_ms`.
+    /// Returns whether the message was found still queued (a message that has moved on
+    /// is left alone). The rate limiter uses this when it plans a backlog again (after a
+    /// pause); `not_before_ms` only matters while a message is queued.
+    async fn reschedule_message(
+        &self,
+        device_id: &str,
+        message_id: &str,
+        not_before_ms: Option<i64>,
+    ) -> Result<bool, StoreError>;
+    /// The send slots of the device's outbound messages created at or after `since_ms`:
+    /// each message's `not_before_ms`, or its `created_at_ms` when it has none, whatever
+    /// its status; ascending; at most `limit` (the earliest). This is the rate limiter's
+    /// memory: every accepted send is a stored message, so the quota a device has spent
+    /// survives a crash or a move with no write of its own.
+    async fn outbound_slots(
+        &self,
+        device_id: &str,
+        since_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<i64>, StoreError>;
+
+    // ---- settings: small named documents shared by every process (JSON text) ----
+
+    /// The setting `key`, if it was ever put.
+    async fn get_setting(&self, key: &str) -> Result<Option<Setting>, StoreError>;
+    /// Replaces the setting `key` (last writer wins), stamped `now_ms`.
+    async fn put_setting(&self, key: &str, value: &str, now_ms: i64) -> Result<(), StoreError>;
 
     // ---- shard leases (rules in [`lease`]) ----
     //

@@ -26,8 +26,8 @@ use rusqlite::{Connection, Params, Row, TransactionBehavior, ffi, params, params
 
 use super::{
     Acquired, DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction, Fence,
-    InsertOutcome, Lease, LeaseSlot, MessageRecord, MessageStatus, SealedBlob, Store, StoreError,
-    TrustLevel,
+    InsertOutcome, Lease, LeaseSlot, MessageRecord, MessageStatus, SealedBlob, Setting, Store,
+    StoreError, TrustLevel,
 };
 
 /// How long a call waits for another connection's write lock before it gives up.
@@ -93,6 +93,14 @@ const MIGRATIONS: &[&str] = &[
         holder        TEXT,
         epoch         INTEGER NOT NULL,
         expires_at_ms INTEGER NOT NULL
+    ) STRICT;",
+    // 3: the rate limiter's memory (outbound send slots by time) and shared settings.
+    "CREATE INDEX messages_outbound_by_time ON messages (device_id, created_at_ms)
+        WHERE direction = 'outbound';
+    CREATE TABLE settings (
+        key           TEXT    NOT NULL PRIMARY KEY,
+        value         TEXT    NOT NULL,
+        updated_at_ms INTEGER NOT NULL
     ) STRICT;",
 ];
 
@@ -188,6 +196,18 @@ const QUEUED_MESSAGES: &str = concat!(
      WHERE device_id = ?1 AND status = 'queued' AND direction = 'outbound'
      ORDER BY created_at_ms, id LIMIT ?2"
 );
+
+/// Uses the `messages_outbound_by_time` partial index (its terms, literally).
+const OUTBOUND_SLOTS: &str = "SELECT COALESCE(not_before_ms, created_at_ms) AS slot FROM messages
+     WHERE device_id = ?1 AND direction = 'outbound' AND created_at_ms >= ?2
+     ORDER BY slot LIMIT ?3";
+
+const RESCHEDULE_MESSAGE: &str = "UPDATE messages SET not_before_ms = ?3
+     WHERE device_id = ?1 AND id = ?2 AND status = 'queued' AND direction = 'outbound'";
+
+const GET_SETTING: &str = "SELECT value, updated_at_ms FROM settings WHERE key = ?1";
+const PUT_SETTING: &str = "INSERT INTO settings (key, value, updated_at_ms) VALUES (?1, ?2, ?3)
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at_ms = excluded.updated_at_ms";
 
 /// Uses the `messages_queued` partial index (its terms, literally).
 const DEVICES_WITH_QUEUED: &str = "SELECT DISTINCT device_id FROM messages
@@ -926,6 +946,62 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn reschedule_message(
+        &self,
+        device_id: &str,
+        message_id: &str,
+        not_before_ms: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let params = (device_id.to_owned(), message_id.to_owned(), not_before_ms);
+        self.with_conn(move |conn| {
+            execute(conn, RESCHEDULE_MESSAGE, params)
+                .map(|changed| changed > 0)
+                .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn outbound_slots(
+        &self,
+        device_id: &str,
+        since_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<i64>, StoreError> {
+        let device_id = device_id.to_owned();
+        self.with_conn(move |conn| {
+            query_all(
+                conn,
+                OUTBOUND_SLOTS,
+                params![device_id, since_ms, i64::from(limit)],
+                |row| column(row, 0),
+            )
+        })
+        .await
+    }
+
+    async fn get_setting(&self, key: &str) -> Result<Option<Setting>, StoreError> {
+        let key = key.to_owned();
+        self.with_conn(move |conn| {
+            query_first(conn, GET_SETTING, [key], |row| {
+                Ok(Setting {
+                    value: column(row, 0)?,
+                    updated_at_ms: column(row, 1)?,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn put_setting(&self, key: &str, value: &str, now_ms: i64) -> Result<(), StoreError> {
+        let params = (key.to_owned(), value.to_owned(), now_ms);
+        self.with_conn(move |conn| {
+            execute(conn, PUT_SETTING, params)
+                .map(drop)
+                .map_err(db_error)
+        })
+        .await
+    }
+
     async fn acquire_leases(
         &self,
         holder: &str,
@@ -1155,7 +1231,7 @@ mod tests {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .expect("user_version");
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 2);
+        assert_eq!(SCHEMA_VERSION, 3);
     }
 
     #[tokio::test]
