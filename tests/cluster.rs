@@ -471,6 +471,9 @@ async fn through_a_gateway_calls_reach_owners_messages_survive_a_kill_and_sse_re
     .await
     .unwrap();
     let http = reqwest::Client::new();
+    wafleet_load::scenario::process::unthrottle(&http, &gateway.base)
+        .await
+        .unwrap();
     let api = |base: &str, path: &str| format!("{base}{path}");
     let mut sse = common::Sse::connect(&http, &api(&gateway.base, "/v1/events"), None).await;
 
@@ -627,6 +630,9 @@ async fn a_fourth_node_takes_about_a_quarter_of_the_devices_and_no_message_is_lo
     .await
     .unwrap();
     let http = reqwest::Client::new();
+    wafleet_load::scenario::process::unthrottle(&http, &gateway.base)
+        .await
+        .unwrap();
     let ordered: Vec<String> = {
         let mut ordered: Vec<String> = ids.iter().cloned().collect();
         ordered.sort();

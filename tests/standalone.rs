@@ -801,7 +801,18 @@ async fn read_receipts_and_a_ban_reach_the_api() {
     assert_eq!(message["status"], "read");
     assert!(message["read_at"].is_string());
 
-    // The number is banned: the device says so, and sends fail with the reason.
+    // The device was made VERIFIED by an admin; then the number is banned: it is demoted
+    // to NEWCOMER, its sending pauses, and the API, SSE and metrics say so.
+    let verified = app
+        .http
+        .put(app.url("/v1/devices/rb/trust-level"))
+        .bearer_auth(common::KEY)
+        .json(&json!({"level": "verified"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verified.status(), 200);
+    assert_eq!(app.json("/v1/devices/rb").await["trust_level"], "verified");
     let banned = app
         .http
         .post(app.url("/sim/phones/6281900000001/ban"))
@@ -810,32 +821,73 @@ async fn read_receipts_and_a_ban_reach_the_api() {
         .await
         .unwrap();
     assert_eq!(banned.status(), 200);
-    loop {
+    let event = loop {
         let event = events.next_of_kind("status").await;
         if event.data["reason"] == "banned" {
-            assert!(event.data["banned_until_ms"].as_i64().unwrap() > 0);
-            break;
+            break event;
         }
-    }
-    let second: Value = app
+    };
+    assert_eq!(event.data["trust_level"], "newcomer");
+    assert_eq!(event.data["previous_trust_level"], "verified");
+    let paused_until = event.data["paused_until_ms"].as_i64().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!(
+        paused_until > now + 590_000 && paused_until <= now + 600_000,
+        "paused until {paused_until}, now {now}"
+    );
+    assert_eq!(app.json("/v1/devices/rb").await["trust_level"], "newcomer");
+    let limits = app.json("/v1/devices/rb/limits").await;
+    assert_eq!(limits["trust_level"], "newcomer");
+    assert!(limits["paused_until"].is_string(), "{limits}");
+
+    let refused = app
         .post(
             "/v1/devices/rb/messages",
             json!({"to": "6281900000002", "text": "blocked"}),
         )
+        .await;
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (590..=600).contains(&retry_after),
+        "Retry-After {retry_after}"
+    );
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "sending_paused");
+
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
         .await
-        .json()
+        .unwrap()
+        .text()
         .await
         .unwrap();
-    let failed = wait_message_status(&mut events, &second["id"], "failed").await;
-    assert_eq!(failed.data["error"], "banned");
-    let message = app
-        .json(&format!(
-            "/v1/devices/rb/messages/{}",
-            second["id"].as_str().unwrap()
-        ))
-        .await;
-    assert_eq!(message["status"], "failed");
-    assert_eq!(message["error"], "banned");
+    let bans = metrics
+        .lines()
+        .find(|line| line.starts_with("wafleet_rate_limit_bans_total"))
+        .unwrap_or_default();
+    assert!(bans.ends_with(" 1"), "bans metric: {bans:?}");
+    let refused_line = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("wafleet_rate_limit_decisions_total")
+                && line.contains("decision=\"refused\"")
+                && line.contains("level=\"newcomer\"")
+        })
+        .unwrap_or_default();
+    assert!(
+        refused_line.ends_with(" 1"),
+        "refused metric: {refused_line:?}"
+    );
 }
 
 async fn wait_message_status(events: &mut common::Sse, id: &Value, status: &str) -> common::Event {

@@ -196,6 +196,16 @@ impl Quota {
         Ok(())
     }
 
+    /// The most a quota may allow, with no gap (see [`QuotaTable::UNTHROTTLED`]).
+    pub const UNTHROTTLED: Quota = Quota {
+        per_minute: MAX_PER_DAY,
+        per_hour: MAX_PER_DAY,
+        per_day: MAX_PER_DAY,
+        min_gap_ms: 0,
+        jitter_ms: 0,
+        max_in_flight: MAX_MAX_IN_FLIGHT,
+    };
+
     /// NEWCOMER: a number that has just been linked. The figures: 20 an hour and
     /// 100 a day, at least 20 s apart (+ up to 10 s of jitter), and so at most 3 a minute,
     /// well under the "more than 5 a minute" that users of other gateways report bans at.
@@ -249,6 +259,16 @@ pub struct QuotaTable {
     pub verified: Quota,
 }
 
+impl QuotaTable {
+    /// The most every level allows, with no gap: for load tests and throughput demos
+    /// on the simulator. Never for real numbers: this is the pace that gets them banned.
+    pub const UNTHROTTLED: QuotaTable = QuotaTable {
+        newcomer: Quota::UNTHROTTLED,
+        trusted: Quota::UNTHROTTLED,
+        verified: Quota::UNTHROTTLED,
+    };
+}
+
 impl Default for QuotaTable {
     fn default() -> Self {
         QuotaTable {
@@ -274,6 +294,11 @@ impl QuotaTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_unthrottled_table_is_valid() {
+        assert_eq!(QuotaTable::UNTHROTTLED.check(), Ok(()));
+    }
 
     #[test]
     fn defaults_are_valid_and_grow_with_trust() {

@@ -4,9 +4,13 @@
 //! [`crate::remote::RemoteDevices`], which sends each command to the device's node.
 
 use async_trait::async_trait;
+use wafleet_cluster_config::QuotaTable;
 use wafleet_node::device_actor::QrCode;
 use wafleet_node::link::PairCode;
-use wafleet_node::store::{DevicePage, DeviceQuery, DeviceRecord, DeviceStatus, MessageRecord};
+use wafleet_node::rate_limiter::LimitsView;
+use wafleet_node::store::{
+    DevicePage, DeviceQuery, DeviceRecord, DeviceStatus, MessageRecord, TrustLevel,
+};
 use wafleet_node::{Fleet, FleetError, NewDevice, SendText, Sent};
 
 /// The device operations behind the HTTP API. Errors are [`FleetError`]s wherever the
@@ -36,6 +40,18 @@ pub trait DeviceApi: Send + Sync + std::fmt::Debug + 'static {
     /// One message of the device; `MessageNotFound` if there is none.
     async fn message(&self, device_id: &str, message_id: &str)
     -> Result<MessageRecord, FleetError>;
+    /// The device's quota use (from its rate limiter).
+    async fn limits(&self, id: &str) -> Result<LimitsView, FleetError>;
+    /// Sets the device's trust level; applies from its next send.
+    async fn set_trust_level(
+        &self,
+        id: &str,
+        level: TrustLevel,
+    ) -> Result<DeviceRecord, FleetError>;
+    /// The quota table per trust level in force.
+    async fn quota_table(&self) -> Result<QuotaTable, FleetError>;
+    /// Stores a (checked) quota table and applies it to every running device.
+    async fn set_quota_table(&self, table: QuotaTable) -> Result<QuotaTable, FleetError>;
     /// The node that runs the device (the `node` field of a device), as far as this
     /// process knows; empty when no node is live.
     fn node_of(&self, device_id: &str) -> String;
@@ -100,6 +116,26 @@ impl DeviceApi for Fleet {
         message_id: &str,
     ) -> Result<MessageRecord, FleetError> {
         Fleet::message(self, device_id, message_id).await
+    }
+
+    async fn limits(&self, id: &str) -> Result<LimitsView, FleetError> {
+        Fleet::limits(self, id).await
+    }
+
+    async fn set_trust_level(
+        &self,
+        id: &str,
+        level: TrustLevel,
+    ) -> Result<DeviceRecord, FleetError> {
+        Fleet::set_trust_level(self, id, level).await
+    }
+
+    async fn quota_table(&self) -> Result<QuotaTable, FleetError> {
+        Ok(Fleet::quota_table(self))
+    }
+
+    async fn set_quota_table(&self, table: QuotaTable) -> Result<QuotaTable, FleetError> {
+        Fleet::set_quota_table(self, table).await
     }
 
     fn node_of(&self, _device_id: &str) -> String {

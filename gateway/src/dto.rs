@@ -190,6 +190,7 @@ pub struct Message {
 
 impl From<MessageRecord> for Message {
     fn from(m: MessageRecord) -> Message {
+        let not_before = later_than_created(&m).map(rfc3339);
         let (to, from) = match m.direction {
             Direction::Outbound => (Some(m.peer_phone), None),
             Direction::Inbound => (None, Some(m.peer_phone)),
@@ -204,13 +205,19 @@ impl From<MessageRecord> for Message {
             status: m.status.as_str().to_owned(),
             error: m.error,
             created_at: rfc3339(m.created_at_ms),
-            not_before: m.not_before_ms.map(rfc3339),
+            not_before,
             sent_at: m.sent_at_ms.map(rfc3339),
             delivered_at: m.delivered_at_ms.map(rfc3339),
             read_at: m.read_at_ms.map(rfc3339),
             failed_at: m.failed_at_ms.map(rfc3339),
         }
     }
+}
+
+/// The message's rate-limit slot when it is later than its creation: a message sent at
+/// once has its slot at its creation, which says nothing worth showing.
+pub fn later_than_created(m: &MessageRecord) -> Option<i64> {
+    m.not_before_ms.filter(|&slot| slot > m.created_at_ms)
 }
 
 /// `DELETE /v1/devices/{id}`.

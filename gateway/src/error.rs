@@ -37,6 +37,13 @@ pub enum ApiError {
     Unavailable(String),
     #[error("the device did not answer in time")]
     Timeout,
+    /// The device's rate limiter refused the send: 429 with `Retry-After`.
+    #[error("{message}")]
+    RateLimited {
+        code: &'static str,
+        message: String,
+        retry_after_ms: i64,
+    },
     #[error("internal error")]
     Internal(String),
 }
@@ -78,6 +85,7 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -86,7 +94,8 @@ impl ApiError {
         match self {
             ApiError::Invalid { code, .. }
             | ApiError::NotFound { code, .. }
-            | ApiError::Conflict { code, .. } => code,
+            | ApiError::Conflict { code, .. }
+            | ApiError::RateLimited { code, .. } => code,
             ApiError::MalformedJson(_) => "invalid_json",
             ApiError::Unprocessable(_) => "invalid_body",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
@@ -103,7 +112,10 @@ impl ApiError {
     fn retryable(&self) -> bool {
         matches!(
             self,
-            ApiError::Unavailable(_) | ApiError::Timeout | ApiError::Internal(_)
+            ApiError::Unavailable(_)
+                | ApiError::Timeout
+                | ApiError::Internal(_)
+                | ApiError::RateLimited { .. }
         )
     }
 }
@@ -122,6 +134,13 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
+        if let ApiError::RateLimited { retry_after_ms, .. } = &self {
+            // Whole seconds, rounded up, so a client that waits that long is not early.
+            let seconds = (retry_after_ms.max(&1) + 999) / 1000;
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -163,6 +182,16 @@ impl From<FleetError> for ApiError {
             FleetError::Internal(detail) => ApiError::Internal(detail),
             // The device's node cannot be reached (cluster): nothing ran, or it died.
             FleetError::Unavailable(reason) => ApiError::Unavailable(reason),
+            FleetError::RateLimited {
+                code,
+                message,
+                retry_after_ms,
+            } => ApiError::RateLimited {
+                code,
+                message,
+                retry_after_ms,
+            },
+            FleetError::Invalid(message) => ApiError::Unprocessable(message),
         }
     }
 }
@@ -170,6 +199,19 @@ impl From<FleetError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_send_is_a_429_with_retry_after_in_whole_seconds() {
+        let error = ApiError::from(FleetError::RateLimited {
+            code: "daily_quota_exceeded",
+            message: "spent".into(),
+            retry_after_ms: 1_001,
+        });
+        assert_eq!(error.status_code(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(error.code(), "daily_quota_exceeded");
+        let response = error.into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+    }
 
     #[test]
     fn a_fenced_write_is_a_retryable_503() {

@@ -87,7 +87,7 @@ impl AppState {
 
 /// Every route of the API.
 pub fn router(state: AppState) -> Router {
-    use routes::{compat, devices, events, messages, ops, pairing, qr};
+    use routes::{compat, devices, events, limits, messages, ops, pairing, qr};
     let authenticated = Router::new()
         .route("/v1/devices", post(devices::create).get(devices::list))
         .route(
@@ -103,6 +103,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/devices/{id}/messages", post(messages::send))
         .route("/v1/devices/{id}/messages/{message_id}", get(messages::get))
         .route("/v1/devices/{id}/events", get(events::device_events))
+        .route("/v1/devices/{id}/limits", get(limits::limits))
+        .route(
+            "/v1/devices/{id}/trust-level",
+            axum::routing::put(limits::set_trust_level),
+        )
+        .route(
+            "/v1/settings/trust-levels",
+            get(limits::trust_levels).put(limits::set_trust_levels),
+        )
         .route("/v1/events", get(events::all_events))
         .route("/whatsapp/sessions", get(compat::list).post(compat::create))
         .route(

@@ -28,6 +28,10 @@ use crate::routes;
         routes::messages::get,
         routes::events::device_events,
         routes::events::all_events,
+        routes::limits::limits,
+        routes::limits::set_trust_level,
+        routes::limits::trust_levels,
+        routes::limits::set_trust_levels,
         routes::compat::list,
         routes::compat::create,
         routes::compat::delete,
@@ -39,6 +43,7 @@ use crate::routes;
         (name = "devices", description = "Linked WhatsApp devices and their lifecycle"),
         (name = "messages", description = "Sending and message status"),
         (name = "events", description = "Server-sent events"),
+        (name = "limits", description = "Rate limits and trust levels"),
         (name = "compatibility", description = "Routes of the original product's account management"),
     )
 )]

@@ -20,13 +20,17 @@ use async_trait::async_trait;
 use ractor::ActorRef;
 use ractor::rpc::CallResult;
 use tracing::warn;
+use wafleet_cluster_config::QuotaTable;
 use wafleet_node::cluster::api::{Command, CommandError, Operation, Reply, reply_from_wire};
 use wafleet_node::cluster::host::HostMsg;
 use wafleet_node::cluster::wire::Wire;
 use wafleet_node::device_actor::QrCode;
+use wafleet_node::fleet::{load_quota_table, store_quota_table};
 use wafleet_node::link::PairCode;
+use wafleet_node::rate_limiter::LimitsView;
 use wafleet_node::store::{
-    DevicePage, DeviceQuery, DeviceRecord, DeviceStatus, MessageRecord, Store,
+    DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, MessageRecord, Store,
+    TrustLevel,
 };
 use wafleet_node::{FleetError, NewDevice, SendText, Sent, accept_text, create_device};
 use wafleet_protocol::node_api::NodeCommand;
@@ -48,6 +52,11 @@ pub trait HostResolver: Send + Sync + std::fmt::Debug + 'static {
 
     /// The host of node `node`, if this process has a session to it.
     fn host_named(&self, node: &str) -> Option<ActorRef<HostMsg>>;
+
+    /// Every live node, as far as this process knows.
+    fn nodes(&self) -> Vec<String> {
+        Vec::new()
+    }
 
     /// The host to send the device's commands to.
     fn host_for(&self, device_id: &str) -> Option<ActorRef<HostMsg>> {
@@ -259,6 +268,62 @@ impl DeviceApi for RemoteDevices {
     /// Through the owner when it answers; while no node can take the command (the owner
     /// is being replaced), accepted straight into the store's outbox, which the next
     /// owner drains when the device is READY. A message is never refused for a move.
+    async fn limits(&self, id: &str) -> Result<LimitsView, FleetError> {
+        match self.command(Command::new(id, Operation::Limits)).await? {
+            Reply::Limits(view) => Ok(view),
+            other => Err(unexpected("limits", &other)),
+        }
+    }
+
+    async fn set_trust_level(
+        &self,
+        id: &str,
+        level: TrustLevel,
+    ) -> Result<DeviceRecord, FleetError> {
+        match self
+            .try_command(Command::new(id, Operation::SetTrustLevel(level)))
+            .await
+        {
+            Routed::Answered(Ok(Reply::Device(device))) => Ok(device),
+            Routed::Answered(Ok(other)) => Err(unexpected("set_trust_level", &other)),
+            Routed::Answered(Err(error)) => Err(error),
+            // No node runs it: the level is stored; its next run starts with it.
+            Routed::NotRun(_) => {
+                self.device(id).await?;
+                let patch = DevicePatch {
+                    trust_level: Some(level),
+                    ..DevicePatch::default()
+                };
+                Ok(self
+                    .store
+                    .patch_device(id, &patch, wafleet_node::clock::now_ms(), None)
+                    .await?)
+            }
+        }
+    }
+
+    async fn quota_table(&self) -> Result<QuotaTable, FleetError> {
+        load_quota_table(self.store.as_ref()).await
+    }
+
+    async fn set_quota_table(&self, table: QuotaTable) -> Result<QuotaTable, FleetError> {
+        store_quota_table(self.store.as_ref(), &table).await?;
+        // Tell every live node to read it now; one that misses this (unreachable, or
+        // joining) reads it within its settings refresh anyway.
+        let nodes = self.resolver.nodes();
+        let refreshes = nodes.iter().filter_map(|node| {
+            let host = self.resolver.host_named(node)?;
+            let command = NodeCommand::from(Command::new("", Operation::RefreshSettings));
+            Some(async move { (node, self.send("", &host, command).await) })
+        });
+        for (node, answer) in futures_util::future::join_all(refreshes).await {
+            if !matches!(answer, Ok(Ok(Reply::Refreshed))) {
+                warn!(%node, ?answer, "a node did not confirm the new trust-level table; it reads it within a second");
+            }
+        }
+        Ok(table)
+    }
+
     async fn send_text(&self, id: &str, send: SendText) -> Result<Sent, FleetError> {
         match self
             .try_command(Command::new(id, Operation::SendText(send.clone())))

@@ -46,6 +46,10 @@ impl HostResolver for PlacementResolver {
     fn host_named(&self, node: &str) -> Option<ActorRef<HostMsg>> {
         find_host(node)
     }
+
+    fn nodes(&self) -> Vec<String> {
+        self.members.borrow().clone()
+    }
 }
 
 #[cfg(test)]

@@ -128,6 +128,10 @@ async fn fleet(
     )
     .await
     .unwrap();
+    fleet
+        .set_quota_table(wafleet_cluster_config::QuotaTable::UNTHROTTLED)
+        .await
+        .unwrap();
     (fleet, store, bus)
 }
 

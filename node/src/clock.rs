@@ -1,5 +1,7 @@
 //! Wall-clock time as Unix milliseconds, the unit every stored timestamp uses.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Now, in Unix milliseconds.
@@ -8,4 +10,40 @@ pub fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Where a component reads the time: the wall clock, or a manual clock that tests move
+/// by hand, so that time rules are tested deterministically, without sleeping.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    manual: Option<Arc<AtomicI64>>,
+}
+
+impl Clock {
+    /// The wall clock ([`now_ms`]).
+    pub fn system() -> Clock {
+        Clock { manual: None }
+    }
+
+    /// A clock that reads `start_ms` until moved with [`Clock::advance`] or [`Clock::set`].
+    pub fn manual(start_ms: i64) -> Clock {
+        Clock {
+            manual: Some(Arc::new(AtomicI64::new(start_ms))),
+        }
+    }
+
+    /// Now, in Unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        match &self.manual {
+            Some(at) => at.load(Ordering::SeqCst),
+            None => now_ms(),
+        }
+    }
+
+    /// Moves a manual clock forward by `ms` (a wall clock ignores it).
+    pub fn advance(&self, ms: i64) {
+        if let Some(at) = &self.manual {
+            at.fetch_add(ms, Ordering::SeqCst);
+        }
+    }
 }

@@ -9,10 +9,13 @@ use ractor::ActorRef;
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
-use crate::clock::now_ms;
+use wafleet_cluster_config::QuotaTable;
+
+use crate::clock::{Clock, now_ms};
 use crate::device_actor::DeviceMsg;
 use crate::events::{EventBus, EventKind};
 use crate::link::LinkFactory;
+use crate::rate_limiter::LimiterMsg;
 use crate::store::{DevicePatch, DeviceRecord, DeviceStatus, Fence, Store, StoreError};
 use crate::vault::Vault;
 
@@ -40,6 +43,18 @@ pub struct NodeConfig {
     /// Whether [`Fleet::start`](crate::Fleet::start) resumes every device wanted running
     /// (standalone). A cluster node runs only the devices of the shards it leases.
     pub resume_all: bool,
+    /// A NEWCOMER linked this long, active and not banned meanwhile, becomes TRUSTED.
+    pub promote_after: Duration,
+    /// How often a running device checks whether it has earned promotion.
+    pub trust_check_interval: Duration,
+    /// Added to the quota's minimum gap when a message is handed to the link, measured
+    /// from the previous hand-off: sends are planned by slot, and this guard keeps two
+    /// arrivals at least the gap apart even when one hand-off ran late or the network
+    /// delayed the earlier message a little.
+    pub handoff_guard: Duration,
+    /// How often the node reads the trust-level table from the store (a change made
+    /// through any gateway applies on every node within this).
+    pub settings_refresh: Duration,
 }
 
 impl Default for NodeConfig {
@@ -55,12 +70,46 @@ impl Default for NodeConfig {
             crash_backoff: Duration::from_millis(500),
             max_in_flight: 256,
             resume_all: true,
+            promote_after: Duration::from_secs(7 * 24 * 3600),
+            trust_check_interval: Duration::from_secs(3600),
+            handoff_guard: Duration::from_millis(25),
+            settings_refresh: Duration::from_secs(1),
         }
     }
 }
 
 /// The devices running on this node.
 pub(crate) type Registry = Arc<RwLock<HashMap<String, ActorRef<DeviceMsg>>>>;
+
+/// The rate-limit actors of the devices running on this node.
+pub(crate) type LimiterRegistry = Arc<RwLock<HashMap<String, ActorRef<LimiterMsg>>>>;
+
+/// The trust-level quota table every limiter of the node reads at each decision;
+/// replaced whole when an admin changes it, so a change applies to the next send of
+/// every running device.
+#[derive(Debug, Clone, Default)]
+pub struct Quotas(Arc<RwLock<Arc<QuotaTable>>>);
+
+impl Quotas {
+    pub fn new(table: QuotaTable) -> Quotas {
+        Quotas(Arc::new(RwLock::new(Arc::new(table))))
+    }
+
+    /// The table now.
+    pub fn current(&self) -> Arc<QuotaTable> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the table; returns whether it changed.
+    pub fn set(&self, table: QuotaTable) -> bool {
+        let mut current = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if **current == table {
+            return false;
+        }
+        *current = Arc::new(table);
+        true
+    }
+}
 
 /// Shared by the fleet, the supervisor and every device actor.
 #[derive(Debug)]
@@ -72,12 +121,24 @@ pub struct NodeContext {
     pub(crate) links: Arc<dyn LinkFactory>,
     pub(crate) connect_gate: Arc<Semaphore>,
     pub(crate) registry: Registry,
+    pub(crate) limiters: LimiterRegistry,
+    pub(crate) quotas: Quotas,
+    pub(crate) clock: Clock,
 }
 
 impl NodeContext {
     /// The running actor of a device, if any.
     pub(crate) fn running(&self, device_id: &str) -> Option<ActorRef<DeviceMsg>> {
         self.registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(device_id)
+            .cloned()
+    }
+
+    /// The rate-limit actor of a running device, if any.
+    pub(crate) fn limiter(&self, device_id: &str) -> Option<ActorRef<LimiterMsg>> {
+        self.limiters
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(device_id)

@@ -13,9 +13,10 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tracing::{debug, info, warn};
@@ -29,6 +30,8 @@ use crate::link::{
     ReceiptStatus,
 };
 use crate::metrics;
+use crate::rate_limit::{Decision, quota_for};
+use crate::rate_limiter::{LimiterArgs, LimiterMsg, RateLimiter, level_from_u8, level_to_u8};
 use crate::store::{
     DevicePatch, DeviceStatus, Direction, Fence, InsertOutcome, MessageRecord, MessageStatus,
     StoreError,
@@ -55,6 +58,8 @@ pub enum DeviceMsg {
     HandshakeTimeout(u64),
     /// Hand queued outbound messages to the link.
     Drain,
+    /// The timer set for the next due message, at this time (Unix ms), fired.
+    DrainAt(i64),
     /// The QR code on show, if pairing.
     GetQr(RpcReplyPort<Option<QrCode>>),
     /// Ask the link for a pairing code for this phone.
@@ -99,6 +104,14 @@ pub struct DeviceState {
     backlog: bool,
     /// Failed connection attempts in a row (sets the reconnect delay).
     reconnect_attempt: u32,
+    /// The device's rate limiter (a linked child actor): every send passes through it.
+    limiter: ActorRef<LimiterMsg>,
+    /// The device's trust level, shared with the limiter, which changes it.
+    level: Arc<AtomicU8>,
+    /// When the last message was handed to the link (Unix ms).
+    last_handoff_ms: i64,
+    /// The drain timer set, if any: the time it fires at.
+    next_drain_at: Option<i64>,
 }
 
 impl Actor for DeviceActor {
@@ -117,6 +130,24 @@ impl Actor for DeviceActor {
             .get_device(&args.device_id)
             .await?
             .ok_or_else(|| format!("device {} not found", args.device_id))?;
+        let level = Arc::new(AtomicU8::new(level_to_u8(record.trust_level)));
+        let (limiter, _) = Actor::spawn_linked(
+            None,
+            RateLimiter,
+            LimiterArgs {
+                device_id: args.device_id.clone(),
+                fence: args.fence,
+                ctx: args.ctx.clone(),
+                level: level.clone(),
+            },
+            myself.get_cell(),
+        )
+        .await?;
+        args.ctx
+            .limiters
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(args.device_id.clone(), limiter.clone());
         let mut state = DeviceState {
             id: args.device_id,
             fence: args.fence,
@@ -130,12 +161,54 @@ impl Actor for DeviceActor {
             in_flight: HashSet::new(),
             backlog: false,
             reconnect_attempt: 0,
+            limiter,
+            level,
+            last_handoff_ms: 0,
+            next_drain_at: None,
         };
         state
             .set_status(DeviceStatus::Starting, None, DevicePatch::default())
             .await?;
         myself.cast(DeviceMsg::Connect)?;
         Ok(state)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<DeviceMsg>,
+        state: &mut DeviceState,
+    ) -> Result<(), ActorProcessingErr> {
+        let mut limiters = state
+            .ctx
+            .limiters
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if limiters
+            .get(&state.id)
+            .is_some_and(|current| current.get_id() == state.limiter.get_id())
+        {
+            limiters.remove(&state.id);
+        }
+        drop(limiters);
+        state.limiter.stop(None);
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<DeviceMsg>,
+        event: SupervisionEvent,
+        state: &mut DeviceState,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            // The limiter failed: fail the device too, so its supervisor restarts both.
+            SupervisionEvent::ActorFailed(_, error) => {
+                Err(format!("the rate limiter of {} failed: {error}", state.id).into())
+            }
+            // The limiter stopped (fenced off, or the device is stopping): nothing to do;
+            // sends find no limiter and the device meets the fence on its own writes.
+            _ => Ok(()),
+        }
     }
 
     async fn handle(
@@ -180,6 +253,12 @@ async fn dispatch(
             }
         }
         DeviceMsg::Drain => state.drain(&myself).await?,
+        DeviceMsg::DrainAt(at) => {
+            if state.next_drain_at == Some(at) {
+                state.next_drain_at = None;
+            }
+            state.drain(&myself).await?
+        }
         DeviceMsg::GetQr(reply) => {
             let qr = (state.status == DeviceStatus::ScanQr)
                 .then(|| state.qr.clone())
@@ -296,9 +375,11 @@ impl DeviceState {
                 code,
                 expires_at_ms,
             } => self.on_qr(code, expires_at_ms).await?,
-            LinkEvent::Paired { phone } | LinkEvent::Connected { phone } => {
+            LinkEvent::Paired { phone } => {
+                let _ = self.limiter.cast(LimiterMsg::Linked);
                 self.on_ready(&myself, phone).await?
             }
+            LinkEvent::Connected { phone } => self.on_ready(&myself, phone).await?,
             LinkEvent::Disconnected { reason } => {
                 self.end_session();
                 self.disconnected(&myself, reason).await?;
@@ -349,14 +430,7 @@ impl DeviceState {
                 text,
                 at_ms,
             } => self.on_inbound(message_id, from_phone, text, at_ms).await?,
-            LinkEvent::Banned { until_ms } => {
-                warn!(device_id = %self.id, until_ms, "account temporarily banned");
-                let mut data = Map::new();
-                data.insert("status".into(), Value::from(self.status.as_str()));
-                data.insert("reason".into(), Value::from("banned"));
-                data.insert("banned_until_ms".into(), Value::from(until_ms));
-                self.ctx.bus.publish(&self.id, EventKind::Status, data);
-            }
+            LinkEvent::Banned { until_ms } => self.on_banned(until_ms).await?,
         }
         Ok(())
     }
@@ -492,12 +566,16 @@ impl DeviceState {
         });
     }
 
-    /// Hands queued messages (oldest first) to the link while READY.
-    async fn drain(&mut self, myself: &ActorRef<DeviceMsg>) -> Result<(), StoreError> {
-        let Some(session) = self.session.as_mut() else {
-            return Ok(());
-        };
-        if self.status != DeviceStatus::Ready {
+    /// Hands queued messages (oldest first) to the link while READY, each at its slot.
+    ///
+    /// A message carries its slot as `not_before_ms`, given by the rate limiter when
+    /// the message was accepted. One without (accepted by a gateway while the device
+    /// moved, or given back by a pause) asks the limiter for one first, and the slot is
+    /// stored. Messages go in order: the first that is not due sets a timer and ends
+    /// the drain. Between two hand-offs at least the quota's minimum gap plus
+    /// [`handoff_guard`](crate::context::NodeConfig::handoff_guard) passes.
+    async fn drain(&mut self, myself: &ActorRef<DeviceMsg>) -> Result<(), ActorProcessingErr> {
+        if self.session.is_none() || self.status != DeviceStatus::Ready {
             return Ok(());
         }
         let room = self
@@ -516,6 +594,25 @@ impl DeviceState {
             if self.in_flight.contains(&message.id) {
                 continue;
             }
+            let slot = match message.not_before_ms {
+                Some(slot) => slot,
+                None => match self.schedule(&message.id).await? {
+                    Ok(slot) => slot,
+                    Err(retry_at) => {
+                        self.drain_later(myself, retry_at);
+                        return Ok(());
+                    }
+                },
+            };
+            let now = now_ms();
+            let due = slot.max(self.last_handoff_ms.saturating_add(self.handoff_gap_ms()));
+            if due > now {
+                self.drain_later(myself, due);
+                return Ok(());
+            }
+            let Some(session) = self.session.as_mut() else {
+                return Ok(());
+            };
             let command = LinkCommand::SendText {
                 message_id: message.id.clone(),
                 to_phone: message.peer_phone,
@@ -524,6 +621,7 @@ impl DeviceState {
             match session.command(command) {
                 Ok(()) => {
                     self.in_flight.insert(message.id);
+                    self.last_handoff_ms = now;
                 }
                 Err(LinkError::WrongState(_)) => {
                     // The link's buffer is full: try again shortly.
@@ -537,6 +635,77 @@ impl DeviceState {
         Ok(())
     }
 
+    /// Asks the limiter for a slot for an accepted message that has none, and stores
+    /// it. `Err(time)`: no slot before `time` (paused, or the day is full).
+    async fn schedule(&mut self, message_id: &str) -> Result<Result<i64, i64>, ActorProcessingErr> {
+        let admission = self
+            .limiter
+            .call(LimiterMsg::Schedule, Some(Duration::from_secs(10)))
+            .await?;
+        let admission = match admission {
+            ractor::rpc::CallResult::Success(admission) => admission?,
+            other => return Err(format!("rate limiter did not answer: {other:?}").into()),
+        };
+        let slot = match admission.decision {
+            Decision::Refused { retry_after_ms, .. } => {
+                return Ok(Err(admission.at_ms.saturating_add(retry_after_ms)));
+            }
+            _ => admission.slot().unwrap_or(admission.at_ms),
+        };
+        self.ctx
+            .store
+            .reschedule_message(&self.id, message_id, Some(slot))
+            .await?;
+        Ok(Ok(slot))
+    }
+
+    /// The least time between two hand-offs: the current quota's minimum gap, plus the
+    /// guard.
+    fn handoff_gap_ms(&self) -> i64 {
+        let level = level_from_u8(self.level.load(Ordering::SeqCst));
+        let table = self.ctx.quotas.current();
+        let gap = quota_for(&table, level).min_gap_ms;
+        if gap == 0 {
+            return 0;
+        }
+        let guard = self.ctx.config.handoff_guard.as_millis() as u64;
+        i64::try_from(gap.saturating_add(guard)).unwrap_or(i64::MAX)
+    }
+
+    /// Drains again at `at_ms` (Unix ms), unless a timer already fires as early.
+    fn drain_later(&mut self, myself: &ActorRef<DeviceMsg>, at_ms: i64) {
+        if self.next_drain_at.is_some_and(|set| set <= at_ms) {
+            return;
+        }
+        self.next_drain_at = Some(at_ms);
+        let delay = Duration::from_millis(u64::try_from(at_ms - now_ms()).unwrap_or(0));
+        myself.send_after(delay, move || DeviceMsg::DrainAt(at_ms));
+    }
+
+    /// A ban from the link: the queued messages not yet handed over give their slots
+    /// back (they are planned again, at the NEWCOMER pace, once the pause ends), and the
+    /// limiter demotes the device and pauses it.
+    async fn on_banned(&mut self, until_ms: i64) -> Result<(), StoreError> {
+        warn!(device_id = %self.id, until_ms, "account temporarily banned");
+        let queued = self.ctx.store.queued_messages(&self.id, u32::MAX).await?;
+        for message in queued {
+            if self.in_flight.contains(&message.id) {
+                continue;
+            }
+            let slot = message.not_before_ms.unwrap_or(message.created_at_ms);
+            if self
+                .ctx
+                .store
+                .reschedule_message(&self.id, &message.id, None)
+                .await?
+            {
+                let _ = self.limiter.cast(LimiterMsg::Release(slot));
+            }
+        }
+        let _ = self.limiter.cast(LimiterMsg::Banned { until_ms });
+        Ok(())
+    }
+
     async fn on_receipt(
         &mut self,
         myself: &ActorRef<DeviceMsg>,
@@ -544,7 +713,7 @@ impl DeviceState {
         status: ReceiptStatus,
         error: Option<String>,
         at_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), ActorProcessingErr> {
         let status = match status {
             ReceiptStatus::Sent => MessageStatus::Sent,
             ReceiptStatus::Delivered => MessageStatus::Delivered,
@@ -556,6 +725,10 @@ impl DeviceState {
         let Some(before) = before else {
             return Ok(());
         };
+        if before.status == MessageStatus::Queued && status != MessageStatus::Queued {
+            // Out of the queue: the limiter's place in flight frees (its slot stays spent).
+            let _ = self.limiter.cast(LimiterMsg::Settled);
+        }
         if before.status.may_advance_to(status) {
             let at_ms = if at_ms > 0 { at_ms } else { now_ms() };
             if let Some(after) = self

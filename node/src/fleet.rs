@@ -18,13 +18,17 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
-use crate::clock::now_ms;
-use crate::context::{NodeConfig, NodeContext};
+use wafleet_cluster_config::QuotaTable;
+
+use crate::clock::{Clock, now_ms};
+use crate::context::{NodeConfig, NodeContext, Quotas};
 use crate::device_actor::{DeviceMsg, QrCode};
 use crate::device_supervisor::{DeviceSupervisor, SupervisorMsg};
 use crate::events::EventBus;
 use crate::link::{LinkError, LinkFactory, PairCode};
 use crate::metrics;
+use crate::rate_limit::Decision;
+use crate::rate_limiter::{LimiterMsg, LimitsView, limits_from_store};
 use crate::seal::Sealer;
 use crate::store::{
     DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction, Fence,
@@ -59,7 +63,22 @@ pub enum FleetError {
     /// call may succeed later (a gateway says 503, retryable).
     #[error("{0}")]
     Unavailable(String),
+    /// The rate limiter refused the send (429 with `Retry-After`); `code` is one of
+    /// [`Refusal::code`](crate::rate_limit::Refusal::code).
+    #[error("{message}")]
+    RateLimited {
+        code: &'static str,
+        message: String,
+        retry_after_ms: i64,
+    },
+    /// The request is malformed in a way only the node can tell (e.g. a quota table
+    /// that does not hold together).
+    #[error("{0}")]
+    Invalid(String),
 }
+
+/// The store setting that holds the trust-level quota table (JSON).
+pub const TRUST_LEVELS_SETTING: &str = "trust_levels";
 
 /// The rules a [`FleetError::WrongState`] names, as API clients see them. Every code the
 /// fleet uses is here, so that a code that crossed a process boundary as text finds its
@@ -140,6 +159,7 @@ impl Fleet {
         bus: EventBus,
         links: Arc<dyn LinkFactory>,
     ) -> Result<Fleet, FleetError> {
+        let store_for_quotas = store.clone();
         let ctx = Arc::new(NodeContext {
             connect_gate: Arc::new(Semaphore::new(config.connect_concurrency.max(1))),
             config,
@@ -148,7 +168,11 @@ impl Fleet {
             bus,
             links,
             registry: Arc::default(),
+            limiters: Arc::default(),
+            quotas: Quotas::new(load_quota_table(store_for_quotas.as_ref()).await?),
+            clock: Clock::system(),
         });
+        spawn_settings_refresh(Arc::downgrade(&ctx));
         let (supervisor, _) = Actor::spawn(None, DeviceSupervisor, ctx.clone())
             .await
             .map_err(|e| FleetError::Internal(e.to_string()))?;
@@ -449,16 +473,140 @@ impl Fleet {
         }
     }
 
-    /// Accepts a text message (see [`accept_text`]) and nudges the device's actor, if
-    /// it runs here, to send it.
+    /// Accepts a text message and nudges the device's actor, if it runs here, to send
+    /// it. The device's rate limiter decides first: now, later (`not_before_ms`, the
+    /// message's slot) or not at all ([`FleetError::RateLimited`]). A device that runs
+    /// nowhere has no limiter here; its message is accepted without a slot (see
+    /// [`accept_text`]) and gets one when its device drains it.
     pub async fn send_text(&self, device_id: &str, send: SendText) -> Result<Sent, FleetError> {
-        let sent = accept_text(self.ctx.store.as_ref(), device_id, send).await?;
-        if !sent.replayed
-            && let Some(actor) = self.ctx.running(device_id)
+        let checked = match check_send(self.ctx.store.as_ref(), device_id, &send).await? {
+            Checked::Replay(sent) => return Ok(sent),
+            Checked::New(id) => id,
+        };
+        let Some(limiter) = self.ctx.limiter(device_id) else {
+            return insert_queued(
+                self.ctx.store.as_ref(),
+                device_id,
+                checked,
+                send,
+                now_ms(),
+                None,
+            )
+            .await;
+        };
+        let admission = match limiter.call(LimiterMsg::Admit, Some(CALL_TIMEOUT)).await {
+            Ok(ractor::rpc::CallResult::Success(admission)) => admission?,
+            Ok(ractor::rpc::CallResult::Timeout) => return Err(FleetError::Timeout),
+            _ => {
+                return Err(FleetError::WrongState {
+                    code: state_code::DEVICE_STOPPING,
+                    message: "the device stopped while handling the request; retry".into(),
+                });
+            }
+        };
+        if let Decision::Refused {
+            retry_after_ms,
+            reason,
+        } = admission.decision
         {
-            let _ = actor.cast(DeviceMsg::Drain);
+            metrics::message_outcome("rate_limited");
+            return Err(FleetError::RateLimited {
+                code: reason.code(),
+                message: refusal_message(reason, admission.level, retry_after_ms),
+                retry_after_ms,
+            });
         }
-        Ok(sent)
+        let slot = admission.slot();
+        let result = insert_queued(
+            self.ctx.store.as_ref(),
+            device_id,
+            checked,
+            send,
+            admission.at_ms,
+            slot,
+        )
+        .await;
+        match &result {
+            Ok(sent) if !sent.replayed => {
+                if let Some(actor) = self.ctx.running(device_id) {
+                    let _ = actor.cast(DeviceMsg::Drain);
+                }
+            }
+            _ => {
+                if let Some(slot) = slot {
+                    let _ = limiter.cast(LimiterMsg::Release(slot));
+                }
+            }
+        }
+        result
+    }
+
+    /// The device's quota use: from its limiter when it runs here, else from the store.
+    pub async fn limits(&self, device_id: &str) -> Result<LimitsView, FleetError> {
+        let device = self.device(device_id).await?;
+        if let Some(limiter) = self.ctx.limiter(device_id)
+            && let Ok(ractor::rpc::CallResult::Success(view)) =
+                limiter.call(LimiterMsg::Limits, Some(CALL_TIMEOUT)).await
+        {
+            return Ok(view?);
+        }
+        Ok(limits_from_store(&self.ctx, device_id, device.trust_level).await?)
+    }
+
+    /// Sets the device's trust level (an admin's decision); its limiter, if it runs
+    /// here, uses the new level's quota from the next send.
+    pub async fn set_trust_level(
+        &self,
+        device_id: &str,
+        level: TrustLevel,
+    ) -> Result<DeviceRecord, FleetError> {
+        let before = self.device(device_id).await?;
+        let patch = DevicePatch {
+            trust_level: Some(level),
+            ..DevicePatch::default()
+        };
+        let record = self
+            .ctx
+            .store
+            .patch_device(device_id, &patch, now_ms(), None)
+            .await?;
+        if let Some(limiter) = self.ctx.limiter(device_id) {
+            let _ = limiter.cast(LimiterMsg::SetLevel(level));
+        }
+        if before.trust_level != level {
+            let mut data = serde_json::Map::new();
+            data.insert("status".into(), record.status.as_str().into());
+            data.insert("reason".into(), "trust_level_changed".into());
+            data.insert("trust_level".into(), level.as_str().into());
+            data.insert(
+                "previous_trust_level".into(),
+                before.trust_level.as_str().into(),
+            );
+            self.ctx
+                .bus
+                .publish(device_id, crate::events::EventKind::Status, data);
+        }
+        Ok(record)
+    }
+
+    /// The trust-level quota table in force on this node.
+    pub fn quota_table(&self) -> QuotaTable {
+        *self.ctx.quotas.current()
+    }
+
+    /// Checks and stores a new quota table, and applies it here at once (other nodes
+    /// read it from the store within their settings refresh).
+    pub async fn set_quota_table(&self, table: QuotaTable) -> Result<QuotaTable, FleetError> {
+        store_quota_table(self.ctx.store.as_ref(), &table).await?;
+        self.ctx.quotas.set(table);
+        Ok(table)
+    }
+
+    /// Reads the quota table from the store now (what the periodic refresh does).
+    pub async fn refresh_settings(&self) -> Result<(), FleetError> {
+        let table = load_quota_table(self.ctx.store.as_ref()).await?;
+        self.ctx.quotas.set(table);
+        Ok(())
     }
 
     pub async fn message(
@@ -533,9 +681,10 @@ pub async fn create_device(store: &dyn Store, new: NewDevice) -> Result<DeviceRe
     }
 }
 
-/// Accepts a text message into the store's outbox as `queued`; whichever node runs the
-/// device sends it when the device is READY. Any process with the store can accept
-/// (a gateway does while the owner is being replaced).
+/// Accepts a text message into the store's outbox as `queued`, without a rate-limit
+/// slot: whichever node runs the device asks its limiter for one and sends it then.
+/// Any process with the store can accept (a gateway does while the owner is being
+/// replaced).
 ///
 /// Accepted while the device is linked and running (`READY`, `STARTING`,
 /// `DISCONNECTED`): it is sent when the device is READY. Refused with
@@ -547,6 +696,28 @@ pub async fn accept_text(
     device_id: &str,
     send: SendText,
 ) -> Result<Sent, FleetError> {
+    match check_send(store, device_id, &send).await? {
+        Checked::Replay(sent) => Ok(sent),
+        Checked::New(id) => insert_queued(store, device_id, id, send, now_ms(), None).await,
+    }
+}
+
+/// A send that passed [`check_send`]. Short-lived; boxing the replay buys nothing.
+#[allow(clippy::large_enum_variant)]
+enum Checked {
+    /// A repeat of an earlier message (same Idempotency-Key).
+    Replay(Sent),
+    /// A new message, to be stored under this id.
+    New(String),
+}
+
+/// The checks before a send: a repeat is answered with the first message; a new one
+/// needs a device that is linked and running.
+async fn check_send(
+    store: &dyn Store,
+    device_id: &str,
+    send: &SendText,
+) -> Result<Checked, FleetError> {
     let id = match &send.idempotency_key {
         Some(key) => idempotent_message_id(device_id, key),
         None => format!("msg_{}", uuid::Uuid::now_v7().simple()),
@@ -554,7 +725,7 @@ pub async fn accept_text(
     if send.idempotency_key.is_some()
         && let Some(existing) = store.get_message(device_id, &id).await?
     {
-        return replay(existing, &send);
+        return replay(existing, send).map(Checked::Replay);
     }
     let device = store
         .get_device(device_id)
@@ -574,6 +745,19 @@ pub async fn accept_text(
             ),
         });
     }
+    Ok(Checked::New(id))
+}
+
+/// Stores a checked send as `queued`, created at `created_at_ms`, with its rate-limit
+/// slot (`None`: none yet).
+async fn insert_queued(
+    store: &dyn Store,
+    device_id: &str,
+    id: String,
+    send: SendText,
+    created_at_ms: i64,
+    not_before_ms: Option<i64>,
+) -> Result<Sent, FleetError> {
     let message = MessageRecord {
         id,
         device_id: device_id.to_owned(),
@@ -583,8 +767,8 @@ pub async fn accept_text(
         status: MessageStatus::Queued,
         error: None,
         idempotency_key: send.idempotency_key.clone(),
-        created_at_ms: now_ms(),
-        not_before_ms: None,
+        created_at_ms,
+        not_before_ms,
         sent_at_ms: None,
         delivered_at_ms: None,
         read_at_ms: None,
@@ -607,6 +791,89 @@ pub async fn accept_text(
         message,
         replayed: false,
     })
+}
+
+/// A sentence for a refused send.
+fn refusal_message(
+    reason: crate::rate_limit::Refusal,
+    level: TrustLevel,
+    retry_after_ms: i64,
+) -> String {
+    let seconds = (retry_after_ms + 999) / 1000;
+    match reason {
+        crate::rate_limit::Refusal::DailyQuota => format!(
+            "the device has used its daily quota ({} level); sending is possible again in {seconds} s",
+            level.as_str()
+        ),
+        crate::rate_limit::Refusal::InFlight => format!(
+            "the device has too many messages waiting to be sent ({} level); retry in {seconds} s",
+            level.as_str()
+        ),
+        crate::rate_limit::Refusal::Paused => {
+            format!("sending is paused after WhatsApp restricted this number; retry in {seconds} s")
+        }
+    }
+}
+
+/// The quota table stored in the settings, or the defaults when none is stored.
+pub async fn load_quota_table(store: &dyn Store) -> Result<QuotaTable, FleetError> {
+    let Some(setting) = store.get_setting(TRUST_LEVELS_SETTING).await? else {
+        return Ok(QuotaTable::default());
+    };
+    match serde_json::from_str::<QuotaTable>(&setting.value) {
+        Ok(table) if table.check().is_ok() => Ok(table),
+        Ok(_) | Err(_) => {
+            warn!("the stored trust-level table is unusable; using the defaults");
+            Ok(QuotaTable::default())
+        }
+    }
+}
+
+/// Checks `table` and stores it as the cluster's quota table. Any process with the
+/// store can (a gateway does); nodes pick it up within their settings refresh.
+pub async fn store_quota_table(store: &dyn Store, table: &QuotaTable) -> Result<(), FleetError> {
+    table
+        .check()
+        .map_err(|error| FleetError::Invalid(error.to_string()))?;
+    let json = serde_json::to_string(table).map_err(|e| FleetError::Internal(e.to_string()))?;
+    store
+        .put_setting(TRUST_LEVELS_SETTING, &json, now_ms())
+        .await?;
+    Ok(())
+}
+
+/// Reads the quota table from the store every `settings_refresh` while the fleet lives,
+/// so a change made through any gateway reaches every running device.
+fn spawn_settings_refresh(ctx: std::sync::Weak<NodeContext>) {
+    tokio::spawn(async move {
+        let mut last_seen: Option<i64> = None;
+        loop {
+            let Some(every) = ctx.upgrade().map(|ctx| ctx.config.settings_refresh) else {
+                return;
+            };
+            tokio::time::sleep(every.max(Duration::from_millis(50))).await;
+            let Some(ctx) = ctx.upgrade() else {
+                return;
+            };
+            match ctx.store.get_setting(TRUST_LEVELS_SETTING).await {
+                Ok(Some(setting)) if last_seen != Some(setting.updated_at_ms) => {
+                    last_seen = Some(setting.updated_at_ms);
+                    match serde_json::from_str::<QuotaTable>(&setting.value) {
+                        Ok(table) if table.check().is_ok() => {
+                            if ctx.quotas.set(table) {
+                                info!("trust-level table changed; applied to every device");
+                            }
+                        }
+                        _ => warn!(
+                            "the stored trust-level table is unusable; keeping the current one"
+                        ),
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => warn!(%error, "cannot read the trust-level table"),
+            }
+        }
+    });
 }
 
 /// Calls a device actor with the fleet's timeout.

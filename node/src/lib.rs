@@ -12,14 +12,16 @@
 //! - [`cluster`]: joining a cluster (ractor_cluster, cookie) and membership by heartbeats.
 //! - [`metrics`]: every metric the node records.
 //! - [`rate_limit`]: the sending policy of a device ([`rate_limit::Limiter`]), pure and
-//!   clock-free; the actor that applies it to sends comes next.
+//!   clock-free; [`rate_limiter`]: the per-device actor that applies it to every send,
+//!   and the trust-level lifecycle.
 //!
 //! # Supervision
 //!
 //! ```text
 //! DeviceSupervisor                 spawns, stops, restarts with backoff, FAILED after N crashes
 //! └── DeviceActor(device_id)       one per running device
-//!     └── LinkSession              the connection to WhatsApp (a task it owns)
+//!     ├── LinkSession              the connection to WhatsApp (a task it owns)
+//!     └── RateLimiter(device_id)   every send passes through it (linked child actor)
 //! ```
 
 pub mod clock;
@@ -32,6 +34,7 @@ pub mod fleet;
 pub mod link;
 pub mod metrics;
 pub mod rate_limit;
+pub mod rate_limiter;
 pub mod seal;
 pub mod store;
 pub mod vault;

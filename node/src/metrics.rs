@@ -9,6 +9,13 @@ pub const MESSAGES: &str = "wafleet_messages_total";
 pub const DEVICE_CRASHES: &str = "wafleet_node_device_crashes_total";
 pub const EVENTS_DROPPED: &str = "wafleet_events_dropped_total";
 pub const DEVICES_FENCED: &str = "wafleet_node_devices_fenced_total";
+pub const RATE_LIMIT_DECISIONS: &str = "wafleet_rate_limit_decisions_total";
+pub const RATE_LIMIT_QUEUE: &str = "wafleet_rate_limit_queue_depth";
+pub const RATE_LIMIT_BANS: &str = "wafleet_rate_limit_bans_total";
+pub const RATE_LIMIT_PROMOTIONS: &str = "wafleet_rate_limit_promotions_total";
+
+/// Decisions counted in [`RATE_LIMIT_DECISIONS`].
+const RATE_LIMIT_OUTCOMES: [&str; 3] = ["allowed", "delayed", "refused"];
 
 /// Outcomes counted in [`MESSAGES`].
 const MESSAGE_OUTCOMES: [&str; 7] = [
@@ -45,6 +52,35 @@ pub fn describe() {
         Unit::Count,
         "device runs stopped because a write was fenced off (another node owns the shard)"
     );
+    describe_counter!(
+        RATE_LIMIT_DECISIONS,
+        Unit::Count,
+        "rate-limit decisions by trust level: allowed (sent now), delayed (queued with not_before), refused (429)"
+    );
+    describe_gauge!(
+        RATE_LIMIT_QUEUE,
+        Unit::Count,
+        "sends accepted by the rate limiters of this node and not sent yet"
+    );
+    describe_counter!(
+        RATE_LIMIT_BANS,
+        Unit::Count,
+        "ban signals from WhatsApp: the device was demoted to newcomer and paused"
+    );
+    describe_counter!(
+        RATE_LIMIT_PROMOTIONS,
+        Unit::Count,
+        "devices promoted to trusted after a week linked and active"
+    );
+    for level in crate::store::TrustLevel::ALL {
+        for decision in RATE_LIMIT_OUTCOMES {
+            counter!(RATE_LIMIT_DECISIONS, "level" => level.as_str(), "decision" => decision)
+                .increment(0);
+        }
+    }
+    gauge!(RATE_LIMIT_QUEUE).set(0.0);
+    counter!(RATE_LIMIT_BANS).increment(0);
+    counter!(RATE_LIMIT_PROMOTIONS).increment(0);
     for outcome in MESSAGE_OUTCOMES {
         counter!(MESSAGES, "outcome" => outcome).increment(0);
     }
@@ -56,6 +92,22 @@ pub fn describe() {
 
 pub(crate) fn message_outcome(outcome: &'static str) {
     counter!(MESSAGES, "outcome" => outcome).increment(1);
+}
+
+pub(crate) fn rate_limit_decision(level: crate::store::TrustLevel, decision: &'static str) {
+    counter!(RATE_LIMIT_DECISIONS, "level" => level.as_str(), "decision" => decision).increment(1);
+}
+
+pub(crate) fn rate_limit_queue_depth(change: f64) {
+    gauge!(RATE_LIMIT_QUEUE).increment(change);
+}
+
+pub(crate) fn rate_limit_ban() {
+    counter!(RATE_LIMIT_BANS).increment(1);
+}
+
+pub(crate) fn rate_limit_promotion() {
+    counter!(RATE_LIMIT_PROMOTIONS).increment(1);
 }
 
 pub(crate) fn event_dropped() {

@@ -76,6 +76,9 @@ pub enum Refusal {
     DailyQuota,
     /// `max_in_flight` sends accepted and not yet settled.
     InFlight,
+    /// Sending is paused after a ban or restriction signal from WhatsApp; decided by
+    /// the device's rate-limit actor, never by [`Limiter`].
+    Paused,
 }
 
 impl Refusal {
@@ -84,6 +87,7 @@ impl Refusal {
         match self {
             Refusal::DailyQuota => "daily_quota_exceeded",
             Refusal::InFlight => "too_many_in_flight",
+            Refusal::Paused => "sending_paused",
         }
     }
 }
@@ -245,6 +249,16 @@ impl Limiter {
         self.slots.remove(index);
         self.in_flight = self.in_flight.saturating_sub(1);
         true
+    }
+
+    /// A limiter restored from the slots of a device's stored sends (in any order;
+    /// they are sorted here), with nothing in flight.
+    pub fn from_slots(mut slots: Vec<i64>) -> Limiter {
+        slots.sort_unstable();
+        Limiter {
+            slots: slots.into(),
+            in_flight: 0,
+        }
     }
 
     /// Sets the sends in flight, after a restore: the owner's count of accepted sends
@@ -759,6 +773,7 @@ mod tests {
                             seen[3] += 1;
                             assert!(in_flight >= quota.max_in_flight);
                         }
+                        Refusal::Paused => panic!("the pure limiter never pauses"),
                     }
                     continue;
                 };

@@ -110,6 +110,10 @@ impl Node {
         .await
         .unwrap();
         fleet
+            .set_quota_table(wafleet_cluster_config::QuotaTable::UNTHROTTLED)
+            .await
+            .unwrap();
+        fleet
             .create_device(NewDevice {
                 id: "d1".into(),
                 name: "d1".into(),

@@ -66,6 +66,10 @@ async fn fleet(dir: &std::path::Path, links: Arc<dyn LinkFactory>) -> (Fleet, Ev
     )
     .await
     .unwrap();
+    fleet
+        .set_quota_table(wafleet_cluster_config::QuotaTable::UNTHROTTLED)
+        .await
+        .unwrap();
     (fleet, bus)
 }
 

@@ -16,11 +16,16 @@ use crate::validate;
     description = "Accepts a text message: stored as queued before the answer, sent when the device is READY. \
 Accepted while the device is linked and running (READY, STARTING, DISCONNECTED); otherwise 409 device_not_ready. \
 With an Idempotency-Key header, a repeat returns the first message (header Idempotent-Replayed: true); \
-the same key with a different message is 409 idempotency_key_reused.",
+the same key with a different message is 409 idempotency_key_reused. \
+Every send passes the device's rate limiter (the quota of its trust level): within the pace it is sent at once; \
+ahead of the pace but within the day's quota it is queued and the answer carries not_before, the time of its slot; \
+beyond the day's quota (or with too many sends waiting, or while sending is paused after a ban) it is refused with \
+429, a Retry-After header in seconds and the code daily_quota_exceeded, too_many_in_flight or sending_paused.",
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     request_body = SendMessage,
     responses((status = 202, body = Accepted), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn send(
     State(state): State<AppState>,
@@ -55,10 +60,11 @@ pub async fn send(
             },
         )
         .await?;
+    let not_before = crate::dto::later_than_created(&sent.message).map(rfc3339);
     let body = Accepted {
         id: sent.message.id,
         status: sent.message.status.as_str().to_owned(),
-        not_before: sent.message.not_before_ms.map(rfc3339),
+        not_before,
     };
     let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
     if sent.replayed {

@@ -3,6 +3,7 @@
 pub mod compat;
 pub mod devices;
 pub mod events;
+pub mod limits;
 pub mod messages;
 pub mod ops;
 pub mod pairing;

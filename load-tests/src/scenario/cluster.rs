@@ -414,6 +414,7 @@ impl LocalCluster {
         let seeds: Vec<String> = plans.iter().map(NodePlan::address).collect();
         let gateway =
             GatewayProcess::start(binary, dir.path(), "gw-1", &seeds, &plans[0], COOKIE, n).await?;
+        super::process::unthrottle(&reqwest::Client::new(), &gateway.base).await?;
         Ok(LocalCluster {
             dir,
             redis,

@@ -34,12 +34,22 @@ impl Standalone {
         Standalone::start_with_link(binary, data, "sim").await
     }
 
-    /// With `--link LINK` (`sim`, or `sim=ws://…` for an external simulator).
+    /// With `--link LINK` (`sim`, or `sim=ws://…` for an external simulator), and the
+    /// quota table set to [`QuotaTable::UNTHROTTLED`](wafleet_cluster_config::QuotaTable::UNTHROTTLED):
+    /// scenarios measure wafleet, not the pace that keeps real numbers safe.
     pub async fn start_with_link(
         binary: &Path,
         data: &Path,
         link: &str,
     ) -> anyhow::Result<Standalone> {
+        let standalone = Standalone::launch(binary, data, link).await?;
+        unthrottle(&standalone.http, &standalone.base).await?;
+        Ok(standalone)
+    }
+
+    /// With `--link LINK` and whatever quota table the data folder has (the defaults in
+    /// a fresh one).
+    pub async fn launch(binary: &Path, data: &Path, link: &str) -> anyhow::Result<Standalone> {
         let mut child = Command::new(binary)
             .args([
                 "standalone",
@@ -223,4 +233,25 @@ pub async fn sse_events(
             }
         },
     ))
+}
+
+/// Sets the quota table of the wafleet behind `base` to
+/// [`QuotaTable::UNTHROTTLED`](wafleet_cluster_config::QuotaTable::UNTHROTTLED), through
+/// its API (a gateway tells every node before it answers).
+pub async fn unthrottle(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    let table = wafleet_cluster_config::QuotaTable::UNTHROTTLED;
+    let response = http
+        .put(format!("{base}/v1/settings/trust-levels"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&table)
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!(
+            "PUT /v1/settings/trust-levels: {} {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
 }

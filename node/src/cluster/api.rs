@@ -15,6 +15,8 @@ use wafleet_protocol::node_api::store_failure::Kind as StoreKind;
 use crate::device_actor::QrCode;
 use crate::fleet::{FleetError, NewDevice, SendText, Sent, known_state_code};
 use crate::link::PairCode;
+use crate::rate_limit::Refusal;
+use crate::rate_limiter::LimitsView;
 use crate::store::{
     DeviceRecord, DeviceStatus, Direction, MessageRecord, MessageStatus, StoreError, TrustLevel,
 };
@@ -58,6 +60,10 @@ pub enum Operation {
     GetMessage {
         message_id: String,
     },
+    Limits,
+    SetTrustLevel(TrustLevel),
+    /// Not about a device: read the shared settings again (any node answers).
+    RefreshSettings,
 }
 
 impl Command {
@@ -94,6 +100,9 @@ impl Command {
             Operation::PairingCode { .. } => "pairing_code",
             Operation::SendText(_) => "send_text",
             Operation::GetMessage { .. } => "get_message",
+            Operation::Limits => "limits",
+            Operation::SetTrustLevel(_) => "set_trust_level",
+            Operation::RefreshSettings => "refresh_settings",
         }
     }
 }
@@ -109,6 +118,9 @@ pub enum Reply {
     PairingCode(PairCode),
     Sent(Sent),
     Message(MessageRecord),
+    Limits(LimitsView),
+    /// The settings were read again.
+    Refreshed,
 }
 
 /// Why a command has no [`Reply`].
@@ -153,6 +165,11 @@ impl From<Command> for pb::NodeCommand {
                 idempotency_key: send.idempotency_key,
             }),
             Operation::GetMessage { message_id } => Op::GetMessage(pb::GetMessage { message_id }),
+            Operation::Limits => Op::Limits(empty),
+            Operation::RefreshSettings => Op::RefreshSettings(empty),
+            Operation::SetTrustLevel(level) => Op::SetTrustLevel(pb::SetTrustLevel {
+                level: pb::TrustLevel::from(level).into(),
+            }),
         };
         pb::NodeCommand {
             device_id: command.device_id,
@@ -192,6 +209,9 @@ impl TryFrom<pb::NodeCommand> for Command {
             Op::GetMessage(get) => Operation::GetMessage {
                 message_id: get.message_id,
             },
+            Op::Limits(_) => Operation::Limits,
+            Op::RefreshSettings(_) => Operation::RefreshSettings,
+            Op::SetTrustLevel(set) => Operation::SetTrustLevel(trust_level(set.level)?),
         };
         Ok(Command {
             device_id: command.device_id,
@@ -220,6 +240,13 @@ pub fn reply_to_wire(outcome: Result<Reply, CommandError>) -> pb::NodeReply {
             replayed: sent.replayed,
         }),
         Ok(Reply::Message(message)) => Outcome::Message(message.into()),
+        Ok(Reply::Refreshed) => Outcome::Refreshed(pb::Empty {}),
+        Ok(Reply::Limits(view)) => match serde_json::to_string(&view) {
+            Ok(json) => Outcome::Limits(pb::Limits { json }),
+            Err(error) => {
+                Outcome::Error(CommandError::Fleet(FleetError::Internal(error.to_string())).into())
+            }
+        },
         Err(error) => Outcome::Error(error.into()),
     };
     pb::NodeReply {
@@ -254,6 +281,10 @@ pub fn reply_from_wire(reply: pb::NodeReply) -> Result<Reply, CommandError> {
                 })
             }),
         Some(Outcome::Message(message)) => message.try_into().map(Reply::Message),
+        Some(Outcome::Refreshed(_)) => Ok(Reply::Refreshed),
+        Some(Outcome::Limits(limits)) => serde_json::from_str(&limits.json)
+            .map(Reply::Limits)
+            .map_err(|error| malformed(&format!("limits: {error}"))),
     };
     decoded.map_err(|error| CommandError::Fleet(FleetError::Internal(error.to_string())))
 }
@@ -279,6 +310,16 @@ impl From<CommandError> for pb::NodeError {
                 FleetError::Store(error) => Kind::Store(store_failure(error)),
                 FleetError::Internal(detail) => Kind::Internal(detail),
                 FleetError::Unavailable(reason) => Kind::Unavailable(reason),
+                FleetError::RateLimited {
+                    code,
+                    message,
+                    retry_after_ms,
+                } => Kind::RateLimited(pb::RateLimited {
+                    code: code.to_owned(),
+                    message,
+                    retry_after_ms,
+                }),
+                FleetError::Invalid(reason) => Kind::Invalid(reason),
             },
         };
         pb::NodeError { kind: Some(kind) }
@@ -307,9 +348,25 @@ impl From<pb::NodeError> for CommandError {
             Some(Kind::Store(failure)) => FleetError::Store(store_error(failure)),
             Some(Kind::Internal(detail)) => FleetError::Internal(detail),
             Some(Kind::Unavailable(reason)) => FleetError::Unavailable(reason),
+            Some(Kind::RateLimited(limited)) => FleetError::RateLimited {
+                code: known_refusal_code(&limited.code),
+                message: limited.message,
+                retry_after_ms: limited.retry_after_ms.max(1),
+            },
+            Some(Kind::Invalid(reason)) => FleetError::Invalid(reason),
         };
         CommandError::Fleet(fleet)
     }
+}
+
+/// The `&'static str` of a refusal code received as text (`rate_limited` for one this
+/// build does not know).
+fn known_refusal_code(code: &str) -> &'static str {
+    [Refusal::DailyQuota, Refusal::InFlight, Refusal::Paused]
+        .into_iter()
+        .map(Refusal::code)
+        .find(|known| *known == code)
+        .unwrap_or("rate_limited")
 }
 
 fn store_failure(error: StoreError) -> pb::StoreFailure {

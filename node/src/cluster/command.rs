@@ -33,6 +33,10 @@ async fn run(
     let Some(fleet) = fleet else {
         return Err(FleetError::Unavailable(format!("{node} runs no devices")).into());
     };
+    if command.operation == Operation::RefreshSettings {
+        fleet.refresh_settings().await?;
+        return Ok(Reply::Refreshed);
+    }
     let fence = match ownership.owns(&command.device_id) {
         Ownership::Owned { fence } => fence,
         Ownership::Elsewhere { owner_hint } => {
@@ -83,6 +87,12 @@ async fn run(
             Reply::PairingCode(fleet.pairing_code(id, &phone).await?)
         }
         Operation::SendText(send) => Reply::Sent(fleet.send_text(id, send).await?),
+        Operation::Limits => Reply::Limits(fleet.limits(id).await?),
+        Operation::SetTrustLevel(level) => Reply::Device(fleet.set_trust_level(id, level).await?),
+        Operation::RefreshSettings => {
+            fleet.refresh_settings().await?;
+            Reply::Refreshed
+        }
         Operation::GetMessage { message_id } => {
             Reply::Message(fleet.message(id, &message_id).await?)
         }

@@ -77,6 +77,13 @@ pub enum TrustLevel {
 }
 
 impl TrustLevel {
+    /// Every level, lowest first.
+    pub const ALL: [TrustLevel; 3] = [
+        TrustLevel::Newcomer,
+        TrustLevel::Trusted,
+        TrustLevel::Verified,
+    ];
+
     /// The wire name, e.g. `newcomer`.
     pub fn as_str(self) -> &'static str {
         match self {
