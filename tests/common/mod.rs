@@ -36,6 +36,31 @@ impl Standalone {
         }
     }
 
+    /// Like [`Standalone::start`], but with the quota table the data folder has (the
+    /// defaults in a fresh one) instead of an unthrottled one.
+    pub async fn start_throttled(data: &Path) -> Standalone {
+        let process =
+            process::Standalone::launch(Path::new(env!("CARGO_BIN_EXE_wafleet")), data, "sim")
+                .await
+                .expect("start wafleet");
+        Standalone {
+            base: process.base.clone(),
+            http: process.http.clone(),
+            data: data.to_owned(),
+            process,
+        }
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> reqwest::Response {
+        self.http
+            .put(self.url(path))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// SIGKILL, and wait until the process is gone.
     pub async fn kill9(self) {
         self.process.kill().await;
