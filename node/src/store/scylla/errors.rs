@@ -45,10 +45,9 @@ pub(crate) fn execution(statement: &str, error: ExecutionError) -> StoreError {
 
 pub(crate) fn prepare(statement: &str, error: PrepareError) -> StoreError {
     let permanent = match &error {
-        PrepareError::AllAttemptsFailed { first_attempt } => match first_attempt {
-            RequestAttemptError::DbError(db, _) => db_error_is_permanent(db),
-            _ => false,
-        },
+        PrepareError::AllAttemptsFailed {
+            first_attempt: RequestAttemptError::DbError(db, _),
+        } => db_error_is_permanent(db),
         _ => false,
     };
     if permanent {

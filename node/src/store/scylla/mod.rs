@@ -849,7 +849,7 @@ impl Store for ScyllaStore {
             apply_patch(&mut after, &p, now_ms);
             let s = &st::PATCH_DEVICE;
             let values = s.bind(vec![
-                ("name", st::set_or_unset(p.name.as_deref(), |v| st::text(v))),
+                ("name", st::set_or_unset(p.name.as_deref(), st::text)),
                 (
                     "status",
                     st::set_or_unset(p.status, |v| st::text(v.as_str())),
@@ -1233,7 +1233,7 @@ impl Store for ScyllaStore {
             let values = s.bind(vec![
                 ("status", st::text(status.as_str())),
                 (s.binds[1], st::big(at_ms)),
-                ("error", st::set_or_unset(error, |e| st::text(e))),
+                ("error", st::set_or_unset(error, st::text)),
                 ("device_id", st::text(device_id)),
                 ("row_id", st::text(message_id)),
                 ("if_status", st::text(current.status.as_str())),
