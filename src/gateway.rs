@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
-use wafleet_cluster_config::{GatewaySettings, StoreKind};
+use anyhow::Context;
+use wafleet_cluster_config::GatewaySettings;
 use wafleet_gateway::AppState;
 use wafleet_gateway::auth::Keys;
 use wafleet_gateway::remote::RemoteDevices;
@@ -16,7 +16,7 @@ use wafleet_gateway::resolver::PlacementResolver;
 use wafleet_node::cluster::ownership::AlwaysOwned;
 use wafleet_node::cluster::{ClusterOptions, join};
 use wafleet_node::events::{EventBus, RedisBusConfig};
-use wafleet_node::store::{SqliteStore, Store};
+use wafleet_node::store::Store;
 
 use crate::standalone::{announce, bind_addr};
 
@@ -29,14 +29,7 @@ pub(crate) async fn run(
         .ok()
         .filter(|k| !k.trim().is_empty())
         .context("a gateway needs WAFLEET_ADMIN_KEY (the same on every replica)")?;
-    let store: Arc<dyn Store> = match settings.store.kind {
-        StoreKind::Sqlite => Arc::new(
-            SqliteStore::open(&settings.store.sqlite.path).context("cannot open the store")?,
-        ),
-        StoreKind::Scylla => {
-            bail!("the ScyllaDB store is not built yet; use [store] kind = \"sqlite\"")
-        }
-    };
+    let store: Arc<dyn Store> = crate::store::open(&settings.store).await?;
     let bus = EventBus::redis(RedisBusConfig {
         per_device_cap: settings.redis.stream_max_len as usize,
         ..RedisBusConfig::new(settings.redis.url.clone())

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 mod gateway;
 mod node;
 mod standalone;
+mod store;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -14,14 +14,14 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
 use tokio::sync::watch;
-use wafleet_cluster_config::{LinkKind, NodeSettings, StoreKind};
+use wafleet_cluster_config::{LinkKind, NodeSettings};
 use wafleet_node::cluster::shards::{HeldShards, ShardTimings, keep_shards};
 use wafleet_node::cluster::{ClusterOptions, join};
 use wafleet_node::events::{EventBus, RedisBusConfig};
 use wafleet_node::link::ws::WsDialer;
 use wafleet_node::link::{LinkFactory, SimLinkFactory};
 use wafleet_node::seal::{Sealer, load_or_create_master_key};
-use wafleet_node::store::{SqliteStore, Store};
+use wafleet_node::store::Store;
 use wafleet_node::{Fleet, NodeConfig};
 
 use crate::standalone::{announce, bind_addr};
@@ -31,14 +31,7 @@ pub(crate) async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let settings = NodeSettings::load(&config)?;
-    let store: Arc<dyn Store> = match settings.store.kind {
-        StoreKind::Sqlite => Arc::new(
-            SqliteStore::open(&settings.store.sqlite.path).context("cannot open the store")?,
-        ),
-        StoreKind::Scylla => {
-            bail!("the ScyllaDB store is not built yet; use [store] kind = \"sqlite\"")
-        }
-    };
+    let store: Arc<dyn Store> = crate::store::open(&settings.store).await?;
     // Every node must open every device's credentials: one master key for the cluster,
     // from the environment, or kept beside the shared SQLite file.
     let key_dir = settings

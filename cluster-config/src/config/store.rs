@@ -1,6 +1,7 @@
 //! `[store]`: where devices, credentials, leases and the outbox live.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -65,6 +66,35 @@ pub struct ScyllaSettings {
     /// `_`, starting with a letter, at most 48 characters (CQL's rule).
     #[serde(default = "default_keyspace")]
     pub keyspace: String,
+    /// Copies of each row the keyspace keeps in every datacenter (default 3), used when
+    /// the node creates the keyspace (an existing keyspace is left as it is).
+    #[serde(default = "default_replication_factor")]
+    pub replication_factor: u32,
+    /// The datacenter this process lives in (optional): requests go to its nodes first,
+    /// and consistency is LOCAL_QUORUM / LOCAL_SERIAL within it either way.
+    #[serde(default)]
+    pub local_dc: Option<String>,
+    /// How long one request may take, retries included, before the store reports it
+    /// unavailable (default 5000 ms; the client timeout, above the server's own).
+    #[serde(
+        default = "default_request_timeout",
+        deserialize_with = "check::millis"
+    )]
+    pub request_timeout_ms: Duration,
+    /// How long to wait for a TCP connection and the CQL handshake (default 5000 ms).
+    #[serde(
+        default = "default_connect_timeout",
+        deserialize_with = "check::millis"
+    )]
+    pub connect_timeout_ms: Duration,
+    /// Whether the created keyspace uses tablets (default `false`). wafleet relies on
+    /// lightweight transactions, which ScyllaDB releases up to 2025.3 refuse in tablets
+    /// keyspaces: the keyspace is created `AND tablets = {'enabled': false}` unless this is
+    /// `true`. Set it to `true` on a release that supports LWT with tablets; on ScyllaDB
+    /// before 6.0 (which has no tablets and rejects the option) set it to `true` as well,
+    /// so that the option is left out.
+    #[serde(default)]
+    pub tablets: bool,
 }
 
 impl Default for ScyllaSettings {
@@ -72,6 +102,11 @@ impl Default for ScyllaSettings {
         ScyllaSettings {
             uris: Vec::new(),
             keyspace: default_keyspace(),
+            replication_factor: default_replication_factor(),
+            local_dc: None,
+            request_timeout_ms: default_request_timeout(),
+            connect_timeout_ms: default_connect_timeout(),
+            tablets: false,
         }
     }
 }
@@ -107,6 +142,34 @@ impl StoreSettings {
                         ),
                     ));
                 }
+                if !(1..=15).contains(&self.scylla.replication_factor) {
+                    return Err(Invalid::new(
+                        "store.scylla.replication_factor",
+                        "must be between 1 and 15",
+                    ));
+                }
+                if let Some(dc) = &self.scylla.local_dc
+                    && (dc.trim().is_empty() || dc.contains(['\'', '"']))
+                {
+                    return Err(Invalid::new(
+                        "store.scylla.local_dc",
+                        "must be a datacenter name (not empty, no quotes) or left out",
+                    ));
+                }
+                for (key, value) in [
+                    (
+                        "store.scylla.request_timeout_ms",
+                        self.scylla.request_timeout_ms,
+                    ),
+                    (
+                        "store.scylla.connect_timeout_ms",
+                        self.scylla.connect_timeout_ms,
+                    ),
+                ] {
+                    if !(Duration::from_millis(100)..=Duration::from_secs(120)).contains(&value) {
+                        return Err(Invalid::new(key, "must be between 100 and 120000 ms"));
+                    }
+                }
             }
         }
         Ok(())
@@ -119,6 +182,18 @@ fn default_sqlite_path() -> PathBuf {
 
 fn default_keyspace() -> String {
     "wafleet".into()
+}
+
+fn default_replication_factor() -> u32 {
+    3
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 #[cfg(test)]
@@ -151,5 +226,84 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn scylla_replication_datacenter_and_timeouts_are_checked() {
+        let valid = StoreSettings {
+            kind: StoreKind::Scylla,
+            scylla: ScyllaSettings {
+                uris: vec!["127.0.0.1:9042".into()],
+                ..ScyllaSettings::default()
+            },
+            ..StoreSettings::default()
+        };
+        assert_eq!(valid.check(), Ok(()));
+        assert_eq!(valid.scylla.replication_factor, 3);
+        assert_eq!(valid.scylla.request_timeout_ms, Duration::from_secs(5));
+        assert!(!valid.scylla.tablets, "tablets are off by default, for LWT");
+
+        type Breaker = fn(&mut ScyllaSettings);
+        let cases: [(&str, Breaker); 7] = [
+            ("store.scylla.replication_factor", |s| {
+                s.replication_factor = 0
+            }),
+            ("store.scylla.replication_factor", |s| {
+                s.replication_factor = 16
+            }),
+            ("store.scylla.local_dc", |s| s.local_dc = Some(" ".into())),
+            ("store.scylla.local_dc", |s| {
+                s.local_dc = Some("dc1'".into())
+            }),
+            ("store.scylla.request_timeout_ms", |s| {
+                s.request_timeout_ms = Duration::from_millis(99)
+            }),
+            ("store.scylla.request_timeout_ms", |s| {
+                s.request_timeout_ms = Duration::from_secs(121)
+            }),
+            ("store.scylla.connect_timeout_ms", |s| {
+                s.connect_timeout_ms = Duration::ZERO
+            }),
+        ];
+        for (key, breaker) in cases {
+            let mut store = valid.clone();
+            breaker(&mut store.scylla);
+            assert_eq!(store.check().unwrap_err().key, key);
+        }
+        let mut with_dc = valid.clone();
+        with_dc.scylla.local_dc = Some("eu-west".into());
+        assert_eq!(with_dc.check(), Ok(()));
+    }
+
+    #[test]
+    fn scylla_keys_parse_from_toml() {
+        let store: StoreSettings = toml::from_str(
+            r#"
+            kind = "scylla"
+            [scylla]
+            uris = ["10.0.0.1:9042"]
+            keyspace = "fleet"
+            replication_factor = 1
+            local_dc = "dc1"
+            request_timeout_ms = 2500
+            connect_timeout_ms = 1000
+            tablets = true
+            "#,
+        )
+        .expect("parse");
+        assert_eq!(store.check(), Ok(()));
+        let s = &store.scylla;
+        assert_eq!(
+            (
+                s.keyspace.as_str(),
+                s.replication_factor,
+                s.local_dc.as_deref()
+            ),
+            ("fleet", 1, Some("dc1"))
+        );
+        assert_eq!(
+            (s.request_timeout_ms, s.connect_timeout_ms, s.tablets),
+            (Duration::from_millis(2500), Duration::from_secs(1), true)
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Durable state of the fleet behind one [`Store`] trait.
 //!
-//! Every backend (embedded SQLite now, ScyllaDB later) passes the same conformance
+//! Every backend (embedded SQLite, ScyllaDB for clusters) passes the same conformance
 //! suite in [`conformance`]. Backends never see a secret in clear: credentials and link
 //! state arrive already sealed ([`SealedBlob`], see [`crate::seal`]).
 //!
@@ -8,11 +8,14 @@
 //! - [`record`]: the rows (devices, messages) and their enums.
 //! - [`lease`]: shard leases, fences, and the rules that grant, renew and release them.
 //! - [`sqlite`]: the embedded backend (one SQLite file in WAL mode).
+//! - [`scylla`]: the cluster backend (ScyllaDB, lightweight transactions for leases and
+//!   fenced writes).
 //! - [`conformance`]: the suite every backend must pass.
 
 pub mod conformance;
 pub mod lease;
 pub mod record;
+pub mod scylla;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -22,6 +25,7 @@ pub use record::{
     DeviceId, DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction,
     MessageRecord, MessageStatus, TrustLevel,
 };
+pub use scylla::{ScyllaConfig, ScyllaStore};
 pub use sqlite::SqliteStore;
 
 /// A stored setting: its text and when it was last put.

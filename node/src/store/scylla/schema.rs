@@ -1,0 +1,273 @@
+//! The keyspace and tables, created (or brought up to date) by the node on start.
+//!
+//! Every statement is `IF NOT EXISTS`, so nodes that start together may all run them.
+//! `schema_version` records how many [`MIGRATIONS`] a keyspace has had; a keyspace whose
+//! version is newer than this build is refused. To change the schema, append a step;
+//! never edit one that has shipped.
+
+/// The schema version this build creates and understands.
+pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// The row of `schema_version` that holds wafleet's version.
+pub(crate) const COMPONENT: &str = "wafleet";
+
+/// How the keyspace is created (an existing keyspace is left as it is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyspaceOptions {
+    /// Letters, digits and `_` (checked by the configuration).
+    pub name: String,
+    pub replication_factor: u32,
+    /// `false` adds `AND tablets = {'enabled': false}` (see the module docs of
+    /// [`super`]: lightweight transactions and tablets).
+    pub tablets: bool,
+}
+
+/// `CREATE KEYSPACE IF NOT EXISTS ...` for these options.
+pub(crate) fn create_keyspace(options: &KeyspaceOptions) -> String {
+    let mut cql = format!(
+        "CREATE KEYSPACE IF NOT EXISTS {} WITH replication = \
+         {{'class': 'NetworkTopologyStrategy', 'replication_factor': {}}}",
+        options.name, options.replication_factor
+    );
+    if !options.tablets {
+        cql.push_str(" AND tablets = {'enabled': false}");
+    }
+    cql
+}
+
+/// The table that records the schema version; created before anything else.
+pub(crate) const SCHEMA_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS {ks}.schema_version (
+    component     text PRIMARY KEY,
+    version       int,
+    updated_at_ms bigint)";
+
+/// Schema steps in order; step `n` takes a keyspace from version `n` to `n + 1`. Each
+/// step is a list of statements, `{ks}` standing for the keyspace.
+pub(crate) const MIGRATIONS: &[&[&str]] = &[
+    // 1: everything.
+    &[
+        // A device's partition: its row (static columns) and its sealed link state
+        // (one clustering row per namespace and key), so that one lightweight
+        // transaction covers the device's existence, its fence and the write.
+        // `version` counts the partition's writes (every write is a compare-and-set on
+        // it); `fence_epoch` is the highest lease epoch a fenced write has carried.
+        "CREATE TABLE IF NOT EXISTS {ks}.devices (
+            device_id            text,
+            namespace            text,
+            key                  text,
+            name                 text STATIC,
+            tenant               text STATIC,
+            status               text STATIC,
+            status_reason        text STATIC,
+            trust_level          text STATIC,
+            phone                text STATIC,
+            webhook              text STATIC,
+            desired_running      boolean STATIC,
+            created_at_ms        bigint STATIC,
+            updated_at_ms        bigint STATIC,
+            last_connected_at_ms bigint STATIC,
+            version              bigint STATIC,
+            fence_epoch          bigint STATIC,
+            key_version          bigint,
+            value                blob,
+            PRIMARY KEY ((device_id), namespace, key))",
+        // Device ids in id order, for keyset paging (partitions come in token order).
+        // One partition: fine for the tens of thousands of devices a fleet has.
+        "CREATE TABLE IF NOT EXISTS {ks}.device_ids (
+            bucket    int,
+            device_id text,
+            PRIMARY KEY ((bucket), device_id))",
+        // A device's messages (`row_kind = 'm'`, `row_id` = message id) and its
+        // idempotency keys (`row_kind = 'k'`, `row_id` = the key, `message_id` = the
+        // message holding it), in one partition so that one conditional batch claims
+        // the key and inserts the message.
+        "CREATE TABLE IF NOT EXISTS {ks}.messages (
+            device_id       text,
+            row_kind        text,
+            row_id          text,
+            message_id      text,
+            direction       text,
+            peer_phone      text,
+            text            text,
+            status          text,
+            error           text,
+            idempotency_key text,
+            created_at_ms   bigint,
+            not_before_ms   bigint,
+            sent_at_ms      bigint,
+            delivered_at_ms bigint,
+            read_at_ms      bigint,
+            failed_at_ms    bigint,
+            PRIMARY KEY ((device_id), row_kind, row_id))",
+        // Outbound messages still queued, oldest first. Entries may outlive their
+        // message's queued state (a crash between two writes): readers check each
+        // entry against the message row.
+        "CREATE TABLE IF NOT EXISTS {ks}.outbox (
+            device_id     text,
+            created_at_ms bigint,
+            message_id    text,
+            PRIMARY KEY ((device_id), created_at_ms, message_id))",
+        // Every outbound message's send slot, by creation time: the rate limiter's
+        // memory. Kept 8 days (the longest quota window is a day), which also bounds the
+        // partition.
+        "CREATE TABLE IF NOT EXISTS {ks}.outbound_slots (
+            device_id     text,
+            created_at_ms bigint,
+            message_id    text,
+            slot_ms       bigint,
+            PRIMARY KEY ((device_id), created_at_ms, message_id))
+            WITH default_time_to_live = 691200",
+        // Shard leases. A released lease keeps its row with holder '' so that the next
+        // grant's epoch is higher.
+        "CREATE TABLE IF NOT EXISTS {ks}.leases (
+            shard         bigint PRIMARY KEY,
+            holder        text,
+            epoch         bigint,
+            expires_at_ms bigint)",
+        "CREATE TABLE IF NOT EXISTS {ks}.settings (
+            key           text PRIMARY KEY,
+            value         text,
+            updated_at_ms bigint)",
+    ],
+];
+
+/// A statement with `{ks}` replaced by the keyspace.
+pub(crate) fn in_keyspace(cql: &str, keyspace: &str) -> String {
+    cql.replace("{ks}", keyspace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (table, partition key, clustering columns) as the DDL declares them.
+    fn keys_of(ddl: &str) -> (String, Vec<String>, Vec<String>) {
+        let flat = ddl.split_whitespace().collect::<Vec<_>>().join(" ");
+        let table = flat
+            .split("{ks}.")
+            .nth(1)
+            .and_then(|rest| rest.split([' ', '(']).next())
+            .expect("table name")
+            .to_owned();
+        let columns = |list: &str| -> Vec<String> {
+            list.split(',')
+                .map(|c| {
+                    c.trim()
+                        .trim_matches(|ch| ch == '(' || ch == ')')
+                        .to_owned()
+                })
+                .filter(|c| !c.is_empty())
+                .collect()
+        };
+        if let Some(at) = flat.find("PRIMARY KEY ((") {
+            let rest = &flat[at + "PRIMARY KEY ((".len()..];
+            let end = rest.find("))").expect("end of primary key");
+            let (partition, clustering) = rest[..end].split_once(')').expect("partition");
+            (table, columns(partition), columns(clustering))
+        } else {
+            let column = flat
+                .split(" PRIMARY KEY")
+                .next()
+                .and_then(|before| before.rsplit([',', '(']).next())
+                .and_then(|def| def.split_whitespace().next())
+                .expect("single-column key");
+            (table, vec![column.to_owned()], Vec::new())
+        }
+    }
+
+    #[test]
+    fn tables_have_the_keys_of_their_access_paths() {
+        let mut found: Vec<(String, Vec<String>, Vec<String>)> = MIGRATIONS
+            .iter()
+            .flat_map(|step| step.iter())
+            .chain([&SCHEMA_VERSION_TABLE])
+            .map(|ddl| keys_of(ddl))
+            .collect();
+        found.sort();
+        let s = |v: &[&str]| v.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        let expected = vec![
+            ("device_ids".into(), s(&["bucket"]), s(&["device_id"])),
+            (
+                "devices".into(),
+                s(&["device_id"]),
+                s(&["namespace", "key"]),
+            ),
+            ("leases".into(), s(&["shard"]), s(&[])),
+            (
+                "messages".into(),
+                s(&["device_id"]),
+                s(&["row_kind", "row_id"]),
+            ),
+            (
+                "outbound_slots".into(),
+                s(&["device_id"]),
+                s(&["created_at_ms", "message_id"]),
+            ),
+            (
+                "outbox".into(),
+                s(&["device_id"]),
+                s(&["created_at_ms", "message_id"]),
+            ),
+            ("schema_version".into(), s(&["component"]), s(&[])),
+            ("settings".into(), s(&["key"]), s(&[])),
+        ];
+        assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn every_statement_is_idempotent_ddl_in_the_keyspace() {
+        for ddl in MIGRATIONS.iter().flat_map(|step| step.iter()) {
+            assert!(ddl.starts_with("CREATE TABLE IF NOT EXISTS {ks}."), "{ddl}");
+            let opened = ddl.matches('(').count();
+            assert_eq!(opened, ddl.matches(')').count(), "unbalanced: {ddl}");
+        }
+        assert_eq!(SCHEMA_VERSION, 1);
+    }
+
+    #[test]
+    fn device_state_is_static_and_link_state_is_per_row() {
+        let ddl = MIGRATIONS[0][0];
+        for column in [
+            "name",
+            "status",
+            "desired_running",
+            "version",
+            "fence_epoch",
+            "last_connected_at_ms",
+        ] {
+            let line = ddl
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(column))
+                .unwrap_or_else(|| panic!("no column {column}"));
+            assert!(line.contains("STATIC"), "{column} is not static");
+        }
+        for column in ["key_version", "value"] {
+            let line = ddl
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(column))
+                .expect("column");
+            assert!(!line.contains("STATIC"), "{column} must be per row");
+        }
+    }
+
+    #[test]
+    fn keyspace_turns_tablets_off_unless_asked() {
+        let mut options = KeyspaceOptions {
+            name: "wafleet".into(),
+            replication_factor: 3,
+            tablets: false,
+        };
+        assert_eq!(
+            create_keyspace(&options),
+            "CREATE KEYSPACE IF NOT EXISTS wafleet WITH replication = \
+             {'class': 'NetworkTopologyStrategy', 'replication_factor': 3} \
+             AND tablets = {'enabled': false}"
+        );
+        options.tablets = true;
+        assert!(!create_keyspace(&options).contains("tablets"));
+        assert_eq!(
+            in_keyspace(SCHEMA_VERSION_TABLE, "fleet").lines().next(),
+            Some("CREATE TABLE IF NOT EXISTS fleet.schema_version (")
+        );
+    }
+}

@@ -1,0 +1,37 @@
+//! Opens the store a node or gateway is configured with (`[store] kind`).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use wafleet_cluster_config::{StoreKind, StoreSettings};
+use wafleet_node::store::scylla::schema::KeyspaceOptions;
+use wafleet_node::store::{ScyllaConfig, ScyllaStore, SqliteStore, Store};
+
+/// The configured store, ready: SQLite opened and migrated, or ScyllaDB connected with
+/// its keyspace and tables created or migrated.
+pub(crate) async fn open(settings: &StoreSettings) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match settings.kind {
+        StoreKind::Sqlite => {
+            Arc::new(SqliteStore::open(&settings.sqlite.path).context("cannot open the store")?)
+        }
+        StoreKind::Scylla => {
+            let scylla = &settings.scylla;
+            let config = ScyllaConfig {
+                uris: scylla.uris.clone(),
+                keyspace: KeyspaceOptions {
+                    name: scylla.keyspace.clone(),
+                    replication_factor: scylla.replication_factor,
+                    tablets: scylla.tablets,
+                },
+                local_dc: scylla.local_dc.clone(),
+                request_timeout: scylla.request_timeout_ms,
+                connect_timeout: scylla.connect_timeout_ms,
+            };
+            Arc::new(
+                ScyllaStore::connect(&config)
+                    .await
+                    .context("cannot open the scylla store")?,
+            )
+        }
+    })
+}
