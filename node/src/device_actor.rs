@@ -31,10 +31,12 @@ use crate::link::{
 };
 use crate::metrics;
 use crate::rate_limit::{Decision, quota_for};
-use crate::rate_limiter::{LimiterArgs, LimiterMsg, RateLimiter, level_from_u8, level_to_u8};
+use crate::rate_limiter::{
+    LimiterArgs, LimiterMsg, RateLimiter, level_from_u8, level_to_u8, promote_if_earned,
+};
 use crate::store::{
     DevicePatch, DeviceStatus, Direction, Fence, InsertOutcome, MessageRecord, MessageStatus,
-    StoreError,
+    StoreError, TrustLevel,
 };
 use crate::vault::VaultError;
 
@@ -60,6 +62,12 @@ pub enum DeviceMsg {
     Drain,
     /// The timer set for the next due message, at this time (Unix ms), fired.
     DrainAt(i64),
+    /// The device's rate limiter, spawned if it has none yet.
+    Limiter(RpcReplyPort<ActorRef<LimiterMsg>>),
+    /// An admin set the trust level (already stored).
+    SetLevel(TrustLevel),
+    /// Time to check whether the device has earned promotion.
+    CheckTrust,
     /// The QR code on show, if pairing.
     GetQr(RpcReplyPort<Option<QrCode>>),
     /// Ask the link for a pairing code for this phone.
@@ -105,7 +113,9 @@ pub struct DeviceState {
     /// Failed connection attempts in a row (sets the reconnect delay).
     reconnect_attempt: u32,
     /// The device's rate limiter (a linked child actor): every send passes through it.
-    limiter: ActorRef<LimiterMsg>,
+    /// Spawned on first need (a send, a drain, a ban, a pairing), so that idle devices
+    /// cost no second actor.
+    limiter: Option<ActorRef<LimiterMsg>>,
     /// The device's trust level, shared with the limiter, which changes it.
     level: Arc<AtomicU8>,
     /// When the last message was handed to the link (Unix ms).
@@ -131,23 +141,6 @@ impl Actor for DeviceActor {
             .await?
             .ok_or_else(|| format!("device {} not found", args.device_id))?;
         let level = Arc::new(AtomicU8::new(level_to_u8(record.trust_level)));
-        let (limiter, _) = Actor::spawn_linked(
-            None,
-            RateLimiter,
-            LimiterArgs {
-                device_id: args.device_id.clone(),
-                fence: args.fence,
-                ctx: args.ctx.clone(),
-                level: level.clone(),
-            },
-            myself.get_cell(),
-        )
-        .await?;
-        args.ctx
-            .limiters
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(args.device_id.clone(), limiter.clone());
         let mut state = DeviceState {
             id: args.device_id,
             fence: args.fence,
@@ -161,7 +154,7 @@ impl Actor for DeviceActor {
             in_flight: HashSet::new(),
             backlog: false,
             reconnect_attempt: 0,
-            limiter,
+            limiter: None,
             level,
             last_handoff_ms: 0,
             next_drain_at: None,
@@ -178,6 +171,9 @@ impl Actor for DeviceActor {
         _myself: ActorRef<DeviceMsg>,
         state: &mut DeviceState,
     ) -> Result<(), ActorProcessingErr> {
+        let Some(limiter) = state.limiter.take() else {
+            return Ok(());
+        };
         let mut limiters = state
             .ctx
             .limiters
@@ -185,12 +181,12 @@ impl Actor for DeviceActor {
             .unwrap_or_else(|e| e.into_inner());
         if limiters
             .get(&state.id)
-            .is_some_and(|current| current.get_id() == state.limiter.get_id())
+            .is_some_and(|current| current.get_id() == limiter.get_id())
         {
             limiters.remove(&state.id);
         }
         drop(limiters);
-        state.limiter.stop(None);
+        limiter.stop(None);
         Ok(())
     }
 
@@ -205,8 +201,18 @@ impl Actor for DeviceActor {
             SupervisionEvent::ActorFailed(_, error) => {
                 Err(format!("the rate limiter of {} failed: {error}", state.id).into())
             }
-            // The limiter stopped (fenced off, or the device is stopping): nothing to do;
-            // sends find no limiter and the device meets the fence on its own writes.
+            // The limiter stopped (fenced off, or the device is stopping): forget it; the
+            // device meets the fence on its own writes.
+            SupervisionEvent::ActorTerminated(cell, ..) => {
+                if state
+                    .limiter
+                    .as_ref()
+                    .is_some_and(|limiter| limiter.get_id() == cell.get_id())
+                {
+                    state.limiter = None;
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -253,6 +259,17 @@ async fn dispatch(
             }
         }
         DeviceMsg::Drain => state.drain(&myself).await?,
+        DeviceMsg::Limiter(reply) => {
+            let limiter = state.limiter(&myself).await?;
+            let _ = reply.send(limiter);
+        }
+        DeviceMsg::SetLevel(level) => {
+            state.level.store(level_to_u8(level), Ordering::SeqCst);
+            if let Some(limiter) = &state.limiter {
+                let _ = limiter.cast(LimiterMsg::SetLevel(level));
+            }
+        }
+        DeviceMsg::CheckTrust => state.check_trust().await?,
         DeviceMsg::DrainAt(at) => {
             if state.next_drain_at == Some(at) {
                 state.next_drain_at = None;
@@ -376,7 +393,7 @@ impl DeviceState {
                 expires_at_ms,
             } => self.on_qr(code, expires_at_ms).await?,
             LinkEvent::Paired { phone } => {
-                let _ = self.limiter.cast(LimiterMsg::Linked);
+                let _ = self.limiter(&myself).await?.cast(LimiterMsg::Linked);
                 self.on_ready(&myself, phone).await?
             }
             LinkEvent::Connected { phone } => self.on_ready(&myself, phone).await?,
@@ -430,7 +447,7 @@ impl DeviceState {
                 text,
                 at_ms,
             } => self.on_inbound(message_id, from_phone, text, at_ms).await?,
-            LinkEvent::Banned { until_ms } => self.on_banned(until_ms).await?,
+            LinkEvent::Banned { until_ms } => self.on_banned(&myself, until_ms).await?,
         }
         Ok(())
     }
@@ -596,7 +613,7 @@ impl DeviceState {
             }
             let slot = match message.not_before_ms {
                 Some(slot) => slot,
-                None => match self.schedule(&message.id).await? {
+                None => match self.schedule(myself, &message.id).await? {
                     Ok(slot) => slot,
                     Err(retry_at) => {
                         self.drain_later(myself, retry_at);
@@ -637,9 +654,14 @@ impl DeviceState {
 
     /// Asks the limiter for a slot for an accepted message that has none, and stores
     /// it. `Err(time)`: no slot before `time` (paused, or the day is full).
-    async fn schedule(&mut self, message_id: &str) -> Result<Result<i64, i64>, ActorProcessingErr> {
+    async fn schedule(
+        &mut self,
+        myself: &ActorRef<DeviceMsg>,
+        message_id: &str,
+    ) -> Result<Result<i64, i64>, ActorProcessingErr> {
         let admission = self
-            .limiter
+            .limiter(myself)
+            .await?
             .call(LimiterMsg::Schedule, Some(Duration::from_secs(10)))
             .await?;
         let admission = match admission {
@@ -685,8 +707,13 @@ impl DeviceState {
     /// A ban from the link: the queued messages not yet handed over give their slots
     /// back (they are planned again, at the NEWCOMER pace, once the pause ends), and the
     /// limiter demotes the device and pauses it.
-    async fn on_banned(&mut self, until_ms: i64) -> Result<(), StoreError> {
+    async fn on_banned(
+        &mut self,
+        myself: &ActorRef<DeviceMsg>,
+        until_ms: i64,
+    ) -> Result<(), ActorProcessingErr> {
         warn!(device_id = %self.id, until_ms, "account temporarily banned");
+        let limiter = self.limiter(myself).await?;
         let queued = self.ctx.store.queued_messages(&self.id, u32::MAX).await?;
         for message in queued {
             if self.in_flight.contains(&message.id) {
@@ -699,10 +726,57 @@ impl DeviceState {
                 .reschedule_message(&self.id, &message.id, None)
                 .await?
             {
-                let _ = self.limiter.cast(LimiterMsg::Release(slot));
+                let _ = limiter.cast(LimiterMsg::Release(slot));
             }
         }
-        let _ = self.limiter.cast(LimiterMsg::Banned { until_ms });
+        let _ = limiter.cast(LimiterMsg::Banned { until_ms });
+        Ok(())
+    }
+
+    /// The device's rate limiter: spawned (linked to this actor, registered for the
+    /// fleet) the first time it is needed.
+    async fn limiter(
+        &mut self,
+        myself: &ActorRef<DeviceMsg>,
+    ) -> Result<ActorRef<LimiterMsg>, ActorProcessingErr> {
+        if let Some(limiter) = &self.limiter {
+            return Ok(limiter.clone());
+        }
+        let (limiter, _) = Actor::spawn_linked(
+            None,
+            RateLimiter,
+            LimiterArgs {
+                device_id: self.id.clone(),
+                fence: self.fence,
+                ctx: self.ctx.clone(),
+                level: self.level.clone(),
+            },
+            myself.get_cell(),
+        )
+        .await?;
+        self.ctx
+            .limiters
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(self.id.clone(), limiter.clone());
+        self.limiter = Some(limiter.clone());
+        Ok(limiter)
+    }
+
+    /// Promotes a NEWCOMER to TRUSTED once it has earned it (see
+    /// [`crate::rate_limiter`]): read from the store and vault, so an idle device needs
+    /// no limiter for it.
+    async fn check_trust(&mut self) -> Result<(), ActorProcessingErr> {
+        if level_from_u8(self.level.load(Ordering::SeqCst)) != TrustLevel::Newcomer {
+            return Ok(());
+        }
+        let vault = self.ctx.vault.device(&self.id, self.fence);
+        if let Some(level) = promote_if_earned(&self.ctx, &self.id, &vault).await? {
+            self.level.store(level_to_u8(level), Ordering::SeqCst);
+            if let Some(limiter) = &self.limiter {
+                let _ = limiter.cast(LimiterMsg::SetLevel(level));
+            }
+        }
         Ok(())
     }
 
@@ -727,7 +801,9 @@ impl DeviceState {
         };
         if before.status == MessageStatus::Queued && status != MessageStatus::Queued {
             // Out of the queue: the limiter's place in flight frees (its slot stays spent).
-            let _ = self.limiter.cast(LimiterMsg::Settled);
+            if let Some(limiter) = &self.limiter {
+                let _ = limiter.cast(LimiterMsg::Settled);
+            }
         }
         if before.status.may_advance_to(status) {
             let at_ms = if at_ms > 0 { at_ms } else { now_ms() };

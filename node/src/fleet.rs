@@ -173,6 +173,7 @@ impl Fleet {
             clock: Clock::system(),
         });
         spawn_settings_refresh(Arc::downgrade(&ctx));
+        spawn_trust_checks(Arc::downgrade(&ctx));
         let (supervisor, _) = Actor::spawn(None, DeviceSupervisor, ctx.clone())
             .await
             .map_err(|e| FleetError::Internal(e.to_string()))?;
@@ -483,16 +484,20 @@ impl Fleet {
             Checked::Replay(sent) => return Ok(sent),
             Checked::New(id) => id,
         };
-        let Some(limiter) = self.ctx.limiter(device_id) else {
-            return insert_queued(
-                self.ctx.store.as_ref(),
-                device_id,
-                checked,
-                send,
-                now_ms(),
-                None,
-            )
-            .await;
+        let limiter = match (self.ctx.limiter(device_id), self.ctx.running(device_id)) {
+            (Some(limiter), _) => limiter,
+            (None, Some(actor)) => call(&actor, DeviceMsg::Limiter).await?,
+            (None, None) => {
+                return insert_queued(
+                    self.ctx.store.as_ref(),
+                    device_id,
+                    checked,
+                    send,
+                    now_ms(),
+                    None,
+                )
+                .await;
+            }
         };
         let admission = match limiter.call(LimiterMsg::Admit, Some(CALL_TIMEOUT)).await {
             Ok(ractor::rpc::CallResult::Success(admission)) => admission?,
@@ -570,8 +575,8 @@ impl Fleet {
             .store
             .patch_device(device_id, &patch, now_ms(), None)
             .await?;
-        if let Some(limiter) = self.ctx.limiter(device_id) {
-            let _ = limiter.cast(LimiterMsg::SetLevel(level));
+        if let Some(actor) = self.ctx.running(device_id) {
+            let _ = actor.cast(DeviceMsg::SetLevel(level));
         }
         if before.trust_level != level {
             let mut data = serde_json::Map::new();
@@ -840,6 +845,39 @@ pub async fn store_quota_table(store: &dyn Store, table: &QuotaTable) -> Result<
         .put_setting(TRUST_LEVELS_SETTING, &json, now_ms())
         .await?;
     Ok(())
+}
+
+/// Asks every running device, spread evenly over `trust_check_interval`, whether it has
+/// earned promotion: one task per node, not a timer per device.
+fn spawn_trust_checks(ctx: std::sync::Weak<NodeContext>) {
+    tokio::spawn(async move {
+        loop {
+            let Some((every, devices)) = ctx.upgrade().map(|ctx| {
+                let devices: Vec<ActorRef<DeviceMsg>> = ctx
+                    .registry
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .cloned()
+                    .collect();
+                (ctx.config.trust_check_interval, devices)
+            }) else {
+                return;
+            };
+            if every.is_zero() {
+                return;
+            }
+            if devices.is_empty() {
+                tokio::time::sleep(every).await;
+                continue;
+            }
+            let step = every / u32::try_from(devices.len()).unwrap_or(u32::MAX);
+            for device in devices {
+                tokio::time::sleep(step).await;
+                let _ = device.cast(DeviceMsg::CheckTrust);
+            }
+        }
+    });
 }
 
 /// Reads the quota table from the store every `settings_refresh` while the fleet lives,

@@ -73,8 +73,6 @@ pub enum LimiterMsg {
     Linked,
     /// The link reported a ban until this time (Unix ms).
     Banned { until_ms: i64 },
-    /// Time to check whether the device has earned promotion.
-    CheckTrust,
 }
 
 /// The limiter's answer to a send.
@@ -316,13 +314,9 @@ impl Actor for RateLimiter {
 
     async fn pre_start(
         &self,
-        myself: ActorRef<LimiterMsg>,
+        _myself: ActorRef<LimiterMsg>,
         args: LimiterArgs,
     ) -> Result<LimiterState, ActorProcessingErr> {
-        let interval = args.ctx.config.trust_check_interval;
-        if !interval.is_zero() {
-            myself.send_interval(interval, || LimiterMsg::CheckTrust);
-        }
         Ok(LimiterState {
             vault: args.ctx.vault.device(&args.device_id, args.fence),
             device_id: args.device_id,
@@ -386,7 +380,6 @@ impl Actor for RateLimiter {
             }
             LimiterMsg::Linked => state.linked().await,
             LimiterMsg::Banned { until_ms } => state.banned(until_ms).await,
-            LimiterMsg::CheckTrust => state.check_trust().await,
         };
         match outcome {
             Err(StoreError::Fenced { .. }) => {
@@ -534,55 +527,53 @@ impl LimiterState {
             .publish(&self.device_id, EventKind::Status, data);
         Ok(())
     }
+}
 
-    async fn check_trust(&mut self) -> Result<(), StoreError> {
-        if self.level() != TrustLevel::Newcomer {
-            return Ok(());
-        }
-        let now = self.ctx.clock.now_ms();
-        let promote_after =
-            i64::try_from(self.ctx.config.promote_after.as_millis()).unwrap_or(i64::MAX);
-        let Some(record) = self.ctx.store.get_device(&self.device_id).await? else {
-            return Ok(());
-        };
-        let ready = record.status == DeviceStatus::Ready;
-        let vault = self.vault.clone();
-        let trust = self.trust().await?;
-        if trust.linked_at_ms.is_none() && record.phone.is_some() {
-            // Linked before link times were kept: the week starts now.
-            trust.linked_at_ms = Some(now);
-            trust.save(&vault).await.map_err(vault_store_error)?;
-        }
-        if !trust.earns_promotion(record.trust_level, ready, promote_after, now) {
-            return Ok(());
-        }
-        let patch = DevicePatch {
-            trust_level: Some(TrustLevel::Trusted),
-            ..DevicePatch::default()
-        };
-        let record = self
-            .ctx
-            .store
-            .patch_device(&self.device_id, &patch, now, self.vault.fence().as_ref())
-            .await?;
-        self.level
-            .store(level_to_u8(TrustLevel::Trusted), Ordering::SeqCst);
-        metrics::rate_limit_promotion();
-        info!(device_id = %self.device_id, "promoted to trusted");
-        let mut data = Map::new();
-        data.insert("status".into(), Value::from(record.status.as_str()));
-        data.insert("reason".into(), Value::from("promoted"));
-        data.insert("trust_level".into(), Value::from("trusted"));
-        data.insert("previous_trust_level".into(), Value::from("newcomer"));
-        data.insert(
-            "node".into(),
-            Value::from(self.ctx.config.node_name.as_str()),
-        );
-        self.ctx
-            .bus
-            .publish(&self.device_id, EventKind::Status, data);
-        Ok(())
+/// Promotes the device to TRUSTED if it has earned it (a NEWCOMER linked for
+/// [`NodeConfig::promote_after`](crate::context::NodeConfig::promote_after), READY, not
+/// banned meanwhile): stores the level under the vault's fence and emits a `status` event
+/// with `reason: "promoted"`. Returns the new level when it changed. A device linked
+/// before link times were kept starts its week now.
+pub(crate) async fn promote_if_earned(
+    ctx: &NodeContext,
+    device_id: &str,
+    vault: &DeviceVault,
+) -> Result<Option<TrustLevel>, StoreError> {
+    let now = ctx.clock.now_ms();
+    let promote_after = i64::try_from(ctx.config.promote_after.as_millis()).unwrap_or(i64::MAX);
+    let Some(record) = ctx.store.get_device(device_id).await? else {
+        return Ok(None);
+    };
+    if record.trust_level != TrustLevel::Newcomer || record.phone.is_none() {
+        return Ok(None);
     }
+    let mut trust = TrustRecord::load(vault).await.map_err(vault_store_error)?;
+    if trust.linked_at_ms.is_none() {
+        trust.linked_at_ms = Some(now);
+        trust.save(vault).await.map_err(vault_store_error)?;
+    }
+    let ready = record.status == DeviceStatus::Ready;
+    if !trust.earns_promotion(record.trust_level, ready, promote_after, now) {
+        return Ok(None);
+    }
+    let patch = DevicePatch {
+        trust_level: Some(TrustLevel::Trusted),
+        ..DevicePatch::default()
+    };
+    let record = ctx
+        .store
+        .patch_device(device_id, &patch, now, vault.fence().as_ref())
+        .await?;
+    metrics::rate_limit_promotion();
+    info!(device_id, "promoted to trusted");
+    let mut data = Map::new();
+    data.insert("status".into(), Value::from(record.status.as_str()));
+    data.insert("reason".into(), Value::from("promoted"));
+    data.insert("trust_level".into(), Value::from("trusted"));
+    data.insert("previous_trust_level".into(), Value::from("newcomer"));
+    data.insert("node".into(), Value::from(ctx.config.node_name.as_str()));
+    ctx.bus.publish(device_id, EventKind::Status, data);
+    Ok(Some(TrustLevel::Trusted))
 }
 
 #[cfg(test)]
@@ -961,18 +952,15 @@ mod tests {
             limiter.cast(LimiterMsg::Linked).unwrap();
             let view = ask(&limiter, LimiterMsg::Limits).await.unwrap();
             assert_eq!(view.linked_at_ms, Some(T0));
+            let vault = ctx.vault.device("d", None);
             clock.advance(WEEK - 1);
-            limiter.cast(LimiterMsg::CheckTrust).unwrap();
-            let view = ask(&limiter, LimiterMsg::Limits).await.unwrap();
-            assert_eq!(
-                view.trust_level,
-                TrustLevel::Newcomer,
-                "a millisecond early"
-            );
+            let promoted = promote_if_earned(&ctx, "d", &vault).await.unwrap();
+            assert_eq!(promoted, None, "a millisecond early");
             clock.advance(1);
-            limiter.cast(LimiterMsg::CheckTrust).unwrap();
-            let view = ask(&limiter, LimiterMsg::Limits).await.unwrap();
-            assert_eq!(view.trust_level, TrustLevel::Trusted);
+            let promoted = promote_if_earned(&ctx, "d", &vault).await.unwrap();
+            assert_eq!(promoted, Some(TrustLevel::Trusted));
+            let again = promote_if_earned(&ctx, "d", &vault).await.unwrap();
+            assert_eq!(again, None, "once");
             let record = ctx.store.get_device("d").await.unwrap().unwrap();
             assert_eq!(record.trust_level, TrustLevel::Trusted, "stored");
         }

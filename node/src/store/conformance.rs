@@ -2250,11 +2250,32 @@ pub async fn check_outbound_slots(store: &dyn Store) {
     let slots = ok(store.outbound_slots(&a, 1_000, 100).await, "outbound_slots");
     assert_eq!(
         slots,
-        vec![1_500, 2_000, 3_000, 5_000],
-        "slots since 1000: not_before or created, any status, outbound only, ascending"
+        vec![1_500, 3_000, 5_000],
+        "slots since 1000: not_before or created, any status but queued without a slot, \
+         outbound only, ascending"
+    );
+    ok(
+        store.reschedule_message(&a, "now", Some(2_500)).await,
+        "reschedule",
+    );
+    let slots = ok(store.outbound_slots(&a, 1_000, 100).await, "outbound_slots");
+    assert_eq!(
+        slots,
+        vec![1_500, 2_500, 3_000, 5_000],
+        "a slot given later counts"
+    );
+    ok(
+        store.reschedule_message(&a, "later", None).await,
+        "reschedule",
+    );
+    let slots = ok(store.outbound_slots(&a, 1_000, 100).await, "outbound_slots");
+    assert_eq!(
+        slots,
+        vec![1_500, 2_500, 3_000],
+        "a slot given back no longer counts"
     );
     let slots = ok(store.outbound_slots(&a, 0, 2).await, "outbound_slots");
-    assert_eq!(slots, vec![100, 1_500], "limit keeps the earliest");
+    assert_eq!(slots, vec![1_500, 2_500], "limit keeps the earliest");
     let slots = ok(store.outbound_slots(&b, 0, 100).await, "outbound_slots");
     assert_eq!(slots, vec![1_100], "per device");
     let none = ok(

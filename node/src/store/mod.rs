@@ -238,7 +238,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<bool, StoreError>;
     /// The send slots of the device's outbound messages created at or after `since_ms`:
     /// each message's `not_before_ms`, or its `created_at_ms` when it has none, whatever
-    /// its status; ascending; at most `limit` (the earliest). This is the rate limiter's
+    /// its status, except a message still queued without a slot (it gets one when its
+    /// device drains it, see [`Store::reschedule_message`]); ascending; at most `limit`
+    /// (the earliest). This is the rate limiter's
     /// memory: every accepted send is a stored message, so the quota a device has spent
     /// survives a crash or a move with no write of its own.
     async fn outbound_slots(

@@ -200,6 +200,7 @@ const QUEUED_MESSAGES: &str = concat!(
 /// Uses the `messages_outbound_by_time` partial index (its terms, literally).
 const OUTBOUND_SLOTS: &str = "SELECT COALESCE(not_before_ms, created_at_ms) AS slot FROM messages
      WHERE device_id = ?1 AND direction = 'outbound' AND created_at_ms >= ?2
+       AND NOT (status = 'queued' AND not_before_ms IS NULL)
      ORDER BY slot LIMIT ?3";
 
 const RESCHEDULE_MESSAGE: &str = "UPDATE messages SET not_before_ms = ?3

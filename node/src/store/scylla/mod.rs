@@ -722,7 +722,23 @@ impl ScyllaStore {
         row.map(|r| rows::message(&r)).transpose()
     }
 
+    /// Records the message's send slot for [`Store::outbound_slots`]; a queued message
+    /// without one (it gets one when its device drains it) has no slot row.
     async fn put_slot(&self, m: &MessageRecord) -> Result<(), StoreError> {
+        if m.status == MessageStatus::Queued && m.not_before_ms.is_none() {
+            let s = &st::SLOT_DELETE;
+            return self
+                .execute(
+                    s,
+                    s.bind(vec![
+                        ("device_id", st::text(&m.device_id)),
+                        ("created_at_ms", st::big(m.created_at_ms)),
+                        ("message_id", st::text(&m.id)),
+                    ]),
+                )
+                .await
+                .map(drop);
+        }
         let s = &st::SLOT_PUT;
         self.execute(
             s,

@@ -418,6 +418,14 @@ pub(crate) const SLOT_PUT: Statement = Statement {
     binds: &["device_id", "created_at_ms", "message_id", "slot_ms"],
 };
 
+pub(crate) const SLOT_DELETE: Statement = Statement {
+    name: "slot_delete",
+    cql: "DELETE FROM {ks}.outbound_slots \
+          WHERE device_id = ? AND created_at_ms = ? AND message_id = ?",
+    kind: Kind::Write,
+    binds: &["device_id", "created_at_ms", "message_id"],
+};
+
 pub(crate) const SLOTS_SINCE: Statement = Statement {
     name: "slots_since",
     cql: "SELECT slot_ms FROM {ks}.outbound_slots WHERE device_id = ? AND created_at_ms >= ?",
@@ -538,6 +546,7 @@ pub(crate) const ALL: &[Statement] = &[
     OUTBOX_DEVICES,
     DELETE_OUTBOX,
     SLOT_PUT,
+    SLOT_DELETE,
     SLOTS_SINCE,
     DELETE_SLOTS,
     SELECT_LEASE_SERIAL,
