@@ -33,6 +33,7 @@ use crate::metrics;
 use crate::rate_limit::{Decision, quota_for};
 use crate::rate_limiter::{
     LimiterArgs, LimiterMsg, RateLimiter, level_from_u8, level_to_u8, promote_if_earned,
+    record_link,
 };
 use crate::store::{
     DevicePatch, DeviceStatus, Direction, Fence, InsertOutcome, MessageRecord, MessageStatus,
@@ -393,7 +394,16 @@ impl DeviceState {
                 expires_at_ms,
             } => self.on_qr(code, expires_at_ms).await?,
             LinkEvent::Paired { phone } => {
-                let _ = self.limiter(&myself).await?.cast(LimiterMsg::Linked);
+                match &self.limiter {
+                    Some(limiter) => {
+                        let _ = limiter.cast(LimiterMsg::Linked);
+                    }
+                    // No limiter yet (an idle device needs none): record the link here.
+                    None => {
+                        let vault = self.ctx.vault.device(&self.id, self.fence);
+                        record_link(&vault, self.ctx.clock.now_ms()).await?;
+                    }
+                }
                 self.on_ready(&myself, phone).await?
             }
             LinkEvent::Connected { phone } => self.on_ready(&myself, phone).await?,

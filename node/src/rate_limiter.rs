@@ -479,13 +479,8 @@ impl LimiterState {
 
     async fn linked(&mut self) -> Result<(), StoreError> {
         let now = self.ctx.clock.now_ms();
-        let vault = self.vault.clone();
-        let trust = self.trust().await?;
-        *trust = TrustRecord {
-            linked_at_ms: Some(now),
-            ..TrustRecord::default()
-        };
-        trust.save(&vault).await.map_err(vault_store_error)
+        self.trust = Some(record_link(&self.vault, now).await?);
+        Ok(())
     }
 
     async fn banned(&mut self, until_ms: i64) -> Result<(), StoreError> {
@@ -527,6 +522,20 @@ impl LimiterState {
             .publish(&self.device_id, EventKind::Status, data);
         Ok(())
     }
+}
+
+/// A new link: its week towards TRUSTED starts at `now_ms` (a new link starts over: no
+/// ban on record). Returns the record written.
+pub(crate) async fn record_link(
+    vault: &DeviceVault,
+    now_ms: i64,
+) -> Result<TrustRecord, StoreError> {
+    let trust = TrustRecord {
+        linked_at_ms: Some(now_ms),
+        ..TrustRecord::default()
+    };
+    trust.save(vault).await.map_err(vault_store_error)?;
+    Ok(trust)
 }
 
 /// Promotes the device to TRUSTED if it has earned it (a NEWCOMER linked for
