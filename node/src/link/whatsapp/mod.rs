@@ -32,10 +32,12 @@
 //!
 //! # Layout
 //! - [`client`]: building a client on the vault, and the probe of a connection attempt.
+//! - [`conformance`]: the storage suite any [`Store`](crate::store::Store) must pass.
 //! - [`session`]: one session's task: whatsapp-rust events in, wafleet events out.
 //! - [`store`]: whatsapp-rust's storage traits on the device vault.
 
 pub mod client;
+pub mod conformance;
 mod session;
 pub mod store;
 
