@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use wafleet_node::events::{BusConfig, EventBus, EventFilter, Subscription};
 use wafleet_node::link::{WhatsAppConfig, WhatsAppLinkFactory};
 use wafleet_node::seal::{MasterKey, Sealer};
-use wafleet_node::store::{SqliteStore, TrustLevel};
+use wafleet_node::store::{SqliteStore, Store, TrustLevel};
 use wafleet_node::{Fleet, NewDevice, NodeConfig};
 
 const RECONNECT_MIN: Duration = Duration::from_millis(50);
@@ -84,8 +84,8 @@ fn refusing_url() -> String {
     format!("ws://{addr}/ws/chat")
 }
 
-async fn fleet(dir: &std::path::Path, url: &str) -> (Fleet, EventBus) {
-    let store = SqliteStore::open(&dir.join("wafleet.db")).unwrap();
+async fn fleet(dir: &std::path::Path, url: &str) -> (Fleet, EventBus, Arc<dyn Store>) {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("wafleet.db")).unwrap());
     let bus = EventBus::in_memory(BusConfig::default());
     let links = WhatsAppLinkFactory::new(WhatsAppConfig {
         ws_url: Some(url.to_owned()),
@@ -100,14 +100,14 @@ async fn fleet(dir: &std::path::Path, url: &str) -> (Fleet, EventBus) {
     };
     let fleet = Fleet::start(
         config,
-        Arc::new(store),
+        store.clone(),
         Arc::new(Sealer::new(MasterKey::new(1, [7u8; 32]))),
         bus.clone(),
         Arc::new(links),
     )
     .await
     .unwrap();
-    (fleet, bus)
+    (fleet, bus, store)
 }
 
 /// The reasons and arrival times of the next `n` DISCONNECTED statuses (30 s at most).
@@ -127,6 +127,18 @@ async fn disconnects(events: &mut Subscription, n: usize) -> Vec<(String, Instan
     .expect("DISCONNECTED statuses in time")
 }
 
+async fn create(fleet: &Fleet, id: &str) {
+    fleet
+        .create_device(NewDevice {
+            id: id.into(),
+            name: id.into(),
+            trust_level: TrustLevel::Newcomer,
+            webhook: None,
+        })
+        .await
+        .unwrap();
+}
+
 fn alive_tasks() -> usize {
     tokio::runtime::Handle::current()
         .metrics()
@@ -138,16 +150,8 @@ fn alive_tasks() -> usize {
 /// and no task is left behind. Returns the reasons.
 async fn exercise(url: &str, accepted: Option<&AtomicU32>, attempts: usize) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
-    let (fleet, bus) = fleet(dir.path(), url).await;
-    fleet
-        .create_device(NewDevice {
-            id: "offline".into(),
-            name: "offline".into(),
-            trust_level: TrustLevel::Newcomer,
-            webhook: None,
-        })
-        .await
-        .unwrap();
+    let (fleet, bus, _store) = fleet(dir.path(), url).await;
+    create(&fleet, "offline").await;
     let tasks_before = alive_tasks();
     let mut events = bus.subscribe(EventFilter::All, None).await.unwrap();
     fleet.start_device("offline").await.unwrap();
@@ -257,4 +261,32 @@ async fn a_stalled_connection_times_out_and_backs_off() {
     for reason in &reasons {
         assert_eq!(reason, "handshake timed out");
     }
+}
+
+/// An operator logout while the client is still connecting: the link's closing flush
+/// must not bring the wiped credentials back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_while_connecting_leaves_no_protocol_state_behind() {
+    let server = server(Behaviour::Stall).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (fleet, _bus, store) = fleet(dir.path(), &server.url).await;
+    create(&fleet, "leaving").await;
+    fleet.start_device("leaving").await.unwrap();
+    // The device record exists from the first open (its identity is fixed there).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.list_link_state("leaving", "wa.device").await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no device record stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let device = fleet.logout_device("leaving").await.unwrap();
+    assert_eq!(device.status.as_str(), "LOGGED_OUT");
+    // Closing a stalled client is cut off after 5 s; then nothing may remain.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for namespace in ["wa.device", "wa.meta", "wa.prekey", "wa.session"] {
+        assert!(
+            store.list_link_state("leaving", namespace).await.unwrap().is_empty(),
+            "{namespace} survived the logout"
+        );
+    }
+    fleet.shutdown().await;
 }

@@ -163,6 +163,15 @@ impl Session {
             match outcome {
                 Outcome::Stopped => {
                     self.close(run).await;
+                    match self.backend.rewipe_if_cleared().await {
+                        Ok(true) => {
+                            debug!(device_id = %self.ctx.device_id, "logged out while closing, wiped again")
+                        }
+                        Ok(false) => {}
+                        Err(error) => {
+                            debug!(device_id = %self.ctx.device_id, %error, "cannot check for a wipe after closing")
+                        }
+                    }
                     return None;
                 }
                 Outcome::End(end) => {

@@ -145,6 +145,18 @@ impl VaultBackend {
         self.vault.clear().await.map(|_| ())
     }
 
+    /// Whether the device's link state was wiped behind this backend's back (the
+    /// operator logged the device out while the session was closing): the salt, written
+    /// once when the backend opened, is gone. Then whatever the closing client flushed
+    /// afterwards is wiped too, so a logout never leaves credentials behind.
+    pub async fn rewipe_if_cleared(&self) -> std::result::Result<bool, VaultError> {
+        if self.vault.get(ns::META, SALT_KEY).await?.is_some() {
+            return Ok(false);
+        }
+        self.vault.clear().await?;
+        Ok(true)
+    }
+
     /// Remembers which wafleet message a WhatsApp message id belongs to (for receipts).
     pub async fn put_outbound(&self, wa_id: &str, message_id: &str) -> Result<()> {
         self.put(ns::OUTBOUND, wa_id, message_id.as_bytes()).await
