@@ -274,7 +274,12 @@ async fn a_logout_while_connecting_leaves_no_protocol_state_behind() {
     fleet.start_device("leaving").await.unwrap();
     // The device record exists from the first open (its identity is fixed there).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while store.list_link_state("leaving", "wa.device").await.unwrap().is_empty() {
+    while store
+        .list_link_state("leaving", "wa.device")
+        .await
+        .unwrap()
+        .is_empty()
+    {
         assert!(Instant::now() < deadline, "no device record stored");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -284,7 +289,11 @@ async fn a_logout_while_connecting_leaves_no_protocol_state_behind() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     for namespace in ["wa.device", "wa.meta", "wa.prekey", "wa.session"] {
         assert!(
-            store.list_link_state("leaving", namespace).await.unwrap().is_empty(),
+            store
+                .list_link_state("leaving", namespace)
+                .await
+                .unwrap()
+                .is_empty(),
             "{namespace} survived the logout"
         );
     }

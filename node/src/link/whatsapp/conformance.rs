@@ -239,8 +239,10 @@ pub async fn check_app_sync_store(store: Arc<dyn Store>) {
     );
 
     assert_eq!(ok(b.get_version("regular").await, "get_version").version, 0);
-    let mut state = HashState::default();
-    state.version = 5;
+    let mut state = HashState {
+        version: 5,
+        ..HashState::default()
+    };
     state.hash[0] = 9;
     state.index_value_map.insert("idx".into(), vec![7]);
     ok(b.set_version("regular", state).await, "set_version");
