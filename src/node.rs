@@ -19,7 +19,7 @@ use wafleet_node::cluster::shards::{HeldShards, ShardTimings, keep_shards};
 use wafleet_node::cluster::{ClusterOptions, join};
 use wafleet_node::events::{EventBus, RedisBusConfig};
 use wafleet_node::link::ws::WsDialer;
-use wafleet_node::link::{LinkFactory, SimLinkFactory};
+use wafleet_node::link::{LinkFactory, SimLinkFactory, WhatsAppConfig, WhatsAppLinkFactory};
 use wafleet_node::seal::{Sealer, load_or_create_master_key};
 use wafleet_node::store::Store;
 use wafleet_node::{Fleet, NodeConfig};
@@ -54,9 +54,7 @@ pub(crate) async fn run(
     let links: Arc<dyn LinkFactory> = match (settings.link.kind, &settings.link.sim_url) {
         (LinkKind::Sim, Some(url)) => Arc::new(SimLinkFactory::new(Arc::new(WsDialer::new(url)))),
         (LinkKind::Sim, None) => bail!("[link] kind = \"sim\" needs sim_url"),
-        (LinkKind::Whatsapp, _) => {
-            bail!("the real WhatsApp link is not built yet; set [link] kind = \"sim\" and sim_url")
-        }
+        (LinkKind::Whatsapp, _) => Arc::new(WhatsAppLinkFactory::new(WhatsAppConfig::default())),
     };
     let name = settings.node.name.clone();
     let fleet = Fleet::start(

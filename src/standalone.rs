@@ -13,7 +13,10 @@ use wafleet_gateway::auth::Keys;
 use wafleet_load::sim::{Network, SimConfig};
 use wafleet_node::events::{BusConfig, EventBus};
 use wafleet_node::link::ws::WsDialer;
-use wafleet_node::link::{FramePipe, LinkError, LinkFactory, SimDialer, SimLinkFactory};
+use wafleet_node::link::{
+    FramePipe, LinkError, LinkFactory, SimDialer, SimLinkFactory, WhatsAppConfig,
+    WhatsAppLinkFactory,
+};
 use wafleet_node::seal::{Sealer, load_or_create_master_key};
 use wafleet_node::store::SqliteStore;
 use wafleet_node::{Fleet, NodeConfig};
@@ -27,7 +30,8 @@ pub(crate) struct Args {
     /// Data folder: the store, the keys, the simulator's state.
     #[arg(long, default_value = "./wafleet-data")]
     data: PathBuf,
-    /// `whatsapp`, `sim` (a simulated network in this process), or `sim=ws://HOST:PORT/ws`.
+    /// `whatsapp` (real WhatsApp), `whatsapp=wss://HOST/PATH` (through a relay),
+    /// `sim` (a simulated network in this process), or `sim=ws://HOST:PORT/ws`.
     #[arg(long, default_value = "whatsapp")]
     link: String,
 }
@@ -71,10 +75,24 @@ pub(crate) async fn run(
             let dialer = WsDialer::new(url);
             (Arc::new(SimLinkFactory::new(Arc::new(dialer))), None)
         }
-        "whatsapp" => bail!(
-            "the real WhatsApp link is not built yet; run with --link sim (a simulated network in this process) or --link sim=ws://HOST:PORT/ws"
+        "whatsapp" => (
+            Arc::new(WhatsAppLinkFactory::new(WhatsAppConfig::default())),
+            None,
         ),
-        other => bail!("unknown --link {other:?}: use whatsapp, sim or sim=ws://HOST:PORT/ws"),
+        url if url.starts_with("whatsapp=") => {
+            let url = &url["whatsapp=".len()..];
+            if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+                bail!("--link whatsapp=URL needs a ws:// or wss:// URL");
+            }
+            let config = WhatsAppConfig {
+                ws_url: Some(url.to_owned()),
+                ..WhatsAppConfig::default()
+            };
+            (Arc::new(WhatsAppLinkFactory::new(config)), None)
+        }
+        other => bail!(
+            "unknown --link {other:?}: use whatsapp, whatsapp=wss://URL, sim or sim=ws://HOST:PORT/ws"
+        ),
     };
 
     let fleet = Fleet::start(

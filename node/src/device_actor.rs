@@ -11,7 +11,7 @@
 //! [`StoreError::Fenced`] (another node took the shard over), the actor closes its link
 //! and stops at once, writing nothing more: that is not a crash, and it is not retried.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
@@ -40,6 +40,7 @@ use crate::store::{
     StoreError, TrustLevel,
 };
 use crate::vault::VaultError;
+use wafleet_cluster_config::quota::{HOUR_MS, MINUTE_MS};
 
 /// A QR code being shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,8 +120,8 @@ pub struct DeviceState {
     limiter: Option<ActorRef<LimiterMsg>>,
     /// The device's trust level, shared with the limiter, which changes it.
     level: Arc<AtomicU8>,
-    /// When the last message was handed to the link (Unix ms).
-    last_handoff_ms: i64,
+    /// When messages were handed to the link (Unix ms), oldest first, over the last hour.
+    handoffs: VecDeque<i64>,
     /// The drain timer set, if any: the time it fires at.
     next_drain_at: Option<i64>,
 }
@@ -157,7 +158,7 @@ impl Actor for DeviceActor {
             reconnect_attempt: 0,
             limiter: None,
             level,
-            last_handoff_ms: 0,
+            handoffs: VecDeque::new(),
             next_drain_at: None,
         };
         state
@@ -632,7 +633,7 @@ impl DeviceState {
                 },
             };
             let now = now_ms();
-            let due = slot.max(self.last_handoff_ms.saturating_add(self.handoff_gap_ms()));
+            let due = slot.max(self.earliest_handoff(now));
             if due > now {
                 self.drain_later(myself, due);
                 return Ok(());
@@ -648,7 +649,7 @@ impl DeviceState {
             match session.command(command) {
                 Ok(()) => {
                     self.in_flight.insert(message.id);
-                    self.last_handoff_ms = now;
+                    self.handoffs.push_back(now);
                 }
                 Err(LinkError::WrongState(_)) => {
                     // The link's buffer is full: try again shortly.
@@ -691,17 +692,39 @@ impl DeviceState {
         Ok(Ok(slot))
     }
 
-    /// The least time between two hand-offs: the current quota's minimum gap, plus the
-    /// guard.
-    fn handoff_gap_ms(&self) -> i64 {
+    /// The earliest time the next message may be handed to the link, by the actual
+    /// hand-offs so far: the quota's minimum gap after the last one, and no more than
+    /// the minute's and the hour's quota in any window, each plus the guard. Slots plan
+    /// the pace; this keeps it in what actually leaves, even when one hand-off ran late
+    /// (a slot is a lower bound, never a promise to the millisecond).
+    fn earliest_handoff(&mut self, now: i64) -> i64 {
         let level = level_from_u8(self.level.load(Ordering::SeqCst));
         let table = self.ctx.quotas.current();
-        let gap = quota_for(&table, level).min_gap_ms;
-        if gap == 0 {
-            return 0;
+        let quota = quota_for(&table, level);
+        while self
+            .handoffs
+            .front()
+            .is_some_and(|&at| at <= now.saturating_sub(HOUR_MS))
+        {
+            self.handoffs.pop_front();
         }
-        let guard = self.ctx.config.handoff_guard.as_millis() as u64;
-        i64::try_from(gap.saturating_add(guard)).unwrap_or(i64::MAX)
+        let Some(&last) = self.handoffs.back() else {
+            return now;
+        };
+        let guard = i64::try_from(self.ctx.config.handoff_guard.as_millis()).unwrap_or(0);
+        let mut due = now;
+        if quota.min_gap_ms > 0 {
+            let gap = i64::try_from(quota.min_gap_ms).unwrap_or(i64::MAX);
+            due = due.max(last.saturating_add(gap).saturating_add(guard));
+        }
+        for (limit, window) in [(quota.per_minute, MINUTE_MS), (quota.per_hour, HOUR_MS)] {
+            let limit = limit as usize;
+            if limit > 0 && self.handoffs.len() >= limit {
+                let oldest = self.handoffs[self.handoffs.len() - limit];
+                due = due.max(oldest.saturating_add(window).saturating_add(guard));
+            }
+        }
+        due
     }
 
     /// Drains again at `at_ms` (Unix ms), unless a timer already fires as early.

@@ -96,6 +96,32 @@ impl DeviceVault {
         Ok(())
     }
 
+    /// Every record of `namespace`, opened, ordered by key; `Corrupt` if one does not
+    /// decrypt.
+    pub async fn list(&self, namespace: &str) -> Result<Vec<(String, Vec<u8>)>, VaultError> {
+        let records = self
+            .vault
+            .store
+            .list_link_state(&self.device_id, namespace)
+            .await?;
+        records
+            .into_iter()
+            .map(|(key, blob)| {
+                match self
+                    .vault
+                    .sealer
+                    .open(&self.device_id, namespace, &key, &blob)
+                {
+                    Ok(value) => Ok((key, value)),
+                    Err(_) => Err(VaultError::Corrupt {
+                        namespace: namespace.to_owned(),
+                        key,
+                    }),
+                }
+            })
+            .collect()
+    }
+
     pub async fn delete(&self, namespace: &str, key: &str) -> Result<bool, VaultError> {
         Ok(self
             .vault

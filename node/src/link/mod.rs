@@ -8,9 +8,11 @@
 //!
 //! # Layout
 //! - [`sim`]: the link to the simulated network (`wafleet sim`), over a [`FramePipe`].
+//! - [`whatsapp`]: the link to real WhatsApp, on the `whatsapp-rust` crate.
 //! - [`ws`]: the WebSocket dialer for an external simulator.
 
 pub mod sim;
+pub mod whatsapp;
 pub mod ws;
 
 use std::fmt::Debug;
@@ -154,3 +156,4 @@ pub trait LinkSession: Send + Debug {
 }
 
 pub use sim::{FramePipe, SimDialer, SimLinkFactory};
+pub use whatsapp::{WhatsAppConfig, WhatsAppLinkFactory};

@@ -2243,7 +2243,10 @@ pub async fn check_outbound_slots(store: &dyn Store) {
         &sent,
         &failed,
         &inbound,
-        &message(&b, "other", 1_100),
+        &MessageRecord {
+            not_before_ms: Some(1_100),
+            ..message(&b, "other", 1_100)
+        },
     ] {
         insert(store, m).await;
     }

@@ -1,0 +1,126 @@
+//! The link to real WhatsApp (WhatsApp Web multi-device), on the `whatsapp-rust` crate.
+//!
+//! One [`LinkSession`] is one whatsapp-rust [`Client`] making **one** connection
+//! attempt: auto-reconnect is off, so when the connection fails or ends the session
+//! reports [`LinkEvent::Disconnected`] with the reason and stops, and the device actor
+//! decides when to try again (with its capped backoff). The only reconnect a session
+//! makes itself is the one WhatsApp demands right after pairing (stream error 515,
+//! "restart required"), once.
+//!
+//! All protocol state (noise key, identity, Signal sessions, pre-keys, sender keys,
+//! app-state keys, ...) lives in the device's vault through [`VaultBackend`]: sealed,
+//! fenced, and restorable on any node without a new scan.
+//!
+//! # Events
+//! | whatsapp-rust                        | wafleet                                          |
+//! |--------------------------------------|--------------------------------------------------|
+//! | `PairingQrCode { code, timeout }`    | [`LinkEvent::Qr`] expiring after `timeout`        |
+//! | `PairingQrCodesExhausted`            | [`LinkEvent::QrTimeout`]                          |
+//! | `PairSuccess`, then `Connected`      | [`LinkEvent::Paired`] (once the restart is logged in) |
+//! | `Connected` (stored credentials)     | [`LinkEvent::Connected`]                          |
+//! | `LoggedOut`                          | credentials wiped, [`LinkEvent::LoggedOut`]        |
+//! | `StreamReplaced`                     | [`LinkEvent::Replaced`] (no reconnect)            |
+//! | `TemporaryBan { expire }`            | [`LinkEvent::Banned`], then `Disconnected`        |
+//! | `Receipt` (delivered / read, played) | [`LinkEvent::Receipt`] for the wafleet message    |
+//! | `Messages` (1:1 text)                | [`LinkEvent::Inbound`]                            |
+//! | anything ending the connection       | [`LinkEvent::Disconnected`] with the reason       |
+//!
+//! Pairing codes ([`LinkCommand::RequestPairCode`]) are WhatsApp's: 8 characters of
+//! its Crockford-style Base32 alphabet (`123456789ABCDEFGHJKLMNPQRSTVWXYZ`: no `0`,
+//! `I`, `O` or `U`), valid about 3 minutes, typed on the phone under *Linked devices →
+//! Link with phone number instead*.
+//!
+//! # Layout
+//! - [`client`]: building a client on the vault, and the probe of a connection attempt.
+//! - [`conformance`]: the storage suite any [`Store`](crate::store::Store) must pass.
+//! - [`session`]: one session's task: whatsapp-rust events in, wafleet events out.
+//! - [`store`]: whatsapp-rust's storage traits on the device vault.
+
+pub mod client;
+pub mod conformance;
+mod session;
+pub mod store;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub use client::{Connectors, Probe, WHATSAPP_WS_URL, WhatsAppConfig};
+pub use store::VaultBackend;
+
+use super::{LinkCommand, LinkContext, LinkError, LinkFactory, LinkSession};
+use std::sync::Arc;
+
+/// Commands buffered per session before [`LinkSession::command`] says "busy".
+const COMMAND_CAPACITY: usize = 256;
+
+/// Opens WhatsApp links. One per node: the sessions share its TLS roots and HTTP pool.
+#[derive(Debug, Clone)]
+pub struct WhatsAppLinkFactory {
+    connectors: Connectors,
+}
+
+impl WhatsAppLinkFactory {
+    pub fn new(config: WhatsAppConfig) -> WhatsAppLinkFactory {
+        WhatsAppLinkFactory {
+            connectors: Connectors::new(config),
+        }
+    }
+}
+
+#[async_trait]
+impl LinkFactory for WhatsAppLinkFactory {
+    async fn open(&self, ctx: LinkContext) -> Result<Box<dyn LinkSession>, LinkError> {
+        let backend = Arc::new(
+            VaultBackend::open(ctx.vault.clone())
+                .await
+                .map_err(|e| LinkError::Storage(e.to_string()))?,
+        );
+        let probe = Probe::new(self.connectors.config().url());
+        let client = self
+            .connectors
+            .client(backend.clone(), probe.clone())
+            .await?;
+        let (commands, commands_rx) = mpsc::channel(COMMAND_CAPACITY);
+        let (stop, stop_rx) = oneshot::channel();
+        let task = tokio::spawn(session::run(
+            ctx,
+            client,
+            backend,
+            probe,
+            commands_rx,
+            stop_rx,
+        ));
+        Ok(Box::new(WhatsAppSession {
+            commands,
+            stop: Some(stop),
+            _task: task,
+        }))
+    }
+}
+
+/// One open WhatsApp connection. Dropping it disconnects the client (flushing its
+/// state, bounded in time) without reporting anything more.
+#[derive(Debug)]
+struct WhatsAppSession {
+    commands: mpsc::Sender<LinkCommand>,
+    stop: Option<oneshot::Sender<()>>,
+    _task: JoinHandle<()>,
+}
+
+impl Drop for WhatsAppSession {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl LinkSession for WhatsAppSession {
+    fn command(&mut self, command: LinkCommand) -> Result<(), LinkError> {
+        self.commands.try_send(command).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => LinkError::WrongState("link busy".into()),
+            mpsc::error::TrySendError::Closed(_) => LinkError::Closed,
+        })
+    }
+}

@@ -1,0 +1,505 @@
+//! One WhatsApp session's task: runs the client's connection, turns its events into
+//! [`LinkEvent`]s, carries out [`LinkCommand`]s, and ends the session with exactly one
+//! final event (or none, when the device dropped the session itself).
+//!
+//! The task never loops on a dead connection: the client's run loop makes one attempt
+//! (auto-reconnect is off) and returns; the task then reports `Disconnected` with the
+//! most specific reason it saw and stops. Only the restart WhatsApp asks for right after
+//! pairing is made here, once. Every wait is bounded: sends and pairing-code requests
+//! time out, and closing the client is cut off after [`CLOSE_TIMEOUT`].
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+use whatsapp_rust::pair_code::PairCodeOptions;
+use whatsapp_rust::send::SendOptions;
+use whatsapp_rust::types::events::{
+    Event, EventHandler, EventInterest, EventKind, InboundMessage, Receipt,
+};
+use whatsapp_rust::types::presence::ReceiptType;
+use whatsapp_rust::wacore::proto_helpers::{MessageBuilderExt, MessageExt};
+use whatsapp_rust::waproto::whatsapp as wa;
+use whatsapp_rust::{Client, Jid};
+
+use super::client::Probe;
+use super::store::VaultBackend;
+use crate::clock::now_ms;
+use crate::link::{LinkCommand, LinkContext, LinkError, LinkEvent, PairCode, ReceiptStatus};
+
+/// Closing the client (flushing its state) is abandoned after this long.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A send that has not been written to WhatsApp by then is reported failed.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a pairing-code request waits for the connection to WhatsApp.
+const PAIR_CODE_SOCKET_WAIT: Duration = Duration::from_secs(10);
+/// How long a request for a pairing code may take once connected.
+const PAIR_CODE_TIMEOUT: Duration = Duration::from_secs(30);
+/// WhatsApp's pairing codes are valid about 180 s.
+const PAIR_CODE_TTL_MS: i64 = 180_000;
+
+/// The whatsapp-rust events a session acts on.
+fn interest() -> EventInterest {
+    EventInterest::of(&[
+        EventKind::Connected,
+        EventKind::Disconnected,
+        EventKind::PairSuccess,
+        EventKind::PairError,
+        EventKind::LoggedOut,
+        EventKind::PairingQrCode,
+        EventKind::PairingQrCodesExhausted,
+        EventKind::QrScannedWithoutMultidevice,
+        EventKind::ClientOutdated,
+        EventKind::Messages,
+        EventKind::Receipt,
+        EventKind::StreamReplaced,
+        EventKind::TemporaryBan,
+        EventKind::ConnectFailure,
+        EventKind::StreamError,
+    ])
+}
+
+/// Hands the client's events (dispatched synchronously, from its tasks) to the session.
+struct Forward(mpsc::UnboundedSender<Arc<Event>>);
+
+impl EventHandler for Forward {
+    fn handle_event(&self, event: Arc<Event>) {
+        let _ = self.0.send(event);
+    }
+
+    fn interest(&self) -> EventInterest {
+        interest()
+    }
+}
+
+/// How one pass of the client's run loop ended.
+enum Outcome {
+    /// The device dropped the session: close quietly.
+    Stopped,
+    /// A final event, while the run loop may still be going.
+    End(LinkEvent),
+    /// The run loop returned on its own (connection failed or ended).
+    RunEnded,
+}
+
+struct Session {
+    ctx: LinkContext,
+    client: Arc<Client>,
+    backend: Arc<VaultBackend>,
+    probe: Arc<Probe>,
+    /// The phone of a pairing that succeeded in this session, announced as `Paired`
+    /// once the connection WhatsApp restarts after pairing is logged in.
+    just_paired: Option<String>,
+    /// WhatsApp closes the stream after pairing (515) and expects a reconnect.
+    restart_pending: bool,
+    /// The most specific reason seen for the connection ending.
+    failure: Option<String>,
+    /// Sends and pairing-code requests in flight; aborted when the session ends.
+    tasks: JoinSet<()>,
+}
+
+/// Runs a session until it ends, then reports how (unless the device stopped it).
+pub(super) async fn run(
+    ctx: LinkContext,
+    client: Arc<Client>,
+    backend: Arc<VaultBackend>,
+    probe: Arc<Probe>,
+    commands: mpsc::Receiver<LinkCommand>,
+    stop: oneshot::Receiver<()>,
+) {
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let subscription = client.subscribe(interest(), Arc::new(Forward(events_tx)));
+    let mut session = Session {
+        ctx,
+        client,
+        backend,
+        probe,
+        just_paired: None,
+        restart_pending: false,
+        failure: None,
+        tasks: JoinSet::new(),
+    };
+    let end = session.drive(events, commands, stop).await;
+    drop(subscription);
+    session.tasks.abort_all();
+    if let Some(end) = end {
+        debug!(device_id = %session.ctx.device_id, event = ?end, "whatsapp session ended");
+        session.ctx.events.emit(end);
+    }
+}
+
+impl Session {
+    async fn drive(
+        &mut self,
+        mut events: mpsc::UnboundedReceiver<Arc<Event>>,
+        mut commands: mpsc::Receiver<LinkCommand>,
+        mut stop: oneshot::Receiver<()>,
+    ) -> Option<LinkEvent> {
+        let mut fenced = self.backend.fenced();
+        let mut restarted = false;
+        loop {
+            let client = self.client.clone();
+            let mut run = std::pin::pin!(client.run());
+            let outcome = loop {
+                tokio::select! {
+                    biased;
+                    _ = &mut stop => break Outcome::Stopped,
+                    Ok(()) = fenced.changed() => {
+                        let reason = fenced.borrow().clone().unwrap_or_default();
+                        break Outcome::End(LinkEvent::Fenced { reason });
+                    }
+                    Some(event) = events.recv() => {
+                        if let Some(end) = self.on_event(&event).await {
+                            break Outcome::End(end);
+                        }
+                    }
+                    Some(command) = commands.recv() => self.on_command(command),
+                    () = &mut run => break Outcome::RunEnded,
+                }
+            };
+            match outcome {
+                Outcome::Stopped => {
+                    self.close(run).await;
+                    match self.backend.rewipe_if_cleared().await {
+                        Ok(true) => {
+                            debug!(device_id = %self.ctx.device_id, "logged out while closing, wiped again")
+                        }
+                        Ok(false) => {}
+                        Err(error) => {
+                            debug!(device_id = %self.ctx.device_id, %error, "cannot check for a wipe after closing")
+                        }
+                    }
+                    return None;
+                }
+                Outcome::End(end) => {
+                    self.close(run).await;
+                    return Some(self.finish(end).await);
+                }
+                Outcome::RunEnded => {
+                    // What the client dispatched before its run loop returned is queued.
+                    while let Ok(event) = events.try_recv() {
+                        if let Some(end) = self.on_event(&event).await {
+                            self.close(std::future::ready(())).await;
+                            return Some(self.finish(end).await);
+                        }
+                    }
+                    if std::mem::take(&mut self.restart_pending) && !restarted {
+                        debug!(device_id = %self.ctx.device_id, "reconnecting after pairing");
+                        restarted = true;
+                        continue;
+                    }
+                    self.close(std::future::ready(())).await;
+                    let reason = self.failure.take().unwrap_or_else(|| self.probe.failure());
+                    return Some(LinkEvent::Disconnected { reason });
+                }
+            }
+        }
+    }
+
+    /// Disconnects the client (its shutdown signal stops its background tasks; it
+    /// flushes its state) while finishing its run loop, both bounded in time, then
+    /// refuses any later write.
+    /// `run` is the client's run loop if it is still going (else a ready future).
+    async fn close(&self, run: impl Future<Output = ()>) {
+        let closing = async {
+            tokio::join!(run, self.client.disconnect());
+        };
+        if tokio::time::timeout(CLOSE_TIMEOUT, closing).await.is_err() {
+            debug!(device_id = %self.ctx.device_id, "closing the whatsapp client timed out");
+        }
+        self.backend.close();
+    }
+
+    /// The final event, once the client is closed: a logout wipes the credentials.
+    async fn finish(&self, end: LinkEvent) -> LinkEvent {
+        if end != LinkEvent::LoggedOut {
+            return end;
+        }
+        match self.backend.wipe().await {
+            Ok(()) => LinkEvent::LoggedOut,
+            Err(error) if error.is_fenced() => LinkEvent::Fenced {
+                reason: format!("cannot wipe credentials: {error}"),
+            },
+            Err(error) => {
+                warn!(device_id = %self.ctx.device_id, %error, "cannot wipe credentials after logout");
+                LinkEvent::LoggedOut
+            }
+        }
+    }
+
+    fn emit(&self, event: LinkEvent) {
+        self.ctx.events.emit(event);
+    }
+
+    /// Acts on one client event; `Some` ends the session with that event.
+    async fn on_event(&mut self, event: &Event) -> Option<LinkEvent> {
+        match event {
+            Event::PairingQrCode(qr) => {
+                let ttl = i64::try_from(qr.timeout.as_millis()).unwrap_or(i64::MAX);
+                self.emit(LinkEvent::Qr {
+                    code: qr.code.clone(),
+                    expires_at_ms: now_ms().saturating_add(ttl),
+                });
+            }
+            Event::PairingQrCodesExhausted(_) => return Some(LinkEvent::QrTimeout),
+            Event::PairSuccess(paired) => {
+                // The new credentials are stored now, not at the next periodic save.
+                if let Err(error) = self.client.persistence_manager().flush().await {
+                    let reason = format!("cannot store the new credentials: {error}");
+                    return Some(match self.backend.fenced().borrow().clone() {
+                        Some(fenced) => LinkEvent::Fenced { reason: fenced },
+                        None => LinkEvent::Disconnected { reason },
+                    });
+                }
+                self.just_paired = Some(phone_of(&paired.id));
+                self.restart_pending = true;
+            }
+            Event::PairError(error) => {
+                self.failure = Some(format!("pairing failed: {}", error.error));
+            }
+            Event::Connected(_) => {
+                self.restart_pending = false;
+                let phone = self.client.pn().map(|jid| phone_of(&jid));
+                let ready = match self.just_paired.take() {
+                    Some(paired) => LinkEvent::Paired { phone: paired },
+                    None => LinkEvent::Connected {
+                        phone: phone.unwrap_or_default(),
+                    },
+                };
+                self.emit(ready);
+            }
+            Event::LoggedOut(_) => return Some(LinkEvent::LoggedOut),
+            Event::StreamReplaced(_) => return Some(LinkEvent::Replaced),
+            Event::TemporaryBan(ban) => {
+                let ttl = ban.expire.num_milliseconds();
+                self.emit(LinkEvent::Banned {
+                    until_ms: now_ms().saturating_add(ttl),
+                });
+                self.failure = Some(format!("temporarily banned by WhatsApp ({})", ban.code));
+            }
+            Event::ConnectFailure(failure) => {
+                let message = failure.message.as_deref().unwrap_or("no message");
+                self.failure = Some(format!(
+                    "refused by WhatsApp: {:?} ({message})",
+                    failure.reason
+                ));
+            }
+            Event::ClientOutdated(_) => {
+                self.failure = Some("refused by WhatsApp: client version outdated".into());
+            }
+            Event::QrScannedWithoutMultidevice(_) => {
+                self.failure = Some("the phone that scanned has multi-device disabled".into());
+            }
+            Event::StreamError(error) => {
+                self.failure = Some(format!("stream error from WhatsApp (code {})", error.code));
+            }
+            Event::Disconnected(lost) => {
+                self.failure = Some(format!("connection to WhatsApp lost: {}", lost.reason));
+            }
+            Event::Messages(batch) => {
+                for message in batch.iter() {
+                    self.on_inbound(message);
+                }
+            }
+            Event::Receipt(receipt) => self.on_receipt(receipt).await,
+            _ => {}
+        }
+        None
+    }
+
+    /// A 1:1 text message from a contact becomes `Inbound`; the rest (groups, status
+    /// updates, media, our own messages echoed from the phone) is not relayed.
+    /// whatsapp-rust acknowledges every message to WhatsApp itself once decrypted.
+    fn on_inbound(&self, message: &InboundMessage) {
+        let source = &message.info.source;
+        if source.is_from_me || source.is_group || !(source.chat.is_pn() || source.chat.is_lid()) {
+            return;
+        }
+        let Some(text) = message.message.text_content() else {
+            debug!(device_id = %self.ctx.device_id, "inbound message without text, not relayed");
+            return;
+        };
+        let from = match &source.sender_alt {
+            Some(alt) if !source.sender.is_pn() && alt.is_pn() => phone_of(alt),
+            _ if source.sender.is_pn() => phone_of(&source.sender),
+            _ => source.sender.to_string(),
+        };
+        self.emit(LinkEvent::Inbound {
+            message_id: message.info.id.to_string(),
+            from_phone: from,
+            text: text.to_owned(),
+            at_ms: message.info.timestamp.timestamp_millis(),
+        });
+    }
+
+    /// Receipts for messages this device sent, mapped back to wafleet's message ids.
+    async fn on_receipt(&self, receipt: &Receipt) {
+        let status = match receipt.r#type {
+            ReceiptType::Delivered => ReceiptStatus::Delivered,
+            ReceiptType::Read | ReceiptType::Played => ReceiptStatus::Read,
+            ReceiptType::ServerError => ReceiptStatus::Failed,
+            _ => return,
+        };
+        if receipt.source.is_from_me {
+            return;
+        }
+        for wa_id in &receipt.message_ids {
+            match self.backend.outbound(wa_id.as_ref()).await {
+                Ok(Some(message_id)) => self.emit(LinkEvent::Receipt {
+                    message_id,
+                    status,
+                    error: (status == ReceiptStatus::Failed)
+                        .then(|| "WhatsApp reported a server error".to_owned()),
+                    at_ms: receipt.timestamp.timestamp_millis(),
+                }),
+                Ok(None) => {}
+                Err(error) => {
+                    warn!(device_id = %self.ctx.device_id, %error, "cannot map a receipt to its message")
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: LinkCommand) {
+        while self.tasks.try_join_next().is_some() {}
+        match command {
+            LinkCommand::SendText {
+                message_id,
+                to_phone,
+                text,
+            } => {
+                let send = send_text(
+                    self.client.clone(),
+                    self.backend.clone(),
+                    message_id,
+                    to_phone,
+                    text,
+                );
+                let events = self.ctx.events.clone();
+                self.tasks.spawn(async move {
+                    if let Some(receipt) = send.await {
+                        events.emit(receipt);
+                    }
+                });
+            }
+            LinkCommand::RequestPairCode { phone, reply } => {
+                let client = self.client.clone();
+                self.tasks.spawn(async move {
+                    let _ = reply.send(pair_code(client, phone).await);
+                });
+            }
+            // whatsapp-rust has acknowledged the message to WhatsApp already.
+            LinkCommand::AckInbound { .. } => {}
+        }
+    }
+}
+
+/// Sends a text and says how it went (`None`: the session lost ownership, nothing
+/// was sent). The WhatsApp message id is chosen and mapped to wafleet's before the
+/// send, so that no receipt can arrive for an id the link does not know yet.
+async fn send_text(
+    client: Arc<Client>,
+    backend: Arc<VaultBackend>,
+    message_id: String,
+    to_phone: String,
+    text: String,
+) -> Option<LinkEvent> {
+    let receipt = |status, error: Option<String>| LinkEvent::Receipt {
+        message_id: message_id.clone(),
+        status,
+        error,
+        at_ms: now_ms(),
+    };
+    let to = match jid_of_phone(&to_phone) {
+        Ok(jid) => jid,
+        Err(error) => return Some(receipt(ReceiptStatus::Failed, Some(error))),
+    };
+    let wa_id = client.generate_message_id();
+    if let Err(error) = backend.put_outbound(&wa_id, &message_id).await {
+        if backend.fenced().borrow().is_some() {
+            return None;
+        }
+        warn!(device_id = backend.device_id(), %error, "cannot store the message id mapping, receipts will be lost");
+    }
+    let options = SendOptions::default().with_message_id(wa_id);
+    let sending = client.send_message_with_options(to, wa::Message::text(text), options);
+    Some(match tokio::time::timeout(SEND_TIMEOUT, sending).await {
+        Ok(Ok(_)) => receipt(ReceiptStatus::Sent, None),
+        Ok(Err(error)) => receipt(ReceiptStatus::Failed, Some(error.to_string())),
+        Err(_) => receipt(
+            ReceiptStatus::Failed,
+            Some("timed out sending to WhatsApp".into()),
+        ),
+    })
+}
+
+/// Asks WhatsApp for a pairing code for `phone` (the device must be connected, not
+/// yet paired).
+async fn pair_code(client: Arc<Client>, phone: String) -> Result<PairCode, LinkError> {
+    let digits = digits_of(&phone).map_err(LinkError::WrongState)?;
+    client
+        .wait_for_socket(PAIR_CODE_SOCKET_WAIT)
+        .await
+        .map_err(|e| LinkError::WrongState(format!("not connected to WhatsApp: {e}")))?;
+    if client.is_logged_in() {
+        return Err(LinkError::WrongState("the device is paired already".into()));
+    }
+    let options = PairCodeOptions {
+        phone_number: digits,
+        ..PairCodeOptions::default()
+    };
+    let code = tokio::time::timeout(PAIR_CODE_TIMEOUT, client.pair_with_code(options))
+        .await
+        .map_err(|_| LinkError::WrongState("WhatsApp did not answer in time".into()))?
+        .map_err(|e| LinkError::WrongState(format!("WhatsApp refused a pairing code: {e}")))?;
+    Ok(PairCode {
+        code,
+        expires_at_ms: now_ms() + PAIR_CODE_TTL_MS,
+    })
+}
+
+/// `+62 812-3456-789` → `628123456789`; anything but digits, spaces, dashes, dots and
+/// parentheses after an optional `+` is refused.
+pub(super) fn digits_of(phone: &str) -> Result<String, String> {
+    let rest = phone.trim().strip_prefix('+').unwrap_or(phone.trim());
+    if !rest
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '.' | '(' | ')'))
+    {
+        return Err(format!("not a phone number: {phone}"));
+    }
+    let digits: String = rest.chars().filter(char::is_ascii_digit).collect();
+    if !(6..=15).contains(&digits.len()) {
+        return Err(format!("not a phone number: {phone}"));
+    }
+    Ok(digits)
+}
+
+fn jid_of_phone(phone: &str) -> Result<Jid, String> {
+    digits_of(phone).map(Jid::pn)
+}
+
+/// A phone-number JID's phone, E.164 (`+628123456789`).
+fn phone_of(jid: &Jid) -> String {
+    format!("+{}", jid.user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phone_numbers_become_digits_and_back() {
+        assert_eq!(digits_of("+62 812-3456-789").unwrap(), "628123456789");
+        assert_eq!(digits_of("15551234567").unwrap(), "15551234567");
+        assert!(digits_of("+1 555 CALL NOW").is_err());
+        assert!(digits_of("+12").is_err());
+        assert_eq!(
+            phone_of(&jid_of_phone("+15551234567").unwrap()),
+            "+15551234567"
+        );
+    }
+}
