@@ -18,7 +18,7 @@ use wafleet_node::link::{
     WhatsAppLinkFactory,
 };
 use wafleet_node::seal::{Sealer, load_or_create_master_key};
-use wafleet_node::store::SqliteStore;
+use wafleet_node::store::{MeteredStore, SqliteStore};
 use wafleet_node::{Fleet, NodeConfig};
 
 /// `wafleet standalone`.
@@ -97,7 +97,7 @@ pub(crate) async fn run(
 
     let fleet = Fleet::start(
         NodeConfig::default(),
-        Arc::new(store),
+        Arc::new(MeteredStore::new(Arc::new(store))),
         Arc::new(Sealer::new(master_key)),
         EventBus::in_memory(BusConfig::default()),
         links,

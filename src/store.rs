@@ -1,16 +1,17 @@
-//! Opens the store a node or gateway is configured with (`[store] kind`).
+//! Opens the store a node or gateway is configured with (`[store] kind`), metered
+//! (every call timed, every error counted: `wafleet_store_*`).
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use wafleet_cluster_config::{StoreKind, StoreSettings};
 use wafleet_node::store::scylla::schema::KeyspaceOptions;
-use wafleet_node::store::{ScyllaConfig, ScyllaStore, SqliteStore, Store};
+use wafleet_node::store::{MeteredStore, ScyllaConfig, ScyllaStore, SqliteStore, Store};
 
 /// The configured store, ready: SQLite opened and migrated, or ScyllaDB connected with
 /// its keyspace and tables created or migrated.
 pub(crate) async fn open(settings: &StoreSettings) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(match settings.kind {
+    let store: Arc<dyn Store> = match settings.kind {
         StoreKind::Sqlite => {
             Arc::new(SqliteStore::open(&settings.sqlite.path).context("cannot open the store")?)
         }
@@ -33,5 +34,6 @@ pub(crate) async fn open(settings: &StoreSettings) -> anyhow::Result<Arc<dyn Sto
                     .context("cannot open the scylla store")?,
             )
         }
-    })
+    };
+    Ok(Arc::new(MeteredStore::new(store)))
 }

@@ -259,6 +259,36 @@ async fn a_killed_nodes_devices_are_ready_on_the_survivors_without_a_new_scan() 
     assert_eq!(stats["links_connected"], 30);
     let owners_after = owners(&cluster.dir.path().join("wafleet.db"), &ids);
     assert!(owners_after.values().all(|o| o != victim_name));
+
+    // The survivors counted the takeover and timed each device's recovery to READY.
+    let http = reqwest::Client::new();
+    let (mut takeovers, mut recovered, mut timed) = (0.0, 0.0, 0.0);
+    for node in nodes.iter().filter(|n| n.name != victim_name) {
+        let metrics = http
+            .get(format!("{}/metrics", node.http))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        takeovers += metric(&metrics, "wafleet_node_lease_takeovers_total ");
+        recovered += metric(
+            &metrics,
+            "wafleet_node_recoveries_total{outcome=\"ready\"} ",
+        );
+        timed += metric(&metrics, "wafleet_node_recovery_duration_seconds_count ");
+    }
+    assert!(takeovers > 0.0, "no lease takeover counted");
+    assert_eq!(recovered as usize, moved.len(), "recoveries ended READY");
+    assert_eq!(timed as usize, moved.len(), "recoveries timed");
+}
+
+/// The value of the series whose line starts with `series` (0 when absent).
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
 }
 
 /// Pairs `n` devices through a standalone process on the cluster's simulator and

@@ -15,6 +15,21 @@ pub const HTTP_DURATION: &str = "wafleet_gateway_request_duration_seconds";
 pub const SSE_CLIENTS: &str = "wafleet_gateway_sse_clients";
 pub const NODE_COMMANDS: &str = "wafleet_gateway_node_commands_total";
 
+/// Every metric name this crate registers (histograms without their `_bucket`, `_sum`
+/// and `_count` suffixes). A process's `/metrics` shows these and
+/// [`wafleet_node::metrics::ALL`]: see [`all`].
+pub const ALL: &[&str] = &[HTTP_DURATION, SSE_CLIENTS, NODE_COMMANDS];
+
+/// Every metric name a wafleet process can export: this crate's and the node crate's.
+pub fn all() -> impl Iterator<Item = &'static str> {
+    ALL.iter().chain(wafleet_node::metrics::ALL).copied()
+}
+
+/// The buckets of [`HTTP_DURATION`].
+const HTTP_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 /// Outcomes counted in [`NODE_COMMANDS`].
 const NODE_COMMAND_OUTCOMES: [&str; 4] = ["answered", "redirected", "unavailable", "timeout"];
 
@@ -23,14 +38,11 @@ pub fn prometheus() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let handle = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Full(HTTP_DURATION.into()),
-                    &[
-                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                        5.0, 10.0,
-                    ],
-                )
+            let handle = std::iter::once((HTTP_DURATION, HTTP_BUCKETS))
+                .chain(wafleet_node::metrics::HISTOGRAM_BUCKETS.iter().copied())
+                .try_fold(PrometheusBuilder::new(), |builder, (name, buckets)| {
+                    builder.set_buckets_for_metric(Matcher::Full(name.into()), buckets)
+                })
                 .and_then(|builder| builder.install_recorder())
                 .unwrap_or_else(|error| {
                     // Another recorder is installed (a host program's); ours renders empty.

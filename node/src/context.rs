@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 
 use wafleet_cluster_config::QuotaTable;
 
+use crate::census::Census;
 use crate::clock::{Clock, now_ms};
 use crate::device_actor::DeviceMsg;
 use crate::events::{EventBus, EventKind};
@@ -124,6 +125,8 @@ pub struct NodeContext {
     pub(crate) limiters: LimiterRegistry,
     pub(crate) quotas: Quotas,
     pub(crate) clock: Clock,
+    /// What the metrics know of the devices hosted here (statuses, recoveries).
+    pub(crate) census: Census,
 }
 
 impl NodeContext {
@@ -163,6 +166,12 @@ impl NodeContext {
             .store
             .patch_device(device_id, &patch, now_ms(), fence)
             .await?;
+        if let Some(end) = self
+            .census
+            .status_recorded(device_id, status, std::time::Instant::now())
+        {
+            crate::metrics::recovery_finished(end.outcome, end.took);
+        }
         let mut data = Map::new();
         data.insert("status".into(), Value::from(status.as_str()));
         if let Some(previous) = previous {

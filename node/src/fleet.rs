@@ -11,7 +11,7 @@
 //! are not tied to a lease and stay unfenced.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorRef};
 use sha2::{Digest, Sha256};
@@ -20,6 +20,7 @@ use tracing::{info, warn};
 
 use wafleet_cluster_config::QuotaTable;
 
+use crate::census::Census;
 use crate::clock::{Clock, now_ms};
 use crate::context::{NodeConfig, NodeContext, Quotas};
 use crate::device_actor::{DeviceMsg, QrCode};
@@ -171,6 +172,7 @@ impl Fleet {
             limiters: Arc::default(),
             quotas: Quotas::new(load_quota_table(store_for_quotas.as_ref()).await?),
             clock: Clock::system(),
+            census: Census::default(),
         });
         spawn_settings_refresh(Arc::downgrade(&ctx));
         spawn_trust_checks(Arc::downgrade(&ctx));
@@ -237,11 +239,35 @@ impl Fleet {
         &self.ctx.config.node_name
     }
 
-    /// Refreshes the devices-by-status gauge (called when metrics are scraped).
+    /// Refreshes the gauges computed when metrics are scraped: the devices hosted here
+    /// by status, the recoveries under way, and the cluster's devices by status (from
+    /// the store).
     pub async fn refresh_metrics(&self) -> Result<(), FleetError> {
+        let running: std::collections::HashSet<String> =
+            self.running_devices().into_iter().collect();
+        let snapshot = self.ctx.census.snapshot(&running, Instant::now());
+        metrics::set_hosted_counts(self.node_name(), &snapshot.by_status);
+        metrics::recoveries_pending(snapshot.pending, snapshot.oldest_pending);
+        for _ in 0..snapshot.abandoned {
+            metrics::recovery_finished("abandoned", None);
+        }
         let counts = self.ctx.store.count_devices_by_status().await?;
         metrics::set_device_counts(&counts);
         Ok(())
+    }
+
+    /// Runs the device on this node under `fence` as a recovery: its shard was taken
+    /// over from a node that did not release it, and this node has wanted the shard
+    /// since `since`. The recovery is timed until the device is READY here.
+    pub async fn run_recovered(
+        &self,
+        id: &str,
+        fence: Fence,
+        since: Instant,
+    ) -> Result<(), FleetError> {
+        self.ctx.census.recovery_started(id, since);
+        metrics::recovery_started();
+        self.run_owned(id, fence).await
     }
 
     pub async fn create_device(&self, new: NewDevice) -> Result<DeviceRecord, FleetError> {

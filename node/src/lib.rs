@@ -10,7 +10,8 @@
 //! - [`vault`], [`seal`]: sealed (AES-256-GCM) per-device credentials and link state.
 //! - [`context`]: what all actors of a node share, and the node's timings.
 //! - [`cluster`]: joining a cluster (ractor_cluster, cookie) and membership by heartbeats.
-//! - [`metrics`]: every metric the node records.
+//! - [`metrics`]: every metric the node records; `census`: what the gauges know of the
+//!   devices hosted here (statuses, recoveries under way).
 //! - [`rate_limit`]: the sending policy of a device ([`rate_limit::Limiter`]), pure and
 //!   clock-free; [`rate_limiter`]: the per-device actor that applies it to every send,
 //!   and the trust-level lifecycle.
@@ -24,6 +25,7 @@
 //!     └── RateLimiter(device_id)   every send passes through it (linked child actor)
 //! ```
 
+mod census;
 pub mod clock;
 pub mod cluster;
 pub mod context;

@@ -1,10 +1,32 @@
 //! Every metric the node records, each described once.
+//!
+//! Names are `wafleet_<subsystem>_<thing>_<unit>`; [`ALL`] lists every one, so that the
+//! dashboards and alert rules under `deploy/` can be checked against it. A process
+//! exports the series of both crates (a node renders the gateway crate's recorder), so
+//! dashboards tell nodes and gateways apart by their scrape job, not by metric name.
 
-use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
+use std::time::Duration;
 
-use crate::store::DeviceStatus;
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+
+use crate::store::{DeviceStatus, StoreError};
 
 pub const DEVICES: &str = "wafleet_node_devices";
+pub const HOSTED_DEVICES: &str = "wafleet_node_hosted_devices";
+pub const LEASE_TAKEOVERS: &str = "wafleet_node_lease_takeovers_total";
+pub const RECOVERIES_STARTED: &str = "wafleet_node_recoveries_started_total";
+pub const RECOVERIES: &str = "wafleet_node_recoveries_total";
+pub const RECOVERY_DURATION: &str = "wafleet_node_recovery_duration_seconds";
+pub const RECOVERIES_PENDING: &str = "wafleet_node_recoveries_pending";
+pub const RECOVERY_OLDEST_PENDING: &str = "wafleet_node_recovery_oldest_pending_seconds";
+pub const STORE_DURATION: &str = "wafleet_store_request_duration_seconds";
+pub const STORE_ERRORS: &str = "wafleet_store_errors_total";
+pub const EVENTS_QUEUE: &str = "wafleet_events_write_queue_depth";
+pub const EVENTS_WRITE_LAG: &str = "wafleet_events_write_lag_seconds";
+pub const EVENTS_WRITE_ERRORS: &str = "wafleet_events_write_errors_total";
+pub const EVENTS_READ_LAG: &str = "wafleet_events_read_lag_seconds";
 pub const MESSAGES: &str = "wafleet_messages_total";
 pub const DEVICE_CRASHES: &str = "wafleet_node_device_crashes_total";
 pub const EVENTS_DROPPED: &str = "wafleet_events_dropped_total";
@@ -13,6 +35,79 @@ pub const RATE_LIMIT_DECISIONS: &str = "wafleet_rate_limit_decisions_total";
 pub const RATE_LIMIT_QUEUE: &str = "wafleet_rate_limit_queue_depth";
 pub const RATE_LIMIT_BANS: &str = "wafleet_rate_limit_bans_total";
 pub const RATE_LIMIT_PROMOTIONS: &str = "wafleet_rate_limit_promotions_total";
+
+/// Every metric name this crate registers (histograms without their `_bucket`, `_sum`
+/// and `_count` suffixes).
+pub const ALL: &[&str] = &[
+    DEVICES,
+    HOSTED_DEVICES,
+    MESSAGES,
+    DEVICE_CRASHES,
+    EVENTS_DROPPED,
+    DEVICES_FENCED,
+    RATE_LIMIT_DECISIONS,
+    RATE_LIMIT_QUEUE,
+    RATE_LIMIT_BANS,
+    RATE_LIMIT_PROMOTIONS,
+    LEASE_TAKEOVERS,
+    RECOVERIES_STARTED,
+    RECOVERIES,
+    RECOVERY_DURATION,
+    RECOVERIES_PENDING,
+    RECOVERY_OLDEST_PENDING,
+    STORE_DURATION,
+    STORE_ERRORS,
+    EVENTS_QUEUE,
+    EVENTS_WRITE_LAG,
+    EVENTS_WRITE_ERRORS,
+    EVENTS_READ_LAG,
+];
+
+/// The histograms of [`ALL`] with the buckets they are exported with (Prometheus
+/// histograms, so that dashboards can take quantiles across nodes).
+pub const HISTOGRAM_BUCKETS: &[(&str, &[f64])] = &[
+    (
+        STORE_DURATION,
+        &[
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ],
+    ),
+    (
+        RECOVERY_DURATION,
+        &[
+            0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0,
+        ],
+    ),
+    (
+        EVENTS_WRITE_LAG,
+        &[
+            0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ],
+    ),
+    (
+        EVENTS_READ_LAG,
+        &[
+            0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ],
+    ),
+];
+
+/// How a recovery ended, counted in [`RECOVERIES`]: the status the device reached, or
+/// `abandoned` when its run ended first (handed off again, lease lost, start failed).
+pub const RECOVERY_OUTCOMES: [&str; 6] = [
+    "ready",
+    "scan_qr",
+    "logged_out",
+    "failed",
+    "stopped",
+    "abandoned",
+];
+
+/// Store error kinds counted in [`STORE_ERRORS`]: `unavailable` and `corrupt` are
+/// failures of the store; `conflict`, `not_found` and `fenced` are answers the caller
+/// asked for (a duplicate id, a stale owner) and are counted to see their rate.
+pub const STORE_ERROR_KINDS: [&str; 5] =
+    ["unavailable", "corrupt", "conflict", "not_found", "fenced"];
 
 /// Decisions counted in [`RATE_LIMIT_DECISIONS`].
 const RATE_LIMIT_OUTCOMES: [&str; 3] = ["allowed", "delayed", "refused"];
@@ -31,7 +126,76 @@ const MESSAGE_OUTCOMES: [&str; 7] = [
 /// Registers the descriptions with the installed recorder, and every series at zero so
 /// dashboards and alerts see them before the first event.
 pub fn describe() {
-    describe_gauge!(DEVICES, Unit::Count, "devices by status");
+    describe_gauge!(
+        DEVICES,
+        Unit::Count,
+        "devices by status in the whole cluster, from the shared store (every node reports the same counts: take one, do not sum)"
+    );
+    describe_gauge!(
+        HOSTED_DEVICES,
+        Unit::Count,
+        "devices whose actor runs on this node, by node and last recorded status"
+    );
+    describe_counter!(
+        LEASE_TAKEOVERS,
+        Unit::Count,
+        "shard leases this node was granted that their previous holder had not released (it died or stalled, and the lease expired)"
+    );
+    describe_counter!(
+        RECOVERIES_STARTED,
+        Unit::Count,
+        "devices started on this node from a shard taken over after a node loss"
+    );
+    describe_counter!(
+        RECOVERIES,
+        Unit::Count,
+        "recoveries finished, by outcome: ready, scan_qr, logged_out, failed, stopped (the status reached) or abandoned (the run ended first)"
+    );
+    describe_histogram!(
+        RECOVERY_DURATION,
+        Unit::Seconds,
+        "from the moment this node saw a lost node's shard placed on it to the device READY here (add the detection time, cluster.failure_timeout_ms, for the outage a client sees)"
+    );
+    describe_gauge!(
+        RECOVERIES_PENDING,
+        Unit::Count,
+        "recoveries started on this node that have not reached READY yet"
+    );
+    describe_gauge!(
+        RECOVERY_OLDEST_PENDING,
+        Unit::Seconds,
+        "age of the oldest recovery not READY yet on this node (0 when none)"
+    );
+    describe_histogram!(
+        STORE_DURATION,
+        Unit::Seconds,
+        "store calls by operation (method of the Store trait), failed or not"
+    );
+    describe_counter!(
+        STORE_ERRORS,
+        Unit::Count,
+        "store calls that returned an error, by operation and kind: unavailable, corrupt (failures), conflict, not_found, fenced (answers)"
+    );
+    describe_gauge!(
+        EVENTS_QUEUE,
+        Unit::Count,
+        "device events waiting in this process for the writer to append them to Redis"
+    );
+    describe_histogram!(
+        EVENTS_WRITE_LAG,
+        Unit::Seconds,
+        "age of the oldest event of each batch when it is appended to Redis (queueing and retries included)"
+    );
+    describe_counter!(
+        EVENTS_WRITE_ERRORS,
+        Unit::Count,
+        "batches of events Redis refused or did not answer (they are retried)"
+    );
+    describe_histogram!(
+        EVENTS_READ_LAG,
+        Unit::Seconds,
+        "age of events when this process reads them from the Redis stream it follows for SSE (across processes: includes clock skew)"
+    );
     describe_counter!(
         MESSAGES,
         Unit::Count,
@@ -87,6 +251,18 @@ pub fn describe() {
     counter!(DEVICE_CRASHES).increment(0);
     counter!(DEVICES_FENCED).increment(0);
     counter!(EVENTS_DROPPED).increment(0);
+    counter!(LEASE_TAKEOVERS).increment(0);
+    counter!(RECOVERIES_STARTED).increment(0);
+    for outcome in RECOVERY_OUTCOMES {
+        counter!(RECOVERIES, "outcome" => outcome).increment(0);
+    }
+    gauge!(RECOVERIES_PENDING).set(0.0);
+    gauge!(RECOVERY_OLDEST_PENDING).set(0.0);
+    gauge!(EVENTS_QUEUE).set(0.0);
+    counter!(EVENTS_WRITE_ERRORS).increment(0);
+    for operation in crate::store::metered::OPERATIONS {
+        counter!(STORE_ERRORS, "operation" => *operation, "kind" => "unavailable").increment(0);
+    }
     set_device_counts(&[]);
 }
 
@@ -131,4 +307,68 @@ pub(crate) fn set_device_counts(counts: &[(DeviceStatus, u64)]) {
             .map_or(0, |(_, n)| *n);
         gauge!(DEVICES, "status" => status.as_str()).set(n as f64);
     }
+}
+
+/// Sets the devices-hosted-here gauge from a full count (statuses absent count 0).
+pub(crate) fn set_hosted_counts(node: &str, counts: &[(DeviceStatus, u64)]) {
+    for status in DeviceStatus::ALL {
+        let n = counts
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map_or(0, |(_, n)| *n);
+        gauge!(HOSTED_DEVICES, "node" => node.to_owned(), "status" => status.as_str())
+            .set(n as f64);
+    }
+}
+
+pub(crate) fn lease_takeovers(shards: usize) {
+    counter!(LEASE_TAKEOVERS).increment(shards as u64);
+}
+
+pub(crate) fn recovery_started() {
+    counter!(RECOVERIES_STARTED).increment(1);
+}
+
+/// A recovery ended; `took` is set when it ended READY.
+pub(crate) fn recovery_finished(outcome: &'static str, took: Option<Duration>) {
+    counter!(RECOVERIES, "outcome" => outcome).increment(1);
+    if let Some(took) = took {
+        histogram!(RECOVERY_DURATION).record(took.as_secs_f64());
+    }
+}
+
+pub(crate) fn recoveries_pending(pending: usize, oldest: Duration) {
+    gauge!(RECOVERIES_PENDING).set(pending as f64);
+    gauge!(RECOVERY_OLDEST_PENDING).set(oldest.as_secs_f64());
+}
+
+/// One store call: its duration, and its error kind if it failed.
+pub(crate) fn store_call(operation: &'static str, took: Duration, error: Option<&StoreError>) {
+    histogram!(STORE_DURATION, "operation" => operation).record(took.as_secs_f64());
+    if let Some(error) = error {
+        let kind = match error {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Corrupt(_) => "corrupt",
+            StoreError::Conflict { .. } => "conflict",
+            StoreError::NotFound { .. } => "not_found",
+            StoreError::Fenced { .. } => "fenced",
+        };
+        counter!(STORE_ERRORS, "operation" => operation, "kind" => kind).increment(1);
+    }
+}
+
+pub(crate) fn events_queue_depth(depth: usize) {
+    gauge!(EVENTS_QUEUE).set(depth as f64);
+}
+
+pub(crate) fn events_written(oldest_age: Duration) {
+    histogram!(EVENTS_WRITE_LAG).record(oldest_age.as_secs_f64());
+}
+
+pub(crate) fn events_write_error() {
+    counter!(EVENTS_WRITE_ERRORS).increment(1);
+}
+
+pub(crate) fn events_read(age: Duration) {
+    histogram!(EVENTS_READ_LAG).record(age.as_secs_f64());
 }

@@ -701,6 +701,7 @@ mod tests {
                 limiters: Arc::default(),
                 quotas: Quotas::new(table()),
                 clock,
+                census: Default::default(),
             })
         }
 

@@ -9,7 +9,10 @@
 //!    devices stopped at once — a node never serves a shard it may no longer hold;
 //! 3. acquires the shards placed here that it does not hold yet (a dead node's leases
 //!    are granted once they expire) and starts their devices wanted running, under the
-//!    lease's fence. Starts are paced by the fleet's connect gate;
+//!    lease's fence. Starts are paced by the fleet's connect gate. A shard whose lease
+//!    its previous holder never released is a takeover: its devices are recoveries,
+//!    timed from the moment the shard was first placed here until each is READY
+//!    (`wafleet_node_lease_takeovers_total`, `wafleet_node_recovery_duration_seconds`);
 //! 4. nudges its devices that have queued messages (accepted by a gateway while the
 //!    device was between owners) to send them.
 
@@ -24,6 +27,7 @@ use wafleet_cluster_config::{Placement, shard_of};
 use super::ownership::{Ownership, OwnershipCheck};
 use crate::Fleet;
 use crate::clock::now_ms;
+use crate::metrics;
 use crate::store::{Acquired, DeviceQuery, Fence, Store};
 
 /// Timings of the keeper.
@@ -92,6 +96,8 @@ impl OwnershipCheck for HeldShards {
 #[derive(Debug, Default)]
 struct Held {
     leases: HashMap<u32, (Fence, Instant)>,
+    /// Shards placed here and not held yet: since when (the start of a recovery).
+    wanted_since: HashMap<u32, Instant>,
 }
 
 /// Runs until the member view's sender is dropped; publishes how many shards it holds.
@@ -239,10 +245,17 @@ async fn acquire(
         .filter(|s| !held.leases.contains_key(s))
         .copied()
         .collect();
+    let leases = &held.leases;
+    held.wanted_since
+        .retain(|s, _| mine.contains(s) && !leases.contains_key(s));
     if missing.is_empty() {
         return;
     }
     let started = Instant::now();
+    for shard in &missing {
+        held.wanted_since.entry(*shard).or_insert(started);
+    }
+    let unreleased = unreleased_leases(store, &missing).await;
     let granted: Vec<Fence> = match store
         .acquire_leases(me, &missing, now_ms(), ttl_ms(timings))
         .await
@@ -266,11 +279,31 @@ async fn acquire(
     for fence in &granted {
         held.leases.insert(fence.shard, (*fence, deadline));
     }
+    // Granted shards that another holder never released: taken over after a loss.
+    let recovering: HashMap<u32, Instant> = granted
+        .iter()
+        .filter(|f| unreleased.contains(&f.shard))
+        .map(|f| {
+            (
+                f.shard,
+                held.wanted_since.get(&f.shard).copied().unwrap_or(started),
+            )
+        })
+        .collect();
+    metrics::lease_takeovers(recovering.len());
+    for fence in &granted {
+        held.wanted_since.remove(&fence.shard);
+    }
     let fences: HashMap<u32, Fence> = granted.iter().map(|f| (f.shard, *f)).collect();
     let mut started_devices = 0u64;
     for id in wanted_devices(store).await {
-        if let Some(fence) = fences.get(&shard_of(&id, shards)) {
-            match fleet.run_owned(&id, *fence).await {
+        let shard = shard_of(&id, shards);
+        if let Some(fence) = fences.get(&shard) {
+            let run = match recovering.get(&shard) {
+                Some(since) => fleet.run_recovered(&id, *fence, *since).await,
+                None => fleet.run_owned(&id, *fence).await,
+            };
+            match run {
                 Ok(()) => started_devices += 1,
                 Err(error) => warn!(device_id = %id, %error, "cannot start device"),
             }
@@ -278,9 +311,28 @@ async fn acquire(
     }
     info!(
         shards = granted.len(),
+        taken_over = recovering.len(),
         devices = started_devices,
         "took shards over"
     );
+}
+
+/// Of `shards`, those whose lease is still held by a node (live or expired): granting
+/// one of them is a takeover, as its holder never released it. Empty when the leases
+/// cannot be read (the takeover is then not counted).
+async fn unreleased_leases(store: &Arc<dyn Store>, shards: &[u32]) -> HashSet<u32> {
+    let shards: HashSet<u32> = shards.iter().copied().collect();
+    match store.list_leases(None).await {
+        Ok(leases) => leases
+            .into_iter()
+            .map(|lease| lease.shard)
+            .filter(|shard| shards.contains(shard))
+            .collect(),
+        Err(error) => {
+            warn!(%error, "cannot list leases");
+            HashSet::new()
+        }
+    }
 }
 
 /// Devices wanted running, all of them (paged).

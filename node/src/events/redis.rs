@@ -14,7 +14,10 @@
 //! Publishing never waits: events queue for one writer task that sends them in batches
 //! and retries while Redis is away (up to [`RedisBusConfig::max_pending`] events; beyond
 //! that new events are dropped and counted in `wafleet_events_dropped_total`). Events are
-//! notifications: the state they announce is in the store.
+//! notifications: the state they announce is in the store. The writer's queue and lag
+//! are exported (`wafleet_events_write_queue_depth`, `wafleet_events_write_lag_seconds`,
+//! `wafleet_events_write_errors_total`), and so is the age of what the tail reads
+//! (`wafleet_events_read_lag_seconds`).
 //!
 //! The script builds device keys from its arguments, so it needs a single Redis (not
 //! Redis Cluster).
@@ -34,6 +37,7 @@ use tracing::{debug, warn};
 
 use super::{BusError, DeviceEvent, EventFilter, EventKind};
 use crate::clock::now_ms;
+use crate::metrics;
 
 /// Where the Redis bus writes and how much it keeps.
 #[derive(Debug, Clone)]
@@ -280,22 +284,37 @@ async fn run_writer(
                 Err(_) => break,
             }
         }
+        let oldest_ms = batch
+            .iter()
+            .filter_map(|w| match w {
+                Write::Publish { at_ms, .. } => Some(*at_ms),
+                Write::Forget(_) => None,
+            })
+            .min();
         let mut backoff = Duration::from_millis(50);
         loop {
+            metrics::events_queue_depth(pending.load(Ordering::Relaxed));
             match write_batch(&mut conn, &script, &global, &device_prefix, &config, &batch).await {
                 Ok(()) => break,
                 Err(error) => {
+                    metrics::events_write_error();
                     warn!(%error, events = batch.len(), "cannot write events to redis, retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
             }
         }
+        if let Some(oldest_ms) = oldest_ms {
+            metrics::events_written(age(oldest_ms));
+        }
         let published = batch
             .iter()
             .filter(|w| matches!(w, Write::Publish { .. }))
             .count();
-        pending.fetch_sub(published, Ordering::Relaxed);
+        let left = pending
+            .fetch_sub(published, Ordering::Relaxed)
+            .saturating_sub(published);
+        metrics::events_queue_depth(left);
         batch.clear();
     }
 }
@@ -386,6 +405,7 @@ async fn run_tail(
             for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
                 last = entry.id.clone();
                 if let Some(event) = parse_entry(&entry) {
+                    metrics::events_read(age(event.at_ms));
                     let _ = live.send(Arc::new(event));
                 }
             }
@@ -418,6 +438,11 @@ fn event_id(redis_id: &str) -> Option<u64> {
 /// One number back to `MS-SEQ`.
 fn redis_id(event_id: u64) -> String {
     format!("{}-{}", event_id >> 20, event_id & ((1 << 20) - 1))
+}
+
+/// Time since `at_ms` (Unix ms), zero if it is in the future (another clock).
+fn age(at_ms: i64) -> Duration {
+    Duration::from_millis(now_ms().saturating_sub(at_ms).max(0) as u64)
 }
 
 fn global_key(config: &RedisBusConfig) -> String {

@@ -11,9 +11,11 @@
 //! - [`scylla`]: the cluster backend (ScyllaDB, lightweight transactions for leases and
 //!   fenced writes).
 //! - [`conformance`]: the suite every backend must pass.
+//! - [`metered`]: a wrapper that times every call and counts errors (metrics).
 
 pub mod conformance;
 pub mod lease;
+pub mod metered;
 pub mod record;
 pub mod scylla;
 pub mod sqlite;
@@ -21,6 +23,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 
 pub use lease::{Acquired, Fence, Lease, LeaseSlot};
+pub use metered::MeteredStore;
 pub use record::{
     DeviceId, DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction,
     MessageRecord, MessageStatus, TrustLevel,
