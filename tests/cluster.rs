@@ -260,28 +260,37 @@ async fn a_killed_nodes_devices_are_ready_on_the_survivors_without_a_new_scan() 
     let owners_after = owners(&cluster.dir.path().join("wafleet.db"), &ids);
     assert!(owners_after.values().all(|o| o != victim_name));
 
-    // The survivors counted the takeover and timed each device's recovery to READY.
+    // The survivors counted the takeover and timed each device's recovery to READY
+    // (recorded just after the READY event is published: read until they agree).
     let http = reqwest::Client::new();
-    let (mut takeovers, mut recovered, mut timed) = (0.0, 0.0, 0.0);
-    for node in nodes.iter().filter(|n| n.name != victim_name) {
-        let metrics = http
-            .get(format!("{}/metrics", node.http))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        takeovers += metric(&metrics, "wafleet_node_lease_takeovers_total ");
-        recovered += metric(
-            &metrics,
-            "wafleet_node_recoveries_total{outcome=\"ready\"} ",
-        );
-        timed += metric(&metrics, "wafleet_node_recovery_duration_seconds_count ");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (mut takeovers, mut recovered, mut timed) = (0.0, 0.0, 0.0);
+        for node in nodes.iter().filter(|n| n.name != victim_name) {
+            let metrics = http
+                .get(format!("{}/metrics", node.http))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            takeovers += metric(&metrics, "wafleet_node_lease_takeovers_total ");
+            recovered += metric(
+                &metrics,
+                "wafleet_node_recoveries_total{outcome=\"ready\"} ",
+            );
+            timed += metric(&metrics, "wafleet_node_recovery_duration_seconds_count ");
+        }
+        let settled = recovered as usize == moved.len() && timed as usize == moved.len();
+        if settled || std::time::Instant::now() > deadline {
+            assert!(takeovers > 0.0, "no lease takeover counted");
+            assert_eq!(recovered as usize, moved.len(), "recoveries ended READY");
+            assert_eq!(timed as usize, moved.len(), "recoveries timed");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(takeovers > 0.0, "no lease takeover counted");
-    assert_eq!(recovered as usize, moved.len(), "recoveries ended READY");
-    assert_eq!(timed as usize, moved.len(), "recoveries timed");
 }
 
 /// The value of the series whose line starts with `series` (0 when absent).
