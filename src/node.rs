@@ -92,7 +92,8 @@ pub(crate) async fn run(
     .await?;
     let members = cluster.members();
     let (held, held_shards) = watch::channel(0usize);
-    tokio::spawn(keep_shards(
+    let (leave, leaving) = watch::channel(false);
+    let keeper = tokio::spawn(keep_shards(
         fleet.clone(),
         store,
         ShardTimings {
@@ -102,7 +103,32 @@ pub(crate) async fn run(
         members.clone(),
         owned,
         held,
+        leaving,
     ));
+    // On SIGTERM (or ^C): hand every shard off, then tell the peers, then stop serving.
+    // Handing off first (devices stopped, leases released) means that the peers, once
+    // they hear this node is leaving, are granted its shards at once instead of waiting
+    // for the leases to expire; the gateway keeps any message sent meanwhile.
+    let (left, left_rx) = tokio::sync::oneshot::channel::<()>();
+    let host = cluster.host();
+    let beat = settings.cluster.heartbeat_interval;
+    tokio::spawn(async move {
+        shutdown.await;
+        println!("leaving: handing shards off");
+        let _ = leave.send(true);
+        match tokio::time::timeout(HANDOFF_TIMEOUT, keeper).await {
+            Ok(_) => println!("shards: 0"),
+            Err(_) => {
+                eprintln!("handoff did not finish in {HANDOFF_TIMEOUT:?}; leases will expire")
+            }
+        }
+        let _ = host.cast(wafleet_node::cluster::host::HostMsg::Leave);
+        // Two heartbeat intervals for the word to reach every peer (it is repeated with
+        // every heartbeat until the process ends).
+        tokio::time::sleep(beat * 2).await;
+        println!("left the cluster");
+        let _ = left.send(());
+    });
 
     let prometheus = wafleet_gateway::metrics::prometheus();
     let metrics_fleet = fleet.clone();
@@ -131,11 +157,17 @@ pub(crate) async fn run(
     announce(&http)?;
     tokio::spawn(print_changes("members", members, |m| m.join(",")));
     tokio::spawn(print_changes("shards", held_shards, usize::to_string));
-    wafleet_gateway::serve(http, router, shutdown).await?;
+    wafleet_gateway::serve(http, router, async {
+        let _ = left_rx.await;
+    })
+    .await?;
     drop(cluster);
     fleet.shutdown().await;
     Ok(())
 }
+
+/// The longest a node waits for its shards to be handed off when asked to stop.
+const HANDOFF_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn members_route(
     State((name, members)): State<(String, watch::Receiver<Vec<String>>)>,

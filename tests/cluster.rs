@@ -293,6 +293,64 @@ async fn a_killed_nodes_devices_are_ready_on_the_survivors_without_a_new_scan() 
     }
 }
 
+#[tokio::test]
+async fn a_node_stopped_with_sigterm_hands_its_devices_over_without_waiting_for_leases() {
+    let cluster = Cluster::new().await;
+    let ids = pair_devices(&cluster, 30).await;
+    let (bus, mut events) = cluster.events().await;
+    let plans = cluster.plans(3);
+    let mut nodes = cluster.start_all(&plans).await;
+    ready_devices(&mut events, &ids, WAIT).await;
+    for node in &mut nodes {
+        node.wait_members(&["node-1", "node-2", "node-3"], WAIT)
+            .await
+            .unwrap();
+    }
+    let holders = owners(&cluster.dir.path().join("wafleet.db"), &ids);
+    let victim_name = ["node-1", "node-2", "node-3"]
+        .into_iter()
+        .max_by_key(|n| holders.values().filter(|o| o == n).count())
+        .unwrap();
+    let moved: HashSet<String> = holders
+        .iter()
+        .filter(|(_, o)| *o == victim_name)
+        .map(|(d, _)| d.clone())
+        .collect();
+    assert!(!moved.is_empty());
+
+    let mut events = bus.subscribe(EventFilter::All, None).await.unwrap();
+    let victim = nodes.iter_mut().find(|n| n.name == victim_name).unwrap();
+    victim.signal("TERM").unwrap();
+    let stopped = Instant::now();
+    let ready = ready_devices(&mut events, &moved, WAIT).await;
+    let slowest = ready
+        .values()
+        .map(|at| at.duration_since(stopped))
+        .max()
+        .unwrap();
+    println!(
+        "{} devices of {victim_name} READY on the others within {slowest:?} of SIGTERM",
+        moved.len()
+    );
+    // A kill waits for the failure timeout (1.5 s) and then the lease TTL (3 s); a
+    // handoff waits for neither.
+    assert!(slowest < Duration::from_millis(1_500), "{slowest:?}");
+    let status = victim.wait_exit(Duration::from_secs(10)).await.unwrap();
+    assert!(status.success(), "the node exits cleanly: {status}");
+    let survivors: Vec<&str> = ["node-1", "node-2", "node-3"]
+        .into_iter()
+        .filter(|n| *n != victim_name)
+        .collect();
+    for node in nodes.iter_mut().filter(|n| n.name != victim_name) {
+        node.wait_members(&survivors, WAIT).await.unwrap();
+    }
+    let stats = cluster.sim_stats().await;
+    assert_eq!(stats["pairings"], 30, "no new pairing");
+    assert_eq!(stats["links_connected"], 30);
+    let owners_after = owners(&cluster.dir.path().join("wafleet.db"), &ids);
+    assert!(owners_after.values().all(|o| o != victim_name));
+}
+
 /// The value of the series whose line starts with `series` (0 when absent).
 fn metric(text: &str, series: &str) -> f64 {
     text.lines()

@@ -26,3 +26,34 @@ async fn idle_scenario_pairs_every_device_and_recovers_after_kill9() {
         "{fields:?}"
     );
 }
+
+/// A rolling restart of a three-node cluster (SIGTERM to each node in turn, which hands
+/// its shards off) under a message stream loses nothing, delivers nothing twice, and has
+/// every device READY on another node well within the kill failover bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_restart_loses_no_message() {
+    let report =
+        wafleet_load::scenario::failover::run(wafleet_load::scenario::failover::FailoverOptions {
+            devices: 60,
+            nodes: 3,
+            rate: 40,
+            wafleet: env!("CARGO_BIN_EXE_wafleet").into(),
+            rolling: true,
+        })
+        .await
+        .unwrap();
+    let fields = &report.fields;
+    println!("{fields:?}");
+    assert_eq!(fields["scenario"], "rolling");
+    assert_eq!(fields["killed_node_devices"], 60, "every device moved once");
+    assert!(fields["accepted"].as_u64().unwrap() > 100, "{fields:?}");
+    assert_eq!(fields["lost"], 0, "{fields:?}");
+    assert_eq!(fields["duplicated"], 0, "{fields:?}");
+    assert_eq!(fields["new_pairings"], 0, "{fields:?}");
+    // The kill failover bound is the failure timeout plus the lease TTL (4.5 s here);
+    // a handoff needs neither.
+    assert!(
+        fields["recovery_max_s"].as_f64().unwrap() < 4.5,
+        "{fields:?}"
+    );
+}

@@ -47,6 +47,21 @@ enum Scenario {
         #[arg(long)]
         wafleet: Option<PathBuf>,
     },
+    /// Like failover, but a rolling restart: SIGTERM to each node in turn (it hands its
+    /// shards off), its devices READY on the others, then it comes back and takes its
+    /// share again before the next: handoff times, lost and duplicated messages.
+    Rolling {
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Messages per second through the gateway.
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+        /// The wafleet binary (default: the one next to this binary).
+        #[arg(long)]
+        wafleet: Option<PathBuf>,
+    },
     /// N devices created, paired and idle in one standalone process: memory per device
     /// and time to start and pair.
     Idle {
@@ -92,6 +107,22 @@ async fn main() -> anyhow::Result<()> {
                 nodes,
                 rate,
                 wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
+                rolling: false,
+            })
+            .await?
+        }
+        Scenario::Rolling {
+            devices,
+            nodes,
+            rate,
+            wafleet,
+        } => {
+            scenario::failover::run(FailoverOptions {
+                devices,
+                nodes,
+                rate,
+                wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
+                rolling: true,
             })
             .await?
         }

@@ -319,6 +319,17 @@ impl NodeProcess {
         }
     }
 
+    /// Waits for the process to exit by itself (after a `TERM`), up to `within`.
+    pub async fn wait_exit(
+        &mut self,
+        within: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .with_context(|| format!("{} did not exit within {within:?}", self.name))?
+            .context("cannot wait for the node")
+    }
+
     /// `kill -9`, waiting until the process is gone.
     pub async fn kill9(&mut self) {
         let _ = self.child.kill().await;

@@ -4,6 +4,10 @@
 //! the most devices. It measures how long until every one of that node's devices is
 //! READY again, and whether any message was lost or delivered twice.
 //!
+//! `wafleet-load rolling` is the same with a rolling restart instead of a kill: `SIGTERM`
+//! to each node in turn (it hands its shards off), its devices READY on the others, then
+//! the node back with its share before the next one.
+//!
 //! - recovery: per device of the killed node, from the kill to its first READY event
 //!   reported by another node (p50, p99, max);
 //! - accepted / delivered / lost: messages answered 202, their `delivered` receipts, and
@@ -26,7 +30,7 @@ use tokio::sync::Mutex;
 use wafleet_cluster_config::Placement;
 
 use super::Report;
-use super::cluster::LocalCluster;
+use super::cluster::{COOKIE, LocalCluster, NodeProcess};
 use super::process::{ADMIN_KEY, sse_events};
 
 /// Options of the failover scenario.
@@ -37,6 +41,10 @@ pub struct FailoverOptions {
     /// Messages per second through the gateway during the run.
     pub rate: u32,
     pub wafleet: PathBuf,
+    /// Instead of killing one node: a rolling restart, `SIGTERM` to each node in turn
+    /// (it hands its shards off), waiting for its devices to be READY on the others and
+    /// for it to come back and take its share again before the next.
+    pub rolling: bool,
 }
 
 /// Phones the messages go to (few, so their inboxes can be read whole).
@@ -47,12 +55,12 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
         bail!("failover needs at least 2 nodes");
     }
     let LocalCluster {
-        dir: _dir,
+        dir,
         redis,
         sim,
         mut nodes,
         gateway,
-        ..
+        plans,
     } = LocalCluster::start(&options.wafleet, options.nodes).await?;
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let placement = Placement::new(1024, &names)?;
@@ -150,64 +158,129 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
         })
     };
 
-    // Let traffic flow, then kill the node owning the most devices.
+    // Let traffic flow, then kill the node owning the most devices (or, rolling, stop
+    // every node in turn).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let victim = names
-        .iter()
-        .max_by_key(|n| {
-            ids.iter()
-                .filter(|id| placement.owner_of(id) == n.as_str())
-                .count()
-        })
-        .cloned()
-        .context("no node")?;
-    let moved: HashSet<String> = ids
-        .iter()
-        .filter(|id| placement.owner_of(id) == victim)
-        .cloned()
-        .collect();
-    let victim_index = nodes
-        .iter()
-        .position(|n| n.name == victim)
-        .context("victim")?;
     let mut live_events =
         Box::pin(sse_events(&http, &format!("{}/v1/events", gateway.base), None).await?);
-    nodes[victim_index].kill9().await;
-    let killed = Instant::now();
-    eprintln!("killed {victim}, which owned {} devices", moved.len());
-    let mut recovered: HashMap<String, f64> = HashMap::new();
     let mut delivered: HashSet<String> = HashSet::new();
-    while recovered.len() < moved.len() {
-        if killed.elapsed() > Duration::from_secs(120) {
-            bail!(
-                "only {} of {} devices READY again after 120 s",
-                recovered.len(),
-                moved.len()
+    let mut recovered: Vec<f64> = Vec::new();
+    let victims: Vec<String> = if options.rolling {
+        names.clone()
+    } else {
+        vec![
+            names
+                .iter()
+                .max_by_key(|n| {
+                    ids.iter()
+                        .filter(|id| placement.owner_of(id) == n.as_str())
+                        .count()
+                })
+                .cloned()
+                .context("no node")?,
+        ]
+    };
+    let mut moved_total = 0usize;
+    for victim in &victims {
+        let moved: HashSet<String> = ids
+            .iter()
+            .filter(|id| placement.owner_of(id) == victim.as_str())
+            .cloned()
+            .collect();
+        moved_total += moved.len();
+        let victim_index = nodes
+            .iter()
+            .position(|n| &n.name == victim)
+            .context("victim")?;
+        if options.rolling {
+            nodes[victim_index].signal("TERM")?;
+            eprintln!("SIGTERM to {victim}, which owns {} devices", moved.len());
+        } else {
+            nodes[victim_index].kill9().await;
+            eprintln!("killed {victim}, which owned {} devices", moved.len());
+        }
+        let stopped = Instant::now();
+        let mut ready: HashMap<String, f64> = HashMap::new();
+        while ready.len() < moved.len() {
+            if stopped.elapsed() > Duration::from_secs(120) {
+                bail!(
+                    "only {} of {} devices READY again after 120 s",
+                    ready.len(),
+                    moved.len()
+                );
+            }
+            let Ok(next) = tokio::time::timeout(Duration::from_secs(30), live_events.next()).await
+            else {
+                bail!("no event for 30 s during recovery");
+            };
+            let (kind, data) = next.context("event stream ended")?;
+            let device = data["device_id"].as_str().unwrap_or_default().to_owned();
+            if kind == "status"
+                && data["status"] == "READY"
+                && data["node"] != victim.as_str()
+                && moved.contains(&device)
+            {
+                ready
+                    .entry(device)
+                    .or_insert_with(|| stopped.elapsed().as_secs_f64());
+            } else if kind == "message.status" && data["status"] == "delivered" {
+                delivered.insert(data["message_id"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+        eprintln!(
+            "all {} devices of {victim} READY on the others after {:.2}s",
+            moved.len(),
+            stopped.elapsed().as_secs_f64()
+        );
+        recovered.extend(ready.values().copied());
+        if options.rolling {
+            let status = nodes[victim_index]
+                .wait_exit(Duration::from_secs(30))
+                .await?;
+            if !status.success() {
+                bail!("{victim} exited with {status} after SIGTERM");
+            }
+            // It comes back and takes its share again, as in a rolling upgrade.
+            let plan = plans
+                .iter()
+                .find(|p| &p.name == victim)
+                .context("plan of the victim")?;
+            nodes[victim_index] =
+                NodeProcess::start(&options.wafleet, dir.path(), plan, COOKIE).await?;
+            let all: Vec<&str> = names.iter().map(String::as_str).collect();
+            for node in &mut nodes {
+                node.wait_members(&all, Duration::from_secs(30)).await?;
+            }
+            let mut back: HashSet<String> = HashSet::new();
+            let rejoined = Instant::now();
+            while back.len() < moved.len() {
+                if rejoined.elapsed() > Duration::from_secs(120) {
+                    bail!("{victim}'s devices not back on it after 120 s");
+                }
+                let Ok(next) =
+                    tokio::time::timeout(Duration::from_secs(30), live_events.next()).await
+                else {
+                    bail!("no event for 30 s while {victim} took its devices back");
+                };
+                let (kind, data) = next.context("event stream ended")?;
+                let device = data["device_id"].as_str().unwrap_or_default().to_owned();
+                if kind == "status"
+                    && data["status"] == "READY"
+                    && data["node"] == victim.as_str()
+                    && moved.contains(&device)
+                {
+                    back.insert(device);
+                } else if kind == "message.status" && data["status"] == "delivered" {
+                    delivered.insert(data["message_id"].as_str().unwrap_or_default().to_owned());
+                }
+            }
+            eprintln!(
+                "{victim} is back with its {} devices after {:.2}s",
+                moved.len(),
+                rejoined.elapsed().as_secs_f64()
             );
         }
-        let Ok(next) = tokio::time::timeout(Duration::from_secs(30), live_events.next()).await
-        else {
-            bail!("no event for 30 s during recovery");
-        };
-        let (kind, data) = next.context("event stream ended")?;
-        let device = data["device_id"].as_str().unwrap_or_default().to_owned();
-        if kind == "status"
-            && data["status"] == "READY"
-            && data["node"] != victim.as_str()
-            && moved.contains(&device)
-        {
-            recovered
-                .entry(device)
-                .or_insert_with(|| killed.elapsed().as_secs_f64());
-        } else if kind == "message.status" && data["status"] == "delivered" {
-            delivered.insert(data["message_id"].as_str().unwrap_or_default().to_owned());
-        }
     }
-    eprintln!(
-        "all {} moved devices READY again after {:.2}s",
-        moved.len(),
-        killed.elapsed().as_secs_f64()
-    );
 
     // Keep sending a little, then stop and let everything accepted drain.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -255,18 +328,28 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
     let double_ownership =
         sim_stat(&http, &sim.base, "connections_replaced").await? - replaced_before;
 
-    let mut times: Vec<f64> = recovered.values().copied().collect();
+    let mut times: Vec<f64> = recovered;
     times.sort_by(f64::total_cmp);
     let pct = |p: f64| times[((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1];
     let mut report = Report::default();
+    let scenario = if options.rolling {
+        "rolling"
+    } else {
+        "failover"
+    };
     report.line(format!(
-        "failover: {} devices on {} nodes; killed {victim} with {} devices",
+        "{scenario}: {} devices on {} nodes; {} ({}) with {moved_total} devices in all",
         options.devices,
         options.nodes,
-        moved.len()
+        if options.rolling {
+            "SIGTERM to each node in turn"
+        } else {
+            "killed"
+        },
+        victims.join(", "),
     ));
     report.line(format!(
-        "READY again after the kill: p50 {:.2}s, p99 {:.2}s, max {:.2}s",
+        "READY on another node after the stop: p50 {:.2}s, p99 {:.2}s, max {:.2}s",
         pct(0.50),
         pct(0.99),
         pct(1.0)
@@ -281,10 +364,10 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
         double_ownership,
         new_pairings
     ));
-    report.field("scenario", "failover");
+    report.field("scenario", scenario);
     report.field("devices", options.devices);
     report.field("nodes", options.nodes);
-    report.field("killed_node_devices", moved.len());
+    report.field("killed_node_devices", moved_total);
     report.field("recovery_p50_s", round(pct(0.50)));
     report.field("recovery_p99_s", round(pct(0.99)));
     report.field("recovery_max_s", round(pct(1.0)));

@@ -53,6 +53,9 @@ pub enum HostMsg {
     Heartbeat(Wire<Heartbeat>),
     /// Time to send heartbeats and look for silent peers (local timer).
     Tick,
+    /// This node is shutting down: from now on its heartbeats say it is leaving, starting
+    /// with one to every peer at once (local).
+    Leave,
     /// A device command from a gateway; answered with exactly one reply.
     #[rpc]
     Command(Wire<NodeCommand>, RpcReplyPort<Wire<NodeReply>>),
@@ -65,6 +68,7 @@ impl std::fmt::Debug for HostMsg {
                 f.debug_tuple("Heartbeat").field(&heartbeat.node).finish()
             }
             HostMsg::Tick => f.write_str("Tick"),
+            HostMsg::Leave => f.write_str("Leave"),
             HostMsg::Command(Wire(command), _) => {
                 f.debug_tuple("Command").field(&command.device_id).finish()
             }
@@ -145,6 +149,16 @@ impl Actor for NodeHost {
                 if state.membership.heard(&heartbeat, Instant::now()) {
                     info!(node = %heartbeat.node, "member alive");
                     state.publish();
+                }
+            }
+            HostMsg::Leave => {
+                if let Some(heartbeat) = &mut state.heartbeat {
+                    heartbeat.leaving = true;
+                    info!("leaving the cluster");
+                    for peer in peers(&myself) {
+                        let _ = ActorRef::<HostMsg>::from(peer)
+                            .cast(HostMsg::Heartbeat(Wire(heartbeat.clone())));
+                    }
                 }
             }
             HostMsg::Tick => {

@@ -23,6 +23,9 @@ pub struct Membership {
     me: Option<String>,
     failure_timeout: Duration,
     peers: HashMap<String, Peer>,
+    /// Peers that said they are leaving, by the incarnation that left: a late heartbeat
+    /// of that incarnation must not bring it back.
+    left: HashMap<String, u64>,
 }
 
 impl Membership {
@@ -31,13 +34,22 @@ impl Membership {
             me,
             failure_timeout,
             peers: HashMap::new(),
+            left: HashMap::new(),
         }
     }
 
     /// Records a heartbeat; returns whether the live set changed (a new or restarted
-    /// peer).
+    /// peer, or one leaving).
     pub fn heard(&mut self, heartbeat: &Heartbeat, now: Instant) -> bool {
         if heartbeat.node.is_empty() || Some(&heartbeat.node) == self.me.as_ref() {
+            return false;
+        }
+        if heartbeat.leaving {
+            self.left
+                .insert(heartbeat.node.clone(), heartbeat.incarnation);
+            return self.peers.remove(&heartbeat.node).is_some();
+        }
+        if self.left.get(&heartbeat.node) == Some(&heartbeat.incarnation) {
             return false;
         }
         let previous = self.peers.insert(
@@ -85,7 +97,29 @@ mod tests {
             node: node.into(),
             incarnation,
             http_addr: String::new(),
+            leaving: false,
         }
+    }
+
+    #[test]
+    fn a_leaving_peer_is_gone_at_once_until_it_restarts() {
+        let now = Instant::now();
+        let mut view = Membership::new(Some("a".into()), Duration::from_secs(10));
+        assert!(view.heard(&beat("b", 1), now));
+        let leaving = Heartbeat {
+            leaving: true,
+            ..beat("b", 1)
+        };
+        assert!(view.heard(&leaving, now), "leaving changes the view");
+        assert_eq!(view.live(), ["a"]);
+        assert!(!view.heard(&leaving, now), "said twice: no change");
+        assert!(
+            !view.heard(&beat("b", 1), now),
+            "a late beat of the same run"
+        );
+        assert_eq!(view.live(), ["a"]);
+        assert!(view.heard(&beat("b", 2), now), "restarted");
+        assert_eq!(view.live(), ["a", "b"]);
     }
 
     #[test]

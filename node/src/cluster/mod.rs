@@ -109,6 +109,12 @@ impl ClusterHandle {
     pub fn host(&self) -> ActorRef<HostMsg> {
         self.host.clone()
     }
+
+    /// Tells every peer that this node is leaving (and keeps saying so with each
+    /// heartbeat until the process ends): they drop it from their live view at once.
+    pub fn leave(&self) {
+        let _ = self.host.cast(HostMsg::Leave);
+    }
 }
 
 /// Starts the cluster listener and the host, and keeps connecting to the seeds.
@@ -130,6 +136,7 @@ pub async fn join(options: ClusterOptions) -> Result<ClusterHandle, ClusterError
         node: options.name.clone(),
         incarnation: incarnation(),
         http_addr: options.http_addr.clone(),
+        leaving: false,
     });
     let args = HostArgs {
         name: options.name.clone(),

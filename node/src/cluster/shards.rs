@@ -100,7 +100,10 @@ struct Held {
     wanted_since: HashMap<u32, Instant>,
 }
 
-/// Runs until the member view's sender is dropped; publishes how many shards it holds.
+/// Runs until the member view's sender is dropped, or until `leaving` turns true: then
+/// it hands every shard off (stops their devices here, releases the leases, so the nodes
+/// that take them over need not wait for the leases to expire) and returns. Publishes
+/// how many shards it holds.
 pub async fn keep_shards(
     fleet: Fleet,
     store: Arc<dyn Store>,
@@ -108,6 +111,7 @@ pub async fn keep_shards(
     mut members: watch::Receiver<Vec<String>>,
     shared: HeldShards,
     held_count: watch::Sender<usize>,
+    mut leaving: watch::Receiver<bool>,
 ) {
     let (me, shards) = (shared.me.clone(), shared.shards);
     let mut held = Held::default();
@@ -119,6 +123,14 @@ pub async fn keep_shards(
                 if changed.is_err() {
                     return;
                 }
+            }
+            () = until_leaving(&mut leaving) => {
+                let all: HashSet<u32> = held.leases.keys().copied().collect();
+                // Refused from now (a gateway retries elsewhere or keeps the message).
+                shared.drop_shards(&all);
+                hand_off(&fleet, &store, &me, &mut held, &all, shards).await;
+                held_count.send_replace(0);
+                return;
             }
             _ = tick.tick() => {}
         }
@@ -147,6 +159,16 @@ pub async fn keep_shards(
             *count = held.leases.len();
             changed
         });
+    }
+}
+
+/// Returns once `leaving` says so (or its sender is gone: the process is ending).
+async fn until_leaving(leaving: &mut watch::Receiver<bool>) {
+    loop {
+        let now = *leaving.borrow_and_update();
+        if now || leaving.changed().await.is_err() {
+            return;
+        }
     }
 }
 
