@@ -33,6 +33,11 @@ fn config(uris: Vec<String>, keyspace: &str) -> ScyllaConfig {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(scylla_uri),
+    ignore = "SCYLLA_URI is not set: no ScyllaDB to run the conformance suite against \
+              (set it to a ScyllaDB's host:port, e.g. 127.0.0.1:9042)"
+)]
 async fn scylla_passes_the_conformance_suite() {
     let Ok(uri) = std::env::var("SCYLLA_URI") else {
         println!(
