@@ -525,16 +525,7 @@ impl Fleet {
                 .await;
             }
         };
-        let admission = match limiter.call(LimiterMsg::Admit, Some(CALL_TIMEOUT)).await {
-            Ok(ractor::rpc::CallResult::Success(admission)) => admission?,
-            Ok(ractor::rpc::CallResult::Timeout) => return Err(FleetError::Timeout),
-            _ => {
-                return Err(FleetError::WrongState {
-                    code: state_code::DEVICE_STOPPING,
-                    message: "the device stopped while handling the request; retry".into(),
-                });
-            }
-        };
+        let admission = call(&limiter, LimiterMsg::Admit).await??;
         if let Decision::Refused {
             retry_after_ms,
             reason,
@@ -576,8 +567,7 @@ impl Fleet {
     pub async fn limits(&self, device_id: &str) -> Result<LimitsView, FleetError> {
         let device = self.device(device_id).await?;
         if let Some(limiter) = self.ctx.limiter(device_id)
-            && let Ok(ractor::rpc::CallResult::Success(view)) =
-                limiter.call(LimiterMsg::Limits, Some(CALL_TIMEOUT)).await
+            && let Ok(view) = call(&limiter, LimiterMsg::Limits).await
         {
             return Ok(view?);
         }
@@ -851,13 +841,17 @@ pub async fn load_quota_table(store: &dyn Store) -> Result<QuotaTable, FleetErro
     let Some(setting) = store.get_setting(TRUST_LEVELS_SETTING).await? else {
         return Ok(QuotaTable::default());
     };
-    match serde_json::from_str::<QuotaTable>(&setting.value) {
-        Ok(table) if table.check().is_ok() => Ok(table),
-        Ok(_) | Err(_) => {
-            warn!("the stored trust-level table is unusable; using the defaults");
-            Ok(QuotaTable::default())
-        }
-    }
+    Ok(parse_quota_table(&setting.value).unwrap_or_else(|| {
+        warn!("the stored trust-level table is unusable; using the defaults");
+        QuotaTable::default()
+    }))
+}
+
+/// A stored quota table, if it reads and holds together.
+fn parse_quota_table(json: &str) -> Option<QuotaTable> {
+    serde_json::from_str::<QuotaTable>(json)
+        .ok()
+        .filter(|table| table.check().is_ok())
 }
 
 /// Checks `table` and stores it as the cluster's quota table. Any process with the
@@ -922,13 +916,13 @@ fn spawn_settings_refresh(ctx: std::sync::Weak<NodeContext>) {
             match ctx.store.get_setting(TRUST_LEVELS_SETTING).await {
                 Ok(Some(setting)) if last_seen != Some(setting.updated_at_ms) => {
                     last_seen = Some(setting.updated_at_ms);
-                    match serde_json::from_str::<QuotaTable>(&setting.value) {
-                        Ok(table) if table.check().is_ok() => {
+                    match parse_quota_table(&setting.value) {
+                        Some(table) => {
                             if ctx.quotas.set(table) {
                                 info!("trust-level table changed; applied to every device");
                             }
                         }
-                        _ => warn!(
+                        None => warn!(
                             "the stored trust-level table is unusable; keeping the current one"
                         ),
                     }
@@ -941,9 +935,9 @@ fn spawn_settings_refresh(ctx: std::sync::Weak<NodeContext>) {
 }
 
 /// Calls a device actor with the fleet's timeout.
-async fn call<T: Send + 'static>(
-    actor: &ActorRef<DeviceMsg>,
-    msg: impl FnOnce(ractor::RpcReplyPort<T>) -> DeviceMsg,
+async fn call<M: ractor::Message, T: Send + 'static>(
+    actor: &ActorRef<M>,
+    msg: impl FnOnce(ractor::RpcReplyPort<T>) -> M,
 ) -> Result<T, FleetError> {
     match actor.call(msg, Some(CALL_TIMEOUT)).await {
         Ok(ractor::rpc::CallResult::Success(value)) => Ok(value),
