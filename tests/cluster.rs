@@ -209,11 +209,18 @@ async fn ready_devices(
     ready
 }
 
-#[tokio::test]
-async fn a_killed_nodes_devices_are_ready_on_the_survivors_without_a_new_scan() {
-    let cluster = Cluster::new().await;
+/// Three nodes running 30 paired devices, and the node that holds the most of them.
+struct Running {
+    bus: EventBus,
+    nodes: Vec<NodeProcess>,
+    ids: HashSet<String>,
+    victim_name: &'static str,
+    /// The devices the victim holds.
+    moved: HashSet<String>,
+}
 
-    let ids = pair_devices(&cluster, 30).await;
+async fn three_nodes_running_devices(cluster: &Cluster) -> Running {
+    let ids = pair_devices(cluster, 30).await;
 
     // Three nodes take them over from the stored credentials.
     let (bus, mut events) = cluster.events().await;
@@ -226,7 +233,7 @@ async fn a_killed_nodes_devices_are_ready_on_the_survivors_without_a_new_scan() 
             .unwrap();
     }
 
-    // Who holds what, from the leases; kill -9 the node with the most devices.
+    // Who holds what, from the leases.
     let holders = owners(&cluster.dir.path().join("wafleet.db"), &ids);
     let victim_name = ["node-1", "node-2", "node-3"]
         .into_iter()
@@ -238,6 +245,26 @@ async fn a_killed_nodes_devices_are_ready_on_the_survivors_without_a_new_scan() 
         .map(|(d, _)| d.clone())
         .collect();
     assert!(!moved.is_empty());
+    Running {
+        bus,
+        nodes,
+        ids,
+        victim_name,
+        moved,
+    }
+}
+
+#[tokio::test]
+async fn a_killed_nodes_devices_are_ready_on_the_survivors_without_a_new_scan() {
+    let cluster = Cluster::new().await;
+    // kill -9 the node with the most devices.
+    let Running {
+        bus,
+        mut nodes,
+        ids,
+        victim_name,
+        moved,
+    } = three_nodes_running_devices(&cluster).await;
     let mut events = bus.subscribe(EventFilter::All, None).await.unwrap();
     let victim = nodes.iter_mut().find(|n| n.name == victim_name).unwrap();
     victim.kill9().await;
@@ -296,27 +323,13 @@ async fn a_killed_nodes_devices_are_ready_on_the_survivors_without_a_new_scan() 
 #[tokio::test]
 async fn a_node_stopped_with_sigterm_hands_its_devices_over_without_waiting_for_leases() {
     let cluster = Cluster::new().await;
-    let ids = pair_devices(&cluster, 30).await;
-    let (bus, mut events) = cluster.events().await;
-    let plans = cluster.plans(3);
-    let mut nodes = cluster.start_all(&plans).await;
-    ready_devices(&mut events, &ids, WAIT).await;
-    for node in &mut nodes {
-        node.wait_members(&["node-1", "node-2", "node-3"], WAIT)
-            .await
-            .unwrap();
-    }
-    let holders = owners(&cluster.dir.path().join("wafleet.db"), &ids);
-    let victim_name = ["node-1", "node-2", "node-3"]
-        .into_iter()
-        .max_by_key(|n| holders.values().filter(|o| o == n).count())
-        .unwrap();
-    let moved: HashSet<String> = holders
-        .iter()
-        .filter(|(_, o)| *o == victim_name)
-        .map(|(d, _)| d.clone())
-        .collect();
-    assert!(!moved.is_empty());
+    let Running {
+        bus,
+        mut nodes,
+        ids,
+        victim_name,
+        moved,
+    } = three_nodes_running_devices(&cluster).await;
 
     let mut events = bus.subscribe(EventFilter::All, None).await.unwrap();
     let victim = nodes.iter_mut().find(|n| n.name == victim_name).unwrap();

@@ -30,6 +30,18 @@ fn acceptance_table() -> Value {
     })
 }
 
+/// `GET url` with the admin key, as JSON.
+async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    http.get(url)
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 fn unix_ms(rfc3339: &str) -> i64 {
     let at = humantime::parse_rfc3339(rfc3339).expect("an RFC 3339 time");
     at.duration_since(SystemTime::UNIX_EPOCH)
@@ -53,15 +65,7 @@ async fn fifty_concurrent_sends_through_a_gateway_keep_the_pace_and_the_quota_su
         .await
         .unwrap();
     assert_eq!(put.status(), 200);
-    let table: Value = http
-        .get(format!("{gw}/v1/settings/trust-levels"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let table: Value = get_json(&http, &format!("{gw}/v1/settings/trust-levels")).await;
     assert_eq!(table, acceptance_table());
 
     // One device, paired through the simulator.
@@ -158,15 +162,7 @@ async fn fifty_concurrent_sends_through_a_gateway_keep_the_pace_and_the_quota_su
             "Retry-After {retry_after} s: a day after the first send"
         );
     }
-    let limits: Value = http
-        .get(format!("{gw}/v1/devices/rl/limits"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let limits: Value = get_json(&http, &format!("{gw}/v1/devices/rl/limits")).await;
     assert_eq!(limits["trust_level"], "newcomer");
     assert_eq!(limits["day"]["spent"], 20, "{limits}");
     assert_eq!(limits["day"]["remaining"], 0);
@@ -221,15 +217,7 @@ async fn fifty_concurrent_sends_through_a_gateway_keep_the_pace_and_the_quota_su
     assert_eq!(texts.len(), inbox.len(), "nothing delivered twice");
 
     // Kill the owner: the device moves, and its spent quota with it.
-    let before: Value = http
-        .get(format!("{gw}/v1/devices/rl/limits"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let before: Value = get_json(&http, &format!("{gw}/v1/devices/rl/limits")).await;
     let victim = cluster
         .nodes
         .iter_mut()
@@ -245,15 +233,7 @@ async fn fifty_concurrent_sends_through_a_gateway_keep_the_pace_and_the_quota_su
             break data["node"].as_str().unwrap().to_owned();
         }
     };
-    let after: Value = http
-        .get(format!("{gw}/v1/devices/rl/limits"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after: Value = get_json(&http, &format!("{gw}/v1/devices/rl/limits")).await;
     println!("moved from {owner} to {new_owner}: before {before}, after {after}");
     assert_eq!(
         after["day"], before["day"],

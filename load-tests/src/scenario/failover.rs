@@ -200,33 +200,14 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
             eprintln!("killed {victim}, which owned {} devices", moved.len());
         }
         let stopped = Instant::now();
-        let mut ready: HashMap<String, f64> = HashMap::new();
-        while ready.len() < moved.len() {
-            if stopped.elapsed() > Duration::from_secs(120) {
-                bail!(
-                    "only {} of {} devices READY again after 120 s",
-                    ready.len(),
-                    moved.len()
-                );
-            }
-            let Ok(next) = tokio::time::timeout(Duration::from_secs(30), live_events.next()).await
-            else {
-                bail!("no event for 30 s during recovery");
-            };
-            let (kind, data) = next.context("event stream ended")?;
-            let device = data["device_id"].as_str().unwrap_or_default().to_owned();
-            if kind == "status"
-                && data["status"] == "READY"
-                && data["node"] != victim.as_str()
-                && moved.contains(&device)
-            {
-                ready
-                    .entry(device)
-                    .or_insert_with(|| stopped.elapsed().as_secs_f64());
-            } else if kind == "message.status" && data["status"] == "delivered" {
-                delivered.insert(data["message_id"].as_str().unwrap_or_default().to_owned());
-            }
-        }
+        let ready = await_ready(
+            &mut live_events,
+            &moved,
+            |node| node != victim.as_str(),
+            &mut delivered,
+        )
+        .await
+        .context("recovery")?;
         eprintln!(
             "all {} devices of {victim} READY on the others after {:.2}s",
             moved.len(),
@@ -251,29 +232,15 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
             for node in &mut nodes {
                 node.wait_members(&all, Duration::from_secs(30)).await?;
             }
-            let mut back: HashSet<String> = HashSet::new();
             let rejoined = Instant::now();
-            while back.len() < moved.len() {
-                if rejoined.elapsed() > Duration::from_secs(120) {
-                    bail!("{victim}'s devices not back on it after 120 s");
-                }
-                let Ok(next) =
-                    tokio::time::timeout(Duration::from_secs(30), live_events.next()).await
-                else {
-                    bail!("no event for 30 s while {victim} took its devices back");
-                };
-                let (kind, data) = next.context("event stream ended")?;
-                let device = data["device_id"].as_str().unwrap_or_default().to_owned();
-                if kind == "status"
-                    && data["status"] == "READY"
-                    && data["node"] == victim.as_str()
-                    && moved.contains(&device)
-                {
-                    back.insert(device);
-                } else if kind == "message.status" && data["status"] == "delivered" {
-                    delivered.insert(data["message_id"].as_str().unwrap_or_default().to_owned());
-                }
-            }
+            await_ready(
+                &mut live_events,
+                &moved,
+                |node| node == victim.as_str(),
+                &mut delivered,
+            )
+            .await
+            .with_context(|| format!("{victim} taking its devices back"))?;
             eprintln!(
                 "{victim} is back with its {} devices after {:.2}s",
                 moved.len(),
@@ -414,6 +381,48 @@ async fn sim_stat(http: &reqwest::Client, base: &str, name: &str) -> anyhow::Res
     stats[name]
         .as_i64()
         .with_context(|| format!("no {name} in /sim/stats"))
+}
+
+/// Follows `events` until every device of `devices` has reported READY from a node
+/// `on` accepts; returns the seconds each took from the call. Notes the `delivered`
+/// receipts it sees on the way.
+async fn await_ready<S>(
+    events: &mut S,
+    devices: &HashSet<String>,
+    on: impl Fn(&str) -> bool,
+    delivered: &mut HashSet<String>,
+) -> anyhow::Result<HashMap<String, f64>>
+where
+    S: futures_util::Stream<Item = (String, Value)> + Unpin,
+{
+    let started = Instant::now();
+    let mut ready: HashMap<String, f64> = HashMap::new();
+    while ready.len() < devices.len() {
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!(
+                "only {} of {} devices READY after 120 s",
+                ready.len(),
+                devices.len()
+            );
+        }
+        let Ok(next) = tokio::time::timeout(Duration::from_secs(30), events.next()).await else {
+            bail!("no event for 30 s");
+        };
+        let (kind, data) = next.context("event stream ended")?;
+        let device = data["device_id"].as_str().unwrap_or_default().to_owned();
+        if kind == "status"
+            && data["status"] == "READY"
+            && on(data["node"].as_str().unwrap_or_default())
+            && devices.contains(&device)
+        {
+            ready
+                .entry(device)
+                .or_insert_with(|| started.elapsed().as_secs_f64());
+        } else if kind == "message.status" && data["status"] == "delivered" {
+            delivered.insert(data["message_id"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    Ok(ready)
 }
 
 fn round(x: f64) -> f64 {
