@@ -25,7 +25,7 @@ impl Clock {
         Clock { manual: None }
     }
 
-    /// A clock that reads `start_ms` until moved with [`Clock::advance`] or [`Clock::set`].
+    /// A clock that reads `start_ms` until moved with [`Clock::advance`].
     pub fn manual(start_ms: i64) -> Clock {
         Clock {
             manual: Some(Arc::new(AtomicI64::new(start_ms))),

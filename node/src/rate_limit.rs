@@ -4,7 +4,7 @@
 //! its own. Every call takes the time (`now_ms`, Unix milliseconds from
 //! [`crate::clock::now_ms`]) and [`Limiter::decide`] takes the jitter drawn by the caller,
 //! so the rules are tested with explicit times and the owner (the device's rate-limit
-//! actor, later) decides where time and randomness come from. The [`Quota`] is passed
+//! actor, [`crate::rate_limiter`]) decides where time and randomness come from. The [`Quota`] is passed
 //! on every call too, so a changed quota table applies to the very next decision.
 //!
 //! # Windows
@@ -31,7 +31,7 @@
 
 use std::collections::VecDeque;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use wafleet_cluster_config::quota::{DAY_MS, HOUR_MS, MINUTE_MS};
 use wafleet_cluster_config::{Quota, QuotaTable};
 
@@ -127,12 +127,11 @@ pub struct Usage {
 /// The spent quota of one device: the log of its send slots over the last day, and its
 /// sends in flight. See the module doc for the rules.
 ///
-/// Serializes (serde, e.g. [`Limiter::to_json`]) to its log only, which is what must
-/// survive a restart or a move to another node so that no device regains quota by
-/// crashing. `in_flight` is not serialized: after a restore the owner counts the sends it
-/// still has outstanding and sets them with [`Limiter::set_in_flight`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "LimiterState", into = "LimiterState")]
+/// Nothing of it is persisted: its log is the slots of the device's stored messages, and
+/// a limiter that starts (after a crash, on another node) is rebuilt from them with
+/// [`Limiter::from_slots`]; the owner then counts the sends still outstanding and sets
+/// them with [`Limiter::set_in_flight`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Limiter {
     /// Slot of every send reserved in the last day (Unix ms), oldest first, including
     /// those reserved for the future. Sorted: each slot is at or after the previous one.
@@ -140,38 +139,6 @@ pub struct Limiter {
     /// Sends accepted ([`Decision::SendNow`] or [`Decision::Later`]) and not yet
     /// [settled](Limiter::settled) or [released](Limiter::release).
     in_flight: u32,
-}
-
-/// The persisted form of a [`Limiter`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LimiterState {
-    slots: Vec<i64>,
-}
-
-impl From<Limiter> for LimiterState {
-    fn from(limiter: Limiter) -> Self {
-        LimiterState {
-            slots: limiter.slots.into(),
-        }
-    }
-}
-
-impl TryFrom<LimiterState> for Limiter {
-    type Error = String;
-
-    fn try_from(state: LimiterState) -> Result<Self, Self::Error> {
-        if let Some(pair) = state.slots.windows(2).find(|pair| pair[0] > pair[1]) {
-            return Err(format!(
-                "limiter slots out of order: {} before {}",
-                pair[0], pair[1]
-            ));
-        }
-        Ok(Limiter {
-            slots: state.slots.into(),
-            in_flight: 0,
-        })
-    }
 }
 
 impl Limiter {
@@ -288,16 +255,6 @@ impl Limiter {
             max_in_flight: quota.max_in_flight,
             next_send_ms,
         }
-    }
-
-    /// The persisted form (JSON).
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a limiter always serializes")
-    }
-
-    /// Reads what [`to_json`](Limiter::to_json) wrote; refuses a log out of order.
-    pub fn from_json(bytes: &[u8]) -> Result<Limiter, serde_json::Error> {
-        serde_json::from_slice(bytes)
     }
 
     /// The earliest time a send keeps the window of `window` ms to `limit` sends, or
@@ -677,8 +634,8 @@ mod tests {
             limiter.settled();
             now += 7_000;
         }
-        let bytes = limiter.to_json();
-        let mut restored = Limiter::from_json(&bytes).unwrap();
+        let mut restored = restore(&limiter);
+        restored.set_in_flight(limiter.in_flight());
         assert_eq!(restored, limiter);
         for i in 0..200 {
             now += (i * 997) % 20_000;
@@ -696,21 +653,21 @@ mod tests {
         let quota = five_a_minute();
         let mut limiter = Limiter::new();
         limiter.decide(&quota, T0, 0);
-        let mut restored = Limiter::from_json(&limiter.to_json()).unwrap();
+        let mut restored = restore(&limiter);
         assert_eq!(restored.in_flight(), 0);
         restored.set_in_flight(1);
         assert_eq!(restored, limiter);
     }
 
+    /// What a new limiter rebuilds from the stored slots (in the store's order or not).
+    fn restore(limiter: &Limiter) -> Limiter {
+        Limiter::from_slots(limiter.slots.iter().rev().copied().collect())
+    }
+
     #[test]
-    fn a_corrupt_state_is_refused() {
-        assert!(Limiter::from_json(br#"{"slots": [3, 2]}"#).is_err());
-        assert!(Limiter::from_json(br#"{"slots": [1], "x": 1}"#).is_err());
-        assert!(Limiter::from_json(b"not json").is_err());
-        assert_eq!(
-            Limiter::from_json(br#"{"slots": []}"#).unwrap(),
-            Limiter::new()
-        );
+    fn slots_in_any_order_restore_a_sorted_log() {
+        assert_eq!(Limiter::from_slots(vec![3, 1, 2]).slots, [1, 2, 3]);
+        assert_eq!(Limiter::from_slots(Vec::new()), Limiter::new());
     }
 
     fn random_quota(rng: &mut fastrand::Rng) -> Quota {
@@ -814,7 +771,7 @@ mod tests {
                     "seed {seed}: window {window} over {limit} under {quota:?}"
                 );
             }
-            let restored = Limiter::from_json(&limiter.to_json()).unwrap();
+            let restored = restore(&limiter);
             assert_eq!(restored.slots, limiter.slots, "seed {seed}");
         }
         assert!(seen.iter().all(|&n| n > 0), "outcomes seen: {seen:?}");

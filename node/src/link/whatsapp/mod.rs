@@ -1,6 +1,6 @@
 //! The link to real WhatsApp (WhatsApp Web multi-device), on the `whatsapp-rust` crate.
 //!
-//! One [`LinkSession`] is one whatsapp-rust [`Client`] making **one** connection
+//! One [`LinkSession`] is one whatsapp-rust `Client` making **one** connection
 //! attempt: auto-reconnect is off, so when the connection fails or ends the session
 //! reports [`LinkEvent::Disconnected`] with the reason and stops, and the device actor
 //! decides when to try again (with its capped backoff). The only reconnect a session
