@@ -226,12 +226,14 @@ async fn three_nodes_running_devices(cluster: &Cluster) -> Running {
     let (bus, mut events) = cluster.events().await;
     let plans = cluster.plans(3);
     let mut nodes = cluster.start_all(&plans).await;
-    ready_devices(&mut events, &ids, WAIT).await;
     for node in &mut nodes {
         node.wait_members(&["node-1", "node-2", "node-3"], WAIT)
             .await
             .unwrap();
     }
+    // Wait until the joins have settled: every node holds its shards and runs its
+    // devices (the first node to start holds everything until the others join).
+    settle(&mut nodes, &mut events, &ids).await;
 
     // Who holds what, from the leases.
     let holders = owners(&cluster.dir.path().join("wafleet.db"), &ids);
@@ -309,11 +311,17 @@ async fn a_killed_nodes_devices_are_ready_on_the_survivors_without_a_new_scan() 
             );
             timed += metric(&metrics, "wafleet_node_recovery_duration_seconds_count ");
         }
-        let settled = recovered as usize == moved.len() && timed as usize == moved.len();
+        // At least the victim's devices; with bounded placement a few more may move
+        // between the survivors when the member set changes.
+        let settled = recovered as usize >= moved.len() && timed == recovered;
         if settled || std::time::Instant::now() > deadline {
             assert!(takeovers > 0.0, "no lease takeover counted");
-            assert_eq!(recovered as usize, moved.len(), "recoveries ended READY");
-            assert_eq!(timed as usize, moved.len(), "recoveries timed");
+            assert!(
+                recovered as usize >= moved.len(),
+                "recoveries ended READY: {recovered} for {} moved",
+                moved.len()
+            );
+            assert_eq!(timed, recovered, "every recovery timed");
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -622,7 +630,7 @@ async fn through_a_gateway_calls_reach_owners_messages_survive_a_kill_and_sse_re
 
     // Round one, then kill the node owning the most devices and send round two at once.
     let (round_one, _) = send_round(&http, &gateway.base, &ids, "one").await;
-    wait_delivered(&mut sse, round_one).await;
+    wait_delivered(&mut sse, round_one, &dir.join("wafleet.db")).await;
 
     let placement = Placement::new(1024, ["node-1", "node-2", "node-3"]).unwrap();
     let victim = ["node-1", "node-2", "node-3"]
@@ -637,7 +645,7 @@ async fn through_a_gateway_calls_reach_owners_messages_survive_a_kill_and_sse_re
         .await;
     let (round_two, retries) = send_round(&http, &gateway.base, &ids, "two").await;
     println!("round two accepted with {retries} retries of 503/504 while {victim} was replaced");
-    wait_delivered(&mut sse, round_two).await;
+    wait_delivered(&mut sse, round_two, &dir.join("wafleet.db")).await;
     let last_seen = sse.last_id();
 
     // The gateway dies while a client follows events; a new one serves the resume.
@@ -701,10 +709,35 @@ async fn send_round(
     (accepted, retries)
 }
 
-/// Reads events until every message in `pending` was delivered.
-async fn wait_delivered(sse: &mut common::Sse, mut pending: HashSet<String>) {
+/// Reads events until every message in `pending` was delivered; on a timeout, says
+/// what the store holds for the ones still pending.
+async fn wait_delivered(sse: &mut common::Sse, mut pending: HashSet<String>, db: &Path) {
     while !pending.is_empty() {
-        let event = sse.next().await;
+        let Some(event) = sse.try_next(WAIT).await else {
+            let db = rusqlite::Connection::open(db).unwrap();
+            let rows: Vec<String> = pending
+                .iter()
+                .map(|id| {
+                    db.query_row(
+                        "SELECT device_id, status, created_at_ms, not_before_ms, sent_at_ms \
+                         FROM messages WHERE id = ?1",
+                        [id],
+                        |r| {
+                            Ok(format!(
+                                "{id}: device {} {} created {} not_before {:?} sent {:?}",
+                                r.get::<_, String>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get::<_, i64>(2)?,
+                                r.get::<_, Option<i64>>(3)?,
+                                r.get::<_, Option<i64>>(4)?,
+                            ))
+                        },
+                    )
+                    .unwrap_or_else(|e| format!("{id}: {e}"))
+                })
+                .collect();
+            panic!("no delivery within {WAIT:?}; still pending: {rows:#?}");
+        };
         if event.kind == "message.status" && event.data["status"] == "delivered" {
             pending.remove(event.data["message_id"].as_str().unwrap());
         }
@@ -783,7 +816,7 @@ async fn a_fourth_node_takes_about_a_quarter_of_the_devices_and_no_message_is_lo
     let mut all = first;
     all.extend(during);
     all.extend(last);
-    wait_delivered(&mut sse, all).await;
+    wait_delivered(&mut sse, all, &cluster.dir.path().join("wafleet.db")).await;
     assert_inboxes(
         &http,
         &cluster.sim.base,

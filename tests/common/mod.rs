@@ -196,6 +196,13 @@ impl Sse {
         event
     }
 
+    /// The next event, or `None` if none comes within `within`.
+    pub async fn try_next(&mut self, within: Duration) -> Option<Event> {
+        let event = tokio::time::timeout(within, self.next_inner()).await.ok()?;
+        self.last_id = event.id;
+        Some(event)
+    }
+
     /// The id of the last event read.
     pub fn last_id(&self) -> u64 {
         self.last_id
