@@ -3,7 +3,11 @@
 //! through `scylla-proxy` in dry mode (a fake node that answers only what its rules say)
 //! or a port nothing listens on. Every address here is on loopback.
 //!
-//! What this file does not prove without a server: that the CQL runs as the module docs
+//! The store's behaviour over the wire on a running session (LWT not applied, timeouts,
+//! a connection lost mid-request, migrations) is tested in the crate, against a fake
+//! node: `node/src/store/scylla/proxy_tests.rs`.
+//!
+//! What neither proves without a server: that the CQL runs as the module docs
 //! say on a real ScyllaDB (LWT outcomes, static-column conditions, paging). Run it with
 //! `SCYLLA_URI=127.0.0.1:9042 cargo test -p wafleet-node --test store_scylla` against a
 //! ScyllaDB (e.g. `docker run -p 9042:9042 scylladb/scylla --smp 1`) to prove that.

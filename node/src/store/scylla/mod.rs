@@ -82,6 +82,11 @@ pub mod rows;
 pub mod schema;
 pub mod statements;
 
+#[cfg(test)]
+mod fake_node;
+#[cfg(test)]
+mod proxy_tests;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
