@@ -161,9 +161,25 @@ impl Actor for DeviceActor {
             handoffs: VecDeque::new(),
             next_drain_at: None,
         };
-        state
-            .set_status(DeviceStatus::Starting, None, DevicePatch::default())
+        // The first write under the fence comes before anything the device acts on is
+        // read: a late write of a previous owner either landed before it (and is read
+        // below or by the link) or is refused from now on. The trust level is taken from
+        // the record this write returns, not from the read above.
+        let record = state
+            .ctx
+            .record_status(
+                &state.id,
+                Some(state.status),
+                DeviceStatus::Starting,
+                None,
+                DevicePatch::default(),
+                state.fence.as_ref(),
+            )
             .await?;
+        state.status = DeviceStatus::Starting;
+        state
+            .level
+            .store(level_to_u8(record.trust_level), Ordering::SeqCst);
         myself.cast(DeviceMsg::Connect)?;
         Ok(state)
     }

@@ -46,7 +46,13 @@
 //! fenced write to it, is applied. The SQLite store has no such window (the check and
 //! the write are one transaction). The old owner stops serving when it cannot renew, and
 //! the new owner only takes the shard after the lease expired, so that write was
-//! already in flight when the lease ran out.
+//! already in flight when the lease ran out. What keeps it harmless for the device
+//! partition: a new owner's first step with a device is a fenced write (its status,
+//! `Starting`), before it reads anything it acts on (trust level, link state), so a late
+//! write either lands before that write, and is read, or is refused. Messages live in
+//! other partitions and are fenced by check 1 only: a late status write of the old owner
+//! can still land on a message (at worst a `sent` recorded late; sends stay
+//! at-least-once across a failover, as they are anyway).
 //!
 //! Leases themselves follow [`super::lease`]: read the slot at LOCAL_SERIAL, apply the
 //! rule, write it back with `INSERT ... IF NOT EXISTS` or an `UPDATE ... IF` on the
