@@ -97,10 +97,11 @@ impl Refusal {
 pub struct WindowUsage {
     /// The quota's limit for the window.
     pub limit: u32,
-    /// Sends in the window ending now, counting those reserved for later (they are
-    /// promised, so they are spent).
+    /// Sends whose slot is in the window ending now (slots after now are not in it:
+    /// they are [`Usage::queued`]).
     pub spent: u32,
-    /// `limit - spent`, never below 0 (a lowered quota can leave a window over).
+    /// `limit - spent - queued`, never below 0: sends reserved for later are promised,
+    /// so they count against every window (a lowered quota can leave a window over).
     pub remaining: u32,
 }
 
@@ -289,11 +290,14 @@ impl Limiter {
 
     fn window_usage(&self, limit: u32, window: i64, now_ms: i64) -> WindowUsage {
         let start = now_ms.saturating_sub(window);
-        let spent = count(self.slots.len() - self.slots.partition_point(|&s| s <= start));
+        let from = self.slots.partition_point(|&s| s <= start);
+        let upto = self.slots.partition_point(|&s| s <= now_ms).max(from);
+        let spent = count(upto - from);
+        let ahead = count(self.slots.len() - upto);
         WindowUsage {
             limit,
             spent,
-            remaining: limit.saturating_sub(spent),
+            remaining: limit.saturating_sub(spent.saturating_add(ahead)),
         }
     }
 
@@ -599,6 +603,27 @@ mod tests {
     }
 
     #[test]
+    fn a_backlog_is_queued_not_spent_in_the_current_minute() {
+        let quota = five_a_minute();
+        let mut limiter = Limiter::new();
+        for _ in 0..19 {
+            limiter.decide(&quota, T0, 0);
+        }
+        let usage = limiter.snapshot(&quota, T0 + 10_000);
+        // Slots T0, +2 s, +4 s, ... (the minute cap pushes the rest to later minutes).
+        assert!(usage.minute.spent <= usage.minute.limit, "{usage:?}");
+        assert_eq!(usage.minute.spent + usage.queued, 19, "{usage:?}");
+        assert_eq!(usage.minute.remaining, 0);
+        assert_eq!(usage.day.spent + usage.queued, 19);
+        assert_eq!(usage.day.remaining, 100 - 19);
+        // An hour on, all of them went: spent in the hour and the day, none queued.
+        let later = limiter.snapshot(&quota, T0 + 3_600_000 - 1);
+        assert_eq!((later.queued, later.minute.spent), (0, 0));
+        assert_eq!((later.hour.spent, later.day.spent), (19, 19));
+        assert_eq!(later.minute.remaining, 5);
+    }
+
+    #[test]
     fn snapshot_reports_spent_remaining_and_the_next_send() {
         let quota = five_a_minute();
         let mut limiter = Limiter::new();
@@ -607,11 +632,12 @@ mod tests {
         }
         limiter.settled();
         let usage = limiter.snapshot(&quota, T0);
+        // One went at T0; two wait for their slots: not spent yet, but promised.
         assert_eq!(
             usage.minute,
             WindowUsage {
                 limit: 5,
-                spent: 3,
+                spent: 1,
                 remaining: 2
             }
         );

@@ -19,8 +19,9 @@ use crate::validate;
 pub struct WindowDto {
     /// Sends allowed in the window.
     pub limit: u32,
-    /// Sends in the window ending now, counting those queued for later.
+    /// Sends whose slot came in the window ending now (not those queued for later).
     pub spent: u32,
+    /// `limit - spent - queued`, at least 0: queued sends count against every window.
     pub remaining: u32,
 }
 
