@@ -38,7 +38,8 @@ pub struct WhatsAppConfig {
     /// The WebSocket to dial instead of [`WHATSAPP_WS_URL`]: a relay, or a test server.
     pub ws_url: Option<String>,
     /// Pin the WhatsApp Web client version instead of fetching the current one from
-    /// web.whatsapp.com (at most once a day per device).
+    /// web.whatsapp.com (each device asks at most once a day; the node fetches it at
+    /// most once an hour for all of them, see [`SharedVersionFetch`]).
     pub version: Option<(u32, u32, u32)>,
 }
 
@@ -73,7 +74,9 @@ impl Connectors {
         Connectors {
             config,
             transport: Arc::new(transport),
-            http: Arc::new(whatsapp_rust::http::UreqHttpClient::new()),
+            http: Arc::new(SharedVersionFetch::new(Arc::new(
+                whatsapp_rust::http::UreqHttpClient::new(),
+            ))),
         }
     }
 
@@ -198,6 +201,104 @@ impl TransportFactory for ProbedTransport {
     }
 }
 
+/// The [`HttpClient`] methods a wrapper passes to its `inner` client unchanged.
+macro_rules! delegate_to_inner {
+    () => {
+        fn supports_streaming(&self) -> bool {
+            self.inner.supports_streaming()
+        }
+
+        fn execute_streaming(&self, request: HttpRequest) -> anyhow::Result<StreamingHttpResponse> {
+            self.inner.execute_streaming(request)
+        }
+
+        fn supports_upload_streaming(&self) -> bool {
+            self.inner.supports_upload_streaming()
+        }
+
+        fn execute_upload(
+            &self,
+            request: HttpRequest,
+            body: UploadBody,
+            content_length: u64,
+        ) -> anyhow::Result<HttpResponse> {
+            self.inner.execute_upload(request, body, content_length)
+        }
+
+        fn resource_report(&self) -> Option<whatsapp_rust::wacore::stats::HttpResourceReport> {
+            self.inner.resource_report()
+        }
+    };
+}
+
+/// How long a fetched `sw.js` (the current WhatsApp Web version) serves every device.
+const VERSION_FRESH: Duration = Duration::from_secs(3600);
+/// How long a failed fetch is answered from memory, so that thousands of devices
+/// starting without a route to WhatsApp do not each wait for their own failure.
+const VERSION_RETRY: Duration = Duration::from_secs(10);
+
+/// One fetch of WhatsApp Web's `sw.js` for every device of the node.
+///
+/// whatsapp-rust fetches it per device (to learn the client version, then once a day):
+/// 10,000 devices starting would make 10,000 identical requests to web.whatsapp.com.
+/// Here one request is in flight at a time; its answer serves every device for
+/// [`VERSION_FRESH`] (a 2xx) or [`VERSION_RETRY`] (a failure or another status). Every
+/// other request passes through.
+pub(crate) struct SharedVersionFetch {
+    inner: Arc<dyn HttpClient>,
+    last: tokio::sync::Mutex<Option<(std::time::Instant, Result<HttpResponse, String>)>>,
+    fresh: Duration,
+    retry: Duration,
+}
+
+impl SharedVersionFetch {
+    pub(crate) fn new(inner: Arc<dyn HttpClient>) -> SharedVersionFetch {
+        SharedVersionFetch::with_ttls(inner, VERSION_FRESH, VERSION_RETRY)
+    }
+
+    fn with_ttls(inner: Arc<dyn HttpClient>, fresh: Duration, retry: Duration) -> Self {
+        SharedVersionFetch {
+            inner,
+            last: tokio::sync::Mutex::new(None),
+            fresh,
+            retry,
+        }
+    }
+
+    fn is_version_fetch(request: &HttpRequest) -> bool {
+        request.method.eq_ignore_ascii_case("GET") && request.url.ends_with("/sw.js")
+    }
+}
+
+#[async_trait]
+impl HttpClient for SharedVersionFetch {
+    async fn execute(&self, request: HttpRequest) -> anyhow::Result<HttpResponse> {
+        if !Self::is_version_fetch(&request) {
+            return self.inner.execute(request).await;
+        }
+        // Held across the fetch: the devices that ask meanwhile wait for its answer.
+        let mut last = self.last.lock().await;
+        if let Some((at, answer)) = last.as_ref() {
+            let fresh = match answer {
+                Ok(response) if (200..300).contains(&response.status_code) => self.fresh,
+                _ => self.retry,
+            };
+            if at.elapsed() < fresh {
+                return answer.clone().map_err(|e| anyhow::anyhow!(e));
+            }
+        }
+        let answer = self
+            .inner
+            .execute(request)
+            .await
+            .map_err(|e| format!("{e:#}"));
+        *last = Some((std::time::Instant::now(), answer.clone()));
+        answer.map_err(|e| anyhow::anyhow!(e))
+    }
+
+    delegate_to_inner!();
+}
+
 /// Records in the probe whether an HTTP request (the version fetch) failed.
 struct ProbedHttp {
     inner: Arc<dyn HttpClient>,
@@ -215,28 +316,145 @@ impl HttpClient for ProbedHttp {
         result
     }
 
-    fn supports_streaming(&self) -> bool {
-        self.inner.supports_streaming()
+    delegate_to_inner!();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Answers `sw.js` with `status` (or fails when `fail`), counting requests by URL.
+    struct Counting {
+        status: u16,
+        fail: bool,
+        calls: Mutex<Vec<String>>,
+        in_flight: AtomicUsize,
+        most_in_flight: AtomicUsize,
     }
 
-    fn execute_streaming(&self, request: HttpRequest) -> anyhow::Result<StreamingHttpResponse> {
-        self.inner.execute_streaming(request)
+    impl Counting {
+        fn new(status: u16, fail: bool) -> Arc<Counting> {
+            Arc::new(Counting {
+                status,
+                fail,
+                calls: Mutex::default(),
+                in_flight: AtomicUsize::new(0),
+                most_in_flight: AtomicUsize::new(0),
+            })
+        }
+
+        fn calls(&self, url: &str) -> usize {
+            self.calls
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|u| *u == url)
+                .count()
+        }
     }
 
-    fn supports_upload_streaming(&self) -> bool {
-        self.inner.supports_upload_streaming()
+    #[async_trait]
+    impl HttpClient for Counting {
+        async fn execute(&self, request: HttpRequest) -> anyhow::Result<HttpResponse> {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+            self.calls.lock().unwrap().push(request.url.clone());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            if self.fail {
+                anyhow::bail!("client DNS lookup failed");
+            }
+            Ok(HttpResponse {
+                status_code: self.status,
+                body: format!("body of {}", request.url).into_bytes(),
+            })
+        }
     }
 
-    fn execute_upload(
-        &self,
-        request: HttpRequest,
-        body: UploadBody,
-        content_length: u64,
-    ) -> anyhow::Result<HttpResponse> {
-        self.inner.execute_upload(request, body, content_length)
+    const SW: &str = "https://web.whatsapp.com/sw.js";
+
+    async fn many(
+        shared: &Arc<SharedVersionFetch>,
+        n: usize,
+        url: &str,
+    ) -> Vec<Result<HttpResponse, String>> {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let shared = shared.clone();
+                let url = url.to_owned();
+                tokio::spawn(async move {
+                    shared
+                        .execute(HttpRequest::get(url))
+                        .await
+                        .map_err(|e| format!("{e:#}"))
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for task in tasks {
+            out.push(task.await.unwrap());
+        }
+        out
     }
 
-    fn resource_report(&self) -> Option<whatsapp_rust::wacore::stats::HttpResourceReport> {
-        self.inner.resource_report()
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_thousand_devices_share_one_version_fetch() {
+        let inner = Counting::new(200, false);
+        let shared = Arc::new(SharedVersionFetch::with_ttls(
+            inner.clone(),
+            Duration::from_secs(3600),
+            Duration::from_secs(10),
+        ));
+        let answers = many(&shared, 1000, SW).await;
+        assert_eq!(inner.calls(SW), 1);
+        assert!(
+            answers
+                .iter()
+                .all(|a| a.as_ref().unwrap().body == b"body of https://web.whatsapp.com/sw.js")
+        );
+        // Other requests are not shared.
+        many(&shared, 3, "https://mmg.whatsapp.net/media").await;
+        assert_eq!(inner.calls("https://mmg.whatsapp.net/media"), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failure_is_shared_briefly_then_asked_again() {
+        let inner = Counting::new(200, true);
+        let shared = Arc::new(SharedVersionFetch::with_ttls(
+            inner.clone(),
+            Duration::from_secs(3600),
+            Duration::from_millis(200),
+        ));
+        let answers = many(&shared, 100, SW).await;
+        assert_eq!(inner.calls(SW), 1, "one failing fetch, not 100");
+        for answer in &answers {
+            let error = answer.as_ref().unwrap_err();
+            assert!(error.contains("client DNS lookup failed"), "{error}");
+        }
+        assert_eq!(inner.most_in_flight.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        many(&shared, 10, SW).await;
+        assert_eq!(inner.calls(SW), 2, "asked again once the failure is stale");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refusal_status_is_not_kept_for_an_hour() {
+        let inner = Counting::new(403, false);
+        let shared = Arc::new(SharedVersionFetch::with_ttls(
+            inner.clone(),
+            Duration::from_secs(3600),
+            Duration::from_millis(100),
+        ));
+        let answers = many(&shared, 5, SW).await;
+        assert!(
+            answers
+                .iter()
+                .all(|a| a.as_ref().unwrap().status_code == 403)
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        many(&shared, 5, SW).await;
+        assert_eq!(inner.calls(SW), 2);
     }
 }
