@@ -114,6 +114,9 @@ pub struct DeviceState {
     backlog: bool,
     /// Failed connection attempts in a row (sets the reconnect delay).
     reconnect_attempt: u32,
+    /// The end of a temporary ban WhatsApp announced (Unix ms): no reconnect before it,
+    /// since connecting while banned risks a longer ban.
+    banned_until_ms: Option<i64>,
     /// The device's rate limiter (a linked child actor): every send passes through it.
     /// Spawned on first need (a send, a drain, a ban, a pairing), so that idle devices
     /// cost no second actor.
@@ -156,6 +159,7 @@ impl Actor for DeviceActor {
             in_flight: HashSet::new(),
             backlog: false,
             reconnect_attempt: 0,
+            banned_until_ms: None,
             limiter: None,
             level,
             handoffs: VecDeque::new(),
@@ -507,6 +511,7 @@ impl DeviceState {
         self.permit = None;
         self.qr = None;
         self.reconnect_attempt = 0;
+        self.banned_until_ms = None;
         let patch = DevicePatch {
             phone: Some(Some(phone)),
             last_connected_at_ms: Some(Some(now_ms())),
@@ -526,12 +531,19 @@ impl DeviceState {
         myself: &ActorRef<DeviceMsg>,
         reason: String,
     ) -> Result<(), StoreError> {
-        let delay = backoff(
+        let mut delay = backoff(
             self.ctx.config.reconnect_min,
             self.ctx.config.reconnect_max,
             self.reconnect_attempt,
         );
         self.reconnect_attempt = self.reconnect_attempt.saturating_add(1);
+        let now = self.ctx.clock.now_ms();
+        if let Some(until_ms) = self.banned_until_ms.filter(|&until| until > now) {
+            // Banned: wait for the ban to end (plus the usual delay, so devices banned
+            // together do not all come back at once).
+            delay += Duration::from_millis(u64::try_from(until_ms - now).unwrap_or(0));
+            info!(device_id = %self.id, until_ms, "banned: not reconnecting before the ban ends");
+        }
         debug!(device_id = %self.id, %reason, delay_ms = delay.as_millis() as u64, "link down, reconnecting later");
         self.set_status(
             DeviceStatus::Disconnected,
@@ -762,6 +774,7 @@ impl DeviceState {
         until_ms: i64,
     ) -> Result<(), ActorProcessingErr> {
         warn!(device_id = %self.id, until_ms, "account temporarily banned");
+        self.banned_until_ms = Some(until_ms);
         let limiter = self.limiter(myself).await?;
         let queued = self.ctx.store.queued_messages(&self.id, u32::MAX).await?;
         for message in queued {
