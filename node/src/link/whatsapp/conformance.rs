@@ -33,7 +33,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     check_restart_keeps_identity(store.clone()).await;
     check_writes_are_fenced(store.clone()).await;
     check_nothing_in_clear(store.clone()).await;
-    check_wipe_forgets_everything(store).await;
+    check_wipe_forgets_everything(store.clone()).await;
+    check_outbound_ids_are_kept_two_weeks(store).await;
 }
 
 // ---- helpers ----
@@ -822,4 +823,45 @@ pub async fn check_wipe_forgets_everything(store: Arc<dyn Store>) {
     // A straggling write of the closed session does not bring anything back.
     assert!(b.put_session("a@s.whatsapp.net", b"s").await.is_err());
     assert!(ok(store.list_link_state(&id, "wa.session").await, "list").is_empty());
+}
+
+/// The map from WhatsApp message ids to wafleet's: read back, and pruned at the
+/// retention sweep after two weeks, at most once a day per session.
+pub async fn check_outbound_ids_are_kept_two_weeks(store: Arc<dyn Store>) {
+    use super::store::OUTBOUND_KEEP_SECS;
+    let b = backend(device(&store).await).await;
+    let now = crate::clock::now_ms() / 1000;
+    ok(b.put_outbound("WA-NEW", "msg_new").await, "put_outbound");
+    ok(
+        b.put_outbound_at("WA-OLD", "msg_old", now - OUTBOUND_KEEP_SECS - 60)
+            .await,
+        "put_outbound_at",
+    );
+    assert_eq!(
+        ok(b.outbound("WA-NEW").await, "outbound").as_deref(),
+        Some("msg_new")
+    );
+    assert_eq!(
+        ok(b.outbound("WA-OLD").await, "outbound").as_deref(),
+        Some("msg_old")
+    );
+    assert_eq!(ok(b.outbound("WA-NONE").await, "outbound"), None);
+    // The first sweep of the session prunes: the old id goes, the new one stays.
+    ok(b.delete_expired_sent_messages(0).await, "sweep");
+    assert_eq!(ok(b.outbound("WA-OLD").await, "outbound"), None);
+    assert_eq!(
+        ok(b.outbound("WA-NEW").await, "outbound").as_deref(),
+        Some("msg_new")
+    );
+    // Later sweeps the same day do not read the map again.
+    ok(
+        b.put_outbound_at("WA-OLD2", "msg_old2", now - OUTBOUND_KEEP_SECS - 60)
+            .await,
+        "put_outbound_at",
+    );
+    ok(b.delete_expired_sent_messages(0).await, "sweep");
+    assert!(ok(b.outbound("WA-OLD2").await, "outbound").is_some());
+    // An explicit cutoff forgets what was sent before it.
+    assert_eq!(ok(b.forget_outbound_before(now + 1).await, "forget"), 2);
+    assert_eq!(ok(b.outbound("WA-NEW").await, "outbound"), None);
 }

@@ -21,7 +21,7 @@
 //! so that no straggling background write of the client resurrects them.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -64,9 +64,19 @@ mod ns {
     pub(super) const SENT: &str = "wa.sent";
     pub(super) const PENDING_INBOUND: &str = "wa.pending_inbound";
     pub(super) const MSG_SECRET: &str = "wa.msg_secret";
-    /// wafleet's own: the wafleet message id of each WhatsApp message id it sent.
-    pub(super) const OUTBOUND: &str = "wa.outbound";
+    /// wafleet's own: the wafleet message id of each WhatsApp message id it sent,
+    /// stamped with when it was sent (pruned after [`super::OUTBOUND_KEEP_SECS`]).
+    pub(super) const OUTBOUND: &str = "wa.outbound_at";
+    /// The same map as first written, without the time: read, no longer written.
+    pub(super) const OUTBOUND_UNSTAMPED: &str = "wa.outbound";
 }
+
+/// How long the link remembers which wafleet message a WhatsApp message id is: a
+/// receipt for a message sent longer ago is dropped (its status stays as it was).
+pub(crate) const OUTBOUND_KEEP_SECS: i64 = 14 * 86_400;
+/// How often a session looks for expired entries of that map (each look reads the
+/// whole map), at whatsapp-rust's retention sweeps.
+const OUTBOUND_PRUNE_EVERY_SECS: i64 = 86_400;
 
 /// Keys of the singleton records in [`ns::META`] and [`ns::DEVICE`].
 const SALT_KEY: &str = "salt";
@@ -87,6 +97,8 @@ pub struct VaultBackend {
     closed: AtomicBool,
     /// Why a write was fenced off, for the session to end with.
     fenced: watch::Sender<Option<String>>,
+    /// When this backend last pruned the outbound map (unix s; 0: never).
+    outbound_pruned_at: AtomicI64,
 }
 
 impl std::fmt::Debug for VaultBackend {
@@ -121,6 +133,7 @@ impl VaultBackend {
             rmw: Mutex::new(()),
             closed: AtomicBool::new(false),
             fenced: watch::channel(None).0,
+            outbound_pruned_at: AtomicI64::new(0),
         })
     }
 
@@ -159,15 +172,52 @@ impl VaultBackend {
 
     /// Remembers which wafleet message a WhatsApp message id belongs to (for receipts).
     pub async fn put_outbound(&self, wa_id: &str, message_id: &str) -> Result<()> {
-        self.put(ns::OUTBOUND, wa_id, message_id.as_bytes()).await
+        self.put_outbound_at(wa_id, message_id, now_secs()).await
+    }
+
+    /// [`VaultBackend::put_outbound`] as if sent at `at_secs` (unix s).
+    pub(crate) async fn put_outbound_at(
+        &self,
+        wa_id: &str,
+        message_id: &str,
+        at_secs: i64,
+    ) -> Result<()> {
+        self.put(
+            ns::OUTBOUND,
+            wa_id,
+            &stamped(at_secs, message_id.as_bytes()),
+        )
+        .await
     }
 
     /// The wafleet message id of a WhatsApp message id this device sent.
     pub async fn outbound(&self, wa_id: &str) -> Result<Option<String>> {
-        Ok(self
-            .get(ns::OUTBOUND, wa_id)
-            .await?
-            .and_then(|bytes| String::from_utf8(bytes).ok()))
+        let id = match self.get(ns::OUTBOUND, wa_id).await? {
+            Some(record) => Some(unstamp(&record)?.1.to_vec()),
+            None => self.get(ns::OUTBOUND_UNSTAMPED, wa_id).await?,
+        };
+        Ok(id.and_then(|bytes| String::from_utf8(bytes).ok()))
+    }
+
+    /// Forgets the outbound ids sent before `cutoff_secs`; how many it forgot.
+    pub async fn forget_outbound_before(&self, cutoff_secs: i64) -> Result<u32> {
+        self.delete_stamped_before(ns::OUTBOUND, cutoff_secs).await
+    }
+
+    /// [`VaultBackend::forget_outbound_before`] `OUTBOUND_KEEP_SECS` ago, if this
+    /// backend has not done so in the last day.
+    async fn prune_outbound(&self) -> Result<u32> {
+        let now = now_secs();
+        let last = self.outbound_pruned_at.load(Ordering::Acquire);
+        if now - last < OUTBOUND_PRUNE_EVERY_SECS
+            || self
+                .outbound_pruned_at
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return Ok(0);
+        }
+        self.forget_outbound_before(now - OUTBOUND_KEEP_SECS).await
     }
 
     // ---- records ----
@@ -805,6 +855,10 @@ impl ProtocolStore for VaultBackend {
     }
 
     async fn delete_expired_sent_messages(&self, cutoff_timestamp: i64) -> Result<u32> {
+        // wafleet's own map of sent ids rides on whatsapp-rust's retention sweep.
+        if let Err(error) = self.prune_outbound().await {
+            tracing::debug!(device_id = self.device_id(), %error, "cannot prune the outbound ids");
+        }
         self.delete_stamped_before(ns::SENT, cutoff_timestamp).await
     }
 
@@ -986,7 +1040,11 @@ pub const NAMESPACES: &[(&str, &str)] = &[
     (ns::MSG_SECRET, "message secrets (polls, reactions, edits)"),
     (
         ns::OUTBOUND,
-        "wafleet message id of each WhatsApp message id sent",
+        "wafleet message id of each WhatsApp message id sent, for 14 days",
+    ),
+    (
+        ns::OUTBOUND_UNSTAMPED,
+        "the same, as first written (read only)",
     ),
 ];
 
