@@ -381,11 +381,32 @@ async fn pairing_code_inbound_unlink_and_logout() {
     app.scan("pc", qr["code"].as_str().unwrap(), "6281500000001")
         .await;
 
-    // The operator logs it out.
+    events.until_status("READY").await;
+    let stats = app.json("/sim/stats").await;
+    assert_eq!(
+        (
+            stats["links_total"].as_u64(),
+            stats["links_connected"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{stats}"
+    );
+
+    // The operator logs it out: the phone's account no longer lists it.
     let out = app.post("/v1/devices/pc/logout", json!({})).await;
     assert_eq!(out.status(), 202);
     let out: Value = out.json().await.unwrap();
     assert_eq!(out["status"], "LOGGED_OUT");
+    assert_eq!(out["status_reason"], "logged out by the operator", "{out}");
+    let stats = app.json("/sim/stats").await;
+    assert_eq!(
+        (
+            stats["links_total"].as_u64(),
+            stats["links_connected"].as_u64()
+        ),
+        (Some(0), Some(0)),
+        "the network unlinked the device: {stats}"
+    );
 }
 
 #[tokio::test]

@@ -42,6 +42,10 @@ use crate::store::{
 use crate::vault::VaultError;
 use wafleet_cluster_config::quota::{HOUR_MS, MINUTE_MS};
 
+/// How long an operator's logout waits for the link to unlink the device from the
+/// phone's account (the WhatsApp link gives up after 10 s itself).
+const LOGOUT_WAIT: Duration = Duration::from_secs(12);
+
 /// A QR code being shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QrCode {
@@ -588,11 +592,42 @@ impl DeviceState {
     }
 
     async fn logout(&mut self) -> Result<(), ActorProcessingErr> {
+        let told = self.tell_network_logout().await;
         self.end_session();
         self.ctx.vault.device(&self.id, self.fence).clear().await?;
-        self.become_final(DeviceStatus::LoggedOut, "logged out by the operator", true)
+        let reason = if told {
+            "logged out by the operator"
+        } else {
+            "logged out by the operator; not connected, so WhatsApp still lists the device \
+             until the phone removes it"
+        };
+        self.become_final(DeviceStatus::LoggedOut, reason, true)
             .await?;
         Ok(())
+    }
+
+    /// Asks the connected link to unlink the device from the phone's account; whether
+    /// it could (a device that is not READY cannot tell the network anything).
+    async fn tell_network_logout(&mut self) -> bool {
+        let Some(session) = self
+            .session
+            .as_mut()
+            .filter(|_| self.status == DeviceStatus::Ready)
+        else {
+            return false;
+        };
+        let (reply, done) = oneshot::channel();
+        if let Err(error) = session.command(LinkCommand::Logout { reply }) {
+            warn!(device_id = %self.id, %error, "cannot pass the logout to the link");
+            return false;
+        }
+        match tokio::time::timeout(LOGOUT_WAIT, done).await {
+            Ok(_) => true,
+            Err(_) => {
+                warn!(device_id = %self.id, "the link did not finish the logout in time");
+                false
+            }
+        }
     }
 
     fn request_pair_code(

@@ -212,6 +212,7 @@ impl<'p, P: Port> Connection<'p, P> {
             }
             (Some(In::Send(message)), "ready") => self.on_send(message).await,
             (Some(In::InboundAck(ack)), "ready") => self.on_ack(ack),
+            (Some(In::Logout(_)), "ready") => self.on_logout().await,
             (kind, stage) => {
                 let detail = format!(
                     "{} is not expected while {stage}",
@@ -440,6 +441,14 @@ impl<'p, P: Port> Connection<'p, P> {
         Flow::Continue
     }
 
+    async fn on_logout(&mut self) -> Flow {
+        if let Stage::Ready { link_id } = &self.stage {
+            self.network.state().logout(link_id);
+        }
+        let _ = self.send(Kind::LoggedOut(LoggedOut {})).await;
+        Flow::Close
+    }
+
     fn on_ack(&mut self, ack: InboundAck) -> Flow {
         if let Stage::Ready { link_id } = &self.stage {
             self.network.state().ack_inbound(link_id, &ack.message_id);
@@ -514,6 +523,7 @@ fn frame_name(kind: Option<&client_frame::Kind>) -> &'static str {
         Some(In::PairCodeRequest(_)) => "PairCodeRequest",
         Some(In::Send(_)) => "SendMessage",
         Some(In::InboundAck(_)) => "InboundAck",
+        Some(In::Logout(_)) => "Logout",
     }
 }
 

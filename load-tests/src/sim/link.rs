@@ -118,6 +118,26 @@ impl Links {
         }
     }
 
+    /// Turn one live link into a tombstone (the device logged itself out); returns its
+    /// phone and the connection it had, `None` if there is no such live link.
+    pub(crate) fn unlink(&mut self, link_id: &str) -> Option<(String, Option<ConnHandle>)> {
+        let link = self.by_id.get_mut(link_id).filter(|link| !link.unlinked)?;
+        link.unlinked = true;
+        link.pending = Vec::new();
+        let conn = link.conn.take();
+        if conn.is_some() {
+            self.connected -= 1;
+        }
+        let phone = link.phone.clone();
+        if let Some(ids) = self.by_phone.get_mut(&phone) {
+            ids.retain(|id| id != link_id);
+            if ids.is_empty() {
+                self.by_phone.remove(&phone);
+            }
+        }
+        Some((phone, conn))
+    }
+
     /// Turn every live link of a phone into a tombstone; returns their ids and the
     /// connections they had.
     pub(crate) fn unlink_phone(&mut self, phone: &str) -> Vec<(String, Option<ConnHandle>)> {

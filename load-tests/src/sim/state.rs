@@ -470,6 +470,20 @@ impl State {
         Ok(unlinked.len())
     }
 
+    /// A device logs itself out: its link is unlinked from the phone. The caller (the
+    /// link's own connection) answers `LoggedOut`; `false` if it was not linked.
+    pub(crate) fn logout(&mut self, link_id: &str) -> bool {
+        let Some((phone, _conn)) = self.links.unlink(link_id) else {
+            return false;
+        };
+        let device_id = self.links.get(link_id).map(|link| link.device_id.as_str());
+        info!(phone, %link_id, device_id, "device logged out");
+        self.journal.record(Op::Unlink {
+            link_id: link_id.to_owned(),
+        });
+        true
+    }
+
     /// Ban a number for `duration` (zero lifts a ban); connected links are told.
     /// Returns the end of the ban (Unix ms).
     pub(crate) fn ban(&mut self, phone: &str, duration: Duration) -> Result<i64, SimError> {

@@ -94,6 +94,9 @@ pub enum LinkCommand {
     },
     /// An inbound message is stored; the network may forget it.
     AckInbound { message_id: String },
+    /// The operator logs the device out: tell the network to unlink it (answered when
+    /// it is done or has failed; the device forgets its credentials either way).
+    Logout { reply: oneshot::Sender<()> },
 }
 
 /// Failures of a link.

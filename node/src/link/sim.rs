@@ -64,7 +64,24 @@ struct Credentials {
     secret: [u8; 32],
 }
 
-type PendingPairCode = Arc<Mutex<Option<oneshot::Sender<Result<PairCode, LinkError>>>>>;
+/// Replies a session owes: to a pairing-code request (answered by the sim's `PairCode`),
+/// and to a logout (answered when the connection ends).
+#[derive(Default)]
+struct Waiting {
+    pair_code: Option<oneshot::Sender<Result<PairCode, LinkError>>>,
+    logout: Option<oneshot::Sender<()>>,
+}
+
+impl std::fmt::Debug for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiting")
+            .field("pair_code", &self.pair_code.is_some())
+            .field("logout", &self.logout.is_some())
+            .finish()
+    }
+}
+
+type PendingReplies = Arc<Mutex<Waiting>>;
 
 #[async_trait]
 impl LinkFactory for SimLinkFactory {
@@ -84,18 +101,12 @@ impl LinkFactory for SimLinkFactory {
             identity_public: PublicKey::from(&secret).as_bytes().to_vec(),
         });
         send(&pipe.tx, hello).await?;
-        let pending_pair: PendingPairCode = Arc::default();
-        let task = tokio::spawn(run(
-            ctx,
-            pipe.rx,
-            pipe.tx.clone(),
-            secret,
-            pending_pair.clone(),
-        ));
+        let pending: PendingReplies = Arc::default();
+        let task = tokio::spawn(run(ctx, pipe.rx, pipe.tx.clone(), secret, pending.clone()));
         Ok(Box::new(SimSession {
             tx: pipe.tx,
             task,
-            pending_pair,
+            pending,
         }))
     }
 }
@@ -154,7 +165,7 @@ async fn send(tx: &mpsc::Sender<ClientFrame>, kind: client_frame::Kind) -> Resul
 struct SimSession {
     tx: mpsc::Sender<ClientFrame>,
     task: JoinHandle<()>,
-    pending_pair: PendingPairCode,
+    pending: PendingReplies,
 }
 
 impl Drop for SimSession {
@@ -177,9 +188,10 @@ impl LinkSession for SimSession {
             }),
             LinkCommand::RequestPairCode { phone, reply } => {
                 let previous = self
-                    .pending_pair
+                    .pending
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
+                    .pair_code
                     .replace(reply);
                 if let Some(previous) = previous {
                     let _ = previous.send(Err(LinkError::WrongState(
@@ -190,6 +202,14 @@ impl LinkSession for SimSession {
             }
             LinkCommand::AckInbound { message_id } => {
                 client_frame::Kind::InboundAck(sim::InboundAck { message_id })
+            }
+            // Answered when the sim has unlinked the device and closed the connection.
+            LinkCommand::Logout { reply } => {
+                self.pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .logout = Some(reply);
+                client_frame::Kind::Logout(sim::Logout {})
             }
         };
         self.tx
@@ -207,7 +227,7 @@ async fn run(
     mut rx: mpsc::Receiver<ServerFrame>,
     tx: mpsc::Sender<ClientFrame>,
     secret: StaticSecret,
-    pending_pair: PendingPairCode,
+    pending: PendingReplies,
 ) {
     let events = &ctx.events;
     let end = loop {
@@ -223,9 +243,10 @@ async fn run(
                 expires_at_ms: qr.expires_at_ms,
             }),
             server_frame::Kind::PairCode(code) => {
-                let waiting = pending_pair
+                let waiting = pending
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
+                    .pair_code
                     .take();
                 if let Some(reply) = waiting {
                     let _ = reply.send(Ok(PairCode {
@@ -308,8 +329,14 @@ async fn run(
             }
         }
     };
-    fail_pending_pair(&pending_pair);
+    let owed = std::mem::take(&mut *pending.lock().unwrap_or_else(|e| e.into_inner()));
+    if let Some(reply) = owed.pair_code {
+        let _ = reply.send(Err(LinkError::Closed));
+    }
     events.emit(end);
+    if let Some(reply) = owed.logout {
+        let _ = reply.send(());
+    }
 }
 
 async fn refused_event(vault: &DeviceVault, refusal: sim::Refused) -> LinkEvent {
@@ -341,16 +368,6 @@ async fn logged_out(vault: &DeviceVault) -> LinkEvent {
             warn!(device_id = vault.device_id(), %error, "cannot wipe credentials after logout");
             LinkEvent::LoggedOut
         }
-    }
-}
-
-fn fail_pending_pair(pending_pair: &PendingPairCode) {
-    if let Some(reply) = pending_pair
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-    {
-        let _ = reply.send(Err(LinkError::Closed));
     }
 }
 

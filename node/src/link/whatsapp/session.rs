@@ -38,6 +38,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 const PAIR_CODE_SOCKET_WAIT: Duration = Duration::from_secs(10);
 /// How long a request for a pairing code may take once connected.
 const PAIR_CODE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an operator's logout waits for WhatsApp to unlink the device.
+const LOGOUT_TIMEOUT: Duration = Duration::from_secs(10);
 /// WhatsApp's pairing codes are valid about 180 s.
 const PAIR_CODE_TTL_MS: i64 = 180_000;
 
@@ -393,6 +395,20 @@ impl Session {
             }
             // whatsapp-rust has acknowledged the message to WhatsApp already.
             LinkCommand::AckInbound { .. } => {}
+            LinkCommand::Logout { reply } => {
+                let client = self.client.clone();
+                self.tasks.spawn(async move {
+                    // Removes this companion device from the phone's linked devices
+                    // (best effort: whatsapp-rust logs a failure), then disconnects.
+                    if tokio::time::timeout(LOGOUT_TIMEOUT, client.logout())
+                        .await
+                        .is_err()
+                    {
+                        warn!("WhatsApp did not confirm the logout in time");
+                    }
+                    let _ = reply.send(());
+                });
+            }
         }
     }
 }
