@@ -87,7 +87,11 @@ async fn main() {
             .await
             .expect("open backend");
         let client = connectors
-            .client(Arc::new(backend), Probe::new("ws://127.0.0.1:9/unused"))
+            .client(
+                Arc::new(backend),
+                Probe::new("ws://127.0.0.1:9/unused"),
+                None,
+            )
             .await
             .expect("build client");
         clients.push(client);

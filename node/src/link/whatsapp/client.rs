@@ -20,7 +20,7 @@ use whatsapp_rust::transport::{
 use whatsapp_rust::wacore::net::{
     HttpClient, HttpRequest, HttpResponse, StreamingHttpResponse, UploadBody,
 };
-use whatsapp_rust::{Client, async_channel};
+use whatsapp_rust::{Client, InboundDurabilityHook, async_channel};
 
 use super::store::VaultBackend;
 use crate::link::LinkError;
@@ -85,12 +85,15 @@ impl Connectors {
     }
 
     /// A client for `backend`'s device, not connected: loads the stored device or
-    /// creates (and stores) a fresh identity. Auto-reconnect is off: a session makes
+    /// creates (and stores) a fresh identity. `inbound`: the hook that gates the
+    /// acknowledgement of inbound messages (a session's; none for a client that only
+    /// loads or measures a device). Auto-reconnect is off: a session makes
     /// one connection attempt and the device actor decides when to try again.
     pub async fn client(
         &self,
         backend: Arc<VaultBackend>,
         probe: Arc<Probe>,
+        inbound: Option<Arc<dyn InboundDurabilityHook>>,
     ) -> Result<Arc<Client>, LinkError> {
         let persistence = PersistenceManager::new(backend)
             .await
@@ -111,6 +114,10 @@ impl Connectors {
             .with_background_saver_interval(DEVICE_SAVE_INTERVAL);
         if let Some(version) = self.config.version {
             builder = builder.with_version_override(version);
+        }
+        if let Some(hook) = inbound {
+            // Inbound messages are acknowledged once stored, not once decrypted.
+            builder = builder.with_inbound_durability_hook_arc(hook);
         }
         let client = builder
             .build()

@@ -682,6 +682,22 @@ pub async fn check_device_store(store: Arc<dyn Store>) {
     );
 }
 
+/// A client (not connected, never dialled) for a fresh device of `store`.
+#[cfg(test)]
+pub(crate) async fn unconnected_client(store: Arc<dyn Store>) -> Arc<whatsapp_rust::Client> {
+    let backend = Arc::new(backend(device(&store).await).await);
+    let connectors = Connectors::new(WhatsAppConfig {
+        ws_url: Some("ws://127.0.0.1:9/never-dialled".into()),
+        version: Some((2, 3000, 1)),
+    });
+    ok(
+        connectors
+            .client(backend, Probe::new("ws://127.0.0.1:9/never-dialled"), None)
+            .await,
+        "build client",
+    )
+}
+
 /// A device's identity as a freshly built client (not connected) loads it from
 /// `vault`, creating it on first use: (identity key, noise key, registration id).
 pub async fn identity(vault: DeviceVault) -> (Vec<u8>, Vec<u8>, u32) {
@@ -692,7 +708,7 @@ pub async fn identity(vault: DeviceVault) -> (Vec<u8>, Vec<u8>, u32) {
     });
     let client = ok(
         connectors
-            .client(backend, Probe::new("ws://127.0.0.1:9/never-dialled"))
+            .client(backend, Probe::new("ws://127.0.0.1:9/never-dialled"), None)
             .await,
         "build client",
     );

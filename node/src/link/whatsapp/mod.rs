@@ -38,6 +38,7 @@
 
 pub mod client;
 pub mod conformance;
+mod durable;
 mod session;
 pub mod store;
 
@@ -77,9 +78,12 @@ impl LinkFactory for WhatsAppLinkFactory {
                 .map_err(|e| LinkError::Storage(e.to_string()))?,
         );
         let probe = Probe::new(self.connectors.config().url());
+        let unstored = Arc::new(durable::Unstored::default());
+        let hook =
+            durable::StoreFirst::new(ctx.device_id.clone(), ctx.events.clone(), unstored.clone());
         let client = self
             .connectors
-            .client(backend.clone(), probe.clone())
+            .client(backend.clone(), probe.clone(), Some(Arc::new(hook)))
             .await?;
         let (commands, commands_rx) = mpsc::channel(COMMAND_CAPACITY);
         let (stop, stop_rx) = oneshot::channel();
@@ -88,6 +92,7 @@ impl LinkFactory for WhatsAppLinkFactory {
             client,
             backend,
             probe,
+            unstored,
             commands_rx,
             stop_rx,
         ));

@@ -26,6 +26,7 @@ use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{Client, Jid};
 
 use super::client::Probe;
+use super::durable::Unstored;
 use super::store::VaultBackend;
 use crate::clock::now_ms;
 use crate::link::{LinkCommand, LinkContext, LinkError, LinkEvent, PairCode, ReceiptStatus};
@@ -101,6 +102,8 @@ struct Session {
     failure: Option<String>,
     /// Sends and pairing-code requests in flight; aborted when the session ends.
     tasks: JoinSet<()>,
+    /// Inbound messages the durability hook waits to see stored.
+    unstored: Arc<Unstored>,
 }
 
 /// Runs a session until it ends, then reports how (unless the device stopped it).
@@ -109,6 +112,7 @@ pub(super) async fn run(
     client: Arc<Client>,
     backend: Arc<VaultBackend>,
     probe: Arc<Probe>,
+    unstored: Arc<Unstored>,
     commands: mpsc::Receiver<LinkCommand>,
     stop: oneshot::Receiver<()>,
 ) {
@@ -123,6 +127,7 @@ pub(super) async fn run(
         restart_pending: false,
         failure: None,
         tasks: JoinSet::new(),
+        unstored,
     };
     let end = session.drive(events, commands, stop).await;
     drop(subscription);
@@ -302,39 +307,20 @@ impl Session {
                 self.failure = Some(format!("connection to WhatsApp lost: {}", lost.reason));
             }
             Event::Messages(batch) => {
+                // The durability hook relayed the others before they were acknowledged;
+                // a recovered message (the phone resent what did not decrypt) skips it.
                 for message in batch.iter() {
-                    self.on_inbound(message);
+                    if message.info.unavailable_request_id.is_some()
+                        && let Some(event) = relayed(&self.ctx.device_id, message)
+                    {
+                        self.emit(event);
+                    }
                 }
             }
             Event::Receipt(receipt) => self.on_receipt(receipt).await,
             _ => {}
         }
         None
-    }
-
-    /// A 1:1 text message from a contact becomes `Inbound`; the rest (groups, status
-    /// updates, media, our own messages echoed from the phone) is not relayed.
-    /// whatsapp-rust acknowledges every message to WhatsApp itself once decrypted.
-    fn on_inbound(&self, message: &InboundMessage) {
-        let source = &message.info.source;
-        if source.is_from_me || source.is_group || !(source.chat.is_pn() || source.chat.is_lid()) {
-            return;
-        }
-        let Some(text) = message.message.text_content() else {
-            debug!(device_id = %self.ctx.device_id, "inbound message without text, not relayed");
-            return;
-        };
-        let from = match &source.sender_alt {
-            Some(alt) if !source.sender.is_pn() && alt.is_pn() => phone_of(alt),
-            _ if source.sender.is_pn() => phone_of(&source.sender),
-            _ => source.sender.to_string(),
-        };
-        self.emit(LinkEvent::Inbound {
-            message_id: message.info.id.to_string(),
-            from_phone: from,
-            text: text.to_owned(),
-            at_ms: message.info.timestamp.timestamp_millis(),
-        });
     }
 
     /// Receipts for messages this device sent, mapped back to wafleet's message ids.
@@ -393,8 +379,8 @@ impl Session {
                     let _ = reply.send(pair_code(client, phone).await);
                 });
             }
-            // whatsapp-rust has acknowledged the message to WhatsApp already.
-            LinkCommand::AckInbound { .. } => {}
+            // Stored: the durability hook may let whatsapp-rust acknowledge it.
+            LinkCommand::AckInbound { message_id } => self.unstored.stored(&message_id),
             LinkCommand::Logout { reply } => {
                 let client = self.client.clone();
                 self.tasks.spawn(async move {
@@ -518,4 +504,29 @@ mod tests {
             "+15551234567"
         );
     }
+}
+
+/// What a device relays of an inbound message: a 1:1 text from a contact becomes
+/// `Inbound`; the rest (groups, status updates, media, our own messages echoed from the
+/// phone) is not relayed.
+pub(super) fn relayed(device_id: &str, message: &InboundMessage) -> Option<LinkEvent> {
+    let source = &message.info.source;
+    if source.is_from_me || source.is_group || !(source.chat.is_pn() || source.chat.is_lid()) {
+        return None;
+    }
+    let Some(text) = message.message.text_content() else {
+        debug!(device_id, "inbound message without text, not relayed");
+        return None;
+    };
+    let from = match &source.sender_alt {
+        Some(alt) if !source.sender.is_pn() && alt.is_pn() => phone_of(alt),
+        _ if source.sender.is_pn() => phone_of(&source.sender),
+        _ => source.sender.to_string(),
+    };
+    Some(LinkEvent::Inbound {
+        message_id: message.info.id.to_string(),
+        from_phone: from,
+        text: text.to_owned(),
+        at_ms: message.info.timestamp.timestamp_millis(),
+    })
 }

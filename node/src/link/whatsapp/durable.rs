@@ -1,0 +1,278 @@
+//! Inbound messages are acknowledged to WhatsApp only once the device has stored them.
+//!
+//! By default whatsapp-rust acknowledges a message as soon as it is decrypted, so a
+//! crash (or a failed store write) before the device stores it loses it: WhatsApp has
+//! dropped it from its queue. [`StoreFirst`] is whatsapp-rust's inbound durability
+//! hook: for each message it relays it emits `Inbound` to the device and waits until
+//! the device has stored it (the device answers every stored inbound message with
+//! `AckInbound`, as it does for the simulated network). Only then does whatsapp-rust
+//! send the acknowledgement; if the device does not answer in time (it is stopping,
+//! or its store is down), the hook fails and WhatsApp redelivers on the next connection.
+//! The device's insert is idempotent, so a redelivered message is stored once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::future::join_all;
+use tokio::sync::oneshot;
+use tracing::debug;
+use whatsapp_rust::Client;
+use whatsapp_rust::anyhow;
+use whatsapp_rust::types::durability_hook::{InboundDurabilityHook, InboundMessage};
+
+use super::session::relayed;
+use crate::link::{LinkEvent, LinkEvents};
+
+/// How long the hook waits for the device to store a batch.
+const STORE_WAIT: Duration = Duration::from_secs(15);
+
+/// Inbound messages handed to the device and not yet stored, by WhatsApp message id.
+#[derive(Default)]
+pub(crate) struct Unstored {
+    waiting: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+}
+
+impl Unstored {
+    fn wait(&self, message_id: &str) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(message_id.to_owned())
+            .or_default()
+            .push(tx);
+        rx
+    }
+
+    /// The device stored `message_id`: whoever waits for it may acknowledge it.
+    pub(crate) fn stored(&self, message_id: &str) {
+        let waiters = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(message_id);
+        for waiter in waiters.into_iter().flatten() {
+            let _ = waiter.send(());
+        }
+    }
+
+    /// Stops waiting for `message_id` (the hook gave up on it).
+    fn forget(&self, message_id: &str) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(message_id);
+    }
+}
+
+/// whatsapp-rust's durability hook for one session (see the module docs).
+pub(crate) struct StoreFirst {
+    pub(crate) device_id: String,
+    pub(crate) events: LinkEvents,
+    pub(crate) unstored: Arc<Unstored>,
+    pub(crate) wait: Duration,
+}
+
+impl StoreFirst {
+    pub(crate) fn new(device_id: String, events: LinkEvents, unstored: Arc<Unstored>) -> Self {
+        StoreFirst {
+            device_id,
+            events,
+            unstored,
+            wait: STORE_WAIT,
+        }
+    }
+}
+
+#[async_trait]
+impl InboundDurabilityHook for StoreFirst {
+    async fn on_messages(
+        &self,
+        _client: Arc<Client>,
+        batch: &[InboundMessage],
+    ) -> anyhow::Result<()> {
+        let mut ids = Vec::new();
+        let mut stored = Vec::new();
+        for message in batch {
+            let Some(event) = relayed(&self.device_id, message) else {
+                continue;
+            };
+            if let LinkEvent::Inbound { message_id, .. } = &event {
+                stored.push(self.unstored.wait(message_id));
+                ids.push(message_id.clone());
+            }
+            self.events.emit(event);
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let all_stored = matches!(
+            tokio::time::timeout(self.wait, join_all(stored)).await,
+            Ok(results) if results.iter().all(Result::is_ok)
+        );
+        if all_stored {
+            return Ok(());
+        }
+        for id in &ids {
+            self.unstored.forget(id);
+        }
+        debug!(device_id = %self.device_id, messages = ids.len(), "inbound not stored in time, left for redelivery");
+        anyhow::bail!(
+            "the device did not store {} inbound message(s) within {:?}",
+            ids.len(),
+            self.wait
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use whatsapp_rust::types::message::{MessageInfo, MessageSource};
+    use whatsapp_rust::waproto::whatsapp as wa;
+
+    use super::*;
+    use crate::link::whatsapp::conformance::unconnected_client;
+    use crate::store::{SqliteStore, Store};
+
+    fn message(id: &str, chat: &str, text: Option<&str>) -> InboundMessage {
+        let group = chat.ends_with("@g.us");
+        let chat: whatsapp_rust::Jid = chat.parse().unwrap();
+        InboundMessage::builder()
+            .message(Arc::new(wa::Message {
+                conversation: text.map(str::to_owned),
+                ..Default::default()
+            }))
+            .info(Arc::new(MessageInfo {
+                id: id.into(),
+                source: MessageSource {
+                    is_group: group,
+                    sender: if group {
+                        "628111@s.whatsapp.net".parse().unwrap()
+                    } else {
+                        chat.clone()
+                    },
+                    chat,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }))
+            .build()
+    }
+
+    /// A hook whose device is played by the test: the events it emits, in order.
+    fn hook(wait: Duration) -> (StoreFirst, Arc<Unstored>, Arc<Mutex<Vec<LinkEvent>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let unstored = Arc::new(Unstored::default());
+        let events = LinkEvents::new(
+            1,
+            Arc::new(move |_, event| sink.lock().unwrap().push(event)),
+        );
+        let mut hook = StoreFirst::new("d".into(), events, unstored.clone());
+        hook.wait = wait;
+        (hook, unstored, seen)
+    }
+
+    async fn client() -> (tempfile::TempDir, Arc<Client>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("w.db")).unwrap());
+        (dir, unconnected_client(store).await)
+    }
+
+    #[tokio::test]
+    async fn a_message_is_acknowledged_only_once_the_device_stored_it() {
+        let (_dir, client) = client().await;
+        let (hook, unstored, seen) = hook(Duration::from_secs(5));
+        let batch = [
+            message("A1", "628222@s.whatsapp.net", Some("halo")),
+            message("A2", "628333@s.whatsapp.net", Some("apa kabar")),
+        ];
+        let device = tokio::spawn({
+            let unstored = unstored.clone();
+            let seen = seen.clone();
+            async move {
+                // The device stores what it was handed, a little later.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let ids: Vec<String> = seen
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|e| match e {
+                        LinkEvent::Inbound { message_id, .. } => Some(message_id.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                for id in ids {
+                    unstored.stored(&id);
+                }
+            }
+        });
+        let started = Instant::now();
+        hook.on_messages(client.clone(), &batch)
+            .await
+            .expect("stored, so acknowledged");
+        assert!(
+            started.elapsed() >= Duration::from_millis(90),
+            "it waited for the device"
+        );
+        device.await.unwrap();
+        let seen = seen.lock().unwrap();
+        assert!(
+            matches!(
+                &seen[..],
+                [
+                    LinkEvent::Inbound { message_id: a, from_phone: pa, text: ta, .. },
+                    LinkEvent::Inbound { message_id: b, .. },
+                ] if a == "A1" && pa == "+628222" && ta == "halo" && b == "A2"
+            ),
+            "{seen:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_message_the_device_did_not_store_is_left_for_redelivery() {
+        let (_dir, client) = client().await;
+        let (hook, unstored, _seen) = hook(Duration::from_millis(100));
+        let batch = [
+            message("B1", "628222@s.whatsapp.net", Some("one")),
+            message("B2", "628222@s.whatsapp.net", Some("two")),
+        ];
+        let storing_one = {
+            let unstored = unstored.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                unstored.stored("B1");
+            })
+        };
+        let error = hook
+            .on_messages(client.clone(), &batch)
+            .await
+            .expect_err("B2 was never stored: the batch is not acknowledged");
+        assert!(error.to_string().contains("did not store 2"), "{error}");
+        storing_one.await.unwrap();
+        assert!(
+            unstored.waiting.lock().unwrap().is_empty(),
+            "nothing left waiting"
+        );
+    }
+
+    #[tokio::test]
+    async fn what_is_not_relayed_is_acknowledged_at_once() {
+        let (_dir, client) = client().await;
+        let (hook, _unstored, seen) = hook(Duration::from_secs(5));
+        let batch = [
+            message("G1", "120363000000000001@g.us", Some("group chat")),
+            message("M1", "628222@s.whatsapp.net", None),
+        ];
+        let started = Instant::now();
+        hook.on_messages(client, &batch)
+            .await
+            .expect("nothing to wait for");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(seen.lock().unwrap().is_empty());
+    }
+}
