@@ -41,7 +41,7 @@ pub(crate) async fn run(
         name: settings.gateway.name.clone(),
         cookie: settings.cluster.cookie.expose().to_owned(),
         listen: settings.gateway.cluster_listen,
-        advertise_host: settings.gateway.cluster_listen.ip().to_string(),
+        advertise_host: settings.gateway.advertised_host(),
         seeds: settings.gateway.seeds.clone(),
         heartbeat_interval: settings.cluster.heartbeat_interval,
         failure_timeout: settings.cluster.failure_timeout,

@@ -867,6 +867,16 @@ fn compose_configs_load_with_each_container_s_environment() {
         );
     }
     let (service, gateway) = &gateways[0];
+    assert_eq!(
+        gateway.gateway.advertised_host(),
+        *service,
+        "peers dial the gateway by its service name, like the nodes"
+    );
+    assert_ne!(
+        gateway.gateway.cluster_listen.port(),
+        0,
+        "peers need a fixed port to dial"
+    );
     assert_eq!(gateway.cluster, nodes["node-1"].cluster);
     assert_eq!(gateway.store, nodes["node-1"].store);
     assert_eq!(gateway.redis.url, nodes["node-1"].redis.url);
@@ -929,9 +939,12 @@ fn selects(selector: &Value, labels: &Value) -> bool {
         .is_some_and(|s| !s.is_empty() && s.iter().all(|(k, v)| labels[k] == *v))
 }
 
+/// The pod IP [`pod_env`] gives a `status.podIP` fieldRef.
+const POD_IP: &str = "10.244.1.17";
+
 /// The environment a container starts with, as the kubelet builds it: `$(VAR)`
-/// expanded from earlier entries, the pod name from its fieldRef, secrets from the
-/// stand-in values given.
+/// expanded from earlier entries, the pod name and IP from their fieldRefs ([`POD_IP`]
+/// for every pod), secrets from the stand-in values given.
 fn pod_env(
     container: &Value,
     pod_name: &str,
@@ -949,6 +962,8 @@ fn pod_env(
             value
         } else if entry.pointer("/valueFrom/fieldRef/fieldPath") == Some(&"metadata.name".into()) {
             pod_name.to_owned()
+        } else if entry.pointer("/valueFrom/fieldRef/fieldPath") == Some(&"status.podIP".into()) {
+            POD_IP.to_owned()
         } else if let Some(key) = entry
             .pointer("/valueFrom/secretKeyRef/key")
             .and_then(Value::as_str)
@@ -1207,6 +1222,13 @@ fn kubernetes_configs_load_with_each_pod_s_environment() {
     assert_eq!(
         gateway.gateway.listen.port(),
         container_port(container, "http")
+    );
+    // Nodes that hear of the gateway through another node dial it back: at its pod IP
+    // (a Deployment's pods have no stable DNS name), on a port the container declares.
+    assert_eq!(gateway.gateway.advertised_host(), POD_IP);
+    assert_eq!(
+        gateway.gateway.cluster_listen.port(),
+        container_port(container, "cluster")
     );
     for seed in &gateway.gateway.seeds {
         assert!(
