@@ -848,3 +848,72 @@ async fn assert_inboxes(http: &reqwest::Client, sim: &str, ids: &[String], round
         assert_eq!(texts, expected, "{id}");
     }
 }
+
+/// `gateway.metrics_listen`: the gateway serves `/metrics` on that address over real
+/// HTTP (the Prometheus text, with the API's requests counted), and no longer on the
+/// API's port; the metrics address serves nothing of the API.
+#[tokio::test]
+async fn a_gateway_with_metrics_listen_serves_metrics_there_and_not_on_the_api_port() {
+    let cluster = Cluster::new().await;
+    let plans = cluster.plans(1);
+    // No node runs: the gateway keeps dialing its seed and serves meanwhile.
+    let gateway = GatewayProcess::launch(
+        Path::new(WAFLEET),
+        cluster.dir.path(),
+        "gw-metrics",
+        &[plans[0].address()],
+        &plans[0],
+        0,
+        &[
+            ("WAFLEET__CLUSTER__COOKIE", COOKIE),
+            ("WAFLEET__GATEWAY__METRICS_LISTEN", "127.0.0.1:0"),
+        ],
+    )
+    .await
+    .unwrap();
+    let metrics = gateway
+        .metrics
+        .clone()
+        .expect("the gateway prints `metrics on http://ADDR`");
+    assert_ne!(metrics, gateway.base);
+    let http = reqwest::Client::new();
+
+    // An API request, so that the API's own latency series exists.
+    let health = http
+        .get(format!("{}/healthz", gateway.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    let scraped = http.get(format!("{metrics}/metrics")).send().await.unwrap();
+    assert_eq!(scraped.status(), 200);
+    let content_type = scraped.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    let text = scraped.text().await.unwrap();
+    assert!(
+        text.contains("wafleet_gateway_node_commands_total{outcome=\"answered\"} 0"),
+        "no gateway counters in:\n{text}"
+    );
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("wafleet_gateway_request_duration_seconds_count")
+                && l.contains("route=\"/healthz\"")
+        ),
+        "the API request is not counted:\n{text}"
+    );
+
+    let on_api = http
+        .get(format!("{}/metrics", gateway.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_api.status(), 404, "/metrics left the API's port");
+    for path in ["/healthz", "/v1/devices"] {
+        let answer = http.get(format!("{metrics}{path}")).send().await.unwrap();
+        assert_eq!(answer.status(), 404, "{path} on the metrics address");
+    }
+}

@@ -894,7 +894,11 @@ fn compose_configs_load_with_each_container_s_environment() {
         "the README's walkthrough talks to 127.0.0.1:8080"
     );
     assert_eq!(published(&services["sim"]).get(&sim_port), Some(&8090));
-    assert!(scraped("wafleet-gateway").contains(&(service.clone(), listen)));
+    let metrics = gateway.gateway.metrics_listen.map_or(listen, |m| m.port());
+    assert!(
+        scraped("wafleet-gateway").contains(&(service.clone(), metrics)),
+        "the gateway is scraped where it serves /metrics"
+    );
 }
 
 // ---------- Kubernetes ----------
@@ -1226,6 +1230,24 @@ fn kubernetes_configs_load_with_each_pod_s_environment() {
     // Nodes that hear of the gateway through another node dial it back: at its pod IP
     // (a Deployment's pods have no stable DNS name), on a port the container declares.
     assert_eq!(gateway.gateway.advertised_host(), POD_IP);
+    // Prometheus scrapes the port /metrics is served on: metrics_listen's when set
+    // (the API's listener no longer serves it), else the API's.
+    let metrics_port = gateway
+        .gateway
+        .metrics_listen
+        .unwrap_or(gateway.gateway.listen)
+        .port();
+    assert_eq!(
+        pod["metadata"]["annotations"]["prometheus.io/port"],
+        metrics_port.to_string(),
+        "the gateway is scraped where it serves /metrics"
+    );
+    assert!(
+        array(container, "/ports")
+            .iter()
+            .any(|p| p["containerPort"] == metrics_port),
+        "the gateway's metrics port is no container port"
+    );
     assert_eq!(
         gateway.gateway.cluster_listen.port(),
         container_port(container, "cluster")

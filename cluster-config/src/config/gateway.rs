@@ -40,7 +40,9 @@ pub struct GatewaySection {
     /// Where the REST + SSE API listens (default `0.0.0.0:8080`, as standalone).
     #[serde(default = "default_listen", deserialize_with = "check::socket_addr")]
     pub listen: SocketAddr,
-    /// A separate address for `/metrics` (unset: served on `listen`, like `/healthz`).
+    /// A separate address for `/metrics`. Set, `/metrics` is served there only (the API's
+    /// listener answers it 404), so that it can stay off the public port; unset, it is
+    /// served on `listen`, like `/healthz`.
     #[serde(default, deserialize_with = "check::socket_addr_opt")]
     pub metrics_listen: Option<SocketAddr>,
     /// Where this gateway's ractor_cluster endpoint listens (default `127.0.0.1:0`, a
