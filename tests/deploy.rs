@@ -836,6 +836,13 @@ fn compose_configs_load_with_each_container_s_environment() {
     assert_eq!(names.len(), 3, "node names must differ");
     for (service, node) in &nodes {
         assert_eq!(node.node.name, *service);
+        let env = environment(&services[service]);
+        assert!(
+            node.store
+                .master_key_source(env.contains_key("WAFLEET_MASTER_KEY"))
+                .is_ok(),
+            "{service} has no master key"
+        );
         assert_eq!(
             node.node.advertised_host(),
             *service,
@@ -1185,6 +1192,12 @@ fn kubernetes_configs_load_with_each_pod_s_environment() {
             unreachable!()
         };
         assert_eq!(node.node.name, pod_name);
+        assert!(
+            node.store
+                .master_key_source(env.contains_key("WAFLEET_MASTER_KEY"))
+                .is_ok(),
+            "{pod_name} has no master key"
+        );
         assert_eq!(node.node.advertised_host(), dns(ordinal));
         assert_eq!(node.node.cluster_listen.port(), cluster_port);
         assert_eq!(node.node.http_listen.port(), http_port);
