@@ -3,6 +3,10 @@
 //! It joins the cluster as an observer (it hears heartbeats, it is not a member), sends
 //! each device call to the node that owns the device by placement, reads lists and
 //! records from the shared store, and serves SSE from the Redis event streams.
+//!
+//! `/metrics` is served on the API's listener, or, with `gateway.metrics_listen`, on
+//! that address only (the API's listener answers it 404), so that it can stay off the
+//! public port.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,11 +41,15 @@ pub(crate) async fn run(
     .await
     .context("cannot reach redis")?;
     let http = bind_addr(settings.gateway.listen).await?;
+    let metrics_http = match settings.gateway.metrics_listen {
+        Some(addr) => Some(bind_addr(addr).await?),
+        None => None,
+    };
     let cluster = join(ClusterOptions {
         name: settings.gateway.name.clone(),
         cookie: settings.cluster.cookie.expose().to_owned(),
         listen: settings.gateway.cluster_listen,
-        advertise_host: settings.gateway.cluster_listen.ip().to_string(),
+        advertise_host: settings.gateway.advertised_host(),
         seeds: settings.gateway.seeds.clone(),
         heartbeat_interval: settings.cluster.heartbeat_interval,
         failure_timeout: settings.cluster.failure_timeout,
@@ -56,12 +64,38 @@ pub(crate) async fn run(
     let devices = RemoteDevices::new(Arc::new(resolver), store)
         .with_timeout(settings.gateway.request_timeout);
     let state = AppState::new(Arc::new(devices), bus, Keys::new(admin_key));
-    let router = wafleet_gateway::router(state);
+    let (router, metrics_server) = match metrics_http {
+        None => (wafleet_gateway::router(state), None),
+        Some(listener) => {
+            println!("metrics on http://{}", listener.local_addr()?);
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(wafleet_gateway::serve(
+                listener,
+                wafleet_gateway::metrics_router(state.clone()),
+                async {
+                    let _ = stopped.await;
+                },
+            ));
+            (
+                wafleet_gateway::router_without_metrics(state),
+                Some((stop, server)),
+            )
+        }
+    };
     announce(&http)?;
     tokio::spawn(crate::node::print_changes("members", members, |m| {
         m.join(",")
     }));
-    wafleet_gateway::serve(http, router, shutdown).await?;
+    let served = wafleet_gateway::serve(http, router, shutdown).await;
+    if let Some((stop, server)) = metrics_server {
+        let _ = stop.send(());
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "the metrics listener failed"),
+            Err(error) => tracing::warn!(%error, "the metrics listener panicked"),
+        }
+    }
+    served?;
     drop(cluster);
     Ok(())
 }

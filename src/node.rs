@@ -4,7 +4,7 @@
 //! leases the shards placed on it and runs their devices, appends device events to Redis,
 //! and serves `/healthz`, `/readyz`, `/metrics` and `/cluster/members` over HTTP.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -14,13 +14,15 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
 use tokio::sync::watch;
-use wafleet_cluster_config::{LinkKind, NodeSettings};
+use wafleet_cluster_config::{LinkKind, MasterKeySource, NodeSettings, StoreSettings};
 use wafleet_node::cluster::shards::{HeldShards, ShardTimings, keep_shards};
 use wafleet_node::cluster::{ClusterOptions, join};
 use wafleet_node::events::{EventBus, RedisBusConfig};
 use wafleet_node::link::ws::WsDialer;
 use wafleet_node::link::{LinkFactory, SimLinkFactory, WhatsAppConfig, WhatsAppLinkFactory};
-use wafleet_node::seal::{Sealer, load_or_create_master_key};
+use wafleet_node::seal::{
+    MasterKey, Sealer, load_master_key_file, load_or_create_master_key, master_key_from_env,
+};
 use wafleet_node::store::Store;
 use wafleet_node::{Fleet, NodeConfig};
 
@@ -31,20 +33,12 @@ pub(crate) async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let settings = NodeSettings::load(&config)?;
-    let store: Arc<dyn Store> = crate::store::open(&settings.store).await?;
-    // Every node must open every device's credentials: one master key for the cluster,
-    // from the environment, or kept beside the shared SQLite file.
-    let key_dir = settings
-        .store
-        .sqlite
-        .path
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let master_key = load_or_create_master_key(
-        &key_dir,
+    // Before the store is opened: a node without its key must not touch the store.
+    let master_key = master_key(
+        &settings.store,
         std::env::var("WAFLEET_MASTER_KEY").ok().as_deref(),
-    )
-    .context("cannot load the master key")?;
+    )?;
+    let store: Arc<dyn Store> = crate::store::open(&settings.store).await?;
     let bus = EventBus::redis(RedisBusConfig {
         per_device_cap: settings.redis.stream_max_len as usize,
         ..RedisBusConfig::new(settings.redis.url.clone())
@@ -164,6 +158,20 @@ pub(crate) async fn run(
     drop(cluster);
     fleet.shutdown().await;
     Ok(())
+}
+
+/// The master key, the same on every node (each must open every device's credentials):
+/// from `WAFLEET_MASTER_KEY` (`env_value`), else `store.master_key_file`, else, with
+/// SQLite only, `master.key` beside the shared database file, created on first start.
+/// With ScyllaDB and neither, the node refuses to start: a key it made up would differ
+/// from every other node's.
+fn master_key(store: &StoreSettings, env_value: Option<&str>) -> anyhow::Result<MasterKey> {
+    let key = match store.master_key_source(env_value.is_some())? {
+        MasterKeySource::Environment => master_key_from_env(env_value.unwrap_or_default()),
+        MasterKeySource::File(path) => load_master_key_file(&path),
+        MasterKeySource::BesideSqlite(dir) => load_or_create_master_key(&dir, None),
+    };
+    key.context("cannot load the master key")
 }
 
 /// The longest a node waits for its shards to be handed off when asked to stop.

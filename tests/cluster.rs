@@ -848,3 +848,161 @@ async fn assert_inboxes(http: &reqwest::Client, sim: &str, ids: &[String], round
         assert_eq!(texts, expected, "{id}");
     }
 }
+
+/// `gateway.metrics_listen`: the gateway serves `/metrics` on that address over real
+/// HTTP (the Prometheus text, with the API's requests counted), and no longer on the
+/// API's port; the metrics address serves nothing of the API.
+#[tokio::test]
+async fn a_gateway_with_metrics_listen_serves_metrics_there_and_not_on_the_api_port() {
+    let cluster = Cluster::new().await;
+    let plans = cluster.plans(1);
+    // No node runs: the gateway keeps dialing its seed and serves meanwhile.
+    let gateway = GatewayProcess::launch(
+        Path::new(WAFLEET),
+        cluster.dir.path(),
+        "gw-metrics",
+        &[plans[0].address()],
+        &plans[0],
+        0,
+        &[
+            ("WAFLEET__CLUSTER__COOKIE", COOKIE),
+            ("WAFLEET__GATEWAY__METRICS_LISTEN", "127.0.0.1:0"),
+        ],
+    )
+    .await
+    .unwrap();
+    let metrics = gateway
+        .metrics
+        .clone()
+        .expect("the gateway prints `metrics on http://ADDR`");
+    assert_ne!(metrics, gateway.base);
+    let http = reqwest::Client::new();
+
+    // An API request, so that the API's own latency series exists.
+    let health = http
+        .get(format!("{}/healthz", gateway.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    let scraped = http.get(format!("{metrics}/metrics")).send().await.unwrap();
+    assert_eq!(scraped.status(), 200);
+    let content_type = scraped.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    let text = scraped.text().await.unwrap();
+    assert!(
+        text.contains("wafleet_gateway_node_commands_total{outcome=\"answered\"} 0"),
+        "no gateway counters in:\n{text}"
+    );
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("wafleet_gateway_request_duration_seconds_count")
+                && l.contains("route=\"/healthz\"")
+        ),
+        "the API request is not counted:\n{text}"
+    );
+
+    let on_api = http
+        .get(format!("{}/metrics", gateway.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_api.status(), 404, "/metrics left the API's port");
+    for path in ["/healthz", "/v1/devices"] {
+        let answer = http.get(format!("{metrics}{path}")).send().await.unwrap();
+        assert_eq!(answer.status(), 404, "{path} on the metrics address");
+    }
+}
+
+/// A node on ScyllaDB never makes up a master key (each node would make a different one
+/// and could not open what another sealed): without `WAFLEET_MASTER_KEY` or
+/// `store.master_key_file` it exits at once, naming both, before it dials the store;
+/// a key file it is given must exist. Nothing is written where a SQLite node would keep
+/// its key.
+#[tokio::test]
+async fn a_node_on_scylla_without_a_master_key_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1: a node that got past the key would fail there instead.
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        r#"[node]
+name = "node-1"
+cluster_listen = "127.0.0.1:0"
+http_listen = "127.0.0.1:0"
+
+[store]
+kind = "scylla"
+
+[store.scylla]
+uris = ["127.0.0.1:1"]
+connect_timeout_ms = 200
+
+[redis]
+url = "redis://127.0.0.1:1"
+"#,
+    )
+    .unwrap();
+    let run = |env: &[(&str, &str)]| {
+        let mut command = tokio::process::Command::new(WAFLEET);
+        command
+            .args(["node", "--config", config.to_str().unwrap()])
+            .current_dir(dir.path())
+            .env_remove("WAFLEET_MASTER_KEY")
+            .env_remove("WAFLEET__STORE__MASTER_KEY_FILE")
+            .env("WAFLEET__CLUSTER__COOKIE", COOKIE)
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        async move {
+            let output = tokio::time::timeout(WAIT, command.output())
+                .await
+                .expect("the node exits in time")
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            (output.status, stderr)
+        }
+    };
+
+    let (status, stderr) = run(&[]).await;
+    assert!(!status.success(), "started without a key: {stderr}");
+    for named in ["WAFLEET_MASTER_KEY", "store.master_key_file"] {
+        assert!(stderr.contains(named), "{named} not named in: {stderr}");
+    }
+    assert!(
+        !stderr.contains("scylla store"),
+        "dialed the store first: {stderr}"
+    );
+
+    let missing = dir.path().join("secrets").join("master.key");
+    let (status, stderr) =
+        run(&[("WAFLEET__STORE__MASTER_KEY_FILE", missing.to_str().unwrap())]).await;
+    assert!(!status.success(), "started without its key file: {stderr}");
+    assert!(
+        stderr.contains(missing.to_str().unwrap()),
+        "the key file is not named in: {stderr}"
+    );
+    assert!(!missing.exists(), "a key file was created");
+
+    // With the key, the node gets past it and on to the store, which is not there.
+    let (status, stderr) = run(&[(
+        "WAFLEET_MASTER_KEY",
+        "d2FmbGVldC1jb21wb3NlLWRldi1tYXN0ZXIta2V5ISE=",
+    )])
+    .await;
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("cannot open the scylla store"), "{stderr}");
+
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["node.toml"], "nothing written beside the config");
+}

@@ -836,6 +836,13 @@ fn compose_configs_load_with_each_container_s_environment() {
     assert_eq!(names.len(), 3, "node names must differ");
     for (service, node) in &nodes {
         assert_eq!(node.node.name, *service);
+        let env = environment(&services[service]);
+        assert!(
+            node.store
+                .master_key_source(env.contains_key("WAFLEET_MASTER_KEY"))
+                .is_ok(),
+            "{service} has no master key"
+        );
         assert_eq!(
             node.node.advertised_host(),
             *service,
@@ -867,6 +874,16 @@ fn compose_configs_load_with_each_container_s_environment() {
         );
     }
     let (service, gateway) = &gateways[0];
+    assert_eq!(
+        gateway.gateway.advertised_host(),
+        *service,
+        "peers dial the gateway by its service name, like the nodes"
+    );
+    assert_ne!(
+        gateway.gateway.cluster_listen.port(),
+        0,
+        "peers need a fixed port to dial"
+    );
     assert_eq!(gateway.cluster, nodes["node-1"].cluster);
     assert_eq!(gateway.store, nodes["node-1"].store);
     assert_eq!(gateway.redis.url, nodes["node-1"].redis.url);
@@ -884,7 +901,11 @@ fn compose_configs_load_with_each_container_s_environment() {
         "the README's walkthrough talks to 127.0.0.1:8080"
     );
     assert_eq!(published(&services["sim"]).get(&sim_port), Some(&8090));
-    assert!(scraped("wafleet-gateway").contains(&(service.clone(), listen)));
+    let metrics = gateway.gateway.metrics_listen.map_or(listen, |m| m.port());
+    assert!(
+        scraped("wafleet-gateway").contains(&(service.clone(), metrics)),
+        "the gateway is scraped where it serves /metrics"
+    );
 }
 
 // ---------- Kubernetes ----------
@@ -929,9 +950,12 @@ fn selects(selector: &Value, labels: &Value) -> bool {
         .is_some_and(|s| !s.is_empty() && s.iter().all(|(k, v)| labels[k] == *v))
 }
 
+/// The pod IP [`pod_env`] gives a `status.podIP` fieldRef.
+const POD_IP: &str = "10.244.1.17";
+
 /// The environment a container starts with, as the kubelet builds it: `$(VAR)`
-/// expanded from earlier entries, the pod name from its fieldRef, secrets from the
-/// stand-in values given.
+/// expanded from earlier entries, the pod name and IP from their fieldRefs ([`POD_IP`]
+/// for every pod), secrets from the stand-in values given.
 fn pod_env(
     container: &Value,
     pod_name: &str,
@@ -949,6 +973,8 @@ fn pod_env(
             value
         } else if entry.pointer("/valueFrom/fieldRef/fieldPath") == Some(&"metadata.name".into()) {
             pod_name.to_owned()
+        } else if entry.pointer("/valueFrom/fieldRef/fieldPath") == Some(&"status.podIP".into()) {
+            POD_IP.to_owned()
         } else if let Some(key) = entry
             .pointer("/valueFrom/secretKeyRef/key")
             .and_then(Value::as_str)
@@ -1166,6 +1192,12 @@ fn kubernetes_configs_load_with_each_pod_s_environment() {
             unreachable!()
         };
         assert_eq!(node.node.name, pod_name);
+        assert!(
+            node.store
+                .master_key_source(env.contains_key("WAFLEET_MASTER_KEY"))
+                .is_ok(),
+            "{pod_name} has no master key"
+        );
         assert_eq!(node.node.advertised_host(), dns(ordinal));
         assert_eq!(node.node.cluster_listen.port(), cluster_port);
         assert_eq!(node.node.http_listen.port(), http_port);
@@ -1207,6 +1239,31 @@ fn kubernetes_configs_load_with_each_pod_s_environment() {
     assert_eq!(
         gateway.gateway.listen.port(),
         container_port(container, "http")
+    );
+    // Nodes that hear of the gateway through another node dial it back: at its pod IP
+    // (a Deployment's pods have no stable DNS name), on a port the container declares.
+    assert_eq!(gateway.gateway.advertised_host(), POD_IP);
+    // Prometheus scrapes the port /metrics is served on: metrics_listen's when set
+    // (the API's listener no longer serves it), else the API's.
+    let metrics_port = gateway
+        .gateway
+        .metrics_listen
+        .unwrap_or(gateway.gateway.listen)
+        .port();
+    assert_eq!(
+        pod["metadata"]["annotations"]["prometheus.io/port"],
+        metrics_port.to_string(),
+        "the gateway is scraped where it serves /metrics"
+    );
+    assert!(
+        array(container, "/ports")
+            .iter()
+            .any(|p| p["containerPort"] == metrics_port),
+        "the gateway's metrics port is no container port"
+    );
+    assert_eq!(
+        gateway.gateway.cluster_listen.port(),
+        container_port(container, "cluster")
     );
     for seed in &gateway.gateway.seeds {
         assert!(

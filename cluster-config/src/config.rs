@@ -50,7 +50,9 @@ pub use link::{LinkKind, LinkSettings};
 pub use node::{NodeSection, NodeSettings};
 pub use recovery::RecoverySettings;
 pub use redis::RedisSettings;
-pub use store::{ScyllaSettings, SqliteSettings, StoreKind, StoreSettings};
+pub use store::{
+    MasterKeySource, NoMasterKey, ScyllaSettings, SqliteSettings, StoreKind, StoreSettings,
+};
 
 use check::Invalid;
 use serde::de::DeserializeOwned;

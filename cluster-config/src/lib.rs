@@ -27,8 +27,8 @@ pub mod quota;
 
 pub use config::{
     ClusterSettings, ConfigError, Cookie, GatewaySection, GatewaySettings, LeaseSettings, LinkKind,
-    LinkSettings, NodeSection, NodeSettings, Origin, RecoverySettings, RedisSettings,
-    ScyllaSettings, SqliteSettings, StoreKind, StoreSettings,
+    LinkSettings, MasterKeySource, NoMasterKey, NodeSection, NodeSettings, Origin,
+    RecoverySettings, RedisSettings, ScyllaSettings, SqliteSettings, StoreKind, StoreSettings,
 };
 pub use placement::{Placement, PlacementError, shard_of};
 pub use quota::{Quota, QuotaError, QuotaTable};

@@ -85,8 +85,34 @@ impl AppState {
     }
 }
 
-/// Every route of the API.
+/// Every route of the API, `/metrics` included.
 pub fn router(state: AppState) -> Router {
+    routes(state, true)
+}
+
+/// Every route of the API but `/metrics` (answered 404 like any unknown route), for a
+/// process that serves it on a listener of its own ([`metrics_router`]), off the API's
+/// port: a cluster gateway with `gateway.metrics_listen`.
+pub fn router_without_metrics(state: AppState) -> Router {
+    routes(state, false)
+}
+
+/// `GET /metrics` alone (the same Prometheus text as [`router`]'s), for a listener of
+/// its own.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(routes::ops::metrics))
+        .fallback(|| async {
+            ApiError::NotFound {
+                code: "route_not_found",
+                what: "route".into(),
+            }
+        })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+}
+
+fn routes(state: AppState, with_metrics: bool) -> Router {
     use routes::{compat, devices, events, limits, messages, ops, pairing, qr};
     let authenticated = Router::new()
         .route("/v1/devices", post(devices::create).get(devices::list))
@@ -121,12 +147,14 @@ pub fn router(state: AppState) -> Router {
         .route("/whatsapp/sessions/{id}/qr", get(compat::qr))
         .route("/whatsapp/sessions/{id}/restart", post(compat::restart))
         .route_layer(from_fn_with_state(state.clone(), auth::require_key));
-    let open = Router::new()
+    let mut open = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .route("/docs", get(ops::docs));
+    if with_metrics {
+        open = open.route("/metrics", get(ops::metrics));
+    }
     authenticated
         .merge(open)
         .route_layer(from_fn(metrics::track))

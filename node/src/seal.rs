@@ -11,7 +11,9 @@
 //! The master key comes from `WAFLEET_MASTER_KEY` (standard base64 of 32 bytes) or from
 //! `master.key` in the data folder, created on first start by
 //! [`load_or_create_master_key`]. Losing or replacing that file locks every device out,
-//! so a corrupt file is an error, never a reason to make a new key.
+//! so a corrupt file is an error, never a reason to make a new key. A cluster node on a
+//! shared store takes it from the environment ([`master_key_from_env`]) or from a file
+//! that must already exist ([`load_master_key_file`]): every node needs the same key.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -136,9 +138,7 @@ pub fn load_or_create_master_key(
     env_value: Option<&str>,
 ) -> Result<MasterKey, SealError> {
     if let Some(value) = env_value {
-        return decode_key(value)
-            .map(|key| MasterKey::new(DEFAULT_KEY_VERSION, key))
-            .map_err(|reason| SealError::BadKey(format!("WAFLEET_MASTER_KEY {reason}")));
+        return master_key_from_env(value);
     }
     let path = data_dir.join(KEY_FILE);
     if let Some(key) = read_key_file(&path)? {
@@ -158,6 +158,26 @@ pub fn load_or_create_master_key(
             ),
         })
     }
+}
+
+/// The key that `WAFLEET_MASTER_KEY` holds (`value`), version 1.
+pub fn master_key_from_env(value: &str) -> Result<MasterKey, SealError> {
+    decode_key(value)
+        .map(|key| MasterKey::new(DEFAULT_KEY_VERSION, key))
+        .map_err(|reason| SealError::BadKey(format!("WAFLEET_MASTER_KEY {reason}")))
+}
+
+/// The key in the file `path` (standard base64 of 32 bytes, as in `master.key`),
+/// version 1. The file must exist: unlike [`load_or_create_master_key`], this never
+/// creates a key, for a store that several machines share.
+pub fn load_master_key_file(path: &Path) -> Result<MasterKey, SealError> {
+    read_key_file(path)?.ok_or_else(|| SealError::Io {
+        path: path.to_owned(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no such file (a key file given in the settings is never created)",
+        ),
+    })
 }
 
 /// The key in `path`, `None` if there is no such file.
@@ -641,6 +661,35 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from(KEY_FILE)]);
+    }
+
+    #[test]
+    fn a_given_key_file_is_read_and_never_created() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secrets").join("master.key");
+        let err = load_master_key_file(&path).expect_err("missing");
+        assert!(
+            matches!(&err, SealError::Io { path: p, source } if *p == path
+                && source.kind() == std::io::ErrorKind::NotFound),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("master.key"), "{err}");
+        assert!(!path.exists() && !path.parent().expect("dir").exists());
+
+        let key = MasterKey::generate(1).expect("generate");
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&path, format!("{}\n", key.to_base64())).expect("write");
+        let read = load_master_key_file(&path).expect("read");
+        assert_eq!((read.version(), read.to_base64()), (1, key.to_base64()));
+
+        std::fs::write(&path, "not a key").expect("write");
+        let err = load_master_key_file(&path).expect_err("corrupt");
+        assert!(matches!(err, SealError::CorruptKeyFile { .. }), "{err:?}");
+
+        let from_env = master_key_from_env(&key.to_base64()).expect("env");
+        assert_eq!(from_env.to_base64(), key.to_base64());
+        let err = master_key_from_env("").expect_err("empty");
+        assert!(err.to_string().contains("WAFLEET_MASTER_KEY"), "{err}");
     }
 
     #[test]

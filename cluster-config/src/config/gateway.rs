@@ -40,7 +40,9 @@ pub struct GatewaySection {
     /// Where the REST + SSE API listens (default `0.0.0.0:8080`, as standalone).
     #[serde(default = "default_listen", deserialize_with = "check::socket_addr")]
     pub listen: SocketAddr,
-    /// A separate address for `/metrics` (unset: served on `listen`, like `/healthz`).
+    /// A separate address for `/metrics`. Set, `/metrics` is served there only (the API's
+    /// listener answers it 404), so that it can stay off the public port; unset, it is
+    /// served on `listen`, like `/healthz`.
     #[serde(default, deserialize_with = "check::socket_addr_opt")]
     pub metrics_listen: Option<SocketAddr>,
     /// Where this gateway's ractor_cluster endpoint listens (default `127.0.0.1:0`, a
@@ -50,6 +52,12 @@ pub struct GatewaySection {
         deserialize_with = "check::socket_addr"
     )]
     pub cluster_listen: SocketAddr,
+    /// The host name or IP peers dial to reach this gateway, announced to them by
+    /// ractor_cluster with `cluster_listen`'s port (nodes that hear of the gateway
+    /// through another member dial it there). Defaults to `cluster_listen`'s IP, and is
+    /// required when that IP is `0.0.0.0` or `[::]` (which peers cannot dial).
+    #[serde(default)]
+    pub advertise_host: Option<String>,
     /// Cluster addresses (`host:port`) of nodes to join (required, at least one): the
     /// gateway learns the live members, and so the placement, through them.
     pub seeds: Vec<String>,
@@ -64,8 +72,35 @@ pub struct GatewaySection {
 }
 
 impl GatewaySection {
+    /// The host peers dial: `advertise_host`, else `cluster_listen`'s IP.
+    pub fn advertised_host(&self) -> String {
+        match &self.advertise_host {
+            Some(host) => host.clone(),
+            None => self.cluster_listen.ip().to_string(),
+        }
+    }
+
     fn check(&self) -> Result<(), Invalid> {
         check::name("gateway.name", &self.name)?;
+        match &self.advertise_host {
+            Some(host) if !check::is_host_or_ip(host) => {
+                return Err(Invalid::new(
+                    "gateway.advertise_host",
+                    format!("`{host}` is not a host name or IP address"),
+                ));
+            }
+            None if self.cluster_listen.ip().is_unspecified() => {
+                return Err(Invalid::new(
+                    "gateway.advertise_host",
+                    format!(
+                        "required when gateway.cluster_listen ({}) listens on every \
+                         interface: peers need a host name or IP they can dial",
+                        self.cluster_listen
+                    ),
+                ));
+            }
+            _ => {}
+        }
         if self.seeds.is_empty() {
             return Err(Invalid::new(
                 "gateway.seeds",
@@ -153,6 +188,8 @@ mod tests {
         let settings = parse(MINIMAL, &[]).unwrap();
         assert_eq!(settings.gateway.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(settings.gateway.metrics_listen, None);
+        assert_eq!(settings.gateway.advertise_host, None);
+        assert_eq!(settings.gateway.advertised_host(), "127.0.0.1");
         assert_eq!(settings.gateway.request_timeout, Duration::from_secs(10));
         assert_eq!(settings.cluster.shards, 1024);
     }
@@ -204,6 +241,56 @@ mod tests {
                 "{var}={value}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_wildcard_listener_needs_an_advertised_host() {
+        let text = MINIMAL.replace(
+            "[cluster]",
+            "cluster_listen = \"0.0.0.0:4697\"\n\n        [cluster]",
+        );
+        let err = parse(&text, &[]).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::InvalidValue { key, .. } if key == "gateway.advertise_host"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("gateway.advertise_host"), "{err}");
+        let err = parse(
+            MINIMAL,
+            &[("WAFLEET__GATEWAY__CLUSTER_LISTEN", "[::]:4697")],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::InvalidValue { key, .. } if key == "gateway.advertise_host"),
+            "{err:?}"
+        );
+
+        let settings = parse(&text, &[("WAFLEET__GATEWAY__ADVERTISE_HOST", "10.1.2.3")]).unwrap();
+        assert_eq!(settings.gateway.advertised_host(), "10.1.2.3");
+        assert_eq!(settings.gateway.cluster_listen.port(), 4697);
+        let settings = parse(
+            &text.replace(
+                "[cluster]",
+                "advertise_host = \"gateway-1.wafleet\"\n\n        [cluster]",
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(settings.gateway.advertised_host(), "gateway-1.wafleet");
+
+        // A specific listener is announced as it is, unless told otherwise.
+        let settings = parse(
+            MINIMAL,
+            &[("WAFLEET__GATEWAY__CLUSTER_LISTEN", "10.0.0.7:4697")],
+        )
+        .unwrap();
+        assert_eq!(settings.gateway.advertised_host(), "10.0.0.7");
+
+        let err = parse(&text, &[("WAFLEET__GATEWAY__ADVERTISE_HOST", "not a host")]).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::InvalidValue { key, .. } if key == "gateway.advertise_host"),
+            "{err:?}"
+        );
     }
 
     #[test]

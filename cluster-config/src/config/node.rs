@@ -193,6 +193,7 @@ mod tests {
                 ("WAFLEET__LEASE__TTL_MS", "5000"),
                 ("WAFLEET__STORE__KIND", "scylla"),
                 ("WAFLEET__STORE__SCYLLA__URIS", "scylla-1:9042"),
+                ("WAFLEET__STORE__MASTER_KEY_FILE", "/run/secrets/master.key"),
                 ("WAFLEET__RECOVERY__JITTER_MS", "0"),
             ],
         )
@@ -204,6 +205,10 @@ mod tests {
         assert_eq!(settings.lease.ttl, Duration::from_secs(5));
         assert_eq!(settings.store.kind, StoreKind::Scylla);
         assert_eq!(settings.store.scylla.uris, ["scylla-1:9042"]);
+        assert_eq!(
+            settings.store.master_key_file.as_deref(),
+            Some(Path::new("/run/secrets/master.key"))
+        );
         assert_eq!(settings.recovery.jitter, Duration::ZERO);
     }
 

@@ -22,7 +22,37 @@ pub struct StoreSettings {
     /// ScyllaDB's settings, used when `kind = "scylla"`.
     #[serde(default)]
     pub scylla: ScyllaSettings,
+    /// A file holding the master key that seals every device's credentials in the store
+    /// (standard base64 of 32 bytes, like `WAFLEET_MASTER_KEY`, which wins when set). It
+    /// is read, never created. Unset: with SQLite, `master.key` beside the database file
+    /// (created on first start); with ScyllaDB, `WAFLEET_MASTER_KEY` is then required.
+    /// See [`StoreSettings::master_key_source`].
+    #[serde(default)]
+    pub master_key_file: Option<PathBuf>,
 }
+
+/// Where a node gets the master key that seals credentials in the store. Every node of
+/// a cluster must use the same key: a node cannot open what another sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MasterKeySource {
+    /// `WAFLEET_MASTER_KEY` (standard base64 of 32 bytes).
+    Environment,
+    /// `store.master_key_file`, which must exist (it is never created).
+    File(PathBuf),
+    /// `master.key` in this folder, the SQLite file's, created on first start: the nodes
+    /// that share the SQLite file share the folder, and so the key.
+    BesideSqlite(PathBuf),
+}
+
+/// A ScyllaDB store, and neither `WAFLEET_MASTER_KEY` nor `store.master_key_file`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "store.kind = \"scylla\" needs the cluster's master key: set WAFLEET_MASTER_KEY (standard \
+     base64 of 32 bytes) or store.master_key_file (WAFLEET__STORE__MASTER_KEY_FILE), the same \
+     key on every node. A node never creates one for a shared store: each node would make a \
+     different key and could not open the credentials another node sealed"
+)]
+pub struct NoMasterKey;
 
 /// Which store implementation a process uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -112,7 +142,44 @@ impl Default for ScyllaSettings {
 }
 
 impl StoreSettings {
+    /// Where a node's master key comes from, `key_in_environment` telling whether
+    /// `WAFLEET_MASTER_KEY` is set (it wins, even when empty: an empty key is refused
+    /// when read, never replaced): else `store.master_key_file`; else, with SQLite only,
+    /// `master.key` beside the database file. A ScyllaDB store with neither is an error,
+    /// never a new key.
+    pub fn master_key_source(
+        &self,
+        key_in_environment: bool,
+    ) -> Result<MasterKeySource, NoMasterKey> {
+        if key_in_environment {
+            return Ok(MasterKeySource::Environment);
+        }
+        if let Some(file) = &self.master_key_file {
+            return Ok(MasterKeySource::File(file.clone()));
+        }
+        match self.kind {
+            StoreKind::Sqlite => Ok(MasterKeySource::BesideSqlite(
+                self.sqlite
+                    .path
+                    .parent()
+                    .filter(|dir| !dir.as_os_str().is_empty())
+                    .map_or_else(|| PathBuf::from("."), PathBuf::from),
+            )),
+            StoreKind::Scylla => Err(NoMasterKey),
+        }
+    }
+
     pub(crate) fn check(&self) -> Result<(), Invalid> {
+        if self
+            .master_key_file
+            .as_ref()
+            .is_some_and(|file| file.as_os_str().is_empty())
+        {
+            return Err(Invalid::new(
+                "store.master_key_file",
+                "must be a file's path or left out",
+            ));
+        }
         match self.kind {
             StoreKind::Sqlite => {
                 if self.sqlite.path.as_os_str().is_empty() {
@@ -198,7 +265,89 @@ fn default_connect_timeout() -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
+
+    fn scylla() -> StoreSettings {
+        StoreSettings {
+            kind: StoreKind::Scylla,
+            scylla: ScyllaSettings {
+                uris: vec!["scylla-1:9042".into()],
+                ..ScyllaSettings::default()
+            },
+            ..StoreSettings::default()
+        }
+    }
+
+    #[test]
+    fn scylla_takes_the_master_key_from_the_environment_or_a_file_never_a_new_one() {
+        let store = scylla();
+        assert_eq!(store.master_key_source(false), Err(NoMasterKey));
+        let message = NoMasterKey.to_string();
+        for named in [
+            "WAFLEET_MASTER_KEY",
+            "store.master_key_file",
+            "WAFLEET__STORE__MASTER_KEY_FILE",
+        ] {
+            assert!(message.contains(named), "{message}");
+        }
+        assert_eq!(
+            store.master_key_source(true),
+            Ok(MasterKeySource::Environment)
+        );
+
+        let with_file = StoreSettings {
+            master_key_file: Some("/run/secrets/master.key".into()),
+            ..store
+        };
+        assert_eq!(with_file.check(), Ok(()));
+        assert_eq!(
+            with_file.master_key_source(false),
+            Ok(MasterKeySource::File("/run/secrets/master.key".into()))
+        );
+        assert_eq!(
+            with_file.master_key_source(true),
+            Ok(MasterKeySource::Environment),
+            "the environment wins, as everywhere"
+        );
+    }
+
+    #[test]
+    fn sqlite_keeps_its_master_key_beside_the_database_unless_told_otherwise() {
+        let store = StoreSettings::default();
+        assert_eq!(
+            store.master_key_source(false),
+            Ok(MasterKeySource::BesideSqlite("wafleet-data".into()))
+        );
+        assert_eq!(
+            store.master_key_source(true),
+            Ok(MasterKeySource::Environment)
+        );
+        let bare = StoreSettings {
+            sqlite: SqliteSettings {
+                path: "cluster.db".into(),
+            },
+            ..StoreSettings::default()
+        };
+        assert_eq!(
+            bare.master_key_source(false),
+            Ok(MasterKeySource::BesideSqlite(".".into()))
+        );
+        let with_file = StoreSettings {
+            master_key_file: Some("keys/master.key".into()),
+            ..StoreSettings::default()
+        };
+        assert_eq!(
+            with_file.master_key_source(false),
+            Ok(MasterKeySource::File(Path::new("keys/master.key").into()))
+        );
+        let empty = StoreSettings {
+            master_key_file: Some(PathBuf::new()),
+            ..StoreSettings::default()
+        };
+        assert_eq!(empty.check().unwrap_err().key, "store.master_key_file");
+    }
 
     #[test]
     fn sqlite_is_the_default_and_valid() {

@@ -129,6 +129,9 @@ pub struct GatewayProcess {
     child: Child,
     /// `http://127.0.0.1:PORT`: the API.
     pub base: String,
+    /// `http://ADDR` where `/metrics` is served, when the gateway has a
+    /// `gateway.metrics_listen` (it prints `metrics on http://ADDR`).
+    pub metrics: Option<String>,
 }
 
 impl GatewayProcess {
@@ -143,6 +146,30 @@ impl GatewayProcess {
         node: &NodePlan,
         cookie: &str,
         members: usize,
+    ) -> anyhow::Result<GatewayProcess> {
+        GatewayProcess::launch(
+            binary,
+            dir,
+            name,
+            seeds,
+            node,
+            members,
+            &[("WAFLEET__CLUSTER__COOKIE", cookie)],
+        )
+        .await
+    }
+
+    /// Like [`GatewayProcess::start`], with `env` as the only settings from the
+    /// environment (the cookie included: `WAFLEET__CLUSTER__COOKIE`), e.g.
+    /// `WAFLEET__GATEWAY__METRICS_LISTEN`.
+    pub async fn launch(
+        binary: &Path,
+        dir: &Path,
+        name: &str,
+        seeds: &[String],
+        node: &NodePlan,
+        members: usize,
+        env: &[(&str, &str)],
     ) -> anyhow::Result<GatewayProcess> {
         let seeds: Vec<String> = seeds.iter().map(|s| format!("{s:?}")).collect();
         let toml = format!(
@@ -172,15 +199,24 @@ url = {redis:?}
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(&config, toml)?;
         let config = config.display().to_string();
-        let (child, mut lines) = spawn(
-            binary,
-            &["gateway", "--config", &config],
-            &[
-                ("WAFLEET__CLUSTER__COOKIE", cookie),
-                ("WAFLEET_ADMIN_KEY", super::process::ADMIN_KEY),
-            ],
-        )?;
-        let addr = wait_line(&mut lines, "listening on http://", Duration::from_secs(20)).await?;
+        let mut env = env.to_vec();
+        env.push(("WAFLEET_ADMIN_KEY", super::process::ADMIN_KEY));
+        let (child, mut lines) = spawn(binary, &["gateway", "--config", &config], &env)?;
+        // `metrics on http://ADDR`, if any, comes before `listening on http://ADDR`.
+        let mut metrics = None;
+        let addr = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = lines.recv().await {
+                if let Some(addr) = line.strip_prefix("metrics on http://") {
+                    metrics = Some(format!("http://{}", addr.trim()));
+                }
+                if let Some(addr) = line.strip_prefix("listening on http://") {
+                    return Ok(addr.trim().to_owned());
+                }
+            }
+            bail!("gateway exited before printing its address")
+        })
+        .await
+        .context("the gateway did not print its address within 20 s")??;
         let expected = members;
         tokio::time::timeout(Duration::from_secs(20), async {
             while let Some(line) = lines.recv().await {
@@ -199,6 +235,7 @@ url = {redis:?}
         Ok(GatewayProcess {
             child,
             base: format!("http://{addr}"),
+            metrics,
         })
     }
 
