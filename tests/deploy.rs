@@ -13,10 +13,20 @@
 //!   file they mount loads through `wafleet-cluster-config` with the environment the
 //!   container gets (so every `WAFLEET__SECTION__KEY` names a real key).
 //! - When `kubectl` is on the PATH: `kubectl kustomize deploy/kubernetes` builds.
+//! - When `docker-compose` is on the PATH (Debian: `apt-get install docker-compose`):
+//!   `docker-compose config` accepts docker-compose.yml (it needs no Docker engine).
+//! - When `kubernetes-validate` is on the PATH (PyPI: `pip install kubernetes-validate`):
+//!   every manifest validates, strictly (no unknown fields), against the Kubernetes
+//!   API's OpenAPI schema it bundles, and so does the kustomize build when `kubectl` is
+//!   there too.
 //!
-//! Not covered here, since neither can run on the machines this is built on: `docker
-//! compose config` (no compose plugin) and a schema check of the manifests (kubeconform
-//! or `kubectl --dry-run`, which needs an API server).
+//! A tool that is missing makes its check say it skipped, except when
+//! `WAFLEET_REQUIRE_TOOLS` is set (`.ci/run` sets it after installing promtool,
+//! docker-compose and kubernetes-validate): then a missing tool fails the check.
+//!
+//! Not covered here: `docker compose up` and `docker build` (no Docker engine runs on
+//! the machines this is built on) and a server-side dry run of the manifests (no API
+//! server).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -102,6 +112,20 @@ fn url_host_port(url: &str) -> (String, u16) {
     let authority = rest.split('/').next().unwrap_or(rest);
     let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
     host_port(authority)
+}
+
+/// Where `program` is on the PATH; `None` (after saying the check skipped `what`) if it
+/// is not. With `WAFLEET_REQUIRE_TOOLS` set, a missing program fails the test instead.
+fn tool(program: &str, what: &str, install: &str) -> Option<PathBuf> {
+    let found = on_path(program);
+    if found.is_none() {
+        assert!(
+            std::env::var_os("WAFLEET_REQUIRE_TOOLS").is_none(),
+            "{program} is required (WAFLEET_REQUIRE_TOOLS is set) but not on the PATH ({install})"
+        );
+        eprintln!("{program} not on the PATH: skipped {what} ({install})");
+    }
+    found
 }
 
 /// Where `program` is on the PATH, if it is.
@@ -588,11 +612,11 @@ fn prometheus_configs_scrape_the_jobs_the_rules_and_dashboards_select() {
 
 #[test]
 fn promtool_checks_rules_configs_and_every_dashboard_query() {
-    let Some(promtool) = on_path("promtool") else {
-        eprintln!(
-            "promtool not on the PATH: skipped promtool check rules/config/test rules \
-             (Debian: apt-get install prometheus)"
-        );
+    let Some(promtool) = tool(
+        "promtool",
+        "promtool check rules/config/test rules",
+        "Debian: apt-get install prometheus",
+    ) else {
         return;
     };
     let dir = repo().join("deploy/prometheus");
@@ -1328,5 +1352,100 @@ fn the_dockerfile_builds_the_one_binary_and_runs_it_as_pid_one() {
     assert!(
         ignore.lines().any(|l| l == "target"),
         "the context leaves target/ out"
+    );
+}
+
+#[test]
+fn docker_compose_accepts_the_compose_file() {
+    let Some(compose) = tool(
+        "docker-compose",
+        "docker-compose config",
+        "Debian: apt-get install docker-compose",
+    ) else {
+        return;
+    };
+    run(
+        &compose,
+        &["-f", "docker-compose.yml", "config", "-q"],
+        &repo(),
+    );
+    let services = run(
+        &compose,
+        &["-f", "docker-compose.yml", "config", "--services"],
+        &repo(),
+    );
+    for service in [
+        "scylla",
+        "redis",
+        "sim",
+        "node-1",
+        "node-2",
+        "node-3",
+        "gateway",
+        "prometheus",
+        "grafana",
+    ] {
+        assert!(
+            services.lines().any(|line| line.trim() == service),
+            "docker-compose config lists no {service}: {services}"
+        );
+    }
+}
+
+#[test]
+fn kubernetes_manifests_validate_against_the_api_schema() {
+    let Some(validate) = tool(
+        "kubernetes-validate",
+        "the schema check of the Kubernetes manifests",
+        "PyPI: pip install kubernetes-validate",
+    ) else {
+        return;
+    };
+    let dir = repo().join(MANIFESTS);
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".yaml") && name != "kustomization.yaml")
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "{files:?}");
+    let mut args = vec!["--strict", "--quiet"];
+    args.extend(files.iter().map(String::as_str));
+    run(&validate, &args, &dir);
+    // The build kustomize makes of them (namespace and labels applied) too.
+    if let Some(kubectl) = on_path("kubectl") {
+        let built = run(&kubectl, &["kustomize", MANIFESTS], &repo());
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("built.yaml");
+        std::fs::write(&path, built).unwrap();
+        run(
+            &validate,
+            &["--strict", "--quiet", path.to_str().unwrap()],
+            tmp.path(),
+        );
+    }
+}
+
+#[test]
+fn the_schema_check_refuses_a_broken_manifest() {
+    // The validator is only worth running if it refuses what the API server would.
+    let Some(validate) = on_path("kubernetes-validate") else {
+        return;
+    };
+    let node = read(&format!("{MANIFESTS}/node.yaml"));
+    assert!(
+        node.contains("replicas: 3"),
+        "node.yaml changed: adjust this test"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("node.yaml");
+    std::fs::write(&path, node.replacen("replicas: 3", "replicas: three", 1)).unwrap();
+    let status = Command::new(validate)
+        .args(["--strict", "--quiet", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        !status.status.success(),
+        "a string replica count passed the schema check"
     );
 }

@@ -18,7 +18,7 @@ use super::statements as st;
 use super::{CAS_ATTEMPTS, ScyllaConfig, ScyllaStore};
 use crate::store::{Acquired, Store, StoreError};
 
-const KEYSPACE: &str = "wafleet_fake";
+const KEYSPACE: &str = "fake_ks";
 
 fn config(node: &FakeNode, request_timeout: Duration) -> ScyllaConfig {
     ScyllaConfig {
