@@ -489,23 +489,6 @@ fn phone_of(jid: &Jid) -> String {
     format!("+{}", jid.user)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn phone_numbers_become_digits_and_back() {
-        assert_eq!(digits_of("+62 812-3456-789").unwrap(), "628123456789");
-        assert_eq!(digits_of("15551234567").unwrap(), "15551234567");
-        assert!(digits_of("+1 555 CALL NOW").is_err());
-        assert!(digits_of("+12").is_err());
-        assert_eq!(
-            phone_of(&jid_of_phone("+15551234567").unwrap()),
-            "+15551234567"
-        );
-    }
-}
-
 /// What a device relays of an inbound message: a 1:1 text from a contact becomes
 /// `Inbound`; the rest (groups, status updates, media, our own messages echoed from the
 /// phone) is not relayed.
@@ -529,4 +512,21 @@ pub(super) fn relayed(device_id: &str, message: &InboundMessage) -> Option<LinkE
         text: text.to_owned(),
         at_ms: message.info.timestamp.timestamp_millis(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phone_numbers_become_digits_and_back() {
+        assert_eq!(digits_of("+62 812-3456-789").unwrap(), "628123456789");
+        assert_eq!(digits_of("15551234567").unwrap(), "15551234567");
+        assert!(digits_of("+1 555 CALL NOW").is_err());
+        assert!(digits_of("+12").is_err());
+        assert_eq!(
+            phone_of(&jid_of_phone("+15551234567").unwrap()),
+            "+15551234567"
+        );
+    }
 }

@@ -126,15 +126,15 @@ fn unavailable<T: std::fmt::Debug>(result: Result<T, StoreError>, prefix: &str) 
     }
 }
 
+/// A frame a fault rule acted on, and the shard it went to.
+type Acted = (scylla_proxy::RequestFrame, Option<u16>);
+
 /// Counts the frames a fault rule acted on.
-fn feedback() -> (
-    mpsc::UnboundedSender<(scylla_proxy::RequestFrame, Option<u16>)>,
-    mpsc::UnboundedReceiver<(scylla_proxy::RequestFrame, Option<u16>)>,
-) {
+fn feedback() -> (mpsc::UnboundedSender<Acted>, mpsc::UnboundedReceiver<Acted>) {
     mpsc::unbounded_channel()
 }
 
-fn drain(rx: &mut mpsc::UnboundedReceiver<(scylla_proxy::RequestFrame, Option<u16>)>) -> usize {
+fn drain(rx: &mut mpsc::UnboundedReceiver<Acted>) -> usize {
     let mut n = 0;
     while rx.try_recv().is_ok() {
         n += 1;
