@@ -496,8 +496,9 @@ async fn a_resent_message_id_is_delivered_once_and_receipted_again() {
         statuses(&mut device, "m-dup", 2).await,
         [Status::Sent, Status::Delivered]
     );
+    device.ack_receipt("m-dup", Status::Delivered).await;
 
-    // Also after a crash and a resume.
+    // Also after a crash and a resume (the stored receipt is not replayed).
     device.reconnect(Transport::attach(&network)).await;
     device.resume_ok().await;
     device.send_text("m-dup", PHONE_B, "once").await;
@@ -508,6 +509,52 @@ async fn a_resent_message_id_is_delivered_once_and_receipted_again() {
 
     assert_eq!(network.inbox(PHONE_B).unwrap().len(), 1);
     assert_eq!(network.stats().messages_delivered, 1);
+}
+
+#[tokio::test]
+async fn receipts_a_device_did_not_store_are_replayed_when_it_resumes() {
+    let sim = Sim::start().await;
+    let mut device = Device::paired(&sim.network, "dev-mover", PHONE_A).await;
+    // Sent and hung up before the device stored its receipts (a handoff, a crash).
+    device.send_text("m-lost", PHONE_B, "across a move").await;
+    device.send_text("m-kept", PHONE_B, "stored").await;
+    statuses(&mut device, "m-lost", 2).await;
+    statuses(&mut device, "m-kept", 2).await;
+    device.ack_receipt("m-kept", Status::Delivered).await;
+    // The phone reads while the device is away.
+    device.hang_up().await;
+    let (_, body) = sim
+        .post(&format!("/sim/phones/{PHONE_B}/read"), json!({}))
+        .await;
+    assert_eq!(body, json!({ "read": 2 }));
+
+    device.reconnect(Transport::attach(&sim.network)).await;
+    device.resume_ok().await;
+    // The latest receipt of each message, once: the unstored one and the new READs.
+    let mut replayed: Vec<(String, Status)> = Vec::new();
+    for _ in 0..2 {
+        let receipt = receipt(device.next().await);
+        replayed.push((receipt.message_id.clone(), receipt.status()));
+    }
+    replayed.sort();
+    assert_eq!(
+        replayed,
+        [
+            ("m-kept".to_owned(), Status::Read),
+            ("m-lost".to_owned(), Status::Read)
+        ]
+    );
+    device.ack_receipt("m-kept", Status::Read).await;
+    device.ack_receipt("m-lost", Status::Read).await;
+
+    // Stored now: the next resume replays nothing, and new traffic flows as usual.
+    device.reconnect(Transport::attach(&sim.network)).await;
+    device.resume_ok().await;
+    device.send_text("m-new", PHONE_B, "after").await;
+    assert_eq!(
+        statuses(&mut device, "m-new", 2).await,
+        [Status::Sent, Status::Delivered]
+    );
 }
 
 #[tokio::test]
@@ -567,6 +614,7 @@ async fn a_banned_number_cannot_send() {
         (failed.status(), failed.error.as_str()),
         (Status::Failed, "banned")
     );
+    device.ack_receipt("m-banned", Status::Failed).await;
     assert!(sim.network.inbox(PHONE_B).unwrap().is_empty());
 
     // A resume during the ban is told again, and so is a new device of the number.

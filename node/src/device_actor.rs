@@ -885,6 +885,7 @@ impl DeviceState {
         error: Option<String>,
         at_ms: i64,
     ) -> Result<(), ActorProcessingErr> {
+        let link_status = status;
         let status = match status {
             ReceiptStatus::Sent => MessageStatus::Sent,
             ReceiptStatus::Delivered => MessageStatus::Delivered,
@@ -894,6 +895,7 @@ impl DeviceState {
         let was_in_flight = self.in_flight.remove(&message_id);
         let before = self.ctx.store.get_message(&self.id, &message_id).await?;
         let Some(before) = before else {
+            self.ack_receipt(message_id, link_status);
             return Ok(());
         };
         if before.status == MessageStatus::Queued && status != MessageStatus::Queued {
@@ -902,6 +904,7 @@ impl DeviceState {
                 let _ = limiter.cast(LimiterMsg::Settled);
             }
         }
+        let message_id_for_ack = message_id.clone();
         if before.status.may_advance_to(status) {
             let at_ms = if at_ms > 0 { at_ms } else { now_ms() };
             if let Some(after) = self
@@ -924,10 +927,18 @@ impl DeviceState {
                     .publish(&self.id, EventKind::MessageStatus, data);
             }
         }
+        // Stored (or already further along): the network need not tell it again.
+        self.ack_receipt(message_id_for_ack, link_status);
         if was_in_flight && self.backlog {
             self.drain(myself).await?;
         }
         Ok(())
+    }
+
+    fn ack_receipt(&mut self, message_id: String, status: ReceiptStatus) {
+        if let Some(session) = self.session.as_mut() {
+            let _ = session.command(LinkCommand::AckReceipt { message_id, status });
+        }
     }
 
     async fn on_inbound(

@@ -213,6 +213,14 @@ impl<'p, P: Port> Connection<'p, P> {
             (Some(In::Send(message)), "ready") => self.on_send(message).await,
             (Some(In::InboundAck(ack)), "ready") => self.on_ack(ack),
             (Some(In::Logout(_)), "ready") => self.on_logout().await,
+            (Some(In::ReceiptAck(ack)), "ready") => {
+                if let Stage::Ready { link_id } = &self.stage {
+                    self.network
+                        .state()
+                        .ack_receipt(link_id, &ack.message_id, ack.status);
+                }
+                Flow::Continue
+            }
             (kind, stage) => {
                 let detail = format!(
                     "{} is not expected while {stage}",
@@ -409,6 +417,7 @@ impl<'p, P: Port> Connection<'p, P> {
             frames.push(Kind::Banned(Banned { until_ms }));
         }
         frames.extend(resumed.pending.into_iter().map(Kind::Inbound));
+        frames.extend(resumed.receipts.into_iter().map(Kind::Receipt));
         for frame in frames {
             if self.send(frame).await == Flow::Close {
                 return Flow::Close;
@@ -524,6 +533,7 @@ fn frame_name(kind: Option<&client_frame::Kind>) -> &'static str {
         Some(In::Send(_)) => "SendMessage",
         Some(In::InboundAck(_)) => "InboundAck",
         Some(In::Logout(_)) => "Logout",
+        Some(In::ReceiptAck(_)) => "ReceiptAck",
     }
 }
 

@@ -2,9 +2,10 @@
 //! A link outlives its connections; an unlinked one stays as a tombstone so that a
 //! later resume is told `LOGGED_OUT` rather than `UNKNOWN_LINK`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use wafleet_protocol::sim::Inbound;
+use wafleet_protocol::sim::receipt::Status;
+use wafleet_protocol::sim::{Inbound, Receipt};
 
 use super::connection::{ConnHandle, ConnId};
 
@@ -26,6 +27,22 @@ pub(crate) struct Link {
     pub(crate) pending: Vec<Inbound>,
     /// Where each message id this link sent landed: deduplication and receipt replay.
     pub(crate) sent: HashMap<String, InboxRef>,
+    /// The latest receipt of each message the device has not acknowledged storing;
+    /// replayed on each resume (WhatsApp keeps receipts for a device that was offline).
+    unacked: BTreeMap<String, Receipt>,
+}
+
+/// Most receipts a link keeps unacknowledged; past that the oldest ids are forgotten.
+const MAX_UNACKED: usize = 100_000;
+
+/// How far along a message a receipt is: a later receipt replaces an earlier one.
+fn rank(status: i32) -> u8 {
+    match Status::try_from(status) {
+        Ok(Status::Sent) => 1,
+        Ok(Status::Delivered) => 2,
+        Ok(Status::Read | Status::Failed) => 3,
+        _ => 0,
+    }
 }
 
 /// The place of a message in a phone's inbox.
@@ -46,7 +63,39 @@ impl Link {
             conn: None,
             pending: Vec::new(),
             sent: HashMap::new(),
+            unacked: BTreeMap::new(),
         }
+    }
+
+    /// The device is told `receipt` (now, or on its next resume) until it acks it.
+    pub(crate) fn owe(&mut self, receipt: &Receipt) {
+        // A later status replaces an earlier one; anything replaces FAILED (a retry).
+        let later = self.unacked.get(&receipt.message_id).is_none_or(|owed| {
+            rank(receipt.status) >= rank(owed.status) || owed.status == Status::Failed as i32
+        });
+        if later {
+            self.unacked
+                .insert(receipt.message_id.clone(), receipt.clone());
+        }
+        while self.unacked.len() > MAX_UNACKED {
+            self.unacked.pop_first();
+        }
+    }
+
+    /// The device stored `status` of `message_id`: forget what it covers.
+    pub(crate) fn acked(&mut self, message_id: &str, status: i32) {
+        if self
+            .unacked
+            .get(message_id)
+            .is_some_and(|owed| rank(status) >= rank(owed.status))
+        {
+            self.unacked.remove(message_id);
+        }
+    }
+
+    /// The receipts to replay on a resume, by message id.
+    pub(crate) fn unacked(&self) -> Vec<Receipt> {
+        self.unacked.values().cloned().collect()
     }
 
     /// The ready connection of this link, if any.
@@ -124,6 +173,7 @@ impl Links {
         let link = self.by_id.get_mut(link_id).filter(|link| !link.unlinked)?;
         link.unlinked = true;
         link.pending = Vec::new();
+        link.unacked.clear();
         let conn = link.conn.take();
         if conn.is_some() {
             self.connected -= 1;
@@ -147,6 +197,7 @@ impl Links {
             if let Some(link) = self.by_id.get_mut(&link_id) {
                 link.unlinked = true;
                 link.pending = Vec::new();
+                link.unacked.clear();
                 let conn = link.conn.take();
                 if conn.is_some() {
                     self.connected -= 1;

@@ -49,6 +49,8 @@ pub(crate) struct Resumed {
     pub(crate) phone: String,
     /// Inbound messages still unacknowledged, oldest first.
     pub(crate) pending: Vec<Inbound>,
+    /// Receipts the device has not acknowledged storing, by message id.
+    pub(crate) receipts: Vec<Receipt>,
     /// End of the ban on the account, if one is in force.
     pub(crate) banned_until_ms: Option<i64>,
 }
@@ -245,6 +247,7 @@ impl State {
         Ok(Resumed {
             phone: link.phone.clone(),
             pending: link.pending.clone(),
+            receipts: link.unacked(),
             banned_until_ms,
         })
     }
@@ -266,8 +269,23 @@ impl State {
 
     // ---- traffic of a ready connection ---------------------------------------------
 
-    /// A linked device sends a message: the receipts to answer with.
+    /// A linked device sends a message: the receipts to answer with (owed to the device
+    /// until it acknowledges them).
     pub(crate) fn send_message(
+        &mut self,
+        link_id: &str,
+        conn: ConnId,
+        message: &SendMessage,
+        now_ms: i64,
+    ) -> Result<Vec<Receipt>, Stale> {
+        let receipts = self.land_message(link_id, conn, message, now_ms)?;
+        if let (Some(last), Some(link)) = (receipts.last(), self.links.get_mut(link_id)) {
+            link.owe(last);
+        }
+        Ok(receipts)
+    }
+
+    fn land_message(
         &mut self,
         link_id: &str,
         conn: ConnId,
@@ -347,6 +365,13 @@ impl State {
         Receipt {
             error: error.to_owned(),
             ..receipt(message_id, Status::Failed, now_ms)
+        }
+    }
+
+    /// The device stored a receipt: stop replaying it.
+    pub(crate) fn ack_receipt(&mut self, link_id: &str, message_id: &str, status: i32) {
+        if let Some(link) = self.links.get_mut(link_id) {
+            link.acked(message_id, status);
         }
     }
 
@@ -435,9 +460,16 @@ impl State {
             return Ok(0);
         }
         for (sender_link, message_id) in &newly_read {
-            let sender = self.links.get(sender_link).filter(|link| !link.unlinked);
-            if let Some(conn) = sender.and_then(Link::conn) {
-                let read = receipt(message_id, Status::Read, now_ms);
+            let Some(sender) = self
+                .links
+                .get_mut(sender_link)
+                .filter(|link| !link.unlinked)
+            else {
+                continue;
+            };
+            let read = receipt(message_id, Status::Read, now_ms);
+            sender.owe(&read);
+            if let Some(conn) = sender.conn() {
                 conn.send(Command::Frame(Box::new(Kind::Receipt(read))));
             }
         }

@@ -10,8 +10,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async, tungsten
 use wafleet_load::sim::{Network, SimConnection};
 use wafleet_protocol::{
     sim::{
-        ClientFrame, Hello, InboundAck, PairCodeRequest, Proof, QrCode, SendMessage, ServerFrame,
-        client_frame::Kind as Out, server_frame::Kind as In,
+        ClientFrame, Hello, InboundAck, PairCodeRequest, Proof, QrCode, ReceiptAck, SendMessage,
+        ServerFrame, client_frame::Kind as Out, server_frame::Kind as In,
     },
     sim_proof_mac,
 };
@@ -229,6 +229,19 @@ impl Device {
             text: text.to_owned(),
         };
         self.send(Out::Send(message)).await;
+    }
+
+    /// The device stored `status` of a message it sent.
+    pub(crate) async fn ack_receipt(
+        &mut self,
+        message_id: &str,
+        status: wafleet_protocol::sim::receipt::Status,
+    ) {
+        let ack = ReceiptAck {
+            message_id: message_id.to_owned(),
+            status: status as i32,
+        };
+        self.send(Out::ReceiptAck(ack)).await;
     }
 
     pub(crate) async fn ack(&mut self, message_id: &str) {

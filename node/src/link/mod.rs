@@ -94,6 +94,11 @@ pub enum LinkCommand {
     },
     /// An inbound message is stored; the network may forget it.
     AckInbound { message_id: String },
+    /// A receipt is stored (or was stale): the network need not tell it again.
+    AckReceipt {
+        message_id: String,
+        status: ReceiptStatus,
+    },
     /// The operator logs the device out: tell the network to unlink it (answered when
     /// it is done or has failed; the device forgets its credentials either way).
     Logout { reply: oneshot::Sender<()> },

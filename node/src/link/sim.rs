@@ -203,6 +203,18 @@ impl LinkSession for SimSession {
             LinkCommand::AckInbound { message_id } => {
                 client_frame::Kind::InboundAck(sim::InboundAck { message_id })
             }
+            LinkCommand::AckReceipt { message_id, status } => {
+                let status = match status {
+                    ReceiptStatus::Sent => sim::receipt::Status::Sent,
+                    ReceiptStatus::Delivered => sim::receipt::Status::Delivered,
+                    ReceiptStatus::Read => sim::receipt::Status::Read,
+                    ReceiptStatus::Failed => sim::receipt::Status::Failed,
+                };
+                client_frame::Kind::ReceiptAck(sim::ReceiptAck {
+                    message_id,
+                    status: status as i32,
+                })
+            }
             // Answered when the sim has unlinked the device and closed the connection.
             LinkCommand::Logout { reply } => {
                 self.pending

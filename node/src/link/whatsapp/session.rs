@@ -381,6 +381,8 @@ impl Session {
             }
             // Stored: the durability hook may let whatsapp-rust acknowledge it.
             LinkCommand::AckInbound { message_id } => self.unstored.stored(&message_id),
+            // whatsapp-rust acknowledges receipts to WhatsApp itself.
+            LinkCommand::AckReceipt { .. } => {}
             LinkCommand::Logout { reply } => {
                 let client = self.client.clone();
                 self.tasks.spawn(async move {
