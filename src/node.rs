@@ -31,7 +31,8 @@ pub(crate) async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let settings = NodeSettings::load(&config)?;
-    let store: Arc<dyn Store> = crate::store::open(&settings.store).await?;
+    let store: Arc<dyn Store> =
+        crate::store::open(&settings.store, settings.cluster.shards).await?;
     // Every node must open every device's credentials: one master key for the cluster,
     // from the environment, or kept beside the shared SQLite file.
     let key_dir = settings
