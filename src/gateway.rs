@@ -33,7 +33,8 @@ pub(crate) async fn run(
         .ok()
         .filter(|k| !k.trim().is_empty())
         .context("a gateway needs WAFLEET_ADMIN_KEY (the same on every replica)")?;
-    let store: Arc<dyn Store> = crate::store::open(&settings.store).await?;
+    let store: Arc<dyn Store> =
+        crate::store::open(&settings.store, settings.cluster.shards).await?;
     let bus = EventBus::redis(RedisBusConfig {
         per_device_cap: settings.redis.stream_max_len as usize,
         ..RedisBusConfig::new(settings.redis.url.clone())

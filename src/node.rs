@@ -38,7 +38,8 @@ pub(crate) async fn run(
         &settings.store,
         std::env::var("WAFLEET_MASTER_KEY").ok().as_deref(),
     )?;
-    let store: Arc<dyn Store> = crate::store::open(&settings.store).await?;
+    let store: Arc<dyn Store> =
+        crate::store::open(&settings.store, settings.cluster.shards).await?;
     let bus = EventBus::redis(RedisBusConfig {
         per_device_cap: settings.redis.stream_max_len as usize,
         ..RedisBusConfig::new(settings.redis.url.clone())

@@ -9,12 +9,14 @@ use wafleet_node::store::scylla::schema::KeyspaceOptions;
 use wafleet_node::store::{MeteredStore, ScyllaConfig, ScyllaStore, SqliteStore, Store};
 
 /// The configured store, ready: SQLite opened and migrated, or ScyllaDB connected with
-/// its keyspace and tables created or migrated.
-pub(crate) async fn open(settings: &StoreSettings) -> anyhow::Result<Arc<dyn Store>> {
+/// its keyspace and tables created or migrated. `shards` is the cluster's shard count
+/// (`cluster.shards`): the store records it the first time and refuses another one.
+pub(crate) async fn open(settings: &StoreSettings, shards: u32) -> anyhow::Result<Arc<dyn Store>> {
     let store: Arc<dyn Store> = match settings.kind {
-        StoreKind::Sqlite => {
-            Arc::new(SqliteStore::open(&settings.sqlite.path).context("cannot open the store")?)
-        }
+        StoreKind::Sqlite => Arc::new(
+            SqliteStore::open_with_shards(&settings.sqlite.path, shards)
+                .context("cannot open the store")?,
+        ),
         StoreKind::Scylla => {
             let scylla = &settings.scylla;
             let config = ScyllaConfig {
@@ -27,6 +29,7 @@ pub(crate) async fn open(settings: &StoreSettings) -> anyhow::Result<Arc<dyn Sto
                 local_dc: scylla.local_dc.clone(),
                 request_timeout: scylla.request_timeout_ms,
                 connect_timeout: scylla.connect_timeout_ms,
+                shards,
             };
             Arc::new(
                 ScyllaStore::connect(&config)

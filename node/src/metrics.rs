@@ -105,9 +105,16 @@ pub const RECOVERY_OUTCOMES: [&str; 6] = [
 
 /// Store error kinds counted in [`STORE_ERRORS`]: `unavailable` and `corrupt` are
 /// failures of the store; `conflict`, `not_found` and `fenced` are answers the caller
-/// asked for (a duplicate id, a stale owner) and are counted to see their rate.
-pub const STORE_ERROR_KINDS: [&str; 5] =
-    ["unavailable", "corrupt", "conflict", "not_found", "fenced"];
+/// asked for (a duplicate id, a stale owner) and are counted to see their rate;
+/// `misconfigured` only comes from opening a store (so it is never counted in practice).
+pub const STORE_ERROR_KINDS: [&str; 6] = [
+    "unavailable",
+    "corrupt",
+    "conflict",
+    "not_found",
+    "fenced",
+    "misconfigured",
+];
 
 /// Decisions counted in [`RATE_LIMIT_DECISIONS`].
 const RATE_LIMIT_OUTCOMES: [&str; 3] = ["allowed", "delayed", "refused"];
@@ -352,6 +359,7 @@ pub(crate) fn store_call(operation: &'static str, took: Duration, error: Option<
             StoreError::Conflict { .. } => "conflict",
             StoreError::NotFound { .. } => "not_found",
             StoreError::Fenced { .. } => "fenced",
+            StoreError::Misconfigured(_) => "misconfigured",
         };
         counter!(STORE_ERRORS, "operation" => operation, "kind" => kind).increment(1);
     }

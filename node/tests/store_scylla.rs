@@ -33,6 +33,7 @@ fn config(uris: Vec<String>, keyspace: &str) -> ScyllaConfig {
         local_dc: None,
         request_timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_millis(500),
+        shards: 1024,
     }
 }
 

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use wafleet_cluster_config::shard_of;
 use wafleet_node::store::sqlite::SCHEMA_VERSION;
 use wafleet_node::store::{
     Acquired, DevicePatch, DeviceRecord, DeviceStatus, Direction, Fence, InsertOutcome, Lease,
-    MessageRecord, MessageStatus, SealedBlob, SqliteStore, Store, StoreError, TrustLevel,
-    conformance,
+    MessageRecord, MessageStatus, SHARDS_SETTING, SealedBlob, SqliteStore, Store, StoreError,
+    TrustLevel, conformance,
 };
 
 fn fresh_db() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -181,6 +182,211 @@ async fn two_stores_on_one_file_see_each_others_writes() {
             .expect("queued")
             .is_empty()
     );
+}
+
+/// The schema of a version 3 file, as that version created it (steps 1 to 3).
+const VERSION_3_DDL: &str = "
+    CREATE TABLE devices (
+        id                   TEXT    NOT NULL PRIMARY KEY,
+        name                 TEXT    NOT NULL,
+        tenant               TEXT    NOT NULL,
+        status               TEXT    NOT NULL,
+        status_reason        TEXT,
+        trust_level          TEXT    NOT NULL,
+        phone                TEXT,
+        webhook              TEXT,
+        desired_running      INTEGER NOT NULL,
+        created_at_ms        INTEGER NOT NULL,
+        updated_at_ms        INTEGER NOT NULL,
+        last_connected_at_ms INTEGER
+    ) STRICT;
+    CREATE INDEX devices_by_status ON devices (status, id);
+    CREATE INDEX devices_by_desired_running ON devices (desired_running, id);
+    CREATE TABLE link_state (
+        device_id   TEXT    NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+        namespace   TEXT    NOT NULL,
+        key         TEXT    NOT NULL,
+        key_version INTEGER NOT NULL,
+        value       BLOB    NOT NULL,
+        PRIMARY KEY (device_id, namespace, key)
+    ) STRICT;
+    CREATE TABLE messages (
+        device_id       TEXT    NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+        id              TEXT    NOT NULL,
+        direction       TEXT    NOT NULL,
+        peer_phone      TEXT    NOT NULL,
+        text            TEXT    NOT NULL,
+        status          TEXT    NOT NULL,
+        error           TEXT,
+        idempotency_key TEXT,
+        created_at_ms   INTEGER NOT NULL,
+        not_before_ms   INTEGER,
+        sent_at_ms      INTEGER,
+        delivered_at_ms INTEGER,
+        read_at_ms      INTEGER,
+        failed_at_ms    INTEGER,
+        PRIMARY KEY (device_id, id)
+    ) STRICT;
+    CREATE UNIQUE INDEX messages_by_idempotency_key ON messages (device_id, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX messages_queued ON messages (device_id, created_at_ms, id)
+        WHERE status = 'queued' AND direction = 'outbound';
+    CREATE TABLE leases (
+        shard         INTEGER NOT NULL PRIMARY KEY,
+        holder        TEXT,
+        epoch         INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX messages_outbound_by_time ON messages (device_id, created_at_ms)
+        WHERE direction = 'outbound';
+    CREATE TABLE settings (
+        key           TEXT    NOT NULL PRIMARY KEY,
+        value         TEXT    NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+    ) STRICT;
+    PRAGMA user_version = 3;";
+
+/// A version 3 file (no shards) with `devices` devices, every third not wanted running,
+/// one link-state record and one message each.
+fn version_3_file(path: &std::path::Path, devices: usize) -> Vec<(String, bool)> {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    let conn = rusqlite::Connection::open(path).expect("raw open");
+    conn.execute_batch(VERSION_3_DDL).expect("version 3 schema");
+    let mut rows = Vec::new();
+    for i in 0..devices {
+        let id = format!("device-{i:03}");
+        let desired_running = i % 3 != 0;
+        conn.execute(
+            "INSERT INTO devices (id, name, tenant, status, status_reason, trust_level, phone,
+                webhook, desired_running, created_at_ms, updated_at_ms, last_connected_at_ms)
+             VALUES (?1, 'n', 'default', 'READY', NULL, 'trusted', NULL, NULL, ?2, 1, 1, NULL)",
+            rusqlite::params![id, desired_running],
+        )
+        .expect("a version 3 device");
+        conn.execute(
+            "INSERT INTO link_state (device_id, namespace, key, key_version, value)
+             VALUES (?1, 'creds', 'noise', 1, x'0102')",
+            [&id],
+        )
+        .expect("a version 3 link state");
+        conn.execute(
+            "INSERT INTO messages (device_id, id, direction, peer_phone, text, status,
+                created_at_ms)
+             VALUES (?1, 'm1', 'outbound', '+1', 'hi', 'queued', 5)",
+            [&id],
+        )
+        .expect("a version 3 message");
+        rows.push((id, desired_running));
+    }
+    rows
+}
+
+/// Opening a version 3 file places its existing devices in shards (computed in Rust: the
+/// hash is not SQL), records the shard count, and keeps every row.
+#[tokio::test]
+async fn a_version_3_file_gains_device_shards_and_keeps_its_data() {
+    const SHARDS: u32 = 16;
+    let (_dir, path) = fresh_db();
+    let rows = version_3_file(&path, 60);
+    assert_eq!(user_version(&path), 3);
+
+    let store = SqliteStore::open_with_shards(&path, SHARDS).expect("open migrates");
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+    assert_eq!(store.shards(), SHARDS);
+    let recorded = store.get_setting(SHARDS_SETTING).await.expect("setting");
+    assert_eq!(recorded.map(|s| s.value), Some(SHARDS.to_string()));
+
+    let raw = rusqlite::Connection::open(&path).expect("raw open");
+    for (id, _) in &rows {
+        let shard: u32 = raw
+            .query_row("SELECT shard FROM devices WHERE id = ?1", [id], |row| {
+                row.get(0)
+            })
+            .expect("shard");
+        assert_eq!(shard, shard_of(id, SHARDS), "{id}");
+    }
+    for shard in 0..SHARDS {
+        let expected: Vec<&String> = rows
+            .iter()
+            .filter(|(id, wanted)| *wanted && shard_of(id, SHARDS) == shard)
+            .map(|(id, _)| id)
+            .collect();
+        let listed = store
+            .wanted_devices_in_shards(&[shard])
+            .await
+            .expect("wanted");
+        assert_eq!(listed.iter().collect::<Vec<_>>(), expected, "shard {shard}");
+    }
+    let all: Vec<u32> = (0..SHARDS).collect();
+    let wanted = rows.iter().filter(|(_, wanted)| *wanted).count();
+    assert_eq!(
+        store
+            .wanted_devices_in_shards(&all)
+            .await
+            .expect("all")
+            .len(),
+        wanted
+    );
+
+    // The old rows are all still there, and new devices get their shard too.
+    let (id, _) = &rows[0];
+    assert!(store.get_device(id).await.expect("get").is_some());
+    assert!(
+        store
+            .get_link_state(id, "creds", "noise")
+            .await
+            .expect("link state")
+            .is_some()
+    );
+    assert_eq!(
+        store.queued_messages(id, 10).await.expect("queued").len(),
+        1
+    );
+    store.create_device(&device("new")).await.expect("create");
+    assert!(
+        store
+            .wanted_devices_in_shards(&[shard_of("new", SHARDS)])
+            .await
+            .expect("wanted")
+            .contains(&"new".to_owned())
+    );
+
+    // Reopening finds nothing to migrate and the same count; the contract holds with a
+    // small shard count too.
+    drop(store);
+    let store = SqliteStore::open_with_shards(&path, SHARDS).expect("reopen");
+    assert_eq!(
+        store
+            .wanted_devices_in_shards(&all)
+            .await
+            .expect("all")
+            .len(),
+        wanted + 1
+    );
+    conformance::check_wanted_devices_in_shards(&store).await;
+}
+
+/// A store placed with one shard count refuses to open with another, whether it was
+/// created so or migrated so, and says why; the file is left as it was.
+#[test]
+fn another_shard_count_is_refused() {
+    let (_dir, path) = fresh_db();
+    drop(SqliteStore::open_with_shards(&path, 64).expect("create with 64"));
+    let (_dir3, path3) = fresh_db();
+    version_3_file(&path3, 3);
+    drop(SqliteStore::open_with_shards(&path3, 64).expect("migrate with 64"));
+    for path in [&path, &path3] {
+        match SqliteStore::open(path) {
+            Err(StoreError::Misconfigured(message)) => {
+                for needle in ["64 shards", "cluster.shards = 1024", "both own"] {
+                    assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+                }
+            }
+            other => panic!("expected Misconfigured, got {other:?}"),
+        }
+        let store = SqliteStore::open_with_shards(path, 64).expect("the right count");
+        assert_eq!(store.shards(), 64);
+    }
 }
 
 #[tokio::test]

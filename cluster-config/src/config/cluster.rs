@@ -45,6 +45,10 @@ pub struct ClusterSettings {
 }
 
 impl ClusterSettings {
+    /// `shards` when the file does not say: also the shard count of processes that have
+    /// no `[cluster]` section (`wafleet standalone`) and of stores opened without one.
+    pub const DEFAULT_SHARDS: u32 = 1024;
+
     /// Settings with `cookie` and every other key at its default (for tests and tools;
     /// processes load theirs from a file).
     pub fn with_cookie(cookie: impl Into<String>) -> ClusterSettings {
@@ -92,7 +96,7 @@ impl ClusterSettings {
 }
 
 fn default_shards() -> u32 {
-    1024
+    ClusterSettings::DEFAULT_SHARDS
 }
 
 fn default_heartbeat_interval() -> Duration {

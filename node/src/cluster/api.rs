@@ -375,6 +375,9 @@ fn store_failure(error: StoreError) -> pb::StoreFailure {
         StoreError::NotFound { what } => StoreKind::NotFound(what),
         StoreError::Unavailable(detail) => StoreKind::Unavailable(detail),
         StoreError::Corrupt(detail) => StoreKind::Corrupt(detail),
+        // Only opening a store fails this way, never a call a peer asked for; the wire
+        // has no kind of its own for it.
+        error @ StoreError::Misconfigured(_) => StoreKind::Corrupt(error.to_string()),
         StoreError::Fenced {
             shard,
             epoch,

@@ -9,10 +9,12 @@
 //!    devices stopped at once — a node never serves a shard it may no longer hold;
 //! 3. acquires the shards placed here that it does not hold yet (a dead node's leases
 //!    are granted once they expire) and starts their devices wanted running, under the
-//!    lease's fence. Starts are paced by the fleet's connect gate. A shard whose lease
-//!    its previous holder never released is a takeover: its devices are recoveries,
-//!    timed from the moment the shard was first placed here until each is READY
-//!    (`wafleet_node_lease_takeovers_total`, `wafleet_node_recovery_duration_seconds`);
+//!    lease's fence; only the granted shards' devices are read
+//!    ([`Store::wanted_devices_in_shards`]). Starts are paced by the fleet's connect
+//!    gate. A shard whose lease its previous holder never released is a takeover: its
+//!    devices are recoveries, timed from the moment the shard was first placed here
+//!    until each is READY (`wafleet_node_lease_takeovers_total`,
+//!    `wafleet_node_recovery_duration_seconds`);
 //! 4. nudges its devices that have queued messages (accepted by a gateway while the
 //!    device was between owners) to send them.
 
@@ -28,7 +30,7 @@ use super::ownership::{Ownership, OwnershipCheck};
 use crate::Fleet;
 use crate::clock::now_ms;
 use crate::metrics;
-use crate::store::{Acquired, DeviceQuery, Fence, Store};
+use crate::store::{Acquired, Fence, Store};
 
 /// Timings of the keeper.
 #[derive(Debug, Clone)]
@@ -318,7 +320,7 @@ async fn acquire(
     }
     let fences: HashMap<u32, Fence> = granted.iter().map(|f| (f.shard, *f)).collect();
     let mut started_devices = 0u64;
-    for id in wanted_devices(store).await {
+    for id in wanted_devices(store, &fences).await {
         let shard = shard_of(&id, shards);
         if let Some(fence) = fences.get(&shard) {
             let run = match recovering.get(&shard) {
@@ -329,6 +331,10 @@ async fn acquire(
                 Ok(()) => started_devices += 1,
                 Err(error) => warn!(device_id = %id, %error, "cannot start device"),
             }
+        } else {
+            // Not expected: the store places devices with this node's shard count (it
+            // refuses to open with another).
+            warn!(device_id = %id, shard, "store listed a device of a shard not asked for");
         }
     }
     info!(
@@ -357,29 +363,16 @@ async fn unreleased_leases(store: &Arc<dyn Store>, shards: &[u32]) -> HashSet<u3
     }
 }
 
-/// Devices wanted running, all of them (paged).
-async fn wanted_devices(store: &Arc<dyn Store>) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let query = DeviceQuery {
-            desired_running: Some(true),
-            after: after.take(),
-            limit: 1000,
-            ..DeviceQuery::default()
-        };
-        match store.list_devices(&query).await {
-            Ok(page) => {
-                out.extend(page.devices.into_iter().map(|d| d.id));
-                match page.next_after {
-                    Some(next) => after = Some(next),
-                    None => return out,
-                }
-            }
-            Err(error) => {
-                warn!(%error, "cannot list devices");
-                return out;
-            }
+/// The devices wanted running in the granted shards: the store reads only those shards'
+/// devices. Empty (and logged) when they cannot be read.
+async fn wanted_devices(store: &Arc<dyn Store>, granted: &HashMap<u32, Fence>) -> Vec<String> {
+    let mut shards: Vec<u32> = granted.keys().copied().collect();
+    shards.sort_unstable();
+    match store.wanted_devices_in_shards(&shards).await {
+        Ok(ids) => ids,
+        Err(error) => {
+            warn!(%error, shards = shards.len(), "cannot list the devices of granted shards");
+            Vec::new()
         }
     }
 }

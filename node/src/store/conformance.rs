@@ -10,11 +10,12 @@
 //! [`check_device_counts`] compares counts before and after, so no other writer may
 //! create, delete or re-status devices while it runs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
 
 use futures_util::future::join_all;
 use uuid::Uuid;
+use wafleet_cluster_config::shard_of;
 
 use super::{
     Acquired, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction, Fence,
@@ -28,6 +29,7 @@ pub async fn run_all(store: &dyn Store) {
     check_device_list(store).await;
     check_device_counts(store).await;
     check_device_delete_cascades(store).await;
+    check_wanted_devices_in_shards(store).await;
     check_link_state_put_get_list(store).await;
     check_link_state_isolation(store).await;
     check_link_state_unknown_device(store).await;
@@ -763,6 +765,123 @@ pub async fn check_device_delete_cascades(store: &dyn Store) {
         store.delete_device(&format!("{p}-never")).await,
         "delete"
     ));
+}
+
+/// `wanted_devices_in_shards` lists exactly the devices wanted running whose shard
+/// (`shard_of(id, store.shards())`) was asked for, ids ascending and each once: no device
+/// of another shard, none with `desired_running = false`, none deleted; patches of
+/// `desired_running` show at once, both ways. Other devices of the same shards (other
+/// checks, other runs) may be listed too: they are only checked to be in those shards.
+pub async fn check_wanted_devices_in_shards(store: &dyn Store) {
+    let p = fresh_prefix();
+    let count = store.shards();
+    assert!(count > 0, "a store places devices in at least one shard");
+    let shard = |id: &str| shard_of(id, count);
+
+    // What this check's devices are: id → desired_running, for those that exist.
+    let mut model: BTreeMap<String, bool> = BTreeMap::new();
+    for i in 0..24 {
+        let id = format!("{p}-{i:02}");
+        let desired_running = i % 3 != 0;
+        create(
+            store,
+            &DeviceRecord {
+                desired_running,
+                ..device(&id)
+            },
+        )
+        .await;
+        model.insert(id, desired_running);
+    }
+    let ids: Vec<String> = model.keys().cloned().collect();
+    // The shards of the first half of the devices; the second half is mostly elsewhere.
+    let asked: BTreeSet<u32> = ids[..12].iter().map(|id| shard(id)).collect();
+    if count >= 64 {
+        assert!(
+            ids.iter().any(|id| !asked.contains(&shard(id))),
+            "no device outside the asked shards: the check would prove nothing"
+        );
+    }
+
+    let check = async |model: &BTreeMap<String, bool>, asked: &BTreeSet<u32>, what: &str| {
+        // Each shard twice and one past the last, which has no device.
+        let mut request: Vec<u32> = asked.iter().chain(asked.iter()).copied().collect();
+        request.push(count);
+        let listed = ok(store.wanted_devices_in_shards(&request).await, what);
+        assert!(
+            listed.windows(2).all(|w| w[0] < w[1]),
+            "{what}: ids not ascending or listed twice: {listed:?}"
+        );
+        for id in &listed {
+            assert!(
+                asked.contains(&shard(id)),
+                "{what}: {id} is in shard {}, not asked for",
+                shard(id)
+            );
+        }
+        let ours: Vec<&String> = listed.iter().filter(|id| id.starts_with(&p)).collect();
+        let expected: Vec<&String> = model
+            .iter()
+            .filter(|(id, wanted)| **wanted && asked.contains(&shard(id)))
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(ours, expected, "{what}: this check's devices");
+    };
+
+    check(&model, &asked, "first half's shards").await;
+    let all: BTreeSet<u32> = ids.iter().map(|id| shard(id)).collect();
+    check(&model, &all, "every device's shard").await;
+    assert!(
+        ok(store.wanted_devices_in_shards(&[]).await, "no shards").is_empty(),
+        "no shard asked, devices listed"
+    );
+
+    // Patches of desired_running, both ways, and a patch of something else.
+    let (start, stop, rename) = (&ids[0], &ids[1], &ids[2]);
+    for (id, desired_running) in [(start, true), (stop, false)] {
+        let patch = DevicePatch {
+            desired_running: Some(desired_running),
+            ..DevicePatch::default()
+        };
+        ok(
+            store.patch_device(id, &patch, T0, None).await,
+            "patch desired_running",
+        );
+        model.insert(id.clone(), desired_running);
+    }
+    let patch = DevicePatch {
+        name: Some("renamed".to_owned()),
+        status: Some(DeviceStatus::Ready),
+        ..DevicePatch::default()
+    };
+    ok(store.patch_device(rename, &patch, T0, None).await, "rename");
+    check(&model, &all, "after patches").await;
+
+    // Deleted: gone, and a new device of the same id not wanted running stays unlisted.
+    let deleted = &ids[4];
+    assert!(model[deleted], "the device to delete is wanted running");
+    assert!(ok(store.delete_device(deleted).await, "delete"));
+    model.remove(deleted);
+    check(&model, &all, "after a delete").await;
+    create(store, &device(deleted)).await;
+    model.insert(deleted.clone(), false);
+    check(&model, &all, "after a delete and a create not running").await;
+    ok(
+        store
+            .patch_device(
+                deleted,
+                &DevicePatch {
+                    desired_running: Some(true),
+                    ..DevicePatch::default()
+                },
+                T0,
+                None,
+            )
+            .await,
+        "start the new device",
+    );
+    model.insert(deleted.clone(), true);
+    check(&model, &all, "after starting the new device").await;
 }
 
 // ---- link state ----

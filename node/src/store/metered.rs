@@ -15,12 +15,14 @@ use super::{
 use crate::metrics;
 
 /// Every operation label [`MeteredStore`] records: the methods of [`Store`] (the
-/// single-lease helpers are their bulk methods, counted as those).
+/// single-lease helpers are their bulk methods, counted as those; `shards`, which only
+/// returns a number the store holds, is not timed).
 pub const OPERATIONS: &[&str] = &[
     "create_device",
     "get_device",
     "patch_device",
     "list_devices",
+    "wanted_devices_in_shards",
     "count_devices_by_status",
     "delete_device",
     "put_link_state",
@@ -95,6 +97,18 @@ impl Store for MeteredStore {
     async fn list_devices(&self, query: &DeviceQuery) -> Result<DevicePage, StoreError> {
         self.timed("list_devices", self.inner.list_devices(query))
             .await
+    }
+
+    async fn wanted_devices_in_shards(&self, shards: &[u32]) -> Result<Vec<DeviceId>, StoreError> {
+        self.timed(
+            "wanted_devices_in_shards",
+            self.inner.wanted_devices_in_shards(shards),
+        )
+        .await
+    }
+
+    fn shards(&self) -> u32 {
+        self.inner.shards()
     }
 
     async fn count_devices_by_status(&self) -> Result<Vec<(DeviceStatus, u64)>, StoreError> {

@@ -81,6 +81,11 @@ pub enum StoreError {
     Unavailable(String),
     #[error("store data is invalid: {0}")]
     Corrupt(String),
+    /// The store refuses to be opened with this configuration (for instance a shard
+    /// count other than the one its devices were placed with). Only opening a store
+    /// returns it.
+    #[error("store refuses this configuration: {0}")]
+    Misconfigured(String),
     /// A fenced write whose epoch is not the shard's current one: the writer no longer
     /// owns the shard (it must stop serving its devices). Nothing was written.
     #[error("write fenced off: shard {shard} epoch {epoch} is not current (current: {current:?})")]
@@ -105,8 +110,16 @@ pub enum StoreError {
 /// nothing. A node whose lease was taken over therefore cannot overwrite the new
 /// owner's state, however late its writes arrive. Expiry alone does not fence (the store
 /// has no clock): a holder must stop serving when it cannot renew, and the next grant's
-/// epoch fences whatever it still writes. The store does not know which shard a device
-/// belongs to: the caller computes it (placement) and the fence names it.
+/// epoch fences whatever it still writes. A fence names its shard: the store does not
+/// check that the device belongs to it (the caller computes placement).
+///
+/// # Shards
+///
+/// A store is opened with the cluster's shard count S (`cluster.shards`), records it the
+/// first time, and refuses to be opened with another one ([`StoreError::Misconfigured`]):
+/// processes that disagree on S put a device in different shards, so two nodes would
+/// both own it. The store keeps each device's shard, `shard_of(id, S)`, so that
+/// [`Store::wanted_devices_in_shards`] reads only the devices of the shards asked for.
 ///
 /// Fenced, when the caller passes `Some(fence)`: the device's credentials and link
 /// state ([`Store::put_link_state`], [`Store::delete_link_state`],
@@ -144,6 +157,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// filtered by `status` and `desired_running` when given. `next_after` is the last id
     /// of the page when more rows may follow, else `None`.
     async fn list_devices(&self, query: &DeviceQuery) -> Result<DevicePage, StoreError>;
+    /// Devices with `desired_running = true` whose shard (`shard_of(id, self.shards())`)
+    /// is one of `shards`, ids ascending, each once: what a node starts when it takes
+    /// these shards. Reads only those shards' devices. Shards `>= self.shards()` have no
+    /// device.
+    async fn wanted_devices_in_shards(&self, shards: &[u32]) -> Result<Vec<DeviceId>, StoreError>;
+    /// The shard count S this store places devices in (see "Shards" above).
+    fn shards(&self) -> u32;
     /// Number of devices per status (statuses with no device may be absent).
     async fn count_devices_by_status(&self) -> Result<Vec<(DeviceStatus, u64)>, StoreError>;
     /// Deletes the device and everything it owns (link state, messages).
@@ -328,6 +348,30 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         let mut released = self.release_leases(holder, &[lease]).await?;
         one(released.pop(), "release_leases")
     }
+}
+
+/// The setting in which a store records its shard count S (a JSON number) the first time
+/// it is opened.
+pub const SHARDS_SETTING: &str = "shards";
+
+/// Checks the shard count recorded in [`SHARDS_SETTING`] against the one a process is
+/// configured with.
+fn check_shards(recorded: &str, configured: u32) -> Result<(), StoreError> {
+    let recorded: u32 = recorded.trim().parse().map_err(|_| {
+        StoreError::Corrupt(format!(
+            "setting {SHARDS_SETTING:?} is {recorded:?}, not a shard count"
+        ))
+    })?;
+    if recorded == configured {
+        return Ok(());
+    }
+    Err(StoreError::Misconfigured(format!(
+        "its devices are placed in {recorded} shards, and this process is configured with \
+         cluster.shards = {configured}. Processes that disagree on the shard count put a \
+         device in different shards, so two nodes would both own it: set cluster.shards = \
+         {recorded} in every process of the cluster (the count is fixed for the life of its \
+         store)"
+    )))
 }
 
 /// The single result of a bulk call made with one item.

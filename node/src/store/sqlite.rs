@@ -14,8 +14,15 @@
 //! fence in the same transaction as the write.
 //!
 //! The schema is a list of steps ([`SCHEMA_VERSION`] of them); `PRAGMA user_version`
-//! records how many a file has had, and opening a file applies the missing ones.
+//! records how many a file has had, and opening a file applies the missing ones. A step
+//! whose data SQL cannot compute has a Rust part ([`backfill`]) run in the same
+//! transaction.
+//!
+//! Each device row keeps its shard (`shard_of(id, S)`, S the store's shard count,
+//! recorded in the settings by the open that created or migrated the file), indexed with
+//! `desired_running`, so that a node taking shards over reads only their devices.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -23,12 +30,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::types::{FromSql, Value};
 use rusqlite::{Connection, Params, Row, TransactionBehavior, ffi, params, params_from_iter};
+use wafleet_cluster_config::{ClusterSettings, shard_of};
 
 use super::{
-    Acquired, DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction, Fence,
-    InsertOutcome, Lease, LeaseSlot, MessageRecord, MessageStatus, SealedBlob, Setting, Store,
-    StoreError, TrustLevel,
+    Acquired, DeviceId, DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus,
+    Direction, Fence, InsertOutcome, Lease, LeaseSlot, MessageRecord, MessageStatus,
+    SHARDS_SETTING, SealedBlob, Setting, Store, StoreError, TrustLevel, check_shards,
 };
+use crate::clock::now_ms;
 
 /// How long a call waits for another connection's write lock before it gives up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -102,7 +111,20 @@ const MIGRATIONS: &[&str] = &[
         value         TEXT    NOT NULL,
         updated_at_ms INTEGER NOT NULL
     ) STRICT;",
+    // 4: each device's shard, for recovery by shard (filled in by `backfill_shards`;
+    // SQLite cannot add a NOT NULL column without a default, so a trigger refuses new
+    // rows without one, such as those of a process built before this step).
+    "ALTER TABLE devices ADD COLUMN shard INTEGER;
+    CREATE INDEX devices_by_shard ON devices (shard, desired_running, id);
+    CREATE TRIGGER devices_have_a_shard BEFORE INSERT ON devices WHEN NEW.shard IS NULL
+    BEGIN
+        SELECT RAISE(ABORT, 'devices.shard is required since schema version 4: \
+this process is older than the store');
+    END;",
 ];
+
+/// The schema version from which device rows carry their shard.
+const SHARD_COLUMN_VERSION: u32 = 4;
 
 /// The schema version this build creates and understands (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -124,7 +146,7 @@ macro_rules! message_columns {
 const INSERT_DEVICE: &str = concat!(
     "INSERT INTO devices (",
     device_columns!(),
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+    ", shard) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
 );
 const SELECT_DEVICE: &str = concat!("SELECT ", device_columns!(), " FROM devices WHERE id = ?1");
 /// One statement for every patch: `?2k` says whether field k is set and `?2k+1` holds
@@ -144,6 +166,11 @@ const PATCH_DEVICE: &str = concat!(
      RETURNING ",
     device_columns!()
 );
+/// Walks the `devices_by_shard` index (its terms, literally), in id order.
+const WANTED_IN_SHARD: &str =
+    "SELECT id FROM devices WHERE shard = ?1 AND desired_running = 1 ORDER BY id";
+const DEVICES_WITHOUT_SHARD: &str = "SELECT id FROM devices WHERE shard IS NULL";
+const SET_DEVICE_SHARD: &str = "UPDATE devices SET shard = ?2 WHERE id = ?1";
 const COUNT_DEVICES_BY_STATUS: &str = "SELECT status, COUNT(*) FROM devices GROUP BY status";
 const DELETE_DEVICE: &str = "DELETE FROM devices WHERE id = ?1";
 
@@ -240,6 +267,8 @@ fn advance_statement(status: MessageStatus) -> Option<&'static str> {
 pub struct SqliteStore {
     /// The database file, for logs and errors.
     path: PathBuf,
+    /// The shard count devices are placed in (recorded in the file).
+    shards: u32,
     /// The one connection; every call takes it on a blocking thread.
     conn: Arc<Mutex<Connection>>,
 }
@@ -248,16 +277,31 @@ impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore")
             .field("path", &self.path)
+            .field("shards", &self.shards)
             .finish_non_exhaustive()
     }
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and its parent folder, and
-    /// brings its schema to [`SCHEMA_VERSION`]. Blocks: call it at start-up.
-    ///
-    /// A file whose schema is newer than this build is refused as `Corrupt`.
+    /// [`SqliteStore::open_with_shards`] with the default shard count
+    /// ([`ClusterSettings::DEFAULT_SHARDS`]): for processes without a `[cluster]` section
+    /// (standalone) and tests.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with_shards(path, ClusterSettings::DEFAULT_SHARDS)
+    }
+
+    /// Opens (creating if needed) the database at `path` and its parent folder, and
+    /// brings its schema to [`SCHEMA_VERSION`]; its devices are placed in `shards` shards
+    /// (`cluster.shards`). Blocks: call it at start-up.
+    ///
+    /// A file whose schema is newer than this build is refused as `Corrupt`; a file whose
+    /// devices were placed with another shard count as `Misconfigured`.
+    ///
+    /// # Panics
+    ///
+    /// If `shards` is 0 (the configuration refuses that value).
+    pub fn open_with_shards(path: &Path, shards: u32) -> Result<SqliteStore, StoreError> {
+        assert!(shards > 0, "a store needs at least one shard");
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
@@ -265,9 +309,10 @@ impl SqliteStore {
         }
         let mut conn = Connection::open(path).map_err(db_error)?;
         configure(&mut conn)?;
-        migrate(&mut conn, path)?;
+        migrate(&mut conn, path, shards)?;
         Ok(SqliteStore {
             path: path.to_owned(),
+            shards,
             conn: Arc::new(Mutex::new(conn)),
         })
     }
@@ -321,7 +366,11 @@ fn configure(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+/// Applies the missing schema steps and settles the shard count, in one transaction: a
+/// file that already records its shard count is checked against `shards` before any
+/// step; a file that did not have one yet (new, or older than
+/// [`SHARD_COLUMN_VERSION`]) has its devices placed with `shards` and records it.
+fn migrate(conn: &mut Connection, path: &Path, shards: u32) -> Result<(), StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_error)?;
@@ -334,15 +383,53 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             path.display()
         )));
     }
+    if current >= SHARD_COLUMN_VERSION {
+        let recorded = query_first(&tx, GET_SETTING, [SHARDS_SETTING], |row| column(row, 0))?;
+        let recorded: String = recorded.ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "{} has schema version {current} but records no shard count \
+                 (setting {SHARDS_SETTING:?})",
+                path.display()
+            ))
+        })?;
+        check_shards(&recorded, shards)?;
+    }
     for (done, step) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = done as u32 + 1;
         tx.execute_batch(step).map_err(db_error)?;
-        tracing::info!(path = %path.display(), version = done + 1, "applied schema step");
+        backfill(&tx, version, shards)?;
+        tracing::info!(path = %path.display(), version, "applied schema step");
+    }
+    if current < SHARD_COLUMN_VERSION {
+        execute(
+            &tx,
+            PUT_SETTING,
+            params![SHARDS_SETTING, shards.to_string(), now_ms()],
+        )
+        .map_err(db_error)?;
     }
     if current < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(db_error)?;
     }
     tx.commit().map_err(db_error)
+}
+
+/// The part of schema step `version` that SQL cannot do, run right after its SQL.
+fn backfill(conn: &Connection, version: u32, shards: u32) -> Result<(), StoreError> {
+    match version {
+        SHARD_COLUMN_VERSION => backfill_shards(conn, shards),
+        _ => Ok(()),
+    }
+}
+
+/// Step 4: the shard of every device that has none (XXH3 is not in SQL).
+fn backfill_shards(conn: &Connection, shards: u32) -> Result<(), StoreError> {
+    let ids: Vec<String> = query_all(conn, DEVICES_WITHOUT_SHARD, [], |row| column(row, 0))?;
+    for id in &ids {
+        execute(conn, SET_DEVICE_SHARD, params![id, shard_of(id, shards)]).map_err(db_error)?;
+    }
+    Ok(())
 }
 
 // ---- errors ----
@@ -603,6 +690,7 @@ fn list_devices_statement(query: &DeviceQuery) -> (String, Vec<Value>) {
 impl Store for SqliteStore {
     async fn create_device(&self, device: &DeviceRecord) -> Result<(), StoreError> {
         let d = device.clone();
+        let shard = shard_of(&d.id, self.shards);
         self.with_conn(move |conn| {
             let inserted = execute(
                 conn,
@@ -620,6 +708,7 @@ impl Store for SqliteStore {
                     d.created_at_ms,
                     d.updated_at_ms,
                     d.last_connected_at_ms,
+                    shard,
                 ],
             );
             match inserted {
@@ -703,6 +792,27 @@ impl Store for SqliteStore {
             })
         })
         .await
+    }
+
+    async fn wanted_devices_in_shards(&self, shards: &[u32]) -> Result<Vec<DeviceId>, StoreError> {
+        let shards: BTreeSet<u32> = shards.iter().copied().collect();
+        self.with_conn(move |conn| {
+            let mut ids = Vec::new();
+            for shard in shards {
+                ids.extend(query_all(conn, WANTED_IN_SHARD, [shard], |row| {
+                    column::<String>(row, 0)
+                })?);
+            }
+            // Each shard's ids come sorted and a device has one shard: only the merge of
+            // the shards is left.
+            ids.sort_unstable();
+            Ok(ids)
+        })
+        .await
+    }
+
+    fn shards(&self) -> u32 {
+        self.shards
     }
 
     async fn count_devices_by_status(&self) -> Result<Vec<(DeviceStatus, u64)>, StoreError> {
@@ -1232,7 +1342,59 @@ mod tests {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .expect("user_version");
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 3);
+        assert_eq!(SCHEMA_VERSION, 4);
+        let shard = shard_of("d1", ClusterSettings::DEFAULT_SHARDS);
+        assert_eq!(
+            store
+                .wanted_devices_in_shards(&[shard])
+                .await
+                .expect("wanted"),
+            ["d1"]
+        );
+    }
+
+    #[test]
+    fn a_device_row_without_a_shard_is_refused() {
+        // What an INSERT of a build before schema step 4 looks like.
+        let (_dir, store) = open_temp();
+        let err = raw(&store)
+            .execute(
+                concat!("INSERT INTO devices (", device_columns!(), ")
+                 VALUES ('d1', 'n', 'default', 'READY', NULL, 'newcomer', NULL, NULL, 1, 1, 1, NULL)"),
+                [],
+            )
+            .expect_err("no shard");
+        assert!(
+            err.to_string().contains("devices.shard is required"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_file_at_version_4_without_a_recorded_shard_count_is_corrupt() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("wafleet.db");
+        drop(SqliteStore::open(&path).expect("open"));
+        Connection::open(&path)
+            .expect("raw open")
+            .execute("DELETE FROM settings WHERE key = ?1", [SHARDS_SETTING])
+            .expect("forget");
+        let err = SqliteStore::open(&path).expect_err("no shard count");
+        assert!(
+            matches!(&err, StoreError::Corrupt(m) if m.contains("no shard count")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_wanted_devices_of_a_shard_come_from_its_index() {
+        let (_dir, store) = open_temp();
+        let plan = query_plan(&raw(&store), WANTED_IN_SHARD);
+        assert!(
+            plan.contains("USING COVERING INDEX devices_by_shard"),
+            "{plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     }
 
     #[tokio::test]

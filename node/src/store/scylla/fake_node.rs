@@ -33,6 +33,7 @@ use scylla_proxy::{
 
 use super::schema::{self, MIGRATIONS, SCHEMA_VERSION, SCHEMA_VERSION_TABLE};
 use super::statements::{self, Kind, Statement};
+use crate::store::SHARDS_SETTING;
 
 /// A CQL type the fake can announce and encode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,11 +196,25 @@ pub(crate) enum Answer {
 /// order); `None` for the default answer (see [`default_answer`]).
 pub(crate) type Handler = Box<dyn FnMut(&str, &[Value]) -> Option<Answer> + Send>;
 
-/// The default answer: the schema is at this build's version, reads find nothing,
-/// conditional writes apply, other writes succeed.
-fn default_answer(statement: &Statement) -> Answer {
+/// The shard count the default answers say the keyspace records.
+pub(crate) const RECORDED_SHARDS: u32 = 1024;
+
+/// The default answer: the schema is at this build's version with its shard count
+/// recorded ([`RECORDED_SHARDS`]), other reads find nothing, conditional writes apply,
+/// other writes succeed.
+fn default_answer(statement: &Statement, values: &[Value]) -> Answer {
     if statement.name == statements::GET_SCHEMA_VERSION.name {
         return Answer::Rows(vec![vec![Value::Int(SCHEMA_VERSION)]]);
+    }
+    let setting = [
+        statements::GET_SETTING.name,
+        statements::GET_SETTING_SERIAL.name,
+    ];
+    if setting.contains(&statement.name) && values.first() == Some(&Value::text(SHARDS_SETTING)) {
+        return Answer::Rows(vec![vec![
+            Value::text(&RECORDED_SHARDS.to_string()),
+            Value::BigInt(0),
+        ]]);
     }
     match statement.kind {
         Kind::Read | Kind::SerialRead => Answer::Rows(Vec::new()),
@@ -209,12 +224,27 @@ fn default_answer(statement: &Statement) -> Answer {
 }
 
 /// A statement as the fake prepared it.
+#[derive(Clone)]
 struct Prepared {
     statement: &'static Statement,
     table: String,
     binds: Vec<(String, ColType)>,
     /// The columns a SELECT returns.
     columns: Vec<(String, ColType)>,
+}
+
+impl Prepared {
+    /// A read and its LOCAL_SERIAL twin have the same text, so the same prepared id: the
+    /// consistency of the execution tells which one ran.
+    fn as_twin(&self, serial: bool) -> Prepared {
+        let twin = statements::ALL
+            .iter()
+            .find(|s| s.cql == self.statement.cql && (s.kind == Kind::SerialRead) == serial);
+        Prepared {
+            statement: twin.unwrap_or(self.statement),
+            ..self.clone()
+        }
+    }
 }
 
 struct Shared {
@@ -579,9 +609,10 @@ impl Shared {
         let mut body = body;
         let id = short_bytes(&mut body)?;
         let prepared = self.lookup(&id)?;
+        let serial = is_serial(body)?;
         let raw = query_values(&mut body)?;
         let values = decode(&prepared, &raw)?;
-        Ok(self.run(&prepared, &values))
+        Ok(self.run(&prepared.as_twin(serial), &values))
     }
 
     /// A batch is answered as its first statement (the store's batches are conditional
@@ -619,7 +650,7 @@ impl Shared {
             .expect("log")
             .push(statement.name.to_owned());
         let answer = (self.handler.lock().expect("handler"))(statement.name, values)
-            .unwrap_or_else(|| default_answer(statement));
+            .unwrap_or_else(|| default_answer(statement, values));
         match answer {
             Answer::Rows(rows) => Ok(rows_result(
                 &self.keyspace,
@@ -734,6 +765,15 @@ fn value_bytes(body: &mut &[u8]) -> Result<RawValue, String> {
         n if n >= 0 => RawValue::Bytes(Some(take(body, n as usize)?.to_vec())),
         n => return Err(format!("a value of length {n}")),
     })
+}
+
+/// Whether `<query_parameters>` ask for SERIAL or LOCAL_SERIAL consistency.
+fn is_serial(body: &[u8]) -> Result<bool, String> {
+    let consistency = body.get(..2).ok_or("a truncated frame")?;
+    Ok(matches!(
+        u16::from_be_bytes([consistency[0], consistency[1]]),
+        0x0008 | 0x0009
+    ))
 }
 
 /// The values of protocol v4 `<query_parameters>`: consistency, flags, values.

@@ -69,6 +69,44 @@
 //! and checked against it when read (a stale entry is skipped and removed), slots after
 //! it (a crash in between forgets one slot).
 //!
+//! # Devices by shard
+//!
+//! Recovery reads the devices of the shards a node takes over, and only those:
+//! `devices_by_shard` has one partition per shard (`shard_of(device_id, S)`, S the
+//! store's shard count) and one row per device, with `desired_running`. A device row and
+//! its entry are in different partitions, so they cannot be written atomically; the
+//! entry is written beside the row with plain writes and may lag, but only one way:
+//! **an entry may say `true` while the row says `false` (or the device is gone), never
+//! `false` while the row says `true`.** Readers take the entries that say `true` and
+//! check each against its row, so a lag of that kind costs a read and never a device.
+//! Writers keep to the rule thus:
+//! - a write that makes `desired_running` true (create, patch) writes the entry `true`
+//!   before the row and again after it, so a crash in between leaves an entry that says
+//!   `true`;
+//! - a write that makes it false writes the entry `false` after the row, then reads the
+//!   row at LOCAL_SERIAL and writes `true` again if a concurrent write made it true
+//!   meanwhile (that write's own entry may have landed first);
+//! - deleting a device deletes its entry after the row, then, like `device_ids`, puts it
+//!   back if a create of the same id ran meanwhile.
+//!
+//! Entries are last-write-wins, so the second rule assumes that the coordinators' clocks
+//! order the two entry writes as they happened (the clock-skew caveat below). A create
+//! or patch that fails (conflict, fenced, no such device) may leave an entry `true` for
+//! a row that says false or does not exist: readers skip it.
+//!
+//! A keyspace created at schema version 1 gets its entries when the first node of this
+//! build starts (a backfill from `device_ids`, before version 2 is recorded). Processes of
+//! the earlier build do not write entries: during a rolling upgrade from version 1, a
+//! device that one of them creates or starts after that backfill is not found by a
+//! takeover until it is patched again by a process of this build. Upgrade every process
+//! before relying on failover.
+//!
+//! The shard count is recorded in `settings` (`shards`) by the first process that
+//! connects (`INSERT ... IF NOT EXISTS`); a process configured with another count is
+//! refused at connect, since two processes that disagree on it would both own a device.
+//!
+//! # Deletes
+//!
 //! Deleting a device removes its partitions with plain deletes. Two caveats follow, said
 //! here so no one is surprised: a message inserted while its device is being deleted may
 //! outlive it, and a device re-created under the same id within the clock skew between
@@ -93,13 +131,13 @@ mod fake_node;
 #[cfg(test)]
 mod proxy_tests;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use futures_util::future::join_all;
+use futures_util::{StreamExt, stream};
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
@@ -110,21 +148,26 @@ use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency, SerialConsistency};
 use scylla::value::{CqlValue, Row};
+use wafleet_cluster_config::shard_of;
 
 use self::rows::DeviceState;
-use self::schema::{KeyspaceOptions, SCHEMA_VERSION};
+use self::schema::{DEVICES_BY_SHARD_VERSION, KeyspaceOptions, SCHEMA_VERSION};
 use self::statements::{self as st, Bound, Kind, Statement};
 use super::{
-    Acquired, DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction, Fence,
-    InsertOutcome, Lease, LeaseSlot, MessageRecord, MessageStatus, SealedBlob, Setting, Store,
-    StoreError,
+    Acquired, DeviceId, DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus,
+    Direction, Fence, InsertOutcome, Lease, LeaseSlot, MessageRecord, MessageStatus,
+    SHARDS_SETTING, SealedBlob, Setting, Store, StoreError, check_shards,
 };
+use crate::clock::now_ms;
 
 /// How many times a compare-and-set is tried again after another writer changed the row
 /// between the read and the write (each attempt is a read and an LWT).
 const CAS_ATTEMPTS: usize = 64;
 /// Device ids fetched per index read while filling a page of devices.
 const LIST_CHUNK: i32 = 200;
+/// Reads in flight at once when reading shards' entries and checking them against their
+/// rows.
+const SHARD_READS: usize = 32;
 
 /// What [`ScyllaStore::connect`] needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +181,10 @@ pub struct ScyllaConfig {
     pub request_timeout: Duration,
     /// Timeout of a connection and its handshake; `connect` gives up after about twice it.
     pub connect_timeout: Duration,
+    /// The cluster's shard count (`cluster.shards`): devices are indexed by
+    /// `shard_of(id, shards)`. Recorded in the keyspace by the first process that
+    /// connects; a keyspace recorded with another count is refused.
+    pub shards: u32,
 }
 
 /// The [`Store`] on a ScyllaDB cluster.
@@ -147,12 +194,15 @@ pub struct ScyllaStore {
     keyspace: String,
     /// Every statement of [`statements::ALL`], prepared once, by name.
     prepared: HashMap<&'static str, PreparedStatement>,
+    /// The shard count devices are indexed by (recorded in the keyspace).
+    shards: u32,
 }
 
 impl std::fmt::Debug for ScyllaStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ScyllaStore")
             .field("keyspace", &self.keyspace)
+            .field("shards", &self.shards)
             .finish_non_exhaustive()
     }
 }
@@ -161,13 +211,19 @@ impl std::fmt::Debug for ScyllaStore {
 type Applied = bool;
 
 impl ScyllaStore {
-    /// Connects, creates or migrates the keyspace and its tables, and prepares every
-    /// statement. A keyspace whose schema is newer than this build is `Corrupt`; no
-    /// answer in time is `Unavailable`.
+    /// Connects, creates or migrates the keyspace and its tables, prepares every
+    /// statement, and records or checks the shard count. A keyspace whose schema is newer
+    /// than this build is `Corrupt`; one recorded with another shard count is
+    /// `Misconfigured`; no answer in time is `Unavailable`.
+    ///
+    /// # Panics
+    ///
+    /// If `config.shards` is 0 (the configuration refuses that value).
     pub async fn connect(config: &ScyllaConfig) -> Result<ScyllaStore, StoreError> {
+        assert!(config.shards > 0, "a store needs at least one shard");
         let session = open_session(config).await?;
         let keyspace = config.keyspace.name.clone();
-        migrate(&session, &config.keyspace).await?;
+        let found = create_schema(&session, &config.keyspace).await?;
         let mut prepared = HashMap::new();
         for statement in st::ALL {
             prepared.insert(
@@ -175,11 +231,83 @@ impl ScyllaStore {
                 prepare(&session, &keyspace, statement).await?,
             );
         }
-        Ok(ScyllaStore {
+        let store = ScyllaStore {
             session,
             keyspace,
             prepared,
-        })
+            shards: config.shards,
+        };
+        store.settle_shards(found).await?;
+        if found < DEVICES_BY_SHARD_VERSION {
+            store.backfill_devices_by_shard().await?;
+        }
+        if found < SCHEMA_VERSION {
+            record_schema_version(&store.session, &store.keyspace).await?;
+        }
+        Ok(store)
+    }
+
+    /// Records the shard count in a keyspace that has none yet, or checks it against the
+    /// one recorded. A keyspace at [`DEVICES_BY_SHARD_VERSION`] or later (`found`) has its
+    /// entries placed by a recorded count, so it must have one.
+    async fn settle_shards(&self, found: i32) -> Result<(), StoreError> {
+        if found < DEVICES_BY_SHARD_VERSION {
+            let s = &st::CLAIM_SETTING;
+            let values = s.bind(vec![
+                ("key", st::text(SHARDS_SETTING)),
+                ("value", st::text(&self.shards.to_string())),
+                ("updated_at_ms", st::big(now_ms())),
+            ]);
+            if self.lwt(s, values).await? {
+                return Ok(());
+            }
+        }
+        let s = &st::GET_SETTING_SERIAL;
+        let row = self
+            .first(s, s.bind(vec![("key", st::text(SHARDS_SETTING))]))
+            .await?;
+        let Some(row) = row else {
+            return Err(StoreError::Corrupt(format!(
+                "keyspace {} has schema version {found} but records no shard count \
+                 (setting {SHARDS_SETTING:?})",
+                self.keyspace
+            )));
+        };
+        check_shards(&rows::text(&row, 0, "shard count")?, self.shards)
+    }
+
+    /// Schema step 2's data: an entry in `devices_by_shard` for every device in
+    /// `device_ids`, by the rules of the module docs (so it may run beside writers, and
+    /// again after a start that died half way).
+    async fn backfill_devices_by_shard(&self) -> Result<(), StoreError> {
+        let mut after = String::new();
+        let mut indexed = 0usize;
+        loop {
+            let ids = self.device_ids_after(&after).await?;
+            let Some(last) = ids.last() else { break };
+            after = last.clone();
+            let done = join_all(ids.iter().map(|id| async move {
+                match self.device_state(id, false).await? {
+                    Some(state) => {
+                        self.set_shard_entry(id, state.device.desired_running)
+                            .await?;
+                        Ok(1)
+                    }
+                    // Indexed without a device: a create that did not finish, or a
+                    // delete in progress.
+                    None => Ok::<usize, StoreError>(0),
+                }
+            }))
+            .await;
+            for one in done {
+                indexed += one?;
+            }
+            if ids.len() < LIST_CHUNK as usize {
+                break;
+            }
+        }
+        tracing::info!(keyspace = %self.keyspace, devices = indexed, "indexed devices by shard");
+        Ok(())
     }
 
     /// The keyspace in use.
@@ -289,6 +417,81 @@ impl ScyllaStore {
             Some(row) => rows::device_state(&row),
             None => Ok(None),
         }
+    }
+
+    /// The next [`LIST_CHUNK`] ids of `device_ids` after `after`, in id order.
+    async fn device_ids_after(&self, after: &str) -> Result<Vec<String>, StoreError> {
+        let s = &st::LIST_DEVICE_IDS;
+        self.rows(
+            s,
+            s.bind(vec![
+                ("device_id", st::text(after)),
+                ("limit", st::int(LIST_CHUNK)),
+            ]),
+        )
+        .await?
+        .iter()
+        .map(|row| rows::text(row, 0, "indexed device id"))
+        .collect()
+    }
+
+    /// The device's partition key in `devices_by_shard`.
+    fn shard_key(&self, id: &str) -> Bound {
+        st::big(i64::from(shard_of(id, self.shards)))
+    }
+
+    /// Writes the device's entry as is, whatever the row says (see
+    /// [`ScyllaStore::set_shard_entry`]).
+    async fn put_shard_entry(&self, id: &str, desired_running: bool) -> Result<(), StoreError> {
+        let s = &st::PUT_SHARD_ENTRY;
+        let values = s.bind(vec![
+            ("shard", self.shard_key(id)),
+            ("device_id", st::text(id)),
+            ("desired_running", st::boolean(desired_running)),
+        ]);
+        self.execute(s, values).await.map(drop)
+    }
+
+    /// Makes the device's entry say `desired_running`, which a write of the row has just
+    /// set. `false` is checked against the row afterwards (LOCAL_SERIAL): a concurrent
+    /// write that made it true may have written its entry before this one, and an entry
+    /// must never say false while its row says true (module docs, "Devices by shard").
+    async fn set_shard_entry(&self, id: &str, desired_running: bool) -> Result<(), StoreError> {
+        self.put_shard_entry(id, desired_running).await?;
+        if !desired_running
+            && let Some(state) = self.device_state(id, true).await?
+            && state.device.desired_running
+        {
+            self.put_shard_entry(id, true).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_shard_entry(&self, id: &str) -> Result<(), StoreError> {
+        let s = &st::DELETE_SHARD_ENTRY;
+        let values = s.bind(vec![
+            ("shard", self.shard_key(id)),
+            ("device_id", st::text(id)),
+        ]);
+        self.execute(s, values).await.map(drop)
+    }
+
+    /// The devices whose entry in `shard` says they are wanted running (unchecked).
+    async fn shard_candidates(&self, shard: u32) -> Result<Vec<DeviceId>, StoreError> {
+        let s = &st::SHARD_ENTRIES;
+        let mut ids = Vec::new();
+        self.each_row(
+            s,
+            s.bind(vec![("shard", st::big(i64::from(shard)))]),
+            |row| {
+                if rows::opt_boolean(&row, 1, "shard entry desired_running")? == Some(true) {
+                    ids.push(rows::text(&row, 0, "shard entry device id")?);
+                }
+                Ok(true)
+            },
+        )
+        .await?;
+        Ok(ids)
     }
 
     async fn index_device(&self, id: &str, present: bool) -> Result<(), StoreError> {
@@ -500,7 +703,10 @@ async fn ddl(session: &Session, cql: String) -> Result<(), StoreError> {
         .map_err(|e| errors::execution(&cql, e))
 }
 
-async fn migrate(session: &Session, keyspace: &KeyspaceOptions) -> Result<(), StoreError> {
+/// Creates the keyspace and the tables of every missing schema step; returns the version
+/// found (0 for a new keyspace). The caller records [`SCHEMA_VERSION`] once the steps'
+/// data is written too ([`record_schema_version`]).
+async fn create_schema(session: &Session, keyspace: &KeyspaceOptions) -> Result<i32, StoreError> {
     let ks = &keyspace.name;
     ddl(session, schema::create_keyspace(keyspace)).await?;
     ddl(
@@ -538,23 +744,22 @@ async fn migrate(session: &Session, keyspace: &KeyspaceOptions) -> Result<(), St
         }
         tracing::info!(keyspace = %ks, version = done + 1, "applied schema step");
     }
-    if current < SCHEMA_VERSION {
-        let put = prepare(session, ks, &st::PUT_SCHEMA_VERSION).await?;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        session
-            .execute_unpaged(
-                &put,
-                st::PUT_SCHEMA_VERSION.bind(vec![
-                    ("component", st::text(schema::COMPONENT)),
-                    ("version", st::int(SCHEMA_VERSION)),
-                    ("updated_at_ms", st::big(now_ms)),
-                ]),
-            )
-            .await
-            .map_err(|e| errors::execution(st::PUT_SCHEMA_VERSION.name, e))?;
-    }
+    Ok(current)
+}
+
+async fn record_schema_version(session: &Session, ks: &str) -> Result<(), StoreError> {
+    let put = prepare(session, ks, &st::PUT_SCHEMA_VERSION).await?;
+    session
+        .execute_unpaged(
+            &put,
+            st::PUT_SCHEMA_VERSION.bind(vec![
+                ("component", st::text(schema::COMPONENT)),
+                ("version", st::int(SCHEMA_VERSION)),
+                ("updated_at_ms", st::big(now_ms())),
+            ]),
+        )
+        .await
+        .map_err(|e| errors::execution(st::PUT_SCHEMA_VERSION.name, e))?;
     Ok(())
 }
 
@@ -833,6 +1038,9 @@ impl Store for ScyllaStore {
         // Indexed before and after: whatever interleaves with a delete of the same id,
         // a device that exists is listed (see `delete_device`).
         self.index_device(&d.id, true).await?;
+        if d.desired_running {
+            self.put_shard_entry(&d.id, true).await?;
+        }
         let s = &st::INSERT_DEVICE;
         let values = s.bind(vec![
             ("device_id", st::text(&d.id)),
@@ -853,7 +1061,8 @@ impl Store for ScyllaStore {
                 what: format!("device {}", d.id),
             });
         }
-        self.index_device(&d.id, true).await
+        self.index_device(&d.id, true).await?;
+        self.set_shard_entry(&d.id, d.desired_running).await
     }
 
     async fn get_device(&self, id: &str) -> Result<Option<DeviceRecord>, StoreError> {
@@ -868,52 +1077,61 @@ impl Store for ScyllaStore {
         fence: Option<&Fence>,
     ) -> Result<DeviceRecord, StoreError> {
         let p = patch.clone();
-        self.device_cas(id, fence, |state, fence_epoch| {
-            let Some(state) = state else {
-                return Err(device_not_found(id));
-            };
-            let mut after = state.device.clone();
-            apply_patch(&mut after, &p, now_ms);
-            let s = &st::PATCH_DEVICE;
-            let values = s.bind(vec![
-                ("name", st::set_or_unset(p.name.as_deref(), st::text)),
-                (
-                    "status",
-                    st::set_or_unset(p.status, |v| st::text(v.as_str())),
-                ),
-                (
-                    "status_reason",
-                    st::set_or_unset(p.status_reason.as_ref(), |v| st::opt_text(v.as_deref())),
-                ),
-                (
-                    "trust_level",
-                    st::set_or_unset(p.trust_level, |v| st::text(v.as_str())),
-                ),
-                (
-                    "phone",
-                    st::set_or_unset(p.phone.as_ref(), |v| st::opt_text(v.as_deref())),
-                ),
-                (
-                    "webhook",
-                    st::set_or_unset(p.webhook.as_ref(), |v| st::opt_text(v.as_deref())),
-                ),
-                (
-                    "desired_running",
-                    st::set_or_unset(p.desired_running, st::boolean),
-                ),
-                (
-                    "last_connected_at_ms",
-                    st::set_or_unset(p.last_connected_at_ms, st::opt_big),
-                ),
-                ("updated_at_ms", st::big(now_ms)),
-                ("version", st::big(state.version + 1)),
-                ("fence_epoch", st::big(i64_of(fence_epoch, "fence epoch")?)),
-                ("device_id", st::text(id)),
-                ("if_version", st::big(state.version)),
-            ]);
-            Ok(DevicePlan::Write(vec![(s, values)], after))
-        })
-        .await
+        if p.desired_running == Some(true) {
+            // Before the row as well (module docs, "Devices by shard").
+            self.put_shard_entry(id, true).await?;
+        }
+        let patched = self
+            .device_cas(id, fence, |state, fence_epoch| {
+                let Some(state) = state else {
+                    return Err(device_not_found(id));
+                };
+                let mut after = state.device.clone();
+                apply_patch(&mut after, &p, now_ms);
+                let s = &st::PATCH_DEVICE;
+                let values = s.bind(vec![
+                    ("name", st::set_or_unset(p.name.as_deref(), st::text)),
+                    (
+                        "status",
+                        st::set_or_unset(p.status, |v| st::text(v.as_str())),
+                    ),
+                    (
+                        "status_reason",
+                        st::set_or_unset(p.status_reason.as_ref(), |v| st::opt_text(v.as_deref())),
+                    ),
+                    (
+                        "trust_level",
+                        st::set_or_unset(p.trust_level, |v| st::text(v.as_str())),
+                    ),
+                    (
+                        "phone",
+                        st::set_or_unset(p.phone.as_ref(), |v| st::opt_text(v.as_deref())),
+                    ),
+                    (
+                        "webhook",
+                        st::set_or_unset(p.webhook.as_ref(), |v| st::opt_text(v.as_deref())),
+                    ),
+                    (
+                        "desired_running",
+                        st::set_or_unset(p.desired_running, st::boolean),
+                    ),
+                    (
+                        "last_connected_at_ms",
+                        st::set_or_unset(p.last_connected_at_ms, st::opt_big),
+                    ),
+                    ("updated_at_ms", st::big(now_ms)),
+                    ("version", st::big(state.version + 1)),
+                    ("fence_epoch", st::big(i64_of(fence_epoch, "fence epoch")?)),
+                    ("device_id", st::text(id)),
+                    ("if_version", st::big(state.version)),
+                ]);
+                Ok(DevicePlan::Write(vec![(s, values)], after))
+            })
+            .await?;
+        if let Some(desired_running) = p.desired_running {
+            self.set_shard_entry(id, desired_running).await?;
+        }
+        Ok(patched)
     }
 
     async fn list_devices(&self, query: &DeviceQuery) -> Result<DevicePage, StoreError> {
@@ -929,19 +1147,7 @@ impl Store for ScyllaStore {
         // Each round reads the next ids of the index; it ends when the page is full or
         // the index is exhausted, and `after` only grows, so it terminates.
         while devices.len() <= limit {
-            let s = &st::LIST_DEVICE_IDS;
-            let ids: Vec<String> = self
-                .rows(
-                    s,
-                    s.bind(vec![
-                        ("device_id", st::text(&after)),
-                        ("limit", st::int(LIST_CHUNK)),
-                    ]),
-                )
-                .await?
-                .iter()
-                .map(|row| rows::text(row, 0, "indexed device id"))
-                .collect::<Result<_, _>>()?;
+            let ids = self.device_ids_after(&after).await?;
             let Some(last) = ids.last() else { break };
             after = last.clone();
             let fetched = join_all(ids.iter().map(|id| self.device_state(id, false))).await;
@@ -970,6 +1176,40 @@ impl Store for ScyllaStore {
             devices,
             next_after,
         })
+    }
+
+    async fn wanted_devices_in_shards(&self, shards: &[u32]) -> Result<Vec<DeviceId>, StoreError> {
+        let shards: BTreeSet<u32> = shards
+            .iter()
+            .copied()
+            .filter(|shard| *shard < self.shards)
+            .collect();
+        let mut candidates = Vec::new();
+        let mut entries = stream::iter(shards)
+            .map(|shard| self.shard_candidates(shard))
+            .buffer_unordered(SHARD_READS);
+        while let Some(ids) = entries.next().await {
+            candidates.extend(ids?);
+        }
+        // An entry may say true for a row that says false or is gone: the rows decide.
+        let mut wanted = Vec::with_capacity(candidates.len());
+        let mut checked = stream::iter(candidates)
+            .map(|id| async move {
+                let state = self.device_state(&id, false).await?;
+                let running = state.is_some_and(|s| s.device.desired_running);
+                Ok::<_, StoreError>(running.then_some(id))
+            })
+            .buffer_unordered(SHARD_READS);
+        while let Some(id) = checked.next().await {
+            wanted.extend(id?);
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        Ok(wanted)
+    }
+
+    fn shards(&self) -> u32 {
+        self.shards
     }
 
     async fn count_devices_by_status(&self) -> Result<Vec<(DeviceStatus, u64)>, StoreError> {
@@ -1018,9 +1258,12 @@ impl Store for ScyllaStore {
                 .await?;
         }
         self.index_device(id, false).await?;
+        self.delete_shard_entry(id).await?;
         // A create of the same id may have run meanwhile: keep it listed.
-        if self.device_state(id, true).await?.is_some() {
+        if let Some(state) = self.device_state(id, true).await? {
             self.index_device(id, true).await?;
+            self.set_shard_entry(id, state.device.desired_running)
+                .await?;
         }
         Ok(true)
     }

@@ -31,6 +31,7 @@ fn config(node: &FakeNode, request_timeout: Duration) -> ScyllaConfig {
         local_dc: None,
         request_timeout,
         connect_timeout: Duration::from_secs(2),
+        shards: 1024,
     }
 }
 
@@ -172,11 +173,13 @@ async fn the_store_runs_over_the_wire_against_the_fake_node() {
         executed,
         [
             "get_schema_version",
+            "get_setting_serial",
             "get_setting",
             "get_setting",
             "put_setting"
         ],
-        "the schema is current, so connect reads its version and migrates nothing"
+        "the schema is current, so connect reads its version and shard count and migrates \
+         nothing"
     );
     node.stop().await;
 }
@@ -415,11 +418,18 @@ async fn server_errors_on_the_wire_are_unavailable_or_corrupt() {
 async fn a_new_keyspace_gets_every_table_and_its_schema_version() {
     let versions = Arc::new(Mutex::new(Vec::new()));
     let recorded = versions.clone();
+    let claims = Arc::new(Mutex::new(Vec::new()));
+    let claimed = claims.clone();
     let node = FakeNode::start(
         KEYSPACE,
         Box::new(move |name, values| match name {
             // No row yet: a keyspace this build has never seen.
             "get_schema_version" => Some(Answer::Rows(Vec::new())),
+            "get_setting_serial" => Some(Answer::Rows(Vec::new())),
+            "claim_setting" => {
+                claimed.lock().expect("claims").push(values[..2].to_vec());
+                Some(Answer::Applied(true))
+            }
             "put_schema_version" => {
                 recorded.lock().expect("versions").push(values.to_vec());
                 None
@@ -460,6 +470,40 @@ async fn a_new_keyspace_gets_every_table_and_its_schema_version() {
     assert_eq!(
         node.executed().last().map(String::as_str),
         Some("put_schema_version")
+    );
+    let claims = claims.lock().expect("claims").clone();
+    assert_eq!(
+        claims,
+        [vec![Value::text("shards"), Value::text("1024")]],
+        "the shard count is recorded before the version"
+    );
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyspace_placed_with_another_shard_count_is_refused() {
+    let node = FakeNode::start(
+        KEYSPACE,
+        Box::new(|name, values| {
+            (name == "get_setting_serial" && values == [Value::text("shards")])
+                .then(|| Answer::Rows(vec![vec![Value::text("64"), Value::BigInt(1)]]))
+        }),
+    )
+    .await;
+    match ScyllaStore::connect(&config(&node, Duration::from_secs(5))).await {
+        Err(StoreError::Misconfigured(message)) => {
+            assert!(
+                message.contains("64") && message.contains("1024"),
+                "{message}"
+            );
+        }
+        Err(other) => panic!("expected Misconfigured, got {other:?}"),
+        Ok(_) => panic!("another shard count must be refused"),
+    }
+    assert!(
+        !node.executed().iter().any(|name| name.starts_with("put")),
+        "nothing written: {:?}",
+        node.executed()
     );
     node.stop().await;
 }

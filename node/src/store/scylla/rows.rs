@@ -51,12 +51,20 @@ pub(crate) fn big(row: &Columns, index: usize, what: &str) -> Result<i64, StoreE
     opt_big(row, index, what)?.ok_or_else(|| corrupt(format!("{what} is null")))
 }
 
-fn boolean(row: &Columns, index: usize, what: &str) -> Result<bool, StoreError> {
+pub(crate) fn opt_boolean(
+    row: &Columns,
+    index: usize,
+    what: &str,
+) -> Result<Option<bool>, StoreError> {
     match at(row, index, what)? {
-        Some(CqlValue::Boolean(v)) => Ok(*v),
-        None => Err(corrupt(format!("{what} is null"))),
+        None => Ok(None),
+        Some(CqlValue::Boolean(v)) => Ok(Some(*v)),
         Some(other) => Err(corrupt(format!("{what} is not a boolean: {other:?}"))),
     }
+}
+
+fn boolean(row: &Columns, index: usize, what: &str) -> Result<bool, StoreError> {
+    opt_boolean(row, index, what)?.ok_or_else(|| corrupt(format!("{what} is null")))
 }
 
 fn bytes(row: &Columns, index: usize, what: &str) -> Result<Vec<u8>, StoreError> {

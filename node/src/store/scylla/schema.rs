@@ -3,10 +3,16 @@
 //! Every statement is `IF NOT EXISTS`, so nodes that start together may all run them.
 //! `schema_version` records how many [`MIGRATIONS`] a keyspace has had; a keyspace whose
 //! version is newer than this build is refused. To change the schema, append a step;
-//! never edit one that has shipped.
+//! never edit one that has shipped. A step that needs data written (not only tables
+//! created) has a Rust part, run by [`super::ScyllaStore::connect`] before the version is
+//! recorded, so that a start that dies half way runs it again.
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// The version from which `devices_by_shard` exists: a keyspace migrated from an earlier
+/// one has its devices indexed by shard (backfill) before it records this version.
+pub(crate) const DEVICES_BY_SHARD_VERSION: i32 = 2;
 
 /// The row of `schema_version` that holds wafleet's version.
 pub(crate) const COMPONENT: &str = "wafleet";
@@ -129,6 +135,18 @@ pub(crate) const MIGRATIONS: &[&[&str]] = &[
             value         text,
             updated_at_ms bigint)",
     ],
+    // 2: devices by shard, so that a node taking shards over reads only their devices.
+    &[
+        // One partition per shard (`shard_of(device_id, S)`), one row per device.
+        // `desired_running` follows the device row, except that it may say true while
+        // the row says false, never the reverse: readers check the rows (see "Devices by
+        // shard" in the module docs of [`super`]).
+        "CREATE TABLE IF NOT EXISTS {ks}.devices_by_shard (
+            shard           bigint,
+            device_id       text,
+            desired_running boolean,
+            PRIMARY KEY ((shard), device_id))",
+    ],
 ];
 
 /// A statement with `{ks}` replaced by the keyspace.
@@ -192,6 +210,7 @@ mod tests {
                 s(&["device_id"]),
                 s(&["namespace", "key"]),
             ),
+            ("devices_by_shard".into(), s(&["shard"]), s(&["device_id"])),
             ("leases".into(), s(&["shard"]), s(&[])),
             (
                 "messages".into(),
@@ -221,7 +240,15 @@ mod tests {
             let opened = ddl.matches('(').count();
             assert_eq!(opened, ddl.matches(')').count(), "unbalanced: {ddl}");
         }
-        assert_eq!(SCHEMA_VERSION, 1);
+        assert_eq!(SCHEMA_VERSION, 2);
+        assert_eq!(
+            MIGRATIONS[DEVICES_BY_SHARD_VERSION as usize - 1]
+                .iter()
+                .filter(|ddl| ddl.contains("{ks}.devices_by_shard"))
+                .count(),
+            1,
+            "devices_by_shard comes with its version"
+        );
     }
 
     #[test]

@@ -260,6 +260,31 @@ pub(crate) const BUMP_DEVICE: Statement = Statement {
     binds: &["version", "fence_epoch", "device_id", "if_version"],
 };
 
+// ---- devices by shard ----
+
+/// Sets a device's entry in its shard's partition.
+pub(crate) const PUT_SHARD_ENTRY: Statement = Statement {
+    name: "put_shard_entry",
+    cql: "INSERT INTO {ks}.devices_by_shard (shard, device_id, desired_running) VALUES (?, ?, ?)",
+    kind: Kind::Write,
+    binds: &["shard", "device_id", "desired_running"],
+};
+
+pub(crate) const DELETE_SHARD_ENTRY: Statement = Statement {
+    name: "delete_shard_entry",
+    cql: "DELETE FROM {ks}.devices_by_shard WHERE shard = ? AND device_id = ?",
+    kind: Kind::Write,
+    binds: &["shard", "device_id"],
+};
+
+/// A shard's entries (one partition, paged), for recovery.
+pub(crate) const SHARD_ENTRIES: Statement = Statement {
+    name: "shard_entries",
+    cql: "SELECT device_id, desired_running FROM {ks}.devices_by_shard WHERE shard = ?",
+    kind: Kind::Read,
+    binds: &["shard"],
+};
+
 // ---- messages ----
 
 macro_rules! message_columns {
@@ -497,6 +522,21 @@ pub(crate) const PUT_SETTING: Statement = Statement {
     binds: &["key", "value", "updated_at_ms"],
 };
 
+/// [`GET_SETTING`] at LOCAL_SERIAL: a setting written by [`CLAIM_SETTING`].
+pub(crate) const GET_SETTING_SERIAL: Statement = Statement {
+    name: "get_setting_serial",
+    kind: Kind::SerialRead,
+    ..GET_SETTING
+};
+
+/// Puts a setting only if nobody has (the store's shard count, recorded once).
+pub(crate) const CLAIM_SETTING: Statement = Statement {
+    name: "claim_setting",
+    cql: "INSERT INTO {ks}.settings (key, value, updated_at_ms) VALUES (?, ?, ?) IF NOT EXISTS",
+    kind: Kind::Lwt,
+    binds: &["key", "value", "updated_at_ms"],
+};
+
 pub(crate) const GET_SCHEMA_VERSION: Statement = Statement {
     name: "get_schema_version",
     cql: "SELECT version FROM {ks}.schema_version WHERE component = ?",
@@ -529,6 +569,9 @@ pub(crate) const ALL: &[Statement] = &[
     PUT_LINK_STATE,
     DELETE_LINK_STATE,
     BUMP_DEVICE,
+    PUT_SHARD_ENTRY,
+    DELETE_SHARD_ENTRY,
+    SHARD_ENTRIES,
     SELECT_MESSAGE,
     SELECT_MESSAGE_SERIAL,
     SELECT_KEY_SERIAL,
@@ -555,6 +598,8 @@ pub(crate) const ALL: &[Statement] = &[
     UPDATE_LEASE,
     GET_SETTING,
     PUT_SETTING,
+    GET_SETTING_SERIAL,
+    CLAIM_SETTING,
     GET_SCHEMA_VERSION,
     PUT_SCHEMA_VERSION,
 ];
@@ -652,6 +697,32 @@ mod tests {
                 statement.name,
                 statement.kind
             );
+        }
+    }
+
+    #[test]
+    fn the_store_prepares_every_statement_it_uses() {
+        // `connect` prepares `ALL`; a statement used but not listed would panic at its
+        // first call. Names follow the constants (`SELECT_DEVICE` is `select_device`).
+        let source = include_str!("mod.rs");
+        let listed: Vec<String> = ALL.iter().map(|s| s.name.to_uppercase()).collect();
+        let mut used: Vec<&str> = source
+            .match_indices("st::")
+            .filter(|(at, _)| !source[..*at].ends_with(|c: char| c.is_alphanumeric() || c == '_'))
+            .map(|(at, _)| {
+                let rest = &source[at + "st::".len()..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            .filter(|name| !name.is_empty() && *name != "ALL")
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        assert!(used.contains(&"SHARD_ENTRIES"), "{used:?}");
+        for name in used {
+            assert!(listed.iter().any(|l| l == name), "st::{name} is not in ALL");
         }
     }
 
