@@ -247,10 +247,10 @@ async fn load_limiter(
         )
         .await?;
     let queued = store
-        .queued_messages(device_id, wafleet_cluster_config::quota::MAX_MAX_IN_FLIGHT)
+        .count_queued(device_id, wafleet_cluster_config::quota::MAX_MAX_IN_FLIGHT)
         .await?;
     let mut limiter = Limiter::from_slots(slots);
-    limiter.set_in_flight(u32::try_from(queued.len()).unwrap_or(u32::MAX));
+    limiter.set_in_flight(queued);
     Ok(limiter)
 }
 

@@ -1531,6 +1531,13 @@ pub async fn check_queued_messages(store: &dyn Store) {
     );
     let queued = ok(store.queued_messages(&a, 2).await, "queued");
     assert_eq!(queued, vec![oldest.clone(), tie_a.clone()], "limit 2");
+    assert_eq!(ok(store.count_queued(&a, 10).await, "count"), 4);
+    assert_eq!(
+        ok(store.count_queued(&a, 2).await, "count"),
+        2,
+        "counts to the limit"
+    );
+    assert_eq!(ok(store.count_queued(&b, 10).await, "count"), 1);
 
     ok(
         store

@@ -34,6 +34,7 @@ pub const OPERATIONS: &[&str] = &[
     "get_message",
     "advance_message",
     "queued_messages",
+    "count_queued",
     "devices_with_queued",
     "reschedule_message",
     "outbound_slots",
@@ -232,6 +233,11 @@ impl Store for MeteredStore {
             self.inner.queued_messages(device_id, limit),
         )
         .await
+    }
+
+    async fn count_queued(&self, device_id: &str, limit: u32) -> Result<u32, StoreError> {
+        self.timed("count_queued", self.inner.count_queued(device_id, limit))
+            .await
     }
 
     async fn devices_with_queued(&self, limit: u32) -> Result<Vec<DeviceId>, StoreError> {

@@ -244,6 +244,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         device_id: &str,
         limit: u32,
     ) -> Result<Vec<MessageRecord>, StoreError>;
+    /// How many outbound messages of the device are still `queued`, counting at most
+    /// `limit`: the length of [`Store::queued_messages`], without reading the rows where
+    /// the store can count them.
+    async fn count_queued(&self, device_id: &str, limit: u32) -> Result<u32, StoreError> {
+        let queued = self.queued_messages(device_id, limit).await?;
+        Ok(u32::try_from(queued.len()).unwrap_or(u32::MAX))
+    }
     /// Devices that have outbound messages still `queued`, each once, at most `limit`
     /// (in no particular order): what a node nudges in case a message was accepted
     /// elsewhere while the device ran here.

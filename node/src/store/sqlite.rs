@@ -216,6 +216,10 @@ const SELECT_MESSAGE_BY_IDEMPOTENCY_KEY: &str = concat!(
     " FROM messages WHERE device_id = ?1 AND idempotency_key = ?2"
 );
 /// Written with the literal terms of the `messages_queued` partial index so SQLite uses it.
+/// The count of [`QUEUED_MESSAGES`], on the `messages_queued` index alone.
+const COUNT_QUEUED: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM messages
+     WHERE device_id = ?1 AND status = 'queued' AND direction = 'outbound' LIMIT ?2)";
+
 const QUEUED_MESSAGES: &str = concat!(
     "SELECT ",
     message_columns!(),
@@ -1045,6 +1049,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn count_queued(&self, device_id: &str, limit: u32) -> Result<u32, StoreError> {
+        let device_id = device_id.to_owned();
+        self.with_conn(move |conn| {
+            conn.query_row(COUNT_QUEUED, params![device_id, i64::from(limit)], |row| {
+                row.get::<_, u32>(0)
+            })
+            .map_err(db_error)
+        })
+        .await
+    }
+
     async fn devices_with_queued(&self, limit: u32) -> Result<Vec<String>, StoreError> {
         self.with_conn(move |conn| {
             query_all(
@@ -1474,6 +1489,11 @@ mod tests {
         let plan = query_plan(&raw(&store), QUEUED_MESSAGES);
         assert!(plan.contains("USING INDEX messages_queued"), "{plan}");
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        let plan = query_plan(&raw(&store), COUNT_QUEUED);
+        assert!(
+            plan.contains("USING COVERING INDEX messages_queued"),
+            "{plan}"
+        );
     }
 
     #[test]
