@@ -530,3 +530,170 @@ async fn a_keyspace_of_a_newer_build_is_refused_untouched() {
     assert_eq!(node.executed(), ["get_schema_version"]);
     node.stop().await;
 }
+
+/// A `select_device` row (device columns, then `version` and `fence_epoch`).
+fn device_row(id: &str, desired_running: bool) -> Vec<Value> {
+    vec![
+        Value::text(id),
+        Value::text(id),
+        Value::text("default"),
+        Value::text(crate::store::DeviceStatus::Ready.as_str()),
+        Value::Null,
+        Value::text(crate::store::TrustLevel::Newcomer.as_str()),
+        Value::text("6281000000001"),
+        Value::Null,
+        Value::Boolean(desired_running),
+        Value::BigInt(1),
+        Value::BigInt(2),
+        Value::Null,
+        Value::BigInt(3),
+        Value::BigInt(0),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_reads_the_asked_shards_and_trusts_the_device_rows_over_the_entries() {
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let seen = asked.clone();
+    let node = FakeNode::start(
+        KEYSPACE,
+        Box::new(move |name, values| match name {
+            "shard_entries" => {
+                let shard = values[0].as_big().expect("shard");
+                seen.lock().expect("asked").push(shard);
+                let entry =
+                    |id: &str, running: bool| vec![Value::text(id), Value::Boolean(running)];
+                Some(Answer::Rows(match shard {
+                    3 => vec![
+                        entry("d1", true),
+                        entry("d2", true),  // stale: the row says not running
+                        entry("d3", true),  // stale: the device is gone
+                        entry("d5", false), // not wanted
+                    ],
+                    5 => vec![entry("d4", true)],
+                    _ => Vec::new(),
+                }))
+            }
+            "select_device" => {
+                let id = values[0].as_text().expect("id");
+                Some(Answer::Rows(match id {
+                    "d1" | "d4" => vec![device_row(id, true)],
+                    "d2" | "d5" => vec![device_row(id, false)],
+                    _ => Vec::new(),
+                }))
+            }
+            _ => None,
+        }),
+    )
+    .await;
+    let store = connect(&node, Duration::from_secs(5)).await;
+    let wanted = store
+        .wanted_devices_in_shards(&[5, 3, 5, 4096])
+        .await
+        .expect("wanted devices");
+    assert_eq!(
+        wanted,
+        ["d1", "d4"],
+        "only rows that say running, once each"
+    );
+    let mut asked = asked.lock().expect("asked").clone();
+    asked.sort_unstable();
+    assert_eq!(
+        asked,
+        [3, 5],
+        "each asked shard once; none beyond the shard count"
+    );
+    assert_eq!(
+        node.count(&st::SELECT_DEVICE),
+        4,
+        "one row read per candidate entry: {:?}",
+        node.executed()
+    );
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_entry_never_says_stopped_while_the_row_says_running() {
+    use crate::store::DevicePatch;
+    // The device row as the fake holds it; `race` makes another writer set it running
+    // again just after a patch to "stopped" lands.
+    let running = Arc::new(Mutex::new(false));
+    let race = Arc::new(Mutex::new(false));
+    let entries = Arc::new(Mutex::new(Vec::new()));
+    let (row, racing, written) = (running.clone(), race.clone(), entries.clone());
+    let node = FakeNode::start(
+        KEYSPACE,
+        Box::new(move |name, values| match name {
+            "select_device" | "select_device_serial" => {
+                let id = values[0].as_text().expect("id");
+                Some(Answer::Rows(vec![device_row(id, *row.lock().unwrap())]))
+            }
+            "patch_device" => {
+                // desired_running is the 7th marker (unset when the patch leaves it).
+                if let Value::Boolean(wanted) = values[6] {
+                    *row.lock().unwrap() = wanted;
+                    if !wanted && *racing.lock().unwrap() {
+                        *row.lock().unwrap() = true;
+                    }
+                }
+                Some(Answer::Applied(true))
+            }
+            "put_shard_entry" => {
+                let Value::Boolean(wanted) = values[2] else {
+                    panic!("desired_running bound: {values:?}");
+                };
+                written.lock().unwrap().push(wanted);
+                Some(Answer::Void)
+            }
+            _ => None,
+        }),
+    )
+    .await;
+    let store = connect(&node, Duration::from_secs(5)).await;
+    let patch = |running: bool| DevicePatch {
+        desired_running: Some(running),
+        ..DevicePatch::default()
+    };
+
+    store
+        .patch_device("d1", &patch(true), 10, None)
+        .await
+        .expect("start");
+    let order: Vec<String> = node
+        .executed()
+        .into_iter()
+        .filter(|n| n.contains("shard_entry") || n == "patch_device")
+        .collect();
+    assert_eq!(
+        order,
+        ["put_shard_entry", "patch_device", "put_shard_entry"],
+        "running: the entry is written before and after the row"
+    );
+    assert_eq!(*entries.lock().unwrap(), [true, true]);
+
+    entries.lock().unwrap().clear();
+    store
+        .patch_device("d1", &patch(false), 20, None)
+        .await
+        .expect("stop");
+    assert_eq!(
+        *entries.lock().unwrap(),
+        [false],
+        "stopped: after the row, checked"
+    );
+
+    // Another writer starts the device between our row write and our entry write.
+    entries.lock().unwrap().clear();
+    *race.lock().unwrap() = true;
+    store
+        .patch_device("d1", &patch(false), 30, None)
+        .await
+        .expect("stop");
+    assert_eq!(
+        *entries.lock().unwrap(),
+        [false, true],
+        "the entry is put back to running, as the row says"
+    );
+    assert!(*running.lock().unwrap());
+    node.stop().await;
+}
