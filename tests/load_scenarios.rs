@@ -49,6 +49,10 @@ async fn a_rolling_restart_loses_no_message() {
     assert!(fields["accepted"].as_u64().unwrap() > 100, "{fields:?}");
     assert_eq!(fields["lost"], 0, "{fields:?}");
     assert_eq!(fields["duplicated"], 0, "{fields:?}");
+    assert_eq!(
+        fields["status_behind"], 0,
+        "every delivered message's status says so: {fields:?}"
+    );
     assert_eq!(fields["new_pairings"], 0, "{fields:?}");
     // The kill failover bound is the failure timeout plus the lease TTL (4.5 s here);
     // a handoff needs neither.

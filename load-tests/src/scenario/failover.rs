@@ -13,6 +13,8 @@
 //! - accepted / delivered / lost: messages answered 202, their `delivered` receipts, and
 //!   the difference after a drain period;
 //! - duplicated: messages found more than once in the phones' inboxes;
+//! - status_behind: messages in an inbox whose status, asked of the gateway after the
+//!   drain, is not `delivered` or `read` (a receipt lost on the way, e.g. in a move);
 //! - double_ownership: link connections the simulator saw replaced by another connection
 //!   of the same device while the first was live (two nodes connected at once);
 //! - new_pairings: pairings in the simulator during the run after the initial ones.
@@ -129,7 +131,8 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
     let replaced_before = sim_stat(&http, &sim.base, "connections_replaced").await?;
 
     // A steady stream of messages, round-robin over devices and recipient phones.
-    let accepted = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
+    // Accepted message id → (recipient index, device).
+    let accepted = Arc::new(Mutex::new(HashMap::<String, (usize, String)>::new()));
     let sending = Arc::new(AtomicBool::new(true));
     let sender = {
         let (http, base, ids) = (http.clone(), gateway.base.clone(), ids.clone());
@@ -147,7 +150,10 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
                 match post(&http, &format!("{base}/v1/devices/{id}/messages"), &body).await {
                     Ok(answer) => {
                         if let Some(message) = answer["id"].as_str() {
-                            accepted.lock().await.insert(message.to_owned(), to);
+                            accepted
+                                .lock()
+                                .await
+                                .insert(message.to_owned(), (to, id.clone()));
                         }
                     }
                     Err(_) => refused += 1,
@@ -291,6 +297,15 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
         .count();
     let duplicated = in_inboxes.values().filter(|n| **n > 1).count();
     let lost = accepted.len() - delivered_count;
+    let status_behind = statuses_behind(
+        &http,
+        &gateway.base,
+        accepted
+            .iter()
+            .filter(|(id, _)| in_inboxes.contains_key(*id))
+            .map(|(id, (_, device))| (device.clone(), id.clone())),
+    )
+    .await?;
     let new_pairings = sim_stat(&http, &sim.base, "pairings").await? - pairings_before;
     let double_ownership =
         sim_stat(&http, &sim.base, "connections_replaced").await? - replaced_before;
@@ -322,12 +337,13 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
         pct(1.0)
     ));
     report.line(format!(
-        "messages: {} accepted ({} refused), {} delivered, {} lost, {} delivered twice; {} double ownership, {} new pairings",
+        "messages: {} accepted ({} refused), {} delivered, {} lost, {} delivered twice, {} with a status behind; {} double ownership, {} new pairings",
         accepted.len(),
         refused,
         delivered_count,
         lost,
         duplicated,
+        status_behind,
         double_ownership,
         new_pairings
     ));
@@ -343,10 +359,42 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
     report.field("delivered", delivered_count);
     report.field("lost", lost);
     report.field("duplicated", duplicated);
+    report.field("status_behind", status_behind);
     report.field("double_ownership", double_ownership);
     report.field("new_pairings", new_pairings);
     drop(redis);
     Ok(report)
+}
+
+/// How many of these (device, message) pairs the gateway reports as neither `delivered`
+/// nor `read` (16 requests in flight).
+async fn statuses_behind(
+    http: &reqwest::Client,
+    base: &str,
+    messages: impl Iterator<Item = (String, String)>,
+) -> anyhow::Result<usize> {
+    let statuses: Vec<anyhow::Result<String>> = futures_util::stream::iter(messages)
+        .map(|(device, message)| async move {
+            let answer: Value = http
+                .get(format!("{base}/v1/devices/{device}/messages/{message}"))
+                .bearer_auth(ADMIN_KEY)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            Ok(answer["status"].as_str().unwrap_or_default().to_owned())
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut behind = 0;
+    for status in statuses {
+        if !matches!(status?.as_str(), "delivered" | "read") {
+            behind += 1;
+        }
+    }
+    Ok(behind)
 }
 
 /// POSTs with the admin key; retries (for up to 30 s) while the answer says it may.
