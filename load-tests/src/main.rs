@@ -19,6 +19,35 @@ struct Cli {
     scenario: Scenario,
 }
 
+/// What the failover and rolling scenarios take.
+#[derive(Debug, clap::Args)]
+struct ClusterRun {
+    #[arg(long, default_value_t = 1000)]
+    devices: usize,
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Messages per second through the gateway.
+    #[arg(long, default_value_t = 50)]
+    rate: u32,
+    /// The wafleet binary (default: the one next to this binary).
+    #[arg(long)]
+    wafleet: Option<PathBuf>,
+}
+
+impl ClusterRun {
+    fn options(self, rolling: bool) -> FailoverOptions {
+        FailoverOptions {
+            devices: self.devices,
+            nodes: self.nodes,
+            rate: self.rate,
+            wafleet: self
+                .wafleet
+                .unwrap_or_else(scenario::process::sibling_wafleet),
+            rolling,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Scenario {
     /// The latency the cluster's routing adds: the same calls on a gateway (3 nodes)
@@ -35,33 +64,11 @@ enum Scenario {
     /// A simulator, redis, N nodes and a gateway; N devices paired; a message stream;
     /// kill -9 of the node with the most devices: recovery time, lost and duplicated
     /// messages, double ownership, new pairings.
-    Failover {
-        #[arg(long, default_value_t = 1000)]
-        devices: usize,
-        #[arg(long, default_value_t = 3)]
-        nodes: usize,
-        /// Messages per second through the gateway.
-        #[arg(long, default_value_t = 50)]
-        rate: u32,
-        /// The wafleet binary (default: the one next to this binary).
-        #[arg(long)]
-        wafleet: Option<PathBuf>,
-    },
+    Failover(ClusterRun),
     /// Like failover, but a rolling restart: SIGTERM to each node in turn (it hands its
     /// shards off), its devices READY on the others, then it comes back and takes its
     /// share again before the next: handoff times, lost and duplicated messages.
-    Rolling {
-        #[arg(long, default_value_t = 1000)]
-        devices: usize,
-        #[arg(long, default_value_t = 3)]
-        nodes: usize,
-        /// Messages per second through the gateway.
-        #[arg(long, default_value_t = 50)]
-        rate: u32,
-        /// The wafleet binary (default: the one next to this binary).
-        #[arg(long)]
-        wafleet: Option<PathBuf>,
-    },
+    Rolling(ClusterRun),
     /// N devices created, paired and idle in one standalone process: memory per device
     /// and time to start and pair.
     Idle {
@@ -96,36 +103,8 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?
         }
-        Scenario::Failover {
-            devices,
-            nodes,
-            rate,
-            wafleet,
-        } => {
-            scenario::failover::run(FailoverOptions {
-                devices,
-                nodes,
-                rate,
-                wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
-                rolling: false,
-            })
-            .await?
-        }
-        Scenario::Rolling {
-            devices,
-            nodes,
-            rate,
-            wafleet,
-        } => {
-            scenario::failover::run(FailoverOptions {
-                devices,
-                nodes,
-                rate,
-                wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
-                rolling: true,
-            })
-            .await?
-        }
+        Scenario::Failover(run) => scenario::failover::run(run.options(false)).await?,
+        Scenario::Rolling(run) => scenario::failover::run(run.options(true)).await?,
         Scenario::Idle {
             devices,
             concurrency,
