@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use wafleet_cluster_config::shard_of;
-use wafleet_node::store::sqlite::SCHEMA_VERSION;
+use wafleet_node::store::sqlite::{self, SCHEMA_VERSION};
 use wafleet_node::store::{
     Acquired, DevicePatch, DeviceRecord, DeviceStatus, Direction, Fence, InsertOutcome, Lease,
     MessageRecord, MessageStatus, SHARDS_SETTING, SealedBlob, SqliteStore, Store, StoreError,
@@ -184,74 +184,13 @@ async fn two_stores_on_one_file_see_each_others_writes() {
     );
 }
 
-/// The schema of a version 3 file, as that version created it (steps 1 to 3).
-const VERSION_3_DDL: &str = "
-    CREATE TABLE devices (
-        id                   TEXT    NOT NULL PRIMARY KEY,
-        name                 TEXT    NOT NULL,
-        tenant               TEXT    NOT NULL,
-        status               TEXT    NOT NULL,
-        status_reason        TEXT,
-        trust_level          TEXT    NOT NULL,
-        phone                TEXT,
-        webhook              TEXT,
-        desired_running      INTEGER NOT NULL,
-        created_at_ms        INTEGER NOT NULL,
-        updated_at_ms        INTEGER NOT NULL,
-        last_connected_at_ms INTEGER
-    ) STRICT;
-    CREATE INDEX devices_by_status ON devices (status, id);
-    CREATE INDEX devices_by_desired_running ON devices (desired_running, id);
-    CREATE TABLE link_state (
-        device_id   TEXT    NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
-        namespace   TEXT    NOT NULL,
-        key         TEXT    NOT NULL,
-        key_version INTEGER NOT NULL,
-        value       BLOB    NOT NULL,
-        PRIMARY KEY (device_id, namespace, key)
-    ) STRICT;
-    CREATE TABLE messages (
-        device_id       TEXT    NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
-        id              TEXT    NOT NULL,
-        direction       TEXT    NOT NULL,
-        peer_phone      TEXT    NOT NULL,
-        text            TEXT    NOT NULL,
-        status          TEXT    NOT NULL,
-        error           TEXT,
-        idempotency_key TEXT,
-        created_at_ms   INTEGER NOT NULL,
-        not_before_ms   INTEGER,
-        sent_at_ms      INTEGER,
-        delivered_at_ms INTEGER,
-        read_at_ms      INTEGER,
-        failed_at_ms    INTEGER,
-        PRIMARY KEY (device_id, id)
-    ) STRICT;
-    CREATE UNIQUE INDEX messages_by_idempotency_key ON messages (device_id, idempotency_key)
-        WHERE idempotency_key IS NOT NULL;
-    CREATE INDEX messages_queued ON messages (device_id, created_at_ms, id)
-        WHERE status = 'queued' AND direction = 'outbound';
-    CREATE TABLE leases (
-        shard         INTEGER NOT NULL PRIMARY KEY,
-        holder        TEXT,
-        epoch         INTEGER NOT NULL,
-        expires_at_ms INTEGER NOT NULL
-    ) STRICT;
-    CREATE INDEX messages_outbound_by_time ON messages (device_id, created_at_ms)
-        WHERE direction = 'outbound';
-    CREATE TABLE settings (
-        key           TEXT    NOT NULL PRIMARY KEY,
-        value         TEXT    NOT NULL,
-        updated_at_ms INTEGER NOT NULL
-    ) STRICT;
-    PRAGMA user_version = 3;";
-
 /// A version 3 file (no shards) with `devices` devices, every third not wanted running,
 /// one link-state record and one message each.
 fn version_3_file(path: &std::path::Path, devices: usize) -> Vec<(String, bool)> {
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     let conn = rusqlite::Connection::open(path).expect("raw open");
-    conn.execute_batch(VERSION_3_DDL).expect("version 3 schema");
+    conn.execute_batch(&sqlite::schema_at_version(3))
+        .expect("version 3 schema");
     let mut rows = Vec::new();
     for i in 0..devices {
         let id = format!("device-{i:03}");

@@ -129,6 +129,15 @@ const SHARD_COLUMN_VERSION: u32 = 4;
 /// The schema version this build creates and understands (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
+/// The schema of a file at `version` as that version created it (steps 1 to `version`,
+/// which never change once shipped), ending by setting `user_version`: for tests of the
+/// migration from an older file.
+#[doc(hidden)]
+pub fn schema_at_version(version: u32) -> String {
+    let steps = MIGRATIONS[..version as usize].join(";\n");
+    format!("{steps};\nPRAGMA user_version = {version};")
+}
+
 macro_rules! device_columns {
     () => {
         "id, name, tenant, status, status_reason, trust_level, phone, webhook, \
