@@ -13,9 +13,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wafleet_node::link::whatsapp::{Connectors, Probe, VaultBackend, WhatsAppConfig};
+use wafleet_node::link::whatsapp::{Connectors, Probe, VaultBackend, WhatsAppConfig, conformance};
 use wafleet_node::seal::{MasterKey, Sealer};
-use wafleet_node::store::{DeviceRecord, DeviceStatus, SqliteStore, Store, TrustLevel};
+use wafleet_node::store::{SqliteStore, Store};
 use wafleet_node::vault::Vault;
 
 /// Resident memory of this process, in bytes.
@@ -49,23 +49,7 @@ async fn main() {
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("wafleet.db")).expect("open store"));
     for i in 0..n {
-        store
-            .create_device(&DeviceRecord {
-                id: format!("d{i}"),
-                name: format!("d{i}"),
-                tenant: "default".into(),
-                status: DeviceStatus::Starting,
-                status_reason: None,
-                trust_level: TrustLevel::Newcomer,
-                phone: None,
-                webhook: None,
-                desired_running: true,
-                created_at_ms: 0,
-                updated_at_ms: 0,
-                last_connected_at_ms: None,
-            })
-            .await
-            .expect("create device");
+        conformance::create_starting_device(store.as_ref(), &format!("d{i}")).await;
     }
     let vault = Vault::new(
         store.clone(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use wafleet_node::link::whatsapp::conformance;
 use wafleet_node::seal::{MasterKey, Sealer};
-use wafleet_node::store::{DeviceRecord, DeviceStatus, SqliteStore, Store, TrustLevel};
+use wafleet_node::store::{SqliteStore, Store};
 use wafleet_node::vault::Vault;
 
 #[tokio::test]
@@ -28,23 +28,7 @@ async fn a_client_restored_after_the_process_restarts_keeps_the_device_identity(
     let path = dir.path().join("wafleet.db");
     let saved = {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).expect("open"));
-        store
-            .create_device(&DeviceRecord {
-                id: "phone-1".into(),
-                name: "phone 1".into(),
-                tenant: "default".into(),
-                status: DeviceStatus::Starting,
-                status_reason: None,
-                trust_level: TrustLevel::Newcomer,
-                phone: None,
-                webhook: None,
-                desired_running: true,
-                created_at_ms: 0,
-                updated_at_ms: 0,
-                last_connected_at_ms: None,
-            })
-            .await
-            .expect("create");
+        conformance::create_starting_device(store.as_ref(), "phone-1").await;
         conformance::identity(vault(store).device("phone-1", None)).await
     };
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).expect("reopen"));

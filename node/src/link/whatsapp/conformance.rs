@@ -46,13 +46,13 @@ fn vault(store: &Arc<dyn Store>) -> Vault {
     )
 }
 
-/// A fresh device row, and its unfenced vault.
-async fn device(store: &Arc<dyn Store>) -> DeviceVault {
-    let id = format!("wa-{}", Uuid::new_v4().simple());
+/// Stores a device `id` that is starting (wanted running, not linked yet): a row for a
+/// link's vault to hang on.
+pub async fn create_starting_device(store: &dyn Store, id: &str) {
     store
         .create_device(&DeviceRecord {
-            id: id.clone(),
-            name: id.clone(),
+            id: id.to_owned(),
+            name: id.to_owned(),
             tenant: "default".into(),
             status: DeviceStatus::Starting,
             status_reason: None,
@@ -66,6 +66,12 @@ async fn device(store: &Arc<dyn Store>) -> DeviceVault {
         })
         .await
         .expect("create device");
+}
+
+/// A fresh device row, and its unfenced vault.
+async fn device(store: &Arc<dyn Store>) -> DeviceVault {
+    let id = format!("wa-{}", Uuid::new_v4().simple());
+    create_starting_device(store.as_ref(), &id).await;
     vault(store).device(&id, None)
 }
 
