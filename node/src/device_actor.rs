@@ -36,8 +36,8 @@ use crate::rate_limiter::{
     record_link,
 };
 use crate::store::{
-    DevicePatch, DeviceStatus, Direction, Fence, InsertOutcome, MessageRecord, MessageStatus,
-    StoreError, TrustLevel,
+    DevicePatch, DeviceRecord, DeviceStatus, Direction, Fence, InsertOutcome, MessageRecord,
+    MessageStatus, StoreError, TrustLevel,
 };
 use crate::vault::VaultError;
 use wafleet_cluster_config::quota::{HOUR_MS, MINUTE_MS};
@@ -174,17 +174,8 @@ impl Actor for DeviceActor {
         // below or by the link) or is refused from now on. The trust level is taken from
         // the record this write returns, not from the read above.
         let record = state
-            .ctx
-            .record_status(
-                &state.id,
-                Some(state.status),
-                DeviceStatus::Starting,
-                None,
-                DevicePatch::default(),
-                state.fence.as_ref(),
-            )
+            .set_status(DeviceStatus::Starting, None, DevicePatch::default())
             .await?;
-        state.status = DeviceStatus::Starting;
         state
             .level
             .store(level_to_u8(record.trust_level), Ordering::SeqCst);
@@ -334,9 +325,10 @@ impl DeviceState {
         status: DeviceStatus,
         reason: Option<String>,
         patch: DevicePatch,
-    ) -> Result<(), StoreError> {
+    ) -> Result<DeviceRecord, StoreError> {
         let previous = self.status;
-        self.ctx
+        let record = self
+            .ctx
             .record_status(
                 &self.id,
                 Some(previous),
@@ -347,7 +339,7 @@ impl DeviceState {
             )
             .await?;
         self.status = status;
-        Ok(())
+        Ok(record)
     }
 
     fn wait_for_connect_slot(&mut self, myself: ActorRef<DeviceMsg>) {
@@ -573,6 +565,7 @@ impl DeviceState {
         };
         self.set_status(status, Some(reason.to_owned()), patch)
             .await
+            .map(drop)
     }
 
     /// Another node owns the device now: close the link and stop, writing nothing (the
@@ -904,7 +897,6 @@ impl DeviceState {
                 let _ = limiter.cast(LimiterMsg::Settled);
             }
         }
-        let message_id_for_ack = message_id.clone();
         if before.status.may_advance_to(status) {
             let at_ms = if at_ms > 0 { at_ms } else { now_ms() };
             if let Some(after) = self
@@ -916,7 +908,7 @@ impl DeviceState {
             {
                 metrics::message_outcome(status.as_str());
                 let mut data = Map::new();
-                data.insert("message_id".into(), Value::from(message_id));
+                data.insert("message_id".into(), Value::from(message_id.as_str()));
                 data.insert("status".into(), Value::from(status.as_str()));
                 if let Some(error) = error {
                     data.insert("error".into(), Value::from(error));
@@ -928,7 +920,7 @@ impl DeviceState {
             }
         }
         // Stored (or already further along): the network need not tell it again.
-        self.ack_receipt(message_id_for_ack, link_status);
+        self.ack_receipt(message_id, link_status);
         if was_in_flight && self.backlog {
             self.drain(myself).await?;
         }
