@@ -17,6 +17,7 @@ use wafleet_gateway::AppState;
 use wafleet_gateway::auth::Keys;
 use wafleet_gateway::remote::RemoteDevices;
 use wafleet_gateway::resolver::PlacementResolver;
+use wafleet_node::catalog::Catalog;
 use wafleet_node::cluster::ownership::AlwaysOwned;
 use wafleet_node::cluster::{ClusterOptions, join};
 use wafleet_node::events::{EventBus, RedisBusConfig};
@@ -62,9 +63,10 @@ pub(crate) async fn run(
     .await?;
     let members = cluster.members();
     let resolver = PlacementResolver::new(settings.cluster.shards, members.clone());
-    let devices = RemoteDevices::new(Arc::new(resolver), store)
+    let catalog = Catalog::new(store);
+    let devices = RemoteDevices::new(Arc::new(resolver), catalog.clone())
         .with_timeout(settings.gateway.request_timeout);
-    let state = AppState::new(Arc::new(devices), bus, Keys::new(admin_key));
+    let state = AppState::new(Arc::new(devices), catalog, bus, Keys::new(admin_key));
     let (router, metrics_server) = match metrics_http {
         None => (wafleet_gateway::router(state), None),
         Some(listener) => {

@@ -107,6 +107,7 @@ pub(crate) async fn run(
 
     let state = AppState::new(
         Arc::new(fleet.clone()),
+        fleet.catalog().clone(),
         fleet.bus().clone(),
         Keys::new(admin_key),
     );

@@ -1,11 +1,13 @@
-//! The wafleet HTTP API: REST + SSE over a [`DeviceApi`].
+//! The wafleet HTTP API: REST + SSE over a [`DeviceApi`] and a
+//! [`wafleet_node::catalog::Catalog`].
 //!
-//! In standalone the gateway calls the local [`wafleet_node::Fleet`] directly; in a
-//! cluster [`remote::RemoteDevices`] sends each command to the node that owns the
-//! device. SSE reads the event bus either way.
+//! Device commands go through [`DeviceApi::execute`]: in standalone to the local
+//! [`wafleet_node::Fleet`], in a cluster through [`remote::RemoteDevices`] to the node
+//! that owns the device. Reads come from the store through the catalog, and SSE from
+//! the event bus, either way.
 //!
 //! # Layout
-//! - [`device_api`]: [`DeviceApi`], the device operations the routes call.
+//! - [`device_api`]: [`DeviceApi`], where the routes send a device command.
 //! - [`remote`]: [`remote::RemoteDevices`], that API over the cluster.
 //! - [`routes`]: one file per resource (devices, qr, pairing, messages, events,
 //!   compatibility routes, operational routes).
@@ -36,6 +38,7 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+use wafleet_node::catalog::Catalog;
 use wafleet_node::events::EventBus;
 use wafleet_node::store::DeviceRecord;
 
@@ -50,8 +53,10 @@ pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 /// What every handler gets.
 #[derive(Clone)]
 pub struct AppState {
-    /// The devices: the local fleet (standalone) or the cluster's nodes.
+    /// Where device commands run: the local fleet (standalone) or the cluster's nodes.
     pub devices: Arc<dyn DeviceApi>,
+    /// Reads (devices, messages, settings) and owner-free writes, from the store.
+    pub catalog: Catalog,
     /// Where SSE reads device events (not through `devices`: events do not depend on
     /// where a device runs).
     pub bus: EventBus,
@@ -68,11 +73,17 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// Standalone passes its fleet and the fleet's bus; a cluster gateway its
-    /// [`remote::RemoteDevices`] and the shared bus.
-    pub fn new(devices: Arc<dyn DeviceApi>, bus: EventBus, keys: Keys) -> AppState {
+    /// Standalone passes its fleet, its catalog and the fleet's bus; a cluster gateway
+    /// its [`remote::RemoteDevices`], a catalog over the shared store and the shared bus.
+    pub fn new(
+        devices: Arc<dyn DeviceApi>,
+        catalog: Catalog,
+        bus: EventBus,
+        keys: Keys,
+    ) -> AppState {
         AppState {
             devices,
+            catalog,
             bus,
             keys,
             prometheus: metrics::prometheus(),

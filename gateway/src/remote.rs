@@ -2,7 +2,8 @@
 //!
 //! Each command goes to the host of the node that owns the device ([`HostResolver`],
 //! filled by placement over the live members) as a `node_api.proto` command. Reads that
-//! need no owner (lists, counts, one device, one message) come from the store.
+//! need no owner (lists, counts, one device, one message) come from the store through
+//! the [`Catalog`], as in standalone.
 //!
 //! # Rules
 //! - A node that answers "not owner, try X" gets the command redirected to X, once; a
@@ -10,6 +11,10 @@
 //! - An owner that cannot be reached (no live node, no session to it, the session
 //!   closes before the reply) is [`FleetError::Unavailable`]: 503, retryable. Nothing
 //!   ran, or the node died while running it.
+//! - A command that surely did not run (no session to the owner, or the shard between
+//!   owners) and that needs no running device is done in the store instead, by the
+//!   node's rule ([`Catalog::without_owner`]): a send is accepted into the outbox, a
+//!   trust level stored.
 //! - No reply within the timeout is [`FleetError::Timeout`]: 504. The command may have
 //!   run (it is still running, or its reply was lost).
 
@@ -20,19 +25,11 @@ use async_trait::async_trait;
 use ractor::ActorRef;
 use ractor::rpc::CallResult;
 use tracing::warn;
-use wafleet_cluster_config::QuotaTable;
-use wafleet_node::cluster::api::{Command, CommandError, Operation, Reply, reply_from_wire};
+use wafleet_node::api::wire::reply_from_wire;
+use wafleet_node::api::{CommandError, DeviceCommand, Empty, FleetError, Reply};
+use wafleet_node::catalog::Catalog;
 use wafleet_node::cluster::host::HostMsg;
 use wafleet_node::cluster::wire::Wire;
-use wafleet_node::device_actor::QrCode;
-use wafleet_node::fleet::{load_quota_table, store_quota_table};
-use wafleet_node::link::PairCode;
-use wafleet_node::rate_limiter::LimitsView;
-use wafleet_node::store::{
-    DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, MessageRecord, Store,
-    TrustLevel,
-};
-use wafleet_node::{FleetError, NewDevice, SendText, Sent, accept_text, create_device};
 use wafleet_protocol::node_api::NodeCommand;
 
 use crate::device_api::DeviceApi;
@@ -70,8 +67,8 @@ pub trait HostResolver: Send + Sync + std::fmt::Debug + 'static {
 pub struct RemoteDevices {
     /// Which node's host gets a device's commands.
     resolver: Arc<dyn HostResolver>,
-    /// Reads that need no owner: lists, counts, one device, one message.
-    store: Arc<dyn Store>,
+    /// What a command that reached no node becomes ([`Catalog::without_owner`]).
+    catalog: Catalog,
     /// How long to wait for a node's reply before answering 504.
     timeout: Duration,
 }
@@ -90,10 +87,10 @@ enum Routed {
 }
 
 impl RemoteDevices {
-    pub fn new(resolver: Arc<dyn HostResolver>, store: Arc<dyn Store>) -> RemoteDevices {
+    pub fn new(resolver: Arc<dyn HostResolver>, catalog: Catalog) -> RemoteDevices {
         RemoteDevices {
             resolver,
-            store,
+            catalog,
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -104,29 +101,23 @@ impl RemoteDevices {
         self
     }
 
-    /// Sends `command` to the device's owner, following one "not owner" redirect.
-    async fn command(&self, command: Command) -> Result<Reply, FleetError> {
-        match self.try_command(command).await {
-            Routed::Answered(result) => result,
-            Routed::NotRun(error) => Err(error),
-        }
-    }
-
     /// Sends a command to the device's owner, following one "not owner" redirect.
     /// `NotRun` means no node ran it (no session to the owner, or the shard is between
     /// owners), so doing the work some other way cannot double it.
-    async fn try_command(&self, command: Command) -> Routed {
-        let device_id = command.device_id.clone();
-        let Some(host) = self.resolver.host_for(&device_id) else {
+    async fn try_command(&self, device_id: &str, command: DeviceCommand) -> Routed {
+        let Some(host) = self.resolver.host_for(device_id) else {
             metrics::node_command("unavailable");
-            let owner = self.resolver.owner_of(&device_id);
+            let owner = self.resolver.owner_of(device_id);
             warn!(%device_id, ?owner, "no session to the device's owner");
             return Routed::NotRun(FleetError::Unavailable(format!(
                 "the node that owns device {device_id} cannot be reached; retry"
             )));
         };
-        let wire = NodeCommand::from(command);
-        let owner_hint = match self.send(&device_id, &host, wire.clone()).await {
+        let wire = NodeCommand {
+            device_id: device_id.to_owned(),
+            op: Some(command),
+        };
+        let owner_hint = match self.send(device_id, &host, wire.clone()).await {
             Err(error) => return Routed::Answered(Err(error)),
             Ok(Ok(reply)) => return Routed::Answered(Ok(reply)),
             Ok(Err(CommandError::Fleet(error))) => return Routed::Answered(Err(error)),
@@ -142,7 +133,7 @@ impl RemoteDevices {
             return moving();
         };
         metrics::node_command("redirected");
-        match self.send(&device_id, &host, wire).await {
+        match self.send(device_id, &host, wire).await {
             Err(error) => Routed::Answered(Err(error)),
             Ok(Ok(reply)) => Routed::Answered(Ok(reply)),
             Ok(Err(CommandError::Fleet(error))) => Routed::Answered(Err(error)),
@@ -182,172 +173,43 @@ impl RemoteDevices {
             }
         }
     }
-
-    /// A command whose reply is the device.
-    async fn device_command(
-        &self,
-        id: &str,
-        operation: Operation,
-    ) -> Result<DeviceRecord, FleetError> {
-        let command = Command::new(id, operation);
-        let name = command.name();
-        match self.command(command).await? {
-            Reply::Device(device) => Ok(device),
-            other => Err(unexpected(name, &other)),
-        }
-    }
-}
-
-/// A node answered with the wrong kind of result: a bug, or mismatched versions.
-fn unexpected(command: &str, reply: &Reply) -> FleetError {
-    FleetError::Internal(format!("the node answered {command} with {reply:?}"))
 }
 
 #[async_trait]
 impl DeviceApi for RemoteDevices {
-    /// In the store: creating needs no node.
-    async fn create_device(&self, new: NewDevice) -> Result<DeviceRecord, FleetError> {
-        create_device(self.store.as_ref(), new).await
-    }
-
-    async fn device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
-        self.store
-            .get_device(id)
-            .await?
-            .ok_or_else(|| FleetError::DeviceNotFound(id.to_owned()))
-    }
-
-    async fn list_devices(&self, query: &DeviceQuery) -> Result<DevicePage, FleetError> {
-        Ok(self.store.list_devices(query).await?)
-    }
-
-    async fn count_devices(&self) -> Result<Vec<(DeviceStatus, u64)>, FleetError> {
-        Ok(self.store.count_devices_by_status().await?)
-    }
-
-    async fn delete_device(&self, id: &str) -> Result<(), FleetError> {
-        match self.command(Command::new(id, Operation::Delete)).await? {
-            Reply::Deleted => Ok(()),
-            other => Err(unexpected("delete", &other)),
+    async fn execute(&self, device_id: &str, command: DeviceCommand) -> Result<Reply, FleetError> {
+        let is_send = matches!(command, DeviceCommand::SendText(_));
+        match self.try_command(device_id, command.clone()).await {
+            Routed::Answered(result) => result,
+            Routed::NotRun(error) => match self.catalog.without_owner(device_id, command).await {
+                Some(result) => {
+                    if is_send {
+                        metrics::node_command("accepted_by_gateway");
+                    }
+                    result
+                }
+                None => Err(error),
+            },
         }
     }
 
-    async fn start_device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
-        self.device_command(id, Operation::Start).await
-    }
-
-    async fn stop_device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
-        self.device_command(id, Operation::Stop).await
-    }
-
-    async fn restart_device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
-        self.device_command(id, Operation::Restart).await
-    }
-
-    async fn logout_device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
-        self.device_command(id, Operation::Logout).await
-    }
-
-    async fn qr(&self, id: &str) -> Result<QrCode, FleetError> {
-        match self.command(Command::new(id, Operation::Qr)).await? {
-            Reply::Qr(qr) => Ok(qr),
-            other => Err(unexpected("qr", &other)),
-        }
-    }
-
-    async fn pairing_code(&self, id: &str, phone: &str) -> Result<PairCode, FleetError> {
-        let operation = Operation::PairingCode {
-            phone: phone.to_owned(),
-        };
-        match self.command(Command::new(id, operation)).await? {
-            Reply::PairingCode(code) => Ok(code),
-            other => Err(unexpected("pairing_code", &other)),
-        }
-    }
-
-    /// Through the owner when it answers; while no node can take the command (the owner
-    /// is being replaced), accepted straight into the store's outbox, which the next
-    /// owner drains when the device is READY. A message is never refused for a move.
-    async fn limits(&self, id: &str) -> Result<LimitsView, FleetError> {
-        match self.command(Command::new(id, Operation::Limits)).await? {
-            Reply::Limits(view) => Ok(view),
-            other => Err(unexpected("limits", &other)),
-        }
-    }
-
-    async fn set_trust_level(
-        &self,
-        id: &str,
-        level: TrustLevel,
-    ) -> Result<DeviceRecord, FleetError> {
-        match self
-            .try_command(Command::new(id, Operation::SetTrustLevel(level)))
-            .await
-        {
-            Routed::Answered(Ok(Reply::Device(device))) => Ok(device),
-            Routed::Answered(Ok(other)) => Err(unexpected("set_trust_level", &other)),
-            Routed::Answered(Err(error)) => Err(error),
-            // No node runs it: the level is stored; its next run starts with it.
-            Routed::NotRun(_) => {
-                self.device(id).await?;
-                let patch = DevicePatch {
-                    trust_level: Some(level),
-                    ..DevicePatch::default()
-                };
-                Ok(self
-                    .store
-                    .patch_device(id, &patch, wafleet_node::clock::now_ms(), None)
-                    .await?)
-            }
-        }
-    }
-
-    async fn quota_table(&self) -> Result<QuotaTable, FleetError> {
-        load_quota_table(self.store.as_ref()).await
-    }
-
-    async fn set_quota_table(&self, table: QuotaTable) -> Result<QuotaTable, FleetError> {
-        store_quota_table(self.store.as_ref(), &table).await?;
-        // Tell every live node to read it now; one that misses this (unreachable, or
-        // joining) reads it within its settings refresh anyway.
+    /// Tells every live node to read the settings now; one that misses this
+    /// (unreachable, or joining) reads them within its settings refresh anyway.
+    async fn settings_changed(&self) {
         let nodes = self.resolver.nodes();
         let refreshes = nodes.iter().filter_map(|node| {
             let host = self.resolver.host_named(node)?;
-            let command = NodeCommand::from(Command::new("", Operation::RefreshSettings));
+            let command = NodeCommand {
+                device_id: String::new(),
+                op: Some(DeviceCommand::RefreshSettings(Empty {})),
+            };
             Some(async move { (node, self.send("", &host, command).await) })
         });
         for (node, answer) in futures_util::future::join_all(refreshes).await {
             if !matches!(answer, Ok(Ok(Reply::Refreshed))) {
-                warn!(%node, ?answer, "a node did not confirm the new trust-level table; it reads it within a second");
+                warn!(%node, ?answer, "a node did not confirm the new settings; it reads them within a second");
             }
         }
-        Ok(table)
-    }
-
-    async fn send_text(&self, id: &str, send: SendText) -> Result<Sent, FleetError> {
-        match self
-            .try_command(Command::new(id, Operation::SendText(send.clone())))
-            .await
-        {
-            Routed::Answered(Ok(Reply::Sent(sent))) => Ok(sent),
-            Routed::Answered(Ok(other)) => Err(unexpected("send_text", &other)),
-            Routed::Answered(Err(error)) => Err(error),
-            Routed::NotRun(_) => {
-                metrics::node_command("accepted_by_gateway");
-                accept_text(self.store.as_ref(), id, send).await
-            }
-        }
-    }
-
-    async fn message(
-        &self,
-        device_id: &str,
-        message_id: &str,
-    ) -> Result<MessageRecord, FleetError> {
-        self.store
-            .get_message(device_id, message_id)
-            .await?
-            .ok_or_else(|| FleetError::MessageNotFound(message_id.to_owned()))
     }
 
     fn node_of(&self, device_id: &str) -> String {

@@ -24,6 +24,8 @@ use wafleet_gateway::auth::Keys;
 use wafleet_gateway::remote::{HostResolver, RemoteDevices};
 use wafleet_gateway::{AppState, DeviceApi};
 use wafleet_load::sim::{Network, SimConfig};
+use wafleet_node::api::{DeviceCommand, Empty, Reply};
+use wafleet_node::catalog::Catalog;
 use wafleet_node::cluster::host::{HOSTS_GROUP, HostMsg, host_actor_name};
 use wafleet_node::cluster::ownership::{Ownership, OwnershipCheck};
 use wafleet_node::cluster::wire::Wire;
@@ -39,6 +41,9 @@ use wafleet_protocol::node_api::NodeReply;
 const WAIT: Duration = Duration::from_secs(20);
 const KEY: &str = "test-admin-key";
 const PHONE: &str = "6281234567890";
+const START: DeviceCommand = DeviceCommand::Start(Empty {});
+const STOP: DeviceCommand = DeviceCommand::Stop(Empty {});
+const QR: DeviceCommand = DeviceCommand::Qr(Empty {});
 
 /// Names unique in this test process: ractor's registry and groups are global.
 fn unique(prefix: &str) -> String {
@@ -129,9 +134,11 @@ async fn fleet(
     .await
     .unwrap();
     fleet
+        .catalog()
         .set_quota_table(wafleet_cluster_config::QuotaTable::UNTHROTTLED)
         .await
         .unwrap();
+    fleet.refresh_settings().await.unwrap();
     (fleet, store, bus)
 }
 
@@ -316,7 +323,8 @@ async fn commands_reach_the_owner_over_the_cluster_and_fail_retryably_without_it
         default_owner: Some(a.clone()),
         hosts: HashMap::from([(a.clone(), host_a), (b.clone(), host_b.clone())]),
     };
-    let devices = RemoteDevices::new(Arc::new(placement), store_a.clone())
+    let catalog = Catalog::new(store_a.clone());
+    let devices = RemoteDevices::new(Arc::new(placement), catalog.clone())
         .with_timeout(Duration::from_secs(15));
 
     // --- create → start → QR → scan → READY → send → delivered, all on A ---
@@ -324,12 +332,17 @@ async fn commands_reach_the_owner_over_the_cluster_and_fail_retryably_without_it
         .subscribe(EventFilter::Devices(["alpha".to_owned()].into()), None)
         .await
         .unwrap();
-    let created = devices.create_device(new_device("alpha")).await.unwrap();
+    let created = catalog.create_device(new_device("alpha")).await.unwrap();
     assert_eq!(created.status, DeviceStatus::Stopped);
     assert_eq!(devices.node_of("alpha"), a);
-    devices.start_device("alpha").await.unwrap();
+    devices.execute("alpha", START).await.unwrap();
     wait_event(&mut events, EventKind::Qr, |_| true).await;
-    let qr = devices.qr("alpha").await.unwrap();
+    let qr = devices
+        .execute("alpha", QR)
+        .await
+        .unwrap()
+        .into_qr()
+        .unwrap();
     network.scan(&qr.code, PHONE).unwrap();
     wait_event(
         &mut events,
@@ -337,7 +350,7 @@ async fn commands_reach_the_owner_over_the_cluster_and_fail_retryably_without_it
         status_is(DeviceStatus::Ready),
     )
     .await;
-    let device = devices.device("alpha").await.unwrap();
+    let device = catalog.device("alpha").await.unwrap();
     assert_eq!(device.status, DeviceStatus::Ready);
     assert_eq!(device.phone.as_deref(), Some(PHONE));
 
@@ -346,7 +359,11 @@ async fn commands_reach_the_owner_over_the_cluster_and_fail_retryably_without_it
         text: "halo dari gateway".into(),
         idempotency_key: Some("k-1".into()),
     };
-    let sent = devices.send_text("alpha", send.clone()).await.unwrap();
+    let sent = devices
+        .execute("alpha", DeviceCommand::SendText(send.clone()))
+        .await
+        .and_then(Reply::into_sent)
+        .unwrap();
     assert_eq!(sent.message.status, MessageStatus::Queued);
     assert!(!sent.replayed);
     let message_id = sent.message.id.clone();
@@ -354,10 +371,14 @@ async fn commands_reach_the_owner_over_the_cluster_and_fail_retryably_without_it
         event.data["message_id"] == message_id.as_str() && event.data["status"] == "delivered"
     })
     .await;
-    let message = devices.message("alpha", &message_id).await.unwrap();
+    let message = catalog.message("alpha", &message_id).await.unwrap();
     assert_eq!(message.status, MessageStatus::Delivered);
     assert_eq!(message.text, "halo dari gateway");
-    let again = devices.send_text("alpha", send).await.unwrap();
+    let again = devices
+        .execute("alpha", DeviceCommand::SendText(send))
+        .await
+        .and_then(Reply::into_sent)
+        .unwrap();
     assert!(
         again.replayed,
         "an idempotent repeat crosses the wire as such"
@@ -366,27 +387,27 @@ async fn commands_reach_the_owner_over_the_cluster_and_fail_retryably_without_it
 
     // The node's refusals arrive as the same FleetError.
     assert!(matches!(
-        devices.create_device(new_device("alpha")).await,
+        catalog.create_device(new_device("alpha")).await,
         Err(FleetError::DeviceExists(id)) if id == "alpha"
     ));
     assert!(matches!(
-        devices.qr("alpha").await,
+        devices.execute("alpha", QR).await,
         Err(FleetError::WrongState {
             code: "device_not_in_scan_qr",
             ..
         })
     ));
     assert!(matches!(
-        devices.start_device("nobody").await,
+        devices.execute("nobody", START).await,
         Err(FleetError::DeviceNotFound(id)) if id == "nobody"
     ));
     assert!(matches!(
-        devices.message("alpha", "msg_nope").await,
+        catalog.message("alpha", "msg_nope").await,
         Err(FleetError::MessageNotFound(_))
     ));
 
     // --- not owner: one redirect to the hinted node ---
-    let bravo = devices.create_device(new_device("bravo")).await.unwrap();
+    let bravo = catalog.create_device(new_device("bravo")).await.unwrap();
     assert_eq!(bravo.id, "bravo");
     assert!(
         store_a.get_device("bravo").await.unwrap().is_some(),
@@ -396,15 +417,19 @@ async fn commands_reach_the_owner_over_the_cluster_and_fail_retryably_without_it
         store_b.get_device("bravo").await.unwrap().is_none(),
         "B did not"
     );
-    let stopped = devices.stop_device("bravo").await.unwrap();
+    let stopped = devices
+        .execute("bravo", STOP)
+        .await
+        .and_then(Reply::into_device)
+        .unwrap();
     assert_eq!(stopped.status, DeviceStatus::Stopped);
 
     // No hint, a hint nobody can reach, or a second "not owner": unavailable, and
     // nothing ran. (Creating needs no owner: it is done in the store.)
     for id in ["charlie", "delta", "echo"] {
-        devices.create_device(new_device(id)).await.unwrap();
+        catalog.create_device(new_device(id)).await.unwrap();
         let before = store_a.get_device(id).await.unwrap().unwrap();
-        match devices.start_device(id).await {
+        match devices.execute(id, START).await {
             Err(FleetError::Unavailable(reason)) => assert!(reason.contains(id), "{reason}"),
             other => panic!("{id}: {other:?}"),
         }
@@ -413,9 +438,10 @@ async fn commands_reach_the_owner_over_the_cluster_and_fail_retryably_without_it
     }
 
     // --- an owner with no session: 503, retryable, through the HTTP API ---
-    devices.create_device(new_device("foxtrot")).await.unwrap();
+    catalog.create_device(new_device("foxtrot")).await.unwrap();
     let app = wafleet_gateway::router(AppState::new(
         Arc::new(devices.clone()),
+        catalog.clone(),
         bus_a.clone(),
         Keys::new(KEY),
     ));
@@ -435,6 +461,7 @@ async fn commands_reach_the_owner_over_the_cluster_and_fail_retryably_without_it
     );
     let app = wafleet_gateway::router(AppState::new(
         Arc::new(devices.clone()),
+        catalog.clone(),
         bus_a.clone(),
         Keys::new(KEY),
     ));
@@ -462,7 +489,7 @@ async fn commands_reach_the_owner_over_the_cluster_and_fail_retryably_without_it
         .wait(Some(WAIT))
         .await
         .expect("the proxy of B's host stops with its session");
-    match devices.start_device("golf").await {
+    match devices.execute("golf", START).await {
         Err(FleetError::Unavailable(reason)) => assert!(reason.contains("golf"), "{reason}"),
         other => panic!("{other:?}"),
     }
@@ -511,20 +538,22 @@ async fn a_silent_owner_is_a_504_and_no_live_node_a_503() {
         default_owner: None,
         hosts: HashMap::from([("node-f".to_owned(), silent.clone())]),
     };
-    let devices =
-        RemoteDevices::new(Arc::new(placement), store).with_timeout(Duration::from_millis(100));
+    let catalog = Catalog::new(store);
+    let devices = RemoteDevices::new(Arc::new(placement), catalog.clone())
+        .with_timeout(Duration::from_millis(100));
     assert!(matches!(
-        devices.start_device("frozen").await,
+        devices.execute("frozen", START).await,
         Err(FleetError::Timeout)
     ));
     assert!(matches!(
-        devices.start_device("orphan").await,
+        devices.execute("orphan", START).await,
         Err(FleetError::Unavailable(_))
     ));
     assert_eq!(devices.node_of("orphan"), "", "no live node");
 
     let app = wafleet_gateway::router(AppState::new(
         Arc::new(devices),
+        catalog,
         EventBus::in_memory(BusConfig::default()),
         Keys::new(KEY),
     ));

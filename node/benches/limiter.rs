@@ -79,12 +79,15 @@ async fn main() {
     .await
     .unwrap();
     fleet
+        .catalog()
         .set_quota_table(QuotaTable::UNTHROTTLED)
         .await
         .unwrap();
+    fleet.refresh_settings().await.unwrap();
     let mut events = bus.subscribe(EventFilter::All, None).await.unwrap();
     for id in ["limited", "direct"] {
         fleet
+            .catalog()
             .create_device(NewDevice {
                 id: id.into(),
                 name: id.into(),

@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tracing::{debug, info, warn};
 
+use crate::api::QrCode;
 use crate::clock::now_ms;
 use crate::context::NodeContext;
 use crate::device_supervisor::SupervisorMsg;
@@ -45,13 +46,6 @@ use wafleet_cluster_config::quota::{HOUR_MS, MINUTE_MS};
 /// How long an operator's logout waits for the link to unlink the device from the
 /// phone's account (the WhatsApp link gives up after 10 s itself).
 const LOGOUT_WAIT: Duration = Duration::from_secs(12);
-
-/// A QR code being shown.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QrCode {
-    pub code: String,
-    pub expires_at_ms: i64,
-}
 
 /// Messages a device actor handles.
 #[derive(Debug)]

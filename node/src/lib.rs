@@ -1,7 +1,14 @@
 //! A wafleet node: device actors, WhatsApp links, stores and the event bus.
 //!
 //! # Layout
-//! - [`fleet`]: the node's API ([`Fleet`]) that the gateway calls.
+//! - [`api`]: the one device command ([`api::DeviceCommand`]), its [`api::Reply`], its
+//!   errors ([`FleetError`]) and the types that cross crates, with their wire form.
+//! - [`fleet`]: [`Fleet`], the devices of this node; [`Fleet::execute`] handles every
+//!   command once.
+//! - [`catalog`]: [`catalog::Catalog`], store-backed reads and owner-free writes that
+//!   gateway and node both use.
+//! - [`outbox`], [`settings`]: the rules for accepting a message and for the shared
+//!   settings (the trust-level table), each written once.
 //! - [`device_supervisor`], [`device_actor`]: the actors (tree below).
 //! - [`link`]: the [`link::LinkFactory`] abstraction and the simulated link.
 //! - [`events`]: device events and the in-process bus behind SSE.
@@ -25,6 +32,8 @@
 //!     └── RateLimiter(device_id)   every send passes through it (linked child actor)
 //! ```
 
+pub mod api;
+pub mod catalog;
 mod census;
 pub mod clock;
 pub mod cluster;
@@ -35,11 +44,15 @@ pub mod events;
 pub mod fleet;
 pub mod link;
 pub mod metrics;
+pub mod outbox;
 pub mod rate_limit;
 pub mod rate_limiter;
 pub mod seal;
+pub mod settings;
 pub mod store;
 pub mod vault;
 
+pub use api::{DeviceCommand, FleetError, NewDevice, Reply, SendText, Sent};
 pub use context::NodeConfig;
-pub use fleet::{Fleet, FleetError, NewDevice, SendText, Sent, accept_text, create_device};
+pub use fleet::Fleet;
+pub use outbox::accept_text;

@@ -83,6 +83,7 @@ async fn a_banned_device_does_not_reconnect_before_the_ban_ends() {
     .await
     .unwrap();
     fleet
+        .catalog()
         .create_device(NewDevice {
             id: "b".into(),
             name: "b".into(),
@@ -105,7 +106,7 @@ async fn a_banned_device_does_not_reconnect_before_the_ban_ends() {
     );
     assert!(waited < BAN + Duration::from_secs(2), "{waited:?}");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while fleet.device("b").await.unwrap().status != DeviceStatus::Ready {
+    while fleet.catalog().device("b").await.unwrap().status != DeviceStatus::Ready {
         assert!(Instant::now() < deadline, "not READY again after the ban");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -110,10 +110,13 @@ impl Node {
         .await
         .unwrap();
         fleet
+            .catalog()
             .set_quota_table(wafleet_cluster_config::QuotaTable::UNTHROTTLED)
             .await
             .unwrap();
+        fleet.refresh_settings().await.unwrap();
         fleet
+            .catalog()
             .create_device(NewDevice {
                 id: "d1".into(),
                 name: "d1".into(),
@@ -217,7 +220,7 @@ async fn a_run_whose_shard_was_taken_over_stops_without_writing() {
     within("a's link to close", opened.closed).await.unwrap();
     node.until_not_running().await;
     assert_eq!(
-        node.fleet.device("d1").await.unwrap(),
+        node.fleet.catalog().device("d1").await.unwrap(),
         b_row,
         "the stale run wrote over the new owner's row"
     );
@@ -238,7 +241,7 @@ async fn a_link_that_reports_fenced_stops_the_run() {
     node.fleet.run_owned("d1", fence_a).await.unwrap();
     let opened = node.next_open().await;
     node.until_status("STARTING").await;
-    let before = node.fleet.device("d1").await.unwrap();
+    let before = node.fleet.catalog().device("d1").await.unwrap();
 
     opened.events.emit(LinkEvent::Fenced {
         reason: "cannot store credentials: write fenced off".into(),
@@ -246,7 +249,7 @@ async fn a_link_that_reports_fenced_stops_the_run() {
     within("the link to close", opened.closed).await.unwrap();
     node.until_not_running().await;
     assert_eq!(
-        node.fleet.device("d1").await.unwrap(),
+        node.fleet.catalog().device("d1").await.unwrap(),
         before,
         "a fenced run wrote its status"
     );
@@ -258,7 +261,7 @@ async fn a_run_under_a_lost_lease_does_not_start() {
     let node = Node::start().await;
     let fence_a = node.acquire("a", T0).await;
     node.acquire("b", T0 + TTL as i64).await;
-    let before = node.fleet.device("d1").await.unwrap();
+    let before = node.fleet.catalog().device("d1").await.unwrap();
 
     let err = node
         .fleet
@@ -271,7 +274,7 @@ async fn a_run_under_a_lost_lease_does_not_start() {
     );
     assert!(!node.fleet.is_running("d1"));
     assert_eq!(node.links.opens.load(Ordering::SeqCst), 0);
-    assert_eq!(node.fleet.device("d1").await.unwrap(), before);
+    assert_eq!(node.fleet.catalog().device("d1").await.unwrap(), before);
     node.fleet.shutdown().await;
 }
 

@@ -67,14 +67,17 @@ async fn fleet(dir: &std::path::Path, links: Arc<dyn LinkFactory>) -> (Fleet, Ev
     .await
     .unwrap();
     fleet
+        .catalog()
         .set_quota_table(wafleet_cluster_config::QuotaTable::UNTHROTTLED)
         .await
         .unwrap();
+    fleet.refresh_settings().await.unwrap();
     (fleet, bus)
 }
 
 async fn create(fleet: &Fleet, id: &str) {
     fleet
+        .catalog()
         .create_device(NewDevice {
             id: id.into(),
             name: id.into(),
@@ -114,7 +117,7 @@ async fn a_device_that_keeps_crashing_ends_failed_after_max_crashes() {
         "{failed}"
     );
     assert_eq!(links.opens.load(Ordering::SeqCst), 3);
-    let device = fleet.device("crashy").await.unwrap();
+    let device = fleet.catalog().device("crashy").await.unwrap();
     assert_eq!(device.status.as_str(), "FAILED");
 
     // Starting it again by hand forgives the crashes: it is tried again.
@@ -143,7 +146,7 @@ async fn an_unreachable_network_means_disconnected_with_capped_backoff() {
         reasons.iter().all(|r| r.contains("connection refused")),
         "{reasons:?}"
     );
-    let device = fleet.device("offline").await.unwrap();
+    let device = fleet.catalog().device("offline").await.unwrap();
     assert_ne!(device.status.as_str(), "FAILED");
 
     // Stopping ends the retries; until then they were paced, not spinning: every delay
@@ -156,7 +159,13 @@ async fn an_unreachable_network_means_disconnected_with_capped_backoff() {
         "{opens} attempts in {elapsed_ms} ms"
     );
     assert_eq!(
-        fleet.device("offline").await.unwrap().status.as_str(),
+        fleet
+            .catalog()
+            .device("offline")
+            .await
+            .unwrap()
+            .status
+            .as_str(),
         "STOPPED"
     );
     fleet.shutdown().await;

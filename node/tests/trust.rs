@@ -59,6 +59,7 @@ async fn a_newcomer_linked_long_enough_becomes_trusted_while_running() {
     let mut events = bus.subscribe(EventFilter::All, None).await.unwrap();
     for (id, level) in [("new", TrustLevel::Newcomer), ("vip", TrustLevel::Verified)] {
         fleet
+            .catalog()
             .create_device(NewDevice {
                 id: id.into(),
                 name: id.into(),
@@ -82,7 +83,7 @@ async fn a_newcomer_linked_long_enough_becomes_trusted_while_running() {
     assert_eq!(promoted.device_id, "new");
     assert_eq!(promoted.data["trust_level"], "trusted");
     assert_eq!(
-        fleet.device("new").await.unwrap().trust_level,
+        fleet.catalog().device("new").await.unwrap().trust_level,
         TrustLevel::Trusted
     );
     let limits = fleet.limits("new").await.unwrap();
@@ -93,7 +94,7 @@ async fn a_newcomer_linked_long_enough_becomes_trusted_while_running() {
     );
     assert!(limits.linked_at_ms.is_some());
     assert_eq!(
-        fleet.device("vip").await.unwrap().trust_level,
+        fleet.catalog().device("vip").await.unwrap().trust_level,
         TrustLevel::Verified,
         "only newcomers are promoted; VERIFIED stays"
     );

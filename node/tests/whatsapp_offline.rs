@@ -129,6 +129,7 @@ async fn disconnects(events: &mut Subscription, n: usize) -> Vec<(String, Instan
 
 async fn create(fleet: &Fleet, id: &str) {
     fleet
+        .catalog()
         .create_device(NewDevice {
             id: id.into(),
             name: id.into(),
@@ -172,7 +173,7 @@ async fn exercise(url: &str, accepted: Option<&AtomicU32>, attempts: usize) -> V
             "backoff beyond the cap: gaps {gaps:?}"
         );
     }
-    let device = fleet.device("offline").await.unwrap();
+    let device = fleet.catalog().device("offline").await.unwrap();
     assert_ne!(
         device.status.as_str(),
         "FAILED",
@@ -195,7 +196,13 @@ async fn exercise(url: &str, accepted: Option<&AtomicU32>, attempts: usize) -> V
         );
     }
     assert_eq!(
-        fleet.device("offline").await.unwrap().status.as_str(),
+        fleet
+            .catalog()
+            .device("offline")
+            .await
+            .unwrap()
+            .status
+            .as_str(),
         "STOPPED"
     );
 

@@ -10,6 +10,8 @@ use utoipa::ToSchema;
 use wafleet_node::NewDevice;
 use wafleet_node::store::{DeviceQuery, TrustLevel};
 
+use wafleet_node::api::{DeviceCommand, Empty};
+
 use crate::AppState;
 use crate::dto::{Device, counts_json};
 use crate::error::{ApiError, ErrorBody};
@@ -45,7 +47,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<SessionList>, Ap
     let mut after = None;
     loop {
         let page = state
-            .devices
+            .catalog
             .list_devices(&DeviceQuery {
                 after: after.take(),
                 limit: 1000,
@@ -58,7 +60,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<SessionList>, Ap
             None => break,
         }
     }
-    let counts = state.devices.count_devices().await?;
+    let counts = state.catalog.count_devices().await?;
     Ok(Json(SessionList {
         sessions,
         counts: counts_json(&counts),
@@ -82,7 +84,7 @@ pub async fn create(
     let name = body.name.unwrap_or_else(|| id.clone());
     validate::name(&name)?;
     state
-        .devices
+        .catalog
         .create_device(NewDevice {
             id: id.clone(),
             name,
@@ -90,7 +92,11 @@ pub async fn create(
             webhook: None,
         })
         .await?;
-    let record = state.devices.start_device(&id).await?;
+    let record = state
+        .devices
+        .execute(&id, DeviceCommand::Start(Empty {}))
+        .await?
+        .into_device()?;
     Ok((StatusCode::CREATED, Json(state.device(record))))
 }
 

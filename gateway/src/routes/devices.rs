@@ -6,6 +6,8 @@ use axum::http::StatusCode;
 use wafleet_node::NewDevice;
 use wafleet_node::store::{DeviceQuery, DeviceStatus, TrustLevel};
 
+use wafleet_node::api::{DeviceCommand, Empty};
+
 use crate::AppState;
 use crate::dto::{CreateDevice, Deleted, Device, DeviceList, ListQuery, counts_json};
 use crate::error::{ApiError, ErrorBody};
@@ -32,7 +34,7 @@ pub async fn create(
         validate::webhook(webhook)?;
     }
     let record = state
-        .devices
+        .catalog
         .create_device(NewDevice {
             id,
             name: body.name,
@@ -71,7 +73,7 @@ pub async fn list(
             .map_err(|_| ApiError::invalid("invalid_cursor", "cursor is not one this API gave"))?;
     }
     let page = state
-        .devices
+        .catalog
         .list_devices(&DeviceQuery {
             status,
             desired_running: None,
@@ -79,7 +81,7 @@ pub async fn list(
             limit,
         })
         .await?;
-    let counts = state.devices.count_devices().await?;
+    let counts = state.catalog.count_devices().await?;
     Ok(Json(DeviceList {
         devices: page.devices.into_iter().map(|d| state.device(d)).collect(),
         next_cursor: page.next_after,
@@ -96,7 +98,7 @@ pub async fn get(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Device>, ApiError> {
     validate::device_id(&id)?;
-    Ok(Json(state.device(state.devices.device(&id).await?)))
+    Ok(Json(state.device(state.catalog.device(&id).await?)))
 }
 
 #[utoipa::path(delete, path = "/v1/devices/{id}", tag = "devices",
@@ -109,22 +111,22 @@ pub async fn delete(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Deleted>, ApiError> {
     validate::device_id(&id)?;
-    state.devices.delete_device(&id).await?;
+    state
+        .devices
+        .execute(&id, DeviceCommand::Delete(Empty {}))
+        .await?
+        .into_deleted()?;
     Ok(Json(Deleted { id, deleted: true }))
 }
 
-/// The lifecycle commands share one shape.
-async fn lifecycle<F, Fut>(
+/// The lifecycle commands share one shape: a command whose reply is the device.
+async fn lifecycle(
     state: AppState,
     id: String,
-    command: F,
-) -> Result<(StatusCode, Json<Device>), ApiError>
-where
-    F: FnOnce(AppState, String) -> Fut,
-    Fut: Future<Output = Result<wafleet_node::store::DeviceRecord, wafleet_node::FleetError>>,
-{
+    command: DeviceCommand,
+) -> Result<(StatusCode, Json<Device>), ApiError> {
     validate::device_id(&id)?;
-    let record = command(state.clone(), id).await?;
+    let record = state.devices.execute(&id, command).await?.into_device()?;
     Ok((StatusCode::ACCEPTED, Json(state.device(record))))
 }
 
@@ -137,10 +139,7 @@ pub async fn start(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Device>), ApiError> {
-    lifecycle(state, id, |s, id| async move {
-        s.devices.start_device(&id).await
-    })
-    .await
+    lifecycle(state, id, DeviceCommand::Start(Empty {})).await
 }
 
 #[utoipa::path(post, path = "/v1/devices/{id}/stop", tag = "devices",
@@ -152,10 +151,7 @@ pub async fn stop(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Device>), ApiError> {
-    lifecycle(state, id, |s, id| async move {
-        s.devices.stop_device(&id).await
-    })
-    .await
+    lifecycle(state, id, DeviceCommand::Stop(Empty {})).await
 }
 
 #[utoipa::path(post, path = "/v1/devices/{id}/restart", tag = "devices",
@@ -166,10 +162,7 @@ pub async fn restart(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Device>), ApiError> {
-    lifecycle(state, id, |s, id| async move {
-        s.devices.restart_device(&id).await
-    })
-    .await
+    lifecycle(state, id, DeviceCommand::Restart(Empty {})).await
 }
 
 #[utoipa::path(post, path = "/v1/devices/{id}/logout", tag = "devices",
@@ -182,8 +175,5 @@ pub async fn logout(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Device>), ApiError> {
-    lifecycle(state, id, |s, id| async move {
-        s.devices.logout_device(&id).await
-    })
-    .await
+    lifecycle(state, id, DeviceCommand::Logout(Empty {})).await
 }

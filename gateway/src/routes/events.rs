@@ -50,7 +50,7 @@ pub async fn device_events(
             "devices= filters /v1/events; this stream is one device's",
         ));
     }
-    state.devices.device(&id).await?;
+    state.catalog.device(&id).await?;
     let after = last_event_id(&headers, query.last_event_id.as_deref())?;
     let filter = EventFilter::Devices(HashSet::from([id]));
     stream(&state.bus, filter, after).await

@@ -6,7 +6,8 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use wafleet_cluster_config::{Quota, QuotaTable};
-use wafleet_node::rate_limiter::{LimitsView, Window};
+use wafleet_node::api::{DeviceCommand, Empty, LimitsView, Window};
+use wafleet_node::store::TrustLevel;
 
 use crate::AppState;
 use crate::dto::{Device, TrustLevelDto, rfc3339};
@@ -174,7 +175,9 @@ pub async fn limits(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Limits>, ApiError> {
     validate::device_id(&id)?;
-    Ok(Json(state.devices.limits(&id).await?.into()))
+    let command = DeviceCommand::Limits(Empty {});
+    let view = state.devices.execute(&id, command).await?.into_limits()?;
+    Ok(Json(view.into()))
 }
 
 #[utoipa::path(put, path = "/v1/devices/{id}/trust-level", tag = "limits",
@@ -190,10 +193,9 @@ pub async fn set_trust_level(
     ApiJson(body): ApiJson<SetTrustLevel>,
 ) -> Result<Json<Device>, ApiError> {
     validate::device_id(&id)?;
-    let record = state
-        .devices
-        .set_trust_level(&id, body.level.into())
-        .await?;
+    let level: TrustLevel = body.level.into();
+    let command = DeviceCommand::SetTrustLevel(level.into());
+    let record = state.devices.execute(&id, command).await?.into_device()?;
     Ok(Json(state.device(record)))
 }
 
@@ -202,7 +204,7 @@ pub async fn set_trust_level(
     responses((status = 200, body = TrustLevels)),
     security(("api_key" = [])))]
 pub async fn trust_levels(State(state): State<AppState>) -> Result<Json<TrustLevels>, ApiError> {
-    Ok(Json(state.devices.quota_table().await?.into()))
+    Ok(Json(state.catalog.quota_table().await?.into()))
 }
 
 #[utoipa::path(put, path = "/v1/settings/trust-levels", tag = "limits",
@@ -220,5 +222,7 @@ pub async fn set_trust_levels(
     table
         .check()
         .map_err(|error| ApiError::Unprocessable(error.to_string()))?;
-    Ok(Json(state.devices.set_quota_table(table).await?.into()))
+    let table = state.catalog.set_quota_table(table).await?;
+    state.devices.settings_changed().await;
+    Ok(Json(table.into()))
 }

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use wafleet_node::SendText;
+use wafleet_node::api::{DeviceCommand, SendText};
 
 use crate::AppState;
 use crate::dto::{Accepted, Message, SendMessage, rfc3339};
@@ -49,17 +49,13 @@ pub async fn send(
         }
         None => None,
     };
-    let sent = state
-        .devices
-        .send_text(
-            &id,
-            SendText {
-                to_phone,
-                text: body.text,
-                idempotency_key,
-            },
-        )
-        .await?;
+    let send = SendText {
+        to_phone,
+        text: body.text,
+        idempotency_key,
+    };
+    let command = DeviceCommand::SendText(send);
+    let sent = state.devices.execute(&id, command).await?.into_sent()?;
     let not_before = crate::dto::later_than_created(&sent.message).map(rfc3339);
     let body = Accepted {
         id: sent.message.id,
@@ -84,12 +80,12 @@ pub async fn get(
     ApiPath((id, message_id)): ApiPath<(String, String)>,
 ) -> Result<Json<Message>, ApiError> {
     validate::device_id(&id)?;
-    state.devices.device(&id).await?;
+    state.catalog.device(&id).await?;
     if message_id.is_empty() || message_id.len() > 128 {
         return Err(ApiError::NotFound {
             code: "message_not_found",
             what: format!("message {message_id}"),
         });
     }
-    Ok(Json(state.devices.message(&id, &message_id).await?.into()))
+    Ok(Json(state.catalog.message(&id, &message_id).await?.into()))
 }

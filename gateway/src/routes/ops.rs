@@ -15,7 +15,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 
 /// The process can serve: its store answers.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.devices.count_devices().await {
+    match state.catalog.count_devices().await {
         Ok(_) => Json(json!({"status": "ready"})).into_response(),
         Err(error) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -3,6 +3,8 @@
 use axum::Json;
 use axum::extract::State;
 
+use wafleet_node::api::{DeviceCommand, RequestPairingCode};
+
 use crate::AppState;
 use crate::dto::{PairingCode, PairingCodeRequest, rfc3339};
 use crate::error::{ApiError, ErrorBody};
@@ -23,7 +25,12 @@ pub async fn pairing_code(
 ) -> Result<Json<PairingCode>, ApiError> {
     validate::device_id(&id)?;
     let phone = validate::phone(&body.phone)?;
-    let code = state.devices.pairing_code(&id, &phone).await?;
+    let command = DeviceCommand::PairingCode(RequestPairingCode { phone });
+    let code = state
+        .devices
+        .execute(&id, command)
+        .await?
+        .into_pairing_code()?;
     Ok(Json(PairingCode {
         code: code.code,
         expires_at: rfc3339(code.expires_at_ms),

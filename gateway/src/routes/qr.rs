@@ -7,6 +7,8 @@ use axum::response::{IntoResponse, Response};
 use qrcode::QrCode;
 use serde::Deserialize;
 
+use wafleet_node::api::{DeviceCommand, Empty};
+
 use crate::AppState;
 use crate::dto::{RawQr, rfc3339};
 use crate::error::{ApiError, ErrorBody};
@@ -44,7 +46,8 @@ pub async fn qr(
             format!("unknown format {format:?}; use png, svg or raw"),
         ));
     }
-    let qr = state.devices.qr(&id).await?;
+    let command = DeviceCommand::Qr(Empty {});
+    let qr = state.devices.execute(&id, command).await?.into_qr()?;
     match format {
         "raw" => Ok(Json(RawQr {
             code: qr.code,

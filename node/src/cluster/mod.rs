@@ -8,13 +8,11 @@
 //! - [`host`]: the `NodeHost` actor (heartbeats out, liveness in, device commands).
 //! - [`membership`]: the live-member view and its timeout rule.
 //! - [`shards`]: the shard keeper (placement → leases → running devices).
-//! - [`api`]: device commands and replies, and their wire form (`node_api.proto`).
 //! - [`command`]: running a device command against this node's fleet.
 //! - [`ownership`]: the hook that says whether this node serves a device now.
 //! - [`wire`]: prost messages as ractor_cluster payloads.
 //! - `messages`: the `ractor::Message` impls that cluster mode asks of local messages.
 
-pub mod api;
 pub mod command;
 pub mod host;
 pub mod membership;

@@ -1,22 +1,20 @@
-//! The node API over the wire: a device command and its reply as the node's Rust types
-//! ([`Command`], [`Reply`], [`CommandError`]), and their conversions to and from the
-//! prost messages of `protocol/proto/node_api.proto`.
+//! Replies, errors and records to and from their prost form (`node_api.proto`): one
+//! conversion per type, none per operation (commands are the generated type itself).
 //!
 //! Decoding is strict: a message with a missing oneof or an unknown enum value is
 //! [`WireError`], never a guess. A reply that does not decode becomes
 //! [`FleetError::Internal`] on the receiving side.
 
+use wafleet_cluster_config::Quota;
 use wafleet_protocol::node_api as pb;
-use wafleet_protocol::node_api::node_command::Op;
 use wafleet_protocol::node_api::node_error::Kind;
 use wafleet_protocol::node_api::node_reply::Result as Outcome;
 use wafleet_protocol::node_api::store_failure::Kind as StoreKind;
 
-use crate::device_actor::QrCode;
-use crate::fleet::{FleetError, NewDevice, SendText, Sent, known_state_code};
-use crate::link::PairCode;
+use super::{
+    CommandError, FleetError, LimitsView, PairCode, QrCode, Reply, Sent, Window, known_state_code,
+};
 use crate::rate_limit::Refusal;
-use crate::rate_limiter::LimitsView;
 use crate::store::{
     DeviceRecord, DeviceStatus, Direction, MessageRecord, MessageStatus, StoreError, TrustLevel,
 };
@@ -28,196 +26,6 @@ pub struct WireError(String);
 
 fn malformed(what: &str) -> WireError {
     WireError(what.to_owned())
-}
-
-/// One operation on one device, sent to the node that owns it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Command {
-    pub device_id: String,
-    pub operation: Operation,
-}
-
-/// What a [`Command`] asks; each is the [`crate::Fleet`] method of the same name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Operation {
-    /// Create the device (its id is the command's).
-    Create {
-        name: String,
-        trust_level: TrustLevel,
-        webhook: Option<String>,
-    },
-    Get,
-    Delete,
-    Start,
-    Stop,
-    Restart,
-    Logout,
-    Qr,
-    PairingCode {
-        phone: String,
-    },
-    SendText(SendText),
-    GetMessage {
-        message_id: String,
-    },
-    Limits,
-    SetTrustLevel(TrustLevel),
-    /// Not about a device: read the shared settings again (any node answers).
-    RefreshSettings,
-}
-
-impl Command {
-    pub fn new(device_id: &str, operation: Operation) -> Command {
-        Command {
-            device_id: device_id.to_owned(),
-            operation,
-        }
-    }
-
-    /// The command that creates `new`.
-    pub fn create(new: NewDevice) -> Command {
-        Command {
-            device_id: new.id,
-            operation: Operation::Create {
-                name: new.name,
-                trust_level: new.trust_level,
-                webhook: new.webhook,
-            },
-        }
-    }
-
-    /// The operation's name, for logs and metrics.
-    pub fn name(&self) -> &'static str {
-        match self.operation {
-            Operation::Create { .. } => "create",
-            Operation::Get => "get",
-            Operation::Delete => "delete",
-            Operation::Start => "start",
-            Operation::Stop => "stop",
-            Operation::Restart => "restart",
-            Operation::Logout => "logout",
-            Operation::Qr => "qr",
-            Operation::PairingCode { .. } => "pairing_code",
-            Operation::SendText(_) => "send_text",
-            Operation::GetMessage { .. } => "get_message",
-            Operation::Limits => "limits",
-            Operation::SetTrustLevel(_) => "set_trust_level",
-            Operation::RefreshSettings => "refresh_settings",
-        }
-    }
-}
-
-/// What a command gave.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    /// The device after create, get, start, stop, restart or logout.
-    Device(DeviceRecord),
-    /// The device is deleted.
-    Deleted,
-    Qr(QrCode),
-    PairingCode(PairCode),
-    Sent(Sent),
-    Message(MessageRecord),
-    Limits(LimitsView),
-    /// The settings were read again.
-    Refreshed,
-}
-
-/// Why a command has no [`Reply`].
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    /// The fleet refused or failed (or, from [`FleetError::Unavailable`], the answering
-    /// process runs no devices).
-    #[error(transparent)]
-    Fleet(#[from] FleetError),
-    /// The answering node does not own the device's shard; `owner_hint` is the node it
-    /// believes does.
-    #[error("this node does not own the device (owner: {owner_hint:?})")]
-    NotOwner { owner_hint: Option<String> },
-}
-
-// ---- commands ----
-
-impl From<Command> for pb::NodeCommand {
-    fn from(command: Command) -> pb::NodeCommand {
-        let empty = pb::Empty {};
-        let op = match command.operation {
-            Operation::Create {
-                name,
-                trust_level,
-                webhook,
-            } => Op::Create(pb::CreateDevice {
-                name,
-                trust_level: pb::TrustLevel::from(trust_level).into(),
-                webhook,
-            }),
-            Operation::Get => Op::Get(empty),
-            Operation::Delete => Op::Delete(empty),
-            Operation::Start => Op::Start(empty),
-            Operation::Stop => Op::Stop(empty),
-            Operation::Restart => Op::Restart(empty),
-            Operation::Logout => Op::Logout(empty),
-            Operation::Qr => Op::Qr(empty),
-            Operation::PairingCode { phone } => Op::PairingCode(pb::RequestPairingCode { phone }),
-            Operation::SendText(send) => Op::SendText(pb::SendText {
-                to_phone: send.to_phone,
-                text: send.text,
-                idempotency_key: send.idempotency_key,
-            }),
-            Operation::GetMessage { message_id } => Op::GetMessage(pb::GetMessage { message_id }),
-            Operation::Limits => Op::Limits(empty),
-            Operation::RefreshSettings => Op::RefreshSettings(empty),
-            Operation::SetTrustLevel(level) => Op::SetTrustLevel(pb::SetTrustLevel {
-                level: pb::TrustLevel::from(level).into(),
-            }),
-        };
-        pb::NodeCommand {
-            device_id: command.device_id,
-            op: Some(op),
-        }
-    }
-}
-
-impl TryFrom<pb::NodeCommand> for Command {
-    type Error = WireError;
-
-    fn try_from(command: pb::NodeCommand) -> Result<Command, WireError> {
-        let operation = match command
-            .op
-            .ok_or_else(|| malformed("command: no operation"))?
-        {
-            Op::Create(create) => Operation::Create {
-                name: create.name,
-                trust_level: trust_level(create.trust_level)?,
-                webhook: create.webhook,
-            },
-            Op::Get(_) => Operation::Get,
-            Op::Delete(_) => Operation::Delete,
-            Op::Start(_) => Operation::Start,
-            Op::Stop(_) => Operation::Stop,
-            Op::Restart(_) => Operation::Restart,
-            Op::Logout(_) => Operation::Logout,
-            Op::Qr(_) => Operation::Qr,
-            Op::PairingCode(request) => Operation::PairingCode {
-                phone: request.phone,
-            },
-            Op::SendText(send) => Operation::SendText(SendText {
-                to_phone: send.to_phone,
-                text: send.text,
-                idempotency_key: send.idempotency_key,
-            }),
-            Op::GetMessage(get) => Operation::GetMessage {
-                message_id: get.message_id,
-            },
-            Op::Limits(_) => Operation::Limits,
-            Op::RefreshSettings(_) => Operation::RefreshSettings,
-            Op::SetTrustLevel(set) => Operation::SetTrustLevel(trust_level(set.level)?),
-        };
-        Ok(Command {
-            device_id: command.device_id,
-            operation,
-        })
-    }
 }
 
 // ---- replies ----
@@ -239,14 +47,8 @@ pub fn reply_to_wire(outcome: Result<Reply, CommandError>) -> pb::NodeReply {
             message: Some(sent.message.into()),
             replayed: sent.replayed,
         }),
-        Ok(Reply::Message(message)) => Outcome::Message(message.into()),
         Ok(Reply::Refreshed) => Outcome::Refreshed(pb::Empty {}),
-        Ok(Reply::Limits(view)) => match serde_json::to_string(&view) {
-            Ok(json) => Outcome::Limits(pb::Limits { json }),
-            Err(error) => {
-                Outcome::Error(CommandError::Fleet(FleetError::Internal(error.to_string())).into())
-            }
-        },
+        Ok(Reply::Limits(view)) => Outcome::Limits(view.into()),
         Err(error) => Outcome::Error(error.into()),
     };
     pb::NodeReply {
@@ -280,11 +82,8 @@ pub fn reply_from_wire(reply: pb::NodeReply) -> Result<Reply, CommandError> {
                     replayed: sent.replayed,
                 })
             }),
-        Some(Outcome::Message(message)) => message.try_into().map(Reply::Message),
         Some(Outcome::Refreshed(_)) => Ok(Reply::Refreshed),
-        Some(Outcome::Limits(limits)) => serde_json::from_str(&limits.json)
-            .map(Reply::Limits)
-            .map_err(|error| malformed(&format!("limits: {error}"))),
+        Some(Outcome::Limits(limits)) => limits.try_into().map(Reply::Limits),
     };
     decoded.map_err(|error| CommandError::Fleet(FleetError::Internal(error.to_string())))
 }
@@ -507,6 +306,75 @@ impl TryFrom<pb::Message> for MessageRecord {
     }
 }
 
+impl From<LimitsView> for pb::Limits {
+    fn from(view: LimitsView) -> pb::Limits {
+        let window = |w: Window| pb::Window {
+            limit: w.limit,
+            spent: w.spent,
+            remaining: w.remaining,
+        };
+        let quota = view.quota;
+        pb::Limits {
+            device_id: view.device_id,
+            trust_level: pb::TrustLevel::from(view.trust_level).into(),
+            quota: Some(pb::Quota {
+                per_minute: quota.per_minute,
+                per_hour: quota.per_hour,
+                per_day: quota.per_day,
+                min_gap_ms: quota.min_gap_ms,
+                jitter_ms: quota.jitter_ms,
+                max_in_flight: quota.max_in_flight,
+            }),
+            minute: Some(window(view.minute)),
+            hour: Some(window(view.hour)),
+            day: Some(window(view.day)),
+            queued: view.queued,
+            in_flight: view.in_flight,
+            next_send_ms: view.next_send_ms,
+            paused_until_ms: view.paused_until_ms,
+            linked_at_ms: view.linked_at_ms,
+            now_ms: view.now_ms,
+        }
+    }
+}
+
+impl TryFrom<pb::Limits> for LimitsView {
+    type Error = WireError;
+
+    fn try_from(limits: pb::Limits) -> Result<LimitsView, WireError> {
+        let window = |w: Option<pb::Window>, name: &str| {
+            w.map(|w| Window {
+                limit: w.limit,
+                spent: w.spent,
+                remaining: w.remaining,
+            })
+            .ok_or_else(|| malformed(&format!("limits: no {name} window")))
+        };
+        let quota = limits.quota.ok_or_else(|| malformed("limits: no quota"))?;
+        Ok(LimitsView {
+            trust_level: trust_level(limits.trust_level)?,
+            quota: Quota {
+                per_minute: quota.per_minute,
+                per_hour: quota.per_hour,
+                per_day: quota.per_day,
+                min_gap_ms: quota.min_gap_ms,
+                jitter_ms: quota.jitter_ms,
+                max_in_flight: quota.max_in_flight,
+            },
+            minute: window(limits.minute, "minute")?,
+            hour: window(limits.hour, "hour")?,
+            day: window(limits.day, "day")?,
+            device_id: limits.device_id,
+            queued: limits.queued,
+            in_flight: limits.in_flight,
+            next_send_ms: limits.next_send_ms,
+            paused_until_ms: limits.paused_until_ms,
+            linked_at_ms: limits.linked_at_ms,
+            now_ms: limits.now_ms,
+        })
+    }
+}
+
 // ---- enums ----
 
 impl From<DeviceStatus> for pb::DeviceStatus {
@@ -555,6 +423,12 @@ fn trust_level(value: i32) -> Result<TrustLevel, WireError> {
     }
 }
 
+/// The trust level a command carries; an unknown one makes the command malformed
+/// ([`FleetError::Internal`], like any command that does not decode).
+pub(crate) fn command_trust_level(value: i32) -> Result<TrustLevel, FleetError> {
+    trust_level(value).map_err(|error| FleetError::Internal(error.to_string()))
+}
+
 impl From<Direction> for pb::Direction {
     fn from(direction: Direction) -> pb::Direction {
         match direction {
@@ -581,16 +455,7 @@ mod tests {
     use prost::Message as _;
 
     use super::*;
-    use crate::fleet::state_code;
-
-    /// Through prost bytes and back, as a command crosses the cluster.
-    fn command_round_trip(command: Command) -> Command {
-        let bytes = pb::NodeCommand::from(command).encode_to_vec();
-        pb::NodeCommand::decode(bytes.as_slice())
-            .unwrap()
-            .try_into()
-            .unwrap()
-    }
+    use crate::api::state_code;
 
     fn reply_round_trip(outcome: Result<Reply, CommandError>) -> Result<Reply, CommandError> {
         let bytes = reply_to_wire(outcome).encode_to_vec();
@@ -634,76 +499,6 @@ mod tests {
     }
 
     #[test]
-    fn every_command_round_trips() {
-        let operations = [
-            Operation::Create {
-                name: "Sales".into(),
-                trust_level: TrustLevel::Verified,
-                webhook: Some("https://example.test/hook".into()),
-            },
-            Operation::Create {
-                name: "Sales".into(),
-                trust_level: TrustLevel::Newcomer,
-                webhook: None,
-            },
-            Operation::Get,
-            Operation::Delete,
-            Operation::Start,
-            Operation::Stop,
-            Operation::Restart,
-            Operation::Logout,
-            Operation::Qr,
-            Operation::PairingCode {
-                phone: "6281234567890".into(),
-            },
-            Operation::SendText(SendText {
-                to_phone: "6281234567890".into(),
-                text: "hello".into(),
-                idempotency_key: Some("k".into()),
-            }),
-            Operation::SendText(SendText {
-                to_phone: "6281234567890".into(),
-                text: String::new(),
-                idempotency_key: None,
-            }),
-            Operation::GetMessage {
-                message_id: "msg_1".into(),
-            },
-        ];
-        for operation in operations {
-            let command = Command::new("dev-1", operation);
-            assert_eq!(command_round_trip(command.clone()), command);
-        }
-        let new = NewDevice {
-            id: "dev-2".into(),
-            name: "n".into(),
-            trust_level: TrustLevel::Trusted,
-            webhook: None,
-        };
-        let create = Command::create(new);
-        assert_eq!(create.device_id, "dev-2");
-        assert_eq!(command_round_trip(create.clone()), create);
-    }
-
-    #[test]
-    fn a_command_without_an_operation_or_with_an_unknown_level_is_malformed() {
-        let empty = pb::NodeCommand {
-            device_id: "d".into(),
-            op: None,
-        };
-        assert!(Command::try_from(empty).is_err());
-        let bad_level = pb::NodeCommand {
-            device_id: "d".into(),
-            op: Some(Op::Create(pb::CreateDevice {
-                name: "n".into(),
-                trust_level: 0,
-                webhook: None,
-            })),
-        };
-        assert!(Command::try_from(bad_level).is_err());
-    }
-
-    #[test]
     fn every_record_round_trips() {
         let mut replies = vec![
             Reply::Deleted,
@@ -716,6 +511,33 @@ mod tests {
                 expires_at_ms: 43,
             }),
         ];
+        for (level, paused) in [
+            (TrustLevel::Newcomer, Some(9)),
+            (TrustLevel::Verified, None),
+        ] {
+            let window = |spent| Window {
+                limit: 10,
+                spent,
+                remaining: 10 - spent,
+            };
+            replies.push(Reply::Limits(LimitsView {
+                device_id: "dev-1".into(),
+                trust_level: level,
+                quota: *crate::rate_limit::quota_for(
+                    &wafleet_cluster_config::QuotaTable::default(),
+                    level,
+                ),
+                minute: window(1),
+                hour: window(2),
+                day: window(3),
+                queued: 4,
+                in_flight: 5,
+                next_send_ms: 6,
+                paused_until_ms: paused,
+                linked_at_ms: paused.map(|at| at - 1),
+                now_ms: 8,
+            }));
+        }
         for (i, status) in DeviceStatus::ALL.into_iter().enumerate() {
             let level = [
                 TrustLevel::Newcomer,
@@ -734,7 +556,6 @@ mod tests {
         for (i, status) in statuses.into_iter().enumerate() {
             for direction in [Direction::Outbound, Direction::Inbound] {
                 let record = message(direction, status, i % 2 == 0);
-                replies.push(Reply::Message(record.clone()));
                 replies.push(Reply::Sent(Sent {
                     message: record,
                     replayed: i % 2 == 1,

@@ -1,0 +1,137 @@
+//! [`Catalog`]: what any process with the store can do without the device's owner —
+//! read devices, messages and settings, create a device, store the quota table. The
+//! gateway (standalone or cluster) and the node use this one service; commands that
+//! need the running device go to its owner instead ([`crate::api::DeviceCommand`]).
+
+use std::sync::Arc;
+
+use wafleet_cluster_config::QuotaTable;
+
+use crate::api::wire::command_trust_level;
+use crate::api::{DeviceCommand, FleetError, NewDevice, Reply};
+use crate::clock::now_ms;
+use crate::store::{
+    DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, MessageRecord, Store,
+    StoreError,
+};
+use crate::{outbox, settings};
+
+/// Store-backed reads and owner-free writes. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    store: Arc<dyn Store>,
+}
+
+impl Catalog {
+    pub fn new(store: Arc<dyn Store>) -> Catalog {
+        Catalog { store }
+    }
+
+    /// The store behind it.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Stores a new device, `STOPPED`. It needs no node: any process with the store can
+    /// create (a gateway does, whatever the state of the device's future owner).
+    pub async fn create_device(&self, new: NewDevice) -> Result<DeviceRecord, FleetError> {
+        let now = now_ms();
+        let record = DeviceRecord {
+            id: new.id,
+            name: new.name,
+            tenant: "default".into(),
+            status: DeviceStatus::Stopped,
+            status_reason: None,
+            trust_level: new.trust_level,
+            phone: None,
+            webhook: new.webhook,
+            desired_running: false,
+            created_at_ms: now,
+            updated_at_ms: now,
+            last_connected_at_ms: None,
+        };
+        match self.store.create_device(&record).await {
+            Ok(()) => Ok(record),
+            Err(StoreError::Conflict { .. }) => Err(FleetError::DeviceExists(record.id)),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// One device; `DeviceNotFound` if there is none.
+    pub async fn device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
+        self.store
+            .get_device(id)
+            .await?
+            .ok_or_else(|| FleetError::DeviceNotFound(id.to_owned()))
+    }
+
+    /// One page of devices.
+    pub async fn list_devices(&self, query: &DeviceQuery) -> Result<DevicePage, FleetError> {
+        Ok(self.store.list_devices(query).await?)
+    }
+
+    /// Devices per status (statuses without devices may be absent).
+    pub async fn count_devices(&self) -> Result<Vec<(DeviceStatus, u64)>, FleetError> {
+        Ok(self.store.count_devices_by_status().await?)
+    }
+
+    /// One message of the device; `MessageNotFound` if there is none.
+    pub async fn message(
+        &self,
+        device_id: &str,
+        message_id: &str,
+    ) -> Result<MessageRecord, FleetError> {
+        self.store
+            .get_message(device_id, message_id)
+            .await?
+            .ok_or_else(|| FleetError::MessageNotFound(message_id.to_owned()))
+    }
+
+    /// The quota table per trust level stored for the cluster (the defaults if none).
+    pub async fn quota_table(&self) -> Result<QuotaTable, FleetError> {
+        settings::load_quota_table(self.store.as_ref()).await
+    }
+
+    /// Checks and stores a quota table. Running devices apply it once their node reads
+    /// the settings again (`DeviceApi::settings_changed` asks them to at once).
+    pub async fn set_quota_table(&self, table: QuotaTable) -> Result<QuotaTable, FleetError> {
+        settings::store_quota_table(self.store.as_ref(), &table).await?;
+        Ok(table)
+    }
+}
+
+impl Catalog {
+    /// What `command` becomes when no node can run it now (the device's owner is being
+    /// replaced, or cannot be reached and surely did not run it): a send is accepted
+    /// into the outbox without a rate-limit slot (the next owner drains it when the
+    /// device is READY, so a message is never refused for a move); a trust level is
+    /// stored (the device's next run starts with it). `None` for every other command:
+    /// it needs the running device.
+    pub async fn without_owner(
+        &self,
+        id: &str,
+        command: DeviceCommand,
+    ) -> Option<Result<Reply, FleetError>> {
+        match command {
+            DeviceCommand::SendText(send) => Some(
+                outbox::accept_text(self.store.as_ref(), id, send)
+                    .await
+                    .map(Reply::Sent),
+            ),
+            DeviceCommand::SetTrustLevel(set) => Some(self.store_trust_level(id, set.level).await),
+            _ => None,
+        }
+    }
+
+    async fn store_trust_level(&self, id: &str, level: i32) -> Result<Reply, FleetError> {
+        let level = command_trust_level(level)?;
+        self.device(id).await?;
+        let patch = DevicePatch {
+            trust_level: Some(level),
+            ..DevicePatch::default()
+        };
+        Ok(Reply::Device(
+            self.store.patch_device(id, &patch, now_ms(), None).await?,
+        ))
+    }
+}

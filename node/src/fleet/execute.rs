@@ -1,0 +1,350 @@
+//! [`Fleet::execute`]: every device command, handled once. A new operation is a variant
+//! of [`DeviceCommand`] (in `node_api.proto`), an arm here with its handler below, and
+//! its route in the gateway.
+//!
+//! A command runs unfenced in standalone (`fence: None`); a cluster node passes the
+//! fence of the shard lease it holds for the device (see `cluster::command`), and the
+//! device starts under it.
+
+use super::{Fleet, call, vault_error};
+use crate::api::wire::command_trust_level;
+use crate::api::{
+    DeviceCommand, FleetError, LimitsView, PairCode, QrCode, Reply, SendText, Sent, state_code,
+};
+use crate::clock::now_ms;
+use crate::device_actor::DeviceMsg;
+use crate::link::LinkError;
+use crate::metrics;
+use crate::outbox;
+use crate::rate_limit::Decision;
+use crate::rate_limiter::{LimiterMsg, limits_from_store};
+use crate::settings;
+use crate::store::{DevicePatch, DeviceRecord, DeviceStatus, Fence, TrustLevel};
+
+impl Fleet {
+    /// Runs `command` on device `id`, under `fence` when a cluster node holds the
+    /// device's shard lease (`None` in standalone).
+    pub async fn execute(
+        &self,
+        id: &str,
+        command: DeviceCommand,
+        fence: Option<Fence>,
+    ) -> Result<Reply, FleetError> {
+        Ok(match command {
+            DeviceCommand::Delete(_) => {
+                self.delete_device(id).await?;
+                Reply::Deleted
+            }
+            DeviceCommand::Start(_) => Reply::Device(match fence {
+                Some(fence) => self.start_device_owned(id, fence).await?,
+                None => self.start_device(id).await?,
+            }),
+            DeviceCommand::Stop(_) => Reply::Device(self.stop_device(id).await?),
+            DeviceCommand::Restart(_) => Reply::Device(match fence {
+                Some(fence) => {
+                    self.hand_off(id).await?;
+                    self.start_device_owned(id, fence).await?
+                }
+                None => self.restart_device(id).await?,
+            }),
+            DeviceCommand::Logout(_) => Reply::Device(self.logout_device(id).await?),
+            DeviceCommand::Qr(_) => Reply::Qr(self.qr(id).await?),
+            DeviceCommand::PairingCode(request) => {
+                Reply::PairingCode(self.pairing_code(id, &request.phone).await?)
+            }
+            DeviceCommand::SendText(send) => Reply::Sent(self.send_text(id, send).await?),
+            DeviceCommand::Limits(_) => Reply::Limits(self.limits(id).await?),
+            DeviceCommand::SetTrustLevel(set) => Reply::Device(
+                self.set_trust_level(id, command_trust_level(set.level)?)
+                    .await?,
+            ),
+            DeviceCommand::RefreshSettings(_) => {
+                self.refresh_settings().await?;
+                Reply::Refreshed
+            }
+        })
+    }
+
+    /// Runs the device (pairing if it has no credentials).
+    pub async fn start_device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
+        let device = self.catalog.device(id).await?;
+        if !device.desired_running {
+            let patch = DevicePatch {
+                desired_running: Some(true),
+                ..DevicePatch::default()
+            };
+            self.ctx
+                .store
+                .patch_device(id, &patch, now_ms(), None)
+                .await?;
+        }
+        self.spawn(id, true, None).await?;
+        self.catalog.device(id).await
+    }
+
+    /// Starts the device on this node under `fence`, the lease of its shard: marks it
+    /// wanted running and runs it (see [`Fleet::run_owned`]).
+    pub async fn start_device_owned(
+        &self,
+        id: &str,
+        fence: Fence,
+    ) -> Result<DeviceRecord, FleetError> {
+        let device = self.catalog.device(id).await?;
+        if !device.desired_running {
+            let patch = DevicePatch {
+                desired_running: Some(true),
+                ..DevicePatch::default()
+            };
+            self.ctx
+                .store
+                .patch_device(id, &patch, now_ms(), Some(&fence))
+                .await?;
+        }
+        self.run_owned(id, fence).await?;
+        self.catalog.device(id).await
+    }
+
+    /// Stops the device; it stays stopped across restarts until started.
+    pub async fn stop_device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
+        let device = self.catalog.device(id).await?;
+        let patch = DevicePatch {
+            desired_running: Some(false),
+            ..DevicePatch::default()
+        };
+        self.ctx
+            .store
+            .patch_device(id, &patch, now_ms(), None)
+            .await?;
+        self.stop_actor(id).await?;
+        if matches!(
+            device.status,
+            DeviceStatus::LoggedOut | DeviceStatus::Failed
+        ) {
+            return self.catalog.device(id).await;
+        }
+        let current = self.catalog.device(id).await?;
+        Ok(self
+            .ctx
+            .record_status(
+                id,
+                Some(current.status),
+                DeviceStatus::Stopped,
+                None,
+                DevicePatch::default(),
+                None,
+            )
+            .await?)
+    }
+
+    pub async fn restart_device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
+        self.catalog.device(id).await?;
+        self.stop_actor(id).await?;
+        self.start_device(id).await
+    }
+
+    /// Unlinks the device from its WhatsApp account: credentials wiped, `LOGGED_OUT`.
+    pub async fn logout_device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
+        let device = self.catalog.device(id).await?;
+        if let Some(actor) = self.ctx.running(id) {
+            call(&actor, DeviceMsg::Logout).await?;
+            return self.catalog.device(id).await;
+        }
+        if device.status == DeviceStatus::LoggedOut {
+            return Ok(device);
+        }
+        if device.phone.is_none() {
+            return Err(FleetError::WrongState {
+                code: state_code::DEVICE_NOT_LINKED,
+                message: format!("device {id} is not linked to a WhatsApp account"),
+            });
+        }
+        self.ctx
+            .vault
+            .device(id, None)
+            .clear()
+            .await
+            .map_err(vault_error)?;
+        let patch = DevicePatch {
+            phone: Some(None),
+            desired_running: Some(false),
+            ..DevicePatch::default()
+        };
+        Ok(self
+            .ctx
+            .record_status(
+                id,
+                Some(device.status),
+                DeviceStatus::LoggedOut,
+                Some("logged out by the operator".into()),
+                patch,
+                None,
+            )
+            .await?)
+    }
+
+    /// Logs out, wipes and deletes the device with its messages.
+    pub async fn delete_device(&self, id: &str) -> Result<(), FleetError> {
+        self.catalog.device(id).await?;
+        self.stop_actor(id).await?;
+        if !self.ctx.store.delete_device(id).await? {
+            return Err(FleetError::DeviceNotFound(id.to_owned()));
+        }
+        self.ctx.bus.forget(id);
+        Ok(())
+    }
+
+    /// The QR code on show; `WrongState` unless the device is in `SCAN_QR`.
+    pub async fn qr(&self, id: &str) -> Result<QrCode, FleetError> {
+        let device = self.catalog.device(id).await?;
+        let qr = match self.ctx.running(id) {
+            Some(actor) => call(&actor, DeviceMsg::GetQr).await?,
+            None => None,
+        };
+        qr.ok_or_else(|| FleetError::WrongState {
+            code: state_code::DEVICE_NOT_IN_SCAN_QR,
+            message: format!(
+                "device {id} is {}; a QR code exists only in SCAN_QR (start the device first)",
+                device.status
+            ),
+        })
+    }
+
+    /// Asks for a pairing code for `phone`; the device must be in `SCAN_QR`.
+    pub async fn pairing_code(&self, id: &str, phone: &str) -> Result<PairCode, FleetError> {
+        let device = self.catalog.device(id).await?;
+        let not_pairing = || FleetError::WrongState {
+            code: state_code::DEVICE_NOT_IN_SCAN_QR,
+            message: format!(
+                "device {id} is {}; a pairing code needs SCAN_QR (start the device first)",
+                device.status
+            ),
+        };
+        let actor = self.ctx.running(id).ok_or_else(not_pairing)?;
+        let phone = phone.to_owned();
+        match call(&actor, move |reply| DeviceMsg::PairCode(phone, reply)).await? {
+            Ok(code) => Ok(code),
+            Err(LinkError::WrongState(_)) => Err(not_pairing()),
+            Err(error) => Err(FleetError::WrongState {
+                code: state_code::LINK_UNAVAILABLE,
+                message: format!("the link could not give a pairing code: {error}"),
+            }),
+        }
+    }
+
+    /// Accepts a text message and nudges the device's actor, if it runs here, to send
+    /// it. The device's rate limiter decides first: now, later (`not_before_ms`, the
+    /// message's slot) or not at all ([`FleetError::RateLimited`]). A device that runs
+    /// nowhere has no limiter here; its message is accepted without a slot (see
+    /// [`accept_text`]) and gets one when its device drains it.
+    pub async fn send_text(&self, device_id: &str, send: SendText) -> Result<Sent, FleetError> {
+        let checked = match outbox::check_send(self.ctx.store.as_ref(), device_id, &send).await? {
+            outbox::Checked::Replay(sent) => return Ok(sent),
+            outbox::Checked::New(id) => id,
+        };
+        let limiter = match (self.ctx.limiter(device_id), self.ctx.running(device_id)) {
+            (Some(limiter), _) => limiter,
+            (None, Some(actor)) => call(&actor, DeviceMsg::Limiter).await?,
+            (None, None) => {
+                return outbox::insert_queued(
+                    self.ctx.store.as_ref(),
+                    device_id,
+                    checked,
+                    send,
+                    now_ms(),
+                    None,
+                )
+                .await;
+            }
+        };
+        let admission = call(&limiter, LimiterMsg::Admit).await??;
+        if let Decision::Refused {
+            retry_after_ms,
+            reason,
+        } = admission.decision
+        {
+            metrics::message_outcome("rate_limited");
+            return Err(FleetError::RateLimited {
+                code: reason.code(),
+                message: outbox::refusal_message(reason, admission.level, retry_after_ms),
+                retry_after_ms,
+            });
+        }
+        let slot = admission.slot();
+        let result = outbox::insert_queued(
+            self.ctx.store.as_ref(),
+            device_id,
+            checked,
+            send,
+            admission.at_ms,
+            slot,
+        )
+        .await;
+        match &result {
+            Ok(sent) if !sent.replayed => {
+                if let Some(actor) = self.ctx.running(device_id) {
+                    let _ = actor.cast(DeviceMsg::Drain);
+                }
+            }
+            _ => {
+                if let Some(slot) = slot {
+                    let _ = limiter.cast(LimiterMsg::Release(slot));
+                }
+            }
+        }
+        result
+    }
+
+    /// The device's quota use: from its limiter when it runs here, else from the store.
+    pub async fn limits(&self, device_id: &str) -> Result<LimitsView, FleetError> {
+        let device = self.catalog.device(device_id).await?;
+        if let Some(limiter) = self.ctx.limiter(device_id)
+            && let Ok(view) = call(&limiter, LimiterMsg::Limits).await
+        {
+            return Ok(view?);
+        }
+        Ok(limits_from_store(&self.ctx, device_id, device.trust_level).await?)
+    }
+
+    /// Sets the device's trust level (an admin's decision); its limiter, if it runs
+    /// here, uses the new level's quota from the next send.
+    pub async fn set_trust_level(
+        &self,
+        device_id: &str,
+        level: TrustLevel,
+    ) -> Result<DeviceRecord, FleetError> {
+        let before = self.catalog.device(device_id).await?;
+        let patch = DevicePatch {
+            trust_level: Some(level),
+            ..DevicePatch::default()
+        };
+        let record = self
+            .ctx
+            .store
+            .patch_device(device_id, &patch, now_ms(), None)
+            .await?;
+        if let Some(actor) = self.ctx.running(device_id) {
+            let _ = actor.cast(DeviceMsg::SetLevel(level));
+        }
+        if before.trust_level != level {
+            let mut data = serde_json::Map::new();
+            data.insert("status".into(), record.status.as_str().into());
+            data.insert("reason".into(), "trust_level_changed".into());
+            data.insert("trust_level".into(), level.as_str().into());
+            data.insert(
+                "previous_trust_level".into(),
+                before.trust_level.as_str().into(),
+            );
+            self.ctx
+                .bus
+                .publish(device_id, crate::events::EventKind::Status, data);
+        }
+        Ok(record)
+    }
+
+    /// Reads the quota table from the store now (what the periodic refresh does).
+    pub async fn refresh_settings(&self) -> Result<(), FleetError> {
+        let table = settings::load_quota_table(self.ctx.store.as_ref()).await?;
+        self.ctx.quotas.set(table);
+        Ok(())
+    }
+}

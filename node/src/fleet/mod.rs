@@ -1,0 +1,283 @@
+//! [`Fleet`]: the devices of one node. Commands run through [`Fleet::execute`]
+//! (`execute.rs`, one arm per operation); reads go through its [`Catalog`]; what the
+//! fleet runs in the background is in `background.rs`.
+//!
+//! A message is in the store, `queued`, before a send returns (see [`crate::outbox`]),
+//! so nothing accepted is lost if the process dies.
+//!
+//! Devices started through commands without a fence (and resumed by [`Fleet::start`])
+//! run unfenced: that is standalone, the only writer of its data. A cluster node runs
+//! the devices of the shards it leases with [`Fleet::run_owned`], under the lease's
+//! fence. Operator writes (start/stop wishes, an operator logout of a device that is
+//! not running) are not tied to a lease and stay unfenced.
+
+mod background;
+mod execute;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorRef};
+use tokio::sync::Semaphore;
+use tracing::{info, warn};
+
+use crate::api::{FleetError, state_code};
+use crate::catalog::Catalog;
+use crate::census::Census;
+use crate::clock::Clock;
+use crate::context::{NodeConfig, NodeContext, Quotas};
+use crate::device_actor::DeviceMsg;
+use crate::device_supervisor::{DeviceSupervisor, SupervisorMsg};
+use crate::events::EventBus;
+use crate::link::LinkFactory;
+use crate::metrics;
+use crate::seal::Sealer;
+use crate::settings;
+use crate::store::{DevicePatch, DeviceQuery, DeviceStatus, Fence, Store};
+use crate::vault::Vault;
+
+/// How long a call into a device actor may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Handle to a node's devices. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    ctx: Arc<NodeContext>,
+    /// Reads and owner-free writes, over the same store.
+    catalog: Catalog,
+    supervisor: ActorRef<SupervisorMsg>,
+}
+
+impl Fleet {
+    /// Starts the supervisor and resumes every device that should run (paced by the
+    /// connect gate, so thousands of devices never dial at once).
+    pub async fn start(
+        config: NodeConfig,
+        store: Arc<dyn Store>,
+        sealer: Arc<Sealer>,
+        bus: EventBus,
+        links: Arc<dyn LinkFactory>,
+    ) -> Result<Fleet, FleetError> {
+        let store_for_quotas = store.clone();
+        let ctx = Arc::new(NodeContext {
+            connect_gate: Arc::new(Semaphore::new(config.connect_concurrency.max(1))),
+            config,
+            vault: Vault::new(store.clone(), sealer),
+            store,
+            bus,
+            links,
+            registry: Arc::default(),
+            limiters: Arc::default(),
+            quotas: Quotas::new(settings::load_quota_table(store_for_quotas.as_ref()).await?),
+            clock: Clock::system(),
+            census: Census::default(),
+        });
+        background::spawn_settings_refresh(Arc::downgrade(&ctx));
+        background::spawn_trust_checks(Arc::downgrade(&ctx));
+        let (supervisor, _) = Actor::spawn(None, DeviceSupervisor, ctx.clone())
+            .await
+            .map_err(|e| FleetError::Internal(e.to_string()))?;
+        let catalog = Catalog::new(ctx.store.clone());
+        let fleet = Fleet {
+            ctx,
+            catalog,
+            supervisor,
+        };
+        if fleet.ctx.config.resume_all {
+            fleet.resume().await?;
+        }
+        Ok(fleet)
+    }
+
+    /// Restarts devices wanted running; marks the rest as not running (a killed process
+    /// leaves stale statuses behind).
+    async fn resume(&self) -> Result<(), FleetError> {
+        let mut after = None;
+        let (mut resumed, mut settled) = (0u64, 0u64);
+        loop {
+            let page = self
+                .ctx
+                .store
+                .list_devices(&DeviceQuery {
+                    after: after.take(),
+                    limit: 500,
+                    ..DeviceQuery::default()
+                })
+                .await?;
+            for device in &page.devices {
+                if device.desired_running {
+                    self.spawn(&device.id, false, None).await?;
+                    resumed += 1;
+                } else if !matches!(
+                    device.status,
+                    DeviceStatus::Stopped | DeviceStatus::LoggedOut | DeviceStatus::Failed
+                ) {
+                    self.ctx
+                        .record_status(
+                            &device.id,
+                            Some(device.status),
+                            DeviceStatus::Stopped,
+                            None,
+                            DevicePatch::default(),
+                            None,
+                        )
+                        .await?;
+                    settled += 1;
+                }
+            }
+            match page.next_after {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        info!(resumed, settled, "devices resumed");
+        Ok(())
+    }
+
+    /// Reads and owner-free writes over this node's store.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn bus(&self) -> &EventBus {
+        &self.ctx.bus
+    }
+
+    pub fn node_name(&self) -> &str {
+        &self.ctx.config.node_name
+    }
+
+    /// Refreshes the gauges computed when metrics are scraped: the devices hosted here
+    /// by status, the recoveries under way, and the cluster's devices by status (from
+    /// the store).
+    pub async fn refresh_metrics(&self) -> Result<(), FleetError> {
+        let running: std::collections::HashSet<String> =
+            self.running_devices().into_iter().collect();
+        let snapshot = self.ctx.census.snapshot(&running, Instant::now());
+        metrics::set_hosted_counts(self.node_name(), &snapshot.by_status);
+        metrics::recoveries_pending(snapshot.pending, snapshot.oldest_pending);
+        for _ in 0..snapshot.abandoned {
+            metrics::recovery_finished("abandoned", None);
+        }
+        let counts = self.ctx.store.count_devices_by_status().await?;
+        metrics::set_device_counts(&counts);
+        Ok(())
+    }
+
+    /// Runs the device on this node under `fence` as a recovery: its shard was taken
+    /// over from a node that did not release it, and this node has wanted the shard
+    /// since `since`. The recovery is timed until the device is READY here.
+    pub async fn run_recovered(
+        &self,
+        id: &str,
+        fence: Fence,
+        since: Instant,
+    ) -> Result<(), FleetError> {
+        self.ctx.census.recovery_started(id, since);
+        metrics::recovery_started();
+        self.run_owned(id, fence).await
+    }
+
+    /// Runs a device of a shard this node leases, under the lease's `fence`: its
+    /// credentials, link state and status are written with it, so the run stops by
+    /// itself (without writing) once another node has taken the shard over. Running it
+    /// already under the same fence is a no-op; under another fence, the run is
+    /// replaced. Does not change the device's `desired_running`.
+    pub async fn run_owned(&self, id: &str, fence: Fence) -> Result<(), FleetError> {
+        self.catalog.device(id).await?;
+        self.spawn(id, true, Some(fence)).await
+    }
+
+    /// Stops the device's actor on this node without touching what is stored (its
+    /// wish to run, its status): for a shard that moves to another node, whose run takes
+    /// over from there.
+    pub async fn hand_off(&self, id: &str) -> Result<(), FleetError> {
+        self.stop_actor(id).await
+    }
+
+    /// Nudges the devices running here that have queued messages to send them: a message
+    /// may have been accepted by a gateway while its owner was being replaced.
+    pub async fn nudge_queued(&self) -> Result<(), FleetError> {
+        for id in self.ctx.store.devices_with_queued(10_000).await? {
+            if let Some(actor) = self.ctx.running(&id) {
+                let _ = actor.cast(DeviceMsg::Drain);
+            }
+        }
+        Ok(())
+    }
+
+    /// The devices with an actor on this node now.
+    pub fn running_devices(&self) -> Vec<String> {
+        self.ctx
+            .registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Whether the device has an actor on this node now.
+    pub fn is_running(&self, id: &str) -> bool {
+        self.ctx.running(id).is_some()
+    }
+
+    /// Stops every device actor (not their desired state) and the supervisor.
+    pub async fn shutdown(&self) {
+        let _ = self
+            .supervisor
+            .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10)))
+            .await;
+    }
+
+    async fn spawn(&self, id: &str, reset: bool, fence: Option<Fence>) -> Result<(), FleetError> {
+        let device_id = id.to_owned();
+        let result = ractor::call_t!(
+            self.supervisor,
+            |reply| SupervisorMsg::Start {
+                device_id,
+                reset,
+                fence,
+                reply
+            },
+            CALL_TIMEOUT.as_millis() as u64
+        )
+        .map_err(|e| FleetError::Internal(e.to_string()))?;
+        result.map_err(FleetError::Internal)
+    }
+
+    async fn stop_actor(&self, id: &str) -> Result<(), FleetError> {
+        let device_id = id.to_owned();
+        ractor::call_t!(
+            self.supervisor,
+            |reply| SupervisorMsg::Stop { device_id, reply },
+            CALL_TIMEOUT.as_millis() as u64
+        )
+        .map_err(|e| FleetError::Internal(e.to_string()))
+    }
+}
+
+pub(crate) fn vault_error(error: crate::vault::VaultError) -> FleetError {
+    match error {
+        crate::vault::VaultError::Store(error) => FleetError::Store(error),
+        other => {
+            warn!(%other, "vault error");
+            FleetError::Internal(other.to_string())
+        }
+    }
+}
+
+/// Calls a device actor with the fleet's timeout.
+pub(crate) async fn call<M: ractor::Message, T: Send + 'static>(
+    actor: &ActorRef<M>,
+    msg: impl FnOnce(ractor::RpcReplyPort<T>) -> M,
+) -> Result<T, FleetError> {
+    match actor.call(msg, Some(CALL_TIMEOUT)).await {
+        Ok(ractor::rpc::CallResult::Success(value)) => Ok(value),
+        Ok(ractor::rpc::CallResult::Timeout) => Err(FleetError::Timeout),
+        Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(FleetError::WrongState {
+            code: state_code::DEVICE_STOPPING,
+            message: "the device stopped while handling the request; retry".into(),
+        }),
+    }
+}

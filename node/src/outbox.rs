@@ -1,0 +1,172 @@
+//! The outbox rule: how a text message is accepted. A message is in the store,
+//! `queued`, before anyone answers for it, so nothing accepted is lost if a process
+//! dies; whichever node runs the device drains it from there.
+//!
+//! The node's send handler ([`Fleet::execute`](crate::Fleet::execute)) accepts through
+//! [`check_send`] and [`insert_queued`] with the slot its rate limiter gave; a process
+//! without the device's owner (a gateway while the owner is being replaced) accepts
+//! through [`accept_text`], without a slot.
+
+use sha2::{Digest, Sha256};
+
+use crate::api::{FleetError, SendText, Sent, state_code};
+use crate::clock::now_ms;
+use crate::metrics;
+use crate::rate_limit::Refusal;
+use crate::store::{
+    DeviceStatus, Direction, InsertOutcome, MessageRecord, MessageStatus, Store, StoreError,
+    TrustLevel,
+};
+
+/// Accepts a text message into the store's outbox as `queued`, without a rate-limit
+/// slot: whichever node runs the device asks its limiter for one and sends it then.
+/// Any process with the store can accept (a gateway does while the owner is being
+/// replaced).
+///
+/// Accepted while the device is linked and running (`READY`, `STARTING`,
+/// `DISCONNECTED`): it is sent when the device is READY. Refused with
+/// `device_not_ready` otherwise (stopped, pairing, logged out, failed), because
+/// nothing would send it. With an Idempotency-Key, a repeat returns the first
+/// message whatever the device's state.
+pub async fn accept_text(
+    store: &dyn Store,
+    device_id: &str,
+    send: SendText,
+) -> Result<Sent, FleetError> {
+    match check_send(store, device_id, &send).await? {
+        Checked::Replay(sent) => Ok(sent),
+        Checked::New(id) => insert_queued(store, device_id, id, send, now_ms(), None).await,
+    }
+}
+
+/// A send that passed [`check_send`]. Short-lived; boxing the replay buys nothing.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Checked {
+    /// A repeat of an earlier message (same Idempotency-Key).
+    Replay(Sent),
+    /// A new message, to be stored under this id.
+    New(String),
+}
+
+/// The checks before a send: a repeat is answered with the first message; a new one
+/// needs a device that is linked and running.
+pub(crate) async fn check_send(
+    store: &dyn Store,
+    device_id: &str,
+    send: &SendText,
+) -> Result<Checked, FleetError> {
+    let id = match &send.idempotency_key {
+        Some(key) => idempotent_message_id(device_id, key),
+        None => format!("msg_{}", uuid::Uuid::now_v7().simple()),
+    };
+    if send.idempotency_key.is_some()
+        && let Some(existing) = store.get_message(device_id, &id).await?
+    {
+        return replay(existing, send).map(Checked::Replay);
+    }
+    let device = store
+        .get_device(device_id)
+        .await?
+        .ok_or_else(|| FleetError::DeviceNotFound(device_id.to_owned()))?;
+    let linked = device.phone.is_some() && device.desired_running;
+    let sendable = matches!(
+        device.status,
+        DeviceStatus::Ready | DeviceStatus::Starting | DeviceStatus::Disconnected
+    );
+    if !(linked && sendable) {
+        return Err(FleetError::WrongState {
+            code: state_code::DEVICE_NOT_READY,
+            message: format!(
+                "device {device_id} is {}; messages are accepted only while it is linked and running (READY, STARTING or DISCONNECTED)",
+                device.status
+            ),
+        });
+    }
+    Ok(Checked::New(id))
+}
+
+/// Stores a checked send as `queued`, created at `created_at_ms`, with its rate-limit
+/// slot (`None`: none yet).
+pub(crate) async fn insert_queued(
+    store: &dyn Store,
+    device_id: &str,
+    id: String,
+    send: SendText,
+    created_at_ms: i64,
+    not_before_ms: Option<i64>,
+) -> Result<Sent, FleetError> {
+    let message = MessageRecord {
+        id,
+        device_id: device_id.to_owned(),
+        direction: Direction::Outbound,
+        peer_phone: send.to_phone.clone(),
+        text: send.text.clone(),
+        status: MessageStatus::Queued,
+        error: None,
+        idempotency_key: send.idempotency_key.clone(),
+        created_at_ms,
+        not_before_ms,
+        sent_at_ms: None,
+        delivered_at_ms: None,
+        read_at_ms: None,
+        failed_at_ms: None,
+    };
+    match store.insert_message(&message).await {
+        Ok(InsertOutcome::Inserted) => {}
+        Ok(InsertOutcome::Existing(existing)) => return replay(existing, &send),
+        Err(StoreError::Conflict { .. }) => {
+            let existing = store
+                .get_message(device_id, &message.id)
+                .await?
+                .ok_or_else(|| FleetError::MessageNotFound(message.id.clone()))?;
+            return replay(existing, &send);
+        }
+        Err(error) => return Err(error.into()),
+    }
+    metrics::message_outcome("accepted");
+    Ok(Sent {
+        message,
+        replayed: false,
+    })
+}
+
+/// A sentence for a refused send.
+pub(crate) fn refusal_message(reason: Refusal, level: TrustLevel, retry_after_ms: i64) -> String {
+    let seconds = (retry_after_ms + 999) / 1000;
+    match reason {
+        Refusal::DailyQuota => format!(
+            "the device has used its daily quota ({} level); sending is possible again in {seconds} s",
+            level.as_str()
+        ),
+        Refusal::InFlight => format!(
+            "the device has too many messages waiting to be sent ({} level); retry in {seconds} s",
+            level.as_str()
+        ),
+        Refusal::Paused => {
+            format!("sending is paused after WhatsApp restricted this number; retry in {seconds} s")
+        }
+    }
+}
+
+/// The message id an Idempotency-Key stands for: the same key on the same device is the
+/// same message, which makes a repeat a lookup.
+fn idempotent_message_id(device_id: &str, key: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(device_id.as_bytes())
+        .chain_update([0u8])
+        .chain_update(key.as_bytes())
+        .finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("msg_{hex}")
+}
+
+fn replay(existing: MessageRecord, send: &SendText) -> Result<Sent, FleetError> {
+    if existing.peer_phone != send.to_phone || existing.text != send.text {
+        return Err(FleetError::IdempotencyKeyReused);
+    }
+    metrics::message_outcome("duplicate");
+    Ok(Sent {
+        message: existing,
+        replayed: true,
+    })
+}
