@@ -10,7 +10,6 @@ use tokio::net::TcpListener;
 use tracing::info;
 use wafleet_gateway::AppState;
 use wafleet_gateway::auth::Keys;
-use wafleet_load::sim::{Network, SimConfig};
 use wafleet_node::events::{BusConfig, EventBus};
 use wafleet_node::link::ws::WsDialer;
 use wafleet_node::link::{
@@ -20,6 +19,7 @@ use wafleet_node::link::{
 use wafleet_node::seal::{Sealer, load_or_create_master_key};
 use wafleet_node::store::{MeteredStore, SqliteStore};
 use wafleet_node::{Fleet, NodeConfig};
+use wafleet_sim::{Network, SimConfig};
 
 /// `wafleet standalone`.
 #[derive(Debug, clap::Args)]
@@ -113,7 +113,7 @@ pub(crate) async fn run(
     );
     let mut router = wafleet_gateway::router(state);
     if let Some(network) = network {
-        router = router.merge(wafleet_load::sim::router(network));
+        router = router.merge(wafleet_sim::router(network));
     }
     let listener = bind(&args.listen).await?;
     announce(&listener)?;
@@ -131,7 +131,7 @@ pub(crate) async fn run_sim(
     let network = Network::open(SimConfig::default())?;
     let listener = bind(listen).await?;
     announce(&listener)?;
-    wafleet_load::sim::serve(listener, network, shutdown).await?;
+    wafleet_sim::serve(listener, network, shutdown).await?;
     Ok(())
 }
 

@@ -23,7 +23,6 @@ use tower::ServiceExt;
 use wafleet_gateway::auth::Keys;
 use wafleet_gateway::remote::{HostResolver, RemoteDevices};
 use wafleet_gateway::{AppState, DeviceApi};
-use wafleet_load::sim::{Network, SimConfig};
 use wafleet_node::api::{DeviceCommand, Empty, Reply};
 use wafleet_node::catalog::Catalog;
 use wafleet_node::cluster::host::{HOSTS_GROUP, HostMsg, host_actor_name};
@@ -36,6 +35,7 @@ use wafleet_node::seal::{MasterKey, Sealer};
 use wafleet_node::store::{DeviceStatus, MessageStatus, SqliteStore, Store, TrustLevel};
 use wafleet_node::{Fleet, FleetError, NewDevice, NodeConfig, SendText};
 use wafleet_protocol::node_api::NodeReply;
+use wafleet_sim::{Network, SimConfig};
 
 /// Every wait gives up after this.
 const WAIT: Duration = Duration::from_secs(20);

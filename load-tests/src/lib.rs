@@ -1,11 +1,12 @@
-//! The simulated WhatsApp network (`wafleet sim`) and, later, the load and failover
-//! scenario driver (`wafleet-load`).
+//! The load and failover scenario driver (`wafleet-load`), and the process helpers the
+//! workspace's tests share with it.
 //!
 //! # Layout
-//! - [`sim`]: a simulated WhatsApp network: phones, QR scans, pairing codes, delivery
-//!   receipts, inbound messages, unlinks and bans, reachable by devices over a WebSocket
-//!   (`GET /ws`) or in process ([`sim::Network::attach`]), and driven by tests through a
-//!   control API under `/sim/`.
+//! - [`scenario`]: the scenarios (`idle`, `failover`, `rolling`, `routing`) and the
+//!   `wafleet standalone`, `wafleet sim`, `wafleet node` and `redis-server` child
+//!   processes they run against.
+//!
+//! The simulated WhatsApp network itself is the `wafleet-sim` crate (`load-tests/sim/`);
+//! the scenarios reach it only over HTTP, through the processes they start.
 
 pub mod scenario;
-pub mod sim;

@@ -222,7 +222,7 @@ impl Links {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::connection::ConnHandle;
+    use crate::connection::ConnHandle;
 
     fn link(phone: &str) -> Link {
         Link::new(phone.into(), [9; 32], "dev".into())

@@ -1,6 +1,8 @@
-//! A simulated WhatsApp network: phones, QR scans, pairing codes, delivery receipts,
-//! inbound messages, unlinks and bans. `wafleet sim` serves it on its own; `wafleet
-//! standalone --link sim` runs it in process and merges [`router`] into its server.
+//! `wafleet-sim`: a simulated WhatsApp network: phones, QR scans, pairing codes, delivery
+//! receipts, inbound messages, unlinks and bans. `wafleet sim` serves it on its own;
+//! `wafleet standalone --link sim` runs it in process and merges [`router`] into its
+//! server. It is a crate of its own so that the `wafleet` binary links the simulator
+//! without the load driver (`wafleet-load`), which reaches it only over HTTP.
 //!
 //! Devices speak the frames of `protocol/proto/sim.proto` (its header describes the
 //! handshake), over a WebSocket at `GET /ws` (one prost-encoded frame per binary

@@ -9,11 +9,11 @@ use std::{net::SocketAddr, time::Duration};
 use device::{Device, Transport};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use wafleet_load::sim::{Network, SimConfig, SimError, serve};
 use wafleet_protocol::sim::{
     Inbound, Receipt, client_frame::Kind as Out, receipt::Status, refused::Reason,
     server_frame::Kind as In,
 };
+use wafleet_sim::{Network, SimConfig, SimError, serve};
 
 const PHONE_A: &str = "6281200000001";
 const PHONE_B: &str = "6281200000002";
@@ -906,7 +906,7 @@ fn rss_kib() -> Option<u64> {
 /// 10,000 devices paired and left idle in process, with the state file on: prints the
 /// time it took and the memory per device (both ends of the channels included). Slow in
 /// debug builds, hence ignored by default:
-/// `cargo test --release -p wafleet-load --test sim -- --ignored --nocapture`.
+/// `cargo test --release -p wafleet-sim --test sim -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a sizing run, not a check; run it with --release"]
 async fn ten_thousand_idle_devices_stay_cheap() {

@@ -7,7 +7,6 @@ use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
 use tokio::net::TcpStream;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async, tungstenite::Message};
-use wafleet_load::sim::{Network, SimConnection};
 use wafleet_protocol::{
     sim::{
         ClientFrame, Hello, InboundAck, PairCodeRequest, Proof, QrCode, ReceiptAck, SendMessage,
@@ -15,6 +14,7 @@ use wafleet_protocol::{
     },
     sim_proof_mac,
 };
+use wafleet_sim::{Network, SimConnection};
 use x25519_dalek::{PublicKey, StaticSecret};
 
 /// Longer than any timer the tests wait through (the 30 s QR rotation), so that with
