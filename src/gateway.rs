@@ -86,9 +86,11 @@ pub(crate) async fn run(
         }
     };
     announce(&http)?;
-    tokio::spawn(crate::node::print_changes("members", members, |m| {
-        m.join(",")
-    }));
+    tokio::spawn(wafleet_node::process::print_changes(
+        "members",
+        members,
+        |m| m.join(","),
+    ));
     let served = wafleet_gateway::serve(http, router, shutdown).await;
     if let Some((stop, server)) = metrics_server {
         let _ = stop.send(());

@@ -17,6 +17,8 @@
 //! - [`vault`], [`seal`]: sealed (AES-256-GCM) per-device credentials and link state.
 //! - [`context`]: what all actors of a node share, and the node's timings.
 //! - [`cluster`]: joining a cluster (ractor_cluster, cookie) and membership by heartbeats.
+//! - [`process`]: a cluster node as a process (fleet, cluster, shard keeper, its HTTP
+//!   routes, the SIGTERM handoff); `wafleet node` only opens what it runs with.
 //! - [`metrics`]: every metric the node records; `census`: what the gauges know of the
 //!   devices hosted here (statuses, recoveries under way).
 //! - [`rate_limit`]: the sending policy of a device ([`rate_limit::Limiter`]), pure and
@@ -45,6 +47,7 @@ pub mod fleet;
 pub mod link;
 pub mod metrics;
 pub mod outbox;
+pub mod process;
 pub mod rate_limit;
 pub mod rate_limiter;
 pub mod seal;
