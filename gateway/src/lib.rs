@@ -35,7 +35,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{get, post};
+use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use wafleet_node::catalog::Catalog;
@@ -124,40 +124,9 @@ pub fn metrics_router(state: AppState) -> Router {
 }
 
 fn routes(state: AppState, with_metrics: bool) -> Router {
-    use routes::{compat, devices, events, limits, messages, ops, pairing, qr};
-    let authenticated = Router::new()
-        .route("/v1/devices", post(devices::create).get(devices::list))
-        .route(
-            "/v1/devices/{id}",
-            get(devices::get).delete(devices::delete),
-        )
-        .route("/v1/devices/{id}/start", post(devices::start))
-        .route("/v1/devices/{id}/stop", post(devices::stop))
-        .route("/v1/devices/{id}/restart", post(devices::restart))
-        .route("/v1/devices/{id}/logout", post(devices::logout))
-        .route("/v1/devices/{id}/qr", get(qr::qr))
-        .route("/v1/devices/{id}/pairing-code", post(pairing::pairing_code))
-        .route("/v1/devices/{id}/messages", post(messages::send))
-        .route("/v1/devices/{id}/messages/{message_id}", get(messages::get))
-        .route("/v1/devices/{id}/events", get(events::device_events))
-        .route("/v1/devices/{id}/limits", get(limits::limits))
-        .route(
-            "/v1/devices/{id}/trust-level",
-            axum::routing::put(limits::set_trust_level),
-        )
-        .route(
-            "/v1/settings/trust-levels",
-            get(limits::trust_levels).put(limits::set_trust_levels),
-        )
-        .route("/v1/events", get(events::all_events))
-        .route("/whatsapp/sessions", get(compat::list).post(compat::create))
-        .route(
-            "/whatsapp/sessions/{id}",
-            axum::routing::delete(compat::delete),
-        )
-        .route("/whatsapp/sessions/{id}/qr", get(compat::qr))
-        .route("/whatsapp/sessions/{id}/restart", post(compat::restart))
-        .route_layer(from_fn_with_state(state.clone(), auth::require_key));
+    use routes::ops;
+    let (api, _) = routes::api().split_for_parts();
+    let authenticated = api.route_layer(from_fn_with_state(state.clone(), auth::require_key));
     let mut open = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

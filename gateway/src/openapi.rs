@@ -1,42 +1,16 @@
-//! The OpenAPI description of the API, served at `/openapi.json`.
+//! The OpenAPI description of the API, served at `/openapi.json`: the title, tags and
+//! security scheme here, the paths from the routes themselves ([`crate::routes::api`]).
 
 use std::sync::OnceLock;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes;
-
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "wafleet",
         description = "Run many linked WhatsApp devices behind one API. Authenticate with `Authorization: Bearer KEY` or `x-api-key: KEY`. Errors are `{\"error\": {\"code\", \"message\", \"retryable\"}}`."
-    ),
-    paths(
-        routes::devices::create,
-        routes::devices::list,
-        routes::devices::get,
-        routes::devices::delete,
-        routes::devices::start,
-        routes::devices::stop,
-        routes::devices::restart,
-        routes::devices::logout,
-        routes::qr::qr,
-        routes::pairing::pairing_code,
-        routes::messages::send,
-        routes::messages::get,
-        routes::events::device_events,
-        routes::events::all_events,
-        routes::limits::limits,
-        routes::limits::set_trust_level,
-        routes::limits::trust_levels,
-        routes::limits::set_trust_levels,
-        routes::compat::list,
-        routes::compat::create,
-        routes::compat::delete,
-        routes::compat::qr,
-        routes::compat::restart,
     ),
     modifiers(&ApiKeyAuth),
     tags(
@@ -65,8 +39,10 @@ impl Modify for ApiKeyAuth {
 pub fn document() -> String {
     static JSON: OnceLock<String> = OnceLock::new();
     JSON.get_or_init(|| {
-        ApiDoc::openapi()
-            .to_pretty_json()
+        let (_, paths) = crate::routes::api().split_for_parts();
+        let mut doc = ApiDoc::openapi();
+        doc.merge(paths);
+        doc.to_pretty_json()
             .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     })
     .clone()

@@ -7,6 +7,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use wafleet_node::NewDevice;
 use wafleet_node::store::{DeviceQuery, TrustLevel};
 
@@ -133,4 +135,14 @@ pub async fn restart(
     id: ApiPath<String>,
 ) -> Result<(StatusCode, Json<Device>), ApiError> {
     devices::restart(state, id).await
+}
+
+/// The routes of this file, each with its OpenAPI path (one declaration: the handler's
+/// `#[utoipa::path]`).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(delete))
+        .routes(routes!(qr))
+        .routes(routes!(restart))
 }

@@ -3,6 +3,8 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use wafleet_node::NewDevice;
 use wafleet_node::store::{DeviceQuery, DeviceStatus, TrustLevel};
 
@@ -176,4 +178,16 @@ pub async fn logout(
     ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Device>), ApiError> {
     lifecycle(state, id, DeviceCommand::Logout(Empty {})).await
+}
+
+/// The routes of this file, each with its OpenAPI path (one declaration: the handler's
+/// `#[utoipa::path]`).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(get, delete))
+        .routes(routes!(start))
+        .routes(routes!(stop))
+        .routes(routes!(restart))
+        .routes(routes!(logout))
 }

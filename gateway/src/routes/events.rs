@@ -4,6 +4,8 @@
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::time::Duration;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -125,4 +127,12 @@ fn to_sse(event: &DeviceEvent) -> Event {
         .id(event.id.to_string())
         .event(event.kind.as_str())
         .data(data.to_string())
+}
+
+/// The routes of this file, each with its OpenAPI path (one declaration: the handler's
+/// `#[utoipa::path]`).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(device_events))
+        .routes(routes!(all_events))
 }

@@ -5,6 +5,8 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use wafleet_cluster_config::{Quota, QuotaTable};
 use wafleet_node::api::{DeviceCommand, Empty, LimitsView, Window};
 use wafleet_node::store::TrustLevel;
@@ -225,4 +227,13 @@ pub async fn set_trust_levels(
     let table = state.catalog.set_quota_table(table).await?;
     state.devices.settings_changed().await;
     Ok(Json(table.into()))
+}
+
+/// The routes of this file, each with its OpenAPI path (one declaration: the handler's
+/// `#[utoipa::path]`).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(limits))
+        .routes(routes!(set_trust_level))
+        .routes(routes!(trust_levels, set_trust_levels))
 }

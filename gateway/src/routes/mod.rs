@@ -1,4 +1,6 @@
-//! The HTTP routes, one file per resource.
+//! The HTTP routes, one file per resource. Each file's `router()` declares its routes
+//! with their OpenAPI paths; [`api`] gathers them, so the router and `/openapi.json`
+//! cannot disagree.
 
 pub mod compat;
 pub mod devices;
@@ -8,3 +10,19 @@ pub mod messages;
 pub mod ops;
 pub mod pairing;
 pub mod qr;
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::AppState;
+
+/// Every authenticated route of the API, with its OpenAPI description.
+pub(crate) fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(devices::router())
+        .merge(qr::router())
+        .merge(pairing::router())
+        .merge(messages::router())
+        .merge(events::router())
+        .merge(limits::router())
+        .merge(compat::router())
+}

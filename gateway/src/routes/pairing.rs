@@ -2,6 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use wafleet_node::api::{DeviceCommand, RequestPairingCode};
 
@@ -35,4 +37,10 @@ pub async fn pairing_code(
         code: code.code,
         expires_at: rfc3339(code.expires_at_ms),
     }))
+}
+
+/// The routes of this file, each with its OpenAPI path (one declaration: the handler's
+/// `#[utoipa::path]`).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(pairing_code))
 }

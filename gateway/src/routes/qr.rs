@@ -6,6 +6,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use qrcode::QrCode;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use wafleet_node::api::{DeviceCommand, Empty};
 
@@ -96,4 +98,10 @@ pub fn png(code: &QrCode) -> Result<Vec<u8>, ApiError> {
         .and_then(|mut writer| writer.write_image_data(&pixels))
         .map_err(|e| ApiError::Internal(format!("png encoding: {e}")))?;
     Ok(out)
+}
+
+/// The routes of this file, each with its OpenAPI path (one declaration: the handler's
+/// `#[utoipa::path]`).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(qr))
 }
