@@ -96,7 +96,7 @@ async fn main() {
             })
             .await
             .unwrap();
-        fleet.start_device(id).await.unwrap();
+        fleet.start_device(id, None).await.unwrap();
     }
     let mut ready = 0;
     while ready < 2 {

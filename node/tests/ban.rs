@@ -92,7 +92,7 @@ async fn a_banned_device_does_not_reconnect_before_the_ban_ends() {
         })
         .await
         .unwrap();
-    fleet.start_device("b").await.unwrap();
+    fleet.start_device("b", None).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while link.opens.lock().unwrap().len() < 2 {
         assert!(Instant::now() < deadline, "never reconnected after the ban");

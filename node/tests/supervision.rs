@@ -109,7 +109,7 @@ async fn a_device_that_keeps_crashing_ends_failed_after_max_crashes() {
     let (fleet, bus) = fleet(dir.path(), links.clone()).await;
     create(&fleet, "crashy").await;
     let mut events = bus.subscribe(EventFilter::All, None).await.unwrap();
-    fleet.start_device("crashy").await.unwrap();
+    fleet.start_device("crashy", None).await.unwrap();
 
     let failed = until_status(&mut events, "FAILED").await;
     assert!(
@@ -121,7 +121,7 @@ async fn a_device_that_keeps_crashing_ends_failed_after_max_crashes() {
     assert_eq!(device.status.as_str(), "FAILED");
 
     // Starting it again by hand forgives the crashes: it is tried again.
-    fleet.start_device("crashy").await.unwrap();
+    fleet.start_device("crashy", None).await.unwrap();
     until_status(&mut events, "FAILED").await;
     assert_eq!(links.opens.load(Ordering::SeqCst), 6);
     fleet.shutdown().await;
@@ -135,7 +135,7 @@ async fn an_unreachable_network_means_disconnected_with_capped_backoff() {
     create(&fleet, "offline").await;
     let mut events = bus.subscribe(EventFilter::All, None).await.unwrap();
     let started = std::time::Instant::now();
-    fleet.start_device("offline").await.unwrap();
+    fleet.start_device("offline", None).await.unwrap();
 
     let mut reasons = Vec::new();
     for _ in 0..5 {

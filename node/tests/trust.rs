@@ -68,7 +68,7 @@ async fn a_newcomer_linked_long_enough_becomes_trusted_while_running() {
             })
             .await
             .unwrap();
-        fleet.start_device(id).await.unwrap();
+        fleet.start_device(id, None).await.unwrap();
     }
     let promoted = tokio::time::timeout(Duration::from_secs(10), async {
         loop {

@@ -155,7 +155,7 @@ async fn exercise(url: &str, accepted: Option<&AtomicU32>, attempts: usize) -> V
     create(&fleet, "offline").await;
     let tasks_before = alive_tasks();
     let mut events = bus.subscribe(EventFilter::All, None).await.unwrap();
-    fleet.start_device("offline").await.unwrap();
+    fleet.start_device("offline", None).await.unwrap();
 
     let seen = disconnects(&mut events, attempts).await;
     let reasons: Vec<String> = seen.iter().map(|(r, _)| r.clone()).collect();
@@ -278,7 +278,7 @@ async fn a_logout_while_connecting_leaves_no_protocol_state_behind() {
     let dir = tempfile::tempdir().unwrap();
     let (fleet, _bus, store) = fleet(dir.path(), &server.url).await;
     create(&fleet, "leaving").await;
-    fleet.start_device("leaving").await.unwrap();
+    fleet.start_device("leaving", None).await.unwrap();
     // The device record exists from the first open (its identity is fixed there).
     let deadline = Instant::now() + Duration::from_secs(10);
     while store

@@ -35,18 +35,9 @@ impl Fleet {
                 self.delete_device(id).await?;
                 Reply::Deleted
             }
-            DeviceCommand::Start(_) => Reply::Device(match fence {
-                Some(fence) => self.start_device_owned(id, fence).await?,
-                None => self.start_device(id).await?,
-            }),
+            DeviceCommand::Start(_) => Reply::Device(self.start_device(id, fence).await?),
             DeviceCommand::Stop(_) => Reply::Device(self.stop_device(id).await?),
-            DeviceCommand::Restart(_) => Reply::Device(match fence {
-                Some(fence) => {
-                    self.hand_off(id).await?;
-                    self.start_device_owned(id, fence).await?
-                }
-                None => self.restart_device(id).await?,
-            }),
+            DeviceCommand::Restart(_) => Reply::Device(self.restart_device(id, fence).await?),
             DeviceCommand::Logout(_) => Reply::Device(self.logout_device(id).await?),
             DeviceCommand::Qr(_) => Reply::Qr(self.qr(id).await?),
             DeviceCommand::PairingCode(request) => {
@@ -65,29 +56,13 @@ impl Fleet {
         })
     }
 
-    /// Runs the device (pairing if it has no credentials).
-    pub async fn start_device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
-        let device = self.catalog.device(id).await?;
-        if !device.desired_running {
-            let patch = DevicePatch {
-                desired_running: Some(true),
-                ..DevicePatch::default()
-            };
-            self.ctx
-                .store
-                .patch_device(id, &patch, now_ms(), None)
-                .await?;
-        }
-        self.spawn(id, true, None).await?;
-        self.catalog.device(id).await
-    }
-
-    /// Starts the device on this node under `fence`, the lease of its shard: marks it
-    /// wanted running and runs it (see [`Fleet::run_owned`]).
-    pub async fn start_device_owned(
+    /// Runs the device (pairing if it has no credentials) and marks it wanted running.
+    /// A cluster node passes the `fence` of the device's shard lease: the wish and the
+    /// run are written under it (see [`Fleet::run_owned`]); standalone passes `None`.
+    pub async fn start_device(
         &self,
         id: &str,
-        fence: Fence,
+        fence: Option<Fence>,
     ) -> Result<DeviceRecord, FleetError> {
         let device = self.catalog.device(id).await?;
         if !device.desired_running {
@@ -97,10 +72,10 @@ impl Fleet {
             };
             self.ctx
                 .store
-                .patch_device(id, &patch, now_ms(), Some(&fence))
+                .patch_device(id, &patch, now_ms(), fence.as_ref())
                 .await?;
         }
-        self.run_owned(id, fence).await?;
+        self.spawn(id, true, fence).await?;
         self.catalog.device(id).await
     }
 
@@ -136,10 +111,15 @@ impl Fleet {
             .await?)
     }
 
-    pub async fn restart_device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
+    /// Stops the device's run here, then starts it as [`Fleet::start_device`] does.
+    pub async fn restart_device(
+        &self,
+        id: &str,
+        fence: Option<Fence>,
+    ) -> Result<DeviceRecord, FleetError> {
         self.catalog.device(id).await?;
         self.stop_actor(id).await?;
-        self.start_device(id).await
+        self.start_device(id, fence).await
     }
 
     /// Unlinks the device from its WhatsApp account: credentials wiped, `LOGGED_OUT`.
