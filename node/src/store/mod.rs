@@ -381,6 +381,13 @@ fn check_shards(recorded: &str, configured: u32) -> Result<(), StoreError> {
     )))
 }
 
+/// The `NotFound` of a device, as every backend reports it.
+fn device_not_found(id: &str) -> StoreError {
+    StoreError::NotFound {
+        what: format!("device {id}"),
+    }
+}
+
 /// The single result of a bulk call made with one item.
 fn one<T>(result: Option<T>, call: &str) -> Result<T, StoreError> {
     result.ok_or_else(|| StoreError::Corrupt(format!("{call} returned no result for one item")))

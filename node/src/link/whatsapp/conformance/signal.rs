@@ -1,0 +1,134 @@
+//! Round trips of [`SignalStore`].
+
+use std::sync::Arc;
+
+use whatsapp_rust::bytes::Bytes;
+use whatsapp_rust::store::traits::SignalStore;
+
+use super::{backend, device, ok};
+use crate::store::Store;
+
+pub async fn check_signal_store(store: Arc<dyn Store>) {
+    let b = backend(device(&store).await).await;
+    let alice = "15550000001:1@s.whatsapp.net";
+    let bob = "15550000002@s.whatsapp.net";
+
+    // identities
+    assert_eq!(ok(b.load_identity(alice).await, "load_identity"), None);
+    ok(b.put_identity(alice, [1; 32]).await, "put_identity");
+    ok(
+        b.put_identities_batch(&[(Arc::from(bob), [2; 32])]).await,
+        "put_identities_batch",
+    );
+    assert_eq!(ok(b.load_identity(alice).await, "load"), Some([1; 32]));
+    assert_eq!(ok(b.load_identity(bob).await, "load"), Some([2; 32]));
+    ok(b.delete_identity(alice).await, "delete_identity");
+    assert_eq!(ok(b.load_identity(alice).await, "load"), None);
+
+    // sessions
+    assert!(!ok(b.has_session(alice).await, "has_session"));
+    ok(b.put_session(alice, b"session-a").await, "put_session");
+    ok(
+        b.put_sessions_batch(&[
+            (Arc::from(bob), Bytes::from_static(b"session-b")),
+            (Arc::from(alice), Bytes::from_static(b"session-a2")),
+        ])
+        .await,
+        "put_sessions_batch",
+    );
+    assert_eq!(
+        ok(b.get_session(alice).await, "get_session").as_deref(),
+        Some(&b"session-a2"[..])
+    );
+    assert!(ok(b.has_session(bob).await, "has_session"));
+    assert!(ok(
+        b.has_signal_state_for_user("15550000002").await,
+        "has_signal_state_for_user"
+    ));
+    ok(b.delete_session(bob).await, "delete_session");
+    assert_eq!(ok(b.get_session(bob).await, "get_session"), None);
+
+    // pre-keys
+    assert_eq!(ok(b.get_max_prekey_id().await, "get_max_prekey_id"), 0);
+    ok(b.store_prekey(7, b"pk7", false).await, "store_prekey");
+    ok(
+        b.store_prekeys_batch(
+            &[
+                (8, Bytes::from_static(b"pk8")),
+                (1000, Bytes::from_static(b"pk1000")),
+            ],
+            true,
+        )
+        .await,
+        "store_prekeys_batch",
+    );
+    assert_eq!(
+        ok(b.load_prekey(7).await, "load_prekey").as_deref(),
+        Some(&b"pk7"[..])
+    );
+    let batch = ok(
+        b.load_prekeys_batch(&[7, 9, 1000]).await,
+        "load_prekeys_batch",
+    );
+    assert_eq!(
+        batch
+            .iter()
+            .map(|(id, r)| (*id, r.to_vec()))
+            .collect::<Vec<_>>(),
+        vec![(7, b"pk7".to_vec()), (1000, b"pk1000".to_vec())]
+    );
+    assert_eq!(ok(b.get_max_prekey_id().await, "get_max_prekey_id"), 1000);
+    ok(b.remove_prekey(8).await, "remove_prekey");
+    // Marking a removed key uploaded must not bring it back.
+    ok(
+        b.mark_prekeys_uploaded(&[7, 8]).await,
+        "mark_prekeys_uploaded",
+    );
+    assert_eq!(ok(b.load_prekey(8).await, "load_prekey"), None);
+    assert_eq!(
+        ok(b.load_prekey(7).await, "load_prekey").as_deref(),
+        Some(&b"pk7"[..]),
+        "marking uploaded keeps the record"
+    );
+
+    // signed pre-keys
+    ok(
+        b.store_signed_prekey(1, b"spk1").await,
+        "store_signed_prekey",
+    );
+    ok(
+        b.store_signed_prekey(2, b"spk2").await,
+        "store_signed_prekey",
+    );
+    assert_eq!(
+        ok(b.load_signed_prekey(2).await, "load_signed_prekey"),
+        Some(b"spk2".to_vec())
+    );
+    let mut all = ok(b.load_all_signed_prekeys().await, "load_all_signed_prekeys");
+    all.sort();
+    assert_eq!(all, vec![(1, b"spk1".to_vec()), (2, b"spk2".to_vec())]);
+    ok(b.remove_signed_prekey(1).await, "remove_signed_prekey");
+    assert_eq!(ok(b.load_signed_prekey(1).await, "load"), None);
+
+    // sender keys
+    let group_sender = "120363000000000001@g.us::15550000001:1@s.whatsapp.net";
+    ok(
+        b.put_sender_key(group_sender, b"sk").await,
+        "put_sender_key",
+    );
+    ok(
+        b.put_sender_keys_batch(&[(Arc::from("other"), Bytes::from_static(b"sk2"))])
+            .await,
+        "put_sender_keys_batch",
+    );
+    assert_eq!(
+        ok(b.get_sender_key(group_sender).await, "get_sender_key"),
+        Some(b"sk".to_vec())
+    );
+    assert_eq!(
+        ok(b.get_sender_key("other").await, "get"),
+        Some(b"sk2".to_vec())
+    );
+    ok(b.delete_sender_key(group_sender).await, "delete_sender_key");
+    assert_eq!(ok(b.get_sender_key(group_sender).await, "get"), None);
+}

@@ -1,0 +1,180 @@
+//! Link state: clustering rows of the device partition, written with a compare-and-set
+//! on the partition's `version` (and its fence).
+
+use super::fencing::{DevicePlan, DeviceVersion, bump, bump_version, device_admits};
+use super::statements as st;
+use super::{CAS_ATTEMPTS, ScyllaStore, contention, i64_of, rows};
+use crate::store::{Fence, SealedBlob, StoreError, device_not_found};
+
+pub(super) async fn put(
+    store: &ScyllaStore,
+    device_id: &str,
+    namespace: &str,
+    key: &str,
+    value: &SealedBlob,
+    fence: Option<&Fence>,
+) -> Result<(), StoreError> {
+    store
+        .device_cas(device_id, fence, |state, fence_epoch| {
+            let Some(state) = state else {
+                return Err(device_not_found(device_id));
+            };
+            let s = &st::PUT_LINK_STATE;
+            let values = s.bind(vec![
+                ("key_version", st::big(i64::from(value.key_version))),
+                ("value", st::blob(&value.bytes)),
+                ("version", st::big(state.version + 1)),
+                ("fence_epoch", st::big(i64_of(fence_epoch, "fence epoch")?)),
+                ("device_id", st::text(device_id)),
+                ("namespace", st::text(namespace)),
+                ("key", st::text(key)),
+                ("if_version", st::big(state.version)),
+            ]);
+            Ok(DevicePlan::Write(vec![(s, values)], ()))
+        })
+        .await
+}
+
+pub(super) async fn get(
+    store: &ScyllaStore,
+    device_id: &str,
+    namespace: &str,
+    key: &str,
+) -> Result<Option<SealedBlob>, StoreError> {
+    let s = &st::SELECT_LINK_STATE;
+    let row = store
+        .first(
+            s,
+            s.bind(vec![
+                ("device_id", st::text(device_id)),
+                ("namespace", st::text(namespace)),
+                ("key", st::text(key)),
+            ]),
+        )
+        .await?;
+    match row {
+        Some(row) => rows::blob(&row, 0),
+        None => Ok(None),
+    }
+}
+
+pub(super) async fn list(
+    store: &ScyllaStore,
+    device_id: &str,
+    namespace: &str,
+) -> Result<Vec<(String, SealedBlob)>, StoreError> {
+    let s = &st::LIST_LINK_STATE;
+    let mut out = Vec::new();
+    store
+        .each_row(
+            s,
+            s.bind(vec![
+                ("device_id", st::text(device_id)),
+                ("namespace", st::text(namespace)),
+            ]),
+            |row| {
+                if let Some(blob) = rows::blob(&row, 1)? {
+                    out.push((rows::text(&row, 0, "link state key")?, blob));
+                }
+                Ok(true)
+            },
+        )
+        .await?;
+    Ok(out)
+}
+
+pub(super) async fn delete(
+    store: &ScyllaStore,
+    device_id: &str,
+    namespace: &str,
+    key: &str,
+    fence: Option<&Fence>,
+) -> Result<bool, StoreError> {
+    store.check_lease(fence).await?;
+    for _ in 0..CAS_ATTEMPTS {
+        let Some(state) = store.device_state(device_id, true).await? else {
+            return Ok(false);
+        };
+        let fence_epoch = match fence {
+            Some(fence) => device_admits(fence, state.fence_epoch)?,
+            None => state.fence_epoch,
+        };
+        let row_key = vec![
+            ("device_id", st::text(device_id)),
+            ("namespace", st::text(namespace)),
+            ("key", st::text(key)),
+        ];
+        let s = &st::SELECT_LINK_STATE_SERIAL;
+        let present = match store.first(s, s.bind(row_key.clone())).await? {
+            Some(row) => rows::blob(&row, 0)?.is_some(),
+            None => false,
+        };
+        if !present {
+            return Ok(false);
+        }
+        let parts = vec![
+            (&st::DELETE_LINK_STATE, st::DELETE_LINK_STATE.bind(row_key)),
+            bump(device_id, &state, fence_epoch)?,
+        ];
+        if store.lwt_batch(parts).await? {
+            return Ok(true);
+        }
+    }
+    Err(contention(device_id))
+}
+
+pub(super) async fn clear(
+    store: &ScyllaStore,
+    device_id: &str,
+    fence: Option<&Fence>,
+) -> Result<u64, StoreError> {
+    store.check_lease(fence).await?;
+    for _ in 0..CAS_ATTEMPTS {
+        let s = &st::LINK_STATE_KEYS_SERIAL;
+        let found = store
+            .rows(s, s.bind(vec![("device_id", st::text(device_id))]))
+            .await?;
+        let Some(first) = found.first() else {
+            return Ok(0);
+        };
+        let Some(version) = rows::opt_big(first, 2, "device version")? else {
+            return Ok(0);
+        };
+        let device_fence = rows::unsigned(first, 3, "device fence epoch")?;
+        let fence_epoch = match fence {
+            Some(fence) => device_admits(fence, device_fence)?,
+            None => device_fence,
+        };
+        let mut parts = Vec::new();
+        for row in &found {
+            let (Some(namespace), Some(key)) = (
+                rows::opt_text(row, 0, "link state namespace")?,
+                rows::opt_text(row, 1, "link state key")?,
+            ) else {
+                continue;
+            };
+            let d = &st::DELETE_LINK_STATE;
+            parts.push((
+                d,
+                d.bind(vec![
+                    ("device_id", st::text(device_id)),
+                    ("namespace", st::text(&namespace)),
+                    ("key", st::text(&key)),
+                ]),
+            ));
+        }
+        if parts.is_empty() {
+            return Ok(0);
+        }
+        let count = parts.len() as u64;
+        let state_version = DeviceVersion {
+            version,
+            fence_epoch: device_fence,
+        };
+        parts.push(bump_version(device_id, state_version, fence_epoch)?);
+        if store.lwt_batch(parts).await? {
+            return Ok(count);
+        }
+    }
+    Err(contention(device_id))
+}

@@ -1,0 +1,97 @@
+//! Link state: each device's sealed key/value records. Writes check their fence in the
+//! transaction of the write.
+
+use rusqlite::{Connection, Row, params};
+
+use super::leases::check_fence;
+use super::sql::{column, db_error, execute, is_foreign_key_violation, query_all, query_first};
+use crate::store::{Fence, SealedBlob, StoreError, device_not_found};
+
+const PUT_LINK_STATE: &str =
+    "INSERT INTO link_state (device_id, namespace, key, key_version, value)
+     VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (device_id, namespace, key)
+     DO UPDATE SET key_version = excluded.key_version, value = excluded.value";
+const GET_LINK_STATE: &str = "SELECT key_version, value FROM link_state
+     WHERE device_id = ?1 AND namespace = ?2 AND key = ?3";
+const LIST_LINK_STATE: &str = "SELECT key, key_version, value FROM link_state
+     WHERE device_id = ?1 AND namespace = ?2 ORDER BY key";
+const DELETE_LINK_STATE: &str =
+    "DELETE FROM link_state WHERE device_id = ?1 AND namespace = ?2 AND key = ?3";
+const CLEAR_LINK_STATE: &str = "DELETE FROM link_state WHERE device_id = ?1";
+
+fn blob_from_row(row: &Row<'_>, first: usize) -> Result<SealedBlob, StoreError> {
+    Ok(SealedBlob {
+        key_version: column(row, first)?,
+        bytes: column(row, first + 1)?,
+    })
+}
+
+pub(super) fn put(
+    conn: &mut Connection,
+    device_id: &str,
+    namespace: &str,
+    key: &str,
+    value: &SealedBlob,
+    fence: Option<&Fence>,
+) -> Result<(), StoreError> {
+    let tx = conn.transaction().map_err(db_error)?;
+    check_fence(&tx, fence)?;
+    let written = execute(
+        &tx,
+        PUT_LINK_STATE,
+        params![device_id, namespace, key, value.key_version, value.bytes],
+    );
+    match written {
+        Ok(_) => tx.commit().map_err(db_error),
+        Err(e) if is_foreign_key_violation(&e) => Err(device_not_found(device_id)),
+        Err(e) => Err(db_error(e)),
+    }
+}
+
+pub(super) fn get(
+    conn: &Connection,
+    device_id: &str,
+    namespace: &str,
+    key: &str,
+) -> Result<Option<SealedBlob>, StoreError> {
+    query_first(conn, GET_LINK_STATE, (device_id, namespace, key), |row| {
+        blob_from_row(row, 0)
+    })
+}
+
+pub(super) fn list(
+    conn: &Connection,
+    device_id: &str,
+    namespace: &str,
+) -> Result<Vec<(String, SealedBlob)>, StoreError> {
+    query_all(conn, LIST_LINK_STATE, (device_id, namespace), |row| {
+        Ok((column(row, 0)?, blob_from_row(row, 1)?))
+    })
+}
+
+pub(super) fn delete(
+    conn: &mut Connection,
+    device_id: &str,
+    namespace: &str,
+    key: &str,
+    fence: Option<&Fence>,
+) -> Result<bool, StoreError> {
+    let tx = conn.transaction().map_err(db_error)?;
+    check_fence(&tx, fence)?;
+    let deleted = execute(&tx, DELETE_LINK_STATE, (device_id, namespace, key)).map_err(db_error)?;
+    tx.commit().map_err(db_error)?;
+    Ok(deleted > 0)
+}
+
+pub(super) fn clear(
+    conn: &mut Connection,
+    device_id: &str,
+    fence: Option<&Fence>,
+) -> Result<u64, StoreError> {
+    let tx = conn.transaction().map_err(db_error)?;
+    check_fence(&tx, fence)?;
+    let deleted = execute(&tx, CLEAR_LINK_STATE, [device_id]).map_err(db_error)?;
+    tx.commit().map_err(db_error)?;
+    Ok(deleted as u64)
+}

@@ -1,0 +1,263 @@
+//! Messages, their queue (the `messages_queued` partial index) and the rate limiter's
+//! send slots (the `messages_outbound_by_time` partial index).
+
+use rusqlite::{Connection, Row, params};
+
+use super::sql::{
+    column, db_error, execute, is_foreign_key_violation, is_uniqueness_violation, parse_column,
+    query_all, query_first,
+};
+use crate::store::{
+    DeviceId, Direction, InsertOutcome, MessageRecord, MessageStatus, StoreError, device_not_found,
+};
+
+macro_rules! message_columns {
+    () => {
+        "device_id, id, direction, peer_phone, text, status, error, idempotency_key, \
+         created_at_ms, not_before_ms, sent_at_ms, delivered_at_ms, read_at_ms, failed_at_ms"
+    };
+}
+
+const INSERT_MESSAGE: &str = concat!(
+    "INSERT INTO messages (",
+    message_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+);
+const SELECT_MESSAGE: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE device_id = ?1 AND id = ?2"
+);
+const SELECT_MESSAGE_BY_IDEMPOTENCY_KEY: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE device_id = ?1 AND idempotency_key = ?2"
+);
+/// Written with the literal terms of the `messages_queued` partial index so SQLite uses it.
+/// The count of [`QUEUED_MESSAGES`], on the `messages_queued` index alone.
+pub(super) const COUNT_QUEUED: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM messages
+     WHERE device_id = ?1 AND status = 'queued' AND direction = 'outbound' LIMIT ?2)";
+
+pub(super) const QUEUED_MESSAGES: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages
+     WHERE device_id = ?1 AND status = 'queued' AND direction = 'outbound'
+     ORDER BY created_at_ms, id LIMIT ?2"
+);
+
+/// Uses the `messages_outbound_by_time` partial index (its terms, literally).
+const OUTBOUND_SLOTS: &str = "SELECT COALESCE(not_before_ms, created_at_ms) AS slot FROM messages
+     WHERE device_id = ?1 AND direction = 'outbound' AND created_at_ms >= ?2
+       AND NOT (status = 'queued' AND not_before_ms IS NULL)
+     ORDER BY slot LIMIT ?3";
+
+const RESCHEDULE_MESSAGE: &str = "UPDATE messages SET not_before_ms = ?3
+     WHERE device_id = ?1 AND id = ?2 AND status = 'queued' AND direction = 'outbound'";
+
+/// Uses the `messages_queued` partial index (its terms, literally).
+const DEVICES_WITH_QUEUED: &str = "SELECT DISTINCT device_id FROM messages
+     WHERE status = 'queued' AND direction = 'outbound' LIMIT ?1";
+
+/// The UPDATE that moves a message to `status`, setting that status's timestamp; `None`
+/// for `queued`, which no message ever moves to.
+pub(super) fn advance_statement(status: MessageStatus) -> Option<&'static str> {
+    macro_rules! advance {
+        ($column:literal) => {
+            concat!(
+                "UPDATE messages SET status = ?3, ",
+                $column,
+                " = ?4, error = COALESCE(?5, error) WHERE device_id = ?1 AND id = ?2 RETURNING ",
+                message_columns!()
+            )
+        };
+    }
+    match status {
+        MessageStatus::Queued => None,
+        MessageStatus::Sent => Some(advance!("sent_at_ms")),
+        MessageStatus::Delivered => Some(advance!("delivered_at_ms")),
+        MessageStatus::Read => Some(advance!("read_at_ms")),
+        MessageStatus::Failed => Some(advance!("failed_at_ms")),
+    }
+}
+
+fn message_from_row(row: &Row<'_>) -> Result<MessageRecord, StoreError> {
+    Ok(MessageRecord {
+        device_id: column(row, 0)?,
+        id: column(row, 1)?,
+        direction: parse_column(row, 2, "message direction", Direction::parse)?,
+        peer_phone: column(row, 3)?,
+        text: column(row, 4)?,
+        status: parse_column(row, 5, "message status", MessageStatus::parse)?,
+        error: column(row, 6)?,
+        idempotency_key: column(row, 7)?,
+        created_at_ms: column(row, 8)?,
+        not_before_ms: column(row, 9)?,
+        sent_at_ms: column(row, 10)?,
+        delivered_at_ms: column(row, 11)?,
+        read_at_ms: column(row, 12)?,
+        failed_at_ms: column(row, 13)?,
+    })
+}
+
+// ---- the message methods of `Store` ----
+
+pub(super) fn insert(
+    conn: &mut Connection,
+    m: &MessageRecord,
+) -> Result<InsertOutcome, StoreError> {
+    // The write lock is taken first, so no other connection can slip a message
+    // with the same idempotency key between the lookup and the insert.
+    let tx = conn.transaction().map_err(db_error)?;
+    if let Some(key) = &m.idempotency_key
+        && let Some(existing) = query_first(
+            &tx,
+            SELECT_MESSAGE_BY_IDEMPOTENCY_KEY,
+            (&m.device_id, key),
+            message_from_row,
+        )?
+    {
+        return Ok(InsertOutcome::Existing(existing));
+    }
+    let inserted = execute(
+        &tx,
+        INSERT_MESSAGE,
+        params![
+            m.device_id,
+            m.id,
+            m.direction.as_str(),
+            m.peer_phone,
+            m.text,
+            m.status.as_str(),
+            m.error,
+            m.idempotency_key,
+            m.created_at_ms,
+            m.not_before_ms,
+            m.sent_at_ms,
+            m.delivered_at_ms,
+            m.read_at_ms,
+            m.failed_at_ms,
+        ],
+    );
+    match inserted {
+        Ok(_) => {
+            tx.commit().map_err(db_error)?;
+            Ok(InsertOutcome::Inserted)
+        }
+        Err(e) if is_foreign_key_violation(&e) => Err(device_not_found(&m.device_id)),
+        Err(e) if is_uniqueness_violation(&e) => Err(StoreError::Conflict {
+            what: format!("message {} of device {}", m.id, m.device_id),
+        }),
+        Err(e) => Err(db_error(e)),
+    }
+}
+
+pub(super) fn get(
+    conn: &Connection,
+    device_id: &str,
+    message_id: &str,
+) -> Result<Option<MessageRecord>, StoreError> {
+    query_first(
+        conn,
+        SELECT_MESSAGE,
+        (device_id, message_id),
+        message_from_row,
+    )
+}
+
+pub(super) fn advance(
+    conn: &mut Connection,
+    device_id: &str,
+    message_id: &str,
+    status: MessageStatus,
+    at_ms: i64,
+    error: Option<&str>,
+) -> Result<Option<MessageRecord>, StoreError> {
+    let tx = conn.transaction().map_err(db_error)?;
+    let Some(current) = query_first(
+        &tx,
+        SELECT_MESSAGE,
+        (device_id, message_id),
+        message_from_row,
+    )?
+    else {
+        return Ok(None);
+    };
+    let update = advance_statement(status).filter(|_| current.status.may_advance_to(status));
+    let Some(sql) = update else {
+        return Ok(Some(current));
+    };
+    let advanced = query_first(
+        &tx,
+        sql,
+        params![device_id, message_id, status.as_str(), at_ms, error],
+        message_from_row,
+    )?;
+    tx.commit().map_err(db_error)?;
+    Ok(advanced)
+}
+
+pub(super) fn queued(
+    conn: &Connection,
+    device_id: &str,
+    limit: u32,
+) -> Result<Vec<MessageRecord>, StoreError> {
+    query_all(
+        conn,
+        QUEUED_MESSAGES,
+        params![device_id, i64::from(limit)],
+        message_from_row,
+    )
+}
+
+pub(super) fn count_queued(
+    conn: &Connection,
+    device_id: &str,
+    limit: u32,
+) -> Result<u32, StoreError> {
+    conn.query_row(COUNT_QUEUED, params![device_id, i64::from(limit)], |row| {
+        row.get::<_, u32>(0)
+    })
+    .map_err(db_error)
+}
+
+pub(super) fn devices_with_queued(
+    conn: &Connection,
+    limit: u32,
+) -> Result<Vec<DeviceId>, StoreError> {
+    query_all(
+        conn,
+        DEVICES_WITH_QUEUED,
+        params![i64::from(limit)],
+        |row| row.get::<_, String>(0).map_err(db_error),
+    )
+}
+
+pub(super) fn reschedule(
+    conn: &Connection,
+    device_id: &str,
+    message_id: &str,
+    not_before_ms: Option<i64>,
+) -> Result<bool, StoreError> {
+    execute(
+        conn,
+        RESCHEDULE_MESSAGE,
+        (device_id, message_id, not_before_ms),
+    )
+    .map(|changed| changed > 0)
+    .map_err(db_error)
+}
+
+pub(super) fn outbound_slots(
+    conn: &Connection,
+    device_id: &str,
+    since_ms: i64,
+    limit: u32,
+) -> Result<Vec<i64>, StoreError> {
+    query_all(
+        conn,
+        OUTBOUND_SLOTS,
+        params![device_id, since_ms, i64::from(limit)],
+        |row| column(row, 0),
+    )
+}

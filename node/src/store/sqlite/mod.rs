@@ -1,0 +1,426 @@
+//! The embedded store: one SQLite file (WAL) in the data folder.
+//!
+//! Several node processes on one machine may open the same file: WAL lets readers run
+//! beside the single writer, every read-modify-write is one `BEGIN IMMEDIATE`
+//! transaction (so two processes cannot interleave inside it), and a busy timeout makes
+//! a writer wait for the other rather than fail.
+//!
+//! SQLite calls block, so each [`Store`] call runs on tokio's blocking pool over one
+//! connection behind a mutex; statements are prepared once and cached.
+//!
+//! Leases follow the rules of [`super::lease`]: a call reads the shard's slot, applies the
+//! rule and writes it back inside one `BEGIN IMMEDIATE` transaction, so two processes
+//! racing for a shard are serialized and exactly one wins. A fenced write checks its
+//! fence in the same transaction as the write.
+//!
+//! The schema is a list of steps ([`SCHEMA_VERSION`] of them); `PRAGMA user_version`
+//! records how many a file has had, and opening a file applies the missing ones. A step
+//! whose data SQL cannot compute has a Rust part run in the same transaction.
+//!
+//! Each device row keeps its shard (`shard_of(id, S)`, S the store's shard count,
+//! recorded in the settings by the open that created or migrated the file), indexed with
+//! `desired_running`, so that a node taking shards over reads only their devices.
+//!
+//! # Layout
+//! - this file: opening the file (connection settings), the blocking pool, and the
+//!   [`Store`] methods, each a blocking call of one of the modules below.
+//! - `schema`: the schema steps and the migration run on open.
+//! - `devices`, `link_state`, `messages`, `settings`, `leases`: each table's SQL, row
+//!   decoding, and the blocking half of its methods (`leases` also checks fences).
+//! - `sql`: running cached statements, decoding columns, mapping SQLite's errors.
+
+mod devices;
+mod leases;
+mod link_state;
+mod messages;
+mod schema;
+mod settings;
+mod sql;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, TransactionBehavior};
+use wafleet_cluster_config::{ClusterSettings, shard_of};
+
+pub use self::schema::{SCHEMA_VERSION, schema_at_version};
+use self::sql::db_error;
+use super::{
+    Acquired, DeviceId, DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Fence,
+    InsertOutcome, Lease, MessageRecord, MessageStatus, SealedBlob, Setting, Store, StoreError,
+};
+
+/// How long a call waits for another connection's write lock before it gives up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Room for every distinct statement of this store (list queries have a few variants).
+const STATEMENT_CACHE_CAPACITY: usize = 64;
+
+/// The [`Store`] backed by one SQLite file.
+pub struct SqliteStore {
+    /// The database file, for logs and errors.
+    path: PathBuf,
+    /// The shard count devices are placed in (recorded in the file).
+    shards: u32,
+    /// The one connection; every call takes it on a blocking thread.
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("shards", &self.shards)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// [`SqliteStore::open_with_shards`] with the default shard count
+    /// ([`ClusterSettings::DEFAULT_SHARDS`]): for processes without a `[cluster]` section
+    /// (standalone) and tests.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with_shards(path, ClusterSettings::DEFAULT_SHARDS)
+    }
+
+    /// Opens (creating if needed) the database at `path` and its parent folder, and
+    /// brings its schema to [`SCHEMA_VERSION`]; its devices are placed in `shards` shards
+    /// (`cluster.shards`). Blocks: call it at start-up.
+    ///
+    /// A file whose schema is newer than this build is refused as `Corrupt`; a file whose
+    /// devices were placed with another shard count as `Misconfigured`.
+    ///
+    /// # Panics
+    ///
+    /// If `shards` is 0 (the configuration refuses that value).
+    pub fn open_with_shards(path: &Path, shards: u32) -> Result<SqliteStore, StoreError> {
+        assert!(shards > 0, "a store needs at least one shard");
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let mut conn = Connection::open(path).map_err(db_error)?;
+        configure(&mut conn)?;
+        schema::migrate(&mut conn, path, shards)?;
+        Ok(SqliteStore {
+            path: path.to_owned(),
+            shards,
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        let task = tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave a half-done write behind:
+            // an open transaction rolls back as it is dropped.
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut conn)
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(StoreError::Unavailable(format!(
+                "store call was cancelled: {e}"
+            ))),
+        }
+    }
+}
+
+fn configure(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error)?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(db_error)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable(format!(
+            "sqlite refused WAL mode (journal_mode is {mode})"
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(db_error)?;
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(db_error)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+    // Every transaction here reads then writes: take the write lock up front, so two
+    // processes never both hold a read snapshot they cannot upgrade.
+    conn.set_transaction_behavior(TransactionBehavior::Immediate);
+    Ok(())
+}
+
+/// Each method takes owned copies of its arguments onto the blocking pool and runs the
+/// blocking half of the call, in the module of its table.
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_device(&self, device: &DeviceRecord) -> Result<(), StoreError> {
+        let device = device.clone();
+        let shard = shard_of(&device.id, self.shards);
+        self.with_conn(move |conn| devices::create(conn, &device, shard))
+            .await
+    }
+
+    async fn get_device(&self, id: &str) -> Result<Option<DeviceRecord>, StoreError> {
+        let id = id.to_owned();
+        self.with_conn(move |conn| devices::get(conn, &id)).await
+    }
+
+    async fn patch_device(
+        &self,
+        id: &str,
+        patch: &DevicePatch,
+        now_ms: i64,
+        fence: Option<&Fence>,
+    ) -> Result<DeviceRecord, StoreError> {
+        let id = id.to_owned();
+        let patch = patch.clone();
+        let fence = fence.copied();
+        self.with_conn(move |conn| devices::patch(conn, &id, patch, now_ms, fence.as_ref()))
+            .await
+    }
+
+    async fn list_devices(&self, query: &DeviceQuery) -> Result<DevicePage, StoreError> {
+        if query.limit == 0 {
+            return Ok(DevicePage {
+                devices: Vec::new(),
+                next_after: None,
+            });
+        }
+        let limit = query.limit as usize;
+        let (sql, values) = devices::list_devices_statement(query);
+        self.with_conn(move |conn| devices::page(conn, &sql, values, limit))
+            .await
+    }
+
+    async fn wanted_devices_in_shards(&self, shards: &[u32]) -> Result<Vec<DeviceId>, StoreError> {
+        let shards = shards.iter().copied().collect();
+        self.with_conn(move |conn| devices::wanted_in_shards(conn, shards))
+            .await
+    }
+
+    fn shards(&self) -> u32 {
+        self.shards
+    }
+
+    async fn count_devices_by_status(&self) -> Result<Vec<(DeviceStatus, u64)>, StoreError> {
+        self.with_conn(|conn| devices::count_by_status(conn)).await
+    }
+
+    async fn delete_device(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.with_conn(move |conn| devices::delete(conn, &id)).await
+    }
+
+    async fn put_link_state(
+        &self,
+        device_id: &str,
+        namespace: &str,
+        key: &str,
+        value: &SealedBlob,
+        fence: Option<&Fence>,
+    ) -> Result<(), StoreError> {
+        let (device_id, namespace, key) =
+            (device_id.to_owned(), namespace.to_owned(), key.to_owned());
+        let value = value.clone();
+        let fence = fence.copied();
+        self.with_conn(move |conn| {
+            link_state::put(conn, &device_id, &namespace, &key, &value, fence.as_ref())
+        })
+        .await
+    }
+
+    async fn get_link_state(
+        &self,
+        device_id: &str,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<SealedBlob>, StoreError> {
+        let (device_id, namespace, key) =
+            (device_id.to_owned(), namespace.to_owned(), key.to_owned());
+        self.with_conn(move |conn| link_state::get(conn, &device_id, &namespace, &key))
+            .await
+    }
+
+    async fn list_link_state(
+        &self,
+        device_id: &str,
+        namespace: &str,
+    ) -> Result<Vec<(String, SealedBlob)>, StoreError> {
+        let (device_id, namespace) = (device_id.to_owned(), namespace.to_owned());
+        self.with_conn(move |conn| link_state::list(conn, &device_id, &namespace))
+            .await
+    }
+
+    async fn delete_link_state(
+        &self,
+        device_id: &str,
+        namespace: &str,
+        key: &str,
+        fence: Option<&Fence>,
+    ) -> Result<bool, StoreError> {
+        let (device_id, namespace, key) =
+            (device_id.to_owned(), namespace.to_owned(), key.to_owned());
+        let fence = fence.copied();
+        self.with_conn(move |conn| {
+            link_state::delete(conn, &device_id, &namespace, &key, fence.as_ref())
+        })
+        .await
+    }
+
+    async fn clear_link_state(
+        &self,
+        device_id: &str,
+        fence: Option<&Fence>,
+    ) -> Result<u64, StoreError> {
+        let device_id = device_id.to_owned();
+        let fence = fence.copied();
+        self.with_conn(move |conn| link_state::clear(conn, &device_id, fence.as_ref()))
+            .await
+    }
+
+    async fn insert_message(&self, message: &MessageRecord) -> Result<InsertOutcome, StoreError> {
+        let message = message.clone();
+        self.with_conn(move |conn| messages::insert(conn, &message))
+            .await
+    }
+
+    async fn get_message(
+        &self,
+        device_id: &str,
+        message_id: &str,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        let (device_id, message_id) = (device_id.to_owned(), message_id.to_owned());
+        self.with_conn(move |conn| messages::get(conn, &device_id, &message_id))
+            .await
+    }
+
+    async fn advance_message(
+        &self,
+        device_id: &str,
+        message_id: &str,
+        status: MessageStatus,
+        at_ms: i64,
+        error: Option<&str>,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        let (device_id, message_id) = (device_id.to_owned(), message_id.to_owned());
+        let error = error.map(str::to_owned);
+        self.with_conn(move |conn| {
+            let error = error.as_deref();
+            messages::advance(conn, &device_id, &message_id, status, at_ms, error)
+        })
+        .await
+    }
+
+    async fn queued_messages(
+        &self,
+        device_id: &str,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let device_id = device_id.to_owned();
+        self.with_conn(move |conn| messages::queued(conn, &device_id, limit))
+            .await
+    }
+
+    async fn count_queued(&self, device_id: &str, limit: u32) -> Result<u32, StoreError> {
+        let device_id = device_id.to_owned();
+        self.with_conn(move |conn| messages::count_queued(conn, &device_id, limit))
+            .await
+    }
+
+    async fn devices_with_queued(&self, limit: u32) -> Result<Vec<DeviceId>, StoreError> {
+        self.with_conn(move |conn| messages::devices_with_queued(conn, limit))
+            .await
+    }
+
+    async fn reschedule_message(
+        &self,
+        device_id: &str,
+        message_id: &str,
+        not_before_ms: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let (device_id, message_id) = (device_id.to_owned(), message_id.to_owned());
+        self.with_conn(move |conn| {
+            messages::reschedule(conn, &device_id, &message_id, not_before_ms)
+        })
+        .await
+    }
+
+    async fn outbound_slots(
+        &self,
+        device_id: &str,
+        since_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<i64>, StoreError> {
+        let device_id = device_id.to_owned();
+        self.with_conn(move |conn| messages::outbound_slots(conn, &device_id, since_ms, limit))
+            .await
+    }
+
+    async fn get_setting(&self, key: &str) -> Result<Option<Setting>, StoreError> {
+        let key = key.to_owned();
+        self.with_conn(move |conn| settings::get(conn, &key)).await
+    }
+
+    async fn put_setting(&self, key: &str, value: &str, now_ms: i64) -> Result<(), StoreError> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.with_conn(move |conn| settings::put(conn, &key, &value, now_ms))
+            .await
+    }
+
+    async fn acquire_leases(
+        &self,
+        holder: &str,
+        shards: &[u32],
+        now_ms: i64,
+        ttl_ms: u64,
+    ) -> Result<Vec<Acquired>, StoreError> {
+        let (holder, shards) = (holder.to_owned(), shards.to_vec());
+        self.with_conn(move |conn| leases::acquire(conn, &holder, &shards, now_ms, ttl_ms))
+            .await
+    }
+
+    async fn renew_leases(
+        &self,
+        holder: &str,
+        leases: &[Fence],
+        now_ms: i64,
+        ttl_ms: u64,
+    ) -> Result<Vec<bool>, StoreError> {
+        let (holder, fences) = (holder.to_owned(), leases.to_vec());
+        self.with_conn(move |conn| leases::renew(conn, &holder, &fences, now_ms, ttl_ms))
+            .await
+    }
+
+    async fn release_leases(
+        &self,
+        holder: &str,
+        leases: &[Fence],
+    ) -> Result<Vec<bool>, StoreError> {
+        let (holder, fences) = (holder.to_owned(), leases.to_vec());
+        self.with_conn(move |conn| leases::release(conn, &holder, &fences))
+            .await
+    }
+
+    async fn get_lease(&self, shard: u32) -> Result<Option<Lease>, StoreError> {
+        self.with_conn(move |conn| leases::get(conn, shard)).await
+    }
+
+    async fn list_leases(&self, holder: Option<&str>) -> Result<Vec<Lease>, StoreError> {
+        let holder = holder.map(str::to_owned);
+        self.with_conn(move |conn| leases::list(conn, holder.as_deref()))
+            .await
+    }
+}
