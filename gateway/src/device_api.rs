@@ -6,8 +6,8 @@
 use async_trait::async_trait;
 use wafleet_cluster_config::QuotaTable;
 use wafleet_node::device_actor::QrCode;
+use wafleet_node::limits::actor::LimitsView;
 use wafleet_node::link::PairCode;
-use wafleet_node::rate_limiter::LimitsView;
 use wafleet_node::store::{
     DevicePage, DeviceQuery, DeviceRecord, DeviceStatus, MessageRecord, TrustLevel,
 };

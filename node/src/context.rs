@@ -15,8 +15,8 @@ use crate::census::Census;
 use crate::clock::{Clock, now_ms};
 use crate::device_actor::DeviceMsg;
 use crate::events::{EventBus, EventKind};
+use crate::limits::actor::LimiterMsg;
 use crate::link::LinkFactory;
-use crate::rate_limiter::LimiterMsg;
 use crate::store::{DevicePatch, DeviceRecord, DeviceStatus, Fence, Store, StoreError};
 use crate::vault::Vault;
 

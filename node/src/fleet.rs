@@ -26,10 +26,10 @@ use crate::context::{NodeConfig, NodeContext, Quotas};
 use crate::device_actor::{DeviceMsg, QrCode};
 use crate::device_supervisor::{DeviceSupervisor, SupervisorMsg};
 use crate::events::EventBus;
+use crate::limits::actor::{LimiterMsg, LimitsView, limits_from_store};
+use crate::limits::policy::Decision;
 use crate::link::{LinkError, LinkFactory, PairCode};
 use crate::metrics;
-use crate::rate_limit::Decision;
-use crate::rate_limiter::{LimiterMsg, LimitsView, limits_from_store};
 use crate::seal::Sealer;
 use crate::store::{
     DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction, Fence,
@@ -65,7 +65,7 @@ pub enum FleetError {
     #[error("{0}")]
     Unavailable(String),
     /// The rate limiter refused the send (429 with `Retry-After`); `code` is one of
-    /// [`Refusal::code`](crate::rate_limit::Refusal::code).
+    /// [`Refusal::code`](crate::limits::policy::Refusal::code).
     #[error("{message}")]
     RateLimited {
         code: &'static str,
@@ -816,21 +816,21 @@ async fn insert_queued(
 
 /// A sentence for a refused send.
 fn refusal_message(
-    reason: crate::rate_limit::Refusal,
+    reason: crate::limits::policy::Refusal,
     level: TrustLevel,
     retry_after_ms: i64,
 ) -> String {
     let seconds = (retry_after_ms + 999) / 1000;
     match reason {
-        crate::rate_limit::Refusal::DailyQuota => format!(
+        crate::limits::policy::Refusal::DailyQuota => format!(
             "the device has used its daily quota ({} level); sending is possible again in {seconds} s",
             level.as_str()
         ),
-        crate::rate_limit::Refusal::InFlight => format!(
+        crate::limits::policy::Refusal::InFlight => format!(
             "the device has too many messages waiting to be sent ({} level); retry in {seconds} s",
             level.as_str()
         ),
-        crate::rate_limit::Refusal::Paused => {
+        crate::limits::policy::Refusal::Paused => {
             format!("sending is paused after WhatsApp restricted this number; retry in {seconds} s")
         }
     }

@@ -12,8 +12,8 @@
 //! - [`cluster`]: joining a cluster (ractor_cluster, cookie) and membership by heartbeats.
 //! - [`metrics`]: every metric the node records; `census`: what the gauges know of the
 //!   devices hosted here (statuses, recoveries under way).
-//! - [`rate_limit`]: the sending policy of a device ([`rate_limit::Limiter`]), pure and
-//!   clock-free; [`rate_limiter`]: the per-device actor that applies it to every send,
+//! - [`limits`]: the sending policy of a device ([`limits::policy::Limiter`]), pure and
+//!   clock-free; [`limits::actor`]: the per-device actor that applies it to every send,
 //!   and the trust-level lifecycle.
 //!
 //! # Supervision
@@ -33,10 +33,9 @@ pub mod device_actor;
 pub mod device_supervisor;
 pub mod events;
 pub mod fleet;
+pub mod limits;
 pub mod link;
 pub mod metrics;
-pub mod rate_limit;
-pub mod rate_limiter;
 pub mod seal;
 pub mod store;
 pub mod vault;

@@ -3,4 +3,4 @@
 
 impl ractor::Message for crate::device_actor::DeviceMsg {}
 impl ractor::Message for crate::device_supervisor::SupervisorMsg {}
-impl ractor::Message for crate::rate_limiter::LimiterMsg {}
+impl ractor::Message for crate::limits::actor::LimiterMsg {}

@@ -40,8 +40,8 @@ use wafleet_cluster_config::quota::DAY_MS;
 
 use crate::context::NodeContext;
 use crate::events::EventKind;
+use crate::limits::policy::{Decision, Limiter, Refusal, Usage, quota_for};
 use crate::metrics;
-use crate::rate_limit::{Decision, Limiter, Refusal, Usage, quota_for};
 use crate::store::{DevicePatch, DeviceStatus, Fence, Store, StoreError, TrustLevel};
 use crate::vault::{DeviceVault, VaultError};
 
@@ -136,7 +136,7 @@ impl LimitsView {
         trust: &TrustRecord,
         now_ms: i64,
     ) -> LimitsView {
-        let window = |w: crate::rate_limit::WindowUsage| Window {
+        let window = |w: crate::limits::policy::WindowUsage| Window {
             limit: w.limit,
             spent: w.spent,
             remaining: w.remaining,
@@ -651,8 +651,8 @@ mod tests {
         use crate::clock::Clock;
         use crate::context::{NodeConfig, Quotas};
         use crate::events::{BusConfig, EventBus};
+        use crate::limits::policy::Refusal;
         use crate::link::{LinkContext, LinkError, LinkFactory, LinkSession};
-        use crate::rate_limit::Refusal;
         use crate::seal::{MasterKey, Sealer};
         use crate::store::{DeviceRecord, Direction, MessageRecord, MessageStatus, SqliteStore};
         use crate::vault::Vault;

@@ -4,7 +4,7 @@
 //! its own. Every call takes the time (`now_ms`, Unix milliseconds from
 //! [`crate::clock::now_ms`]) and [`Limiter::decide`] takes the jitter drawn by the caller,
 //! so the rules are tested with explicit times and the owner (the device's rate-limit
-//! actor, [`crate::rate_limiter`]) decides where time and randomness come from. The [`Quota`] is passed
+//! actor, [`crate::limits::actor`]) decides where time and randomness come from. The [`Quota`] is passed
 //! on every call too, so a changed quota table applies to the very next decision.
 //!
 //! # Windows
