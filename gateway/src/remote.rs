@@ -26,7 +26,7 @@ use wafleet_node::cluster::host::HostMsg;
 use wafleet_node::cluster::wire::Wire;
 use wafleet_node::device_actor::QrCode;
 use wafleet_node::fleet::{load_quota_table, store_quota_table};
-use wafleet_node::limits::actor::LimitsView;
+use wafleet_node::limits::view::LimitsView;
 use wafleet_node::link::PairCode;
 use wafleet_node::store::{
     DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, MessageRecord, Store,

@@ -25,11 +25,9 @@ use crate::clock::now_ms;
 use crate::context::NodeContext;
 use crate::device_supervisor::SupervisorMsg;
 use crate::events::EventKind;
-use crate::limits::actor::{
-    LimiterArgs, LimiterMsg, RateLimiter, level_from_u8, level_to_u8, promote_if_earned,
-    record_link,
-};
+use crate::limits::actor::{LimiterArgs, LimiterMsg, RateLimiter};
 use crate::limits::policy::{Decision, quota_for};
+use crate::limits::trust::{level_from_u8, level_to_u8, promote_if_earned, record_link};
 use crate::link::{
     LinkCommand, LinkContext, LinkError, LinkEvent, LinkEvents, LinkSession, PairCode,
     ReceiptStatus,
@@ -854,7 +852,7 @@ impl DeviceState {
     }
 
     /// Promotes a NEWCOMER to TRUSTED once it has earned it (see
-    /// [`crate::limits::actor`]): read from the store and vault, so an idle device needs
+    /// [`crate::limits::trust`]): read from the store and vault, so an idle device needs
     /// no limiter for it.
     async fn check_trust(&mut self) -> Result<(), ActorProcessingErr> {
         if level_from_u8(self.level.load(Ordering::SeqCst)) != TrustLevel::Newcomer {

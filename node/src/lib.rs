@@ -12,9 +12,9 @@
 //! - [`cluster`]: joining a cluster (ractor_cluster, cookie) and membership by heartbeats.
 //! - [`metrics`]: every metric the node records; `census`: what the gauges know of the
 //!   devices hosted here (statuses, recoveries under way).
-//! - [`limits`]: the sending policy of a device ([`limits::policy::Limiter`]), pure and
-//!   clock-free; [`limits::actor`]: the per-device actor that applies it to every send,
-//!   and the trust-level lifecycle.
+//! - [`limits`]: the sending policy of a device ([`limits::policy::SendPolicy`]), pure and
+//!   clock-free; the per-device actor that applies it to every send
+//!   ([`limits::actor::RateLimiter`]); the trust-level lifecycle; the limits view.
 //!
 //! # Supervision
 //!

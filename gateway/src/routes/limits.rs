@@ -6,7 +6,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use wafleet_cluster_config::{Quota, QuotaTable};
-use wafleet_node::limits::actor::{LimitsView, Window};
+use wafleet_node::limits::view::{LimitsView, Window};
 
 use crate::AppState;
 use crate::dto::{Device, TrustLevelDto, rfc3339};

@@ -14,8 +14,8 @@ use wafleet_protocol::node_api::store_failure::Kind as StoreKind;
 
 use crate::device_actor::QrCode;
 use crate::fleet::{FleetError, NewDevice, SendText, Sent, known_state_code};
-use crate::limits::actor::LimitsView;
 use crate::limits::policy::Refusal;
+use crate::limits::view::LimitsView;
 use crate::link::PairCode;
 use crate::store::{
     DeviceRecord, DeviceStatus, Direction, MessageRecord, MessageStatus, StoreError, TrustLevel,
