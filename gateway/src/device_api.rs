@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use wafleet_cluster_config::QuotaTable;
-use wafleet_node::device_actor::QrCode;
+use wafleet_node::device::QrCode;
 use wafleet_node::limits::view::LimitsView;
 use wafleet_node::link::PairCode;
 use wafleet_node::store::{

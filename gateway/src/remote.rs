@@ -24,7 +24,7 @@ use wafleet_cluster_config::QuotaTable;
 use wafleet_node::cluster::api::{Command, CommandError, Operation, Reply, reply_from_wire};
 use wafleet_node::cluster::host::HostMsg;
 use wafleet_node::cluster::wire::Wire;
-use wafleet_node::device_actor::QrCode;
+use wafleet_node::device::QrCode;
 use wafleet_node::fleet::{load_quota_table, store_quota_table};
 use wafleet_node::limits::view::LimitsView;
 use wafleet_node::link::PairCode;

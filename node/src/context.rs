@@ -13,7 +13,7 @@ use wafleet_cluster_config::QuotaTable;
 
 use crate::census::Census;
 use crate::clock::{Clock, now_ms};
-use crate::device_actor::DeviceMsg;
+use crate::device::DeviceMsg;
 use crate::events::{EventBus, EventKind};
 use crate::limits::actor::LimiterMsg;
 use crate::link::LinkFactory;

@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - [`fleet`]: the node's API ([`Fleet`]) that the gateway calls.
-//! - [`device_supervisor`], [`device_actor`]: the actors (tree below).
+//! - [`device`]: the device actor and [`device::supervisor`], its supervisor (tree below).
 //! - [`link`]: the [`link::LinkFactory`] abstraction and the simulated link.
 //! - [`events`]: device events and the in-process bus behind SSE.
 //! - [`store`]: the [`store::Store`] trait, its records, shard leases and fences, the
@@ -29,8 +29,7 @@ mod census;
 pub mod clock;
 pub mod cluster;
 pub mod context;
-pub mod device_actor;
-pub mod device_supervisor;
+pub mod device;
 pub mod events;
 pub mod fleet;
 pub mod limits;

@@ -12,7 +12,7 @@ use wafleet_protocol::node_api::node_error::Kind;
 use wafleet_protocol::node_api::node_reply::Result as Outcome;
 use wafleet_protocol::node_api::store_failure::Kind as StoreKind;
 
-use crate::device_actor::QrCode;
+use crate::device::QrCode;
 use crate::fleet::{FleetError, NewDevice, SendText, Sent, known_state_code};
 use crate::limits::policy::Refusal;
 use crate::limits::view::LimitsView;

@@ -17,7 +17,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use tracing::{info, warn};
 
 use crate::context::NodeContext;
-use crate::device_actor::{DeviceActor, DeviceArgs, backoff};
+use crate::device::{DeviceActor, DeviceArgs, backoff};
 use crate::store::{DevicePatch, DeviceStatus, Fence, StoreError};
 
 /// Messages of the supervisor.

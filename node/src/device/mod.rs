@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock::now_ms;
 use crate::context::NodeContext;
-use crate::device_supervisor::SupervisorMsg;
+use crate::device::supervisor::SupervisorMsg;
 use crate::events::EventKind;
 use crate::limits::actor::{LimiterArgs, LimiterMsg, RateLimiter};
 use crate::limits::policy::{Decision, quota_for};
@@ -39,6 +39,8 @@ use crate::store::{
 };
 use crate::vault::VaultError;
 use wafleet_cluster_config::quota::{HOUR_MS, MINUTE_MS};
+
+pub mod supervisor;
 
 /// How long an operator's logout waits for the link to unlink the device from the
 /// phone's account (the WhatsApp link gives up after 10 s itself).
