@@ -16,8 +16,9 @@ use std::sync::Arc;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tracing::{info, warn};
 
+use super::connect::backoff;
+use super::{DeviceActor, DeviceArgs};
 use crate::context::NodeContext;
-use crate::device::{DeviceActor, DeviceArgs, backoff};
 use crate::store::{DevicePatch, DeviceStatus, Fence, StoreError};
 
 /// Messages of the supervisor.
