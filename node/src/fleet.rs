@@ -169,8 +169,7 @@ impl Fleet {
             store,
             bus,
             links,
-            registry: Arc::default(),
-            limiters: Arc::default(),
+            running: Default::default(),
             quotas: Quotas::new(load_quota_table(store_for_quotas.as_ref()).await?),
             clock: Clock::system(),
             census: Census::default(),
@@ -351,7 +350,7 @@ impl Fleet {
     /// may have been accepted by a gateway while its owner was being replaced.
     pub async fn nudge_queued(&self) -> Result<(), FleetError> {
         for id in self.ctx.store.devices_with_queued(10_000).await? {
-            if let Some(actor) = self.ctx.running(&id) {
+            if let Some(actor) = self.ctx.running.device(&id) {
                 let _ = actor.cast(DeviceMsg::Drain);
             }
         }
@@ -360,18 +359,12 @@ impl Fleet {
 
     /// The devices with an actor on this node now.
     pub fn running_devices(&self) -> Vec<String> {
-        self.ctx
-            .registry
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect()
+        self.ctx.running.device_ids()
     }
 
     /// Whether the device has an actor on this node now.
     pub fn is_running(&self, id: &str) -> bool {
-        self.ctx.running(id).is_some()
+        self.ctx.running.device(id).is_some()
     }
 
     /// Stops the device; it stays stopped across restarts until started.
@@ -415,7 +408,7 @@ impl Fleet {
     /// Unlinks the device from its WhatsApp account: credentials wiped, `LOGGED_OUT`.
     pub async fn logout_device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
         let device = self.device(id).await?;
-        if let Some(actor) = self.ctx.running(id) {
+        if let Some(actor) = self.ctx.running.device(id) {
             call(&actor, DeviceMsg::Logout).await?;
             return self.device(id).await;
         }
@@ -466,7 +459,7 @@ impl Fleet {
     /// The QR code on show; `WrongState` unless the device is in `SCAN_QR`.
     pub async fn qr(&self, id: &str) -> Result<QrCode, FleetError> {
         let device = self.device(id).await?;
-        let qr = match self.ctx.running(id) {
+        let qr = match self.ctx.running.device(id) {
             Some(actor) => call(&actor, DeviceMsg::GetQr).await?,
             None => None,
         };
@@ -489,7 +482,7 @@ impl Fleet {
                 device.status
             ),
         };
-        let actor = self.ctx.running(id).ok_or_else(not_pairing)?;
+        let actor = self.ctx.running.device(id).ok_or_else(not_pairing)?;
         let phone = phone.to_owned();
         match call(&actor, move |reply| DeviceMsg::PairCode(phone, reply)).await? {
             Ok(code) => Ok(code),
@@ -511,7 +504,10 @@ impl Fleet {
             Checked::Replay(sent) => return Ok(sent),
             Checked::New(id) => id,
         };
-        let limiter = match (self.ctx.limiter(device_id), self.ctx.running(device_id)) {
+        let limiter = match (
+            self.ctx.running.limiter(device_id),
+            self.ctx.running.device(device_id),
+        ) {
             (Some(limiter), _) => limiter,
             (None, Some(actor)) => call(&actor, DeviceMsg::Limiter).await?,
             (None, None) => {
@@ -551,7 +547,7 @@ impl Fleet {
         .await;
         match &result {
             Ok(sent) if !sent.replayed => {
-                if let Some(actor) = self.ctx.running(device_id) {
+                if let Some(actor) = self.ctx.running.device(device_id) {
                     let _ = actor.cast(DeviceMsg::Drain);
                 }
             }
@@ -567,7 +563,7 @@ impl Fleet {
     /// The device's quota use: from its limiter when it runs here, else from the store.
     pub async fn limits(&self, device_id: &str) -> Result<LimitsView, FleetError> {
         let device = self.device(device_id).await?;
-        if let Some(limiter) = self.ctx.limiter(device_id)
+        if let Some(limiter) = self.ctx.running.limiter(device_id)
             && let Ok(view) = call(&limiter, LimiterMsg::Limits).await
         {
             return Ok(view?);
@@ -592,7 +588,7 @@ impl Fleet {
             .store
             .patch_device(device_id, &patch, now_ms(), None)
             .await?;
-        if let Some(actor) = self.ctx.running(device_id) {
+        if let Some(actor) = self.ctx.running.device(device_id) {
             let _ = actor.cast(DeviceMsg::SetLevel(level));
         }
         if before.trust_level != level {
@@ -874,13 +870,7 @@ fn spawn_trust_checks(ctx: std::sync::Weak<NodeContext>) {
     tokio::spawn(async move {
         loop {
             let Some((every, devices)) = ctx.upgrade().map(|ctx| {
-                let devices: Vec<ActorRef<DeviceMsg>> = ctx
-                    .registry
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .values()
-                    .cloned()
-                    .collect();
+                let devices: Vec<ActorRef<DeviceMsg>> = ctx.running.devices();
                 (ctx.config.trust_check_interval, devices)
             }) else {
                 return;

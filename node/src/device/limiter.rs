@@ -34,10 +34,8 @@ impl DeviceState {
         )
         .await?;
         self.ctx
-            .limiters
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(self.id.clone(), limiter.clone());
+            .running
+            .insert_limiter(self.id.clone(), limiter.clone());
         self.limiter = Some(limiter.clone());
         Ok(limiter)
     }
@@ -48,14 +46,9 @@ impl DeviceState {
         let Some(limiter) = self.limiter.take() else {
             return;
         };
-        let mut limiters = self.ctx.limiters.write().unwrap_or_else(|e| e.into_inner());
-        if limiters
-            .get(&self.id)
-            .is_some_and(|current| current.get_id() == limiter.get_id())
-        {
-            limiters.remove(&self.id);
-        }
-        drop(limiters);
+        self.ctx
+            .running
+            .remove_limiter_if(&self.id, limiter.get_id());
         limiter.stop(None);
     }
 

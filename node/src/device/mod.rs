@@ -22,6 +22,7 @@
 //! - `outbox`: moving queued messages to the link, each at its slot, within the quota;
 //! - `inbound`: receipts and inbound messages from the link;
 //! - `limiter`: the device's rate-limiter child, its trust level, bans and promotion;
+//! - `registry`: the devices running on the node and their limiters, and who writes it;
 //! - [`supervisor`]: starts, stops and restarts device actors.
 
 use std::collections::{HashSet, VecDeque};
@@ -44,6 +45,7 @@ mod connect;
 mod inbound;
 mod limiter;
 mod outbox;
+pub(crate) mod registry;
 mod status;
 pub mod supervisor;
 
