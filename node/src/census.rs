@@ -4,8 +4,8 @@
 //!
 //! Status changes are noted as they are written ([`crate::context::NodeContext::record_status`]);
 //! the gauges are computed from a [`Census::snapshot`] when metrics are scraped, against
-//! the registry of running actors, so a device whose actor is gone stops counting
-//! whatever it last wrote.
+//! the registry of running actors ([`crate::device::registry::Running`]), so a device
+//! whose actor is gone stops counting whatever it last wrote.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;

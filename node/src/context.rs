@@ -1,11 +1,9 @@
 //! What every actor of a node shares: the store, the vault, the event bus, the link
 //! factory, the connect gate, the registry of running devices, and timings.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use ractor::ActorRef;
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
@@ -13,10 +11,9 @@ use wafleet_cluster_config::QuotaTable;
 
 use crate::census::Census;
 use crate::clock::{Clock, now_ms};
-use crate::device_actor::DeviceMsg;
+use crate::device::registry::Running;
 use crate::events::{EventBus, EventKind};
 use crate::link::LinkFactory;
-use crate::rate_limiter::LimiterMsg;
 use crate::store::{DevicePatch, DeviceRecord, DeviceStatus, Fence, Store, StoreError};
 use crate::vault::Vault;
 
@@ -79,12 +76,6 @@ impl Default for NodeConfig {
     }
 }
 
-/// The devices running on this node.
-pub(crate) type Registry = Arc<RwLock<HashMap<String, ActorRef<DeviceMsg>>>>;
-
-/// The rate-limit actors of the devices running on this node.
-pub(crate) type LimiterRegistry = Arc<RwLock<HashMap<String, ActorRef<LimiterMsg>>>>;
-
 /// The trust-level quota table every limiter of the node reads at each decision;
 /// replaced whole when an admin changes it, so a change applies to the next send of
 /// every running device.
@@ -121,8 +112,9 @@ pub struct NodeContext {
     pub(crate) bus: EventBus,
     pub(crate) links: Arc<dyn LinkFactory>,
     pub(crate) connect_gate: Arc<Semaphore>,
-    pub(crate) registry: Registry,
-    pub(crate) limiters: LimiterRegistry,
+    /// The actors of the devices running here and their limiters; written only by the
+    /// actors that spawn them (see `device::registry`).
+    pub(crate) running: Running,
     pub(crate) quotas: Quotas,
     pub(crate) clock: Clock,
     /// What the metrics know of the devices hosted here (statuses, recoveries).
@@ -130,24 +122,6 @@ pub struct NodeContext {
 }
 
 impl NodeContext {
-    /// The running actor of a device, if any.
-    pub(crate) fn running(&self, device_id: &str) -> Option<ActorRef<DeviceMsg>> {
-        self.registry
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(device_id)
-            .cloned()
-    }
-
-    /// The rate-limit actor of a running device, if any.
-    pub(crate) fn limiter(&self, device_id: &str) -> Option<ActorRef<LimiterMsg>> {
-        self.limiters
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(device_id)
-            .cloned()
-    }
-
     /// Writes a status change (with any other fields in `patch`) under `fence` (the
     /// device owner's, `None` for unfenced writes) and publishes the `status` event.
     /// A fenced-off write publishes nothing.

@@ -9,21 +9,31 @@
 //!   gateway and node both use.
 //! - [`outbox`], [`settings`]: the rules for accepting a message and for the shared
 //!   settings (the trust-level table), each written once.
-//! - [`device_supervisor`], [`device_actor`]: the actors (tree below).
+//! - [`device`]: the device actor, one file per concern (status machine, connecting,
+//!   outbox, inbound, its limiter child), [`device::supervisor`] (tree below), and the
+//!   registry of the devices running on the node and their limiters.
 //! - [`link`]: the [`link::LinkFactory`] abstraction and the simulated link.
 //! - [`events`]: device events and the in-process bus behind SSE.
 //! - [`store`]: the [`store::Store`] trait, its records, shard leases and fences, the
 //!   embedded SQLite backend and the conformance suite.
 //! - [`vault`], [`seal`]: sealed (AES-256-GCM) per-device credentials and link state.
-//! - [`context`]: what all actors of a node share, and the node's timings.
+//! - [`context`]: what all actors of a node share (store, vault, bus, links, quotas, the
+//!   registry of running devices), and the node's timings.
 //! - [`cluster`]: joining a cluster (ractor_cluster, cookie) and membership by heartbeats.
 //! - [`process`]: a cluster node as a process (fleet, cluster, shard keeper, its HTTP
 //!   routes, the SIGTERM handoff); `wafleet node` only opens what it runs with.
 //! - [`metrics`]: every metric the node records; `census`: what the gauges know of the
 //!   devices hosted here (statuses, recoveries under way).
-//! - [`rate_limit`]: the sending policy of a device ([`rate_limit::Limiter`]), pure and
-//!   clock-free; [`rate_limiter`]: the per-device actor that applies it to every send,
-//!   and the trust-level lifecycle.
+//! - [`limits`]: how fast a device may send: the pure, clock-free sending policy
+//!   ([`limits::policy::SendPolicy`]); the per-device actor that applies it to every send
+//!   ([`limits::actor::RateLimiter`]); trust levels and promotion ([`limits::trust`]);
+//!   what the limits endpoint shows ([`limits::view`]).
+//!
+//! Calls go one way, from the fleet down: [`fleet`] uses [`device`] and [`limits`]; a
+//! device actor uses [`limits`] (its limiter child); both kinds of actor use [`context`],
+//! which calls into no actor. The one edge back is a type: the context holds the
+//! registry of running actors (`device::registry::Running`), which names their message
+//! types.
 //!
 //! # Supervision
 //!
@@ -40,16 +50,14 @@ mod census;
 pub mod clock;
 pub mod cluster;
 pub mod context;
-pub mod device_actor;
-pub mod device_supervisor;
+pub mod device;
 pub mod events;
 pub mod fleet;
+pub mod limits;
 pub mod link;
 pub mod metrics;
 pub mod outbox;
 pub mod process;
-pub mod rate_limit;
-pub mod rate_limiter;
 pub mod seal;
 pub mod settings;
 pub mod store;

@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{FleetError, SendText, Sent, state_code};
 use crate::clock::now_ms;
+use crate::limits::policy::Refusal;
 use crate::metrics;
-use crate::rate_limit::Refusal;
 use crate::store::{
     DeviceStatus, Direction, InsertOutcome, MessageRecord, MessageStatus, Store, StoreError,
     TrustLevel,

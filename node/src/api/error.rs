@@ -29,7 +29,7 @@ pub enum FleetError {
     #[error("{0}")]
     Unavailable(String),
     /// The rate limiter refused the send (429 with `Retry-After`); `code` is one of
-    /// [`Refusal::code`](crate::rate_limit::Refusal::code).
+    /// [`Refusal::code`](crate::limits::policy::Refusal::code).
     #[error("{message}")]
     RateLimited {
         code: &'static str,

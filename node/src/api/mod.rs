@@ -29,8 +29,8 @@ pub mod wire;
 use wafleet_protocol::node_api as pb;
 
 pub use self::error::{FleetError, known_state_code, state_code};
+pub use crate::limits::view::{LimitsView, Window};
 pub use crate::link::PairCode;
-pub use crate::rate_limiter::{LimitsView, Window};
 use crate::store::{DeviceRecord, MessageRecord, TrustLevel};
 
 impl From<TrustLevel> for SetTrustLevel {

@@ -14,7 +14,7 @@ use wafleet_protocol::node_api::store_failure::Kind as StoreKind;
 use super::{
     CommandError, FleetError, LimitsView, PairCode, QrCode, Reply, Sent, Window, known_state_code,
 };
-use crate::rate_limit::Refusal;
+use crate::limits::policy::Refusal;
 use crate::store::{
     DeviceRecord, DeviceStatus, Direction, MessageRecord, MessageStatus, StoreError, TrustLevel,
 };
@@ -523,7 +523,7 @@ mod tests {
             replies.push(Reply::Limits(LimitsView {
                 device_id: "dev-1".into(),
                 trust_level: level,
-                quota: *crate::rate_limit::quota_for(
+                quota: *crate::limits::policy::quota_for(
                     &wafleet_cluster_config::QuotaTable::default(),
                     level,
                 ),

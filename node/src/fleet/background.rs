@@ -8,7 +8,7 @@ use ractor::ActorRef;
 use tracing::{info, warn};
 
 use crate::context::NodeContext;
-use crate::device_actor::DeviceMsg;
+use crate::device::DeviceMsg;
 use crate::settings;
 
 /// Asks every running device, spread evenly over `trust_check_interval`, whether it has
@@ -17,13 +17,7 @@ pub(super) fn spawn_trust_checks(ctx: std::sync::Weak<NodeContext>) {
     tokio::spawn(async move {
         loop {
             let Some((every, devices)) = ctx.upgrade().map(|ctx| {
-                let devices: Vec<ActorRef<DeviceMsg>> = ctx
-                    .registry
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .values()
-                    .cloned()
-                    .collect();
+                let devices: Vec<ActorRef<DeviceMsg>> = ctx.running.devices();
                 (ctx.config.trust_check_interval, devices)
             }) else {
                 return;

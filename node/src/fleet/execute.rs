@@ -12,12 +12,13 @@ use crate::api::{
     DeviceCommand, FleetError, LimitsView, PairCode, QrCode, Reply, SendText, Sent, state_code,
 };
 use crate::clock::now_ms;
-use crate::device_actor::DeviceMsg;
+use crate::device::DeviceMsg;
+use crate::limits::actor::LimiterMsg;
+use crate::limits::policy::Decision;
+use crate::limits::view::limits_from_store;
 use crate::link::LinkError;
 use crate::metrics;
 use crate::outbox;
-use crate::rate_limit::Decision;
-use crate::rate_limiter::{LimiterMsg, limits_from_store};
 use crate::settings;
 use crate::store::{DevicePatch, DeviceRecord, DeviceStatus, Fence, TrustLevel};
 
@@ -125,7 +126,7 @@ impl Fleet {
     /// Unlinks the device from its WhatsApp account: credentials wiped, `LOGGED_OUT`.
     pub async fn logout_device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
         let device = self.catalog.device(id).await?;
-        if let Some(actor) = self.ctx.running(id) {
+        if let Some(actor) = self.ctx.running.device(id) {
             call(&actor, DeviceMsg::Logout).await?;
             return self.catalog.device(id).await;
         }
@@ -176,7 +177,7 @@ impl Fleet {
     /// The QR code on show; `WrongState` unless the device is in `SCAN_QR`.
     pub async fn qr(&self, id: &str) -> Result<QrCode, FleetError> {
         let device = self.catalog.device(id).await?;
-        let qr = match self.ctx.running(id) {
+        let qr = match self.ctx.running.device(id) {
             Some(actor) => call(&actor, DeviceMsg::GetQr).await?,
             None => None,
         };
@@ -199,7 +200,7 @@ impl Fleet {
                 device.status
             ),
         };
-        let actor = self.ctx.running(id).ok_or_else(not_pairing)?;
+        let actor = self.ctx.running.device(id).ok_or_else(not_pairing)?;
         let phone = phone.to_owned();
         match call(&actor, move |reply| DeviceMsg::PairCode(phone, reply)).await? {
             Ok(code) => Ok(code),
@@ -221,7 +222,10 @@ impl Fleet {
             outbox::Checked::Replay(sent) => return Ok(sent),
             outbox::Checked::New(id) => id,
         };
-        let limiter = match (self.ctx.limiter(device_id), self.ctx.running(device_id)) {
+        let limiter = match (
+            self.ctx.running.limiter(device_id),
+            self.ctx.running.device(device_id),
+        ) {
             (Some(limiter), _) => limiter,
             (None, Some(actor)) => call(&actor, DeviceMsg::Limiter).await?,
             (None, None) => {
@@ -261,7 +265,7 @@ impl Fleet {
         .await;
         match &result {
             Ok(sent) if !sent.replayed => {
-                if let Some(actor) = self.ctx.running(device_id) {
+                if let Some(actor) = self.ctx.running.device(device_id) {
                     let _ = actor.cast(DeviceMsg::Drain);
                 }
             }
@@ -277,7 +281,7 @@ impl Fleet {
     /// The device's quota use: from its limiter when it runs here, else from the store.
     pub async fn limits(&self, device_id: &str) -> Result<LimitsView, FleetError> {
         let device = self.catalog.device(device_id).await?;
-        if let Some(limiter) = self.ctx.limiter(device_id)
+        if let Some(limiter) = self.ctx.running.limiter(device_id)
             && let Ok(view) = call(&limiter, LimiterMsg::Limits).await
         {
             return Ok(view?);
@@ -302,7 +306,7 @@ impl Fleet {
             .store
             .patch_device(device_id, &patch, now_ms(), None)
             .await?;
-        if let Some(actor) = self.ctx.running(device_id) {
+        if let Some(actor) = self.ctx.running.device(device_id) {
             let _ = actor.cast(DeviceMsg::SetLevel(level));
         }
         if before.trust_level != level {

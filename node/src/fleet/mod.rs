@@ -26,8 +26,8 @@ use crate::catalog::Catalog;
 use crate::census::Census;
 use crate::clock::Clock;
 use crate::context::{NodeConfig, NodeContext, Quotas};
-use crate::device_actor::DeviceMsg;
-use crate::device_supervisor::{DeviceSupervisor, SupervisorMsg};
+use crate::device::DeviceMsg;
+use crate::device::supervisor::{DeviceSupervisor, SupervisorMsg};
 use crate::events::EventBus;
 use crate::link::LinkFactory;
 use crate::metrics;
@@ -66,8 +66,7 @@ impl Fleet {
             store,
             bus,
             links,
-            registry: Arc::default(),
-            limiters: Arc::default(),
+            running: Default::default(),
             quotas: Quotas::new(settings::load_quota_table(store_for_quotas.as_ref()).await?),
             clock: Clock::system(),
             census: Census::default(),
@@ -199,7 +198,7 @@ impl Fleet {
     /// may have been accepted by a gateway while its owner was being replaced.
     pub async fn nudge_queued(&self) -> Result<(), FleetError> {
         for id in self.ctx.store.devices_with_queued(10_000).await? {
-            if let Some(actor) = self.ctx.running(&id) {
+            if let Some(actor) = self.ctx.running.device(&id) {
                 let _ = actor.cast(DeviceMsg::Drain);
             }
         }
@@ -208,18 +207,12 @@ impl Fleet {
 
     /// The devices with an actor on this node now.
     pub fn running_devices(&self) -> Vec<String> {
-        self.ctx
-            .registry
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect()
+        self.ctx.running.device_ids()
     }
 
     /// Whether the device has an actor on this node now.
     pub fn is_running(&self, id: &str) -> bool {
-        self.ctx.running(id).is_some()
+        self.ctx.running.device(id).is_some()
     }
 
     /// Stops every device actor (not their desired state) and the supervisor.

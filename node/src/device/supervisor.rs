@@ -16,8 +16,9 @@ use std::sync::Arc;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tracing::{info, warn};
 
+use super::connect::backoff;
+use super::{DeviceActor, DeviceArgs};
 use crate::context::NodeContext;
-use crate::device_actor::{DeviceActor, DeviceArgs, backoff};
 use crate::store::{DevicePatch, DeviceStatus, Fence, StoreError};
 
 /// Messages of the supervisor.
@@ -119,7 +120,7 @@ impl Actor for DeviceSupervisor {
             }
             SupervisionEvent::ActorTerminated(cell, _, _) => {
                 if let Some(device_id) = state.forget_actor(cell.get_id())
-                    && state.ctx.running(&device_id).is_none()
+                    && state.ctx.running.device(&device_id).is_none()
                 {
                     state.fences.remove(&device_id);
                 }
@@ -137,7 +138,7 @@ impl SupervisorState {
         device_id: String,
         fence: Option<Fence>,
     ) -> Result<(), String> {
-        if self.ctx.running(&device_id).is_some() {
+        if self.ctx.running.device(&device_id).is_some() {
             if self.fences.get(&device_id) == fence.as_ref() {
                 return Ok(());
             }
@@ -158,21 +159,12 @@ impl SupervisorState {
             None => self.fences.remove(&device_id),
         };
         self.by_actor.insert(actor.get_id(), device_id.clone());
-        self.ctx
-            .registry
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(device_id, actor);
+        self.ctx.running.insert_device(device_id, actor);
         Ok(())
     }
 
     async fn stop(&mut self, device_id: &str) {
-        let actor = self
-            .ctx
-            .registry
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(device_id);
+        let actor = self.ctx.running.remove_device(device_id);
         self.fences.remove(device_id);
         if let Some(actor) = actor {
             self.by_actor.remove(&actor.get_id());
@@ -183,10 +175,7 @@ impl SupervisorState {
     /// Removes a terminated actor; returns its device if it was the device's current one.
     fn forget_actor(&mut self, actor_id: ActorId) -> Option<String> {
         let device_id = self.by_actor.remove(&actor_id)?;
-        let mut registry = self.ctx.registry.write().unwrap_or_else(|e| e.into_inner());
-        if registry.get(&device_id).map(|a| a.get_id()) == Some(actor_id) {
-            registry.remove(&device_id);
-        }
+        self.ctx.running.remove_device_if(&device_id, actor_id);
         Some(device_id)
     }
 

@@ -1,0 +1,123 @@
+//! What the link brings in: receipts of sent messages (stored, published, acknowledged)
+//! and inbound messages (stored once, published, acknowledged).
+
+use ractor::{ActorProcessingErr, ActorRef};
+use serde_json::{Map, Value};
+
+use super::{DeviceMsg, DeviceState};
+use crate::clock::now_ms;
+use crate::events::EventKind;
+use crate::limits::actor::LimiterMsg;
+use crate::link::{LinkCommand, ReceiptStatus};
+use crate::metrics;
+use crate::store::{Direction, InsertOutcome, MessageRecord, MessageStatus, StoreError};
+
+impl DeviceState {
+    pub(super) async fn on_receipt(
+        &mut self,
+        myself: &ActorRef<DeviceMsg>,
+        message_id: String,
+        status: ReceiptStatus,
+        error: Option<String>,
+        at_ms: i64,
+    ) -> Result<(), ActorProcessingErr> {
+        let link_status = status;
+        let status = match status {
+            ReceiptStatus::Sent => MessageStatus::Sent,
+            ReceiptStatus::Delivered => MessageStatus::Delivered,
+            ReceiptStatus::Read => MessageStatus::Read,
+            ReceiptStatus::Failed => MessageStatus::Failed,
+        };
+        let was_in_flight = self.in_flight.remove(&message_id);
+        let before = self.ctx.store.get_message(&self.id, &message_id).await?;
+        let Some(before) = before else {
+            self.ack_receipt(message_id, link_status);
+            return Ok(());
+        };
+        if before.status == MessageStatus::Queued && status != MessageStatus::Queued {
+            // Out of the queue: the limiter's place in flight frees (its slot stays spent).
+            if let Some(limiter) = &self.limiter {
+                let _ = limiter.cast(LimiterMsg::Settled);
+            }
+        }
+        if before.status.may_advance_to(status) {
+            let at_ms = if at_ms > 0 { at_ms } else { now_ms() };
+            if let Some(after) = self
+                .ctx
+                .store
+                .advance_message(&self.id, &message_id, status, at_ms, error.as_deref())
+                .await?
+                && after.status == status
+            {
+                metrics::message_outcome(status.as_str());
+                let mut data = Map::new();
+                data.insert("message_id".into(), Value::from(message_id.as_str()));
+                data.insert("status".into(), Value::from(status.as_str()));
+                if let Some(error) = error {
+                    data.insert("error".into(), Value::from(error));
+                }
+                data.insert("at_ms".into(), Value::from(at_ms));
+                self.ctx
+                    .bus
+                    .publish(&self.id, EventKind::MessageStatus, data);
+            }
+        }
+        // Stored (or already further along): the network need not tell it again.
+        self.ack_receipt(message_id, link_status);
+        if was_in_flight && self.backlog {
+            self.drain(myself).await?;
+        }
+        Ok(())
+    }
+
+    fn ack_receipt(&mut self, message_id: String, status: ReceiptStatus) {
+        if let Some(session) = self.session.as_mut() {
+            let _ = session.command(LinkCommand::AckReceipt { message_id, status });
+        }
+    }
+
+    pub(super) async fn on_inbound(
+        &mut self,
+        message_id: String,
+        from_phone: String,
+        text: String,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let record = MessageRecord {
+            id: message_id.clone(),
+            device_id: self.id.clone(),
+            direction: Direction::Inbound,
+            peer_phone: from_phone.clone(),
+            text: text.clone(),
+            status: MessageStatus::Delivered,
+            error: None,
+            idempotency_key: None,
+            created_at_ms: at_ms,
+            not_before_ms: None,
+            sent_at_ms: None,
+            delivered_at_ms: Some(now_ms()),
+            read_at_ms: None,
+            failed_at_ms: None,
+        };
+        let fresh = match self.ctx.store.insert_message(&record).await {
+            Ok(InsertOutcome::Inserted) => true,
+            Ok(InsertOutcome::Existing(_)) | Err(StoreError::Conflict { .. }) => false,
+            Err(error) => return Err(error),
+        };
+        if fresh {
+            metrics::message_outcome("inbound");
+            let mut data = Map::new();
+            data.insert("message_id".into(), Value::from(message_id.as_str()));
+            data.insert("from".into(), Value::from(from_phone));
+            data.insert("text".into(), Value::from(text));
+            data.insert("at_ms".into(), Value::from(at_ms));
+            self.ctx
+                .bus
+                .publish(&self.id, EventKind::MessageInbound, data);
+        }
+        if let Some(session) = self.session.as_mut() {
+            let _ = session.command(LinkCommand::AckInbound { message_id });
+        }
+        Ok(())
+    }
+}

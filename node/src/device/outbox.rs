@@ -1,0 +1,164 @@
+//! The outbox: moving a device's queued messages from the store to its link, each at
+//! its slot, and never faster than its quota allows by the hand-offs actually made.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ractor::{ActorProcessingErr, ActorRef};
+use wafleet_cluster_config::quota::{HOUR_MS, MINUTE_MS};
+
+use super::{DeviceMsg, DeviceState};
+use crate::clock::now_ms;
+use crate::limits::actor::LimiterMsg;
+use crate::limits::policy::{Decision, quota_for};
+use crate::limits::trust::level_from_u8;
+use crate::link::{LinkCommand, LinkError};
+use crate::store::DeviceStatus;
+
+impl DeviceState {
+    /// Hands queued messages (oldest first) to the link while READY, each at its slot.
+    ///
+    /// A message carries its slot as `not_before_ms`, given by the rate limiter when
+    /// the message was accepted. One without (accepted by a gateway while the device
+    /// moved, or given back by a pause) asks the limiter for one first, and the slot is
+    /// stored. Messages go in order: the first that is not due sets a timer and ends
+    /// the drain. Between two hand-offs at least the quota's minimum gap plus
+    /// [`handoff_guard`](crate::context::NodeConfig::handoff_guard) passes.
+    pub(super) async fn drain(
+        &mut self,
+        myself: &ActorRef<DeviceMsg>,
+    ) -> Result<(), ActorProcessingErr> {
+        if self.session.is_none() || self.status != DeviceStatus::Ready {
+            return Ok(());
+        }
+        let room = self
+            .ctx
+            .config
+            .max_in_flight
+            .saturating_sub(self.in_flight.len());
+        if room == 0 {
+            self.backlog = true;
+            return Ok(());
+        }
+        let limit = (self.in_flight.len() + room).min(u32::MAX as usize) as u32;
+        let queued = self.ctx.store.queued_messages(&self.id, limit).await?;
+        self.backlog = queued.len() as u32 == limit;
+        for message in queued {
+            if self.in_flight.contains(&message.id) {
+                continue;
+            }
+            let slot = match message.not_before_ms {
+                Some(slot) => slot,
+                None => match self.schedule(myself, &message.id).await? {
+                    Ok(slot) => slot,
+                    Err(retry_at) => {
+                        self.drain_later(myself, retry_at);
+                        return Ok(());
+                    }
+                },
+            };
+            let now = now_ms();
+            let due = slot.max(self.earliest_handoff(now));
+            if due > now {
+                self.drain_later(myself, due);
+                return Ok(());
+            }
+            let Some(session) = self.session.as_mut() else {
+                return Ok(());
+            };
+            let command = LinkCommand::SendText {
+                message_id: message.id.clone(),
+                to_phone: message.peer_phone,
+                text: message.text,
+            };
+            match session.command(command) {
+                Ok(()) => {
+                    self.in_flight.insert(message.id);
+                    self.handoffs.push_back(now);
+                }
+                Err(LinkError::WrongState(_)) => {
+                    // The link's buffer is full: try again shortly.
+                    self.backlog = true;
+                    myself.send_after(Duration::from_millis(20), || DeviceMsg::Drain);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the limiter for a slot for an accepted message that has none, and stores
+    /// it. `Err(time)`: no slot before `time` (paused, or the day is full).
+    async fn schedule(
+        &mut self,
+        myself: &ActorRef<DeviceMsg>,
+        message_id: &str,
+    ) -> Result<Result<i64, i64>, ActorProcessingErr> {
+        let admission = self
+            .limiter(myself)
+            .await?
+            .call(LimiterMsg::Schedule, Some(Duration::from_secs(10)))
+            .await?;
+        let admission = match admission {
+            ractor::rpc::CallResult::Success(admission) => admission?,
+            other => return Err(format!("rate limiter did not answer: {other:?}").into()),
+        };
+        let slot = match admission.decision {
+            Decision::Refused { retry_after_ms, .. } => {
+                return Ok(Err(admission.at_ms.saturating_add(retry_after_ms)));
+            }
+            _ => admission.slot().unwrap_or(admission.at_ms),
+        };
+        self.ctx
+            .store
+            .reschedule_message(&self.id, message_id, Some(slot))
+            .await?;
+        Ok(Ok(slot))
+    }
+
+    /// The earliest time the next message may be handed to the link, by the actual
+    /// hand-offs so far: the quota's minimum gap after the last one, and no more than
+    /// the minute's and the hour's quota in any window, each plus the guard. Slots plan
+    /// the pace; this keeps it in what actually leaves, even when one hand-off ran late
+    /// (a slot is a lower bound, never a promise to the millisecond).
+    fn earliest_handoff(&mut self, now: i64) -> i64 {
+        let level = level_from_u8(self.level.load(Ordering::SeqCst));
+        let table = self.ctx.quotas.current();
+        let quota = quota_for(&table, level);
+        while self
+            .handoffs
+            .front()
+            .is_some_and(|&at| at <= now.saturating_sub(HOUR_MS))
+        {
+            self.handoffs.pop_front();
+        }
+        let Some(&last) = self.handoffs.back() else {
+            return now;
+        };
+        let guard = i64::try_from(self.ctx.config.handoff_guard.as_millis()).unwrap_or(0);
+        let mut due = now;
+        if quota.min_gap_ms > 0 {
+            let gap = i64::try_from(quota.min_gap_ms).unwrap_or(i64::MAX);
+            due = due.max(last.saturating_add(gap).saturating_add(guard));
+        }
+        for (limit, window) in [(quota.per_minute, MINUTE_MS), (quota.per_hour, HOUR_MS)] {
+            let limit = limit as usize;
+            if limit > 0 && self.handoffs.len() >= limit {
+                let oldest = self.handoffs[self.handoffs.len() - limit];
+                due = due.max(oldest.saturating_add(window).saturating_add(guard));
+            }
+        }
+        due
+    }
+
+    /// Drains again at `at_ms` (Unix ms), unless a timer already fires as early.
+    fn drain_later(&mut self, myself: &ActorRef<DeviceMsg>, at_ms: i64) {
+        if self.next_drain_at.is_some_and(|set| set <= at_ms) {
+            return;
+        }
+        self.next_drain_at = Some(at_ms);
+        let delay = Duration::from_millis(u64::try_from(at_ms - now_ms()).unwrap_or(0));
+        myself.send_after(delay, move || DeviceMsg::DrainAt(at_ms));
+    }
+}
