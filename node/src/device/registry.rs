@@ -10,7 +10,8 @@
 //! - the [supervisor](super::supervisor) inserts a device when it spawns its actor, and
 //!   removes it when it stops that actor or sees it terminate;
 //! - a device actor inserts its limiter when it spawns it, and removes it when the
-//!   device stops.
+//!   device stops; when the device's own entry goes (stopped, or seen terminated, a
+//!   crash included), its limiter's goes with it.
 //!
 //! A removal after a termination names the actor it removes, so that a late removal
 //! for an old run never drops the entry of a newer run of the same device.
@@ -56,15 +57,24 @@ impl Running {
         self.devices.write().insert(device_id, actor);
     }
 
-    /// The supervisor stops the device: whatever actor runs it leaves the registry.
+    /// The supervisor stops the device: whatever actor runs it leaves the registry,
+    /// with its limiter (a child that ends with it).
     pub(super) fn remove_device(&self, device_id: &str) -> Option<ActorRef<DeviceMsg>> {
-        self.devices.write().remove(device_id)
+        let removed = self.devices.write().remove(device_id);
+        if removed.is_some() {
+            self.limiters.write().remove(device_id);
+        }
+        removed
     }
 
     /// The device's actor `actor` terminated: it leaves the registry if it is still the
-    /// device's current one.
+    /// device's current one, and so does its limiter. A crashed actor runs no
+    /// `post_stop`, and ractor stops its children with it: without this the fleet
+    /// would keep asking a dead limiter (answered `device_stopping`) after a restart.
     pub(super) fn remove_device_if(&self, device_id: &str, actor: ActorId) {
-        self.devices.remove_if(device_id, actor);
+        if self.devices.remove_if(device_id, actor) {
+            self.limiters.write().remove(device_id);
+        }
     }
 
     /// A device actor spawned `limiter` as its rate limiter.
@@ -94,12 +104,14 @@ impl<M> Handles<M> {
         self.read().get(device_id).cloned()
     }
 
-    /// Removes the device's entry if it names `actor`.
-    fn remove_if(&self, device_id: &str, actor: ActorId) {
+    /// Removes the device's entry if it names `actor`; says whether it did.
+    fn remove_if(&self, device_id: &str, actor: ActorId) -> bool {
         let mut handles = self.write();
-        if handles.get(device_id).map(|current| current.get_id()) == Some(actor) {
+        let current = handles.get(device_id).map(|current| current.get_id()) == Some(actor);
+        if current {
             handles.remove(device_id);
         }
+        current
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, ActorRef<M>>> {
