@@ -12,7 +12,7 @@ use crate::api::{DeviceCommand, FleetError, NewDevice, Reply};
 use crate::clock::now_ms;
 use crate::store::{
     DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, MessageRecord, Store,
-    StoreError,
+    StoreError, TrustLevel,
 };
 use crate::{outbox, settings};
 
@@ -118,20 +118,32 @@ impl Catalog {
                     .await
                     .map(Reply::Sent),
             ),
-            DeviceCommand::SetTrustLevel(set) => Some(self.store_trust_level(id, set.level).await),
+            DeviceCommand::SetTrustLevel(set) => Some(
+                async {
+                    let level = command_trust_level(set.level)?;
+                    let (_, record) = self.store_trust_level(id, level).await?;
+                    Ok(Reply::Device(record))
+                }
+                .await,
+            ),
             _ => None,
         }
     }
 
-    async fn store_trust_level(&self, id: &str, level: i32) -> Result<Reply, FleetError> {
-        let level = command_trust_level(level)?;
-        self.device(id).await?;
+    /// Stores the device's trust level (unfenced: an admin's decision, not the
+    /// owner's); gives the level it had and the record written. A running device is
+    /// told by its node ([`crate::Fleet::set_trust_level`]).
+    pub(crate) async fn store_trust_level(
+        &self,
+        id: &str,
+        level: TrustLevel,
+    ) -> Result<(TrustLevel, DeviceRecord), FleetError> {
+        let before = self.device(id).await?;
         let patch = DevicePatch {
             trust_level: Some(level),
             ..DevicePatch::default()
         };
-        Ok(Reply::Device(
-            self.store.patch_device(id, &patch, now_ms(), None).await?,
-        ))
+        let record = self.store.patch_device(id, &patch, now_ms(), None).await?;
+        Ok((before.trust_level, record))
     }
 }

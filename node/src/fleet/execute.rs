@@ -296,28 +296,16 @@ impl Fleet {
         device_id: &str,
         level: TrustLevel,
     ) -> Result<DeviceRecord, FleetError> {
-        let before = self.catalog.device(device_id).await?;
-        let patch = DevicePatch {
-            trust_level: Some(level),
-            ..DevicePatch::default()
-        };
-        let record = self
-            .ctx
-            .store
-            .patch_device(device_id, &patch, now_ms(), None)
-            .await?;
+        let (previous, record) = self.catalog.store_trust_level(device_id, level).await?;
         if let Some(actor) = self.ctx.running.device(device_id) {
             let _ = actor.cast(DeviceMsg::SetLevel(level));
         }
-        if before.trust_level != level {
+        if previous != level {
             let mut data = serde_json::Map::new();
             data.insert("status".into(), record.status.as_str().into());
             data.insert("reason".into(), "trust_level_changed".into());
             data.insert("trust_level".into(), level.as_str().into());
-            data.insert(
-                "previous_trust_level".into(),
-                before.trust_level.as_str().into(),
-            );
+            data.insert("previous_trust_level".into(), previous.as_str().into());
             self.ctx
                 .bus
                 .publish(device_id, crate::events::EventKind::Status, data);
