@@ -118,6 +118,7 @@ impl NodeProcess {
             ShardTimings {
                 ttl: settings.lease.ttl,
                 renew_interval: settings.lease.renew_interval,
+                reconcile_interval: settings.recovery.reconcile,
             },
             members.clone(),
             owned,

@@ -24,6 +24,15 @@ pub struct RecoverySettings {
         deserialize_with = "check::millis"
     )]
     pub jitter: Duration,
+    /// Every this often a node starts the devices of its shards that should run and do
+    /// not (a start that failed, a shard that could not be read) and stops those of
+    /// shards it no longer holds (`reconcile_ms`, default 5,000, 100 to 600,000).
+    #[serde(
+        rename = "reconcile_ms",
+        default = "default_reconcile",
+        deserialize_with = "check::millis"
+    )]
+    pub reconcile: Duration,
 }
 
 impl Default for RecoverySettings {
@@ -31,6 +40,7 @@ impl Default for RecoverySettings {
         RecoverySettings {
             concurrency: default_concurrency(),
             jitter: default_jitter(),
+            reconcile: default_reconcile(),
         }
     }
 }
@@ -38,7 +48,8 @@ impl Default for RecoverySettings {
 impl RecoverySettings {
     pub(crate) fn check(&self) -> Result<(), Invalid> {
         check::within("recovery.concurrency", self.concurrency, 1, 10_000)?;
-        check::millis_in("recovery.jitter_ms", self.jitter, 0, 60_000)
+        check::millis_in("recovery.jitter_ms", self.jitter, 0, 60_000)?;
+        check::millis_in("recovery.reconcile_ms", self.reconcile, 100, 600_000)
     }
 }
 
@@ -48,6 +59,10 @@ fn default_concurrency() -> usize {
 
 fn default_jitter() -> Duration {
     Duration::from_millis(200)
+}
+
+fn default_reconcile() -> Duration {
+    Duration::from_secs(5)
 }
 
 #[cfg(test)]

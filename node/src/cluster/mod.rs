@@ -19,6 +19,7 @@ pub mod membership;
 mod messages;
 pub mod ownership;
 pub mod shards;
+mod starts;
 pub mod wire;
 
 use std::net::SocketAddr;

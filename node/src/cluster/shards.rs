@@ -1,22 +1,24 @@
-//! The shard keeper: turns the live-member view into leases and running devices.
+//! The shard keeper: turns the live-member view into leases.
 //!
 //! Every renew interval, and at once when membership changes, it computes the placement
 //! over the live members and
-//! 1. hands off the shards placed elsewhere: stops their devices here, then releases the
-//!    leases (graceful handoff on a join);
-//! 2. renews the leases it keeps; a lease that does not renew, or whose deadline passes
+//! 1. renews every lease it holds; a lease that does not renew, or whose deadline passes
 //!    by this node's own monotonic clock before a renewal succeeds, is dropped and its
 //!    devices stopped at once — a node never serves a shard it may no longer hold;
+//! 2. hands off the shards placed elsewhere: stops their devices here, then releases the
+//!    leases (graceful handoff on a join);
 //! 3. acquires the shards placed here that it does not hold yet (a dead node's leases
-//!    are granted once they expire) and starts their devices wanted running, under the
-//!    lease's fence; only the granted shards' devices are read
-//!    ([`Store::wanted_devices_in_shards`]). Starts are paced by the fleet's connect
-//!    gate. A shard whose lease its previous holder never released is a takeover: its
-//!    devices are recoveries, timed from the moment the shard was first placed here
+//!    are granted once they expire) and gives them to `starts`, which starts their
+//!    devices wanted running under the lease's fence, in the background: the keeper
+//!    itself never waits on device starts, so renewals are never late because of a
+//!    takeover. A shard whose lease its previous holder never released is a takeover:
+//!    its devices are recoveries, timed from the moment the shard was first placed here
 //!    until each is READY (`wafleet_node_lease_takeovers_total`,
 //!    `wafleet_node_recovery_duration_seconds`);
 //! 4. nudges its devices that have queued messages (accepted by a gateway while the
 //!    device was between owners) to send them.
+//!
+//! `starts` also runs the reconcile pass (see there).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -27,6 +29,7 @@ use tracing::{info, warn};
 use wafleet_cluster_config::{Placement, shard_of};
 
 use super::ownership::{Ownership, OwnershipCheck};
+use super::starts::{Granted, Starts, stop_devices};
 use crate::Fleet;
 use crate::clock::now_ms;
 use crate::metrics;
@@ -37,6 +40,8 @@ use crate::store::{Acquired, Fence, Store};
 pub struct ShardTimings {
     pub ttl: Duration,
     pub renew_interval: Duration,
+    /// How often the reconcile pass runs.
+    pub reconcile_interval: Duration,
 }
 
 /// What the keeper holds and where it places shards, shared with the command path: the
@@ -69,6 +74,25 @@ impl HeldShards {
         view.placement = Some(placement);
     }
 
+    /// The fence of the lease held on `shard`, if held.
+    pub fn fence_of(&self, shard: u32) -> Option<Fence> {
+        self.read().fences.get(&shard).copied()
+    }
+
+    /// The fences of every lease held, by shard.
+    pub fn fences(&self) -> HashMap<u32, Fence> {
+        self.read().fences.clone()
+    }
+
+    /// The cluster's shard count.
+    pub fn shard_count(&self) -> u32 {
+        self.shards
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HeldView> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn drop_shards(&self, shards: &HashSet<u32>) {
         let mut view = self.inner.write().unwrap_or_else(|e| e.into_inner());
         view.fences.retain(|s, _| !shards.contains(s));
@@ -78,7 +102,7 @@ impl HeldShards {
 impl OwnershipCheck for HeldShards {
     fn owns(&self, device_id: &str) -> Ownership {
         let shard = shard_of(device_id, self.shards);
-        let view = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let view = self.read();
         if let Some(fence) = view.fences.get(&shard) {
             return Ownership::Owned {
                 fence: Some(*fence),
@@ -117,6 +141,12 @@ pub async fn keep_shards(
 ) {
     let (me, shards) = (shared.me.clone(), shared.shards);
     let mut held = Held::default();
+    let starts = Starts::spawn(
+        fleet.clone(),
+        store.clone(),
+        shared.clone(),
+        timings.reconcile_interval,
+    );
     let mut tick = tokio::time::interval(timings.renew_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -127,6 +157,7 @@ pub async fn keep_shards(
                 }
             }
             () = until_leaving(&mut leaving) => {
+                drop(starts);
                 let all: HashSet<u32> = held.leases.keys().copied().collect();
                 // Refused from now (a gateway retries elsewhere or keeps the message).
                 shared.drop_shards(&all);
@@ -147,12 +178,17 @@ pub async fn keep_shards(
             .filter(|s| !mine.contains(s))
             .copied()
             .collect();
+        // Renewed first, leaving shards included: they stay ours while their devices
+        // stop, and no renewal waits on a stop.
+        renew(&fleet, &store, &me, &mut held, &timings, &shared).await;
         // Shards leaving are no longer served from the moment they are decided.
         shared.drop_shards(&leaving);
         hand_off(&fleet, &store, &me, &mut held, &leaving, shards).await;
-        renew(&fleet, &store, &me, &mut held, &timings, &shared).await;
-        acquire(&fleet, &store, &me, &mut held, &mine, shards, &timings).await;
+        let granted = acquire(&store, &me, &mut held, &mine, &timings).await;
         shared.update(&held, placement);
+        if let Some(granted) = granted {
+            starts.granted(granted);
+        }
         if let Err(error) = fleet.nudge_queued().await {
             warn!(%error, "cannot look for queued messages");
         }
@@ -255,15 +291,15 @@ async fn renew(
     }
 }
 
+/// Asks for the shards placed here and not held; returns those granted, for their
+/// devices to be started once the shared view holds them.
 async fn acquire(
-    fleet: &Fleet,
     store: &Arc<dyn Store>,
     me: &str,
     held: &mut Held,
     mine: &HashSet<u32>,
-    shards: u32,
     timings: &ShardTimings,
-) {
+) -> Option<Granted> {
     let missing: Vec<u32> = mine
         .iter()
         .filter(|s| !held.leases.contains_key(s))
@@ -273,7 +309,7 @@ async fn acquire(
     held.wanted_since
         .retain(|s, _| mine.contains(s) && !leases.contains_key(s));
     if missing.is_empty() {
-        return;
+        return None;
     }
     let started = Instant::now();
     for shard in &missing {
@@ -293,11 +329,11 @@ async fn acquire(
             .collect(),
         Err(error) => {
             warn!(%error, "cannot acquire leases");
-            return;
+            return None;
         }
     };
     if granted.is_empty() {
-        return;
+        return None;
     }
     let deadline = started + timings.ttl.saturating_sub(timings.renew_interval / 2);
     for fence in &granted {
@@ -318,31 +354,15 @@ async fn acquire(
     for fence in &granted {
         held.wanted_since.remove(&fence.shard);
     }
-    let fences: HashMap<u32, Fence> = granted.iter().map(|f| (f.shard, *f)).collect();
-    let mut started_devices = 0u64;
-    for id in wanted_devices(store, &fences).await {
-        let shard = shard_of(&id, shards);
-        if let Some(fence) = fences.get(&shard) {
-            let run = match recovering.get(&shard) {
-                Some(since) => fleet.run_recovered(&id, *fence, *since).await,
-                None => fleet.run_owned(&id, *fence).await,
-            };
-            match run {
-                Ok(()) => started_devices += 1,
-                Err(error) => warn!(device_id = %id, %error, "cannot start device"),
-            }
-        } else {
-            // Not expected: the store places devices with this node's shard count (it
-            // refuses to open with another).
-            warn!(device_id = %id, shard, "store listed a device of a shard not asked for");
-        }
-    }
     info!(
         shards = granted.len(),
         taken_over = recovering.len(),
-        devices = started_devices,
         "took shards over"
     );
+    Some(Granted {
+        fences: granted.iter().map(|f| (f.shard, *f)).collect(),
+        recovering,
+    })
 }
 
 /// Of `shards`, those whose lease is still held by a node (live or expired): granting
@@ -363,27 +383,14 @@ async fn unreleased_leases(store: &Arc<dyn Store>, shards: &[u32]) -> HashSet<u3
     }
 }
 
-/// The devices wanted running in the granted shards: the store reads only those shards'
-/// devices. Empty (and logged) when they cannot be read.
-async fn wanted_devices(store: &Arc<dyn Store>, granted: &HashMap<u32, Fence>) -> Vec<String> {
-    let mut shards: Vec<u32> = granted.keys().copied().collect();
-    shards.sort_unstable();
-    match store.wanted_devices_in_shards(&shards).await {
-        Ok(ids) => ids,
-        Err(error) => {
-            warn!(%error, shards = shards.len(), "cannot list the devices of granted shards");
-            Vec::new()
-        }
-    }
-}
-
 /// Stops this node's devices of these shards (without touching their stored state).
 async fn stop_shards(fleet: &Fleet, shards: &HashSet<u32>, total: u32) {
-    for id in fleet.running_devices() {
-        if shards.contains(&shard_of(&id, total)) {
-            let _ = fleet.hand_off(&id).await;
-        }
-    }
+    let ids = fleet
+        .running_devices()
+        .into_iter()
+        .filter(|id| shards.contains(&shard_of(id, total)))
+        .collect();
+    stop_devices(fleet, ids).await;
 }
 
 fn ttl_ms(timings: &ShardTimings) -> u64 {

@@ -135,24 +135,20 @@ impl Actor for DeviceActor {
     type State = DeviceState;
     type Arguments = DeviceArgs;
 
+    /// Builds the state without touching the store, so that spawning never waits on
+    /// it: the supervisor spawns one device after another, and a slow store (a
+    /// ScyllaDB LWT) must not make a takeover of thousands of devices serial.
     async fn pre_start(
         &self,
-        myself: ActorRef<DeviceMsg>,
+        _myself: ActorRef<DeviceMsg>,
         args: DeviceArgs,
     ) -> Result<DeviceState, ActorProcessingErr> {
-        let record = args
-            .ctx
-            .store
-            .get_device(&args.device_id)
-            .await?
-            .ok_or_else(|| format!("device {} not found", args.device_id))?;
-        let level = Arc::new(AtomicU8::new(level_to_u8(record.trust_level)));
-        let mut state = DeviceState {
+        Ok(DeviceState {
             id: args.device_id,
             fence: args.fence,
             ctx: args.ctx,
             supervisor: args.supervisor,
-            status: record.status,
+            status: DeviceStatus::Starting,
             session: None,
             session_no: 0,
             permit: None,
@@ -162,22 +158,27 @@ impl Actor for DeviceActor {
             reconnect_attempt: 0,
             banned_until_ms: None,
             limiter: None,
-            level,
+            level: Arc::new(AtomicU8::new(level_to_u8(TrustLevel::Newcomer))),
             handoffs: VecDeque::new(),
             next_drain_at: None,
-        };
-        // The first write under the fence comes before anything the device acts on is
-        // read: a late write of a previous owner either landed before it (and is read
-        // below or by the link) or is refused from now on. The trust level is taken from
-        // the record this write returns, not from the read above.
-        let record = state
-            .set_status(DeviceStatus::Starting, None, DevicePatch::default())
-            .await?;
-        state
-            .level
-            .store(level_to_u8(record.trust_level), Ordering::SeqCst);
-        myself.cast(DeviceMsg::Connect)?;
-        Ok(state)
+        })
+    }
+
+    /// The device's first store work, in its own task: its record, then its first
+    /// write (`STARTING`) under the fence. Refused as fenced, the run ends without
+    /// writing (another node owns the device); a device deleted meanwhile ends too.
+    async fn post_start(
+        &self,
+        myself: ActorRef<DeviceMsg>,
+        state: &mut DeviceState,
+    ) -> Result<(), ActorProcessingErr> {
+        match state.begin().await {
+            Ok(true) => myself.cast(DeviceMsg::Connect)?,
+            Ok(false) => myself.stop(Some("device not found".into())),
+            Err(error) if is_fenced(&error) => state.lost_ownership(&myself, &error.to_string()),
+            Err(error) => return Err(error),
+        }
+        Ok(())
     }
 
     async fn post_stop(
@@ -279,6 +280,25 @@ fn is_fenced(error: &ActorProcessingErr) -> bool {
 }
 
 impl DeviceState {
+    /// Reads the record, then writes `STARTING` under the fence; `false` if the device
+    /// is gone. The first write under the fence comes before anything the device acts
+    /// on is read: a late write of a previous owner either landed before it (and is
+    /// read by the link) or is refused from now on. The trust level is taken from the
+    /// record this write returns.
+    async fn begin(&mut self) -> Result<bool, ActorProcessingErr> {
+        let Some(record) = self.ctx.store.get_device(&self.id).await? else {
+            warn!(device_id = %self.id, "device not found, not starting");
+            return Ok(false);
+        };
+        self.status = record.status;
+        let record = self
+            .set_status(DeviceStatus::Starting, None, DevicePatch::default())
+            .await?;
+        self.level
+            .store(level_to_u8(record.trust_level), Ordering::SeqCst);
+        Ok(true)
+    }
+
     async fn on_link_event(
         &mut self,
         myself: ActorRef<DeviceMsg>,

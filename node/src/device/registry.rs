@@ -71,10 +71,13 @@ impl Running {
     /// device's current one, and so does its limiter. A crashed actor runs no
     /// `post_stop`, and ractor stops its children with it: without this the fleet
     /// would keep asking a dead limiter (answered `device_stopping`) after a restart.
-    pub(super) fn remove_device_if(&self, device_id: &str, actor: ActorId) {
-        if self.devices.remove_if(device_id, actor) {
+    /// Says whether it was the current one.
+    pub(super) fn remove_device_if(&self, device_id: &str, actor: ActorId) -> bool {
+        let current = self.devices.remove_if(device_id, actor);
+        if current {
             self.limiters.write().remove(device_id);
         }
+        current
     }
 
     /// A device actor spawned `limiter` as its rate limiter.

@@ -187,6 +187,13 @@ impl Fleet {
         self.spawn(id, true, Some(fence)).await
     }
 
+    /// Runs a device of a shard this node leases under the lease's `fence` unless it
+    /// runs under it already, waits out a crash backoff or was given up after too many
+    /// crashes (the reconcile pass: it neither resets crash counts nor reads first).
+    pub async fn ensure_owned(&self, id: &str, fence: Fence) -> Result<(), FleetError> {
+        self.spawn(id, false, Some(fence)).await
+    }
+
     /// Stops the device's actor on this node without touching what is stored (its
     /// wish to run, its status): for a shard that moves to another node, whose run takes
     /// over from there.

@@ -1,7 +1,8 @@
 //! [`MeteredStore`]: any [`Store`] with every call timed and every error counted
 //! (`wafleet_store_request_duration_seconds{operation}`,
 //! `wafleet_store_errors_total{operation,kind}`), by delegation. Nodes and gateways
-//! open their store wrapped in it.
+//! open their store wrapped in it. Tests give it a [`CallHook`] to slow every call down
+//! (a ScyllaDB LWT takes about 5 ms) or to fail one.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,15 +15,30 @@ use super::{
 };
 use crate::metrics;
 
+/// Runs before each timed call of a [`MeteredStore`]; an error is the call's result.
+#[async_trait]
+pub trait CallHook: Send + Sync + std::fmt::Debug {
+    async fn before(&self, operation: &'static str) -> Result<(), StoreError>;
+}
+
 /// A [`Store`] that records the duration and errors of each call to the store inside.
 #[derive(Debug, Clone)]
 pub struct MeteredStore {
     inner: Arc<dyn Store>,
+    hook: Option<Arc<dyn CallHook>>,
 }
 
 impl MeteredStore {
     pub fn new(inner: Arc<dyn Store>) -> MeteredStore {
-        MeteredStore { inner }
+        MeteredStore { inner, hook: None }
+    }
+
+    /// The store with `hook` run before every timed call (for tests).
+    pub fn with_hook(inner: Arc<dyn Store>, hook: Arc<dyn CallHook>) -> MeteredStore {
+        MeteredStore {
+            inner,
+            hook: Some(hook),
+        }
     }
 
     async fn timed<T>(
@@ -31,7 +47,13 @@ impl MeteredStore {
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let started = Instant::now();
-        let result = call.await;
+        let result = match &self.hook {
+            Some(hook) => match hook.before(operation).await {
+                Ok(()) => call.await,
+                Err(error) => Err(error),
+            },
+            None => call.await,
+        };
         metrics::store_call(operation, started.elapsed(), result.as_ref().err());
         result
     }
