@@ -4,7 +4,9 @@
 //! need the running device go to its owner instead ([`crate::api::DeviceCommand`]).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use tokio::sync::Mutex;
 use wafleet_cluster_config::QuotaTable;
 
 use crate::api::wire::command_trust_level;
@@ -16,15 +18,26 @@ use crate::store::{
 };
 use crate::{outbox, settings};
 
+/// How old the census that `/readyz` and `/metrics` report may be.
+pub const CENSUS_MAX_AGE: Duration = Duration::from_secs(1);
+
 /// Store-backed reads and owner-free writes. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Catalog {
     store: Arc<dyn Store>,
+    /// The last census (devices by status) and when it was taken, shared by clones.
+    census: Arc<Mutex<Option<(Instant, Census)>>>,
 }
+
+/// Devices by status, or why the store could not count them.
+type Census = Result<Vec<(DeviceStatus, u64)>, String>;
 
 impl Catalog {
     pub fn new(store: Arc<dyn Store>) -> Catalog {
-        Catalog { store }
+        Catalog {
+            store,
+            census: Arc::default(),
+        }
     }
 
     /// The store behind it.
@@ -73,6 +86,31 @@ impl Catalog {
     /// Devices per status (statuses without devices may be absent).
     pub async fn count_devices(&self) -> Result<Vec<(DeviceStatus, u64)>, FleetError> {
         Ok(self.store.count_devices_by_status().await?)
+    }
+
+    /// The devices by status as counted at most [`CENSUS_MAX_AGE`] ago, for the
+    /// unauthenticated `/readyz` and `/metrics`: however often they are asked, the
+    /// store counts once a second at most (callers meanwhile wait for the one count
+    /// under way). A failed count is kept as long, as `Unavailable`.
+    pub async fn recent_census(&self) -> Result<Vec<(DeviceStatus, u64)>, FleetError> {
+        let mut census = self.census.lock().await;
+        let fresh = census
+            .as_ref()
+            .filter(|(taken, _)| taken.elapsed() < CENSUS_MAX_AGE)
+            .map(|(_, counts)| counts.clone());
+        let counts = match fresh {
+            Some(counts) => counts,
+            None => {
+                let counts = self
+                    .store
+                    .count_devices_by_status()
+                    .await
+                    .map_err(|e| e.to_string());
+                *census = Some((Instant::now(), counts.clone()));
+                counts
+            }
+        };
+        counts.map_err(|e| FleetError::Store(StoreError::Unavailable(e)))
     }
 
     /// One message of the device; `MessageNotFound` if there is none.

@@ -15,10 +15,10 @@
 //!    its devices are recoveries, timed from the moment the shard was first placed here
 //!    until each is READY (`wafleet_node_lease_takeovers_total`,
 //!    `wafleet_node_recovery_duration_seconds`);
-//! 4. nudges its devices that have queued messages (accepted by a gateway while the
-//!    device was between owners) to send them.
 //!
-//! `starts` also runs the reconcile pass (see there).
+//! `starts` also runs the reconcile pass (see there), which also nudges the devices
+//! that have queued messages (accepted by a gateway while the device was between
+//! owners) to send them.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -188,9 +188,6 @@ pub async fn keep_shards(
         shared.update(&held, placement);
         if let Some(granted) = granted {
             starts.granted(granted);
-        }
-        if let Err(error) = fleet.nudge_queued().await {
-            warn!(%error, "cannot look for queued messages");
         }
         held_count.send_if_modified(|count| {
             let changed = *count != held.leases.len();

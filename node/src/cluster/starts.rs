@@ -11,7 +11,9 @@
 //! starts every device wanted running in a held shard that has no actor here (a start
 //! that failed, a supervisor call that timed out, a shard read that failed), leaving
 //! alone those waiting out a crash backoff or given up after too many crashes, and
-//! stops every running device whose shard is not held.
+//! stops every running device whose shard is not held. Then it nudges the devices of
+//! held shards that have queued messages (accepted by a gateway while the device was
+//! between owners), reading the store by shard.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -170,7 +172,11 @@ async fn reconcile(
     if fences.is_empty() {
         return;
     }
-    let shards: Vec<u32> = fences.keys().copied().collect();
+    let mut shards: Vec<u32> = fences.keys().copied().collect();
+    shards.sort_unstable();
+    if let Err(error) = fleet.nudge_queued(&shards).await {
+        warn!(%error, "cannot look for queued messages");
+    }
     let Some(wanted) = wanted_in(store, &shards).await else {
         return;
     };

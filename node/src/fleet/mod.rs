@@ -148,7 +148,7 @@ impl Fleet {
 
     /// Refreshes the gauges computed when metrics are scraped: the devices hosted here
     /// by status, the recoveries under way, and the cluster's devices by status (from
-    /// the store).
+    /// the store, counted at most once a second: see [`Catalog::recent_census`]).
     pub async fn refresh_metrics(&self) -> Result<(), FleetError> {
         let running: std::collections::HashSet<String> =
             self.running_devices().into_iter().collect();
@@ -158,7 +158,7 @@ impl Fleet {
         for _ in 0..snapshot.abandoned {
             metrics::recovery_finished("abandoned", None);
         }
-        let counts = self.ctx.store.count_devices_by_status().await?;
+        let counts = self.catalog.recent_census().await?;
         metrics::set_device_counts(&counts);
         Ok(())
     }
@@ -201,10 +201,11 @@ impl Fleet {
         self.stop_actor(id).await
     }
 
-    /// Nudges the devices running here that have queued messages to send them: a message
-    /// may have been accepted by a gateway while its owner was being replaced.
-    pub async fn nudge_queued(&self) -> Result<(), FleetError> {
-        for id in self.ctx.store.devices_with_queued(10_000).await? {
+    /// Nudges the devices of these shards running here that have queued messages to
+    /// send them: a message may have been accepted by a gateway while its owner was
+    /// being replaced.
+    pub async fn nudge_queued(&self, shards: &[u32]) -> Result<(), FleetError> {
+        for id in self.ctx.store.devices_with_queued(shards, 10_000).await? {
             if let Some(actor) = self.ctx.running.device(&id) {
                 let _ = actor.cast(DeviceMsg::Drain);
             }

@@ -1434,9 +1434,10 @@ pub async fn check_message_advance(store: &dyn Store) {
 
 /// queued_messages: outbound and still queued only, oldest first then by id, at most
 /// `limit`, one device only.
-/// `devices_with_queued` lists each device with a queued outbound message once, and not
-/// devices whose messages are all sent or inbound. Other checks' devices may be listed
-/// too, so it looks at this check's devices only, with a limit large enough for all.
+/// `devices_with_queued` lists each device of the shards asked with a queued outbound
+/// message once, and not devices whose messages are all sent or inbound, nor those of
+/// other shards. Other checks' devices may be listed too, so it looks at this check's
+/// devices only, with a limit large enough for all.
 pub async fn check_devices_with_queued(store: &dyn Store) {
     let p = fresh_prefix();
     let (a, b, c) = (format!("{p}-a"), format!("{p}-b"), format!("{p}-c"));
@@ -1456,8 +1457,9 @@ pub async fn check_devices_with_queued(store: &dyn Store) {
         ..message(&c, "in", 4)
     };
     insert(store, &inbound).await;
+    let all: Vec<u32> = (0..store.shards()).collect();
     let listed = ok(
-        store.devices_with_queued(100_000).await,
+        store.devices_with_queued(&all, 100_000).await,
         "devices with queued",
     );
     let mine: Vec<&String> = listed.iter().filter(|id| id.starts_with(&p)).collect();
@@ -1466,6 +1468,18 @@ pub async fn check_devices_with_queued(store: &dyn Store) {
         vec![&a],
         "only the device with a queued outbound message, once"
     );
+    let shard_of_a = wafleet_cluster_config::shard_of(&a, store.shards());
+    let others: Vec<u32> = all.iter().copied().filter(|s| *s != shard_of_a).collect();
+    let listed = ok(
+        store.devices_with_queued(&others, 100_000).await,
+        "devices with queued",
+    );
+    assert!(!listed.contains(&a), "a device of a shard not asked for");
+    let listed = ok(
+        store.devices_with_queued(&[shard_of_a], 100_000).await,
+        "devices with queued",
+    );
+    assert!(listed.contains(&a), "asked for its shard alone");
     ok(
         store
             .advance_message(&a, "one", MessageStatus::Sent, 5, None)
@@ -1479,7 +1493,7 @@ pub async fn check_devices_with_queued(store: &dyn Store) {
         "advance",
     );
     let listed = ok(
-        store.devices_with_queued(100_000).await,
+        store.devices_with_queued(&all, 100_000).await,
         "devices with queued",
     );
     assert!(

@@ -173,7 +173,11 @@ metered_store! {
             limit: u32,
         ) -> Result<Vec<MessageRecord>, StoreError>;
         async fn count_queued(&self, device_id: &str, limit: u32) -> Result<u32, StoreError>;
-        async fn devices_with_queued(&self, limit: u32) -> Result<Vec<DeviceId>, StoreError>;
+        async fn devices_with_queued(
+            &self,
+            shards: &[u32],
+            limit: u32,
+        ) -> Result<Vec<DeviceId>, StoreError>;
         async fn reschedule_message(
             &self,
             device_id: &str,

@@ -251,10 +251,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         let queued = self.queued_messages(device_id, limit).await?;
         Ok(u32::try_from(queued.len()).unwrap_or(u32::MAX))
     }
-    /// Devices that have outbound messages still `queued`, each once, at most `limit`
-    /// (in no particular order): what a node nudges in case a message was accepted
-    /// elsewhere while the device ran here.
-    async fn devices_with_queued(&self, limit: u32) -> Result<Vec<DeviceId>, StoreError>;
+    /// Devices of these shards that have outbound messages still `queued`, each once,
+    /// at most `limit` (in no particular order): what a node nudges, for the shards it
+    /// holds, in case a message was accepted elsewhere while the device ran here.
+    async fn devices_with_queued(
+        &self,
+        shards: &[u32],
+        limit: u32,
+    ) -> Result<Vec<DeviceId>, StoreError>;
 
     /// Reschedules a queued outbound message: its `not_before_ms` becomes `not_before_ms`.
     /// Returns whether the message was found still queued (a message that has moved on

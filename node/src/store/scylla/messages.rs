@@ -306,14 +306,21 @@ pub(super) async fn queued(
     Ok(out)
 }
 
+/// The outbox has no shard column: this lists the outbox's devices and keeps those of
+/// `shards` (a node runs it once per reconcile period, not per request).
 pub(super) async fn devices_with_queued(
     store: &ScyllaStore,
+    shards: &[u32],
     limit: u32,
 ) -> Result<Vec<String>, StoreError> {
+    let shards: std::collections::HashSet<u32> = shards.iter().copied().collect();
     let mut candidates = Vec::new();
     store
         .each_row(&st::OUTBOX_DEVICES, Vec::new(), |row| {
-            candidates.push(rows::text(&row, 0, "outbox device id")?);
+            let id = rows::text(&row, 0, "outbox device id")?;
+            if shards.contains(&wafleet_cluster_config::shard_of(&id, store.shards)) {
+                candidates.push(id);
+            }
             Ok(true)
         })
         .await?;

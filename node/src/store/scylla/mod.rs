@@ -448,8 +448,12 @@ impl Store for ScyllaStore {
         messages::queued(self, device_id, limit).await
     }
 
-    async fn devices_with_queued(&self, limit: u32) -> Result<Vec<DeviceId>, StoreError> {
-        messages::devices_with_queued(self, limit).await
+    async fn devices_with_queued(
+        &self,
+        shards: &[u32],
+        limit: u32,
+    ) -> Result<Vec<DeviceId>, StoreError> {
+        messages::devices_with_queued(self, shards, limit).await
     }
 
     async fn reschedule_message(

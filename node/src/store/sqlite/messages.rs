@@ -56,8 +56,12 @@ const RESCHEDULE_MESSAGE: &str = "UPDATE messages SET not_before_ms = ?3
      WHERE device_id = ?1 AND id = ?2 AND status = 'queued' AND direction = 'outbound'";
 
 /// Uses the `messages_queued` partial index (its terms, literally).
-const DEVICES_WITH_QUEUED: &str = "SELECT DISTINCT device_id FROM messages
-     WHERE status = 'queued' AND direction = 'outbound' LIMIT ?1";
+/// Per shard: its devices (`devices_by_shard`), each looked up in the partial index of
+/// queued messages; no scan of the messages table.
+const DEVICES_WITH_QUEUED: &str = "SELECT d.id FROM devices d WHERE d.shard = ?1
+     AND EXISTS (SELECT 1 FROM messages m WHERE m.device_id = d.id
+         AND m.status = 'queued' AND m.direction = 'outbound')
+     LIMIT ?2";
 
 /// The UPDATE that moves a message to `status`, setting that status's timestamp; `None`
 /// for `queued`, which no message ever moves to.
@@ -223,14 +227,23 @@ pub(super) fn count_queued(
 
 pub(super) fn devices_with_queued(
     conn: &Connection,
+    shards: &[u32],
     limit: u32,
 ) -> Result<Vec<DeviceId>, StoreError> {
-    query_all(
-        conn,
-        DEVICES_WITH_QUEUED,
-        params![i64::from(limit)],
-        |row| row.get::<_, String>(0).map_err(db_error),
-    )
+    let mut ids = Vec::new();
+    for shard in shards {
+        let left = limit.saturating_sub(u32::try_from(ids.len()).unwrap_or(u32::MAX));
+        if left == 0 {
+            break;
+        }
+        ids.extend(query_all(
+            conn,
+            DEVICES_WITH_QUEUED,
+            params![i64::from(*shard), i64::from(left)],
+            |row| row.get::<_, String>(0).map_err(db_error),
+        )?);
+    }
+    Ok(ids)
 }
 
 pub(super) fn reschedule(

@@ -340,8 +340,13 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn devices_with_queued(&self, limit: u32) -> Result<Vec<DeviceId>, StoreError> {
-        self.with_conn(move |conn| messages::devices_with_queued(conn, limit))
+    async fn devices_with_queued(
+        &self,
+        shards: &[u32],
+        limit: u32,
+    ) -> Result<Vec<DeviceId>, StoreError> {
+        let shards = shards.to_vec();
+        self.with_conn(move |conn| messages::devices_with_queued(conn, &shards, limit))
             .await
     }
 
