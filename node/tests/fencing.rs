@@ -308,3 +308,73 @@ async fn a_run_under_a_newer_epoch_replaces_the_old_one() {
     new.vault.clear().await.expect("the new run's vault writes");
     node.fleet.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_operator_stop_or_logout_under_a_lost_lease_is_refused() {
+    let node = Node::start().await;
+    let fence_a = node.acquire("a", T0).await;
+    node.acquire("b", T0 + TTL as i64).await;
+    let wanted = DevicePatch {
+        desired_running: Some(true),
+        phone: Some(Some("+100".into())),
+        ..DevicePatch::default()
+    };
+    let before = node
+        .store
+        .patch_device("d1", &wanted, 1, None)
+        .await
+        .unwrap();
+
+    // Node a checked ownership in memory, then lost the shard: its writes are refused.
+    let stop = node.fleet.stop_device("d1", Some(fence_a)).await;
+    assert!(
+        matches!(
+            stop,
+            Err(wafleet_node::FleetError::Store(StoreError::Fenced { .. }))
+        ),
+        "{stop:?}"
+    );
+    let logout = node.fleet.logout_device("d1", Some(fence_a)).await;
+    assert!(logout.is_err(), "{logout:?}");
+    let delete = node.fleet.delete_device("d1", Some(fence_a)).await;
+    assert!(
+        matches!(
+            delete,
+            Err(wafleet_node::FleetError::Store(StoreError::Fenced { .. }))
+        ),
+        "{delete:?}"
+    );
+    assert_eq!(node.fleet.catalog().device("d1").await.unwrap(), before);
+    node.fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_run_replaced_under_a_valid_lease_stays_wanted_running() {
+    let mut node = Node::start().await;
+    let wanted = DevicePatch {
+        desired_running: Some(true),
+        ..DevicePatch::default()
+    };
+    node.store
+        .patch_device("d1", &wanted, 1, None)
+        .await
+        .unwrap();
+    let fence = node.acquire("a", T0).await;
+    node.fleet.run_owned("d1", fence).await.unwrap();
+    let opened = node.next_open().await;
+    opened.events.emit(LinkEvent::Connected {
+        phone: "+100".into(),
+    });
+    node.until_status("READY").await;
+
+    // A stale run elsewhere connected with the same credentials.
+    opened.events.emit(LinkEvent::Replaced);
+    node.until_not_running().await;
+    let device = node.fleet.catalog().device("d1").await.unwrap();
+    assert!(
+        device.desired_running,
+        "a replaced run under a valid lease gave up the device"
+    );
+    assert_eq!(device.status, DeviceStatus::Disconnected);
+    node.fleet.shutdown().await;
+}

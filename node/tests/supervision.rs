@@ -151,7 +151,7 @@ async fn an_unreachable_network_means_disconnected_with_capped_backoff() {
 
     // Stopping ends the retries; until then they were paced, not spinning: every delay
     // is at least half of reconnect_min (5 ms).
-    fleet.stop_device("offline").await.unwrap();
+    fleet.stop_device("offline", None).await.unwrap();
     let elapsed_ms = started.elapsed().as_millis() as u32;
     let opens = links.opens.load(Ordering::SeqCst);
     assert!(

@@ -181,7 +181,7 @@ async fn exercise(url: &str, accepted: Option<&AtomicU32>, attempts: usize) -> V
     );
 
     // Stopped, the device dials no more: the link has no reconnect loop of its own.
-    fleet.stop_device("offline").await.unwrap();
+    fleet.stop_device("offline", None).await.unwrap();
     let dialed = accepted.map(|a| a.load(Ordering::SeqCst));
     tokio::time::sleep(RECONNECT_MAX * 3).await;
     if let Some(accepted) = accepted {
@@ -290,7 +290,7 @@ async fn a_logout_while_connecting_leaves_no_protocol_state_behind() {
         assert!(Instant::now() < deadline, "no device record stored");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let device = fleet.logout_device("leaving").await.unwrap();
+    let device = fleet.logout_device("leaving", None).await.unwrap();
     assert_eq!(device.status.as_str(), "LOGGED_OUT");
     // Closing a stalled client is cut off after 5 s; then nothing may remain.
     tokio::time::sleep(Duration::from_secs(6)).await;

@@ -345,8 +345,7 @@ impl DeviceState {
             LinkEvent::Replaced => {
                 warn!(device_id = %self.id, "connection replaced by another, stopping");
                 self.end_session();
-                self.become_final(DeviceStatus::Stopped, "replaced", false)
-                    .await?;
+                self.replaced().await?;
                 myself.stop(Some("replaced".into()));
             }
             LinkEvent::Receipt {

@@ -137,6 +137,28 @@ impl DeviceState {
             .map(drop)
     }
 
+    /// Another connection of this device replaced ours. Standalone: someone runs the
+    /// same credentials elsewhere, so the device stops for good (`STOPPED`, no longer
+    /// wanted running). Under a fence the replacing connection may be a stale run of a
+    /// previous owner, so the wish to run is kept: the status is written under the
+    /// fence (refused if this run is the stale one) and the reconcile pass starts the
+    /// device again, which in turn replaces the stale connection, whose writes are
+    /// refused.
+    pub(super) async fn replaced(&mut self) -> Result<(), StoreError> {
+        if self.fence.is_none() {
+            return self
+                .become_final(DeviceStatus::Stopped, "replaced", false)
+                .await;
+        }
+        self.set_status(
+            DeviceStatus::Disconnected,
+            Some("replaced by another connection; starting again".into()),
+            DevicePatch::default(),
+        )
+        .await
+        .map(drop)
+    }
+
     /// Another node owns the device now: close the link and stop, writing nothing (the
     /// new owner's status stands). The supervisor sees a normal stop, not a crash.
     pub(super) fn lost_ownership(&mut self, myself: &ActorRef<DeviceMsg>, reason: &str) {

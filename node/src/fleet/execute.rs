@@ -33,13 +33,13 @@ impl Fleet {
     ) -> Result<Reply, FleetError> {
         Ok(match command {
             DeviceCommand::Delete(_) => {
-                self.delete_device(id).await?;
+                self.delete_device(id, fence).await?;
                 Reply::Deleted
             }
             DeviceCommand::Start(_) => Reply::Device(self.start_device(id, fence).await?),
-            DeviceCommand::Stop(_) => Reply::Device(self.stop_device(id).await?),
+            DeviceCommand::Stop(_) => Reply::Device(self.stop_device(id, fence).await?),
             DeviceCommand::Restart(_) => Reply::Device(self.restart_device(id, fence).await?),
-            DeviceCommand::Logout(_) => Reply::Device(self.logout_device(id).await?),
+            DeviceCommand::Logout(_) => Reply::Device(self.logout_device(id, fence).await?),
             DeviceCommand::Qr(_) => Reply::Qr(self.qr(id).await?),
             DeviceCommand::PairingCode(request) => {
                 Reply::PairingCode(self.pairing_code(id, &request.phone).await?)
@@ -80,8 +80,14 @@ impl Fleet {
         self.catalog.device(id).await
     }
 
-    /// Stops the device; it stays stopped across restarts until started.
-    pub async fn stop_device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
+    /// Stops the device; it stays stopped across restarts until started. A cluster node
+    /// writes under the `fence` of the device's shard lease, so a node that has lost the
+    /// shard since it checked is refused (`Fenced`), never writing over the new owner.
+    pub async fn stop_device(
+        &self,
+        id: &str,
+        fence: Option<Fence>,
+    ) -> Result<DeviceRecord, FleetError> {
         let device = self.catalog.device(id).await?;
         let patch = DevicePatch {
             desired_running: Some(false),
@@ -89,7 +95,7 @@ impl Fleet {
         };
         self.ctx
             .store
-            .patch_device(id, &patch, now_ms(), None)
+            .patch_device(id, &patch, now_ms(), fence.as_ref())
             .await?;
         self.stop_actor(id).await?;
         if matches!(
@@ -107,7 +113,7 @@ impl Fleet {
                 DeviceStatus::Stopped,
                 None,
                 DevicePatch::default(),
-                None,
+                fence.as_ref(),
             )
             .await?)
     }
@@ -123,8 +129,13 @@ impl Fleet {
         self.start_device(id, fence).await
     }
 
-    /// Unlinks the device from its WhatsApp account: credentials wiped, `LOGGED_OUT`.
-    pub async fn logout_device(&self, id: &str) -> Result<DeviceRecord, FleetError> {
+    /// Unlinks the device from its WhatsApp account: credentials wiped, `LOGGED_OUT`. A
+    /// device not running here is wiped under `fence`, as [`Fleet::stop_device`] writes.
+    pub async fn logout_device(
+        &self,
+        id: &str,
+        fence: Option<Fence>,
+    ) -> Result<DeviceRecord, FleetError> {
         let device = self.catalog.device(id).await?;
         if let Some(actor) = self.ctx.running.device(id) {
             call(&actor, DeviceMsg::Logout).await?;
@@ -141,7 +152,7 @@ impl Fleet {
         }
         self.ctx
             .vault
-            .device(id, None)
+            .device(id, fence)
             .clear()
             .await
             .map_err(vault_error)?;
@@ -158,14 +169,23 @@ impl Fleet {
                 DeviceStatus::LoggedOut,
                 Some("logged out by the operator".into()),
                 patch,
-                None,
+                fence.as_ref(),
             )
             .await?)
     }
 
-    /// Logs out, wipes and deletes the device with its messages.
-    pub async fn delete_device(&self, id: &str) -> Result<(), FleetError> {
+    /// Logs out, wipes and deletes the device with its messages. A cluster node first
+    /// writes nothing under the `fence` (an empty patch): refused as `Fenced` if it has
+    /// lost the shard since it checked. (The store's delete itself takes no fence: a
+    /// lease lost between that check and the delete is not caught.)
+    pub async fn delete_device(&self, id: &str, fence: Option<Fence>) -> Result<(), FleetError> {
         self.catalog.device(id).await?;
+        if let Some(fence) = &fence {
+            self.ctx
+                .store
+                .patch_device(id, &DevicePatch::default(), now_ms(), Some(fence))
+                .await?;
+        }
         self.stop_actor(id).await?;
         if !self.ctx.store.delete_device(id).await? {
             return Err(FleetError::DeviceNotFound(id.to_owned()));
