@@ -919,3 +919,101 @@ async fn wait_message_status(events: &mut common::Sse, id: &Value, status: &str)
         }
     }
 }
+
+/// What `/metrics` counts equals what the store holds after a run: messages accepted
+/// (each once, idempotent repeats counted apart), sent and delivered, and devices by
+/// status. Sends go concurrently from many tasks, as in a load run.
+#[tokio::test]
+async fn counters_equal_what_the_store_holds_after_a_run() {
+    const DEVICES: usize = 4;
+    const SENDS: usize = 240;
+    const REPEATS: usize = 20;
+    let data = tempfile::tempdir().unwrap();
+    let app = Standalone::start(data.path()).await;
+    let ids: Vec<String> = (0..DEVICES).map(|n| format!("count-{n}")).collect();
+    for (n, id) in ids.iter().enumerate() {
+        app.pair(id, &format!("62817000000{n:02}")).await;
+    }
+    let mut events = app.events("/v1/events", Some(0)).await;
+
+    let app = std::sync::Arc::new(app);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut accepted = std::collections::HashSet::new();
+    for n in 0..SENDS + REPEATS {
+        let app = app.clone();
+        let device = ids[n % DEVICES].clone();
+        tasks.spawn(async move {
+            // The last REPEATS sends repeat earlier ones' keys: replays, not new messages.
+            let key = format!("key-{}", n % SENDS);
+            let sent = app
+                .http
+                .post(app.url(&format!("/v1/devices/{device}/messages")))
+                .bearer_auth(KEY)
+                .header("Idempotency-Key", key)
+                .json(&json!({"to": "6281799999999", "text": format!("m{}", n % SENDS)}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(sent.status(), 202);
+            let replayed = sent.headers().contains_key("idempotent-replayed");
+            let body: Value = sent.json().await.unwrap();
+            (device, body["id"].as_str().unwrap().to_owned(), replayed)
+        });
+        if tasks.len() >= 16 {
+            accepted.insert(tasks.join_next().await.unwrap().unwrap());
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        accepted.insert(done.unwrap());
+    }
+    // Every message delivered (the stream says so once per message).
+    let mut delivered = std::collections::HashSet::new();
+    while delivered.len() < SENDS {
+        let event = events.next_of_kind("message.status").await;
+        if event.data["status"] == "delivered" {
+            delivered.insert(event.data["message_id"].as_str().unwrap().to_owned());
+        }
+    }
+
+    // The store: each message, as the API reads it.
+    let mut stored_delivered = 0;
+    let distinct: std::collections::HashSet<(String, String)> = accepted
+        .iter()
+        .map(|(device, id, _)| (device.clone(), id.clone()))
+        .collect();
+    for (device, id) in &distinct {
+        let message = app
+            .json(&format!("/v1/devices/{device}/messages/{id}"))
+            .await;
+        if message["status"] == "delivered" {
+            stored_delivered += 1;
+        }
+    }
+    assert_eq!(distinct.len(), SENDS);
+    assert_eq!(stored_delivered, SENDS);
+
+    // The census behind the device gauges may be a second old.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let counter = |outcome: &str| {
+        metric(
+            &metrics,
+            &format!("wafleet_messages_total{{outcome=\"{outcome}\"}}"),
+        )
+    };
+    assert_eq!(counter("accepted"), SENDS as f64, "accepted");
+    assert_eq!(counter("duplicate"), REPEATS as f64, "duplicate");
+    assert_eq!(counter("sent"), SENDS as f64, "sent");
+    assert_eq!(counter("delivered"), SENDS as f64, "delivered");
+    assert_eq!(
+        metric(&metrics, "wafleet_node_devices{status=\"READY\"}"),
+        DEVICES as f64,
+        "devices READY"
+    );
+}
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
+}
