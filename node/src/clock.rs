@@ -17,18 +17,29 @@ pub fn now_ms() -> i64 {
 #[derive(Debug, Clone, Default)]
 pub struct Clock {
     manual: Option<Arc<AtomicI64>>,
+    /// Added to the wall clock (not to a manual one).
+    offset_ms: i64,
 }
 
 impl Clock {
     /// The wall clock ([`now_ms`]).
     pub fn system() -> Clock {
-        Clock { manual: None }
+        Clock::offset(0)
+    }
+
+    /// The wall clock moved by `offset_ms` (a node whose clock is off, in tests).
+    pub fn offset(offset_ms: i64) -> Clock {
+        Clock {
+            manual: None,
+            offset_ms,
+        }
     }
 
     /// A clock that reads `start_ms` until moved with [`Clock::advance`].
     pub fn manual(start_ms: i64) -> Clock {
         Clock {
             manual: Some(Arc::new(AtomicI64::new(start_ms))),
+            offset_ms: 0,
         }
     }
 
@@ -36,7 +47,7 @@ impl Clock {
     pub fn now_ms(&self) -> i64 {
         match &self.manual {
             Some(at) => at.load(Ordering::SeqCst),
-            None => now_ms(),
+            None => now_ms() + self.offset_ms,
         }
     }
 

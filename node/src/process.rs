@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use wafleet_cluster_config::NodeSettings;
 
+use crate::clock::Clock;
 use crate::cluster::host::HostMsg;
 use crate::cluster::shards::{HeldShards, ShardTimings, keep_shards};
 use crate::cluster::{ClusterOptions, join};
@@ -119,6 +120,7 @@ impl NodeProcess {
                 ttl: settings.lease.ttl,
                 renew_interval: settings.lease.renew_interval,
                 reconcile_interval: settings.recovery.reconcile,
+                clock: Clock::system(),
             },
             members.clone(),
             owned,

@@ -1,15 +1,17 @@
-//! Taking shards over at scale. Device starts run beside the shard keeper's renewals,
-//! so a takeover of thousands of devices on a slow store (5 ms a call, about a ScyllaDB
-//! LWT) never lets one of the taking node's leases expire; and the reconcile pass starts
-//! a device whose first start failed.
+//! Taking shards over. Device starts run beside the shard keeper's renewals, so a
+//! takeover of thousands of devices on a slow store (5 ms a call, about a ScyllaDB LWT)
+//! never lets one of the taking node's leases expire; the reconcile pass starts a device
+//! whose first start failed; and a node whose wall clock is 2 s ahead never takes a
+//! shard while its holder still serves it (no device has two live links).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::watch;
-use wafleet_node::clock::now_ms;
+use wafleet_node::clock::{Clock, now_ms};
 use wafleet_node::cluster::shards::{HeldShards, ShardTimings, keep_shards};
 use wafleet_node::events::{BusConfig, EventBus};
 use wafleet_node::link::{
@@ -24,13 +26,15 @@ use wafleet_node::{Fleet, NewDevice, NodeConfig};
 
 const SHARDS: u32 = 64;
 
-/// Slows every store call down by `delay_ms`, and fails the next `fail_get_device`
-/// calls of `get_device`.
+/// Slows every store call down by `delay_ms`, fails the next `fail_get_device` calls
+/// of `get_device`, and every lease call while `cut_off` (a node partitioned from the
+/// store).
 #[derive(Debug, Default)]
 struct Hook {
     delay_ms: AtomicU64,
     fail_get_device: AtomicU32,
     failed: AtomicU32,
+    cut_off: AtomicBool,
 }
 
 #[async_trait]
@@ -39,6 +43,9 @@ impl CallHook for Hook {
         let delay = self.delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        if operation.contains("lease") && self.cut_off.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("cut off from the store".into()));
         }
         if operation == "get_device"
             && self
@@ -53,12 +60,19 @@ impl CallHook for Hook {
     }
 }
 
-/// A link that is connected as soon as it opens.
-#[derive(Debug)]
-struct ReadyLink;
+/// A link that is connected as soon as it opens; it counts each device's live
+/// sessions (over every node it serves) and the most a device ever had at once.
+#[derive(Debug, Default)]
+struct ReadyLink {
+    live: Arc<Mutex<HashMap<String, u32>>>,
+    most: AtomicU32,
+}
 
 #[derive(Debug)]
-struct ReadySession;
+struct ReadySession {
+    device_id: String,
+    live: Arc<Mutex<HashMap<String, u32>>>,
+}
 
 impl LinkSession for ReadySession {
     fn command(&mut self, _command: LinkCommand) -> Result<(), LinkError> {
@@ -66,18 +80,36 @@ impl LinkSession for ReadySession {
     }
 }
 
+impl Drop for ReadySession {
+    fn drop(&mut self) {
+        if let Some(n) = self.live.lock().unwrap().get_mut(&self.device_id) {
+            *n -= 1;
+        }
+    }
+}
+
 #[async_trait]
 impl LinkFactory for ReadyLink {
     async fn open(&self, ctx: LinkContext) -> Result<Box<dyn LinkSession>, LinkError> {
+        {
+            let mut live = self.live.lock().unwrap();
+            let n = live.entry(ctx.device_id.clone()).or_insert(0);
+            *n += 1;
+            self.most.fetch_max(*n, Ordering::SeqCst);
+        }
         ctx.events.emit(LinkEvent::Connected {
             phone: format!("+{}", ctx.device_id.len()),
         });
-        Ok(Box::new(ReadySession))
+        Ok(Box::new(ReadySession {
+            device_id: ctx.device_id,
+            live: self.live.clone(),
+        }))
     }
 }
 
 struct Node {
-    _dir: tempfile::TempDir,
+    name: String,
+    dir: Arc<tempfile::TempDir>,
     /// The store without the hook, for the test's own reads.
     raw: Arc<dyn Store>,
     store: Arc<dyn Store>,
@@ -88,32 +120,23 @@ struct Node {
 impl Node {
     /// A node named `b` with `devices` devices wanted running, none started.
     async fn with_devices(devices: usize) -> Node {
+        Node::with_devices_on("b", devices, Arc::new(ReadyLink::default())).await
+    }
+
+    /// A node named `name` with `devices` devices wanted running, none started.
+    async fn with_devices_on(name: &str, devices: usize, link: Arc<ReadyLink>) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let raw: Arc<dyn Store> = Arc::new(
             SqliteStore::open_with_shards(&dir.path().join("wafleet.db"), SHARDS).unwrap(),
         );
-        let hook = Arc::new(Hook::default());
-        let store: Arc<dyn Store> = Arc::new(MeteredStore::with_hook(raw.clone(), hook.clone()));
-        let fleet = Fleet::start(
-            NodeConfig {
-                node_name: "b".into(),
-                connect_jitter: Duration::from_millis(50),
-                ..NodeConfig::default()
-            },
-            store.clone(),
-            Arc::new(Sealer::new(MasterKey::new(1, [7u8; 32]))),
-            EventBus::in_memory(BusConfig::default()),
-            Arc::new(ReadyLink),
-        )
-        .await
-        .unwrap();
+        let node = Node::beside(name, Arc::new(dir), raw, link).await;
         let wanted = DevicePatch {
             desired_running: Some(true),
             ..DevicePatch::default()
         };
         for n in 0..devices {
             let id = format!("d{n:05}");
-            fleet
+            node.fleet
                 .catalog()
                 .create_device(NewDevice {
                     id: id.clone(),
@@ -123,12 +146,41 @@ impl Node {
                 })
                 .await
                 .unwrap();
-            raw.patch_device(&id, &wanted, now_ms(), None)
+            node.raw
+                .patch_device(&id, &wanted, now_ms(), None)
                 .await
                 .unwrap();
         }
+        node
+    }
+
+    /// A node named `name` on the store `raw` (another node's, or a new one).
+    async fn beside(
+        name: &str,
+        dir: Arc<tempfile::TempDir>,
+        raw: Arc<dyn Store>,
+        link: Arc<ReadyLink>,
+    ) -> Node {
+        let hook = Arc::new(Hook::default());
+        let store: Arc<dyn Store> = Arc::new(MeteredStore::with_hook(raw.clone(), hook.clone()));
+        let fleet = Fleet::start(
+            NodeConfig {
+                node_name: name.into(),
+                connect_jitter: Duration::from_millis(50),
+                // A cluster node runs only what its leases give it (as `wafleet node`).
+                resume_all: false,
+                ..NodeConfig::default()
+            },
+            store.clone(),
+            Arc::new(Sealer::new(MasterKey::new(1, [7u8; 32]))),
+            EventBus::in_memory(BusConfig::default()),
+            link,
+        )
+        .await
+        .unwrap();
         Node {
-            _dir: dir,
+            name: name.to_owned(),
+            dir,
             raw,
             store,
             hook,
@@ -136,10 +188,10 @@ impl Node {
         }
     }
 
-    /// Runs the shard keeper of `b` as the only live member; returns the number of
-    /// leases it holds, as it changes.
+    /// Runs the node's shard keeper as the only live member it sees; returns the
+    /// number of leases it holds, as it changes.
     fn keep_shards(&self, timings: ShardTimings) -> (watch::Receiver<usize>, watch::Sender<bool>) {
-        let (_members_tx, members) = watch::channel(vec!["b".to_owned()]);
+        let (members_tx, members) = watch::channel(vec![self.name.clone()]);
         let (held_tx, held) = watch::channel(0usize);
         let (leave, leaving) = watch::channel(false);
         tokio::spawn(keep_shards(
@@ -147,12 +199,12 @@ impl Node {
             self.store.clone(),
             timings,
             members,
-            HeldShards::new("b", SHARDS),
+            HeldShards::new(&self.name, SHARDS),
             held_tx,
             leaving,
         ));
         // The members' sender must outlive the keeper: it returns when it is dropped.
-        std::mem::forget(_members_tx);
+        std::mem::forget(members_tx);
         (held, leave)
     }
 
@@ -201,6 +253,7 @@ async fn a_takeover_of_5000_devices_on_a_slow_store_never_lets_a_lease_expire() 
         ttl,
         renew_interval: Duration::from_millis(400),
         reconcile_interval: Duration::from_secs(5),
+        clock: Clock::system(),
     });
     within(Duration::from_secs(10), "every shard to be taken", async {
         held.wait_for(|n| *n == SHARDS as usize).await.unwrap();
@@ -247,6 +300,7 @@ async fn a_device_whose_start_fails_is_ready_within_one_reconcile_period() {
         ttl: Duration::from_secs(5),
         renew_interval: Duration::from_millis(500),
         reconcile_interval: reconcile,
+        clock: Clock::system(),
     });
     within(Duration::from_secs(10), "every shard to be taken", async {
         held.wait_for(|n| *n == SHARDS as usize).await.unwrap();
@@ -273,6 +327,55 @@ async fn a_device_whose_start_fails_is_ready_within_one_reconcile_period() {
     assert!(
         since_granted <= reconcile + Duration::from_millis(500),
         "READY {since_granted:?} after the grant ({took:?} after the others), reconcile every {reconcile:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_its_clock_2_s_ahead_never_takes_a_shard_its_holder_still_serves() {
+    const DEVICES: usize = 50;
+    let link = Arc::new(ReadyLink::default());
+    let a = Node::with_devices_on("a", DEVICES, link.clone()).await;
+    let timings = |clock| ShardTimings {
+        ttl: Duration::from_secs(3),
+        renew_interval: Duration::from_secs(1),
+        reconcile_interval: Duration::from_secs(5),
+        clock,
+    };
+    let (mut a_held, _a_leave) = a.keep_shards(timings(Clock::system()));
+    within(Duration::from_secs(10), "a to take every shard", async {
+        a_held.wait_for(|n| *n == SHARDS as usize).await.unwrap();
+    })
+    .await;
+    a.until_ready(DEVICES as u64, Duration::from_secs(20)).await;
+
+    // b shares the store, believes a dead, and its wall clock is 2 s ahead: by it, each
+    // of a's leases has expired 1 s after a renewed it.
+    let b = Node::beside("b", a.dir.clone(), a.raw.clone(), link.clone()).await;
+    let (mut b_held, _b_leave) = b.keep_shards(timings(Clock::offset(2_000)));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(*b_held.borrow(), 0, "b took a shard that a renews");
+    // Now a is cut off from the store: it stops serving at its own deadline.
+    let cut = Instant::now();
+    a.hook.cut_off.store(true, Ordering::SeqCst);
+    within(Duration::from_secs(15), "b to take every shard", async {
+        b_held.wait_for(|n| *n == SHARDS as usize).await.unwrap();
+    })
+    .await;
+    within(Duration::from_secs(15), "b to run every device", async {
+        while b.fleet.running_devices().len() < DEVICES {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    eprintln!(
+        "b runs every device {:.2} s after a was cut off",
+        cut.elapsed().as_secs_f64()
+    );
+    assert!(a.fleet.running_devices().is_empty());
+    assert_eq!(
+        link.most.load(Ordering::SeqCst),
+        1,
+        "a device had two live links"
     );
 }
 

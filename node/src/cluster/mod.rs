@@ -15,6 +15,7 @@
 
 pub mod command;
 pub mod host;
+mod lease_watch;
 pub mod membership;
 mod messages;
 pub mod ownership;

@@ -28,12 +28,13 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use wafleet_cluster_config::{Placement, shard_of};
 
+use super::lease_watch::LeaseWatch;
 use super::ownership::{Ownership, OwnershipCheck};
 use super::starts::{Granted, Starts, stop_devices};
 use crate::Fleet;
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::metrics;
-use crate::store::{Acquired, Fence, Store};
+use crate::store::{Acquired, Fence, Store, StoreError};
 
 /// Timings of the keeper.
 #[derive(Debug, Clone)]
@@ -42,6 +43,9 @@ pub struct ShardTimings {
     pub renew_interval: Duration,
     /// How often the reconcile pass runs.
     pub reconcile_interval: Duration,
+    /// The wall clock leases are written with (tests set one node's ahead). Other
+    /// nodes' leases are judged expired by the monotonic clock: see `lease_watch`.
+    pub clock: Clock,
 }
 
 /// What the keeper holds and where it places shards, shared with the command path: the
@@ -141,6 +145,7 @@ pub async fn keep_shards(
 ) {
     let (me, shards) = (shared.me.clone(), shared.shards);
     let mut held = Held::default();
+    let mut watch = LeaseWatch::new(timings.ttl, timings.renew_interval);
     let starts = Starts::spawn(
         fleet.clone(),
         store.clone(),
@@ -166,6 +171,14 @@ pub async fn keep_shards(
                 return;
             }
             _ = tick.tick() => {}
+            () = until_deadline(&held) => {
+                // A lease ran out before a renewal succeeded: stop serving it now, not
+                // at the next tick (another node may take it a quarter renew interval
+                // after this deadline; see `lease_watch`).
+                drop_expired(&fleet, &mut held, HashSet::new(), &shared).await;
+                held_count.send_replace(held.leases.len());
+                continue;
+            }
         }
         let live = members.borrow_and_update().clone();
         let Ok(placement) = Placement::new(shards, &live) else {
@@ -184,7 +197,8 @@ pub async fn keep_shards(
         // Shards leaving are no longer served from the moment they are decided.
         shared.drop_shards(&leaving);
         hand_off(&fleet, &store, &me, &mut held, &leaving, shards).await;
-        let granted = acquire(&store, &me, &mut held, &mine, &timings).await;
+        observe(&store, &mut watch).await;
+        let granted = acquire(&store, &me, &mut held, &watch, &mine, &timings).await;
         shared.update(&held, placement);
         if let Some(granted) = granted {
             starts.granted(granted);
@@ -240,12 +254,27 @@ async fn renew(
     if held.leases.is_empty() {
         return;
     }
+    drop_expired(fleet, held, HashSet::new(), shared).await;
+    if held.leases.is_empty() {
+        return;
+    }
     let started = Instant::now();
     let fences: Vec<Fence> = held.leases.values().map(|(fence, _)| *fence).collect();
-    let lost: HashSet<u32> = match store
-        .renew_leases(me, &fences, now_ms(), ttl_ms(timings))
-        .await
-    {
+    // Never past the earliest deadline: a hung store must not keep a lease served.
+    let wait = earliest_deadline(held)
+        .map_or(timings.renew_interval, |d| {
+            d.saturating_duration_since(started)
+        })
+        .min(timings.renew_interval);
+    let renewal = store.renew_leases(me, &fences, timings.clock.now_ms(), ttl_ms(timings));
+    let renewal = match tokio::time::timeout(wait, renewal).await {
+        Ok(result) => result,
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer in {} ms",
+            wait.as_millis()
+        ))),
+    };
+    let lost: HashSet<u32> = match renewal {
         Ok(renewed) => {
             let deadline = started + timings.ttl.saturating_sub(timings.renew_interval / 2);
             for (fence, ok) in fences.iter().zip(&renewed) {
@@ -265,7 +294,24 @@ async fn renew(
             HashSet::new()
         }
     };
-    // Lost on renewal, or past the deadline by our own clock: stop serving now.
+    drop_expired(fleet, held, lost, shared).await;
+}
+
+/// Returns at the earliest deadline of the leases held (never if none is held).
+async fn until_deadline(held: &Held) {
+    match earliest_deadline(held) {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn earliest_deadline(held: &Held) -> Option<Instant> {
+    held.leases.values().map(|(_, deadline)| *deadline).min()
+}
+
+/// Drops the shards `lost` on renewal and those past their deadline by our own clock,
+/// and stops their devices: a node never serves a shard it may no longer hold.
+async fn drop_expired(fleet: &Fleet, held: &mut Held, lost: HashSet<u32>, shared: &HeldShards) {
     let now = Instant::now();
     let mut dropped: HashSet<u32> = lost;
     dropped.extend(
@@ -288,33 +334,47 @@ async fn renew(
     }
 }
 
-/// Asks for the shards placed here and not held; returns those granted, for their
-/// devices to be started once the shared view holds them.
+/// Reads every lease, for `watch` to judge other nodes' leases by this node's clock.
+async fn observe(store: &Arc<dyn Store>, watch: &mut LeaseWatch) {
+    let started = Instant::now();
+    match store.list_leases(None).await {
+        Ok(leases) => watch.observe(leases, started, Instant::now()),
+        Err(error) => {
+            warn!(%error, "cannot read the leases; taking no shard until they can be read");
+            watch.read_failed();
+        }
+    }
+}
+
+/// Asks for the shards placed here and not held that `watch` says may be taken;
+/// returns those granted, for their devices to be started once the shared view holds
+/// them.
 async fn acquire(
     store: &Arc<dyn Store>,
     me: &str,
     held: &mut Held,
+    watch: &LeaseWatch,
     mine: &HashSet<u32>,
     timings: &ShardTimings,
 ) -> Option<Granted> {
+    let now = Instant::now();
     let missing: Vec<u32> = mine
         .iter()
-        .filter(|s| !held.leases.contains_key(s))
+        .filter(|s| !held.leases.contains_key(s) && watch.may_take(**s, me, now))
         .copied()
         .collect();
     let leases = &held.leases;
     held.wanted_since
         .retain(|s, _| mine.contains(s) && !leases.contains_key(s));
+    let started = Instant::now();
+    for shard in mine.iter().filter(|s| !held.leases.contains_key(s)) {
+        held.wanted_since.entry(*shard).or_insert(started);
+    }
     if missing.is_empty() {
         return None;
     }
-    let started = Instant::now();
-    for shard in &missing {
-        held.wanted_since.entry(*shard).or_insert(started);
-    }
-    let unreleased = unreleased_leases(store, &missing).await;
     let granted: Vec<Fence> = match store
-        .acquire_leases(me, &missing, now_ms(), ttl_ms(timings))
+        .acquire_leases(me, &missing, timings.clock.now_ms(), ttl_ms(timings))
         .await
     {
         Ok(results) => results
@@ -339,7 +399,7 @@ async fn acquire(
     // Granted shards that another holder never released: taken over after a loss.
     let recovering: HashMap<u32, Instant> = granted
         .iter()
-        .filter(|f| unreleased.contains(&f.shard))
+        .filter(|f| watch.is_held(f.shard))
         .map(|f| {
             (
                 f.shard,
@@ -360,24 +420,6 @@ async fn acquire(
         fences: granted.iter().map(|f| (f.shard, *f)).collect(),
         recovering,
     })
-}
-
-/// Of `shards`, those whose lease is still held by a node (live or expired): granting
-/// one of them is a takeover, as its holder never released it. Empty when the leases
-/// cannot be read (the takeover is then not counted).
-async fn unreleased_leases(store: &Arc<dyn Store>, shards: &[u32]) -> HashSet<u32> {
-    let shards: HashSet<u32> = shards.iter().copied().collect();
-    match store.list_leases(None).await {
-        Ok(leases) => leases
-            .into_iter()
-            .map(|lease| lease.shard)
-            .filter(|shard| shards.contains(shard))
-            .collect(),
-        Err(error) => {
-            warn!(%error, "cannot list leases");
-            HashSet::new()
-        }
-    }
 }
 
 /// Stops this node's devices of these shards (without touching their stored state).
