@@ -7,8 +7,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use wafleet_node::device::supervisor::STOP_TIMEOUT;
 use wafleet_node::events::{BusConfig, EventBus, EventFilter, Subscription};
-use wafleet_node::link::{LinkContext, LinkError, LinkFactory, LinkSession};
+use wafleet_node::link::{
+    LinkCommand, LinkContext, LinkError, LinkEvent, LinkFactory, LinkSession,
+};
 use wafleet_node::seal::{MasterKey, Sealer};
 use wafleet_node::store::{SqliteStore, TrustLevel};
 use wafleet_node::{Fleet, NewDevice, NodeConfig};
@@ -39,6 +42,33 @@ impl LinkFactory for UnreachableLink {
     async fn open(&self, _ctx: LinkContext) -> Result<Box<dyn LinkSession>, LinkError> {
         self.opens.fetch_add(1, Ordering::SeqCst);
         Err(LinkError::Connect("connection refused".into()))
+    }
+}
+
+/// A link whose handshake never ends for devices named `slow-*` (the network hangs)
+/// and that connects at once for the others.
+#[derive(Debug, Default)]
+struct HangingLink;
+
+#[derive(Debug)]
+struct Connected;
+
+impl LinkSession for Connected {
+    fn command(&mut self, _command: LinkCommand) -> Result<(), LinkError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl LinkFactory for HangingLink {
+    async fn open(&self, ctx: LinkContext) -> Result<Box<dyn LinkSession>, LinkError> {
+        if ctx.device_id.starts_with("slow") {
+            std::future::pending::<()>().await;
+        }
+        ctx.events.emit(LinkEvent::Connected {
+            phone: "+100".into(),
+        });
+        Ok(Box::new(Connected))
     }
 }
 
@@ -168,5 +198,46 @@ async fn an_unreachable_network_means_disconnected_with_capped_backoff() {
             .as_str(),
         "STOPPED"
     );
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_device_stuck_in_its_handshake_delays_no_other_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fleet, bus) = fleet(dir.path(), Arc::new(HangingLink)).await;
+    for id in ["slow-1", "fast-1", "fast-2"] {
+        create(&fleet, id).await;
+    }
+    let mut events = bus.subscribe(EventFilter::All, None).await.unwrap();
+    fleet.start_device("slow-1", None).await.unwrap();
+    fleet.start_device("fast-1", None).await.unwrap();
+    until_status(&mut events, "READY").await;
+
+    // The stop of the stuck device waits for its handshake, then kills it; meanwhile
+    // other devices start and stop at once.
+    let stopping = {
+        let fleet = fleet.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            fleet.stop_device("slow-1", None).await.unwrap();
+            started.elapsed()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    fleet.stop_device("fast-1", None).await.unwrap();
+    fleet.start_device("fast-2", None).await.unwrap();
+    until_status(&mut events, "READY").await;
+    let others = started.elapsed();
+    assert!(
+        others < Duration::from_secs(1),
+        "another device's stop and start took {others:?}"
+    );
+    let slow = stopping.await.unwrap();
+    assert!(
+        slow >= STOP_TIMEOUT && slow < STOP_TIMEOUT + Duration::from_secs(3),
+        "the stuck device stopped after {slow:?}"
+    );
+    assert!(!fleet.is_running("slow-1"));
     fleet.shutdown().await;
 }
