@@ -1,13 +1,15 @@
 //! The Redis Streams event bus against a real `redis-server` (started per test on a free
 //! loopback port): a node's bus writes, a gateway's bus (another instance, its own
-//! connections) serves subscriptions, resumes are exact, and a gateway restart loses
-//! nothing.
+//! connections) serves subscriptions, resumes are exact, a gateway restart loses
+//! nothing, and a resume from before what Redis still holds gets a reset.
 
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 use wafleet_load::scenario::process::{RedisServer, free_port};
-use wafleet_node::events::{EventBus, EventFilter, EventKind, RedisBusConfig, Subscription};
+use wafleet_node::events::{
+    Delivery, EventBus, EventFilter, EventKind, RedisBusConfig, Reset, Subscription,
+};
 
 async fn redis() -> RedisServer {
     RedisServer::start().await.unwrap()
@@ -145,4 +147,78 @@ async fn no_redis_is_a_clear_error() {
         .await
         .unwrap_err();
     assert!(error.to_string().contains("unavailable"), "{error}");
+}
+
+#[tokio::test]
+async fn a_resume_from_before_the_trimmed_streams_gets_a_reset_then_what_is_kept() {
+    let server = redis().await;
+    // Redis trims whole nodes of 100 entries: 250 events leave the oldest behind.
+    let bus = EventBus::redis(RedisBusConfig {
+        global_cap: 5,
+        per_device_cap: 5,
+        ..config(&server)
+    })
+    .await
+    .unwrap();
+    let only_z = EventFilter::Devices(["z".to_owned()].into());
+    let mut z = bus.subscribe(only_z, None).await.unwrap();
+    for n in 0..250 {
+        bus.publish("a", EventKind::Status, data(n));
+    }
+    // The writer keeps order: once z's event is in, so are the 250 before it.
+    bus.publish("z", EventKind::Status, data(250));
+    take(&mut z, 1).await;
+
+    let only_a = EventFilter::Devices(["a".to_owned()].into());
+    for (filter, last) in [(EventFilter::All, 250), (only_a.clone(), 249)] {
+        // An id from long before: what was trimmed after it is lost.
+        let mut resumed = bus.subscribe(filter, Some(1)).await.unwrap();
+        let reset = match resumed.recv().await.expect("a delivery") {
+            Delivery::Reset(reset) => reset,
+            Delivery::Event(event) => panic!("a gap passed silently: got {event:?}"),
+        };
+        let oldest = reset.oldest.expect("Redis still holds some");
+        assert_eq!(
+            reset,
+            Reset {
+                after: 1,
+                oldest: Some(oldest)
+            }
+        );
+        let first = resumed.next().await.unwrap();
+        assert_eq!(first.id, oldest, "the kept events follow the reset");
+        let first_n = first.data["n"].as_u64().unwrap();
+        assert!(first_n > 0, "the test trimmed the streams");
+        let rest = take(&mut resumed, (last - first_n) as usize).await;
+        let ns: Vec<u64> = rest.iter().map(|e| e.2).collect();
+        assert_eq!(ns, (first_n + 1..=last).collect::<Vec<_>>());
+    }
+
+    // From inside what is kept: no reset, exactly the rest.
+    let mut all_a = bus.subscribe(only_a.clone(), Some(1)).await.unwrap();
+    assert!(matches!(all_a.recv().await, Some(Delivery::Reset(_))));
+    let kept = take(&mut all_a, 2).await;
+    let mut inside = bus.subscribe(only_a, Some(kept[0].0)).await.unwrap();
+    match inside.recv().await.expect("a delivery") {
+        Delivery::Event(event) => assert_eq!(event.id, kept[1].0),
+        Delivery::Reset(reset) => panic!("no reset inside the window: {reset:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_resume_of_untrimmed_streams_never_resets() {
+    let server = redis().await;
+    let bus = EventBus::redis(config(&server)).await.unwrap();
+    let mut live = bus.subscribe(EventFilter::All, None).await.unwrap();
+    for n in 0..3 {
+        bus.publish("a", EventKind::Status, data(n));
+    }
+    take(&mut live, 3).await;
+    // Id 0: everything, nothing trimmed; a device never seen: nothing at all.
+    let mut resumed = bus.subscribe(EventFilter::All, Some(0)).await.unwrap();
+    assert!(matches!(resumed.recv().await, Some(Delivery::Event(_))));
+    let never = EventFilter::Devices(["never".to_owned()].into());
+    let mut none = bus.subscribe(never, Some(0)).await.unwrap();
+    bus.publish("never", EventKind::Status, data(9));
+    assert!(matches!(none.recv().await, Some(Delivery::Event(e)) if e.data["n"] == 9));
 }

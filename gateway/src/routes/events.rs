@@ -1,7 +1,15 @@
 //! Server-sent events: one device, or every device (optionally filtered), resumable
 //! with `Last-Event-ID`.
+//!
+//! When the bus no longer holds every event after the id a client resumes from (or
+//! after the last one it got, when it fell behind), the client gets an `event: reset`
+//! (no `id:`, so its position stays where it was) naming its id and the oldest id the
+//! bus still holds, then, for a stream of named devices, each device's current status
+//! as a `status` event without an id, read from the store, then the events the bus
+//! holds. A client of `/v1/events` without `devices=` reads the devices again with
+//! `GET /v1/devices`. Without this a gap would look like a quiet period.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
 use std::time::Duration;
 use utoipa_axum::router::OpenApiRouter;
@@ -12,7 +20,10 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::Deserialize;
-use wafleet_node::events::{DeviceEvent, EventBus, EventFilter};
+use serde_json::{Map, Value};
+use wafleet_node::catalog::Catalog;
+use wafleet_node::events::{Delivery, DeviceEvent, EventFilter, Reset};
+use wafleet_node::store::DeviceRecord;
 
 use crate::AppState;
 use crate::dto::rfc3339;
@@ -35,7 +46,8 @@ pub struct EventsQuery {
 
 #[utoipa::path(get, path = "/v1/devices/{id}/events", tag = "events",
     description = "SSE stream of one device: events status, qr, message.status, message.inbound, job.progress; \
-each with an id to resume from with Last-Event-ID; a heartbeat comment at least every 15 s.",
+each with an id to resume from with Last-Event-ID; a heartbeat comment at least every 15 s. \
+Resuming from before what the server still holds gives a reset event, then the device's current status.",
     params(("id" = String, Path), ("Last-Event-ID" = Option<String>, Header)),
     responses((status = 200, description = "text/event-stream"), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -55,11 +67,12 @@ pub async fn device_events(
     state.catalog.device(&id).await?;
     let after = last_event_id(&headers, query.last_event_id.as_deref())?;
     let filter = EventFilter::Devices(HashSet::from([id]));
-    stream(&state.bus, filter, after).await
+    stream(&state, filter, after).await
 }
 
 #[utoipa::path(get, path = "/v1/events", tag = "events",
-    description = "SSE stream of every device (or those in ?devices=a,b), resumable with Last-Event-ID.",
+    description = "SSE stream of every device (or those in ?devices=a,b), resumable with Last-Event-ID; \
+resuming from before what the server still holds gives a reset event first.",
     params(("devices" = Option<String>, Query), ("Last-Event-ID" = Option<String>, Header)),
     responses((status = 200, description = "text/event-stream"), (status = 400, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -79,7 +92,7 @@ pub async fn all_events(
         }
     };
     let after = last_event_id(&headers, query.last_event_id.as_deref())?;
-    stream(&state.bus, filter, after).await
+    stream(&state, filter, after).await
 }
 
 fn last_event_id(headers: &HeaderMap, query: Option<&str>) -> Result<Option<u64>, ApiError> {
@@ -99,23 +112,103 @@ fn last_event_id(headers: &HeaderMap, query: Option<&str>) -> Result<Option<u64>
 }
 
 async fn stream(
-    bus: &EventBus,
+    state: &AppState,
     filter: EventFilter,
     after: Option<u64>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, ApiError> {
-    let subscription = bus
+    let named: Vec<String> = match &filter {
+        EventFilter::All => Vec::new(),
+        EventFilter::Devices(ids) => {
+            let mut ids: Vec<String> = ids.iter().cloned().collect();
+            ids.sort();
+            ids
+        }
+    };
+    let subscription = state
+        .bus
         .subscribe(filter, after)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let gauge = crate::metrics::SseClient::connect();
-    let events = futures_util::stream::unfold(
-        (subscription, gauge),
-        |(mut subscription, gauge)| async move {
-            let event = subscription.next().await?;
-            Some((Ok(to_sse(&event)), (subscription, gauge)))
-        },
-    );
+    let reader = Reader {
+        subscription,
+        catalog: state.catalog.clone(),
+        named,
+        queued: VecDeque::new(),
+        _gauge: crate::metrics::SseClient::connect(),
+    };
+    let events = futures_util::stream::unfold(reader, |mut reader| async move {
+        let event = reader.next().await?;
+        Some((Ok(event), reader))
+    });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat")))
+}
+
+/// One client's stream: the subscription, and what a reset queued before it.
+struct Reader {
+    subscription: wafleet_node::events::Subscription,
+    catalog: Catalog,
+    /// The devices the stream names, in order (none: every device).
+    named: Vec<String>,
+    queued: VecDeque<Event>,
+    _gauge: crate::metrics::SseClient,
+}
+
+impl Reader {
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.queued.pop_front() {
+                return Some(event);
+            }
+            match self.subscription.recv().await? {
+                Delivery::Event(event) => return Some(to_sse(&event)),
+                Delivery::Reset(reset) => {
+                    self.queued.push_back(reset_sse(&reset, &self.named));
+                    for id in &self.named {
+                        // A device deleted meanwhile has no state to tell.
+                        if let Ok(device) = self.catalog.device(id).await {
+                            self.queued.push_back(status_sse(&device));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `event: reset`, without an id: ids are strings, as JavaScript cannot hold them as
+/// numbers.
+fn reset_sse(reset: &Reset, named: &[String]) -> Event {
+    let mut data = Map::new();
+    data.insert("last_event_id".into(), reset.after.to_string().into());
+    data.insert(
+        "oldest_id".into(),
+        reset.oldest.map_or(Value::Null, |id| id.to_string().into()),
+    );
+    if let [device_id] = named {
+        data.insert("device_id".into(), device_id.as_str().into());
+    } else if !named.is_empty() {
+        data.insert("device_ids".into(), named.to_vec().into());
+    }
+    Event::default()
+        .event("reset")
+        .data(Value::Object(data).to_string())
+}
+
+/// A device's current status after a reset, as a `status` event without an id.
+fn status_sse(device: &DeviceRecord) -> Event {
+    let mut data = Map::new();
+    data.insert("device_id".into(), device.id.as_str().into());
+    data.insert("status".into(), device.status.as_str().into());
+    if let Some(reason) = &device.status_reason {
+        data.insert("reason".into(), reason.as_str().into());
+    }
+    if let Some(phone) = &device.phone {
+        data.insert("phone".into(), phone.as_str().into());
+    }
+    data.insert("at".into(), rfc3339(device.updated_at_ms).into());
+    Event::default()
+        .event("status")
+        .data(Value::Object(data).to_string())
 }
 
 fn to_sse(event: &DeviceEvent) -> Event {

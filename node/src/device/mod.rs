@@ -357,6 +357,9 @@ impl DeviceState {
                 self.on_receipt(&myself, message_id, status, error, at_ms)
                     .await?
             }
+            LinkEvent::Unsent { message_id, reason } => {
+                self.on_unsent(&myself, &message_id, &reason)
+            }
             LinkEvent::Inbound {
                 message_id,
                 from_phone,

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ractor::{ActorProcessingErr, ActorRef};
+use tracing::warn;
 use wafleet_cluster_config::quota::{HOUR_MS, MINUTE_MS};
 
 use super::{DeviceMsg, DeviceState};
@@ -14,6 +15,9 @@ use crate::limits::policy::{Decision, quota_for};
 use crate::limits::trust::level_from_u8;
 use crate::link::{LinkCommand, LinkError};
 use crate::store::DeviceStatus;
+
+/// How long a message whose send was not confirmed waits before it is handed again.
+const RESEND_AFTER_MS: i64 = 5_000;
 
 impl DeviceState {
     /// Hands queued messages (oldest first) to the link while READY, each at its slot.
@@ -150,6 +154,21 @@ impl DeviceState {
             }
         }
         due
+    }
+
+    /// A send the link gave up on without knowing whether it went out: the message is
+    /// not failed (it may well have reached WhatsApp) but stays queued, and is handed
+    /// again after [`RESEND_AFTER_MS`]. The link sends it again under the same WhatsApp
+    /// message id, which WhatsApp delivers once.
+    pub(super) fn on_unsent(
+        &mut self,
+        myself: &ActorRef<DeviceMsg>,
+        message_id: &str,
+        reason: &str,
+    ) {
+        warn!(device_id = %self.id, message_id, reason, "send not confirmed, handing it again later");
+        self.in_flight.remove(message_id);
+        self.drain_later(myself, now_ms().saturating_add(RESEND_AFTER_MS));
     }
 
     /// Drains again at `at_ms` (Unix ms), unless a timer already fires as early.

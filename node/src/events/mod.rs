@@ -9,19 +9,22 @@
 //!
 //! A [`Subscription`] first replays what the backend still holds after the resume id,
 //! then follows live events; if it falls behind the live channel it catches up from the
-//! backend, without a gap or a repeat.
+//! backend, without a gap or a repeat. When the backend no longer holds everything after
+//! the id a subscriber resumes from (trimmed, or from before a standalone restart), the
+//! subscriber gets a [`Reset`] first instead of a silent gap.
 
 pub mod memory;
 pub mod redis;
+mod subscription;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use tokio::sync::broadcast;
 
 pub use memory::BusConfig;
 pub use redis::RedisBusConfig;
+pub use subscription::{Delivery, Subscription};
 
 use self::memory::MemoryBus;
 use self::redis::RedisBus;
@@ -93,6 +96,26 @@ impl EventFilter {
     }
 }
 
+/// Some events after the id a subscriber resumed from (or had reached when it fell
+/// behind) are no longer held by the bus: the subscriber cannot know what it missed and
+/// should read the current state again (SSE: the `reset` event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reset {
+    /// The last id the subscriber had.
+    pub after: u64,
+    /// The oldest event id the bus still holds for the subscriber's devices (`None`:
+    /// it holds none); what follows the reset starts no earlier.
+    pub oldest: Option<u64>,
+}
+
+/// What a backend still holds after a subscriber's id: the events, and a [`Reset`] when
+/// some were dropped before it could read them.
+#[derive(Debug, Default)]
+pub(crate) struct Replay {
+    pub(crate) reset: Option<Reset>,
+    pub(crate) events: VecDeque<Arc<DeviceEvent>>,
+}
+
 /// The bus cannot be reached (Redis down): worth a retry.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("event bus unavailable: {0}")]
@@ -145,67 +168,24 @@ impl EventBus {
     }
 
     /// A subscription that first replays the kept events with an id above `after`
-    /// (when given), then follows live events, in id order, each once.
+    /// (when given), then follows live events, in id order, each once. If the bus no
+    /// longer holds all events after `after`, the subscription starts with a [`Reset`].
     pub async fn subscribe(
         &self,
         filter: EventFilter,
         after: Option<u64>,
     ) -> Result<Subscription, BusError> {
-        let (live, pending, last) = match &self.backend {
+        let (live, replay, last) = match &self.backend {
             Backend::Memory(memory) => memory.subscribe(&filter, after),
             Backend::Redis(redis) => redis.subscribe(&filter, after).await?,
         };
-        Ok(Subscription {
-            backend: self.backend.clone(),
+        Ok(Subscription::new(
+            self.backend.clone(),
             filter,
             live,
-            pending,
+            replay,
             last,
-        })
-    }
-}
-
-/// A stream of events for one subscriber.
-#[derive(Debug)]
-pub struct Subscription {
-    backend: Backend,
-    filter: EventFilter,
-    live: broadcast::Receiver<Arc<DeviceEvent>>,
-    pending: VecDeque<Arc<DeviceEvent>>,
-    /// The id of the last event handed out (or skipped as already seen).
-    last: u64,
-}
-
-impl Subscription {
-    /// The next event; `None` when the bus is gone or cannot replay what this
-    /// subscriber missed (the client should reconnect with its last id).
-    pub async fn next(&mut self) -> Option<Arc<DeviceEvent>> {
-        loop {
-            if let Some(event) = self.pending.pop_front() {
-                if event.id > self.last {
-                    self.last = event.id;
-                    return Some(event);
-                }
-                continue;
-            }
-            match self.live.recv().await {
-                Ok(event) => {
-                    if event.id > self.last && self.filter.matches(&event.device_id) {
-                        self.last = event.id;
-                        return Some(event);
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    self.pending = match &self.backend {
-                        Backend::Memory(memory) => memory.replay(&self.filter, self.last),
-                        Backend::Redis(redis) => {
-                            redis.replay(&self.filter, self.last).await.ok()?
-                        }
-                    };
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
+        ))
     }
 }
 
@@ -288,5 +268,130 @@ mod tests {
         let mut sub = bus.subscribe(EventFilter::All, Some(0)).await.unwrap();
         let first = sub.next().await.unwrap();
         assert_eq!(first.data["n"], 7, "only the last 3 of 10 are kept");
+    }
+
+    /// The next delivery, which must come at once.
+    async fn recv(sub: &mut Subscription) -> Delivery {
+        tokio::time::timeout(std::time::Duration::from_secs(1), sub.recv())
+            .await
+            .expect("a delivery")
+            .expect("stream open")
+    }
+
+    fn event_n(delivery: &Delivery) -> u64 {
+        match delivery {
+            Delivery::Event(event) => event.data["n"].as_u64().unwrap(),
+            Delivery::Reset(reset) => panic!("expected an event, got {reset:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn resuming_from_before_a_trimmed_ring_gets_a_reset_then_what_is_kept() {
+        let bus = EventBus::in_memory(BusConfig {
+            per_device_capacity: 3,
+            live_capacity: 64,
+        });
+        let ids: Vec<u64> = (0..10)
+            .map(|n| publish(&bus, "a", EventKind::Status, data(n)))
+            .collect();
+        let only_a = EventFilter::Devices(["a".to_owned()].into());
+        for filter in [EventFilter::All, only_a] {
+            let mut sub = bus.subscribe(filter, Some(ids[2])).await.unwrap();
+            assert_eq!(
+                recv(&mut sub).await,
+                Delivery::Reset(Reset {
+                    after: ids[2],
+                    oldest: Some(ids[7]),
+                })
+            );
+            for n in 7..10 {
+                assert_eq!(event_n(&recv(&mut sub).await), n);
+            }
+        }
+        // From inside the kept window (the newest dropped event counts as seen): no reset.
+        let mut sub = bus.subscribe(EventFilter::All, Some(ids[6])).await.unwrap();
+        assert_eq!(event_n(&recv(&mut sub).await), 7);
+    }
+
+    #[tokio::test]
+    async fn a_trimmed_ring_of_another_device_does_not_reset_a_device_stream() {
+        let bus = EventBus::in_memory(BusConfig {
+            per_device_capacity: 2,
+            live_capacity: 64,
+        });
+        let first_b = publish(&bus, "b", EventKind::Status, data(0));
+        for n in 1..6 {
+            publish(&bus, "a", EventKind::Status, data(n));
+        }
+        let only_b = EventFilter::Devices(["b".to_owned()].into());
+        let mut sub = bus.subscribe(only_b, Some(first_b - 1)).await.unwrap();
+        assert_eq!(event_n(&recv(&mut sub).await), 0);
+        // Every device: device a lost events after `first_b - 1`.
+        let mut sub = bus
+            .subscribe(EventFilter::All, Some(first_b - 1))
+            .await
+            .unwrap();
+        assert!(matches!(recv(&mut sub).await, Delivery::Reset(_)));
+    }
+
+    #[tokio::test]
+    async fn an_id_from_before_this_process_gets_a_reset() {
+        let bus = EventBus::in_memory(BusConfig::default());
+        publish(&bus, "a", EventKind::Status, data(0));
+        let mut sub = bus.subscribe(EventFilter::All, Some(0)).await.unwrap();
+        assert!(matches!(recv(&mut sub).await, Delivery::Reset(_)));
+        assert_eq!(event_n(&recv(&mut sub).await), 0);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_past_the_rings_gets_a_reset_not_a_gap() {
+        let bus = EventBus::in_memory(BusConfig {
+            per_device_capacity: 5,
+            live_capacity: 4,
+        });
+        let mut sub = bus.subscribe(EventFilter::All, None).await.unwrap();
+        for n in 0..20 {
+            publish(&bus, "a", EventKind::Status, data(n));
+        }
+        assert!(matches!(recv(&mut sub).await, Delivery::Reset(_)));
+        let kept: Vec<u64> = {
+            let mut kept = Vec::new();
+            for _ in 0..5 {
+                kept.push(event_n(&recv(&mut sub).await));
+            }
+            kept
+        };
+        assert_eq!(kept, (15..20).collect::<Vec<_>>());
+        // Caught up: live again, no further reset.
+        publish(&bus, "a", EventKind::Status, data(20));
+        assert_eq!(event_n(&recv(&mut sub).await), 20);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_without_a_resume_id_never_gets_a_reset() {
+        let bus = EventBus::in_memory(BusConfig {
+            per_device_capacity: 1,
+            live_capacity: 64,
+        });
+        publish(&bus, "a", EventKind::Status, data(0));
+        publish(&bus, "a", EventKind::Status, data(1));
+        let mut sub = bus.subscribe(EventFilter::All, None).await.unwrap();
+        publish(&bus, "a", EventKind::Status, data(2));
+        assert_eq!(event_n(&recv(&mut sub).await), 2);
+    }
+
+    #[test]
+    fn a_replay_does_not_hold_the_bus_lock() {
+        let memory = MemoryBus::new(BusConfig::default());
+        memory.publish("a", EventKind::Status, data(0));
+        // A replay holds one ring at a time, never the bus: with a ring locked (as a
+        // replay copying it would), the bus still takes publishes and subscribers.
+        let ring = memory.ring_for_test("a");
+        let _copying = ring.lock().unwrap();
+        let id = memory.publish("b", EventKind::Status, data(1));
+        let only_b = EventFilter::Devices(["b".to_owned()].into());
+        let (_live, replay, _) = memory.subscribe(&only_b, Some(id - 1));
+        assert_eq!(replay.events.len(), 1);
+        assert_eq!(replay.events[0].id, id);
     }
 }

@@ -11,7 +11,8 @@
 //! Event ids are Redis entry ids `MS-SEQ`, shown to clients as one number
 //! `MS << 20 | SEQ` so that SSE ids look the same whatever the backend.
 //!
-//! Publishing never waits: events queue for one writer task that sends them in batches
+//! Publishing never waits: events queue for one writer task ([`writer`]) that sends them
+//! in batches, each event once even when a reply is lost and the batch is sent again,
 //! and retries while Redis is away (up to [`RedisBusConfig::max_pending`] events; beyond
 //! that new events are dropped and counted in `wafleet_events_dropped_total`). Events are
 //! notifications: the state they announce is in the store. The writer's queue and lag
@@ -19,23 +20,31 @@
 //! `wafleet_events_write_errors_total`), and so is the age of what the tail reads
 //! (`wafleet_events_read_lag_seconds`).
 //!
+//! A replay tells a [`Reset`] when a stream it reads was trimmed past the subscriber's id:
+//! the stream has lost entries (`XINFO STREAM`: `entries-added` above `length`) and its
+//! first entry is more than one id above the subscriber's. Ids are sparse, so a
+//! subscriber whose last id was exactly the newest trimmed entry is told too: a reset is
+//! never missed, and very rarely given when it was not needed.
+//!
 //! The script builds device keys from its arguments, so it needs a single Redis (not
 //! Redis Cluster).
 
-use std::collections::VecDeque;
+mod writer;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
-use redis::{AsyncConnectionConfig, Client, Script, Value as RedisValue};
+use redis::{AsyncConnectionConfig, Client, Value as RedisValue};
 use serde_json::{Map, Value};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use super::{BusError, DeviceEvent, EventFilter, EventKind};
+use self::writer::Write;
+use super::{BusError, DeviceEvent, EventFilter, EventKind, Replay, Reset};
 use crate::clock::now_ms;
 use crate::metrics;
 
@@ -67,34 +76,6 @@ impl RedisBusConfig {
             max_pending: 100_000,
         }
     }
-}
-
-/// Appends an event to the global stream and, with the same id, to its device's stream.
-/// KEYS[1] global stream; ARGV: global cap, device cap, device key prefix, then
-/// (device, kind, json, at_ms) per event. Returns the ids.
-const APPEND: &str = r"
-local out = {}
-local n = (#ARGV - 3) / 4
-for i = 0, n - 1 do
-  local d, k, j, t = ARGV[4 + i * 4], ARGV[5 + i * 4], ARGV[6 + i * 4], ARGV[7 + i * 4]
-  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'd', d, 'k', k, 'j', j, 't', t)
-  redis.call('XADD', ARGV[3] .. d, 'MAXLEN', '~', ARGV[2], id, 'd', d, 'k', k, 'j', j, 't', t)
-  out[#out + 1] = id
-end
-return out
-";
-
-/// Most events sent in one script call.
-const BATCH: usize = 256;
-
-enum Write {
-    Publish {
-        device_id: String,
-        kind: EventKind,
-        json: String,
-        at_ms: i64,
-    },
-    Forget(String),
 }
 
 /// The Redis bus of this process.
@@ -148,7 +129,7 @@ impl RedisBus {
         let (writes, queue) = mpsc::unbounded_channel();
         let pending = Arc::new(AtomicUsize::new(0));
         let tasks = vec![
-            tokio::spawn(run_writer(
+            tokio::spawn(writer::run(
                 conn.clone(),
                 config.clone(),
                 queue,
@@ -192,49 +173,132 @@ impl RedisBus {
         &self,
         filter: &EventFilter,
         after: Option<u64>,
-    ) -> Result<
-        (
-            broadcast::Receiver<Arc<DeviceEvent>>,
-            VecDeque<Arc<DeviceEvent>>,
-            u64,
-        ),
-        BusError,
-    > {
+    ) -> Result<(broadcast::Receiver<Arc<DeviceEvent>>, Replay, u64), BusError> {
         // Subscribe before reading the replay: whatever the replay misses is live.
         let live = self.live.subscribe();
-        let pending = match after {
+        let replay = match after {
             Some(after) => self.replay(filter, after).await?,
-            None => VecDeque::new(),
+            None => Replay::default(),
         };
-        Ok((live, pending, after.unwrap_or(0)))
+        Ok((live, replay, after.unwrap_or(0)))
     }
 
-    /// The kept events with an id above `after` that match `filter`, in id order.
+    /// The kept events with an id above `after` that match `filter`, in id order, and a
+    /// reset if a stream read was trimmed past `after`.
     pub(crate) async fn replay(
         &self,
         filter: &EventFilter,
         after: u64,
-    ) -> Result<VecDeque<Arc<DeviceEvent>>, BusError> {
+    ) -> Result<Replay, BusError> {
+        let keys = match filter {
+            EventFilter::All => vec![global_key(&self.config)],
+            EventFilter::Devices(ids) => {
+                ids.iter().map(|id| device_key(&self.config, id)).collect()
+            }
+        };
         let mut conn = self.conn.clone();
         let mut events = Vec::new();
-        match filter {
-            EventFilter::All => {
-                range_after(&mut conn, &global_key(&self.config), after, &mut events).await?;
-            }
-            EventFilter::Devices(ids) => {
-                for id in ids {
-                    let key = device_key(&self.config, id);
-                    range_after(&mut conn, &key, after, &mut events).await?;
-                }
-                events.sort_by_key(|e| e.id);
+        let mut lost = false;
+        let mut oldest: Option<u64> = None;
+        for key in &keys {
+            // Read first, then look at the window: an entry trimmed before the read
+            // shows in the window, so a gap is never missed.
+            range_after(&mut conn, key, after, &mut events).await?;
+            let window = window(&mut conn, key, self.config_cap(filter)).await?;
+            lost |= window.lost_after(after);
+            if let Some(first) = window.first {
+                oldest = Some(oldest.map_or(first, |o| o.min(first)));
             }
         }
-        Ok(events
-            .into_iter()
-            .filter(|e| filter.matches(&e.device_id))
-            .map(Arc::new)
-            .collect())
+        events.sort_by_key(|e| e.id);
+        Ok(Replay {
+            reset: lost.then_some(Reset { after, oldest }),
+            events: events
+                .into_iter()
+                .filter(|e| filter.matches(&e.device_id))
+                .map(Arc::new)
+                .collect(),
+        })
     }
+
+    /// The cap of the streams a filter reads.
+    fn config_cap(&self, filter: &EventFilter) -> usize {
+        match filter {
+            EventFilter::All => self.config.global_cap,
+            EventFilter::Devices(_) => self.config.per_device_cap,
+        }
+    }
+}
+
+/// What a stream still holds.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Window {
+    /// Entries were removed from it (trimmed).
+    trimmed: bool,
+    /// Its first entry, as an event id.
+    first: Option<u64>,
+    /// The newest id it ever had (for a stream emptied entirely).
+    last_generated: Option<u64>,
+}
+
+impl Window {
+    /// Whether an entry after `after` may have been removed.
+    fn lost_after(&self, after: u64) -> bool {
+        if !self.trimmed {
+            return false;
+        }
+        match (self.first, self.last_generated) {
+            (Some(first), _) => after.saturating_add(1) < first,
+            (None, Some(last)) => after < last,
+            (None, None) => false,
+        }
+    }
+}
+
+/// `XINFO STREAM key`; a missing stream (never written, or forgotten) has lost nothing.
+/// `cap`: the stream's cap, used to guess `trimmed` on a Redis before 7.0, which does
+/// not count the entries ever added.
+async fn window(conn: &mut ConnectionManager, key: &str, cap: usize) -> Result<Window, BusError> {
+    let reply: redis::RedisResult<std::collections::HashMap<String, RedisValue>> =
+        redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(key)
+            .query_async(conn)
+            .await;
+    let info = match reply {
+        Ok(info) => info,
+        Err(error) if error.to_string().contains("no such key") => {
+            return Ok(Window::default());
+        }
+        Err(error) => return Err(unavailable(error)),
+    };
+    let int = |field: &str| match info.get(field) {
+        Some(RedisValue::Int(n)) => u64::try_from(*n).ok(),
+        _ => None,
+    };
+    let length = int("length").unwrap_or(0);
+    let trimmed = match int("entries-added") {
+        Some(added) => added > length,
+        None => length >= cap as u64,
+    };
+    let first = match info.get("first-entry") {
+        Some(RedisValue::Array(entry)) => match entry.first() {
+            Some(RedisValue::BulkString(id)) => std::str::from_utf8(id).ok().and_then(event_id),
+            Some(RedisValue::SimpleString(id)) => event_id(id),
+            _ => None,
+        },
+        _ => None,
+    };
+    let last_generated = match info.get("last-generated-id") {
+        Some(RedisValue::BulkString(id)) => std::str::from_utf8(id).ok().and_then(event_id),
+        Some(RedisValue::SimpleString(id)) => event_id(id),
+        _ => None,
+    };
+    Ok(Window {
+        trimmed,
+        first,
+        last_generated,
+    })
 }
 
 /// Every entry of `key` after `after`, in pages.
@@ -264,101 +328,6 @@ async fn range_after(
             return Ok(());
         }
     }
-}
-
-async fn run_writer(
-    mut conn: ConnectionManager,
-    config: RedisBusConfig,
-    mut queue: mpsc::UnboundedReceiver<Write>,
-    pending: Arc<AtomicUsize>,
-) {
-    let script = Script::new(APPEND);
-    let global = global_key(&config);
-    let device_prefix = device_key(&config, "");
-    let mut batch = Vec::with_capacity(BATCH);
-    while let Some(first) = queue.recv().await {
-        batch.push(first);
-        while batch.len() < BATCH {
-            match queue.try_recv() {
-                Ok(write) => batch.push(write),
-                Err(_) => break,
-            }
-        }
-        let oldest_ms = batch
-            .iter()
-            .filter_map(|w| match w {
-                Write::Publish { at_ms, .. } => Some(*at_ms),
-                Write::Forget(_) => None,
-            })
-            .min();
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            metrics::events_queue_depth(pending.load(Ordering::Relaxed));
-            match write_batch(&mut conn, &script, &global, &device_prefix, &config, &batch).await {
-                Ok(()) => break,
-                Err(error) => {
-                    metrics::events_write_error();
-                    warn!(%error, events = batch.len(), "cannot write events to redis, retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-            }
-        }
-        if let Some(oldest_ms) = oldest_ms {
-            metrics::events_written(age(oldest_ms));
-        }
-        let published = batch
-            .iter()
-            .filter(|w| matches!(w, Write::Publish { .. }))
-            .count();
-        let left = pending
-            .fetch_sub(published, Ordering::Relaxed)
-            .saturating_sub(published);
-        metrics::events_queue_depth(left);
-        batch.clear();
-    }
-}
-
-async fn write_batch(
-    conn: &mut ConnectionManager,
-    script: &Script,
-    global: &str,
-    device_prefix: &str,
-    config: &RedisBusConfig,
-    batch: &[Write],
-) -> redis::RedisResult<()> {
-    let mut i = 0;
-    while i < batch.len() {
-        if let Write::Forget(device_id) = &batch[i] {
-            redis::cmd("DEL")
-                .arg(format!("{device_prefix}{device_id}"))
-                .query_async::<()>(conn)
-                .await?;
-            i += 1;
-            continue;
-        }
-        let mut invocation = script.key(global);
-        invocation
-            .arg(config.global_cap)
-            .arg(config.per_device_cap)
-            .arg(device_prefix);
-        while let Some(Write::Publish {
-            device_id,
-            kind,
-            json,
-            at_ms,
-        }) = batch.get(i)
-        {
-            invocation
-                .arg(device_id)
-                .arg(kind.as_str())
-                .arg(json)
-                .arg(*at_ms);
-            i += 1;
-        }
-        invocation.invoke_async::<Vec<String>>(conn).await?;
-    }
-    Ok(())
 }
 
 /// Follows the global stream from `last` and hands every entry to the live channel.

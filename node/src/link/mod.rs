@@ -52,6 +52,11 @@ pub enum LinkEvent {
         error: Option<String>,
         at_ms: i64,
     },
+    /// The link gave up waiting on a send that may have gone out (it timed out, or the
+    /// connection went while sending). The message is neither sent nor failed: it stays
+    /// queued and is handed again later, and a link sends it again under the same network
+    /// message id, so the network delivers it once.
+    Unsent { message_id: String, reason: String },
     /// A phone wrote to the device; acknowledge with [`LinkCommand::AckInbound`] once stored.
     Inbound {
         message_id: String,

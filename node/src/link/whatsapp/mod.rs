@@ -23,6 +23,7 @@
 //! | `TemporaryBan { expire }`            | [`LinkEvent::Banned`], then `Disconnected`        |
 //! | `Receipt` (delivered / read, played) | [`LinkEvent::Receipt`] for the wafleet message    |
 //! | `Messages` (1:1 text)                | [`LinkEvent::Inbound`]                            |
+//! | a send timed out or lost its connection | [`LinkEvent::Unsent`] (sent again, same id)    |
 //! | anything ending the connection       | [`LinkEvent::Disconnected`] with the reason       |
 //!
 //! Pairing codes ([`LinkCommand::RequestPairCode`]) are WhatsApp's: 8 characters of
@@ -33,12 +34,14 @@
 //! # Layout
 //! - [`client`]: building a client on the vault, and the probe of a connection attempt.
 //! - [`conformance`]: the storage suite any [`Store`](crate::store::Store) must pass.
+//! - [`send`]: sending a text under one WhatsApp id per message, whatever the attempts.
 //! - [`session`]: one session's task: whatsapp-rust events in, wafleet events out.
 //! - [`store`]: whatsapp-rust's storage traits on the device vault.
 
 pub mod client;
 pub mod conformance;
 mod durable;
+mod send;
 mod session;
 pub mod store;
 

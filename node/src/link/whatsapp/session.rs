@@ -16,25 +16,22 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 use whatsapp_rust::pair_code::PairCodeOptions;
-use whatsapp_rust::send::SendOptions;
 use whatsapp_rust::types::events::{
     Event, EventHandler, EventInterest, EventKind, InboundMessage, Receipt,
 };
 use whatsapp_rust::types::presence::ReceiptType;
-use whatsapp_rust::wacore::proto_helpers::{MessageBuilderExt, MessageExt};
-use whatsapp_rust::waproto::whatsapp as wa;
+use whatsapp_rust::wacore::proto_helpers::MessageExt;
 use whatsapp_rust::{Client, Jid};
 
 use super::client::Probe;
 use super::durable::Unstored;
+use super::send;
 use super::store::VaultBackend;
 use crate::clock::now_ms;
 use crate::link::{LinkCommand, LinkContext, LinkError, LinkEvent, PairCode, ReceiptStatus};
 
 /// Closing the client (flushing its state) is abandoned after this long.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// A send that has not been written to WhatsApp by then is reported failed.
-const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a pairing-code request waits for the connection to WhatsApp.
 const PAIR_CODE_SOCKET_WAIT: Duration = Duration::from_secs(10);
 /// How long a request for a pairing code may take once connected.
@@ -359,17 +356,13 @@ impl Session {
                 to_phone,
                 text,
             } => {
-                let send = send_text(
-                    self.client.clone(),
-                    self.backend.clone(),
-                    message_id,
-                    to_phone,
-                    text,
-                );
+                let (client, backend) = (self.client.clone(), self.backend.clone());
                 let events = self.ctx.events.clone();
                 self.tasks.spawn(async move {
-                    if let Some(receipt) = send.await {
-                        events.emit(receipt);
+                    let sent =
+                        send::send_text(client.as_ref(), &backend, message_id, to_phone, text);
+                    if let Some(outcome) = sent.await {
+                        events.emit(outcome);
                     }
                 });
             }
@@ -399,45 +392,6 @@ impl Session {
             }
         }
     }
-}
-
-/// Sends a text and says how it went (`None`: the session lost ownership, nothing
-/// was sent). The WhatsApp message id is chosen and mapped to wafleet's before the
-/// send, so that no receipt can arrive for an id the link does not know yet.
-async fn send_text(
-    client: Arc<Client>,
-    backend: Arc<VaultBackend>,
-    message_id: String,
-    to_phone: String,
-    text: String,
-) -> Option<LinkEvent> {
-    let receipt = |status, error: Option<String>| LinkEvent::Receipt {
-        message_id: message_id.clone(),
-        status,
-        error,
-        at_ms: now_ms(),
-    };
-    let to = match jid_of_phone(&to_phone) {
-        Ok(jid) => jid,
-        Err(error) => return Some(receipt(ReceiptStatus::Failed, Some(error))),
-    };
-    let wa_id = client.generate_message_id();
-    if let Err(error) = backend.put_outbound(&wa_id, &message_id).await {
-        if backend.fenced().borrow().is_some() {
-            return None;
-        }
-        warn!(device_id = backend.device_id(), %error, "cannot store the message id mapping, receipts will be lost");
-    }
-    let options = SendOptions::default().with_message_id(wa_id);
-    let sending = client.send_message_with_options(to, wa::Message::text(text), options);
-    Some(match tokio::time::timeout(SEND_TIMEOUT, sending).await {
-        Ok(Ok(_)) => receipt(ReceiptStatus::Sent, None),
-        Ok(Err(error)) => receipt(ReceiptStatus::Failed, Some(error.to_string())),
-        Err(_) => receipt(
-            ReceiptStatus::Failed,
-            Some("timed out sending to WhatsApp".into()),
-        ),
-    })
 }
 
 /// Asks WhatsApp for a pairing code for `phone` (the device must be connected, not
@@ -482,7 +436,7 @@ pub(super) fn digits_of(phone: &str) -> Result<String, String> {
     Ok(digits)
 }
 
-fn jid_of_phone(phone: &str) -> Result<Jid, String> {
+pub(super) fn jid_of_phone(phone: &str) -> Result<Jid, String> {
     digits_of(phone).map(Jid::pn)
 }
 
