@@ -52,7 +52,10 @@ pub fn raise_limit() -> io::Result<FilesLimit> {
             now, "open files: soft limit raised to the hard limit"
         );
     } else {
-        info!(limit = now, hard, "open files: limit");
+        info!(
+            limit = now,
+            "open files: soft limit already at the hard limit"
+        );
     }
     Ok(limit)
 }
