@@ -36,12 +36,8 @@ enum Command {
         #[arg(long)]
         config: std::path::PathBuf,
     },
-    /// The simulated WhatsApp network on its own.
-    Sim {
-        /// Address to listen on (`:0` picks a free port).
-        #[arg(long, default_value = "127.0.0.1:8090")]
-        listen: String,
-    },
+    /// The simulated WhatsApp network on its own (one of several, with `[link] sim_urls`).
+    Sim(standalone::SimArgs),
 }
 
 #[tokio::main]
@@ -53,11 +49,15 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Every device link is a socket: take every descriptor the system allows.
+    if let Err(error) = wafleet_node::open_files::raise_limit() {
+        tracing::warn!(%error, "cannot raise the open-files limit");
+    }
     match Cli::parse().command {
         Command::Standalone(args) => standalone::run(args, shutdown_signal()).await,
         Command::Node { config } => node::run(config, shutdown_signal()).await,
         Command::Gateway { config } => gateway::run(config, shutdown_signal()).await,
-        Command::Sim { listen } => standalone::run_sim(&listen, shutdown_signal()).await,
+        Command::Sim(args) => standalone::run_sim(args, shutdown_signal()).await,
     }
 }
 

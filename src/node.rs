@@ -7,10 +7,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use wafleet_cluster_config::{LinkKind, MasterKeySource, NodeSettings, StoreSettings};
 use wafleet_node::events::{EventBus, RedisBusConfig};
-use wafleet_node::link::ws::WsDialer;
 use wafleet_node::link::{LinkFactory, SimLinkFactory, WhatsAppConfig, WhatsAppLinkFactory};
 use wafleet_node::process::NodeProcess;
 use wafleet_node::seal::{
@@ -18,7 +17,7 @@ use wafleet_node::seal::{
 };
 use wafleet_node::store::Store;
 
-use crate::standalone::bind_addr;
+use crate::standalone::{bind_addr, sim_dialer};
 
 pub(crate) async fn run(
     config: PathBuf,
@@ -38,10 +37,9 @@ pub(crate) async fn run(
     })
     .await
     .context("cannot reach redis")?;
-    let links: Arc<dyn LinkFactory> = match (settings.link.kind, &settings.link.sim_url) {
-        (LinkKind::Sim, Some(url)) => Arc::new(SimLinkFactory::new(Arc::new(WsDialer::new(url)))),
-        (LinkKind::Sim, None) => bail!("[link] kind = \"sim\" needs sim_url"),
-        (LinkKind::Whatsapp, _) => Arc::new(WhatsAppLinkFactory::new(WhatsAppConfig::default())),
+    let links: Arc<dyn LinkFactory> = match settings.link.kind {
+        LinkKind::Sim => Arc::new(SimLinkFactory::new(sim_dialer(&settings.link.sim_urls())?)),
+        LinkKind::Whatsapp => Arc::new(WhatsAppLinkFactory::new(WhatsAppConfig::default())),
     };
     let http = bind_addr(settings.node.http_listen).await?;
     let prometheus = wafleet_gateway::metrics::prometheus();

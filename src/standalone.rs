@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use async_trait::async_trait;
@@ -13,9 +14,10 @@ use wafleet_gateway::auth::Keys;
 use wafleet_node::events::{BusConfig, EventBus};
 use wafleet_node::link::ws::WsDialer;
 use wafleet_node::link::{
-    FramePipe, LinkError, LinkFactory, SimDialer, SimLinkFactory, WhatsAppConfig,
+    FramePipe, LinkError, LinkFactory, SimDialer, SimLinkFactory, SimSpread, WhatsAppConfig,
     WhatsAppLinkFactory,
 };
+use wafleet_node::open_files;
 use wafleet_node::seal::{Sealer, load_or_create_master_key};
 use wafleet_node::store::{MeteredStore, SqliteStore};
 use wafleet_node::{Fleet, NodeConfig};
@@ -31,7 +33,9 @@ pub(crate) struct Args {
     #[arg(long, default_value = "./wafleet-data")]
     data: PathBuf,
     /// `whatsapp` (real WhatsApp), `whatsapp=wss://HOST/PATH` (through a relay),
-    /// `sim` (a simulated network in this process), or `sim=ws://HOST:PORT/ws`.
+    /// `sim` (a simulated network in this process), `sim=ws://HOST:PORT/ws`, or
+    /// `sim=ws://A/ws,ws://B/ws` (a network of several `wafleet sim` processes: each
+    /// device dials the one its id picks, see `wafleet_cluster_config::sim_of`).
     #[arg(long, default_value = "whatsapp")]
     link: String,
 }
@@ -67,13 +71,17 @@ pub(crate) async fn run(
                 Some(network),
             )
         }
-        url if url.starts_with("sim=") => {
-            let url = &url["sim=".len()..];
-            if !(url.starts_with("ws://") || url.starts_with("wss://")) {
-                bail!("--link sim=URL needs a ws:// URL, like sim=ws://127.0.0.1:8090/ws");
+        urls if urls.starts_with("sim=") => {
+            let urls: Vec<&str> = urls["sim=".len()..].split(',').map(str::trim).collect();
+            if let Some(bad) = urls
+                .iter()
+                .find(|url| !(url.starts_with("ws://") || url.starts_with("wss://")))
+            {
+                bail!(
+                    "--link sim=URL[,URL…] needs ws:// URLs, like sim=ws://127.0.0.1:8090/ws; got {bad:?}"
+                );
             }
-            let dialer = WsDialer::new(url);
-            (Arc::new(SimLinkFactory::new(Arc::new(dialer))), None)
+            (Arc::new(SimLinkFactory::new(sim_dialer(&urls)?)), None)
         }
         "whatsapp" => (
             Arc::new(WhatsAppLinkFactory::new(WhatsAppConfig::default())),
@@ -124,15 +132,40 @@ pub(crate) async fn run(
 }
 
 /// `wafleet sim`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SimArgs {
+    /// Address to listen on (`:0` picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    listen: String,
+    /// How long each QR code is shown before the next replaces it, in milliseconds
+    /// (WhatsApp: 20–60 s). Short values let tests see a code expire.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    qr_ttl_ms: u64,
+}
+
+/// `wafleet sim`.
 pub(crate) async fn run_sim(
-    listen: &str,
+    args: SimArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let network = Network::open(SimConfig::default())?;
-    let listener = bind(listen).await?;
+    let network = Network::open(SimConfig {
+        qr_ttl: Duration::from_millis(args.qr_ttl_ms),
+        ..SimConfig::default()
+    })?;
+    let listener = bind(&args.listen).await?;
     announce(&listener)?;
-    wafleet_sim::serve(listener, network, shutdown).await?;
+    wafleet_sim::serve(open_files::Listener::new(listener), network, shutdown).await?;
     Ok(())
+}
+
+/// The dialer of the simulators at `urls` (WebSockets, in the order every process of
+/// the network lists them): each device dials the one its id picks.
+pub(crate) fn sim_dialer(urls: &[&str]) -> anyhow::Result<Arc<dyn SimDialer>> {
+    let dialers = urls
+        .iter()
+        .map(|url| Arc::new(WsDialer::new(*url)) as Arc<dyn SimDialer>)
+        .collect();
+    Ok(Arc::new(SimSpread::new(dialers)?))
 }
 
 /// Binds a socket address.
@@ -205,7 +238,7 @@ struct InProcessDialer(Network);
 
 #[async_trait]
 impl SimDialer for InProcessDialer {
-    async fn dial(&self) -> Result<FramePipe, LinkError> {
+    async fn dial(&self, _device_id: &str) -> Result<FramePipe, LinkError> {
         let connection = self.0.attach();
         Ok(FramePipe {
             tx: connection.tx,

@@ -39,7 +39,7 @@ impl Cluster {
 
     fn plans(&self, n: usize) -> Vec<NodePlan> {
         let db = self.dir.path().join("wafleet.db");
-        NodePlan::cluster(n, &db, &self.redis_url, &self.sim.ws).unwrap()
+        NodePlan::cluster(n, &db, &self.redis_url, std::slice::from_ref(&self.sim.ws)).unwrap()
     }
 
     /// Starts every node of `plans` with the cluster cookie.

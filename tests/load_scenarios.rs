@@ -39,6 +39,7 @@ async fn a_rolling_restart_loses_no_message() {
             rate: 40,
             wafleet: env!("CARGO_BIN_EXE_wafleet").into(),
             rolling: true,
+            sims: None,
         })
         .await
         .unwrap();
@@ -60,4 +61,38 @@ async fn a_rolling_restart_loses_no_message() {
         fields["recovery_max_s"].as_f64().unwrap() < 4.5,
         "{fields:?}"
     );
+}
+
+/// A kill -9 failover with the simulated network run as two processes: devices land on
+/// both, the driver scans, counts and reads inboxes on the right ones, and the figures
+/// add up (nothing lost or twice, no double ownership, no new pairing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failover_over_two_simulators_loses_nothing() {
+    let report =
+        wafleet_load::scenario::failover::run(wafleet_load::scenario::failover::FailoverOptions {
+            devices: 40,
+            nodes: 3,
+            rate: 30,
+            wafleet: env!("CARGO_BIN_EXE_wafleet").into(),
+            rolling: false,
+            sims: Some(2),
+        })
+        .await
+        .unwrap();
+    let fields = &report.fields;
+    println!("{fields:?}");
+    assert_eq!(fields["sims"], 2);
+    let links = fields["links_per_sim"].as_array().unwrap();
+    assert_eq!(links.len(), 2);
+    assert!(links.iter().all(|n| n.as_u64().unwrap() > 0), "{fields:?}");
+    assert_eq!(
+        links.iter().map(|n| n.as_u64().unwrap()).sum::<u64>(),
+        40,
+        "{fields:?}"
+    );
+    assert!(fields["accepted"].as_u64().unwrap() > 50, "{fields:?}");
+    assert_eq!(fields["lost"], 0, "{fields:?}");
+    assert_eq!(fields["duplicated"], 0, "{fields:?}");
+    assert_eq!(fields["double_ownership"], 0, "{fields:?}");
+    assert_eq!(fields["new_pairings"], 0, "{fields:?}");
 }

@@ -54,7 +54,7 @@ async fn fifty_concurrent_sends_through_a_gateway_keep_the_pace_and_the_quota_su
     let mut cluster = LocalCluster::start(Path::new(WAFLEET), 2).await.unwrap();
     let http = reqwest::Client::new();
     let gw = cluster.gateway.base.clone();
-    let sim = cluster.sim.base.clone();
+    let sim = cluster.sims.all()[0].base.clone();
 
     // The table, through the gateway (which tells every node before it answers).
     let put = http

@@ -1,5 +1,6 @@
 //! The two things every wafleet cluster process must get the same way: its typed
-//! configuration, and where each device lives.
+//! configuration, and where each device lives (its node, and with a simulated network
+//! of several processes, its simulator).
 //!
 //! - [`NodeSettings::load`] / [`GatewaySettings::load`] read `wafleet node --config FILE`
 //!   and `wafleet gateway --config FILE`: a TOML file with `WAFLEET__SECTION__KEY`
@@ -14,6 +15,8 @@
 //!   (`node`, `gateway`, `cluster`, `lease`, `store`, `redis`, `recovery`), the layered
 //!   file + environment source (`source`), shared checks (`check`) and [`ConfigError`].
 //! - [`placement`]: [`shard_of`] (device → shard) and [`Placement`] (shard → node).
+//! - [`sims`]: [`sim_of`], which of several simulator processes serves a device (the
+//!   links and the load driver share it).
 //! - [`quota`]: the sending [`Quota`] of a device and the [`QuotaTable`] per trust level,
 //!   with their defaults and checks (the value of `/v1/settings/trust-levels`).
 //! - `examples/placement.rs`: measures placement against its alternatives
@@ -24,6 +27,7 @@
 pub mod config;
 pub mod placement;
 pub mod quota;
+pub mod sims;
 
 pub use config::{
     ClusterSettings, ConfigError, Cookie, GatewaySection, GatewaySettings, LeaseSettings, LinkKind,
@@ -32,3 +36,4 @@ pub use config::{
 };
 pub use placement::{Placement, PlacementError, shard_of};
 pub use quota::{Quota, QuotaError, QuotaTable};
+pub use sims::sim_of;

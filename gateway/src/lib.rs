@@ -155,6 +155,7 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let listener = wafleet_node::open_files::Listener::new(listener);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await

@@ -61,7 +61,7 @@ struct InProcessDialer(Network);
 
 #[async_trait]
 impl SimDialer for InProcessDialer {
-    async fn dial(&self) -> Result<FramePipe, LinkError> {
+    async fn dial(&self, _device_id: &str) -> Result<FramePipe, LinkError> {
         let connection = self.0.attach();
         Ok(FramePipe {
             tx: connection.tx,

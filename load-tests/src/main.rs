@@ -29,6 +29,10 @@ struct ClusterRun {
     /// Messages per second through the gateway.
     #[arg(long, default_value_t = 50)]
     rate: u32,
+    /// `wafleet sim` processes (default: as many as the devices need, one per 9,500
+    /// devices at an open-files limit of 20,000; see `sims_for`).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    sims: Option<u64>,
     /// The wafleet binary (default: the one next to this binary).
     #[arg(long)]
     wafleet: Option<PathBuf>,
@@ -44,6 +48,7 @@ impl ClusterRun {
                 .wafleet
                 .unwrap_or_else(scenario::process::sibling_wafleet),
             rolling,
+            sims: self.sims.map(|n| n as usize),
         }
     }
 }
@@ -90,6 +95,8 @@ enum Scenario {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The driver holds a connection per request in flight and its event streams.
+    scenario::sims::files_limit();
     let report = match Cli::parse().scenario {
         Scenario::Routing {
             devices,

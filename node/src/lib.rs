@@ -22,6 +22,8 @@
 //! - [`cluster`]: joining a cluster (ractor_cluster, cookie) and membership by heartbeats.
 //! - [`process`]: a cluster node as a process (fleet, cluster, shard keeper, its HTTP
 //!   routes, the SIGTERM handoff); `wafleet node` only opens what it runs with.
+//! - [`open_files`]: the open-files limit raised at start, and running out of files said
+//!   once ([`open_files::Listener`] is every server's accept loop).
 //! - [`metrics`]: every metric the node records; `census`: what the gauges know of the
 //!   devices hosted here (statuses, recoveries under way).
 //! - [`limits`]: how fast a device may send: the pure, clock-free sending policy
@@ -56,6 +58,7 @@ pub mod fleet;
 pub mod limits;
 pub mod link;
 pub mod metrics;
+pub mod open_files;
 pub mod outbox;
 pub mod process;
 pub mod seal;

@@ -152,7 +152,7 @@ impl NodeProcess {
         println!("listening on http://{}", http.local_addr()?);
         tokio::spawn(print_changes("members", members, |m| m.join(",")));
         tokio::spawn(print_changes("shards", held_shards, usize::to_string));
-        axum::serve(http, router)
+        axum::serve(crate::open_files::Listener::new(http), router)
             .with_graceful_shutdown(async {
                 let _ = left_rx.await;
             })

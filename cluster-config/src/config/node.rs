@@ -213,6 +213,29 @@ mod tests {
     }
 
     #[test]
+    fn several_simulators_come_from_the_file_or_the_environment() {
+        let file = format!(
+            "{MINIMAL}\n[link]\nkind = \"sim\"\nsim_urls = [\"ws://127.0.0.1:8090/ws\", \"ws://127.0.0.1:8091/ws\"]\n"
+        );
+        let settings = parse(&file, &[]).unwrap();
+        assert_eq!(
+            settings.link.sim_urls(),
+            ["ws://127.0.0.1:8090/ws", "ws://127.0.0.1:8091/ws"]
+        );
+        let from_env = parse(
+            MINIMAL,
+            &[
+                ("WAFLEET__LINK__KIND", "sim"),
+                ("WAFLEET__LINK__SIM_URLS", "ws://a:1/ws,ws://b:2/ws"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(from_env.link.sim_urls(), ["ws://a:1/ws", "ws://b:2/ws"]);
+        let err = parse(&file, &[("WAFLEET__LINK__SIM_URL", "ws://c:3/ws")]).unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+    }
+
+    #[test]
     fn the_cookie_is_required_and_has_no_default() {
         let err = parse(&MINIMAL.replace(&format!("cookie = \"{COOKIE}\""), ""), &[]).unwrap_err();
         assert!(

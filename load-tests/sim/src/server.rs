@@ -3,8 +3,8 @@
 
 use std::future::Future;
 
-use axum::{Router, routing::get};
-use tokio::{net::TcpListener, sync::watch};
+use axum::{Router, routing::get, serve::Listener};
+use tokio::sync::watch;
 
 use super::{Network, routes, socket};
 
@@ -30,11 +30,19 @@ fn app(network: Network, shutdown: Option<watch::Receiver<bool>>) -> Router {
 
 /// Serve the network on `listener` until `shutdown` resolves; then close the open
 /// WebSockets and wait for the state file to be written.
-pub async fn serve(
-    listener: TcpListener,
+///
+/// Any axum listener: `wafleet sim` passes one that says once when the process runs
+/// out of open files (`wafleet_node::open_files::Listener`); tests pass a
+/// [`TcpListener`](tokio::net::TcpListener).
+pub async fn serve<L>(
+    listener: L,
     network: Network,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: Listener,
+    L::Addr: std::fmt::Debug,
+{
     let (stop, stopping) = watch::channel(false);
     let result = axum::serve(listener, app(network.clone(), Some(stopping)))
         .with_graceful_shutdown(async move {

@@ -1,5 +1,6 @@
-//! Cluster processes for scenarios and tests: `wafleet sim` and `wafleet node` children on
-//! 127.0.0.1, each node with a config file written here.
+//! Cluster processes for scenarios and tests: `wafleet node` and `wafleet gateway`
+//! children on 127.0.0.1, each with a config file written here, and a whole
+//! [`LocalCluster`] with its simulators ([`super::sims`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -11,31 +12,11 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 use super::process::{RedisServer, free_port};
+pub use super::sims::SimProcess;
+use super::sims::Sims;
 
 /// The cookie scenarios give their nodes (unless a test wants another).
 pub const COOKIE: &str = "wafleet-load-test-cookie-0123456789";
-
-/// A `wafleet sim` child.
-#[derive(Debug)]
-pub struct SimProcess {
-    _child: Child,
-    /// `http://127.0.0.1:PORT`
-    pub base: String,
-    /// `ws://127.0.0.1:PORT/ws`
-    pub ws: String,
-}
-
-impl SimProcess {
-    pub async fn start(binary: &Path) -> anyhow::Result<SimProcess> {
-        let (child, mut lines) = spawn(binary, &["sim", "--listen", "127.0.0.1:0"], &[])?;
-        let addr = wait_line(&mut lines, "listening on http://", Duration::from_secs(20)).await?;
-        Ok(SimProcess {
-            _child: child,
-            base: format!("http://{addr}"),
-            ws: format!("ws://{addr}/ws"),
-        })
-    }
-}
 
 /// How to write one node's config.
 #[derive(Debug, Clone)]
@@ -45,7 +26,8 @@ pub struct NodePlan {
     pub seeds: Vec<String>,
     pub db: PathBuf,
     pub redis_url: String,
-    pub sim_ws: String,
+    /// `[link] sim_urls`: the simulators' WebSockets, in the order every node lists them.
+    pub sim_urls: Vec<String>,
 }
 
 impl NodePlan {
@@ -54,12 +36,13 @@ impl NodePlan {
         format!("127.0.0.1:{}", self.cluster_port)
     }
 
-    /// Plans for `n` nodes named `node-1`… that seed each other.
+    /// Plans for `n` nodes named `node-1`… that seed each other, their devices linked
+    /// to the simulators at `sim_urls`.
     pub fn cluster(
         n: usize,
         db: &Path,
         redis_url: &str,
-        sim_ws: &str,
+        sim_urls: &[String],
     ) -> anyhow::Result<Vec<NodePlan>> {
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
         Ok((0..n)
@@ -74,13 +57,14 @@ impl NodePlan {
                     .collect(),
                 db: db.to_owned(),
                 redis_url: redis_url.to_owned(),
-                sim_ws: sim_ws.to_owned(),
+                sim_urls: sim_urls.to_vec(),
             })
             .collect())
     }
 
     fn toml(&self) -> String {
         let seeds: Vec<String> = self.seeds.iter().map(|s| format!("{s:?}")).collect();
+        let sims: Vec<String> = self.sim_urls.iter().map(|s| format!("{s:?}")).collect();
         format!(
             r#"[node]
 name = {name:?}
@@ -111,14 +95,14 @@ jitter_ms = 100
 
 [link]
 kind = "sim"
-sim_url = {sim:?}
+sim_urls = [{sims}]
 "#,
             name = self.name,
             port = self.cluster_port,
             seeds = seeds.join(", "),
             db = self.db.display().to_string(),
             redis = self.redis_url,
-            sim = self.sim_ws,
+            sims = sims.join(", "),
         )
     }
 }
@@ -386,10 +370,14 @@ impl NodeProcess {
     }
 }
 
-type Lines = mpsc::UnboundedReceiver<String>;
+pub(crate) type Lines = mpsc::UnboundedReceiver<String>;
 
 /// Spawns a child whose stdout lines arrive on a channel (stderr is inherited).
-fn spawn(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<(Child, Lines)> {
+pub(crate) fn spawn(
+    binary: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<(Child, Lines)> {
     let mut command = Command::new(binary);
     command
         .args(args)
@@ -416,7 +404,11 @@ fn spawn(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<(
 }
 
 /// The rest of the first line starting with `prefix`.
-async fn wait_line(lines: &mut Lines, prefix: &str, within: Duration) -> anyhow::Result<String> {
+pub(crate) async fn wait_line(
+    lines: &mut Lines,
+    prefix: &str,
+    within: Duration,
+) -> anyhow::Result<String> {
     tokio::time::timeout(within, async {
         while let Some(line) = lines.recv().await {
             if let Some(rest) = line.strip_prefix(prefix) {
@@ -429,24 +421,35 @@ async fn wait_line(lines: &mut Lines, prefix: &str, within: Duration) -> anyhow:
     .with_context(|| format!("no {prefix:?} within {within:?}"))?
 }
 
-/// A whole cluster on 127.0.0.1: redis, a simulator, `n` nodes sharing one SQLite file
-/// (membership and placement settled), and a gateway that hears them all.
+/// A whole cluster on 127.0.0.1: redis, one or more simulators, `n` nodes sharing one
+/// SQLite file (membership and placement settled), and a gateway that hears them all.
 #[derive(Debug)]
 pub struct LocalCluster {
     pub dir: tempfile::TempDir,
     pub redis: RedisServer,
-    pub sim: SimProcess,
+    pub sims: Sims,
     pub plans: Vec<NodePlan>,
     pub nodes: Vec<NodeProcess>,
     pub gateway: GatewayProcess,
 }
 
 impl LocalCluster {
+    /// With one simulator.
     pub async fn start(binary: &Path, n: usize) -> anyhow::Result<LocalCluster> {
+        LocalCluster::start_with_sims(binary, n, 1).await
+    }
+
+    /// With `sims` simulators, every node given all of them.
+    pub async fn start_with_sims(
+        binary: &Path,
+        n: usize,
+        sims: usize,
+    ) -> anyhow::Result<LocalCluster> {
         let dir = tempfile::tempdir()?;
         let redis = RedisServer::start().await?;
-        let sim = SimProcess::start(binary).await?;
-        let plans = NodePlan::cluster(n, &dir.path().join("wafleet.db"), &redis.url, &sim.ws)?;
+        let sims = Sims::start(binary, sims).await?;
+        let db = dir.path().join("wafleet.db");
+        let plans = NodePlan::cluster(n, &db, &redis.url, &sims.ws_urls())?;
         let mut nodes = Vec::new();
         for plan in &plans {
             nodes.push(NodeProcess::start(binary, dir.path(), plan, COOKIE).await?);
@@ -466,7 +469,7 @@ impl LocalCluster {
         Ok(LocalCluster {
             dir,
             redis,
-            sim,
+            sims,
             plans,
             nodes,
             gateway,

@@ -1,6 +1,8 @@
-//! `wafleet-load failover --devices N [--nodes 3] [--rate R]`: a simulator, redis, N
-//! nodes and a gateway as real processes on 127.0.0.1; N devices created and paired
-//! through the gateway; a steady stream of messages; then `kill -9` of the node that owns
+//! `wafleet-load failover --devices N [--nodes 3] [--rate R] [--sims S]`: simulators
+//! (as many as the devices need, see [`sims_for`]), redis, N nodes and a gateway as real
+//! processes on 127.0.0.1; N devices created and paired through the gateway (a QR code
+//! that expired before its scan is read again and scanned again, see [`super::pairing`]);
+//! a steady stream of messages; then `kill -9` of the node that owns
 //! the most devices. It measures how long until every one of that node's devices is
 //! READY again, and whether any message was lost or delivered twice.
 //!
@@ -33,7 +35,9 @@ use wafleet_cluster_config::Placement;
 
 use super::Report;
 use super::cluster::{COOKIE, LocalCluster, NodeProcess};
+use super::pairing::{PairingSite, scan_patiently};
 use super::process::{ADMIN_KEY, sse_events};
+use super::sims::{files_limit, sims_for};
 
 /// Options of the failover scenario.
 #[derive(Debug, Clone)]
@@ -47,6 +51,9 @@ pub struct FailoverOptions {
     /// (it hands its shards off), waiting for its devices to be READY on the others and
     /// for it to come back and take its share again before the next.
     pub rolling: bool,
+    /// How many `wafleet sim` processes; `None`: as many as the devices need
+    /// ([`sims_for`] the open-files limit).
+    pub sims: Option<usize>,
 }
 
 /// Phones the messages go to (few, so their inboxes can be read whole).
@@ -56,22 +63,28 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
     if options.nodes < 2 {
         bail!("failover needs at least 2 nodes");
     }
+    let sim_count = options
+        .sims
+        .unwrap_or_else(|| sims_for(options.devices, files_limit()));
     let LocalCluster {
         dir,
         redis,
-        sim,
+        sims,
         mut nodes,
         gateway,
         plans,
-    } = LocalCluster::start(&options.wafleet, options.nodes).await?;
+    } = LocalCluster::start_with_sims(&options.wafleet, options.nodes, sim_count).await?;
+    let sims = Arc::new(sims);
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let placement = Placement::new(1024, &names)?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
     eprintln!(
-        "cluster up: {} nodes, gateway {}",
-        options.nodes, gateway.base
+        "cluster up: {} nodes, {} simulators, gateway {}",
+        options.nodes,
+        sims.len(),
+        gateway.base
     );
 
     // Create, start and pair every device through the gateway.
@@ -95,8 +108,13 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
             anyhow::Ok(())
         });
     }
+    // Scans have their own 32 requests in flight: behind thousands of creations they
+    // would wait past their codes' expiry.
+    let scan_gate = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut scans = tokio::task::JoinSet::new();
     let mut ready = HashSet::new();
     let mut scanned = HashSet::new();
+    let mut rescans = 0u32;
     while ready.len() < ids.len() {
         let (kind, data) = tokio::time::timeout(Duration::from_secs(30), events.next())
             .await
@@ -105,12 +123,17 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
         let device = data["device_id"].as_str().unwrap_or_default().to_owned();
         if kind == "qr" && scanned.insert(device.clone()) {
             let n: usize = device.trim_start_matches("fo-").parse().unwrap_or(0);
-            let (http, sim_base, gate) = (http.clone(), sim.base.clone(), gate.clone());
-            let body = json!({"qr": data["code"], "phone": format!("62855{n:08}")});
-            tasks.spawn(async move {
+            let (http, sims, gate) = (http.clone(), sims.clone(), scan_gate.clone());
+            let api = gateway.base.clone();
+            let code = data["code"].as_str().unwrap_or_default().to_owned();
+            scans.spawn(async move {
                 let _permit = gate.acquire_owned().await?;
-                post(&http, &format!("{sim_base}/sim/scan"), &body).await?;
-                anyhow::Ok(())
+                let site = PairingSite {
+                    api: &api,
+                    sim: sims.base_for(&device),
+                };
+                let phone = format!("62855{n:08}");
+                scan_patiently(&http, site, &device, &code, &phone).await
             });
         } else if kind == "status" && data["status"] == "READY" {
             ready.insert(device);
@@ -118,17 +141,25 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
         while let Some(done) = tasks.try_join_next() {
             done??;
         }
+        while let Some(done) = scans.try_join_next() {
+            rescans += done??;
+        }
     }
     while let Some(done) = tasks.join_next().await {
         done??;
+    }
+    while let Some(done) = scans.join_next().await {
+        rescans += done??;
     }
     eprintln!(
         "{} devices paired and READY in {:.1}s",
         ids.len(),
         started.elapsed().as_secs_f64()
     );
-    let pairings_before = sim_stat(&http, &sim.base, "pairings").await?;
-    let replaced_before = sim_stat(&http, &sim.base, "connections_replaced").await?;
+    let pairings_before = sims.stat(&http, "pairings").await?;
+    let replaced_before = sims.stat(&http, "connections_replaced").await?;
+    let links_per_sim = sims.stat_each(&http, "links_total").await?;
+    eprintln!("links per simulator: {links_per_sim:?}; {rescans} QR codes scanned again");
 
     // A steady stream of messages, round-robin over devices and recipient phones.
     // Accepted message id → (recipient index, device).
@@ -274,13 +305,7 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
     // of truth instead: every phone's inbox.
     let mut in_inboxes: HashMap<String, usize> = HashMap::new();
     for to in 0..RECIPIENTS {
-        let inbox: Value = http
-            .get(format!("{}/sim/phones/62866{to:08}/inbox", sim.base))
-            .send()
-            .await?
-            .json()
-            .await?;
-        for message in inbox.as_array().into_iter().flatten() {
+        for message in sims.inbox(&http, &format!("62866{to:08}")).await? {
             *in_inboxes
                 .entry(
                     message["message_id"]
@@ -306,9 +331,8 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
             .map(|(id, (_, device))| (device.clone(), id.clone())),
     )
     .await?;
-    let new_pairings = sim_stat(&http, &sim.base, "pairings").await? - pairings_before;
-    let double_ownership =
-        sim_stat(&http, &sim.base, "connections_replaced").await? - replaced_before;
+    let new_pairings = sims.stat(&http, "pairings").await? - pairings_before;
+    let double_ownership = sims.stat(&http, "connections_replaced").await? - replaced_before;
 
     let mut times: Vec<f64> = recovered;
     times.sort_by(f64::total_cmp);
@@ -320,9 +344,10 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
         "failover"
     };
     report.line(format!(
-        "{scenario}: {} devices on {} nodes; {} ({}) with {moved_total} devices in all",
+        "{scenario}: {} devices on {} nodes and {} simulators; {} ({}) with {moved_total} devices in all",
         options.devices,
         options.nodes,
+        sims.len(),
         if options.rolling {
             "SIGTERM to each node in turn"
         } else {
@@ -350,6 +375,9 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
     report.field("scenario", scenario);
     report.field("devices", options.devices);
     report.field("nodes", options.nodes);
+    report.field("sims", sims.len());
+    report.field("links_per_sim", links_per_sim);
+    report.field("qr_rescans", rescans);
     report.field("killed_node_devices", moved_total);
     report.field("recovery_p50_s", round(pct(0.50)));
     report.field("recovery_p99_s", round(pct(0.99)));
@@ -417,18 +445,6 @@ async fn post(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-async fn sim_stat(http: &reqwest::Client, base: &str, name: &str) -> anyhow::Result<i64> {
-    let stats: Value = http
-        .get(format!("{base}/sim/stats"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    stats[name]
-        .as_i64()
-        .with_context(|| format!("no {name} in /sim/stats"))
 }
 
 /// Follows `events` until every device of `devices` has reported READY from a node

@@ -13,6 +13,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use super::Report;
+use super::pairing::{PairingSite, scan_patiently};
 use super::process::Standalone;
 
 /// Options of the idle scenario.
@@ -63,7 +64,10 @@ pub async fn run(options: IdleOptions) -> anyhow::Result<Report> {
         created.as_secs_f64()
     );
 
-    // Scan each device's first QR code; count READY devices.
+    // Scan each device's first QR code (again with its current one if it expired
+    // first); count READY devices.
+    let mut scans = tokio::task::JoinSet::new();
+    let mut rescans = 0u32;
     let mut scanned = HashSet::new();
     let mut ready = HashSet::new();
     let mut last_progress = Instant::now();
@@ -87,20 +91,17 @@ pub async fn run(options: IdleOptions) -> anyhow::Result<Report> {
         match kind.as_str() {
             "qr" if scanned.insert(device.clone()) => {
                 let index: usize = device.trim_start_matches("idle-").parse().unwrap_or(0);
-                let body = json!({"qr": data["code"], "phone": format!("62850{index:08}")});
+                let phone = format!("62850{index:08}");
+                let code = data["code"].as_str().unwrap_or_default().to_owned();
                 let (app, gate) = (app.clone(), gate.clone());
-                tasks.spawn(async move {
+                scans.spawn(async move {
                     let _permit = gate.acquire_owned().await?;
-                    let response = app
-                        .http
-                        .post(app.url("/sim/scan"))
-                        .json(&body)
-                        .send()
-                        .await?;
-                    if !response.status().is_success() {
-                        bail!("scan {device}: {}", response.status());
-                    }
-                    anyhow::Ok(())
+                    // The simulator runs in the standalone process: one address for both.
+                    let site = PairingSite {
+                        api: &app.base,
+                        sim: &app.base,
+                    };
+                    scan_patiently(&app.http, site, &device, &code, &phone).await
                 });
             }
             "status" if data["status"] == "READY" => {
@@ -108,8 +109,8 @@ pub async fn run(options: IdleOptions) -> anyhow::Result<Report> {
             }
             _ => {}
         }
-        while let Some(result) = tasks.try_join_next() {
-            result??;
+        while let Some(result) = scans.try_join_next() {
+            rescans += result??;
         }
         if last_progress.elapsed() > Duration::from_secs(1) {
             eprintln!(
@@ -147,10 +148,12 @@ pub async fn run(options: IdleOptions) -> anyhow::Result<Report> {
     report.field("ready", counts["counts"]["READY"].clone());
     report.field("create_start_s", round(created.as_secs_f64()));
     report.field("create_start_pair_s", round(paired.as_secs_f64()));
+    report.field("qr_rescans", rescans);
     report.field("rss_empty_kib", rss_empty);
     report.field("rss_ready_kib", rss_ready);
     report.field("bytes_per_device", per_device.round());
     drop(tasks);
+    drop(scans);
     let app = Arc::try_unwrap(app).map_err(|_| anyhow::anyhow!("process still shared"))?;
     if options.restart {
         restart(app, &options, data.path(), &mut report).await?;

@@ -5,7 +5,12 @@
 //! object on the last line of stdout.
 //!
 //! # Layout
-//! - [`cluster`]: `wafleet sim` and `wafleet node` children with their configs.
+//! - [`cluster`]: `wafleet node` and `wafleet gateway` children with their configs, and a
+//!   whole local cluster.
+//! - [`sims`]: `wafleet sim` children, one or several, and their control API as a whole
+//!   (each device's calls to its own simulator, counters and inboxes over all).
+//! - [`pairing`]: scanning like a patient phone (a QR code that expired: read the
+//!   current one and scan again).
 //! - [`process`]: a `wafleet standalone` child process and its HTTP/SSE client.
 //! - [`failover`]: a cluster, a message stream, `kill -9` of a node: recovery, loss.
 //! - [`routing`]: gateway vs standalone latency of the same calls, in one run.
@@ -14,8 +19,10 @@
 pub mod cluster;
 pub mod failover;
 pub mod idle;
+pub mod pairing;
 pub mod process;
 pub mod routing;
+pub mod sims;
 
 use serde_json::{Map, Value};
 

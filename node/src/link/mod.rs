@@ -8,10 +8,13 @@
 //!
 //! # Layout
 //! - [`sim`]: the link to the simulated network (`wafleet sim`), over a [`FramePipe`].
+//! - [`spread`]: a simulated network of several processes: each device dials the one
+//!   its id picks ([`SimSpread`]).
 //! - [`whatsapp`]: the link to real WhatsApp, on the `whatsapp-rust` crate.
 //! - [`ws`]: the WebSocket dialer for an external simulator.
 
 pub mod sim;
+pub mod spread;
 pub mod whatsapp;
 pub mod ws;
 
@@ -169,4 +172,5 @@ pub trait LinkSession: Send + Debug {
 }
 
 pub use sim::{FramePipe, SimDialer, SimLinkFactory};
+pub use spread::{NoSimulator, SimSpread};
 pub use whatsapp::{WhatsAppConfig, WhatsAppLinkFactory};

@@ -41,7 +41,10 @@ pub struct FramePipe {
 /// Opens connections to a simulator (WebSocket, or in-process in standalone).
 #[async_trait]
 pub trait SimDialer: Send + Sync + std::fmt::Debug + 'static {
-    async fn dial(&self) -> Result<FramePipe, LinkError>;
+    /// A connection for `device_id`'s session. The id picks the simulator when the
+    /// network runs as several processes ([`SimSpread`](super::SimSpread)); a dialer
+    /// of one simulator ignores it.
+    async fn dial(&self, device_id: &str) -> Result<FramePipe, LinkError>;
 }
 
 /// Opens simulated links.
@@ -87,7 +90,7 @@ type PendingReplies = Arc<Mutex<Waiting>>;
 impl LinkFactory for SimLinkFactory {
     async fn open(&self, ctx: LinkContext) -> Result<Box<dyn LinkSession>, LinkError> {
         let stored = load_credentials(&ctx.vault).await?;
-        let pipe = self.dialer.dial().await?;
+        let pipe = self.dialer.dial(&ctx.device_id).await?;
         let (secret, link_id) = match &stored {
             Some(credentials) => (
                 StaticSecret::from(credentials.secret),
@@ -401,7 +404,7 @@ mod tests {
 
     #[async_trait]
     impl SimDialer for OnePipe {
-        async fn dial(&self) -> Result<FramePipe, LinkError> {
+        async fn dial(&self, _device_id: &str) -> Result<FramePipe, LinkError> {
             self.0.lock().unwrap().take().ok_or(LinkError::Closed)
         }
     }

@@ -1,15 +1,18 @@
 //! Dials an external simulator (`wafleet sim`) over WebSocket: one connection per
-//! device session, one prost-encoded frame per binary message.
+//! device session, one prost-encoded frame per binary message. A dial that fails for
+//! want of file descriptors is reported once per episode ([`open_files`]), not once
+//! per device.
 
 use async_trait::async_trait;
 use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::debug;
 use wafleet_protocol::sim::{ClientFrame, ServerFrame};
 
 use super::{FramePipe, LinkError, SimDialer};
+use crate::open_files;
 
 /// Frames buffered per direction and connection.
 const PIPE_CAPACITY: usize = 16;
@@ -28,10 +31,21 @@ impl WsDialer {
 
 #[async_trait]
 impl SimDialer for WsDialer {
-    async fn dial(&self) -> Result<FramePipe, LinkError> {
-        let (socket, _) = tokio_tungstenite::connect_async(self.url.as_str())
-            .await
-            .map_err(|e| LinkError::Connect(e.to_string()))?;
+    async fn dial(&self, _device_id: &str) -> Result<FramePipe, LinkError> {
+        let (socket, _) = match tokio_tungstenite::connect_async(self.url.as_str()).await {
+            Ok(connected) => {
+                open_files::available();
+                connected
+            }
+            Err(error) => {
+                if let WsError::Io(io) = &error
+                    && open_files::is_out_of_files(io)
+                {
+                    open_files::ran_out("dialing the simulator", io);
+                }
+                return Err(LinkError::Connect(error.to_string()));
+            }
+        };
         let (mut sink, mut stream) = socket.split();
         let (client_tx, mut client_rx) = mpsc::channel::<ClientFrame>(PIPE_CAPACITY);
         let (server_tx, server_rx) = mpsc::channel::<ServerFrame>(PIPE_CAPACITY);

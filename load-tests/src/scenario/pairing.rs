@@ -1,0 +1,123 @@
+//! Pairing like a patient phone: a QR code that expired before the driver scanned it
+//! is not the end of the pairing. The device shows a new code every `qr_ttl`
+//! (30 s in the simulator); a person would look at the screen again and scan that.
+//!
+//! With thousands of devices started at once, a scan can come after the code it read
+//! from the event stream expired (`410 qr_expired`, or `404 qr_not_found` once the
+//! simulator has forgotten the retired code). Then [`scan_patiently`] reads the
+//! device's current code from the API (`GET /v1/devices/{id}/qr?format=raw`) and scans
+//! again, up to [`MAX_SCANS`] times.
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use serde_json::{Value, json};
+
+use super::process::ADMIN_KEY;
+
+/// Scans of one device before giving up (each after its previous code expired).
+pub const MAX_SCANS: u32 = 6;
+/// How long to wait for the device to show a code other than the one that expired.
+const NEW_CODE_WITHIN: Duration = Duration::from_secs(10);
+/// Pause between two reads of the device's code while it still shows the old one.
+const READ_AGAIN_AFTER: Duration = Duration::from_millis(200);
+
+/// Where a device is paired: the API that shows its QR code, and the control API of
+/// the simulator that serves it.
+#[derive(Debug, Clone, Copy)]
+pub struct PairingSite<'a> {
+    /// `http://…` of the gateway or standalone process (the admin key is the scenarios').
+    pub api: &'a str,
+    /// `http://…` of the device's simulator.
+    pub sim: &'a str,
+}
+
+/// Scans `code` for `device_id` with `phone`, and again with the device's current code
+/// whenever the code scanned had expired. Returns how many scans were repeated.
+pub async fn scan_patiently(
+    http: &reqwest::Client,
+    site: PairingSite<'_>,
+    device_id: &str,
+    code: &str,
+    phone: &str,
+) -> anyhow::Result<u32> {
+    let mut code = code.to_owned();
+    for attempt in 0..MAX_SCANS {
+        let response = http
+            .post(format!("{}/sim/scan", site.sim))
+            .json(&json!({"qr": code, "phone": phone}))
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        match (status, answer["error"]["code"].as_str()) {
+            (200, _) => return Ok(attempt),
+            (410, Some("qr_expired")) | (404, Some("qr_not_found")) => {
+                match current_code(http, site.api, device_id, &code).await? {
+                    Current::Code(next) => code = next,
+                    Current::Paired => return Ok(attempt),
+                }
+            }
+            _ => bail!("scan of {device_id}: {status} {answer}"),
+        }
+    }
+    bail!("{device_id}: {MAX_SCANS} QR codes expired before they were scanned")
+}
+
+/// What the device shows now.
+enum Current {
+    Code(String),
+    /// It is not pairing any more, because it is READY: a scan went through after all.
+    Paired,
+}
+
+/// The device's QR code once it differs from `expired`.
+async fn current_code(
+    http: &reqwest::Client,
+    api: &str,
+    device_id: &str,
+    expired: &str,
+) -> anyhow::Result<Current> {
+    let deadline = Instant::now() + NEW_CODE_WITHIN;
+    loop {
+        let response = http
+            .get(format!("{api}/v1/devices/{device_id}/qr?format=raw"))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        match status {
+            200 => match answer["code"].as_str() {
+                Some(code) if code != expired => return Ok(Current::Code(code.to_owned())),
+                _ => {}
+            },
+            409 if device_status(http, api, device_id).await? == "READY" => {
+                return Ok(Current::Paired);
+            }
+            // Between two codes, or restarting its pairing: look again shortly.
+            409 | 503 | 504 => {}
+            _ => bail!("QR code of {device_id}: {status} {answer}"),
+        }
+        if Instant::now() > deadline {
+            bail!("{device_id} showed no new QR code within {NEW_CODE_WITHIN:?}");
+        }
+        tokio::time::sleep(READ_AGAIN_AFTER).await;
+    }
+}
+
+async fn device_status(
+    http: &reqwest::Client,
+    api: &str,
+    device_id: &str,
+) -> anyhow::Result<String> {
+    let device: Value = http
+        .get(format!("{api}/v1/devices/{device_id}"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(device["status"].as_str().unwrap_or_default().to_owned())
+}
