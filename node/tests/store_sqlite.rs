@@ -174,7 +174,7 @@ async fn two_stores_on_one_file_see_each_others_writes() {
         .count();
     assert_eq!(inserted, 1, "inserts across two connections");
 
-    assert!(a.delete_device("d1").await.expect("delete on a"));
+    assert!(a.delete_device("d1", None).await.expect("delete on a"));
     assert_eq!(b.get_device("d1").await.expect("get on b"), None);
     assert!(
         b.queued_messages("d1", 10)

@@ -174,10 +174,10 @@ impl Fleet {
             .await?)
     }
 
-    /// Logs out, wipes and deletes the device with its messages. A cluster node first
-    /// writes nothing under the `fence` (an empty patch): refused as `Fenced` if it has
-    /// lost the shard since it checked. (The store's delete itself takes no fence: a
-    /// lease lost between that check and the delete is not caught.)
+    /// Logs out, wipes and deletes the device with its messages. A cluster node deletes
+    /// under the `fence` of the device's shard: refused as `Fenced` if it has lost the
+    /// shard, and it checks that before stopping the device too (an empty fenced patch),
+    /// so a node that no longer owns the device neither stops nor deletes it.
     pub async fn delete_device(&self, id: &str, fence: Option<Fence>) -> Result<(), FleetError> {
         self.catalog.device(id).await?;
         if let Some(fence) = &fence {
@@ -187,7 +187,7 @@ impl Fleet {
                 .await?;
         }
         self.stop_actor(id).await?;
-        if !self.ctx.store.delete_device(id).await? {
+        if !self.ctx.store.delete_device(id, fence.as_ref()).await? {
             return Err(FleetError::DeviceNotFound(id.to_owned()));
         }
         self.ctx.bus.forget(id);

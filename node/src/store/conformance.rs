@@ -678,7 +678,10 @@ pub async fn check_device_counts(store: &dyn Store) {
 
     for i in 0..created.len() {
         assert!(
-            ok(store.delete_device(&format!("{p}-c{i}")).await, "delete"),
+            ok(
+                store.delete_device(&format!("{p}-c{i}"), None).await,
+                "delete"
+            ),
             "delete of a created device returned false"
         );
     }
@@ -715,9 +718,12 @@ pub async fn check_device_delete_cascades(store: &dyn Store) {
         insert(store, &keyed_message(d, "m1", "k1")).await;
     }
 
-    assert!(ok(store.delete_device(&id).await, "delete"), "first delete");
     assert!(
-        !ok(store.delete_device(&id).await, "delete again"),
+        ok(store.delete_device(&id, None).await, "delete"),
+        "first delete"
+    );
+    assert!(
+        !ok(store.delete_device(&id, None).await, "delete again"),
         "second delete of the same device returned true"
     );
     assert_eq!(ok(store.get_device(&id).await, "get"), None, "device gone");
@@ -762,7 +768,7 @@ pub async fn check_device_delete_cascades(store: &dyn Store) {
         "deleting one device took another's message"
     );
     assert!(!ok(
-        store.delete_device(&format!("{p}-never")).await,
+        store.delete_device(&format!("{p}-never"), None).await,
         "delete"
     ));
 }
@@ -860,7 +866,7 @@ pub async fn check_wanted_devices_in_shards(store: &dyn Store) {
     // Deleted: gone, and a new device of the same id not wanted running stays unlisted.
     let deleted = &ids[4];
     assert!(model[deleted], "the device to delete is wanted running");
-    assert!(ok(store.delete_device(deleted).await, "delete"));
+    assert!(ok(store.delete_device(deleted, None).await, "delete"));
     model.remove(deleted);
     check(&model, &all, "after a delete").await;
     create(store, &device(deleted)).await;
@@ -2346,6 +2352,24 @@ pub async fn check_fenced_writes(store: &dyn Store) {
         ok(store.clear_link_state(&id, None).await, "unfenced clear"),
         1
     );
+
+    // A delete is fenced like a patch: a stale fence deletes nothing.
+    let stale = fence(s, 2);
+    expect_fenced(
+        store.delete_device(&id, Some(&stale)).await,
+        stale,
+        Some(1),
+        "delete under a stale fence",
+    );
+    assert!(
+        ok(store.get_device(&id).await, "get").is_some(),
+        "a fenced delete deleted"
+    );
+    assert!(ok(
+        store.delete_device(&id, Some(&current)).await,
+        "delete under the current fence"
+    ));
+    assert!(ok(store.get_device(&id).await, "get").is_none());
 }
 
 /// Outbound slots: `not_before_ms` or else `created_at_ms`, of outbound messages created

@@ -116,7 +116,7 @@ metered_store! {
             shards: &[u32],
         ) -> Result<Vec<DeviceId>, StoreError>;
         async fn count_devices_by_status(&self) -> Result<Vec<(DeviceStatus, u64)>, StoreError>;
-        async fn delete_device(&self, id: &str) -> Result<bool, StoreError>;
+        async fn delete_device(&self, id: &str, fence: Option<&Fence>) -> Result<bool, StoreError>;
 
         async fn put_link_state(
             &self,

@@ -123,9 +123,9 @@ pub enum StoreError {
 ///
 /// Fenced, when the caller passes `Some(fence)`: the device's credentials and link
 /// state ([`Store::put_link_state`], [`Store::delete_link_state`],
-/// [`Store::clear_link_state`]) and device patches ([`Store::patch_device`]), because a
-/// stale owner's status write ("STOPPED, replaced", `desired_running = false`) would undo
-/// the new owner's. Not fenced: message writes. Inserts are idempotent by id and
+/// [`Store::clear_link_state`]), device patches ([`Store::patch_device`]) and deletes
+/// ([`Store::delete_device`]), because a stale owner's status write ("STOPPED,
+/// replaced", `desired_running = false`) would undo the new owner's. Not fenced: message writes. Inserts are idempotent by id and
 /// `advance_message` only moves forward, so a stale owner's insert or receipt is a true
 /// fact that cannot undo the owner's work, and fencing it would drop receipts and refuse
 /// `202`s during a handoff.
@@ -167,8 +167,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Number of devices per status (statuses with no device may be absent).
     async fn count_devices_by_status(&self) -> Result<Vec<(DeviceStatus, u64)>, StoreError>;
     /// Deletes the device and everything it owns (link state, messages).
-    /// Returns whether it existed.
-    async fn delete_device(&self, id: &str) -> Result<bool, StoreError>;
+    /// Returns whether it existed. Fenced like a patch: refused as `Fenced`, deleting
+    /// nothing, unless the fence is current (`None`: unfenced).
+    async fn delete_device(&self, id: &str, fence: Option<&Fence>) -> Result<bool, StoreError>;
 
     // ---- link state: sealed per-device key/value records (credentials live here too) ----
     //

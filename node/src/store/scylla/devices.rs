@@ -100,20 +100,35 @@ impl ScyllaStore {
 
     /// The devices whose entry in `shard` says they are wanted running (unchecked).
     async fn shard_candidates(&self, shard: u32) -> Result<Vec<DeviceId>, StoreError> {
+        let entries = self.shard_entries(shard).await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(id, wanted)| wanted.then_some(id))
+            .collect())
+    }
+
+    /// Every device with an entry in `shard`, and whether the entry says it is wanted
+    /// running (unchecked: the device rows decide).
+    pub(super) async fn shard_entries(
+        &self,
+        shard: u32,
+    ) -> Result<Vec<(DeviceId, bool)>, StoreError> {
         let s = &st::SHARD_ENTRIES;
-        let mut ids = Vec::new();
+        let mut entries = Vec::new();
         self.each_row(
             s,
             s.bind(vec![("shard", st::big(i64::from(shard)))]),
             |row| {
-                if rows::opt_boolean(&row, 1, "shard entry desired_running")? == Some(true) {
-                    ids.push(rows::text(&row, 0, "shard entry device id")?);
-                }
+                let wanted = rows::opt_boolean(&row, 1, "shard entry desired_running")?;
+                entries.push((
+                    rows::text(&row, 0, "shard entry device id")?,
+                    wanted == Some(true),
+                ));
                 Ok(true)
             },
         )
         .await?;
-        Ok(ids)
+        Ok(entries)
     }
 
     async fn index_device(&self, id: &str, present: bool) -> Result<(), StoreError> {
@@ -328,9 +343,13 @@ pub(super) async fn count_by_status(
     Ok(counts)
 }
 
-pub(super) async fn delete(store: &ScyllaStore, id: &str) -> Result<bool, StoreError> {
+pub(super) async fn delete(
+    store: &ScyllaStore,
+    id: &str,
+    fence: Option<&Fence>,
+) -> Result<bool, StoreError> {
     let deleted = store
-        .device_cas(id, None, |state, _| {
+        .device_cas(id, fence, |state, _| {
             let Some(state) = state else {
                 return Ok(DevicePlan::Done(false));
             };

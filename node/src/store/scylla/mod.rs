@@ -367,8 +367,8 @@ impl Store for ScyllaStore {
         devices::count_by_status(self).await
     }
 
-    async fn delete_device(&self, id: &str) -> Result<bool, StoreError> {
-        devices::delete(self, id).await
+    async fn delete_device(&self, id: &str, fence: Option<&Fence>) -> Result<bool, StoreError> {
+        devices::delete(self, id, fence).await
     }
 
     async fn put_link_state(

@@ -421,13 +421,6 @@ pub(crate) const OUTBOX_LIST: Statement = Statement {
     binds: &["device_id"],
 };
 
-pub(crate) const OUTBOX_DEVICES: Statement = Statement {
-    name: "outbox_devices",
-    cql: "SELECT DISTINCT device_id FROM {ks}.outbox",
-    kind: Kind::Read,
-    binds: &[],
-};
-
 pub(crate) const DELETE_OUTBOX: Statement = Statement {
     name: "delete_outbox",
     cql: "DELETE FROM {ks}.outbox WHERE device_id = ?",
@@ -586,7 +579,6 @@ pub(crate) const ALL: &[Statement] = &[
     OUTBOX_ADD,
     OUTBOX_REMOVE,
     OUTBOX_LIST,
-    OUTBOX_DEVICES,
     DELETE_OUTBOX,
     SLOT_PUT,
     SLOT_DELETE,

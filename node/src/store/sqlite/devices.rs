@@ -134,16 +134,15 @@ pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<DeviceRecord>, S
 }
 
 pub(super) fn patch(
-    conn: &mut Connection,
+    conn: &Connection,
     id: &str,
     p: DevicePatch,
     now_ms: i64,
     fence: Option<&Fence>,
 ) -> Result<DeviceRecord, StoreError> {
-    let tx = conn.transaction().map_err(db_error)?;
-    check_fence(&tx, fence)?;
+    check_fence(conn, fence)?;
     let row = query_first(
-        &tx,
+        conn,
         PATCH_DEVICE,
         params![
             id,
@@ -164,7 +163,6 @@ pub(super) fn patch(
         device_from_row,
     )?;
     let row = row.ok_or_else(|| device_not_found(id))?;
-    tx.commit().map_err(db_error)?;
     Ok(row)
 }
 
@@ -206,7 +204,12 @@ pub(super) fn count_by_status(conn: &Connection) -> Result<Vec<(DeviceStatus, u6
     Ok(counts)
 }
 
-pub(super) fn delete(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+pub(super) fn delete(
+    conn: &Connection,
+    id: &str,
+    fence: Option<&Fence>,
+) -> Result<bool, StoreError> {
+    check_fence(conn, fence)?;
     let deleted = execute(conn, DELETE_DEVICE, [id]).map_err(db_error)?;
     Ok(deleted > 0)
 }

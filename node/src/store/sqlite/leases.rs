@@ -1,6 +1,7 @@
 //! Shard leases and fences: each call reads the shard's slot, applies the rule of
-//! [`crate::store::lease`] and writes it back inside one `BEGIN IMMEDIATE` transaction,
-//! so two processes racing for a shard are serialized and exactly one wins. A fenced
+//! [`crate::store::lease`] and writes it back inside one `BEGIN IMMEDIATE` transaction
+//! (its batch's, see `worker`), so two processes racing for a shard are serialized and
+//! exactly one wins. A fenced
 //! write checks its fence ([`check_fence`]) in the same transaction as the write.
 
 use rusqlite::{Connection, Row, params};
@@ -65,26 +66,24 @@ fn save_slot(conn: &Connection, slot: &LeaseSlot) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Applies `rule` to each shard's slot and saves the slots it changed, in one
-/// transaction (which takes the write lock first, so no other connection can grant
-/// the shard between the read and the write).
+/// Applies `rule` to each shard's slot and saves the slots it changed, in the call's
+/// transaction (which took the write lock first, so no other connection can grant the
+/// shard between the read and the write).
 fn apply_to_slots<I, T>(
-    conn: &mut Connection,
+    conn: &Connection,
     items: &[I],
     shard_of: fn(&I) -> u32,
     rule: impl Fn(&mut LeaseSlot, &I) -> (T, bool),
 ) -> Result<Vec<T>, StoreError> {
-    let tx = conn.transaction().map_err(db_error)?;
     let mut out = Vec::with_capacity(items.len());
     for item in items {
-        let mut slot = load_slot(&tx, shard_of(item))?;
+        let mut slot = load_slot(conn, shard_of(item))?;
         let (result, changed) = rule(&mut slot, item);
         if changed {
-            save_slot(&tx, &slot)?;
+            save_slot(conn, &slot)?;
         }
         out.push(result);
     }
-    tx.commit().map_err(db_error)?;
     Ok(out)
 }
 
@@ -105,7 +104,7 @@ pub(super) fn check_fence(conn: &Connection, fence: Option<&Fence>) -> Result<()
 // ---- the lease methods of `Store` ----
 
 pub(super) fn acquire(
-    conn: &mut Connection,
+    conn: &Connection,
     holder: &str,
     shards: &[u32],
     now_ms: i64,
@@ -124,7 +123,7 @@ pub(super) fn acquire(
 }
 
 pub(super) fn renew(
-    conn: &mut Connection,
+    conn: &Connection,
     holder: &str,
     leases: &[Fence],
     now_ms: i64,
@@ -142,7 +141,7 @@ pub(super) fn renew(
 }
 
 pub(super) fn release(
-    conn: &mut Connection,
+    conn: &Connection,
     holder: &str,
     leases: &[Fence],
 ) -> Result<Vec<bool>, StoreError> {

@@ -28,22 +28,21 @@ fn blob_from_row(row: &Row<'_>, first: usize) -> Result<SealedBlob, StoreError> 
 }
 
 pub(super) fn put(
-    conn: &mut Connection,
+    conn: &Connection,
     device_id: &str,
     namespace: &str,
     key: &str,
     value: &SealedBlob,
     fence: Option<&Fence>,
 ) -> Result<(), StoreError> {
-    let tx = conn.transaction().map_err(db_error)?;
-    check_fence(&tx, fence)?;
+    check_fence(conn, fence)?;
     let written = execute(
-        &tx,
+        conn,
         PUT_LINK_STATE,
         params![device_id, namespace, key, value.key_version, value.bytes],
     );
     match written {
-        Ok(_) => tx.commit().map_err(db_error),
+        Ok(_) => Ok(()),
         Err(e) if is_foreign_key_violation(&e) => Err(device_not_found(device_id)),
         Err(e) => Err(db_error(e)),
     }
@@ -71,27 +70,24 @@ pub(super) fn list(
 }
 
 pub(super) fn delete(
-    conn: &mut Connection,
+    conn: &Connection,
     device_id: &str,
     namespace: &str,
     key: &str,
     fence: Option<&Fence>,
 ) -> Result<bool, StoreError> {
-    let tx = conn.transaction().map_err(db_error)?;
-    check_fence(&tx, fence)?;
-    let deleted = execute(&tx, DELETE_LINK_STATE, (device_id, namespace, key)).map_err(db_error)?;
-    tx.commit().map_err(db_error)?;
+    check_fence(conn, fence)?;
+    let deleted =
+        execute(conn, DELETE_LINK_STATE, (device_id, namespace, key)).map_err(db_error)?;
     Ok(deleted > 0)
 }
 
 pub(super) fn clear(
-    conn: &mut Connection,
+    conn: &Connection,
     device_id: &str,
     fence: Option<&Fence>,
 ) -> Result<u64, StoreError> {
-    let tx = conn.transaction().map_err(db_error)?;
-    check_fence(&tx, fence)?;
-    let deleted = execute(&tx, CLEAR_LINK_STATE, [device_id]).map_err(db_error)?;
-    tx.commit().map_err(db_error)?;
+    check_fence(conn, fence)?;
+    let deleted = execute(conn, CLEAR_LINK_STATE, [device_id]).map_err(db_error)?;
     Ok(deleted as u64)
 }

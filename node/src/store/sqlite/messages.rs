@@ -106,16 +106,12 @@ fn message_from_row(row: &Row<'_>) -> Result<MessageRecord, StoreError> {
 
 // ---- the message methods of `Store` ----
 
-pub(super) fn insert(
-    conn: &mut Connection,
-    m: &MessageRecord,
-) -> Result<InsertOutcome, StoreError> {
-    // The write lock is taken first, so no other connection can slip a message
-    // with the same idempotency key between the lookup and the insert.
-    let tx = conn.transaction().map_err(db_error)?;
+pub(super) fn insert(conn: &Connection, m: &MessageRecord) -> Result<InsertOutcome, StoreError> {
+    // The call's transaction took the write lock first, so no other connection can
+    // slip a message with the same idempotency key between the lookup and the insert.
     if let Some(key) = &m.idempotency_key
         && let Some(existing) = query_first(
-            &tx,
+            conn,
             SELECT_MESSAGE_BY_IDEMPOTENCY_KEY,
             (&m.device_id, key),
             message_from_row,
@@ -124,7 +120,7 @@ pub(super) fn insert(
         return Ok(InsertOutcome::Existing(existing));
     }
     let inserted = execute(
-        &tx,
+        conn,
         INSERT_MESSAGE,
         params![
             m.device_id,
@@ -144,10 +140,7 @@ pub(super) fn insert(
         ],
     );
     match inserted {
-        Ok(_) => {
-            tx.commit().map_err(db_error)?;
-            Ok(InsertOutcome::Inserted)
-        }
+        Ok(_) => Ok(InsertOutcome::Inserted),
         Err(e) if is_foreign_key_violation(&e) => Err(device_not_found(&m.device_id)),
         Err(e) if is_uniqueness_violation(&e) => Err(StoreError::Conflict {
             what: format!("message {} of device {}", m.id, m.device_id),
@@ -170,16 +163,15 @@ pub(super) fn get(
 }
 
 pub(super) fn advance(
-    conn: &mut Connection,
+    conn: &Connection,
     device_id: &str,
     message_id: &str,
     status: MessageStatus,
     at_ms: i64,
     error: Option<&str>,
 ) -> Result<Option<MessageRecord>, StoreError> {
-    let tx = conn.transaction().map_err(db_error)?;
     let Some(current) = query_first(
-        &tx,
+        conn,
         SELECT_MESSAGE,
         (device_id, message_id),
         message_from_row,
@@ -192,12 +184,11 @@ pub(super) fn advance(
         return Ok(Some(current));
     };
     let advanced = query_first(
-        &tx,
+        conn,
         sql,
         params![device_id, message_id, status.as_str(), at_ms, error],
         message_from_row,
     )?;
-    tx.commit().map_err(db_error)?;
     Ok(advanced)
 }
 

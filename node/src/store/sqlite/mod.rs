@@ -5,8 +5,9 @@
 //! transaction (so two processes cannot interleave inside it), and a busy timeout makes
 //! a writer wait for the other rather than fail.
 //!
-//! SQLite calls block, so each [`Store`] call runs on tokio's blocking pool over one
-//! connection behind a mutex; statements are prepared once and cached.
+//! SQLite calls block, so the connection belongs to one thread of its own, which runs
+//! the calls queued to it in batches, one transaction a batch (group commit, see
+//! `worker`); statements are prepared once and cached.
 //!
 //! Leases follow the rules of [`super::lease`]: a call reads the shard's slot, applies the
 //! rule and writes it back inside one `BEGIN IMMEDIATE` transaction, so two processes
@@ -22,8 +23,9 @@
 //! `desired_running`, so that a node taking shards over reads only their devices.
 //!
 //! # Layout
-//! - this file: opening the file (connection settings), the blocking pool, and the
-//!   [`Store`] methods, each a blocking call of one of the modules below.
+//! - this file: opening the file (connection settings) and the [`Store`] methods, each a
+//!   blocking call of one of the modules below, run on the connection's thread.
+//! - `worker`: that thread, and group commit.
 //! - `schema`: the schema steps and the migration run on open.
 //! - `devices`, `link_state`, `messages`, `settings`, `leases`: each table's SQL, row
 //!   decoding, and the blocking half of its methods (`leases` also checks fences).
@@ -38,17 +40,18 @@ mod settings;
 mod sql;
 #[cfg(test)]
 mod tests;
+mod worker;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 use wafleet_cluster_config::{ClusterSettings, shard_of};
 
 pub use self::schema::{SCHEMA_VERSION, schema_at_version};
 use self::sql::db_error;
+use self::worker::Worker;
 use super::{
     Acquired, DeviceId, DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Fence,
     InsertOutcome, Lease, MessageRecord, MessageStatus, SealedBlob, Setting, Store, StoreError,
@@ -65,8 +68,8 @@ pub struct SqliteStore {
     path: PathBuf,
     /// The shard count devices are placed in (recorded in the file).
     shards: u32,
-    /// The one connection; every call takes it on a blocking thread.
-    conn: Arc<Mutex<Connection>>,
+    /// The thread that owns the one connection; every call is queued to it.
+    worker: Worker,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -109,7 +112,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             path: path.to_owned(),
             shards,
-            conn: Arc::new(Mutex::new(conn)),
+            worker: Worker::start(conn)?,
         })
     }
 
@@ -118,26 +121,23 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Runs `f` with the connection on the blocking pool.
-    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs `f`, which writes, on the connection's thread, in the next batch's
+    /// transaction; its writes are kept only if it returns `Ok`.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        let task = tokio::task::spawn_blocking(move || {
-            // A panic while holding the lock cannot leave a half-done write behind:
-            // an open transaction rolls back as it is dropped.
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut conn)
-        });
-        match task.await {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(StoreError::Unavailable(format!(
-                "store call was cancelled: {e}"
-            ))),
-        }
+        self.worker.write(f).await
+    }
+
+    /// Runs `f`, which only reads, on the connection's thread.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.worker.read(f).await
     }
 }
 
@@ -156,9 +156,6 @@ fn configure(conn: &mut Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "foreign_keys", true)
         .map_err(db_error)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
-    // Every transaction here reads then writes: take the write lock up front, so two
-    // processes never both hold a read snapshot they cannot upgrade.
-    conn.set_transaction_behavior(TransactionBehavior::Immediate);
     Ok(())
 }
 
@@ -169,13 +166,13 @@ impl Store for SqliteStore {
     async fn create_device(&self, device: &DeviceRecord) -> Result<(), StoreError> {
         let device = device.clone();
         let shard = shard_of(&device.id, self.shards);
-        self.with_conn(move |conn| devices::create(conn, &device, shard))
+        self.write(move |conn| devices::create(conn, &device, shard))
             .await
     }
 
     async fn get_device(&self, id: &str) -> Result<Option<DeviceRecord>, StoreError> {
         let id = id.to_owned();
-        self.with_conn(move |conn| devices::get(conn, &id)).await
+        self.read(move |conn| devices::get(conn, &id)).await
     }
 
     async fn patch_device(
@@ -188,7 +185,7 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         let patch = patch.clone();
         let fence = fence.copied();
-        self.with_conn(move |conn| devices::patch(conn, &id, patch, now_ms, fence.as_ref()))
+        self.write(move |conn| devices::patch(conn, &id, patch, now_ms, fence.as_ref()))
             .await
     }
 
@@ -201,13 +198,13 @@ impl Store for SqliteStore {
         }
         let limit = query.limit as usize;
         let (sql, values) = devices::list_devices_statement(query);
-        self.with_conn(move |conn| devices::page(conn, &sql, values, limit))
+        self.read(move |conn| devices::page(conn, &sql, values, limit))
             .await
     }
 
     async fn wanted_devices_in_shards(&self, shards: &[u32]) -> Result<Vec<DeviceId>, StoreError> {
         let shards = shards.iter().copied().collect();
-        self.with_conn(move |conn| devices::wanted_in_shards(conn, shards))
+        self.read(move |conn| devices::wanted_in_shards(conn, shards))
             .await
     }
 
@@ -216,12 +213,14 @@ impl Store for SqliteStore {
     }
 
     async fn count_devices_by_status(&self) -> Result<Vec<(DeviceStatus, u64)>, StoreError> {
-        self.with_conn(|conn| devices::count_by_status(conn)).await
+        self.read(|conn| devices::count_by_status(conn)).await
     }
 
-    async fn delete_device(&self, id: &str) -> Result<bool, StoreError> {
+    async fn delete_device(&self, id: &str, fence: Option<&Fence>) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        self.with_conn(move |conn| devices::delete(conn, &id)).await
+        let fence = fence.copied();
+        self.write(move |conn| devices::delete(conn, &id, fence.as_ref()))
+            .await
     }
 
     async fn put_link_state(
@@ -236,7 +235,7 @@ impl Store for SqliteStore {
             (device_id.to_owned(), namespace.to_owned(), key.to_owned());
         let value = value.clone();
         let fence = fence.copied();
-        self.with_conn(move |conn| {
+        self.write(move |conn| {
             link_state::put(conn, &device_id, &namespace, &key, &value, fence.as_ref())
         })
         .await
@@ -250,7 +249,7 @@ impl Store for SqliteStore {
     ) -> Result<Option<SealedBlob>, StoreError> {
         let (device_id, namespace, key) =
             (device_id.to_owned(), namespace.to_owned(), key.to_owned());
-        self.with_conn(move |conn| link_state::get(conn, &device_id, &namespace, &key))
+        self.read(move |conn| link_state::get(conn, &device_id, &namespace, &key))
             .await
     }
 
@@ -260,7 +259,7 @@ impl Store for SqliteStore {
         namespace: &str,
     ) -> Result<Vec<(String, SealedBlob)>, StoreError> {
         let (device_id, namespace) = (device_id.to_owned(), namespace.to_owned());
-        self.with_conn(move |conn| link_state::list(conn, &device_id, &namespace))
+        self.read(move |conn| link_state::list(conn, &device_id, &namespace))
             .await
     }
 
@@ -274,7 +273,7 @@ impl Store for SqliteStore {
         let (device_id, namespace, key) =
             (device_id.to_owned(), namespace.to_owned(), key.to_owned());
         let fence = fence.copied();
-        self.with_conn(move |conn| {
+        self.write(move |conn| {
             link_state::delete(conn, &device_id, &namespace, &key, fence.as_ref())
         })
         .await
@@ -287,13 +286,13 @@ impl Store for SqliteStore {
     ) -> Result<u64, StoreError> {
         let device_id = device_id.to_owned();
         let fence = fence.copied();
-        self.with_conn(move |conn| link_state::clear(conn, &device_id, fence.as_ref()))
+        self.write(move |conn| link_state::clear(conn, &device_id, fence.as_ref()))
             .await
     }
 
     async fn insert_message(&self, message: &MessageRecord) -> Result<InsertOutcome, StoreError> {
         let message = message.clone();
-        self.with_conn(move |conn| messages::insert(conn, &message))
+        self.write(move |conn| messages::insert(conn, &message))
             .await
     }
 
@@ -303,7 +302,7 @@ impl Store for SqliteStore {
         message_id: &str,
     ) -> Result<Option<MessageRecord>, StoreError> {
         let (device_id, message_id) = (device_id.to_owned(), message_id.to_owned());
-        self.with_conn(move |conn| messages::get(conn, &device_id, &message_id))
+        self.read(move |conn| messages::get(conn, &device_id, &message_id))
             .await
     }
 
@@ -317,7 +316,7 @@ impl Store for SqliteStore {
     ) -> Result<Option<MessageRecord>, StoreError> {
         let (device_id, message_id) = (device_id.to_owned(), message_id.to_owned());
         let error = error.map(str::to_owned);
-        self.with_conn(move |conn| {
+        self.write(move |conn| {
             let error = error.as_deref();
             messages::advance(conn, &device_id, &message_id, status, at_ms, error)
         })
@@ -330,13 +329,13 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<MessageRecord>, StoreError> {
         let device_id = device_id.to_owned();
-        self.with_conn(move |conn| messages::queued(conn, &device_id, limit))
+        self.read(move |conn| messages::queued(conn, &device_id, limit))
             .await
     }
 
     async fn count_queued(&self, device_id: &str, limit: u32) -> Result<u32, StoreError> {
         let device_id = device_id.to_owned();
-        self.with_conn(move |conn| messages::count_queued(conn, &device_id, limit))
+        self.read(move |conn| messages::count_queued(conn, &device_id, limit))
             .await
     }
 
@@ -346,7 +345,7 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<DeviceId>, StoreError> {
         let shards = shards.to_vec();
-        self.with_conn(move |conn| messages::devices_with_queued(conn, &shards, limit))
+        self.read(move |conn| messages::devices_with_queued(conn, &shards, limit))
             .await
     }
 
@@ -357,10 +356,8 @@ impl Store for SqliteStore {
         not_before_ms: Option<i64>,
     ) -> Result<bool, StoreError> {
         let (device_id, message_id) = (device_id.to_owned(), message_id.to_owned());
-        self.with_conn(move |conn| {
-            messages::reschedule(conn, &device_id, &message_id, not_before_ms)
-        })
-        .await
+        self.write(move |conn| messages::reschedule(conn, &device_id, &message_id, not_before_ms))
+            .await
     }
 
     async fn outbound_slots(
@@ -370,18 +367,18 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<i64>, StoreError> {
         let device_id = device_id.to_owned();
-        self.with_conn(move |conn| messages::outbound_slots(conn, &device_id, since_ms, limit))
+        self.read(move |conn| messages::outbound_slots(conn, &device_id, since_ms, limit))
             .await
     }
 
     async fn get_setting(&self, key: &str) -> Result<Option<Setting>, StoreError> {
         let key = key.to_owned();
-        self.with_conn(move |conn| settings::get(conn, &key)).await
+        self.read(move |conn| settings::get(conn, &key)).await
     }
 
     async fn put_setting(&self, key: &str, value: &str, now_ms: i64) -> Result<(), StoreError> {
         let (key, value) = (key.to_owned(), value.to_owned());
-        self.with_conn(move |conn| settings::put(conn, &key, &value, now_ms))
+        self.write(move |conn| settings::put(conn, &key, &value, now_ms))
             .await
     }
 
@@ -393,7 +390,7 @@ impl Store for SqliteStore {
         ttl_ms: u64,
     ) -> Result<Vec<Acquired>, StoreError> {
         let (holder, shards) = (holder.to_owned(), shards.to_vec());
-        self.with_conn(move |conn| leases::acquire(conn, &holder, &shards, now_ms, ttl_ms))
+        self.write(move |conn| leases::acquire(conn, &holder, &shards, now_ms, ttl_ms))
             .await
     }
 
@@ -405,7 +402,7 @@ impl Store for SqliteStore {
         ttl_ms: u64,
     ) -> Result<Vec<bool>, StoreError> {
         let (holder, fences) = (holder.to_owned(), leases.to_vec());
-        self.with_conn(move |conn| leases::renew(conn, &holder, &fences, now_ms, ttl_ms))
+        self.write(move |conn| leases::renew(conn, &holder, &fences, now_ms, ttl_ms))
             .await
     }
 
@@ -415,17 +412,17 @@ impl Store for SqliteStore {
         leases: &[Fence],
     ) -> Result<Vec<bool>, StoreError> {
         let (holder, fences) = (holder.to_owned(), leases.to_vec());
-        self.with_conn(move |conn| leases::release(conn, &holder, &fences))
+        self.write(move |conn| leases::release(conn, &holder, &fences))
             .await
     }
 
     async fn get_lease(&self, shard: u32) -> Result<Option<Lease>, StoreError> {
-        self.with_conn(move |conn| leases::get(conn, shard)).await
+        self.read(move |conn| leases::get(conn, shard)).await
     }
 
     async fn list_leases(&self, holder: Option<&str>) -> Result<Vec<Lease>, StoreError> {
         let holder = holder.map(str::to_owned);
-        self.with_conn(move |conn| leases::list(conn, holder.as_deref()))
+        self.read(move |conn| leases::list(conn, holder.as_deref()))
             .await
     }
 }

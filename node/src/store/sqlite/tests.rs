@@ -13,8 +13,12 @@ fn open_temp() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
-fn raw(store: &SqliteStore) -> std::sync::MutexGuard<'_, Connection> {
-    store.conn.lock().expect("lock")
+/// A connection of its own to the store's file (the store's connection belongs to its
+/// thread): what the store committed, it sees.
+fn raw(store: &SqliteStore) -> Connection {
+    let conn = Connection::open(store.path()).expect("raw open");
+    conn.busy_timeout(BUSY_TIMEOUT).expect("busy timeout");
+    conn
 }
 
 fn device(id: &str) -> DeviceRecord {
@@ -50,17 +54,30 @@ fn query_plan(conn: &Connection, sql: &str) -> String {
 #[tokio::test]
 async fn connection_is_configured_for_sharing() {
     let (_dir, store) = open_temp();
-    let conn = raw(&store);
-    let get = |name: &str| -> String {
-        conn.pragma_query_value(None, name, |row| row.get::<_, rusqlite::types::Value>(0))
-            .map(|v| format!("{v:?}"))
-            .expect(name)
-    };
-    assert_eq!(get("journal_mode"), "Text(\"wal\")");
-    assert_eq!(get("synchronous"), "Integer(1)"); // NORMAL
-    assert_eq!(get("foreign_keys"), "Integer(1)");
-    assert_eq!(get("busy_timeout"), "Integer(5000)");
-    assert_eq!(get("user_version"), format!("Integer({SCHEMA_VERSION})"));
+    // The store's own connection, on its thread: these settings are per connection.
+    let values = store
+        .read(|conn| {
+            let get = |name: &str| -> String {
+                conn.pragma_query_value(None, name, |row| row.get::<_, rusqlite::types::Value>(0))
+                    .map(|v| format!("{v:?}"))
+                    .expect(name)
+            };
+            Ok([
+                "journal_mode",
+                "synchronous",
+                "foreign_keys",
+                "busy_timeout",
+                "user_version",
+            ]
+            .map(get))
+        })
+        .await
+        .expect("pragmas");
+    assert_eq!(values[0], "Text(\"wal\")");
+    assert_eq!(values[1], "Integer(1)"); // NORMAL
+    assert_eq!(values[2], "Integer(1)");
+    assert_eq!(values[3], "Integer(5000)");
+    assert_eq!(values[4], format!("Integer({SCHEMA_VERSION})"));
 }
 
 #[tokio::test]
