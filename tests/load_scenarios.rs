@@ -13,6 +13,7 @@ async fn idle_scenario_pairs_every_device_and_recovers_after_kill9() {
         wafleet: env!("CARGO_BIN_EXE_wafleet").into(),
         timeout: Duration::from_secs(60),
         restart: true,
+        plot: None,
     })
     .await
     .unwrap();
@@ -40,6 +41,7 @@ async fn a_rolling_restart_loses_no_message() {
             wafleet: env!("CARGO_BIN_EXE_wafleet").into(),
             rolling: true,
             sims: None,
+            plot: None,
         })
         .await
         .unwrap();
@@ -76,6 +78,7 @@ async fn a_failover_over_two_simulators_loses_nothing() {
             wafleet: env!("CARGO_BIN_EXE_wafleet").into(),
             rolling: false,
             sims: Some(2),
+            plot: None,
         })
         .await
         .unwrap();

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use wafleet_load::scenario::{
-    self, failover::FailoverOptions, idle::IdleOptions, routing::RoutingOptions,
+    self, failover::FailoverOptions, idle::IdleOptions, plot, routing::RoutingOptions,
 };
 
 #[derive(Debug, Parser)]
@@ -36,10 +36,15 @@ struct ClusterRun {
     /// The wafleet binary (default: the one next to this binary).
     #[arg(long)]
     wafleet: Option<PathBuf>,
+    /// Where to write the plot of the run, an SVG file (default:
+    /// wafleet-load-<scenario>.svg in the current folder).
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 impl ClusterRun {
     fn options(self, rolling: bool) -> FailoverOptions {
+        let scenario = if rolling { "rolling" } else { "failover" };
         FailoverOptions {
             devices: self.devices,
             nodes: self.nodes,
@@ -49,6 +54,7 @@ impl ClusterRun {
                 .unwrap_or_else(scenario::process::sibling_wafleet),
             rolling,
             sims: self.sims.map(|n| n as usize),
+            plot: Some(self.plot.unwrap_or_else(|| plot::default_path(scenario))),
         }
     }
 }
@@ -65,6 +71,9 @@ enum Scenario {
         /// The wafleet binary (default: the one next to this binary).
         #[arg(long)]
         wafleet: Option<PathBuf>,
+        /// Where to write the plot (default: wafleet-load-routing.svg).
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
     /// A simulator, redis, N nodes and a gateway; N devices paired; a message stream;
     /// kill -9 of the node with the most devices: recovery time, lost and duplicated
@@ -90,6 +99,9 @@ enum Scenario {
         /// Then kill -9 the process, restart it on the same data, and time the recovery.
         #[arg(long)]
         restart: bool,
+        /// Where to write the plot (default: wafleet-load-idle.svg).
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
 }
 
@@ -102,11 +114,13 @@ async fn main() -> anyhow::Result<()> {
             devices,
             requests,
             wafleet,
+            plot,
         } => {
             scenario::routing::run(RoutingOptions {
                 devices,
                 requests,
                 wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
+                plot: Some(plot.unwrap_or_else(|| plot::default_path("routing"))),
             })
             .await?
         }
@@ -118,6 +132,7 @@ async fn main() -> anyhow::Result<()> {
             wafleet,
             timeout_s,
             restart,
+            plot,
         } => {
             scenario::idle::run(IdleOptions {
                 devices,
@@ -125,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
                 wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
                 timeout: Duration::from_secs(timeout_s),
                 restart,
+                plot: Some(plot.unwrap_or_else(|| plot::default_path("idle"))),
             })
             .await?
         }
