@@ -22,6 +22,8 @@
 //! - [`failover`]: a cluster, a message stream, `kill -9` of a node: recovery, loss.
 //! - [`routing`]: gateway vs standalone latency of the same calls, in one run.
 //! - [`idle`]: N devices created, paired and left idle: memory per device, pairing time.
+//! - [`throughput`]: messages accepted, sent and delivered per second with the limits
+//!   lifted, and their latencies, on a standalone process or a cluster.
 
 pub mod cluster;
 pub mod event_watch;
@@ -34,6 +36,7 @@ pub mod progress;
 pub mod routing;
 pub mod sampling;
 pub mod sims;
+pub mod throughput;
 
 use serde_json::{Map, Value};
 
