@@ -7,10 +7,11 @@
 //! the story of the run. Nothing is ever written to stdout: its last line is the JSON
 //! report.
 
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use tokio::task::JoinHandle;
 
 use super::sampling::Gauge;
@@ -20,8 +21,8 @@ const REFRESH: Duration = Duration::from_millis(100);
 
 /// A bar with a total: label, bar, count of total, elapsed.
 const BAR: &str = "{prefix:>22} [{bar:32}] {pos}/{len} {elapsed}";
-/// A bar without a total: label, count, rate, elapsed.
-const COUNTER: &str = "{prefix:>22} {pos} ({per_sec}) {elapsed}";
+/// A bar without a total: label, count, rate (whole per second), elapsed.
+const COUNTER: &str = "{prefix:>22} {pos} ({rate}) {elapsed}";
 
 /// The progress display of one run.
 #[derive(Debug)]
@@ -31,6 +32,9 @@ pub struct Progress {
     notes: bool,
     /// The bars being drawn, each with the gauge it follows.
     following: Arc<Mutex<Vec<Followed>>>,
+    /// Bars finished: kept until the end so that they stay drawn (a bar dropped
+    /// leaves the display).
+    finished: Mutex<Vec<ProgressBar>>,
     refresher: JoinHandle<()>,
 }
 
@@ -75,6 +79,7 @@ impl Progress {
             multi: MultiProgress::with_draw_target(target),
             notes,
             following,
+            finished: Mutex::default(),
             refresher,
         }
     }
@@ -99,6 +104,9 @@ impl Progress {
     fn follow(&self, label: &str, gauge: &Gauge, bar: ProgressBar, template: &str) -> Bar {
         let style = ProgressStyle::with_template(template)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key("rate", |state: &ProgressState, out: &mut dyn fmt::Write| {
+                let _ = write!(out, "{:.0}/s", state.per_sec());
+            })
             .progress_chars("=> ");
         let bar = self
             .multi
@@ -118,15 +126,17 @@ impl Progress {
     pub fn finish(&self, bar: Bar) {
         let mut following = lock(&self.following);
         if let Some(at) = following.iter().position(|f| f.id == bar.0) {
-            following.remove(at).finish();
+            let bar = following.remove(at).finish();
+            lock(&self.finished).push(bar);
         }
     }
 }
 
 impl Followed {
-    fn finish(self) {
+    fn finish(self) -> ProgressBar {
         self.bar.set_position(self.gauge.get());
         self.bar.finish();
+        self.bar
     }
 }
 
