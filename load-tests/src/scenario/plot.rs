@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::Report;
 use super::sampling::Timeline;
@@ -161,7 +162,7 @@ fn draw(chart: &Chart, area: &DrawingArea<SVGBackend<'_>, Shift>) -> anyhow::Res
         .label(line.name.as_str())
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
     }
-    for (x, label) in &chart.marks {
+    for (i, (x, label)) in chart.marks.iter().enumerate() {
         let style = BLACK.mix(0.55).stroke_width(1);
         ctx.draw_series(DashedLineSeries::new(
             vec![(*x, 0.0), (*x, y_max)],
@@ -169,15 +170,22 @@ fn draw(chart: &Chart, area: &DrawingArea<SVGBackend<'_>, Shift>) -> anyhow::Res
             4,
             style,
         ))?;
-        ctx.draw_series(std::iter::once(Text::new(
-            format!(" {label}"),
-            (*x, y_max),
-            ("sans-serif", 13),
-        )))?;
+        // The label beside its line, on the side with more room (the legend is on
+        // the left), on one of four rows so that close marks do not overwrite
+        // each other.
+        let y = y_max * (1.0 - 0.05 * (i % 4) as f64);
+        let right_half = *x > (x_min + x_max) / 2.0;
+        let (text, anchor) = if right_half {
+            (format!("{label} "), HPos::Right)
+        } else {
+            (format!(" {label}"), HPos::Left)
+        };
+        let font = TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(anchor, VPos::Top));
+        ctx.draw_series(std::iter::once(Text::new(text, (*x, y), font)))?;
     }
     if !chart.lines.is_empty() {
         ctx.configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(SeriesLabelPosition::UpperLeft)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.4))
             .draw()?;

@@ -126,13 +126,20 @@ pub async fn run(options: RoutingOptions) -> anyhow::Result<Report> {
         report.field(&format!("{label}_standalone_p99_ms"), round(ms(s99)));
         report.field(&format!("{label}_ratio_p50"), round(ms(g50) / ms(s50)));
         report.field(&format!("{label}_ratio_p99"), round(ms(g99) / ms(s99)));
+        // The tail past twice the slower p99 would squeeze the rest into a corner.
+        let cut = 2.0 * ms(g99).max(ms(s99));
         charts.push(Chart {
-            title: format!("{label}: latency distribution (warm-up excluded)"),
+            title: format!(
+                "{label}: latency distribution (up to {cut:.1} ms, twice the slower p99)"
+            ),
             x_label: "milliseconds".to_owned(),
             y_label: "% of requests at most".to_owned(),
             lines: vec![
-                Line::new("gateway (3 nodes)", distribution(&gateway_times)),
-                Line::new("standalone", distribution(&standalone_times)),
+                Line::new(
+                    "gateway (3 nodes)",
+                    cut_at(distribution(&gateway_times), cut),
+                ),
+                Line::new("standalone", cut_at(distribution(&standalone_times), cut)),
             ],
             marks: Vec::new(),
         });
@@ -176,6 +183,16 @@ fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// The points of a distribution up to `x`, ending at `x` with the share reached there.
+fn cut_at(mut points: Vec<(f64, f64)>, x: f64) -> Vec<(f64, f64)> {
+    if points.last().is_some_and(|last| last.0 > x) {
+        points.retain(|point| point.0 <= x);
+        let share = points.last().map_or(0.0, |last| last.1);
+        points.push((x, share));
+    }
+    points
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +215,16 @@ mod tests {
         assert_eq!(one.len(), 1);
         assert!(close(one[0], (2.0, 100.0)));
         assert!(distribution(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_cut_distribution_ends_flat_at_the_cut() {
+        let points = vec![(1.0, 50.0), (2.0, 90.0), (9.0, 100.0)];
+        assert_eq!(
+            cut_at(points.clone(), 3.0),
+            vec![(1.0, 50.0), (2.0, 90.0), (3.0, 90.0)]
+        );
+        assert_eq!(cut_at(points.clone(), 9.0), points);
+        assert_eq!(cut_at(points, 0.5), vec![(0.5, 0.0)]);
     }
 }

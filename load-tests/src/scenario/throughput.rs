@@ -131,7 +131,6 @@ pub async fn run(options: ThroughputOptions) -> anyhow::Result<Report> {
         accepted: accepted_count.clone(),
     };
     let started = (Instant::now(), SystemTime::now());
-    sampler.mark("sending starts");
     let tally = sending.run(options.concurrency.max(1)).await?;
     let send_time = started.0.elapsed();
     sampler.mark("sending stops");
