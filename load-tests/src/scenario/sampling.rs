@@ -128,6 +128,25 @@ impl Timeline {
         points
     }
 
+    /// Adds a counter `name` of events known only afterwards (arrivals read from the
+    /// phones' inboxes), from the seconds at which each happened: its value at each
+    /// sample is how many had happened by then.
+    pub fn add_events(&mut self, name: &str, mut times: Vec<f64>) {
+        times.sort_by(f64::total_cmp);
+        let mut happened = 0;
+        let values = self
+            .times
+            .iter()
+            .map(|t| {
+                while happened < times.len() && times[happened] <= *t {
+                    happened += 1;
+                }
+                happened as u64
+            })
+            .collect();
+        self.series.push((name.to_owned(), values));
+    }
+
     /// The last value of gauge `name`.
     pub fn last(&self, name: &str) -> Option<u64> {
         self.values(name).and_then(|v| v.last().copied())
@@ -233,6 +252,13 @@ mod tests {
             ]
         );
         assert!(t.per_second("other", Duration::from_secs(1)).is_empty());
+    }
+
+    #[test]
+    fn events_known_afterwards_count_up_at_the_samples() {
+        let mut t = timeline(&[0.0, 1.0, 2.0], &[0, 0, 0]);
+        t.add_events("arrived", vec![1.5, 0.2, 1.0, 9.0]);
+        assert_eq!(t.level("arrived"), vec![(0.0, 0.0), (1.0, 2.0), (2.0, 3.0)]);
     }
 
     #[test]
