@@ -13,6 +13,7 @@ async fn idle_scenario_pairs_every_device_and_recovers_after_kill9() {
         wafleet: env!("CARGO_BIN_EXE_wafleet").into(),
         timeout: Duration::from_secs(60),
         restart: true,
+        plot: None,
     })
     .await
     .unwrap();
@@ -40,6 +41,7 @@ async fn a_rolling_restart_loses_no_message() {
             wafleet: env!("CARGO_BIN_EXE_wafleet").into(),
             rolling: true,
             sims: None,
+            plot: None,
         })
         .await
         .unwrap();
@@ -76,6 +78,7 @@ async fn a_failover_over_two_simulators_loses_nothing() {
             wafleet: env!("CARGO_BIN_EXE_wafleet").into(),
             rolling: false,
             sims: Some(2),
+            plot: None,
         })
         .await
         .unwrap();
@@ -95,4 +98,50 @@ async fn a_failover_over_two_simulators_loses_nothing() {
     assert_eq!(fields["duplicated"], 0, "{fields:?}");
     assert_eq!(fields["double_ownership"], 0, "{fields:?}");
     assert_eq!(fields["new_pairings"], 0, "{fields:?}");
+}
+
+/// A short throughput run on a standalone process: messages are accepted, every one
+/// reaches its phone exactly once, and the plot is written beside the report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_short_throughput_run_delivers_every_accepted_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("throughput.svg");
+    let report = wafleet_load::scenario::throughput::run(
+        wafleet_load::scenario::throughput::ThroughputOptions {
+            devices: 4,
+            nodes: 0,
+            duration: Duration::from_secs(2),
+            concurrency: 8,
+            messages: Some(20_000),
+            wafleet: env!("CARGO_BIN_EXE_wafleet").into(),
+            sims: None,
+            plot: Some(plot.clone()),
+        },
+    )
+    .await
+    .unwrap();
+    let fields = &report.fields;
+    println!("{fields:?}");
+    assert_eq!(fields["scenario"], "throughput");
+    assert_eq!(fields["target"], "standalone");
+    assert!(fields["accepted"].as_u64().unwrap() > 0, "{fields:?}");
+    assert!(
+        fields["accepted_per_s"].as_f64().unwrap() > 0.0,
+        "{fields:?}"
+    );
+    assert_eq!(fields["lost"], 0, "{fields:?}");
+    assert_eq!(fields["duplicated"], 0, "{fields:?}");
+    assert_eq!(fields["delivered"], fields["accepted"], "{fields:?}");
+    assert_eq!(fields["refused"], 0, "{fields:?}");
+    assert_eq!(fields["rate_limited"], 0, "{fields:?}");
+    assert!(
+        fields["accept_p99_ms"].as_f64().unwrap() > 0.0,
+        "{fields:?}"
+    );
+    assert_eq!(fields["plot"], plot.display().to_string());
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(
+        svg.contains("<svg") && svg.contains("accepted/s"),
+        "{svg:.300}"
+    );
 }

@@ -2,7 +2,8 @@
 //! workspace's tests share with it.
 //!
 //! # Layout
-//! - [`scenario`]: the scenarios (`idle`, `failover`, `rolling`, `routing`) and the
+//! - [`scenario`]: the scenarios (`idle`, `failover`, `rolling`, `routing`, `throughput`),
+//!   what they share (progress, sampling, plots) and the
 //!   `wafleet standalone`, `wafleet sim`, `wafleet node` and `redis-server` child
 //!   processes they run against.
 //!

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use wafleet_load::scenario::{
-    self, failover::FailoverOptions, idle::IdleOptions, routing::RoutingOptions,
+    self, failover::FailoverOptions, idle::IdleOptions, plot, routing::RoutingOptions,
+    throughput::ThroughputOptions,
 };
 
 #[derive(Debug, Parser)]
@@ -36,10 +37,15 @@ struct ClusterRun {
     /// The wafleet binary (default: the one next to this binary).
     #[arg(long)]
     wafleet: Option<PathBuf>,
+    /// Where to write the plot of the run, an SVG file (default:
+    /// wafleet-load-<scenario>.svg in the current folder).
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 impl ClusterRun {
     fn options(self, rolling: bool) -> FailoverOptions {
+        let scenario = if rolling { "rolling" } else { "failover" };
         FailoverOptions {
             devices: self.devices,
             nodes: self.nodes,
@@ -49,6 +55,7 @@ impl ClusterRun {
                 .unwrap_or_else(scenario::process::sibling_wafleet),
             rolling,
             sims: self.sims.map(|n| n as usize),
+            plot: Some(self.plot.unwrap_or_else(|| plot::default_path(scenario))),
         }
     }
 }
@@ -65,6 +72,9 @@ enum Scenario {
         /// The wafleet binary (default: the one next to this binary).
         #[arg(long)]
         wafleet: Option<PathBuf>,
+        /// Where to write the plot (default: wafleet-load-routing.svg).
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
     /// A simulator, redis, N nodes and a gateway; N devices paired; a message stream;
     /// kill -9 of the node with the most devices: recovery time, lost and duplicated
@@ -90,6 +100,39 @@ enum Scenario {
         /// Then kill -9 the process, restart it on the same data, and time the recovery.
         #[arg(long)]
         restart: bool,
+        /// Where to write the plot (default: wafleet-load-idle.svg).
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
+    /// N devices paired on a standalone process (or a cluster with --nodes K), the
+    /// sending limits lifted, then messages through the API for S seconds with C
+    /// requests in flight: accepted, sent and delivered per second, accept and
+    /// end-to-end latency, lost and duplicated messages.
+    Throughput {
+        #[arg(long, default_value_t = 50)]
+        devices: usize,
+        /// Cluster nodes behind a gateway; 0: one standalone process.
+        #[arg(long, default_value_t = 0)]
+        nodes: usize,
+        /// Seconds of sending.
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+        concurrency: u64,
+        /// At most this many messages (default: 10,000 per device, what the lifted
+        /// limits allow a device in a day).
+        #[arg(long)]
+        messages: Option<u64>,
+        /// `wafleet sim` processes of a cluster (default: as many as the devices need).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        sims: Option<u64>,
+        /// The wafleet binary (default: the one next to this binary).
+        #[arg(long)]
+        wafleet: Option<PathBuf>,
+        /// Where to write the plot (default: wafleet-load-throughput.svg).
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
 }
 
@@ -102,11 +145,13 @@ async fn main() -> anyhow::Result<()> {
             devices,
             requests,
             wafleet,
+            plot,
         } => {
             scenario::routing::run(RoutingOptions {
                 devices,
                 requests,
                 wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
+                plot: Some(plot.unwrap_or_else(|| plot::default_path("routing"))),
             })
             .await?
         }
@@ -118,6 +163,7 @@ async fn main() -> anyhow::Result<()> {
             wafleet,
             timeout_s,
             restart,
+            plot,
         } => {
             scenario::idle::run(IdleOptions {
                 devices,
@@ -125,6 +171,29 @@ async fn main() -> anyhow::Result<()> {
                 wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
                 timeout: Duration::from_secs(timeout_s),
                 restart,
+                plot: Some(plot.unwrap_or_else(|| plot::default_path("idle"))),
+            })
+            .await?
+        }
+        Scenario::Throughput {
+            devices,
+            nodes,
+            seconds,
+            concurrency,
+            messages,
+            sims,
+            wafleet,
+            plot,
+        } => {
+            scenario::throughput::run(ThroughputOptions {
+                devices,
+                nodes,
+                duration: Duration::from_secs(seconds),
+                concurrency: concurrency as usize,
+                messages,
+                wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
+                sims: sims.map(|n| n as usize),
+                plot: Some(plot.unwrap_or_else(|| plot::default_path("throughput"))),
             })
             .await?
         }

@@ -25,19 +25,24 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 use wafleet_cluster_config::Placement;
 
 use super::Report;
 use super::cluster::{COOKIE, LocalCluster, NodeProcess};
-use super::pairing::{PairingSite, scan_patiently};
-use super::process::{ADMIN_KEY, sse_events};
-use super::sims::{files_limit, sims_for};
+use super::event_watch::{EventWatch, WatchGauges};
+use super::pairing::{FleetPlan, pair_fleet};
+use super::plot::{self, Chart, Shape};
+use super::process::{ADMIN_KEY, post_patiently, sse_events};
+use super::progress::Progress;
+use super::sampling::{Gauge, Sampler};
+use super::sims::{Network, files_limit, sims_for};
 
 /// Options of the failover scenario.
 #[derive(Debug, Clone)]
@@ -54,6 +59,8 @@ pub struct FailoverOptions {
     /// How many `wafleet sim` processes; `None`: as many as the devices need
     /// ([`sims_for`] the open-files limit).
     pub sims: Option<usize>,
+    /// Where to write the plot of the run (SVG); `None`: no plot.
+    pub plot: Option<PathBuf>,
 }
 
 /// Phones the messages go to (few, so their inboxes can be read whole).
@@ -63,6 +70,10 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
     if options.nodes < 2 {
         bail!("failover needs at least 2 nodes");
     }
+    let progress = Progress::new();
+    let gauges = WatchGauges::new();
+    let accepted_count = Gauge::new("accepted");
+    let sampler = Sampler::start(&[&gauges.ready, &accepted_count, &gauges.delivered]);
     let sim_count = options
         .sims
         .unwrap_or_else(|| sims_for(options.devices, files_limit()));
@@ -80,94 +91,51 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
-    eprintln!(
+    progress.note(format!(
         "cluster up: {} nodes, {} simulators, gateway {}",
         options.nodes,
         sims.len(),
         gateway.base
-    );
+    ));
 
     // Create, start and pair every device through the gateway.
     let ids: Vec<String> = (0..options.devices).map(|i| format!("fo-{i:06}")).collect();
     let mut events =
         Box::pin(sse_events(&http, &format!("{}/v1/events", gateway.base), None).await?);
     let started = Instant::now();
-    let gate = Arc::new(tokio::sync::Semaphore::new(32));
-    let mut tasks = tokio::task::JoinSet::new();
-    for id in ids.clone() {
-        let (http, base, gate) = (http.clone(), gateway.base.clone(), gate.clone());
-        tasks.spawn(async move {
-            let _permit = gate.acquire_owned().await?;
-            post(
-                &http,
-                &format!("{base}/v1/devices"),
-                &json!({"id": id, "name": id}),
-            )
-            .await?;
-            post(&http, &format!("{base}/v1/devices/{id}/start"), &json!({})).await?;
-            anyhow::Ok(())
-        });
-    }
-    // Scans have their own 32 requests in flight: behind thousands of creations they
-    // would wait past their codes' expiry.
-    let scan_gate = Arc::new(tokio::sync::Semaphore::new(32));
-    let mut scans = tokio::task::JoinSet::new();
-    let mut ready = HashSet::new();
-    let mut scanned = HashSet::new();
-    let mut rescans = 0u32;
-    while ready.len() < ids.len() {
-        let (kind, data) = tokio::time::timeout(Duration::from_secs(30), events.next())
-            .await
-            .context("no event for 30 s while pairing")?
-            .context("event stream ended")?;
-        let device = data["device_id"].as_str().unwrap_or_default().to_owned();
-        if kind == "qr" && scanned.insert(device.clone()) {
-            let n: usize = device.trim_start_matches("fo-").parse().unwrap_or(0);
-            let (http, sims, gate) = (http.clone(), sims.clone(), scan_gate.clone());
-            let api = gateway.base.clone();
-            let code = data["code"].as_str().unwrap_or_default().to_owned();
-            scans.spawn(async move {
-                let _permit = gate.acquire_owned().await?;
-                let site = PairingSite {
-                    api: &api,
-                    sim: sims.base_for(&device),
-                };
-                let phone = format!("62855{n:08}");
-                scan_patiently(&http, site, &device, &code, &phone).await
-            });
-        } else if kind == "status" && data["status"] == "READY" {
-            ready.insert(device);
-        }
-        while let Some(done) = tasks.try_join_next() {
-            done??;
-        }
-        while let Some(done) = scans.try_join_next() {
-            rescans += done??;
-        }
-    }
-    while let Some(done) = tasks.join_next().await {
-        done??;
-    }
-    while let Some(done) = scans.join_next().await {
-        rescans += done??;
-    }
-    eprintln!(
+    let pairing = progress.bar("devices paired", &gauges.ready, ids.len() as u64);
+    let fleet = FleetPlan {
+        api: gateway.base.clone(),
+        network: Network::Processes(sims.clone()),
+        ids: ids.clone(),
+        phone_prefix: "62855".to_owned(),
+        concurrency: 32,
+    };
+    let rescans = pair_fleet(&http, &fleet, &mut events, &gauges.ready).await?;
+    progress.finish(pairing);
+    progress.note(format!(
         "{} devices paired and READY in {:.1}s",
         ids.len(),
         started.elapsed().as_secs_f64()
-    );
+    ));
+    // The same stream, read by its own task from now on.
+    let mut watch = EventWatch::spawn(events, ids.iter().cloned(), gauges.clone());
     let pairings_before = sims.stat(&http, "pairings").await?;
     let replaced_before = sims.stat(&http, "connections_replaced").await?;
     let links_per_sim = sims.stat_each(&http, "links_total").await?;
-    eprintln!("links per simulator: {links_per_sim:?}; {rescans} QR codes scanned again");
+    progress.note(format!(
+        "links per simulator: {links_per_sim:?}; {rescans} QR codes scanned again"
+    ));
 
     // A steady stream of messages, round-robin over devices and recipient phones.
     // Accepted message id → (recipient index, device).
     let accepted = Arc::new(Mutex::new(HashMap::<String, (usize, String)>::new()));
     let sending = Arc::new(AtomicBool::new(true));
+    let sending_bar = progress.counter("messages accepted", &accepted_count);
     let sender = {
         let (http, base, ids) = (http.clone(), gateway.base.clone(), ids.clone());
         let (accepted, sending) = (accepted.clone(), sending.clone());
+        let accepted_count = accepted_count.clone();
         let period = Duration::from_secs_f64(1.0 / f64::from(options.rate.max(1)));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
@@ -178,13 +146,15 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
                 let id = &ids[n % ids.len()];
                 let to = n % RECIPIENTS;
                 let body = json!({"to": format!("62866{to:08}"), "text": format!("m-{n}")});
-                match post(&http, &format!("{base}/v1/devices/{id}/messages"), &body).await {
+                let url = format!("{base}/v1/devices/{id}/messages");
+                match post_patiently(&http, &url, &body).await {
                     Ok(answer) => {
                         if let Some(message) = answer["id"].as_str() {
                             accepted
                                 .lock()
                                 .await
                                 .insert(message.to_owned(), (to, id.clone()));
+                            accepted_count.add(1);
                         }
                     }
                     Err(_) => refused += 1,
@@ -198,9 +168,6 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
     // Let traffic flow, then kill the node owning the most devices (or, rolling, stop
     // every node in turn).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut live_events =
-        Box::pin(sse_events(&http, &format!("{}/v1/events", gateway.base), None).await?);
-    let mut delivered: HashSet<String> = HashSet::new();
     let mut recovered: Vec<f64> = Vec::new();
     let victims: Vec<String> = if options.rolling {
         names.clone()
@@ -229,27 +196,39 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
             .iter()
             .position(|n| &n.name == victim)
             .context("victim")?;
+        let stopped = Instant::now();
         if options.rolling {
             nodes[victim_index].signal("TERM")?;
-            eprintln!("SIGTERM to {victim}, which owns {} devices", moved.len());
+            sampler.mark(&format!("SIGTERM {victim}"));
+            progress.note(format!(
+                "SIGTERM to {victim}, which owns {} devices",
+                moved.len()
+            ));
         } else {
             nodes[victim_index].kill9().await;
-            eprintln!("killed {victim}, which owned {} devices", moved.len());
+            sampler.mark(&format!("kill -9 {victim}"));
+            progress.note(format!(
+                "killed {victim}, which owned {} devices",
+                moved.len()
+            ));
         }
-        let stopped = Instant::now();
+        // They are not READY until another node says they are.
+        watch.not_ready(&moved);
         let ready = await_ready(
-            &mut live_events,
+            &mut watch,
+            &progress,
+            &format!("READY after {victim}"),
             &moved,
             |node| node != victim.as_str(),
-            &mut delivered,
+            stopped,
         )
         .await
         .context("recovery")?;
-        eprintln!(
+        progress.note(format!(
             "all {} devices of {victim} READY on the others after {:.2}s",
             moved.len(),
             stopped.elapsed().as_secs_f64()
-        );
+        ));
         recovered.extend(ready.values().copied());
         if options.rolling {
             let status = nodes[victim_index]
@@ -263,26 +242,29 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
                 .iter()
                 .find(|p| &p.name == victim)
                 .context("plan of the victim")?;
+            let restarted = Instant::now();
+            sampler.mark(&format!("{victim} back"));
             nodes[victim_index] =
                 NodeProcess::start(&options.wafleet, dir.path(), plan, COOKIE).await?;
             let all: Vec<&str> = names.iter().map(String::as_str).collect();
             for node in &mut nodes {
                 node.wait_members(&all, Duration::from_secs(30)).await?;
             }
-            let rejoined = Instant::now();
             await_ready(
-                &mut live_events,
+                &mut watch,
+                &progress,
+                &format!("back on {victim}"),
                 &moved,
                 |node| node == victim.as_str(),
-                &mut delivered,
+                restarted,
             )
             .await
             .with_context(|| format!("{victim} taking its devices back"))?;
-            eprintln!(
-                "{victim} is back with its {} devices after {:.2}s",
+            progress.note(format!(
+                "{victim} is back with its {} devices {:.2}s after it was started again",
                 moved.len(),
-                rejoined.elapsed().as_secs_f64()
-            );
+                restarted.elapsed().as_secs_f64()
+            ));
         }
     }
 
@@ -290,19 +272,16 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     sending.store(false, Ordering::Relaxed);
     let refused = sender.await?;
+    progress.finish(sending_bar);
     let accepted = accepted.lock().await.clone();
-    let drain_deadline = Instant::now() + Duration::from_secs(30);
-    while delivered.len() < accepted.len() && Instant::now() < drain_deadline {
-        match tokio::time::timeout(Duration::from_secs(5), live_events.next()).await {
-            Ok(Some((kind, data))) if kind == "message.status" && data["status"] == "delivered" => {
-                delivered.insert(data["message_id"].as_str().unwrap_or_default().to_owned());
-            }
-            Ok(Some(_)) => {}
-            _ => break,
-        }
-    }
-    // Messages delivered before the kill came on the first stream; count from the store
-    // of truth instead: every phone's inbox.
+    watch
+        .drain(
+            accepted.len(),
+            Duration::from_secs(30),
+            Duration::from_secs(5),
+        )
+        .await;
+    // Count from the store of truth: every phone's inbox.
     let mut in_inboxes: HashMap<String, usize> = HashMap::new();
     for to in 0..RECIPIENTS {
         for message in sims.inbox(&http, &format!("62866{to:08}")).await? {
@@ -390,6 +369,32 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
     report.field("status_behind", status_behind);
     report.field("double_ownership", double_ownership);
     report.field("new_pairings", new_pairings);
+    let timeline = sampler.finish();
+    if let Some(path) = &options.plot {
+        let charts = [
+            Chart::of_timeline(
+                "devices READY (a stopped node's devices count again once READY elsewhere)",
+                "devices",
+                &timeline,
+                &[("ready", "devices READY", Shape::Level)],
+            ),
+            Chart::of_timeline(
+                "messages per second (1 s window)",
+                "messages/s",
+                &timeline,
+                &[
+                    ("accepted", "accepted/s", Shape::PerSecond),
+                    ("delivered", "delivered/s (receipts)", Shape::PerSecond),
+                ],
+            ),
+        ];
+        let title = format!(
+            "wafleet-load {scenario}: {} devices, {} nodes",
+            options.devices, options.nodes
+        );
+        plot::attach(&mut report, path, &title, &charts)?;
+    }
+    drop(progress);
     drop(redis);
     Ok(report)
 }
@@ -425,67 +430,37 @@ async fn statuses_behind(
     Ok(behind)
 }
 
-/// POSTs with the admin key; retries (for up to 30 s) while the answer says it may.
-async fn post(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<Value> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let response = http
-            .post(url)
-            .bearer_auth(ADMIN_KEY)
-            .json(body)
-            .send()
-            .await?;
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(answer);
-        }
-        if answer["error"]["retryable"] != true || Instant::now() > deadline {
-            bail!("POST {url}: {status} {answer}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Follows `events` until every device of `devices` has reported READY from a node
-/// `on` accepts; returns the seconds each took from the call. Notes the `delivered`
-/// receipts it sees on the way.
-async fn await_ready<S>(
-    events: &mut S,
+/// Takes READY events from `watch` until every device of `devices` has said READY
+/// from a node `on` accepts, after `since`; returns the seconds each took from `since`.
+/// A bar labelled `label` shows how many have.
+async fn await_ready(
+    watch: &mut EventWatch,
+    progress: &Progress,
+    label: &str,
     devices: &HashSet<String>,
     on: impl Fn(&str) -> bool,
-    delivered: &mut HashSet<String>,
-) -> anyhow::Result<HashMap<String, f64>>
-where
-    S: futures_util::Stream<Item = (String, Value)> + Unpin,
-{
-    let started = Instant::now();
+    since: Instant,
+) -> anyhow::Result<HashMap<String, f64>> {
+    let count = Gauge::new(label);
+    let bar = progress.bar(label, &count, devices.len() as u64);
     let mut ready: HashMap<String, f64> = HashMap::new();
     while ready.len() < devices.len() {
-        if started.elapsed() > Duration::from_secs(120) {
+        if since.elapsed() > Duration::from_secs(120) {
             bail!(
                 "only {} of {} devices READY after 120 s",
                 ready.len(),
                 devices.len()
             );
         }
-        let Ok(next) = tokio::time::timeout(Duration::from_secs(30), events.next()).await else {
-            bail!("no event for 30 s");
-        };
-        let (kind, data) = next.context("event stream ended")?;
-        let device = data["device_id"].as_str().unwrap_or_default().to_owned();
-        if kind == "status"
-            && data["status"] == "READY"
-            && on(data["node"].as_str().unwrap_or_default())
-            && devices.contains(&device)
-        {
+        let event = watch.next_ready(Duration::from_secs(30)).await?;
+        if event.at >= since && on(&event.node) && devices.contains(&event.device) {
             ready
-                .entry(device)
-                .or_insert_with(|| started.elapsed().as_secs_f64());
-        } else if kind == "message.status" && data["status"] == "delivered" {
-            delivered.insert(data["message_id"].as_str().unwrap_or_default().to_owned());
+                .entry(event.device)
+                .or_insert_with(|| event.at.duration_since(since).as_secs_f64());
+            count.set(ready.len() as u64);
         }
     }
+    progress.finish(bar);
     Ok(ready)
 }
 

@@ -1,6 +1,8 @@
 //! `wafleet-load idle --devices N`: creates N devices in one standalone process,
 //! pairs them all through the simulator, and measures resident memory per idle READY
-//! device (on top of the empty process) and the time to start and pair them.
+//! device (on top of the empty process) and the time to start and pair them. With
+//! `--restart`, it then kills the process and times until every device is READY again;
+//! the plot shows devices READY over the whole run, across the restart.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -14,7 +16,10 @@ use tokio::sync::Semaphore;
 
 use super::Report;
 use super::pairing::{PairingSite, scan_patiently};
+use super::plot::{self, Chart, Shape};
 use super::process::Standalone;
+use super::progress::Progress;
+use super::sampling::{Gauge, Sampler};
 
 /// Options of the idle scenario.
 #[derive(Debug, Clone)]
@@ -29,9 +34,14 @@ pub struct IdleOptions {
     /// Then `kill -9` the process, start it again on the same data folder, and measure
     /// until every device is READY again.
     pub restart: bool,
+    /// Where to write the plot of the run (SVG); `None`: no plot.
+    pub plot: Option<PathBuf>,
 }
 
 pub async fn run(options: IdleOptions) -> anyhow::Result<Report> {
+    let progress = Progress::new();
+    let ready_count = Gauge::new("ready");
+    let sampler = Sampler::start(&[&ready_count]);
     let data = tempfile::tempdir()?;
     let app = Arc::new(Standalone::start(&options.wafleet, data.path()).await?);
     let deadline = Instant::now() + options.timeout;
@@ -58,11 +68,12 @@ pub async fn run(options: IdleOptions) -> anyhow::Result<Report> {
         result??;
     }
     let created = started.elapsed();
-    eprintln!(
+    progress.note(format!(
         "created and started {} devices in {:.1}s",
         options.devices,
         created.as_secs_f64()
-    );
+    ));
+    let pairing = progress.bar("devices READY", &ready_count, options.devices as u64);
 
     // Scan each device's first QR code (again with its current one if it expired
     // first); count READY devices.
@@ -70,7 +81,6 @@ pub async fn run(options: IdleOptions) -> anyhow::Result<Report> {
     let mut rescans = 0u32;
     let mut scanned = HashSet::new();
     let mut ready = HashSet::new();
-    let mut last_progress = Instant::now();
     while ready.len() < options.devices {
         if Instant::now() > deadline {
             bail!(
@@ -106,23 +116,21 @@ pub async fn run(options: IdleOptions) -> anyhow::Result<Report> {
             }
             "status" if data["status"] == "READY" => {
                 ready.insert(device);
+                ready_count.set(ready.len() as u64);
             }
             _ => {}
         }
         while let Some(result) = scans.try_join_next() {
             rescans += result??;
         }
-        if last_progress.elapsed() > Duration::from_secs(1) {
-            eprintln!(
-                "scanned {} / READY {} of {}",
-                scanned.len(),
-                ready.len(),
-                options.devices
-            );
-            last_progress = Instant::now();
-        }
     }
     let paired = started.elapsed();
+    progress.finish(pairing);
+    progress.note(format!(
+        "{} devices READY in {:.1}s",
+        options.devices,
+        paired.as_secs_f64()
+    ));
     drop(events);
     // Let the process settle (buffers of the burst returned, idle state reached).
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -156,51 +164,84 @@ pub async fn run(options: IdleOptions) -> anyhow::Result<Report> {
     drop(scans);
     let app = Arc::try_unwrap(app).map_err(|_| anyhow::anyhow!("process still shared"))?;
     if options.restart {
-        restart(app, &options, data.path(), &mut report).await?;
+        let run = Restart {
+            options: &options,
+            data: data.path(),
+            progress: &progress,
+            sampler: &sampler,
+            ready_count: &ready_count,
+        };
+        run.measure(app, &mut report).await?;
     } else {
         app.kill().await;
+    }
+    let timeline = sampler.finish();
+    if let Some(path) = &options.plot {
+        let chart = Chart::of_timeline(
+            "devices READY",
+            "devices",
+            &timeline,
+            &[("ready", "devices READY", Shape::Level)],
+        );
+        let title = format!("wafleet-load idle: {} devices, standalone", options.devices);
+        plot::attach(&mut report, path, &title, &[chart])?;
     }
     Ok(report)
 }
 
-/// `kill -9`, start again on the same data, wait until every device is READY.
-async fn restart(
-    app: Standalone,
-    options: &IdleOptions,
-    data: &std::path::Path,
-    report: &mut Report,
-) -> anyhow::Result<()> {
-    let pairings_before = sim_pairings(&app).await?;
-    app.kill().await;
-    let killed = Instant::now();
-    let app = Standalone::start(&options.wafleet, data).await?;
-    let mut events = Box::pin(app.events(true).await?);
-    let mut ready = HashSet::new();
-    while ready.len() < options.devices {
-        let Ok(next) = tokio::time::timeout(Duration::from_secs(30), events.next()).await else {
-            bail!(
-                "after restart only {} of {} READY",
-                ready.len(),
-                options.devices
-            );
-        };
-        let (kind, data) = next.context("event stream ended")?;
-        if kind == "status" && data["status"] == "READY" {
-            ready.insert(data["device_id"].as_str().unwrap_or_default().to_owned());
+/// What the restart needs of the run.
+struct Restart<'a> {
+    options: &'a IdleOptions,
+    data: &'a std::path::Path,
+    progress: &'a Progress,
+    sampler: &'a Sampler,
+    ready_count: &'a Gauge,
+}
+
+impl Restart<'_> {
+    /// `kill -9`, start again on the same data, wait until every device is READY.
+    async fn measure(&self, app: Standalone, report: &mut Report) -> anyhow::Result<()> {
+        let options = self.options;
+        let pairings_before = sim_pairings(&app).await?;
+        app.kill().await;
+        let killed = Instant::now();
+        self.sampler.mark("kill -9, restart");
+        self.ready_count.set(0);
+        let bar = self
+            .progress
+            .bar("READY again", self.ready_count, options.devices as u64);
+        let app = Standalone::start(&options.wafleet, self.data).await?;
+        let mut events = Box::pin(app.events(true).await?);
+        let mut ready = HashSet::new();
+        while ready.len() < options.devices {
+            let Ok(next) = tokio::time::timeout(Duration::from_secs(30), events.next()).await
+            else {
+                bail!(
+                    "after restart only {} of {} READY",
+                    ready.len(),
+                    options.devices
+                );
+            };
+            let (kind, data) = next.context("event stream ended")?;
+            if kind == "status" && data["status"] == "READY" {
+                ready.insert(data["device_id"].as_str().unwrap_or_default().to_owned());
+                self.ready_count.set(ready.len() as u64);
+            }
         }
+        let recovered = killed.elapsed();
+        self.progress.finish(bar);
+        let new_pairings = sim_pairings(&app).await? - pairings_before;
+        report.line(format!(
+            "kill -9 and restart: all {} devices READY again {:.2}s after the kill, {} new pairings",
+            options.devices,
+            recovered.as_secs_f64(),
+            new_pairings
+        ));
+        report.field("restart_all_ready_s", round(recovered.as_secs_f64()));
+        report.field("restart_new_pairings", new_pairings);
+        app.kill().await;
+        Ok(())
     }
-    let recovered = killed.elapsed();
-    let new_pairings = sim_pairings(&app).await? - pairings_before;
-    report.line(format!(
-        "kill -9 and restart: all {} devices READY again {:.2}s after the kill, {} new pairings",
-        options.devices,
-        recovered.as_secs_f64(),
-        new_pairings
-    ));
-    report.field("restart_all_ready_s", round(recovered.as_secs_f64()));
-    report.field("restart_new_pairings", new_pairings);
-    app.kill().await;
-    Ok(())
 }
 
 async fn sim_pairings(app: &Standalone) -> anyhow::Result<i64> {

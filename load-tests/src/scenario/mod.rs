@@ -1,28 +1,42 @@
 //! Load scenarios against real wafleet processes on 127.0.0.1.
 //!
-//! Each scenario starts what it needs as child processes, prints progress on stderr,
-//! and returns a [`Report`] that the binary prints as a summary followed by one JSON
-//! object on the last line of stdout.
+//! Each scenario starts what it needs as child processes, shows its progress on stderr
+//! (bars when stderr is a terminal, notes always), writes a plot of the run (SVG), and
+//! returns a [`Report`] that the binary prints as a summary followed by one JSON object
+//! on the last line of stdout.
 //!
 //! # Layout
 //! - [`cluster`]: `wafleet node` and `wafleet gateway` children with their configs, and a
 //!   whole local cluster.
 //! - [`sims`]: `wafleet sim` children, one or several, and their control API as a whole
-//!   (each device's calls to its own simulator, counters and inboxes over all).
+//!   (each device's calls to its own simulator, counters and inboxes over all); the
+//!   [`Network`](sims::Network) of a run, in process or not.
 //! - [`pairing`]: scanning like a patient phone (a QR code that expired: read the
-//!   current one and scan again).
+//!   current one and scan again), and a whole fleet created and paired.
 //! - [`process`]: a `wafleet standalone` child process and its HTTP/SSE client.
+//! - [`event_watch`]: a task that follows the event stream: devices READY, messages
+//!   sent and delivered.
+//! - [`sampling`]: the gauges a run updates and their time series, read every 100 ms.
+//! - [`progress`]: bars that follow the gauges, and notes, on stderr.
+//! - [`plot`]: the SVG plot of a run.
 //! - [`failover`]: a cluster, a message stream, `kill -9` of a node: recovery, loss.
 //! - [`routing`]: gateway vs standalone latency of the same calls, in one run.
 //! - [`idle`]: N devices created, paired and left idle: memory per device, pairing time.
+//! - [`throughput`]: messages accepted, sent and delivered per second with the limits
+//!   lifted, and their latencies, on a standalone process or a cluster.
 
 pub mod cluster;
+pub mod event_watch;
 pub mod failover;
 pub mod idle;
 pub mod pairing;
+pub mod plot;
 pub mod process;
+pub mod progress;
 pub mod routing;
+pub mod sampling;
 pub mod sims;
+pub mod throughput;
 
 use serde_json::{Map, Value};
 

@@ -7,13 +7,23 @@
 //! simulator has forgotten the retired code). Then [`scan_patiently`] reads the
 //! device's current code from the API (`GET /v1/devices/{id}/qr?format=raw`) and scans
 //! again, up to [`MAX_SCANS`] times.
+//!
+//! [`pair_fleet`] does it for a whole fleet: create, start, scan each device's first
+//! code as it shows on the event stream, until every device is READY.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
+use futures_util::{Stream, StreamExt};
 use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
-use super::process::ADMIN_KEY;
+use super::process::{ADMIN_KEY, post_patiently};
+use super::sampling::Gauge;
+use super::sims::Network;
 
 /// Scans of one device before giving up (each after its previous code expired).
 pub const MAX_SCANS: u32 = 6;
@@ -30,6 +40,106 @@ pub struct PairingSite<'a> {
     pub api: &'a str,
     /// `http://…` of the device's simulator.
     pub sim: &'a str,
+}
+
+/// A fleet to create, start and pair through an API.
+#[derive(Debug, Clone)]
+pub struct FleetPlan {
+    /// `http://…` of the gateway or standalone process.
+    pub api: String,
+    /// Where each device is scanned.
+    pub network: Network,
+    pub ids: Vec<String>,
+    /// The device at index `i` of `ids` is linked to phone `{phone_prefix}{i:08}`.
+    pub phone_prefix: String,
+    /// Creations in flight at once; scans have as many of their own (behind thousands
+    /// of creations they would wait past their codes' expiry).
+    pub concurrency: usize,
+}
+
+/// Creates and starts every device of `plan` (retrying what the API says may be
+/// retried), scans each one's first QR code as it shows on `events` (a stream of every
+/// device's events opened before), and waits until every device has said READY;
+/// `ready` follows how many have. Returns how many scans were repeated because a code
+/// expired first.
+pub async fn pair_fleet<S>(
+    http: &reqwest::Client,
+    plan: &FleetPlan,
+    events: &mut S,
+    ready: &Gauge,
+) -> anyhow::Result<u32>
+where
+    S: Stream<Item = (String, Value)> + Unpin,
+{
+    let index: HashMap<&str, usize> = plan
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let gate = Arc::new(Semaphore::new(plan.concurrency.max(1)));
+    let mut creations = JoinSet::new();
+    for id in plan.ids.clone() {
+        let (http, base, gate) = (http.clone(), plan.api.clone(), gate.clone());
+        creations.spawn(async move {
+            let _permit = gate.acquire_owned().await?;
+            let device = json!({"id": id, "name": id});
+            post_patiently(&http, &format!("{base}/v1/devices"), &device).await?;
+            post_patiently(&http, &format!("{base}/v1/devices/{id}/start"), &json!({})).await?;
+            anyhow::Ok(())
+        });
+    }
+    let scan_gate = Arc::new(Semaphore::new(plan.concurrency.max(1)));
+    let mut scans = JoinSet::new();
+    let mut paired = HashSet::new();
+    let mut scanned = HashSet::new();
+    let mut rescans = 0u32;
+    while paired.len() < plan.ids.len() {
+        let (kind, data) = tokio::time::timeout(Duration::from_secs(30), events.next())
+            .await
+            .with_context(|| {
+                format!(
+                    "no event for 30 s while pairing ({} of {} READY)",
+                    paired.len(),
+                    plan.ids.len()
+                )
+            })?
+            .context("event stream ended")?;
+        let device = data["device_id"].as_str().unwrap_or_default();
+        let Some(&i) = index.get(device) else {
+            continue;
+        };
+        if kind == "qr" && scanned.insert(i) {
+            let (http, network, gate) = (http.clone(), plan.network.clone(), scan_gate.clone());
+            let api = plan.api.clone();
+            let device = device.to_owned();
+            let code = data["code"].as_str().unwrap_or_default().to_owned();
+            let phone = format!("{}{i:08}", plan.phone_prefix);
+            scans.spawn(async move {
+                let _permit = gate.acquire_owned().await?;
+                let site = PairingSite {
+                    api: &api,
+                    sim: network.base_for(&device),
+                };
+                scan_patiently(&http, site, &device, &code, &phone).await
+            });
+        } else if kind == "status" && data["status"] == "READY" && paired.insert(i) {
+            ready.set(paired.len() as u64);
+        }
+        while let Some(done) = creations.try_join_next() {
+            done??;
+        }
+        while let Some(done) = scans.try_join_next() {
+            rescans += done??;
+        }
+    }
+    while let Some(done) = creations.join_next().await {
+        done??;
+    }
+    while let Some(done) = scans.join_next().await {
+        rescans += done??;
+    }
+    Ok(rescans)
 }
 
 /// Scans `code` for `device_id` with `phone`, and again with the device's current code

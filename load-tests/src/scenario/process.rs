@@ -235,6 +235,34 @@ pub async fn sse_events(
     ))
 }
 
+/// POSTs `body` to `url` with the admin key; retries (for up to 30 s) while the answer
+/// says a retry is safe (`"retryable": true`, e.g. a node that is still taking its
+/// shards). Returns the answer's body.
+pub async fn post_patiently(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Value,
+) -> anyhow::Result<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = http
+            .post(url)
+            .bearer_auth(ADMIN_KEY)
+            .json(body)
+            .send()
+            .await?;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(answer);
+        }
+        if answer["error"]["retryable"] != true || std::time::Instant::now() > deadline {
+            bail!("POST {url}: {status} {answer}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Sets the quota table of the wafleet behind `base` to
 /// [`QuotaTable::UNTHROTTLED`](wafleet_cluster_config::QuotaTable::UNTHROTTLED), through
 /// its API (a gateway tells every node before it answers).

@@ -4,6 +4,8 @@
 //! - `GET /v1/devices/{id}`: a gateway serves it from the store, like standalone;
 //! - `POST /v1/devices/{id}/stop` on a stopped device (idempotent): a gateway routes it
 //!   to the owning node's host over ractor_cluster and back.
+//!
+//! The plot shows each call's latency distribution on both, side by side.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -13,7 +15,10 @@ use serde_json::json;
 
 use super::Report;
 use super::cluster::LocalCluster;
+use super::plot::{self, Chart, Line};
 use super::process::{ADMIN_KEY, Standalone};
+use super::progress::Progress;
+use super::sampling::Gauge;
 
 /// Options of the routing scenario.
 #[derive(Debug, Clone)]
@@ -21,9 +26,15 @@ pub struct RoutingOptions {
     pub devices: usize,
     pub requests: usize,
     pub wafleet: PathBuf,
+    /// Where to write the plot of the run (SVG); `None`: no plot.
+    pub plot: Option<PathBuf>,
 }
 
+/// Points of a latency distribution drawn at most (a sorted sample is thinned to this).
+const DISTRIBUTION_POINTS: usize = 400;
+
 pub async fn run(options: RoutingOptions) -> anyhow::Result<Report> {
+    let progress = Progress::new();
     let standalone_dir = tempfile::tempdir()?;
     let cluster = LocalCluster::start(&options.wafleet, 3).await?;
     let gateway = &cluster.gateway;
@@ -44,9 +55,20 @@ pub async fn run(options: RoutingOptions) -> anyhow::Result<Report> {
         }
     }
 
+    progress.note(format!(
+        "cluster (gateway {}) and standalone ({}) up, {} devices on each",
+        gateway.base,
+        standalone.base,
+        ids.len()
+    ));
+
     let mut report = Report::default();
     report.field("scenario", "routing");
     report.field("requests", options.requests);
+    let done = Gauge::new("requests");
+    let rounds = options.requests + options.requests / 10;
+    let bar = progress.bar("requests", &done, 2 * 2 * rounds as u64);
+    let mut charts = Vec::new();
     for (label, routed) in [("get_device", false), ("stop_routed", true)] {
         let mut times = [Vec::new(), Vec::new()];
         for n in 0..options.requests + options.requests / 10 {
@@ -74,6 +96,7 @@ pub async fn run(options: RoutingOptions) -> anyhow::Result<Report> {
                 let status = response.status();
                 response.bytes().await?;
                 let took = started.elapsed();
+                done.add(1);
                 if !status.is_success() {
                     bail!("{label} on {base}: {status}");
                 }
@@ -103,9 +126,53 @@ pub async fn run(options: RoutingOptions) -> anyhow::Result<Report> {
         report.field(&format!("{label}_standalone_p99_ms"), round(ms(s99)));
         report.field(&format!("{label}_ratio_p50"), round(ms(g50) / ms(s50)));
         report.field(&format!("{label}_ratio_p99"), round(ms(g99) / ms(s99)));
+        // The tail past twice the slower p99 would squeeze the rest into a corner.
+        let cut = 2.0 * ms(g99).max(ms(s99));
+        charts.push(Chart {
+            title: format!(
+                "{label}: latency distribution (up to {cut:.1} ms, twice the slower p99)"
+            ),
+            x_label: "milliseconds".to_owned(),
+            y_label: "% of requests at most".to_owned(),
+            lines: vec![
+                Line::new(
+                    "gateway (3 nodes)",
+                    cut_at(distribution(&gateway_times), cut),
+                ),
+                Line::new("standalone", cut_at(distribution(&standalone_times), cut)),
+            ],
+            marks: Vec::new(),
+        });
+    }
+    progress.finish(bar);
+    if let Some(path) = &options.plot {
+        let title = format!(
+            "wafleet-load routing: {} requests each, gateway vs standalone",
+            options.requests
+        );
+        plot::attach(&mut report, path, &title, &charts)?;
     }
     drop(cluster);
     Ok(report)
+}
+
+/// The cumulative distribution of `sorted` latencies: (ms, % of requests at most that),
+/// thinned to about [`DISTRIBUTION_POINTS`] points (the last one always kept).
+fn distribution(sorted: &[Duration]) -> Vec<(f64, f64)> {
+    let step = sorted.len().div_ceil(DISTRIBUTION_POINTS).max(1);
+    let share = |i: usize| (i + 1) as f64 * 100.0 / sorted.len() as f64;
+    let mut points: Vec<(f64, f64)> = sorted
+        .iter()
+        .enumerate()
+        .step_by(step)
+        .map(|(i, t)| (ms(*t), share(i)))
+        .collect();
+    if let Some(last) = sorted.last()
+        && !(sorted.len() - 1).is_multiple_of(step)
+    {
+        points.push((ms(*last), 100.0));
+    }
+    points
 }
 
 fn ms(d: Duration) -> f64 {
@@ -114,4 +181,50 @@ fn ms(d: Duration) -> f64 {
 
 fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+/// The points of a distribution up to `x`, ending at `x` with the share reached there.
+fn cut_at(mut points: Vec<(f64, f64)>, x: f64) -> Vec<(f64, f64)> {
+    if points.last().is_some_and(|last| last.0 > x) {
+        points.retain(|point| point.0 <= x);
+        let share = points.last().map_or(0.0, |last| last.1);
+        points.push((x, share));
+    }
+    points
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_distribution_rises_to_every_request_and_is_thinned() {
+        let sorted: Vec<Duration> = (1..=1000).map(Duration::from_micros).collect();
+        let points = distribution(&sorted);
+        assert!(points.len() <= DISTRIBUTION_POINTS + 1, "{}", points.len());
+        let close =
+            |a: (f64, f64), b: (f64, f64)| (a.0 - b.0).abs() < 1e-9 && (a.1 - b.1).abs() < 1e-9;
+        assert!(close(points[0], (0.001, 0.1)), "{:?}", points[0]);
+        assert!(close(points[points.len() - 1], (1.0, 100.0)));
+        assert!(
+            points
+                .windows(2)
+                .all(|w| w[0].0 <= w[1].0 && w[0].1 < w[1].1)
+        );
+        let one = distribution(&[Duration::from_millis(2)]);
+        assert_eq!(one.len(), 1);
+        assert!(close(one[0], (2.0, 100.0)));
+        assert!(distribution(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_cut_distribution_ends_flat_at_the_cut() {
+        let points = vec![(1.0, 50.0), (2.0, 90.0), (9.0, 100.0)];
+        assert_eq!(
+            cut_at(points.clone(), 3.0),
+            vec![(1.0, 50.0), (2.0, 90.0), (3.0, 90.0)]
+        );
+        assert_eq!(cut_at(points.clone(), 9.0), points);
+        assert_eq!(cut_at(points, 0.5), vec![(0.5, 0.0)]);
+    }
 }

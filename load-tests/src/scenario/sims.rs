@@ -15,6 +15,7 @@
 //! therefore read from every simulator and merged ([`Sims::inbox`]).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -143,18 +144,7 @@ impl Sims {
     pub async fn stat_each(&self, http: &reqwest::Client, name: &str) -> anyhow::Result<Vec<i64>> {
         let mut values = Vec::with_capacity(self.processes.len());
         for sim in &self.processes {
-            let stats: Value = http
-                .get(format!("{}/sim/stats", sim.base))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            values.push(
-                stats[name]
-                    .as_i64()
-                    .with_context(|| format!("no {name} in {}/sim/stats", sim.base))?,
-            );
+            values.push(stat_at(http, &sim.base, name).await?);
         }
         Ok(values)
     }
@@ -169,18 +159,89 @@ impl Sims {
     pub async fn inbox(&self, http: &reqwest::Client, phone: &str) -> anyhow::Result<Vec<Value>> {
         let mut messages = Vec::new();
         for sim in &self.processes {
-            let inbox: Value = http
-                .get(format!("{}/sim/phones/{phone}/inbox", sim.base))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            messages.extend(inbox.as_array().into_iter().flatten().cloned());
+            messages.extend(inbox_at(http, &sim.base, phone).await?);
         }
         messages.sort_by(|a, b| a["at"].as_str().cmp(&b["at"].as_str()));
         Ok(messages)
     }
+}
+
+/// The simulated network of a run, as the driver acting as the phones sees it: the one
+/// inside a standalone process (`--link sim`, control API on the process's own address),
+/// or `wafleet sim` processes.
+#[derive(Debug, Clone)]
+pub enum Network {
+    /// `http://…` of the standalone process.
+    InProcess(String),
+    Processes(Arc<Sims>),
+}
+
+impl Network {
+    /// The control API base of the simulator that serves `device_id`.
+    pub fn base_for(&self, device_id: &str) -> &str {
+        match self {
+            Network::InProcess(base) => base,
+            Network::Processes(sims) => sims.base_for(device_id),
+        }
+    }
+
+    /// How many simulators (1 in process).
+    pub fn len(&self) -> usize {
+        match self {
+            Network::InProcess(_) => 1,
+            Network::Processes(sims) => sims.len(),
+        }
+    }
+
+    /// Never true.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Counter `name` of `/sim/stats`, added up over every simulator.
+    pub async fn stat(&self, http: &reqwest::Client, name: &str) -> anyhow::Result<i64> {
+        match self {
+            Network::InProcess(base) => stat_at(http, base, name).await,
+            Network::Processes(sims) => sims.stat(http, name).await,
+        }
+    }
+
+    /// What reached `phone`, from every simulator, in order of arrival.
+    pub async fn inbox(&self, http: &reqwest::Client, phone: &str) -> anyhow::Result<Vec<Value>> {
+        match self {
+            Network::InProcess(base) => inbox_at(http, base, phone).await,
+            Network::Processes(sims) => sims.inbox(http, phone).await,
+        }
+    }
+}
+
+/// Counter `name` of `/sim/stats` on the simulator at `base`.
+async fn stat_at(http: &reqwest::Client, base: &str, name: &str) -> anyhow::Result<i64> {
+    let stats: Value = http
+        .get(format!("{base}/sim/stats"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    stats[name]
+        .as_i64()
+        .with_context(|| format!("no {name} in {base}/sim/stats"))
+}
+
+/// `phone`'s inbox on the simulator at `base`.
+async fn inbox_at(http: &reqwest::Client, base: &str, phone: &str) -> anyhow::Result<Vec<Value>> {
+    let inbox: Value = http
+        .get(format!("{base}/sim/phones/{phone}/inbox"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(match inbox {
+        Value::Array(messages) => messages,
+        _ => Vec::new(),
+    })
 }
 
 #[cfg(test)]
