@@ -213,7 +213,7 @@ impl Store for SqliteStore {
     }
 
     async fn count_devices_by_status(&self) -> Result<Vec<(DeviceStatus, u64)>, StoreError> {
-        self.read(|conn| devices::count_by_status(conn)).await
+        self.read(devices::count_by_status).await
     }
 
     async fn delete_device(&self, id: &str, fence: Option<&Fence>) -> Result<bool, StoreError> {
