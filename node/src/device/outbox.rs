@@ -19,6 +19,12 @@ use crate::store::DeviceStatus;
 /// How long a message whose send was not confirmed waits before it is handed again.
 const RESEND_AFTER_MS: i64 = 5_000;
 
+/// How many places of the in-flight window must be free before a device with a backlog
+/// reads its queue again: a quarter of the window (at least one).
+fn refill_at(max_in_flight: usize) -> usize {
+    (max_in_flight / 4).max(1)
+}
+
 impl DeviceState {
     /// Hands queued messages (oldest first) to the link while READY, each at its slot.
     ///
@@ -35,12 +41,13 @@ impl DeviceState {
         if self.session.is_none() || self.status != DeviceStatus::Ready {
             return Ok(());
         }
-        let room = self
-            .ctx
-            .config
-            .max_in_flight
-            .saturating_sub(self.in_flight.len());
-        if room == 0 {
+        let max_in_flight = self.ctx.config.max_in_flight;
+        let room = max_in_flight.saturating_sub(self.in_flight.len());
+        // With a backlog, wait until a quarter of the window is free: a drain reads
+        // the messages in flight again before the new ones (they are the oldest
+        // queued), so refilling one place at a time would read the whole window per
+        // message sent. A nudge, a timer or the next receipts drain again.
+        if room == 0 || (self.backlog && room < refill_at(max_in_flight)) {
             self.backlog = true;
             return Ok(());
         }
