@@ -9,14 +9,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use wafleet_cluster_config::QuotaTable;
-use wafleet_node::events::{BusConfig, EventBus};
 use wafleet_node::link::{
     LinkCommand, LinkContext, LinkError, LinkEvent, LinkEvents, LinkFactory, LinkSession,
     ReceiptStatus,
 };
-use wafleet_node::seal::{MasterKey, Sealer};
-use wafleet_node::store::{DeviceStatus, SqliteStore, TrustLevel};
-use wafleet_node::{Fleet, NewDevice, NodeConfig, SendText};
+use wafleet_node::{NodeConfig, SendText};
+
+mod common;
 
 const WINDOW: usize = 8;
 
@@ -82,44 +81,17 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn a_backlogged_window_refills_by_quarters_and_hands_every_message_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("w.db")).unwrap());
     let link = HeldReceipts::default();
-    let fleet = Fleet::start(
+    let (_dir, fleet) = common::fleet_with_ready_device(
         NodeConfig {
-            connect_jitter: Duration::ZERO,
             max_in_flight: WINDOW,
             ..NodeConfig::default()
         },
-        store,
-        Arc::new(Sealer::new(MasterKey::new(1, [6u8; 32]))),
-        EventBus::in_memory(BusConfig::default()),
         Arc::new(link.clone()),
+        Some(QuotaTable::UNTHROTTLED),
+        "w",
     )
-    .await
-    .unwrap();
-    fleet
-        .catalog()
-        .set_quota_table(QuotaTable::UNTHROTTLED)
-        .await
-        .unwrap();
-    fleet.refresh_settings().await.unwrap();
-    fleet
-        .catalog()
-        .create_device(NewDevice {
-            id: "w".into(),
-            name: "w".into(),
-            trust_level: TrustLevel::Verified,
-            webhook: None,
-        })
-        .await
-        .unwrap();
-    fleet.start_device("w", None).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while fleet.catalog().device("w").await.unwrap().status != DeviceStatus::Ready {
-        assert!(Instant::now() < deadline, "never READY");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    .await;
     let mut accepted = Vec::new();
     for n in 0..20 {
         let sent = fleet

@@ -6,14 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use wafleet_node::events::{BusConfig, EventBus};
 use wafleet_node::link::{
     LinkCommand, LinkContext, LinkError, LinkEvent, LinkEvents, LinkFactory, LinkSession,
     ReceiptStatus,
 };
-use wafleet_node::seal::{MasterKey, Sealer};
-use wafleet_node::store::{DeviceStatus, MessageStatus, SqliteStore, TrustLevel};
-use wafleet_node::{Fleet, NewDevice, NodeConfig, SendText};
+use wafleet_node::store::MessageStatus;
+use wafleet_node::{NodeConfig, SendText};
+
+mod common;
 
 /// A paired link whose first hand-off of each message is not confirmed; later ones are.
 #[derive(Debug, Default, Clone)]
@@ -73,37 +73,10 @@ impl LinkFactory for UnconfirmedOnce {
 
 #[tokio::test]
 async fn an_unconfirmed_send_stays_queued_and_is_handed_again_never_failed() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("w.db")).unwrap());
     let link = UnconfirmedOnce::default();
-    let fleet = Fleet::start(
-        NodeConfig {
-            connect_jitter: Duration::ZERO,
-            ..NodeConfig::default()
-        },
-        store,
-        Arc::new(Sealer::new(MasterKey::new(1, [5u8; 32]))),
-        EventBus::in_memory(BusConfig::default()),
-        Arc::new(link.clone()),
-    )
-    .await
-    .unwrap();
-    fleet
-        .catalog()
-        .create_device(NewDevice {
-            id: "u".into(),
-            name: "u".into(),
-            trust_level: TrustLevel::Verified,
-            webhook: None,
-        })
-        .await
-        .unwrap();
-    fleet.start_device("u", None).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while fleet.catalog().device("u").await.unwrap().status != DeviceStatus::Ready {
-        assert!(Instant::now() < deadline, "never READY");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (_dir, fleet) =
+        common::fleet_with_ready_device(NodeConfig::default(), Arc::new(link.clone()), None, "u")
+            .await;
     let sent = fleet
         .send_text(
             "u",

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use wafleet_cluster_config::Placement;
@@ -37,9 +37,9 @@ use wafleet_cluster_config::Placement;
 use super::Report;
 use super::cluster::{COOKIE, LocalCluster, NodeProcess};
 use super::event_watch::{EventWatch, WatchGauges};
-use super::pairing::{FleetPlan, pair_fleet};
+use super::pairing::{FleetPlan, pair_fleet_shown};
 use super::plot::{self, Chart, Shape};
-use super::process::{ADMIN_KEY, post_patiently, sse_events};
+use super::process::{admin_get, post_patiently, sse_events};
 use super::progress::Progress;
 use super::sampling::{Gauge, Sampler};
 use super::sims::{Network, files_limit, sims_for};
@@ -102,8 +102,6 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
     let ids: Vec<String> = (0..options.devices).map(|i| format!("fo-{i:06}")).collect();
     let mut events =
         Box::pin(sse_events(&http, &format!("{}/v1/events", gateway.base), None).await?);
-    let started = Instant::now();
-    let pairing = progress.bar("devices paired", &gauges.ready, ids.len() as u64);
     let fleet = FleetPlan {
         api: gateway.base.clone(),
         network: Network::Processes(sims.clone()),
@@ -111,13 +109,7 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
         phone_prefix: "62855".to_owned(),
         concurrency: 32,
     };
-    let rescans = pair_fleet(&http, &fleet, &mut events, &gauges.ready).await?;
-    progress.finish(pairing);
-    progress.note(format!(
-        "{} devices paired and READY in {:.1}s",
-        ids.len(),
-        started.elapsed().as_secs_f64()
-    ));
+    let rescans = pair_fleet_shown(&http, &fleet, &mut events, &gauges.ready, &progress).await?;
     // The same stream, read by its own task from now on.
     let mut watch = EventWatch::spawn(events, ids.iter().cloned(), gauges.clone());
     let pairings_before = sims.stat(&http, "pairings").await?;
@@ -408,14 +400,11 @@ async fn statuses_behind(
 ) -> anyhow::Result<usize> {
     let statuses: Vec<anyhow::Result<String>> = futures_util::stream::iter(messages)
         .map(|(device, message)| async move {
-            let answer: Value = http
-                .get(format!("{base}/v1/devices/{device}/messages/{message}"))
-                .bearer_auth(ADMIN_KEY)
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
+            let answer = admin_get(
+                http,
+                &format!("{base}/v1/devices/{device}/messages/{message}"),
+            )
+            .await?;
             Ok(answer["status"].as_str().unwrap_or_default().to_owned())
         })
         .buffer_unordered(16)

@@ -21,7 +21,8 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::process::{ADMIN_KEY, post_patiently};
+use super::process::{ADMIN_KEY, admin_get, post_patiently};
+use super::progress::Progress;
 use super::sampling::Gauge;
 use super::sims::Network;
 
@@ -62,6 +63,30 @@ pub struct FleetPlan {
 /// device's events opened before), and waits until every device has said READY;
 /// `ready` follows how many have. Returns how many scans were repeated because a code
 /// expired first.
+/// [`pair_fleet`] with a progress bar of the devices READY, and a note of how long it
+/// took.
+pub async fn pair_fleet_shown<S>(
+    http: &reqwest::Client,
+    plan: &FleetPlan,
+    events: &mut S,
+    ready: &Gauge,
+    progress: &Progress,
+) -> anyhow::Result<u32>
+where
+    S: Stream<Item = (String, Value)> + Unpin,
+{
+    let started = Instant::now();
+    let bar = progress.bar("devices paired", ready, plan.ids.len() as u64);
+    let rescans = pair_fleet(http, plan, events, ready).await?;
+    progress.finish(bar);
+    progress.note(format!(
+        "{} devices paired and READY in {:.1}s",
+        plan.ids.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(rescans)
+}
+
 pub async fn pair_fleet<S>(
     http: &reqwest::Client,
     plan: &FleetPlan,
@@ -221,13 +246,6 @@ async fn device_status(
     api: &str,
     device_id: &str,
 ) -> anyhow::Result<String> {
-    let device: Value = http
-        .get(format!("{api}/v1/devices/{device_id}"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let device = admin_get(http, &format!("{api}/v1/devices/{device_id}")).await?;
     Ok(device["status"].as_str().unwrap_or_default().to_owned())
 }

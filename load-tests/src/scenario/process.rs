@@ -235,6 +235,18 @@ pub async fn sse_events(
     ))
 }
 
+/// GETs `url` with the admin key: the answer's JSON body, or an error for a non-2xx.
+pub async fn admin_get(http: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
+    Ok(http
+        .get(url)
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
 /// POSTs `body` to `url` with the admin key; retries (for up to 30 s) while the answer
 /// says a retry is safe (`"retryable": true`, e.g. a node that is still taking its
 /// shards). Returns the answer's body.

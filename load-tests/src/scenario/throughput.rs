@@ -44,7 +44,7 @@ use wafleet_cluster_config::quota::MAX_PER_DAY;
 use super::Report;
 use super::cluster::{GatewayProcess, LocalCluster, NodeProcess};
 use super::event_watch::{EventWatch, WatchGauges};
-use super::pairing::{FleetPlan, pair_fleet};
+use super::pairing::{FleetPlan, pair_fleet_shown};
 use super::plot::{self, Chart, Shape};
 use super::process::{ADMIN_KEY, RedisServer, Standalone, sse_events};
 use super::progress::Progress;
@@ -97,8 +97,6 @@ pub async fn run(options: ThroughputOptions) -> anyhow::Result<Report> {
     let gauges = WatchGauges::new();
     let ids: Vec<String> = (0..options.devices).map(|i| format!("tp-{i:06}")).collect();
     let mut events = Box::pin(sse_events(&http, &format!("{api}/v1/events"), None).await?);
-    let pairing_started = Instant::now();
-    let pairing = progress.bar("devices paired", &gauges.ready, ids.len() as u64);
     let fleet = FleetPlan {
         api: api.clone(),
         network: network.clone(),
@@ -106,13 +104,7 @@ pub async fn run(options: ThroughputOptions) -> anyhow::Result<Report> {
         phone_prefix: "62857".to_owned(),
         concurrency: 32,
     };
-    let rescans = pair_fleet(&http, &fleet, &mut events, &gauges.ready).await?;
-    progress.finish(pairing);
-    progress.note(format!(
-        "{} devices paired and READY in {:.1}s",
-        ids.len(),
-        pairing_started.elapsed().as_secs_f64()
-    ));
+    let rescans = pair_fleet_shown(&http, &fleet, &mut events, &gauges.ready, &progress).await?;
     let watch = EventWatch::spawn(events, ids.iter().cloned(), gauges.clone());
 
     // Messages for the set time, C requests in flight.
