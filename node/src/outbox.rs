@@ -14,8 +14,8 @@ use crate::clock::now_ms;
 use crate::limits::policy::Refusal;
 use crate::metrics;
 use crate::store::{
-    DeviceStatus, Direction, InsertOutcome, MessageRecord, MessageStatus, Store, StoreError,
-    TrustLevel,
+    DeviceRecord, DeviceStatus, Direction, GuardedInsert, InsertOutcome, MessageRecord,
+    MessageStatus, Store, StoreError, TrustLevel,
 };
 
 /// Accepts a text message into the store's outbox as `queued`, without a rate-limit
@@ -48,8 +48,8 @@ pub(crate) enum Checked {
     New(String),
 }
 
-/// The checks before a send: a repeat is answered with the first message; a new one
-/// needs a device that is linked and running.
+/// The check before a send: a repeat (same Idempotency-Key) is answered with the first
+/// message. Whether the device may send is checked by [`insert_queued`], with the insert.
 pub(crate) async fn check_send(
     store: &dyn Store,
     device_id: &str,
@@ -64,29 +64,49 @@ pub(crate) async fn check_send(
     {
         return replay(existing, send).map(Checked::Replay);
     }
+    Ok(Checked::New(id))
+}
+
+/// Whether a device takes messages: linked and running (`READY`, `STARTING`,
+/// `DISCONNECTED`). Anything else (stopped, pairing, logged out, failed) would never
+/// send them.
+fn sendable(device: &DeviceRecord) -> bool {
+    device.phone.is_some()
+        && device.desired_running
+        && matches!(
+            device.status,
+            DeviceStatus::Ready | DeviceStatus::Starting | DeviceStatus::Disconnected
+        )
+}
+
+/// `Ok` if the device takes messages now ([`sendable`]); the refusal a client gets
+/// otherwise. For a send refused before its insert (by the rate limiter), so that a
+/// device that is not ready says so first.
+pub(crate) async fn require_sendable(store: &dyn Store, device_id: &str) -> Result<(), FleetError> {
     let device = store
         .get_device(device_id)
         .await?
         .ok_or_else(|| FleetError::DeviceNotFound(device_id.to_owned()))?;
-    let linked = device.phone.is_some() && device.desired_running;
-    let sendable = matches!(
-        device.status,
-        DeviceStatus::Ready | DeviceStatus::Starting | DeviceStatus::Disconnected
-    );
-    if !(linked && sendable) {
-        return Err(FleetError::WrongState {
-            code: state_code::DEVICE_NOT_READY,
-            message: format!(
-                "device {device_id} is {}; messages are accepted only while it is linked and running (READY, STARTING or DISCONNECTED)",
-                device.status
-            ),
-        });
+    if sendable(&device) {
+        Ok(())
+    } else {
+        Err(not_ready(&device))
     }
-    Ok(Checked::New(id))
+}
+
+fn not_ready(device: &DeviceRecord) -> FleetError {
+    FleetError::WrongState {
+        code: state_code::DEVICE_NOT_READY,
+        message: format!(
+            "device {} is {}; messages are accepted only while it is linked and running (READY, STARTING or DISCONNECTED)",
+            device.id, device.status
+        ),
+    }
 }
 
 /// Stores a checked send as `queued`, created at `created_at_ms`, with its rate-limit
-/// slot (`None`: none yet).
+/// slot (`None`: none yet), if its device takes messages ([`sendable`], read in the
+/// same store call as the insert): `device_not_ready` if not.
 pub(crate) async fn insert_queued(
     store: &dyn Store,
     device_id: &str,
@@ -111,9 +131,15 @@ pub(crate) async fn insert_queued(
         read_at_ms: None,
         failed_at_ms: None,
     };
-    match store.insert_message(&message).await {
-        Ok(InsertOutcome::Inserted) => {}
-        Ok(InsertOutcome::Existing(existing)) => return replay(existing, &send),
+    match store.insert_message_if(&message, sendable).await {
+        Ok(GuardedInsert::Done(InsertOutcome::Inserted)) => {}
+        Ok(GuardedInsert::Done(InsertOutcome::Existing(existing))) => {
+            return replay(existing, &send);
+        }
+        Ok(GuardedInsert::Refused(device)) => return Err(not_ready(&device)),
+        Err(StoreError::NotFound { .. }) => {
+            return Err(FleetError::DeviceNotFound(device_id.to_owned()));
+        }
         Err(StoreError::Conflict { .. }) => {
             let existing = store
                 .get_message(device_id, &message.id)

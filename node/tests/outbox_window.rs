@@ -3,7 +3,11 @@
 //! receipt would read the whole window from the store per message (what capped a
 //! standalone at about 2,000 accepted messages a second). Nothing waits for ever: the
 //! window refills once a quarter of it is free, and every message is handed once.
+//!
+//! A drain reads after the last message it handed; a message accepted concurrently with
+//! a later one, and stored after that one was handed, is still handed.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,6 +17,8 @@ use wafleet_node::link::{
     LinkCommand, LinkContext, LinkError, LinkEvent, LinkEvents, LinkFactory, LinkSession,
     ReceiptStatus,
 };
+use wafleet_node::store::metered::CallHook;
+use wafleet_node::store::{MeteredStore, StoreError};
 use wafleet_node::{NodeConfig, SendText};
 
 mod common;
@@ -136,5 +142,70 @@ async fn a_backlogged_window_refills_by_quarters_and_hands_every_message_once() 
         accepted,
         "each message handed once, in order"
     );
+    fleet.shutdown().await;
+}
+
+/// Delays the next guarded insert (a message's store write) once armed.
+#[derive(Debug, Default)]
+struct SlowNextInsert {
+    armed: AtomicBool,
+}
+
+#[async_trait]
+impl CallHook for SlowNextInsert {
+    async fn before(&self, operation: &'static str) -> Result<(), StoreError> {
+        if operation == "insert_message_if" && self.armed.swap(false, Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        Ok(())
+    }
+}
+
+fn text(n: u32) -> SendText {
+    SendText {
+        to_phone: "6281234567890".into(),
+        text: format!("message {n}"),
+        idempotency_key: None,
+    }
+}
+
+#[tokio::test]
+async fn a_message_stored_after_a_later_one_was_handed_is_not_passed_over() {
+    let link = HeldReceipts::default();
+    let hook = Arc::new(SlowNextInsert::default());
+    let (_dir, fleet) = common::fleet_with_ready_device_on(
+        {
+            let hook = hook.clone();
+            move |store| Arc::new(MeteredStore::with_hook(store, hook))
+        },
+        NodeConfig {
+            max_in_flight: WINDOW,
+            ..NodeConfig::default()
+        },
+        Arc::new(link.clone()),
+        Some(QuotaTable::UNTHROTTLED),
+        "w",
+    )
+    .await;
+    let first = fleet.send_text("w", text(0)).await.unwrap().message;
+    until("the first handed", || link.handed().len() == 1).await;
+
+    // The second is admitted before the third but stored after the third was handed.
+    hook.armed.store(true, Ordering::SeqCst);
+    let slow = tokio::spawn({
+        let fleet = fleet.clone();
+        async move { fleet.send_text("w", text(1)).await.unwrap().message }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let third = fleet.send_text("w", text(2)).await.unwrap().message;
+    until("the third handed", || link.handed().len() == 2).await;
+    let second = slow.await.unwrap();
+    assert!(
+        (second.created_at_ms, &second.id) < (third.created_at_ms, &third.id),
+        "the second comes before the third in the queue"
+    );
+
+    until("the second handed too", || link.handed().len() == 3).await;
+    assert_eq!(link.handed(), [first.id, third.id, second.id]);
     fleet.shutdown().await;
 }

@@ -76,6 +76,7 @@ impl DeviceState {
         self.permit = None;
         self.qr = None;
         self.in_flight.clear();
+        self.handed_upto = None;
     }
 
     pub(super) fn request_pair_code(

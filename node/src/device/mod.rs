@@ -38,7 +38,7 @@ use crate::context::NodeContext;
 use crate::limits::actor::LimiterMsg;
 use crate::limits::trust::level_to_u8;
 use crate::link::{LinkError, LinkEvent, LinkSession, PairCode};
-use crate::store::{DevicePatch, DeviceStatus, Fence, StoreError, TrustLevel};
+use crate::store::{DevicePatch, DeviceStatus, Fence, QueueKey, StoreError, TrustLevel};
 use crate::vault::VaultError;
 use supervisor::SupervisorMsg;
 
@@ -61,8 +61,13 @@ pub enum DeviceMsg {
     Link(u64, LinkEvent),
     /// The handshake of session `.0` took too long.
     HandshakeTimeout(u64),
-    /// Hand queued outbound messages to the link.
+    /// Hand queued outbound messages to the link, reading the queue from its start
+    /// (a nudge from anything that may have put a message anywhere in it).
     Drain,
+    /// A message was accepted into the queue at this place: hand it (and whatever is
+    /// due) to the link. A place before the last message handed makes the next read
+    /// start from the queue's start again.
+    Queued(QueueKey),
     /// The timer set for the next due message, at this time (Unix ms), fired.
     DrainAt(i64),
     /// The device's rate limiter, spawned if it has none yet.
@@ -128,6 +133,9 @@ pub struct DeviceState {
     handoffs: VecDeque<i64>,
     /// The drain timer set, if any: the time it fires at.
     next_drain_at: Option<i64>,
+    /// The place in the queue of the last message handed to the link (or found in
+    /// flight) this session: a drain reads after it. `None`: from the start.
+    handed_upto: Option<QueueKey>,
 }
 
 impl Actor for DeviceActor {
@@ -161,6 +169,7 @@ impl Actor for DeviceActor {
             level: Arc::new(AtomicU8::new(level_to_u8(TrustLevel::Newcomer))),
             handoffs: VecDeque::new(),
             next_drain_at: None,
+            handed_upto: None,
         })
     }
 
@@ -240,7 +249,14 @@ async fn dispatch(
                     .await?;
             }
         }
-        DeviceMsg::Drain => state.drain(&myself).await?,
+        DeviceMsg::Drain => {
+            state.handed_upto = None;
+            state.drain(&myself).await?
+        }
+        DeviceMsg::Queued(place) => {
+            state.queued(&place);
+            state.drain(&myself).await?
+        }
         DeviceMsg::Limiter(reply) => {
             let limiter = state.limiter(&myself).await?;
             let _ = reply.send(limiter);

@@ -14,7 +14,7 @@ use crate::limits::actor::LimiterMsg;
 use crate::limits::policy::{Decision, quota_for};
 use crate::limits::trust::level_from_u8;
 use crate::link::{LinkCommand, LinkError};
-use crate::store::DeviceStatus;
+use crate::store::{DeviceStatus, QueueKey};
 
 /// How long a message whose send was not confirmed waits before it is handed again.
 const RESEND_AFTER_MS: i64 = 5_000;
@@ -51,11 +51,22 @@ impl DeviceState {
             self.backlog = true;
             return Ok(());
         }
-        let limit = (self.in_flight.len() + room).min(u32::MAX as usize) as u32;
-        let queued = self.ctx.store.queued_messages(&self.id, limit).await?;
+        // Read after the last message handed: the messages in flight come before it.
+        // From the start, they are read again (and skipped).
+        let limit = match &self.handed_upto {
+            Some(_) => room,
+            None => self.in_flight.len() + room,
+        };
+        let limit = limit.min(u32::MAX as usize) as u32;
+        let queued = self
+            .ctx
+            .store
+            .queued_messages_after(&self.id, self.handed_upto.as_ref(), limit)
+            .await?;
         self.backlog = queued.len() as u32 == limit;
         for message in queued {
             if self.in_flight.contains(&message.id) {
+                self.handed_upto = Some(QueueKey::of(&message));
                 continue;
             }
             let slot = match message.not_before_ms {
@@ -77,6 +88,7 @@ impl DeviceState {
             let Some(session) = self.session.as_mut() else {
                 return Ok(());
             };
+            let place = QueueKey::of(&message);
             let command = LinkCommand::SendText {
                 message_id: message.id.clone(),
                 to_phone: message.peer_phone,
@@ -85,6 +97,7 @@ impl DeviceState {
             match session.command(command) {
                 Ok(()) => {
                     self.in_flight.insert(message.id);
+                    self.handed_upto = Some(place);
                     self.handoffs.push_back(now);
                 }
                 Err(LinkError::WrongState(_)) => {
@@ -97,6 +110,15 @@ impl DeviceState {
             }
         }
         Ok(())
+    }
+
+    /// A message was accepted at `place`: if that is before the last message handed
+    /// (accepted concurrently with a later one that was handed first), the next drain
+    /// reads from the queue's start, so that it is not passed over.
+    pub(super) fn queued(&mut self, place: &QueueKey) {
+        if self.handed_upto.as_ref().is_some_and(|upto| place < upto) {
+            self.handed_upto = None;
+        }
     }
 
     /// Asks the limiter for a slot for an accepted message that has none, and stores
@@ -175,6 +197,8 @@ impl DeviceState {
     ) {
         warn!(device_id = %self.id, message_id, reason, "send not confirmed, handing it again later");
         self.in_flight.remove(message_id);
+        // It is before the last message handed: read from the start next time.
+        self.handed_upto = None;
         self.drain_later(myself, now_ms().saturating_add(RESEND_AFTER_MS));
     }
 

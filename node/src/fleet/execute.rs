@@ -20,7 +20,7 @@ use crate::link::LinkError;
 use crate::metrics;
 use crate::outbox;
 use crate::settings;
-use crate::store::{DevicePatch, DeviceRecord, DeviceStatus, Fence, TrustLevel};
+use crate::store::{DevicePatch, DeviceRecord, DeviceStatus, Fence, QueueKey, TrustLevel};
 
 impl Fleet {
     /// Runs `command` on device `id`, under `fence` when a cluster node holds the
@@ -266,6 +266,7 @@ impl Fleet {
             reason,
         } = admission.decision
         {
+            outbox::require_sendable(self.ctx.store.as_ref(), device_id).await?;
             metrics::message_outcome("rate_limited");
             return Err(FleetError::RateLimited {
                 code: reason.code(),
@@ -286,7 +287,7 @@ impl Fleet {
         match &result {
             Ok(sent) if !sent.replayed => {
                 if let Some(actor) = self.ctx.running.device(device_id) {
-                    let _ = actor.cast(DeviceMsg::Drain);
+                    let _ = actor.cast(DeviceMsg::Queued(QueueKey::of(&sent.message)));
                 }
             }
             _ => {

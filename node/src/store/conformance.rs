@@ -19,7 +19,8 @@ use wafleet_cluster_config::shard_of;
 
 use super::{
     Acquired, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction, Fence,
-    InsertOutcome, Lease, MessageRecord, MessageStatus, SealedBlob, Store, StoreError, TrustLevel,
+    GuardedInsert, InsertOutcome, Lease, MessageRecord, MessageStatus, QueueKey, SealedBlob, Store,
+    StoreError, TrustLevel,
 };
 
 /// Runs every check, one after the other.
@@ -35,6 +36,7 @@ pub async fn run_all(store: &dyn Store) {
     check_link_state_unknown_device(store).await;
     check_message_insert_get(store).await;
     check_message_idempotency(store).await;
+    check_guarded_insert(store).await;
     check_message_advance(store).await;
     check_queued_messages(store).await;
     check_devices_with_queued(store).await;
@@ -1194,6 +1196,71 @@ pub async fn check_message_insert_get(store: &dyn Store) {
     assert_eq!(ok(store.get_message(&a, "m-missing").await, "get"), None);
 }
 
+/// `insert_message_if`: written only when the device meets the rule (the device comes
+/// back as `Refused` otherwise, nothing written); an unknown device is `NotFound`; a
+/// repeated idempotency key is `Existing`, as with `insert_message`.
+pub async fn check_guarded_insert(store: &dyn Store) {
+    fn running(device: &DeviceRecord) -> bool {
+        device.desired_running
+    }
+    let p = fresh_prefix();
+    let (on, off) = (format!("{p}-on"), format!("{p}-off"));
+    create(
+        store,
+        &DeviceRecord {
+            desired_running: true,
+            ..device(&on)
+        },
+    )
+    .await;
+    create(
+        store,
+        &DeviceRecord {
+            desired_running: false,
+            ..device(&off)
+        },
+    )
+    .await;
+
+    let m = message(&on, "m-1", 100);
+    assert_eq!(
+        ok(store.insert_message_if(&m, running).await, "guarded insert"),
+        GuardedInsert::Done(InsertOutcome::Inserted)
+    );
+    assert_eq!(ok(store.get_message(&on, "m-1").await, "get"), Some(m));
+
+    let refused = message(&off, "m-1", 100);
+    match ok(
+        store.insert_message_if(&refused, running).await,
+        "guarded insert",
+    ) {
+        GuardedInsert::Refused(device) => assert_eq!(device.id, off),
+        other => panic!("a device failing the rule: expected Refused, got {other:?}"),
+    }
+    assert_eq!(ok(store.get_message(&off, "m-1").await, "get"), None);
+
+    let keyed = keyed_message(&on, "m-2", "key-1");
+    ok(
+        store.insert_message_if(&keyed, running).await,
+        "keyed insert",
+    );
+    let again = keyed_message(&on, "m-3", "key-1");
+    assert_eq!(
+        ok(
+            store.insert_message_if(&again, running).await,
+            "keyed again"
+        ),
+        GuardedInsert::Done(InsertOutcome::Existing(keyed))
+    );
+
+    expect_not_found(
+        store
+            .insert_message_if(&message(&format!("{p}-ghost"), "m", 1), running)
+            .await,
+        "guarded insert for an unknown device",
+    );
+}
+
 /// A second message with a device's idempotency key returns the first as `Existing` and
 /// writes nothing; keys are scoped to their device.
 pub async fn check_message_idempotency(store: &dyn Store) {
@@ -1573,6 +1640,54 @@ pub async fn check_queued_messages(store: &dyn Store) {
         ids,
         ["m-tie-a", "m-tie-b", "a-new"],
         "a sent message left the queue"
+    );
+
+    // After a place: the tie is broken by id, the place itself excluded, limits hold.
+    let after = |m: &MessageRecord| QueueKey::of(m);
+    let ids =
+        |rows: Vec<MessageRecord>| -> Vec<String> { rows.into_iter().map(|m| m.id).collect() };
+    let tail = ok(
+        store
+            .queued_messages_after(&a, Some(&after(&tie_a)), 10)
+            .await,
+        "queued after",
+    );
+    assert_eq!(ids(tail), ["m-tie-b", "a-new"], "after the first of a tie");
+    let tail = ok(
+        store
+            .queued_messages_after(&a, Some(&after(&tie_a)), 1)
+            .await,
+        "queued after",
+    );
+    assert_eq!(ids(tail), ["m-tie-b"], "after, limit 1");
+    let tail = ok(
+        store
+            .queued_messages_after(&a, Some(&after(&newest)), 10)
+            .await,
+        "queued after",
+    );
+    assert!(tail.is_empty(), "nothing after the newest: {tail:?}");
+    let gone = QueueKey {
+        created_at_ms: 100,
+        id: "z-old".to_owned(),
+    };
+    let tail = ok(
+        store.queued_messages_after(&a, Some(&gone), 10).await,
+        "queued after",
+    );
+    assert_eq!(
+        ids(tail),
+        ["m-tie-a", "m-tie-b", "a-new"],
+        "after a message that left the queue"
+    );
+    let all = ok(
+        store.queued_messages_after(&a, None, 10).await,
+        "queued after none",
+    );
+    assert_eq!(
+        ids(all),
+        ["m-tie-a", "m-tie-b", "a-new"],
+        "no place: from the start"
     );
 
     let ids: Vec<String> = ok(store.queued_messages(&b, 10).await, "queued")

@@ -10,8 +10,9 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::{
-    Acquired, DeviceId, DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Fence,
-    InsertOutcome, Lease, MessageRecord, MessageStatus, SealedBlob, Setting, Store, StoreError,
+    Acquired, DeviceId, DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceRule,
+    DeviceStatus, Fence, GuardedInsert, InsertOutcome, Lease, MessageRecord, MessageStatus,
+    QueueKey, SealedBlob, Setting, Store, StoreError,
 };
 use crate::metrics;
 
@@ -94,7 +95,7 @@ macro_rules! metered_store {
 }
 
 // In the order of the trait. A method with a default body is listed too when a backend
-// may override it (`count_queued`); the single-lease helpers are not (their defaults
+// may override it (`count_queued`, `insert_message_if`, `queued_messages_after`); the single-lease helpers are not (their defaults
 // call the bulk methods, which are timed). A test checks this list against the trait.
 metered_store! {
     untimed {
@@ -154,6 +155,11 @@ metered_store! {
             &self,
             message: &MessageRecord,
         ) -> Result<InsertOutcome, StoreError>;
+        async fn insert_message_if(
+            &self,
+            message: &MessageRecord,
+            rule: DeviceRule,
+        ) -> Result<GuardedInsert, StoreError>;
         async fn get_message(
             &self,
             device_id: &str,
@@ -170,6 +176,12 @@ metered_store! {
         async fn queued_messages(
             &self,
             device_id: &str,
+            limit: u32,
+        ) -> Result<Vec<MessageRecord>, StoreError>;
+        async fn queued_messages_after(
+            &self,
+            device_id: &str,
+            after: Option<&QueueKey>,
             limit: u32,
         ) -> Result<Vec<MessageRecord>, StoreError>;
         async fn count_queued(&self, device_id: &str, limit: u32) -> Result<u32, StoreError>;

@@ -70,6 +70,42 @@ pub enum InsertOutcome {
     Existing(MessageRecord),
 }
 
+/// A place in a device's queue: a message's `(created_at_ms, id)`, the queue's order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct QueueKey {
+    pub created_at_ms: i64,
+    pub id: String,
+}
+
+impl QueueKey {
+    /// The key of `message`.
+    pub fn of(message: &MessageRecord) -> QueueKey {
+        QueueKey {
+            created_at_ms: message.created_at_ms,
+            id: message.id.clone(),
+        }
+    }
+
+    /// Whether `message` comes after this place in the queue.
+    pub fn is_before(&self, message: &MessageRecord) -> bool {
+        (self.created_at_ms, self.id.as_str()) < (message.created_at_ms, message.id.as_str())
+    }
+}
+
+/// A condition on a device, checked by [`Store::insert_message_if`] with the insert.
+pub type DeviceRule = fn(&DeviceRecord) -> bool;
+
+/// What [`Store::insert_message_if`] did.
+// Short-lived, like `InsertOutcome` inside it.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum GuardedInsert {
+    /// The device met the rule; what the insert did.
+    Done(InsertOutcome),
+    /// The device did not meet the rule (here it is, as read): nothing was written.
+    Refused(Box<DeviceRecord>),
+}
+
 /// Failures of a store. `Unavailable` is worth a retry; the rest are not.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -219,6 +255,25 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// message with that key, nothing is written and that message is returned as
     /// `Existing`. `Conflict` if the id exists; `NotFound` if the device does not.
     async fn insert_message(&self, message: &MessageRecord) -> Result<InsertOutcome, StoreError>;
+    /// [`Store::insert_message`] if the message's device meets `rule` (read with the
+    /// insert: one call instead of a read and a write); the device is returned as
+    /// `Refused` if it does not, and nothing is written. `NotFound` if the device does
+    /// not exist. The default reads, then inserts; a backend that can do both in one
+    /// call overrides it.
+    async fn insert_message_if(
+        &self,
+        message: &MessageRecord,
+        rule: DeviceRule,
+    ) -> Result<GuardedInsert, StoreError> {
+        let device = self
+            .get_device(&message.device_id)
+            .await?
+            .ok_or_else(|| device_not_found(&message.device_id))?;
+        if !rule(&device) {
+            return Ok(GuardedInsert::Refused(Box::new(device)));
+        }
+        self.insert_message(message).await.map(GuardedInsert::Done)
+    }
     /// One message of a device, or `None`.
     async fn get_message(
         &self,
@@ -245,6 +300,35 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         device_id: &str,
         limit: u32,
     ) -> Result<Vec<MessageRecord>, StoreError>;
+    /// [`Store::queued_messages`] after `after` (a message's `(created_at_ms, id)`, in
+    /// that order): at most `limit` of those that come after it. A device reads its
+    /// queue from after the last message it handed to its link, instead of reading the
+    /// messages in flight again. The default reads the queue from its start, in pages
+    /// that double, and skips; a backend that can seek overrides it.
+    async fn queued_messages_after(
+        &self,
+        device_id: &str,
+        after: Option<&QueueKey>,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let Some(after) = after else {
+            return self.queued_messages(device_id, limit).await;
+        };
+        let mut page = limit.max(64);
+        loop {
+            let rows = self.queued_messages(device_id, page).await?;
+            let complete = (rows.len() as u32) < page;
+            let later: Vec<MessageRecord> = rows
+                .into_iter()
+                .filter(|m| after.is_before(m))
+                .take(limit as usize)
+                .collect();
+            if complete || later.len() as u32 == limit {
+                return Ok(later);
+            }
+            page = page.saturating_mul(2);
+        }
+    }
     /// How many outbound messages of the device are still `queued`, counting at most
     /// `limit`: the length of [`Store::queued_messages`], without reading the rows where
     /// the store can count them.

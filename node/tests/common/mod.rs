@@ -8,7 +8,7 @@ use wafleet_cluster_config::QuotaTable;
 use wafleet_node::events::{BusConfig, EventBus};
 use wafleet_node::link::LinkFactory;
 use wafleet_node::seal::{MasterKey, Sealer};
-use wafleet_node::store::{DeviceStatus, SqliteStore, TrustLevel};
+use wafleet_node::store::{DeviceStatus, SqliteStore, Store, TrustLevel};
 use wafleet_node::{Fleet, NewDevice, NodeConfig};
 
 /// A fleet over `link` with `config` (its connect jitter zeroed), the quota table
@@ -20,8 +20,22 @@ pub(crate) async fn fleet_with_ready_device(
     quotas: Option<QuotaTable>,
     id: &str,
 ) -> (tempfile::TempDir, Fleet) {
+    fleet_with_ready_device_on(|store| store, config, link, quotas, id).await
+}
+
+/// [`fleet_with_ready_device`] on the store `wrap` makes of the fresh SQLite store (a
+/// [`MeteredStore`](wafleet_node::store::MeteredStore) with a hook, say).
+pub(crate) async fn fleet_with_ready_device_on(
+    wrap: impl FnOnce(Arc<dyn Store>) -> Arc<dyn Store>,
+    config: NodeConfig,
+    link: Arc<dyn LinkFactory>,
+    quotas: Option<QuotaTable>,
+    id: &str,
+) -> (tempfile::TempDir, Fleet) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("w.db")).unwrap());
+    let store = wrap(Arc::new(
+        SqliteStore::open(&dir.path().join("w.db")).unwrap(),
+    ));
     let fleet = Fleet::start(
         NodeConfig {
             connect_jitter: Duration::ZERO,

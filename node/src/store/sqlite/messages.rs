@@ -8,7 +8,8 @@ use super::sql::{
     query_all, query_first,
 };
 use crate::store::{
-    DeviceId, Direction, InsertOutcome, MessageRecord, MessageStatus, StoreError, device_not_found,
+    DeviceId, Direction, InsertOutcome, MessageRecord, MessageStatus, QueueKey, StoreError,
+    device_not_found,
 };
 
 macro_rules! message_columns {
@@ -44,6 +45,16 @@ pub(super) const QUEUED_MESSAGES: &str = concat!(
     " FROM messages
      WHERE device_id = ?1 AND status = 'queued' AND direction = 'outbound'
      ORDER BY created_at_ms, id LIMIT ?2"
+);
+
+/// [`QUEUED_MESSAGES`] after a place in the queue: a seek in the same index.
+pub(super) const QUEUED_MESSAGES_AFTER: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages
+     WHERE device_id = ?1 AND status = 'queued' AND direction = 'outbound'
+       AND (created_at_ms, id) > (?2, ?3)
+     ORDER BY created_at_ms, id LIMIT ?4"
 );
 
 /// Uses the `messages_outbound_by_time` partial index (its terms, literally).
@@ -201,6 +212,20 @@ pub(super) fn queued(
         conn,
         QUEUED_MESSAGES,
         params![device_id, i64::from(limit)],
+        message_from_row,
+    )
+}
+
+pub(super) fn queued_after(
+    conn: &Connection,
+    device_id: &str,
+    after: &QueueKey,
+    limit: u32,
+) -> Result<Vec<MessageRecord>, StoreError> {
+    query_all(
+        conn,
+        QUEUED_MESSAGES_AFTER,
+        params![device_id, after.created_at_ms, after.id, i64::from(limit)],
         message_from_row,
     )
 }

@@ -26,11 +26,13 @@
 //! - this file: opening the file (connection settings) and the [`Store`] methods, each a
 //!   blocking call of one of the modules below, run on the connection's thread.
 //! - `worker`: that thread, and group commit.
+//! - `checkpoint`: the thread that copies the log into the database, off the writer's.
 //! - `schema`: the schema steps and the migration run on open.
 //! - `devices`, `link_state`, `messages`, `settings`, `leases`: each table's SQL, row
 //!   decoding, and the blocking half of its methods (`leases` also checks fences).
 //! - `sql`: running cached statements, decoding columns, mapping SQLite's errors.
 
+mod checkpoint;
 mod devices;
 mod leases;
 mod link_state;
@@ -49,16 +51,22 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 use wafleet_cluster_config::{ClusterSettings, shard_of};
 
+use self::checkpoint::{Checkpointer, WRITER_CHECKPOINT_PAGES};
 pub use self::schema::{SCHEMA_VERSION, schema_at_version};
 use self::sql::db_error;
 use self::worker::Worker;
 use super::{
-    Acquired, DeviceId, DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Fence,
-    InsertOutcome, Lease, MessageRecord, MessageStatus, SealedBlob, Setting, Store, StoreError,
+    Acquired, DeviceId, DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceRule,
+    DeviceStatus, Fence, GuardedInsert, InsertOutcome, Lease, MessageRecord, MessageStatus,
+    QueueKey, SealedBlob, Setting, Store, StoreError, device_not_found,
 };
 
 /// How long a call waits for another connection's write lock before it gives up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most memory SQLite's page cache of the connection takes (KiB; SQLite's default
+/// is 2,000): the devices and the queues of a busy node stay in memory instead of being
+/// read from the file again (a page is cached only once it has been read).
+const PAGE_CACHE_KIB: i64 = 32 * 1024;
 /// Room for every distinct statement of this store (list queries have a few variants).
 const STATEMENT_CACHE_CAPACITY: usize = 64;
 
@@ -70,6 +78,8 @@ pub struct SqliteStore {
     shards: u32,
     /// The thread that owns the one connection; every call is queued to it.
     worker: Worker,
+    /// The thread that copies the log back into the database (see `checkpoint`).
+    _checkpointer: Checkpointer,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -113,6 +123,7 @@ impl SqliteStore {
             path: path.to_owned(),
             shards,
             worker: Worker::start(conn)?,
+            _checkpointer: Checkpointer::start(path, BUSY_TIMEOUT)?,
         })
     }
 
@@ -154,6 +165,10 @@ fn configure(conn: &mut Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(db_error)?;
     conn.pragma_update(None, "foreign_keys", true)
+        .map_err(db_error)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
+        .map_err(db_error)?;
+    conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)
         .map_err(db_error)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     Ok(())
@@ -296,6 +311,23 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn insert_message_if(
+        &self,
+        message: &MessageRecord,
+        rule: DeviceRule,
+    ) -> Result<GuardedInsert, StoreError> {
+        let message = message.clone();
+        self.write(move |conn| {
+            let device = devices::get(conn, &message.device_id)?
+                .ok_or_else(|| device_not_found(&message.device_id))?;
+            if !rule(&device) {
+                return Ok(GuardedInsert::Refused(Box::new(device)));
+            }
+            messages::insert(conn, &message).map(GuardedInsert::Done)
+        })
+        .await
+    }
+
     async fn get_message(
         &self,
         device_id: &str,
@@ -331,6 +363,21 @@ impl Store for SqliteStore {
         let device_id = device_id.to_owned();
         self.read(move |conn| messages::queued(conn, &device_id, limit))
             .await
+    }
+
+    async fn queued_messages_after(
+        &self,
+        device_id: &str,
+        after: Option<&QueueKey>,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let device_id = device_id.to_owned();
+        let after = after.cloned();
+        self.read(move |conn| match &after {
+            Some(after) => messages::queued_after(conn, &device_id, after, limit),
+            None => messages::queued(conn, &device_id, limit),
+        })
+        .await
     }
 
     async fn count_queued(&self, device_id: &str, limit: u32) -> Result<u32, StoreError> {

@@ -2,7 +2,7 @@ use rusqlite::params_from_iter;
 use rusqlite::types::Value;
 
 use super::devices::{WANTED_IN_SHARD, device_columns, list_devices_statement};
-use super::messages::{COUNT_QUEUED, QUEUED_MESSAGES, advance_statement};
+use super::messages::{COUNT_QUEUED, QUEUED_MESSAGES, QUEUED_MESSAGES_AFTER, advance_statement};
 use super::schema::MIGRATIONS;
 use super::*;
 use crate::store::{SHARDS_SETTING, TrustLevel};
@@ -309,6 +309,10 @@ fn queued_scan_uses_its_partial_index() {
     let plan = query_plan(&raw(&store), QUEUED_MESSAGES);
     assert!(plan.contains("USING INDEX messages_queued"), "{plan}");
     assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    let plan = query_plan(&raw(&store), QUEUED_MESSAGES_AFTER);
+    assert!(plan.contains("USING INDEX messages_queued"), "{plan}");
+    assert!(plan.contains("created_at_ms>?"), "no seek: {plan}");
+    assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     let plan = query_plan(&raw(&store), COUNT_QUEUED);
     assert!(
         plan.contains("USING COVERING INDEX messages_queued"),
@@ -328,4 +332,39 @@ fn each_advance_sets_its_own_timestamp() {
         assert!(sql.contains(&format!("{column} = ?4")), "{sql}");
     }
     assert_eq!(advance_statement(MessageStatus::Queued), None);
+}
+
+/// The log is copied back into the database by the checkpoint thread, long before the
+/// writer's own (much larger) threshold: the database file grows while nobody else
+/// checkpoints.
+#[tokio::test]
+async fn the_checkpoint_thread_copies_the_log_into_the_database() {
+    let (_dir, store) = open_temp();
+    let file_len = || std::fs::metadata(store.path()).expect("db file").len();
+    let before = file_len();
+    for i in 0..300 {
+        let mut d = device(&format!("dev_{i:04}"));
+        d.name = "x".repeat(500);
+        store.create_device(&d).await.expect("create");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while file_len() <= before + 100 * 1024 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file stayed at {} bytes (was {before}): nothing checkpointed the log",
+            file_len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let wal_pages: i64 = store
+        .read(|conn| {
+            conn.pragma_query_value(None, "wal_autocheckpoint", |row| row.get(0))
+                .map_err(super::sql::db_error)
+        })
+        .await
+        .expect("pragma");
+    assert_eq!(
+        wal_pages,
+        i64::from(super::checkpoint::WRITER_CHECKPOINT_PAGES)
+    );
 }
