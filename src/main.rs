@@ -7,6 +7,12 @@ mod node;
 mod standalone;
 mod store;
 
+/// mimalloc instead of glibc's malloc: under the throughput load glibc's allocator and
+/// its free-list consolidation took about a sixth of the process's CPU (BENCHMARKS.md,
+/// "allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "wafleet",
