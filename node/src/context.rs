@@ -14,7 +14,7 @@ use crate::clock::{Clock, now_ms};
 use crate::device::registry::Running;
 use crate::events::{EventBus, EventKind};
 use crate::link::LinkFactory;
-use crate::store::{DevicePatch, DeviceRecord, DeviceStatus, Fence, Store, StoreError};
+use crate::store::{DevicePatch, DeviceRecord, DeviceStatus, Fence, RunStart, Store, StoreError};
 use crate::vault::Vault;
 
 /// Timings and limits of a node's devices.
@@ -140,6 +140,43 @@ impl NodeContext {
             .store
             .patch_device(device_id, &patch, now_ms(), fence)
             .await?;
+        self.status_recorded(device_id, previous, status, reason, &record);
+        Ok(record)
+    }
+
+    /// The first write of a device's run: `STARTING` under `fence`, published like
+    /// [`NodeContext::record_status`], in one store call that also says whether the
+    /// device has queued messages (see [`Store::begin_run`]). `None`: no such device.
+    pub(crate) async fn begin_run(
+        &self,
+        device_id: &str,
+        fence: Option<&Fence>,
+    ) -> Result<Option<RunStart>, StoreError> {
+        let status = DeviceStatus::Starting;
+        let patch = DevicePatch {
+            status: Some(status),
+            status_reason: Some(None),
+            ..DevicePatch::default()
+        };
+        let start = self
+            .store
+            .begin_run(device_id, &patch, now_ms(), fence)
+            .await?;
+        if let Some(start) = &start {
+            self.status_recorded(device_id, Some(start.previous), status, None, &start.record);
+        }
+        Ok(start)
+    }
+
+    /// After a status write: the census, and the `status` event.
+    fn status_recorded(
+        &self,
+        device_id: &str,
+        previous: Option<DeviceStatus>,
+        status: DeviceStatus,
+        reason: Option<String>,
+        record: &DeviceRecord,
+    ) {
         if let Some(end) = self
             .census
             .status_recorded(device_id, status, std::time::Instant::now())
@@ -159,6 +196,5 @@ impl NodeContext {
         }
         data.insert("node".into(), Value::from(self.config.node_name.as_str()));
         self.bus.publish(device_id, EventKind::Status, data);
-        Ok(record)
     }
 }

@@ -136,6 +136,9 @@ pub struct DeviceState {
     /// The place in the queue of the last message handed to the link (or found in
     /// flight) this session: a drain reads after it. `None`: from the start.
     handed_upto: Option<QueueKey>,
+    /// The queue was read (or counted) empty and nothing has been queued since: READY
+    /// need not read it. Anything that may have queued a message clears it.
+    queue_empty: bool,
 }
 
 impl Actor for DeviceActor {
@@ -170,6 +173,7 @@ impl Actor for DeviceActor {
             handoffs: VecDeque::new(),
             next_drain_at: None,
             handed_upto: None,
+            queue_empty: false,
         })
     }
 
@@ -251,9 +255,11 @@ async fn dispatch(
         }
         DeviceMsg::Drain => {
             state.handed_upto = None;
+            state.queue_empty = false;
             state.drain(&myself).await?
         }
         DeviceMsg::Queued(place) => {
+            state.queue_empty = false;
             state.queued(&place);
             state.drain(&myself).await?
         }
@@ -264,6 +270,7 @@ async fn dispatch(
         DeviceMsg::SetLevel(level) => state.set_level(level),
         DeviceMsg::CheckTrust => state.check_trust().await?,
         DeviceMsg::DrainAt(at) => {
+            state.queue_empty = false;
             if state.next_drain_at == Some(at) {
                 state.next_drain_at = None;
             }
@@ -296,22 +303,21 @@ fn is_fenced(error: &ActorProcessingErr) -> bool {
 }
 
 impl DeviceState {
-    /// Reads the record, then writes `STARTING` under the fence; `false` if the device
-    /// is gone. The first write under the fence comes before anything the device acts
-    /// on is read: a late write of a previous owner either landed before it (and is
-    /// read by the link) or is refused from now on. The trust level is taken from the
-    /// record this write returns.
+    /// Writes `STARTING` under the fence (reading the status before it and whether
+    /// anything is queued, in the same store call); `false` if the device is gone. The
+    /// first write under the fence comes before anything the device acts on is read: a
+    /// late write of a previous owner either landed before it (and is read by the link)
+    /// or is refused from now on. The trust level is taken from the record this write
+    /// returns.
     async fn begin(&mut self) -> Result<bool, ActorProcessingErr> {
-        let Some(record) = self.ctx.store.get_device(&self.id).await? else {
+        let Some(start) = self.ctx.begin_run(&self.id, self.fence.as_ref()).await? else {
             warn!(device_id = %self.id, "device not found, not starting");
             return Ok(false);
         };
-        self.status = record.status;
-        let record = self
-            .set_status(DeviceStatus::Starting, None, DevicePatch::default())
-            .await?;
+        self.status = DeviceStatus::Starting;
+        self.queue_empty = !start.queued;
         self.level
-            .store(level_to_u8(record.trust_level), Ordering::SeqCst);
+            .store(level_to_u8(start.record.trust_level), Ordering::SeqCst);
         Ok(true)
     }
 

@@ -64,6 +64,8 @@ impl DeviceState {
             .queued_messages_after(&self.id, self.handed_upto.as_ref(), limit)
             .await?;
         self.backlog = queued.len() as u32 == limit;
+        // Read from the start and found nothing, in flight or new: the queue is empty.
+        self.queue_empty = self.handed_upto.is_none() && queued.is_empty();
         for message in queued {
             if self.in_flight.contains(&message.id) {
                 self.handed_upto = Some(QueueKey::of(&message));
@@ -197,6 +199,7 @@ impl DeviceState {
     ) {
         warn!(device_id = %self.id, message_id, reason, "send not confirmed, handing it again later");
         self.in_flight.remove(message_id);
+        self.queue_empty = false;
         // It is before the last message handed: read from the start next time.
         self.handed_upto = None;
         self.drain_later(myself, now_ms().saturating_add(RESEND_AFTER_MS));

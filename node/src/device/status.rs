@@ -86,7 +86,11 @@ impl DeviceState {
         let _ = self
             .supervisor
             .cast(SupervisorMsg::Healthy(self.id.clone()));
-        self.drain(myself).await?;
+        // A device started with nothing queued (and sent nothing since) skips the read:
+        // most devices of a restart or a takeover are idle.
+        if !self.queue_empty {
+            self.drain(myself).await?;
+        }
         Ok(())
     }
 

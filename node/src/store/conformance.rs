@@ -19,8 +19,8 @@ use wafleet_cluster_config::shard_of;
 
 use super::{
     Acquired, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction, Fence,
-    GuardedInsert, InsertOutcome, Lease, MessageRecord, MessageStatus, QueueKey, SealedBlob, Store,
-    StoreError, TrustLevel,
+    GuardedInsert, InsertOutcome, Lease, MessageRecord, MessageStatus, QueueKey, RunStart,
+    SealedBlob, Store, StoreError, TrustLevel,
 };
 
 /// Runs every check, one after the other.
@@ -37,6 +37,7 @@ pub async fn run_all(store: &dyn Store) {
     check_message_insert_get(store).await;
     check_message_idempotency(store).await;
     check_guarded_insert(store).await;
+    check_begin_run(store).await;
     check_message_advance(store).await;
     check_queued_messages(store).await;
     check_devices_with_queued(store).await;
@@ -1258,6 +1259,87 @@ pub async fn check_guarded_insert(store: &dyn Store) {
             .insert_message_if(&message(&format!("{p}-ghost"), "m", 1), running)
             .await,
         "guarded insert for an unknown device",
+    );
+}
+
+/// `begin_run` applies the patch like `patch_device`, returns the status before it and
+/// whether anything is queued (a message no longer queued does not count), is fenced
+/// like a patch, and finds no unknown device.
+pub async fn check_begin_run(store: &dyn Store) {
+    let p = fresh_prefix();
+    let (idle, busy) = (format!("{p}-idle"), format!("{p}-busy"));
+    create(store, &device(&idle)).await;
+    create(
+        store,
+        &DeviceRecord {
+            status: DeviceStatus::Disconnected,
+            status_reason: Some("link down".to_owned()),
+            ..device(&busy)
+        },
+    )
+    .await;
+    insert(store, &message(&busy, "m-1", 100)).await;
+    let starting = DevicePatch {
+        status: Some(DeviceStatus::Starting),
+        status_reason: Some(None),
+        ..DevicePatch::default()
+    };
+
+    let start = ok(
+        store.begin_run(&idle, &starting, 5, None).await,
+        "begin idle",
+    );
+    let expected = DeviceRecord {
+        status: DeviceStatus::Starting,
+        updated_at_ms: 5,
+        ..device(&idle)
+    };
+    assert_eq!(
+        start,
+        Some(RunStart {
+            previous: DeviceStatus::Stopped,
+            record: expected.clone(),
+            queued: false,
+        })
+    );
+    assert_eq!(ok(store.get_device(&idle).await, "get"), Some(expected));
+
+    let start = ok(
+        store.begin_run(&busy, &starting, 6, None).await,
+        "begin busy",
+    )
+    .expect("the device exists");
+    assert_eq!(start.previous, DeviceStatus::Disconnected);
+    assert_eq!(start.record.status_reason, None);
+    assert!(start.queued, "a queued message must be reported");
+
+    ok(
+        store
+            .advance_message(&busy, "m-1", MessageStatus::Sent, 7, None)
+            .await,
+        "advance",
+    );
+    let start =
+        ok(store.begin_run(&busy, &starting, 8, None).await, "again").expect("the device exists");
+    assert!(!start.queued, "a sent message is not queued");
+
+    assert_eq!(
+        ok(
+            store
+                .begin_run(&format!("{p}-ghost"), &starting, 9, None)
+                .await,
+            "unknown device"
+        ),
+        None
+    );
+    let s = fresh_shards(1)[0];
+    expect_fenced(
+        store
+            .begin_run(&idle, &starting, 10, Some(&fence(s, 1)))
+            .await,
+        fence(s, 1),
+        None,
+        "begin under a shard nobody holds",
     );
 }
 

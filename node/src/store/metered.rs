@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use super::{
     Acquired, DeviceId, DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceRule,
     DeviceStatus, Fence, GuardedInsert, InsertOutcome, Lease, MessageRecord, MessageStatus,
-    QueueKey, SealedBlob, Setting, Store, StoreError,
+    QueueKey, RunStart, SealedBlob, Setting, Store, StoreError,
 };
 use crate::metrics;
 
@@ -95,7 +95,7 @@ macro_rules! metered_store {
 }
 
 // In the order of the trait. A method with a default body is listed too when a backend
-// may override it (`count_queued`, `insert_message_if`, `queued_messages_after`); the single-lease helpers are not (their defaults
+// may override it (`begin_run`, `count_queued`, `insert_message_if`, `queued_messages_after`); the single-lease helpers are not (their defaults
 // call the bulk methods, which are timed). A test checks this list against the trait.
 metered_store! {
     untimed {
@@ -111,6 +111,13 @@ metered_store! {
             now_ms: i64,
             fence: Option<&Fence>,
         ) -> Result<DeviceRecord, StoreError>;
+        async fn begin_run(
+            &self,
+            id: &str,
+            patch: &DevicePatch,
+            now_ms: i64,
+            fence: Option<&Fence>,
+        ) -> Result<Option<RunStart>, StoreError>;
         async fn list_devices(&self, query: &DeviceQuery) -> Result<DevicePage, StoreError>;
         async fn wanted_devices_in_shards(
             &self,

@@ -106,6 +106,17 @@ pub enum GuardedInsert {
     Refused(Box<DeviceRecord>),
 }
 
+/// What [`Store::begin_run`] found and wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunStart {
+    /// The device's status before the write.
+    pub previous: DeviceStatus,
+    /// The device after the write.
+    pub record: DeviceRecord,
+    /// Whether any of the device's outbound messages was `queued` at the write.
+    pub queued: bool,
+}
+
 /// Failures of a store. `Unavailable` is worth a retry; the rest are not.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -189,6 +200,34 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         now_ms: i64,
         fence: Option<&Fence>,
     ) -> Result<DeviceRecord, StoreError>;
+    /// The first write of a device's run: `patch` applied as by
+    /// [`Store::patch_device`] (fenced the same way), returning the status the device had
+    /// before it and whether any of its outbound messages is queued: what a device actor
+    /// needs before it connects, in one call instead of a read, a write and a count.
+    /// `None` if there is no such device. The default makes the three calls; a backend
+    /// that can do them in one overrides it.
+    async fn begin_run(
+        &self,
+        id: &str,
+        patch: &DevicePatch,
+        now_ms: i64,
+        fence: Option<&Fence>,
+    ) -> Result<Option<RunStart>, StoreError> {
+        let Some(before) = self.get_device(id).await? else {
+            return Ok(None);
+        };
+        let record = match self.patch_device(id, patch, now_ms, fence).await {
+            Ok(record) => record,
+            Err(StoreError::NotFound { .. }) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let queued = self.count_queued(id, 1).await? > 0;
+        Ok(Some(RunStart {
+            previous: before.status,
+            record,
+            queued,
+        }))
+    }
     /// Devices ordered by id, after `query.after` (exclusive), at most `query.limit`,
     /// filtered by `status` and `desired_running` when given. `next_after` is the last id
     /// of the page when more rows may follow, else `None`.

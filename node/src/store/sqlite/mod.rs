@@ -58,7 +58,7 @@ use self::worker::Worker;
 use super::{
     Acquired, DeviceId, DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceRule,
     DeviceStatus, Fence, GuardedInsert, InsertOutcome, Lease, MessageRecord, MessageStatus,
-    QueueKey, SealedBlob, Setting, Store, StoreError, device_not_found,
+    QueueKey, RunStart, SealedBlob, Setting, Store, StoreError, device_not_found,
 };
 
 /// How long a call waits for another connection's write lock before it gives up.
@@ -202,6 +202,31 @@ impl Store for SqliteStore {
         let fence = fence.copied();
         self.write(move |conn| devices::patch(conn, &id, patch, now_ms, fence.as_ref()))
             .await
+    }
+
+    async fn begin_run(
+        &self,
+        id: &str,
+        patch: &DevicePatch,
+        now_ms: i64,
+        fence: Option<&Fence>,
+    ) -> Result<Option<RunStart>, StoreError> {
+        let id = id.to_owned();
+        let patch = patch.clone();
+        let fence = fence.copied();
+        self.write(move |conn| {
+            let Some(before) = devices::get(conn, &id)? else {
+                return Ok(None);
+            };
+            let record = devices::patch(conn, &id, patch, now_ms, fence.as_ref())?;
+            let queued = messages::count_queued(conn, &id, 1)? > 0;
+            Ok(Some(RunStart {
+                previous: before.status,
+                record,
+                queued,
+            }))
+        })
+        .await
     }
 
     async fn list_devices(&self, query: &DeviceQuery) -> Result<DevicePage, StoreError> {
