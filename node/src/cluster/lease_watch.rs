@@ -15,9 +15,10 @@
 //! from the read's start, if later) counts from at most a quarter renew interval before
 //! that renewal started: by the time the value is a TTL old here, the holder stopped a
 //! quarter renew interval ago. Wall clocks only delay a takeover (the store still refuses
-//! a lease that has not expired by our wall clock), never hasten it. Ticks are periodic,
-//! so with reads faster than a quarter renew interval this takes a shard on the same
-//! tick as an exact wall clock would.
+//! a lease that has not expired by our wall clock), never hasten it. While it waits for a
+//! shard, the keeper reads every quarter renew interval and looks again at the moment
+//! the value turns a TTL old here ([`LeaseWatch::takeable_at`]), so a dead holder's shard
+//! is taken within about half a renew interval of its lease's end, not at a later tick.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -95,6 +96,15 @@ impl LeaseWatch {
         }
     }
 
+    /// When `shard`, held by another node when last read, may be taken if its lease
+    /// is still the same then; `None` if no other node held it.
+    pub(super) fn takeable_at(&self, shard: u32, me: &str) -> Option<Instant> {
+        self.seen
+            .get(&shard)
+            .filter(|seen| seen.holder != me)
+            .map(|seen| seen.since + self.ttl)
+    }
+
     /// Whether someone (this node's previous run included) held the shard when last
     /// read: granting it is then a takeover, as that holder never released it.
     pub(super) fn is_held(&self, shard: u32) -> bool {
@@ -146,6 +156,21 @@ mod tests {
         watch.observe(vec![lease(1, "a", 7_000)], t1, t1);
         assert!(!watch.may_take(1, "b", t0 + TTL), "renewed at t1");
         assert!(watch.may_take(1, "b", t1 + TTL));
+    }
+
+    #[test]
+    fn the_moment_to_look_again_is_when_may_take_turns_true() {
+        let mut watch = LeaseWatch::new(TTL, RENEW);
+        let t0 = Instant::now();
+        watch.observe(vec![lease(1, "a", 5_000), lease(2, "b", 5_000)], t0, t0);
+        let at = watch.takeable_at(1, "b").expect("held by another node");
+        assert!(!watch.may_take(1, "b", at - Duration::from_millis(1)));
+        assert!(watch.may_take(1, "b", at));
+        assert_eq!(watch.takeable_at(2, "b"), None, "its own lease");
+        assert_eq!(watch.takeable_at(3, "b"), None, "nobody holds it");
+        let t1 = t0 + Duration::from_secs(1);
+        watch.observe(vec![lease(1, "a", 6_000)], t1, t1);
+        assert_eq!(watch.takeable_at(1, "b"), Some(t1 + TTL), "renewed at t1");
     }
 
     #[test]

@@ -154,12 +154,16 @@ pub async fn keep_shards(
     );
     let mut tick = tokio::time::interval(timings.renew_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // While a shard placed here is held by another node, when to read the leases again
+    // to take it (see `next_takeover_look`).
+    let mut takeover_look: Option<Instant> = None;
     loop {
-        tokio::select! {
+        let full = tokio::select! {
             changed = members.changed() => {
                 if changed.is_err() {
                     return;
                 }
+                true
             }
             () = until_leaving(&mut leaving) => {
                 drop(starts);
@@ -170,7 +174,7 @@ pub async fn keep_shards(
                 held_count.send_replace(0);
                 return;
             }
-            _ = tick.tick() => {}
+            _ = tick.tick() => true,
             () = until_deadline(&held) => {
                 // A lease ran out before a renewal succeeded: stop serving it now, not
                 // at the next tick (another node may take it a quarter renew interval
@@ -179,7 +183,8 @@ pub async fn keep_shards(
                 held_count.send_replace(held.leases.len());
                 continue;
             }
-        }
+            () = until(takeover_look) => false,
+        };
         let live = members.borrow_and_update().clone();
         let Ok(placement) = Placement::new(shards, &live) else {
             continue;
@@ -191,14 +196,19 @@ pub async fn keep_shards(
             .filter(|s| !mine.contains(s))
             .copied()
             .collect();
-        // Renewed first, leaving shards included: they stay ours while their devices
-        // stop, and no renewal waits on a stop.
-        renew(&fleet, &store, &me, &mut held, &timings, &shared).await;
-        // Shards leaving are no longer served from the moment they are decided.
-        shared.drop_shards(&leaving);
-        hand_off(&fleet, &store, &me, &mut held, &leaving, shards).await;
+        // A look for a takeover only reads the leases and asks for what may be taken;
+        // the rest waits for the tick.
+        if full {
+            // Renewed first, leaving shards included: they stay ours while their
+            // devices stop, and no renewal waits on a stop.
+            renew(&fleet, &store, &me, &mut held, &timings, &shared).await;
+            // Shards leaving are no longer served from the moment they are decided.
+            shared.drop_shards(&leaving);
+            hand_off(&fleet, &store, &me, &mut held, &leaving, shards).await;
+        }
         observe(&store, &mut watch).await;
         let granted = acquire(&store, &me, &mut held, &watch, &mine, &timings).await;
+        takeover_look = next_takeover_look(&watch, &me, &held, &mine, &timings);
         shared.update(&held, placement);
         if let Some(granted) = granted {
             starts.granted(granted);
@@ -295,6 +305,35 @@ async fn renew(
         }
     };
     drop_expired(fleet, held, lost, shared).await;
+}
+
+/// While a shard placed here is held by another node: when to look again, at the
+/// moment its lease will have stood unchanged for a TTL here (`LeaseWatch`), and every
+/// quarter renew interval meanwhile, so that the holder's last renewal is seen soon
+/// after it was made. The TTL counts from when a value was first seen: reading once a
+/// renew interval, a dead holder's shards would be taken up to one interval late, and
+/// up to another waiting for the tick after that. `None`: nothing to wait for.
+fn next_takeover_look(
+    watch: &LeaseWatch,
+    me: &str,
+    held: &Held,
+    mine: &HashSet<u32>,
+    timings: &ShardTimings,
+) -> Option<Instant> {
+    let takeable = mine
+        .iter()
+        .filter(|s| !held.leases.contains_key(s))
+        .filter_map(|s| watch.takeable_at(*s, me))
+        .min()?;
+    Some(takeable.min(Instant::now() + timings.renew_interval / 4))
+}
+
+/// Returns at `at` (never if `None`).
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Returns at the earliest deadline of the leases held (never if none is held).
