@@ -327,7 +327,8 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
         victims.join(", "),
     ));
     report.line(format!(
-        "READY on another node after the stop: p50 {:.2}s, p99 {:.2}s, max {:.2}s",
+        "READY on another node after the stop: first {:.2}s, p50 {:.2}s, p99 {:.2}s, max {:.2}s",
+        pct(0.0),
         pct(0.50),
         pct(0.99),
         pct(1.0)
@@ -350,6 +351,7 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
     report.field("links_per_sim", links_per_sim);
     report.field("qr_rescans", rescans);
     report.field("killed_node_devices", moved_total);
+    report.field("recovery_first_s", round(pct(0.0)));
     report.field("recovery_p50_s", round(pct(0.50)));
     report.field("recovery_p99_s", round(pct(0.99)));
     report.field("recovery_max_s", round(pct(1.0)));

@@ -15,10 +15,10 @@
 //! from the read's start, if later) counts from at most a quarter renew interval before
 //! that renewal started: by the time the value is a TTL old here, the holder stopped a
 //! quarter renew interval ago. Wall clocks only delay a takeover (the store still refuses
-//! a lease that has not expired by our wall clock), never hasten it. While it waits for a
-//! shard, the keeper reads every quarter renew interval and looks again at the moment
-//! the value turns a TTL old here ([`LeaseWatch::takeable_at`]), so a dead holder's shard
-//! is taken within about half a renew interval of its lease's end, not at a later tick.
+//! a lease that has not expired by our wall clock), never hasten it. The keeper reads every
+//! quarter renew interval (not only at its ticks) and looks again at the moment a value
+//! turns a TTL old here ([`LeaseWatch::takeable_at`]), so a dead holder's shard is taken
+//! within about half a renew interval of its lease's end.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

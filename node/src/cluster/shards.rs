@@ -1,7 +1,8 @@
 //! The shard keeper: turns the live-member view into leases.
 //!
 //! Every renew interval, and at once when membership changes, it computes the placement
-//! over the live members and
+//! over the live members and (between ticks, only step 3, every quarter interval: see
+//! `next_look`)
 //! 1. renews every lease it holds; a lease that does not renew, or whose deadline passes
 //!    by this node's own monotonic clock before a renewal succeeds, is dropped and its
 //!    devices stopped at once — a node never serves a shard it may no longer hold;
@@ -154,9 +155,8 @@ pub async fn keep_shards(
     );
     let mut tick = tokio::time::interval(timings.renew_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // While a shard placed here is held by another node, when to read the leases again
-    // to take it (see `next_takeover_look`).
-    let mut takeover_look: Option<Instant> = None;
+    // When to read the leases again before the next tick (see `next_look`).
+    let mut look = Instant::now() + timings.renew_interval / 4;
     loop {
         let full = tokio::select! {
             changed = members.changed() => {
@@ -183,8 +183,9 @@ pub async fn keep_shards(
                 held_count.send_replace(held.leases.len());
                 continue;
             }
-            () = until(takeover_look) => false,
+            () = tokio::time::sleep_until(look.into()) => false,
         };
+        look = Instant::now() + timings.renew_interval / 4;
         let live = members.borrow_and_update().clone();
         let Ok(placement) = Placement::new(shards, &live) else {
             continue;
@@ -196,8 +197,8 @@ pub async fn keep_shards(
             .filter(|s| !mine.contains(s))
             .copied()
             .collect();
-        // A look for a takeover only reads the leases and asks for what may be taken;
-        // the rest waits for the tick.
+        // A look between ticks only reads the leases and asks for what may be taken;
+        // renewals and handoffs wait for the tick.
         if full {
             // Renewed first, leaving shards included: they stay ours while their
             // devices stop, and no renewal waits on a stop.
@@ -208,7 +209,7 @@ pub async fn keep_shards(
         }
         observe(&store, &mut watch).await;
         let granted = acquire(&store, &me, &mut held, &watch, &mine, &timings).await;
-        takeover_look = next_takeover_look(&watch, &me, &held, &mine, &timings);
+        look = next_look(&watch, &me, &held, &mine, &timings);
         shared.update(&held, placement);
         if let Some(granted) = granted {
             starts.granted(granted);
@@ -307,33 +308,25 @@ async fn renew(
     drop_expired(fleet, held, lost, shared).await;
 }
 
-/// While a shard placed here is held by another node: when to look again, at the
-/// moment its lease will have stood unchanged for a TTL here (`LeaseWatch`), and every
-/// quarter renew interval meanwhile, so that the holder's last renewal is seen soon
-/// after it was made. The TTL counts from when a value was first seen: reading once a
-/// renew interval, a dead holder's shards would be taken up to one interval late, and
-/// up to another waiting for the tick after that. `None`: nothing to wait for.
-fn next_takeover_look(
+/// When to read the leases again between ticks: every quarter renew interval, and at
+/// the moment a shard placed here but held by another node will have stood unchanged
+/// for a TTL here (`LeaseWatch`). The TTL counts from when a lease's value was first
+/// read, so reading only at each tick, a dead holder's last renewal was seen up to one
+/// renew interval after it was made, and its shards taken up to another interval after
+/// they could be. A read is one query of the leases table (one row per shard).
+fn next_look(
     watch: &LeaseWatch,
     me: &str,
     held: &Held,
     mine: &HashSet<u32>,
     timings: &ShardTimings,
-) -> Option<Instant> {
-    let takeable = mine
-        .iter()
+) -> Instant {
+    let soon = Instant::now() + timings.renew_interval / 4;
+    mine.iter()
         .filter(|s| !held.leases.contains_key(s))
         .filter_map(|s| watch.takeable_at(*s, me))
-        .min()?;
-    Some(takeable.min(Instant::now() + timings.renew_interval / 4))
-}
-
-/// Returns at `at` (never if `None`).
-async fn until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
-    }
+        .min()
+        .map_or(soon, |takeable| takeable.min(soon))
 }
 
 /// Returns at the earliest deadline of the leases held (never if none is held).
