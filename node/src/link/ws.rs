@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::debug;
 use wafleet_protocol::sim::{ClientFrame, ServerFrame};
@@ -16,6 +17,23 @@ use crate::open_files;
 
 /// Frames buffered per direction and connection.
 const PIPE_CAPACITY: usize = 16;
+/// The socket's read buffer. Frames are small; tungstenite's default (128 KiB) is
+/// allocated per connection and zero-filled on every read, which made a takeover of
+/// thousands of devices spend a third of its CPU clearing memory. It grows for the rare
+/// larger frame.
+const READ_BUFFER_BYTES: usize = 2 * 1024;
+/// The largest frame accepted from the simulator (a text message is far smaller).
+const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// How each connection is configured: a small read buffer, every frame written at
+/// once (no write buffering, no Nagle delay on the small frames of receipts).
+fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
+}
 
 /// Connects to `ws://HOST:PORT/ws`.
 #[derive(Debug, Clone)]
@@ -32,7 +50,12 @@ impl WsDialer {
 #[async_trait]
 impl SimDialer for WsDialer {
     async fn dial(&self, _device_id: &str) -> Result<FramePipe, LinkError> {
-        let (socket, _) = match tokio_tungstenite::connect_async(self.url.as_str()).await {
+        let connecting = tokio_tungstenite::connect_async_with_config(
+            self.url.as_str(),
+            Some(socket_config()),
+            true,
+        );
+        let (socket, _) = match connecting.await {
             Ok(connected) => {
                 open_files::available();
                 connected
