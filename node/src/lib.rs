@@ -24,6 +24,8 @@
 //!   routes, the SIGTERM handoff); `wafleet node` only opens what it runs with.
 //! - [`open_files`]: the open-files limit raised at start, and running out of files said
 //!   once ([`open_files::Listener`] is every server's accept loop).
+//! - [`egress`]: where wafleet may send HTTP an operator names (a webhook's URL): the
+//!   SSRF check, resolving once and checking every address.
 //! - [`metrics`]: every metric the node records; `census`: what the gauges know of the
 //!   devices hosted here (statuses, recoveries under way).
 //! - [`limits`]: how fast a device may send: the pure, clock-free sending policy
@@ -53,6 +55,7 @@ pub mod clock;
 pub mod cluster;
 pub mod context;
 pub mod device;
+pub mod egress;
 pub mod events;
 pub mod fleet;
 pub mod limits;
