@@ -185,6 +185,7 @@ pub async fn keep_shards(
             }
             () = tokio::time::sleep_until(look.into()) => false,
         };
+        // Set again below; this is for a pass that ends early (no placement).
         look = Instant::now() + timings.renew_interval / 4;
         let live = members.borrow_and_update().clone();
         let Ok(placement) = Placement::new(shards, &live) else {
