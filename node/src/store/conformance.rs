@@ -17,6 +17,12 @@ use futures_util::future::join_all;
 use uuid::Uuid;
 use wafleet_cluster_config::shard_of;
 
+mod deliveries;
+
+pub use self::deliveries::{
+    check_delivery_append_and_order, check_delivery_attempts_and_replay,
+    check_delivery_devices_backlog_prune,
+};
 use super::{
     Acquired, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction, Fence,
     GuardedInsert, InsertOutcome, Lease, MessageRecord, MessageStatus, QueueKey, RunStart,
@@ -44,6 +50,9 @@ pub async fn run_all(store: &dyn Store) {
     check_outbound_slots(store).await;
     check_reschedule_message(store).await;
     check_settings(store).await;
+    check_delivery_append_and_order(store).await;
+    check_delivery_attempts_and_replay(store).await;
+    check_delivery_devices_backlog_prune(store).await;
     check_concurrent_device_creates(store).await;
     check_concurrent_idempotent_inserts(store).await;
     check_concurrent_patches(store).await;

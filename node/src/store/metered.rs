@@ -10,9 +10,10 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::{
-    Acquired, DeviceId, DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceRule,
-    DeviceStatus, Fence, GuardedInsert, InsertOutcome, Lease, MessageRecord, MessageStatus,
-    QueueKey, RunStart, SealedBlob, Setting, Store, StoreError,
+    Acquired, Attempt, DeliveryBacklog, DeliveryRecord, DeliveryStatus, DeviceId, DevicePage,
+    DevicePatch, DeviceQuery, DeviceRecord, DeviceRule, DeviceStatus, Fence, GuardedInsert,
+    InsertOutcome, Lease, MessageRecord, MessageStatus, NewDelivery, QueueKey, ReplayWhich,
+    RunStart, SealedBlob, Setting, Store, StoreError,
 };
 use crate::metrics;
 
@@ -212,6 +213,40 @@ metered_store! {
 
         async fn get_setting(&self, key: &str) -> Result<Option<Setting>, StoreError>;
         async fn put_setting(&self, key: &str, value: &str, now_ms: i64) -> Result<(), StoreError>;
+
+        async fn append_delivery(&self, delivery: &NewDelivery) -> Result<(), StoreError>;
+        async fn due_deliveries(
+            &self,
+            device_id: &str,
+            limit: u32,
+        ) -> Result<Vec<DeliveryRecord>, StoreError>;
+        async fn record_attempt(
+            &self,
+            device_id: &str,
+            event_id: &str,
+            attempt: &Attempt,
+        ) -> Result<Option<DeliveryRecord>, StoreError>;
+        async fn list_deliveries(
+            &self,
+            device_id: &str,
+            status: Option<DeliveryStatus>,
+            before_seq: Option<i64>,
+            limit: u32,
+        ) -> Result<Vec<DeliveryRecord>, StoreError>;
+        async fn replay_deliveries(
+            &self,
+            device_id: &str,
+            which: &ReplayWhich,
+            now_ms: i64,
+        ) -> Result<u64, StoreError>;
+        async fn devices_with_due_deliveries(
+            &self,
+            shards: &[u32],
+            limit: u32,
+        ) -> Result<Vec<DeviceId>, StoreError>;
+        async fn delivery_backlog(&self) -> Result<DeliveryBacklog, StoreError>;
+        async fn prune_deliveries(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError>;
+
 
         async fn acquire_leases(
             &self,

@@ -14,6 +14,7 @@
 //! - [`metered`]: a wrapper that times every call and counts errors (metrics).
 
 pub mod conformance;
+pub mod delivery;
 pub mod lease;
 pub mod metered;
 pub mod record;
@@ -22,6 +23,10 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 
+pub use delivery::{
+    Attempt, AttemptOutcome, DeliveryBacklog, DeliveryRecord, DeliveryStatus, NewDelivery,
+    ReplayWhich,
+};
 pub use lease::{Acquired, Fence, Lease, LeaseSlot};
 pub use metered::MeteredStore;
 pub use record::{
@@ -414,6 +419,63 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn get_setting(&self, key: &str) -> Result<Option<Setting>, StoreError>;
     /// Replaces the setting `key` (last writer wins), stamped `now_ms`.
     async fn put_setting(&self, key: &str, value: &str, now_ms: i64) -> Result<(), StoreError>;
+
+    // ---- webhook deliveries: the durable log of events a device's webhook is sent ----
+    //
+    // Not fenced, like message writes: an event recorded by a stale owner is a true
+    // fact, and an attempt's outcome only moves a delivery on (a late one is recorded
+    // only while the delivery still has the attempt count it began with).
+
+    /// Records an event for the device's webhook, `pending`, after every event already
+    /// recorded for the device (the store gives it its `seq`). Idempotent by event id: a
+    /// repeat changes nothing. `NotFound` if there is no such device. Deleting the device
+    /// deletes its deliveries.
+    async fn append_delivery(&self, delivery: &NewDelivery) -> Result<(), StoreError>;
+    /// The device's deliveries still to be attempted (`pending` or `failed`), in event
+    /// order (`seq`), at most `limit`.
+    async fn due_deliveries(
+        &self,
+        device_id: &str,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+    /// Records the outcome of an attempt at a delivery that is still due with
+    /// `attempt.prior_attempts` attempts made; returns it after, or `None` when it is not
+    /// (gone, delivered, dead, or replayed meanwhile): nothing is written then.
+    async fn record_attempt(
+        &self,
+        device_id: &str,
+        event_id: &str,
+        attempt: &Attempt,
+    ) -> Result<Option<DeliveryRecord>, StoreError>;
+    /// The device's deliveries, newest first (`seq` descending), only those in `status`
+    /// when given, only those before `before_seq` when given, at most `limit`.
+    async fn list_deliveries(
+        &self,
+        device_id: &str,
+        status: Option<DeliveryStatus>,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+    /// Queues deliveries of the device again: `pending`, no attempts, no last error,
+    /// keeping their place in event order. Returns how many.
+    async fn replay_deliveries(
+        &self,
+        device_id: &str,
+        which: &ReplayWhich,
+        now_ms: i64,
+    ) -> Result<u64, StoreError>;
+    /// Devices of these shards with deliveries still to be attempted, each once, at most
+    /// `limit`: what a node that holds the shards must deliver.
+    async fn devices_with_due_deliveries(
+        &self,
+        shards: &[u32],
+        limit: u32,
+    ) -> Result<Vec<DeviceId>, StoreError>;
+    /// Counts of the whole log by status still to settle, and its oldest due event.
+    async fn delivery_backlog(&self) -> Result<DeliveryBacklog, StoreError>;
+    /// Deletes up to `limit` `delivered` deliveries recorded before `before_ms`; returns
+    /// how many.
+    async fn prune_deliveries(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError>;
 
     // ---- shard leases (rules in [`lease`]) ----
     //

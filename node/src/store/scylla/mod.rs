@@ -127,6 +127,7 @@
 //! release that supports LWT on tablets, or one before 6.0 that does not know the option).
 //! A keyspace created beforehand by an operator is used as it is: it must not use tablets
 
+mod deliveries;
 mod devices;
 pub mod errors;
 mod fencing;
@@ -158,9 +159,10 @@ use self::schema::{DEVICES_BY_SHARD_VERSION, KeyspaceOptions, SCHEMA_VERSION};
 use self::session::{create_schema, open_session, prepare, record_schema_version};
 use self::statements as st;
 use super::{
-    Acquired, DeviceId, DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Fence,
-    InsertOutcome, Lease, MessageRecord, MessageStatus, SHARDS_SETTING, SealedBlob, Setting, Store,
-    StoreError, check_shards,
+    Acquired, Attempt, DeliveryBacklog, DeliveryRecord, DeliveryStatus, DeviceId, DevicePage,
+    DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Fence, InsertOutcome, Lease,
+    MessageRecord, MessageStatus, NewDelivery, ReplayWhich, SHARDS_SETTING, SealedBlob, Setting,
+    Store, StoreError, check_shards,
 };
 use crate::clock::now_ms;
 
@@ -472,6 +474,62 @@ impl Store for ScyllaStore {
         limit: u32,
     ) -> Result<Vec<i64>, StoreError> {
         messages::outbound_slots(self, device_id, since_ms, limit).await
+    }
+
+    async fn append_delivery(&self, delivery: &NewDelivery) -> Result<(), StoreError> {
+        deliveries::append(self, delivery).await
+    }
+
+    async fn due_deliveries(
+        &self,
+        device_id: &str,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        deliveries::due(self, device_id, limit).await
+    }
+
+    async fn record_attempt(
+        &self,
+        device_id: &str,
+        event_id: &str,
+        attempt: &Attempt,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        deliveries::record_attempt(self, device_id, event_id, attempt).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        device_id: &str,
+        status: Option<DeliveryStatus>,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        deliveries::list(self, device_id, status, before_seq, limit).await
+    }
+
+    async fn replay_deliveries(
+        &self,
+        device_id: &str,
+        which: &ReplayWhich,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        deliveries::replay(self, device_id, which, now_ms).await
+    }
+
+    async fn devices_with_due_deliveries(
+        &self,
+        shards: &[u32],
+        limit: u32,
+    ) -> Result<Vec<DeviceId>, StoreError> {
+        deliveries::devices_with_due(self, shards, limit).await
+    }
+
+    async fn delivery_backlog(&self) -> Result<DeliveryBacklog, StoreError> {
+        deliveries::backlog(self).await
+    }
+
+    async fn prune_deliveries(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {
+        deliveries::prune(self, before_ms, limit).await
     }
 
     async fn get_setting(&self, key: &str) -> Result<Option<Setting>, StoreError> {

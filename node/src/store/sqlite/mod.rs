@@ -33,6 +33,7 @@
 //! - `sql`: running cached statements, decoding columns, mapping SQLite's errors.
 
 mod checkpoint;
+mod deliveries;
 mod devices;
 mod leases;
 mod link_state;
@@ -56,9 +57,10 @@ pub use self::schema::{SCHEMA_VERSION, schema_at_version};
 use self::sql::db_error;
 use self::worker::Worker;
 use super::{
-    Acquired, DeviceId, DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceRule,
-    DeviceStatus, Fence, GuardedInsert, InsertOutcome, Lease, MessageRecord, MessageStatus,
-    QueueKey, RunStart, SealedBlob, Setting, Store, StoreError, device_not_found,
+    Acquired, Attempt, DeliveryBacklog, DeliveryRecord, DeliveryStatus, DeviceId, DevicePage,
+    DevicePatch, DeviceQuery, DeviceRecord, DeviceRule, DeviceStatus, Fence, GuardedInsert,
+    InsertOutcome, Lease, MessageRecord, MessageStatus, NewDelivery, QueueKey, ReplayWhich,
+    RunStart, SealedBlob, Setting, Store, StoreError, device_not_found,
 };
 
 /// How long a call waits for another connection's write lock before it gives up.
@@ -440,6 +442,77 @@ impl Store for SqliteStore {
     ) -> Result<Vec<i64>, StoreError> {
         let device_id = device_id.to_owned();
         self.read(move |conn| messages::outbound_slots(conn, &device_id, since_ms, limit))
+            .await
+    }
+
+    async fn append_delivery(&self, delivery: &NewDelivery) -> Result<(), StoreError> {
+        let delivery = delivery.clone();
+        self.write(move |conn| deliveries::append(conn, &delivery))
+            .await
+    }
+
+    async fn due_deliveries(
+        &self,
+        device_id: &str,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let device_id = device_id.to_owned();
+        self.read(move |conn| deliveries::due(conn, &device_id, limit))
+            .await
+    }
+
+    async fn record_attempt(
+        &self,
+        device_id: &str,
+        event_id: &str,
+        attempt: &Attempt,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        let (device_id, event_id) = (device_id.to_owned(), event_id.to_owned());
+        let attempt = attempt.clone();
+        self.write(move |conn| deliveries::record_attempt(conn, &device_id, &event_id, &attempt))
+            .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        device_id: &str,
+        status: Option<DeliveryStatus>,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let device_id = device_id.to_owned();
+        self.read(move |conn| deliveries::list(conn, &device_id, status, before_seq, limit))
+            .await
+    }
+
+    async fn replay_deliveries(
+        &self,
+        device_id: &str,
+        which: &ReplayWhich,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let device_id = device_id.to_owned();
+        let which = which.clone();
+        self.write(move |conn| deliveries::replay(conn, &device_id, &which, now_ms))
+            .await
+    }
+
+    async fn devices_with_due_deliveries(
+        &self,
+        shards: &[u32],
+        limit: u32,
+    ) -> Result<Vec<DeviceId>, StoreError> {
+        let shards = shards.to_vec();
+        self.read(move |conn| deliveries::devices_with_due(conn, &shards, limit))
+            .await
+    }
+
+    async fn delivery_backlog(&self) -> Result<DeliveryBacklog, StoreError> {
+        self.read(deliveries::backlog).await
+    }
+
+    async fn prune_deliveries(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {
+        self.write(move |conn| deliveries::prune(conn, before_ms, limit))
             .await
     }
 

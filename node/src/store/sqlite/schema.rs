@@ -93,6 +93,26 @@ pub(super) const MIGRATIONS: &[&str] = &[
         SELECT RAISE(ABORT, 'devices.shard is required since schema version 4: \
 this process is older than the store');
     END;",
+    // 5: the webhook delivery log. `seq` orders a device's events as recorded.
+    "CREATE TABLE webhook_deliveries (
+        seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id         TEXT    NOT NULL UNIQUE,
+        device_id        TEXT    NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+        tenant           TEXT    NOT NULL,
+        event            TEXT    NOT NULL,
+        data             TEXT    NOT NULL,
+        created_at_ms    INTEGER NOT NULL,
+        status           TEXT    NOT NULL,
+        attempts         INTEGER NOT NULL,
+        next_attempt_ms  INTEGER,
+        last_status_code INTEGER,
+        last_error       TEXT,
+        delivered_at_ms  INTEGER
+    ) STRICT;
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (device_id, seq)
+        WHERE status IN ('pending', 'failed');
+    CREATE INDEX webhook_deliveries_by_device ON webhook_deliveries (device_id, status, seq);
+    CREATE INDEX webhook_deliveries_by_status ON webhook_deliveries (status, created_at_ms);",
 ];
 
 /// The schema version from which device rows carry their shard.
