@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 use tokio::net::TcpListener;
 use tracing::info;
+use wafleet_cluster_config::StandaloneSettings;
 use wafleet_gateway::AppState;
 use wafleet_gateway::auth::Keys;
 use wafleet_node::events::{BusConfig, EventBus};
@@ -103,8 +104,12 @@ pub(crate) async fn run(
         ),
     };
 
+    let settings = StandaloneSettings::from_env().context("cannot read the environment")?;
     let fleet = Fleet::start(
-        NodeConfig::default(),
+        NodeConfig {
+            webhooks: settings.webhooks,
+            ..NodeConfig::default()
+        },
         Arc::new(MeteredStore::new(Arc::new(store))),
         Arc::new(Sealer::new(master_key)),
         EventBus::in_memory(BusConfig::default()),

@@ -41,6 +41,7 @@ mod recovery;
 mod redis;
 mod source;
 mod store;
+mod webhooks;
 
 pub use cluster::{ClusterSettings, Cookie};
 pub use error::{ConfigError, Origin};
@@ -53,6 +54,7 @@ pub use redis::RedisSettings;
 pub use store::{
     MasterKeySource, NoMasterKey, ScyllaSettings, SqliteSettings, StoreKind, StoreSettings,
 };
+pub use webhooks::{StandaloneSettings, WebhooksSection};
 
 use check::Invalid;
 use serde::de::DeserializeOwned;

@@ -32,7 +32,8 @@ pub mod sims;
 pub use config::{
     ClusterSettings, ConfigError, Cookie, GatewaySection, GatewaySettings, LeaseSettings, LinkKind,
     LinkSettings, MasterKeySource, NoMasterKey, NodeSection, NodeSettings, Origin,
-    RecoverySettings, RedisSettings, ScyllaSettings, SqliteSettings, StoreKind, StoreSettings,
+    RecoverySettings, RedisSettings, ScyllaSettings, SqliteSettings, StandaloneSettings, StoreKind,
+    StoreSettings, WebhooksSection,
 };
 pub use placement::{Placement, PlacementError, shard_of};
 pub use quota::{Quota, QuotaError, QuotaTable};

@@ -1,16 +1,10 @@
 //! The JSON shapes of the API (requests and responses), as documented in OpenAPI.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use wafleet_node::store::{DeviceRecord, DeviceStatus, Direction, MessageRecord, TrustLevel};
 
-/// Unix milliseconds as RFC 3339 with milliseconds (UTC).
-pub fn rfc3339(ms: i64) -> String {
-    let time = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(time).to_string()
-}
+pub use wafleet_node::clock::rfc3339;
 
 /// `POST /v1/devices`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -23,8 +17,31 @@ pub struct CreateDevice {
     /// Starting trust level (default `newcomer`).
     #[schema(value_type = Option<String>, example = "newcomer")]
     pub trust_level: Option<TrustLevelDto>,
-    /// Where to POST this device's events (stored; delivery comes later).
-    pub webhook: Option<String>,
+    /// The device's webhook, as `PUT /v1/devices/{id}/webhook` takes it, or just its
+    /// URL (every event, unsigned). Refused like there (the device is then not created).
+    #[schema(value_type = Option<Object>)]
+    pub webhook: Option<CreateWebhook>,
+}
+
+/// A webhook in a create body: the object, or a bare URL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum CreateWebhook {
+    Url(String),
+    Full(crate::routes::webhooks::PutWebhook),
+}
+
+impl CreateWebhook {
+    pub fn into_put(self) -> crate::routes::webhooks::PutWebhook {
+        match self {
+            CreateWebhook::Url(url) => crate::routes::webhooks::PutWebhook {
+                url,
+                secret: None,
+                events: None,
+            },
+            CreateWebhook::Full(put) => put,
+        }
+    }
 }
 
 /// Trust levels as the API spells them.
@@ -62,6 +79,7 @@ pub struct Device {
     pub phone: Option<String>,
     /// The node that runs it.
     pub node: String,
+    /// The webhook's URL, if it has one (`GET /v1/devices/{id}/webhook` for the rest).
     pub webhook: Option<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -78,7 +96,11 @@ impl Device {
             trust_level: record.trust_level.as_str().to_owned(),
             phone: record.phone,
             node: node.to_owned(),
-            webhook: record.webhook,
+            webhook: record.webhook.as_deref().and_then(|field| {
+                wafleet_node::webhooks::config::StoredWebhook::parse(field)
+                    .ok()
+                    .map(|stored| stored.url)
+            }),
             created_at: rfc3339(record.created_at_ms),
             updated_at: rfc3339(record.updated_at_ms),
             last_connected_at: record.last_connected_at_ms.map(rfc3339),

@@ -20,6 +20,9 @@ pub enum ApiError {
     /// The body is JSON but not the expected shape (missing/unknown field, wrong type): 422.
     #[error("{0}")]
     Unprocessable(String),
+    /// Well-formed, and refused by a rule the code names (422).
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -76,7 +79,9 @@ impl ApiError {
     pub fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Invalid { .. } | ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unprocessable(_) | ApiError::Refused { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -95,6 +100,7 @@ impl ApiError {
             ApiError::Invalid { code, .. }
             | ApiError::NotFound { code, .. }
             | ApiError::Conflict { code, .. }
+            | ApiError::Refused { code, .. }
             | ApiError::RateLimited { code, .. } => code,
             ApiError::MalformedJson(_) => "invalid_json",
             ApiError::Unprocessable(_) => "invalid_body",
@@ -192,6 +198,14 @@ impl From<FleetError> for ApiError {
                 retry_after_ms,
             },
             FleetError::Invalid(message) => ApiError::Unprocessable(message),
+            FleetError::WebhookUrlNotAllowed(message) => ApiError::Refused {
+                code: "webhook_url_not_allowed",
+                message,
+            },
+            FleetError::DeliveryNotFound(id) => ApiError::NotFound {
+                code: "delivery_not_found",
+                what: format!("webhook delivery {id}"),
+            },
         }
     }
 }

@@ -258,7 +258,6 @@ fn new_device(id: &str) -> NewDevice {
         id: id.to_owned(),
         name: id.to_owned(),
         trust_level: TrustLevel::Newcomer,
-        webhook: None,
     }
 }
 

@@ -92,7 +92,6 @@ async fn main() {
                 id: id.into(),
                 name: id.into(),
                 trust_level: TrustLevel::Newcomer,
-                webhook: None,
             })
             .await
             .unwrap();

@@ -13,9 +13,11 @@ use crate::api::wire::command_trust_level;
 use crate::api::{DeviceCommand, FleetError, NewDevice, Reply};
 use crate::clock::now_ms;
 use crate::store::{
-    DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, MessageRecord, Store,
-    StoreError, TrustLevel,
+    DeliveryRecord, DeliveryStatus, DevicePage, DevicePatch, DeviceQuery, DeviceRecord,
+    DeviceStatus, MessageRecord, Store, StoreError, TrustLevel,
 };
+use crate::webhooks::config::{StoredWebhook, WebhookView};
+use crate::webhooks::settings::WebhookSettings;
 use crate::{outbox, settings};
 
 /// How old the census that `/readyz` and `/metrics` report may be.
@@ -57,7 +59,7 @@ impl Catalog {
             status_reason: None,
             trust_level: new.trust_level,
             phone: None,
-            webhook: new.webhook,
+            webhook: None,
             desired_running: false,
             created_at_ms: now,
             updated_at_ms: now,
@@ -123,6 +125,54 @@ impl Catalog {
             .get_message(device_id, message_id)
             .await?
             .ok_or_else(|| FleetError::MessageNotFound(message_id.to_owned()))
+    }
+
+    /// The device's webhook (never its secret); `None` when it has none.
+    pub async fn webhook(&self, id: &str) -> Result<Option<WebhookView>, FleetError> {
+        let device = self.device(id).await?;
+        device
+            .webhook
+            .as_deref()
+            .map(|field| StoredWebhook::parse(field).map(|stored| stored.view()))
+            .transpose()
+    }
+
+    /// The device's webhook deliveries, newest first: only those in `status` when given,
+    /// those before the `before_seq` cursor when given. `DeviceNotFound` if no device.
+    pub async fn deliveries(
+        &self,
+        id: &str,
+        status: Option<DeliveryStatus>,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, FleetError> {
+        self.device(id).await?;
+        Ok(self
+            .store
+            .list_deliveries(id, status, before_seq, limit)
+            .await?)
+    }
+
+    /// The webhook retry settings stored for the cluster (the defaults if none).
+    pub async fn webhook_settings(&self) -> Result<WebhookSettings, FleetError> {
+        crate::webhooks::settings::load(self.store.as_ref()).await
+    }
+
+    /// Checks and stores the webhook retry settings; nodes apply them within their
+    /// settings refresh (`DeviceApi::settings_changed` asks them to at once).
+    pub async fn set_webhook_settings(
+        &self,
+        settings: WebhookSettings,
+    ) -> Result<WebhookSettings, FleetError> {
+        crate::webhooks::settings::store(self.store.as_ref(), &settings).await?;
+        Ok(settings)
+    }
+
+    /// Deletes a device no node has run yet (a create whose webhook was refused);
+    /// unfenced, like the create.
+    pub async fn discard_new_device(&self, id: &str) -> Result<(), FleetError> {
+        self.store.delete_device(id, None).await?;
+        Ok(())
     }
 
     /// The quota table per trust level stored for the cluster (the defaults if none).

@@ -12,6 +12,13 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Unix milliseconds as RFC 3339 with milliseconds, UTC (how the API and webhooks
+/// write times).
+pub fn rfc3339(ms: i64) -> String {
+    let time = UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
 /// Where a component reads the time: the wall clock, or a manual clock that tests move
 /// by hand, so that time rules are tested deterministically, without sleeping.
 #[derive(Debug, Clone, Default)]

@@ -16,6 +16,7 @@ use crate::events::{EventBus, EventKind};
 use crate::link::LinkFactory;
 use crate::store::{DevicePatch, DeviceRecord, DeviceStatus, Fence, RunStart, Store, StoreError};
 use crate::vault::Vault;
+use crate::webhooks::Webhooks;
 
 /// Timings and limits of a node's devices.
 #[derive(Debug, Clone)]
@@ -53,6 +54,8 @@ pub struct NodeConfig {
     /// How often the node reads the trust-level table from the store (a change made
     /// through any gateway applies on every node within this).
     pub settings_refresh: Duration,
+    /// How the node sends webhook deliveries (`[webhooks]`).
+    pub webhooks: wafleet_cluster_config::WebhooksSection,
 }
 
 impl Default for NodeConfig {
@@ -72,6 +75,7 @@ impl Default for NodeConfig {
             trust_check_interval: Duration::from_secs(3600),
             handoff_guard: Duration::from_millis(25),
             settings_refresh: Duration::from_secs(1),
+            webhooks: wafleet_cluster_config::WebhooksSection::default(),
         }
     }
 }
@@ -119,9 +123,51 @@ pub struct NodeContext {
     pub(crate) clock: Clock,
     /// What the metrics know of the devices hosted here (statuses, recoveries).
     pub(crate) census: Census,
+    /// The webhooks of the devices owned here: every emitted event passes through them.
+    pub(crate) webhooks: Arc<Webhooks>,
 }
 
 impl NodeContext {
+    /// Emits an event of a device: recorded in the webhook delivery log first when the
+    /// device's webhook wants it, then published on the bus (SSE).
+    pub(crate) async fn emit(&self, device_id: &str, kind: EventKind, data: Map<String, Value>) {
+        self.webhooks.record(device_id, kind, &data, None).await;
+        self.bus.publish(device_id, kind, data);
+    }
+
+    /// [`NodeContext::emit`] for an event that is one fact however often it is told
+    /// (a receipt, an inbound message): its webhook event id is derived from `key`, so
+    /// recording it again ([`NodeContext::emit_recovered`]) adds nothing.
+    pub(crate) async fn emit_once(
+        &self,
+        device_id: &str,
+        kind: EventKind,
+        data: Map<String, Value>,
+        key: &str,
+    ) {
+        let event_id = crate::webhooks::stable_event_id(device_id, key);
+        self.webhooks
+            .record(device_id, kind, &data, Some(event_id))
+            .await;
+        self.bus.publish(device_id, kind, data);
+    }
+
+    /// Records again for the webhook an event emitted before with
+    /// [`NodeContext::emit_once`] (the process may have died before it was recorded);
+    /// nothing is published: SSE saw it then.
+    pub(crate) async fn emit_recovered(
+        &self,
+        device_id: &str,
+        kind: EventKind,
+        data: Map<String, Value>,
+        key: &str,
+    ) {
+        let event_id = crate::webhooks::stable_event_id(device_id, key);
+        self.webhooks
+            .record(device_id, kind, &data, Some(event_id))
+            .await;
+    }
+
     /// Writes a status change (with any other fields in `patch`) under `fence` (the
     /// device owner's, `None` for unfenced writes) and publishes the `status` event.
     /// A fenced-off write publishes nothing.
@@ -140,7 +186,8 @@ impl NodeContext {
             .store
             .patch_device(device_id, &patch, now_ms(), fence)
             .await?;
-        self.status_recorded(device_id, previous, status, reason, &record);
+        self.status_recorded(device_id, previous, status, reason, &record)
+            .await;
         Ok(record)
     }
 
@@ -163,13 +210,14 @@ impl NodeContext {
             .begin_run(device_id, &patch, now_ms(), fence)
             .await?;
         if let Some(start) = &start {
-            self.status_recorded(device_id, Some(start.previous), status, None, &start.record);
+            self.status_recorded(device_id, Some(start.previous), status, None, &start.record)
+                .await;
         }
         Ok(start)
     }
 
     /// After a status write: the census, and the `status` event.
-    fn status_recorded(
+    async fn status_recorded(
         &self,
         device_id: &str,
         previous: Option<DeviceStatus>,
@@ -195,6 +243,6 @@ impl NodeContext {
             data.insert("phone".into(), Value::from(phone.as_str()));
         }
         data.insert("node".into(), Value::from(self.config.node_name.as_str()));
-        self.bus.publish(device_id, EventKind::Status, data);
+        self.emit(device_id, EventKind::Status, data).await;
     }
 }

@@ -53,10 +53,7 @@ impl TargetError {
 /// Parses `url`, resolves its host once and checks every address (see the module
 /// docs). With `allow_private`, any address passes.
 pub async fn check_target(url: &str, allow_private: bool) -> Result<CheckedTarget, TargetError> {
-    let url = Url::parse(url).map_err(|error| TargetError::Invalid(error.to_string()))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(TargetError::Scheme(url.scheme().to_owned()));
-    }
+    let url = check_url(url, allow_private)?;
     let port = url
         .port_or_known_default()
         .ok_or_else(|| TargetError::Invalid("no port".into()))?;
@@ -64,16 +61,55 @@ pub async fn check_target(url: &str, allow_private: bool) -> Result<CheckedTarge
         None => return Err(TargetError::Invalid("no host".into())),
         Some(Host::Ipv4(ip)) => (ip.to_string(), vec![IpAddr::V4(ip)]),
         Some(Host::Ipv6(ip)) => (ip.to_string(), vec![IpAddr::V6(ip)]),
-        Some(Host::Domain(name)) => (name.to_owned(), resolve(name, port).await?),
+        Some(Host::Domain(name)) => (
+            name.to_owned(),
+            resolve_allowed(name, port, allow_private).await?,
+        ),
     };
-    if !allow_private && let Some(addr) = ips.iter().find(|ip| !is_public(**ip)) {
-        return Err(TargetError::NotAllowed { host, addr: *addr });
-    }
     let addrs = ips
         .into_iter()
         .map(|ip| SocketAddr::new(ip, port))
         .collect();
     Ok(CheckedTarget { url, host, addrs })
+}
+
+/// What can be checked of `url` without resolving a name: it parses, is http or https,
+/// has a host, and an address literal as host is allowed.
+pub fn check_url(url: &str, allow_private: bool) -> Result<Url, TargetError> {
+    let url = Url::parse(url).map_err(|error| TargetError::Invalid(error.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(TargetError::Scheme(url.scheme().to_owned()));
+    }
+    let literal = match url.host() {
+        None => return Err(TargetError::Invalid("no host".into())),
+        Some(Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+        Some(Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+        Some(Host::Domain(_)) => None,
+    };
+    if let Some(addr) = literal.filter(|ip| !allow_private && !is_public(*ip)) {
+        return Err(TargetError::NotAllowed {
+            host: addr.to_string(),
+            addr,
+        });
+    }
+    Ok(url)
+}
+
+/// Resolves `name` once and checks every address it resolved to (any passes with
+/// `allow_private`): the addresses to connect to.
+pub async fn resolve_allowed(
+    name: &str,
+    port: u16,
+    allow_private: bool,
+) -> Result<Vec<IpAddr>, TargetError> {
+    let ips = resolve(name, port).await?;
+    if !allow_private && let Some(addr) = ips.iter().find(|ip| !is_public(**ip)) {
+        return Err(TargetError::NotAllowed {
+            host: name.to_owned(),
+            addr: *addr,
+        });
+    }
+    Ok(ips)
 }
 
 async fn resolve(name: &str, port: u16) -> Result<Vec<IpAddr>, TargetError> {

@@ -68,6 +68,7 @@ pub mod seal;
 pub mod settings;
 pub mod store;
 pub mod vault;
+pub mod webhooks;
 
 pub use api::{DeviceCommand, FleetError, NewDevice, Reply, SendText, Sent};
 pub use context::NodeConfig;

@@ -35,6 +35,11 @@ pub const RATE_LIMIT_DECISIONS: &str = "wafleet_rate_limit_decisions_total";
 pub const RATE_LIMIT_QUEUE: &str = "wafleet_rate_limit_queue_depth";
 pub const RATE_LIMIT_BANS: &str = "wafleet_rate_limit_bans_total";
 pub const RATE_LIMIT_PROMOTIONS: &str = "wafleet_rate_limit_promotions_total";
+pub const WEBHOOK_ATTEMPTS: &str = "wafleet_webhook_attempts_total";
+pub const WEBHOOK_LATENCY: &str = "wafleet_webhook_delivery_latency_seconds";
+pub const WEBHOOK_EVENTS_UNRECORDED: &str = "wafleet_webhook_events_unrecorded_total";
+pub const WEBHOOK_BACKLOG: &str = "wafleet_webhook_backlog";
+pub const WEBHOOK_OLDEST_DUE: &str = "wafleet_webhook_oldest_due_seconds";
 
 /// Every metric name this crate registers (histograms without their `_bucket`, `_sum`
 /// and `_count` suffixes).
@@ -61,6 +66,11 @@ pub const ALL: &[&str] = &[
     EVENTS_WRITE_LAG,
     EVENTS_WRITE_ERRORS,
     EVENTS_READ_LAG,
+    WEBHOOK_ATTEMPTS,
+    WEBHOOK_LATENCY,
+    WEBHOOK_EVENTS_UNRECORDED,
+    WEBHOOK_BACKLOG,
+    WEBHOOK_OLDEST_DUE,
 ];
 
 /// The histograms of [`ALL`] with the buckets they are exported with (Prometheus
@@ -82,6 +92,12 @@ pub const HISTOGRAM_BUCKETS: &[(&str, &[f64])] = &[
         EVENTS_WRITE_LAG,
         &[
             0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ],
+    ),
+    (
+        WEBHOOK_LATENCY,
+        &[
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0, 3600.0,
         ],
     ),
     (
@@ -115,6 +131,10 @@ pub const STORE_ERROR_KINDS: [&str; 6] = [
     "fenced",
     "misconfigured",
 ];
+
+/// Outcomes of a webhook attempt counted in [`WEBHOOK_ATTEMPTS`]: `delivered` (2xx),
+/// `retry` (failed, tried again later), `dead` (failed, no attempts left).
+pub const WEBHOOK_OUTCOMES: [&str; 3] = ["delivered", "retry", "dead"];
 
 /// Decisions counted in [`RATE_LIMIT_DECISIONS`].
 const RATE_LIMIT_OUTCOMES: [&str; 3] = ["allowed", "delayed", "refused"];
@@ -270,7 +290,60 @@ pub fn describe() {
     for operation in crate::store::metered::OPERATIONS {
         counter!(STORE_ERRORS, "operation" => *operation, "kind" => "unavailable").increment(0);
     }
+    describe_counter!(
+        WEBHOOK_ATTEMPTS,
+        Unit::Count,
+        "webhook delivery attempts made by this node, by outcome (delivered, retry, dead)"
+    );
+    describe_histogram!(
+        WEBHOOK_LATENCY,
+        Unit::Seconds,
+        "from an event being recorded to its webhook answering 2xx (retries included)"
+    );
+    describe_counter!(
+        WEBHOOK_EVENTS_UNRECORDED,
+        Unit::Count,
+        "events a webhook wanted that could not be recorded in the delivery log (store unavailable): they are not delivered"
+    );
+    describe_gauge!(
+        WEBHOOK_BACKLOG,
+        Unit::Count,
+        "webhook deliveries in the whole cluster by status (pending, failed, dead), from the shared store (take one node's, do not sum)"
+    );
+    describe_gauge!(
+        WEBHOOK_OLDEST_DUE,
+        Unit::Seconds,
+        "age of the oldest webhook delivery still to be made in the whole cluster (0 when none)"
+    );
+    for outcome in WEBHOOK_OUTCOMES {
+        counter!(WEBHOOK_ATTEMPTS, "outcome" => outcome).increment(0);
+    }
+    counter!(WEBHOOK_EVENTS_UNRECORDED).increment(0);
+    set_webhook_backlog(&crate::store::DeliveryBacklog::default(), 0);
     set_device_counts(&[]);
+}
+
+pub(crate) fn webhook_attempt(outcome: &'static str) {
+    counter!(WEBHOOK_ATTEMPTS, "outcome" => outcome).increment(1);
+}
+
+pub(crate) fn webhook_delivered(latency: Duration) {
+    histogram!(WEBHOOK_LATENCY).record(latency.as_secs_f64());
+}
+
+pub(crate) fn webhook_event_unrecorded() {
+    counter!(WEBHOOK_EVENTS_UNRECORDED).increment(1);
+}
+
+/// The cluster's delivery backlog as of `now_ms`.
+pub(crate) fn set_webhook_backlog(backlog: &crate::store::DeliveryBacklog, now_ms: i64) {
+    gauge!(WEBHOOK_BACKLOG, "status" => "pending").set(backlog.pending as f64);
+    gauge!(WEBHOOK_BACKLOG, "status" => "failed").set(backlog.failed as f64);
+    gauge!(WEBHOOK_BACKLOG, "status" => "dead").set(backlog.dead as f64);
+    let oldest = backlog
+        .oldest_due_created_ms
+        .map_or(0.0, |at| (now_ms - at).max(0) as f64 / 1000.0);
+    gauge!(WEBHOOK_OLDEST_DUE).set(oldest);
 }
 
 pub(crate) fn message_outcome(outcome: &'static str) {

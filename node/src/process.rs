@@ -84,6 +84,7 @@ impl NodeProcess {
                 connect_concurrency: settings.recovery.concurrency,
                 connect_jitter: settings.recovery.jitter,
                 resume_all: false,
+                webhooks: settings.webhooks.clone(),
                 ..NodeConfig::default()
             },
             store.clone(),
@@ -95,6 +96,15 @@ impl NodeProcess {
         .map_err(|error| format!("cannot start the fleet: {error}"))?;
 
         let owned = HeldShards::new(&name, settings.cluster.shards);
+        {
+            let owned = owned.clone();
+            let total = settings.cluster.shards;
+            fleet.set_webhook_ownership(Arc::new(move |device_id: &str| {
+                owned
+                    .fence_of(wafleet_cluster_config::shard_of(device_id, total))
+                    .is_some()
+            }));
+        }
         let http_addr = http.local_addr()?.to_string();
         let cluster = join(ClusterOptions {
             name: name.clone(),

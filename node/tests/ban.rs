@@ -88,7 +88,6 @@ async fn a_banned_device_does_not_reconnect_before_the_ban_ends() {
             id: "b".into(),
             name: "b".into(),
             trust_level: TrustLevel::Trusted,
-            webhook: None,
         })
         .await
         .unwrap();

@@ -121,7 +121,6 @@ impl Node {
                 id: "d1".into(),
                 name: "d1".into(),
                 trust_level: TrustLevel::Newcomer,
-                webhook: None,
             })
             .await
             .unwrap();

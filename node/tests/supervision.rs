@@ -112,7 +112,6 @@ async fn create(fleet: &Fleet, id: &str) {
             id: id.into(),
             name: id.into(),
             trust_level: TrustLevel::Newcomer,
-            webhook: None,
         })
         .await
         .unwrap();

@@ -142,7 +142,6 @@ impl Node {
                     id: id.clone(),
                     name: id.clone(),
                     trust_level: TrustLevel::Newcomer,
-                    webhook: None,
                 })
                 .await
                 .unwrap();

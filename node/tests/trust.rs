@@ -64,7 +64,6 @@ async fn a_newcomer_linked_long_enough_becomes_trusted_while_running() {
                 id: id.into(),
                 name: id.into(),
                 trust_level: level,
-                webhook: None,
             })
             .await
             .unwrap();

@@ -36,6 +36,23 @@ impl Standalone {
         }
     }
 
+    /// Like [`Standalone::start`], with these environment variables set as well.
+    pub async fn start_with_env(data: &Path, env: &[(&str, &str)]) -> Standalone {
+        let process = process::Standalone::start_with_env(
+            Path::new(env!("CARGO_BIN_EXE_wafleet")),
+            data,
+            env,
+        )
+        .await
+        .expect("start wafleet");
+        Standalone {
+            base: process.base.clone(),
+            http: process.http.clone(),
+            data: data.to_owned(),
+            process,
+        }
+    }
+
     /// Like [`Standalone::start`], but with the quota table the data folder has (the
     /// defaults in a fresh one) instead of an unthrottled one.
     pub async fn start_throttled(data: &Path) -> Standalone {
@@ -112,6 +129,19 @@ impl Standalone {
         assert_eq!(started.status(), 202, "start {id}");
         let qr = events.next_of_kind("qr").await;
         qr.data["code"].as_str().unwrap().to_owned()
+    }
+
+    /// Starts a device created before, scans its QR with `phone` and waits until it is
+    /// READY.
+    pub async fn start_and_pair(&self, id: &str, phone: &str) {
+        let mut events = self.events(&format!("/v1/devices/{id}/events"), None).await;
+        let started = self
+            .post(&format!("/v1/devices/{id}/start"), json!({}))
+            .await;
+        assert_eq!(started.status(), 202, "start {id}");
+        let qr = events.next_of_kind("qr").await;
+        self.scan(id, qr.data["code"].as_str().unwrap(), phone)
+            .await;
     }
 
     /// Scans the device's QR with `phone` and waits until it is READY.

@@ -9,7 +9,7 @@ use super::check::{self, Invalid};
 use super::source::{Source, process_env};
 use super::{
     ClusterSettings, ConfigError, LeaseSettings, LinkSettings, RecoverySettings, RedisSettings,
-    StoreSettings,
+    StoreSettings, WebhooksSection,
 };
 
 /// Everything `wafleet node` reads from its config file and environment.
@@ -35,6 +35,9 @@ pub struct NodeSettings {
     /// `[link]`: what devices connect to (WhatsApp, or a simulator).
     #[serde(default)]
     pub link: LinkSettings,
+    /// `[webhooks]`: sending webhook deliveries.
+    #[serde(default)]
+    pub webhooks: WebhooksSection,
 }
 
 /// The `[node]` section: this node's identity and addresses.
@@ -130,7 +133,8 @@ impl NodeSettings {
         self.store.check()?;
         self.redis.check()?;
         self.recovery.check()?;
-        self.link.check()
+        self.link.check()?;
+        self.webhooks.check()
     }
 }
 

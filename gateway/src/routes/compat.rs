@@ -91,7 +91,6 @@ pub async fn create(
             id: id.clone(),
             name,
             trust_level: TrustLevel::Newcomer,
-            webhook: None,
         })
         .await?;
     let record = state

@@ -11,9 +11,12 @@ use wafleet_node::store::{DeviceQuery, DeviceStatus, TrustLevel};
 use wafleet_node::api::{DeviceCommand, Empty};
 
 use crate::AppState;
-use crate::dto::{CreateDevice, Deleted, Device, DeviceList, ListQuery, counts_json};
+use crate::dto::{
+    CreateDevice, CreateWebhook, Deleted, Device, DeviceList, ListQuery, counts_json,
+};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::routes::webhooks;
 use crate::validate;
 
 #[utoipa::path(post, path = "/v1/devices", tag = "devices", request_body = CreateDevice,
@@ -32,18 +35,28 @@ pub async fn create(
         None => format!("dev_{}", &uuid::Uuid::new_v4().simple().to_string()[..20]),
     };
     validate::name(&body.name)?;
-    if let Some(webhook) = &body.webhook {
-        validate::webhook(webhook)?;
+    let webhook = body.webhook.map(CreateWebhook::into_put);
+    if let Some(webhook) = &webhook {
+        validate::webhook(&webhook.url)?;
     }
-    let record = state
+    let mut record = state
         .catalog
         .create_device(NewDevice {
-            id,
+            id: id.clone(),
             name: body.name,
             trust_level: body.trust_level.map_or(TrustLevel::Newcomer, Into::into),
-            webhook: body.webhook,
         })
         .await?;
+    if let Some(webhook) = webhook {
+        // The owner checks the target and seals the secret; a refusal undoes the create.
+        if let Err(error) = webhooks::set(&state, &id, webhook).await {
+            if let Err(undo) = state.catalog.discard_new_device(&id).await {
+                tracing::warn!(device_id = %id, %undo, "cannot remove a device whose webhook was refused");
+            }
+            return Err(error);
+        }
+        record = state.catalog.device(&id).await?;
+    }
     Ok((StatusCode::CREATED, Json(state.device(record))))
 }
 

@@ -10,6 +10,7 @@ pub mod messages;
 pub mod ops;
 pub mod pairing;
 pub mod qr;
+pub mod webhooks;
 
 use utoipa_axum::router::OpenApiRouter;
 
@@ -24,5 +25,6 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .merge(messages::router())
         .merge(events::router())
         .merge(limits::router())
+        .merge(webhooks::router())
         .merge(compat::router())
 }

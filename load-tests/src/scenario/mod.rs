@@ -33,6 +33,7 @@ pub mod pairing;
 pub mod plot;
 pub mod process;
 pub mod progress;
+pub mod receiver;
 pub mod routing;
 pub mod sampling;
 pub mod sims;

@@ -47,9 +47,32 @@ impl Standalone {
         Ok(standalone)
     }
 
+    /// [`Standalone::start`] with these environment variables set as well.
+    pub async fn start_with_env(
+        binary: &Path,
+        data: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Standalone> {
+        let standalone = Standalone::launch_with_env(binary, data, "sim", env).await?;
+        unthrottle(&standalone.http, &standalone.base).await?;
+        Ok(standalone)
+    }
+
     /// With `--link LINK` and whatever quota table the data folder has (the defaults in
     /// a fresh one).
     pub async fn launch(binary: &Path, data: &Path, link: &str) -> anyhow::Result<Standalone> {
+        Standalone::launch_with_env(binary, data, link, &[]).await
+    }
+
+    /// [`Standalone::launch`] with these environment variables set as well (for
+    /// instance `WAFLEET__WEBHOOKS__ALLOW_PRIVATE_TARGETS=true`, so that webhooks may
+    /// point at a receiver on 127.0.0.1).
+    pub async fn launch_with_env(
+        binary: &Path,
+        data: &Path,
+        link: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Standalone> {
         let mut child = Command::new(binary)
             .args([
                 "standalone",
@@ -62,6 +85,7 @@ impl Standalone {
             .arg(data)
             .env("WAFLEET_ADMIN_KEY", ADMIN_KEY)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)

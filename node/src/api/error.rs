@@ -40,6 +40,13 @@ pub enum FleetError {
     /// that does not hold together).
     #[error("{0}")]
     Invalid(String),
+    /// A webhook URL whose target is not allowed (loopback, private, link-local,
+    /// metadata) while private targets are not allowed; the sentence says why.
+    #[error("{0}")]
+    WebhookUrlNotAllowed(String),
+    /// No recorded webhook delivery has this event id (for this device).
+    #[error("webhook delivery {0} not found")]
+    DeliveryNotFound(String),
 }
 
 /// The rules a [`FleetError::WrongState`] names, as API clients see them. Every code the

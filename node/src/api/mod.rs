@@ -46,16 +46,39 @@ impl From<TrustLevel> for SetTrustLevel {
 /// (`DeviceCommand::Start(Empty {})`, `DeviceCommand::SetTrustLevel(level.into())`).
 pub type DeviceCommand = pb::node_command::Op;
 
+pub use crate::webhooks::config::{WebhookSpec, WebhookView};
 /// Command payloads, as generated: there is nothing to convert.
-pub use pb::{Empty, RequestPairingCode, SendText, SetTrustLevel};
+pub use pb::{
+    Empty, EventNames, ReplayWebhook, RequestPairingCode, SendText, SetTrustLevel, SetWebhook,
+};
 
-/// A device to create.
+/// A device to create. Its webhook, if any, is set by its owner after the create (the
+/// secret is sealed with the cluster's master key, which only nodes hold).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDevice {
     pub id: String,
     pub name: String,
     pub trust_level: TrustLevel,
-    pub webhook: Option<String>,
+}
+
+impl From<WebhookSpec> for SetWebhook {
+    fn from(spec: WebhookSpec) -> SetWebhook {
+        SetWebhook {
+            url: spec.url,
+            secret: spec.secret,
+            events: spec.events.map(|names| EventNames { names }),
+        }
+    }
+}
+
+impl From<SetWebhook> for WebhookSpec {
+    fn from(set: SetWebhook) -> WebhookSpec {
+        WebhookSpec {
+            url: set.url,
+            secret: set.secret,
+            events: set.events.map(|e| e.names),
+        }
+    }
 }
 
 /// What became of a send.
@@ -80,7 +103,7 @@ pub struct QrCode {
 pub enum Reply {
     /// The device after start, stop, restart, logout or set_trust_level.
     Device(DeviceRecord),
-    /// The device is deleted.
+    /// What the command removed is gone (the device, its webhook).
     Deleted,
     Qr(QrCode),
     PairingCode(PairCode),
@@ -88,6 +111,10 @@ pub enum Reply {
     Limits(LimitsView),
     /// The settings were read again.
     Refreshed,
+    /// The device's webhook as set.
+    Webhook(WebhookView),
+    /// Deliveries queued again.
+    Replayed(u64),
 }
 
 macro_rules! reply_into {
@@ -117,6 +144,10 @@ reply_into! {
     into_sent => Sent(Sent);
     /// The quota use, or `Internal` for any other reply.
     into_limits => Limits(LimitsView);
+    /// The webhook, or `Internal` for any other reply.
+    into_webhook => Webhook(WebhookView);
+    /// How many deliveries were queued again, or `Internal` for any other reply.
+    into_replayed => Replayed(u64);
 }
 
 impl Reply {

@@ -5,6 +5,7 @@
 //! [`WireError`], never a guess. A reply that does not decode becomes
 //! [`FleetError::Internal`] on the receiving side.
 
+use crate::webhooks::config::WebhookView;
 use wafleet_cluster_config::Quota;
 use wafleet_protocol::node_api as pb;
 use wafleet_protocol::node_api::node_error::Kind;
@@ -48,6 +49,12 @@ pub fn reply_to_wire(outcome: Result<Reply, CommandError>) -> pb::NodeReply {
             replayed: sent.replayed,
         }),
         Ok(Reply::Refreshed) => Outcome::Refreshed(pb::Empty {}),
+        Ok(Reply::Webhook(view)) => Outcome::Webhook(pb::Webhook {
+            url: view.url,
+            secret_set: view.secret_set,
+            events: view.events.map(|names| pb::EventNames { names }),
+        }),
+        Ok(Reply::Replayed(count)) => Outcome::Replayed(pb::Replayed { count }),
         Ok(Reply::Limits(view)) => Outcome::Limits(view.into()),
         Err(error) => Outcome::Error(error.into()),
     };
@@ -83,6 +90,12 @@ pub fn reply_from_wire(reply: pb::NodeReply) -> Result<Reply, CommandError> {
                 })
             }),
         Some(Outcome::Refreshed(_)) => Ok(Reply::Refreshed),
+        Some(Outcome::Webhook(webhook)) => Ok(Reply::Webhook(WebhookView {
+            url: webhook.url,
+            secret_set: webhook.secret_set,
+            events: webhook.events.map(|e| e.names),
+        })),
+        Some(Outcome::Replayed(replayed)) => Ok(Reply::Replayed(replayed.count)),
         Some(Outcome::Limits(limits)) => limits.try_into().map(Reply::Limits),
     };
     decoded.map_err(|error| CommandError::Fleet(FleetError::Internal(error.to_string())))
@@ -119,6 +132,8 @@ impl From<CommandError> for pb::NodeError {
                     retry_after_ms,
                 }),
                 FleetError::Invalid(reason) => Kind::Invalid(reason),
+                FleetError::WebhookUrlNotAllowed(reason) => Kind::WebhookUrlNotAllowed(reason),
+                FleetError::DeliveryNotFound(id) => Kind::DeliveryNotFound(id),
             },
         };
         pb::NodeError { kind: Some(kind) }
@@ -153,6 +168,8 @@ impl From<pb::NodeError> for CommandError {
                 retry_after_ms: limited.retry_after_ms.max(1),
             },
             Some(Kind::Invalid(reason)) => FleetError::Invalid(reason),
+            Some(Kind::WebhookUrlNotAllowed(reason)) => FleetError::WebhookUrlNotAllowed(reason),
+            Some(Kind::DeliveryNotFound(id)) => FleetError::DeliveryNotFound(id),
         };
         CommandError::Fleet(fleet)
     }

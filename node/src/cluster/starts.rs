@@ -146,6 +146,9 @@ async fn start_granted(
         devices,
         "starting the devices of granted shards"
     );
+    if let Err(error) = fleet.resume_webhooks(&shards).await {
+        warn!(%error, "cannot look for due webhook deliveries; the reconcile pass will");
+    }
 }
 
 /// Starts what should run here and does not; stops what runs here and should not.
@@ -176,6 +179,9 @@ async fn reconcile(
     shards.sort_unstable();
     if let Err(error) = fleet.nudge_queued(&shards).await {
         warn!(%error, "cannot look for queued messages");
+    }
+    if let Err(error) = fleet.resume_webhooks(&shards).await {
+        warn!(%error, "cannot look for due webhook deliveries");
     }
     let Some(wanted) = wanted_in(store, &shards).await else {
         return;

@@ -40,7 +40,18 @@ impl DeviceState {
                 let _ = limiter.cast(LimiterMsg::Settled);
             }
         }
-        if before.status.may_advance_to(status) {
+        if before.status == status {
+            // Told again: the event may not have reached the webhook log before a
+            // crash. Recording it again under its stable id changes nothing if it did.
+            self.ctx
+                .emit_recovered(
+                    &self.id,
+                    EventKind::MessageStatus,
+                    receipt_data(&before, error.as_deref()),
+                    &receipt_key(&message_id, status),
+                )
+                .await;
+        } else if before.status.may_advance_to(status) {
             let at_ms = if at_ms > 0 { at_ms } else { now_ms() };
             if let Some(after) = self
                 .ctx
@@ -50,16 +61,14 @@ impl DeviceState {
                 && after.status == status
             {
                 metrics::message_outcome(status.as_str());
-                let mut data = Map::new();
-                data.insert("message_id".into(), Value::from(message_id.as_str()));
-                data.insert("status".into(), Value::from(status.as_str()));
-                if let Some(error) = error {
-                    data.insert("error".into(), Value::from(error));
-                }
-                data.insert("at_ms".into(), Value::from(at_ms));
                 self.ctx
-                    .bus
-                    .publish(&self.id, EventKind::MessageStatus, data);
+                    .emit_once(
+                        &self.id,
+                        EventKind::MessageStatus,
+                        receipt_data(&after, error.as_deref()),
+                        &receipt_key(&message_id, status),
+                    )
+                    .await;
             }
         }
         // Stored (or already further along): the network need not tell it again.
@@ -104,20 +113,53 @@ impl DeviceState {
             Ok(InsertOutcome::Existing(_)) | Err(StoreError::Conflict { .. }) => false,
             Err(error) => return Err(error),
         };
+        let mut data = Map::new();
+        data.insert("message_id".into(), Value::from(message_id.as_str()));
+        data.insert("from".into(), Value::from(from_phone));
+        data.insert("text".into(), Value::from(text));
+        data.insert("at_ms".into(), Value::from(at_ms));
+        let key = format!("inbound\0{message_id}");
         if fresh {
             metrics::message_outcome("inbound");
-            let mut data = Map::new();
-            data.insert("message_id".into(), Value::from(message_id.as_str()));
-            data.insert("from".into(), Value::from(from_phone));
-            data.insert("text".into(), Value::from(text));
-            data.insert("at_ms".into(), Value::from(at_ms));
             self.ctx
-                .bus
-                .publish(&self.id, EventKind::MessageInbound, data);
+                .emit_once(&self.id, EventKind::MessageInbound, data, &key)
+                .await;
+        } else {
+            // Delivered again by the network: stored before, but perhaps not recorded
+            // for the webhook before a crash. Its stable id makes this a no-op if it was.
+            self.ctx
+                .emit_recovered(&self.id, EventKind::MessageInbound, data, &key)
+                .await;
         }
         if let Some(session) = self.session.as_mut() {
             let _ = session.command(LinkCommand::AckInbound { message_id });
         }
         Ok(())
     }
+}
+
+/// The data of a `message.status` event for `message` as stored after the receipt.
+fn receipt_data(message: &MessageRecord, error: Option<&str>) -> Map<String, Value> {
+    let status = message.status;
+    let at_ms = match status {
+        MessageStatus::Sent => message.sent_at_ms,
+        MessageStatus::Delivered => message.delivered_at_ms,
+        MessageStatus::Read => message.read_at_ms,
+        MessageStatus::Failed => message.failed_at_ms,
+        MessageStatus::Queued => None,
+    }
+    .unwrap_or(message.created_at_ms);
+    let mut data = Map::new();
+    data.insert("message_id".into(), Value::from(message.id.as_str()));
+    data.insert("status".into(), Value::from(status.as_str()));
+    if let Some(error) = error.or(message.error.as_deref()) {
+        data.insert("error".into(), Value::from(error));
+    }
+    data.insert("at_ms".into(), Value::from(at_ms));
+    data
+}
+
+/// What makes a receipt's event one event: the message and the status it reached.
+fn receipt_key(message_id: &str, status: MessageStatus) -> String {
+    format!("receipt\0{message_id}\0{}", status.as_str())
 }

@@ -64,7 +64,7 @@ impl DeviceState {
         let mut data = Map::new();
         data.insert("code".into(), Value::from(code));
         data.insert("expires_at_ms".into(), Value::from(expires_at_ms));
-        self.ctx.bus.publish(&self.id, EventKind::Qr, data);
+        self.ctx.emit(&self.id, EventKind::Qr, data).await;
         Ok(())
     }
 

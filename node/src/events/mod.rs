@@ -30,7 +30,7 @@ use self::memory::MemoryBus;
 use self::redis::RedisBus;
 
 /// What happened, as named on the SSE `event:` line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventKind {
     /// The device's status changed.
     Status,
@@ -45,7 +45,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 5] = [
         EventKind::Status,
         EventKind::Qr,
         EventKind::MessageStatus,

@@ -51,6 +51,14 @@ pub(super) fn spawn_settings_refresh(ctx: std::sync::Weak<NodeContext>) {
             let Some(ctx) = ctx.upgrade() else {
                 return;
             };
+            match crate::webhooks::settings::load(ctx.store.as_ref()).await {
+                Ok(webhooks) => {
+                    if ctx.webhooks.set_settings(webhooks) {
+                        info!(?webhooks, "webhook settings changed");
+                    }
+                }
+                Err(error) => warn!(%error, "cannot read the webhook settings"),
+            }
             match ctx.store.get_setting(settings::TRUST_LEVELS_SETTING).await {
                 Ok(Some(setting)) if last_seen != Some(setting.updated_at_ms) => {
                     last_seen = Some(setting.updated_at_ms);
@@ -67,6 +75,36 @@ pub(super) fn spawn_settings_refresh(ctx: std::sync::Weak<NodeContext>) {
                 }
                 Ok(_) => {}
                 Err(error) => warn!(%error, "cannot read the trust-level table"),
+            }
+        }
+    });
+}
+
+/// How often delivered webhook events older than the retention are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Rows deleted per prune call (one short write each).
+const PRUNE_BATCH: u32 = 5_000;
+
+/// Deletes delivered webhook events older than `webhooks.retention_hours`, a batch at a
+/// time, every minute while the fleet lives.
+pub(super) fn spawn_delivery_pruning(ctx: std::sync::Weak<NodeContext>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(PRUNE_EVERY).await;
+            let Some(ctx) = ctx.upgrade() else {
+                return;
+            };
+            let retention_ms = ctx.config.webhooks.retention_hours as i64 * 3_600_000;
+            let before = crate::clock::now_ms() - retention_ms;
+            for _ in 0..100 {
+                match ctx.store.prune_deliveries(before, PRUNE_BATCH).await {
+                    Ok(n) if n == u64::from(PRUNE_BATCH) => continue,
+                    Ok(_) => break,
+                    Err(error) => {
+                        warn!(%error, "cannot prune delivered webhook events");
+                        break;
+                    }
+                }
             }
         }
     });

@@ -54,6 +54,16 @@ impl Fleet {
                 self.refresh_settings().await?;
                 Reply::Refreshed
             }
+            DeviceCommand::SetWebhook(set) => {
+                Reply::Webhook(self.set_webhook(id, set.into(), fence).await?)
+            }
+            DeviceCommand::DeleteWebhook(_) => {
+                self.delete_webhook(id, fence).await?;
+                Reply::Deleted
+            }
+            DeviceCommand::ReplayWebhook(replay) => {
+                Reply::Replayed(self.replay_webhook(id, replay.event_id).await?)
+            }
         })
     }
 
@@ -191,6 +201,7 @@ impl Fleet {
             return Err(FleetError::DeviceNotFound(id.to_owned()));
         }
         self.ctx.bus.forget(id);
+        self.ctx.webhooks.forget(id);
         Ok(())
     }
 
@@ -328,8 +339,8 @@ impl Fleet {
             data.insert("trust_level".into(), level.as_str().into());
             data.insert("previous_trust_level".into(), previous.as_str().into());
             self.ctx
-                .bus
-                .publish(device_id, crate::events::EventKind::Status, data);
+                .emit(device_id, crate::events::EventKind::Status, data)
+                .await;
         }
         Ok(record)
     }
@@ -338,6 +349,8 @@ impl Fleet {
     pub async fn refresh_settings(&self) -> Result<(), FleetError> {
         let table = settings::load_quota_table(self.ctx.store.as_ref()).await?;
         self.ctx.quotas.set(table);
+        let webhooks = crate::webhooks::settings::load(self.ctx.store.as_ref()).await?;
+        self.ctx.webhooks.set_settings(webhooks);
         Ok(())
     }
 }

@@ -13,6 +13,7 @@
 
 mod background;
 mod execute;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +36,7 @@ use crate::seal::Sealer;
 use crate::settings;
 use crate::store::{DevicePatch, DeviceQuery, DeviceStatus, Fence, Store};
 use crate::vault::Vault;
+use crate::webhooks::Webhooks;
 
 /// How long a call into a device actor may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,9 +61,17 @@ impl Fleet {
         links: Arc<dyn LinkFactory>,
     ) -> Result<Fleet, FleetError> {
         let store_for_quotas = store.clone();
+        let webhooks = Arc::new(Webhooks::new(
+            store.clone(),
+            sealer.clone(),
+            crate::webhooks::settings::load(store.as_ref()).await?,
+            config.webhooks.concurrency,
+            config.webhooks.allow_private_targets,
+        ));
         let ctx = Arc::new(NodeContext {
             connect_gate: Arc::new(Semaphore::new(config.connect_concurrency.max(1))),
             config,
+            webhooks,
             vault: Vault::new(store.clone(), sealer),
             store,
             bus,
@@ -84,7 +94,13 @@ impl Fleet {
         };
         if fleet.ctx.config.resume_all {
             fleet.resume().await?;
+            let every_shard: Vec<u32> = (0..fleet.ctx.store.shards()).collect();
+            let lanes = fleet.resume_webhooks(&every_shard).await?;
+            if lanes > 0 {
+                info!(devices = lanes, "delivering the webhook events left due");
+            }
         }
+        background::spawn_delivery_pruning(Arc::downgrade(&fleet.ctx));
         Ok(fleet)
     }
 
@@ -160,6 +176,10 @@ impl Fleet {
         }
         let counts = self.catalog.recent_census().await?;
         metrics::set_device_counts(&counts);
+        match self.ctx.store.delivery_backlog().await {
+            Ok(backlog) => metrics::set_webhook_backlog(&backlog, crate::clock::now_ms()),
+            Err(error) => tracing::debug!(%error, "cannot count the webhook backlog"),
+        }
         Ok(())
     }
 
@@ -232,6 +252,8 @@ impl Fleet {
     }
 
     async fn spawn(&self, id: &str, reset: bool, fence: Option<Fence>) -> Result<(), FleetError> {
+        // A run reads the device's webhook afresh (it may have changed on another node).
+        self.ctx.webhooks.forget(id);
         let device_id = id.to_owned();
         let result = ractor::call_t!(
             self.supervisor,

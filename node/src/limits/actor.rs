@@ -315,8 +315,8 @@ impl LimiterState {
             Value::from(self.ctx.config.node_name.as_str()),
         );
         self.ctx
-            .bus
-            .publish(&self.device_id, EventKind::Status, data);
+            .emit(&self.device_id, EventKind::Status, data)
+            .await;
         Ok(())
     }
 }

@@ -164,7 +164,7 @@ pub(crate) async fn promote_if_earned(
     data.insert("trust_level".into(), Value::from("trusted"));
     data.insert("previous_trust_level".into(), Value::from("newcomer"));
     data.insert("node".into(), Value::from(ctx.config.node_name.as_str()));
-    ctx.bus.publish(device_id, EventKind::Status, data);
+    ctx.emit(device_id, EventKind::Status, data).await;
     Ok(Some(TrustLevel::Trusted))
 }
 

@@ -58,7 +58,6 @@ pub(crate) async fn fleet_with_ready_device_on(
             id: id.into(),
             name: id.into(),
             trust_level: TrustLevel::Verified,
-            webhook: None,
         })
         .await
         .unwrap();

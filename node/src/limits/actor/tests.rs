@@ -56,8 +56,16 @@ fn table() -> QuotaTable {
 async fn context(dir: &std::path::Path, clock: Clock) -> Arc<NodeContext> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("w.db")).unwrap());
     let sealer = Arc::new(Sealer::new(MasterKey::new(1, [9u8; 32])));
+    let webhooks = Arc::new(crate::webhooks::Webhooks::new(
+        store.clone(),
+        sealer.clone(),
+        Default::default(),
+        4,
+        false,
+    ));
     Arc::new(NodeContext {
         config: NodeConfig::default(),
+        webhooks,
         vault: Vault::new(store.clone(), sealer),
         store,
         bus: EventBus::in_memory(BusConfig::default()),

@@ -163,7 +163,7 @@ pub async fn check_delivery_attempts_and_replay(store: &dyn Store) {
     );
     assert_eq!(
         due_ids(store, &a).await,
-        [e3.clone()],
+        std::slice::from_ref(&e3),
         "dead and delivered are not due"
     );
 
