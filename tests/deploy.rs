@@ -563,7 +563,8 @@ fn alert_rules_have_the_expected_groups_and_alerts() {
             "wafleet-devices",
             "wafleet-recovery",
             "wafleet-bans",
-            "wafleet-dependencies"
+            "wafleet-dependencies",
+            "wafleet-webhooks"
         ]
     );
     let mut alerts = BTreeSet::new();
@@ -589,6 +590,8 @@ fn alert_rules_have_the_expected_groups_and_alerts() {
         "WafleetDevicesNotReady",
         "WafleetRecoverySlow",
         "WafleetBanSignal",
+        "WafleetWebhookBacklogGrowing",
+        "WafleetWebhookDeadLetters",
     ] {
         assert!(alerts.contains(expected), "no alert {expected}");
     }
