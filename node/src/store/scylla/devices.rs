@@ -364,7 +364,13 @@ pub(super) async fn delete(
     if !deleted {
         return Ok(false);
     }
-    for s in [&st::DELETE_MESSAGES, &st::DELETE_OUTBOX, &st::DELETE_SLOTS] {
+    for s in [
+        &st::DELETE_MESSAGES,
+        &st::DELETE_OUTBOX,
+        &st::DELETE_SLOTS,
+        // The delivery log; its `delivered_by_day` entries are dropped by pruning.
+        &st::DELETE_DELIVERIES,
+    ] {
         store
             .execute(s, s.bind(vec![("device_id", st::text(id))]))
             .await?;

@@ -11,6 +11,9 @@
 //! - Every EXECUTE of a prepared statement: its bound values are decoded and handed,
 //!   with the statement's name, to the test's [`Handler`], whose [`Answer`] is encoded
 //!   as a real RESULT (rows, `[applied]`, void) or ERROR frame.
+//! - Every BATCH: answered as its first statement (the condition of the store's
+//!   conditional batches); when that answer is `[applied]` true, the handler is then
+//!   handed the batch's other statements too, so that it can apply them.
 //!
 //! Faults (a dropped connection, a late answer, a server error) are further rules the
 //! test puts before the catch-all one, matched on the prepared id, which is the
@@ -616,12 +619,14 @@ impl Shared {
     }
 
     /// A batch is answered as its first statement (the store's batches are conditional
-    /// batches of one partition, whose answer is one `[applied]`).
+    /// batches of one partition, whose answer is one `[applied]`). When that answer is
+    /// `Applied(true)`, the handler is then handed each other statement of the batch, in
+    /// order, to apply (its answers are ignored; they are not in [`FakeNode::executed`]).
     fn batch(&self, body: &[u8]) -> Result<Result<Bytes, (DbError, String)>, String> {
         let mut body = body;
         take(&mut body, 1)?; // batch type
         let count = u16::from_be_bytes(take(&mut body, 2)?.try_into().expect("2 bytes"));
-        let mut first = None;
+        let mut parts = Vec::with_capacity(usize::from(count));
         for _ in 0..count {
             let kind = take(&mut body, 1)?[0];
             if kind != 1 {
@@ -633,24 +638,38 @@ impl Shared {
             for _ in 0..n {
                 raw.push(value_bytes(&mut body)?);
             }
-            if first.is_none() {
-                let prepared = self.lookup(&id)?;
-                let values = decode(&prepared, &raw)?;
-                first = Some((prepared, values));
+            let prepared = self.lookup(&id)?;
+            let values = decode(&prepared, &raw)?;
+            parts.push((prepared, values));
+        }
+        let (prepared, values) = parts.first().ok_or("an empty batch")?;
+        let answer = self.decide(prepared, values);
+        if matches!(answer, Answer::Applied(true)) {
+            let mut handler = self.handler.lock().expect("handler");
+            for (rest, values) in &parts[1..] {
+                handler(rest.statement.name, values);
             }
         }
-        let (prepared, values) = first.ok_or("an empty batch")?;
-        Ok(self.run(&prepared, &values))
+        Ok(self.encode(prepared, answer))
     }
 
     fn run(&self, prepared: &Prepared, values: &[Value]) -> Result<Bytes, (DbError, String)> {
+        let answer = self.decide(prepared, values);
+        self.encode(prepared, answer)
+    }
+
+    /// Logs the execution and asks the handler (or the default) for its answer.
+    fn decide(&self, prepared: &Prepared, values: &[Value]) -> Answer {
         let statement = prepared.statement;
         self.log
             .lock()
             .expect("log")
             .push(statement.name.to_owned());
-        let answer = (self.handler.lock().expect("handler"))(statement.name, values)
-            .unwrap_or_else(|| default_answer(statement, values));
+        (self.handler.lock().expect("handler"))(statement.name, values)
+            .unwrap_or_else(|| default_answer(statement, values))
+    }
+
+    fn encode(&self, prepared: &Prepared, answer: Answer) -> Result<Bytes, (DbError, String)> {
         match answer {
             Answer::Rows(rows) => Ok(rows_result(
                 &self.keyspace,

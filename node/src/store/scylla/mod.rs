@@ -1,5 +1,5 @@
-//! The ScyllaDB store: a cluster's devices, sealed link state, messages, leases and
-//! settings, in one keyspace the node creates on start.
+//! The ScyllaDB store: a cluster's devices, sealed link state, messages, webhook delivery
+//! log, leases and settings, in one keyspace the node creates on start.
 //!
 //! # Layout
 //! - [`schema`]: the keyspace, the tables (with why each partition key) and the version.
@@ -11,8 +11,8 @@
 //! - `session`: opening the session, creating the keyspace, preparing and running
 //!   statements (reads, pages, LWTs, conditional batches).
 //! - `fencing`: the two fence checks and the compare-and-set of a device partition.
-//! - `devices`, `link_state`, `messages`, `settings`, `leases`: the methods of each kind
-//!   of record, with the helpers only they use.
+//! - `devices`, `link_state`, `messages`, `deliveries`, `settings`, `leases`: the methods
+//!   of each kind of record, with the helpers only they use.
 //!
 //! # Consistency
 //!
@@ -76,6 +76,55 @@
 //! and checked against it when read (a stale entry is skipped and removed), slots after
 //! it (a crash in between forgets one slot).
 //!
+//! # Webhook deliveries
+//!
+//! A device's delivery log is one partition of `deliveries`, and every write of it is a
+//! compare-and-set on the partition's static `version`, as with device partitions: read
+//! at LOCAL_SERIAL, decide, write one conditional batch `IF version = ?` (null for a
+//! partition never written), read again if another writer came between (at most
+//! [`CAS_ATTEMPTS`] times). So each write sees and changes the partition whole:
+//! - **Order.** An append takes `version + 1`, the version its batch writes, as the
+//!   event's `seq`. Versions only rise and every write of the partition bumps one, so
+//!   `seq`s increase per device in the order appends were applied, whatever the number
+//!   of writers (gaps are the partition's other writes). The delivery row is written in
+//!   the batch that allocates its `seq`: no reader sees a later `seq` before an earlier
+//!   one exists.
+//! - **Idempotence.** The batch also writes the event id's claim row ('e'); an append
+//!   first looks for it (LOCAL_SERIAL, which also settles an append whose answer was
+//!   lost), and two appends of one event cannot both apply on the same version.
+//! - **Attempts.** `record_attempt` reads the delivery and applies only if it is still
+//!   pending or failed with `attempts == prior_attempts` (the same test the SQLite store
+//!   writes as its `UPDATE ... WHERE`); the version condition makes that read still true
+//!   when the batch applies, and the row it returns is the one written.
+//! - **Due deliveries.** A due delivery also has a full copy ('q', same key) and an age
+//!   marker ('o', keyed by `created_at_ms`), written and deleted in the batches that
+//!   change its status, so `due_deliveries` is one read of the 'q' rows in `seq` order.
+//!   It starts at the static `due_floor` (the lowest due `seq`), below which lie only the
+//!   tombstones settled copies leave.
+//! - **Tally.** Static `pending`, `failed`, `dead` and `oldest_due_ms` are kept exact by
+//!   the same batches (a delivery that settles while it held `due_floor` or
+//!   `oldest_due_ms` reads the next 'q' or 'o' row, two rows at most). So
+//!   `devices_with_due_deliveries` reads the asked shards' `devices_by_shard` entries and
+//!   one tally row per device (like `devices_with_queued`, never the log), and
+//!   `delivery_backlog` reads one static row per partition (`SELECT DISTINCT`): its cost
+//!   follows the number of devices with a log, not the number of deliveries.
+//! - **Pruning.** A delivery recorded delivered has an entry in `delivered_by_day`
+//!   (partition: the day of its `created_at_ms` and one of 16 buckets of the device),
+//!   written before the batch that says delivered. Pruning lists those partitions, reads
+//!   entries recorded before the time in day order, checks each against its delivery,
+//!   deletes the delivered ones (with their claims, a conditional batch per device and 50
+//!   deliveries) and drops entries that point at nothing prunable. A stale entry (an
+//!   attempt that lost, a delivery replayed and then dead) costs a read; an entry lost
+//!   to a race of pruning with a replay that is delivered again leaves that delivery
+//!   unpruned until its device is deleted.
+//!
+//! Not fenced (as the `Store` docs say), and deleting a device deletes its partition with
+//! a plain delete, with the caveats of "Deletes" below. Each append costs a device read,
+//! two LOCAL_SERIAL reads and one LWT; an attempt two or three reads and one LWT. Writes
+//! of one device's log are serialized by its partition (one worker per device writes
+//! most of them); the event's data is written twice while it is due (the row and its
+//! copy), so a batch carries it twice.
+//!
 //! # Devices by shard
 //!
 //! Recovery reads the devices of the shards a node takes over, and only those:
@@ -114,10 +163,11 @@
 //!
 //! # Deletes
 //!
-//! Deleting a device removes its partitions with plain deletes. Two caveats follow, said
-//! here so no one is surprised: a message inserted while its device is being deleted may
-//! outlive it, and a device re-created under the same id within the clock skew between
-//! coordinators may lose its first messages to the old tombstone.
+//! Deleting a device removes its partitions with plain deletes (messages, queue, slots,
+//! delivery log). Two caveats follow, said here so no one is surprised: a message
+//! inserted or an event appended while its device is being deleted may outlive it, and a
+//! device re-created under the same id within the clock skew between coordinators may
+//! lose its first messages or events to the old tombstone.
 //!
 //! # Tablets
 //!
@@ -140,6 +190,8 @@ mod session;
 mod settings;
 pub mod statements;
 
+#[cfg(test)]
+mod delivery_wire_tests;
 #[cfg(test)]
 mod fake_node;
 #[cfg(test)]

@@ -18,7 +18,7 @@ use super::statements as st;
 use super::{CAS_ATTEMPTS, ScyllaConfig, ScyllaStore};
 use crate::store::{Acquired, Store, StoreError};
 
-const KEYSPACE: &str = "fake_ks";
+pub(super) const KEYSPACE: &str = "fake_ks";
 
 fn config(node: &FakeNode, request_timeout: Duration) -> ScyllaConfig {
     ScyllaConfig {
@@ -35,7 +35,7 @@ fn config(node: &FakeNode, request_timeout: Duration) -> ScyllaConfig {
     }
 }
 
-async fn connect(node: &FakeNode, request_timeout: Duration) -> ScyllaStore {
+pub(super) async fn connect(node: &FakeNode, request_timeout: Duration) -> ScyllaStore {
     ScyllaStore::connect(&config(node, request_timeout))
         .await
         .expect("the store connects to the fake node")
@@ -532,7 +532,7 @@ async fn a_keyspace_of_a_newer_build_is_refused_untouched() {
 }
 
 /// A `select_device` row (device columns, then `version` and `fence_epoch`).
-fn device_row(id: &str, desired_running: bool) -> Vec<Value> {
+pub(super) fn device_row(id: &str, desired_running: bool) -> Vec<Value> {
     vec![
         Value::text(id),
         Value::text(id),

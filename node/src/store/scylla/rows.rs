@@ -7,8 +7,8 @@
 use scylla::value::CqlValue;
 
 use super::super::{
-    DeviceRecord, DeviceStatus, Direction, LeaseSlot, MessageRecord, MessageStatus, SealedBlob,
-    StoreError, TrustLevel,
+    DeliveryRecord, DeliveryStatus, DeviceRecord, DeviceStatus, Direction, LeaseSlot,
+    MessageRecord, MessageStatus, SealedBlob, StoreError, TrustLevel,
 };
 
 /// The columns of one row.
@@ -172,6 +172,86 @@ pub(crate) fn lease_slot(shard: u32, row: &Columns) -> Result<LeaseSlot, StoreEr
     })
 }
 
+fn opt_int(row: &Columns, index: usize, what: &str) -> Result<Option<i32>, StoreError> {
+    match at(row, index, what)? {
+        None => Ok(None),
+        Some(CqlValue::Int(v)) => Ok(Some(*v)),
+        Some(other) => Err(corrupt(format!("{what} is not an int: {other:?}"))),
+    }
+}
+
+/// How many columns [`delivery`] reads (the statements' `delivery_columns!`).
+pub(crate) const DELIVERY_COLUMNS: usize = 13;
+
+/// A delivery row ('d', or its due copy 'q') in the order of the statements'
+/// `delivery_columns!`.
+pub(crate) fn delivery(row: &Columns) -> Result<DeliveryRecord, StoreError> {
+    let attempts = unsigned(row, 8, "delivery attempts")?;
+    let last_status_code = opt_int(row, 10, "delivery last status code")?
+        .map(|code| {
+            u16::try_from(code).map_err(|_| corrupt(format!("HTTP status {code} out of range")))
+        })
+        .transpose()?;
+    Ok(DeliveryRecord {
+        device_id: text(row, 0, "delivery device id")?,
+        seq: big(row, 1, "delivery seq")?,
+        event_id: text(row, 2, "delivery event id")?,
+        tenant: text(row, 3, "delivery tenant")?,
+        event: text(row, 4, "delivery event")?,
+        data: text(row, 5, "delivery data")?,
+        created_at_ms: big(row, 6, "delivery created_at_ms")?,
+        status: parsed(row, 7, "delivery status", DeliveryStatus::parse)?,
+        attempts: u32::try_from(attempts)
+            .map_err(|_| corrupt(format!("delivery attempts {attempts} out of range")))?,
+        next_attempt_ms: opt_big(row, 9, "delivery next_attempt_ms")?,
+        last_status_code,
+        last_error: opt_text(row, 11, "delivery last error")?,
+        delivered_at_ms: opt_big(row, 12, "delivery delivered_at_ms")?,
+    })
+}
+
+/// A deliveries partition's tally: its static columns (see the `deliveries` table in
+/// [`super::schema`]). A partition never written has none: `version` is `None` and the
+/// counts are 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    /// How many writes the partition has had; every write is a compare-and-set on it.
+    pub(crate) version: Option<i64>,
+    pub(crate) pending: i64,
+    pub(crate) failed: i64,
+    pub(crate) dead: i64,
+    /// The lowest `seq` still due, if any is.
+    pub(crate) due_floor: Option<i64>,
+    /// The oldest `created_at_ms` still due, if any is.
+    pub(crate) oldest_due_ms: Option<i64>,
+}
+
+impl Tally {
+    /// Whether anything of the partition is still to be attempted.
+    pub(crate) fn has_due(&self) -> bool {
+        self.pending + self.failed > 0
+    }
+}
+
+/// A tally from the statements' `tally_columns!` at `first`.
+pub(crate) fn tally(row: &Columns, first: usize) -> Result<Tally, StoreError> {
+    let count = |offset: usize, what: &str| -> Result<i64, StoreError> {
+        let value = opt_big(row, first + offset, what)?.unwrap_or(0);
+        if value < 0 {
+            return Err(corrupt(format!("negative {what} {value}")));
+        }
+        Ok(value)
+    };
+    Ok(Tally {
+        version: opt_big(row, first, "deliveries version")?,
+        pending: count(1, "pending count")?,
+        failed: count(2, "failed count")?,
+        dead: count(3, "dead count")?,
+        due_floor: opt_big(row, first + 4, "due floor")?,
+        oldest_due_ms: opt_big(row, first + 5, "oldest due time")?,
+    })
+}
+
 /// A shard number stored in a bigint.
 pub(crate) fn shard(row: &Columns, index: usize) -> Result<u32, StoreError> {
     let value = big(row, index, "shard")?;
@@ -282,6 +362,88 @@ mod tests {
             row[index] = value;
             expect_corrupt(message(&row), needle);
         }
+    }
+
+    fn delivery_row() -> Vec<Option<CqlValue>> {
+        vec![
+            t("d1"),
+            b(7),
+            t("ev-1"),
+            t("default"),
+            t("message.inbound"),
+            t("{\"a\":1}"),
+            b(100),
+            t("failed"),
+            b(2),
+            b(200),
+            Some(CqlValue::Int(503)),
+            t("HTTP 503"),
+            None,
+        ]
+    }
+
+    #[test]
+    fn a_delivery_row_decodes() {
+        let row = delivery_row();
+        assert_eq!(row.len(), DELIVERY_COLUMNS);
+        let d = delivery(&row).expect("decode");
+        assert_eq!((d.seq, d.event_id.as_str()), (7, "ev-1"));
+        assert_eq!((d.status, d.attempts), (DeliveryStatus::Failed, 2));
+        assert_eq!(
+            (
+                d.next_attempt_ms,
+                d.last_status_code,
+                d.last_error.as_deref()
+            ),
+            (Some(200), Some(503), Some("HTTP 503"))
+        );
+        assert_eq!(d.delivered_at_ms, None);
+    }
+
+    #[test]
+    fn bad_delivery_rows_are_corrupt() {
+        let cases: [(usize, Option<CqlValue>, &str); 6] = [
+            (7, t("lost"), "unknown delivery status"),
+            (8, b(-1), "negative delivery attempts"),
+            (
+                8,
+                b(i64::from(u32::MAX) + 1),
+                "attempts 4294967296 out of range",
+            ),
+            (10, Some(CqlValue::Int(70_000)), "HTTP status 70000"),
+            (10, b(200), "last status code is not an int"),
+            (1, None, "delivery seq is null"),
+        ];
+        for (index, value, needle) in cases {
+            let mut row = delivery_row();
+            row[index] = value;
+            expect_corrupt(delivery(&row), needle);
+        }
+    }
+
+    #[test]
+    fn a_partition_without_statics_has_an_empty_tally() {
+        let empty = tally(&[None, None, None, None, None, None], 0).expect("decode");
+        assert_eq!(empty, Tally::default());
+        assert!(!empty.has_due());
+        let row = [t("x"), b(9), b(1), b(0), b(2), b(4), None];
+        let read = tally(&row, 1).expect("decode");
+        assert_eq!(
+            read,
+            Tally {
+                version: Some(9),
+                pending: 1,
+                failed: 0,
+                dead: 2,
+                due_floor: Some(4),
+                oldest_due_ms: None,
+            }
+        );
+        assert!(read.has_due());
+        expect_corrupt(
+            tally(&[b(1), b(-1), None, None, None, None], 0),
+            "negative pending",
+        );
     }
 
     #[test]

@@ -147,6 +147,57 @@ pub(crate) const MIGRATIONS: &[&[&str]] = &[
             desired_running boolean,
             PRIMARY KEY ((shard), device_id))",
     ],
+    // 3: the webhook delivery log (see "Webhook deliveries" in the module docs of
+    // [`super`]).
+    &[
+        // A device's deliveries, in one partition so that one conditional batch records
+        // an event, claims its id and counts it. Rows by `row_kind`:
+        // - 'd': a delivery, at (`seq`, `event_id`);
+        // - 'q': a copy of a delivery while it is due (pending or failed), same key, so
+        //   the due ones are read in `seq` order without the settled ones;
+        // - 'e': the claim of an event id, at (0, `event_id`), with `event_seq`;
+        // - 'o': a due delivery by age, at (`created_at_ms` in `seq`, `event_id`).
+        // The static columns are the partition's tally: `version` counts its writes
+        // (every write is a compare-and-set on it, and an append takes its new value as
+        // the event's `seq`), the counts by status still to settle, the lowest `seq` due
+        // (`due_floor`) and the oldest `created_at_ms` due.
+        "CREATE TABLE IF NOT EXISTS {ks}.deliveries (
+            device_id        text,
+            row_kind         text,
+            seq              bigint,
+            event_id         text,
+            tenant           text,
+            event            text,
+            data             text,
+            created_at_ms    bigint,
+            status           text,
+            attempts         bigint,
+            next_attempt_ms  bigint,
+            last_status_code int,
+            last_error       text,
+            delivered_at_ms  bigint,
+            event_seq        bigint,
+            version          bigint STATIC,
+            pending          bigint STATIC,
+            failed           bigint STATIC,
+            dead             bigint STATIC,
+            due_floor        bigint STATIC,
+            oldest_due_ms    bigint STATIC,
+            PRIMARY KEY ((device_id), row_kind, seq, event_id))",
+        // Delivered deliveries by the day they were recorded (and a bucket of the
+        // device, so that one day is not one hot partition): what pruning reads. An
+        // entry is written before its delivery is recorded delivered, so it may point
+        // at a delivery that is not (or no longer) delivered; pruning checks each one
+        // against its delivery.
+        "CREATE TABLE IF NOT EXISTS {ks}.delivered_by_day (
+            day           bigint,
+            bucket        bigint,
+            created_at_ms bigint,
+            device_id     text,
+            seq           bigint,
+            event_id      text,
+            PRIMARY KEY ((day, bucket), created_at_ms, device_id, seq, event_id))",
+    ],
 ];
 
 /// A statement with `{ks}` replaced by the keyspace.
@@ -204,6 +255,16 @@ mod tests {
         found.sort();
         let s = |v: &[&str]| v.iter().map(|c| c.to_string()).collect::<Vec<_>>();
         let expected = vec![
+            (
+                "delivered_by_day".into(),
+                s(&["day", "bucket"]),
+                s(&["created_at_ms", "device_id", "seq", "event_id"]),
+            ),
+            (
+                "deliveries".into(),
+                s(&["device_id"]),
+                s(&["row_kind", "seq", "event_id"]),
+            ),
             ("device_ids".into(), s(&["bucket"]), s(&["device_id"])),
             (
                 "devices".into(),
@@ -240,7 +301,18 @@ mod tests {
             let opened = ddl.matches('(').count();
             assert_eq!(opened, ddl.matches(')').count(), "unbalanced: {ddl}");
         }
-        assert_eq!(SCHEMA_VERSION, 2);
+        assert_eq!(SCHEMA_VERSION, 3);
+        assert_eq!(
+            // Step 3 creates tables only: no data to write before it is recorded.
+            MIGRATIONS[2]
+                .iter()
+                .filter(
+                    |ddl| ddl.contains("{ks}.deliveries") || ddl.contains("{ks}.delivered_by_day")
+                )
+                .count(),
+            2,
+            "the delivery log comes with its version"
+        );
         assert_eq!(
             MIGRATIONS[DEVICES_BY_SHARD_VERSION as usize - 1]
                 .iter()
