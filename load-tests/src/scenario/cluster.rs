@@ -96,6 +96,10 @@ jitter_ms = 100
 [link]
 kind = "sim"
 sim_urls = [{sims}]
+
+# Webhook receivers of tests and scenarios listen on 127.0.0.1.
+[webhooks]
+allow_private_targets = true
 "#,
             name = self.name,
             port = self.cluster_port,
