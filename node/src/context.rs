@@ -225,6 +225,7 @@ impl NodeContext {
         reason: Option<String>,
         record: &DeviceRecord,
     ) {
+        self.webhooks.observe(record);
         if let Some(end) = self
             .census
             .status_recorded(device_id, status, std::time::Instant::now())

@@ -45,7 +45,7 @@ use crate::clock::now_ms;
 use crate::events::EventKind;
 use crate::metrics;
 use crate::seal::Sealer;
-use crate::store::{NewDelivery, Store, StoreError};
+use crate::store::{DeviceRecord, NewDelivery, Store, StoreError};
 
 /// How long a device's webhook is trusted from memory before it is read again (a
 /// change made through the device's owner applies at once; this bounds what a node that
@@ -99,6 +99,8 @@ impl std::fmt::Debug for Webhooks {
 struct Cached {
     target: Option<Arc<Target>>,
     tenant: Arc<str>,
+    /// The record's `webhook` field it was made from.
+    field: Option<String>,
     read_at: Instant,
 }
 
@@ -189,10 +191,58 @@ impl Webhooks {
                 Cached {
                     target,
                     tenant: tenant.into(),
+                    field: stored.map(StoredWebhook::to_field),
                     read_at: Instant::now(),
                 },
             );
         Ok(())
+    }
+
+    /// Learns the device's webhook from a record this node just read or wrote (a status
+    /// write returns the row), so that emitting its events needs no read of its own:
+    /// only a webhook that changed is opened again.
+    pub(crate) fn observe(&self, record: &DeviceRecord) {
+        {
+            let mut targets = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(cached) = targets.get_mut(&record.id)
+                && cached.field.as_deref() == record.webhook.as_deref()
+            {
+                cached.read_at = Instant::now();
+                return;
+            }
+        }
+        self.learn(record);
+    }
+
+    /// Caches the webhook of `record` (none when it has none or it is unusable).
+    fn learn(&self, record: &DeviceRecord) {
+        let stored = match record.webhook.as_deref().map(StoredWebhook::parse) {
+            None => None,
+            Some(Ok(stored)) => Some(stored),
+            Some(Err(error)) => {
+                warn!(device_id = record.id, %error, "the device's stored webhook is unreadable");
+                None
+            }
+        };
+        let target = stored.as_ref().and_then(|stored| {
+            stored
+                .open(&record.id, &self.sealer)
+                .map_err(|error| warn!(device_id = record.id, %error, "the device's webhook cannot be used"))
+                .ok()
+                .map(Arc::new)
+        });
+        self.targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                record.id.clone(),
+                Cached {
+                    target,
+                    tenant: record.tenant.as_str().into(),
+                    field: record.webhook.clone(),
+                    read_at: Instant::now(),
+                },
+            );
     }
 
     /// The device's webhook target and tenant, from memory or the store; `None` for a
@@ -210,18 +260,7 @@ impl Webhooks {
         let Some(device) = self.store.get_device(device_id).await? else {
             return Ok(None);
         };
-        let stored = match device.webhook.as_deref().map(StoredWebhook::parse) {
-            None => None,
-            Some(Ok(stored)) => Some(stored),
-            Some(Err(error)) => {
-                warn!(device_id, %error, "the device's stored webhook is unreadable");
-                None
-            }
-        };
-        if let Err(error) = self.remember(device_id, &device.tenant, stored.as_ref()) {
-            warn!(device_id, %error, "the device's webhook cannot be used");
-            self.remember(device_id, &device.tenant, None).ok();
-        }
+        self.learn(&device);
         Ok(self
             .targets
             .lock()
