@@ -145,3 +145,75 @@ async fn a_short_throughput_run_delivers_every_accepted_message_once() {
         "{svg:.300}"
     );
 }
+
+/// Fifty SSE streams held on a standalone process while four devices get messages: the
+/// gateway counts every stream, every stream gets every event exactly once, and the
+/// memory and latency figures are there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_sse_streams_each_get_every_event_once() {
+    let report = wafleet_load::scenario::sse::run(wafleet_load::scenario::sse::SseOptions {
+        clients: 50,
+        devices: 4,
+        nodes: 0,
+        rate: 10,
+        duration: Duration::from_secs(2),
+        wafleet: env!("CARGO_BIN_EXE_wafleet").into(),
+        plot: None,
+    })
+    .await
+    .unwrap();
+    let fields = &report.fields;
+    println!("{fields:?}");
+    assert_eq!(fields["scenario"], "sse");
+    assert_eq!(fields["clients"], 50);
+    assert_eq!(fields["streams_open"], 50, "{fields:?}");
+    assert_eq!(fields["streams_closed"], 0, "{fields:?}");
+    assert_eq!(fields["gateway_sse_clients"], 50, "{fields:?}");
+    let events = fields["events"].as_u64().unwrap();
+    assert!(events >= 10, "{fields:?}");
+    assert_eq!(fields["receipts"], events * 50, "{fields:?}");
+    assert_eq!(fields["missed"], 0, "{fields:?}");
+    assert_eq!(fields["unseen"], 0, "{fields:?}");
+    assert_eq!(fields["duplicated"], 0, "{fields:?}");
+    assert!(fields["rss_after_kib"].as_u64().unwrap() > 0, "{fields:?}");
+    assert!(fields["bytes_per_stream"].is_number(), "{fields:?}");
+    let (p50, p99) = (
+        fields["latency_p50_ms"].as_f64().unwrap(),
+        fields["latency_p99_ms"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p50 <= p99, "{fields:?}");
+    // The POST comes before the event's `at`, which is rounded down to the ms.
+    assert!(
+        fields["end_to_end_p99_ms"].as_f64().unwrap() >= p99 - 1.1,
+        "{fields:?}"
+    );
+}
+
+/// A short webhooks run on a three-node cluster: a receiver failing for a while and a
+/// node killed in the middle lose nothing, deliver nothing out of order, and every
+/// repeat keeps its event id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_webhooks_run_through_a_failing_receiver_and_a_kill_loses_nothing() {
+    let report =
+        wafleet_load::scenario::webhooks::run(wafleet_load::scenario::webhooks::WebhooksOptions {
+            devices: 12,
+            nodes: 3,
+            rate: 60,
+            seconds: 8,
+            fail_seconds: 2,
+            kill: true,
+            wafleet: env!("CARGO_BIN_EXE_wafleet").into(),
+            sims: None,
+            plot: None,
+        })
+        .await
+        .unwrap();
+    let fields = &report.fields;
+    assert_eq!(fields["written"], 480, "{fields:?}");
+    assert_eq!(fields["delivered"], 480, "{fields:?}");
+    assert_eq!(fields["lost"], 0, "{fields:?}");
+    assert_eq!(fields["out_of_order"], 0, "{fields:?}");
+    assert_eq!(fields["duplicated_other_id"], 0, "{fields:?}");
+    assert_eq!(fields["bad_signatures"], 0, "{fields:?}");
+    assert!(fields["killed"].is_string(), "{fields:?}");
+}

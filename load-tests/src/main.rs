@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use wafleet_load::scenario::{
     self, failover::FailoverOptions, idle::IdleOptions, plot, routing::RoutingOptions,
-    throughput::ThroughputOptions,
+    sse::SseOptions, throughput::ThroughputOptions, webhooks::WebhooksOptions,
 };
 
 #[derive(Debug, Parser)]
@@ -134,6 +134,62 @@ enum Scenario {
         #[arg(long)]
         plot: Option<PathBuf>,
     },
+    /// N devices paired (standalone, or a cluster with --nodes K), each with a signed
+    /// webhook to a local receiver; phones write R messages a second for S seconds; the
+    /// receiver fails for a while, and in a cluster a node is killed (kill -9): delivery
+    /// rate, latency event -> receiver, lost, duplicated, out of order.
+    Webhooks {
+        #[arg(long, default_value_t = 50)]
+        devices: usize,
+        /// Cluster nodes behind a gateway; 0: one standalone process.
+        #[arg(long, default_value_t = 0)]
+        nodes: usize,
+        /// Messages written per second, in all.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+        rate: u32,
+        /// Seconds of writing.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+        seconds: u64,
+        /// Seconds the receiver answers 500, from 30 % of the run.
+        #[arg(long, default_value_t = 3)]
+        fail_seconds: u64,
+        /// Do not kill a node (clusters kill the busiest node at 60 % of the run).
+        #[arg(long)]
+        no_kill: bool,
+        /// `wafleet sim` processes of a cluster (default: as many as the devices need).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        sims: Option<u64>,
+        /// The wafleet binary (default: the one next to this binary).
+        #[arg(long)]
+        wafleet: Option<PathBuf>,
+        /// Where to write the plot (default: wafleet-load-webhooks.svg).
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
+    /// N SSE streams (`GET /v1/events`) held on one gateway (a standalone process, or a
+    /// cluster's gateway with --nodes K) while the devices get messages: the gateway's
+    /// memory per stream, and event latency p50/p99 over every stream and event.
+    Sse {
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        #[arg(long, default_value_t = 20)]
+        devices: usize,
+        /// Cluster nodes behind a gateway; 0: one standalone process.
+        #[arg(long, default_value_t = 0)]
+        nodes: usize,
+        /// Events per second, over all devices.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+        rate: u32,
+        /// Seconds of events.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        seconds: u64,
+        /// The wafleet binary (default: the one next to this binary).
+        #[arg(long)]
+        wafleet: Option<PathBuf>,
+        /// Where to write the plot (default: wafleet-load-sse.svg).
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -194,6 +250,50 @@ async fn main() -> anyhow::Result<()> {
                 wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
                 sims: sims.map(|n| n as usize),
                 plot: Some(plot.unwrap_or_else(|| plot::default_path("throughput"))),
+            })
+            .await?
+        }
+        Scenario::Webhooks {
+            devices,
+            nodes,
+            rate,
+            seconds,
+            fail_seconds,
+            no_kill,
+            sims,
+            wafleet,
+            plot,
+        } => {
+            scenario::webhooks::run(WebhooksOptions {
+                devices,
+                nodes,
+                rate,
+                seconds,
+                fail_seconds,
+                kill: !no_kill,
+                wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
+                sims: sims.map(|n| n as usize),
+                plot: Some(plot.unwrap_or_else(|| plot::default_path("webhooks"))),
+            })
+            .await?
+        }
+        Scenario::Sse {
+            clients,
+            devices,
+            nodes,
+            rate,
+            seconds,
+            wafleet,
+            plot,
+        } => {
+            scenario::sse::run(SseOptions {
+                clients,
+                devices,
+                nodes,
+                rate,
+                duration: Duration::from_secs(seconds),
+                wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
+                plot: Some(plot.unwrap_or_else(|| plot::default_path("sse"))),
             })
             .await?
         }

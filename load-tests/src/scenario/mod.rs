@@ -24,6 +24,12 @@
 //! - [`idle`]: N devices created, paired and left idle: memory per device, pairing time.
 //! - [`throughput`]: messages accepted, sent and delivered per second with the limits
 //!   lifted, and their latencies, on a standalone process or a cluster.
+//! - [`webhooks`]: inbound messages to devices with webhooks, a failing receiver and a
+//!   `kill -9`: delivery rate and latency, lost, duplicated, out of order.
+//! - [`sse`]: N event streams held on one gateway while devices emit events: memory
+//!   per stream, event latency over every stream.
+//! - [`receiver`]: a webhook receiver on 127.0.0.1 that records and can fail.
+//! - `target`: a standalone process or a local cluster, as a scenario runs against.
 
 pub mod cluster;
 pub mod event_watch;
@@ -37,7 +43,10 @@ pub mod receiver;
 pub mod routing;
 pub mod sampling;
 pub mod sims;
+pub mod sse;
+mod target;
 pub mod throughput;
+pub mod webhooks;
 
 use serde_json::{Map, Value};
 

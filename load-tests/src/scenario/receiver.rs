@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use axum::body::Bytes;
@@ -21,6 +21,8 @@ use tokio::sync::Notify;
 #[derive(Debug, Clone)]
 pub struct Hit {
     pub at: Instant,
+    /// When it arrived, Unix milliseconds (to compare with the body's `created_at`).
+    pub received_ms: i64,
     pub event_id: String,
     /// The `X-Wafleet-Event` header.
     pub event: String,
@@ -77,6 +79,9 @@ async fn hook(
     body: Bytes,
 ) -> StatusCode {
     let at = Instant::now();
+    let received_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     let header = |name: &str| {
         headers
             .get(name)
@@ -104,6 +109,7 @@ async fn hook(
         };
         s.hits.push(Hit {
             at,
+            received_ms,
             event_id,
             event: header("x-wafleet-event"),
             device_id: parsed["device_id"].as_str().unwrap_or_default().to_owned(),
@@ -160,6 +166,11 @@ impl Receiver {
     /// Answers each request only after `delay`.
     pub fn set_delay(&self, delay: Duration) {
         self.shared.lock().unwrap().delay = delay;
+    }
+
+    /// How many requests so far.
+    pub fn count(&self) -> usize {
+        self.shared.lock().unwrap().hits.len()
     }
 
     /// Every request so far, in arrival order.

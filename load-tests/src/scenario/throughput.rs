@@ -42,14 +42,14 @@ use tokio::time::Instant;
 use wafleet_cluster_config::quota::MAX_PER_DAY;
 
 use super::Report;
-use super::cluster::{GatewayProcess, LocalCluster, NodeProcess};
 use super::event_watch::{EventWatch, WatchGauges};
 use super::pairing::{FleetPlan, pair_fleet_shown};
 use super::plot::{self, Chart, Shape};
-use super::process::{ADMIN_KEY, RedisServer, Standalone, sse_events};
+use super::process::{ADMIN_KEY, sse_events};
 use super::progress::Progress;
 use super::sampling::{Gauge, Sampler};
-use super::sims::{Network, Sims, files_limit, sims_for};
+use super::sims::Network;
+use super::target::Target;
 
 /// Options of the throughput scenario.
 #[derive(Debug, Clone)]
@@ -85,7 +85,14 @@ pub async fn run(options: ThroughputOptions) -> anyhow::Result<Report> {
         bail!("throughput needs at least one device");
     }
     let progress = Progress::new();
-    let target = Target::start(&options).await?;
+    let target = Target::start(
+        &options.wafleet,
+        options.nodes,
+        options.devices,
+        options.sims,
+        &[],
+    )
+    .await?;
     let api = target.api().to_owned();
     let network = target.network();
     let http = reqwest::Client::builder()
@@ -269,78 +276,6 @@ pub async fn run(options: ThroughputOptions) -> anyhow::Result<Report> {
     }
     drop(progress);
     Ok(report)
-}
-
-/// What the messages are sent to: a standalone process or a local cluster.
-#[derive(Debug)]
-enum Target {
-    Standalone {
-        app: Standalone,
-        _data: tempfile::TempDir,
-    },
-    Cluster {
-        /// Boxed: the variants' sizes stay close.
-        gateway: Box<GatewayProcess>,
-        nodes: Vec<NodeProcess>,
-        _redis: RedisServer,
-        sims: Arc<Sims>,
-        _dir: tempfile::TempDir,
-    },
-}
-
-impl Target {
-    /// Started, with the quota table unthrottled.
-    async fn start(options: &ThroughputOptions) -> anyhow::Result<Target> {
-        if options.nodes == 0 {
-            let data = tempfile::tempdir()?;
-            let app = Standalone::start(&options.wafleet, data.path()).await?;
-            return Ok(Target::Standalone { app, _data: data });
-        }
-        let sims = options
-            .sims
-            .unwrap_or_else(|| sims_for(options.devices, files_limit()));
-        let cluster = LocalCluster::start_with_sims(&options.wafleet, options.nodes, sims).await?;
-        Ok(Target::Cluster {
-            gateway: Box::new(cluster.gateway),
-            nodes: cluster.nodes,
-            _redis: cluster.redis,
-            sims: Arc::new(cluster.sims),
-            _dir: cluster.dir,
-        })
-    }
-
-    /// `http://…` of the API the messages go through.
-    fn api(&self) -> &str {
-        match self {
-            Target::Standalone { app, .. } => &app.base,
-            Target::Cluster { gateway, .. } => &gateway.base,
-        }
-    }
-
-    fn network(&self) -> Network {
-        match self {
-            Target::Standalone { app, .. } => Network::InProcess(app.base.clone()),
-            Target::Cluster { sims, .. } => Network::Processes(sims.clone()),
-        }
-    }
-
-    fn kind(&self) -> &'static str {
-        match self {
-            Target::Standalone { .. } => "standalone",
-            Target::Cluster { .. } => "cluster",
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Target::Standalone { .. } => "standalone (simulator in process)".to_owned(),
-            Target::Cluster { nodes, sims, .. } => format!(
-                "a cluster of {} nodes and a gateway ({} simulators)",
-                nodes.len(),
-                sims.len()
-            ),
-        }
-    }
 }
 
 /// The message sends of a run, shared by its workers.
@@ -567,7 +502,7 @@ fn per_second(count: usize, over: Option<Duration>) -> f64 {
 }
 
 /// The `p` quantile of `sorted` (nearest rank); 0 when empty.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -579,7 +514,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn round(x: f64) -> f64 {
+pub(crate) fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
