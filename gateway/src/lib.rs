@@ -150,13 +150,18 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
 }
 
 /// Serves `router` on `listener` until `shutdown` completes.
+///
+/// Each connection gets a clone of the router (`into_make_service`), which shares its
+/// routes. Served as a plain `Router`, axum rebuilds the route table for every
+/// connection (`Router::with_state(())`), about 18 KB per connection with this API's
+/// routes: an SSE client holds its connection, so that was most of what a stream cost.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = wafleet_node::open_files::Listener::new(listener);
-    axum::serve(listener, router)
+    axum::serve(listener, router.into_make_service())
         .with_graceful_shutdown(shutdown)
         .await
 }

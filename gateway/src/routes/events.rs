@@ -212,14 +212,18 @@ fn status_sse(device: &DeviceRecord) -> Event {
 }
 
 fn to_sse(event: &DeviceEvent) -> Event {
-    let mut data = event.data.clone();
-    if let Some(map) = data.as_object_mut() {
-        map.insert("at".into(), rfc3339(event.at_ms).into());
-    }
+    // Rendered once for every stream that carries the event.
+    let data = event.rendered.get_or_init(|| {
+        let mut data = event.data.clone();
+        if let Some(map) = data.as_object_mut() {
+            map.insert("at".into(), rfc3339(event.at_ms).into());
+        }
+        data.to_string()
+    });
     Event::default()
         .id(event.id.to_string())
         .event(event.kind.as_str())
-        .data(data.to_string())
+        .data(data)
 }
 
 /// The routes of this file, each with its OpenAPI path (one declaration: the handler's

@@ -44,12 +44,16 @@ where
     L::Addr: std::fmt::Debug,
 {
     let (stop, stopping) = watch::channel(false);
-    let result = axum::serve(listener, app(network.clone(), Some(stopping)))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop.send(true);
-        })
-        .await;
+    // One router shared by every connection (a plain Router is rebuilt per connection).
+    let result = axum::serve(
+        listener,
+        app(network.clone(), Some(stopping)).into_make_service(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    })
+    .await;
     network.flush().await;
     result
 }

@@ -103,6 +103,7 @@ impl MemoryBus {
             kind,
             data: Value::Object(data),
             at_ms: now_ms(),
+            rendered: Default::default(),
         });
         {
             let ring = state.recent.entry(device_id.to_owned()).or_default();

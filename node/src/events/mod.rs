@@ -78,6 +78,10 @@ pub struct DeviceEvent {
     /// The JSON payload; always includes `device_id`.
     pub data: Value,
     pub at_ms: i64,
+    /// The event as its readers send it on (the gateway's SSE `data:` text), made by
+    /// the first reader for all: with thousands of streams, an event is rendered once,
+    /// not once per stream.
+    pub rendered: std::sync::OnceLock<String>,
 }
 
 /// Which devices a subscriber wants.

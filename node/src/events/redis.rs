@@ -394,6 +394,7 @@ fn parse_entry(entry: &StreamId) -> Option<DeviceEvent> {
         kind: EventKind::parse(&text("k")?)?,
         data: serde_json::from_str(&text("j")?).ok()?,
         at_ms: text("t")?.parse().ok()?,
+        rendered: Default::default(),
     })
 }
 
