@@ -233,6 +233,105 @@ fn describe(error: &reqwest::Error) -> String {
 mod tests {
     use super::*;
 
+    fn request(url: &str) -> Request<'_> {
+        Request {
+            url,
+            event_id: "evt_1",
+            event: "status",
+            body: b"{}".to_vec(),
+            secret: None,
+            timestamp: 1,
+            timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// The TLS stack is there (no crypto provider missing at the first https target)
+    /// and fails closed: a server that does not complete a handshake is a failed
+    /// attempt, not a panic and not a plain-text request.
+    #[tokio::test]
+    async fn an_https_target_without_tls_is_a_failed_attempt() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                use tokio::io::AsyncWriteExt;
+                let _ = socket.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await;
+            }
+        });
+        let sender = Sender::new(4, true);
+        let url = format!("https://127.0.0.1:{port}/hook");
+        let response = sender.send(request(&url)).await;
+        assert_eq!(response.status_code, None, "{response:?}");
+        assert!(!response.delivered(), "{response:?}");
+    }
+
+    /// Without private targets allowed, a loopback literal is refused before any
+    /// connection, and a redirect is not followed.
+    #[tokio::test]
+    async fn private_literals_are_refused_and_redirects_not_followed() {
+        let refused = Sender::new(4, false)
+            .send(request("http://127.0.0.1:9/hook"))
+            .await;
+        assert!(
+            refused
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("not a public address")),
+            "{refused:?}"
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 1024];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 302 Found\r\nlocation: http://169.254.169.254/\r\ncontent-length: 0\r\n\r\n",
+                    )
+                    .await;
+            }
+        });
+        let url = format!("http://127.0.0.1:{port}/hook");
+        let redirected = Sender::new(4, true).send(request(&url)).await;
+        assert_eq!(redirected.status_code, Some(302), "{redirected:?}");
+        assert!(!redirected.delivered());
+    }
+
+    /// A receiver that answers 200 and then never ends its body: the attempt reads at
+    /// most MAX_RESPONSE_BYTES and is done, well before the timeout.
+    #[tokio::test]
+    async fn an_endless_answer_is_read_only_up_to_the_cap() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = [0u8; 1024];
+                    let _ = socket.read(&mut buf).await;
+                    let head = b"HTTP/1.1 200 OK\r\ncontent-length: 1000000000\r\n\r\n";
+                    if socket.write_all(head).await.is_err() {
+                        return;
+                    }
+                    let chunk = vec![b'x'; 16 * 1024];
+                    while socket.write_all(&chunk).await.is_ok() {}
+                });
+            }
+        });
+        let url = format!("http://127.0.0.1:{port}/hook");
+        let started = std::time::Instant::now();
+        let response = Sender::new(4, true).send(request(&url)).await;
+        assert_eq!(response.status_code, Some(200), "{response:?}");
+        assert!(response.delivered());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
     #[test]
     fn the_signature_is_hmac_sha256_of_timestamp_dot_body() {
         // printf '1700000000.{"a":1}' | openssl dgst -sha256 -hmac key
