@@ -501,6 +501,13 @@ async fn webhook_targets_on_private_addresses_are_refused_unless_allowed() {
         )
         .await;
     assert_eq!(event.status(), 422, "an unknown event is refused");
+    let none = app
+        .put(
+            "/v1/devices/d/webhook",
+            json!({"url": "http://10.0.0.1/", "events": []}),
+        )
+        .await;
+    assert_eq!(none.status(), 422, "an empty event list is refused");
     // A create with a refused webhook creates nothing.
     let created = app
         .post(

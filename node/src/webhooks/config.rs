@@ -92,6 +92,11 @@ impl Target {
 /// The event names of `events`, checked and each once, in a stable order; `Invalid`
 /// names the unknown one.
 fn checked_events(events: &[String]) -> Result<Vec<String>, FleetError> {
+    if events.is_empty() {
+        return Err(FleetError::Invalid(
+            "events names at least one event; leave it out to send every event".into(),
+        ));
+    }
     let mut kinds = BTreeSet::new();
     for name in events {
         let kind = EventKind::parse(name).ok_or_else(|| {
@@ -259,6 +264,15 @@ mod tests {
         assert!(matches!(
             bad_event.seal("d", &sealer()),
             Err(FleetError::Invalid(m)) if m.contains("message.sent")
+        ));
+        let no_events = WebhookSpec {
+            url: "https://example.test".into(),
+            secret: None,
+            events: Some(Vec::new()),
+        };
+        assert!(matches!(
+            no_events.seal("d", &sealer()),
+            Err(FleetError::Invalid(_))
         ));
         let empty_secret = WebhookSpec {
             url: "https://example.test".into(),
