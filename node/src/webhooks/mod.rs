@@ -310,12 +310,20 @@ impl Webhooks {
         }
     }
 
-    /// Starts the device's lane, or wakes it if it runs.
+    /// Starts the device's lane, or wakes it if it runs (it reads the log again: a new
+    /// event, or a replay).
     pub fn wake(self: &Arc<Self>, device_id: &str) {
+        self.start_lane(device_id, true);
+    }
+
+    /// Starts the device's lane if it has none; wakes a running one only if `wake`.
+    fn start_lane(self: &Arc<Self>, device_id: &str, wake: bool) {
         let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(signal) = lanes.get(device_id) {
-            signal.wakes.fetch_add(1, Ordering::SeqCst);
-            signal.notify.notify_one();
+            if wake {
+                signal.wakes.fetch_add(1, Ordering::SeqCst);
+                signal.notify.notify_one();
+            }
             return;
         }
         let signal = Arc::new(LaneSignal::default());
@@ -324,8 +332,10 @@ impl Webhooks {
         tokio::spawn(lane::run(self.clone(), device_id.to_owned(), signal));
     }
 
-    /// Starts a lane for every device of these shards with deliveries due (after a
-    /// start, a takeover, or as the reconcile pass's safety net).
+    /// Starts a lane for every device of these shards with deliveries due and no lane
+    /// here (after a start, a takeover, or as the reconcile pass's safety net). A lane
+    /// that runs is left alone: one waiting out a long retry is not woken to read the
+    /// log again every reconcile pass.
     pub async fn resume(self: &Arc<Self>, shards: &[u32]) -> Result<usize, StoreError> {
         let devices = self
             .store
@@ -334,7 +344,7 @@ impl Webhooks {
         let count = devices.len();
         for id in devices {
             if self.owns(&id) {
-                self.wake(&id);
+                self.start_lane(&id, false);
             }
         }
         Ok(count)
