@@ -14,7 +14,9 @@ use crate::clock::{Clock, now_ms};
 use crate::device::registry::Running;
 use crate::events::{EventBus, EventKind};
 use crate::link::LinkFactory;
-use crate::store::{DevicePatch, DeviceRecord, DeviceStatus, Fence, RunStart, Store, StoreError};
+use crate::store::{
+    DeliveryOf, DevicePatch, DeviceRecord, DeviceStatus, Fence, RunStart, Store, StoreError,
+};
 use crate::vault::Vault;
 use crate::webhooks::Webhooks;
 
@@ -182,12 +184,31 @@ impl NodeContext {
     ) -> Result<DeviceRecord, StoreError> {
         patch.status = Some(status);
         patch.status_reason = Some(reason.clone());
+        // When this node knows the device's webhook wants status events, the event is
+        // appended with the status write, in one store write: a crash cannot keep one
+        // without the other.
+        let Some(plan) = self.webhooks.plan(device_id, EventKind::Status) else {
+            let record = self
+                .store
+                .patch_device(device_id, &patch, now_ms(), fence)
+                .await?;
+            self.status_recorded(device_id, previous, status, reason, &record)
+                .await;
+            return Ok(record);
+        };
+        let node = self.config.node_name.clone();
+        let event_reason = reason.clone();
+        let then: DeliveryOf = Box::new(move |record: &DeviceRecord| {
+            Some(plan.delivery(status_data(previous, status, event_reason, record, &node)))
+        });
         let record = self
             .store
-            .patch_device(device_id, &patch, now_ms(), fence)
+            .patch_device_recording(device_id, &patch, now_ms(), fence, then)
             .await?;
-        self.status_recorded(device_id, previous, status, reason, &record)
-            .await;
+        self.webhooks.wake(device_id);
+        self.status_settled(device_id, status, &record);
+        let data = status_data(previous, status, reason, &record, &self.config.node_name);
+        self.bus.publish(device_id, EventKind::Status, data);
         Ok(record)
     }
 
@@ -225,6 +246,14 @@ impl NodeContext {
         reason: Option<String>,
         record: &DeviceRecord,
     ) {
+        self.status_settled(device_id, status, record);
+        let data = status_data(previous, status, reason, record, &self.config.node_name);
+        self.emit(device_id, EventKind::Status, data).await;
+    }
+
+    /// After a status write, before its event: the webhook known from the row, the
+    /// census.
+    fn status_settled(&self, device_id: &str, status: DeviceStatus, record: &DeviceRecord) {
         self.webhooks.observe(record);
         if let Some(end) = self
             .census
@@ -232,18 +261,28 @@ impl NodeContext {
         {
             crate::metrics::recovery_finished(end.outcome, end.took);
         }
-        let mut data = Map::new();
-        data.insert("status".into(), Value::from(status.as_str()));
-        if let Some(previous) = previous {
-            data.insert("previous".into(), Value::from(previous.as_str()));
-        }
-        if let Some(reason) = reason {
-            data.insert("reason".into(), Value::from(reason));
-        }
-        if let Some(phone) = &record.phone {
-            data.insert("phone".into(), Value::from(phone.as_str()));
-        }
-        data.insert("node".into(), Value::from(self.config.node_name.as_str()));
-        self.emit(device_id, EventKind::Status, data).await;
     }
+}
+
+/// The data of a `status` event, from the row the status write returned.
+fn status_data(
+    previous: Option<DeviceStatus>,
+    status: DeviceStatus,
+    reason: Option<String>,
+    record: &DeviceRecord,
+    node: &str,
+) -> Map<String, Value> {
+    let mut data = Map::new();
+    data.insert("status".into(), Value::from(status.as_str()));
+    if let Some(previous) = previous {
+        data.insert("previous".into(), Value::from(previous.as_str()));
+    }
+    if let Some(reason) = reason {
+        data.insert("reason".into(), Value::from(reason));
+    }
+    if let Some(phone) = &record.phone {
+        data.insert("phone".into(), Value::from(phone.as_str()));
+    }
+    data.insert("node".into(), Value::from(node));
+    data
 }

@@ -21,7 +21,7 @@ mod deliveries;
 
 pub use self::deliveries::{
     check_delivery_append_and_order, check_delivery_attempts_and_replay,
-    check_delivery_devices_backlog_prune,
+    check_delivery_devices_backlog_prune, check_patch_device_recording,
 };
 use super::{
     Acquired, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction, Fence,
@@ -53,6 +53,7 @@ pub async fn run_all(store: &dyn Store) {
     check_delivery_append_and_order(store).await;
     check_delivery_attempts_and_replay(store).await;
     check_delivery_devices_backlog_prune(store).await;
+    check_patch_device_recording(store).await;
     check_concurrent_device_creates(store).await;
     check_concurrent_idempotent_inserts(store).await;
     check_concurrent_patches(store).await;

@@ -10,10 +10,10 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::{
-    Acquired, Attempt, DeliveryBacklog, DeliveryRecord, DeliveryStatus, DeviceId, DevicePage,
-    DevicePatch, DeviceQuery, DeviceRecord, DeviceRule, DeviceStatus, Fence, GuardedInsert,
-    InsertOutcome, Lease, MessageRecord, MessageStatus, NewDelivery, QueueKey, ReplayWhich,
-    RunStart, SealedBlob, Setting, Store, StoreError,
+    Acquired, Attempt, DeliveryBacklog, DeliveryOf, DeliveryRecord, DeliveryStatus, DeviceId,
+    DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceRule, DeviceStatus, Fence,
+    GuardedInsert, InsertOutcome, Lease, MessageRecord, MessageStatus, NewDelivery, QueueKey,
+    ReplayWhich, RunStart, SealedBlob, Setting, Store, StoreError,
 };
 use crate::metrics;
 
@@ -111,6 +111,14 @@ metered_store! {
             patch: &DevicePatch,
             now_ms: i64,
             fence: Option<&Fence>,
+        ) -> Result<DeviceRecord, StoreError>;
+        async fn patch_device_recording(
+            &self,
+            id: &str,
+            patch: &DevicePatch,
+            now_ms: i64,
+            fence: Option<&Fence>,
+            then: DeliveryOf,
         ) -> Result<DeviceRecord, StoreError>;
         async fn begin_run(
             &self,

@@ -97,6 +97,9 @@ impl QueueKey {
     }
 }
 
+/// What [`Store::patch_device_recording`] appends for the row it wrote (`None`: nothing).
+pub type DeliveryOf = Box<dyn FnOnce(&DeviceRecord) -> Option<NewDelivery> + Send>;
+
 /// A condition on a device, checked by [`Store::insert_message_if`] with the insert.
 pub type DeviceRule = fn(&DeviceRecord) -> bool;
 
@@ -205,6 +208,26 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         now_ms: i64,
         fence: Option<&Fence>,
     ) -> Result<DeviceRecord, StoreError>;
+    /// [`Store::patch_device`], and the delivery `then` makes of the row written appended
+    /// to the webhook log ([`Store::append_delivery`]) in the same write, where the
+    /// backend can: a status change and its webhook event are then kept both or
+    /// neither, so a crash between them cannot lose the event. The default makes two
+    /// calls (the patch, then the append; an append that fails after the patch is
+    /// reported, the patch stays). `then` returning `None` appends nothing.
+    async fn patch_device_recording(
+        &self,
+        id: &str,
+        patch: &DevicePatch,
+        now_ms: i64,
+        fence: Option<&Fence>,
+        then: DeliveryOf,
+    ) -> Result<DeviceRecord, StoreError> {
+        let record = self.patch_device(id, patch, now_ms, fence).await?;
+        if let Some(delivery) = then(&record) {
+            self.append_delivery(&delivery).await?;
+        }
+        Ok(record)
+    }
     /// The first write of a device's run: `patch` applied as by
     /// [`Store::patch_device`] (fenced the same way), returning the status the device had
     /// before it and whether any of its outbound messages is queued: what a device actor

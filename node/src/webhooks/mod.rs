@@ -69,6 +69,31 @@ pub fn stable_event_id(device_id: &str, key: &str) -> String {
     format!("evt_{hex}")
 }
 
+/// An event a device's webhook wants, before its data is known (see
+/// [`Webhooks::plan`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    device_id: String,
+    tenant: Arc<str>,
+    kind: EventKind,
+}
+
+impl Plan {
+    /// The delivery of the event with `data` (as on SSE: it gains `device_id`), under a
+    /// fresh event id.
+    pub(crate) fn delivery(&self, mut data: Map<String, Value>) -> NewDelivery {
+        data.insert("device_id".into(), Value::from(self.device_id.as_str()));
+        NewDelivery {
+            event_id: format!("evt_{}", uuid::Uuid::now_v7().simple()),
+            device_id: self.device_id.clone(),
+            tenant: self.tenant.to_string(),
+            event: self.kind.as_str().to_owned(),
+            data: Value::Object(data).to_string(),
+            created_at_ms: now_ms(),
+        }
+    }
+}
+
 /// Who owns which device, as the node's cluster role sees it: a lane delivers only
 /// while its node owns the device.
 pub type Ownership = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -269,6 +294,22 @@ impl Webhooks {
             .and_then(|cached| cached.target.clone().map(|t| (t, cached.tenant.clone()))))
     }
 
+    /// What to append for an event of `kind` of the device, when this node knows (from
+    /// memory, fresh) that the device's webhook wants it; `None` when it does not know
+    /// or the webhook does not want it (the caller then emits as usual).
+    pub(crate) fn plan(&self, device_id: &str, kind: EventKind) -> Option<Plan> {
+        let targets = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+        let cached = targets
+            .get(device_id)
+            .filter(|cached| cached.read_at.elapsed() < TARGET_TTL)?;
+        let target = cached.target.as_ref()?;
+        target.wants(kind).then(|| Plan {
+            device_id: device_id.to_owned(),
+            tenant: cached.tenant.clone(),
+            kind,
+        })
+    }
+
     /// Records the event in the delivery log if the device's webhook wants it, and
     /// wakes the device's lane. A failure is logged and counted: the event then reaches
     /// SSE but not the webhook.
@@ -288,19 +329,15 @@ impl Webhooks {
                 return;
             }
         };
-        let delivery = NewDelivery {
-            event_id: event_id.unwrap_or_else(|| format!("evt_{}", uuid::Uuid::now_v7().simple())),
+        let plan = Plan {
             device_id: device_id.to_owned(),
-            tenant: wanted.to_string(),
-            event: kind.as_str().to_owned(),
-            data: {
-                // As on SSE: the data names its device.
-                let mut data = data.clone();
-                data.insert("device_id".into(), Value::from(device_id));
-                Value::Object(data).to_string()
-            },
-            created_at_ms: now_ms(),
+            tenant: wanted,
+            kind,
         };
+        let mut delivery = plan.delivery(data.clone());
+        if let Some(event_id) = event_id {
+            delivery.event_id = event_id;
+        }
         match self.store.append_delivery(&delivery).await {
             Ok(()) => self.wake(device_id),
             Err(error) => {

@@ -294,3 +294,82 @@ pub async fn check_delivery_devices_backlog_prune(store: &dyn Store) {
     let kept = ok(store.list_deliveries(&a, None, None, 10).await, "list");
     assert_eq!(kept.len(), 1, "a's pending event is kept");
 }
+
+/// A patch that records a delivery made from the row it wrote keeps both; a fenced-off
+/// patch keeps neither.
+pub async fn check_patch_device_recording(store: &dyn Store) {
+    use crate::store::{DevicePatch, DeviceStatus, Fence};
+    let p = fresh_prefix();
+    let a = format!("{p}-a");
+    create(store, &device(&a)).await;
+    let patch = DevicePatch {
+        status: Some(DeviceStatus::Ready),
+        phone: Some(Some("628123".to_owned())),
+        ..DevicePatch::default()
+    };
+    let event_id = format!("{p}-e1");
+    let (device_id, id) = (a.clone(), event_id.clone());
+    let record = ok(
+        store
+            .patch_device_recording(
+                &a,
+                &patch,
+                1_700_000_000_900,
+                None,
+                Box::new(move |row| {
+                    Some(NewDelivery {
+                        data: format!(r#"{{"phone":"{}"}}"#, row.phone.clone().unwrap_or_default()),
+                        ..event(&device_id, &id, row.updated_at_ms)
+                    })
+                }),
+            )
+            .await,
+        "patch and record",
+    );
+    assert_eq!(record.status, DeviceStatus::Ready);
+    let due = ok(store.due_deliveries(&a, 10).await, "due");
+    assert_eq!(due.len(), 1, "the delivery is recorded with the patch");
+    assert_eq!(due[0].event_id, event_id);
+    assert_eq!(
+        due[0].data, r#"{"phone":"628123"}"#,
+        "made from the row written"
+    );
+    assert_eq!(due[0].created_at_ms, record.updated_at_ms);
+
+    ok(
+        store
+            .patch_device_recording(&a, &DevicePatch::default(), 1, None, Box::new(|_| None))
+            .await,
+        "patch, nothing to record",
+    );
+    assert_eq!(ok(store.due_deliveries(&a, 10).await, "due").len(), 1);
+
+    // Fenced off: neither the patch nor the delivery.
+    let shard = wafleet_cluster_config::shard_of(&a, store.shards());
+    let stale = Fence {
+        shard,
+        epoch: u64::MAX - 7,
+    };
+    let (device_id, id) = (a.clone(), format!("{p}-e2"));
+    let fenced = store
+        .patch_device_recording(
+            &a,
+            &DevicePatch {
+                status: Some(DeviceStatus::Stopped),
+                ..DevicePatch::default()
+            },
+            2,
+            Some(&stale),
+            Box::new(move |row| Some(event(&device_id, &id, row.updated_at_ms))),
+        )
+        .await;
+    assert!(
+        matches!(fenced, Err(StoreError::Fenced { .. })),
+        "a stale fence: {fenced:?}"
+    );
+    assert_eq!(
+        ok(store.due_deliveries(&a, 10).await, "due").len(),
+        1,
+        "a refused patch records nothing"
+    );
+}

@@ -57,10 +57,10 @@ pub use self::schema::{SCHEMA_VERSION, schema_at_version};
 use self::sql::db_error;
 use self::worker::Worker;
 use super::{
-    Acquired, Attempt, DeliveryBacklog, DeliveryRecord, DeliveryStatus, DeviceId, DevicePage,
-    DevicePatch, DeviceQuery, DeviceRecord, DeviceRule, DeviceStatus, Fence, GuardedInsert,
-    InsertOutcome, Lease, MessageRecord, MessageStatus, NewDelivery, QueueKey, ReplayWhich,
-    RunStart, SealedBlob, Setting, Store, StoreError, device_not_found,
+    Acquired, Attempt, DeliveryBacklog, DeliveryOf, DeliveryRecord, DeliveryStatus, DeviceId,
+    DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceRule, DeviceStatus, Fence,
+    GuardedInsert, InsertOutcome, Lease, MessageRecord, MessageStatus, NewDelivery, QueueKey,
+    ReplayWhich, RunStart, SealedBlob, Setting, Store, StoreError, device_not_found,
 };
 
 /// How long a call waits for another connection's write lock before it gives up.
@@ -204,6 +204,27 @@ impl Store for SqliteStore {
         let fence = fence.copied();
         self.write(move |conn| devices::patch(conn, &id, patch, now_ms, fence.as_ref()))
             .await
+    }
+
+    async fn patch_device_recording(
+        &self,
+        id: &str,
+        patch: &DevicePatch,
+        now_ms: i64,
+        fence: Option<&Fence>,
+        then: DeliveryOf,
+    ) -> Result<DeviceRecord, StoreError> {
+        let id = id.to_owned();
+        let patch = patch.clone();
+        let fence = fence.copied();
+        self.write(move |conn| {
+            let record = devices::patch(conn, &id, patch, now_ms, fence.as_ref())?;
+            if let Some(delivery) = then(&record) {
+                deliveries::append(conn, &delivery)?;
+            }
+            Ok(record)
+        })
+        .await
     }
 
     async fn begin_run(
