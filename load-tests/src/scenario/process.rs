@@ -115,13 +115,7 @@ impl Standalone {
 
     /// Resident memory of the process, in KiB (Linux `/proc`).
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
-        let pid = self.pid().context("process has exited")?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmRSS in /proc status")
+        rss_kib_of(self.pid().context("process has exited")?)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -318,4 +312,15 @@ pub async fn unthrottle(http: &reqwest::Client, base: &str) -> anyhow::Result<()
         );
     }
     Ok(())
+}
+
+/// Resident memory of process `pid`, in KiB (`VmRSS` in Linux `/proc`).
+pub fn rss_kib_of(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("process {pid} is gone"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS in /proc status")
 }

@@ -60,11 +60,12 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::Report;
 use super::pairing::{FleetPlan, pair_fleet_shown};
 use super::plot::{self, Chart, Shape};
-use super::process::{ADMIN_KEY, sse_events};
+use super::process::{ADMIN_KEY, rss_kib_of, sse_events};
 use super::progress::Progress;
 use super::sampling::{Gauge, Sampler};
 use super::sims::{Network, files_limit};
 use super::target::Target;
+use super::throughput::round;
 
 /// Options of the SSE scenario.
 #[derive(Debug, Clone)]
@@ -173,7 +174,7 @@ pub async fn run(options: SseOptions) -> anyhow::Result<Report> {
     ]);
     let rss_watch = watch_rss(pid, rss.clone());
     tokio::time::sleep(SETTLE).await;
-    let rss_before = rss_kib(pid)?;
+    let rss_before = rss_kib_of(pid)?;
 
     // N streams opened, then left quiet for a moment.
     let posted: Arc<Vec<AtomicU64>> = Arc::new((0..planned).map(|_| AtomicU64::new(0)).collect());
@@ -206,7 +207,7 @@ pub async fn run(options: SseOptions) -> anyhow::Result<Report> {
         bail!("no stream opened");
     }
     tokio::time::sleep(IDLE).await;
-    let rss_after = rss_kib(pid)?;
+    let rss_after = rss_kib_of(pid)?;
     let gateway_streams = sse_clients(&http, &api).await;
     let bytes_per_stream = rss_after.saturating_sub(rss_before) as f64 * 1024.0 / opened as f64;
 
@@ -1023,23 +1024,12 @@ fn watch_rss(pid: u32, gauge: Gauge) -> JoinHandle<()> {
         let mut tick = tokio::time::interval(RSS_EVERY);
         loop {
             tick.tick().await;
-            let Ok(kib) = rss_kib(pid) else {
+            let Ok(kib) = rss_kib_of(pid) else {
                 break;
             };
             gauge.set(kib);
         }
     })
-}
-
-/// Resident memory of process `pid`, in KiB (`VmRSS` in Linux `/proc`).
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("process {pid} is gone"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS in /proc status")
 }
 
 /// The child of this process that listens on `addr`: the gateway the streams go to
@@ -1123,10 +1113,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn round(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 #[cfg(test)]
