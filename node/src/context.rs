@@ -147,10 +147,7 @@ impl NodeContext {
         data: Map<String, Value>,
         key: &str,
     ) {
-        let event_id = crate::webhooks::stable_event_id(device_id, key);
-        self.webhooks
-            .record(device_id, kind, &data, Some(event_id))
-            .await;
+        self.emit_recovered(device_id, kind, &data, key).await;
         self.bus.publish(device_id, kind, data);
     }
 
@@ -161,12 +158,12 @@ impl NodeContext {
         &self,
         device_id: &str,
         kind: EventKind,
-        data: Map<String, Value>,
+        data: &Map<String, Value>,
         key: &str,
     ) {
         let event_id = crate::webhooks::stable_event_id(device_id, key);
         self.webhooks
-            .record(device_id, kind, &data, Some(event_id))
+            .record(device_id, kind, data, Some(event_id))
             .await;
     }
 

@@ -47,7 +47,7 @@ impl DeviceState {
                 .emit_recovered(
                     &self.id,
                     EventKind::MessageStatus,
-                    receipt_data(&before, error.as_deref()),
+                    &receipt_data(&before, error.as_deref()),
                     &receipt_key(&message_id, status),
                 )
                 .await;
@@ -128,7 +128,7 @@ impl DeviceState {
             // Delivered again by the network: stored before, but perhaps not recorded
             // for the webhook before a crash. Its stable id makes this a no-op if it was.
             self.ctx
-                .emit_recovered(&self.id, EventKind::MessageInbound, data, &key)
+                .emit_recovered(&self.id, EventKind::MessageInbound, &data, &key)
                 .await;
         }
         if let Some(session) = self.session.as_mut() {
