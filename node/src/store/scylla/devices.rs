@@ -107,6 +107,47 @@ impl ScyllaStore {
             .collect())
     }
 
+    /// Devices of these shards for which `probe` says yes, each once, at most `limit`:
+    /// the shards' index partitions, then one `probe` (a single-partition read) per
+    /// device, [`SHARD_READS`] at a time. The cost follows the shards asked for (a
+    /// node's share), never the size of the table probed.
+    pub(super) async fn devices_in_shards_where<F, Fut>(
+        &self,
+        shards: &[u32],
+        limit: u32,
+        probe: F,
+    ) -> Result<Vec<DeviceId>, StoreError>
+    where
+        F: Fn(DeviceId) -> Fut,
+        Fut: Future<Output = Result<Option<DeviceId>, StoreError>>,
+    {
+        let shards: BTreeSet<u32> = shards
+            .iter()
+            .copied()
+            .filter(|shard| *shard < self.shards)
+            .collect();
+        let mut devices = Vec::new();
+        let mut entries = stream::iter(shards)
+            .map(|shard| self.shard_entries(shard))
+            .buffer_unordered(SHARD_READS);
+        while let Some(shard) = entries.next().await {
+            devices.extend(shard?.into_iter().map(|(id, _)| id));
+        }
+        let limit = limit as usize;
+        let mut out = Vec::new();
+        let mut probes = stream::iter(devices)
+            .map(probe)
+            .buffer_unordered(SHARD_READS);
+        while out.len() < limit
+            && let Some(probed) = probes.next().await
+        {
+            out.extend(probed?);
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
     /// Every device with an entry in `shard`, and whether the entry says it is wanted
     /// running (unchecked: the device rows decide).
     pub(super) async fn shard_entries(

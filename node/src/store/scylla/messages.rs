@@ -1,10 +1,8 @@
 //! Messages (partitioned by device, with their idempotency keys), the `outbox` queue and
 //! the rate limiter's `outbound_slots` (see "Messages" in the docs of [`super`]).
 
-use futures_util::{StreamExt, stream};
-
 use super::statements::{self as st, Bound, Statement};
-use super::{CAS_ATTEMPTS, SHARD_READS, ScyllaStore, contention, rows};
+use super::{CAS_ATTEMPTS, ScyllaStore, contention, rows};
 use crate::store::{
     Direction, InsertOutcome, MessageRecord, MessageStatus, Store, StoreError, device_not_found,
 };
@@ -315,37 +313,14 @@ pub(super) async fn devices_with_queued(
     shards: &[u32],
     limit: u32,
 ) -> Result<Vec<String>, StoreError> {
-    // By shard: the shards' index partitions, then one single-partition outbox read
-    // per device. The cost follows the shards asked for (a node's share), never the
-    // whole outbox table; a full scan also walks the tombstones sent messages leave.
-    let shards: std::collections::BTreeSet<u32> = shards
-        .iter()
-        .copied()
-        .filter(|shard| *shard < store.shards)
-        .collect();
-    let mut devices = Vec::new();
-    let mut entries = stream::iter(shards)
-        .map(|shard| store.shard_entries(shard))
-        .buffer_unordered(SHARD_READS);
-    while let Some(shard) = entries.next().await {
-        devices.extend(shard?.into_iter().map(|(id, _)| id));
-    }
-    let limit = limit as usize;
-    let mut out = Vec::new();
-    let mut probes = stream::iter(devices)
-        .map(|id| async move {
+    // By shard, then one single-partition outbox read per device: a full scan would
+    // also walk the tombstones sent messages leave.
+    store
+        .devices_in_shards_where(shards, limit, |id| async move {
             let queued = store.queued_messages(&id, 1).await?;
-            Ok::<_, StoreError>((!queued.is_empty()).then_some(id))
+            Ok((!queued.is_empty()).then_some(id))
         })
-        .buffer_unordered(SHARD_READS);
-    while out.len() < limit
-        && let Some(probe) = probes.next().await
-    {
-        out.extend(probe?);
-    }
-    out.sort_unstable();
-    out.dedup();
-    Ok(out)
+        .await
 }
 
 pub(super) async fn reschedule(

@@ -4,8 +4,8 @@
 use rusqlite::{Connection, Row, params};
 
 use super::sql::{
-    column, db_error, execute, is_foreign_key_violation, is_uniqueness_violation, parse_column,
-    query_all, query_first,
+    column, db_error, device_ids_by_shard, execute, is_foreign_key_violation,
+    is_uniqueness_violation, parse_column, query_all, query_first,
 };
 use crate::store::{
     DeviceId, Direction, InsertOutcome, MessageRecord, MessageStatus, QueueKey, StoreError,
@@ -246,20 +246,7 @@ pub(super) fn devices_with_queued(
     shards: &[u32],
     limit: u32,
 ) -> Result<Vec<DeviceId>, StoreError> {
-    let mut ids = Vec::new();
-    for shard in shards {
-        let left = limit.saturating_sub(u32::try_from(ids.len()).unwrap_or(u32::MAX));
-        if left == 0 {
-            break;
-        }
-        ids.extend(query_all(
-            conn,
-            DEVICES_WITH_QUEUED,
-            params![i64::from(*shard), i64::from(left)],
-            |row| row.get::<_, String>(0).map_err(db_error),
-        )?);
-    }
-    Ok(ids)
+    device_ids_by_shard(conn, DEVICES_WITH_QUEUED, shards, limit)
 }
 
 pub(super) fn reschedule(

@@ -103,3 +103,27 @@ pub(super) fn execute(
 ) -> Result<usize, rusqlite::Error> {
     conn.prepare_cached(sql)?.execute(params)
 }
+
+/// Runs `sql` (parameters: a shard, a row limit) for each of `shards` in turn, collecting
+/// the device ids in its first column, at most `limit` in all.
+pub(super) fn device_ids_by_shard(
+    conn: &Connection,
+    sql: &str,
+    shards: &[u32],
+    limit: u32,
+) -> Result<Vec<String>, StoreError> {
+    let mut ids = Vec::new();
+    for shard in shards {
+        let left = limit.saturating_sub(u32::try_from(ids.len()).unwrap_or(u32::MAX));
+        if left == 0 {
+            break;
+        }
+        ids.extend(query_all(
+            conn,
+            sql,
+            (i64::from(*shard), i64::from(left)),
+            |row| column(row, 0),
+        )?);
+    }
+    Ok(ids)
+}
