@@ -312,10 +312,17 @@ pub async fn replay_one(
             what: format!("webhook delivery {event_id}"),
         });
     }
-    let command = DeviceCommand::ReplayWebhook(ReplayWebhook {
-        event_id: Some(event_id),
-    });
-    let replayed = state.devices.execute(&id, command).await?.into_replayed()?;
+    replay(&state, &id, Some(event_id)).await
+}
+
+/// Queues one event (`Some`) or every dead one again through the device's owner.
+async fn replay(
+    state: &AppState,
+    id: &str,
+    event_id: Option<String>,
+) -> Result<(axum::http::StatusCode, Json<Replayed>), ApiError> {
+    let command = DeviceCommand::ReplayWebhook(ReplayWebhook { event_id });
+    let replayed = state.devices.execute(id, command).await?.into_replayed()?;
     Ok((
         axum::http::StatusCode::ACCEPTED,
         Json(Replayed { replayed }),
@@ -340,12 +347,7 @@ pub async fn replay_dead(
             "only {\"status\": \"dead\"} can be replayed in bulk; replay one event by its id",
         ));
     }
-    let command = DeviceCommand::ReplayWebhook(ReplayWebhook { event_id: None });
-    let replayed = state.devices.execute(&id, command).await?.into_replayed()?;
-    Ok((
-        axum::http::StatusCode::ACCEPTED,
-        Json(Replayed { replayed }),
-    ))
+    replay(&state, &id, None).await
 }
 
 #[utoipa::path(get, path = "/v1/settings/webhooks", tag = "webhooks",
