@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use super::deliveries::{AGE, CLAIM, DELIVERY, DUE};
+use super::delivery_partition::{AGE, CLAIM, DELIVERY, DUE};
 use super::fake_node::{Answer, FakeNode, Value};
 use super::proxy_tests::{KEYSPACE, connect, device_row};
 use super::statements as st;

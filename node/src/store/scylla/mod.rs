@@ -13,6 +13,8 @@
 //! - `fencing`: the two fence checks and the compare-and-set of a device partition.
 //! - `devices`, `link_state`, `messages`, `deliveries`, `settings`, `leases`: the methods
 //!   of each kind of record, with the helpers only they use.
+//! - `delivery_partition`: the delivery log's partition shape and what each write makes
+//!   of it (pure; `deliveries` runs it).
 //!
 //! # Consistency
 //!
@@ -178,6 +180,7 @@
 //! A keyspace created beforehand by an operator is used as it is: it must not use tablets
 
 mod deliveries;
+mod delivery_partition;
 mod devices;
 pub mod errors;
 mod fencing;

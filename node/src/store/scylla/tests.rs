@@ -1,6 +1,6 @@
 use scylla::value::{CqlValue, MaybeUnset};
 
-use super::deliveries::{
+use super::delivery_partition::{
     AGE, CLAIM, DELIVERY, DUE, DeliveredEntry, Move, Successors, append_parts, attempted, day_of,
     move_parts, recorded, replayed, retally,
 };
