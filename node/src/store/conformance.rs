@@ -17,8 +17,10 @@ use futures_util::future::join_all;
 use uuid::Uuid;
 use wafleet_cluster_config::shard_of;
 
+mod access;
 mod deliveries;
 
+pub use self::access::{check_access_directory, check_audit_log, check_tenant_devices};
 pub use self::deliveries::{
     check_delivery_append_and_order, check_delivery_attempts_and_replay,
     check_delivery_devices_backlog_prune, check_patch_device_recording,
@@ -50,6 +52,9 @@ pub async fn run_all(store: &dyn Store) {
     check_outbound_slots(store).await;
     check_reschedule_message(store).await;
     check_settings(store).await;
+    check_access_directory(store).await;
+    check_audit_log(store).await;
+    check_tenant_devices(store).await;
     check_delivery_append_and_order(store).await;
     check_delivery_attempts_and_replay(store).await;
     check_delivery_devices_backlog_prune(store).await;
@@ -494,6 +499,7 @@ async fn walk_prefix(
         pages += 1;
         assert!(pages < 10_000, "list_devices never reached the end");
         let query = DeviceQuery {
+            tenant: None,
             status,
             desired_running,
             after: Some(after.clone()),

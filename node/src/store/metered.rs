@@ -10,10 +10,11 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::{
-    Acquired, Attempt, DeliveryBacklog, DeliveryOf, DeliveryRecord, DeliveryStatus, DeviceId,
-    DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceRule, DeviceStatus, Fence,
-    GuardedInsert, InsertOutcome, Lease, MessageRecord, MessageStatus, NewDelivery, QueueKey,
-    ReplayWhich, RunStart, SealedBlob, Setting, Store, StoreError,
+    AccessKind, AccessQuery, AccessRecord, Acquired, Attempt, AuditEntry, AuditQuery,
+    DeliveryBacklog, DeliveryOf, DeliveryRecord, DeliveryStatus, DeviceId, DevicePage, DevicePatch,
+    DeviceQuery, DeviceRecord, DeviceRule, DeviceStatus, Fence, GuardedInsert, InsertOutcome,
+    Lease, MessageRecord, MessageStatus, NewDelivery, QueueKey, ReplayWhich, RunStart, SealedBlob,
+    Setting, Store, StoreError,
 };
 use crate::metrics;
 
@@ -133,6 +134,10 @@ metered_store! {
             shards: &[u32],
         ) -> Result<Vec<DeviceId>, StoreError>;
         async fn count_devices_by_status(&self) -> Result<Vec<(DeviceStatus, u64)>, StoreError>;
+        async fn count_tenant_devices_by_status(
+            &self,
+            tenant: &str,
+        ) -> Result<Vec<(DeviceStatus, u64)>, StoreError>;
         async fn delete_device(&self, id: &str, fence: Option<&Fence>) -> Result<bool, StoreError>;
 
         async fn put_link_state(
@@ -221,6 +226,18 @@ metered_store! {
 
         async fn get_setting(&self, key: &str) -> Result<Option<Setting>, StoreError>;
         async fn put_setting(&self, key: &str, value: &str, now_ms: i64) -> Result<(), StoreError>;
+
+        async fn create_access(&self, record: &AccessRecord) -> Result<(), StoreError>;
+        async fn update_access(&self, record: &AccessRecord) -> Result<(), StoreError>;
+        async fn get_access(
+            &self,
+            kind: AccessKind,
+            id: &str,
+        ) -> Result<Option<AccessRecord>, StoreError>;
+        async fn list_access(&self, query: &AccessQuery) -> Result<Vec<AccessRecord>, StoreError>;
+        async fn delete_access(&self, kind: AccessKind, id: &str) -> Result<bool, StoreError>;
+        async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError>;
+        async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
 
         async fn append_delivery(&self, delivery: &NewDelivery) -> Result<(), StoreError>;
         async fn due_deliveries(

@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`record`]: the rows (devices, messages) and their enums.
+//! - [`access`]: tenants, API keys and users (the directory), and the audit log.
 //! - [`lease`]: shard leases, fences, and the rules that grant, renew and release them.
 //! - [`sqlite`]: the embedded backend (one SQLite file in WAL mode).
 //! - [`scylla`]: the cluster backend (ScyllaDB, lightweight transactions for leases and
@@ -13,6 +14,7 @@
 //! - [`conformance`]: the suite every backend must pass.
 //! - [`metered`]: a wrapper that times every call and counts errors (metrics).
 
+pub mod access;
 pub mod conformance;
 pub mod delivery;
 pub mod lease;
@@ -23,6 +25,7 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 
+pub use access::{AccessKind, AccessQuery, AccessRecord, AuditEntry, AuditQuery};
 pub use delivery::{
     Attempt, AttemptOutcome, DeliveryBacklog, DeliveryRecord, DeliveryStatus, NewDelivery,
     ReplayWhich,
@@ -269,6 +272,29 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn shards(&self) -> u32;
     /// Number of devices per status (statuses with no device may be absent).
     async fn count_devices_by_status(&self) -> Result<Vec<(DeviceStatus, u64)>, StoreError>;
+    /// [`Store::count_devices_by_status`] of one tenant's devices. The default pages
+    /// through [`Store::list_devices`]; a backend that can count by tenant overrides it.
+    async fn count_tenant_devices_by_status(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<(DeviceStatus, u64)>, StoreError> {
+        let mut counts = std::collections::BTreeMap::<DeviceStatus, u64>::new();
+        let mut query = DeviceQuery {
+            tenant: Some(tenant.to_owned()),
+            limit: 1000,
+            ..DeviceQuery::default()
+        };
+        loop {
+            let page = self.list_devices(&query).await?;
+            for device in &page.devices {
+                *counts.entry(device.status).or_default() += 1;
+            }
+            match page.next_after {
+                Some(after) => query.after = Some(after),
+                None => return Ok(counts.into_iter().collect()),
+            }
+        }
+    }
     /// Deletes the device and everything it owns (link state, messages).
     /// Returns whether it existed. Fenced like a patch: refused as `Fenced`, deleting
     /// nothing, unless the fence is current (`None`: unfenced).
@@ -442,6 +468,34 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn get_setting(&self, key: &str) -> Result<Option<Setting>, StoreError>;
     /// Replaces the setting `key` (last writer wins), stamped `now_ms`.
     async fn put_setting(&self, key: &str, value: &str, now_ms: i64) -> Result<(), StoreError>;
+
+    // ---- access: the directory (tenants, keys, users) and the audit log ----
+    //
+    // Not fenced: no device owner writes them. Directory writes are last writer wins
+    // but for the create, which is conditional.
+
+    /// Stores a new directory record. `Conflict` if `(kind, id)` exists.
+    async fn create_access(&self, record: &AccessRecord) -> Result<(), StoreError>;
+    /// Replaces an existing directory record (its tenant and body). `NotFound` if there
+    /// is none.
+    async fn update_access(&self, record: &AccessRecord) -> Result<(), StoreError>;
+    /// One directory record, or `None`.
+    async fn get_access(
+        &self,
+        kind: AccessKind,
+        id: &str,
+    ) -> Result<Option<AccessRecord>, StoreError>;
+    /// Records of `query.kind` (of `query.tenant` when given) in id order, after
+    /// `query.after`, at most `query.limit`.
+    async fn list_access(&self, query: &AccessQuery) -> Result<Vec<AccessRecord>, StoreError>;
+    /// Deletes a directory record; whether it existed.
+    async fn delete_access(&self, kind: AccessKind, id: &str) -> Result<bool, StoreError>;
+    /// Appends entries to the audit log (ids are unique: an entry whose id is already
+    /// there is not written twice).
+    async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError>;
+    /// Audit entries that match `query`, in id order (oldest first), after
+    /// `query.after`, at most `query.limit`.
+    async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
 
     // ---- webhook deliveries: the durable log of events a device's webhook is sent ----
     //

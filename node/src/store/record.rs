@@ -110,7 +110,7 @@ impl TrustLevel {
 pub struct DeviceRecord {
     pub id: DeviceId,
     pub name: String,
-    /// The tenant that owns the device (`default` until multi-tenant keys exist).
+    /// The tenant that owns the device (`default` unless given at creation).
     pub tenant: String,
     pub status: DeviceStatus,
     /// Why the device is in its status, when that is worth saying (e.g. `qr_timeout`).
@@ -145,6 +145,8 @@ pub struct DevicePatch {
 /// A page request for [`super::Store::list_devices`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceQuery {
+    /// Only this tenant's devices, when given.
+    pub tenant: Option<String>,
     pub status: Option<DeviceStatus>,
     pub desired_running: Option<bool>,
     /// Exclusive lower bound on the id (the previous page's `next_after`).
@@ -155,6 +157,7 @@ pub struct DeviceQuery {
 impl Default for DeviceQuery {
     fn default() -> Self {
         DeviceQuery {
+            tenant: None,
             status: None,
             desired_running: None,
             after: None,

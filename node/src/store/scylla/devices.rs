@@ -311,7 +311,8 @@ pub(super) async fn list(
             // delete in progress; skipped.
             let Some(state) = state? else { continue };
             let d = state.device;
-            let wanted = query.status.is_none_or(|s| s == d.status)
+            let wanted = query.tenant.as_ref().is_none_or(|t| *t == d.tenant)
+                && query.status.is_none_or(|s| s == d.status)
                 && query.desired_running.is_none_or(|r| r == d.desired_running);
             if wanted {
                 devices.push(d);

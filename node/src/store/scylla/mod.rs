@@ -179,6 +179,7 @@
 //! release that supports LWT on tablets, or one before 6.0 that does not know the option).
 //! A keyspace created beforehand by an operator is used as it is: it must not use tablets
 
+mod access;
 mod deliveries;
 mod delivery_partition;
 mod devices;
@@ -214,10 +215,11 @@ use self::schema::{DEVICES_BY_SHARD_VERSION, KeyspaceOptions, SCHEMA_VERSION};
 use self::session::{create_schema, open_session, prepare, record_schema_version};
 use self::statements as st;
 use super::{
-    Acquired, Attempt, DeliveryBacklog, DeliveryRecord, DeliveryStatus, DeviceId, DevicePage,
-    DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Fence, InsertOutcome, Lease,
-    MessageRecord, MessageStatus, NewDelivery, ReplayWhich, SHARDS_SETTING, SealedBlob, Setting,
-    Store, StoreError, check_shards,
+    AccessKind, AccessQuery, AccessRecord, Acquired, Attempt, AuditEntry, AuditQuery,
+    DeliveryBacklog, DeliveryRecord, DeliveryStatus, DeviceId, DevicePage, DevicePatch,
+    DeviceQuery, DeviceRecord, DeviceStatus, Fence, InsertOutcome, Lease, MessageRecord,
+    MessageStatus, NewDelivery, ReplayWhich, SHARDS_SETTING, SealedBlob, Setting, Store,
+    StoreError, check_shards,
 };
 use crate::clock::now_ms;
 
@@ -593,6 +595,38 @@ impl Store for ScyllaStore {
 
     async fn put_setting(&self, key: &str, value: &str, now_ms: i64) -> Result<(), StoreError> {
         settings::put(self, key, value, now_ms).await
+    }
+
+    async fn create_access(&self, record: &AccessRecord) -> Result<(), StoreError> {
+        access::create(self, record).await
+    }
+
+    async fn update_access(&self, record: &AccessRecord) -> Result<(), StoreError> {
+        access::update(self, record).await
+    }
+
+    async fn get_access(
+        &self,
+        kind: AccessKind,
+        id: &str,
+    ) -> Result<Option<AccessRecord>, StoreError> {
+        access::get(self, kind, id).await
+    }
+
+    async fn list_access(&self, query: &AccessQuery) -> Result<Vec<AccessRecord>, StoreError> {
+        access::list(self, query).await
+    }
+
+    async fn delete_access(&self, kind: AccessKind, id: &str) -> Result<bool, StoreError> {
+        access::delete(self, kind, id).await
+    }
+
+    async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        access::append_audit(self, entries).await
+    }
+
+    async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        access::list_audit(self, query).await
     }
 
     async fn acquire_leases(

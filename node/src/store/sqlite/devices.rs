@@ -51,6 +51,8 @@ const PATCH_DEVICE: &str = concat!(
 pub(super) const WANTED_IN_SHARD: &str =
     "SELECT id FROM devices WHERE shard = ?1 AND desired_running = 1 ORDER BY id";
 const COUNT_DEVICES_BY_STATUS: &str = "SELECT status, COUNT(*) FROM devices GROUP BY status";
+const COUNT_TENANT_DEVICES_BY_STATUS: &str =
+    "SELECT status, COUNT(*) FROM devices WHERE tenant = ?1 GROUP BY status";
 const DELETE_DEVICE: &str = "DELETE FROM devices WHERE id = ?1";
 
 fn device_from_row(row: &Row<'_>) -> Result<DeviceRecord, StoreError> {
@@ -79,6 +81,10 @@ pub(super) fn list_devices_statement(query: &DeviceQuery) -> (String, Vec<Value>
     if let Some(after) = &query.after {
         values.push(Value::Text(after.clone()));
         conditions.push(format!("id > ?{}", values.len()));
+    }
+    if let Some(tenant) = &query.tenant {
+        values.push(Value::Text(tenant.clone()));
+        conditions.push(format!("tenant = ?{}", values.len()));
     }
     if let Some(status) = query.status {
         values.push(Value::Text(status.as_str().to_owned()));
@@ -194,12 +200,20 @@ pub(super) fn wanted_in_shards(
     Ok(ids)
 }
 
-pub(super) fn count_by_status(conn: &Connection) -> Result<Vec<(DeviceStatus, u64)>, StoreError> {
-    let mut counts = query_all(conn, COUNT_DEVICES_BY_STATUS, [], |row| {
+/// Devices per status, of one tenant when `tenant` is given.
+pub(super) fn count_by_status(
+    conn: &Connection,
+    tenant: Option<&str>,
+) -> Result<Vec<(DeviceStatus, u64)>, StoreError> {
+    fn decode(row: &Row<'_>) -> Result<(DeviceStatus, u64), StoreError> {
         let status = parse_column(row, 0, "device status", DeviceStatus::parse)?;
         let count: i64 = column(row, 1)?;
         Ok((status, u64::try_from(count).unwrap_or(0)))
-    })?;
+    }
+    let mut counts = match tenant {
+        None => query_all(conn, COUNT_DEVICES_BY_STATUS, [], decode)?,
+        Some(tenant) => query_all(conn, COUNT_TENANT_DEVICES_BY_STATUS, [tenant], decode)?,
+    };
     counts.sort_by_key(|(status, _)| *status);
     Ok(counts)
 }

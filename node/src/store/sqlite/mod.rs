@@ -28,10 +28,12 @@
 //! - `worker`: that thread, and group commit.
 //! - `checkpoint`: the thread that copies the log into the database, off the writer's.
 //! - `schema`: the schema steps and the migration run on open.
-//! - `devices`, `link_state`, `messages`, `settings`, `leases`: each table's SQL, row
+//! - `devices`, `link_state`, `messages`, `settings`, `leases`, `access` (the access
+//!   directory and the audit log): each table's SQL, row
 //!   decoding, and the blocking half of its methods (`leases` also checks fences).
 //! - `sql`: running cached statements, decoding columns, mapping SQLite's errors.
 
+mod access;
 mod checkpoint;
 mod deliveries;
 mod devices;
@@ -57,10 +59,11 @@ pub use self::schema::{SCHEMA_VERSION, schema_at_version};
 use self::sql::db_error;
 use self::worker::Worker;
 use super::{
-    Acquired, Attempt, DeliveryBacklog, DeliveryOf, DeliveryRecord, DeliveryStatus, DeviceId,
-    DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceRule, DeviceStatus, Fence,
-    GuardedInsert, InsertOutcome, Lease, MessageRecord, MessageStatus, NewDelivery, QueueKey,
-    ReplayWhich, RunStart, SealedBlob, Setting, Store, StoreError, device_not_found,
+    AccessKind, AccessQuery, AccessRecord, Acquired, Attempt, AuditEntry, AuditQuery,
+    DeliveryBacklog, DeliveryOf, DeliveryRecord, DeliveryStatus, DeviceId, DevicePage, DevicePatch,
+    DeviceQuery, DeviceRecord, DeviceRule, DeviceStatus, Fence, GuardedInsert, InsertOutcome,
+    Lease, MessageRecord, MessageStatus, NewDelivery, QueueKey, ReplayWhich, RunStart, SealedBlob,
+    Setting, Store, StoreError, device_not_found,
 };
 
 /// How long a call waits for another connection's write lock before it gives up.
@@ -276,7 +279,16 @@ impl Store for SqliteStore {
     }
 
     async fn count_devices_by_status(&self) -> Result<Vec<(DeviceStatus, u64)>, StoreError> {
-        self.read(devices::count_by_status).await
+        self.read(|conn| devices::count_by_status(conn, None)).await
+    }
+
+    async fn count_tenant_devices_by_status(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<(DeviceStatus, u64)>, StoreError> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| devices::count_by_status(conn, Some(&tenant)))
+            .await
     }
 
     async fn delete_device(&self, id: &str, fence: Option<&Fence>) -> Result<bool, StoreError> {
@@ -545,6 +557,48 @@ impl Store for SqliteStore {
     async fn put_setting(&self, key: &str, value: &str, now_ms: i64) -> Result<(), StoreError> {
         let (key, value) = (key.to_owned(), value.to_owned());
         self.write(move |conn| settings::put(conn, &key, &value, now_ms))
+            .await
+    }
+
+    async fn create_access(&self, record: &AccessRecord) -> Result<(), StoreError> {
+        let record = record.clone();
+        self.write(move |conn| access::create(conn, &record)).await
+    }
+
+    async fn update_access(&self, record: &AccessRecord) -> Result<(), StoreError> {
+        let record = record.clone();
+        self.write(move |conn| access::update(conn, &record)).await
+    }
+
+    async fn get_access(
+        &self,
+        kind: AccessKind,
+        id: &str,
+    ) -> Result<Option<AccessRecord>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| access::get(conn, kind, &id)).await
+    }
+
+    async fn list_access(&self, query: &AccessQuery) -> Result<Vec<AccessRecord>, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| access::list(conn, &query)).await
+    }
+
+    async fn delete_access(&self, kind: AccessKind, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.write(move |conn| access::delete(conn, kind, &id))
+            .await
+    }
+
+    async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        let entries = entries.to_vec();
+        self.write(move |conn| access::append_audit(conn, &entries))
+            .await
+    }
+
+    async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| access::list_audit(conn, &query))
             .await
     }
 

@@ -113,6 +113,31 @@ this process is older than the store');
         WHERE status IN ('pending', 'failed');
     CREATE INDEX webhook_deliveries_by_device ON webhook_deliveries (device_id, status, seq);
     CREATE INDEX webhook_deliveries_by_status ON webhook_deliveries (status, created_at_ms);",
+    // 6: access control. The directory keeps tenants, API keys and users as documents
+    // under (kind, id); the audit log's ids are ordered by time. Devices by tenant, for
+    // a tenant's lists and counts.
+    "CREATE TABLE access (
+        kind          TEXT    NOT NULL,
+        id            TEXT    NOT NULL,
+        tenant        TEXT,
+        body          TEXT    NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (kind, id)
+    ) STRICT;
+    CREATE INDEX access_by_tenant ON access (kind, tenant, id);
+    CREATE TABLE audit (
+        id      TEXT    NOT NULL PRIMARY KEY,
+        at_ms   INTEGER NOT NULL,
+        actor   TEXT    NOT NULL,
+        tenant  TEXT,
+        action  TEXT    NOT NULL,
+        target  TEXT    NOT NULL,
+        source  TEXT    NOT NULL,
+        status  INTEGER NOT NULL,
+        outcome TEXT    NOT NULL
+    ) STRICT;
+    CREATE INDEX audit_by_tenant ON audit (tenant, id);
+    CREATE INDEX devices_by_tenant ON devices (tenant, id);",
 ];
 
 /// The schema version from which device rows carry their shard.

@@ -279,6 +279,7 @@ fn list_statements_walk_an_index() {
     let (_dir, store) = open_temp();
     let conn = raw(&store);
     let query = |status, desired_running| DeviceQuery {
+        tenant: None,
         status,
         desired_running,
         after: Some("x".to_owned()),
