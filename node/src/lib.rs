@@ -1,6 +1,8 @@
 //! A wafleet node: device actors, WhatsApp links, stores and the event bus.
 //!
 //! # Layout
+//! - [`access`]: who is calling and what they may do: tenants, API keys, users, login
+//!   tokens, the audit log's writer.
 //! - [`api`]: the one device command ([`api::DeviceCommand`]), its [`api::Reply`], its
 //!   errors ([`FleetError`]) and the types that cross crates, with their wire form.
 //! - [`fleet`]: [`Fleet`], the devices of this node; [`Fleet::execute`] handles every
@@ -48,6 +50,7 @@
 //!     └── RateLimiter(device_id)   every send passes through it (linked child actor)
 //! ```
 
+pub mod access;
 pub mod api;
 pub mod catalog;
 mod census;

@@ -36,6 +36,7 @@ pub const RATE_LIMIT_QUEUE: &str = "wafleet_rate_limit_queue_depth";
 pub const RATE_LIMIT_BANS: &str = "wafleet_rate_limit_bans_total";
 pub const RATE_LIMIT_PROMOTIONS: &str = "wafleet_rate_limit_promotions_total";
 pub const WEBHOOK_ATTEMPTS: &str = "wafleet_webhook_attempts_total";
+pub const AUDIT_ENTRIES: &str = "wafleet_audit_entries_total";
 pub const WEBHOOK_LATENCY: &str = "wafleet_webhook_delivery_latency_seconds";
 pub const WEBHOOK_EVENTS_UNRECORDED: &str = "wafleet_webhook_events_unrecorded_total";
 pub const WEBHOOK_BACKLOG: &str = "wafleet_webhook_backlog";
@@ -319,6 +320,14 @@ pub fn describe() {
         counter!(WEBHOOK_ATTEMPTS, "outcome" => outcome).increment(0);
     }
     counter!(WEBHOOK_EVENTS_UNRECORDED).increment(0);
+    describe_counter!(
+        AUDIT_ENTRIES,
+        Unit::Count,
+        "audit log entries of this process by outcome: written, or dropped (the store refused them for too long)"
+    );
+    for outcome in ["written", "dropped"] {
+        counter!(AUDIT_ENTRIES, "outcome" => outcome).increment(0);
+    }
     set_webhook_backlog(&crate::store::DeliveryBacklog::default(), 0);
     set_device_counts(&[]);
 }
@@ -329,6 +338,10 @@ pub(crate) fn webhook_attempt(outcome: &'static str) {
 
 pub(crate) fn webhook_delivered(latency: Duration) {
     histogram!(WEBHOOK_LATENCY).record(latency.as_secs_f64());
+}
+
+pub(crate) fn audit_entries(outcome: &'static str, n: usize) {
+    counter!(AUDIT_ENTRIES, "outcome" => outcome).increment(n as u64);
 }
 
 pub(crate) fn webhook_event_unrecorded() {
