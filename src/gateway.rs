@@ -14,7 +14,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use wafleet_cluster_config::GatewaySettings;
 use wafleet_gateway::AppState;
-use wafleet_gateway::auth::Keys;
 use wafleet_gateway::remote::RemoteDevices;
 use wafleet_gateway::resolver::PlacementResolver;
 use wafleet_node::catalog::Catalog;
@@ -66,7 +65,7 @@ pub(crate) async fn run(
     let catalog = Catalog::new(store);
     let devices = RemoteDevices::new(Arc::new(resolver), catalog.clone())
         .with_timeout(settings.gateway.request_timeout);
-    let state = AppState::new(Arc::new(devices), catalog, bus, Keys::new(admin_key));
+    let state = AppState::new(Arc::new(devices), catalog, bus, admin_key);
     let (router, metrics_server) = match metrics_http {
         None => (wafleet_gateway::router(state), None),
         Some(listener) => {

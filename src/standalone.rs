@@ -11,7 +11,6 @@ use tokio::net::TcpListener;
 use tracing::info;
 use wafleet_cluster_config::StandaloneSettings;
 use wafleet_gateway::AppState;
-use wafleet_gateway::auth::Keys;
 use wafleet_node::events::{BusConfig, EventBus};
 use wafleet_node::link::ws::WsDialer;
 use wafleet_node::link::{
@@ -122,7 +121,7 @@ pub(crate) async fn run(
         Arc::new(fleet.clone()),
         fleet.catalog().clone(),
         fleet.bus().clone(),
-        Keys::new(admin_key),
+        admin_key,
     );
     let mut router = wafleet_gateway::router(state);
     if let Some(network) = network {

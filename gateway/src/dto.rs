@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use crate::error::ApiError;
 use wafleet_node::store::{DeviceRecord, DeviceStatus, Direction, MessageRecord, TrustLevel};
 
 pub use wafleet_node::clock::rfc3339;
@@ -17,6 +19,9 @@ pub struct CreateDevice {
     /// Starting trust level (default `newcomer`).
     #[schema(value_type = Option<String>, example = "newcomer")]
     pub trust_level: Option<TrustLevelDto>,
+    /// The tenant it belongs to: a tenant's key may only give its own (the default);
+    /// an admin of every tenant may give any existing one (default `default`).
+    pub tenant: Option<String>,
     /// The device's webhook, as `PUT /v1/devices/{id}/webhook` takes it, or just its
     /// URL (every event, unsigned). Refused like there (the device is then not created).
     #[schema(value_type = Option<Object>)]
@@ -68,6 +73,8 @@ impl From<TrustLevelDto> for TrustLevel {
 pub struct Device {
     pub id: String,
     pub name: String,
+    /// The tenant it belongs to.
+    pub tenant: String,
     /// STOPPED, STARTING, SCAN_QR, READY, DISCONNECTED, LOGGED_OUT or FAILED.
     #[schema(example = "READY")]
     pub status: String,
@@ -91,6 +98,7 @@ impl Device {
         Device {
             id: record.id,
             name: record.name,
+            tenant: record.tenant,
             status: record.status.as_str().to_owned(),
             status_reason: record.status_reason,
             trust_level: record.trust_level.as_str().to_owned(),
@@ -247,4 +255,48 @@ pub fn later_than_created(m: &MessageRecord) -> Option<i64> {
 pub struct Deleted {
     pub id: String,
     pub deleted: bool,
+}
+
+/// `?limit=&cursor=` of the lists of tenants, keys, users and the audit log.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// 1 to 500, default 50.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    /// The page size asked for, checked.
+    pub fn limit(&self) -> Result<u32, ApiError> {
+        page_limit(self.limit)
+    }
+}
+
+/// A page size: 1 to 500, default 50 (the contract of every new list).
+pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid("invalid_limit", "limit is 1 to 500"));
+    }
+    Ok(limit)
+}
+
+/// The cursor of a page of `limit` (`{"<items>": [...], "next_cursor"}`): a full page
+/// has one, its last item's `key`.
+pub fn next_cursor<T>(items: &[T], limit: u32, key: impl Fn(&T) -> String) -> Option<String> {
+    (items.len() == limit as usize)
+        .then(|| items.last().map(key))
+        .flatten()
+}
+
+/// For `Option<Option<T>>` fields: absent is `None`, `null` is `Some(None)`.
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }

@@ -6,6 +6,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 use wafleet_node::FleetError;
+use wafleet_node::access::Denied;
+use wafleet_node::access::directory::AccessError;
 use wafleet_node::store::StoreError;
 
 /// Every failure an API client can see.
@@ -29,6 +31,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("missing or invalid API key")]
     Unauthorized,
+    /// The caller is known, and its role or tenant does not allow this: 403.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("this method is not allowed on this route")]
     MethodNotAllowed,
     #[error("{what} not found")]
@@ -50,6 +55,10 @@ pub enum ApiError {
     #[error("internal error")]
     Internal(String),
 }
+
+/// The code of the error a response carries (in its extensions).
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
 
 /// The JSON body of every error.
 #[derive(Debug, Serialize, ToSchema)]
@@ -85,6 +94,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
@@ -95,7 +105,7 @@ impl ApiError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    pub fn code(&self) -> &'static str {
         match self {
             ApiError::Invalid { code, .. }
             | ApiError::NotFound { code, .. }
@@ -107,6 +117,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Timeout => "timeout",
@@ -140,6 +151,8 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
+        // For the audit log, which sees responses, not errors.
+        response.extensions_mut().insert(ErrorCode(self.code()));
         if let ApiError::RateLimited { retry_after_ms, .. } = &self {
             // Whole seconds, rounded up, so a client that waits that long is not early.
             let seconds = (retry_after_ms.max(&1) + 999) / 1000;
@@ -153,6 +166,37 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(denied: Denied) -> ApiError {
+        match denied {
+            // Another tenant's thing: as if it did not exist.
+            Denied::Hidden => ApiError::NotFound {
+                code: "not_found",
+                what: "resource".into(),
+            },
+            Denied::Forbidden(message) => ApiError::Forbidden(message),
+        }
+    }
+}
+
+impl From<AccessError> for ApiError {
+    fn from(error: AccessError) -> ApiError {
+        match error {
+            AccessError::Unauthorized => ApiError::Unauthorized,
+            AccessError::Denied(denied) => denied.into(),
+            AccessError::NotFound { code, what } => ApiError::NotFound { code, what },
+            AccessError::Conflict { code, message } => ApiError::Conflict { code, message },
+            AccessError::Invalid { code, message } => ApiError::Refused { code, message },
+            AccessError::TooManyAttempts { retry_after } => ApiError::RateLimited {
+                code: "too_many_attempts",
+                message: "too many failed logins; try again later".into(),
+                retry_after_ms: retry_after.as_millis().max(1) as i64,
+            },
+            AccessError::Store(error) => FleetError::Store(error).into(),
+        }
     }
 }
 

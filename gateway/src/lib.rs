@@ -29,20 +29,23 @@ pub mod resolver;
 pub mod routes;
 pub mod validate;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::Method;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+use wafleet_node::access::audit::AuditLog;
+use wafleet_node::access::directory::Directory;
 use wafleet_node::catalog::Catalog;
 use wafleet_node::events::EventBus;
 use wafleet_node::store::DeviceRecord;
 
-use crate::auth::Keys;
 pub use crate::device_api::DeviceApi;
 use crate::dto::Device;
 use crate::error::ApiError;
@@ -60,7 +63,13 @@ pub struct AppState {
     /// Where SSE reads device events (not through `devices`: events do not depend on
     /// where a device runs).
     pub bus: EventBus,
-    pub keys: Keys,
+    /// Tenants, keys, users: who is calling and what they may do.
+    pub access: Arc<Directory>,
+    /// Where every change made through the API is recorded.
+    pub audit: AuditLog,
+    /// The operation id (`create_device`, ...) of each route, by method and path: the
+    /// audit log's action names.
+    actions: Arc<HashMap<(Method, String), String>>,
     pub prometheus: PrometheusHandle,
 }
 
@@ -75,19 +84,34 @@ impl std::fmt::Debug for AppState {
 impl AppState {
     /// Standalone passes its fleet, its catalog and the fleet's bus; a cluster gateway
     /// its [`remote::RemoteDevices`], a catalog over the shared store and the shared bus.
+    ///
+    /// `admin_key` is the bootstrap admin key (`WAFLEET_ADMIN_KEY`): an admin of every
+    /// tenant, and the key login tokens are signed under (the same on every gateway).
+    /// Starts the audit log's writer on the current runtime.
     pub fn new(
         devices: Arc<dyn DeviceApi>,
         catalog: Catalog,
         bus: EventBus,
-        keys: Keys,
+        admin_key: String,
     ) -> AppState {
+        let store = catalog.store().clone();
         AppState {
             devices,
             catalog,
             bus,
-            keys,
+            access: Arc::new(Directory::new(store.clone(), admin_key)),
+            audit: AuditLog::start(store),
+            actions: Arc::new(operation_ids()),
             prometheus: metrics::prometheus(),
         }
+    }
+
+    /// The audit log's name of the route `path` (as matched) with `method`.
+    pub fn action_of(&self, method: &Method, path: &str) -> String {
+        self.actions
+            .get(&(method.clone(), path.to_owned()))
+            .cloned()
+            .unwrap_or_else(|| format!("{method} {path}"))
     }
 
     fn device(&self, record: DeviceRecord) -> Device {
@@ -123,11 +147,34 @@ pub fn metrics_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Every documented operation's id, by method and path.
+fn operation_ids() -> HashMap<(Method, String), String> {
+    let (_, mut api) = routes::api().split_for_parts();
+    api.merge(routes::open_api().split_for_parts().1);
+    let mut ids = HashMap::new();
+    for (path, item) in api.paths.paths {
+        let operations = [
+            (Method::GET, &item.get),
+            (Method::PUT, &item.put),
+            (Method::POST, &item.post),
+            (Method::DELETE, &item.delete),
+            (Method::PATCH, &item.patch),
+        ];
+        for (method, operation) in operations {
+            if let Some(id) = operation.as_ref().and_then(|o| o.operation_id.clone()) {
+                ids.insert((method, path.clone()), id);
+            }
+        }
+    }
+    ids
+}
+
 fn routes(state: AppState, with_metrics: bool) -> Router {
     use routes::ops;
     let (api, _) = routes::api().split_for_parts();
-    let authenticated = api.route_layer(from_fn_with_state(state.clone(), auth::require_key));
-    let mut open = Router::new()
+    let authenticated = api.route_layer(from_fn_with_state(state.clone(), auth::guard));
+    let (login, _) = routes::open_api().split_for_parts();
+    let mut open = login
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/openapi.json", get(ops::openapi))
@@ -161,7 +208,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = wafleet_node::open_files::Listener::new(listener);
-    axum::serve(listener, router.into_make_service())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<auth::ClientAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
         (name = "events", description = "Server-sent events"),
         (name = "limits", description = "Rate limits and trust levels"),
         (name = "compatibility", description = "Routes of the original product's account management"),
+        (name = "access", description = "Tenants, API keys, users, login and the audit log"),
     )
 )]
 struct ApiDoc;
@@ -42,6 +43,7 @@ pub fn document() -> String {
         let (_, paths) = crate::routes::api().split_for_parts();
         let mut doc = ApiDoc::openapi();
         doc.merge(paths);
+        doc.merge(crate::routes::open_api().split_for_parts().1);
         doc.to_pretty_json()
             .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     })

@@ -50,11 +50,21 @@ impl Catalog {
     /// Stores a new device, `STOPPED`. It needs no node: any process with the store can
     /// create (a gateway does, whatever the state of the device's future owner).
     pub async fn create_device(&self, new: NewDevice) -> Result<DeviceRecord, FleetError> {
+        self.create_device_of(new, crate::access::DEFAULT_TENANT)
+            .await
+    }
+
+    /// [`Catalog::create_device`] in `tenant` (the caller checked it may).
+    pub async fn create_device_of(
+        &self,
+        new: NewDevice,
+        tenant: &str,
+    ) -> Result<DeviceRecord, FleetError> {
         let now = now_ms();
         let record = DeviceRecord {
             id: new.id,
             name: new.name,
-            tenant: "default".into(),
+            tenant: tenant.to_owned(),
             status: DeviceStatus::Stopped,
             status_reason: None,
             trust_level: new.trust_level,
@@ -86,8 +96,15 @@ impl Catalog {
     }
 
     /// Devices per status (statuses without devices may be absent).
-    pub async fn count_devices(&self) -> Result<Vec<(DeviceStatus, u64)>, FleetError> {
-        Ok(self.store.count_devices_by_status().await?)
+    /// Devices by status, of one tenant when `tenant` is given.
+    pub async fn count_devices(
+        &self,
+        tenant: Option<&str>,
+    ) -> Result<Vec<(DeviceStatus, u64)>, FleetError> {
+        Ok(match tenant {
+            None => self.store.count_devices_by_status().await?,
+            Some(tenant) => self.store.count_tenant_devices_by_status(tenant).await?,
+        })
     }
 
     /// The devices by status as counted at most [`CENSUS_MAX_AGE`] ago, for the

@@ -19,6 +19,15 @@ pub fn rfc3339(ms: i64) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
+/// An RFC 3339 time (`2026-12-07T10:00:00Z`, any offset accepted by humantime: UTC
+/// `Z`) as Unix milliseconds; `None` if it is not one.
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let time = humantime::parse_rfc3339_weak(text.trim()).ok()?;
+    time.duration_since(UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_millis() as i64)
+}
+
 /// Where a component reads the time: the wall clock, or a manual clock that tests move
 /// by hand, so that time rules are tested deterministically, without sleeping.
 #[derive(Debug, Clone, Default)]

@@ -127,12 +127,20 @@ pub struct NodeContext {
     pub(crate) census: Census,
     /// The webhooks of the devices owned here: every emitted event passes through them.
     pub(crate) webhooks: Arc<Webhooks>,
+    /// The tenant of each device seen here, which every event names.
+    pub(crate) tenants: crate::device::tenants::DeviceTenants,
 }
 
 impl NodeContext {
     /// Emits an event of a device: recorded in the webhook delivery log first when the
     /// device's webhook wants it, then published on the bus (SSE).
-    pub(crate) async fn emit(&self, device_id: &str, kind: EventKind, data: Map<String, Value>) {
+    pub(crate) async fn emit(
+        &self,
+        device_id: &str,
+        kind: EventKind,
+        mut data: Map<String, Value>,
+    ) {
+        self.name_tenant(device_id, &mut data).await;
         self.webhooks.record(device_id, kind, &data, None).await;
         self.bus.publish(device_id, kind, data);
     }
@@ -144,11 +152,24 @@ impl NodeContext {
         &self,
         device_id: &str,
         kind: EventKind,
-        data: Map<String, Value>,
+        mut data: Map<String, Value>,
         key: &str,
     ) {
+        self.name_tenant(device_id, &mut data).await;
         self.emit_recovered(device_id, kind, &data, key).await;
         self.bus.publish(device_id, kind, data);
+    }
+
+    /// Adds `tenant` to an event's data (unless it names one already), so that
+    /// tenant-scoped streams can tell whose it is; an event whose device's tenant cannot
+    /// be told goes without, and only operators' streams carry it.
+    async fn name_tenant(&self, device_id: &str, data: &mut Map<String, Value>) {
+        if data.contains_key("tenant") {
+            return;
+        }
+        if let Some(tenant) = self.tenants.of(device_id, self.store.as_ref()).await {
+            data.insert("tenant".into(), Value::from(&*tenant));
+        }
     }
 
     /// Records again for the webhook an event emitted before with
@@ -162,9 +183,17 @@ impl NodeContext {
         key: &str,
     ) {
         let event_id = crate::webhooks::stable_event_id(device_id, key);
-        self.webhooks
-            .record(device_id, kind, data, Some(event_id))
-            .await;
+        if data.contains_key("tenant") {
+            self.webhooks
+                .record(device_id, kind, data, Some(event_id))
+                .await;
+        } else {
+            let mut data = data.clone();
+            self.name_tenant(device_id, &mut data).await;
+            self.webhooks
+                .record(device_id, kind, &data, Some(event_id))
+                .await;
+        }
     }
 
     /// Writes a status change (with any other fields in `patch`) under `fence` (the
@@ -252,6 +281,7 @@ impl NodeContext {
     /// census.
     fn status_settled(&self, device_id: &str, status: DeviceStatus, record: &DeviceRecord) {
         self.webhooks.observe(record);
+        self.tenants.observe(record);
         if let Some(end) = self
             .census
             .status_recorded(device_id, status, std::time::Instant::now())
@@ -281,5 +311,6 @@ fn status_data(
         data.insert("phone".into(), Value::from(phone.as_str()));
     }
     data.insert("node".into(), Value::from(node));
+    data.insert("tenant".into(), Value::from(record.tenant.as_str()));
     data
 }

@@ -10,11 +10,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wafleet_node::NewDevice;
-use wafleet_node::store::{DeviceQuery, TrustLevel};
+use wafleet_node::store::{DeviceQuery, DeviceStatus, TrustLevel};
 
 use wafleet_node::api::{DeviceCommand, Empty};
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::dto::{Device, counts_json};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -44,25 +45,35 @@ pub struct SessionList {
 #[utoipa::path(get, path = "/whatsapp/sessions", tag = "compatibility",
     description = "Every session (device) with its status, and counts by status.",
     responses((status = 200, body = SessionList)), security(("api_key" = [])))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<SessionList>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<SessionList>, ApiError> {
     let mut sessions = Vec::new();
+    let mut counts = std::collections::BTreeMap::<DeviceStatus, u64>::new();
     let mut after = None;
     loop {
         let page = state
             .catalog
             .list_devices(&DeviceQuery {
+                tenant: caller.tenant.clone(),
                 after: after.take(),
                 limit: 1000,
                 ..DeviceQuery::default()
             })
             .await?;
-        sessions.extend(page.devices.into_iter().map(|d| state.device(d)));
+        for device in page.devices {
+            if caller.sees_device(&device) {
+                *counts.entry(device.status).or_default() += 1;
+                sessions.push(state.device(device));
+            }
+        }
         match page.next_after {
             Some(next) => after = Some(next),
             None => break,
         }
     }
-    let counts = state.catalog.count_devices().await?;
+    let counts: Vec<(DeviceStatus, u64)> = counts.into_iter().collect();
     Ok(Json(SessionList {
         sessions,
         counts: counts_json(&counts),
@@ -76,6 +87,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<SessionList>, Ap
     security(("api_key" = [])))]
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     ApiJson(body): ApiJson<CreateSession>,
 ) -> Result<(StatusCode, Json<Device>), ApiError> {
     let id = match body.id {
@@ -85,14 +97,13 @@ pub async fn create(
     validate::device_id(&id)?;
     let name = body.name.unwrap_or_else(|| id.clone());
     validate::name(&name)?;
-    state
-        .catalog
-        .create_device(NewDevice {
-            id: id.clone(),
-            name,
-            trust_level: TrustLevel::Newcomer,
-        })
-        .await?;
+    let tenant = state.access.tenant_for_new_device(&caller, None).await?;
+    let new = NewDevice {
+        id: id.clone(),
+        name,
+        trust_level: TrustLevel::Newcomer,
+    };
+    state.catalog.create_device_of(new, &tenant).await?;
     let record = state
         .devices
         .execute(&id, DeviceCommand::Start(Empty {}))

@@ -5,12 +5,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use wafleet_node::FleetError;
 use wafleet_node::NewDevice;
-use wafleet_node::store::{DeviceQuery, DeviceStatus, TrustLevel};
+use wafleet_node::access::Principal;
+use wafleet_node::store::{DevicePage, DeviceQuery, DeviceStatus, TrustLevel};
 
 use wafleet_node::api::{DeviceCommand, Empty};
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::dto::{
     CreateDevice, CreateWebhook, Deleted, Device, DeviceList, ListQuery, counts_json,
 };
@@ -25,6 +28,7 @@ use crate::validate;
     security(("api_key" = [])))]
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     ApiJson(body): ApiJson<CreateDevice>,
 ) -> Result<(StatusCode, Json<Device>), ApiError> {
     let id = match body.id {
@@ -39,14 +43,16 @@ pub async fn create(
     if let Some(webhook) = &webhook {
         validate::webhook(&webhook.url)?;
     }
-    let mut record = state
-        .catalog
-        .create_device(NewDevice {
-            id: id.clone(),
-            name: body.name,
-            trust_level: body.trust_level.map_or(TrustLevel::Newcomer, Into::into),
-        })
+    let tenant = state
+        .access
+        .tenant_for_new_device(&caller, body.tenant.as_deref())
         .await?;
+    let new = NewDevice {
+        id: id.clone(),
+        name: body.name,
+        trust_level: body.trust_level.map_or(TrustLevel::Newcomer, Into::into),
+    };
+    let mut record = state.catalog.create_device_of(new, &tenant).await?;
     if let Some(webhook) = webhook {
         // The owner checks the target and seals the secret; a refusal undoes the create.
         if let Err(error) = webhooks::set(&state, &id, webhook).await {
@@ -68,6 +74,7 @@ pub async fn create(
     security(("api_key" = [])))]
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<DeviceList>, ApiError> {
     let status = match &query.status {
@@ -87,16 +94,23 @@ pub async fn list(
         validate::device_id(cursor)
             .map_err(|_| ApiError::invalid("invalid_cursor", "cursor is not one this API gave"))?;
     }
-    let page = state
-        .catalog
-        .list_devices(&DeviceQuery {
-            status,
-            desired_running: None,
-            after: query.cursor,
-            limit,
-        })
-        .await?;
-    let counts = state.catalog.count_devices().await?;
+    let query = DeviceQuery {
+        tenant: caller.tenant.clone(),
+        status,
+        desired_running: None,
+        after: query.cursor,
+        limit,
+    };
+    let (page, counts) = match &caller.devices {
+        None => (
+            state.catalog.list_devices(&query).await?,
+            state
+                .catalog
+                .count_devices(caller.tenant.as_deref())
+                .await?,
+        ),
+        Some(ids) => listed_devices(&state, &caller, ids, &query).await?,
+    };
     Ok(Json(DeviceList {
         devices: page.devices.into_iter().map(|d| state.device(d)).collect(),
         next_cursor: page.next_after,
@@ -203,4 +217,38 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(stop))
         .routes(routes!(restart))
         .routes(routes!(logout))
+}
+
+/// A page of the devices a key limited to `ids` sees, and their counts: read one by one
+/// (a key names at most 1,000), in id order, filtered like the store would.
+async fn listed_devices(
+    state: &AppState,
+    caller: &Principal,
+    ids: &[String],
+    query: &DeviceQuery,
+) -> Result<(DevicePage, Vec<(DeviceStatus, u64)>), ApiError> {
+    let mut ids = ids.to_vec();
+    ids.sort();
+    ids.dedup();
+    let mut visible = Vec::new();
+    for id in &ids {
+        match state.catalog.device(id).await {
+            Ok(device) if caller.sees_device(&device) => visible.push(device),
+            Ok(_) | Err(FleetError::DeviceNotFound(_)) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    let mut counts = std::collections::BTreeMap::<DeviceStatus, u64>::new();
+    for device in &visible {
+        *counts.entry(device.status).or_default() += 1;
+    }
+    let page: Vec<_> = visible
+        .into_iter()
+        .filter(|d| query.status.is_none_or(|s| s == d.status))
+        .filter(|d| query.after.as_ref().is_none_or(|a| d.id > *a))
+        .collect();
+    Ok((
+        DevicePage::cut(page, query.limit as usize),
+        counts.into_iter().collect(),
+    ))
 }

@@ -26,6 +26,7 @@ use wafleet_node::events::{Delivery, DeviceEvent, EventFilter, Reset};
 use wafleet_node::store::DeviceRecord;
 
 use crate::AppState;
+use crate::auth::{Caller, check_device};
 use crate::dto::rfc3339;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiPath, ApiQuery};
@@ -78,15 +79,22 @@ resuming from before what the server still holds gives a reset event first.",
     security(("api_key" = [])))]
 pub async fn all_events(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<EventsQuery>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let filter = match query.devices.as_deref() {
-        None | Some("") => EventFilter::All,
+        // Every device the caller sees: all, its tenant's, or its key's list.
+        None | Some("") => match (&caller.tenant, &caller.devices) {
+            (_, Some(ids)) => EventFilter::Devices(ids.iter().cloned().collect()),
+            (Some(tenant), None) => EventFilter::Tenant(tenant.clone()),
+            (None, None) => EventFilter::All,
+        },
         Some(list) => {
             let ids: HashSet<String> = list.split(',').map(|s| s.trim().to_owned()).collect();
             for id in &ids {
                 validate::device_id(id)?;
+                check_device(&state, &caller, id).await?;
             }
             EventFilter::Devices(ids)
         }
@@ -117,7 +125,7 @@ async fn stream(
     after: Option<u64>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, ApiError> {
     let named: Vec<String> = match &filter {
-        EventFilter::All => Vec::new(),
+        EventFilter::All | EventFilter::Tenant(_) => Vec::new(),
         EventFilter::Devices(ids) => {
             let mut ids: Vec<String> = ids.iter().cloned().collect();
             ids.sort();

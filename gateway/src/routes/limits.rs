@@ -12,6 +12,7 @@ use wafleet_node::api::{DeviceCommand, Empty, LimitsView, Window};
 use wafleet_node::store::TrustLevel;
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::dto::{Device, TrustLevelDto, rfc3339};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath};
@@ -191,9 +192,11 @@ after 7 days linked and active; a ban sets NEWCOMER again. Applies from the devi
     security(("api_key" = [])))]
 pub async fn set_trust_level(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<SetTrustLevel>,
 ) -> Result<Json<Device>, ApiError> {
+    caller.require_admin()?;
     validate::device_id(&id)?;
     let level: TrustLevel = body.level.into();
     let command = DeviceCommand::SetTrustLevel(level.into());
@@ -218,8 +221,10 @@ Applies live to every running device on every node (within a second on other nod
     security(("api_key" = [])))]
 pub async fn set_trust_levels(
     State(state): State<AppState>,
+    caller: Caller,
     ApiJson(body): ApiJson<TrustLevels>,
 ) -> Result<Json<TrustLevels>, ApiError> {
+    caller.require_operator()?;
     let table = QuotaTable::from(body);
     table
         .check()

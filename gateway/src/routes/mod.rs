@@ -2,14 +2,18 @@
 //! with their OpenAPI paths; [`api`] gathers them, so the router and `/openapi.json`
 //! cannot disagree.
 
+pub mod audit;
 pub mod compat;
 pub mod devices;
 pub mod events;
+pub mod keys;
 pub mod limits;
 pub mod messages;
 pub mod ops;
 pub mod pairing;
 pub mod qr;
+pub mod tenants;
+pub mod users;
 pub mod webhooks;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -27,4 +31,13 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .merge(limits::router())
         .merge(webhooks::router())
         .merge(compat::router())
+        .merge(tenants::router())
+        .merge(keys::router())
+        .merge(users::router())
+        .merge(audit::router())
+}
+
+/// The documented routes that need no key (login).
+pub(crate) fn open_api() -> OpenApiRouter<AppState> {
+    users::open_router()
 }

@@ -13,6 +13,7 @@ use wafleet_node::store::{DeliveryRecord, DeliveryStatus};
 use wafleet_node::webhooks::settings::WebhookSettings;
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::dto::{Deleted, rfc3339};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -367,8 +368,10 @@ a second), from each delivery's next attempt.",
     security(("api_key" = [])))]
 pub async fn set_settings(
     State(state): State<AppState>,
+    caller: Caller,
     ApiJson(body): ApiJson<WebhookSettingsDto>,
 ) -> Result<Json<WebhookSettingsDto>, ApiError> {
+    caller.require_operator()?;
     let settings = WebhookSettings::from(body);
     settings.check().map_err(ApiError::Unprocessable)?;
     let settings = state.catalog.set_webhook_settings(settings).await?;

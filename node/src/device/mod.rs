@@ -49,6 +49,7 @@ mod outbox;
 pub(crate) mod registry;
 mod status;
 pub mod supervisor;
+pub mod tenants;
 
 /// Messages a device actor handles.
 #[derive(Debug)]

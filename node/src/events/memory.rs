@@ -156,7 +156,9 @@ impl MemoryBus {
             let state = lock(&self.state);
             (rings_of(&state, filter), state.next_id - 1)
         };
-        self.collect(&rings, after, upto)
+        let mut replay = self.collect(&rings, after, upto);
+        replay.events.retain(|e| filter.matches(e));
+        replay
     }
 
     /// The events of `rings` with `after < id <= upto`, in id order, and a reset if
@@ -199,10 +201,10 @@ impl MemoryBus {
 /// The rings a filter reads.
 fn rings_of(state: &BusState, filter: &EventFilter) -> Vec<Arc<Mutex<Ring>>> {
     match filter {
-        EventFilter::All => state.recent.values().cloned().collect(),
         EventFilter::Devices(ids) => ids
             .iter()
             .filter_map(|id| state.recent.get(id).cloned())
             .collect(),
+        _ => state.recent.values().cloned().collect(),
     }
 }

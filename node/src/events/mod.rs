@@ -89,14 +89,25 @@ pub struct DeviceEvent {
 pub enum EventFilter {
     All,
     Devices(HashSet<String>),
+    /// Every device of one tenant: the events whose data names it (`tenant`). An
+    /// event that names no tenant is not among them.
+    Tenant(String),
 }
 
 impl EventFilter {
-    pub(crate) fn matches(&self, device_id: &str) -> bool {
+    pub(crate) fn matches(&self, event: &DeviceEvent) -> bool {
         match self {
             EventFilter::All => true,
-            EventFilter::Devices(ids) => ids.contains(device_id),
+            EventFilter::Devices(ids) => ids.contains(&event.device_id),
+            EventFilter::Tenant(tenant) => {
+                event.data.get("tenant").and_then(Value::as_str) == Some(tenant.as_str())
+            }
         }
+    }
+
+    /// Whether the filter reads the stream of every device (rather than some devices').
+    pub(crate) fn reads_all(&self) -> bool {
+        !matches!(self, EventFilter::Devices(_))
     }
 }
 

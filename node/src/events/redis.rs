@@ -191,10 +191,10 @@ impl RedisBus {
         after: u64,
     ) -> Result<Replay, BusError> {
         let keys = match filter {
-            EventFilter::All => vec![global_key(&self.config)],
             EventFilter::Devices(ids) => {
                 ids.iter().map(|id| device_key(&self.config, id)).collect()
             }
+            _ => vec![global_key(&self.config)],
         };
         let mut conn = self.conn.clone();
         let mut events = Vec::new();
@@ -215,7 +215,7 @@ impl RedisBus {
             reset: lost.then_some(Reset { after, oldest }),
             events: events
                 .into_iter()
-                .filter(|e| filter.matches(&e.device_id))
+                .filter(|e| filter.matches(e))
                 .map(Arc::new)
                 .collect(),
         })
@@ -223,9 +223,10 @@ impl RedisBus {
 
     /// The cap of the streams a filter reads.
     fn config_cap(&self, filter: &EventFilter) -> usize {
-        match filter {
-            EventFilter::All => self.config.global_cap,
-            EventFilter::Devices(_) => self.config.per_device_cap,
+        if filter.reads_all() {
+            self.config.global_cap
+        } else {
+            self.config.per_device_cap
         }
     }
 }

@@ -69,7 +69,7 @@ impl Subscription {
             }
             match self.live.recv().await {
                 Ok(event) => {
-                    if event.id > self.last && self.filter.matches(&event.device_id) {
+                    if event.id > self.last && self.filter.matches(&event) {
                         self.last = event.id;
                         return Some(Delivery::Event(event));
                     }

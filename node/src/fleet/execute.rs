@@ -201,6 +201,7 @@ impl Fleet {
             return Err(FleetError::DeviceNotFound(id.to_owned()));
         }
         self.ctx.bus.forget(id);
+        self.ctx.tenants.forget(id);
         self.ctx.webhooks.forget(id);
         Ok(())
     }

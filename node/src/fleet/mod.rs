@@ -80,6 +80,7 @@ impl Fleet {
             quotas: Quotas::new(settings::load_quota_table(store_for_quotas.as_ref()).await?),
             clock: Clock::system(),
             census: Census::default(),
+            tenants: Default::default(),
         });
         background::spawn_settings_refresh(Arc::downgrade(&ctx));
         background::spawn_trust_checks(Arc::downgrade(&ctx));

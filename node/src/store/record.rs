@@ -178,7 +178,7 @@ impl DevicePage {
     /// The first `limit` of `devices` (listed in id order): `next_after` is set when
     /// `devices` holds more, so a store lists one more than asked to know whether another
     /// page follows.
-    pub(crate) fn cut(mut devices: Vec<DeviceRecord>, limit: usize) -> DevicePage {
+    pub fn cut(mut devices: Vec<DeviceRecord>, limit: usize) -> DevicePage {
         let next_after = if devices.len() > limit {
             devices.truncate(limit);
             devices.last().map(|d| d.id.clone())

@@ -75,6 +75,7 @@ async fn context(dir: &std::path::Path, clock: Clock) -> Arc<NodeContext> {
         quotas: Quotas::new(table()),
         clock,
         census: Default::default(),
+        tenants: Default::default(),
     })
 }
 
