@@ -20,7 +20,6 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent, pg};
 use serde_json::Value;
 use tokio::sync::Notify;
 use tower::ServiceExt;
-use wafleet_gateway::auth::Keys;
 use wafleet_gateway::remote::{HostResolver, RemoteDevices};
 use wafleet_gateway::{AppState, DeviceApi};
 use wafleet_node::api::{DeviceCommand, Empty, Reply};
@@ -442,7 +441,7 @@ async fn commands_reach_the_owner_over_the_cluster_and_fail_retryably_without_it
         Arc::new(devices.clone()),
         catalog.clone(),
         bus_a.clone(),
-        Keys::new(KEY),
+        KEY.to_owned(),
     ));
     let response = app
         .oneshot(
@@ -462,7 +461,7 @@ async fn commands_reach_the_owner_over_the_cluster_and_fail_retryably_without_it
         Arc::new(devices.clone()),
         catalog.clone(),
         bus_a.clone(),
-        Keys::new(KEY),
+        KEY.to_owned(),
     ));
     let response = app
         .oneshot(
@@ -554,7 +553,7 @@ async fn a_silent_owner_is_a_504_and_no_live_node_a_503() {
         Arc::new(devices),
         catalog,
         EventBus::in_memory(BusConfig::default()),
-        Keys::new(KEY),
+        KEY.to_owned(),
     ));
     let response = app
         .oneshot(

@@ -127,12 +127,15 @@ pub struct Login {
     pub expires_at_ms: i64,
 }
 
+/// A record as read for authentication, and when.
+type Cached = (Instant, Option<AccessRecord>);
+
 /// Tenants, keys and users; authentication.
 pub struct Directory {
     store: Arc<dyn Store>,
     bootstrap: String,
     tokens: TokenKey,
-    cache: Mutex<HashMap<(AccessKind, String), (Instant, Option<AccessRecord>)>>,
+    cache: Mutex<HashMap<(AccessKind, String), Cached>>,
     logins: LoginLimits,
 }
 

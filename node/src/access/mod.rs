@@ -104,7 +104,7 @@ impl Principal {
             && self
                 .devices
                 .as_ref()
-                .is_none_or(|ids| ids.iter().any(|id| *id == device.id))
+                .is_none_or(|ids| ids.contains(&device.id))
     }
 
     /// Whether the caller sees every device it could (no device list limits it):

@@ -29,7 +29,7 @@ pub struct WeakPassword(pub String);
 /// Checks the length rules.
 pub fn check(password: &str) -> Result<(), WeakPassword> {
     let chars = password.chars().count();
-    if chars < MIN_LENGTH || chars > MAX_LENGTH {
+    if !(MIN_LENGTH..=MAX_LENGTH).contains(&chars) {
         return Err(WeakPassword(format!(
             "a password has {MIN_LENGTH} to {MAX_LENGTH} characters"
         )));
