@@ -86,7 +86,10 @@ pub async fn all_events(
     let filter = match query.devices.as_deref() {
         // Every device the caller sees: all, its tenant's, or its key's list.
         None | Some("") => match (&caller.tenant, &caller.devices) {
-            (_, Some(ids)) => EventFilter::Devices(ids.iter().cloned().collect()),
+            (Some(tenant), Some(ids)) => {
+                EventFilter::TenantDevices(tenant.clone(), ids.iter().cloned().collect())
+            }
+            (None, Some(ids)) => EventFilter::Devices(ids.iter().cloned().collect()),
             (Some(tenant), None) => EventFilter::Tenant(tenant.clone()),
             (None, None) => EventFilter::All,
         },
@@ -96,7 +99,12 @@ pub async fn all_events(
                 validate::device_id(id)?;
                 check_device(&state, &caller, id).await?;
             }
-            EventFilter::Devices(ids)
+            // Checked now; the tenant keeps a device deleted and made again by another
+            // tenant under the same id out of the stream.
+            match &caller.tenant {
+                Some(tenant) => EventFilter::TenantDevices(tenant.clone(), ids),
+                None => EventFilter::Devices(ids),
+            }
         }
     };
     let after = last_event_id(&headers, query.last_event_id.as_deref())?;
@@ -124,13 +132,11 @@ async fn stream(
     filter: EventFilter,
     after: Option<u64>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, ApiError> {
-    let named: Vec<String> = match &filter {
-        EventFilter::All | EventFilter::Tenant(_) => Vec::new(),
-        EventFilter::Devices(ids) => {
-            let mut ids: Vec<String> = ids.iter().cloned().collect();
-            ids.sort();
-            ids
-        }
+    let mut named: Vec<String> = filter.devices().into_iter().flatten().cloned().collect();
+    named.sort();
+    let tenant = match &filter {
+        EventFilter::TenantDevices(tenant, _) => Some(tenant.clone()),
+        _ => None,
     };
     let subscription = state
         .bus
@@ -141,6 +147,7 @@ async fn stream(
         subscription,
         catalog: state.catalog.clone(),
         named,
+        tenant,
         queued: VecDeque::new(),
         _gauge: crate::metrics::SseClient::connect(),
     };
@@ -157,6 +164,8 @@ struct Reader {
     catalog: Catalog,
     /// The devices the stream names, in order (none: every device).
     named: Vec<String>,
+    /// The tenant the named devices must belong to, when the stream is a tenant's.
+    tenant: Option<String>,
     queued: VecDeque<Event>,
     _gauge: crate::metrics::SseClient,
 }
@@ -173,7 +182,9 @@ impl Reader {
                     self.queued.push_back(reset_sse(&reset, &self.named));
                     for id in &self.named {
                         // A device deleted meanwhile has no state to tell.
-                        if let Ok(device) = self.catalog.device(id).await {
+                        if let Ok(device) = self.catalog.device(id).await
+                            && self.tenant.as_ref().is_none_or(|t| *t == device.tenant)
+                        {
                             self.queued.push_back(status_sse(&device));
                         }
                     }

@@ -200,11 +200,11 @@ impl MemoryBus {
 
 /// The rings a filter reads.
 fn rings_of(state: &BusState, filter: &EventFilter) -> Vec<Arc<Mutex<Ring>>> {
-    match filter {
-        EventFilter::Devices(ids) => ids
+    match filter.devices() {
+        Some(ids) => ids
             .iter()
             .filter_map(|id| state.recent.get(id).cloned())
             .collect(),
-        _ => state.recent.values().cloned().collect(),
+        None => state.recent.values().cloned().collect(),
     }
 }

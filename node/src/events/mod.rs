@@ -92,6 +92,9 @@ pub enum EventFilter {
     /// Every device of one tenant: the events whose data names it (`tenant`). An
     /// event that names no tenant is not among them.
     Tenant(String),
+    /// Some devices, of one tenant only: what a key limited to devices sees (an id it
+    /// names that is, or later becomes, another tenant's device shows nothing).
+    TenantDevices(String, HashSet<String>),
 }
 
 impl EventFilter {
@@ -99,16 +102,29 @@ impl EventFilter {
         match self {
             EventFilter::All => true,
             EventFilter::Devices(ids) => ids.contains(&event.device_id),
-            EventFilter::Tenant(tenant) => {
-                event.data.get("tenant").and_then(Value::as_str) == Some(tenant.as_str())
+            EventFilter::Tenant(tenant) => names_tenant(event, tenant),
+            EventFilter::TenantDevices(tenant, ids) => {
+                ids.contains(&event.device_id) && names_tenant(event, tenant)
             }
+        }
+    }
+
+    /// The devices whose streams the filter reads, when it reads only some.
+    pub fn devices(&self) -> Option<&HashSet<String>> {
+        match self {
+            EventFilter::Devices(ids) | EventFilter::TenantDevices(_, ids) => Some(ids),
+            EventFilter::All | EventFilter::Tenant(_) => None,
         }
     }
 
     /// Whether the filter reads the stream of every device (rather than some devices').
     pub(crate) fn reads_all(&self) -> bool {
-        !matches!(self, EventFilter::Devices(_))
+        self.devices().is_none()
     }
+}
+
+fn names_tenant(event: &DeviceEvent, tenant: &str) -> bool {
+    event.data.get("tenant").and_then(Value::as_str) == Some(tenant)
 }
 
 /// Some events after the id a subscriber resumed from (or had reached when it fell

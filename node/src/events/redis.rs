@@ -190,11 +190,9 @@ impl RedisBus {
         filter: &EventFilter,
         after: u64,
     ) -> Result<Replay, BusError> {
-        let keys = match filter {
-            EventFilter::Devices(ids) => {
-                ids.iter().map(|id| device_key(&self.config, id)).collect()
-            }
-            _ => vec![global_key(&self.config)],
+        let keys = match filter.devices() {
+            Some(ids) => ids.iter().map(|id| device_key(&self.config, id)).collect(),
+            None => vec![global_key(&self.config)],
         };
         let mut conn = self.conn.clone();
         let mut events = Vec::new();
