@@ -151,7 +151,7 @@ fn entry(p: &str, n: u32, at_ms: i64, actor: &str, tenant: Option<&str>) -> Audi
         at_ms,
         actor: format!("{p}-{actor}"),
         tenant: tenant.map(|t| format!("{p}-{t}")),
-        action: if n % 2 == 0 {
+        action: if n.is_multiple_of(2) {
             "create_device"
         } else {
             "start_device"
