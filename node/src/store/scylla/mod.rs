@@ -197,9 +197,13 @@ mod settings;
 pub mod statements;
 
 #[cfg(test)]
+mod access_wire_tests;
+#[cfg(test)]
 mod delivery_wire_tests;
 #[cfg(test)]
 mod fake_node;
+#[cfg(test)]
+mod fake_tables;
 #[cfg(test)]
 mod proxy_tests;
 #[cfg(test)]
