@@ -13,15 +13,17 @@
 //!   as a real RESULT (rows, `[applied]`, void) or ERROR frame.
 //! - Every BATCH: answered as its first statement (the condition of the store's
 //!   conditional batches); when that answer is `[applied]` true, the handler is then
-//!   handed the batch's other statements too, so that it can apply them.
+//!   handed the batch's other statements too, so that it can apply them. A batch of
+//!   plain writes only (an unlogged batch) is each statement executed in order.
 //!
 //! Faults (a dropped connection, a late answer, a server error) are further rules the
 //! test puts before the catch-all one, matched on the prepared id, which is the
 //! statement's name: `<insert_lease>` (see [`FakeNode::executing`]).
 //!
 //! What it is not: a database. It checks nothing a real ScyllaDB would (no LWT, no
-//! consistency, no paging); the handler decides every answer. The store's CQL on a
-//! real server is proved only by the conformance suite with `SCYLLA_URI`.
+//! consistency, no paging); the handler decides every answer (a handler may run the
+//! statements' CQL on [`super::fake_tables::FakeTables`]). The store's CQL on a real
+//! server is proved only by the conformance suite with `SCYLLA_URI`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -54,7 +56,7 @@ pub(crate) enum ColType {
 }
 
 impl ColType {
-    fn from_cql(name: &str) -> Option<ColType> {
+    pub(crate) fn from_cql(name: &str) -> Option<ColType> {
         Some(match name {
             "text" | "varchar" => ColType::Text,
             "bigint" => ColType::BigInt,
@@ -618,10 +620,12 @@ impl Shared {
         Ok(self.run(&prepared.as_twin(serial), &values))
     }
 
-    /// A batch is answered as its first statement (the store's batches are conditional
-    /// batches of one partition, whose answer is one `[applied]`). When that answer is
-    /// `Applied(true)`, the handler is then handed each other statement of the batch, in
-    /// order, to apply (its answers are ignored; they are not in [`FakeNode::executed`]).
+    /// A conditional batch is answered as its first statement (the store's conditional
+    /// batches are of one partition, whose answer is one `[applied]`). When that answer
+    /// is `Applied(true)`, the handler is then handed each other statement of the batch,
+    /// in order, to apply (its answers are ignored; they are not in
+    /// [`FakeNode::executed`]). A batch of plain writes is each of them executed, in
+    /// order (all in [`FakeNode::executed`]), answered void or by the first error.
     fn batch(&self, body: &[u8]) -> Result<Result<Bytes, (DbError, String)>, String> {
         let mut body = body;
         take(&mut body, 1)?; // batch type
@@ -641,6 +645,14 @@ impl Shared {
             let prepared = self.lookup(&id)?;
             let values = decode(&prepared, &raw)?;
             parts.push((prepared, values));
+        }
+        if !parts.is_empty() && parts.iter().all(|(p, _)| p.statement.kind == Kind::Write) {
+            for (prepared, values) in &parts {
+                if let Answer::Error(error, message) = self.decide(prepared, values) {
+                    return Ok(Err((error, message)));
+                }
+            }
+            return Ok(Ok(void()));
         }
         let (prepared, values) = parts.first().ok_or("an empty batch")?;
         let answer = self.decide(prepared, values);

@@ -1,5 +1,6 @@
 //! The ScyllaDB store: a cluster's devices, sealed link state, messages, webhook delivery
-//! log, leases and settings, in one keyspace the node creates on start.
+//! log, leases, settings, access directory and audit log, in one keyspace the node
+//! creates on start.
 //!
 //! # Layout
 //! - [`schema`]: the keyspace, the tables (with why each partition key) and the version.
@@ -9,10 +10,11 @@
 //! - this file: the configuration, connecting (schema, statements, shard count), and the
 //!   [`Store`] methods, each a call of one of the modules below.
 //! - `session`: opening the session, creating the keyspace, preparing and running
-//!   statements (reads, pages, LWTs, conditional batches).
+//!   statements (reads, pages, LWTs, conditional batches, batches of plain writes).
 //! - `fencing`: the two fence checks and the compare-and-set of a device partition.
-//! - `devices`, `link_state`, `messages`, `deliveries`, `settings`, `leases`: the methods
-//!   of each kind of record, with the helpers only they use.
+//! - `devices`, `link_state`, `messages`, `deliveries`, `settings`, `leases`, `access`:
+//!   the methods of each kind of record, with the helpers only they use (`access`, the
+//!   directory and the audit log, documents its tables and their costs itself).
 //! - `delivery_partition`: the delivery log's partition shape and what each write makes
 //!   of it (pure; `deliveries` runs it).
 //!
@@ -195,15 +197,20 @@ mod settings;
 pub mod statements;
 
 #[cfg(test)]
+mod access_wire_tests;
+#[cfg(test)]
 mod delivery_wire_tests;
 #[cfg(test)]
 mod fake_node;
+#[cfg(test)]
+mod fake_tables;
 #[cfg(test)]
 mod proxy_tests;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -259,6 +266,8 @@ pub struct ScyllaStore {
     prepared: HashMap<&'static str, PreparedStatement>,
     /// The shard count devices are indexed by (recorded in the keyspace).
     shards: u32,
+    /// The last audit hour this process marked in `audit_hours` (see `access`).
+    audit_hour_marked: AtomicI64,
 }
 
 impl std::fmt::Debug for ScyllaStore {
@@ -299,6 +308,7 @@ impl ScyllaStore {
             keyspace,
             prepared,
             shards: config.shards,
+            audit_hour_marked: AtomicI64::new(i64::MIN),
         };
         store.settle_shards(found).await?;
         if found < DEVICES_BY_SHARD_VERSION {

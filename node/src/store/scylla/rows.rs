@@ -7,8 +7,9 @@
 use scylla::value::CqlValue;
 
 use super::super::{
-    DeliveryRecord, DeliveryStatus, DeviceRecord, DeviceStatus, Direction, LeaseSlot,
-    MessageRecord, MessageStatus, SealedBlob, StoreError, TrustLevel,
+    AccessKind, AccessRecord, AuditEntry, DeliveryRecord, DeliveryStatus, DeviceRecord,
+    DeviceStatus, Direction, LeaseSlot, MessageRecord, MessageStatus, SealedBlob, StoreError,
+    TrustLevel,
 };
 
 /// The columns of one row.
@@ -258,6 +259,41 @@ pub(crate) fn shard(row: &Columns, index: usize) -> Result<u32, StoreError> {
     u32::try_from(value).map_err(|_| corrupt(format!("shard {value} out of range")))
 }
 
+/// A directory record of `kind` from (tenant, body, updated_at_ms) at `first`, as
+/// [`super::statements::GET_ACCESS`] returns them (and `LIST_ACCESS` after the id).
+pub(crate) fn access_record(
+    kind: AccessKind,
+    id: String,
+    row: &Columns,
+    first: usize,
+) -> Result<AccessRecord, StoreError> {
+    Ok(AccessRecord {
+        kind,
+        tenant: opt_text(row, first, "access tenant")?,
+        body: text(row, first + 1, "access body")?,
+        updated_at_ms: big(row, first + 2, "access updated_at_ms")?,
+        id,
+    })
+}
+
+/// An audit entry in the order of [`super::statements::AUDIT_PAGE`]'s SELECT list.
+pub(crate) fn audit_entry(row: &Columns) -> Result<AuditEntry, StoreError> {
+    let status =
+        opt_int(row, 7, "audit status")?.ok_or_else(|| corrupt("audit status is null".into()))?;
+    Ok(AuditEntry {
+        id: text(row, 0, "audit id")?,
+        at_ms: big(row, 1, "audit at_ms")?,
+        actor: text(row, 2, "audit actor")?,
+        tenant: opt_text(row, 3, "audit tenant")?,
+        action: text(row, 4, "audit action")?,
+        target: text(row, 5, "audit target")?,
+        source: text(row, 6, "audit source")?,
+        status: u16::try_from(status)
+            .map_err(|_| corrupt(format!("audit status {status} out of range")))?,
+        outcome: text(row, 8, "audit outcome")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,5 +510,47 @@ mod tests {
         );
         expect_corrupt(lease_slot(4, &[None, b(3), b(10)]), "lease holder is null");
         expect_corrupt(shard(&[b(-1)], 0), "shard -1");
+    }
+
+    #[test]
+    fn access_records_and_audit_entries_decode_and_check_their_ranges() {
+        let row = vec![t("k1"), None, t("{}"), b(5)];
+        let record = access_record(AccessKind::Key, "k1".into(), &row, 1).expect("decode");
+        assert_eq!(
+            record,
+            AccessRecord {
+                kind: AccessKind::Key,
+                id: "k1".into(),
+                tenant: None,
+                body: "{}".into(),
+                updated_at_ms: 5,
+            }
+        );
+        expect_corrupt(
+            access_record(AccessKind::Key, "k1".into(), &[t("t"), None, b(5)], 0),
+            "access body is null",
+        );
+
+        let int = |v: i32| Some(CqlValue::Int(v));
+        let mut row = vec![
+            t("0000000000005-a"),
+            b(5),
+            t("key:k1"),
+            t("t1"),
+            t("create_device"),
+            t("/v1/devices"),
+            t("127.0.0.1:1"),
+            int(201),
+            t("ok"),
+        ];
+        let entry = audit_entry(&row).expect("decode");
+        assert_eq!(
+            (entry.id.as_str(), entry.status, entry.tenant.as_deref()),
+            ("0000000000005-a", 201, Some("t1"))
+        );
+        row[7] = int(70_000);
+        expect_corrupt(audit_entry(&row), "audit status 70000 out of range");
+        row[7] = None;
+        expect_corrupt(audit_entry(&row), "audit status is null");
     }
 }

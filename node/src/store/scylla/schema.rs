@@ -198,6 +198,45 @@ pub(crate) const MIGRATIONS: &[&[&str]] = &[
             event_id      text,
             PRIMARY KEY ((day, bucket), created_at_ms, device_id, seq, event_id))",
     ],
+    // 4: the access directory and the audit log (see the module docs of
+    // `super::access`).
+    &[
+        // Directory records (tenants, API keys, users) as JSON documents, one partition
+        // per kind: the directory is small (thousands of records at most), a kind is
+        // listed in id order by reading its one partition, and create, update and
+        // delete are single-row LWTs on it. A tenant's records are picked out while
+        // paging (no index to keep in step with an LWT-written row).
+        "CREATE TABLE IF NOT EXISTS {ks}.access (
+            kind          text,
+            id            text,
+            tenant        text,
+            body          text,
+            updated_at_ms bigint,
+            PRIMARY KEY ((kind), id))",
+        // The audit log, one partition per hour of `at_ms` (`hour = at_ms / 3_600_000`),
+        // entries in id order (ids begin with the zero-padded `at_ms`, so id order is
+        // time order). An hour, not a day, so that a busy API's partition stays small
+        // (a day of one write a second is 86,400 rows; an hour 3,600).
+        "CREATE TABLE IF NOT EXISTS {ks}.audit (
+            hour    bigint,
+            id      text,
+            at_ms   bigint,
+            actor   text,
+            tenant  text,
+            action  text,
+            target  text,
+            source  text,
+            status  int,
+            outcome text,
+            PRIMARY KEY ((hour), id))",
+        // The hours that have audit entries, in order, in one small partition (a row per
+        // hour: 8,760 a year): where a listing without `since_ms` starts, and which empty
+        // hours it skips. Written before the entries of its hour.
+        "CREATE TABLE IF NOT EXISTS {ks}.audit_hours (
+            bucket int,
+            hour   bigint,
+            PRIMARY KEY ((bucket), hour))",
+    ],
 ];
 
 /// A statement with `{ks}` replaced by the keyspace.
@@ -255,6 +294,9 @@ mod tests {
         found.sort();
         let s = |v: &[&str]| v.iter().map(|c| c.to_string()).collect::<Vec<_>>();
         let expected = vec![
+            ("access".into(), s(&["kind"]), s(&["id"])),
+            ("audit".into(), s(&["hour"]), s(&["id"])),
+            ("audit_hours".into(), s(&["bucket"]), s(&["hour"])),
             (
                 "delivered_by_day".into(),
                 s(&["day", "bucket"]),
@@ -301,7 +343,7 @@ mod tests {
             let opened = ddl.matches('(').count();
             assert_eq!(opened, ddl.matches(')').count(), "unbalanced: {ddl}");
         }
-        assert_eq!(SCHEMA_VERSION, 3);
+        assert_eq!(SCHEMA_VERSION, 4);
         assert_eq!(
             // Step 3 creates tables only: no data to write before it is recorded.
             MIGRATIONS[2]
@@ -312,6 +354,17 @@ mod tests {
                 .count(),
             2,
             "the delivery log comes with its version"
+        );
+        assert_eq!(
+            // Step 4 creates tables only as well: the directory and the log start empty.
+            MIGRATIONS[3]
+                .iter()
+                .filter(|ddl| ["access", "audit", "audit_hours"]
+                    .iter()
+                    .any(|table| ddl.contains(&format!("{{ks}}.{table} ("))))
+                .count(),
+            3,
+            "the access directory and the audit log come with their version"
         );
         assert_eq!(
             MIGRATIONS[DEVICES_BY_SHARD_VERSION as usize - 1]

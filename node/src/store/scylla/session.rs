@@ -112,6 +112,30 @@ impl ScyllaStore {
             .map_err(|e| errors::execution(name, e))?;
         applied(name, result)
     }
+
+    /// An unlogged batch of plain idempotent writes, for rows of one partition (a
+    /// batch of one partition is applied whole by its replica set, and costs one
+    /// request instead of one per row). Retried like any idempotent write.
+    pub(super) async fn write_batch(
+        &self,
+        parts: Vec<(&Statement, Vec<Bound>)>,
+    ) -> Result<(), StoreError> {
+        let mut batch = Batch::new(BatchType::Unlogged);
+        batch.set_consistency(Consistency::LocalQuorum);
+        batch.set_is_idempotent(true);
+        let mut values = Vec::with_capacity(parts.len());
+        let name = parts.first().map_or("batch", |(s, _)| s.name);
+        for (statement, bound) in parts {
+            debug_assert_eq!(statement.kind, Kind::Write, "{}", statement.name);
+            batch.append_statement(self.statement(statement).clone());
+            values.push(bound);
+        }
+        self.session
+            .batch(&batch, values)
+            .await
+            .map(drop)
+            .map_err(|e| errors::execution(name, e))
+    }
 }
 
 /// The rows of a result.

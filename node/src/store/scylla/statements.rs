@@ -3,8 +3,19 @@
 //! Values are bound by name through [`Statement::bind`], which checks the names against
 //! [`Statement::binds`]; a unit test checks `binds` against the markers of the text. So a
 //! statement, its markers and the Rust values bound to it cannot drift apart unnoticed.
+//!
+//! The statements of a later concept live in a child module of `statements/` (the
+//! access directory and the audit log: `statements/access.rs`), re-exported here, so
+//! that one path names every statement and [`ALL`] lists them all.
 
 use scylla::value::{CqlValue, MaybeUnset};
+
+mod access;
+
+pub(crate) use self::access::{
+    AUDIT_HOURS, AUDIT_PAGE, CREATE_ACCESS, DELETE_ACCESS, GET_ACCESS, LIST_ACCESS, PUT_AUDIT,
+    PUT_AUDIT_HOUR, UPDATE_ACCESS,
+};
 
 /// One bound value: unset (the column is left alone), null, or a value.
 pub(crate) type Bound = MaybeUnset<Option<CqlValue>>;
@@ -848,6 +859,15 @@ pub(crate) const ALL: &[Statement] = &[
     CLAIM_SETTING,
     GET_SCHEMA_VERSION,
     PUT_SCHEMA_VERSION,
+    GET_ACCESS,
+    LIST_ACCESS,
+    CREATE_ACCESS,
+    UPDATE_ACCESS,
+    DELETE_ACCESS,
+    PUT_AUDIT_HOUR,
+    AUDIT_HOURS,
+    PUT_AUDIT,
+    AUDIT_PAGE,
 ];
 
 #[cfg(test)]
