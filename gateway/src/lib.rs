@@ -38,6 +38,7 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+pub use wafleet_http_edge::Edge;
 use wafleet_node::catalog::Catalog;
 use wafleet_node::events::EventBus;
 use wafleet_node::store::DeviceRecord;
@@ -149,19 +150,16 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
-///
-/// Each connection gets a clone of the router (`into_make_service`), which shares its
-/// routes. Served as a plain `Router`, axum rebuilds the route table for every
-/// connection (`Router::with_state(())`), about 18 KB per connection with this API's
-/// routes: an SSE client holds its connection, so that was most of what a stream cost.
+/// Serves `router` on `listener` under `edge`'s rules (timeouts, connection cap) until
+/// `shutdown` completes; see [`wafleet_http_edge::serve`]. The accept loop is
+/// [`wafleet_node::open_files::Listener`], which says once when the process runs out of
+/// open files.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    edge: Edge,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = wafleet_node::open_files::Listener::new(listener);
-    axum::serve(listener, router.into_make_service())
-        .with_graceful_shutdown(shutdown)
-        .await
+    wafleet_http_edge::serve(listener, router, edge, shutdown).await
 }
