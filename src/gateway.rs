@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use wafleet_cluster_config::GatewaySettings;
-use wafleet_gateway::AppState;
 use wafleet_gateway::remote::RemoteDevices;
 use wafleet_gateway::resolver::PlacementResolver;
+use wafleet_gateway::{AppState, Edge};
 use wafleet_node::catalog::Catalog;
 use wafleet_node::cluster::ownership::AlwaysOwned;
 use wafleet_node::cluster::{ClusterOptions, join};
@@ -74,6 +74,7 @@ pub(crate) async fn run(
             let server = tokio::spawn(wafleet_gateway::serve(
                 listener,
                 wafleet_gateway::metrics_router(state.clone()),
+                Edge::new("metrics", settings.http),
                 async {
                     let _ = stopped.await;
                 },
@@ -90,7 +91,8 @@ pub(crate) async fn run(
         members,
         |m| m.join(","),
     ));
-    let served = wafleet_gateway::serve(http, router, shutdown).await;
+    let served =
+        wafleet_gateway::serve(http, router, Edge::new("api", settings.http), shutdown).await;
     if let Some((stop, server)) = metrics_server {
         let _ = stop.send(());
         match server.await {

@@ -129,7 +129,13 @@ pub(crate) async fn run(
     }
     let listener = bind(&args.listen).await?;
     announce(&listener)?;
-    wafleet_gateway::serve(listener, router, shutdown).await?;
+    wafleet_gateway::serve(
+        listener,
+        router,
+        wafleet_gateway::Edge::new("api", settings.http),
+        shutdown,
+    )
+    .await?;
     info!("shutting down");
     fleet.shutdown().await;
     Ok(())
@@ -152,13 +158,20 @@ pub(crate) async fn run_sim(
     args: SimArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let settings = StandaloneSettings::from_env().context("cannot read the environment")?;
     let network = Network::open(SimConfig {
         qr_ttl: Duration::from_millis(args.qr_ttl_ms),
         ..SimConfig::default()
     })?;
     let listener = bind(&args.listen).await?;
     announce(&listener)?;
-    wafleet_sim::serve(open_files::Listener::new(listener), network, shutdown).await?;
+    wafleet_sim::serve(
+        open_files::Listener::new(listener),
+        network,
+        wafleet_gateway::Edge::new("sim", settings.http),
+        shutdown,
+    )
+    .await?;
     Ok(())
 }
 

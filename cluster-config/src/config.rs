@@ -6,7 +6,8 @@
 //! One TOML file per process (`deploy/node.example.toml` and
 //! `deploy/gateway.example.toml` list every key with its default and why it exists).
 //! Sections: `[node]` or `[gateway]`, then `[cluster]` (shared, identical in every
-//! process of a cluster), `[lease]` and `[recovery]` (nodes only), `[store]`, `[redis]`.
+//! process of a cluster), `[lease]` and `[recovery]` (nodes only), `[store]`, `[redis]`,
+//! `[http]` (every HTTP listener's timeouts and connection cap).
 //!
 //! - **Durations** are whole milliseconds, in keys that end in `_ms`
 //!   (`heartbeat_interval_ms = 250`): one unit everywhere, no parsing of units, and the
@@ -34,6 +35,7 @@ mod check;
 mod cluster;
 mod error;
 mod gateway;
+mod http;
 mod lease;
 mod link;
 mod node;
@@ -46,6 +48,7 @@ mod webhooks;
 pub use cluster::{ClusterSettings, Cookie};
 pub use error::{ConfigError, Origin};
 pub use gateway::{GatewaySection, GatewaySettings};
+pub use http::HttpSection;
 pub use lease::LeaseSettings;
 pub use link::{LinkKind, LinkSettings};
 pub use node::{NodeSection, NodeSettings};

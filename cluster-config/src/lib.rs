@@ -12,7 +12,8 @@
 //! # Layout
 //!
 //! - [`config`]: the settings of each process, one file per section under `config/`
-//!   (`node`, `gateway`, `cluster`, `lease`, `store`, `redis`, `recovery`), the layered
+//!   (`node`, `gateway`, `cluster`, `lease`, `store`, `redis`, `recovery`, `link`,
+//!   `webhooks`, `http`), the layered
 //!   file + environment source (`source`), shared checks (`check`) and [`ConfigError`].
 //! - [`placement`]: [`shard_of`] (device → shard) and [`Placement`] (shard → node).
 //! - [`sims`]: [`sim_of`], which of several simulator processes serves a device (the
@@ -30,10 +31,10 @@ pub mod quota;
 pub mod sims;
 
 pub use config::{
-    ClusterSettings, ConfigError, Cookie, GatewaySection, GatewaySettings, LeaseSettings, LinkKind,
-    LinkSettings, MasterKeySource, NoMasterKey, NodeSection, NodeSettings, Origin,
-    RecoverySettings, RedisSettings, ScyllaSettings, SqliteSettings, StandaloneSettings, StoreKind,
-    StoreSettings, WebhooksSection,
+    ClusterSettings, ConfigError, Cookie, GatewaySection, GatewaySettings, HttpSection,
+    LeaseSettings, LinkKind, LinkSettings, MasterKeySource, NoMasterKey, NodeSection, NodeSettings,
+    Origin, RecoverySettings, RedisSettings, ScyllaSettings, SqliteSettings, StandaloneSettings,
+    StoreKind, StoreSettings, WebhooksSection,
 };
 pub use placement::{Placement, PlacementError, shard_of};
 pub use quota::{Quota, QuotaError, QuotaTable};

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use wafleet_cluster_config::{ConfigError, GatewaySettings, NodeSettings, Placement, StoreKind};
+use wafleet_cluster_config::{
+    ConfigError, GatewaySettings, HttpSection, NodeSettings, Placement, StoreKind,
+};
 
 const COOKIE: &str = "4f1c2b9e8d7a6f5e4d3c2b1a09f8e7d6";
 
@@ -28,6 +30,7 @@ fn the_node_example_loads() {
     assert!(settings.cluster.detection_bound() <= Duration::from_secs(2));
     assert_eq!(settings.store.kind, StoreKind::Sqlite);
     assert_eq!(settings.recovery.concurrency, 128);
+    assert_eq!(settings.http, HttpSection::default());
 }
 
 #[test]
@@ -37,6 +40,7 @@ fn the_gateway_example_loads() {
     assert_eq!(settings.gateway.name, "gateway-1");
     assert_eq!(settings.gateway.seeds.len(), 3);
     assert_eq!(settings.gateway.request_timeout, Duration::from_secs(10));
+    assert_eq!(settings.http, HttpSection::default());
 }
 
 #[test]

@@ -16,13 +16,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::serve::IncomingStream;
 use wafleet_node::access::Principal;
 use wafleet_node::access::audit::entry_id;
 use wafleet_node::clock::now_ms;
@@ -123,23 +121,13 @@ pub async fn check_device(state: &AppState, caller: &Principal, id: &str) -> Res
     }
 }
 
-/// The address of a connection's client, as the listener accepted it (what
-/// [`crate::serve`] hands every request as `ConnectInfo`).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub SocketAddr);
-
-impl Connected<IncomingStream<'_, wafleet_node::open_files::Listener>> for ClientAddr {
-    fn connect_info(stream: IncomingStream<'_, wafleet_node::open_files::Listener>) -> Self {
-        ClientAddr(*stream.remote_addr())
-    }
-}
-
-/// The client's address, as the listener saw it.
+/// The client's address, as the listener accepted it (the HTTP edge hands every request
+/// its connection's peer as `ConnectInfo`).
 pub fn source_of(request: &Request) -> String {
     request
         .extensions()
-        .get::<ConnectInfo<ClientAddr>>()
-        .map(|ConnectInfo(ClientAddr(addr))| addr.ip().to_string())
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string())
         .unwrap_or_else(|| "unknown".to_owned())
 }
 

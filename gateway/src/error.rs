@@ -60,6 +60,9 @@ pub enum ApiError {
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorCode(pub &'static str);
 
+/// What a client is told when the store fails: never the store's own error text.
+pub const STORE_UNAVAILABLE: &str = "the store is unavailable; retry later";
+
 /// The JSON body of every error.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -221,8 +224,10 @@ impl From<FleetError> for ApiError {
                 message: FleetError::IdempotencyKeyReused.to_string(),
             },
             FleetError::Timeout => ApiError::Timeout,
+            // The detail (a path, a driver's error text, host names) is for the log only.
             FleetError::Store(StoreError::Unavailable(detail)) => {
-                ApiError::Unavailable(format!("the store is unavailable: {detail}"))
+                tracing::warn!(%detail, "store unavailable");
+                ApiError::Unavailable(STORE_UNAVAILABLE.to_owned())
             }
             // The device moved to another node while this one handled the call.
             FleetError::Store(StoreError::Fenced { .. }) => {
@@ -269,6 +274,24 @@ mod tests {
         assert_eq!(error.code(), "daily_quota_exceeded");
         let response = error.into_response();
         assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_says_unavailable_and_not_its_detail() {
+        let detail = "unable to open database file: /var/lib/wafleet/wafleet.db";
+        let error = ApiError::from(FleetError::Store(StoreError::Unavailable(detail.into())));
+        assert_eq!(error.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(error.into_response().into_body(), 4096)
+            .await
+            .unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(text.contains(STORE_UNAVAILABLE), "{text}");
+        assert!(!text.contains("wafleet.db"), "{text}");
+        let internal = ApiError::from(FleetError::Store(StoreError::Corrupt(detail.into())));
+        let body = axum::body::to_bytes(internal.into_response().into_body(), 4096)
+            .await
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("wafleet.db"));
     }
 
     #[test]

@@ -42,6 +42,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use wafleet_node::access::audit::AuditLog;
 use wafleet_node::access::directory::Directory;
+pub use wafleet_http_edge::Edge;
 use wafleet_node::catalog::Catalog;
 use wafleet_node::events::EventBus;
 use wafleet_node::store::DeviceRecord;
@@ -196,22 +197,16 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
-///
-/// Each connection gets a clone of the router (`into_make_service`), which shares its
-/// routes. Served as a plain `Router`, axum rebuilds the route table for every
-/// connection (`Router::with_state(())`), about 18 KB per connection with this API's
-/// routes: an SSE client holds its connection, so that was most of what a stream cost.
+/// Serves `router` on `listener` under `edge`'s rules (timeouts, connection cap) until
+/// `shutdown` completes; see [`wafleet_http_edge::serve`]. The accept loop is
+/// [`wafleet_node::open_files::Listener`], which says once when the process runs out of
+/// open files.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    edge: Edge,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = wafleet_node::open_files::Listener::new(listener);
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<auth::ClientAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    wafleet_http_edge::serve(listener, router, edge, shutdown).await
 }

@@ -16,13 +16,17 @@ pub const SSE_CLIENTS: &str = "wafleet_gateway_sse_clients";
 pub const NODE_COMMANDS: &str = "wafleet_gateway_node_commands_total";
 
 /// Every metric name this crate registers (histograms without their `_bucket`, `_sum`
-/// and `_count` suffixes). A process's `/metrics` shows these and
-/// [`wafleet_node::metrics::ALL`]: see [`all`].
+/// and `_count` suffixes). A process's `/metrics` shows these,
+/// [`wafleet_node::metrics::ALL`] and [`wafleet_http_edge::metrics::ALL`]: see [`all`].
 pub const ALL: &[&str] = &[HTTP_DURATION, SSE_CLIENTS, NODE_COMMANDS];
 
-/// Every metric name a wafleet process can export: this crate's and the node crate's.
+/// Every metric name a wafleet process can export: this crate's, the node crate's and
+/// the HTTP edge's.
 pub fn all() -> impl Iterator<Item = &'static str> {
-    ALL.iter().chain(wafleet_node::metrics::ALL).copied()
+    ALL.iter()
+        .chain(wafleet_node::metrics::ALL)
+        .chain(wafleet_http_edge::metrics::ALL)
+        .copied()
 }
 
 /// The buckets of [`HTTP_DURATION`].
@@ -51,6 +55,7 @@ pub fn prometheus() -> PrometheusHandle {
                 });
             describe();
             wafleet_node::metrics::describe();
+            wafleet_http_edge::metrics::describe();
             handle
         })
         .clone()

@@ -162,15 +162,14 @@ impl NodeProcess {
         println!("listening on http://{}", http.local_addr()?);
         tokio::spawn(print_changes("members", members, |m| m.join(",")));
         tokio::spawn(print_changes("shards", held_shards, usize::to_string));
-        // One router shared by the connections (served as a plain Router, axum rebuilds
-        // its route table for each connection).
-        axum::serve(
+        wafleet_http_edge::serve(
             crate::open_files::Listener::new(http),
-            router.into_make_service(),
+            router,
+            wafleet_http_edge::Edge::new("node", settings.http),
+            async {
+                let _ = left_rx.await;
+            },
         )
-        .with_graceful_shutdown(async {
-            let _ = left_rx.await;
-        })
         .await?;
         drop(cluster);
         fleet.shutdown().await;

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::check::{self, Invalid};
 use super::source::{Source, process_env};
-use super::{ClusterSettings, ConfigError, RedisSettings, StoreSettings};
+use super::{ClusterSettings, ConfigError, HttpSection, RedisSettings, StoreSettings};
 
 /// Everything `wafleet gateway` reads from its config file and environment. The gateway
 /// keeps no state: it computes each device's owner with the same placement as the nodes
@@ -27,6 +27,9 @@ pub struct GatewaySettings {
     /// `[redis]`: the event streams the nodes write.
     #[serde(default)]
     pub redis: RedisSettings,
+    /// `[http]`: timeouts and connection cap of the API's and the metrics' listeners.
+    #[serde(default)]
+    pub http: HttpSection,
 }
 
 /// The `[gateway]` section.
@@ -145,7 +148,21 @@ impl GatewaySettings {
         self.gateway.check()?;
         self.cluster.check()?;
         self.store.check()?;
-        self.redis.check()
+        self.redis.check()?;
+        self.http.check()?;
+        if self.http.request_timeout < self.gateway.request_timeout {
+            return Err(Invalid::new(
+                "http.request_timeout_ms",
+                format!(
+                    "{} ms is shorter than gateway.request_timeout_ms ({} ms): a device call \
+                     that a node does not answer would be cut as a 503 before it can end as \
+                     the 504 that says so",
+                    self.http.request_timeout.as_millis(),
+                    self.gateway.request_timeout.as_millis()
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -291,6 +308,26 @@ mod tests {
             matches!(&err, ConfigError::InvalidValue { key, .. } if key == "gateway.advertise_host"),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn the_edge_request_timeout_is_no_shorter_than_a_node_call() {
+        let settings = parse(MINIMAL, &[]).unwrap();
+        assert_eq!(settings.http.request_timeout, Duration::from_secs(30));
+        let err = parse(
+            MINIMAL,
+            &[
+                ("WAFLEET__GATEWAY__REQUEST_TIMEOUT_MS", "20000"),
+                ("WAFLEET__HTTP__REQUEST_TIMEOUT_MS", "15000"),
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::InvalidValue { key, .. } if key == "http.request_timeout_ms"),
+            "{err:?}"
+        );
+        let settings = parse(MINIMAL, &[("WAFLEET__HTTP__REQUEST_TIMEOUT_MS", "10000")]).unwrap();
+        assert_eq!(settings.http.request_timeout, Duration::from_secs(10));
     }
 
     #[test]

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use super::check::{self, Invalid};
 use super::source::{Source, process_env};
 use super::{
-    ClusterSettings, ConfigError, LeaseSettings, LinkSettings, RecoverySettings, RedisSettings,
-    StoreSettings, WebhooksSection,
+    ClusterSettings, ConfigError, HttpSection, LeaseSettings, LinkSettings, RecoverySettings,
+    RedisSettings, StoreSettings, WebhooksSection,
 };
 
 /// Everything `wafleet node` reads from its config file and environment.
@@ -38,6 +38,9 @@ pub struct NodeSettings {
     /// `[webhooks]`: sending webhook deliveries.
     #[serde(default)]
     pub webhooks: WebhooksSection,
+    /// `[http]`: timeouts and connection cap of the node's HTTP listener.
+    #[serde(default)]
+    pub http: HttpSection,
 }
 
 /// The `[node]` section: this node's identity and addresses.
@@ -134,7 +137,8 @@ impl NodeSettings {
         self.redis.check()?;
         self.recovery.check()?;
         self.link.check()?;
-        self.webhooks.check()
+        self.webhooks.check()?;
+        self.http.check()
     }
 }
 

@@ -5,9 +5,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::ConfigError;
 use super::check::{self, Invalid};
 use super::source::{Source, process_env};
+use super::{ConfigError, HttpSection};
 
 /// The `[webhooks]` section (nodes, and standalone through the environment).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -56,12 +56,16 @@ fn default_retention_hours() -> u64 {
 }
 
 /// What `wafleet standalone` reads from the environment (it has no config file):
-/// `WAFLEET__WEBHOOKS__*`. Other sections' variables are ignored.
+/// `WAFLEET__WEBHOOKS__*` and `WAFLEET__HTTP__*` (`wafleet sim` reads the latter too).
+/// Other sections' variables are ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct StandaloneSettings {
     /// `[webhooks]`.
     #[serde(default)]
     pub webhooks: WebhooksSection,
+    /// `[http]`: the API listener's timeouts and connection cap.
+    #[serde(default)]
+    pub http: HttpSection,
 }
 
 impl StandaloneSettings {
@@ -78,12 +82,17 @@ impl StandaloneSettings {
         V: Into<String>,
     {
         let source = Source::parse(Path::new("(environment)"), "", env)?;
-        super::typed(source, |s: &StandaloneSettings| s.webhooks.check())
+        super::typed(source, |s: &StandaloneSettings| {
+            s.webhooks.check()?;
+            s.http.check()
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -99,5 +108,54 @@ mod tests {
         assert!(!none.webhooks.allow_private_targets);
         let bad = StandaloneSettings::from_vars([("WAFLEET__WEBHOOKS__CONCURRENCY", "0")]);
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn standalone_reads_the_http_section_from_the_environment() {
+        let none = StandaloneSettings::from_vars(Vec::<(String, String)>::new()).unwrap();
+        assert_eq!(none.http, HttpSection::default());
+        assert_eq!(none.http.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(none.http.idle_timeout, Duration::from_secs(75));
+        assert_eq!(none.http.request_timeout, Duration::from_secs(30));
+        assert_eq!(none.http.max_connections, 16_384);
+        let settings = StandaloneSettings::from_vars([
+            ("WAFLEET__HTTP__HEADER_READ_TIMEOUT_MS", "2000"),
+            ("WAFLEET__HTTP__IDLE_TIMEOUT_MS", "1500"),
+            ("WAFLEET__HTTP__REQUEST_TIMEOUT_MS", "500"),
+            ("WAFLEET__HTTP__MAX_CONNECTIONS", "3000"),
+        ])
+        .unwrap();
+        assert_eq!(settings.http.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(settings.http.idle_timeout, Duration::from_millis(1500));
+        assert_eq!(settings.http.request_timeout, Duration::from_millis(500));
+        assert_eq!(settings.http.max_connections, 3000);
+        for (var, value, key) in [
+            (
+                "WAFLEET__HTTP__HEADER_READ_TIMEOUT_MS",
+                "50",
+                "http.header_read_timeout_ms",
+            ),
+            (
+                "WAFLEET__HTTP__IDLE_TIMEOUT_MS",
+                "0",
+                "http.idle_timeout_ms",
+            ),
+            (
+                "WAFLEET__HTTP__REQUEST_TIMEOUT_MS",
+                "3600001",
+                "http.request_timeout_ms",
+            ),
+            (
+                "WAFLEET__HTTP__MAX_CONNECTIONS",
+                "0",
+                "http.max_connections",
+            ),
+        ] {
+            let err = StandaloneSettings::from_vars([(var, value)]).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::InvalidValue { key: k, .. } if k == key),
+                "{var}={value}: {err:?}"
+            );
+        }
     }
 }

@@ -138,11 +138,11 @@ async fn stream(
         EventFilter::TenantDevices(tenant, _) => Some(tenant.clone()),
         _ => None,
     };
-    let subscription = state
-        .bus
-        .subscribe(filter, after)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let subscription = state.bus.subscribe(filter, after).await.map_err(|error| {
+        // The detail (the bus's address, its driver's error text) is for the log.
+        tracing::warn!(%error, "cannot subscribe to the event bus");
+        ApiError::Unavailable("the event stream is unavailable; retry later".to_owned())
+    })?;
     let reader = Reader {
         subscription,
         catalog: state.catalog.clone(),

@@ -15,15 +15,27 @@ pub async fn healthz() -> Json<serde_json::Value> {
 
 /// The process can serve: its store answered the census (taken at most a second ago,
 /// so probes never make the store count every device per request).
+///
+/// Unauthenticated, so a failure says only that the store is unavailable: its detail
+/// (a file path, a driver's error text, host names) goes to the log, not to whoever
+/// asks.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match state.catalog.recent_census().await {
         Ok(_) => Json(json!({"status": "ready"})).into_response(),
-        Err(error) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "reason": error.to_string()})),
-        )
-            .into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "not ready: the store did not answer the census");
+            not_ready()
+        }
     }
+}
+
+/// The body of a failed `/readyz`: the same whatever the failure.
+fn not_ready() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"status": "not_ready", "reason": "store unavailable"})),
+    )
+        .into_response()
 }
 
 /// Prometheus text format.

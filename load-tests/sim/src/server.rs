@@ -5,6 +5,7 @@ use std::future::Future;
 
 use axum::{Router, routing::get, serve::Listener};
 use tokio::sync::watch;
+use wafleet_http_edge::Edge;
 
 use super::{Network, routes, socket};
 
@@ -28,8 +29,9 @@ fn app(network: Network, shutdown: Option<watch::Receiver<bool>>) -> Router {
         .with_state(AppState { network, shutdown })
 }
 
-/// Serve the network on `listener` until `shutdown` resolves; then close the open
-/// WebSockets and wait for the state file to be written.
+/// Serve the network on `listener` under `edge`'s rules (timeouts, connection cap: see
+/// `wafleet_http_edge`) until `shutdown` resolves; then close the open WebSockets and
+/// wait for the state file to be written.
 ///
 /// Any axum listener: `wafleet sim` passes one that says once when the process runs
 /// out of open files (`wafleet_node::open_files::Listener`); tests pass a
@@ -37,22 +39,23 @@ fn app(network: Network, shutdown: Option<watch::Receiver<bool>>) -> Router {
 pub async fn serve<L>(
     listener: L,
     network: Network,
+    edge: Edge,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
     L: Listener,
-    L::Addr: std::fmt::Debug,
+    L::Addr: Clone + Send + Sync + 'static,
 {
     let (stop, stopping) = watch::channel(false);
-    // One router shared by every connection (a plain Router is rebuilt per connection).
-    let result = axum::serve(
+    let result = wafleet_http_edge::serve(
         listener,
-        app(network.clone(), Some(stopping)).into_make_service(),
+        app(network.clone(), Some(stopping)),
+        edge,
+        async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        },
     )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stop.send(true);
-    })
     .await;
     network.flush().await;
     result

@@ -35,7 +35,12 @@ impl Sim {
         let network = Network::open(config).expect("the network opens");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve(listener, network.clone(), std::future::pending()));
+        tokio::spawn(serve(
+            listener,
+            network.clone(),
+            edge(),
+            std::future::pending(),
+        ));
         Sim {
             addr,
             network,
@@ -86,6 +91,11 @@ impl Sim {
     async fn dial(&self, id: &str) -> Device {
         Device::new(id, Transport::dial(self.addr).await)
     }
+}
+
+/// The simulator's listener with the default `[http]` rules.
+fn edge() -> wafleet_http_edge::Edge {
+    wafleet_http_edge::Edge::new("sim", wafleet_http_edge::HttpSection::default())
 }
 
 fn memory_network() -> Network {
@@ -430,7 +440,7 @@ async fn shutting_the_server_down_closes_its_sockets() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, network.clone(), async move {
+    let server = tokio::spawn(serve(listener, network.clone(), edge(), async move {
         let _ = stopped.await;
     }));
     let mut device = Device::new("dev-evicted", Transport::dial(addr).await);

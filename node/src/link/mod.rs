@@ -12,7 +12,10 @@
 //!   its id picks ([`SimSpread`]).
 //! - [`whatsapp`]: the link to real WhatsApp, on the `whatsapp-rust` crate.
 //! - [`ws`]: the WebSocket dialer for an external simulator.
+//! - `redacted`: `Debug` of events and commands that shows a message's text as its
+//!   length, so that no log line carries one.
 
+mod redacted;
 pub mod sim;
 pub mod spread;
 pub mod whatsapp;
@@ -26,8 +29,8 @@ use tokio::sync::oneshot;
 
 use crate::vault::DeviceVault;
 
-/// What a link tells its device.
-#[derive(Debug, Clone, PartialEq)]
+/// What a link tells its device (`Debug` shows no message text: see `redacted`).
+#[derive(Clone, PartialEq)]
 pub enum LinkEvent {
     /// Pairing: a (new) QR code to show.
     Qr { code: String, expires_at_ms: i64 },
@@ -87,8 +90,7 @@ pub struct PairCode {
     pub expires_at_ms: i64,
 }
 
-/// What a device asks of its link.
-#[derive(Debug)]
+/// What a device asks of its link (`Debug` shows no message text: see `redacted`).
 pub enum LinkCommand {
     SendText {
         message_id: String,
