@@ -186,6 +186,35 @@ mod tests {
     }
 
     #[test]
+    fn cluster_tls_comes_from_the_file_or_the_environment_and_all_three_files_go_together() {
+        let file = format!(
+            "{MINIMAL}\n[cluster.tls]\ncert = \"/tls/tls.crt\"\nkey = \"/tls/tls.key\"\nca = \"/tls/ca.crt\"\nrequired = true\n"
+        );
+        let settings = parse(&file, &[]).unwrap();
+        let files = settings.cluster.tls.files().unwrap();
+        assert_eq!(files.cert, Path::new("/tls/tls.crt"));
+        assert_eq!(files.server_name, "wafleet-cluster");
+        let settings = parse(
+            MINIMAL,
+            &[
+                ("WAFLEET__CLUSTER__TLS__CERT", "/tls/tls.crt"),
+                ("WAFLEET__CLUSTER__TLS__KEY", "/tls/tls.key"),
+                ("WAFLEET__CLUSTER__TLS__CA", "/tls/ca.crt"),
+                ("WAFLEET__CLUSTER__TLS__SERVER_NAME", "cluster.example"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            settings.cluster.tls.files().unwrap().server_name,
+            "cluster.example"
+        );
+        let err = parse(MINIMAL, &[("WAFLEET__CLUSTER__TLS__CERT", "/tls/tls.crt")]).unwrap_err();
+        assert!(err.to_string().contains("cluster.tls.key"), "{err}");
+        let err = parse(MINIMAL, &[("WAFLEET__CLUSTER__TLS__REQUIRED", "true")]).unwrap_err();
+        assert!(err.to_string().contains("cluster.tls.cert"), "{err}");
+    }
+
+    #[test]
     fn the_environment_wins_over_the_file() {
         let settings = parse(
             MINIMAL,
