@@ -162,6 +162,7 @@ fn options(
         http_addr: String::new(),
         fleet: Some(fleet),
         ownership: Arc::new(ownership),
+        tls: None,
     }
 }
 

@@ -5,10 +5,15 @@
 //! keeps in sync across authenticated sessions) and drops the peers it has not heard from
 //! within the failure timeout. The live view is published on a watch channel.
 //!
+//! Heartbeats also carry the cluster addresses of the members their sender has a session
+//! with; a host gathers those of its live peers into `learned`, which the dialing loop
+//! ([`super::peers`]) connects to.
+//!
 //! A host also answers device commands from gateways (`Command`): it runs them against
 //! its node's [`Fleet`] in a task of their own, so a slow device never holds up the
 //! host's mailbox (heartbeats included), and replies from that task.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,6 +100,11 @@ pub struct HostArgs {
     pub fleet: Option<Fleet>,
     /// Whether this node may serve a device now (the cluster runtime's hook).
     pub ownership: Arc<dyn OwnershipCheck>,
+    /// The addresses of the members this process has a session with (from the dialing
+    /// loop), told to peers in each heartbeat.
+    pub direct: watch::Receiver<Vec<String>>,
+    /// Where the addresses live peers report are published, for the dialing loop.
+    pub learned: watch::Sender<Vec<String>>,
 }
 
 /// A host's data.
@@ -106,6 +116,10 @@ pub struct HostState {
     view: watch::Sender<Vec<String>>,
     fleet: Option<Fleet>,
     ownership: Arc<dyn OwnershipCheck>,
+    direct: watch::Receiver<Vec<String>>,
+    learned: watch::Sender<Vec<String>>,
+    /// The peers each member last said it has a session with.
+    reported: HashMap<String, Vec<String>>,
 }
 
 impl Actor for NodeHost {
@@ -135,6 +149,9 @@ impl Actor for NodeHost {
             view: args.view,
             fleet: args.fleet,
             ownership: args.ownership,
+            direct: args.direct,
+            learned: args.learned,
+            reported: HashMap::new(),
         })
     }
 
@@ -150,6 +167,12 @@ impl Actor for NodeHost {
                     info!(node = %heartbeat.node, "member alive");
                     state.publish();
                 }
+                if heartbeat.leaving {
+                    state.reported.remove(&heartbeat.node);
+                } else {
+                    state.reported.insert(heartbeat.node, heartbeat.peers);
+                }
+                state.publish_learned();
             }
             HostMsg::Leave => {
                 if let Some(heartbeat) = &mut state.heartbeat {
@@ -162,7 +185,8 @@ impl Actor for NodeHost {
                 }
             }
             HostMsg::Tick => {
-                if let Some(heartbeat) = &state.heartbeat {
+                if let Some(heartbeat) = &mut state.heartbeat {
+                    heartbeat.peers = state.direct.borrow().clone();
                     for peer in peers(&myself) {
                         let _ = ActorRef::<HostMsg>::from(peer)
                             .cast(HostMsg::Heartbeat(Wire(heartbeat.clone())));
@@ -172,6 +196,7 @@ impl Actor for NodeHost {
                 if !dead.is_empty() {
                     info!(nodes = ?dead, "members silent past the failure timeout");
                     state.publish();
+                    state.publish_learned();
                 }
             }
             HostMsg::Command(Wire(command), reply) => state.run_command(command, reply),
@@ -183,6 +208,28 @@ impl Actor for NodeHost {
 impl HostState {
     fn publish(&self) {
         self.view.send_replace(self.membership.live());
+    }
+
+    /// Publishes the addresses live members report (a dead member's list goes with it),
+    /// if they changed.
+    fn publish_learned(&mut self) {
+        let live = self.membership.live();
+        self.reported.retain(|node, _| live.contains(node));
+        let learned: Vec<String> = self
+            .reported
+            .values()
+            .flatten()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        self.learned.send_if_modified(|current| {
+            let changed = *current != learned;
+            if changed {
+                *current = learned;
+            }
+            changed
+        });
     }
 
     /// Runs a device command in a task of its own and replies from there.
