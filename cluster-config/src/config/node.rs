@@ -61,7 +61,8 @@ pub struct NodeSection {
     #[serde(default)]
     pub advertise_host: Option<String>,
     /// Cluster addresses (`host:port`) of nodes to join at start; empty for the first
-    /// node. A few are enough: ractor_cluster introduces the rest of the cluster.
+    /// node. A few are enough: the members they report in their heartbeats introduce
+    /// the rest of the cluster.
     #[serde(default)]
     pub seeds: Vec<String>,
     /// Where this node serves `/metrics`, `/healthz` and `/readyz` (default

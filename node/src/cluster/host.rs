@@ -21,7 +21,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, pg};
 use ractor_cluster::RactorClusterMessage;
 use tokio::sync::watch;
 use tracing::info;
-use wafleet_protocol::cluster::Heartbeat;
+use wafleet_protocol::cluster::{Heartbeat, PeerAddress};
 use wafleet_protocol::node_api::{NodeCommand, NodeReply};
 
 use super::command;
@@ -100,10 +100,11 @@ pub struct HostArgs {
     pub fleet: Option<Fleet>,
     /// Whether this node may serve a device now (the cluster runtime's hook).
     pub ownership: Arc<dyn OwnershipCheck>,
-    /// The addresses of the members this process has a session with (from the dialing
-    /// loop), told to peers in each heartbeat.
-    pub direct: watch::Receiver<Vec<String>>,
-    /// Where the addresses live peers report are published, for the dialing loop.
+    /// The members this process has a session with (from the dialing loop), told to
+    /// peers in each heartbeat.
+    pub direct: watch::Receiver<Vec<PeerAddress>>,
+    /// Where the addresses live peers report (but this process's own) are published,
+    /// for the dialing loop.
     pub learned: watch::Sender<Vec<String>>,
 }
 
@@ -116,10 +117,10 @@ pub struct HostState {
     view: watch::Sender<Vec<String>>,
     fleet: Option<Fleet>,
     ownership: Arc<dyn OwnershipCheck>,
-    direct: watch::Receiver<Vec<String>>,
+    direct: watch::Receiver<Vec<PeerAddress>>,
     learned: watch::Sender<Vec<String>>,
     /// The peers each member last said it has a session with.
-    reported: HashMap<String, Vec<String>>,
+    reported: HashMap<String, Vec<PeerAddress>>,
 }
 
 impl Actor for NodeHost {
@@ -210,8 +211,8 @@ impl HostState {
         self.view.send_replace(self.membership.live());
     }
 
-    /// Publishes the addresses live members report (a dead member's list goes with it),
-    /// if they changed.
+    /// Publishes the addresses live members report (a dead member's list goes with it;
+    /// this process's own address is left out), if they changed.
     fn publish_learned(&mut self) {
         let live = self.membership.live();
         self.reported.retain(|node, _| live.contains(node));
@@ -219,7 +220,8 @@ impl HostState {
             .reported
             .values()
             .flatten()
-            .cloned()
+            .filter(|peer| peer.node != self.name)
+            .map(|peer| peer.address.clone())
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
@@ -253,4 +255,69 @@ fn peers(myself: &ActorRef<HostMsg>) -> Vec<ActorCell> {
         .flat_map(|group| pg::get_members(&group.to_owned()))
         .filter(|cell| cell.get_id() != me)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::ownership::AlwaysOwned;
+
+    fn beat(node: &str, peers: &[(&str, &str)]) -> Heartbeat {
+        Heartbeat {
+            node: node.into(),
+            incarnation: 1,
+            http_addr: String::new(),
+            leaving: false,
+            peers: peers
+                .iter()
+                .map(|(node, address)| PeerAddress {
+                    node: (*node).into(),
+                    address: (*address).into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn learned_addresses_are_what_live_members_report_but_this_process() {
+        let (view, _) = watch::channel(Vec::new());
+        let (_, direct) = watch::channel(Vec::new());
+        let (learned, learned_rx) = watch::channel(Vec::new());
+        let mut state = HostState {
+            name: "a".into(),
+            heartbeat: None,
+            membership: Membership::new(Some("a".into()), Duration::from_secs(10)),
+            view,
+            fleet: None,
+            ownership: Arc::new(AlwaysOwned),
+            direct,
+            learned,
+            reported: HashMap::new(),
+        };
+        let now = Instant::now();
+        for heartbeat in [
+            beat("b", &[("a", "a:1"), ("c", "c:1")]),
+            beat("c", &[("b", "b:1"), ("d", "d:1")]),
+        ] {
+            state.membership.heard(&heartbeat, now);
+            state
+                .reported
+                .insert(heartbeat.node.clone(), heartbeat.peers);
+        }
+        state.publish_learned();
+        assert_eq!(
+            *learned_rx.borrow(),
+            ["b:1", "c:1", "d:1"],
+            "not a:1, our own"
+        );
+
+        // c leaves: what only c reported (d) goes with it.
+        let leaving = Heartbeat {
+            leaving: true,
+            ..beat("c", &[])
+        };
+        state.membership.heard(&leaving, now);
+        state.publish_learned();
+        assert_eq!(*learned_rx.borrow(), ["c:1"]);
+    }
 }

@@ -19,6 +19,7 @@ use ractor_cluster::node::{NodeServerMessage, NodeServerSessionInformation};
 use ractor_cluster::{ClientConnectErr, client_connect};
 use tokio::sync::watch;
 use tracing::{debug, warn};
+use wafleet_protocol::cluster::PeerAddress;
 
 use super::tls::ClusterTls;
 
@@ -39,9 +40,9 @@ pub(super) struct Dialer {
     pub(super) members: watch::Receiver<Vec<String>>,
     /// Addresses learned from members' heartbeats (kept by the host).
     pub(super) learned: watch::Receiver<Vec<String>>,
-    /// Where this loop publishes the addresses of the members it has a session with,
-    /// for the host's heartbeats.
-    pub(super) direct: watch::Sender<Vec<String>>,
+    /// Where this loop publishes the members it has a session with, for the host's
+    /// heartbeats.
+    pub(super) direct: watch::Sender<Vec<PeerAddress>>,
     pub(super) every: Duration,
 }
 
@@ -112,23 +113,28 @@ fn connected(sessions: &HashMap<u64, NodeServerSessionInformation>, address: &st
     })
 }
 
-/// The advertised addresses of the live members this process has a session with,
+/// The live members this process has a session with and their advertised addresses,
 /// sorted. ractor_cluster names a peer `node@host`; members are known by `node`.
-pub(super) fn direct_members(
+fn direct_members(
     sessions: &HashMap<u64, NodeServerSessionInformation>,
     members: &[String],
-) -> Vec<String> {
-    let addresses: BTreeSet<String> = sessions
+) -> Vec<PeerAddress> {
+    let peers: BTreeSet<(String, String)> = sessions
         .values()
         .filter_map(|session| session.peer_name.as_ref())
-        .filter(|peer| {
+        .filter_map(|peer| {
             let node = peer
                 .name
                 .rsplit_once('@')
                 .map_or(peer.name.as_str(), |(n, _)| n);
-            members.iter().any(|m| m == node)
+            members
+                .iter()
+                .any(|m| m == node)
+                .then(|| (node.to_owned(), peer.connection_string.clone()))
         })
-        .map(|peer| peer.connection_string.clone())
         .collect();
-    addresses.into_iter().collect()
+    peers
+        .into_iter()
+        .map(|(node, address)| PeerAddress { node, address })
+        .collect()
 }
