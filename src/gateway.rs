@@ -18,6 +18,7 @@ use wafleet_gateway::resolver::PlacementResolver;
 use wafleet_gateway::{AppState, Edge};
 use wafleet_node::catalog::Catalog;
 use wafleet_node::cluster::ownership::AlwaysOwned;
+use wafleet_node::cluster::tls::ClusterTls;
 use wafleet_node::cluster::{ClusterOptions, join};
 use wafleet_node::events::{EventBus, RedisBusConfig};
 use wafleet_node::store::Store;
@@ -29,6 +30,8 @@ pub(crate) async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let settings = GatewaySettings::load(&config)?;
+    // Before anything starts: a bad certificate stops the gateway here.
+    let tls = ClusterTls::from_settings(&settings.cluster.tls)?;
     let admin_key = std::env::var("WAFLEET_ADMIN_KEY")
         .ok()
         .filter(|k| !k.trim().is_empty())
@@ -58,6 +61,7 @@ pub(crate) async fn run(
         http_addr: http.local_addr()?.to_string(),
         fleet: None,
         ownership: Arc::new(AlwaysOwned),
+        tls,
     })
     .await?;
     let members = cluster.members();

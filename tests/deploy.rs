@@ -18,7 +18,12 @@
 //! - When `kubernetes-validate` is on the PATH (PyPI: `pip install kubernetes-validate`):
 //!   every manifest validates, strictly (no unknown fields), against the Kubernetes
 //!   API's OpenAPI schema it bundles, and so does the kustomize build when `kubectl` is
-//!   there too.
+//!   there too. It has no schema for cert-manager's kinds (it warns and passes them):
+//!   those objects (cluster TLS) are checked field by field here instead.
+//! - Cluster TLS: every node's and gateway's `[cluster.tls]` files are where the
+//!   certificates are mounted (cert-manager's Secret; the compose one-shot service's
+//!   volume), and, when `openssl` is on the PATH, the compose script's certificates load
+//!   as a node loads them.
 //!
 //! A tool that is missing makes its check say it skipped, except when
 //! `WAFLEET_REQUIRE_TOOLS` is set (`.ci/run` sets it after installing promtool,
@@ -1267,8 +1272,8 @@ fn kubernetes_configs_load_with_each_pod_s_environment() {
         gateway.gateway.listen.port(),
         container_port(container, "http")
     );
-    // Nodes that hear of the gateway through another node dial it back: at its pod IP
-    // (a Deployment's pods have no stable DNS name), on a port the container declares.
+    // The gateway advertises its pod IP (a Deployment's pods have no stable DNS name),
+    // on a port the container declares.
     assert_eq!(gateway.gateway.advertised_host(), POD_IP);
     // Prometheus scrapes the port /metrics is served on: metrics_listen's when set
     // (the API's listener no longer serves it), else the API's.
@@ -1451,4 +1456,272 @@ fn the_schema_check_refuses_a_broken_manifest() {
         !status.status.success(),
         "a string replica count passed the schema check"
     );
+}
+
+// ---------- cluster TLS ----------
+
+/// The directory and file name of a `[cluster.tls]` path.
+fn split_path(path: &Path) -> (String, String) {
+    (
+        path.parent().unwrap().display().to_string(),
+        path.file_name().unwrap().to_string_lossy().into_owned(),
+    )
+}
+
+/// The `[cluster.tls]` files of a loaded config, required and all in one directory:
+/// returns that directory.
+fn tls_dir(cluster: &wafleet_cluster_config::ClusterSettings, whose: &str) -> String {
+    let tls = &cluster.tls;
+    assert!(tls.required, "{whose}: cluster.tls.required is not set");
+    let files = tls
+        .files()
+        .unwrap_or_else(|| panic!("{whose}: no [cluster.tls] files"));
+    let (dir, cert) = split_path(files.cert);
+    let (key_dir, key) = split_path(files.key);
+    let (ca_dir, ca) = split_path(files.ca);
+    assert!(dir == key_dir && dir == ca_dir, "{whose}: one directory");
+    // The names cert-manager's Secrets and make-cluster-certs.sh both use.
+    assert_eq!(
+        [cert.as_str(), key.as_str(), ca.as_str()],
+        ["tls.crt", "tls.key", "ca.crt"],
+        "{whose}"
+    );
+    dir
+}
+
+/// kubernetes-validate has no schema for cert-manager's kinds (it warns and passes
+/// them), so their objects are checked here: known fields, issuers that exist, a
+/// complete CA chain, and a certificate whose Secret is mounted where every pod's
+/// `[cluster.tls]` files are, naming the configs' server name, usable both ways.
+#[test]
+fn kubernetes_cluster_tls_comes_from_cert_manager_and_matches_the_configs() {
+    let objects = manifests();
+    let issuers = of_kind(&objects, "Issuer");
+    let certificates = of_kind(&objects, "Certificate");
+    assert!(!issuers.is_empty() && !certificates.is_empty());
+    let known = |object: &Value, fields: &[&str]| {
+        for key in object["spec"].as_object().unwrap().keys() {
+            assert!(
+                fields.contains(&key.as_str()),
+                "{} {}: unknown spec field {key}",
+                object["kind"],
+                object["metadata"]["name"]
+            );
+        }
+    };
+    for object in issuers.iter().chain(&certificates) {
+        assert_eq!(object["apiVersion"], "cert-manager.io/v1");
+    }
+    for issuer in &issuers {
+        known(issuer, &["selfSigned", "ca"]);
+        if let Some(secret) = issuer.pointer("/spec/ca/secretName") {
+            let ca = certificates
+                .iter()
+                .find(|c| c["spec"]["secretName"] == *secret)
+                .unwrap_or_else(|| panic!("no Certificate makes the CA Secret {secret}"));
+            assert_eq!(ca["spec"]["isCA"], true, "{secret} is not a CA");
+        }
+    }
+    for certificate in &certificates {
+        known(
+            certificate,
+            &[
+                "secretName",
+                "commonName",
+                "dnsNames",
+                "usages",
+                "duration",
+                "renewBefore",
+                "privateKey",
+                "issuerRef",
+                "isCA",
+            ],
+        );
+        let issuer = &certificate["spec"]["issuerRef"];
+        assert_eq!(issuer["kind"], "Issuer");
+        assert_eq!(issuer["group"], "cert-manager.io");
+        named(&objects, "Issuer", str_of(issuer, "/name"));
+    }
+
+    let secrets: HashMap<&str, &str> = [
+        ("cookie", "0123456789abcdef0123456789abcdef"),
+        ("admin-key", "an-admin-key"),
+        ("master-key", "d2FmbGVldC1jb21wb3NlLWRldi1tYXN0ZXIta2V5ISE="),
+    ]
+    .into();
+    for (kind, name, config_kind, pod_name) in [
+        ("StatefulSet", "wafleet-node", "node", "wafleet-node-0"),
+        (
+            "Deployment",
+            "wafleet-gateway",
+            "gateway",
+            "wafleet-gateway-7d9c6-x2k4p",
+        ),
+    ] {
+        let workload = named(&objects, kind, name);
+        let pod = &workload["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        let config = mounted_config(&objects, pod, container);
+        let cluster = match load_config(
+            config_kind,
+            &config,
+            &pod_env(container, pod_name, &secrets),
+        ) {
+            Loaded::Node(node) => node.cluster,
+            Loaded::Gateway(gateway) => gateway.cluster,
+        };
+        let dir = tls_dir(&cluster, name);
+        let mount = array(container, "/volumeMounts")
+            .iter()
+            .find(|m| m["mountPath"] == dir.as_str())
+            .unwrap_or_else(|| panic!("{name}: nothing mounted at {dir}"));
+        let volume = array(pod, "/volumes")
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap();
+        let secret = str_of(volume, "/secret/secretName");
+        let certificate = certificates
+            .iter()
+            .find(|c| c["spec"]["secretName"] == secret)
+            .unwrap_or_else(|| panic!("{name}: no Certificate makes the Secret {secret}"));
+        assert!(
+            array(certificate, "/spec/dnsNames")
+                .iter()
+                .any(|n| n == cluster.tls.server_name.as_str()),
+            "{name}: the certificate does not name {}",
+            cluster.tls.server_name
+        );
+        let usages = array(certificate, "/spec/usages");
+        for usage in ["server auth", "client auth"] {
+            assert!(usages.iter().any(|u| u == usage), "{name}: no {usage}");
+        }
+        assert_ne!(certificate["spec"]["isCA"], true);
+        // The process runs as a non-root user: it must be able to read the key.
+        let mode = volume["secret"]["defaultMode"].as_u64().unwrap();
+        assert_eq!(pod["securityContext"]["fsGroup"], 10001, "{name}: fsGroup");
+        assert_eq!(mode & 0o040, 0o040, "{name}: the group cannot read the key");
+        assert_eq!(mode & 0o007, 0, "{name}: others can read the key");
+    }
+}
+
+#[test]
+fn compose_cluster_tls_files_come_from_the_one_shot_service() {
+    let compose = yaml("docker-compose.yml");
+    let services = compose["services"].as_object().unwrap();
+    let volumes = compose["volumes"].as_object().expect("named volumes");
+    let makers: Vec<(&String, &Value)> = services
+        .iter()
+        .filter(|(_, s)| {
+            s["command"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|a| a.as_str().unwrap().ends_with("make-cluster-certs.sh"))
+            })
+        })
+        .collect();
+    assert_eq!(makers.len(), 1, "one service makes the certificates");
+    let (maker_name, maker) = makers[0];
+    let script_in_container = command(maker)
+        .into_iter()
+        .find(|a| a.ends_with("make-cluster-certs.sh"))
+        .unwrap();
+    assert_eq!(
+        bind_mounts(maker)
+            .get(&script_in_container)
+            .map(String::as_str),
+        Some("./deploy/compose/make-cluster-certs.sh")
+    );
+    let out_dir = command(maker).last().unwrap().clone();
+    let named_mounts = |service: &Value| -> BTreeMap<String, String> {
+        service["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| {
+                let parts: Vec<&str> = v.as_str().unwrap().split(':').collect();
+                (!parts[0].starts_with("./")).then(|| (parts[1].to_owned(), parts[0].to_owned()))
+            })
+            .collect()
+    };
+    let volume = named_mounts(maker)
+        .get(&out_dir)
+        .cloned()
+        .expect("the certificates go into a named volume");
+    assert!(volumes.contains_key(&volume));
+
+    let mut checked = 0;
+    for (name, service) in services {
+        if str_of(service, "/image") != "wafleet:local" {
+            continue;
+        }
+        let args = command(service);
+        if args[0] == "sim" {
+            continue;
+        }
+        let config = flag(&args, "--config").unwrap();
+        let source = bind_mounts(service)[config].clone();
+        let cluster = match load_config(&args[0], &read(&source), &environment(service)) {
+            Loaded::Node(node) => node.cluster,
+            Loaded::Gateway(gateway) => gateway.cluster,
+        };
+        let dir = tls_dir(&cluster, name);
+        assert_eq!(
+            named_mounts(service).get(&dir),
+            Some(&volume),
+            "{name}: {dir} is not the certificates' volume"
+        );
+        assert_eq!(
+            service["depends_on"][maker_name.as_str()]["condition"],
+            "service_completed_successfully",
+            "{name} may start before its certificates exist"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 4, "three nodes and a gateway");
+}
+
+/// The compose script's certificates (openssl-made) load as a node loads them: the
+/// chain, the name and both usages are what rustls and webpki ask for. Run twice, it
+/// keeps what it made.
+#[test]
+fn the_compose_certificate_script_makes_certificates_a_node_accepts() {
+    let Some(openssl) = tool(
+        "openssl",
+        "the compose certificate script",
+        "Debian: apt-get install openssl",
+    ) else {
+        return;
+    };
+    assert!(openssl.is_file());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("certs");
+    let script = repo().join("deploy/compose/make-cluster-certs.sh");
+    let make = || {
+        let output = Command::new("sh")
+            .arg(&script)
+            .arg(&out)
+            .env("WAFLEET_TLS_OWNER", "")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert!(make().contains("written"));
+    let first = std::fs::read(out.join("tls.crt")).unwrap();
+    assert!(make().contains("already"));
+    assert_eq!(std::fs::read(out.join("tls.crt")).unwrap(), first);
+    let (cert, key, ca) = (out.join("tls.crt"), out.join("tls.key"), out.join("ca.crt"));
+    wafleet_node::cluster::tls::ClusterTls::load(&wafleet_cluster_config::TlsFiles {
+        cert: &cert,
+        key: &key,
+        ca: &ca,
+        server_name: "wafleet-cluster",
+    })
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "the key is readable by others: {mode:o}");
 }

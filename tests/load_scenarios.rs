@@ -116,6 +116,7 @@ async fn a_short_throughput_run_delivers_every_accepted_message_once() {
             wafleet: env!("CARGO_BIN_EXE_wafleet").into(),
             sims: None,
             plot: Some(plot.clone()),
+            cluster_tls: false,
         },
     )
     .await

@@ -43,6 +43,7 @@ mod recovery;
 mod redis;
 mod source;
 mod store;
+mod tls;
 mod webhooks;
 
 pub use cluster::{ClusterSettings, Cookie};
@@ -57,6 +58,7 @@ pub use redis::RedisSettings;
 pub use store::{
     MasterKeySource, NoMasterKey, ScyllaSettings, SqliteSettings, StoreKind, StoreSettings,
 };
+pub use tls::{TlsFiles, TlsSettings};
 pub use webhooks::{StandaloneSettings, WebhooksSection};
 
 use check::Invalid;

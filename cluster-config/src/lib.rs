@@ -34,7 +34,7 @@ pub use config::{
     ClusterSettings, ConfigError, Cookie, GatewaySection, GatewaySettings, HttpSection,
     LeaseSettings, LinkKind, LinkSettings, MasterKeySource, NoMasterKey, NodeSection, NodeSettings,
     Origin, RecoverySettings, RedisSettings, ScyllaSettings, SqliteSettings, StandaloneSettings,
-    StoreKind, StoreSettings, WebhooksSection,
+    StoreKind, StoreSettings, TlsFiles, TlsSettings, WebhooksSection,
 };
 pub use placement::{Placement, PlacementError, shard_of};
 pub use quota::{Quota, QuotaError, QuotaTable};

@@ -161,6 +161,7 @@ fn options(
         http_addr: String::new(),
         fleet: Some(fleet),
         ownership: Arc::new(ownership),
+        tls: None,
     }
 }
 

@@ -133,6 +133,10 @@ enum Scenario {
         /// Where to write the plot (default: wafleet-load-throughput.svg).
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// Encrypt the cluster's traffic (mutual TLS with certificates made for the run);
+        /// needs --nodes.
+        #[arg(long)]
+        cluster_tls: bool,
     },
     /// N devices paired (standalone, or a cluster with --nodes K), each with a signed
     /// webhook to a local receiver; phones write R messages a second for S seconds; the
@@ -240,7 +244,11 @@ async fn main() -> anyhow::Result<()> {
             sims,
             wafleet,
             plot,
+            cluster_tls,
         } => {
+            if cluster_tls && nodes == 0 {
+                anyhow::bail!("--cluster-tls needs a cluster (--nodes N)");
+            }
             scenario::throughput::run(ThroughputOptions {
                 devices,
                 nodes,
@@ -250,6 +258,7 @@ async fn main() -> anyhow::Result<()> {
                 wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
                 sims: sims.map(|n| n as usize),
                 plot: Some(plot.unwrap_or_else(|| plot::default_path("throughput"))),
+                cluster_tls,
             })
             .await?
         }

@@ -18,6 +18,7 @@ use wafleet_cluster_config::NodeSettings;
 use crate::clock::Clock;
 use crate::cluster::host::HostMsg;
 use crate::cluster::shards::{HeldShards, ShardTimings, keep_shards};
+use crate::cluster::tls::ClusterTls;
 use crate::cluster::{ClusterOptions, join};
 use crate::context::NodeConfig;
 use crate::events::EventBus;
@@ -78,6 +79,8 @@ impl NodeProcess {
             render_metrics,
         } = self;
         let name = settings.node.name.clone();
+        // Before anything starts: a bad certificate stops the node here.
+        let tls = ClusterTls::from_settings(&settings.cluster.tls)?;
         let fleet = Fleet::start(
             NodeConfig {
                 node_name: name.clone(),
@@ -118,6 +121,7 @@ impl NodeProcess {
             http_addr,
             fleet: Some(fleet.clone()),
             ownership: Arc::new(owned.clone()),
+            tls,
         })
         .await?;
         let members = cluster.members();

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::check::{self, Invalid};
+use super::tls::TlsSettings;
 
 /// The `[cluster]` section, shared by `wafleet node` and `wafleet gateway`. Copy it
 /// unchanged into every process's file: processes that disagree on `cookie` cannot talk,
@@ -42,6 +43,10 @@ pub struct ClusterSettings {
         deserialize_with = "check::millis"
     )]
     pub failure_timeout: Duration,
+    /// `[cluster.tls]`: the certificates of mutual TLS between processes (off when
+    /// absent, with a warning at start; see [`TlsSettings`]).
+    #[serde(default)]
+    pub tls: TlsSettings,
 }
 
 impl ClusterSettings {
@@ -57,6 +62,7 @@ impl ClusterSettings {
             shards: default_shards(),
             heartbeat_interval: default_heartbeat_interval(),
             failure_timeout: default_failure_timeout(),
+            tls: TlsSettings::default(),
         }
     }
 
@@ -67,6 +73,7 @@ impl ClusterSettings {
 
     pub(crate) fn check(&self) -> Result<(), Invalid> {
         self.cookie.check()?;
+        self.tls.check()?;
         check::within("cluster.shards", self.shards, 1, 65_536)?;
         check::millis_in(
             "cluster.heartbeat_interval_ms",

@@ -64,7 +64,8 @@ pub struct NodeSection {
     #[serde(default)]
     pub advertise_host: Option<String>,
     /// Cluster addresses (`host:port`) of nodes to join at start; empty for the first
-    /// node. A few are enough: ractor_cluster introduces the rest of the cluster.
+    /// node. A few are enough: the members they report in their heartbeats introduce
+    /// the rest of the cluster.
     #[serde(default)]
     pub seeds: Vec<String>,
     /// Where this node serves `/metrics`, `/healthz` and `/readyz` (default
@@ -187,6 +188,35 @@ mod tests {
         assert_eq!(settings.store, StoreSettings::default());
         assert_eq!(settings.redis, RedisSettings::default());
         assert_eq!(settings.recovery, RecoverySettings::default());
+    }
+
+    #[test]
+    fn cluster_tls_comes_from_the_file_or_the_environment_and_all_three_files_go_together() {
+        let file = format!(
+            "{MINIMAL}\n[cluster.tls]\ncert = \"/tls/tls.crt\"\nkey = \"/tls/tls.key\"\nca = \"/tls/ca.crt\"\nrequired = true\n"
+        );
+        let settings = parse(&file, &[]).unwrap();
+        let files = settings.cluster.tls.files().unwrap();
+        assert_eq!(files.cert, Path::new("/tls/tls.crt"));
+        assert_eq!(files.server_name, "wafleet-cluster");
+        let settings = parse(
+            MINIMAL,
+            &[
+                ("WAFLEET__CLUSTER__TLS__CERT", "/tls/tls.crt"),
+                ("WAFLEET__CLUSTER__TLS__KEY", "/tls/tls.key"),
+                ("WAFLEET__CLUSTER__TLS__CA", "/tls/ca.crt"),
+                ("WAFLEET__CLUSTER__TLS__SERVER_NAME", "cluster.example"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            settings.cluster.tls.files().unwrap().server_name,
+            "cluster.example"
+        );
+        let err = parse(MINIMAL, &[("WAFLEET__CLUSTER__TLS__CERT", "/tls/tls.crt")]).unwrap_err();
+        assert!(err.to_string().contains("cluster.tls.key"), "{err}");
+        let err = parse(MINIMAL, &[("WAFLEET__CLUSTER__TLS__REQUIRED", "true")]).unwrap_err();
+        assert!(err.to_string().contains("cluster.tls.cert"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+use super::certs::ClusterCerts;
 use super::process::{RedisServer, free_port};
 pub use super::sims::SimProcess;
 use super::sims::Sims;
@@ -28,6 +29,9 @@ pub struct NodePlan {
     pub redis_url: String,
     /// `[link] sim_urls`: the simulators' WebSockets, in the order every node lists them.
     pub sim_urls: Vec<String>,
+    /// `[cluster.tls]`, when the cluster's traffic is encrypted (a gateway started with
+    /// this plan uses the same files).
+    pub tls: Option<ClusterCerts>,
 }
 
 impl NodePlan {
@@ -58,6 +62,7 @@ impl NodePlan {
                 db: db.to_owned(),
                 redis_url: redis_url.to_owned(),
                 sim_urls: sim_urls.to_vec(),
+                tls: None,
             })
             .collect())
     }
@@ -100,15 +105,22 @@ sim_urls = [{sims}]
 # Webhook receivers of tests and scenarios listen on 127.0.0.1.
 [webhooks]
 allow_private_targets = true
-"#,
+
+{tls}"#,
             name = self.name,
             port = self.cluster_port,
             seeds = seeds.join(", "),
             db = self.db.display().to_string(),
             redis = self.redis_url,
             sims = sims.join(", "),
+            tls = tls_section(self.tls.as_ref()),
         )
     }
+}
+
+/// The `[cluster.tls]` section for `certs`, or nothing (traffic in clear).
+fn tls_section(certs: Option<&ClusterCerts>) -> String {
+    certs.map(ClusterCerts::toml).unwrap_or_default()
 }
 
 /// A `wafleet gateway` child.
@@ -179,10 +191,12 @@ path = {db:?}
 
 [redis]
 url = {redis:?}
-"#,
+
+{tls}"#,
             seeds = seeds.join(", "),
             db = node.db.display().to_string(),
             redis = node.redis_url,
+            tls = tls_section(node.tls.as_ref()),
         );
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(&config, toml)?;
@@ -449,11 +463,28 @@ impl LocalCluster {
         n: usize,
         sims: usize,
     ) -> anyhow::Result<LocalCluster> {
+        LocalCluster::start_with(binary, n, sims, false).await
+    }
+
+    /// With `sims` simulators, and with cluster traffic encrypted when `tls` (a
+    /// development CA and certificate made for this cluster, [`ClusterCerts`]).
+    pub async fn start_with(
+        binary: &Path,
+        n: usize,
+        sims: usize,
+        tls: bool,
+    ) -> anyhow::Result<LocalCluster> {
         let dir = tempfile::tempdir()?;
         let redis = RedisServer::start().await?;
         let sims = Sims::start(binary, sims).await?;
         let db = dir.path().join("wafleet.db");
-        let plans = NodePlan::cluster(n, &db, &redis.url, &sims.ws_urls())?;
+        let mut plans = NodePlan::cluster(n, &db, &redis.url, &sims.ws_urls())?;
+        if tls {
+            let certs = ClusterCerts::generate(dir.path(), "cluster")?;
+            for plan in &mut plans {
+                plan.tls = Some(certs.clone());
+            }
+        }
         let mut nodes = Vec::new();
         for plan in &plans {
             nodes.push(NodeProcess::start(binary, dir.path(), plan, COOKIE).await?);

@@ -8,6 +8,7 @@
 //! # Layout
 //! - [`cluster`]: `wafleet node` and `wafleet gateway` children with their configs, and a
 //!   whole local cluster.
+//! - [`certs`]: a development CA and certificate for cluster TLS (`[cluster.tls]`).
 //! - [`sims`]: `wafleet sim` children, one or several, and their control API as a whole
 //!   (each device's calls to its own simulator, counters and inboxes over all); the
 //!   [`Network`](sims::Network) of a run, in process or not.
@@ -31,6 +32,7 @@
 //! - [`receiver`]: a webhook receiver on 127.0.0.1 that records and can fail.
 //! - `target`: a standalone process or a local cluster, as a scenario runs against.
 
+pub mod certs;
 pub mod cluster;
 pub mod event_watch;
 pub mod failover;

@@ -137,7 +137,15 @@ pub async fn run(options: SseOptions) -> anyhow::Result<Report> {
         );
     }
     let progress = Progress::new();
-    let target = Target::start(&options.wafleet, options.nodes, options.devices, None, &[]).await?;
+    let target = Target::start(
+        &options.wafleet,
+        options.nodes,
+        options.devices,
+        None,
+        &[],
+        false,
+    )
+    .await?;
     let api = target.api().to_owned();
     let addr = api_addr(&api)?;
     let pid = listener_pid(addr)?;

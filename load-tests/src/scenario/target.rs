@@ -22,19 +22,23 @@ pub(crate) enum Target {
         _redis: RedisServer,
         sims: Arc<Sims>,
         _dir: tempfile::TempDir,
+        /// Cluster traffic over mutual TLS.
+        tls: bool,
     },
 }
 
 impl Target {
     /// Started, with the quota table unthrottled: one standalone process (`nodes` 0,
     /// with `env` set as well) or a local cluster of `nodes` nodes and a gateway, with
-    /// `sims` simulators (default: as many as `devices` need).
+    /// `sims` simulators (default: as many as `devices` need), its traffic encrypted
+    /// when `tls`.
     pub(crate) async fn start(
         wafleet: &Path,
         nodes: usize,
         devices: usize,
         sims: Option<usize>,
         env: &[(&str, &str)],
+        tls: bool,
     ) -> anyhow::Result<Target> {
         if nodes == 0 {
             let data = tempfile::tempdir()?;
@@ -42,13 +46,14 @@ impl Target {
             return Ok(Target::Standalone { app, _data: data });
         }
         let sims = sims.unwrap_or_else(|| sims_for(devices, files_limit()));
-        let cluster = LocalCluster::start_with_sims(wafleet, nodes, sims).await?;
+        let cluster = LocalCluster::start_with(wafleet, nodes, sims, tls).await?;
         Ok(Target::Cluster {
             gateway: Box::new(cluster.gateway),
             nodes: cluster.nodes,
             _redis: cluster.redis,
             sims: Arc::new(cluster.sims),
             _dir: cluster.dir,
+            tls,
         })
     }
 
@@ -77,10 +82,13 @@ impl Target {
     pub(crate) fn describe(&self) -> String {
         match self {
             Target::Standalone { .. } => "standalone (simulator in process)".to_owned(),
-            Target::Cluster { nodes, sims, .. } => format!(
-                "a cluster of {} nodes and a gateway ({} simulators)",
+            Target::Cluster {
+                nodes, sims, tls, ..
+            } => format!(
+                "a cluster of {} nodes and a gateway ({} simulators, cluster traffic {})",
                 nodes.len(),
-                sims.len()
+                sims.len(),
+                if *tls { "over mutual TLS" } else { "in clear" }
             ),
         }
     }

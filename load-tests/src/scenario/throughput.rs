@@ -69,6 +69,9 @@ pub struct ThroughputOptions {
     pub sims: Option<usize>,
     /// Where to write the plot of the run (SVG); `None`: no plot.
     pub plot: Option<PathBuf>,
+    /// A cluster's traffic over mutual TLS (development certificates made for the run),
+    /// to measure what encryption costs.
+    pub cluster_tls: bool,
 }
 
 /// Phones the messages go to (few, so their inboxes can be read whole).
@@ -91,6 +94,7 @@ pub async fn run(options: ThroughputOptions) -> anyhow::Result<Report> {
         options.devices,
         options.sims,
         &[],
+        options.cluster_tls,
     )
     .await?;
     let api = target.api().to_owned();

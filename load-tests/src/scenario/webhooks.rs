@@ -94,6 +94,7 @@ pub async fn run(options: WebhooksOptions) -> anyhow::Result<Report> {
         options.devices,
         options.sims,
         &[("WAFLEET__WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true")],
+        false,
     )
     .await?;
     let api = target.api().to_owned();

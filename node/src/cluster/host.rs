@@ -5,10 +5,15 @@
 //! keeps in sync across authenticated sessions) and drops the peers it has not heard from
 //! within the failure timeout. The live view is published on a watch channel.
 //!
+//! Heartbeats also carry the cluster addresses of the members their sender has a session
+//! with; a host gathers those of its live peers into `learned`, which the dialing loop
+//! ([`super::peers`]) connects to.
+//!
 //! A host also answers device commands from gateways (`Command`): it runs them against
 //! its node's [`Fleet`] in a task of their own, so a slow device never holds up the
 //! host's mailbox (heartbeats included), and replies from that task.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +21,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, pg};
 use ractor_cluster::RactorClusterMessage;
 use tokio::sync::watch;
 use tracing::info;
-use wafleet_protocol::cluster::Heartbeat;
+use wafleet_protocol::cluster::{Heartbeat, PeerAddress};
 use wafleet_protocol::node_api::{NodeCommand, NodeReply};
 
 use super::command;
@@ -95,6 +100,12 @@ pub struct HostArgs {
     pub fleet: Option<Fleet>,
     /// Whether this node may serve a device now (the cluster runtime's hook).
     pub ownership: Arc<dyn OwnershipCheck>,
+    /// The members this process has a session with (from the dialing loop), told to
+    /// peers in each heartbeat.
+    pub direct: watch::Receiver<Vec<PeerAddress>>,
+    /// Where the addresses live peers report (but this process's own) are published,
+    /// for the dialing loop.
+    pub learned: watch::Sender<Vec<String>>,
 }
 
 /// A host's data.
@@ -106,6 +117,10 @@ pub struct HostState {
     view: watch::Sender<Vec<String>>,
     fleet: Option<Fleet>,
     ownership: Arc<dyn OwnershipCheck>,
+    direct: watch::Receiver<Vec<PeerAddress>>,
+    learned: watch::Sender<Vec<String>>,
+    /// The peers each member last said it has a session with.
+    reported: HashMap<String, Vec<PeerAddress>>,
 }
 
 impl Actor for NodeHost {
@@ -135,6 +150,9 @@ impl Actor for NodeHost {
             view: args.view,
             fleet: args.fleet,
             ownership: args.ownership,
+            direct: args.direct,
+            learned: args.learned,
+            reported: HashMap::new(),
         })
     }
 
@@ -150,6 +168,12 @@ impl Actor for NodeHost {
                     info!(node = %heartbeat.node, "member alive");
                     state.publish();
                 }
+                if heartbeat.leaving {
+                    state.reported.remove(&heartbeat.node);
+                } else {
+                    state.reported.insert(heartbeat.node, heartbeat.peers);
+                }
+                state.publish_learned();
             }
             HostMsg::Leave => {
                 if let Some(heartbeat) = &mut state.heartbeat {
@@ -162,7 +186,8 @@ impl Actor for NodeHost {
                 }
             }
             HostMsg::Tick => {
-                if let Some(heartbeat) = &state.heartbeat {
+                if let Some(heartbeat) = &mut state.heartbeat {
+                    heartbeat.peers = state.direct.borrow().clone();
                     for peer in peers(&myself) {
                         let _ = ActorRef::<HostMsg>::from(peer)
                             .cast(HostMsg::Heartbeat(Wire(heartbeat.clone())));
@@ -172,6 +197,7 @@ impl Actor for NodeHost {
                 if !dead.is_empty() {
                     info!(nodes = ?dead, "members silent past the failure timeout");
                     state.publish();
+                    state.publish_learned();
                 }
             }
             HostMsg::Command(Wire(command), reply) => state.run_command(command, reply),
@@ -183,6 +209,29 @@ impl Actor for NodeHost {
 impl HostState {
     fn publish(&self) {
         self.view.send_replace(self.membership.live());
+    }
+
+    /// Publishes the addresses live members report (a dead member's list goes with it;
+    /// this process's own address is left out), if they changed.
+    fn publish_learned(&mut self) {
+        let live = self.membership.live();
+        self.reported.retain(|node, _| live.contains(node));
+        let learned: Vec<String> = self
+            .reported
+            .values()
+            .flatten()
+            .filter(|peer| peer.node != self.name)
+            .map(|peer| peer.address.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        self.learned.send_if_modified(|current| {
+            let changed = *current != learned;
+            if changed {
+                *current = learned;
+            }
+            changed
+        });
     }
 
     /// Runs a device command in a task of its own and replies from there.
@@ -206,4 +255,69 @@ fn peers(myself: &ActorRef<HostMsg>) -> Vec<ActorCell> {
         .flat_map(|group| pg::get_members(&group.to_owned()))
         .filter(|cell| cell.get_id() != me)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::ownership::AlwaysOwned;
+
+    fn beat(node: &str, peers: &[(&str, &str)]) -> Heartbeat {
+        Heartbeat {
+            node: node.into(),
+            incarnation: 1,
+            http_addr: String::new(),
+            leaving: false,
+            peers: peers
+                .iter()
+                .map(|(node, address)| PeerAddress {
+                    node: (*node).into(),
+                    address: (*address).into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn learned_addresses_are_what_live_members_report_but_this_process() {
+        let (view, _) = watch::channel(Vec::new());
+        let (_, direct) = watch::channel(Vec::new());
+        let (learned, learned_rx) = watch::channel(Vec::new());
+        let mut state = HostState {
+            name: "a".into(),
+            heartbeat: None,
+            membership: Membership::new(Some("a".into()), Duration::from_secs(10)),
+            view,
+            fleet: None,
+            ownership: Arc::new(AlwaysOwned),
+            direct,
+            learned,
+            reported: HashMap::new(),
+        };
+        let now = Instant::now();
+        for heartbeat in [
+            beat("b", &[("a", "a:1"), ("c", "c:1")]),
+            beat("c", &[("b", "b:1"), ("d", "d:1")]),
+        ] {
+            state.membership.heard(&heartbeat, now);
+            state
+                .reported
+                .insert(heartbeat.node.clone(), heartbeat.peers);
+        }
+        state.publish_learned();
+        assert_eq!(
+            *learned_rx.borrow(),
+            ["b:1", "c:1", "d:1"],
+            "not a:1, our own"
+        );
+
+        // c leaves: what only c reported (d) goes with it.
+        let leaving = Heartbeat {
+            leaving: true,
+            ..beat("c", &[])
+        };
+        state.membership.heard(&leaving, now);
+        state.publish_learned();
+        assert_eq!(*learned_rx.borrow(), ["c:1"]);
+    }
 }

@@ -98,6 +98,7 @@ mod tests {
             incarnation,
             http_addr: String::new(),
             leaving: false,
+            peers: Vec::new(),
         }
     }
 

@@ -1,14 +1,18 @@
-//! Joining a cluster: ractor_cluster sessions authenticated by the magic cookie, one
-//! [`host::NodeHost`] per process, and membership by heartbeats.
+//! Joining a cluster: ractor_cluster sessions authenticated by the magic cookie (inside
+//! mutual TLS when `[cluster.tls]` is configured), one [`host::NodeHost`] per process,
+//! and membership by heartbeats.
 //!
 //! Nodes with different cookies never authenticate, so they never exchange process
-//! groups or heartbeats: to each other they do not exist.
+//! groups or heartbeats: to each other they do not exist. Under TLS, a peer whose
+//! certificate does not chain to the cluster CA does not even get to the cookie.
 //!
 //! # Layout
 //! - [`host`]: the `NodeHost` actor (heartbeats out, liveness in, device commands).
 //! - [`membership`]: the live-member view and its timeout rule.
 //! - [`shards`]: the shard keeper (placement → leases → running devices).
 //! - [`command`]: running a device command against this node's fleet.
+//! - [`peers`]: dialing the seeds and the members other members report.
+//! - [`tls`]: the certificates of cluster connections.
 //! - [`ownership`]: the hook that says whether this node serves a device now.
 //! - [`wire`]: prost messages as ractor_cluster payloads.
 //! - `messages`: the `ractor::Message` impls that cluster mode asks of local messages.
@@ -19,8 +23,10 @@ mod lease_watch;
 pub mod membership;
 mod messages;
 pub mod ownership;
+mod peers;
 pub mod shards;
 mod starts;
+pub mod tls;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -28,15 +34,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
+use ractor_cluster::NodeServer;
 use ractor_cluster::node::{NodeConnectionMode, NodeServerMessage};
-use ractor_cluster::{NodeServer, client_connect};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::debug;
+use tracing::{info, warn};
 use wafleet_protocol::cluster::Heartbeat;
 
 use self::host::{HostArgs, HostMsg, NodeHost, host_actor_name};
 use self::ownership::OwnershipCheck;
+use self::peers::Dialer;
+use self::tls::ClusterTls;
 use crate::fleet::Fleet;
 
 /// How a process joins the cluster.
@@ -64,6 +72,8 @@ pub struct ClusterOptions {
     /// Whether this node serves a device now; the cluster runtime fills it from
     /// placement and shard leases ([`ownership::AlwaysOwned`] until then).
     pub ownership: Arc<dyn OwnershipCheck>,
+    /// Mutual TLS for every cluster connection, in and out; `None`: in clear.
+    pub tls: Option<ClusterTls>,
 }
 
 impl std::fmt::Debug for ClusterOptions {
@@ -73,6 +83,7 @@ impl std::fmt::Debug for ClusterOptions {
             .field("listen", &self.listen)
             .field("seeds", &self.seeds)
             .field("member", &self.member)
+            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -117,26 +128,42 @@ impl ClusterHandle {
     }
 }
 
-/// Starts the cluster listener and the host, and keeps connecting to the seeds.
+/// Starts the cluster listener and the host, and keeps connecting to the seeds and to
+/// the members they report.
+///
+/// The node server runs `Isolated`: its `Transitive` mode would dial peers of peers
+/// without TLS ([`peers`] does that discovery instead).
 pub async fn join(options: ClusterOptions) -> Result<ClusterHandle, ClusterError> {
+    match &options.tls {
+        Some(_) => info!("cluster connections use mutual TLS"),
+        None => warn!(
+            "cluster traffic is NOT encrypted: [cluster.tls] is not configured, so message \
+             texts, phone numbers and pairing codes cross the network in clear between \
+             nodes and gateways (set cluster.tls.cert, key and ca; cluster.tls.required \
+             = true refuses to start without them)"
+        ),
+    }
     let server = NodeServer::new(
         options.listen.port(),
         options.cookie.clone(),
         options.name.clone(),
         options.advertise_host.clone(),
-        None,
-        Some(NodeConnectionMode::Transitive),
+        options.tls.as_ref().map(ClusterTls::incoming),
+        Some(NodeConnectionMode::Isolated),
     )
     .with_listen_addr(options.listen.ip());
     let (server, _) = Actor::spawn(None, server, ())
         .await
         .map_err(|e| ClusterError(e.to_string()))?;
     let (view, members) = watch::channel(Vec::new());
+    let (direct_tx, direct) = watch::channel(Vec::new());
+    let (learned, learned_rx) = watch::channel(Vec::new());
     let heartbeat = options.member.then(|| Heartbeat {
         node: options.name.clone(),
         incarnation: incarnation(),
         http_addr: options.http_addr.clone(),
         leaving: false,
+        peers: Vec::new(),
     });
     let args = HostArgs {
         name: options.name.clone(),
@@ -146,6 +173,8 @@ pub async fn join(options: ClusterOptions) -> Result<ClusterHandle, ClusterError
         view,
         fleet: options.fleet.clone(),
         ownership: options.ownership.clone(),
+        direct,
+        learned,
     };
     // Named, so that peers find it by node name (a second process-local host of the
     // same name is refused here).
@@ -156,42 +185,22 @@ pub async fn join(options: ClusterOptions) -> Result<ClusterHandle, ClusterError
             return Err(ClusterError(error.to_string()));
         }
     };
-    let reconnect = tokio::spawn(keep_connected(
-        server.clone(),
-        options.seeds.clone(),
-        options.heartbeat_interval.max(Duration::from_millis(200)),
-    ));
+    let reconnect = tokio::spawn(peers::keep_connected(Dialer {
+        server: server.clone(),
+        seeds: options.seeds.clone(),
+        own_address: format!("{}:{}", options.advertise_host, options.listen.port()),
+        tls: options.tls.clone(),
+        members: members.clone(),
+        learned: learned_rx,
+        direct: direct_tx,
+        every: options.heartbeat_interval.max(Duration::from_millis(200)),
+    }));
     Ok(ClusterHandle {
         server,
         host,
         members,
         reconnect,
     })
-}
-
-/// Connects to every seed that no session leads to yet, again and again, so that a
-/// restarted or late peer is found.
-async fn keep_connected(server: ActorRef<NodeServerMessage>, seeds: Vec<String>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        let sessions = match ractor::call!(server, NodeServerMessage::GetSessions) {
-            Ok(sessions) => sessions,
-            Err(_) => return,
-        };
-        for seed in &seeds {
-            let connected = sessions.values().any(|session| {
-                session.peer_addr == *seed
-                    || session
-                        .peer_name
-                        .as_ref()
-                        .is_some_and(|name| name.connection_string == *seed)
-            });
-            if !connected && let Err(error) = client_connect(&server, seed.as_str()).await {
-                debug!(%seed, %error, "seed not reachable yet");
-            }
-        }
-    }
 }
 
 /// A number that differs between two starts of the same node.
