@@ -66,7 +66,7 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The route prefixes whose `{id}` is a device.
-const DEVICE_ROUTES: [&str; 2] = ["/v1/devices/{id}", "/whatsapp/sessions/{id}"];
+pub(crate) const DEVICE_ROUTES: [&str; 2] = ["/v1/devices/{id}", "/whatsapp/sessions/{id}"];
 
 /// The middleware: authenticate, check the device, run, audit.
 pub async fn guard(

@@ -8,31 +8,46 @@ use wafleet_node::store::{DeviceRecord, DeviceStatus, Direction, MessageRecord, 
 
 pub use wafleet_node::clock::rfc3339;
 
+// The rules of `crate::validate` as JSON Schema patterns, so that `/openapi.json` states
+// them (literals: the `#[schema]` attributes take nothing else). Keep both in step.
+//
+// `[^ ...]` below lists every character `char::is_whitespace` (Unicode White_Space)
+// matches, spelled out because `\s` differs between regex dialects: a text that is
+// "not only spaces" to the server contains one character outside this set.
+
+/// [`crate::validate::device_id`].
+pub const DEVICE_ID_PATTERN: &str = "^[a-zA-Z0-9_-]{1,64}$";
+
 /// `POST /v1/devices`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDevice {
     /// `[a-zA-Z0-9_-]{1,64}`; generated when absent.
+    #[schema(pattern = "^[a-zA-Z0-9_-]{1,64}$", min_length = 1, max_length = 64)]
     pub id: Option<String>,
-    /// A label for people, 1 to 128 characters.
+    /// A label for people, 1 to 128 characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"[^\t\n\x0B\x0C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
     pub name: String,
     /// Starting trust level (default `newcomer`).
-    #[schema(value_type = Option<String>, example = "newcomer")]
+    #[schema(example = "newcomer")]
     pub trust_level: Option<TrustLevelDto>,
     /// The tenant it belongs to: a tenant's key may only give its own (the default);
     /// an admin of every tenant may give any existing one (default `default`).
     pub tenant: Option<String>,
     /// The device's webhook, as `PUT /v1/devices/{id}/webhook` takes it, or just its
     /// URL (every event, unsigned). Refused like there (the device is then not created).
-    #[schema(value_type = Option<Object>)]
     pub webhook: Option<CreateWebhook>,
 }
 
 /// A webhook in a create body: the object, or a bare URL.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum CreateWebhook {
-    Url(String),
+    Url(#[schema(inline)] crate::routes::webhooks::WebhookUrl),
     Full(crate::routes::webhooks::PutWebhook),
 }
 
@@ -40,7 +55,7 @@ impl CreateWebhook {
     pub fn into_put(self) -> crate::routes::webhooks::PutWebhook {
         match self {
             CreateWebhook::Url(url) => crate::routes::webhooks::PutWebhook {
-                url,
+                url: url.0,
                 secret: None,
                 events: None,
             },
@@ -153,8 +168,9 @@ pub fn counts_json(counts: &[(DeviceStatus, u64)]) -> serde_json::Map<String, se
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PairingCodeRequest {
-    /// The number (with country code) of the phone that will enter the code.
-    #[schema(example = "6281234567890")]
+    /// The number (with country code) of the phone that will enter the code: 8 to 15
+    /// digits, a leading `+` allowed.
+    #[schema(example = "6281234567890", pattern = r"^\+?[0-9]{8,15}$")]
     pub phone: String,
 }
 
@@ -178,10 +194,15 @@ pub struct RawQr {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
-    /// Recipient number with country code, digits only.
-    #[schema(example = "6281234567890")]
+    /// Recipient number with country code: 8 to 15 digits, a leading `+` allowed.
+    #[schema(example = "6281234567890", pattern = r"^\+?[0-9]{8,15}$")]
     pub to: String,
-    /// 1 to 65,536 characters.
+    /// 1 to 65,536 characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 65536,
+        pattern = r"[^\t\n\x0B\x0C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
     pub text: String,
 }
 
@@ -263,6 +284,7 @@ pub struct Deleted {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

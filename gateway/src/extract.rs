@@ -1,16 +1,21 @@
 //! Extractors whose rejections are [`ApiError`]s, so bad input always gets the
 //! documented JSON error instead of axum's plain-text one.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
-use serde::de::DeserializeOwned;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::de::{DeserializeOwned, IgnoredAny};
 
 use crate::error::ApiError;
 
 /// `axum::Json` with API errors: 400 for malformed JSON, 422 for the wrong shape,
 /// 413 for a body over the limit, 415 without a JSON content type.
+///
+/// Every body of this API is a JSON object: anything else is 422. (serde would also
+/// build a struct from an array, its fields in order, so `[null, null]` created a
+/// session; no client means that.)
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -22,25 +27,54 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        // The content type first, as `axum::Json` does.
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType(
+                "send the body as JSON with Content-Type: application/json".into(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
+                    limit: crate::BODY_LIMIT_BYTES,
+                },
+                _ => ApiError::MalformedJson(e.body_text()),
+            })?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(match serde_json::from_slice::<IgnoredAny>(&bytes) {
+                Err(e) => ApiError::MalformedJson(format!("the body is not JSON: {e}")),
+                Ok(_) => ApiError::Unprocessable("the body is a JSON object".into()),
+            });
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
 }
 
+/// `application/json` or `application/*+json`, parameters aside (the rule of
+/// `axum::Json`).
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    let subtype = subtype.to_ascii_lowercase();
+    kind.eq_ignore_ascii_case("application") && (subtype == "json" || subtype.ends_with("+json"))
+}
+
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::JsonDataError(e) => ApiError::Unprocessable(e.body_text()),
         JsonRejection::JsonSyntaxError(e) => ApiError::MalformedJson(e.body_text()),
-        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
-            "send the body as JSON with Content-Type: application/json".into(),
-        ),
-        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::PayloadTooLarge {
-                limit: crate::BODY_LIMIT_BYTES,
-            }
-        }
         other => ApiError::MalformedJson(other.body_text()),
     }
 }

@@ -34,13 +34,21 @@ pub struct AuditParams {
     pub action: Option<String>,
     /// The request path, e.g. `/v1/devices/shop-1/start`.
     pub target: Option<String>,
-    /// RFC 3339: entries at or after.
+    /// RFC 3339 in UTC: entries at or after.
+    #[param(
+        pattern = r"^(19[7-9][0-9]|[2-9][0-9]{3})-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8]))T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?Z$"
+    )]
     pub since: Option<String>,
-    /// RFC 3339: entries before.
+    /// RFC 3339 in UTC: entries before.
+    #[param(
+        pattern = r"^(19[7-9][0-9]|[2-9][0-9]{3})-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8]))T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?Z$"
+    )]
     pub until: Option<String>,
     /// `json` (default: a page) or `csv` (every matching entry, streamed).
+    #[param(pattern = "^(json|csv)$")]
     pub format: Option<String>,
     /// 1 to 500, default 50 (JSON pages).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -87,8 +95,8 @@ pub struct AuditList {
     description = "Every change made through the API (who, tenant, action, target, when, source address, outcome), \
 oldest first; an admin of a tenant sees its tenant's. `format=csv` streams every matching entry as CSV. Entries are \
 written within about 100 ms of their request.",
-    responses((status = 200, body = AuditList, content_type = "application/json"),
-        (status = 200, description = "format=csv", content_type = "text/csv"),
+    responses((status = 200, description = "A page of entries (JSON), or every matching entry (format=csv)",
+            content((AuditList = "application/json"), (String = "text/csv"))),
         (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn audit(

@@ -28,9 +28,15 @@ use crate::validate;
 pub struct CreateSession {
     /// The session id (`[a-zA-Z0-9_-]{1,64}`); generated when absent.
     #[serde(alias = "sessionId", alias = "session_id")]
+    #[schema(pattern = "^[a-zA-Z0-9_-]{1,64}$", min_length = 1, max_length = 64)]
     pub id: Option<String>,
-    /// Defaults to the id.
+    /// Defaults to the id; 1 to 128 characters, not only spaces.
     #[serde(alias = "deviceName")]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"[^\t\n\x0B\x0C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
     pub name: Option<String>,
 }
 
@@ -125,8 +131,11 @@ pub async fn delete(
 }
 
 #[utoipa::path(get, path = "/whatsapp/sessions/{id}/qr", tag = "compatibility",
-    params(("id" = String, Path), ("format" = Option<String>, Query, description = "png (default), svg or raw")),
-    responses((status = 200, description = "the QR code"), (status = 409, body = ErrorBody)),
+    params(("id" = String, Path), ("format" = Option<String>, Query, description = "png (default), svg or raw",
+        pattern = "^(png|svg|raw)$")),
+    responses((status = 200, description = "The QR code, as `GET /v1/devices/{id}/qr` gives it",
+            content((crate::dto::RawQr = "application/json"), ([u8] = "image/png"), (String = "image/svg+xml"))),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn qr(
     state: State<AppState>,

@@ -67,9 +67,11 @@ pub async fn create(
 }
 
 #[utoipa::path(get, path = "/v1/devices", tag = "devices",
-    params(("status" = Option<String>, Query, description = "only this status"),
-        ("limit" = Option<u32>, Query, description = "1 to 1000, default 100"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    params(("status" = Option<String>, Query, description = "only this status",
+            pattern = "^(STOPPED|STARTING|SCAN_QR|READY|DISCONNECTED|LOGGED_OUT|FAILED)$"),
+        ("limit" = Option<u32>, Query, description = "1 to 1000, default 100", minimum = 1, maximum = 1000),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page (a device id)",
+            pattern = "^[a-zA-Z0-9_-]{1,64}$")),
     responses((status = 200, body = DeviceList), (status = 400, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn list(

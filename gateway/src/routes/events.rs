@@ -50,7 +50,8 @@ pub struct EventsQuery {
 each with an id to resume from with Last-Event-ID; a heartbeat comment at least every 15 s. \
 Resuming from before what the server still holds gives a reset event, then the device's current status.",
     params(("id" = String, Path), ("Last-Event-ID" = Option<String>, Header)),
-    responses((status = 200, description = "text/event-stream"), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "The device's events", content_type = "text/event-stream", body = String),
+        (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn device_events(
     State(state): State<AppState>,
@@ -75,7 +76,8 @@ pub async fn device_events(
     description = "SSE stream of every device (or those in ?devices=a,b), resumable with Last-Event-ID; \
 resuming from before what the server still holds gives a reset event first.",
     params(("devices" = Option<String>, Query), ("Last-Event-ID" = Option<String>, Header)),
-    responses((status = 200, description = "text/event-stream"), (status = 400, body = ErrorBody)),
+    responses((status = 200, description = "The events", content_type = "text/event-stream", body = String),
+        (status = 400, body = ErrorBody), (status = 404, description = "a device of ?devices= the caller does not see", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn all_events(
     State(state): State<AppState>,

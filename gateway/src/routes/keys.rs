@@ -49,14 +49,24 @@ impl From<Role> for RoleDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
+    /// 1 to 200 characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\t\n\x0B\x0C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
     pub name: String,
     pub role: RoleDto,
     /// The tenant it acts for; an admin key without one is an admin of every tenant.
     /// A tenant's key can only give its own (the default).
     pub tenant: Option<String>,
     /// Only these devices (1 to 1000 ids).
+    #[schema(min_items = 1, max_items = 1000)]
     pub devices: Option<Vec<String>>,
-    /// RFC 3339; the key stops working then.
+    /// RFC 3339 in UTC, in the future; the key stops working then.
+    #[schema(
+        pattern = r"^(19[7-9][0-9]|[2-9][0-9]{3})-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8]))T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?Z$"
+    )]
     pub expires_at: Option<String>,
 }
 
@@ -66,6 +76,7 @@ pub struct CreateKey {
 pub struct RotateKey {
     /// How long the old secret keeps working (default 0: it stops at once; at most
     /// 7 days).
+    #[schema(maximum = 604_800)]
     pub grace_seconds: Option<u64>,
 }
 
@@ -123,6 +134,7 @@ pub struct KeysQuery {
     /// Only this tenant's keys (an admin of every tenant; others see their tenant's).
     pub tenant: Option<String>,
     /// 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -192,7 +204,7 @@ pub async fn revoke_key(
 }
 
 #[utoipa::path(post, path = "/v1/keys/{id}/rotate", tag = "access", params(("id" = String, Path)),
-    request_body = RotateKey,
+    request_body(content = Option<RotateKey>, description = "optional: no body rotates without grace"),
     description = "Gives the key a new secret (in the answer's `key`, shown once); the old one keeps working for \
 grace_seconds.",
     responses((status = 200, body = KeyDto), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
@@ -203,9 +215,13 @@ pub async fn rotate_key(
     ApiPath(id): ApiPath<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<KeyDto>, ApiError> {
-    // The body is optional: none (or empty) rotates without grace.
-    let body: RotateKey = if body.iter().all(u8::is_ascii_whitespace) {
+    // The body is optional: none (or empty) rotates without grace. When there is one it
+    // is an object (serde would take an array as the fields in order).
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let body: RotateKey = if first.is_none() {
         RotateKey::default()
+    } else if first != Some(&b'{') {
+        return Err(ApiError::Unprocessable("the body is a JSON object".into()));
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::Unprocessable(e.to_string()))?
     };

@@ -85,18 +85,26 @@ impl From<LimitsView> for Limits {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaDto {
-    /// Sends in any 60 s.
+    /// Sends in any 60 s: 1 to `per_hour`, and `per_minute × min_gap_ms` at most 60 s.
+    #[schema(minimum = 1, maximum = 10_000)]
     pub per_minute: u32,
-    /// Sends in any hour.
+    /// Sends in any hour: `per_minute` to `per_day`, at most `60 × per_minute`.
+    #[schema(minimum = 1, maximum = 10_000)]
     pub per_hour: u32,
-    /// Sends in any 24 h; beyond it a send is refused with 429.
+    /// Sends in any 24 h (at most 10,000 and `24 × per_hour`); beyond it a send is
+    /// refused with 429.
+    #[schema(minimum = 1, maximum = 10_000)]
     pub per_day: u32,
-    /// The least time between two sends, in milliseconds.
+    /// The least time between two sends, in milliseconds (at most an hour).
+    #[schema(minimum = 0, maximum = 3_600_000)]
     pub min_gap_ms: u64,
-    /// Up to this many random milliseconds are added to each gap.
+    /// Up to this many random milliseconds are added to each gap (at most 600,000).
+    #[schema(minimum = 0, maximum = 600_000)]
     pub jitter_ms: u64,
-    /// Sends accepted and not yet sent; beyond it a send is refused with 429 (default 50).
+    /// Sends accepted and not yet sent; beyond it a send is refused with 429 (default 50,
+    /// at most 10,000).
     #[serde(default = "default_max_in_flight")]
+    #[schema(minimum = 1, maximum = 10_000)]
     pub max_in_flight: u32,
 }
 
@@ -163,7 +171,7 @@ impl From<TrustLevels> for QuotaTable {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetTrustLevel {
-    #[schema(value_type = String, example = "verified")]
+    #[schema(example = "verified")]
     pub level: TrustLevelDto,
 }
 

@@ -23,7 +23,8 @@ Every send passes the device's rate limiter (the quota of its trust level): with
 ahead of the pace but within the day's quota it is queued and the answer carries not_before, the time of its slot; \
 beyond the day's quota (or with too many sends waiting, or while sending is paused after a ban) it is refused with \
 429, a Retry-After header in seconds and the code daily_quota_exceeded, too_many_in_flight or sending_paused.",
-    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header,
+        description = "1 to 255 visible ASCII characters", pattern = "^[!-~]{1,255}$")),
     request_body = SendMessage,
     responses((status = 202, body = Accepted), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
@@ -74,7 +75,7 @@ pub async fn send(
 }
 
 #[utoipa::path(get, path = "/v1/devices/{id}/messages/{message_id}", tag = "messages",
-    params(("id" = String, Path), ("message_id" = String, Path)),
+    params(("id" = String, Path), ("message_id" = String, Path, min_length = 1, max_length = 128)),
     responses((status = 200, body = Message), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn get(

@@ -31,8 +31,10 @@ const MODULE_PX: usize = 8;
 const QUIET_ZONE: usize = 4;
 
 #[utoipa::path(get, path = "/v1/devices/{id}/qr", tag = "devices",
-    params(("id" = String, Path), ("format" = Option<String>, Query, description = "png (default), svg or raw")),
-    responses((status = 200, description = "image/png, image/svg+xml, or JSON with format=raw", body = RawQr),
+    params(("id" = String, Path), ("format" = Option<String>, Query, description = "png (default), svg or raw",
+        pattern = "^(png|svg|raw)$")),
+    responses((status = 200, description = "The QR code: a PNG (default), an SVG (format=svg), or JSON (format=raw)",
+            content((RawQr = "application/json"), ([u8] = "image/png"), (String = "image/svg+xml"))),
         (status = 404, body = ErrorBody), (status = 409, description = "not in SCAN_QR", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn qr(

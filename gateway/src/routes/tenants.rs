@@ -21,9 +21,17 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery};
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// `[a-zA-Z0-9_.@-]{1,64}`; generated when absent.
+    #[schema(pattern = "^[a-zA-Z0-9_.@-]{1,64}$", min_length = 1, max_length = 64)]
     pub id: Option<String>,
+    /// 1 to 200 characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\t\n\x0B\x0C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
     pub name: String,
     /// At most this many devices (none: no limit).
+    #[schema(value_type = Option<u64>, maximum = 4_294_967_295_u64)]
     pub max_devices: Option<u32>,
 }
 
@@ -32,9 +40,15 @@ pub struct CreateTenant {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchTenant {
+    /// 1 to 200 characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\t\n\x0B\x0C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "crate::dto::present")]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u64>, maximum = 4_294_967_295_u64)]
     pub max_devices: Option<Option<u32>>,
 }
 

@@ -24,8 +24,10 @@ use crate::routes::keys::RoleDto;
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     /// `[a-zA-Z0-9_.@-]{1,64}`, unique.
+    #[schema(pattern = "^[a-zA-Z0-9_.@-]{1,64}$", min_length = 1, max_length = 64)]
     pub username: String,
     /// 10 to 256 characters.
+    #[schema(min_length = 10, max_length = 256)]
     pub password: String,
     pub role: RoleDto,
     /// The tenant; an admin without one is an admin of every tenant.
@@ -38,7 +40,8 @@ pub struct CreateUser {
 pub struct PatchUser {
     /// A locked user cannot log in, and its tokens stop working.
     pub locked: Option<bool>,
-    /// A new password: the user's tokens stop working.
+    /// A new password (10 to 256 characters): the user's tokens stop working.
+    #[schema(min_length = 10, max_length = 256)]
     pub password: Option<String>,
     pub role: Option<RoleDto>,
 }

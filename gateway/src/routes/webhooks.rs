@@ -19,6 +19,34 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::validate;
 
+/// A webhook URL: `http://` or `https://`, a host, no white space, at most 2,048
+/// characters (what `validate::webhook` takes).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(transparent)]
+#[schema(
+    value_type = String,
+    pattern = r"^https?://[^/\t\n\x0B\x0C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\t\n\x0B\x0C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
+    max_length = 2048,
+    example = "https://example.com/wafleet"
+)]
+pub struct WebhookUrl(pub String);
+
+/// The events a webhook can ask for (documentation only: `events` stays strings, which
+/// the owner checks, so that a node that knows more events than this gateway takes them).
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub enum WebhookEventName {
+    #[serde(rename = "status")]
+    Status,
+    #[serde(rename = "qr")]
+    Qr,
+    #[serde(rename = "message.status")]
+    MessageStatus,
+    #[serde(rename = "message.inbound")]
+    MessageInbound,
+    #[serde(rename = "job.progress")]
+    JobProgress,
+}
+
 /// A webhook to set (`PUT /v1/devices/{id}/webhook`, or `"webhook"` when creating a
 /// device).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -27,13 +55,19 @@ pub struct PutWebhook {
     /// Where deliveries are POSTed: http or https, at most 2,048 characters. A target
     /// that is (or resolves to) a loopback, private, link-local or metadata address is
     /// refused (422 `webhook_url_not_allowed`) unless `webhooks.allow_private_targets`.
-    #[schema(example = "https://example.com/wafleet")]
+    #[schema(
+        example = "https://example.com/wafleet",
+        pattern = r"^https?://[^/\t\n\x0B\x0C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\t\n\x0B\x0C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
+        max_length = 2048
+    )]
     pub url: String,
     /// Deliveries are signed with it (`X-Wafleet-Signature`); 1 to 512 bytes. Stored
     /// sealed, never shown again. Absent: deliveries are not signed.
+    #[schema(min_length = 1, max_length = 512)]
     pub secret: Option<String>,
     /// The events sent (`status`, `qr`, `message.status`, `message.inbound`,
     /// `job.progress`). Absent: every event.
+    #[schema(value_type = Option<Vec<WebhookEventName>>, min_items = 1)]
     pub events: Option<Vec<String>>,
 }
 
@@ -132,7 +166,7 @@ pub struct DeliveryQuery {
 #[serde(deny_unknown_fields)]
 pub struct ReplayBody {
     /// Only `dead` (every dead delivery is queued again, in event order).
-    #[schema(example = "dead")]
+    #[schema(example = "dead", pattern = "^dead$")]
     pub status: String,
 }
 
@@ -147,12 +181,16 @@ pub struct Replayed {
 #[serde(deny_unknown_fields)]
 pub struct WebhookSettingsDto {
     /// The n-th retry waits `base_delay_ms × fib(n)` (1, 1, 2, 3, 5, 8 …); 1 to 604,800,000.
+    #[schema(minimum = 1, maximum = 604_800_000)]
     pub base_delay_ms: u64,
-    /// No retry waits longer; at least `base_delay_ms`.
+    /// No retry waits longer; at least `base_delay_ms`, at most 604,800,000.
+    #[schema(minimum = 1, maximum = 604_800_000)]
     pub max_delay_ms: u64,
     /// Attempts in all before a delivery is `dead`; 1 to 100.
+    #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: u32,
     /// How long one attempt may take; 100 to 60,000.
+    #[schema(minimum = 100, maximum = 60_000)]
     pub timeout_ms: u64,
 }
 
@@ -248,9 +286,11 @@ pub async fn delete_webhook(
 
 #[utoipa::path(get, path = "/v1/devices/{id}/webhook/deliveries", tag = "webhooks",
     params(("id" = String, Path),
-        ("status" = Option<String>, Query, description = "pending, failed, delivered or dead"),
-        ("limit" = Option<u32>, Query, description = "1 to 500, default 50"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+        ("status" = Option<String>, Query, description = "pending, failed, delivered or dead",
+            pattern = "^(pending|failed|delivered|dead)$"),
+        ("limit" = Option<u32>, Query, description = "1 to 500, default 50", minimum = 1, maximum = 500),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page",
+            pattern = "^[1-9][0-9]{0,17}$")),
     responses((status = 200, body = DeliveryList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn deliveries(
@@ -297,7 +337,7 @@ pub async fn deliveries(
 #[utoipa::path(post, path = "/v1/devices/{id}/webhook/deliveries/{event_id}/replay", tag = "webhooks",
     description = "Delivers that event again, whatever its status: it becomes `pending` with no attempts, in its place \
 in event order (so it is delivered before the device's later events still due).",
-    params(("id" = String, Path), ("event_id" = String, Path)),
+    params(("id" = String, Path), ("event_id" = String, Path, min_length = 1, max_length = 64)),
     responses((status = 202, body = Replayed),
         (status = 404, description = "no such device or event (`delivery_not_found`)", body = ErrorBody),
         (status = 503, body = ErrorBody)),
