@@ -64,16 +64,19 @@ async fn half_open_connections_are_closed_and_the_api_answers_meanwhile() {
     let app = Standalone::start(data.path()).await;
     let addr = addr(&app);
 
-    let opened = Instant::now();
+    // Each connection with the moment it opened (on a loaded machine opening them all
+    // can take seconds: each is judged from its own opening).
+    let first_opened = Instant::now();
     let mut connections = Vec::with_capacity(HALF_OPEN);
     for _ in 0..HALF_OPEN {
+        let opened = Instant::now();
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         stream.write_all(HALF_HEAD).await.unwrap();
-        connections.push(stream);
+        connections.push((opened, stream));
     }
-    let all_open = opened.elapsed();
+    let all_open = first_opened.elapsed();
 
-    // The API answers normally while they are all held open.
+    // The API answers normally while they are held open.
     let asked = Instant::now();
     let listed = app.get("/v1/devices").await;
     assert_eq!(listed.status(), 200);
@@ -88,37 +91,51 @@ async fn half_open_connections_are_closed_and_the_api_answers_meanwhile() {
             .status(),
         201
     );
+    // Those opened less than 9 s ago are certainly still open (the server closes one
+    // 10 s after accepting it at the earliest), and counted.
+    let counted_at = Instant::now();
     let open = metric(&app, "wafleet_http_connections{listener=\"api\"}").await;
+    let surely_open = connections
+        .iter()
+        .filter(|(opened, _)| counted_at.duration_since(*opened) < Duration::from_secs(9))
+        .count();
     assert!(
-        open >= HALF_OPEN as f64,
-        "{open} connections counted open, {HALF_OPEN} expected at least"
+        open >= surely_open as f64,
+        "{open} connections counted open, {surely_open} expected at least"
     );
 
-    // Every one is closed by the server, within the bound counted from its opening.
-    let closes = connections.into_iter().map(|mut stream| {
+    // Every one is closed by the server within the bound of its opening, and none
+    // before the header-read timeout.
+    let closes = connections.into_iter().map(|(opened, mut stream)| {
         tokio::spawn(async move {
             let left = CLOSED_WITHIN.saturating_sub(opened.elapsed());
-            closed_by_server(&mut stream, left).await
+            closed_by_server(&mut stream, left)
+                .await
+                .map(|()| opened.elapsed())
         })
     });
-    let mut still_open = 0;
+    let (mut still_open, mut shortest, mut longest) = (0, Duration::MAX, Duration::ZERO);
     for close in closes.collect::<Vec<_>>() {
-        if close.await.unwrap().is_err() {
-            still_open += 1;
+        match close.await.unwrap() {
+            Ok(lived) => {
+                shortest = shortest.min(lived);
+                longest = longest.max(lived);
+            }
+            Err(()) => still_open += 1,
         }
     }
-    let all_closed = opened.elapsed();
     assert_eq!(
         still_open, 0,
-        "{still_open} of {HALF_OPEN} connections still open {CLOSED_WITHIN:?} later"
+        "{still_open} of {HALF_OPEN} connections still open {CLOSED_WITHIN:?} after they opened"
     );
     assert!(
-        all_closed >= Duration::from_secs(10) - all_open,
-        "closed before the 10 s header timeout: {all_closed:?}"
+        shortest >= Duration::from_millis(9_500),
+        "a connection was closed {shortest:?} after it opened, before the 10 s header timeout"
     );
     eprintln!(
-        "{HALF_OPEN} half-open connections: opened in {all_open:?}, all closed {all_closed:?} \
-         after the first opened; GET /v1/devices meanwhile in {answered:?}"
+        "{HALF_OPEN} half-open connections opened in {all_open:?}; each closed {shortest:?} to \
+         {longest:?} after it opened; GET /v1/devices meanwhile in {answered:?} \
+         ({open} connections open)"
     );
 
     let timed_out = metric(

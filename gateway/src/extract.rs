@@ -116,3 +116,56 @@ where
             .map_err(|e: QueryRejection| ApiError::invalid("invalid_query", e.body_text()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Two {
+        a: Option<u32>,
+        b: Option<u32>,
+    }
+
+    async fn status(content_type: Option<&str>, body: &str) -> StatusCode {
+        let mut request = Request::builder().method("POST").uri("/");
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        let request = request.body(Body::from(body.to_owned())).unwrap();
+        match ApiJson::<Two>::from_request(request, &()).await {
+            Ok(_) => StatusCode::OK,
+            Err(error) => error.status_code(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_is_a_json_object_sent_as_json() {
+        let json = Some("application/json");
+        assert_eq!(status(json, r#" {"a": 1}"#).await, StatusCode::OK);
+        assert_eq!(
+            status(Some("application/merge-patch+json; charset=utf-8"), "{}").await,
+            StatusCode::OK
+        );
+        // serde alone would take an array as the fields in order.
+        assert_eq!(
+            status(json, "[null, null]").await,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(status(json, "null").await, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            status(json, r#"{"a": "x"}"#).await,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(status(json, "nul").await, StatusCode::BAD_REQUEST);
+        assert_eq!(status(json, "{").await, StatusCode::BAD_REQUEST);
+        assert_eq!(status(json, "").await, StatusCode::BAD_REQUEST);
+        assert_eq!(status(None, "{}").await, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(
+            status(Some("text/plain"), "{}").await,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+    }
+}

@@ -172,3 +172,61 @@ fn drop_null_branch(schema: &mut Value) {
         *schema = only.clone();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_documents_what_the_guard_and_the_extractors_answer() {
+        let doc: Value = serde_json::from_str(&document()).unwrap();
+        let mut device_routes = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let responses = &operation["responses"];
+                let has = |status: &str| responses.get(status).is_some();
+                let secured = operation["security"]
+                    .as_array()
+                    .is_some_and(|s| !s.is_empty());
+                assert_eq!(
+                    secured,
+                    path != "/v1/auth/login",
+                    "{method} {path}: security"
+                );
+                if secured {
+                    assert!(has("401") && has("503"), "{method} {path}: 401, 503");
+                }
+                if operation["requestBody"]["required"] == true {
+                    for status in ["400", "413", "415", "422"] {
+                        assert!(has(status), "{method} {path}: {status}");
+                    }
+                }
+                if path.starts_with("/v1/devices/{id}")
+                    || path.starts_with("/whatsapp/sessions/{id}")
+                {
+                    device_routes += 1;
+                    let id = operation["parameters"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|p| p["name"] == "id")
+                        .unwrap();
+                    assert_eq!(id["schema"]["pattern"], crate::dto::DEVICE_ID_PATTERN);
+                    assert!(has("400"), "{method} {path}: 400");
+                }
+            }
+        }
+        assert!(device_routes > 20, "device routes found: {device_routes}");
+    }
+
+    #[test]
+    fn an_optional_body_is_left_out_rather_than_null() {
+        let doc: Value = serde_json::from_str(&document()).unwrap();
+        let body = &doc["paths"]["/v1/keys/{id}/rotate"]["post"]["requestBody"];
+        assert_ne!(body["required"], true);
+        assert_eq!(
+            body["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/RotateKey"
+        );
+    }
+}

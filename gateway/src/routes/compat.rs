@@ -89,7 +89,10 @@ pub async fn list(
 #[utoipa::path(post, path = "/whatsapp/sessions", tag = "compatibility",
     description = "Creates a session and starts it (it shows a QR code: GET /whatsapp/sessions/{id}/qr).",
     request_body = CreateSession,
-    responses((status = 201, body = Device), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 201, body = Device), (status = 400, body = ErrorBody),
+        (status = 403, description = "a key limited to some devices", body = ErrorBody),
+        (status = 409, description = "id taken (`device_exists`), or the tenant has its `max_devices` (`tenant_device_limit`)",
+            body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn create(
     State(state): State<AppState>,

@@ -24,7 +24,11 @@ use crate::validate;
 
 #[utoipa::path(post, path = "/v1/devices", tag = "devices", request_body = CreateDevice,
     responses((status = 201, body = Device), (status = 400, body = ErrorBody),
-        (status = 409, description = "id taken", body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 403, description = "another tenant asked for, or a key limited to some devices", body = ErrorBody),
+        (status = 409, description = "id taken (`device_exists`), or the tenant has its `max_devices` (`tenant_device_limit`)",
+            body = ErrorBody),
+        (status = 422, description = "an unknown `tenant`, a webhook refused as by PUT /v1/devices/{id}/webhook, or the wrong shape",
+            body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn create(
     State(state): State<AppState>,

@@ -195,7 +195,8 @@ pub async fn limits(
     description = "Sets the device's trust level (admin). VERIFIED is only ever set here; NEWCOMER becomes TRUSTED by itself \
 after 7 days linked and active; a ban sets NEWCOMER again. Applies from the device's next send.",
     params(("id" = String, Path)), request_body = SetTrustLevel,
-    responses((status = 200, body = Device), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 200, body = Device), (status = 400, body = ErrorBody),
+        (status = 403, description = "not an admin", body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn set_trust_level(
@@ -225,7 +226,8 @@ pub async fn trust_levels(State(state): State<AppState>) -> Result<Json<TrustLev
 (per_minute > per_hour, a gap that makes per_minute unreachable, ...) is 422 with the key at fault. \
 Applies live to every running device on every node (within a second on other nodes).",
     request_body = TrustLevels,
-    responses((status = 200, body = TrustLevels), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 200, body = TrustLevels), (status = 400, body = ErrorBody),
+        (status = 403, description = "not an admin of every tenant", body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn set_trust_levels(
     State(state): State<AppState>,

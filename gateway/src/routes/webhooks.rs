@@ -404,6 +404,7 @@ pub async fn settings(State(state): State<AppState>) -> Result<Json<WebhookSetti
 a second), from each delivery's next attempt.",
     request_body = WebhookSettingsDto,
     responses((status = 200, body = WebhookSettingsDto), (status = 400, body = ErrorBody),
+        (status = 403, description = "not an admin of every tenant", body = ErrorBody),
         (status = 422, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn set_settings(
