@@ -133,17 +133,25 @@ impl Principal {
         }
     }
 
-    /// The tenant a new device or record of the caller's goes to: the caller's own, or
-    /// for an operator the one asked for (default [`DEFAULT_TENANT`] for devices).
-    pub fn tenant_for_new(&self, asked: Option<&str>) -> Result<String, Denied> {
+    /// The tenant a new key or user the caller makes belongs to: the caller's own, or
+    /// for an operator the one asked for (`None`: every tenant).
+    pub fn tenant_of_new(&self, asked: Option<String>) -> Result<Option<String>, Denied> {
         match (&self.tenant, asked) {
-            (None, asked) => Ok(asked.unwrap_or(DEFAULT_TENANT).to_owned()),
-            (Some(own), None) => Ok(own.clone()),
-            (Some(own), Some(asked)) if asked == own => Ok(own.clone()),
+            (None, asked) => Ok(asked),
+            (Some(own), None) => Ok(Some(own.clone())),
+            (Some(own), Some(asked)) if asked == *own => Ok(Some(asked)),
             (Some(_), Some(_)) => Err(Denied::Forbidden(
-                "a key of one tenant cannot act for another".into(),
+                "a key or user of one tenant cannot act for another".into(),
             )),
         }
+    }
+
+    /// The tenant a new device of the caller's goes to: [`Principal::tenant_of_new`],
+    /// [`DEFAULT_TENANT`] when that is none.
+    pub fn tenant_for_new(&self, asked: Option<&str>) -> Result<String, Denied> {
+        Ok(self
+            .tenant_of_new(asked.map(str::to_owned))?
+            .unwrap_or_else(|| DEFAULT_TENANT.to_owned()))
     }
 }
 
