@@ -16,14 +16,7 @@ use super::statements as st;
 use crate::store::{AccessKind, AccessQuery, AuditEntry, AuditQuery, Store, conformance};
 
 async fn start() -> (FakeNode, Arc<Mutex<FakeTables>>) {
-    let tables = Arc::new(Mutex::new(FakeTables::new()));
-    let shared = tables.clone();
-    let node = FakeNode::start(
-        KEYSPACE,
-        Box::new(move |name, values| shared.lock().expect("tables").handle(name, values)),
-    )
-    .await;
-    (node, tables)
+    FakeNode::over(KEYSPACE, FakeTables::new(), FakeTables::handle).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -379,14 +379,7 @@ impl Tables {
 }
 
 async fn start() -> (FakeNode, Arc<Mutex<Tables>>) {
-    let tables = Arc::new(Mutex::new(Tables::default()));
-    let shared = tables.clone();
-    let node = FakeNode::start(
-        KEYSPACE,
-        Box::new(move |name, values| shared.lock().expect("tables").handle(name, values)),
-    )
-    .await;
-    (node, tables)
+    FakeNode::over(KEYSPACE, Tables::default(), Tables::handle).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

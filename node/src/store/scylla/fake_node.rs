@@ -273,6 +273,23 @@ pub(crate) struct FakeNode {
 }
 
 impl FakeNode {
+    /// A fake node whose statements `handle` answers from `tables` (a model of the
+    /// store's tables), and the tables, for a test to look into.
+    pub(crate) async fn over<T: Send + 'static>(
+        keyspace: &str,
+        tables: T,
+        handle: fn(&mut T, &str, &[Value]) -> Option<Answer>,
+    ) -> (FakeNode, Arc<Mutex<T>>) {
+        let tables = Arc::new(Mutex::new(tables));
+        let shared = tables.clone();
+        let node = FakeNode::start(
+            keyspace,
+            Box::new(move |name, values| handle(&mut shared.lock().expect("tables"), name, values)),
+        )
+        .await;
+        (node, tables)
+    }
+
     /// Starts a fake node on a loopback address of its own, answering everything.
     pub(crate) async fn start(keyspace: &str, handler: Handler) -> FakeNode {
         let addr = SocketAddr::new(get_exclusive_local_address(), 9042);
