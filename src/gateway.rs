@@ -21,6 +21,7 @@ use wafleet_node::cluster::ownership::AlwaysOwned;
 use wafleet_node::cluster::tls::ClusterTls;
 use wafleet_node::cluster::{ClusterOptions, join};
 use wafleet_node::events::{EventBus, RedisBusConfig};
+use wafleet_node::seal::data_keys::DataKeys;
 use wafleet_node::store::Store;
 
 use crate::standalone::{announce, bind_addr};
@@ -36,10 +37,15 @@ pub(crate) async fn run(
         .ok()
         .filter(|k| !k.trim().is_empty())
         .context("a gateway needs WAFLEET_ADMIN_KEY (the same on every replica)")?;
+    // Message texts and event payloads are sealed at rest: the gateway opens them with
+    // the same keys as the nodes.
+    let sealer = Arc::new(crate::keys::cluster_sealer(&settings.store)?);
     let store: Arc<dyn Store> =
         crate::store::open(&settings.store, settings.cluster.shards).await?;
+    let keys = Arc::new(DataKeys::new(store.clone(), sealer));
     let bus = EventBus::redis(RedisBusConfig {
         per_device_cap: settings.redis.stream_max_len as usize,
+        keys: Some(keys.clone()),
         ..RedisBusConfig::new(settings.redis.url.clone())
     })
     .await
@@ -66,7 +72,7 @@ pub(crate) async fn run(
     .await?;
     let members = cluster.members();
     let resolver = PlacementResolver::new(settings.cluster.shards, members.clone());
-    let catalog = Catalog::new(store);
+    let catalog = Catalog::new(store, keys);
     let devices = RemoteDevices::new(Arc::new(resolver), catalog.clone())
         .with_timeout(settings.gateway.request_timeout);
     let state = AppState::new(Arc::new(devices), catalog, bus, admin_key);

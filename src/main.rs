@@ -3,7 +3,9 @@
 use clap::{Parser, Subcommand};
 
 mod gateway;
+mod keys;
 mod node;
+mod sim_seal;
 mod standalone;
 mod store;
 
@@ -44,6 +46,12 @@ enum Command {
     },
     /// The simulated WhatsApp network on its own (one of several, with `[link] sim_urls`).
     Sim(standalone::SimArgs),
+    /// Rotate the master key (it wraps the tenants' data keys and seals credentials).
+    #[command(subcommand)]
+    MasterKey(keys::MasterKeyCommand),
+    /// Rotate a tenant's data key (it seals message texts and event payloads at rest).
+    #[command(subcommand)]
+    DataKey(keys::DataKeyCommand),
 }
 
 #[tokio::main]
@@ -64,6 +72,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Node { config } => node::run(config, shutdown_signal()).await,
         Command::Gateway { config } => gateway::run(config, shutdown_signal()).await,
         Command::Sim(args) => standalone::run_sim(args, shutdown_signal()).await,
+        Command::MasterKey(command) => keys::master_key(command).await,
+        Command::DataKey(command) => keys::data_key(command).await,
     }
 }
 

@@ -18,7 +18,6 @@ use wafleet_node::link::{
     WhatsAppLinkFactory,
 };
 use wafleet_node::open_files;
-use wafleet_node::seal::{Sealer, load_or_create_master_key};
 use wafleet_node::store::{MeteredStore, SqliteStore};
 use wafleet_node::{Fleet, NodeConfig};
 use wafleet_sim::{Network, SimConfig};
@@ -50,11 +49,7 @@ pub(crate) async fn run(
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("cannot create data folder {}", args.data.display()))?;
     let admin_key = admin_key(&args.data)?;
-    let master_key = load_or_create_master_key(
-        &args.data,
-        std::env::var("WAFLEET_MASTER_KEY").ok().as_deref(),
-    )
-    .context("cannot load the master key")?;
+    let sealer = Arc::new(crate::keys::standalone_sealer(&args.data)?);
     let store =
         SqliteStore::open(&args.data.join("wafleet.db")).context("cannot open the store")?;
 
@@ -62,6 +57,7 @@ pub(crate) async fn run(
         "sim" => {
             let network = Network::open(SimConfig {
                 data_path: Some(args.data.join("sim.db")),
+                state_seal: Some(Arc::new(crate::sim_seal::SimStateSeal(sealer.clone()))),
                 ..SimConfig::default()
             })
             .context("cannot open the simulated network")?;
@@ -110,7 +106,7 @@ pub(crate) async fn run(
             ..NodeConfig::default()
         },
         Arc::new(MeteredStore::new(Arc::new(store))),
-        Arc::new(Sealer::new(master_key)),
+        sealer,
         EventBus::in_memory(BusConfig::default()),
         links,
     )

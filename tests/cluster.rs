@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -51,11 +52,30 @@ impl Cluster {
         nodes
     }
 
+    /// The cluster's Redis event bus as a gateway reads it: with the nodes' master key
+    /// (`master.key` beside the shared database, made by the first node) and store, to
+    /// open the sealed payloads.
+    async fn bus(&self) -> EventBus {
+        let db = self.dir.path().join("wafleet.db");
+        let keys = wafleet_node::seal::load_master_key_file(&self.dir.path().join("master.key"))
+            .expect("the nodes' master key");
+        let store: Arc<dyn wafleet_node::store::Store> =
+            Arc::new(wafleet_node::store::SqliteStore::open(&db).unwrap());
+        let data_keys = wafleet_node::seal::data_keys::DataKeys::new(
+            store,
+            Arc::new(wafleet_node::seal::Sealer::from_keys(keys)),
+        );
+        EventBus::redis(RedisBusConfig {
+            keys: Some(Arc::new(data_keys)),
+            ..RedisBusConfig::new(self.redis_url.clone())
+        })
+        .await
+        .unwrap()
+    }
+
     /// Every device event from the start, as a gateway would read it from Redis.
     async fn events(&self) -> (EventBus, Subscription) {
-        let bus = EventBus::redis(RedisBusConfig::new(self.redis_url.clone()))
-            .await
-            .unwrap();
+        let bus = self.bus().await;
         let events = bus.subscribe(EventFilter::All, Some(0)).await.unwrap();
         (bus, events)
     }
@@ -681,9 +701,7 @@ async fn through_a_gateway_calls_reach_owners_messages_survive_a_kill_and_sse_re
     .await
     .unwrap();
     let (round_three, _) = send_round(&http, &gateway.base, &ids, "three").await;
-    let bus = EventBus::redis(RedisBusConfig::new(cluster.redis_url.clone()))
-        .await
-        .unwrap();
+    let bus = cluster.bus().await;
     let mut reference = bus
         .subscribe(EventFilter::All, Some(last_seen))
         .await
@@ -766,9 +784,7 @@ async fn wait_delivered(sse: &mut common::Sse, mut pending: HashSet<String>, db:
 async fn a_fourth_node_takes_about_a_quarter_of_the_devices_and_no_message_is_lost() {
     let cluster = Cluster::new().await;
     let ids = pair_devices(&cluster, 40).await;
-    let bus = EventBus::redis(RedisBusConfig::new(cluster.redis_url.clone()))
-        .await
-        .unwrap();
+    let bus = cluster.bus().await;
     let mut events = bus.subscribe(EventFilter::All, Some(0)).await.unwrap();
     let plans = cluster.plans(4);
     let mut nodes = cluster.start_all(&plans[..3]).await;

@@ -844,7 +844,11 @@ fn compose_configs_load_with_each_container_s_environment() {
                 continue;
             }
             "node" => assert_master_key(&env["WAFLEET_MASTER_KEY"], name),
-            "gateway" => assert!(!env["WAFLEET_ADMIN_KEY"].is_empty(), "{name}: admin key"),
+            "gateway" => {
+                assert!(!env["WAFLEET_ADMIN_KEY"].is_empty(), "{name}: admin key");
+                // It opens the message texts and event payloads the nodes seal.
+                assert_master_key(&env["WAFLEET_MASTER_KEY"], name);
+            }
             other => panic!("{name}: unexpected command {other}"),
         }
         let config = flag(&args, "--config").expect("--config");
@@ -1260,6 +1264,8 @@ fn kubernetes_configs_load_with_each_pod_s_environment() {
     let container = &pod["spec"]["containers"][0];
     let env = pod_env(container, "wafleet-gateway-7d9c6-x2k4p", &secrets);
     assert!(!env["WAFLEET_ADMIN_KEY"].is_empty());
+    // It opens the message texts and event payloads the nodes seal.
+    assert_master_key(&env["WAFLEET_MASTER_KEY"], "wafleet-gateway");
     let Loaded::Gateway(gateway) = load_config(
         "gateway",
         &mounted_config(&objects, &pod["spec"], container),

@@ -30,6 +30,7 @@ use wafleet_node::cluster::wire::Wire;
 use wafleet_node::cluster::{ClusterHandle, ClusterOptions, join};
 use wafleet_node::events::{BusConfig, DeviceEvent, EventBus, EventFilter, EventKind};
 use wafleet_node::link::{FramePipe, LinkError, SimDialer, SimLinkFactory};
+use wafleet_node::seal::data_keys::DataKeys;
 use wafleet_node::seal::{MasterKey, Sealer};
 use wafleet_node::store::{DeviceStatus, MessageStatus, SqliteStore, Store, TrustLevel};
 use wafleet_node::{Fleet, FleetError, NewDevice, NodeConfig, SendText};
@@ -322,7 +323,7 @@ async fn commands_reach_the_owner_over_the_cluster_and_fail_retryably_without_it
         default_owner: Some(a.clone()),
         hosts: HashMap::from([(a.clone(), host_a), (b.clone(), host_b.clone())]),
     };
-    let catalog = Catalog::new(store_a.clone());
+    let catalog = Catalog::new(store_a.clone(), data_keys(store_a.clone()));
     let devices = RemoteDevices::new(Arc::new(placement), catalog.clone())
         .with_timeout(Duration::from_secs(15));
 
@@ -537,7 +538,7 @@ async fn a_silent_owner_is_a_504_and_no_live_node_a_503() {
         default_owner: None,
         hosts: HashMap::from([("node-f".to_owned(), silent.clone())]),
     };
-    let catalog = Catalog::new(store);
+    let catalog = Catalog::new(store.clone(), data_keys(store));
     let devices = RemoteDevices::new(Arc::new(placement), catalog.clone())
         .with_timeout(Duration::from_millis(100));
     assert!(matches!(
@@ -567,4 +568,12 @@ async fn a_silent_owner_is_a_504_and_no_live_node_a_503() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     silent.stop(None);
+}
+
+/// The data keys under the key the test's nodes use.
+fn data_keys(store: Arc<dyn Store>) -> Arc<DataKeys> {
+    Arc::new(DataKeys::new(
+        store,
+        Arc::new(Sealer::new(MasterKey::new(1, [7u8; 32]))),
+    ))
 }

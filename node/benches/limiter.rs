@@ -113,7 +113,7 @@ async fn main() {
     // Warm up both paths (the limiter loads its state on first use).
     for n in 0..200 {
         fleet.send_text("limited", send(n)).await.unwrap();
-        accept_text(store.as_ref(), "direct", send(n))
+        accept_text(store.as_ref(), fleet.catalog().keys(), "direct", send(n))
             .await
             .unwrap();
     }
@@ -127,7 +127,7 @@ async fn main() {
                 fleet.send_text("limited", send(n)).await.unwrap();
                 limited.push(started.elapsed());
             } else {
-                accept_text(store.as_ref(), "direct", send(n))
+                accept_text(store.as_ref(), fleet.catalog().keys(), "direct", send(n))
                     .await
                     .unwrap();
                 direct.push(started.elapsed());

@@ -12,6 +12,8 @@ use wafleet_cluster_config::QuotaTable;
 use crate::api::wire::command_trust_level;
 use crate::api::{DeviceCommand, FleetError, NewDevice, Reply};
 use crate::clock::now_ms;
+use crate::seal::data_keys::DataKeys;
+use crate::seal::text::Place;
 use crate::store::{
     DeliveryRecord, DeliveryStatus, DevicePage, DevicePatch, DeviceQuery, DeviceRecord,
     DeviceStatus, MessageRecord, Store, StoreError, TrustLevel,
@@ -27,6 +29,8 @@ pub const CENSUS_MAX_AGE: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct Catalog {
     store: Arc<dyn Store>,
+    /// The tenants' data keys: message texts are stored sealed with them.
+    keys: Arc<DataKeys>,
     /// The last census (devices by status) and when it was taken, shared by clones.
     census: Arc<Mutex<Option<(Instant, Census)>>>,
 }
@@ -35,9 +39,10 @@ pub struct Catalog {
 type Census = Result<Vec<(DeviceStatus, u64)>, String>;
 
 impl Catalog {
-    pub fn new(store: Arc<dyn Store>) -> Catalog {
+    pub fn new(store: Arc<dyn Store>, keys: Arc<DataKeys>) -> Catalog {
         Catalog {
             store,
+            keys,
             census: Arc::default(),
         }
     }
@@ -138,10 +143,21 @@ impl Catalog {
         device_id: &str,
         message_id: &str,
     ) -> Result<MessageRecord, FleetError> {
-        self.store
+        let mut message = self
+            .store
             .get_message(device_id, message_id)
             .await?
-            .ok_or_else(|| FleetError::MessageNotFound(message_id.to_owned()))
+            .ok_or_else(|| FleetError::MessageNotFound(message_id.to_owned()))?;
+        message.text = self
+            .keys
+            .open(&Place::message(device_id, message_id), &message.text)
+            .await?;
+        Ok(message)
+    }
+
+    /// The tenants' data keys.
+    pub fn keys(&self) -> &Arc<DataKeys> {
+        &self.keys
     }
 
     /// The device's webhook (never its secret); `None` when it has none.
@@ -219,7 +235,7 @@ impl Catalog {
     ) -> Option<Result<Reply, FleetError>> {
         match command {
             DeviceCommand::SendText(send) => Some(
-                outbox::accept_text(self.store.as_ref(), id, send)
+                outbox::accept_text(self.store.as_ref(), &self.keys, id, send)
                     .await
                     .map(Reply::Sent),
             ),

@@ -14,6 +14,7 @@ use crate::clock::{Clock, now_ms};
 use crate::device::registry::Running;
 use crate::events::{EventBus, EventKind};
 use crate::link::LinkFactory;
+use crate::seal::data_keys::DataKeys;
 use crate::store::{
     DeliveryOf, DevicePatch, DeviceRecord, DeviceStatus, Fence, RunStart, Store, StoreError,
 };
@@ -115,6 +116,8 @@ pub struct NodeContext {
     pub(crate) config: NodeConfig,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) vault: Vault,
+    /// The tenants' data keys: message texts and event payloads are sealed with them.
+    pub(crate) keys: Arc<DataKeys>,
     pub(crate) bus: EventBus,
     pub(crate) links: Arc<dyn LinkFactory>,
     pub(crate) connect_gate: Arc<Semaphore>,
@@ -222,10 +225,12 @@ impl NodeContext {
                 .await;
             return Ok(record);
         };
+        let key = self.keys.current(plan.tenant()).await?;
         let node = self.config.node_name.clone();
         let event_reason = reason.clone();
         let then: DeliveryOf = Box::new(move |record: &DeviceRecord| {
-            Some(plan.delivery(status_data(previous, status, event_reason, record, &node)))
+            let data = status_data(previous, status, event_reason, record, &node);
+            Some(plan.delivery(&key, data, None))
         });
         let record = self
             .store

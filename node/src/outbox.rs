@@ -6,6 +6,9 @@
 //! [`check_send`] and [`insert_queued`] with the slot its rate limiter gave; a process
 //! without the device's owner (a gateway while the owner is being replaced) accepts
 //! through [`accept_text`], without a slot.
+//!
+//! A message's text is stored sealed with its tenant's data key
+//! ([`crate::seal::data_keys`]); what this module hands back carries it in clear.
 
 use sha2::{Digest, Sha256};
 
@@ -13,6 +16,8 @@ use crate::api::{FleetError, SendText, Sent, state_code};
 use crate::clock::now_ms;
 use crate::limits::policy::Refusal;
 use crate::metrics;
+use crate::seal::data_keys::DataKeys;
+use crate::seal::text::Place;
 use crate::store::{
     DeviceRecord, DeviceStatus, Direction, GuardedInsert, InsertOutcome, MessageRecord,
     MessageStatus, Store, StoreError, TrustLevel,
@@ -30,13 +35,32 @@ use crate::store::{
 /// message whatever the device's state.
 pub async fn accept_text(
     store: &dyn Store,
+    keys: &DataKeys,
     device_id: &str,
     send: SendText,
 ) -> Result<Sent, FleetError> {
-    match check_send(store, device_id, &send).await? {
+    match check_send(store, keys, device_id, &send).await? {
         Checked::Replay(sent) => Ok(sent),
-        Checked::New(id) => insert_queued(store, device_id, id, send, now_ms(), None).await,
+        Checked::New(id) => {
+            let device = store
+                .get_device(device_id)
+                .await?
+                .ok_or_else(|| FleetError::DeviceNotFound(device_id.to_owned()))?;
+            let sealing = Sealing {
+                keys,
+                tenant: &device.tenant,
+            };
+            insert_queued(store, sealing, device_id, id, send, now_ms(), None).await
+        }
     }
+}
+
+/// How a new message's text is sealed: with the current data key of the device's
+/// tenant.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sealing<'a> {
+    pub keys: &'a DataKeys,
+    pub tenant: &'a str,
 }
 
 /// A send that passed [`check_send`]. Short-lived; boxing the replay buys nothing.
@@ -52,6 +76,7 @@ pub(crate) enum Checked {
 /// message. Whether the device may send is checked by [`insert_queued`], with the insert.
 pub(crate) async fn check_send(
     store: &dyn Store,
+    keys: &DataKeys,
     device_id: &str,
     send: &SendText,
 ) -> Result<Checked, FleetError> {
@@ -62,7 +87,7 @@ pub(crate) async fn check_send(
     if send.idempotency_key.is_some()
         && let Some(existing) = store.get_message(device_id, &id).await?
     {
-        return replay(existing, send).map(Checked::Replay);
+        return replay(keys, existing, send).await.map(Checked::Replay);
     }
     Ok(Checked::New(id))
 }
@@ -109,18 +134,21 @@ fn not_ready(device: &DeviceRecord) -> FleetError {
 /// same store call as the insert): `device_not_ready` if not.
 pub(crate) async fn insert_queued(
     store: &dyn Store,
+    sealing: Sealing<'_>,
     device_id: &str,
     id: String,
     send: SendText,
     created_at_ms: i64,
     not_before_ms: Option<i64>,
 ) -> Result<Sent, FleetError> {
-    let message = MessageRecord {
+    let key = sealing.keys.current(sealing.tenant).await?;
+    let sealed = key.seal(&Place::message(device_id, &id), &send.text);
+    let mut message = MessageRecord {
         id,
         device_id: device_id.to_owned(),
         direction: Direction::Outbound,
         peer_phone: send.to_phone.clone(),
-        text: send.text.clone(),
+        text: sealed.into_string(),
         status: MessageStatus::Queued,
         error: None,
         idempotency_key: send.idempotency_key.clone(),
@@ -134,7 +162,7 @@ pub(crate) async fn insert_queued(
     match store.insert_message_if(&message, sendable).await {
         Ok(GuardedInsert::Done(InsertOutcome::Inserted)) => {}
         Ok(GuardedInsert::Done(InsertOutcome::Existing(existing))) => {
-            return replay(existing, &send);
+            return replay(sealing.keys, existing, &send).await;
         }
         Ok(GuardedInsert::Refused(device)) => return Err(not_ready(&device)),
         Err(StoreError::NotFound { .. }) => {
@@ -145,10 +173,11 @@ pub(crate) async fn insert_queued(
                 .get_message(device_id, &message.id)
                 .await?
                 .ok_or_else(|| FleetError::MessageNotFound(message.id.clone()))?;
-            return replay(existing, &send);
+            return replay(sealing.keys, existing, &send).await;
         }
         Err(error) => return Err(error.into()),
     }
+    message.text = send.text;
     metrics::message_outcome("accepted");
     Ok(Sent {
         message,
@@ -186,7 +215,19 @@ fn idempotent_message_id(device_id: &str, key: &str) -> String {
     format!("msg_{hex}")
 }
 
-fn replay(existing: MessageRecord, send: &SendText) -> Result<Sent, FleetError> {
+/// The answer to a repeat of `existing` (its text opened), or
+/// `IdempotencyKeyReused` if the repeat asks for another message.
+async fn replay(
+    keys: &DataKeys,
+    mut existing: MessageRecord,
+    send: &SendText,
+) -> Result<Sent, FleetError> {
+    existing.text = keys
+        .open(
+            &Place::message(&existing.device_id, &existing.id),
+            &existing.text,
+        )
+        .await?;
     if existing.peer_phone != send.to_phone || existing.text != send.text {
         return Err(FleetError::IdempotencyKeyReused);
     }

@@ -15,8 +15,16 @@
 //! shared store takes it from the environment ([`master_key_from_env`]) or from a file
 //! that must already exist ([`load_master_key_file`]): every node needs the same key.
 
+pub mod data_keys;
+pub mod master_keys;
+pub mod text;
+
+pub use master_keys::MasterKeys;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key};
@@ -126,9 +134,9 @@ fn decode_key(text: &str) -> Result<[u8; 32], String> {
     <[u8; 32]>::try_from(bytes).map_err(|_| format!("decodes to {len} bytes, expected 32"))
 }
 
-/// The master key to use: `env_value` (the content of `WAFLEET_MASTER_KEY`) when set,
+/// The master keys to use: `env_value` (the content of `WAFLEET_MASTER_KEY`) when set,
 /// else `data_dir/master.key`, else a new key written to `data_dir/master.key` (mode
-/// 0600). Keys from either place get version 1.
+/// 0600), version 1. A key without a version (`[VERSION:]BASE64`) is version 1.
 ///
 /// Several processes may share a data folder: the file is written to a temporary name
 /// and then linked into place only if no other process got there first, in which case
@@ -136,15 +144,15 @@ fn decode_key(text: &str) -> Result<[u8; 32], String> {
 pub fn load_or_create_master_key(
     data_dir: &Path,
     env_value: Option<&str>,
-) -> Result<MasterKey, SealError> {
+) -> Result<MasterKeys, SealError> {
     if let Some(value) = env_value {
-        return master_key_from_env(value);
+        return master_key_from_env(value).map(MasterKeys::single);
     }
-    let path = data_dir.join(KEY_FILE);
-    if let Some(key) = read_key_file(&path)? {
-        return Ok(key);
+    let path = key_file_path(data_dir);
+    if let Some(keys) = read_key_file(&path)? {
+        return Ok(keys);
     }
-    let key = MasterKey::generate(DEFAULT_KEY_VERSION)?;
+    let key = MasterKeys::single(MasterKey::generate(DEFAULT_KEY_VERSION)?);
     if write_key_file(data_dir, &path, &key)? {
         tracing::info!(path = %path.display(), "created a new master key");
         Ok(key)
@@ -160,17 +168,34 @@ pub fn load_or_create_master_key(
     }
 }
 
-/// The key that `WAFLEET_MASTER_KEY` holds (`value`), version 1.
+/// Where a data folder keeps its master keys.
+pub fn key_file_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(KEY_FILE)
+}
+
+/// The key that `WAFLEET_MASTER_KEY` holds (`value`, `[VERSION:]BASE64`).
 pub fn master_key_from_env(value: &str) -> Result<MasterKey, SealError> {
-    decode_key(value)
-        .map(|key| MasterKey::new(DEFAULT_KEY_VERSION, key))
+    master_keys::parse_entry(value)
         .map_err(|reason| SealError::BadKey(format!("WAFLEET_MASTER_KEY {reason}")))
 }
 
-/// The key in the file `path` (standard base64 of 32 bytes, as in `master.key`),
-/// version 1. The file must exist: unlike [`load_or_create_master_key`], this never
-/// creates a key, for a store that several machines share.
-pub fn load_master_key_file(path: &Path) -> Result<MasterKey, SealError> {
+/// The keys `WAFLEET_MASTER_KEY` (`current`) and `WAFLEET_MASTER_KEY_PREVIOUS`
+/// (`previous`: keys that still open what they sealed, during a rotation) hold.
+pub fn master_keys_from_env(
+    current: &str,
+    previous: Option<&str>,
+) -> Result<MasterKeys, SealError> {
+    MasterKeys::from_parts(current, previous).map_err(|reason| {
+        SealError::BadKey(format!(
+            "WAFLEET_MASTER_KEY / WAFLEET_MASTER_KEY_PREVIOUS: {reason}"
+        ))
+    })
+}
+
+/// The keys in the file `path` (as in `master.key`: one `[VERSION:]BASE64` per line,
+/// the current one first). The file must exist: unlike [`load_or_create_master_key`],
+/// this never creates a key, for a store that several machines share.
+pub fn load_master_key_file(path: &Path) -> Result<MasterKeys, SealError> {
     read_key_file(path)?.ok_or_else(|| SealError::Io {
         path: path.to_owned(),
         source: std::io::Error::new(
@@ -180,8 +205,36 @@ pub fn load_master_key_file(path: &Path) -> Result<MasterKey, SealError> {
     })
 }
 
-/// The key in `path`, `None` if there is no such file.
-fn read_key_file(path: &Path) -> Result<Option<MasterKey>, SealError> {
+/// Writes `keys` to the existing key file `path`, replacing it atomically (a new file
+/// renamed over it), for a master key rotation. A process reading it meanwhile sees the
+/// old keys or the new ones, never part of either.
+pub fn replace_key_file(path: &Path, keys: &MasterKeys) -> Result<(), SealError> {
+    let io = |source| SealError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{KEY_FILE}.{}.tmp", random_suffix()?));
+    let written = write_private_file(&tmp, keys.to_text().as_bytes())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .and_then(|()| sync_dir(dir));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(io)
+}
+
+fn random_suffix() -> Result<String, SealError> {
+    let mut suffix = [0u8; 8];
+    getrandom::fill(&mut suffix).map_err(|e| SealError::Random(e.to_string()))?;
+    Ok(suffix.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The keys in `path`, `None` if there is no such file.
+fn read_key_file(path: &Path) -> Result<Option<MasterKeys>, SealError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -199,8 +252,8 @@ fn read_key_file(path: &Path) -> Result<Option<MasterKey>, SealError> {
         }
     };
     warn_if_readable_by_others(path);
-    decode_key(&text)
-        .map(|key| Some(MasterKey::new(DEFAULT_KEY_VERSION, key)))
+    MasterKeys::parse(&text)
+        .map(Some)
         .map_err(|reason| SealError::CorruptKeyFile {
             path: path.to_owned(),
             reason,
@@ -226,24 +279,16 @@ fn warn_if_readable_by_others(_path: &Path) {}
 
 /// Writes `key` to `path` atomically unless the file already exists. Returns whether
 /// this call created it.
-fn write_key_file(data_dir: &Path, path: &Path, key: &MasterKey) -> Result<bool, SealError> {
+fn write_key_file(data_dir: &Path, path: &Path, key: &MasterKeys) -> Result<bool, SealError> {
     let io_err = |path: &Path| {
         let path = path.to_owned();
         move |source| SealError::Io { path, source }
     };
     create_private_dir(data_dir).map_err(io_err(data_dir))?;
 
-    let mut suffix = [0u8; 8];
-    getrandom::fill(&mut suffix).map_err(|e| SealError::Random(e.to_string()))?;
-    let tmp = data_dir.join(format!(
-        ".{KEY_FILE}.{}.tmp",
-        suffix
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    ));
+    let tmp = data_dir.join(format!(".{KEY_FILE}.{}.tmp", random_suffix()?));
 
-    let written = write_private_file(&tmp, format!("{}\n", key.to_base64()).as_bytes())
+    let written = write_private_file(&tmp, key.to_text().as_bytes())
         .map_err(io_err(&tmp))
         // A hard link never replaces an existing file, unlike a rename: two processes
         // starting at once cannot each believe their own key is the one on disk.
@@ -301,20 +346,71 @@ fn sync_dir(_dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Where a [`Sealer`] reads its keys again when a blob names a version it does not
+/// know: the key file, after a rotation made while the process runs.
+pub type KeySource = Arc<dyn Fn() -> Result<MasterKeys, SealError> + Send + Sync>;
+
+/// How often a [`Sealer`] may read its [`KeySource`] again when it meets a version it
+/// does not know.
+const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a [`Sealer`] that seals reads its [`KeySource`] again anyway, so that a key
+/// rotated in the file becomes the one it seals with even if it never meets it.
+const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
 /// Seals with the current master key and opens with the current or any previous one.
 pub struct Sealer {
+    ring: RwLock<Arc<KeyRing>>,
+    source: Option<KeySource>,
+    /// When the source was last read because of the refresh interval, and because of a
+    /// version not known.
+    refreshed: Mutex<Option<Instant>>,
+    missed: Mutex<Option<Instant>>,
+}
+
+/// The keys a sealer holds.
+struct KeyRing {
     current_version: u32,
     /// Every known key by version, current first.
     ciphers: Vec<(u32, Aes256Gcm)>,
 }
 
+impl KeyRing {
+    fn new(keys: MasterKeys) -> KeyRing {
+        let current_version = keys.current.version;
+        let mut ciphers: Vec<(u32, Aes256Gcm)> = Vec::with_capacity(1 + keys.previous.len());
+        for key in std::iter::once(keys.current).chain(keys.previous) {
+            if ciphers.iter().any(|(v, _)| *v == key.version) {
+                tracing::warn!(
+                    key_version = key.version,
+                    "ignoring a second master key with the same version"
+                );
+                continue;
+            }
+            let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(key.key));
+            ciphers.push((key.version, cipher));
+        }
+        KeyRing {
+            current_version,
+            ciphers,
+        }
+    }
+
+    fn cipher(&self, version: u32) -> Option<&Aes256Gcm> {
+        self.ciphers
+            .iter()
+            .find(|(v, _)| *v == version)
+            .map(|(_, cipher)| cipher)
+    }
+}
+
 impl std::fmt::Debug for Sealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ring = self.ring();
         f.debug_struct("Sealer")
-            .field("current_version", &self.current_version)
+            .field("current_version", &ring.current_version)
             .field(
                 "versions",
-                &self.ciphers.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
+                &ring.ciphers.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -330,28 +426,71 @@ impl Sealer {
     /// keys (key rotation). If two keys share a version, the current one, then the
     /// earliest in `previous`, wins.
     pub fn with_previous(current: MasterKey, previous: Vec<MasterKey>) -> Sealer {
-        let current_version = current.version;
-        let mut ciphers: Vec<(u32, Aes256Gcm)> = Vec::with_capacity(1 + previous.len());
-        for key in std::iter::once(current).chain(previous) {
-            if ciphers.iter().any(|(v, _)| *v == key.version) {
-                tracing::warn!(
-                    key_version = key.version,
-                    "ignoring a second master key with the same version"
-                );
-                continue;
-            }
-            let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(key.key));
-            ciphers.push((key.version, cipher));
-        }
+        Sealer::from_keys(MasterKeys { current, previous })
+    }
+
+    /// A sealer with these keys.
+    pub fn from_keys(keys: MasterKeys) -> Sealer {
         Sealer {
-            current_version,
-            ciphers,
+            ring: RwLock::new(Arc::new(KeyRing::new(keys))),
+            source: None,
+            refreshed: Mutex::new(None),
+            missed: Mutex::new(None),
         }
+    }
+
+    /// A sealer with these keys that reads `source` again when it meets a version it
+    /// does not know (at most once a second) and, while it seals, every
+    /// [`REFRESH_INTERVAL`]; from then on it seals with the current key the source
+    /// names: a master key rotated in the key file while the process runs reaches it
+    /// without a restart.
+    pub fn reloading(keys: MasterKeys, source: KeySource) -> Sealer {
+        Sealer {
+            source: Some(source),
+            refreshed: Mutex::new(Some(Instant::now())),
+            ..Sealer::from_keys(keys)
+        }
+    }
+
+    fn ring(&self) -> Arc<KeyRing> {
+        self.ring.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The version new blobs are sealed with.
     pub fn current_version(&self) -> u32 {
-        self.current_version
+        self.ring().current_version
+    }
+
+    /// Reads the key source again if there is one and `last` (the time of the last read
+    /// for the same cause) is older than `interval`; whether the keys were read.
+    fn reload(&self, last: &Mutex<Option<Instant>>, interval: Duration) -> bool {
+        let Some(source) = &self.source else {
+            return false;
+        };
+        {
+            let mut reloaded = last.lock().unwrap_or_else(|e| e.into_inner());
+            if reloaded.is_some_and(|at| at.elapsed() < interval) {
+                return false;
+            }
+            *reloaded = Some(Instant::now());
+        }
+        match source() {
+            Ok(keys) => {
+                let ring = KeyRing::new(keys);
+                if ring.current_version != self.current_version() {
+                    tracing::info!(
+                        current_version = ring.current_version,
+                        "the master key file names a new current key"
+                    );
+                }
+                *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the master keys again");
+                false
+            }
+        }
     }
 
     /// Encrypts `plaintext` for one place (device, namespace, key) under the current key,
@@ -367,7 +506,9 @@ impl Sealer {
         key: &str,
         plaintext: &[u8],
     ) -> SealedBlob {
-        let (version, cipher) = &self.ciphers[0];
+        self.reload(&self.refreshed, REFRESH_INTERVAL);
+        let ring = self.ring();
+        let (version, cipher) = &ring.ciphers[0];
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).expect("os random source failed while sealing");
         let aad = associated_data(device_id, namespace, key);
@@ -399,11 +540,12 @@ impl Sealer {
         key: &str,
         blob: &SealedBlob,
     ) -> Result<Vec<u8>, SealError> {
-        let cipher = self
-            .ciphers
-            .iter()
-            .find(|(v, _)| *v == blob.key_version)
-            .map(|(_, cipher)| cipher)
+        let mut ring = self.ring();
+        if ring.cipher(blob.key_version).is_none() && self.reload(&self.missed, RELOAD_INTERVAL) {
+            ring = self.ring();
+        }
+        let cipher = ring
+            .cipher(blob.key_version)
             .ok_or(SealError::UnknownKeyVersion(blob.key_version))?;
         if blob.bytes.len() < NONCE_LEN + TAG_LEN {
             return Err(SealError::Truncated {

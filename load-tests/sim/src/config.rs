@@ -20,6 +20,9 @@ pub struct SimConfig {
     /// this SQLite file, so that a restarted process meets the same network.
     /// `None`: memory only.
     pub data_path: Option<PathBuf>,
+    /// How the state file keeps message texts: sealed by a wafleet process that runs
+    /// the network inside it; `None`: as they are.
+    pub state_seal: Option<std::sync::Arc<dyn crate::StateSeal>>,
 }
 
 impl Default for SimConfig {
@@ -30,6 +33,7 @@ impl Default for SimConfig {
             pair_code_ttl: Duration::from_secs(180),
             ban_duration: Duration::from_secs(3600),
             data_path: None,
+            state_seal: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use std::{
     path::Path,
+    sync::Arc,
     sync::mpsc::{self, Receiver, Sender},
     thread::JoinHandle,
 };
@@ -17,6 +18,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, warn};
 use wafleet_protocol::sim::Inbound;
 
+use super::seal::{StateSeal, inbound_place, inbox_place};
 use super::{inbox::InboxEntry, link::Link, stats::Counters};
 
 /// The most changes written in one transaction.
@@ -131,18 +133,22 @@ impl Journal {
     }
 
     /// Open (or create) the state file, read what it holds and start the writer.
-    pub(crate) fn open(path: &Path) -> Result<(Journal, Snapshot), JournalError> {
+    /// Texts are sealed with `seal` when given.
+    pub(crate) fn open(
+        path: &Path,
+        seal: Option<Arc<dyn StateSeal>>,
+    ) -> Result<(Journal, Snapshot), JournalError> {
         let connection = Connection::open(path)?;
         let mode: String =
             connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
         debug!(path = %path.display(), mode, "sim state file open");
         connection.pragma_update(None, "synchronous", "NORMAL")?;
         connection.execute_batch(SCHEMA)?;
-        let snapshot = load(&connection)?;
+        let snapshot = load(&connection, seal.as_deref())?;
         let (queue, changes) = mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("sim-journal".into())
-            .spawn(move || write_loop(connection, changes))?;
+            .spawn(move || write_loop(connection, changes, seal))?;
         Ok((
             Journal {
                 queue: Some(queue),
@@ -183,7 +189,7 @@ impl Drop for Journal {
     }
 }
 
-fn write_loop(mut connection: Connection, changes: Receiver<Op>) {
+fn write_loop(mut connection: Connection, changes: Receiver<Op>, seal: Option<Arc<dyn StateSeal>>) {
     while let Ok(first) = changes.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -193,7 +199,7 @@ fn write_loop(mut connection: Connection, changes: Receiver<Op>) {
             }
         }
         let mut flushes = Vec::new();
-        if let Err(error) = write_batch(&mut connection, batch, &mut flushes) {
+        if let Err(error) = write_batch(&mut connection, batch, seal.as_deref(), &mut flushes) {
             warn!(%error, "sim journal batch not written");
         }
         for done in flushes {
@@ -205,6 +211,7 @@ fn write_loop(mut connection: Connection, changes: Receiver<Op>) {
 fn write_batch(
     connection: &mut Connection,
     batch: Vec<Op>,
+    seal: Option<&dyn StateSeal>,
     flushes: &mut Vec<oneshot::Sender<()>>,
 ) -> rusqlite::Result<()> {
     let tx = connection.transaction()?;
@@ -214,8 +221,8 @@ fn write_batch(
             Op::Flush(done) => flushes.push(done),
             Op::Counters(now) => counters = Some(now),
             op => {
-                if let Err(error) = apply(&tx, &op) {
-                    warn!(%error, ?op, "sim journal change not written");
+                if let Err(error) = apply(&tx, &op, seal) {
+                    warn!(%error, "sim journal change not written");
                 }
             }
         }
@@ -232,7 +239,29 @@ fn write_batch(
     tx.commit()
 }
 
-fn apply(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
+/// The stored form of a text.
+fn sealed(seal: Option<&dyn StateSeal>, place: &str, text: &str) -> String {
+    match seal {
+        Some(seal) => seal.seal(place, text),
+        None => text.to_owned(),
+    }
+}
+
+/// A stored text, opened; `None` (logged) if it does not open.
+fn opened(seal: Option<&dyn StateSeal>, place: &str, stored: String) -> Option<String> {
+    match seal {
+        None => Some(stored),
+        Some(seal) => match seal.open(place, &stored) {
+            Ok(text) => Some(text),
+            Err(error) => {
+                warn!(place, %error, "a stored text does not open; its message is skipped");
+                None
+            }
+        },
+    }
+}
+
+fn apply(tx: &Transaction<'_>, op: &Op, seal: Option<&dyn StateSeal>) -> rusqlite::Result<()> {
     match op {
         Op::Link {
             link_id,
@@ -272,7 +301,7 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
                 entry.from_phone,
                 entry.sender_link,
                 entry.message_id,
-                entry.text,
+                sealed(seal, &inbox_place(phone, &entry.message_id), &entry.text),
                 entry.at_ms,
                 entry.read_at_ms,
             ])?;
@@ -292,7 +321,11 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
                 link_id,
                 inbound.message_id,
                 inbound.from_phone,
-                inbound.text,
+                sealed(
+                    seal,
+                    &inbound_place(link_id, &inbound.message_id),
+                    &inbound.text
+                ),
                 inbound.at_ms
             ])?;
         }
@@ -312,7 +345,7 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn load(connection: &Connection) -> rusqlite::Result<Snapshot> {
+fn load(connection: &Connection, seal: Option<&dyn StateSeal>) -> rusqlite::Result<Snapshot> {
     let mut snapshot = Snapshot::default();
 
     let mut links = connection.prepare(
@@ -355,7 +388,13 @@ fn load(connection: &Connection) -> rusqlite::Result<Snapshot> {
             },
         ))
     })?;
-    snapshot.inbox = rows.collect::<rusqlite::Result<_>>()?;
+    for row in rows {
+        let (phone, mut entry) = row?;
+        if let Some(text) = opened(seal, &inbox_place(&phone, &entry.message_id), entry.text) {
+            entry.text = text;
+            snapshot.inbox.push((phone, entry));
+        }
+    }
 
     let mut pending = connection.prepare(
         "SELECT link_id, message_id, from_phone, text, at_ms FROM inbound ORDER BY rowid",
@@ -371,7 +410,14 @@ fn load(connection: &Connection) -> rusqlite::Result<Snapshot> {
             },
         ))
     })?;
-    snapshot.pending = rows.collect::<rusqlite::Result<_>>()?;
+    for row in rows {
+        let (link_id, mut inbound) = row?;
+        let place = inbound_place(&link_id, &inbound.message_id);
+        if let Some(text) = opened(seal, &place, inbound.text) {
+            inbound.text = text;
+            snapshot.pending.push((link_id, inbound));
+        }
+    }
 
     let mut bans = connection.prepare("SELECT phone, until_ms FROM bans")?;
     let rows = bans.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
@@ -403,7 +449,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sim.db");
         {
-            let (journal, snapshot) = Journal::open(&path).unwrap();
+            let (journal, snapshot) = Journal::open(&path, None).unwrap();
             assert!(snapshot.links.is_empty());
             for (link_id, phone) in [("a", "62811111111"), ("b", "62822222222")] {
                 journal.record(Op::Link {
@@ -460,7 +506,7 @@ mod tests {
             }));
         } // dropping waits for the writer
 
-        let (_journal, snapshot) = Journal::open(&path).unwrap();
+        let (_journal, snapshot) = Journal::open(&path, None).unwrap();
         let links: Vec<(&str, bool)> = snapshot
             .links
             .iter()
@@ -480,10 +526,74 @@ mod tests {
         assert_eq!(snapshot.counters.pairings, 2);
     }
 
+    /// A stand-in for a real seal: reversible, bound to the place, not the text.
+    #[derive(Debug)]
+    struct Hex(&'static str);
+
+    impl StateSeal for Hex {
+        fn seal(&self, place: &str, text: &str) -> String {
+            let hex: String = text.bytes().map(|b| format!("{b:02x}")).collect();
+            format!("{}|{place}|{hex}", self.0)
+        }
+
+        fn open(&self, place: &str, stored: &str) -> Result<String, String> {
+            let hex = stored
+                .strip_prefix(&format!("{}|{place}|", self.0))
+                .ok_or("not sealed here")?;
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|e| e.to_string()))
+                .collect::<Result<_, _>>()?;
+            String::from_utf8(bytes).map_err(|e| e.to_string())
+        }
+    }
+
+    #[test]
+    fn sealed_texts_are_not_in_the_file_and_open_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sim.db");
+        {
+            let (journal, _) = Journal::open(&path, Some(Arc::new(Hex("k1")))).unwrap();
+            journal.record(Op::Deliver {
+                phone: "62833333333".into(),
+                seq: 0,
+                entry: InboxEntry {
+                    from_phone: "62811111111".into(),
+                    sender_link: "a".into(),
+                    message_id: "m1".into(),
+                    text: "rahasia inbox".into(),
+                    at_ms: 10,
+                    read_at_ms: None,
+                },
+            });
+            journal.record(Op::Inbound {
+                link_id: "a".into(),
+                inbound: Inbound {
+                    message_id: "i1".into(),
+                    from_phone: "62844444444".into(),
+                    text: "rahasia inbound".into(),
+                    at_ms: 12,
+                },
+            });
+        }
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend(std::fs::read(dir.path().join("sim.db-wal")).unwrap_or_default());
+        assert!(!bytes.windows(7).any(|w| w == b"rahasia"));
+
+        let (_journal, snapshot) = Journal::open(&path, Some(Arc::new(Hex("k1")))).unwrap();
+        assert_eq!(snapshot.inbox[0].1.text, "rahasia inbox");
+        assert_eq!(snapshot.pending[0].1.text, "rahasia inbound");
+        drop(_journal);
+        // Under another key nothing opens: those messages are skipped, not shown
+        // sealed.
+        let (_journal, snapshot) = Journal::open(&path, Some(Arc::new(Hex("k2")))).unwrap();
+        assert!(snapshot.inbox.is_empty() && snapshot.pending.is_empty());
+    }
+
     #[tokio::test]
     async fn flush_answers_after_the_write() {
         let dir = tempfile::tempdir().unwrap();
-        let (journal, _) = Journal::open(&dir.path().join("sim.db")).unwrap();
+        let (journal, _) = Journal::open(&dir.path().join("sim.db"), None).unwrap();
         journal.record(Op::Ban {
             phone: "62811111111".into(),
             until_ms: 1,

@@ -79,6 +79,7 @@ mod pairing;
 mod phone;
 mod port;
 mod routes;
+mod seal;
 mod server;
 mod socket;
 mod state;
@@ -89,6 +90,7 @@ pub use connection::SimConnection;
 pub use error::SimError;
 pub use inbox::{InboxMessage, MessageStatus};
 pub use network::Network;
+pub use seal::StateSeal;
 pub use server::{router, serve};
 pub use stats::SimStats;
 

@@ -57,7 +57,7 @@ impl Network {
             anyhow::bail!("invalid sim configuration: {problem}");
         }
         let (journal, snapshot) = match &config.data_path {
-            Some(path) => Journal::open(path)
+            Some(path) => Journal::open(path, config.state_seal.clone())
                 .with_context(|| format!("cannot open sim state file {}", path.display()))?,
             None => (Journal::disabled(), Snapshot::default()),
         };

@@ -10,6 +10,7 @@ use crate::events::EventKind;
 use crate::limits::actor::LimiterMsg;
 use crate::link::{LinkCommand, ReceiptStatus};
 use crate::metrics;
+use crate::seal::text::Place;
 use crate::store::{Direction, InsertOutcome, MessageRecord, MessageStatus, StoreError};
 
 impl DeviceState {
@@ -92,12 +93,25 @@ impl DeviceState {
         text: String,
         at_ms: i64,
     ) -> Result<(), StoreError> {
+        let tenant = self
+            .ctx
+            .tenants
+            .lookup(&self.id, self.ctx.store.as_ref())
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: format!("device {}", self.id),
+            })?;
+        let sealed = self
+            .ctx
+            .keys
+            .seal(&tenant, &Place::message(&self.id, &message_id), &text)
+            .await?;
         let record = MessageRecord {
             id: message_id.clone(),
             device_id: self.id.clone(),
             direction: Direction::Inbound,
             peer_phone: from_phone.clone(),
-            text: text.clone(),
+            text: sealed.into_string(),
             status: MessageStatus::Delivered,
             error: None,
             idempotency_key: None,

@@ -13,8 +13,9 @@ use crate::clock::now_ms;
 use crate::limits::actor::LimiterMsg;
 use crate::limits::policy::{Decision, quota_for};
 use crate::limits::trust::level_from_u8;
-use crate::link::{LinkCommand, LinkError};
-use crate::store::{DeviceStatus, QueueKey};
+use crate::link::{LinkCommand, LinkError, LinkEvent, ReceiptStatus};
+use crate::seal::text::Place;
+use crate::store::{DeviceStatus, QueueKey, StoreError};
 
 /// How long a message whose send was not confirmed waits before it is handed again.
 const RESEND_AFTER_MS: i64 = 5_000;
@@ -91,10 +92,32 @@ impl DeviceState {
                 return Ok(());
             };
             let place = QueueKey::of(&message);
+            let sealed_at = Place::message(&self.id, &message.id);
+            let text = match self.ctx.keys.open(&sealed_at, &message.text).await {
+                Ok(text) => text,
+                Err(StoreError::Corrupt(reason)) => {
+                    // Never sendable: it fails like a send the network refused (a
+                    // status event says why), instead of blocking the queue.
+                    warn!(device_id = %self.id, message_id = %message.id, %reason, "a queued message's text cannot be opened");
+                    self.in_flight.insert(message.id.clone());
+                    self.handed_upto = Some(place);
+                    let _ = myself.cast(DeviceMsg::Link(
+                        self.session_no,
+                        LinkEvent::Receipt {
+                            message_id: message.id,
+                            status: ReceiptStatus::Failed,
+                            error: Some(format!("the stored text cannot be opened: {reason}")),
+                            at_ms: now,
+                        },
+                    ));
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
             let command = LinkCommand::SendText {
                 message_id: message.id.clone(),
                 to_phone: message.peer_phone,
-                text: message.text,
+                text,
             };
             match session.command(command) {
                 Ok(()) => {

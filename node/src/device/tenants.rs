@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::store::{DeviceRecord, Store};
+use crate::store::{DeviceRecord, Store, StoreError};
 
 /// Device id → tenant, for the devices this node has seen.
 #[derive(Debug, Default)]
@@ -29,20 +29,26 @@ impl DeviceTenants {
     /// The tenant of `device_id`, from memory or the store; `None` if the device is not
     /// in the store (deleted) or the store cannot say now.
     pub(crate) async fn of(&self, device_id: &str, store: &dyn Store) -> Option<Arc<str>> {
+        self.lookup(device_id, store).await.unwrap_or_else(|error| {
+            tracing::warn!(device_id, %error, "cannot read the device's tenant for its event");
+            None
+        })
+    }
+
+    /// The tenant of `device_id`, from memory or the store; `None` if the device is not
+    /// in the store.
+    pub(crate) async fn lookup(
+        &self,
+        device_id: &str,
+        store: &dyn Store,
+    ) -> Result<Option<Arc<str>>, StoreError> {
         if let Some(tenant) = self.known.lock().expect("tenants lock").get(device_id) {
-            return Some(tenant.clone());
+            return Ok(Some(tenant.clone()));
         }
-        match store.get_device(device_id).await {
-            Ok(Some(record)) => {
-                self.observe(&record);
-                Some(Arc::from(record.tenant.as_str()))
-            }
-            Ok(None) => None,
-            Err(error) => {
-                tracing::warn!(device_id, %error, "cannot read the device's tenant for its event");
-                None
-            }
-        }
+        Ok(store.get_device(device_id).await?.map(|record| {
+            self.observe(&record);
+            Arc::from(record.tenant.as_str())
+        }))
     }
 
     /// Forgets a deleted device (its id may come back under another tenant).

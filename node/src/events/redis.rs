@@ -47,6 +47,8 @@ use self::writer::Write;
 use super::{BusError, DeviceEvent, EventFilter, EventKind, Replay, Reset};
 use crate::clock::now_ms;
 use crate::metrics;
+use crate::seal::data_keys::DataKeys;
+use crate::seal::text::Place;
 
 /// Where the Redis bus writes and how much it keeps.
 #[derive(Debug, Clone)]
@@ -63,6 +65,10 @@ pub struct RedisBusConfig {
     pub live_capacity: usize,
     /// Events waiting to be written before new ones are dropped (Redis unreachable).
     pub max_pending: usize,
+    /// The tenants' data keys: each event's payload is sealed with its tenant's before
+    /// it goes to Redis, and opened when read. Every wafleet process sets it; without
+    /// it (tests of the bus alone) payloads go to Redis in clear.
+    pub keys: Option<Arc<DataKeys>>,
 }
 
 impl RedisBusConfig {
@@ -74,6 +80,7 @@ impl RedisBusConfig {
             per_device_cap: 256,
             live_capacity: 4096,
             max_pending: 100_000,
+            keys: None,
         }
     }
 }
@@ -135,7 +142,13 @@ impl RedisBus {
                 queue,
                 pending.clone(),
             )),
-            tokio::spawn(run_tail(client, global, start, live.clone())),
+            tokio::spawn(run_tail(
+                client,
+                global,
+                start,
+                live.clone(),
+                config.keys.clone(),
+            )),
         ];
         Ok(RedisBus {
             config,
@@ -153,8 +166,13 @@ impl RedisBus {
             return;
         }
         data.insert("device_id".into(), Value::String(device_id.to_owned()));
+        let tenant = match data.get("tenant") {
+            Some(Value::String(tenant)) => tenant.clone(),
+            _ => crate::access::DEFAULT_TENANT.to_owned(),
+        };
         let write = Write::Publish {
             device_id: device_id.to_owned(),
+            tenant,
             kind,
             json: Value::Object(data).to_string(),
             at_ms: now_ms(),
@@ -201,7 +219,14 @@ impl RedisBus {
         for key in &keys {
             // Read first, then look at the window: an entry trimmed before the read
             // shows in the window, so a gap is never missed.
-            range_after(&mut conn, key, after, &mut events).await?;
+            range_after(
+                &mut conn,
+                key,
+                after,
+                self.config.keys.as_deref(),
+                &mut events,
+            )
+            .await?;
             let window = window(&mut conn, key, self.config_cap(filter)).await?;
             lost |= window.lost_after(after);
             if let Some(first) = window.first {
@@ -305,6 +330,7 @@ async fn range_after(
     conn: &mut ConnectionManager,
     key: &str,
     after: u64,
+    keys: Option<&DataKeys>,
     out: &mut Vec<DeviceEvent>,
 ) -> Result<(), BusError> {
     let mut from = format!("({}", redis_id(after));
@@ -322,7 +348,9 @@ async fn range_after(
         if let Some(last) = page.ids.last() {
             from = format!("({}", last.id);
         }
-        out.extend(page.ids.iter().filter_map(parse_entry));
+        for entry in &page.ids {
+            out.extend(parse_entry(entry, keys).await);
+        }
         if !full {
             return Ok(());
         }
@@ -335,6 +363,7 @@ async fn run_tail(
     key: String,
     mut last: String,
     live: broadcast::Sender<Arc<DeviceEvent>>,
+    keys: Option<Arc<DataKeys>>,
 ) {
     let config = AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
     let mut backoff = Duration::from_millis(50);
@@ -372,7 +401,7 @@ async fn run_tail(
             };
             for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
                 last = entry.id.clone();
-                if let Some(event) = parse_entry(&entry) {
+                if let Some(event) = parse_entry(&entry, keys.as_deref()).await {
                     metrics::events_read(age(event.at_ms));
                     let _ = live.send(Arc::new(event));
                 }
@@ -381,20 +410,41 @@ async fn run_tail(
     }
 }
 
-fn parse_entry(entry: &StreamId) -> Option<DeviceEvent> {
+/// The event an entry holds, its payload opened with `keys`; `None` (logged) for an
+/// entry that is malformed or does not open.
+async fn parse_entry(entry: &StreamId, keys: Option<&DataKeys>) -> Option<DeviceEvent> {
     let text = |field: &str| match entry.map.get(field) {
         Some(RedisValue::BulkString(bytes)) => String::from_utf8(bytes.clone()).ok(),
         Some(RedisValue::SimpleString(s)) => Some(s.clone()),
         _ => None,
     };
+    let device_id = text("d")?;
+    let kind = EventKind::parse(&text("k")?)?;
+    let at_ms: i64 = text("t")?.parse().ok()?;
+    let mut json = text("j")?;
+    if let Some(keys) = keys {
+        let id = bus_event_id(kind, at_ms);
+        json = match keys.open(&Place::bus_event(&device_id, &id), &json).await {
+            Ok(json) => json,
+            Err(error) => {
+                warn!(entry = entry.id, %error, "an event in redis cannot be opened; skipped");
+                return None;
+            }
+        };
+    }
     Some(DeviceEvent {
         id: event_id(&entry.id)?,
-        device_id: text("d")?,
-        kind: EventKind::parse(&text("k")?)?,
-        data: serde_json::from_str(&text("j")?).ok()?,
-        at_ms: text("t")?.parse().ok()?,
+        device_id,
+        kind,
+        data: serde_json::from_str(&json).ok()?,
+        at_ms,
         rendered: Default::default(),
     })
+}
+
+/// What names an event's payload on the bus, for its seal: its kind and time.
+pub(super) fn bus_event_id(kind: EventKind, at_ms: i64) -> String {
+    format!("{}@{at_ms}", kind.as_str())
 }
 
 /// `MS-SEQ` as one number.

@@ -250,9 +250,21 @@ impl Fleet {
     /// nowhere has no limiter here; its message is accepted without a slot (see
     /// [`accept_text`]) and gets one when its device drains it.
     pub async fn send_text(&self, device_id: &str, send: SendText) -> Result<Sent, FleetError> {
-        let checked = match outbox::check_send(self.ctx.store.as_ref(), device_id, &send).await? {
-            outbox::Checked::Replay(sent) => return Ok(sent),
-            outbox::Checked::New(id) => id,
+        let keys = self.ctx.keys.as_ref();
+        let checked =
+            match outbox::check_send(self.ctx.store.as_ref(), keys, device_id, &send).await? {
+                outbox::Checked::Replay(sent) => return Ok(sent),
+                outbox::Checked::New(id) => id,
+            };
+        let tenant = self
+            .ctx
+            .tenants
+            .lookup(device_id, self.ctx.store.as_ref())
+            .await?
+            .ok_or_else(|| FleetError::DeviceNotFound(device_id.to_owned()))?;
+        let sealing = outbox::Sealing {
+            keys,
+            tenant: &tenant,
         };
         let limiter = match (
             self.ctx.running.limiter(device_id),
@@ -263,6 +275,7 @@ impl Fleet {
             (None, None) => {
                 return outbox::insert_queued(
                     self.ctx.store.as_ref(),
+                    sealing,
                     device_id,
                     checked,
                     send,
@@ -289,6 +302,7 @@ impl Fleet {
         let slot = admission.slot();
         let result = outbox::insert_queued(
             self.ctx.store.as_ref(),
+            sealing,
             device_id,
             checked,
             send,

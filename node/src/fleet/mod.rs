@@ -33,6 +33,7 @@ use crate::events::EventBus;
 use crate::link::LinkFactory;
 use crate::metrics;
 use crate::seal::Sealer;
+use crate::seal::data_keys::DataKeys;
 use crate::settings;
 use crate::store::{DevicePatch, DeviceQuery, DeviceStatus, Fence, Store};
 use crate::vault::Vault;
@@ -61,9 +62,10 @@ impl Fleet {
         links: Arc<dyn LinkFactory>,
     ) -> Result<Fleet, FleetError> {
         let store_for_quotas = store.clone();
+        let keys = Arc::new(DataKeys::new(store.clone(), sealer.clone()));
         let webhooks = Arc::new(Webhooks::new(
             store.clone(),
-            sealer.clone(),
+            keys.clone(),
             crate::webhooks::settings::load(store.as_ref()).await?,
             config.webhooks.concurrency,
             config.webhooks.allow_private_targets,
@@ -73,6 +75,7 @@ impl Fleet {
             config,
             webhooks,
             vault: Vault::new(store.clone(), sealer),
+            keys,
             store,
             bus,
             links,
@@ -87,7 +90,7 @@ impl Fleet {
         let (supervisor, _) = Actor::spawn(None, DeviceSupervisor, ctx.clone())
             .await
             .map_err(|e| FleetError::Internal(e.to_string()))?;
-        let catalog = Catalog::new(ctx.store.clone());
+        let catalog = Catalog::new(ctx.store.clone(), ctx.keys.clone());
         let fleet = Fleet {
             ctx,
             catalog,

@@ -203,9 +203,13 @@ fn generated_keys_differ() {
 fn load_or_create_generates_once_then_reads_back() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().join("nested").join("data");
-    let first = load_or_create_master_key(&data_dir, None).expect("create");
+    let first = load_or_create_master_key(&data_dir, None)
+        .expect("create")
+        .current;
     assert_eq!(first.version(), 1);
-    let second = load_or_create_master_key(&data_dir, None).expect("read back");
+    let second = load_or_create_master_key(&data_dir, None)
+        .expect("read back")
+        .current;
     assert_eq!(first.to_base64(), second.to_base64());
     let text = std::fs::read_to_string(data_dir.join(KEY_FILE)).expect("read file");
     assert_eq!(text, format!("{}\n", first.to_base64()));
@@ -233,7 +237,7 @@ fn a_given_key_file_is_read_and_never_created() {
     let key = MasterKey::generate(1).expect("generate");
     std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
     std::fs::write(&path, format!("{}\n", key.to_base64())).expect("write");
-    let read = load_master_key_file(&path).expect("read");
+    let read = load_master_key_file(&path).expect("read").current;
     assert_eq!((read.version(), read.to_base64()), (1, key.to_base64()));
 
     std::fs::write(&path, "not a key").expect("write");
@@ -258,6 +262,7 @@ fn processes_starting_at_once_agree_on_one_key() {
                     barrier.wait();
                     load_or_create_master_key(&data_dir, None)
                         .expect("load or create")
+                        .current
                         .to_base64()
                 })
             })
@@ -267,7 +272,9 @@ fn processes_starting_at_once_agree_on_one_key() {
             .map(|h| h.join().expect("thread"))
             .collect()
     });
-    let on_disk = load_or_create_master_key(&data_dir, None).expect("read back");
+    let on_disk = load_or_create_master_key(&data_dir, None)
+        .expect("read back")
+        .current;
     assert!(keys.iter().all(|k| *k == on_disk.to_base64()), "{keys:?}");
 }
 
@@ -287,14 +294,20 @@ fn key_file_is_private() {
 fn env_overrides_the_file_and_writes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let env_key = BASE64.encode([3u8; 32]);
-    let key = load_or_create_master_key(dir.path(), Some(&env_key)).expect("env key");
+    let key = load_or_create_master_key(dir.path(), Some(&env_key))
+        .expect("env key")
+        .current;
     assert_eq!(key.to_base64(), env_key);
     assert_eq!(key.version(), 1);
     assert!(!dir.path().join(KEY_FILE).exists());
 
-    let from_file = load_or_create_master_key(dir.path(), None).expect("create");
+    let from_file = load_or_create_master_key(dir.path(), None)
+        .expect("create")
+        .current;
     assert_ne!(from_file.to_base64(), env_key);
-    let key = load_or_create_master_key(dir.path(), Some(&env_key)).expect("env key");
+    let key = load_or_create_master_key(dir.path(), Some(&env_key))
+        .expect("env key")
+        .current;
     assert_eq!(key.to_base64(), env_key);
 }
 
@@ -341,4 +354,71 @@ fn unreadable_data_dir_is_an_io_error() {
     std::fs::write(&not_a_dir, b"x").expect("write");
     let err = load_or_create_master_key(&not_a_dir, None).expect_err("not a dir");
     assert!(matches!(err, SealError::Io { .. }), "{err}");
+}
+
+#[test]
+fn a_rotated_key_file_is_read_by_a_running_sealer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = load_or_create_master_key(dir.path(), None).expect("create");
+    let path = key_file_path(dir.path());
+    let source: KeySource = {
+        let path = path.clone();
+        Arc::new(move || load_master_key_file(&path))
+    };
+    let running = Sealer::reloading(keys.clone(), source);
+    let old_blob = running.seal("d", "n", "k", b"old");
+    assert_eq!(old_blob.key_version, 1);
+
+    // Another process rotates the file and seals with the new key.
+    let rotated = keys.rotated().expect("rotate");
+    replace_key_file(&path, &rotated).expect("replace");
+    let text = std::fs::read_to_string(&path).expect("read");
+    assert!(text.starts_with("2:"), "the new key comes first");
+    let other = Sealer::from_keys(load_master_key_file(&path).expect("read"));
+    let new_blob = other.seal("d", "n", "k", b"new");
+    assert_eq!(new_blob.key_version, 2);
+
+    // The running sealer meets version 2, reads the file again, opens it, and seals
+    // with version 2 from then on; what version 1 sealed still opens.
+    assert_eq!(
+        running.open("d", "n", "k", &new_blob).expect("open"),
+        b"new"
+    );
+    assert_eq!(running.current_version(), 2);
+    assert_eq!(
+        running.open("d", "n", "k", &old_blob).expect("open"),
+        b"old"
+    );
+    assert_eq!(running.seal("d", "n", "k", b"x").key_version, 2);
+
+    // A version nobody has stays an error (and the file is not read again at once).
+    let mut unknown = new_blob.clone();
+    unknown.key_version = 9;
+    assert!(matches!(
+        running.open("d", "n", "k", &unknown),
+        Err(SealError::UnknownKeyVersion(9))
+    ));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}
+
+#[test]
+fn versioned_keys_come_from_the_environment() {
+    let current = format!("2:{}", BASE64.encode([2u8; 32]));
+    let key = master_key_from_env(&current).expect("versioned");
+    assert_eq!(key.version(), 2);
+    let keys = master_keys_from_env(&current, Some(&BASE64.encode([1u8; 32]))).expect("both");
+    let old = Sealer::new(MasterKey::new(1, [1; 32])).seal("d", "n", "k", b"old");
+    let sealer = Sealer::from_keys(keys);
+    assert_eq!(sealer.current_version(), 2);
+    assert_eq!(sealer.open("d", "n", "k", &old).expect("open"), b"old");
+    let err = master_keys_from_env(&current, Some("2:short")).expect_err("bad previous");
+    assert!(
+        err.to_string().contains("WAFLEET_MASTER_KEY_PREVIOUS"),
+        "{err}"
+    );
 }

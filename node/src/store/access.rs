@@ -1,5 +1,5 @@
-//! The rows of access control: tenants, API keys and users (the access directory), and
-//! the audit log.
+//! The rows of access control: tenants, API keys and users (the access directory, which
+//! also keeps the tenants' wrapped data keys), and the audit log.
 //!
 //! A store keeps directory records as opaque JSON documents under `(kind, id)`, with
 //! the tenant they belong to beside them so that a tenant's records can be listed; the
@@ -12,11 +12,18 @@ pub enum AccessKind {
     Tenant,
     Key,
     User,
+    /// A tenant's data key, wrapped by the master key ([`crate::seal::data_keys`]).
+    DataKey,
 }
 
 impl AccessKind {
     /// Every kind, in a stable order.
-    pub const ALL: [AccessKind; 3] = [AccessKind::Tenant, AccessKind::Key, AccessKind::User];
+    pub const ALL: [AccessKind; 4] = [
+        AccessKind::Tenant,
+        AccessKind::Key,
+        AccessKind::User,
+        AccessKind::DataKey,
+    ];
 
     /// The stored name.
     pub fn as_str(self) -> &'static str {
@@ -24,6 +31,7 @@ impl AccessKind {
             AccessKind::Tenant => "tenant",
             AccessKind::Key => "key",
             AccessKind::User => "user",
+            AccessKind::DataKey => "data_key",
         }
     }
 

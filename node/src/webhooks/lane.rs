@@ -14,7 +14,8 @@ use super::sender::Request;
 use super::{LANE_BATCH, LaneSignal, Webhooks};
 use crate::clock::{now_ms, rfc3339};
 use crate::metrics;
-use crate::store::{Attempt, AttemptOutcome, DeliveryRecord};
+use crate::seal::text::Place;
+use crate::store::{Attempt, AttemptOutcome, DeliveryRecord, StoreError};
 
 /// The wait before reading the store again after it failed.
 const STORE_RETRY: Duration = Duration::from_millis(500);
@@ -76,14 +77,10 @@ pub(super) async fn run(hooks: Arc<Webhooks>, device_id: String, signal: Arc<Lan
 }
 
 /// The body of a delivery: `{"id", "event", "device_id", "tenant", "created_at", "data"}`,
-/// `data` as recorded.
-fn body(delivery: &DeliveryRecord) -> Vec<u8> {
+/// `data` as recorded (opened).
+fn body(delivery: &DeliveryRecord, data: &str) -> Vec<u8> {
     let text = |s: &str| serde_json::Value::from(s).to_string();
-    let data = if delivery.data.trim().is_empty() {
-        "{}"
-    } else {
-        delivery.data.as_str()
-    };
+    let data = if data.trim().is_empty() { "{}" } else { data };
     format!(
         r#"{{"id":{},"event":{},"device_id":{},"tenant":{},"created_at":{},"data":{}}}"#,
         text(&delivery.event_id),
@@ -107,17 +104,30 @@ async fn attempt(hooks: &Arc<Webhooks>, delivery: &DeliveryRecord) -> Next {
             return Next::Reread;
         }
     };
+    // The recorded data, sealed with the tenant's data key. One that cannot be opened
+    // never will be: it goes dead at once (a replay tries again, after a key is fixed).
+    let place = Place::delivery(device_id, &delivery.event_id);
+    let data = match hooks.keys.open(&place, &delivery.data).await {
+        Ok(data) => Ok(data),
+        Err(StoreError::Corrupt(reason)) => Err(reason),
+        Err(error) => {
+            warn!(device_id, %error, "cannot read the tenant's data key; retrying");
+            tokio::time::sleep(STORE_RETRY).await;
+            return Next::Reread;
+        }
+    };
     let attempts = delivery.attempts + 1;
-    let (status_code, error) = match &target {
-        None => (None, Some("the device has no webhook now".to_owned())),
-        Some((target, _)) => {
+    let (status_code, error) = match (&target, &data) {
+        (_, Err(reason)) => (None, Some(reason.clone())),
+        (None, _) => (None, Some("the device has no webhook now".to_owned())),
+        (Some((target, _)), Ok(data)) => {
             let response = hooks
                 .sender
                 .send(Request {
                     url: &target.url,
                     event_id: &delivery.event_id,
                     event: &delivery.event,
-                    body: body(delivery),
+                    body: body(delivery, data),
                     secret: target.secret.as_deref(),
                     timestamp: now_ms() / 1000,
                     timeout: settings.timeout(),
@@ -129,6 +139,7 @@ async fn attempt(hooks: &Arc<Webhooks>, delivery: &DeliveryRecord) -> Next {
     let at_ms = now_ms();
     let outcome = match (&error, &target) {
         (None, _) => AttemptOutcome::Delivered,
+        (Some(_), _) if data.is_err() => AttemptOutcome::Dead,
         // Without a webhook, retrying cannot help; a replay after one is set again can.
         (Some(_), None) => AttemptOutcome::Dead,
         (Some(_), Some(_)) if attempts >= settings.max_attempts => AttemptOutcome::Dead,
@@ -212,7 +223,8 @@ mod tests {
             last_error: None,
             delivered_at_ms: None,
         };
-        let body: serde_json::Value = serde_json::from_slice(&body(&delivery)).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_slice(&body(&delivery, &delivery.data)).unwrap();
         assert_eq!(
             body,
             serde_json::json!({

@@ -45,6 +45,8 @@ use crate::clock::now_ms;
 use crate::events::EventKind;
 use crate::metrics;
 use crate::seal::Sealer;
+use crate::seal::data_keys::{DataKey, DataKeys};
+use crate::seal::text::Place;
 use crate::store::{DeviceRecord, NewDelivery, Store, StoreError};
 
 /// How long a device's webhook is trusted from memory before it is read again (a
@@ -79,16 +81,31 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// The delivery of the event with `data` (as on SSE: it gains `device_id`), under a
-    /// fresh event id.
-    pub(crate) fn delivery(&self, mut data: Map<String, Value>) -> NewDelivery {
+    /// The tenant whose data key seals the delivery's data.
+    pub(crate) fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// The delivery of the event with `data` (as on SSE: it gains `device_id`), under
+    /// `event_id` (a fresh one if `None`), its data sealed with `key` (the tenant's).
+    pub(crate) fn delivery(
+        &self,
+        key: &DataKey,
+        mut data: Map<String, Value>,
+        event_id: Option<String>,
+    ) -> NewDelivery {
         data.insert("device_id".into(), Value::from(self.device_id.as_str()));
+        let event_id = event_id.unwrap_or_else(|| format!("evt_{}", uuid::Uuid::now_v7().simple()));
+        let data = key.seal(
+            &Place::delivery(&self.device_id, &event_id),
+            &Value::Object(data).to_string(),
+        );
         NewDelivery {
-            event_id: format!("evt_{}", uuid::Uuid::now_v7().simple()),
+            event_id,
             device_id: self.device_id.clone(),
             tenant: self.tenant.to_string(),
             event: self.kind.as_str().to_owned(),
-            data: Value::Object(data).to_string(),
+            data: data.into_string(),
             created_at_ms: now_ms(),
         }
     }
@@ -102,7 +119,9 @@ pub type Ownership = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 /// live settings.
 pub struct Webhooks {
     store: Arc<dyn Store>,
-    sealer: Arc<Sealer>,
+    /// The tenants' data keys (deliveries are sealed with them) and the master key
+    /// (webhook secrets are sealed with it).
+    keys: Arc<DataKeys>,
     sender: Sender,
     settings: RwLock<WebhookSettings>,
     targets: Mutex<HashMap<String, Cached>>,
@@ -142,14 +161,14 @@ impl Webhooks {
     /// whether targets may be loopback or private addresses.
     pub fn new(
         store: Arc<dyn Store>,
-        sealer: Arc<Sealer>,
+        keys: Arc<DataKeys>,
         settings: WebhookSettings,
         concurrency: usize,
         allow_private: bool,
     ) -> Webhooks {
         Webhooks {
             store,
-            sealer,
+            keys,
             sender: Sender::new(concurrency, allow_private),
             settings: RwLock::new(settings),
             targets: Mutex::new(HashMap::new()),
@@ -177,7 +196,7 @@ impl Webhooks {
     }
 
     pub fn sealer(&self) -> &Sealer {
-        &self.sealer
+        self.keys.master()
     }
 
     /// Sets who owns which device (a cluster node: the shards it holds).
@@ -206,7 +225,7 @@ impl Webhooks {
         stored: Option<&StoredWebhook>,
     ) -> Result<(), crate::api::FleetError> {
         let target = stored
-            .map(|stored| stored.open(device_id, &self.sealer).map(Arc::new))
+            .map(|stored| stored.open(device_id, self.keys.master()).map(Arc::new))
             .transpose()?;
         self.targets
             .lock()
@@ -251,7 +270,7 @@ impl Webhooks {
         };
         let target = stored.as_ref().and_then(|stored| {
             stored
-                .open(&record.id, &self.sealer)
+                .open(&record.id, self.keys.master())
                 .map_err(|error| warn!(device_id = record.id, %error, "the device's webhook cannot be used"))
                 .ok()
                 .map(Arc::new)
@@ -329,15 +348,20 @@ impl Webhooks {
                 return;
             }
         };
+        let key = match self.keys.current(&wanted).await {
+            Ok(key) => key,
+            Err(error) => {
+                metrics::webhook_event_unrecorded();
+                warn!(device_id, event = kind.as_str(), %error, "cannot read the tenant's data key; event not recorded for the webhook");
+                return;
+            }
+        };
         let plan = Plan {
             device_id: device_id.to_owned(),
             tenant: wanted,
             kind,
         };
-        let mut delivery = plan.delivery(data.clone());
-        if let Some(event_id) = event_id {
-            delivery.event_id = event_id;
-        }
+        let delivery = plan.delivery(&key, data.clone(), event_id);
         match self.store.append_delivery(&delivery).await {
             Ok(()) => self.wake(device_id),
             Err(error) => {

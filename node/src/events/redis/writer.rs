@@ -23,9 +23,11 @@ use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::{RedisBusConfig, age, device_key, global_key};
+use super::{RedisBusConfig, age, bus_event_id, device_key, global_key};
 use crate::events::EventKind;
 use crate::metrics;
+use crate::seal::data_keys::DataKeys;
+use crate::seal::text::Place;
 
 /// Appends events to the global stream and, with the same id, to their device's stream,
 /// skipping those this writer appended already.
@@ -77,6 +79,8 @@ const MAX_REFUSALS: u32 = 8;
 pub(super) enum Write {
     Publish {
         device_id: String,
+        /// Whose data key seals the payload.
+        tenant: String,
         kind: EventKind,
         json: String,
         at_ms: i64,
@@ -147,6 +151,12 @@ pub(super) async fn run(
                 Write::Forget(_) => None,
             })
             .min();
+        if let Some(keys) = &writer.config.keys {
+            let unsealed = seal(keys, &mut batch).await;
+            if unsealed > 0 {
+                pending.fetch_sub(unsealed, Ordering::Relaxed);
+            }
+        }
         metrics::events_queue_depth(pending.load(Ordering::Relaxed));
         for step in steps(&batch) {
             match step {
@@ -171,6 +181,41 @@ pub(super) async fn run(
         metrics::events_queue_depth(left);
         batch.clear();
     }
+}
+
+/// Seals every payload of `batch` with its tenant's data key. An event that cannot be
+/// sealed now (the store cannot give the key) is dropped, counted and logged, never
+/// written in clear; returns how many were.
+async fn seal(keys: &DataKeys, batch: &mut Vec<Write>) -> usize {
+    let mut dropped = 0;
+    let mut sealed = Vec::with_capacity(batch.len());
+    for mut write in batch.drain(..) {
+        if let Write::Publish {
+            device_id,
+            tenant,
+            kind,
+            json,
+            at_ms,
+        } = &mut write
+        {
+            let id = bus_event_id(*kind, *at_ms);
+            match keys
+                .seal(tenant, &Place::bus_event(device_id, &id), json)
+                .await
+            {
+                Ok(text) => *json = text.into_string(),
+                Err(error) => {
+                    dropped += 1;
+                    metrics::event_dropped();
+                    warn!(device_id, %error, "cannot seal an event (no data key); dropped");
+                    continue;
+                }
+            }
+        }
+        sealed.push(write);
+    }
+    *batch = sealed;
+    dropped
 }
 
 struct Writer {
@@ -199,6 +244,7 @@ impl Writer {
                 kind,
                 json,
                 at_ms,
+                ..
             } = write
             {
                 invocation
@@ -301,6 +347,7 @@ mod tests {
     fn publish(device: &str) -> Write {
         Write::Publish {
             device_id: device.into(),
+            tenant: "default".into(),
             kind: EventKind::Status,
             json: "{}".into(),
             at_ms: 0,

@@ -56,9 +56,13 @@ fn table() -> QuotaTable {
 async fn context(dir: &std::path::Path, clock: Clock) -> Arc<NodeContext> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("w.db")).unwrap());
     let sealer = Arc::new(Sealer::new(MasterKey::new(1, [9u8; 32])));
-    let webhooks = Arc::new(crate::webhooks::Webhooks::new(
+    let keys = Arc::new(crate::seal::data_keys::DataKeys::new(
         store.clone(),
         sealer.clone(),
+    ));
+    let webhooks = Arc::new(crate::webhooks::Webhooks::new(
+        store.clone(),
+        keys.clone(),
         Default::default(),
         4,
         false,
@@ -67,6 +71,7 @@ async fn context(dir: &std::path::Path, clock: Clock) -> Arc<NodeContext> {
         config: NodeConfig::default(),
         webhooks,
         vault: Vault::new(store.clone(), sealer),
+        keys,
         store,
         bus: EventBus::in_memory(BusConfig::default()),
         links: Arc::new(NoLinks),
