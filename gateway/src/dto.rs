@@ -314,6 +314,16 @@ pub fn next_cursor<T>(items: &[T], limit: u32, key: impl Fn(&T) -> String) -> Op
         .flatten()
 }
 
+/// A time query parameter (`since`, `until`): RFC 3339, as Unix ms; `invalid_time`
+/// naming the parameter otherwise.
+pub fn time_param(text: Option<&str>, name: &str) -> Result<Option<i64>, ApiError> {
+    text.map(|t| {
+        wafleet_node::clock::parse_rfc3339(t)
+            .ok_or_else(|| ApiError::invalid("invalid_time", format!("{name} is an RFC 3339 time")))
+    })
+    .transpose()
+}
+
 /// For `Option<Option<T>>` fields: absent is `None`, `null` is `Some(None)`.
 pub fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where

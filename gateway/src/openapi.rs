@@ -16,7 +16,8 @@ use utoipa::{Modify, OpenApi};
     modifiers(&ApiKeyAuth),
     tags(
         (name = "devices", description = "Linked WhatsApp devices and their lifecycle"),
-        (name = "messages", description = "Sending and message status"),
+        (name = "messages", description = "Sending, message status and the message log"),
+        (name = "chats", description = "Conversations: one per phone number, newest first"),
         (name = "events", description = "Server-sent events"),
         (name = "limits", description = "Rate limits and trust levels"),
         (name = "compatibility", description = "Routes of the original product's account management"),

@@ -15,8 +15,8 @@ use crate::clock::now_ms;
 use crate::seal::data_keys::DataKeys;
 use crate::seal::text::Place;
 use crate::store::{
-    DeliveryRecord, DeliveryStatus, DevicePage, DevicePatch, DeviceQuery, DeviceRecord,
-    DeviceStatus, MessageRecord, Store, StoreError, TrustLevel,
+    Chat, ChatQuery, DeliveryRecord, DeliveryStatus, DevicePage, DevicePatch, DeviceQuery,
+    DeviceRecord, DeviceStatus, MessageQuery, MessageRecord, Store, StoreError, TrustLevel,
 };
 use crate::webhooks::config::{StoredWebhook, WebhookView};
 use crate::webhooks::settings::WebhookSettings;
@@ -148,11 +148,46 @@ impl Catalog {
             .get_message(device_id, message_id)
             .await?
             .ok_or_else(|| FleetError::MessageNotFound(message_id.to_owned()))?;
+        self.open_text(&mut message).await?;
+        Ok(message)
+    }
+
+    /// A page of the device's message log (both directions, newest first), texts
+    /// opened. `DeviceNotFound` if no device.
+    pub async fn messages(
+        &self,
+        device_id: &str,
+        query: &MessageQuery,
+    ) -> Result<Vec<MessageRecord>, FleetError> {
+        self.device(device_id).await?;
+        let mut messages = self.store.list_messages(device_id, query).await?;
+        for message in &mut messages {
+            self.open_text(message).await?;
+        }
+        Ok(messages)
+    }
+
+    /// A page of the device's chats (one per peer, newest first), their last messages'
+    /// texts opened. `DeviceNotFound` if no device.
+    pub async fn chats(&self, device_id: &str, query: &ChatQuery) -> Result<Vec<Chat>, FleetError> {
+        self.device(device_id).await?;
+        let mut chats = self.store.list_chats(device_id, query).await?;
+        for chat in &mut chats {
+            self.open_text(&mut chat.last).await?;
+        }
+        Ok(chats)
+    }
+
+    /// Opens a stored message's text in place.
+    async fn open_text(&self, message: &mut MessageRecord) -> Result<(), FleetError> {
         message.text = self
             .keys
-            .open(&Place::message(device_id, message_id), &message.text)
+            .open(
+                &Place::message(&message.device_id, &message.id),
+                &message.text,
+            )
             .await?;
-        Ok(message)
+        Ok(())
     }
 
     /// The tenants' data keys.

@@ -11,12 +11,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use wafleet_node::clock::{parse_rfc3339, rfc3339};
+use wafleet_node::clock::rfc3339;
 use wafleet_node::store::{AuditEntry, AuditQuery};
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::dto::{next_cursor, page_limit};
+use crate::dto::{next_cursor, page_limit, time_param};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiQuery;
 
@@ -105,22 +105,13 @@ pub async fn audit(
     ApiQuery(params): ApiQuery<AuditParams>,
 ) -> Result<Response, ApiError> {
     caller.require_admin()?;
-    let time = |text: &Option<String>, name: &str| -> Result<Option<i64>, ApiError> {
-        text.as_deref()
-            .map(|t| {
-                parse_rfc3339(t).ok_or_else(|| {
-                    ApiError::invalid("invalid_time", format!("{name} is an RFC 3339 time"))
-                })
-            })
-            .transpose()
-    };
     let mut query = AuditQuery {
         actor: params.actor,
         action: params.action,
         target: params.target,
         tenant: caller.tenant.clone(),
-        since_ms: time(&params.since, "since")?,
-        until_ms: time(&params.until, "until")?,
+        since_ms: time_param(params.since.as_deref(), "since")?,
+        until_ms: time_param(params.until.as_deref(), "until")?,
         after: params.cursor,
         limit: page_limit(params.limit)?,
     };

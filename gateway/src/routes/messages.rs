@@ -1,4 +1,4 @@
-//! Sending messages and reading their status.
+//! Sending messages, reading their status, and the message log.
 
 use axum::Json;
 use axum::extract::State;
@@ -11,7 +11,8 @@ use wafleet_node::api::{DeviceCommand, SendText};
 use crate::AppState;
 use crate::dto::{Accepted, Message, SendMessage, rfc3339};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::routes::message_log::{LogParams, MessagePage, message_page};
 use crate::validate;
 
 #[utoipa::path(post, path = "/v1/devices/{id}/messages", tag = "messages",
@@ -93,10 +94,28 @@ pub async fn get(
     Ok(Json(state.catalog.message(&id, &message_id).await?.into()))
 }
 
+#[utoipa::path(get, path = "/v1/devices/{id}/messages", tag = "messages",
+    description = "The message log: messages of both directions, newest first (by creation time, then id). \
+Filters: direction (in or out), status, peer (a phone number: messages to or from it), since (at or after) and \
+until (before), RFC 3339. Pages of `limit` (1 to 500, default 50); a full page has a next_cursor.",
+    params(("id" = String, Path), LogParams),
+    responses((status = 200, body = MessagePage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<LogParams>,
+) -> Result<Json<MessagePage>, ApiError> {
+    validate::device_id(&id)?;
+    let query = params.query()?;
+    let messages = state.catalog.messages(&id, &query).await?;
+    Ok(Json(message_page(messages, query.limit)))
+}
+
 /// The routes of this file, each with its OpenAPI path (one declaration: the handler's
 /// `#[utoipa::path]`).
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(send))
+        .routes(routes!(send, list))
         .routes(routes!(get))
 }

@@ -3,11 +3,13 @@
 //! cannot disagree.
 
 pub mod audit;
+pub mod chats;
 pub mod compat;
 pub mod devices;
 pub mod events;
 pub mod keys;
 pub mod limits;
+pub mod message_log;
 pub mod messages;
 pub mod ops;
 pub mod pairing;
@@ -27,6 +29,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .merge(qr::router())
         .merge(pairing::router())
         .merge(messages::router())
+        .merge(chats::router())
         .merge(events::router())
         .merge(limits::router())
         .merge(webhooks::router())

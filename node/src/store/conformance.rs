@@ -19,12 +19,14 @@ use wafleet_cluster_config::shard_of;
 
 mod access;
 mod deliveries;
+mod message_log;
 
 pub use self::access::{check_access_directory, check_audit_log, check_tenant_devices};
 pub use self::deliveries::{
     check_delivery_append_and_order, check_delivery_attempts_and_replay,
     check_delivery_devices_backlog_prune, check_patch_device_recording,
 };
+pub use self::message_log::{check_chats, check_message_log};
 use super::{
     Acquired, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction, Fence,
     GuardedInsert, InsertOutcome, Lease, MessageRecord, MessageStatus, QueueKey, RunStart,
@@ -51,6 +53,8 @@ pub async fn run_all(store: &dyn Store) {
     check_devices_with_queued(store).await;
     check_outbound_slots(store).await;
     check_reschedule_message(store).await;
+    check_message_log(store).await;
+    check_chats(store).await;
     check_settings(store).await;
     check_access_directory(store).await;
     check_audit_log(store).await;

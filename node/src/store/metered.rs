@@ -10,11 +10,11 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::{
-    AccessKind, AccessQuery, AccessRecord, Acquired, Attempt, AuditEntry, AuditQuery,
-    DeliveryBacklog, DeliveryOf, DeliveryRecord, DeliveryStatus, DeviceId, DevicePage, DevicePatch,
-    DeviceQuery, DeviceRecord, DeviceRule, DeviceStatus, Fence, GuardedInsert, InsertOutcome,
-    Lease, MessageRecord, MessageStatus, NewDelivery, QueueKey, ReplayWhich, RunStart, SealedBlob,
-    Setting, Store, StoreError,
+    AccessKind, AccessQuery, AccessRecord, Acquired, Attempt, AuditEntry, AuditQuery, Chat,
+    ChatQuery, DeliveryBacklog, DeliveryOf, DeliveryRecord, DeliveryStatus, DeviceId, DevicePage,
+    DevicePatch, DeviceQuery, DeviceRecord, DeviceRule, DeviceStatus, Fence, GuardedInsert,
+    InsertOutcome, Lease, MessageQuery, MessageRecord, MessageStatus, NewDelivery, QueueKey,
+    ReplayWhich, RunStart, SealedBlob, Setting, Store, StoreError,
 };
 use crate::metrics;
 
@@ -97,7 +97,7 @@ macro_rules! metered_store {
 }
 
 // In the order of the trait. A method with a default body is listed too when a backend
-// may override it (`begin_run`, `count_queued`, `insert_message_if`, `queued_messages_after`); the single-lease helpers are not (their defaults
+// may override it (`begin_run`, `count_queued`, `insert_message_if`, `queued_messages_after`, `list_chats`); the single-lease helpers are not (their defaults
 // call the bulk methods, which are timed). A test checks this list against the trait.
 metered_store! {
     untimed {
@@ -223,6 +223,12 @@ metered_store! {
             since_ms: i64,
             limit: u32,
         ) -> Result<Vec<i64>, StoreError>;
+        async fn list_messages(
+            &self,
+            device_id: &str,
+            query: &MessageQuery,
+        ) -> Result<Vec<MessageRecord>, StoreError>;
+        async fn list_chats(&self, device_id: &str, query: &ChatQuery) -> Result<Vec<Chat>, StoreError>;
 
         async fn get_setting(&self, key: &str) -> Result<Option<Setting>, StoreError>;
         async fn put_setting(&self, key: &str, value: &str, now_ms: i64) -> Result<(), StoreError>;

@@ -18,6 +18,7 @@ pub mod access;
 pub mod conformance;
 pub mod delivery;
 pub mod lease;
+pub mod message_log;
 pub mod metered;
 pub mod record;
 pub mod scylla;
@@ -31,6 +32,7 @@ pub use delivery::{
     ReplayWhich,
 };
 pub use lease::{Acquired, Fence, Lease, LeaseSlot};
+pub use message_log::{Chat, ChatKey, ChatQuery, LogKey, MessageQuery};
 pub use metered::MeteredStore;
 pub use record::{
     DeviceId, DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction,
@@ -461,6 +463,36 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         since_ms: i64,
         limit: u32,
     ) -> Result<Vec<i64>, StoreError>;
+    /// The device's messages of both directions that `query` asks for, newest first (by
+    /// `created_at_ms`, then id, both descending), at most `query.limit`.
+    async fn list_messages(
+        &self,
+        device_id: &str,
+        query: &MessageQuery,
+    ) -> Result<Vec<MessageRecord>, StoreError>;
+    /// The device's chats (one per peer phone), the one with the newest last message
+    /// first, at most `query.limit`. The default reads the device's whole log in pages
+    /// and groups it; a backend that can group in the store overrides it.
+    async fn list_chats(
+        &self,
+        device_id: &str,
+        query: &ChatQuery,
+    ) -> Result<Vec<Chat>, StoreError> {
+        let mut all = Vec::new();
+        let mut page = MessageQuery {
+            limit: 1000,
+            ..MessageQuery::default()
+        };
+        loop {
+            let rows = self.list_messages(device_id, &page).await?;
+            let full = rows.len() as u32 == page.limit;
+            page.before = rows.last().map(message_log::LogKey::of);
+            all.extend(rows);
+            if !full {
+                return Ok(message_log::chats_of(all, query));
+            }
+        }
+    }
 
     // ---- settings: small named documents shared by every process (JSON text) ----
 

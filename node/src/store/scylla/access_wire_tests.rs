@@ -261,3 +261,15 @@ async fn a_tenant_listing_pages_through_its_kind_until_the_page_is_full() {
     assert_eq!(node.count(&st::LIST_ACCESS) - reads, 1);
     node.stop().await;
 }
+
+/// The message log and chats read the device's partition (`LIST_MESSAGES`) and filter,
+/// order and group it in the store: the checks run over the wire against the model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_message_log_and_chats_pass_the_conformance_checks_over_the_wire() {
+    let (node, _tables) = start().await;
+    let store = connect(&node, Duration::from_secs(5)).await;
+    assert!(store.prepared.contains_key(st::LIST_MESSAGES.name));
+    conformance::check_message_log(&store).await;
+    conformance::check_chats(&store).await;
+    node.stop().await;
+}

@@ -345,7 +345,7 @@ impl FakeTables {
 }
 
 impl Table {
-    /// A bound value (`?`) or an integer literal, for `column`.
+    /// A bound value (`?`), an integer literal or a text literal (`'m'`), for `column`.
     fn operand(
         &self,
         column: &str,
@@ -358,6 +358,15 @@ impl Table {
             .ok_or_else(|| format!("no column {column}"))?;
         if operand == "?" {
             return next();
+        }
+        if let Some(text) = operand
+            .strip_prefix('\'')
+            .and_then(|rest| rest.strip_suffix('\''))
+        {
+            return match typ {
+                ColType::Text => Ok(Value::Text(text.to_owned())),
+                other => Err(format!("a text literal for a {other:?} column")),
+            };
         }
         let literal: i64 = operand
             .parse()

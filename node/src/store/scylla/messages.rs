@@ -4,7 +4,8 @@
 use super::statements::{self as st, Bound, Statement};
 use super::{CAS_ATTEMPTS, ScyllaStore, contention, rows};
 use crate::store::{
-    Direction, InsertOutcome, MessageRecord, MessageStatus, Store, StoreError, device_not_found,
+    Direction, InsertOutcome, LogKey, MessageQuery, MessageRecord, MessageStatus, Store,
+    StoreError, device_not_found,
 };
 
 pub(super) fn advance_statement(status: MessageStatus) -> Option<&'static Statement> {
@@ -232,6 +233,30 @@ pub(super) async fn get(
     message_id: &str,
 ) -> Result<Option<MessageRecord>, StoreError> {
     store.message(device_id, message_id, false).await
+}
+
+/// The message log: the device's partition read whole (its `m` rows), filtered and
+/// sorted here. A read costs the device's whole history; fine for the thousands of
+/// messages a number has, not for millions (a table by time would be the next step).
+pub(super) async fn list(
+    store: &ScyllaStore,
+    device_id: &str,
+    query: &MessageQuery,
+) -> Result<Vec<MessageRecord>, StoreError> {
+    let s = &st::LIST_MESSAGES;
+    let mut found = Vec::new();
+    store
+        .each_row(s, s.bind(vec![("device_id", st::text(device_id))]), |row| {
+            let message = rows::message(&row)?;
+            if query.matches(&message) {
+                found.push(message);
+            }
+            Ok(true)
+        })
+        .await?;
+    found.sort_by_key(|m| std::cmp::Reverse(LogKey::of(m)));
+    found.truncate(query.limit as usize);
+    Ok(found)
 }
 
 pub(super) async fn advance(

@@ -224,9 +224,9 @@ use self::statements as st;
 use super::{
     AccessKind, AccessQuery, AccessRecord, Acquired, Attempt, AuditEntry, AuditQuery,
     DeliveryBacklog, DeliveryRecord, DeliveryStatus, DeviceId, DevicePage, DevicePatch,
-    DeviceQuery, DeviceRecord, DeviceStatus, Fence, InsertOutcome, Lease, MessageRecord,
-    MessageStatus, NewDelivery, ReplayWhich, SHARDS_SETTING, SealedBlob, Setting, Store,
-    StoreError, check_shards,
+    DeviceQuery, DeviceRecord, DeviceStatus, Fence, InsertOutcome, Lease, MessageQuery,
+    MessageRecord, MessageStatus, NewDelivery, ReplayWhich, SHARDS_SETTING, SealedBlob, Setting,
+    Store, StoreError, check_shards,
 };
 use crate::clock::now_ms;
 
@@ -515,6 +515,14 @@ impl Store for ScyllaStore {
         limit: u32,
     ) -> Result<Vec<MessageRecord>, StoreError> {
         messages::queued(self, device_id, limit).await
+    }
+
+    async fn list_messages(
+        &self,
+        device_id: &str,
+        query: &MessageQuery,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        messages::list(self, device_id, query).await
     }
 
     async fn devices_with_queued(

@@ -320,6 +320,18 @@ pub(crate) const SELECT_MESSAGE: Statement = Statement {
     binds: &["device_id", "row_id"],
 };
 
+/// Every message of a device (the message log: filtered and ordered by the caller).
+pub(crate) const LIST_MESSAGES: Statement = Statement {
+    name: "list_messages",
+    cql: concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM {ks}.messages WHERE device_id = ? AND row_kind = 'm'"
+    ),
+    kind: Kind::Read,
+    binds: &["device_id"],
+};
+
 /// [`SELECT_MESSAGE`] at LOCAL_SERIAL: after a refused conditional insert or update.
 pub(crate) const SELECT_MESSAGE_SERIAL: Statement = Statement {
     name: "select_message_serial",
@@ -813,6 +825,7 @@ pub(crate) const ALL: &[Statement] = &[
     DELETE_SHARD_ENTRY,
     SHARD_ENTRIES,
     SELECT_MESSAGE,
+    LIST_MESSAGES,
     SELECT_MESSAGE_SERIAL,
     SELECT_KEY_SERIAL,
     INSERT_MESSAGE,

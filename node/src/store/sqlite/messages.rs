@@ -1,17 +1,20 @@
-//! Messages, their queue (the `messages_queued` partial index) and the rate limiter's
-//! send slots (the `messages_outbound_by_time` partial index).
+//! Messages, their queue (the `messages_queued` partial index), the rate limiter's
+//! send slots (the `messages_outbound_by_time` partial index) and the message log and
+//! chats (the `messages_by_time` index).
 
-use rusqlite::{Connection, Row, params};
+use rusqlite::types::Value;
+use rusqlite::{Connection, Row, params, params_from_iter};
 
 use super::sql::{
     column, db_error, device_ids_by_shard, execute, is_foreign_key_violation,
     is_uniqueness_violation, parse_column, query_all, query_first,
 };
 use crate::store::{
-    DeviceId, Direction, InsertOutcome, MessageRecord, MessageStatus, QueueKey, StoreError,
-    device_not_found,
+    Chat, ChatQuery, DeviceId, Direction, InsertOutcome, MessageQuery, MessageRecord,
+    MessageStatus, QueueKey, StoreError, device_not_found,
 };
 
+/// The columns [`message_from_row`] reads, in order.
 macro_rules! message_columns {
     () => {
         "device_id, id, direction, peer_phone, text, status, error, idempotency_key, \
@@ -34,15 +37,18 @@ const SELECT_MESSAGE_BY_IDEMPOTENCY_KEY: &str = concat!(
     message_columns!(),
     " FROM messages WHERE device_id = ?1 AND idempotency_key = ?2"
 );
-/// Written with the literal terms of the `messages_queued` partial index so SQLite uses it.
+/// Written with the literal terms of the `messages_queued` partial index, and naming it
+/// (`INDEXED BY`): `messages_by_time` has the same columns, and without statistics the
+/// planner may take it and walk a device's whole history instead of its queue.
 /// The count of [`QUEUED_MESSAGES`], on the `messages_queued` index alone.
-pub(super) const COUNT_QUEUED: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM messages
+pub(super) const COUNT_QUEUED: &str =
+    "SELECT COUNT(*) FROM (SELECT 1 FROM messages INDEXED BY messages_queued
      WHERE device_id = ?1 AND status = 'queued' AND direction = 'outbound' LIMIT ?2)";
 
 pub(super) const QUEUED_MESSAGES: &str = concat!(
     "SELECT ",
     message_columns!(),
-    " FROM messages
+    " FROM messages INDEXED BY messages_queued
      WHERE device_id = ?1 AND status = 'queued' AND direction = 'outbound'
      ORDER BY created_at_ms, id LIMIT ?2"
 );
@@ -51,14 +57,15 @@ pub(super) const QUEUED_MESSAGES: &str = concat!(
 pub(super) const QUEUED_MESSAGES_AFTER: &str = concat!(
     "SELECT ",
     message_columns!(),
-    " FROM messages
+    " FROM messages INDEXED BY messages_queued
      WHERE device_id = ?1 AND status = 'queued' AND direction = 'outbound'
        AND (created_at_ms, id) > (?2, ?3)
      ORDER BY created_at_ms, id LIMIT ?4"
 );
 
 /// Uses the `messages_outbound_by_time` partial index (its terms, literally).
-const OUTBOUND_SLOTS: &str = "SELECT COALESCE(not_before_ms, created_at_ms) AS slot FROM messages
+const OUTBOUND_SLOTS: &str = "SELECT COALESCE(not_before_ms, created_at_ms) AS slot
+     FROM messages INDEXED BY messages_outbound_by_time
      WHERE device_id = ?1 AND direction = 'outbound' AND created_at_ms >= ?2
        AND NOT (status = 'queued' AND not_before_ms IS NULL)
      ORDER BY slot LIMIT ?3";
@@ -70,7 +77,7 @@ const RESCHEDULE_MESSAGE: &str = "UPDATE messages SET not_before_ms = ?3
 /// Per shard: its devices (`devices_by_shard`), each looked up in the partial index of
 /// queued messages; no scan of the messages table.
 const DEVICES_WITH_QUEUED: &str = "SELECT d.id FROM devices d WHERE d.shard = ?1
-     AND EXISTS (SELECT 1 FROM messages m WHERE m.device_id = d.id
+     AND EXISTS (SELECT 1 FROM messages m INDEXED BY messages_queued WHERE m.device_id = d.id
          AND m.status = 'queued' AND m.direction = 'outbound')
      LIMIT ?2";
 
@@ -96,7 +103,7 @@ pub(super) fn advance_statement(status: MessageStatus) -> Option<&'static str> {
     }
 }
 
-fn message_from_row(row: &Row<'_>) -> Result<MessageRecord, StoreError> {
+pub(super) fn message_from_row(row: &Row<'_>) -> Result<MessageRecord, StoreError> {
     Ok(MessageRecord {
         device_id: column(row, 0)?,
         id: column(row, 1)?,
@@ -276,4 +283,113 @@ pub(super) fn outbound_slots(
         params![device_id, since_ms, i64::from(limit)],
         |row| column(row, 0),
     )
+}
+
+// ---- the message log (the `messages_by_time` index) ----
+
+/// The SELECT for one [`MessageQuery`] and its values: every given filter is a
+/// condition, newest first, on the `messages_by_time` index.
+pub(super) fn list_statement(device_id: &str, query: &MessageQuery) -> (String, Vec<Value>) {
+    let mut sql = String::from(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages INDEXED BY messages_by_time WHERE device_id = ?1"
+    ));
+    let mut values = vec![Value::Text(device_id.to_owned())];
+    let mut condition = |sql: &mut String, term: &str, value: Value| {
+        values.push(value);
+        sql.push_str(&format!(" AND {term} ?{}", values.len()));
+    };
+    if let Some(direction) = query.direction {
+        condition(
+            &mut sql,
+            "direction =",
+            Value::Text(direction.as_str().into()),
+        );
+    }
+    if let Some(status) = query.status {
+        condition(&mut sql, "status =", Value::Text(status.as_str().into()));
+    }
+    if let Some(peer) = &query.peer {
+        condition(&mut sql, "peer_phone =", Value::Text(peer.clone()));
+    }
+    if let Some(since) = query.since_ms {
+        condition(&mut sql, "created_at_ms >=", Value::Integer(since));
+    }
+    if let Some(until) = query.until_ms {
+        condition(&mut sql, "created_at_ms <", Value::Integer(until));
+    }
+    if let Some(before) = &query.before {
+        values.push(Value::Integer(before.created_at_ms));
+        values.push(Value::Text(before.id.clone()));
+        sql.push_str(&format!(
+            " AND (created_at_ms, id) < (?{}, ?{})",
+            values.len() - 1,
+            values.len()
+        ));
+    }
+    values.push(Value::Integer(i64::from(query.limit)));
+    sql.push_str(&format!(
+        " ORDER BY created_at_ms DESC, id DESC LIMIT ?{}",
+        values.len()
+    ));
+    (sql, values)
+}
+
+pub(super) fn list(
+    conn: &Connection,
+    device_id: &str,
+    query: &MessageQuery,
+) -> Result<Vec<MessageRecord>, StoreError> {
+    let (sql, values) = list_statement(device_id, query);
+    query_all(conn, &sql, params_from_iter(values), message_from_row)
+}
+
+/// The device's chats, grouped in SQLite: each peer's newest message time and unread
+/// count in one pass over the device's messages, then each listed chat's last message.
+const CHATS: &str = "SELECT peer_phone, MAX(created_at_ms) AS last_at,
+        SUM(direction = 'inbound' AND read_at_ms IS NULL)
+     FROM messages INDEXED BY messages_by_time WHERE device_id = ?1
+     GROUP BY peer_phone
+     HAVING ?2 IS NULL OR (last_at, peer_phone) < (?2, ?3)
+     ORDER BY last_at DESC, peer_phone DESC LIMIT ?4";
+
+const LAST_OF_PEER: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE device_id = ?1 AND peer_phone = ?2
+     ORDER BY created_at_ms DESC, id DESC LIMIT 1"
+);
+
+pub(super) fn chats(
+    conn: &Connection,
+    device_id: &str,
+    query: &ChatQuery,
+) -> Result<Vec<Chat>, StoreError> {
+    let (before_at, before_peer) = match &query.before {
+        Some(key) => (Some(key.last_at_ms), Some(key.peer.as_str())),
+        None => (None, None),
+    };
+    let groups = query_all(
+        conn,
+        CHATS,
+        params![device_id, before_at, before_peer, i64::from(query.limit)],
+        |row| Ok((column::<String>(row, 0)?, column::<i64>(row, 2)?)),
+    )?;
+    let mut chats = Vec::with_capacity(groups.len());
+    for (peer, unread) in groups {
+        let last = query_first(
+            conn,
+            LAST_OF_PEER,
+            params![device_id, peer],
+            message_from_row,
+        )?
+        .ok_or_else(|| StoreError::Corrupt(format!("chat {peer} has no message")))?;
+        chats.push(Chat {
+            peer,
+            last,
+            unread: u32::try_from(unread).unwrap_or(u32::MAX),
+        });
+    }
+    Ok(chats)
 }

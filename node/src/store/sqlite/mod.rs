@@ -59,11 +59,11 @@ pub use self::schema::{SCHEMA_VERSION, schema_at_version};
 use self::sql::db_error;
 use self::worker::Worker;
 use super::{
-    AccessKind, AccessQuery, AccessRecord, Acquired, Attempt, AuditEntry, AuditQuery,
-    DeliveryBacklog, DeliveryOf, DeliveryRecord, DeliveryStatus, DeviceId, DevicePage, DevicePatch,
-    DeviceQuery, DeviceRecord, DeviceRule, DeviceStatus, Fence, GuardedInsert, InsertOutcome,
-    Lease, MessageRecord, MessageStatus, NewDelivery, QueueKey, ReplayWhich, RunStart, SealedBlob,
-    Setting, Store, StoreError, device_not_found,
+    AccessKind, AccessQuery, AccessRecord, Acquired, Attempt, AuditEntry, AuditQuery, Chat,
+    ChatQuery, DeliveryBacklog, DeliveryOf, DeliveryRecord, DeliveryStatus, DeviceId, DevicePage,
+    DevicePatch, DeviceQuery, DeviceRecord, DeviceRule, DeviceStatus, Fence, GuardedInsert,
+    InsertOutcome, Lease, MessageQuery, MessageRecord, MessageStatus, NewDelivery, QueueKey,
+    ReplayWhich, RunStart, SealedBlob, Setting, Store, StoreError, device_not_found,
 };
 
 /// How long a call waits for another connection's write lock before it gives up.
@@ -413,6 +413,26 @@ impl Store for SqliteStore {
             messages::advance(conn, &device_id, &message_id, status, at_ms, error)
         })
         .await
+    }
+
+    async fn list_messages(
+        &self,
+        device_id: &str,
+        query: &MessageQuery,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let (device_id, query) = (device_id.to_owned(), query.clone());
+        self.read(move |conn| messages::list(conn, &device_id, &query))
+            .await
+    }
+
+    async fn list_chats(
+        &self,
+        device_id: &str,
+        query: &ChatQuery,
+    ) -> Result<Vec<Chat>, StoreError> {
+        let (device_id, query) = (device_id.to_owned(), query.clone());
+        self.read(move |conn| messages::chats(conn, &device_id, &query))
+            .await
     }
 
     async fn queued_messages(

@@ -139,6 +139,9 @@ this process is older than the store');
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX audit_by_tenant ON audit (tenant, id);
     CREATE INDEX devices_by_tenant ON devices (tenant, id);",
+    // 7: the message log, both directions, newest first (and a device's chats, grouped
+    // over it). One index more per message written: the price of reading history.
+    "CREATE INDEX messages_by_time ON messages (device_id, created_at_ms, id);",
 ];
 
 /// The schema version from which device rows carry their shard.

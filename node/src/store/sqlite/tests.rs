@@ -173,7 +173,7 @@ async fn a_version_1_file_gains_leases_and_keeps_its_data() {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .expect("user_version");
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 6);
+    assert_eq!(SCHEMA_VERSION, 7);
     let shard = shard_of("d1", ClusterSettings::DEFAULT_SHARDS);
     assert_eq!(
         store
@@ -320,6 +320,39 @@ fn queued_scan_uses_its_partial_index() {
         plan.contains("USING COVERING INDEX messages_queued"),
         "{plan}"
     );
+}
+
+#[test]
+fn the_message_log_walks_its_index_without_sorting() {
+    let (_dir, store) = open_temp();
+    let conn = raw(&store);
+    let full = crate::store::MessageQuery {
+        direction: Some(crate::store::Direction::Inbound),
+        status: Some(MessageStatus::Delivered),
+        peer: Some("+1".into()),
+        since_ms: Some(1),
+        until_ms: Some(2),
+        before: Some(crate::store::LogKey {
+            created_at_ms: 2,
+            id: "m".into(),
+        }),
+        limit: 10,
+    };
+    for query in [
+        crate::store::MessageQuery {
+            limit: 10,
+            ..Default::default()
+        },
+        full,
+    ] {
+        let (sql, _) = super::messages::list_statement("d", &query);
+        let plan = query_plan(&conn, &sql);
+        assert!(
+            plan.contains("USING INDEX messages_by_time"),
+            "{sql}: {plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "{sql} sorts: {plan}");
+    }
 }
 
 #[test]

@@ -1,0 +1,102 @@
+//! A device's chats: one per phone it wrote to or heard from, newest first, and each
+//! chat's conversation.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use wafleet_node::clock::rfc3339;
+use wafleet_node::store::{Chat, ChatQuery};
+
+use crate::AppState;
+use crate::dto::{Message, next_cursor, page_limit};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiPath, ApiQuery};
+use crate::routes::message_log::{MessagePage, PageParams, chat_cursor, cursor, message_page};
+use crate::validate;
+
+/// One chat.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatDto {
+    /// The other side's phone number (what `…/chats/{chat_id}/messages` takes).
+    pub id: String,
+    /// A saved contact's name; none yet (contacts come later).
+    pub name: Option<String>,
+    pub is_group: bool,
+    pub last_message_at: String,
+    pub last_message: Message,
+    /// Received messages not yet read.
+    pub unread: u32,
+}
+
+/// A page of chats, the one with the newest message first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatPage {
+    pub chats: Vec<ChatDto>,
+    pub next_cursor: Option<String>,
+}
+
+impl From<Chat> for ChatDto {
+    fn from(chat: Chat) -> ChatDto {
+        ChatDto {
+            last_message_at: rfc3339(chat.last.created_at_ms),
+            id: chat.peer,
+            name: None,
+            is_group: false,
+            last_message: chat.last.into(),
+            unread: chat.unread,
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/v1/devices/{id}/chats", tag = "chats",
+    description = "The device's chats, one per phone number it wrote to or heard from, the one with the newest message \
+first, each with its last message and how many received messages are unread.",
+    params(("id" = String, Path), PageParams),
+    responses((status = 200, body = ChatPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Json<ChatPage>, ApiError> {
+    validate::device_id(&id)?;
+    let query = ChatQuery {
+        before: params.cursor.as_deref().map(chat_cursor).transpose()?,
+        limit: page_limit(params.limit)?,
+    };
+    let chats = state.catalog.chats(&id, &query).await?;
+    let next_cursor = next_cursor(&chats, query.limit, |c| {
+        cursor(c.last.created_at_ms, &c.peer)
+    });
+    Ok(Json(ChatPage {
+        chats: chats.into_iter().map(ChatDto::from).collect(),
+        next_cursor,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/devices/{id}/chats/{chat_id}/messages", tag = "chats",
+    description = "One conversation: the messages to and from that phone number, both directions, newest first.",
+    params(("id" = String, Path), ("chat_id" = String, Path, description = "the phone number"), PageParams),
+    responses((status = 200, body = MessagePage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn messages(
+    State(state): State<AppState>,
+    ApiPath((id, chat_id)): ApiPath<(String, String)>,
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Json<MessagePage>, ApiError> {
+    validate::device_id(&id)?;
+    let peer = validate::phone(&chat_id)?;
+    let query = params.query(peer)?;
+    let messages = state.catalog.messages(&id, &query).await?;
+    Ok(Json(message_page(messages, query.limit)))
+}
+
+/// The routes of this file, each with its OpenAPI path.
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(messages))
+}
