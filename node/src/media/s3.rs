@@ -62,9 +62,10 @@ impl S3MediaStore {
             .with_virtual_hosted_style_request(!settings.path_style)
             .with_client_options(options);
         if let Some(endpoint) = &settings.endpoint {
+            let endpoint = client_endpoint(endpoint, &settings.bucket, settings.path_style)?;
             builder = builder
-                .with_endpoint(endpoint)
-                .with_allow_http(endpoint.starts_with("http://"));
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_endpoint(endpoint);
         }
         if let (Some(id), Some(secret)) = (&settings.access_key_id, &settings.secret_access_key) {
             builder = builder
@@ -222,6 +223,25 @@ impl Drop for PendingUpload {
     }
 }
 
+/// The endpoint the client is given for the server at `endpoint`: the server itself for
+/// path-style requests, and the bucket's own host (`bucket.host`) for virtual-hosted
+/// ones, which is what `object_store` expects of an endpoint then.
+fn client_endpoint(endpoint: &str, bucket: &str, path_style: bool) -> Result<String, MediaError> {
+    if path_style {
+        return Ok(endpoint.to_owned());
+    }
+    let invalid =
+        |why: String| MediaError::Storage(format!("media.s3.endpoint `{endpoint}`: {why}"));
+    let mut url = url::Url::parse(endpoint).map_err(|e| invalid(e.to_string()))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| invalid("no host".into()))?
+        .to_owned();
+    url.set_host(Some(&format!("{bucket}.{host}")))
+        .map_err(|e| invalid(e.to_string()))?;
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
 fn storage(e: object_store::Error) -> MediaError {
     MediaError::Storage(e.to_string())
 }
@@ -230,5 +250,26 @@ fn not_found_or_storage(e: object_store::Error, key: &MediaKey) -> MediaError {
     match e {
         object_store::Error::NotFound { .. } => MediaError::NotFound(key.clone()),
         e => storage(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_virtual_hosted_endpoint_puts_the_bucket_in_the_host() {
+        assert_eq!(
+            client_endpoint("http://127.0.0.1:9000", "media", true).unwrap(),
+            "http://127.0.0.1:9000"
+        );
+        assert_eq!(
+            client_endpoint("https://s3.example.net", "media", false).unwrap(),
+            "https://media.s3.example.net"
+        );
+        assert_eq!(
+            client_endpoint("https://minio.internal:9000/", "wafleet-media", false).unwrap(),
+            "https://wafleet-media.minio.internal:9000"
+        );
     }
 }
