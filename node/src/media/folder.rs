@@ -252,6 +252,7 @@ fn sweep_stale(dir: &Path, age: Duration) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use super::super::conformance;
     use super::*;
 
     #[tokio::test]
@@ -273,6 +274,27 @@ mod tests {
         FolderMediaStore::open(dir.path()).await.unwrap();
         assert!(!old.exists(), "a day-old upload is a leftover");
         assert!(live.exists(), "an upload under way is kept");
+    }
+
+    #[tokio::test]
+    async fn of_two_puts_racing_on_one_key_exactly_one_wins_and_its_bytes_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FolderMediaStore::open(dir.path()).await.unwrap();
+        for _ in 0..20 {
+            let key = MediaKey::random();
+            let (a, b) = (conformance::noise(3000), conformance::noise(4000));
+            let (ra, rb) = tokio::join!(
+                store.put(&key, conformance::chunked(a.clone(), 100), u64::MAX),
+                store.put(&key, conformance::chunked(b.clone(), 100), u64::MAX),
+            );
+            let winner = match (ra, rb) {
+                (Ok(_), Err(MediaError::AlreadyExists(_))) => a,
+                (Err(MediaError::AlreadyExists(_)), Ok(_)) => b,
+                other => panic!("exactly one put must win: {other:?}"),
+            };
+            let stored = std::fs::read(store.path_of(&key)).unwrap();
+            assert!(stored == winner, "the winner's bytes, whole");
+        }
     }
 
     #[cfg(unix)]
