@@ -6,7 +6,8 @@
 //! One TOML file per process (`deploy/node.example.toml` and
 //! `deploy/gateway.example.toml` list every key with its default and why it exists).
 //! Sections: `[node]` or `[gateway]`, then `[cluster]` (shared, identical in every
-//! process of a cluster), `[lease]` and `[recovery]` (nodes only), `[store]`, `[redis]`,
+//! process of a cluster), `[lease]`, `[recovery]` and `[media]` (nodes only), `[store]`,
+//! `[redis]`,
 //! `[http]` (every HTTP listener's timeouts and connection cap).
 //!
 //! - **Durations** are whole milliseconds, in keys that end in `_ms`
@@ -38,6 +39,7 @@ mod gateway;
 mod http;
 mod lease;
 mod link;
+mod media;
 mod node;
 mod recovery;
 mod redis;
@@ -52,6 +54,9 @@ pub use gateway::{GatewaySection, GatewaySettings};
 pub use http::HttpSection;
 pub use lease::LeaseSettings;
 pub use link::{LinkKind, LinkSettings};
+pub use media::{
+    MediaBackend, MediaFolderSettings, MediaKind, MediaLimits, MediaS3Settings, MediaSettings,
+};
 pub use node::{NodeSection, NodeSettings};
 pub use recovery::RecoverySettings;
 pub use redis::RedisSettings;

@@ -13,7 +13,7 @@
 //!
 //! - [`config`]: the settings of each process, one file per section under `config/`
 //!   (`node`, `gateway`, `cluster`, `lease`, `store`, `redis`, `recovery`, `link`,
-//!   `webhooks`, `http`), the layered
+//!   `webhooks`, `http`, `media`), the layered
 //!   file + environment source (`source`), shared checks (`check`) and [`ConfigError`].
 //! - [`placement`]: [`shard_of`] (device → shard) and [`Placement`] (shard → node).
 //! - [`sims`]: [`sim_of`], which of several simulator processes serves a device (the
@@ -32,7 +32,8 @@ pub mod sims;
 
 pub use config::{
     ClusterSettings, ConfigError, Cookie, GatewaySection, GatewaySettings, HttpSection,
-    LeaseSettings, LinkKind, LinkSettings, MasterKeySource, NoMasterKey, NodeSection, NodeSettings,
+    LeaseSettings, LinkKind, LinkSettings, MasterKeySource, MediaBackend, MediaFolderSettings,
+    MediaKind, MediaLimits, MediaS3Settings, MediaSettings, NoMasterKey, NodeSection, NodeSettings,
     Origin, RecoverySettings, RedisSettings, ScyllaSettings, SqliteSettings, StandaloneSettings,
     StoreKind, StoreSettings, TlsFiles, TlsSettings, WebhooksSection,
 };

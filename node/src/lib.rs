@@ -18,6 +18,8 @@
 //! - [`events`]: device events and the in-process bus behind SSE.
 //! - [`store`]: the [`store::Store`] trait, its records, shard leases and fences, the
 //!   embedded SQLite backend and the conformance suite.
+//! - [`media`]: media bytes behind [`media::MediaStore`]: a folder of this machine or an
+//!   S3-compatible object store, streamed both ways, capped while streaming.
 //! - [`vault`], [`seal`]: sealed (AES-256-GCM) per-device credentials and link state.
 //! - [`context`]: what all actors of a node share (store, vault, bus, links, quotas, the
 //!   registry of running devices), and the node's timings.
@@ -63,6 +65,7 @@ pub mod events;
 pub mod fleet;
 pub mod limits;
 pub mod link;
+pub mod media;
 pub mod metrics;
 pub mod open_files;
 pub mod outbox;

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use super::check::{self, Invalid};
 use super::source::{Source, process_env};
 use super::{
-    ClusterSettings, ConfigError, HttpSection, LeaseSettings, LinkSettings, RecoverySettings,
-    RedisSettings, StoreSettings, WebhooksSection,
+    ClusterSettings, ConfigError, HttpSection, LeaseSettings, LinkSettings, MediaSettings,
+    RecoverySettings, RedisSettings, StoreSettings, WebhooksSection,
 };
 
 /// Everything `wafleet node` reads from its config file and environment.
@@ -41,6 +41,9 @@ pub struct NodeSettings {
     /// `[http]`: timeouts and connection cap of the node's HTTP listener.
     #[serde(default)]
     pub http: HttpSection,
+    /// `[media]`: where media bytes are kept, and the size limit of each kind.
+    #[serde(default)]
+    pub media: MediaSettings,
 }
 
 /// The `[node]` section: this node's identity and addresses.
@@ -139,7 +142,8 @@ impl NodeSettings {
         self.recovery.check()?;
         self.link.check()?;
         self.webhooks.check()?;
-        self.http.check()
+        self.http.check()?;
+        self.media.check()
     }
 }
 
@@ -155,7 +159,7 @@ fn default_http_listen() -> SocketAddr {
 mod tests {
     use std::time::Duration;
 
-    use super::super::{ConfigError, Origin, StoreKind};
+    use super::super::{ConfigError, MediaBackend, MediaSettings, Origin, StoreKind};
     use super::*;
 
     const COOKIE: &str = "0123456789abcdef0123";
@@ -188,6 +192,7 @@ mod tests {
         assert_eq!(settings.store, StoreSettings::default());
         assert_eq!(settings.redis, RedisSettings::default());
         assert_eq!(settings.recovery, RecoverySettings::default());
+        assert_eq!(settings.media, MediaSettings::default());
     }
 
     #[test]
@@ -248,6 +253,37 @@ mod tests {
             Some(Path::new("/run/secrets/master.key"))
         );
         assert_eq!(settings.recovery.jitter, Duration::ZERO);
+    }
+
+    #[test]
+    fn s3_media_comes_from_the_environment_with_its_credentials() {
+        let settings = parse(
+            MINIMAL,
+            &[
+                ("WAFLEET__MEDIA__BACKEND", "s3"),
+                ("WAFLEET__MEDIA__S3__BUCKET", "wafleet-media"),
+                ("WAFLEET__MEDIA__S3__ENDPOINT", "http://127.0.0.1:9000"),
+                ("WAFLEET__MEDIA__S3__PATH_STYLE", "true"),
+                ("WAFLEET__MEDIA__S3__ACCESS_KEY_ID", "AKIAEXAMPLE"),
+                ("WAFLEET__MEDIA__S3__SECRET_ACCESS_KEY", "s3cret"),
+                ("WAFLEET__MEDIA__LIMITS__IMAGE_BYTES", "5242880"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(settings.media.backend, MediaBackend::S3);
+        assert_eq!(settings.media.s3.bucket, "wafleet-media");
+        assert_eq!(
+            settings.media.s3.endpoint.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert!(settings.media.s3.path_style);
+        assert_eq!(
+            settings.media.s3.secret_access_key.as_deref(),
+            Some("s3cret")
+        );
+        assert_eq!(settings.media.limits.image_bytes, 5 << 20);
+        let err = parse(MINIMAL, &[("WAFLEET__MEDIA__BACKEND", "s3")]).unwrap_err();
+        assert!(err.to_string().contains("media.s3.bucket"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,29 @@
+//! [`MediaError`]: why a media store call failed.
+
+use std::io;
+
+use super::MediaKey;
+
+/// Why a [`MediaStore`](super::MediaStore) call failed. Only `Storage` is the store's own
+/// fault (retry later); the others are about the request.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// Nothing is stored under the key.
+    #[error("no media stored under {0}")]
+    NotFound(MediaKey),
+    /// Something is stored under the key already: objects are never replaced.
+    #[error("media {0} already exists")]
+    AlreadyExists(MediaKey),
+    /// The upload went past its limit; nothing was stored.
+    #[error("the upload is larger than its limit of {limit} bytes; nothing was stored")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// The upload's own stream failed (the client went away); nothing was stored.
+    #[error("the upload's body failed; nothing was stored: {0}")]
+    Body(#[source] io::Error),
+    /// The folder or the object store failed; what was being written is not visible.
+    #[error("media storage failed: {0}")]
+    Storage(String),
+}

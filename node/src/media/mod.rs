@@ -1,0 +1,46 @@
+//! Media bytes — uploads, and media received from WhatsApp — behind one trait,
+//! [`MediaStore`], with two backends: a folder of this machine ([`FolderMediaStore`],
+//! standalone) and an S3-compatible object store ([`S3MediaStore`], clusters, where any
+//! node reads what another stored). Both pass the same [`conformance`] suite.
+//!
+//! The store knows keys and opaque bytes only: the media's type, MIME type and owner
+//! are records of the [`Store`](crate::store::Store), and sealing the bytes at rest is a
+//! layer above this trait.
+//!
+//! # Layout
+//! - [`store`](MediaStore): the trait, what a put returns ([`StoredMedia`]) and what a
+//!   get returns ([`MediaBody`]).
+//! - `key`: [`MediaKey`], a name safe as a file name and an S3 key.
+//! - `body`: [`ByteStream`], bytes in flight, and [`reader_stream`].
+//! - `intake`: the size, SHA-256 and cap of a put, computed once for every backend.
+//! - `folder`, `s3`: the two backends.
+//! - `error`: [`MediaError`].
+//! - [`conformance`]: the suite every backend must pass.
+
+mod body;
+pub mod conformance;
+mod error;
+mod folder;
+mod intake;
+mod key;
+mod s3;
+mod store;
+
+use std::sync::Arc;
+
+use wafleet_cluster_config::{MediaBackend, MediaSettings};
+
+pub use body::{ByteStream, reader_stream};
+pub use error::MediaError;
+pub use folder::FolderMediaStore;
+pub use key::MediaKey;
+pub use s3::S3MediaStore;
+pub use store::{MediaBody, MediaStore, StoredMedia};
+
+/// The media store `settings` choose.
+pub async fn open(settings: &MediaSettings) -> Result<Arc<dyn MediaStore>, MediaError> {
+    Ok(match settings.backend {
+        MediaBackend::Folder => Arc::new(FolderMediaStore::open(&settings.folder.path).await?),
+        MediaBackend::S3 => Arc::new(S3MediaStore::new(&settings.s3)?),
+    })
+}
