@@ -14,6 +14,7 @@
 //! - [`dto`]: the JSON shapes; [`validate`]: checks of client values.
 //! - [`error`]: [`error::ApiError`], the one error type, mapped to statuses in one place.
 //! - [`extract`]: extractors whose rejections are API errors.
+//! - `sse`: the body of an SSE response (frames rendered once, the heartbeat).
 //! - [`auth`]: API keys. [`metrics`]: the Prometheus recorder and HTTP metrics.
 //! - [`openapi`]: `/openapi.json`; `/docs` renders it.
 
@@ -27,6 +28,7 @@ pub mod openapi;
 pub mod remote;
 pub mod resolver;
 pub mod routes;
+mod sse;
 pub mod validate;
 
 use std::collections::HashMap;

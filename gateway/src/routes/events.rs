@@ -10,19 +10,17 @@
 //! `GET /v1/devices`. Without this a gap would look like a quiet period.
 
 use std::collections::{HashSet, VecDeque};
-use std::convert::Infallible;
-use std::time::Duration;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::Stream;
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use wafleet_node::catalog::Catalog;
-use wafleet_node::events::{Delivery, DeviceEvent, EventFilter, Reset};
+use wafleet_node::events::{Delivery, EventFilter, Reset};
 use wafleet_node::store::DeviceRecord;
 
 use crate::AppState;
@@ -30,10 +28,7 @@ use crate::auth::{Caller, check_device};
 use crate::dto::rfc3339;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiPath, ApiQuery};
-use crate::validate;
-
-/// A comment line at least this often keeps proxies from closing an idle stream.
-const HEARTBEAT: Duration = Duration::from_secs(15);
+use crate::{sse, validate};
 
 /// Query of the SSE routes.
 #[derive(Debug, Deserialize)]
@@ -58,7 +53,7 @@ pub async fn device_events(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<EventsQuery>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     validate::device_id(&id)?;
     if query.devices.is_some() {
         return Err(ApiError::invalid(
@@ -84,7 +79,7 @@ pub async fn all_events(
     caller: Caller,
     ApiQuery(query): ApiQuery<EventsQuery>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let filter = match query.devices.as_deref() {
         // Every device the caller sees: all, its tenant's, or its key's list.
         None | Some("") => match (&caller.tenant, &caller.devices) {
@@ -133,7 +128,7 @@ async fn stream(
     state: &AppState,
     filter: EventFilter,
     after: Option<u64>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, ApiError> {
+) -> Result<Response, ApiError> {
     let mut named: Vec<String> = filter.devices().into_iter().flatten().cloned().collect();
     named.sort();
     let tenant = match &filter {
@@ -153,11 +148,11 @@ async fn stream(
         queued: VecDeque::new(),
         _gauge: crate::metrics::SseClient::connect(),
     };
-    let events = futures_util::stream::unfold(reader, |mut reader| async move {
-        let event = reader.next().await?;
-        Some((Ok(event), reader))
+    let frames = futures_util::stream::unfold(reader, |mut reader| async move {
+        let frame = reader.next().await?;
+        Some((frame, reader))
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat")))
+    Ok(sse::response(frames))
 }
 
 /// One client's stream: the subscription, and what a reset queued before it.
@@ -168,29 +163,35 @@ struct Reader {
     named: Vec<String>,
     /// The tenant the named devices must belong to, when the stream is a tenant's.
     tenant: Option<String>,
-    queued: VecDeque<Event>,
+    /// Frames of a reset, to send before the next event.
+    queued: VecDeque<Bytes>,
     _gauge: crate::metrics::SseClient,
 }
 
 impl Reader {
-    async fn next(&mut self) -> Option<Event> {
+    /// The next frame. What waits here is the stream's state at rest, held by every
+    /// stream: the rare reset (store reads) is boxed so that its state is not.
+    async fn next(&mut self) -> Option<Bytes> {
         loop {
-            if let Some(event) = self.queued.pop_front() {
-                return Some(event);
+            if let Some(frame) = self.queued.pop_front() {
+                return Some(frame);
             }
             match self.subscription.recv().await? {
-                Delivery::Event(event) => return Some(to_sse(&event)),
-                Delivery::Reset(reset) => {
-                    self.queued.push_back(reset_sse(&reset, &self.named));
-                    for id in &self.named {
-                        // A device deleted meanwhile has no state to tell.
-                        if let Ok(device) = self.catalog.device(id).await
-                            && self.tenant.as_ref().is_none_or(|t| *t == device.tenant)
-                        {
-                            self.queued.push_back(status_sse(&device));
-                        }
-                    }
-                }
+                Delivery::Event(event) => return Some(sse::event_frame(&event)),
+                Delivery::Reset(reset) => Box::pin(self.queue_reset(&reset)).await,
+            }
+        }
+    }
+
+    /// Queues the reset, then the named devices' current status.
+    async fn queue_reset(&mut self, reset: &Reset) {
+        self.queued.push_back(reset_sse(reset, &self.named));
+        for id in &self.named {
+            // A device deleted meanwhile has no state to tell.
+            if let Ok(device) = self.catalog.device(id).await
+                && self.tenant.as_ref().is_none_or(|t| *t == device.tenant)
+            {
+                self.queued.push_back(status_sse(&device));
             }
         }
     }
@@ -198,7 +199,7 @@ impl Reader {
 
 /// `event: reset`, without an id: ids are strings, as JavaScript cannot hold them as
 /// numbers.
-fn reset_sse(reset: &Reset, named: &[String]) -> Event {
+fn reset_sse(reset: &Reset, named: &[String]) -> Bytes {
     let mut data = Map::new();
     data.insert("last_event_id".into(), reset.after.to_string().into());
     data.insert(
@@ -210,13 +211,11 @@ fn reset_sse(reset: &Reset, named: &[String]) -> Event {
     } else if !named.is_empty() {
         data.insert("device_ids".into(), named.to_vec().into());
     }
-    Event::default()
-        .event("reset")
-        .data(Value::Object(data).to_string())
+    sse::frame(None, "reset", &Value::Object(data).to_string())
 }
 
 /// A device's current status after a reset, as a `status` event without an id.
-fn status_sse(device: &DeviceRecord) -> Event {
+fn status_sse(device: &DeviceRecord) -> Bytes {
     let mut data = Map::new();
     data.insert("device_id".into(), device.id.as_str().into());
     data.insert("status".into(), device.status.as_str().into());
@@ -227,24 +226,7 @@ fn status_sse(device: &DeviceRecord) -> Event {
         data.insert("phone".into(), phone.as_str().into());
     }
     data.insert("at".into(), rfc3339(device.updated_at_ms).into());
-    Event::default()
-        .event("status")
-        .data(Value::Object(data).to_string())
-}
-
-fn to_sse(event: &DeviceEvent) -> Event {
-    // Rendered once for every stream that carries the event.
-    let data = event.rendered.get_or_init(|| {
-        let mut data = event.data.clone();
-        if let Some(map) = data.as_object_mut() {
-            map.insert("at".into(), rfc3339(event.at_ms).into());
-        }
-        data.to_string()
-    });
-    Event::default()
-        .id(event.id.to_string())
-        .event(event.kind.as_str())
-        .data(data)
+    sse::frame(None, "status", &Value::Object(data).to_string())
 }
 
 /// The routes of this file, each with its OpenAPI path (one declaration: the handler's

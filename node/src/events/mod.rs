@@ -78,10 +78,11 @@ pub struct DeviceEvent {
     /// The JSON payload; always includes `device_id`.
     pub data: Value,
     pub at_ms: i64,
-    /// The event as its readers send it on (the gateway's SSE `data:` text), made by
-    /// the first reader for all: with thousands of streams, an event is rendered once,
-    /// not once per stream.
-    pub rendered: std::sync::OnceLock<String>,
+    /// The event as its readers send it on (the gateway's SSE frame: `id:`, `event:`
+    /// and `data:` lines), made by the first reader for all: with thousands of streams,
+    /// an event is rendered once, not once per stream, and each stream sends these
+    /// bytes (a reference count, no copy).
+    pub rendered: std::sync::OnceLock<bytes::Bytes>,
 }
 
 /// Which devices a subscriber wants.

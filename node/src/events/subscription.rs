@@ -77,8 +77,11 @@ impl Subscription {
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let replay = match &self.backend {
                         Backend::Memory(memory) => memory.replay(&self.filter, self.last),
+                        // Boxed: the Redis read's state would otherwise be part of this
+                        // future, which every subscriber holds while it waits (an SSE
+                        // gateway holds thousands), though few ever fall behind.
                         Backend::Redis(redis) => {
-                            redis.replay(&self.filter, self.last).await.ok()?
+                            Box::pin(redis.replay(&self.filter, self.last)).await.ok()?
                         }
                     };
                     self.reset = replay.reset;
