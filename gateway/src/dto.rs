@@ -18,6 +18,14 @@ pub use wafleet_node::clock::rfc3339;
 /// [`crate::validate::device_id`].
 pub const DEVICE_ID_PATTERN: &str = "^[a-zA-Z0-9_-]{1,64}$";
 
+/// A time parameter (`since`, `until`): RFC 3339 in UTC, a real calendar date (what
+/// [`time_param`] reads), given to every such query parameter by `openapi::complete`.
+pub const RFC3339_UTC_PATTERN: &str = r"^(19[7-9][0-9]|[2-9][0-9]{3})-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8]))T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?Z$";
+
+/// A phone number as the API takes it (`validate::phone`), given to the `peer` query
+/// parameter and the `chat_id` path parameter by `openapi::complete`.
+pub const PHONE_PATTERN: &str = r"^\+?[0-9]{8,15}$";
+
 /// `POST /v1/devices`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -107,8 +107,19 @@ fn complete(doc: &mut Value) {
                 .into_iter()
                 .flatten()
             {
-                let place = parameter["in"].as_str().unwrap_or("");
+                let place = parameter["in"].as_str().unwrap_or("").to_owned();
+                let place = place.as_str();
                 has_parameters |= matches!(place, "path" | "query");
+                let name = parameter["name"].as_str().unwrap_or("").to_owned();
+                match (place, name.as_str()) {
+                    ("query", "since" | "until") => {
+                        parameter["schema"]["pattern"] = json!(crate::dto::RFC3339_UTC_PATTERN);
+                    }
+                    ("query", "peer") | ("path", "chat_id") => {
+                        parameter["schema"]["pattern"] = json!(crate::dto::PHONE_PATTERN);
+                    }
+                    _ => {}
+                }
                 if device_route && place == "path" && parameter["name"] == "id" {
                     parameter["schema"] = json!({
                         "type": "string",

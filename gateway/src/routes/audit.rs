@@ -34,15 +34,9 @@ pub struct AuditParams {
     pub action: Option<String>,
     /// The request path, e.g. `/v1/devices/shop-1/start`.
     pub target: Option<String>,
-    /// RFC 3339 in UTC: entries at or after.
-    #[param(
-        pattern = r"^(19[7-9][0-9]|[2-9][0-9]{3})-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8]))T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?Z$"
-    )]
+    /// RFC 3339 in UTC: entries at or after (its pattern: `openapi::complete`).
     pub since: Option<String>,
     /// RFC 3339 in UTC: entries before.
-    #[param(
-        pattern = r"^(19[7-9][0-9]|[2-9][0-9]{3})-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8]))T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?Z$"
-    )]
     pub until: Option<String>,
     /// `json` (default: a page) or `csv` (every matching entry, streamed).
     #[param(pattern = "^(json|csv)$")]
