@@ -1,6 +1,5 @@
-//! Messages, their queue (the `messages_queued` partial index), the rate limiter's
-//! send slots (the `messages_outbound_by_time` partial index) and the message log and
-//! chats (the `messages_by_time` index).
+//! Messages, their queue (the `messages_queued` partial index), and the rate limiter's
+//! send slots, the message log and chats (the `messages_by_time` index).
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, Row, params, params_from_iter};
@@ -63,9 +62,10 @@ pub(super) const QUEUED_MESSAGES_AFTER: &str = concat!(
      ORDER BY created_at_ms, id LIMIT ?4"
 );
 
-/// Uses the `messages_outbound_by_time` partial index (its terms, literally).
+/// On the `messages_by_time` index: the device's messages since `?2`, inbound ones
+/// skipped.
 const OUTBOUND_SLOTS: &str = "SELECT COALESCE(not_before_ms, created_at_ms) AS slot
-     FROM messages INDEXED BY messages_outbound_by_time
+     FROM messages INDEXED BY messages_by_time
      WHERE device_id = ?1 AND direction = 'outbound' AND created_at_ms >= ?2
        AND NOT (status = 'queued' AND not_before_ms IS NULL)
      ORDER BY slot LIMIT ?3";
