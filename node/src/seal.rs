@@ -509,25 +509,10 @@ impl Sealer {
         self.reload(&self.refreshed, REFRESH_INTERVAL);
         let ring = self.ring();
         let (version, cipher) = &ring.ciphers[0];
-        let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce).expect("os random source failed while sealing");
         let aad = associated_data(device_id, namespace, key);
-        let ciphertext = cipher
-            .encrypt(
-                &nonce.into(),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
-            // Only fails for plaintexts beyond AES-GCM's 64 GiB limit.
-            .unwrap_or_else(|e| panic!("aes-gcm refused to seal {} bytes: {e}", plaintext.len()));
-        let mut bytes = Vec::with_capacity(NONCE_LEN + ciphertext.len());
-        bytes.extend_from_slice(&nonce);
-        bytes.extend_from_slice(&ciphertext);
         SealedBlob {
             key_version: *version,
-            bytes,
+            bytes: encrypt(cipher, &aad, plaintext),
         }
     }
 
@@ -547,26 +532,57 @@ impl Sealer {
         let cipher = ring
             .cipher(blob.key_version)
             .ok_or(SealError::UnknownKeyVersion(blob.key_version))?;
-        if blob.bytes.len() < NONCE_LEN + TAG_LEN {
-            return Err(SealError::Truncated {
-                len: blob.bytes.len(),
-            });
-        }
-        let (nonce, ciphertext) = blob.bytes.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SealError::Truncated {
-            len: blob.bytes.len(),
-        })?;
-        let aad = associated_data(device_id, namespace, key);
-        cipher
-            .decrypt(
-                &nonce.into(),
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| SealError::Unauthentic)
+        decrypt(
+            cipher,
+            &associated_data(device_id, namespace, key),
+            &blob.bytes,
+        )
     }
+}
+
+/// `nonce || ciphertext || tag`: `plaintext` under `cipher` with `aad`, with a fresh
+/// random nonce. The one encryption of every sealed form (blobs and texts).
+///
+/// # Panics
+/// If the operating system's random source fails (sealing without a fresh nonce would
+/// be unsafe).
+fn encrypt(cipher: &Aes256Gcm, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).expect("os random source failed while sealing");
+    let ciphertext = cipher
+        .encrypt(
+            &nonce.into(),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        // Only fails for plaintexts beyond AES-GCM's 64 GiB limit.
+        .unwrap_or_else(|e| panic!("aes-gcm refused to seal {} bytes: {e}", plaintext.len()));
+    let mut bytes = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+    bytes.extend_from_slice(&nonce);
+    bytes.extend_from_slice(&ciphertext);
+    bytes
+}
+
+/// The plaintext of what [`encrypt`] made with the same `cipher` and `aad`.
+fn decrypt(cipher: &Aes256Gcm, aad: &[u8], bytes: &[u8]) -> Result<Vec<u8>, SealError> {
+    if bytes.len() < NONCE_LEN + TAG_LEN {
+        return Err(SealError::Truncated { len: bytes.len() });
+    }
+    let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce
+        .try_into()
+        .map_err(|_| SealError::Truncated { len: bytes.len() })?;
+    cipher
+        .decrypt(
+            &nonce.into(),
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
+        .map_err(|_| SealError::Unauthentic)
 }
 
 /// `domain || len(device_id) || device_id || len(namespace) || namespace || len(key) || key`

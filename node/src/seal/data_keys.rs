@@ -17,14 +17,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::KeyInit;
 use aes_gcm::{Aes256Gcm, Key};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
-use super::text::{self, Place, SealedText};
-use super::{SealError, Sealer};
+use super::text::{Place, SealedText};
+use super::{SealError, Sealer, decrypt, encrypt};
 use crate::clock::now_ms;
 use crate::store::{AccessKind, AccessQuery, AccessRecord, SealedBlob, Store, StoreError};
 
@@ -58,35 +58,14 @@ impl DataKey {
     /// # Panics
     /// If the operating system's random source fails (as [`Sealer::seal`]).
     pub fn seal(&self, place: &Place<'_>, plaintext: &str) -> SealedText {
-        let mut nonce = [0u8; text::NONCE_LEN];
-        getrandom::fill(&mut nonce).expect("os random source failed while sealing");
         let aad = place.associated_data(&self.tenant);
-        let ciphertext = self
-            .cipher
-            .encrypt(
-                &nonce.into(),
-                Payload {
-                    msg: plaintext.as_bytes(),
-                    aad: &aad,
-                },
-            )
-            .unwrap_or_else(|e| panic!("aes-gcm refused to seal {} bytes: {e}", plaintext.len()));
-        SealedText::new(&self.tenant, self.version, &nonce, &ciphertext)
+        let bytes = encrypt(&self.cipher, &aad, plaintext.as_bytes());
+        SealedText::new(&self.tenant, self.version, &bytes)
     }
 
     fn open(&self, place: &Place<'_>, sealed: &SealedText) -> Result<String, SealError> {
-        let (nonce, ciphertext) = sealed.nonce_and_ciphertext()?;
         let aad = place.associated_data(&self.tenant);
-        let plain = self
-            .cipher
-            .decrypt(
-                &nonce.into(),
-                Payload {
-                    msg: &ciphertext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| SealError::Unauthentic)?;
+        let plain = decrypt(&self.cipher, &aad, &sealed.bytes()?)?;
         String::from_utf8(plain).map_err(|_| SealError::Unauthentic)
     }
 }

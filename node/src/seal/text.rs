@@ -19,8 +19,6 @@ use super::SealError;
 const MARKER: &str = "\u{1}wfs1:";
 /// Domain separation for the associated data.
 const AAD_DOMAIN: &[u8] = b"wafleet/text/v1\0";
-pub(super) const NONCE_LEN: usize = 12;
-const TAG_LEN: usize = 16;
 
 /// Where a text is kept: one field of one record of one device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,10 +92,8 @@ pub struct SealedText {
 }
 
 impl SealedText {
-    pub(super) fn new(tenant: &str, version: u32, nonce: &[u8], ciphertext: &[u8]) -> SealedText {
-        let mut sealed = Vec::with_capacity(nonce.len() + ciphertext.len());
-        sealed.extend_from_slice(nonce);
-        sealed.extend_from_slice(ciphertext);
+    /// The stored form of `sealed` (nonce, ciphertext and tag).
+    pub(super) fn new(tenant: &str, version: u32, sealed: &[u8]) -> SealedText {
         let head = format!("{MARKER}{version}:");
         let stored = format!("{head}{tenant}:{}", BASE64.encode(&sealed));
         SealedText {
@@ -146,16 +142,11 @@ impl SealedText {
         self.stored
     }
 
-    pub(super) fn nonce_and_ciphertext(&self) -> Result<([u8; NONCE_LEN], Vec<u8>), SealError> {
-        let bytes = BASE64
+    /// The nonce, ciphertext and tag it holds.
+    pub(super) fn bytes(&self) -> Result<Vec<u8>, SealError> {
+        BASE64
             .decode(&self.stored[self.payload..])
-            .map_err(|_| SealError::Unauthentic)?;
-        if bytes.len() < NONCE_LEN + TAG_LEN {
-            return Err(SealError::Truncated { len: bytes.len() });
-        }
-        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
-        let nonce = <[u8; NONCE_LEN]>::try_from(nonce).map_err(|_| SealError::Unauthentic)?;
-        Ok((nonce, ciphertext.to_vec()))
+            .map_err(|_| SealError::Unauthentic)
     }
 }
 
