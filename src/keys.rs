@@ -237,13 +237,7 @@ async fn rewrap(store: Arc<dyn Store>, keys: MasterKeys) -> anyhow::Result<()> {
 pub(crate) async fn data_key(command: DataKeyCommand) -> anyhow::Result<()> {
     match command {
         DataKeyCommand::Rotate { tenant, place } => {
-            let valid = (1..=64).contains(&tenant.len())
-                && tenant
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.@-".contains(&b));
-            if !valid {
-                bail!("a tenant id is 1 to 64 of a-z, A-Z, 0-9, _ . @ -");
-            }
+            wafleet_node::access::directory::check_tenant_id(&tenant)?;
             let opened = place.open().await?;
             let data_keys = DataKeys::new(opened.store, Arc::new(Sealer::from_keys(opened.keys)));
             let version = data_keys

@@ -371,6 +371,11 @@ fn decode<T: DeserializeOwned>(record: &AccessRecord) -> Result<T, AccessError> 
     })
 }
 
+/// A tenant id's rule (`[a-zA-Z0-9_.@-]{1,64}`), for callers outside the directory.
+pub fn check_tenant_id(id: &str) -> Result<(), AccessError> {
+    check_id("tenant", id)
+}
+
 /// Ids of tenants and user names: `[a-zA-Z0-9_.@-]{1,64}`.
 fn check_id(what: &str, id: &str) -> Result<(), AccessError> {
     let ok = (1..=64).contains(&id.len())
