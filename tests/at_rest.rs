@@ -331,49 +331,25 @@ async fn a_cluster_keeps_no_text_readable_in_its_store_or_redis() {
     let http = reqwest::Client::new();
     unthrottle(&http, &gateway.base).await.unwrap();
     let base = gateway.base.clone();
-    let call = |method: reqwest::Method, path: &str| {
-        http.request(method, format!("{base}{path}"))
-            .bearer_auth(KEY)
-    };
 
     let id = "rest-dev-1";
     let mut events = common::Sse::connect(&http, &format!("{base}/v1/events"), None).await;
-    let created = call(reqwest::Method::POST, "/v1/devices")
-        .json(&json!({"id": id, "name": id}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let started = call(reqwest::Method::POST, &format!("/v1/devices/{id}/start"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(started.status(), 202);
-    loop {
-        let event = events.next().await;
-        if event.kind == "qr" {
-            let scanned = http
-                .post(format!("{}/sim/scan", sim.base))
-                .json(&json!({"qr": event.data["code"], "phone": DEVICE_PHONE}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(scanned.status(), 200);
-        } else if event.kind == "status" && event.data["status"] == "READY" {
-            break;
-        }
-    }
+    common::post_routed(
+        &http,
+        &format!("{base}/v1/devices"),
+        json!({"id": id, "name": id}),
+    )
+    .await;
+    common::post_routed(&http, &format!("{base}/v1/devices/{id}/start"), json!({})).await;
+    common::scan_until_ready(&http, &sim.base, DEVICE_PHONE, &mut events).await;
 
     let outbound = probe("out");
-    let sent: Value = call(reqwest::Method::POST, &format!("/v1/devices/{id}/messages"))
-        .json(&json!({"to": PEER, "text": outbound}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sent = common::post_routed(
+        &http,
+        &format!("{base}/v1/devices/{id}/messages"),
+        json!({"to": PEER, "text": outbound}),
+    )
+    .await;
     let out_id = sent["id"].as_str().unwrap().to_owned();
     let inbound = probe("in");
     let phone_sent = http
@@ -403,16 +379,15 @@ async fn a_cluster_keeps_no_text_readable_in_its_store_or_redis() {
     }
     let inbound_id = inbound_id.unwrap();
     for (message, text) in [(&out_id, &outbound), (&inbound_id, &inbound)] {
-        let got: Value = call(
-            reqwest::Method::GET,
-            &format!("/v1/devices/{id}/messages/{message}"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        let got: Value = http
+            .get(format!("{base}/v1/devices/{id}/messages/{message}"))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(got["text"], text.as_str(), "read through the gateway");
     }
 

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wafleet_load::scenario::certs::{ClusterCerts, SERVER_NAME};
 use wafleet_load::scenario::cluster::{COOKIE, GatewayProcess, NodePlan, NodeProcess, SimProcess};
-use wafleet_load::scenario::process::{ADMIN_KEY, RedisServer, unthrottle};
+use wafleet_load::scenario::process::{RedisServer, unthrottle};
 
 mod common;
 #[path = "cluster_tls/wire_tap.rs"]
@@ -65,37 +65,24 @@ async fn send_one_message_through_a_tap(tls: bool) -> Sent {
     let id = "tls-dev-1";
     let mut events =
         common::Sse::connect(&http, &format!("{}/v1/events", gateway.base), None).await;
-    post(
+    common::post_routed(
         &http,
         &format!("{}/v1/devices", gateway.base),
         json!({"id": id, "name": id}),
     )
     .await;
-    post(
+    common::post_routed(
         &http,
         &format!("{}/v1/devices/{id}/start", gateway.base),
         json!({}),
     )
     .await;
     // QR shown → scanned by the simulated phone → READY; bounded by the SSE's WAIT.
-    for _ in 0..50 {
-        let event = events.next().await;
-        if event.kind == "qr" {
-            let scanned = http
-                .post(format!("{}/sim/scan", sim.base))
-                .json(&json!({"qr": event.data["code"], "phone": "6281230000001"}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(scanned.status(), 200);
-        } else if event.kind == "status" && event.data["status"] == "READY" {
-            break;
-        }
-    }
+    common::scan_until_ready(&http, &sim.base, "6281230000001", &mut events).await;
 
     let text = format!("tls-probe-{}", uuid_like());
     let before = tap.bytes();
-    post(
+    common::post_routed(
         &http,
         &format!("{}/v1/devices/{id}/messages", gateway.base),
         json!({"to": PHONE, "text": text}),
@@ -306,29 +293,6 @@ async fn tls_client_without_a_certificate(certs: &ClusterCerts, address: &str) -
     tokio::time::timeout(Duration::from_secs(5), attempt)
         .await
         .unwrap_or(false)
-}
-
-/// POSTs with the admin key, retrying a 503/504 (the gateway not yet routing) for up to
-/// `WAIT`.
-async fn post(http: &reqwest::Client, url: &str, body: Value) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let response = http
-            .post(url)
-            .bearer_auth(ADMIN_KEY)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let answer: Value = response.json().await.unwrap_or(Value::Null);
-        if (200..300).contains(&status) {
-            return answer;
-        }
-        assert!(matches!(status, 503 | 504), "POST {url}: {status} {answer}");
-        assert!(Instant::now() < deadline, "POST {url} still {status}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A text no other part of the traffic contains by chance.

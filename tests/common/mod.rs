@@ -284,3 +284,55 @@ impl Sse {
         }
     }
 }
+
+/// POSTs `body` to `url` with the admin key, retrying a 503/504 (a cluster gateway not
+/// yet routing to the device's node) for up to [`WAIT`]; the 2xx answer.
+pub async fn post_routed(http: &reqwest::Client, url: &str, body: Value) -> Value {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let response = http
+            .post(url)
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        if (200..300).contains(&status) {
+            return answer;
+        }
+        assert!(matches!(status, 503 | 504), "POST {url}: {status} {answer}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "POST {url} still {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Scans, as `phone` through the simulator at `sim_base`, each QR code `events` (a
+/// stream carrying the device's events) shows, until it shows the device READY; panics
+/// after 50 events without READY.
+pub async fn scan_until_ready(
+    http: &reqwest::Client,
+    sim_base: &str,
+    phone: &str,
+    events: &mut Sse,
+) {
+    for _ in 0..50 {
+        let event = events.next().await;
+        if event.kind == "qr" {
+            let scanned = http
+                .post(format!("{sim_base}/sim/scan"))
+                .json(&json!({"qr": event.data["code"], "phone": phone}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(scanned.status(), 200);
+        } else if event.kind == "status" && event.data["status"] == "READY" {
+            return;
+        }
+    }
+    panic!("no READY within 50 events");
+}
