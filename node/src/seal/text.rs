@@ -95,7 +95,7 @@ impl SealedText {
     /// The stored form of `sealed` (nonce, ciphertext and tag).
     pub(super) fn new(tenant: &str, version: u32, sealed: &[u8]) -> SealedText {
         let head = format!("{MARKER}{version}:");
-        let stored = format!("{head}{tenant}:{}", BASE64.encode(&sealed));
+        let stored = format!("{head}{tenant}:{}", BASE64.encode(sealed));
         SealedText {
             tenant: head.len()..head.len() + tenant.len(),
             payload: head.len() + tenant.len() + 1,
