@@ -85,6 +85,10 @@ pub struct Attempt {
     /// The delivery's `attempts` when the attempt began: the outcome is recorded only
     /// if it still is (a replay meanwhile starts the count again and wins).
     pub prior_attempts: u32,
+    /// And its `next_attempt_ms` then. A replay always changes it, even that of a
+    /// delivery still pending at 0 attempts, so an attempt in flight while the delivery
+    /// is replayed records nothing and the replayed delivery is sent again.
+    pub prior_next_attempt_ms: Option<i64>,
     pub at_ms: i64,
     pub outcome: AttemptOutcome,
     /// The receiver's HTTP status, if it answered.

@@ -149,6 +149,7 @@ async fn attempt(hooks: &Arc<Webhooks>, delivery: &DeliveryRecord) -> Next {
     };
     let record = Attempt {
         prior_attempts: delivery.attempts,
+        prior_next_attempt_ms: delivery.next_attempt_ms,
         at_ms,
         outcome,
         status_code,

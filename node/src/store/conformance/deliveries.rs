@@ -19,6 +19,7 @@ fn event(device_id: &str, event_id: &str, created_at_ms: i64) -> NewDelivery {
 fn attempt(prior: u32, outcome: AttemptOutcome) -> Attempt {
     Attempt {
         prior_attempts: prior,
+        prior_next_attempt_ms: None,
         at_ms: 1_700_000_000_500,
         outcome,
         status_code: Some(500),
@@ -139,10 +140,12 @@ pub async fn check_delivery_attempts_and_replay(store: &dyn Store) {
         [e1.clone(), e2.clone(), e3.clone()],
         "failed is still due"
     );
+    let last = Attempt {
+        prior_next_attempt_ms: Some(1_700_000_001_000),
+        ..attempt(1, AttemptOutcome::Dead)
+    };
     let dead = ok(
-        store
-            .record_attempt(&a, &e1, &attempt(1, AttemptOutcome::Dead))
-            .await,
+        store.record_attempt(&a, &e1, &last).await,
         "record the last attempt",
     )
     .expect("due");
@@ -230,6 +233,42 @@ pub async fn check_delivery_attempts_and_replay(store: &dyn Store) {
         ),
         0
     );
+
+    // A replay while an attempt is in flight wins, even of a delivery that is still
+    // pending at 0 attempts, and even in the millisecond its last replay was made.
+    for now_ms in [9, 9] {
+        let in_flight = ok(store.due_deliveries(&a, 100).await, "due")
+            .into_iter()
+            .find(|d| d.event_id == e3)
+            .expect("e3 is due");
+        assert_eq!(
+            (in_flight.status, in_flight.attempts),
+            (DeliveryStatus::Pending, 0)
+        );
+        let replayed = store
+            .replay_deliveries(&a, &ReplayWhich::Event(e3.clone()), now_ms)
+            .await;
+        assert_eq!(ok(replayed, "replay a pending one"), 1);
+        let stale = Attempt {
+            prior_next_attempt_ms: in_flight.next_attempt_ms,
+            ..delivered.clone()
+        };
+        assert_eq!(
+            ok(store.record_attempt(&a, &e3, &stale).await, "in flight"),
+            None,
+            "an attempt begun before the replay writes nothing"
+        );
+    }
+    let fresh = ok(store.due_deliveries(&a, 100).await, "due")
+        .into_iter()
+        .find(|d| d.event_id == e3)
+        .expect("e3 is still due");
+    let current = Attempt {
+        prior_next_attempt_ms: fresh.next_attempt_ms,
+        ..delivered
+    };
+    let done = ok(store.record_attempt(&a, &e3, &current).await, "deliver");
+    assert_eq!(done.map(|d| d.status), Some(DeliveryStatus::Delivered));
 }
 
 /// Devices with due deliveries by shard; the backlog; pruning delivered ones.

@@ -313,7 +313,10 @@ pub(super) async fn record_attempt(
         let Some((current, before)) = store.delivery_serial(device_id, seq, event_id).await? else {
             return Ok(None);
         };
-        if !current.status.is_due() || current.attempts != attempt.prior_attempts {
+        if !current.status.is_due()
+            || current.attempts != attempt.prior_attempts
+            || current.next_attempt_ms != attempt.prior_next_attempt_ms
+        {
             return Ok(None);
         }
         let after = attempted(current.clone(), attempt);

@@ -72,7 +72,12 @@ pub(super) fn attempted(mut d: DeliveryRecord, attempt: &Attempt) -> DeliveryRec
 pub(super) fn replayed(mut d: DeliveryRecord, now_ms: i64) -> DeliveryRecord {
     d.status = DeliveryStatus::Pending;
     d.attempts = 0;
-    d.next_attempt_ms = Some(now_ms);
+    // Always a change (see `Attempt::prior_next_attempt_ms`).
+    d.next_attempt_ms = Some(if d.next_attempt_ms == Some(now_ms) {
+        now_ms + 1
+    } else {
+        now_ms
+    });
     d.last_status_code = None;
     d.last_error = None;
     d.delivered_at_ms = None;

@@ -97,9 +97,10 @@
 //!   first looks for it (LOCAL_SERIAL, which also settles an append whose answer was
 //!   lost), and two appends of one event cannot both apply on the same version.
 //! - **Attempts.** `record_attempt` reads the delivery and applies only if it is still
-//!   pending or failed with `attempts == prior_attempts` (the same test the SQLite store
-//!   writes as its `UPDATE ... WHERE`); the version condition makes that read still true
-//!   when the batch applies, and the row it returns is the one written.
+//!   pending or failed with the attempts and `next_attempt_ms` the attempt began at
+//!   (the same test the SQLite store writes as its `UPDATE ... WHERE`); the version
+//!   condition makes that read still true when the batch applies, and the row it
+//!   returns is the one written.
 //! - **Due deliveries.** A due delivery also has a full copy ('q', same key) and an age
 //!   marker ('o', keyed by `created_at_ms`), written and deleted in the batches that
 //!   change its status, so `due_deliveries` is one read of the 'q' rows in `seq` order.

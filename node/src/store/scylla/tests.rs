@@ -182,6 +182,7 @@ fn new_delivery(event_id: &str, created_at_ms: i64) -> NewDelivery {
 fn delivery_attempt(prior: u32, outcome: AttemptOutcome) -> Attempt {
     Attempt {
         prior_attempts: prior,
+        prior_next_attempt_ms: None,
         at_ms: 50,
         outcome,
         status_code: Some(500),

@@ -43,7 +43,7 @@ const SELECT_ONE: &str = concat!(
 const RECORD_ATTEMPT: &str = "UPDATE webhook_deliveries
      SET status = ?4, attempts = ?3 + 1, next_attempt_ms = ?5, last_status_code = ?6,
          last_error = ?7, delivered_at_ms = ?8
-     WHERE device_id = ?1 AND event_id = ?2 AND attempts = ?3
+     WHERE device_id = ?1 AND event_id = ?2 AND attempts = ?3 AND next_attempt_ms IS ?9
        AND status IN ('pending', 'failed')";
 
 const LIST: &str = concat!(
@@ -62,13 +62,18 @@ const LIST_BY_STATUS: &str = concat!(
      ORDER BY seq DESC LIMIT ?4"
 );
 
+/// `next_attempt_ms` always changes (see [`Attempt::prior_next_attempt_ms`]).
 const REPLAY_ONE: &str = "UPDATE webhook_deliveries
-     SET status = 'pending', attempts = 0, next_attempt_ms = ?3, last_error = NULL,
+     SET status = 'pending', attempts = 0,
+         next_attempt_ms = CASE WHEN next_attempt_ms IS ?3 THEN ?3 + 1 ELSE ?3 END,
+         last_error = NULL,
          last_status_code = NULL, delivered_at_ms = NULL
      WHERE device_id = ?1 AND event_id = ?2";
 
 const REPLAY_DEAD: &str = "UPDATE webhook_deliveries
-     SET status = 'pending', attempts = 0, next_attempt_ms = ?2, last_error = NULL,
+     SET status = 'pending', attempts = 0,
+         next_attempt_ms = CASE WHEN next_attempt_ms IS ?2 THEN ?2 + 1 ELSE ?2 END,
+         last_error = NULL,
          last_status_code = NULL
      WHERE device_id = ?1 AND status = 'dead'";
 
@@ -158,7 +163,8 @@ pub(super) fn record_attempt(
             next_attempt_ms,
             attempt.status_code,
             attempt.error,
-            delivered_at_ms
+            delivered_at_ms,
+            attempt.prior_next_attempt_ms
         ],
     )
     .map_err(db_error)?;
