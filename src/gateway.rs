@@ -21,6 +21,7 @@ use wafleet_node::cluster::ownership::AlwaysOwned;
 use wafleet_node::cluster::tls::ClusterTls;
 use wafleet_node::cluster::{ClusterOptions, join};
 use wafleet_node::events::{EventBus, RedisBusConfig};
+use wafleet_node::media::MediaLibrary;
 use wafleet_node::seal::data_keys::DataKeys;
 use wafleet_node::store::Store;
 
@@ -72,10 +73,18 @@ pub(crate) async fn run(
     .await?;
     let members = cluster.members();
     let resolver = PlacementResolver::new(settings.cluster.shards, members.clone());
+    let media = wafleet_node::media::open(&settings.media)
+        .await
+        .context("cannot open the media storage")?;
+    let media = Arc::new(MediaLibrary::new(
+        media,
+        keys.clone(),
+        settings.media.limits.clone(),
+    ));
     let catalog = Catalog::new(store, keys);
     let devices = RemoteDevices::new(Arc::new(resolver), catalog.clone())
         .with_timeout(settings.gateway.request_timeout);
-    let state = AppState::new(Arc::new(devices), catalog, bus, admin_key);
+    let state = AppState::new(Arc::new(devices), catalog, bus, media, admin_key);
     let (router, metrics_server) = match metrics_http {
         None => (wafleet_gateway::router(state), None),
         Some(listener) => {

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 use tokio::net::TcpListener;
 use tracing::info;
-use wafleet_cluster_config::StandaloneSettings;
+use wafleet_cluster_config::{MediaFolderSettings, StandaloneSettings};
 use wafleet_gateway::AppState;
 use wafleet_node::events::{BusConfig, EventBus};
 use wafleet_node::link::ws::WsDialer;
@@ -99,10 +99,18 @@ pub(crate) async fn run(
         ),
     };
 
-    let settings = StandaloneSettings::from_env().context("cannot read the environment")?;
+    let mut settings = StandaloneSettings::from_env().context("cannot read the environment")?;
+    if settings.media.folder == MediaFolderSettings::default() {
+        settings.media.folder.path = args.data.join("media");
+    }
+    let media = wafleet_node::media::open(&settings.media)
+        .await
+        .context("cannot open the media storage")?;
     let fleet = Fleet::start(
         NodeConfig {
             webhooks: settings.webhooks,
+            media: Some(media),
+            media_limits: settings.media.limits.clone(),
             ..NodeConfig::default()
         },
         Arc::new(MeteredStore::new(Arc::new(store))),
@@ -117,6 +125,7 @@ pub(crate) async fn run(
         Arc::new(fleet.clone()),
         fleet.catalog().clone(),
         fleet.bus().clone(),
+        fleet.media().clone(),
         admin_key,
     );
     let mut router = wafleet_gateway::router(state);

@@ -45,6 +45,8 @@ struct TwoTenants {
     acme_key_id: String,
     globex_key: String,
     message_id: String,
+    /// A file acme uploaded.
+    media_id: String,
 }
 
 async fn two_tenants(wafleet: &Standalone) -> TwoTenants {
@@ -102,7 +104,19 @@ async fn two_tenants(wafleet: &Standalone) -> TwoTenants {
         .await;
     assert_eq!(sent.status(), StatusCode::ACCEPTED);
     let sent: Value = sent.json().await.unwrap();
+    let media = created(
+        acme_caller
+            .send(
+                Method::POST,
+                "/v1/media?filename=acme.json",
+                Some(json!({"note": "acme secret text"})),
+            )
+            .await,
+        "media",
+    )
+    .await;
     TwoTenants {
+        media_id: media["id"].as_str().unwrap().to_owned(),
         acme_key: acme_caller.key,
         acme_key_id: acme["id"].as_str().unwrap().to_owned(),
         globex_key: globex["key"].as_str().unwrap().to_owned(),
@@ -180,6 +194,8 @@ async fn no_route_lets_a_tenant_reach_another_tenants_data() {
                         &setup.acme_key_id
                     } else if path.starts_with("/v1/users") {
                         "acme-boss"
+                    } else if path.starts_with("/v1/media") {
+                        &setup.media_id
                     } else {
                         "acme-1"
                     },

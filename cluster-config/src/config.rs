@@ -6,9 +6,9 @@
 //! One TOML file per process (`deploy/node.example.toml` and
 //! `deploy/gateway.example.toml` list every key with its default and why it exists).
 //! Sections: `[node]` or `[gateway]`, then `[cluster]` (shared, identical in every
-//! process of a cluster), `[lease]`, `[recovery]` and `[media]` (nodes only), `[store]`,
-//! `[redis]`,
-//! `[http]` (every HTTP listener's timeouts and connection cap).
+//! process of a cluster), `[lease]` and `[recovery]` (nodes only), `[media]` (nodes and
+//! gateways: both store media), `[store]`, `[redis]`, `[http]` (every HTTP listener's
+//! timeouts and connection cap).
 //!
 //! - **Durations** are whole milliseconds, in keys that end in `_ms`
 //!   (`heartbeat_interval_ms = 250`): one unit everywhere, no parsing of units, and the

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use wafleet_node::FleetError;
 use wafleet_node::access::Denied;
 use wafleet_node::access::directory::AccessError;
+use wafleet_node::media::MediaError;
 use wafleet_node::store::StoreError;
 
 /// Every failure an API client can see.
@@ -26,7 +27,7 @@ pub enum ApiError {
     #[error("{message}")]
     Refused { code: &'static str, message: String },
     #[error("the request body is larger than {limit} bytes")]
-    PayloadTooLarge { limit: usize },
+    PayloadTooLarge { limit: u64 },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("missing or invalid API key")]
@@ -255,6 +256,31 @@ impl From<FleetError> for ApiError {
                 code: "delivery_not_found",
                 what: format!("webhook delivery {id}"),
             },
+        }
+    }
+}
+
+impl From<MediaError> for ApiError {
+    fn from(error: MediaError) -> ApiError {
+        match error {
+            MediaError::NotFound(key) => ApiError::NotFound {
+                code: "media_not_found",
+                what: format!("media {}", key.as_str().trim_end_matches(".meta")),
+            },
+            MediaError::TooLarge { limit } => ApiError::PayloadTooLarge { limit },
+            MediaError::Invalid(message) => ApiError::invalid("invalid_media", message),
+            MediaError::Body(error) => ApiError::invalid(
+                "upload_failed",
+                format!("the upload's body failed; nothing was stored: {error}"),
+            ),
+            // The detail (paths, the object store's answer) is for the log only.
+            MediaError::Storage(detail) => {
+                tracing::warn!(%detail, "media storage unavailable");
+                ApiError::Unavailable("the media storage is unavailable; retry later".to_owned())
+            }
+            MediaError::AlreadyExists(_) | MediaError::Unreadable(_) => {
+                ApiError::Internal(error.to_string())
+            }
         }
     }
 }

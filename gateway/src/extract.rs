@@ -37,7 +37,7 @@ where
             .await
             .map_err(|e| match e.status() {
                 StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
-                    limit: crate::BODY_LIMIT_BYTES,
+                    limit: crate::BODY_LIMIT_BYTES as u64,
                 },
                 _ => ApiError::MalformedJson(e.body_text()),
             })?;

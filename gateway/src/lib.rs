@@ -47,6 +47,7 @@ use wafleet_node::access::audit::AuditLog;
 use wafleet_node::access::directory::Directory;
 use wafleet_node::catalog::Catalog;
 use wafleet_node::events::EventBus;
+use wafleet_node::media::MediaLibrary;
 use wafleet_node::store::DeviceRecord;
 
 pub use crate::device_api::DeviceApi;
@@ -66,6 +67,8 @@ pub struct AppState {
     /// Where SSE reads device events (not through `devices`: events do not depend on
     /// where a device runs).
     pub bus: EventBus,
+    /// Media files: uploads stored here, any file served from here.
+    pub media: Arc<MediaLibrary>,
     /// Tenants, keys, users: who is calling and what they may do.
     pub access: Arc<Directory>,
     /// Where every change made through the API is recorded.
@@ -95,6 +98,7 @@ impl AppState {
         devices: Arc<dyn DeviceApi>,
         catalog: Catalog,
         bus: EventBus,
+        media: Arc<MediaLibrary>,
         admin_key: String,
     ) -> AppState {
         let store = catalog.store().clone();
@@ -102,6 +106,7 @@ impl AppState {
             devices,
             catalog,
             bus,
+            media,
             access: Arc::new(Directory::new(store.clone(), admin_key)),
             audit: AuditLog::start(store),
             actions: Arc::new(operation_ids()),

@@ -208,7 +208,8 @@ mod tests {
                 if secured {
                     assert!(has("401") && has("503"), "{method} {path}: 401, 503");
                 }
-                if operation["requestBody"]["required"] == true {
+                let body = &operation["requestBody"];
+                if body["required"] == true && body["content"].get("application/json").is_some() {
                     for status in ["400", "413", "415", "422"] {
                         assert!(has(status), "{method} {path}: {status}");
                     }

@@ -30,6 +30,7 @@ use wafleet_node::cluster::wire::Wire;
 use wafleet_node::cluster::{ClusterHandle, ClusterOptions, join};
 use wafleet_node::events::{BusConfig, DeviceEvent, EventBus, EventFilter, EventKind};
 use wafleet_node::link::{FramePipe, LinkError, SimDialer, SimLinkFactory};
+use wafleet_node::media::{MediaLibrary, NoMediaStore};
 use wafleet_node::seal::data_keys::DataKeys;
 use wafleet_node::seal::{MasterKey, Sealer};
 use wafleet_node::store::{DeviceStatus, MessageStatus, SqliteStore, Store, TrustLevel};
@@ -443,6 +444,7 @@ async fn commands_reach_the_owner_over_the_cluster_and_fail_retryably_without_it
         Arc::new(devices.clone()),
         catalog.clone(),
         bus_a.clone(),
+        no_media(catalog.store().clone()),
         KEY.to_owned(),
     ));
     let response = app
@@ -463,6 +465,7 @@ async fn commands_reach_the_owner_over_the_cluster_and_fail_retryably_without_it
         Arc::new(devices.clone()),
         catalog.clone(),
         bus_a.clone(),
+        no_media(catalog.store().clone()),
         KEY.to_owned(),
     ));
     let response = app
@@ -553,8 +556,9 @@ async fn a_silent_owner_is_a_504_and_no_live_node_a_503() {
 
     let app = wafleet_gateway::router(AppState::new(
         Arc::new(devices),
-        catalog,
+        catalog.clone(),
         EventBus::in_memory(BusConfig::default()),
+        no_media(catalog.store().clone()),
         KEY.to_owned(),
     ));
     let response = app
@@ -571,6 +575,15 @@ async fn a_silent_owner_is_a_504_and_no_live_node_a_503() {
 }
 
 /// The data keys under the key the test's nodes use.
+/// A media library that stores nothing (these tests send text only).
+fn no_media(store: Arc<dyn Store>) -> Arc<MediaLibrary> {
+    Arc::new(MediaLibrary::new(
+        Arc::new(NoMediaStore),
+        data_keys(store),
+        Default::default(),
+    ))
+}
+
 fn data_keys(store: Arc<dyn Store>) -> Arc<DataKeys> {
     Arc::new(DataKeys::new(
         store,

@@ -7,13 +7,14 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
-use wafleet_cluster_config::QuotaTable;
+use wafleet_cluster_config::{MediaLimits, QuotaTable};
 
 use crate::census::Census;
 use crate::clock::{Clock, now_ms};
 use crate::device::registry::Running;
 use crate::events::{EventBus, EventKind};
 use crate::link::LinkFactory;
+use crate::media::{MediaLibrary, MediaStore};
 use crate::seal::data_keys::DataKeys;
 use crate::store::{
     DeliveryOf, DevicePatch, DeviceRecord, DeviceStatus, Fence, RunStart, Store, StoreError,
@@ -59,6 +60,11 @@ pub struct NodeConfig {
     pub settings_refresh: Duration,
     /// How the node sends webhook deliveries (`[webhooks]`).
     pub webhooks: wafleet_cluster_config::WebhooksSection,
+    /// Where media files are kept (`[media]`): uploads sent and media received. `None`:
+    /// nowhere, and every media operation fails saying so (tests that need none).
+    pub media: Option<Arc<dyn MediaStore>>,
+    /// The size limit of each media type (`[media.limits]`).
+    pub media_limits: MediaLimits,
 }
 
 impl Default for NodeConfig {
@@ -79,6 +85,8 @@ impl Default for NodeConfig {
             handoff_guard: Duration::from_millis(25),
             settings_refresh: Duration::from_secs(1),
             webhooks: wafleet_cluster_config::WebhooksSection::default(),
+            media: None,
+            media_limits: MediaLimits::default(),
         }
     }
 }
@@ -132,6 +140,8 @@ pub struct NodeContext {
     pub(crate) webhooks: Arc<Webhooks>,
     /// The tenant of each device seen here, which every event names.
     pub(crate) tenants: crate::device::tenants::DeviceTenants,
+    /// Media files: sent by the devices' links, stored as they arrive.
+    pub(crate) media: Arc<MediaLibrary>,
 }
 
 impl NodeContext {

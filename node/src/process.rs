@@ -81,6 +81,9 @@ impl NodeProcess {
         let name = settings.node.name.clone();
         // Before anything starts: a bad certificate stops the node here.
         let tls = ClusterTls::from_settings(&settings.cluster.tls)?;
+        let media = crate::media::open(&settings.media)
+            .await
+            .map_err(|error| format!("cannot open the media storage: {error}"))?;
         let fleet = Fleet::start(
             NodeConfig {
                 node_name: name.clone(),
@@ -88,6 +91,8 @@ impl NodeProcess {
                 connect_jitter: settings.recovery.jitter,
                 resume_all: false,
                 webhooks: settings.webhooks.clone(),
+                media: Some(media),
+                media_limits: settings.media.limits.clone(),
                 ..NodeConfig::default()
             },
             store.clone(),

@@ -17,6 +17,7 @@
 
 pub mod data_keys;
 pub mod master_keys;
+pub mod stream;
 pub mod text;
 
 pub use master_keys::MasterKeys;

@@ -8,7 +8,9 @@ use serde::Deserialize;
 
 use super::check::{self, Invalid};
 use super::source::{Source, process_env};
-use super::{ClusterSettings, ConfigError, HttpSection, RedisSettings, StoreSettings};
+use super::{
+    ClusterSettings, ConfigError, HttpSection, MediaSettings, RedisSettings, StoreSettings,
+};
 
 /// Everything `wafleet gateway` reads from its config file and environment. The gateway
 /// keeps no state: it computes each device's owner with the same placement as the nodes
@@ -30,6 +32,10 @@ pub struct GatewaySettings {
     /// `[http]`: timeouts and connection cap of the API's and the metrics' listeners.
     #[serde(default)]
     pub http: HttpSection,
+    /// `[media]`: the nodes' media storage (uploads are stored by the gateway that
+    /// takes them, and any gateway serves any file).
+    #[serde(default)]
+    pub media: MediaSettings,
 }
 
 /// The `[gateway]` section.
@@ -150,6 +156,7 @@ impl GatewaySettings {
         self.store.check()?;
         self.redis.check()?;
         self.http.check()?;
+        self.media.check()?;
         if self.http.request_timeout < self.gateway.request_timeout {
             return Err(Invalid::new(
                 "http.request_timeout_ms",

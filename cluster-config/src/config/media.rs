@@ -148,9 +148,9 @@ pub enum MediaKind {
 /// photos and videos; wafleet sends bytes as given), 2 GiB for documents (since 2022;
 /// 100 MiB before, and 100 MB on the Business Cloud API), 100 KiB for a static sticker
 /// and 500 KiB for an animated one. The Business Cloud API documents stricter ones for
-/// images (5 MB); lower a limit here to match a stricter peer. An upload does not yet
-/// know what it will be sent as, and any file can go as a document, so an upload is
-/// capped at [`MediaLimits::upload`] (the largest) and each send checks its kind's.
+/// images (5 MB); lower a limit here to match a stricter peer. An upload is capped at
+/// the limit of the type it is uploaded as (given, or guessed from its MIME type), and
+/// each send checks the limit of the type it is sent as.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MediaLimits {

@@ -56,8 +56,9 @@ fn default_retention_hours() -> u64 {
 }
 
 /// What `wafleet standalone` reads from the environment (it has no config file):
-/// `WAFLEET__WEBHOOKS__*` and `WAFLEET__HTTP__*` (`wafleet sim` reads the latter too).
-/// Other sections' variables are ignored.
+/// `WAFLEET__WEBHOOKS__*`, `WAFLEET__HTTP__*` (`wafleet sim` reads that too) and
+/// `WAFLEET__MEDIA__*` (where the folder backend's default path is the data folder's
+/// `media/`). Other sections' variables are ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct StandaloneSettings {
     /// `[webhooks]`.
@@ -66,6 +67,9 @@ pub struct StandaloneSettings {
     /// `[http]`: the API listener's timeouts and connection cap.
     #[serde(default)]
     pub http: HttpSection,
+    /// `[media]`: where media files are kept, and each type's size limit.
+    #[serde(default)]
+    pub media: super::MediaSettings,
 }
 
 impl StandaloneSettings {
@@ -84,7 +88,8 @@ impl StandaloneSettings {
         let source = Source::parse(Path::new("(environment)"), "", env)?;
         super::typed(source, |s: &StandaloneSettings| {
             s.webhooks.check()?;
-            s.http.check()
+            s.http.check()?;
+            s.media.check()
         })
     }
 }

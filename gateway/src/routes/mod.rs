@@ -9,6 +9,7 @@ pub mod devices;
 pub mod events;
 pub mod keys;
 pub mod limits;
+pub mod media;
 pub mod message_log;
 pub mod messages;
 pub mod ops;
@@ -29,6 +30,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .merge(qr::router())
         .merge(pairing::router())
         .merge(messages::router())
+        .merge(media::router())
         .merge(chats::router())
         .merge(events::router())
         .merge(limits::router())

@@ -31,6 +31,7 @@ use crate::device::DeviceMsg;
 use crate::device::supervisor::{DeviceSupervisor, SupervisorMsg};
 use crate::events::EventBus;
 use crate::link::LinkFactory;
+use crate::media::{MediaLibrary, NoMediaStore};
 use crate::metrics;
 use crate::seal::Sealer;
 use crate::seal::data_keys::DataKeys;
@@ -70,7 +71,16 @@ impl Fleet {
             config.webhooks.concurrency,
             config.webhooks.allow_private_targets,
         ));
+        let media = Arc::new(MediaLibrary::new(
+            config
+                .media
+                .clone()
+                .unwrap_or_else(|| Arc::new(NoMediaStore)),
+            keys.clone(),
+            config.media_limits.clone(),
+        ));
         let ctx = Arc::new(NodeContext {
+            media,
             connect_gate: Arc::new(Semaphore::new(config.connect_concurrency.max(1))),
             config,
             webhooks,
@@ -160,6 +170,11 @@ impl Fleet {
 
     pub fn bus(&self) -> &EventBus {
         &self.ctx.bus
+    }
+
+    /// The media files this fleet's devices send and receive.
+    pub fn media(&self) -> &Arc<MediaLibrary> {
+        &self.ctx.media
     }
 
     pub fn node_name(&self) -> &str {

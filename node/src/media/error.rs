@@ -23,6 +23,13 @@ pub enum MediaError {
     /// The upload's own stream failed (the client went away); nothing was stored.
     #[error("the upload's body failed; nothing was stored: {0}")]
     Body(#[source] io::Error),
+    /// The request is not acceptable (a malformed MIME type, a bad id).
+    #[error("{0}")]
+    Invalid(String),
+    /// A media record that does not open (corrupt, or sealed with a key this store
+    /// does not hold).
+    #[error("media record unreadable: {0}")]
+    Unreadable(String),
     /// The folder or the object store failed; what was being written is not visible.
     #[error("media storage failed: {0}")]
     Storage(String),

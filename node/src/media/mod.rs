@@ -3,9 +3,9 @@
 //! standalone) and an S3-compatible object store ([`S3MediaStore`], clusters, where any
 //! node reads what another stored). Both pass the same [`conformance`] suite.
 //!
-//! The store knows keys and opaque bytes only: the media's type, MIME type and owner
-//! are records of the [`Store`](crate::store::Store), and sealing the bytes at rest is a
-//! layer above this trait.
+//! The store knows keys and opaque bytes only. [`MediaLibrary`] is the layer above it
+//! that the API and the devices use: files with an id, an owner, a type, a MIME type,
+//! a size and a SHA-256, sealed at rest.
 //!
 //! # Layout
 //! - [`store`](MediaStore): the trait, what a put returns ([`StoredMedia`]) and what a
@@ -14,6 +14,9 @@
 //! - `body`: [`ByteStream`], bytes in flight, and [`reader_stream`].
 //! - `intake`: the size, SHA-256 and cap of a put, computed once for every backend.
 //! - `folder`, `s3`: the two backends.
+//! - `library`: [`MediaLibrary`], [`MediaRecord`]: files as the API knows them.
+//! - `kind`: [`MediaType`], what a file is sent as, and its size limit.
+//! - `none`: [`NoMediaStore`], for a process configured without media storage.
 //! - `error`: [`MediaError`].
 //! - [`conformance`]: the suite every backend must pass.
 
@@ -23,6 +26,9 @@ mod error;
 mod folder;
 mod intake;
 mod key;
+mod kind;
+mod library;
+mod none;
 mod s3;
 mod store;
 
@@ -34,6 +40,11 @@ pub use body::{ByteStream, reader_stream};
 pub use error::MediaError;
 pub use folder::FolderMediaStore;
 pub use key::MediaKey;
+pub use kind::MediaType;
+pub use library::{
+    DEFAULT_MIME, MediaLibrary, MediaOrigin, MediaRecord, NewMedia, check_mime, is_media_id,
+};
+pub use none::NoMediaStore;
 pub use s3::S3MediaStore;
 pub use store::{MediaBody, MediaStore, StoredMedia};
 

@@ -67,8 +67,14 @@ async fn context(dir: &std::path::Path, clock: Clock) -> Arc<NodeContext> {
         4,
         false,
     ));
+    let media = Arc::new(crate::media::MediaLibrary::new(
+        Arc::new(crate::media::NoMediaStore),
+        keys.clone(),
+        Default::default(),
+    ));
     Arc::new(NodeContext {
         config: NodeConfig::default(),
+        media,
         webhooks,
         vault: Vault::new(store.clone(), sealer),
         keys,

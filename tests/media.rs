@@ -1,0 +1,242 @@
+//! Media files through `wafleet standalone`'s HTTP API: uploads (raw and multipart)
+//! stored sealed and read back byte for byte, size limits enforced before anything is
+//! stored, other tenants kept out.
+
+mod common;
+
+use common::{KEY, Standalone};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// The image limit the standalone runs with, so a refused upload stays small.
+const IMAGE_LIMIT: usize = 2 << 20;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Bytes that compress badly and never repeat a 64-byte window.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+async fn upload(
+    app: &Standalone,
+    key: &str,
+    query: &str,
+    mime: &str,
+    data: Vec<u8>,
+) -> reqwest::Response {
+    app.http
+        .post(app.url(&format!("/v1/media{query}")))
+        .bearer_auth(key)
+        .header("content-type", mime)
+        .body(data)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Every file under `dir`, at any depth, read whole.
+fn stored_files(dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(stored_files(&path));
+        } else {
+            out.push(std::fs::read(path).unwrap());
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn uploads_are_stored_sealed_and_read_back_byte_for_byte() {
+    let data = tempfile::tempdir().unwrap();
+    let limit = IMAGE_LIMIT.to_string();
+    let app = Standalone::start_with_env(
+        data.path(),
+        &[("WAFLEET__MEDIA__LIMITS__IMAGE_BYTES", limit.as_str())],
+    )
+    .await;
+
+    // A raw upload.
+    let photo = noise(IMAGE_LIMIT - 1000, 1);
+    let created = upload(&app, KEY, "?filename=photo.png", "image/png", photo.clone()).await;
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(created["mime"], "image/png");
+    assert_eq!(created["type"], "image");
+    assert_eq!(created["size"], photo.len());
+    assert_eq!(created["sha256"], hex(&Sha256::digest(&photo)));
+    assert_eq!(created["filename"], "photo.png");
+    let id = created["id"].as_str().unwrap();
+    assert!(id.starts_with("med_") && id.len() == 36, "{id}");
+
+    let got = app.get(&format!("/v1/media/{id}")).await;
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.headers()["content-type"], "image/png");
+    assert_eq!(
+        got.headers()["content-length"],
+        photo.len().to_string().as_str()
+    );
+    assert_eq!(
+        got.headers()["content-disposition"],
+        "attachment; filename=\"photo.png\""
+    );
+    assert_eq!(got.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(got.bytes().await.unwrap().as_ref(), photo.as_slice());
+
+    // Multipart: the field's own type and name.
+    let pdf = noise(300_000, 2);
+    let form = reqwest::multipart::Form::new()
+        .text("note", "ignored")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(pdf.clone())
+                .file_name("faktur.pdf")
+                .mime_str("application/pdf")
+                .unwrap(),
+        );
+    let created = app
+        .http
+        .post(app.url("/v1/media"))
+        .bearer_auth(KEY)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(
+        (&created["mime"], &created["type"], &created["filename"]),
+        (
+            &json!("application/pdf"),
+            &json!("document"),
+            &json!("faktur.pdf")
+        )
+    );
+    let pdf_id = created["id"].as_str().unwrap();
+    let got = app.get(&format!("/v1/media/{pdf_id}")).await;
+    assert_eq!(got.bytes().await.unwrap().as_ref(), pdf.as_slice());
+
+    // Nothing in the media folder holds the bytes or the names in clear.
+    let files = stored_files(&data.path().join("media"));
+    assert!(files.len() >= 4, "{} files", files.len());
+    for file in &files {
+        for (plain, what) in [(&photo[5000..5064], "photo"), (&pdf[9000..9064], "pdf")] {
+            assert!(!file.windows(64).any(|w| w == plain), "{what} in clear");
+        }
+        assert!(!file.windows(10).any(|w| w == b"faktur.pdf"));
+    }
+}
+
+#[tokio::test]
+async fn past_the_limit_nothing_is_stored_and_others_see_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let limit = IMAGE_LIMIT.to_string();
+    let app = Standalone::start_with_env(
+        data.path(),
+        &[("WAFLEET__MEDIA__LIMITS__IMAGE_BYTES", limit.as_str())],
+    )
+    .await;
+    let big = noise(IMAGE_LIMIT + 1, 3);
+
+    // Announced by Content-Length: refused before a byte is read.
+    let refused = upload(&app, KEY, "", "image/jpeg", big.clone()).await;
+    assert_eq!(refused.status(), 413);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "payload_too_large");
+    // Streamed without a length: refused when it passes the limit.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        big.chunks(100_000).map(|c| Ok(c.to_vec())).collect();
+    let streamed = app
+        .http
+        .post(app.url("/v1/media"))
+        .bearer_auth(KEY)
+        .header("content-type", "image/jpeg")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), 413);
+    let media = data.path().join("media");
+    assert!(
+        stored_files(&media).is_empty(),
+        "a refused upload leaves nothing"
+    );
+    // The same bytes as a document are fine.
+    let document = upload(&app, KEY, "?type=document", "image/jpeg", big).await;
+    assert_eq!(document.status(), 201);
+    let id = document.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Bad input.
+    let bad_type = upload(&app, KEY, "?type=gif", "image/gif", vec![1]).await;
+    assert_eq!(bad_type.status(), 400);
+    let bad_mime = upload(&app, KEY, "", "image", vec![1]).await;
+    assert_eq!(bad_mime.status(), 400);
+    assert_eq!(app.get("/v1/media/nope").await.status(), 400);
+    let unknown = app
+        .get("/v1/media/med_0123456789abcdef0123456789abcdef")
+        .await;
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        unknown.json::<Value>().await.unwrap()["error"]["code"],
+        "media_not_found"
+    );
+
+    // Another tenant's key sees nothing; its own uploads are its own.
+    let tenant = app
+        .post("/v1/tenants", json!({"id": "globex", "name": "Globex"}))
+        .await;
+    assert_eq!(tenant.status(), 201);
+    let key = app
+        .post(
+            "/v1/keys",
+            json!({"name": "globex app", "role": "user", "tenant": "globex"}),
+        )
+        .await;
+    assert_eq!(key.status(), 201);
+    let globex = key.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let theirs = app
+        .http
+        .get(app.url(&format!("/v1/media/{id}")))
+        .bearer_auth(&globex)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(theirs.status(), 404);
+    let own = upload(&app, &globex, "", "text/plain", b"hello".to_vec()).await;
+    assert_eq!(own.status(), 201);
+    let own_id = own.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let read = app
+        .http
+        .get(app.url(&format!("/v1/media/{own_id}")))
+        .bearer_auth(&globex)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.text().await.unwrap(), "hello");
+    let other_tenant = upload(&app, &globex, "?tenant=default", "text/plain", vec![1]).await;
+    assert_eq!(other_tenant.status(), 403);
+}
