@@ -240,3 +240,70 @@ async fn past_the_limit_nothing_is_stored_and_others_see_nothing() {
     let other_tenant = upload(&app, &globex, "?tenant=default", "text/plain", vec![1]).await;
     assert_eq!(other_tenant.status(), 403);
 }
+
+/// A cluster on one machine: a file uploaded through one gateway is read back, byte for
+/// byte, through another (every process shares the media folder beside the store).
+#[tokio::test]
+async fn a_file_uploaded_through_one_gateway_is_read_through_another() {
+    use std::path::Path;
+    use wafleet_load::scenario::cluster::{
+        COOKIE, GatewayProcess, NodePlan, NodeProcess, SimProcess,
+    };
+    use wafleet_load::scenario::process::RedisServer;
+    const WAFLEET: &str = env!("CARGO_BIN_EXE_wafleet");
+
+    let redis = RedisServer::start().await.unwrap();
+    let sim = SimProcess::start(Path::new(WAFLEET)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wafleet.db");
+    let plans = NodePlan::cluster(1, &db, &redis.url, std::slice::from_ref(&sim.ws)).unwrap();
+    let mut node = NodeProcess::start(Path::new(WAFLEET), dir.path(), &plans[0], COOKIE)
+        .await
+        .unwrap();
+    node.wait_members(&["node-1"], common::WAIT).await.unwrap();
+    let mut gateways = Vec::new();
+    for name in ["gw-1", "gw-2"] {
+        let gateway = GatewayProcess::start(
+            Path::new(WAFLEET),
+            dir.path(),
+            name,
+            &[plans[0].address()],
+            &plans[0],
+            COOKIE,
+            1,
+        )
+        .await
+        .unwrap();
+        gateways.push(gateway);
+    }
+    let http = reqwest::Client::new();
+    let photo = noise(5 << 20, 4);
+    let created = http
+        .post(format!("{}/v1/media", gateways[0].base))
+        .bearer_auth(KEY)
+        .header("content-type", "image/jpeg")
+        .body(photo.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(created["sha256"], hex(&Sha256::digest(&photo)));
+    let got = http
+        .get(format!(
+            "{}/v1/media/{}",
+            gateways[1].base,
+            created["id"].as_str().unwrap()
+        ))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await.unwrap().as_ref(), photo.as_slice());
+    assert_eq!(
+        stored_files(&dir.path().join("media")).len(),
+        2,
+        "the file and its record, beside the cluster's store"
+    );
+}

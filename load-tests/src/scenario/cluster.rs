@@ -94,6 +94,10 @@ path = {db:?}
 [redis]
 url = {redis:?}
 
+# Beside the shared store: every process of this machine reads every file.
+[media.folder]
+path = {media:?}
+
 [recovery]
 concurrency = 128
 jitter_ms = 100
@@ -113,9 +117,15 @@ allow_private_targets = true
             db = self.db.display().to_string(),
             redis = self.redis_url,
             sims = sims.join(", "),
+            media = media_folder(&self.db),
             tls = tls_section(self.tls.as_ref()),
         )
     }
+}
+
+/// The media folder of the cluster whose shared store is `db`: beside it.
+fn media_folder(db: &std::path::Path) -> String {
+    db.with_file_name("media").display().to_string()
 }
 
 /// The `[cluster.tls]` section for `certs`, or nothing (traffic in clear).
@@ -192,9 +202,13 @@ path = {db:?}
 [redis]
 url = {redis:?}
 
+[media.folder]
+path = {media:?}
+
 {tls}"#,
             seeds = seeds.join(", "),
             db = node.db.display().to_string(),
+            media = media_folder(&node.db),
             redis = node.redis_url,
             tls = tls_section(node.tls.as_ref()),
         );
