@@ -76,11 +76,10 @@ pub(crate) async fn run(
     let media = wafleet_node::media::open(&settings.media)
         .await
         .context("cannot open the media storage")?;
-    let media = Arc::new(MediaLibrary::new(
-        media,
-        keys.clone(),
-        settings.media.limits.clone(),
-    ));
+    let media = Arc::new(
+        MediaLibrary::new(media, keys.clone(), settings.media.limits.clone())
+            .allowing_private_urls(settings.media.allow_private_urls),
+    );
     let catalog = Catalog::new(store, keys);
     let devices = RemoteDevices::new(Arc::new(resolver), catalog.clone())
         .with_timeout(settings.gateway.request_timeout);

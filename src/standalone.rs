@@ -14,9 +14,10 @@ use wafleet_gateway::AppState;
 use wafleet_node::events::{BusConfig, EventBus};
 use wafleet_node::link::ws::WsDialer;
 use wafleet_node::link::{
-    FramePipe, LinkError, LinkFactory, SimDialer, SimLinkFactory, SimSpread, WhatsAppConfig,
-    WhatsAppLinkFactory,
+    FramePipe, LinkError, LinkFactory, SimBlob, SimDialer, SimLinkFactory, SimSpread,
+    WhatsAppConfig, WhatsAppLinkFactory,
 };
+use wafleet_node::media::{ByteStream, reader_stream};
 use wafleet_node::open_files;
 use wafleet_node::store::{MeteredStore, SqliteStore};
 use wafleet_node::{Fleet, NodeConfig};
@@ -111,6 +112,7 @@ pub(crate) async fn run(
             webhooks: settings.webhooks,
             media: Some(media),
             media_limits: settings.media.limits.clone(),
+            media_allow_private_urls: settings.media.allow_private_urls,
             ..NodeConfig::default()
         },
         Arc::new(MeteredStore::new(Arc::new(store))),
@@ -266,5 +268,34 @@ impl SimDialer for InProcessDialer {
             tx: connection.tx,
             rx: connection.rx,
         })
+    }
+
+    async fn upload_media(
+        &self,
+        _device_id: &str,
+        mime: &str,
+        body: ByteStream,
+    ) -> Result<SimBlob, LinkError> {
+        let blob = self
+            .0
+            .put_media(mime, body)
+            .await
+            .map_err(|e| LinkError::Connect(format!("the simulator's media folder: {e}")))?;
+        Ok(SimBlob {
+            handle: blob.handle,
+            size: blob.size,
+            sha256: blob.sha256,
+        })
+    }
+
+    async fn download_media(
+        &self,
+        _device_id: &str,
+        handle: &str,
+    ) -> Result<ByteStream, LinkError> {
+        let (_, file) = self.0.media_file(handle).await.ok_or_else(|| {
+            LinkError::Connect(format!("no media file {handle} in the simulator"))
+        })?;
+        Ok(reader_stream(file))
     }
 }

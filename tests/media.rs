@@ -307,3 +307,197 @@ async fn a_file_uploaded_through_one_gateway_is_read_through_another() {
         "the file and its record, beside the cluster's store"
     );
 }
+
+const DEVICE_PHONE: &str = "6281230000077";
+const FRIEND: &str = "6289870000011";
+
+/// The message's status, waiting (event-driven) until it is `status` or failed.
+async fn until_message(events: &mut common::Sse, message_id: &str, status: &str) -> Value {
+    loop {
+        let event = events.next_of_kind("message.status").await;
+        if event.data["message_id"] == message_id
+            && (event.data["status"] == status || event.data["status"] == "failed")
+        {
+            return event.data;
+        }
+    }
+}
+
+async fn upload_id(app: &Standalone, query: &str, mime: &str, data: Vec<u8>) -> Value {
+    let created = upload(app, KEY, query, mime, data).await;
+    assert_eq!(created.status(), 201);
+    created.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn media_is_sent_to_phones_and_received_from_them() {
+    let data = tempfile::tempdir().unwrap();
+    let limit = IMAGE_LIMIT.to_string();
+    let app = Standalone::start_with_env(
+        data.path(),
+        &[
+            ("WAFLEET__MEDIA__LIMITS__IMAGE_BYTES", limit.as_str()),
+            ("WAFLEET__MEDIA__ALLOW_PRIVATE_URLS", "true"),
+        ],
+    )
+    .await;
+    app.pair("shop-1", DEVICE_PHONE).await;
+    let mut events = app.events("/v1/devices/shop-1/events", None).await;
+
+    // An upload, sent with a caption: the phone's inbox has the same bytes' SHA-256.
+    let photo = noise(IMAGE_LIMIT - 10, 5);
+    let uploaded = upload_id(&app, "", "image/jpeg", photo.clone()).await;
+    let sent = app
+        .post(
+            "/v1/devices/shop-1/messages",
+            json!({"to": FRIEND, "text": "lihat", "media": {"id": uploaded["id"], "type": "image"}}),
+        )
+        .await;
+    assert_eq!(sent.status(), 202);
+    let message_id = sent.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let outcome = until_message(&mut events, &message_id, "delivered").await;
+    assert_eq!(outcome["status"], "delivered", "{outcome}");
+    let inbox: Value = app
+        .http
+        .get(app.url(&format!("/sim/phones/{FRIEND}/inbox")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let got = &inbox[0];
+    assert_eq!(got["text"], "lihat");
+    assert_eq!(got["media"]["type"], "image");
+    assert_eq!(got["media"]["mime"], "image/jpeg");
+    assert_eq!(got["media"]["size"], photo.len());
+    assert_eq!(got["media"]["sha256"], hex(&Sha256::digest(&photo)));
+    assert_eq!(got["media"]["caption"], "lihat");
+    let logged = app
+        .json(&format!("/v1/devices/shop-1/messages/{message_id}"))
+        .await;
+    assert_eq!(logged["text"], "lihat");
+    assert_eq!(logged["media"]["id"], uploaded["id"]);
+    assert_eq!(logged["media"]["sha256"], uploaded["sha256"]);
+
+    // By URL: fetched, stored, sent.
+    let served = noise(40_000, 6);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = served.clone();
+    tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/files/nota%20lunas.pdf",
+            axum::routing::get(
+                move || async move { ([("content-type", "application/pdf")], body) },
+            ),
+        );
+        axum::serve(listener, app).await.unwrap();
+    });
+    let sent = app
+        .post(
+            "/v1/devices/shop-1/messages",
+            json!({"to": FRIEND, "media": {"url": format!("http://{addr}/files/nota%20lunas.pdf"), "type": "document"}}),
+        )
+        .await;
+    assert_eq!(sent.status(), 202);
+    let by_url = sent.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let outcome = until_message(&mut events, &by_url, "delivered").await;
+    assert_eq!(outcome["status"], "delivered", "{outcome}");
+    let inbox: Value = app
+        .http
+        .get(app.url(&format!("/sim/phones/{FRIEND}/inbox")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(inbox[1]["media"]["sha256"], hex(&Sha256::digest(&served)));
+    assert_eq!(inbox[1]["media"]["filename"], "nota lunas.pdf");
+    assert_eq!(inbox[1]["media"]["mime"], "application/pdf");
+
+    // Refused before anything is queued.
+    let document = upload_id(
+        &app,
+        "?type=document",
+        "image/jpeg",
+        noise(IMAGE_LIMIT + 1, 7),
+    )
+    .await;
+    let too_large = app
+        .post(
+            "/v1/devices/shop-1/messages",
+            json!({"to": FRIEND, "media": {"id": document["id"], "type": "image"}}),
+        )
+        .await;
+    assert_eq!(too_large.status(), 413);
+    for (media, status) in [
+        (
+            json!({"id": "med_0123456789abcdef0123456789abcdef", "type": "image"}),
+            404,
+        ),
+        (json!({"type": "image"}), 422),
+        (
+            json!({"id": uploaded["id"], "url": "http://x/y", "type": "image"}),
+            422,
+        ),
+        (json!({"id": uploaded["id"], "type": "gif"}), 400),
+        (
+            json!({"url": "http://127.0.0.1:9/none.png", "type": "image"}),
+            422,
+        ),
+    ] {
+        let refused = app
+            .post(
+                "/v1/devices/shop-1/messages",
+                json!({"to": FRIEND, "media": media.clone()}),
+            )
+            .await;
+        assert_eq!(refused.status(), status, "{media}");
+    }
+    let no_text = app
+        .post("/v1/devices/shop-1/messages", json!({"to": FRIEND}))
+        .await;
+    assert_eq!(no_text.status(), 422);
+
+    // A phone sends a PDF: message.inbound names the file; its bytes come back.
+    let pdf = noise(120_000, 8);
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &pdf);
+    let phone_sent = app
+        .http
+        .post(app.url(&format!("/sim/phones/{FRIEND}/send")))
+        .json(
+            &json!({"to_phone": DEVICE_PHONE, "media": {"type": "document",
+            "mime": "application/pdf", "data_base64": encoded, "caption": "tagihan",
+            "filename": "tagihan.pdf"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(phone_sent.status(), 202);
+    let inbound = events.next_of_kind("message.inbound").await;
+    let media = &inbound.data["media"];
+    assert_eq!(media["type"], "document");
+    assert_eq!(media["mime"], "application/pdf");
+    assert_eq!(media["size"], pdf.len());
+    assert_eq!(media["caption"], "tagihan");
+    assert_eq!(inbound.data["text"], "tagihan");
+    let file = app
+        .get(&format!("/v1/media/{}", media["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(file.status(), 200);
+    assert_eq!(
+        file.headers()["content-disposition"],
+        "attachment; filename=\"tagihan.pdf\""
+    );
+    assert_eq!(file.bytes().await.unwrap().as_ref(), pdf.as_slice());
+    let log = app.json("/v1/devices/shop-1/messages?direction=in").await;
+    assert_eq!(log["messages"][0]["media"]["id"], media["id"]);
+}

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
+use wafleet_node::content::{Content, MediaPart};
 use wafleet_node::store::{DeviceRecord, DeviceStatus, Direction, MessageRecord, TrustLevel};
 
 pub use wafleet_node::clock::rfc3339;
@@ -205,13 +206,38 @@ pub struct SendMessage {
     /// Recipient number with country code: 8 to 15 digits, a leading `+` allowed.
     #[schema(example = "6281234567890", pattern = r"^\+?[0-9]{8,15}$")]
     pub to: String,
-    /// 1 to 65,536 characters, not only spaces.
+    /// 1 to 65,536 characters, not only spaces. Required without `media`; with it, the
+    /// caption (unless `media.caption` gives one).
     #[schema(
         min_length = 1,
         max_length = 65536,
         pattern = r"[^\t\n\x0B\x0C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
     )]
-    pub text: String,
+    pub text: Option<String>,
+    /// A media file to send: an upload (`id`) or a file to fetch (`url`).
+    pub media: Option<SendMedia>,
+}
+
+/// The media of a message: exactly one of `id` (`POST /v1/media`) and `url`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMedia {
+    /// An uploaded file of the device's tenant.
+    #[schema(pattern = "^med_[0-9a-f]{32}$")]
+    pub id: Option<String>,
+    /// An http(s) URL the gateway fetches (public addresses only, like webhooks).
+    #[schema(min_length = 1, max_length = 2048)]
+    pub url: Option<String>,
+    /// What it is sent as; its size limit applies (413 above it).
+    #[serde(rename = "type")]
+    #[schema(pattern = "^(image|video|audio|voice|document|sticker)$")]
+    pub media_type: String,
+    /// The text shown with it (instead of the message's `text`).
+    #[schema(max_length = 65536)]
+    pub caption: Option<String>,
+    /// The file name shown for a document.
+    #[schema(min_length = 1, max_length = 255)]
+    pub filename: Option<String>,
 }
 
 /// The answer to an accepted send.
@@ -235,7 +261,11 @@ pub struct Message {
     pub to: Option<String>,
     /// Sender (inbound).
     pub from: Option<String>,
+    /// The text; with media, its caption (may be empty).
     pub text: String,
+    /// The media file it carries (`GET /v1/media/{id}` has its bytes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media: Option<MessageMedia>,
     /// queued, sent, delivered, read or failed.
     pub status: String,
     pub error: Option<String>,
@@ -247,8 +277,37 @@ pub struct Message {
     pub failed_at: Option<String>,
 }
 
+/// A message's media file.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageMedia {
+    pub id: String,
+    /// image, video, audio, voice, document or sticker.
+    #[serde(rename = "type")]
+    pub media_type: String,
+    pub mime: String,
+    pub size: u64,
+    /// 64 lowercase hex digits.
+    pub sha256: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+}
+
+impl From<MediaPart> for MessageMedia {
+    fn from(part: MediaPart) -> MessageMedia {
+        MessageMedia {
+            id: part.id,
+            media_type: part.media_type.as_str().to_owned(),
+            mime: part.mime,
+            size: part.size,
+            sha256: part.sha256,
+            filename: part.filename,
+        }
+    }
+}
+
 impl From<MessageRecord> for Message {
     fn from(m: MessageRecord) -> Message {
+        let content = Content::from_stored(&m.text);
         let not_before = later_than_created(&m).map(rfc3339);
         let (to, from) = match m.direction {
             Direction::Outbound => (Some(m.peer_phone), None),
@@ -260,7 +319,8 @@ impl From<MessageRecord> for Message {
             direction: m.direction.as_str().to_owned(),
             to,
             from,
-            text: m.text,
+            text: content.text,
+            media: content.media.map(MessageMedia::from),
             status: m.status.as_str().to_owned(),
             error: m.error,
             created_at: rfc3339(m.created_at_ms),

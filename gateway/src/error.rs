@@ -269,6 +269,10 @@ impl From<MediaError> for ApiError {
             },
             MediaError::TooLarge { limit } => ApiError::PayloadTooLarge { limit },
             MediaError::Invalid(message) => ApiError::invalid("invalid_media", message),
+            MediaError::Fetch(message) => ApiError::Refused {
+                code: "media_url_failed",
+                message,
+            },
             MediaError::Body(error) => ApiError::invalid(
                 "upload_failed",
                 format!("the upload's body failed; nothing was stored: {error}"),

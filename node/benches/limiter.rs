@@ -109,6 +109,7 @@ async fn main() {
         to_phone: "6281234567890".into(),
         text: format!("bench {n}"),
         idempotency_key: None,
+        media: None,
     };
     // Warm up both paths (the limiter loads its state on first use).
     for n in 0..200 {

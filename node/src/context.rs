@@ -65,6 +65,8 @@ pub struct NodeConfig {
     pub media: Option<Arc<dyn MediaStore>>,
     /// The size limit of each media type (`[media.limits]`).
     pub media_limits: MediaLimits,
+    /// Whether media URLs may point at private addresses (`media.allow_private_urls`).
+    pub media_allow_private_urls: bool,
 }
 
 impl Default for NodeConfig {
@@ -87,6 +89,7 @@ impl Default for NodeConfig {
             webhooks: wafleet_cluster_config::WebhooksSection::default(),
             media: None,
             media_limits: MediaLimits::default(),
+            media_allow_private_urls: false,
         }
     }
 }

@@ -1,5 +1,4 @@
-//! Where wafleet may send HTTP an operator asked for (a webhook's URL, later a media
-//! URL): the URL parsed, its host resolved once, and every address it resolved to
+//! Where wafleet may send HTTP an operator asked for (a webhook's URL, a media URL): the URL parsed, its host resolved once, and every address it resolved to
 //! checked, so that a request can then connect to exactly the checked addresses (a
 //! name that resolves elsewhere on a second lookup cannot slip past the check).
 //!
@@ -14,6 +13,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
 
 /// How long resolving a target's name may take.
@@ -128,6 +128,24 @@ async fn resolve(name: &str, port: u16) -> Result<Vec<IpAddr>, TargetError> {
         return Err(unresolvable("no address".into()));
     }
     Ok(ips)
+}
+
+/// Resolves names for a reqwest client, allowing only addresses the SSRF rule allows:
+/// the client then connects to exactly the addresses checked.
+#[derive(Debug)]
+pub struct GuardedResolver {
+    pub allow_private: bool,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let ips = resolve_allowed(name.as_str(), 0, allow_private).await?;
+            let addrs: Addrs = Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)));
+            Ok(addrs)
+        })
+    }
 }
 
 /// Whether `ip` is a globally routable unicast address.

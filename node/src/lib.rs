@@ -9,6 +9,7 @@
 //!   command once.
 //! - [`catalog`]: [`catalog::Catalog`], store-backed reads and owner-free writes that
 //!   gateway and node both use.
+//! - [`content`]: what a message says (its text, and a media file) as one stored text.
 //! - [`outbox`], [`settings`]: the rules for accepting a message and for the shared
 //!   settings (the trust-level table), each written once.
 //! - [`device`]: the device actor, one file per concern (status machine, connecting,
@@ -58,6 +59,7 @@ pub mod catalog;
 mod census;
 pub mod clock;
 pub mod cluster;
+pub mod content;
 pub mod context;
 pub mod device;
 pub mod egress;

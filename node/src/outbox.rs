@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{FleetError, SendText, Sent, state_code};
 use crate::clock::now_ms;
+use crate::content::{Content, MediaPart};
 use crate::limits::policy::Refusal;
 use crate::metrics;
 use crate::seal::data_keys::DataKeys;
@@ -142,7 +143,8 @@ pub(crate) async fn insert_queued(
     not_before_ms: Option<i64>,
 ) -> Result<Sent, FleetError> {
     let key = sealing.keys.current(sealing.tenant).await?;
-    let sealed = key.seal(&Place::message(device_id, &id), &send.text);
+    let stored = stored_content(&send)?;
+    let sealed = key.seal(&Place::message(device_id, &id), &stored);
     let mut message = MessageRecord {
         id,
         device_id: device_id.to_owned(),
@@ -177,12 +179,27 @@ pub(crate) async fn insert_queued(
         }
         Err(error) => return Err(error.into()),
     }
-    message.text = send.text;
+    message.text = stored;
     metrics::message_outcome("accepted");
     Ok(Sent {
         message,
         replayed: false,
     })
+}
+
+/// The message's text field for `send`: its [`Content`] as stored.
+fn stored_content(send: &SendText) -> Result<String, FleetError> {
+    let media = send
+        .media
+        .clone()
+        .map(MediaPart::try_from)
+        .transpose()
+        .map_err(FleetError::Invalid)?;
+    Ok(Content {
+        text: send.text.clone(),
+        media,
+    }
+    .to_stored())
 }
 
 /// A sentence for a refused send.
@@ -228,7 +245,7 @@ async fn replay(
             &existing.text,
         )
         .await?;
-    if existing.peer_phone != send.to_phone || existing.text != send.text {
+    if existing.peer_phone != send.to_phone || existing.text != stored_content(send)? {
         return Err(FleetError::IdempotencyKeyReused);
     }
     metrics::message_outcome("duplicate");

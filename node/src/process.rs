@@ -93,6 +93,7 @@ impl NodeProcess {
                 webhooks: settings.webhooks.clone(),
                 media: Some(media),
                 media_limits: settings.media.limits.clone(),
+                media_allow_private_urls: settings.media.allow_private_urls,
                 ..NodeConfig::default()
             },
             store.clone(),

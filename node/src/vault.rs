@@ -58,6 +58,12 @@ impl DeviceVault {
         &self.device_id
     }
 
+    /// The store behind the vault (tests build other parts on it).
+    #[cfg(test)]
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.vault.store
+    }
+
     /// The fence this vault's writes carry.
     pub fn fence(&self) -> Option<Fence> {
         self.fence

@@ -107,6 +107,7 @@ async fn a_backlogged_window_refills_by_quarters_and_hands_every_message_once() 
                     to_phone: "6281234567890".into(),
                     text: format!("message {n}"),
                     idempotency_key: None,
+                    media: None,
                 },
             )
             .await
@@ -166,6 +167,7 @@ fn text(n: u32) -> SendText {
         to_phone: "6281234567890".into(),
         text: format!("message {n}"),
         idempotency_key: None,
+        media: None,
     }
 }
 

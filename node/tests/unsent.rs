@@ -84,6 +84,7 @@ async fn an_unconfirmed_send_stays_queued_and_is_handed_again_never_failed() {
                 to_phone: "6281234567890".into(),
                 text: "hello".into(),
                 idempotency_key: None,
+                media: None,
             },
         )
         .await

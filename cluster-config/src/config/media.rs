@@ -27,6 +27,10 @@ pub struct MediaSettings {
     /// The largest file of each kind.
     #[serde(default)]
     pub limits: MediaLimits,
+    /// Whether media URLs (`"media": {"url"}` of a send) may point at loopback and
+    /// private addresses (default `false`: the SSRF rule of webhooks).
+    #[serde(default)]
+    pub allow_private_urls: bool,
 }
 
 /// Where media bytes live.

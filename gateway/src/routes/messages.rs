@@ -7,9 +7,11 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wafleet_node::api::{DeviceCommand, SendText};
+use wafleet_node::content::MediaPart;
+use wafleet_node::media::MediaType;
 
 use crate::AppState;
-use crate::dto::{Accepted, Message, SendMessage, rfc3339};
+use crate::dto::{Accepted, Message, SendMedia, SendMessage, rfc3339};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::message_log::{LogParams, MessagePage, message_page};
@@ -39,7 +41,23 @@ pub async fn send(
 ) -> Result<Response, ApiError> {
     validate::device_id(&id)?;
     let to_phone = validate::phone(&body.to)?;
-    validate::text(&body.text)?;
+    let (text, media) = match body.media {
+        None => {
+            let text = body.text.ok_or_else(|| {
+                ApiError::Unprocessable("text is required (or media, with a caption)".into())
+            })?;
+            validate::text(&text)?;
+            (text, None)
+        }
+        Some(media) => {
+            let caption = media.caption.clone().or(body.text).unwrap_or_default();
+            if !caption.is_empty() {
+                validate::text(&caption)?;
+            }
+            let tenant = state.catalog.device(&id).await?.tenant;
+            (caption, Some(message_media(&state, &tenant, media).await?))
+        }
+    };
     let idempotency_key = match headers.get("idempotency-key") {
         Some(value) => {
             let key = value.to_str().map_err(|_| {
@@ -55,8 +73,9 @@ pub async fn send(
     };
     let send = SendText {
         to_phone,
-        text: body.text,
+        text,
         idempotency_key,
+        media: media.map(Into::into),
     };
     let command = DeviceCommand::SendText(send);
     let sent = state.devices.execute(&id, command).await?.into_sent()?;
@@ -73,6 +92,41 @@ pub async fn send(
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// The file a send names, checked for the device's `tenant` by the media library's
+/// rule: an upload (`id`), or a URL fetched and stored as one first.
+async fn message_media(
+    state: &AppState,
+    tenant: &str,
+    media: SendMedia,
+) -> Result<MediaPart, ApiError> {
+    let media_type = MediaType::parse(&media.media_type).ok_or_else(|| {
+        ApiError::invalid(
+            "invalid_media_type",
+            "media.type must be image, video, audio, voice, document or sticker",
+        )
+    })?;
+    let id = match (media.id, media.url) {
+        (Some(id), None) => id,
+        (None, Some(url)) => {
+            state
+                .media
+                .fetch(tenant, &url, media_type, media.filename.clone())
+                .await?
+                .id
+        }
+        _ => {
+            return Err(ApiError::Unprocessable(
+                "media needs exactly one of id and url".into(),
+            ));
+        }
+    };
+    let mut part = state.media.for_send(tenant, &id, media_type).await?;
+    if media.filename.is_some() {
+        part.filename = media.filename;
+    }
+    Ok(part)
 }
 
 #[utoipa::path(get, path = "/v1/devices/{id}/messages/{message_id}", tag = "messages",

@@ -28,8 +28,8 @@ use tracing::debug;
 use wafleet_protocol::{
     sim::{
         Banned, Challenge, ClientFrame, Error as ErrorFrame, Hello, InboundAck, LoggedOut,
-        PairCode, PairCodeRequest, Paired, Proof, QrCode, Refused, Replaced, SendMessage,
-        ServerFrame, Welcome, client_frame, refused::Reason, server_frame::Kind,
+        PairCode, PairCodeRequest, Paired, Proof, QrCode, Receipt, Refused, Replaced, SendMessage,
+        ServerFrame, Welcome, client_frame, receipt, refused::Reason, server_frame::Kind,
     },
     sim_proof_mac,
 };
@@ -433,6 +433,17 @@ impl<'p, P: Port> Connection<'p, P> {
         if message.message_id.is_empty() {
             let message = "send without message_id ignored".to_owned();
             return self.send(Kind::Error(ErrorFrame { message })).await;
+        }
+        if let Some(media) = &message.media
+            && let Some(error) = self.network.check_media(media).await
+        {
+            let failed = Receipt {
+                message_id: message.message_id,
+                status: receipt::Status::Failed as i32,
+                error: error.to_owned(),
+                at_ms: clock::now_ms(),
+            };
+            return self.send(Kind::Receipt(failed)).await;
         }
         let receipts =
             self.network

@@ -28,6 +28,12 @@ pub enum SimError {
     /// The request body is JSON, but not the expected fields.
     #[error("the request is not valid: {0}")]
     InvalidRequest(String),
+    /// No media file has this handle.
+    #[error("no media file has this handle")]
+    MediaNotFound,
+    /// The media folder failed.
+    #[error("the media folder failed: {0}")]
+    Storage(String),
 }
 
 impl SimError {
@@ -42,6 +48,8 @@ impl SimError {
             SimError::NoLinkedDevice(_) => "no_linked_device",
             SimError::InvalidJson(_) => "invalid_json",
             SimError::InvalidRequest(_) => "invalid_request",
+            SimError::MediaNotFound => "media_not_found",
+            SimError::Storage(_) => "storage_failed",
         }
     }
 

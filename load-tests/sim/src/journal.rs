@@ -18,8 +18,9 @@ use tokio::sync::oneshot;
 use tracing::{debug, warn};
 use wafleet_protocol::sim::Inbound;
 
+use super::inbox::{InboxEntry, InboxMedia, open_stored_text, stored_text};
 use super::seal::{StateSeal, inbound_place, inbox_place};
-use super::{inbox::InboxEntry, link::Link, stats::Counters};
+use super::{link::Link, stats::Counters};
 
 /// The most changes written in one transaction.
 const MAX_BATCH: usize = 4_096;
@@ -301,7 +302,11 @@ fn apply(tx: &Transaction<'_>, op: &Op, seal: Option<&dyn StateSeal>) -> rusqlit
                 entry.from_phone,
                 entry.sender_link,
                 entry.message_id,
-                sealed(seal, &inbox_place(phone, &entry.message_id), &entry.text),
+                sealed(
+                    seal,
+                    &inbox_place(phone, &entry.message_id),
+                    &entry.stored_text()
+                ),
                 entry.at_ms,
                 entry.read_at_ms,
             ])?;
@@ -324,7 +329,10 @@ fn apply(tx: &Transaction<'_>, op: &Op, seal: Option<&dyn StateSeal>) -> rusqlit
                 sealed(
                     seal,
                     &inbound_place(link_id, &inbound.message_id),
-                    &inbound.text
+                    &stored_text(
+                        &inbound.text,
+                        inbound.media.as_ref().map(InboxMedia::from).as_ref()
+                    )
                 ),
                 inbound.at_ms
             ])?;
@@ -385,13 +393,15 @@ fn load(connection: &Connection, seal: Option<&dyn StateSeal>) -> rusqlite::Resu
                 text: row.get(4)?,
                 at_ms: row.get(5)?,
                 read_at_ms: row.get(6)?,
+                media: None,
             },
         ))
     })?;
     for row in rows {
         let (phone, mut entry) = row?;
-        if let Some(text) = opened(seal, &inbox_place(&phone, &entry.message_id), entry.text) {
-            entry.text = text;
+        let stored = std::mem::take(&mut entry.text);
+        if let Some(text) = opened(seal, &inbox_place(&phone, &entry.message_id), stored) {
+            entry.set_stored_text(text);
             snapshot.inbox.push((phone, entry));
         }
     }
@@ -407,14 +417,18 @@ fn load(connection: &Connection, seal: Option<&dyn StateSeal>) -> rusqlite::Resu
                 from_phone: row.get(2)?,
                 text: row.get(3)?,
                 at_ms: row.get(4)?,
+                media: None,
             },
         ))
     })?;
     for row in rows {
         let (link_id, mut inbound) = row?;
         let place = inbound_place(&link_id, &inbound.message_id);
-        if let Some(text) = opened(seal, &place, inbound.text) {
+        let stored = std::mem::take(&mut inbound.text);
+        if let Some(stored) = opened(seal, &place, stored) {
+            let (text, media) = open_stored_text(stored);
             inbound.text = text;
+            inbound.media = media.as_ref().map(Into::into);
             snapshot.pending.push((link_id, inbound));
         }
     }
@@ -470,6 +484,7 @@ mod tests {
                 text: "hello".into(),
                 at_ms: 10,
                 read_at_ms: None,
+                media: None,
             };
             journal.record(Op::Deliver {
                 phone: "62833333333".into(),
@@ -486,6 +501,7 @@ mod tests {
                     from_phone: "62844444444".into(),
                     text: "yo".into(),
                     at_ms: 12,
+                    media: None,
                 };
                 journal.record(Op::Inbound {
                     link_id: "a".into(),
@@ -564,6 +580,7 @@ mod tests {
                     text: "rahasia inbox".into(),
                     at_ms: 10,
                     read_at_ms: None,
+                    media: None,
                 },
             });
             journal.record(Op::Inbound {
@@ -573,6 +590,7 @@ mod tests {
                     from_phone: "62844444444".into(),
                     text: "rahasia inbound".into(),
                     at_ms: 12,
+                    media: None,
                 },
             });
         }

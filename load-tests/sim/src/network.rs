@@ -17,6 +17,7 @@ use super::{
     InboxMessage, NewLink, SimConfig, SimError, SimStats, clock,
     connection::{self, CHANNEL_CAPACITY, ConnId, SimConnection},
     journal::{Journal, Snapshot},
+    media::{Blob, MediaShelf},
     port::ChannelPort,
     state::State,
 };
@@ -29,6 +30,8 @@ pub struct Network {
 
 struct Shared {
     config: SimConfig,
+    /// The media servers: files devices upload and phones send.
+    media: MediaShelf,
     /// Everything mutable, behind one lock held only for short synchronous work.
     state: Mutex<State>,
     /// The id of the next connection.
@@ -62,8 +65,11 @@ impl Network {
             None => (Journal::disabled(), Snapshot::default()),
         };
         let state = State::restore(snapshot, journal);
+        let media = MediaShelf::open(config.data_path.as_deref())
+            .context("cannot open the simulator's media folder")?;
         Ok(Network {
             shared: Arc::new(Shared {
+                media,
                 config,
                 state: Mutex::new(state),
                 next_conn: AtomicU64::new(1),
@@ -118,7 +124,49 @@ impl Network {
     /// Phone `from` writes `text` to number `to`: every device linked to `to` gets an
     /// `Inbound`, redelivered on each resume until acknowledged. Returns its message id.
     pub fn send_from_phone(&self, from: &str, to: &str, text: &str) -> Result<String, SimError> {
-        self.state().phone_send(from, to, text)
+        self.state().phone_send(from, to, text, None)
+    }
+
+    /// [`Network::send_from_phone`] with a media file stored first ([`Network::put_media`]);
+    /// `text` is its caption.
+    pub fn send_media_from_phone(
+        &self,
+        from: &str,
+        to: &str,
+        text: &str,
+        media: wafleet_protocol::sim::MediaInfo,
+    ) -> Result<String, SimError> {
+        self.state().phone_send(from, to, text, Some(media))
+    }
+
+    /// Stores a file on the network's media servers (what `POST /sim/media` does, and
+    /// what a device's link does before it sends media in process).
+    pub async fn put_media(
+        &self,
+        mime: &str,
+        body: impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Unpin,
+    ) -> std::io::Result<Blob> {
+        self.shared.media.put(mime, body).await
+    }
+
+    /// A stored file and its bytes, opened for reading; `None` if `handle` holds none.
+    pub async fn media_file(&self, handle: &str) -> Option<(Blob, tokio::fs::File)> {
+        self.shared.media.open_file(handle).await
+    }
+
+    /// Why the media a device sends cannot be delivered (`media_not_found`,
+    /// `media_mismatch`: not the size and SHA-256 its handle holds), or `None`.
+    pub(crate) async fn check_media(
+        &self,
+        media: &wafleet_protocol::sim::MediaInfo,
+    ) -> Option<&'static str> {
+        match self.shared.media.blob(&media.handle).await {
+            None => Some("media_not_found"),
+            Some(blob) if blob.size != media.size || blob.sha256 != media.sha256 => {
+                Some("media_mismatch")
+            }
+            Some(_) => None,
+        }
     }
 
     /// The phone reads its inbox; connected senders get `Receipt{READ}`. Returns how

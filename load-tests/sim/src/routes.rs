@@ -14,7 +14,10 @@ use axum::{
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
-use super::{InboxMessage, NewLink, SimError, SimStats, phone, server::AppState};
+use base64::Engine;
+use futures_util::TryStreamExt;
+
+use super::{Blob, InboxMessage, NewLink, SimError, SimStats, phone, server::AppState};
 
 /// The longest ban a request may ask for (ten years).
 const MAX_BAN_SECONDS: u64 = 10 * 365 * 24 * 3600;
@@ -26,10 +29,73 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/sim/pair-code", post(pair_code))
         .route("/sim/stats", get(stats))
         .route("/sim/phones/{phone}/inbox", get(inbox))
-        .route("/sim/phones/{phone}/send", post(send))
+        .route(
+            "/sim/phones/{phone}/send",
+            post(send).layer(axum::extract::DefaultBodyLimit::max(SEND_BODY_LIMIT)),
+        )
         .route("/sim/phones/{phone}/read", post(read))
         .route("/sim/phones/{phone}/unlink", post(unlink))
         .route("/sim/phones/{phone}/ban", post(ban))
+        .route("/sim/media", post(put_media))
+        .route("/sim/media/{handle}", get(get_media))
+}
+
+/// `POST /sim/media`: the raw body, with its `Content-Type`, stored under a new handle
+/// → 201 [`Blob`]. Not capped: the simulator trusts its devices.
+async fn put_media(
+    State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<(StatusCode, Json<Blob>), SimError> {
+    let mime = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let blob = app
+        .network
+        .put_media(&mime, Box::pin(stream))
+        .await
+        .map_err(|e| SimError::Storage(e.to_string()))?;
+    Ok((StatusCode::CREATED, Json(blob)))
+}
+
+/// `GET /sim/media/{handle}`: the bytes, with their `Content-Type`; 404
+/// `media_not_found`.
+async fn get_media(
+    State(app): State<AppState>,
+    Path(handle): Path<String>,
+) -> Result<Response, SimError> {
+    let (blob, file) = app
+        .network
+        .media_file(&handle)
+        .await
+        .ok_or(SimError::MediaNotFound)?;
+    let body = axum::body::Body::from_stream(tokio_util_stream(file));
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, blob.mime),
+            (axum::http::header::CONTENT_LENGTH, blob.size.to_string()),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// A file as a stream of chunks.
+fn tokio_util_stream(
+    file: tokio::fs::File,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
+    futures_util::stream::try_unfold(file, |mut file| async move {
+        let mut chunk = vec![0u8; 64 * 1024];
+        let n = tokio::io::AsyncReadExt::read(&mut file, &mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        chunk.truncate(n);
+        Ok(Some((Bytes::from(chunk), file)))
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,11 +135,32 @@ async fn inbox(
     Ok(Json(app.network.inbox(&phone)?))
 }
 
+/// The largest `POST /sim/phones/{phone}/send` body (its media travels as base64).
+const SEND_BODY_LIMIT: usize = 64 << 20;
+
 #[derive(Debug, Deserialize)]
 struct PhoneMessage {
     to_phone: String,
-    text: String,
+    /// The text; with media, its caption (optional then).
+    #[serde(default)]
+    text: Option<String>,
+    media: Option<PhoneMedia>,
 }
+
+/// A file a phone sends.
+#[derive(Debug, Deserialize)]
+struct PhoneMedia {
+    /// image, video, audio, voice, document or sticker.
+    #[serde(rename = "type")]
+    kind: String,
+    mime: String,
+    data_base64: String,
+    /// The caption (instead of `text`).
+    caption: Option<String>,
+    filename: Option<String>,
+}
+
+const MEDIA_TYPES: [&str; 6] = ["image", "video", "audio", "voice", "document", "sticker"];
 
 async fn send(
     State(app): State<AppState>,
@@ -83,9 +170,43 @@ async fn send(
     let phone = path_phone(phone)?;
     phone::validate(&phone)?;
     let message: PhoneMessage = parse(&body)?;
-    let message_id = app
-        .network
-        .send_from_phone(&phone, &message.to_phone, &message.text)?;
+    let message_id = match message.media {
+        None => {
+            let text = message
+                .text
+                .ok_or_else(|| SimError::InvalidRequest("text or media is required".into()))?;
+            app.network
+                .send_from_phone(&phone, &message.to_phone, &text)?
+        }
+        Some(media) => {
+            phone::validate(&message.to_phone)?;
+            if !MEDIA_TYPES.contains(&media.kind.as_str()) {
+                return Err(SimError::InvalidRequest(format!(
+                    "media.type must be one of {MEDIA_TYPES:?}"
+                )));
+            }
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(media.data_base64.as_bytes())
+                .map_err(|e| SimError::InvalidRequest(format!("media.data_base64: {e}")))?;
+            let body = futures_util::stream::iter([Ok(Bytes::from(bytes))]);
+            let blob = app
+                .network
+                .put_media(&media.mime, body)
+                .await
+                .map_err(|e| SimError::Storage(e.to_string()))?;
+            let info = wafleet_protocol::sim::MediaInfo {
+                r#type: media.kind,
+                mime: blob.mime,
+                handle: blob.handle,
+                size: blob.size,
+                sha256: blob.sha256,
+                filename: media.filename,
+            };
+            let caption = media.caption.or(message.text).unwrap_or_default();
+            app.network
+                .send_media_from_phone(&phone, &message.to_phone, &caption, info)?
+        }
+    };
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "message_id": message_id })),
@@ -164,9 +285,11 @@ impl SimError {
     pub fn status(&self) -> StatusCode {
         match self {
             SimError::InvalidPhone(_) | SimError::InvalidJson(_) => StatusCode::BAD_REQUEST,
-            SimError::QrNotFound | SimError::PairCodeNotFound | SimError::NoLinkedDevice(_) => {
-                StatusCode::NOT_FOUND
-            }
+            SimError::QrNotFound
+            | SimError::PairCodeNotFound
+            | SimError::NoLinkedDevice(_)
+            | SimError::MediaNotFound => StatusCode::NOT_FOUND,
+            SimError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             SimError::QrExpired | SimError::PairCodeExpired => StatusCode::GONE,
             SimError::InvalidRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }

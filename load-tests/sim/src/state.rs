@@ -8,7 +8,7 @@ use std::{collections::HashMap, time::Duration};
 use tokio::{sync::oneshot, time::Instant};
 use tracing::info;
 use wafleet_protocol::sim::{
-    Banned, Inbound, Paired, Receipt, SendMessage, receipt::Status, refused::Reason,
+    Banned, Inbound, MediaInfo, Paired, Receipt, SendMessage, receipt::Status, refused::Reason,
     server_frame::Kind,
 };
 
@@ -17,7 +17,7 @@ use super::{
     connection::{Command, ConnHandle, ConnId},
     error::SimError,
     ids,
-    inbox::{InboxEntry, InboxMessage},
+    inbox::{InboxEntry, InboxMedia, InboxMessage},
     journal::{Journal, Op, Snapshot},
     link::{InboxRef, Link, Links},
     pairing::{Issued, Pairings},
@@ -332,6 +332,7 @@ impl State {
             text: message.text.clone(),
             at_ms: now_ms,
             read_at_ms: None,
+            media: message.media.as_ref().map(InboxMedia::from),
         };
         let to_phone = message.to_phone.clone();
         let inbox = &mut self.phones.entry(to_phone.clone()).or_default().inbox;
@@ -412,6 +413,7 @@ impl State {
         from: &str,
         to: &str,
         text: &str,
+        media: Option<MediaInfo>,
     ) -> Result<String, SimError> {
         phone::validate(from)?;
         phone::validate(to)?;
@@ -424,6 +426,7 @@ impl State {
             from_phone: from.to_owned(),
             text: text.to_owned(),
             at_ms: clock::now_ms(),
+            media,
         };
         for link_id in targets {
             let Some(link) = self.links.get_mut(&link_id) else {

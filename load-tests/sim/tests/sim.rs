@@ -10,7 +10,7 @@ use device::{Device, Transport};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use wafleet_protocol::sim::{
-    Inbound, Receipt, client_frame::Kind as Out, receipt::Status, refused::Reason,
+    Inbound, MediaInfo, Receipt, client_frame::Kind as Out, receipt::Status, refused::Reason,
     server_frame::Kind as In,
 };
 use wafleet_sim::{Network, SimConfig, SimError, serve};
@@ -490,6 +490,98 @@ async fn a_send_reaches_the_inbox_with_sent_then_delivered() {
     let (_, empty) = sim.get(&format!("/sim/phones/{PHONE_C}/inbox")).await;
     assert_eq!(empty, json!([]));
     assert_eq!(sim.network.stats().messages_delivered, 2);
+}
+
+#[tokio::test]
+async fn media_goes_through_the_media_servers_both_ways() {
+    let sim = Sim::start().await;
+    let mut device = Device::paired(&sim.network, "dev-media", PHONE_A).await;
+
+    // The device uploads, then sends the handle: the inbox shows the file's SHA-256.
+    let photo: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let uploaded = sim
+        .http
+        .post(sim.url("/sim/media"))
+        .header("content-type", "image/jpeg")
+        .body(photo.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), StatusCode::CREATED);
+    let blob: Value = uploaded.json().await.unwrap();
+    assert_eq!(blob["size"], 300_000);
+    let media = MediaInfo {
+        r#type: "image".into(),
+        mime: "image/jpeg".into(),
+        handle: blob["handle"].as_str().unwrap().to_owned(),
+        size: 300_000,
+        sha256: blob["sha256"].as_str().unwrap().to_owned(),
+        filename: None,
+    };
+    device
+        .send_media("m-photo", PHONE_B, "look", Some(media.clone()))
+        .await;
+    assert_eq!(
+        statuses(&mut device, "m-photo", 2).await,
+        [Status::Sent, Status::Delivered]
+    );
+    let (_, inbox) = sim.get(&format!("/sim/phones/{PHONE_B}/inbox")).await;
+    assert_eq!(inbox[0]["text"], "look");
+    assert_eq!(inbox[0]["media"]["sha256"], blob["sha256"]);
+    assert_eq!(inbox[0]["media"]["type"], "image");
+    assert_eq!(inbox[0]["media"]["caption"], "look");
+
+    // A handle that does not hold what the frame says fails the send.
+    let wrong = MediaInfo {
+        size: 1,
+        ..media.clone()
+    };
+    device.send_media("m-wrong", PHONE_B, "", Some(wrong)).await;
+    let failed = receipt(device.next().await);
+    assert_eq!(
+        (failed.status(), failed.error.as_str()),
+        (Status::Failed, "media_mismatch")
+    );
+    let missing = MediaInfo {
+        handle: "0".repeat(32),
+        ..media
+    };
+    device
+        .send_media("m-none", PHONE_B, "", Some(missing))
+        .await;
+    assert_eq!(receipt(device.next().await).error, "media_not_found");
+
+    // A phone sends a file: the device gets its handle and downloads the same bytes.
+    let pdf = b"%PDF-1.4 faktur".to_vec();
+    let (status, _) = sim
+        .post(
+            &format!("/sim/phones/{PHONE_B}/send"),
+            json!({"to_phone": PHONE_A, "media": {"type": "document", "mime": "application/pdf",
+                "data_base64": "JVBERi0xLjQgZmFrdHVy", "filename": "faktur.pdf", "caption": "tagihan"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let got = inbound(device.next().await);
+    assert_eq!(got.text, "tagihan");
+    let media = got.media.expect("the inbound carries media");
+    assert_eq!(
+        (media.r#type.as_str(), media.mime.as_str(), media.size),
+        ("document", "application/pdf", pdf.len() as u64)
+    );
+    assert_eq!(media.filename.as_deref(), Some("faktur.pdf"));
+    let bytes = sim
+        .http
+        .get(sim.url(&format!("/sim/media/{}", media.handle)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bytes.headers()["content-type"], "application/pdf");
+    assert_eq!(bytes.bytes().await.unwrap().as_ref(), pdf.as_slice());
+    let (status, body) = sim.get(&format!("/sim/media/{}", "f".repeat(32))).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "media_not_found")
+    );
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ use ractor::{ActorRef, RpcReplyPort};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use super::{DeviceMsg, DeviceState};
+use crate::access::DEFAULT_TENANT;
 use crate::link::{LinkCommand, LinkContext, LinkError, LinkEvents, PairCode};
 use crate::store::{DevicePatch, DeviceStatus, StoreError};
 
@@ -42,8 +43,16 @@ impl DeviceState {
         self.session_no += 1;
         let session_no = self.session_no;
         let to_actor = myself.clone();
+        let tenant = self
+            .ctx
+            .tenants
+            .lookup(&self.id, self.ctx.store.as_ref())
+            .await?
+            .map_or_else(|| DEFAULT_TENANT.to_owned(), |t| t.to_string());
         let link_ctx = LinkContext {
             device_id: self.id.clone(),
+            tenant,
+            media: self.ctx.media.clone(),
             vault: self.ctx.vault.device(&self.id, self.fence),
             events: LinkEvents::new(
                 session_no,

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::{DeviceMsg, DeviceState};
 use crate::clock::now_ms;
+use crate::content::{Content, MediaPart};
 use crate::events::EventKind;
 use crate::limits::actor::LimiterMsg;
 use crate::link::{LinkCommand, ReceiptStatus};
@@ -92,6 +93,7 @@ impl DeviceState {
         from_phone: String,
         text: String,
         at_ms: i64,
+        media: Option<MediaPart>,
     ) -> Result<(), StoreError> {
         let tenant = self
             .ctx
@@ -104,7 +106,15 @@ impl DeviceState {
         let sealed = self
             .ctx
             .keys
-            .seal(&tenant, &Place::message(&self.id, &message_id), &text)
+            .seal(
+                &tenant,
+                &Place::message(&self.id, &message_id),
+                &Content {
+                    text: text.clone(),
+                    media: media.clone(),
+                }
+                .to_stored(),
+            )
             .await?;
         let record = MessageRecord {
             id: message_id.clone(),
@@ -130,6 +140,9 @@ impl DeviceState {
         let mut data = Map::new();
         data.insert("message_id".into(), Value::from(message_id.as_str()));
         data.insert("from".into(), Value::from(from_phone));
+        if let Some(media) = media {
+            data.insert("media".into(), media_data(media, &text));
+        }
         data.insert("text".into(), Value::from(text));
         data.insert("at_ms".into(), Value::from(at_ms));
         let key = format!("inbound\0{message_id}");
@@ -150,6 +163,23 @@ impl DeviceState {
         }
         Ok(())
     }
+}
+
+/// The `media` of a `message.inbound` event: what to fetch from `/v1/media/{id}`.
+fn media_data(media: MediaPart, caption: &str) -> Value {
+    let mut data = Map::new();
+    data.insert("id".into(), Value::from(media.id));
+    data.insert("type".into(), Value::from(media.media_type.as_str()));
+    data.insert("mime".into(), Value::from(media.mime));
+    data.insert("size".into(), Value::from(media.size));
+    data.insert("sha256".into(), Value::from(media.sha256));
+    if !caption.is_empty() {
+        data.insert("caption".into(), Value::from(caption));
+    }
+    if let Some(filename) = media.filename {
+        data.insert("filename".into(), Value::from(filename));
+    }
+    Value::Object(data)
 }
 
 /// The data of a `message.status` event for `message` as stored after the receipt.

@@ -388,7 +388,11 @@ impl DeviceState {
                 from_phone,
                 text,
                 at_ms,
-            } => self.on_inbound(message_id, from_phone, text, at_ms).await?,
+                media,
+            } => {
+                self.on_inbound(message_id, from_phone, text, at_ms, media)
+                    .await?
+            }
             LinkEvent::Banned { until_ms } => self.on_banned(&myself, until_ms).await?,
         }
         Ok(())

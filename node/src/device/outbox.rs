@@ -10,6 +10,7 @@ use wafleet_cluster_config::quota::{HOUR_MS, MINUTE_MS};
 
 use super::{DeviceMsg, DeviceState};
 use crate::clock::now_ms;
+use crate::content::Content;
 use crate::limits::actor::LimiterMsg;
 use crate::limits::policy::{Decision, quota_for};
 use crate::limits::trust::level_from_u8;
@@ -114,10 +115,12 @@ impl DeviceState {
                 }
                 Err(error) => return Err(error.into()),
             };
+            let content = Content::from_stored(&text);
             let command = LinkCommand::SendText {
                 message_id: message.id.clone(),
                 to_phone: message.peer_phone,
-                text,
+                text: content.text,
+                media: content.media,
             };
             match session.command(command) {
                 Ok(()) => {

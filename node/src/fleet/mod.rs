@@ -71,14 +71,17 @@ impl Fleet {
             config.webhooks.concurrency,
             config.webhooks.allow_private_targets,
         ));
-        let media = Arc::new(MediaLibrary::new(
-            config
-                .media
-                .clone()
-                .unwrap_or_else(|| Arc::new(NoMediaStore)),
-            keys.clone(),
-            config.media_limits.clone(),
-        ));
+        let media = Arc::new(
+            MediaLibrary::new(
+                config
+                    .media
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(NoMediaStore)),
+                keys.clone(),
+                config.media_limits.clone(),
+            )
+            .allowing_private_urls(config.media_allow_private_urls),
+        );
         let ctx = Arc::new(NodeContext {
             media,
             connect_gate: Arc::new(Semaphore::new(config.connect_concurrency.max(1))),

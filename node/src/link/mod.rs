@@ -27,6 +27,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::oneshot;
 
+use crate::content::MediaPart;
+use crate::media::MediaLibrary;
 use crate::vault::DeviceVault;
 
 /// What a link tells its device (`Debug` shows no message text: see `redacted`).
@@ -67,8 +69,12 @@ pub enum LinkEvent {
     Inbound {
         message_id: String,
         from_phone: String,
+        /// The text; with media, its caption.
         text: String,
         at_ms: i64,
+        /// A media file the phone sent, already in the media library (the link stores
+        /// it before it reports the message).
+        media: Option<MediaPart>,
     },
     /// The account is temporarily banned.
     Banned { until_ms: i64 },
@@ -92,10 +98,13 @@ pub struct PairCode {
 
 /// What a device asks of its link (`Debug` shows no message text: see `redacted`).
 pub enum LinkCommand {
+    /// Send a message: a text, or a media file of the media library (`text` its
+    /// caption), which the link uploads first.
     SendText {
         message_id: String,
         to_phone: String,
         text: String,
+        media: Option<MediaPart>,
     },
     /// Ask for a pairing code for `phone` (only while pairing).
     RequestPairCode {
@@ -157,8 +166,12 @@ impl Debug for LinkEvents {
 #[derive(Debug, Clone)]
 pub struct LinkContext {
     pub device_id: String,
+    /// The device's tenant: the owner of the media it receives.
+    pub tenant: String,
     pub vault: DeviceVault,
     pub events: LinkEvents,
+    /// Where the media a device sends is read from and the media it receives goes.
+    pub media: Arc<MediaLibrary>,
 }
 
 /// Opens sessions for devices. One factory per node.
@@ -173,6 +186,6 @@ pub trait LinkSession: Send + Debug {
     fn command(&mut self, command: LinkCommand) -> Result<(), LinkError>;
 }
 
-pub use sim::{FramePipe, SimDialer, SimLinkFactory};
+pub use sim::{FramePipe, SimBlob, SimDialer, SimLinkFactory};
 pub use spread::{NoSimulator, SimSpread};
 pub use whatsapp::{WhatsAppConfig, WhatsAppLinkFactory};

@@ -68,12 +68,14 @@ impl fmt::Debug for LinkEvent {
                 from_phone,
                 text,
                 at_ms,
+                media,
             } => f
                 .debug_struct("Inbound")
                 .field("message_id", message_id)
                 .field("from_phone", from_phone)
                 .field("text", &Text(text))
                 .field("at_ms", at_ms)
+                .field("media", &media.as_ref().map(|m| &m.id))
                 .finish(),
             LinkEvent::Banned { until_ms } => f
                 .debug_struct("Banned")
@@ -90,11 +92,13 @@ impl fmt::Debug for LinkCommand {
                 message_id,
                 to_phone,
                 text,
+                media,
             } => f
                 .debug_struct("SendText")
                 .field("message_id", message_id)
                 .field("to_phone", to_phone)
                 .field("text", &Text(text))
+                .field("media", &media.as_ref().map(|m| &m.id))
                 .finish(),
             LinkCommand::RequestPairCode { phone, .. } => f
                 .debug_struct("RequestPairCode")
@@ -127,6 +131,7 @@ mod tests {
             from_phone: "6281111111111".into(),
             text: SECRET.into(),
             at_ms: 1,
+            media: None,
         };
         let shown = format!("{inbound:?}");
         assert!(!shown.contains(SECRET), "{shown}");
@@ -139,6 +144,7 @@ mod tests {
             message_id: "m-2".into(),
             to_phone: "6282222222222".into(),
             text: SECRET.into(),
+            media: None,
         };
         let shown = format!("{send:?}");
         assert!(!shown.contains(SECRET), "{shown}");

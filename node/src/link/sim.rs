@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, warn};
 use wafleet_protocol::sim::{self, ClientFrame, ServerFrame, client_frame, refused, server_frame};
 use x25519_dalek::{PublicKey, StaticSecret};
@@ -24,6 +24,8 @@ use super::{
     LinkCommand, LinkContext, LinkError, LinkEvent, LinkFactory, LinkSession, PairCode,
     ReceiptStatus,
 };
+use crate::content::MediaPart;
+use crate::media::{ByteStream, MediaError, MediaOrigin, MediaType, NewMedia};
 use crate::vault::{DeviceVault, VaultError};
 
 /// Vault namespace and key of the simulated link's credentials.
@@ -45,6 +47,40 @@ pub trait SimDialer: Send + Sync + std::fmt::Debug + 'static {
     /// network runs as several processes ([`SimSpread`](super::SimSpread)); a dialer
     /// of one simulator ignores it.
     async fn dial(&self, device_id: &str) -> Result<FramePipe, LinkError>;
+
+    /// Stores a media file on the media servers of `device_id`'s simulator (`POST
+    /// /sim/media`) before a message names it. By default there are none.
+    async fn upload_media(
+        &self,
+        _device_id: &str,
+        _mime: &str,
+        _body: ByteStream,
+    ) -> Result<SimBlob, LinkError> {
+        Err(no_media_servers())
+    }
+
+    /// The bytes of a media file on the media servers of `device_id`'s simulator (`GET
+    /// /sim/media/{handle}`).
+    async fn download_media(
+        &self,
+        _device_id: &str,
+        _handle: &str,
+    ) -> Result<ByteStream, LinkError> {
+        Err(no_media_servers())
+    }
+}
+
+fn no_media_servers() -> LinkError {
+    LinkError::WrongState("this simulator connection has no media servers".into())
+}
+
+/// A file on a simulator's media servers, as its upload answered.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SimBlob {
+    pub handle: String,
+    pub size: u64,
+    /// 64 lowercase hex digits.
+    pub sha256: String,
 }
 
 /// Opens simulated links.
@@ -105,11 +141,21 @@ impl LinkFactory for SimLinkFactory {
         });
         send(&pipe.tx, hello).await?;
         let pending: PendingReplies = Arc::default();
-        let task = tokio::spawn(run(ctx, pipe.rx, pipe.tx.clone(), secret, pending.clone()));
+        let task = tokio::spawn(run(
+            ctx.clone(),
+            self.dialer.clone(),
+            pipe.rx,
+            pipe.tx.clone(),
+            secret,
+            pending.clone(),
+        ));
         Ok(Box::new(SimSession {
             tx: pipe.tx,
             task,
             pending,
+            ctx,
+            dialer: self.dialer.clone(),
+            uploads: JoinSet::new(),
         }))
     }
 }
@@ -169,6 +215,10 @@ struct SimSession {
     tx: mpsc::Sender<ClientFrame>,
     task: JoinHandle<()>,
     pending: PendingReplies,
+    ctx: LinkContext,
+    dialer: Arc<dyn SimDialer>,
+    /// Media sends uploading their file (aborted with the session).
+    uploads: JoinSet<()>,
 }
 
 impl Drop for SimSession {
@@ -184,11 +234,40 @@ impl LinkSession for SimSession {
                 message_id,
                 to_phone,
                 text,
+                media: None,
             } => client_frame::Kind::Send(sim::SendMessage {
                 message_id,
                 to_phone,
                 text,
+                media: None,
             }),
+            LinkCommand::SendText {
+                message_id,
+                to_phone,
+                text,
+                media: Some(media),
+            } => {
+                // Uploaded first, then sent: a text handed meanwhile may arrive before
+                // it, as with WhatsApp's own clients.
+                while self.uploads.try_join_next().is_some() {}
+                let (tx, ctx, dialer) = (self.tx.clone(), self.ctx.clone(), self.dialer.clone());
+                self.uploads.spawn(async move {
+                    match upload(&ctx, dialer.as_ref(), &media).await {
+                        Ok(info) => {
+                            let frame = client_frame::Kind::Send(sim::SendMessage {
+                                message_id,
+                                to_phone,
+                                text,
+                                media: Some(info),
+                            });
+                            // A closed connection: the session's end says so.
+                            let _ = send(&tx, frame).await;
+                        }
+                        Err(failure) => ctx.events.emit(failure.event(message_id)),
+                    }
+                });
+                return Ok(());
+            }
             LinkCommand::RequestPairCode { phone, reply } => {
                 let previous = self
                     .pending
@@ -239,6 +318,7 @@ impl LinkSession for SimSession {
 /// Reads the simulator's frames until the connection ends, turning them into events.
 async fn run(
     ctx: LinkContext,
+    dialer: Arc<dyn SimDialer>,
     mut rx: mpsc::Receiver<ServerFrame>,
     tx: mpsc::Sender<ClientFrame>,
     secret: StaticSecret,
@@ -328,12 +408,29 @@ async fn run(
                     at_ms: receipt.at_ms,
                 });
             }
-            server_frame::Kind::Inbound(inbound) => events.emit(LinkEvent::Inbound {
-                message_id: inbound.message_id,
-                from_phone: inbound.from_phone,
-                text: inbound.text,
-                at_ms: inbound.at_ms,
-            }),
+            server_frame::Kind::Inbound(inbound) => {
+                let media = match inbound.media {
+                    None => None,
+                    Some(info) => {
+                        match receive(&ctx, dialer.as_ref(), &inbound.message_id, info).await {
+                            Ok(media) => media,
+                            Err(reason) => {
+                                // Not acknowledged: the network brings it again on the
+                                // next connection.
+                                warn!(device_id = %ctx.device_id, message_id = %inbound.message_id, %reason, "cannot store an inbound message's media yet");
+                                continue;
+                            }
+                        }
+                    }
+                };
+                events.emit(LinkEvent::Inbound {
+                    message_id: inbound.message_id,
+                    from_phone: inbound.from_phone,
+                    text: inbound.text,
+                    at_ms: inbound.at_ms,
+                    media,
+                })
+            }
             server_frame::Kind::LoggedOut(_) => break logged_out(&ctx.vault).await,
             server_frame::Kind::Banned(banned) => events.emit(LinkEvent::Banned {
                 until_ms: banned.until_ms,
@@ -352,6 +449,100 @@ async fn run(
     if let Some(reply) = owed.logout {
         let _ = reply.send(());
     }
+}
+
+/// Why a media send did not go out.
+enum UploadFailure {
+    /// It never will (the file is gone or unreadable): the message fails.
+    Permanent(String),
+    /// It may later (the simulator's media servers failed): the message stays queued.
+    Transient(String),
+}
+
+impl UploadFailure {
+    fn event(self, message_id: String) -> LinkEvent {
+        match self {
+            UploadFailure::Permanent(reason) => LinkEvent::Receipt {
+                message_id,
+                status: ReceiptStatus::Failed,
+                error: Some(reason),
+                at_ms: crate::clock::now_ms(),
+            },
+            UploadFailure::Transient(reason) => LinkEvent::Unsent { message_id, reason },
+        }
+    }
+}
+
+/// Uploads `media`'s file to the simulator's media servers: the frame's `MediaInfo`.
+async fn upload(
+    ctx: &LinkContext,
+    dialer: &dyn SimDialer,
+    media: &MediaPart,
+) -> Result<sim::MediaInfo, UploadFailure> {
+    let gone = |error: MediaError| match error {
+        MediaError::Storage(reason) => UploadFailure::Transient(reason),
+        other => UploadFailure::Permanent(format!("the media file cannot be read: {other}")),
+    };
+    let record = ctx.media.record(&media.id).await.map_err(gone)?;
+    let bytes = ctx.media.bytes(&record).await.map_err(gone)?;
+    let blob = dialer
+        .upload_media(&ctx.device_id, &record.mime, bytes)
+        .await
+        .map_err(|e| UploadFailure::Transient(format!("media upload failed: {e}")))?;
+    if blob.sha256 != record.sha256 || blob.size != record.size {
+        // The stored bytes did not open to the file recorded.
+        return Err(UploadFailure::Permanent(
+            "the media file's bytes do not match its record".into(),
+        ));
+    }
+    Ok(sim::MediaInfo {
+        r#type: media.media_type.as_str().to_owned(),
+        mime: record.mime,
+        handle: blob.handle,
+        size: blob.size,
+        sha256: blob.sha256,
+        filename: media.filename.clone(),
+    })
+}
+
+/// Downloads an inbound message's file into the media library: its part of the
+/// message, or `None` when it can never be stored (too large, a bad MIME type: the
+/// message is relayed without it). `Err`: not now (retry on the next delivery).
+async fn receive(
+    ctx: &LinkContext,
+    dialer: &dyn SimDialer,
+    message_id: &str,
+    info: sim::MediaInfo,
+) -> Result<Option<MediaPart>, String> {
+    let media_type = MediaType::parse(&info.r#type).unwrap_or(MediaType::Document);
+    let body = dialer
+        .download_media(&ctx.device_id, &info.handle)
+        .await
+        .map_err(|e| format!("download failed: {e}"))?;
+    let new = NewMedia {
+        tenant: ctx.tenant.clone(),
+        mime: info.mime,
+        media_type: Some(media_type),
+        filename: info.filename,
+        announced_size: Some(info.size),
+        origin: MediaOrigin::Received {
+            device_id: ctx.device_id.clone(),
+            message_id: message_id.to_owned(),
+        },
+    };
+    let record = match ctx.media.put(new, body).await {
+        Ok(record) => record,
+        Err(error @ (MediaError::TooLarge { .. } | MediaError::Invalid(_))) => {
+            warn!(device_id = %ctx.device_id, message_id, %error, "inbound media refused; the message is relayed without it");
+            return Ok(None);
+        }
+        Err(error) => return Err(error.to_string()),
+    };
+    if record.sha256 != info.sha256 {
+        let _ = ctx.media.delete(&record.id).await;
+        return Err("the downloaded bytes do not match the message's SHA-256".into());
+    }
+    Ok(Some(MediaPart::of(&record, media_type)))
 }
 
 async fn refused_event(vault: &DeviceVault, refusal: sim::Refused) -> LinkEvent {
@@ -498,6 +689,15 @@ mod tests {
         let (events_tx, events) = mpsc::unbounded_channel();
         let ctx = LinkContext {
             device_id: vault.device_id().to_owned(),
+            tenant: "default".into(),
+            media: Arc::new(crate::media::MediaLibrary::new(
+                Arc::new(crate::media::NoMediaStore),
+                Arc::new(crate::seal::data_keys::DataKeys::new(
+                    vault.store().clone(),
+                    Arc::new(Sealer::new(MasterKey::new(1, [3u8; 32]))),
+                )),
+                Default::default(),
+            )),
             vault,
             events: LinkEvents::new(
                 1,

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use wafleet_cluster_config::sim_of;
 
-use super::{FramePipe, LinkError, SimDialer};
+use super::{FramePipe, LinkError, SimBlob, SimDialer};
+use crate::media::ByteStream;
 
 /// Dials, for each device, the simulator of its id among `sims` (in the configured
 /// order: the index is what the rule picks).
@@ -49,9 +50,30 @@ impl SimSpread {
 #[async_trait]
 impl SimDialer for SimSpread {
     async fn dial(&self, device_id: &str) -> Result<FramePipe, LinkError> {
-        self.sims[sim_of(device_id, self.sims.len())]
-            .dial(device_id)
+        self.sim(device_id).dial(device_id).await
+    }
+
+    async fn upload_media(
+        &self,
+        device_id: &str,
+        mime: &str,
+        body: ByteStream,
+    ) -> Result<SimBlob, LinkError> {
+        self.sim(device_id)
+            .upload_media(device_id, mime, body)
             .await
+    }
+
+    async fn download_media(&self, device_id: &str, handle: &str) -> Result<ByteStream, LinkError> {
+        self.sim(device_id).download_media(device_id, handle).await
+    }
+}
+
+impl SimSpread {
+    /// The simulator `device_id` belongs to: the one it dials, and whose media servers
+    /// hold its files.
+    fn sim(&self, device_id: &str) -> &dyn SimDialer {
+        self.sims[sim_of(device_id, self.sims.len())].as_ref()
     }
 }
 

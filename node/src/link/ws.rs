@@ -3,6 +3,8 @@
 //! want of file descriptors is reported once per episode ([`open_files`]), not once
 //! per device.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
@@ -12,7 +14,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::debug;
 use wafleet_protocol::sim::{ClientFrame, ServerFrame};
 
-use super::{FramePipe, LinkError, SimDialer};
+use super::{FramePipe, LinkError, SimBlob, SimDialer};
+use crate::media::ByteStream;
 use crate::open_files;
 
 /// Frames buffered per direction and connection.
@@ -35,16 +38,52 @@ fn socket_config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_MESSAGE_BYTES))
 }
 
-/// Connects to `ws://HOST:PORT/ws`.
+/// Connects to `ws://HOST:PORT/ws`, and reaches the same simulator's media servers
+/// over HTTP (`http://HOST:PORT/sim/media`; `https` for `wss`).
 #[derive(Debug, Clone)]
 pub struct WsDialer {
     url: String,
+    /// `http://HOST:PORT` of the simulator.
+    http_base: String,
+    http: reqwest::Client,
 }
+
+/// How long connecting to the simulator's media servers may take, and how long a
+/// media transfer may go without a byte.
+const MEDIA_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const MEDIA_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl WsDialer {
     pub fn new(url: impl Into<String>) -> WsDialer {
-        WsDialer { url: url.into() }
+        let url = url.into();
+        let http_base = http_base(&url);
+        let http = reqwest::Client::builder()
+            .connect_timeout(MEDIA_CONNECT_TIMEOUT)
+            .read_timeout(MEDIA_READ_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        WsDialer {
+            url,
+            http_base,
+            http,
+        }
     }
+}
+
+/// `ws://HOST:PORT/PATH` → `http://HOST:PORT` (`wss` → `https`).
+fn http_base(ws_url: &str) -> String {
+    let (scheme, rest) = match ws_url.split_once("://") {
+        Some(("wss", rest)) => ("https", rest),
+        Some((_, rest)) => ("http", rest),
+        None => ("http", ws_url),
+    };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    format!("{scheme}://{authority}")
+}
+
+fn media_error(doing: &str, error: impl std::fmt::Display) -> LinkError {
+    LinkError::Connect(format!("{doing} the simulator's media servers: {error}"))
 }
 
 #[async_trait]
@@ -106,5 +145,59 @@ impl SimDialer for WsDialer {
             tx: client_tx,
             rx: server_rx,
         })
+    }
+
+    async fn upload_media(
+        &self,
+        _device_id: &str,
+        mime: &str,
+        body: ByteStream,
+    ) -> Result<SimBlob, LinkError> {
+        let response = self
+            .http
+            .post(format!("{}/sim/media", self.http_base))
+            .header(reqwest::header::CONTENT_TYPE, mime)
+            .body(reqwest::Body::wrap_stream(body))
+            .send()
+            .await
+            .map_err(|e| media_error("uploading to", e))?;
+        if !response.status().is_success() {
+            return Err(media_error("uploading to", response.status()));
+        }
+        response
+            .json::<SimBlob>()
+            .await
+            .map_err(|e| media_error("reading the answer of", e))
+    }
+
+    async fn download_media(
+        &self,
+        _device_id: &str,
+        handle: &str,
+    ) -> Result<ByteStream, LinkError> {
+        let response = self
+            .http
+            .get(format!("{}/sim/media/{handle}", self.http_base))
+            .send()
+            .await
+            .map_err(|e| media_error("downloading from", e))?;
+        if !response.status().is_success() {
+            return Err(media_error("downloading from", response.status()));
+        }
+        Ok(response
+            .bytes_stream()
+            .map(|chunk| chunk.map_err(std::io::Error::other))
+            .boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_media_servers_are_the_simulator_s_http_side() {
+        assert_eq!(http_base("ws://127.0.0.1:8090/ws"), "http://127.0.0.1:8090");
+        assert_eq!(http_base("wss://sim.example/ws"), "https://sim.example");
     }
 }

@@ -30,6 +30,10 @@ pub enum MediaError {
     /// does not hold).
     #[error("media record unreadable: {0}")]
     Unreadable(String),
+    /// A media URL could not be fetched: its target is not allowed (the SSRF rule of
+    /// [`crate::egress`]), or it did not answer 2xx; nothing was stored.
+    #[error("{0}")]
+    Fetch(String),
     /// The folder or the object store failed; what was being written is not visible.
     #[error("media storage failed: {0}")]
     Storage(String),

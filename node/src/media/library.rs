@@ -22,8 +22,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use wafleet_cluster_config::MediaLimits;
 
-use super::{ByteStream, MediaError, MediaKey, MediaStore, MediaType};
+use super::{ByteStream, MediaError, MediaKey, MediaStore, MediaType, UrlFetcher};
 use crate::clock::now_ms;
+use crate::content::MediaPart;
 use crate::seal::data_keys::DataKeys;
 use crate::seal::stream::{ObjectKey, open_stream, seal_stream, sealed_len};
 use crate::seal::text::Place;
@@ -109,6 +110,8 @@ pub struct MediaLibrary {
     store: Arc<dyn MediaStore>,
     keys: Arc<DataKeys>,
     limits: MediaLimits,
+    /// Fetches the URLs of media to send.
+    fetcher: UrlFetcher,
 }
 
 impl MediaLibrary {
@@ -117,7 +120,28 @@ impl MediaLibrary {
             store,
             keys,
             limits,
+            fetcher: UrlFetcher::new(false),
         }
+    }
+
+    /// This library, fetching media URLs that point at private addresses too
+    /// (`media.allow_private_urls`: tests, private networks).
+    pub fn allowing_private_urls(mut self, allow: bool) -> Self {
+        self.fetcher = UrlFetcher::new(allow);
+        self
+    }
+
+    /// Stores what `url` answers as a new upload of `tenant` (see [`UrlFetcher`]).
+    pub async fn fetch(
+        &self,
+        tenant: &str,
+        url: &str,
+        media_type: MediaType,
+        filename: Option<String>,
+    ) -> Result<MediaRecord, MediaError> {
+        self.fetcher
+            .fetch(self, tenant, url, media_type, filename)
+            .await
     }
 
     /// The size limit of each type.
@@ -236,6 +260,26 @@ impl MediaLibrary {
             })?;
         let body = self.store.get(&object_key(&record.id)?).await?;
         Ok(open_stream(&ObjectKey::from_bytes(raw), body.stream))
+    }
+
+    /// File `id` as a message of a device of `tenant` sends it as `media_type`: another
+    /// tenant's file is [`MediaError::NotFound`] (as one that does not exist), and one
+    /// past the type's size limit [`MediaError::TooLarge`].
+    pub async fn for_send(
+        &self,
+        tenant: &str,
+        id: &str,
+        media_type: MediaType,
+    ) -> Result<MediaPart, MediaError> {
+        let record = self.record(id).await?;
+        if record.tenant != tenant {
+            return Err(MediaError::NotFound(record_key(id)?));
+        }
+        let limit = media_type.limit(&self.limits);
+        if record.size > limit {
+            return Err(MediaError::TooLarge { limit });
+        }
+        Ok(MediaPart::of(&record, media_type))
     }
 
     /// Removes file `id` (its record first, so it is gone at once); nothing there is

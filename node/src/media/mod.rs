@@ -17,12 +17,14 @@
 //! - `library`: [`MediaLibrary`], [`MediaRecord`]: files as the API knows them.
 //! - `kind`: [`MediaType`], what a file is sent as, and its size limit.
 //! - `none`: [`NoMediaStore`], for a process configured without media storage.
+//! - `fetch`: [`UrlFetcher`], a file fetched from a URL under the SSRF rule.
 //! - `error`: [`MediaError`].
 //! - [`conformance`]: the suite every backend must pass.
 
 mod body;
 pub mod conformance;
 mod error;
+mod fetch;
 mod folder;
 mod intake;
 mod key;
@@ -38,6 +40,7 @@ use wafleet_cluster_config::{MediaBackend, MediaSettings};
 
 pub use body::{ByteStream, reader_stream};
 pub use error::MediaError;
+pub use fetch::UrlFetcher;
 pub use folder::FolderMediaStore;
 pub use key::MediaKey;
 pub use kind::MediaType;

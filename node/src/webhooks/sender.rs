@@ -12,12 +12,10 @@
 //!   share, never the node's.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use sha2::Sha256;
 use tokio::sync::Semaphore;
 
@@ -78,23 +76,6 @@ pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     out
 }
 
-/// Resolves names for the client, allowing only addresses the SSRF rule allows.
-#[derive(Debug)]
-struct GuardedResolver {
-    allow_private: bool,
-}
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let allow_private = self.allow_private;
-        Box::pin(async move {
-            let ips = egress::resolve_allowed(name.as_str(), 0, allow_private).await?;
-            let addrs: Addrs = Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)));
-            Ok(addrs)
-        })
-    }
-}
-
 /// Sends deliveries for one node.
 #[derive(Debug)]
 pub struct Sender {
@@ -116,7 +97,7 @@ impl Sender {
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .user_agent(concat!("wafleet-webhooks/", env!("CARGO_PKG_VERSION")))
-            .dns_resolver(Arc::new(GuardedResolver { allow_private }))
+            .dns_resolver(Arc::new(egress::GuardedResolver { allow_private }))
             .build()
             .expect("the webhook HTTP client builds");
         Sender {

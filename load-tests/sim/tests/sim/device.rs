@@ -9,8 +9,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async, tungstenite::Message};
 use wafleet_protocol::{
     sim::{
-        ClientFrame, Hello, InboundAck, PairCodeRequest, Proof, QrCode, ReceiptAck, SendMessage,
-        ServerFrame, client_frame::Kind as Out, server_frame::Kind as In,
+        ClientFrame, Hello, InboundAck, MediaInfo, PairCodeRequest, Proof, QrCode, ReceiptAck,
+        SendMessage, ServerFrame, client_frame::Kind as Out, server_frame::Kind as In,
     },
     sim_proof_mac,
 };
@@ -223,10 +223,22 @@ impl Device {
     }
 
     pub(crate) async fn send_text(&mut self, message_id: &str, to_phone: &str, text: &str) {
+        self.send_media(message_id, to_phone, text, None).await;
+    }
+
+    /// A message with `media` (uploaded first), `text` its caption.
+    pub(crate) async fn send_media(
+        &mut self,
+        message_id: &str,
+        to_phone: &str,
+        text: &str,
+        media: Option<MediaInfo>,
+    ) {
         let message = SendMessage {
             message_id: message_id.to_owned(),
             to_phone: to_phone.to_owned(),
             text: text.to_owned(),
+            media,
         };
         self.send(Out::Send(message)).await;
     }

@@ -354,7 +354,24 @@ impl Session {
             LinkCommand::SendText {
                 message_id,
                 to_phone,
+                media: Some(_),
+                ..
+            } => {
+                // Not built yet on this link (README): the send fails, saying so,
+                // rather than going out without its file.
+                debug!(device_id = %self.ctx.device_id, to_phone, "media send refused");
+                self.ctx.events.emit(LinkEvent::Receipt {
+                    message_id,
+                    status: ReceiptStatus::Failed,
+                    error: Some("media is not supported on the whatsapp link yet".into()),
+                    at_ms: now_ms(),
+                });
+            }
+            LinkCommand::SendText {
+                message_id,
+                to_phone,
                 text,
+                media: None,
             } => {
                 let (client, backend) = (self.client.clone(), self.backend.clone());
                 let events = self.ctx.events.clone();
@@ -467,6 +484,7 @@ pub(super) fn relayed(device_id: &str, message: &InboundMessage) -> Option<LinkE
         from_phone: from,
         text: text.to_owned(),
         at_ms: message.info.timestamp.timestamp_millis(),
+        media: None,
     })
 }
 

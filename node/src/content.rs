@@ -1,0 +1,169 @@
+//! [`Content`]: what a message says — its text and, optionally, a media file (the
+//! text is then its caption) — and how it is kept in a message's one text field.
+//!
+//! A message's stored text (sealed at rest, so the store never sees any of this) is
+//! the text as it is, or, for a message with media (or a text that itself starts with
+//! the marker), `\u{2}` followed by the JSON of the content. Every text stored before
+//! media existed reads as the plain text it is.
+
+use serde::{Deserialize, Serialize};
+use wafleet_protocol::node_api as pb;
+
+use crate::media::{MediaRecord, MediaType};
+
+/// What a stored text starts with when it holds more than a text.
+const MARKER: char = '\u{2}';
+
+/// A message's text and media.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Content {
+    /// The text; with media, its caption (may be empty).
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaPart>,
+}
+
+/// A media file a message carries: a file of the media library, as it was checked
+/// for the message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaPart {
+    /// The file (`GET /v1/media/{id}`).
+    pub id: String,
+    /// What it is sent as.
+    #[serde(rename = "type")]
+    pub media_type: MediaType,
+    pub mime: String,
+    pub size: u64,
+    /// 64 lowercase hex digits.
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+}
+
+impl Content {
+    /// A text alone.
+    pub fn text(text: impl Into<String>) -> Content {
+        Content {
+            text: text.into(),
+            media: None,
+        }
+    }
+
+    /// The one string a message keeps (see the module docs).
+    pub fn to_stored(&self) -> String {
+        if self.media.is_none() && !self.text.starts_with(MARKER) {
+            return self.text.clone();
+        }
+        // Serializing plain strings and numbers cannot fail.
+        format!(
+            "{MARKER}{}",
+            serde_json::to_string(self).unwrap_or_default()
+        )
+    }
+
+    /// What [`Content::to_stored`] made `stored` of; any other string is a text.
+    pub fn from_stored(stored: &str) -> Content {
+        stored
+            .strip_prefix(MARKER)
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_else(|| Content::text(stored))
+    }
+}
+
+impl MediaPart {
+    /// `record` sent as `media_type`.
+    pub fn of(record: &MediaRecord, media_type: MediaType) -> MediaPart {
+        MediaPart {
+            id: record.id.clone(),
+            media_type,
+            mime: record.mime.clone(),
+            size: record.size,
+            sha256: record.sha256.clone(),
+            filename: record.filename.clone(),
+        }
+    }
+}
+
+impl From<MediaPart> for pb::MessageMedia {
+    fn from(part: MediaPart) -> pb::MessageMedia {
+        pb::MessageMedia {
+            id: part.id,
+            r#type: part.media_type.as_str().to_owned(),
+            mime: part.mime,
+            size: part.size,
+            sha256: part.sha256,
+            filename: part.filename,
+        }
+    }
+}
+
+impl TryFrom<pb::MessageMedia> for MediaPart {
+    type Error = String;
+
+    fn try_from(media: pb::MessageMedia) -> Result<MediaPart, String> {
+        let media_type = MediaType::parse(&media.r#type)
+            .ok_or_else(|| format!("{:?} is not a media type", media.r#type))?;
+        Ok(MediaPart {
+            id: media.id,
+            media_type,
+            mime: media.mime,
+            size: media.size,
+            sha256: media.sha256,
+            filename: media.filename,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn photo() -> MediaPart {
+        MediaPart {
+            id: "med_0123456789abcdef0123456789abcdef".into(),
+            media_type: MediaType::Image,
+            mime: "image/png".into(),
+            size: 3,
+            sha256: "ab".repeat(32),
+            filename: None,
+        }
+    }
+
+    #[test]
+    fn texts_stay_as_they_are_and_everything_else_comes_back_whole() {
+        assert_eq!(Content::text("halo").to_stored(), "halo");
+        let cases = [
+            Content::text("halo"),
+            Content::text(""),
+            Content::text("\u{2}{\"text\":\"a trick\"}"),
+            Content {
+                text: "look".into(),
+                media: Some(photo()),
+            },
+            Content {
+                text: String::new(),
+                media: Some(MediaPart {
+                    filename: Some("f.pdf".into()),
+                    ..photo()
+                }),
+            },
+        ];
+        for content in cases {
+            assert_eq!(Content::from_stored(&content.to_stored()), content);
+        }
+        // A stored string that merely starts with the marker is a text.
+        assert_eq!(Content::from_stored("\u{2}oops").text, "\u{2}oops");
+    }
+
+    #[test]
+    fn media_crosses_the_wire_and_back() {
+        let wire = pb::MessageMedia::from(photo());
+        assert_eq!(wire.r#type, "image");
+        assert_eq!(MediaPart::try_from(wire).unwrap(), photo());
+        let bad = pb::MessageMedia {
+            r#type: "gif".into(),
+            ..pb::MessageMedia::from(photo())
+        };
+        assert!(MediaPart::try_from(bad).is_err());
+    }
+}
