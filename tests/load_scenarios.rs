@@ -218,3 +218,24 @@ async fn a_webhooks_run_through_a_failing_receiver_and_a_kill_loses_nothing() {
     assert_eq!(fields["bad_signatures"], 0, "{fields:?}");
     assert!(fields["killed"].is_string(), "{fields:?}");
 }
+
+/// A small file through a one-node cluster: uploaded, delivered and downloaded with the
+/// same SHA-256, and each process's memory read (the figure itself is a benchmark's,
+/// in release: BENCHMARKS.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_file_goes_through_a_cluster_whole() {
+    let report = wafleet_load::scenario::media::run(wafleet_load::scenario::media::MediaOptions {
+        size_mb: 4,
+        nodes: 1,
+        wafleet: env!("CARGO_BIN_EXE_wafleet").into(),
+        plot: None,
+    })
+    .await
+    .unwrap();
+    let fields = &report.fields;
+    assert_eq!(fields["scenario"], "media");
+    assert_eq!(fields["sha256_ok"], true, "{fields:?}");
+    for process in ["gateway", "node-1"] {
+        assert!(fields["rss_rise_mb"][process].is_number(), "{fields:?}");
+    }
+}

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use wafleet_load::scenario::{
-    self, failover::FailoverOptions, idle::IdleOptions, plot, routing::RoutingOptions,
-    sse::SseOptions, throughput::ThroughputOptions, webhooks::WebhooksOptions,
+    self, failover::FailoverOptions, idle::IdleOptions, media::MediaOptions, plot,
+    routing::RoutingOptions, sse::SseOptions, throughput::ThroughputOptions,
+    webhooks::WebhooksOptions,
 };
 
 #[derive(Debug, Parser)]
@@ -170,6 +171,22 @@ enum Scenario {
         #[arg(long)]
         plot: Option<PathBuf>,
     },
+    /// One large file uploaded, sent to a simulated phone and downloaded again: what it
+    /// costs each process in resident memory, and how long each step takes.
+    Media {
+        /// The file's size in MB (MiB).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=2048))]
+        size_mb: u64,
+        /// Cluster nodes behind a gateway; 0: one standalone process.
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        /// The wafleet binary (default: the one next to this binary).
+        #[arg(long)]
+        wafleet: Option<PathBuf>,
+        /// Where to write the plot (default: wafleet-load-media.svg).
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
     /// N SSE streams (`GET /v1/events`) held on one gateway (a standalone process, or a
     /// cluster's gateway with --nodes K) while the devices get messages: the gateway's
     /// memory per stream, and event latency p50/p99 over every stream and event.
@@ -283,6 +300,20 @@ async fn main() -> anyhow::Result<()> {
                 wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
                 sims: sims.map(|n| n as usize),
                 plot: Some(plot.unwrap_or_else(|| plot::default_path("webhooks"))),
+            })
+            .await?
+        }
+        Scenario::Media {
+            size_mb,
+            nodes,
+            wafleet,
+            plot,
+        } => {
+            scenario::media::run(MediaOptions {
+                size_mb,
+                nodes,
+                wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
+                plot: Some(plot.unwrap_or_else(|| plot::default_path("media"))),
             })
             .await?
         }

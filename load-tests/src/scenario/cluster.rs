@@ -145,6 +145,10 @@ pub struct GatewayProcess {
 }
 
 impl GatewayProcess {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Writes a config into `dir` (`{name}.toml`), starts a gateway with the admin key
     /// of the scenarios (seeded with the node cluster addresses `seeds`; `node` gives
     /// the shared store and redis), and waits until it hears `members` live nodes.

@@ -27,6 +27,8 @@
 //!   lifted, and their latencies, on a standalone process or a cluster.
 //! - [`webhooks`]: inbound messages to devices with webhooks, a failing receiver and a
 //!   `kill -9`: delivery rate and latency, lost, duplicated, out of order.
+//! - [`media`]: one large file uploaded, sent to a phone and downloaded again: the
+//!   resident memory it costs each process, and the times.
 //! - [`sse`]: N event streams held on one gateway while devices emit events: memory
 //!   per stream, event latency over every stream.
 //! - [`receiver`]: a webhook receiver on 127.0.0.1 that records and can fail.
@@ -37,6 +39,7 @@ pub mod cluster;
 pub mod event_watch;
 pub mod failover;
 pub mod idle;
+pub mod media;
 pub mod pairing;
 pub mod plot;
 pub mod process;

@@ -79,6 +79,28 @@ impl Target {
         }
     }
 
+    /// The wafleet processes (not the simulators nor redis), named `standalone`,
+    /// `gateway` and the nodes' names, with their pids.
+    pub(crate) fn processes(&self) -> Vec<(String, u32)> {
+        match self {
+            Target::Standalone { app, .. } => app
+                .pid()
+                .map(|pid| ("standalone".to_owned(), pid))
+                .into_iter()
+                .collect(),
+            Target::Cluster { gateway, nodes, .. } => gateway
+                .pid()
+                .map(|pid| ("gateway".to_owned(), pid))
+                .into_iter()
+                .chain(
+                    nodes
+                        .iter()
+                        .filter_map(|node| node.pid().map(|pid| (node.name.clone(), pid))),
+                )
+                .collect(),
+        }
+    }
+
     pub(crate) fn describe(&self) -> String {
         match self {
             Target::Standalone { .. } => "standalone (simulator in process)".to_owned(),

@@ -447,7 +447,10 @@ mod tests {
             let stored = stored.concat();
             for at in [0, 30_000, 89_000] {
                 let plain = &data[at..at + 64];
-                assert!(!stored.windows(64).any(|w| w == plain), "bytes at {at} in clear");
+                assert!(
+                    !stored.windows(64).any(|w| w == plain),
+                    "bytes at {at} in clear"
+                );
             }
             assert!(!stored.windows(9).any(|w| w == b"photo.png"));
         }
