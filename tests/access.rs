@@ -12,6 +12,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const ACME_PHONE: &str = "6281111111111";
+/// A contact in acme's contact book.
+const ACME_CONTACT: &str = "6281111111199";
 
 struct Caller<'a> {
     wafleet: &'a Standalone,
@@ -102,6 +104,14 @@ async fn two_tenants(wafleet: &Standalone) -> TwoTenants {
         .await;
     assert_eq!(sent.status(), StatusCode::ACCEPTED);
     let sent: Value = sent.json().await.unwrap();
+    let contact = json!({"phone": ACME_CONTACT, "name": "acme buyer", "tags": ["acme-vip"]});
+    created(
+        acme_caller
+            .send(Method::POST, "/v1/contacts", Some(contact))
+            .await,
+        "contact",
+    )
+    .await;
     TwoTenants {
         acme_key: acme_caller.key,
         acme_key_id: acme["id"].as_str().unwrap().to_owned(),
@@ -111,7 +121,14 @@ async fn two_tenants(wafleet: &Standalone) -> TwoTenants {
 }
 
 /// What would show that a body leaked acme's data.
-const ACME_MARKS: [&str; 4] = ["acme-1", "ACME", ACME_PHONE, "acme secret text"];
+const ACME_MARKS: [&str; 6] = [
+    "acme-1",
+    "ACME",
+    ACME_PHONE,
+    "acme secret text",
+    "acme buyer",
+    "acme-vip",
+];
 
 fn leaks(body: &str) -> Option<&'static str> {
     ACME_MARKS.into_iter().find(|mark| body.contains(mark))
@@ -180,6 +197,8 @@ async fn no_route_lets_a_tenant_reach_another_tenants_data() {
                         &setup.acme_key_id
                     } else if path.starts_with("/v1/users") {
                         "acme-boss"
+                    } else if path.starts_with("/v1/contacts") {
+                        ACME_CONTACT
                     } else {
                         "acme-1"
                     },
@@ -241,6 +260,17 @@ async fn no_route_lets_a_tenant_reach_another_tenants_data() {
         .await
         .unwrap();
     assert_eq!(listed["devices"].as_array().unwrap().len(), 1, "{listed}");
+    let contact: Value = acme
+        .send(Method::GET, &format!("/v1/contacts/{ACME_CONTACT}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        contact["tags"],
+        json!(["acme-vip"]),
+        "the walk changed none of acme's contacts: {contact}"
+    );
     // The walk may have made globex devices (a compatibility create needs no body).
     let own: Value = globex
         .send(Method::GET, "/v1/devices", None)

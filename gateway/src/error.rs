@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use wafleet_node::FleetError;
 use wafleet_node::access::Denied;
 use wafleet_node::access::directory::AccessError;
+use wafleet_node::contacts::ContactError;
 use wafleet_node::store::StoreError;
 
 /// Every failure an API client can see.
@@ -27,6 +28,9 @@ pub enum ApiError {
     Refused { code: &'static str, message: String },
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// A body with more items than one request takes (413).
+    #[error("{message}")]
+    TooMany { code: &'static str, message: String },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("missing or invalid API key")]
@@ -94,7 +98,9 @@ impl ApiError {
             ApiError::Unprocessable(_) | ApiError::Refused { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } | ApiError::TooMany { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -114,6 +120,7 @@ impl ApiError {
             | ApiError::NotFound { code, .. }
             | ApiError::Conflict { code, .. }
             | ApiError::Refused { code, .. }
+            | ApiError::TooMany { code, .. }
             | ApiError::RateLimited { code, .. } => code,
             ApiError::MalformedJson(_) => "invalid_json",
             ApiError::Unprocessable(_) => "invalid_body",
@@ -199,6 +206,23 @@ impl From<AccessError> for ApiError {
                 retry_after_ms: retry_after.as_millis().max(1) as i64,
             },
             AccessError::Store(error) => FleetError::Store(error).into(),
+        }
+    }
+}
+
+impl From<ContactError> for ApiError {
+    fn from(error: ContactError) -> ApiError {
+        match error {
+            ContactError::Invalid { code, message } => ApiError::Invalid { code, message },
+            too_many @ ContactError::TooMany { .. } => ApiError::TooMany {
+                code: "too_many_contacts",
+                message: too_many.to_string(),
+            },
+            ContactError::NotFound(phone) => ApiError::NotFound {
+                code: "contact_not_found",
+                what: format!("contact {phone}"),
+            },
+            ContactError::Store(error) => FleetError::Store(error).into(),
         }
     }
 }

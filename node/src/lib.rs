@@ -11,6 +11,8 @@
 //!   gateway and node both use.
 //! - [`outbox`], [`settings`]: the rules for accepting a message and for the shared
 //!   settings (the trust-level table), each written once.
+//! - [`contacts`]: the tenants' contact books ([`contacts::ContactBook`]) and their
+//!   rules; [`phone`]: the one rule of a phone number.
 //! - [`device`]: the device actor, one file per concern (status machine, connecting,
 //!   outbox, inbound, its limiter child), [`device::supervisor`] (tree below), and the
 //!   registry of the devices running on the node and their limiters.
@@ -58,6 +60,7 @@ pub mod catalog;
 mod census;
 pub mod clock;
 pub mod cluster;
+pub mod contacts;
 pub mod context;
 pub mod device;
 pub mod egress;
@@ -69,6 +72,7 @@ pub mod media;
 pub mod metrics;
 pub mod open_files;
 pub mod outbox;
+pub mod phone;
 pub mod process;
 pub mod seal;
 pub mod settings;
