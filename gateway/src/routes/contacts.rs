@@ -150,6 +150,15 @@ impl From<Imported> for ImportResult {
     }
 }
 
+/// The answer of `POST /v1/contacts`: the contact saved (one), or what an import did
+/// (many).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SaveAnswer {
+    One(ContactDto),
+    Many(ImportResult),
+}
+
 /// A tag and how many contacts have it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TagDto {
@@ -189,7 +198,8 @@ pub struct BookParams {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ContactsQuery {
-    /// As in every contact route.
+    /// The tenant whose book (an admin of every tenant; default `default`). Others
+    /// work on their own tenant's, which they may name.
     #[param(pattern = "^[a-zA-Z0-9_.@-]{1,64}$")]
     pub tenant: Option<String>,
     /// Only the contacts with this tag (any case).
@@ -208,7 +218,8 @@ pub struct ContactsQuery {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct TagsQuery {
-    /// As in every contact route.
+    /// The tenant whose book (an admin of every tenant; default `default`). Others
+    /// work on their own tenant's, which they may name.
     #[param(pattern = "^[a-zA-Z0-9_.@-]{1,64}$")]
     pub tenant: Option<String>,
     /// 1 to 500, default 50.
@@ -275,7 +286,7 @@ with it when the phone was saved already (its name replaced, its tags too when g
     responses(
         (status = 201, description = "a new contact", body = ContactDto),
         (status = 200, description = "a contact updated (one), or what an import did (many)",
-            content((ContactDto), (ImportResult))),
+            body = SaveAnswer),
         (status = 400, description = "a value breaks a rule: `invalid_phone`, `invalid_name`, `invalid_tag`, \
 `too_many_tags` (the message names the contact of an import)", body = ErrorBody),
         (status = 404, description = "`tenant` is not one the caller sees (`tenant_not_found`)", body = ErrorBody),
@@ -287,7 +298,7 @@ pub async fn save_contacts(
     caller: Caller,
     ApiQuery(query): ApiQuery<BookParams>,
     ApiJson(body): ApiJson<Map<String, Value>>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<SaveAnswer>), ApiError> {
     let tenant = book_tenant(&state, &caller, query.tenant).await?;
     let book = state.catalog.contacts();
     let shape = |e: serde_json::Error| ApiError::Unprocessable(e.to_string());
@@ -295,7 +306,7 @@ pub async fn save_contacts(
         let many: ImportContacts = serde_json::from_value(Value::Object(body)).map_err(shape)?;
         let contacts = many.contacts.into_iter().map(NewContact::from).collect();
         let imported = book.import(&tenant, contacts, now_ms()).await?;
-        return Ok((StatusCode::OK, Json(json_of(ImportResult::from(imported))?)));
+        return Ok((StatusCode::OK, Json(SaveAnswer::Many(imported.into()))));
     }
     let one: ContactIn = serde_json::from_value(Value::Object(body)).map_err(shape)?;
     let saved = book.save(&tenant, one.into(), now_ms()).await?;
@@ -304,11 +315,7 @@ pub async fn save_contacts(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(json_of(ContactDto::from(saved.contact))?)))
-}
-
-fn json_of(value: impl Serialize) -> Result<Value, ApiError> {
-    serde_json::to_value(value).map_err(|e| ApiError::Internal(e.to_string()))
+    Ok((status, Json(SaveAnswer::One(saved.contact.into()))))
 }
 
 #[utoipa::path(get, path = "/v1/contacts/{id}", tag = "contacts",
@@ -439,7 +446,12 @@ mod tests {
         let body = &doc["paths"]["/v1/contacts"]["post"]["requestBody"]["content"]["application/json"]
             ["schema"];
         assert_eq!(body["$ref"], "#/components/schemas/SaveContacts");
-        let one_of = schemas["SaveContacts"]["oneOf"].as_array().unwrap();
-        assert_eq!(one_of.len(), 2, "{}", schemas["SaveContacts"]);
+        for answer in ["SaveContacts", "SaveAnswer"] {
+            let one_of = schemas[answer]["oneOf"].as_array().unwrap();
+            assert_eq!(one_of.len(), 2, "{}", schemas[answer]);
+        }
+        let ok = &doc["paths"]["/v1/contacts"]["post"]["responses"]["200"]["content"]
+            ["application/json"]["schema"];
+        assert_eq!(ok["$ref"], "#/components/schemas/SaveAnswer");
     }
 }
