@@ -450,8 +450,8 @@ mod tests {
             let one_of = schemas[answer]["oneOf"].as_array().unwrap();
             assert_eq!(one_of.len(), 2, "{}", schemas[answer]);
         }
-        let ok = &doc["paths"]["/v1/contacts"]["post"]["responses"]["200"]["content"]
-            ["application/json"]["schema"];
+        let ok = &doc["paths"]["/v1/contacts"]["post"]["responses"]["200"]["content"]["application/json"]
+            ["schema"];
         assert_eq!(ok["$ref"], "#/components/schemas/SaveAnswer");
     }
 }
