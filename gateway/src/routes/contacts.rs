@@ -3,8 +3,10 @@
 //! Every route works on one tenant's book: the caller's own, or, for an admin of every
 //! tenant, the one `?tenant=` names (default `default`). A tenant's key that names
 //! another tenant gets `404 tenant_not_found`, as `GET /v1/tenants/{id}` answers it:
-//! another tenant's book is not there for it. The rules of the values (phone, name,
-//! tags) are [`wafleet_node::contacts::rules`].
+//! another tenant's book is not there for it. A key limited to some devices works on
+//! its tenant's book too (contacts belong to the tenant, not to a device). The rules of
+//! the values (phone, name, tags) are [`wafleet_node::contacts::rules`]; every change is
+//! audited by the guard, like any other.
 
 use axum::Json;
 use axum::extract::{FromRequest, Request, State};
