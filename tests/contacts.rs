@@ -188,6 +188,17 @@ async fn a_tenants_contact_book_saves_imports_tags_pages_and_stays_its_own() {
     assert_eq!(vip[0], "6281100000001");
     let (everyone, _) = acme.all_pages("/v1/contacts").await;
     assert_eq!(everyone.len(), 122);
+    // A search: a phone or a name prefix, with a tag or not.
+    let (found, _) = acme.all_pages("/v1/contacts?q=Customer%2011").await;
+    let elevens: Vec<String> = [11].into_iter().chain(110..120).map(phone).collect();
+    assert_eq!(found, elevens);
+    let (found, _) = acme
+        .all_pages("/v1/contacts?q=customer%2011&tag=promo")
+        .await;
+    let even: Vec<String> = (110..120).step_by(2).map(phone).collect();
+    assert_eq!(found, even);
+    let (found, _) = acme.all_pages("/v1/contacts?q=%2B628110").await;
+    assert_eq!(found, ["6281100000001"]);
     let first = acme.get("/v1/contacts?limit=1").await;
     assert_eq!(first["contacts"][0]["phone"], "6281100000001");
     assert_eq!(first["next_cursor"], "6281100000001");
@@ -405,6 +416,7 @@ async fn bad_contact_input_gets_a_clear_error_and_saves_nothing() {
         (Method::GET, "/v1/contacts?limit=501", "invalid_limit"),
         (Method::GET, "/v1/contacts?cursor=abc", "invalid_cursor"),
         (Method::GET, "/v1/contacts?tag=a%20b", "invalid_tag"),
+        (Method::GET, "/v1/contacts?q=%20", "invalid_search"),
         (Method::GET, "/v1/contacts?color=red", "invalid_query"),
         (Method::GET, "/v1/tags?cursor=a%20b", "invalid_cursor"),
     ] {

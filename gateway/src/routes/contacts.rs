@@ -207,6 +207,14 @@ pub struct ContactsQuery {
     /// Only the contacts with this tag (any case).
     #[param(pattern = "^[a-zA-Z0-9_-]{1,32}$")]
     pub tag: Option<String>,
+    /// Only the contacts whose phone starts with these digits (a leading `+` aside) or
+    /// whose name starts with this text (case aside): 1 to 64 characters, not only spaces.
+    #[param(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"[^\t\n\x0B\x0C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
+    pub q: Option<String>,
     /// 1 to 500, default 50.
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
@@ -249,9 +257,9 @@ async fn book_tenant(
 
 #[utoipa::path(get, path = "/v1/contacts", tag = "contacts", params(ContactsQuery),
     description = "The tenant's contacts in phone order, page by page; `?tag=` keeps those with the tag (a \
-campaign's audience, however large, read a page at a time).",
+campaign's audience, however large, read a page at a time), `?q=` those whose phone or name starts with it.",
     responses((status = 200, body = ContactList),
-        (status = 400, description = "a malformed `tag`, `limit` or `cursor`", body = ErrorBody),
+        (status = 400, description = "a malformed `tag`, `q`, `limit` or `cursor`", body = ErrorBody),
         (status = 404, description = "`tenant` is not one the caller sees (`tenant_not_found`)", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn list_contacts(
@@ -267,6 +275,7 @@ pub async fn list_contacts(
         .list(
             &tenant,
             query.tag.as_deref(),
+            query.q.as_deref(),
             query.cursor.as_deref(),
             limit,
         )

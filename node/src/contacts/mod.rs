@@ -156,18 +156,23 @@ impl ContactBook {
             .ok_or(ContactError::NotFound(phone))
     }
 
-    /// A page of `tenant`'s contacts (with `tag`, when given) in phone order, after the
-    /// phone `after`.
+    /// A page of `tenant`'s contacts (with `tag`, and matching the search `q`, when
+    /// given) in phone order, after the phone `after`.
     pub async fn list(
         &self,
         tenant: &str,
         tag: Option<&str>,
+        q: Option<&str>,
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<ContactRecord>, ContactError> {
+        if let Some(q) = q {
+            rules::search(q)?;
+        }
         let query = ContactQuery {
             tenant: tenant.to_owned(),
             tag: tag.map(rules::tag).transpose()?,
+            search: q.map(str::to_owned),
             after: after.map(cursor_phone).transpose()?,
             limit,
         };

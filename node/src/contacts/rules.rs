@@ -17,6 +17,8 @@ pub const TAG_PATTERN: &str = "^[a-zA-Z0-9_-]{1,32}$";
 pub const NAME_MAX_CHARS: usize = 200;
 /// Most contacts one import takes.
 pub const MAX_IMPORT: usize = 1000;
+/// Longest search (`q`), in characters.
+pub const SEARCH_MAX_CHARS: usize = 64;
 
 /// The tag as stored (lower case), if `text` is one.
 pub fn tag(text: &str) -> Result<String, ContactError> {
@@ -60,6 +62,21 @@ pub fn name(name: &str) -> Result<(), ContactError> {
         Err(ContactError::invalid(
             "invalid_name",
             format!("a contact's name is 1 to {NAME_MAX_CHARS} characters, not only spaces"),
+        ))
+    }
+}
+
+/// A search of the contacts (a phone or name prefix, see
+/// [`crate::store::contact::matches`]): 1 to [`SEARCH_MAX_CHARS`] characters, not only
+/// spaces.
+pub fn search(q: &str) -> Result<(), ContactError> {
+    let chars = q.chars().count();
+    if (1..=SEARCH_MAX_CHARS).contains(&chars) && !q.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(ContactError::invalid(
+            "invalid_search",
+            format!("q is 1 to {SEARCH_MAX_CHARS} characters, not only spaces"),
         ))
     }
 }
@@ -120,5 +137,11 @@ mod tests {
         assert_eq!(code(name(" \t").unwrap_err()), "invalid_name");
         assert_eq!(phone("+6281234567890").unwrap(), "6281234567890");
         assert_eq!(code(phone("0812-345").unwrap_err()), "invalid_phone");
+        assert!(search("an").is_ok() && search("+62").is_ok());
+        assert_eq!(code(search(" ").unwrap_err()), "invalid_search");
+        assert_eq!(
+            code(search(&"a".repeat(SEARCH_MAX_CHARS + 1)).unwrap_err()),
+            "invalid_search"
+        );
     }
 }

@@ -47,6 +47,8 @@ pub struct ContactQuery {
     pub tenant: String,
     /// Only contacts with this tag.
     pub tag: Option<String>,
+    /// Only contacts that [`matches`] this search.
+    pub search: Option<String>,
     /// The previous page's last phone.
     pub after: Option<String>,
     pub limit: u32,
@@ -104,6 +106,16 @@ pub fn retagged(existing: &ContactRecord, tags: &[String], now_ms: i64) -> Conta
     }
 }
 
+/// Whether `contact` matches the search `q`: its phone starts with `q`'s digits (a
+/// leading `+` dropped), or its name starts with `q`, case aside (Unicode lower case).
+pub fn matches(q: &str, contact: &ContactRecord) -> bool {
+    let digits = q.strip_prefix('+').unwrap_or(q);
+    let by_phone = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && contact.phone.starts_with(digits);
+    by_phone || contact.name.to_lowercase().starts_with(&q.to_lowercase())
+}
+
 /// A contact's tags as both stores keep them in its row: a JSON array of strings.
 pub(crate) fn tags_text(tags: &[String]) -> String {
     serde_json::Value::from(tags.to_vec()).to_string()
@@ -159,6 +171,10 @@ mod tests {
             (renamed.contact.created_at_ms, renamed.contact.updated_at_ms),
             (10, 20)
         );
+
+        let found = |q: &str| matches(q, &renamed.contact);
+        assert!(found("628") && found("+6281") && found("ani") && found("ANI S"));
+        assert!(!found("6282") && !found("ni") && !found("+ani"));
 
         let text = tags_text(&renamed.contact.tags);
         assert_eq!(text, r#"["b","vip"]"#);

@@ -36,9 +36,21 @@ async fn list(
     after: Option<&str>,
     limit: u32,
 ) -> Vec<ContactRecord> {
+    search(store, tenant, tag, None, after, limit).await
+}
+
+async fn search(
+    store: &dyn Store,
+    tenant: &str,
+    tag: Option<&str>,
+    q: Option<&str>,
+    after: Option<&str>,
+    limit: u32,
+) -> Vec<ContactRecord> {
     let query = ContactQuery {
         tenant: tenant.to_owned(),
         tag: tag.map(str::to_owned),
+        search: q.map(str::to_owned),
         after: after.map(str::to_owned),
         limit,
     };
@@ -172,6 +184,30 @@ pub async fn check_contact_book(store: &dyn Store) {
         "a listing by tag has the contact as it is now"
     );
     assert_eq!(all_pages(store, &t1, Some("b"), 1).await, [a, d]);
+    // Searches: a phone prefix (`+` or not) or a name prefix, case aside; with a tag,
+    // and paged.
+    let t1_ref = t1.as_str();
+    let found = |q: &'static str, tag: Option<&'static str>| async move {
+        phones(&search(store, t1_ref, tag, Some(q), None, 10).await)
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(found("62811", None).await, [a, b, c, d]);
+    assert_eq!(found("+6281100000003", None).await, [c]);
+    assert_eq!(found("bU", None).await, [b]);
+    assert_eq!(found("d", None).await, [d], "Dewi S");
+    assert_eq!(found("ani", Some("vip")).await, [a]);
+    assert!(found("citra", Some("b")).await.is_empty());
+    assert!(
+        found("ni", None).await.is_empty(),
+        "a prefix, not a substring"
+    );
+    assert_eq!(
+        phones(&search(store, &t1, None, Some("6281"), Some(a), 2).await),
+        [b, c],
+        "a search pages like a listing"
+    );
     assert!(
         list(store, &t1, Some("a"), None, 10).await.is_empty(),
         "d left tag a"
@@ -266,6 +302,22 @@ pub async fn check_contact_bulk(store: &dyn Store) {
     assert_eq!(
         tags(store, &tenant).await,
         counts(&[("audience", 75), ("third", 25)])
+    );
+    let found = search(
+        store,
+        &tenant,
+        Some("third"),
+        Some("CONTACT 62812"),
+        None,
+        500,
+    )
+    .await;
+    assert_eq!(found.len(), 25, "a name search with a tag");
+    let last = search(store, &tenant, None, Some(&all[74]), None, 5).await;
+    assert_eq!(
+        phones(&last),
+        [all[74].as_str()],
+        "the last contact, found by phone"
     );
     let first = list(store, &tenant, Some("audience"), None, 1).await;
     assert_eq!(first[0].name, "renamed", "the later upsert of a phone wins");

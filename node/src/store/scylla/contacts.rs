@@ -10,6 +10,9 @@
 //!   the tag or the book (no index to join, no row read twice);
 //! - the tag counts are exact and read as a slice too (a few rows per page), never
 //!   counted over the contacts;
+//! - a search (`ContactQuery::search`, a phone or name prefix) reads the slice from the
+//!   cursor until it has a page of matches: a rare name in a large book reads much of
+//!   it (narrow it with a tag);
 //! - every change of a contact (its row, its copies, the counts) is one conditional
 //!   batch of that partition, which ScyllaDB applies whole and isolated: a reader never
 //!   sees a copy that disagrees with its contact.
@@ -51,6 +54,8 @@ const COUNT: &str = "n";
 
 /// Most contacts one conditional batch writes (a contact with 20 tags is 21 rows).
 pub(super) const CONTACT_BATCH: usize = 16;
+/// Rows read at once by a listing that searches (and so drops rows).
+pub(super) const SEARCH_PAGE: u32 = 500;
 
 type Part = (&'static Statement, Vec<Bound>);
 
@@ -317,34 +322,50 @@ pub(super) async fn delete(
     Ok(done.pop().is_some_and(|(before, _)| before.is_some()))
 }
 
+/// A page of [`ContactQuery`]: one read of `limit` rows from the cursor; with a search,
+/// reads of [`SEARCH_PAGE`] rows from the cursor until `limit` of them match
+/// ([`contact::matches`]) or the slice ends.
 pub(super) async fn list(
     store: &ScyllaStore,
     query: &ContactQuery,
 ) -> Result<Vec<ContactRecord>, StoreError> {
-    if query.limit == 0 {
-        return Ok(Vec::new());
-    }
+    let limit = query.limit as usize;
     let (kind, tag) = match &query.tag {
         Some(tag) => (COPY, tag.as_str()),
         None => (CONTACT, ""),
     };
-    let s = &st::LIST_CONTACT_ROWS;
-    let mut values = row_key(
-        &query.tenant,
-        kind,
-        tag,
-        query.after.as_deref().unwrap_or(""),
-    );
-    values.push(("limit", st::int(limit_of(query.limit))));
-    store
-        .rows(s, s.bind(values))
-        .await?
-        .iter()
-        .map(|row| {
+    let page = match query.search {
+        None => query.limit,
+        Some(_) => SEARCH_PAGE,
+    };
+    let mut after = query.after.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    while out.len() < limit {
+        let s = &st::LIST_CONTACT_ROWS;
+        let mut values = row_key(&query.tenant, kind, tag, &after);
+        values.push(("limit", st::int(limit_of(page))));
+        let found = store.rows(s, s.bind(values)).await?;
+        let read = found.len();
+        for row in &found {
             let phone = rows::text(row, 0, "contact phone")?;
-            contact_of(&query.tenant, phone, row, 1)
-        })
-        .collect()
+            after.clone_from(&phone);
+            let contact = contact_of(&query.tenant, phone, row, 1)?;
+            if query
+                .search
+                .as_deref()
+                .is_none_or(|q| contact::matches(q, &contact))
+            {
+                out.push(contact);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        if read < page as usize {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 pub(super) async fn tag_counts(

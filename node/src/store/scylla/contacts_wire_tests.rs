@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::contacts::CONTACT_BATCH;
+use super::contacts::{CONTACT_BATCH, SEARCH_PAGE};
 use super::fake_node::FakeNode;
 use super::fake_tables::FakeTables;
 use super::proxy_tests::{KEYSPACE, connect};
@@ -79,6 +79,7 @@ async fn a_bulk_upsert_is_one_batch_per_chunk_and_a_page_by_tag_one_read() {
         .list_contacts(&ContactQuery {
             tenant: "t".into(),
             tag: Some("b".into()),
+            search: None,
             after: Some(contacts[9].phone.clone()),
             limit: 20,
         })
@@ -105,6 +106,40 @@ async fn a_bulk_upsert_is_one_batch_per_chunk_and_a_page_by_tag_one_read() {
         tables.lock().expect("tables").rows("contacts"),
         n * 3 + 2 - 2 + 1 + 1,
         "two copies gone, one added, a count for c"
+    );
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_reads_on_past_a_page_of_rows_that_do_not_match() {
+    let (node, _tables) = start().await;
+    let store = connect(&node, Duration::from_secs(5)).await;
+    let n = SEARCH_PAGE as usize + 10;
+    let mut contacts: Vec<ContactUpsert> = (0..n)
+        .map(|i| tagged(format!("62814{i:08}"), &[]))
+        .collect();
+    contacts[n - 1].name = "Zahra".into();
+    store
+        .upsert_contacts("t", &contacts, 1)
+        .await
+        .expect("bulk");
+    let reads = node.count(&st::LIST_CONTACT_ROWS);
+    let found = store
+        .list_contacts(&ContactQuery {
+            tenant: "t".into(),
+            tag: None,
+            search: Some("zah".into()),
+            after: None,
+            limit: 10,
+        })
+        .await
+        .expect("search");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].phone, contacts[n - 1].phone);
+    assert_eq!(
+        node.count(&st::LIST_CONTACT_ROWS),
+        reads + 2,
+        "a full page without a match, then the rest"
     );
     node.stop().await;
 }

@@ -139,26 +139,44 @@ pub(super) fn delete(conn: &Connection, tenant: &str, phone: &str) -> Result<boo
         .map_err(db_error)
 }
 
+/// A page of [`ContactQuery`]: a seek and `limit` rows; with a search, the rows from
+/// the seek on are read until `limit` of them match (the search is
+/// [`contact::matches`], the same rule as every store's).
 pub(super) fn list(
     conn: &Connection,
     query: &ContactQuery,
 ) -> Result<Vec<ContactRecord>, StoreError> {
     let after = query.after.as_deref().unwrap_or("");
-    let limit = i64::from(query.limit);
-    match &query.tag {
-        None => query_all(
-            conn,
-            LIST_CONTACTS,
-            params![query.tenant, after, limit],
-            contact_from_row,
-        ),
-        Some(tag) => query_all(
-            conn,
-            LIST_CONTACTS_WITH_TAG,
-            params![query.tenant, tag, after, limit],
-            contact_from_row,
-        ),
+    // SQLite reads a negative LIMIT as none.
+    let limit = match query.search {
+        None => i64::from(query.limit),
+        Some(_) => -1,
+    };
+    let mut stmt = match &query.tag {
+        None => conn.prepare_cached(LIST_CONTACTS),
+        Some(_) => conn.prepare_cached(LIST_CONTACTS_WITH_TAG),
     }
+    .map_err(db_error)?;
+    let mut rows = match &query.tag {
+        None => stmt.query(params![query.tenant, after, limit]),
+        Some(tag) => stmt.query(params![query.tenant, tag, after, limit]),
+    }
+    .map_err(db_error)?;
+    let mut out = Vec::new();
+    while out.len() < query.limit as usize {
+        let Some(row) = rows.next().map_err(db_error)? else {
+            break;
+        };
+        let contact = contact_from_row(row)?;
+        if query
+            .search
+            .as_deref()
+            .is_none_or(|q| contact::matches(q, &contact))
+        {
+            out.push(contact);
+        }
+    }
+    Ok(out)
 }
 
 pub(super) fn tag_counts(
