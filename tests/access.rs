@@ -94,6 +94,14 @@ async fn two_tenants(wafleet: &Standalone) -> TwoTenants {
         device["tenant"], "acme",
         "a tenant key's device is the tenant's"
     );
+    let contact = json!({"phone": ACME_CONTACT, "name": "acme buyer", "tags": ["acme-vip"]});
+    created(
+        acme_caller
+            .send(Method::POST, "/v1/contacts", Some(contact))
+            .await,
+        "contact",
+    )
+    .await;
     wafleet.start_and_pair("acme-1", ACME_PHONE).await;
     let sent = acme_caller
         .send(
@@ -104,14 +112,6 @@ async fn two_tenants(wafleet: &Standalone) -> TwoTenants {
         .await;
     assert_eq!(sent.status(), StatusCode::ACCEPTED);
     let sent: Value = sent.json().await.unwrap();
-    let contact = json!({"phone": ACME_CONTACT, "name": "acme buyer", "tags": ["acme-vip"]});
-    created(
-        acme_caller
-            .send(Method::POST, "/v1/contacts", Some(contact))
-            .await,
-        "contact",
-    )
-    .await;
     TwoTenants {
         acme_key: acme_caller.key,
         acme_key_id: acme["id"].as_str().unwrap().to_owned(),
@@ -191,14 +191,14 @@ async fn no_route_lets_a_tenant_reach_another_tenants_data() {
                 .replace("{event_id}", "acme-event")
                 .replace(
                     "{id}",
-                    if path.starts_with("/v1/tenants") {
+                    if path.starts_with("/v1/contacts") {
+                        ACME_CONTACT
+                    } else if path.starts_with("/v1/tenants") {
                         "acme"
                     } else if path.starts_with("/v1/keys") {
                         &setup.acme_key_id
                     } else if path.starts_with("/v1/users") {
                         "acme-boss"
-                    } else if path.starts_with("/v1/contacts") {
-                        ACME_CONTACT
                     } else {
                         "acme-1"
                     },

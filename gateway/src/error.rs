@@ -8,7 +8,6 @@ use utoipa::ToSchema;
 use wafleet_node::FleetError;
 use wafleet_node::access::Denied;
 use wafleet_node::access::directory::AccessError;
-use wafleet_node::contacts::ContactError;
 use wafleet_node::store::StoreError;
 
 /// Every failure an API client can see.
@@ -28,9 +27,6 @@ pub enum ApiError {
     Refused { code: &'static str, message: String },
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
-    /// A body with more items than one request takes (413).
-    #[error("{message}")]
-    TooMany { code: &'static str, message: String },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("missing or invalid API key")]
@@ -45,6 +41,9 @@ pub enum ApiError {
     /// The resource is not in a state that allows this: 409.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// A body with more items than one request takes: 413.
+    #[error("{message}")]
+    TooMany { code: &'static str, message: String },
     #[error("{0}")]
     Unavailable(String),
     #[error("the device did not answer in time")]
@@ -98,15 +97,14 @@ impl ApiError {
             ApiError::Unprocessable(_) | ApiError::Refused { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ApiError::PayloadTooLarge { .. } | ApiError::TooMany { .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::TooMany { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -210,8 +208,9 @@ impl From<AccessError> for ApiError {
     }
 }
 
-impl From<ContactError> for ApiError {
-    fn from(error: ContactError) -> ApiError {
+impl From<wafleet_node::contacts::ContactError> for ApiError {
+    fn from(error: wafleet_node::contacts::ContactError) -> ApiError {
+        use wafleet_node::contacts::ContactError;
         match error {
             ContactError::Invalid { code, message } => ApiError::Invalid { code, message },
             too_many @ ContactError::TooMany { .. } => ApiError::TooMany {
