@@ -12,6 +12,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const ACME_PHONE: &str = "6281111111111";
+/// A contact in acme's contact book.
+const ACME_CONTACT: &str = "6281111111199";
 
 struct Caller<'a> {
     wafleet: &'a Standalone,
@@ -94,6 +96,14 @@ async fn two_tenants(wafleet: &Standalone) -> TwoTenants {
         device["tenant"], "acme",
         "a tenant key's device is the tenant's"
     );
+    let contact = json!({"phone": ACME_CONTACT, "name": "acme buyer", "tags": ["acme-vip"]});
+    created(
+        acme_caller
+            .send(Method::POST, "/v1/contacts", Some(contact))
+            .await,
+        "contact",
+    )
+    .await;
     wafleet.start_and_pair("acme-1", ACME_PHONE).await;
     let sent = acme_caller
         .send(
@@ -125,7 +135,14 @@ async fn two_tenants(wafleet: &Standalone) -> TwoTenants {
 }
 
 /// What would show that a body leaked acme's data.
-const ACME_MARKS: [&str; 4] = ["acme-1", "ACME", ACME_PHONE, "acme secret text"];
+const ACME_MARKS: [&str; 6] = [
+    "acme-1",
+    "ACME",
+    ACME_PHONE,
+    "acme secret text",
+    "acme buyer",
+    "acme-vip",
+];
 
 fn leaks(body: &str) -> Option<&'static str> {
     ACME_MARKS.into_iter().find(|mark| body.contains(mark))
@@ -188,7 +205,9 @@ async fn no_route_lets_a_tenant_reach_another_tenants_data() {
                 .replace("{event_id}", "acme-event")
                 .replace(
                     "{id}",
-                    if path.starts_with("/v1/tenants") {
+                    if path.starts_with("/v1/contacts") {
+                        ACME_CONTACT
+                    } else if path.starts_with("/v1/tenants") {
                         "acme"
                     } else if path.starts_with("/v1/keys") {
                         &setup.acme_key_id
@@ -257,6 +276,17 @@ async fn no_route_lets_a_tenant_reach_another_tenants_data() {
         .await
         .unwrap();
     assert_eq!(listed["devices"].as_array().unwrap().len(), 1, "{listed}");
+    let contact: Value = acme
+        .send(Method::GET, &format!("/v1/contacts/{ACME_CONTACT}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        contact["tags"],
+        json!(["acme-vip"]),
+        "the walk changed none of acme's contacts: {contact}"
+    );
     // The walk may have made globex devices (a compatibility create needs no body).
     let own: Value = globex
         .send(Method::GET, "/v1/devices", None)

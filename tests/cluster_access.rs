@@ -1,6 +1,6 @@
 //! Keys across the gateways of a cluster: a key made on one gateway works on another,
-//! another tenant's device is hidden there too, and a key revoked through one gateway is
-//! refused by the other within 2 s.
+//! another tenant's device (and contact book) is hidden there too, and a key revoked
+//! through one gateway is refused by the other within 2 s.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -115,6 +115,48 @@ async fn a_key_revoked_through_one_gateway_is_refused_by_another_within_2_s() {
     )
     .await;
     assert_eq!(start.status(), 404);
+
+    // A contact saved through one gateway is read through the other; globex sees none.
+    let saved = send(
+        &http,
+        Method::POST,
+        format!("{one}/v1/contacts?tenant=acme"),
+        ADMIN_KEY,
+        Some(json!({"phone": "6281200000077", "name": "acme buyer", "tags": ["vip"]})),
+    )
+    .await;
+    assert_eq!(saved.status(), 201);
+    let listed: Value = send(
+        &http,
+        Method::GET,
+        format!("{two}/v1/contacts?tenant=acme&tag=vip"),
+        ADMIN_KEY,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(listed["contacts"][0]["name"], "acme buyer", "{listed}");
+    let theirs: Value = send(&http, Method::GET, format!("{two}/v1/contacts"), key, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        theirs["contacts"],
+        json!([]),
+        "globex sees none of acme's contacts"
+    );
+    let hidden = send(
+        &http,
+        Method::GET,
+        format!("{two}/v1/contacts/6281200000077"),
+        key,
+        None,
+    )
+    .await;
+    assert_eq!(hidden.status(), 404);
 
     let revoked = send(
         &http,

@@ -42,6 +42,9 @@ pub enum ApiError {
     /// The resource is not in a state that allows this: 409.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// A body with more items than one request takes: 413.
+    #[error("{message}")]
+    TooMany { code: &'static str, message: String },
     #[error("{0}")]
     Unavailable(String),
     #[error("the device did not answer in time")]
@@ -102,6 +105,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::TooMany { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -115,6 +119,7 @@ impl ApiError {
             | ApiError::NotFound { code, .. }
             | ApiError::Conflict { code, .. }
             | ApiError::Refused { code, .. }
+            | ApiError::TooMany { code, .. }
             | ApiError::RateLimited { code, .. } => code,
             ApiError::MalformedJson(_) => "invalid_json",
             ApiError::Unprocessable(_) => "invalid_body",
@@ -200,6 +205,24 @@ impl From<AccessError> for ApiError {
                 retry_after_ms: retry_after.as_millis().max(1) as i64,
             },
             AccessError::Store(error) => FleetError::Store(error).into(),
+        }
+    }
+}
+
+impl From<wafleet_node::contacts::ContactError> for ApiError {
+    fn from(error: wafleet_node::contacts::ContactError) -> ApiError {
+        use wafleet_node::contacts::ContactError;
+        match error {
+            ContactError::Invalid { code, message } => ApiError::Invalid { code, message },
+            too_many @ ContactError::TooMany { .. } => ApiError::TooMany {
+                code: "too_many_contacts",
+                message: too_many.to_string(),
+            },
+            ContactError::NotFound(phone) => ApiError::NotFound {
+                code: "contact_not_found",
+                what: format!("contact {phone}"),
+            },
+            ContactError::Store(error) => FleetError::Store(error).into(),
         }
     }
 }

@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
         (name = "limits", description = "Rate limits and trust levels"),
         (name = "compatibility", description = "Routes of the original product's account management"),
         (name = "access", description = "Tenants, API keys, users, login and the audit log"),
+        (name = "contacts", description = "The tenant's contact book: saved contacts and their tags"),
     )
 )]
 struct ApiDoc;

@@ -18,20 +18,11 @@ pub fn device_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Phone numbers: digits with the country code, 8 to 15 of them (a leading `+` is
-/// dropped). Returns the digits.
+/// Phone numbers: [`wafleet_node::phone::digits`] (digits with the country code, 8 to 15
+/// of them; a leading `+` is dropped). Returns the digits.
 pub fn phone(phone: &str) -> Result<String, ApiError> {
-    let digits = phone.strip_prefix('+').unwrap_or(phone);
-    if (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(digits.to_owned())
-    } else {
-        Err(ApiError::invalid(
-            "invalid_phone",
-            format!(
-                "{phone:?} is not a phone number: use 8 to 15 digits with the country code, like 6281234567890"
-            ),
-        ))
-    }
+    wafleet_node::phone::digits(phone)
+        .map_err(|e| ApiError::invalid("invalid_phone", e.to_string()))
 }
 
 /// Device names: 1 to 128 characters.

@@ -52,6 +52,11 @@ impl Catalog {
         &self.store
     }
 
+    /// The tenants' contact books, over the same store.
+    pub fn contacts(&self) -> crate::contacts::ContactBook {
+        crate::contacts::ContactBook::new(self.store.clone())
+    }
+
     /// Stores a new device, `STOPPED`. It needs no node: any process with the store can
     /// create (a gateway does, whatever the state of the device's future owner).
     pub async fn create_device(&self, new: NewDevice) -> Result<DeviceRecord, FleetError> {

@@ -12,6 +12,8 @@
 //! - [`content`]: what a message says (its text, and a media file) as one stored text.
 //! - [`outbox`], [`settings`]: the rules for accepting a message and for the shared
 //!   settings (the trust-level table), each written once.
+//! - [`contacts`]: the tenants' contact books ([`contacts::ContactBook`]) and their
+//!   rules; [`phone`]: the one rule of a phone number.
 //! - [`device`]: the device actor, one file per concern (status machine, connecting,
 //!   outbox, inbound, its limiter child), [`device::supervisor`] (tree below), and the
 //!   registry of the devices running on the node and their limiters.
@@ -59,6 +61,7 @@ pub mod catalog;
 mod census;
 pub mod clock;
 pub mod cluster;
+pub mod contacts;
 pub mod content;
 pub mod context;
 pub mod device;
@@ -71,6 +74,7 @@ pub mod media;
 pub mod metrics;
 pub mod open_files;
 pub mod outbox;
+pub mod phone;
 pub mod process;
 pub mod seal;
 pub mod settings;

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod chats;
 pub mod compat;
+pub mod contacts;
 pub mod devices;
 pub mod events;
 pub mod keys;
@@ -40,6 +41,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .merge(keys::router())
         .merge(users::router())
         .merge(audit::router())
+        .merge(contacts::router())
 }
 
 /// The documented routes that need no key (login).

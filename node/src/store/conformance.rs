@@ -18,10 +18,12 @@ use uuid::Uuid;
 use wafleet_cluster_config::shard_of;
 
 mod access;
+mod contacts;
 mod deliveries;
 mod message_log;
 
 pub use self::access::{check_access_directory, check_audit_log, check_tenant_devices};
+pub use self::contacts::{check_contact_book, check_contact_bulk};
 pub use self::deliveries::{
     check_delivery_append_and_order, check_delivery_attempts_and_replay,
     check_delivery_devices_backlog_prune, check_patch_device_recording,
@@ -59,6 +61,8 @@ pub async fn run_all(store: &dyn Store) {
     check_access_directory(store).await;
     check_audit_log(store).await;
     check_tenant_devices(store).await;
+    check_contact_book(store).await;
+    check_contact_bulk(store).await;
     check_delivery_append_and_order(store).await;
     check_delivery_attempts_and_replay(store).await;
     check_delivery_devices_backlog_prune(store).await;

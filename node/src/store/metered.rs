@@ -11,10 +11,11 @@ use async_trait::async_trait;
 
 use super::{
     AccessKind, AccessQuery, AccessRecord, Acquired, Attempt, AuditEntry, AuditQuery, Chat,
-    ChatQuery, DeliveryBacklog, DeliveryOf, DeliveryRecord, DeliveryStatus, DeviceId, DevicePage,
-    DevicePatch, DeviceQuery, DeviceRecord, DeviceRule, DeviceStatus, Fence, GuardedInsert,
-    InsertOutcome, Lease, MessageQuery, MessageRecord, MessageStatus, NewDelivery, QueueKey,
-    ReplayWhich, RunStart, SealedBlob, Setting, Store, StoreError,
+    ChatQuery, ContactQuery, ContactRecord, ContactUpsert, DeliveryBacklog, DeliveryOf,
+    DeliveryRecord, DeliveryStatus, DeviceId, DevicePage, DevicePatch, DeviceQuery, DeviceRecord,
+    DeviceRule, DeviceStatus, Fence, GuardedInsert, InsertOutcome, Lease, MessageQuery,
+    MessageRecord, MessageStatus, NewDelivery, QueueKey, ReplayWhich, RunStart, SealedBlob,
+    Setting, Store, StoreError, TagCount, Upserted,
 };
 use crate::metrics;
 
@@ -244,6 +245,33 @@ metered_store! {
         async fn delete_access(&self, kind: AccessKind, id: &str) -> Result<bool, StoreError>;
         async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError>;
         async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+
+        async fn upsert_contacts(
+            &self,
+            tenant: &str,
+            contacts: &[ContactUpsert],
+            now_ms: i64,
+        ) -> Result<Vec<Upserted>, StoreError>;
+        async fn get_contact(
+            &self,
+            tenant: &str,
+            phone: &str,
+        ) -> Result<Option<ContactRecord>, StoreError>;
+        async fn list_contacts(&self, query: &ContactQuery) -> Result<Vec<ContactRecord>, StoreError>;
+        async fn set_contact_tags(
+            &self,
+            tenant: &str,
+            phone: &str,
+            tags: &[String],
+            now_ms: i64,
+        ) -> Result<Option<ContactRecord>, StoreError>;
+        async fn delete_contact(&self, tenant: &str, phone: &str) -> Result<bool, StoreError>;
+        async fn list_contact_tags(
+            &self,
+            tenant: &str,
+            after: Option<&str>,
+            limit: u32,
+        ) -> Result<Vec<TagCount>, StoreError>;
 
         async fn append_delivery(&self, delivery: &NewDelivery) -> Result<(), StoreError>;
         async fn due_deliveries(

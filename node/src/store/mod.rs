@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`record`]: the rows (devices, messages) and their enums.
 //! - [`access`]: tenants, API keys and users (the directory), and the audit log.
+//! - [`contact`]: each tenant's contact book (contacts by phone, their tags).
 //! - [`lease`]: shard leases, fences, and the rules that grant, renew and release them.
 //! - [`sqlite`]: the embedded backend (one SQLite file in WAL mode).
 //! - [`scylla`]: the cluster backend (ScyllaDB, lightweight transactions for leases and
@@ -16,6 +17,7 @@
 
 pub mod access;
 pub mod conformance;
+pub mod contact;
 pub mod delivery;
 pub mod lease;
 pub mod message_log;
@@ -27,6 +29,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 
 pub use access::{AccessKind, AccessQuery, AccessRecord, AuditEntry, AuditQuery};
+pub use contact::{ContactQuery, ContactRecord, ContactUpsert, TagCount, Upserted};
 pub use delivery::{
     Attempt, AttemptOutcome, DeliveryBacklog, DeliveryRecord, DeliveryStatus, NewDelivery,
     ReplayWhich,
@@ -528,6 +531,50 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Audit entries that match `query`, in id order (oldest first), after
     /// `query.after`, at most `query.limit`.
     async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+
+    // ---- contacts: each tenant's contact book (rows and rules in [`contact`]) ----
+    //
+    // Not fenced: no device owner writes them. Each call is atomic per contact (a
+    // contact and its tag entries change together); a bulk upsert is not atomic as a
+    // whole. Phones and tags arrive checked (see [`crate::contacts`]).
+
+    /// Creates or updates each contact of `tenant`, in order ([`contact::upserted`]: a
+    /// phone given twice is created, then updated); returns what each became.
+    async fn upsert_contacts(
+        &self,
+        tenant: &str,
+        contacts: &[ContactUpsert],
+        now_ms: i64,
+    ) -> Result<Vec<Upserted>, StoreError>;
+    /// One contact of `tenant`, or `None`.
+    async fn get_contact(
+        &self,
+        tenant: &str,
+        phone: &str,
+    ) -> Result<Option<ContactRecord>, StoreError>;
+    /// The tenant's contacts (with `query.tag` when given) in phone order, after
+    /// `query.after`, at most `query.limit`. A page costs about `limit` rows read,
+    /// whatever the size of the book or of the tag.
+    async fn list_contacts(&self, query: &ContactQuery) -> Result<Vec<ContactRecord>, StoreError>;
+    /// Replaces the tags of a contact ([`contact::retagged`]); `None` if there is no such
+    /// contact (nothing is written).
+    async fn set_contact_tags(
+        &self,
+        tenant: &str,
+        phone: &str,
+        tags: &[String],
+        now_ms: i64,
+    ) -> Result<Option<ContactRecord>, StoreError>;
+    /// Deletes a contact and its tag entries; whether it existed.
+    async fn delete_contact(&self, tenant: &str, phone: &str) -> Result<bool, StoreError>;
+    /// The tenant's tags with how many contacts have each, in tag order, after `after`,
+    /// at most `limit`; a tag no contact has any more is not listed.
+    async fn list_contact_tags(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TagCount>, StoreError>;
 
     // ---- webhook deliveries: the durable log of events a device's webhook is sent ----
     //

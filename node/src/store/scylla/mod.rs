@@ -1,6 +1,6 @@
 //! The ScyllaDB store: a cluster's devices, sealed link state, messages, webhook delivery
-//! log, leases, settings, access directory and audit log, in one keyspace the node
-//! creates on start.
+//! log, leases, settings, access directory and audit log, and the tenants' contact
+//! books, in one keyspace the node creates on start.
 //!
 //! # Layout
 //! - [`schema`]: the keyspace, the tables (with why each partition key) and the version.
@@ -14,7 +14,8 @@
 //! - `fencing`: the two fence checks and the compare-and-set of a device partition.
 //! - `devices`, `link_state`, `messages`, `deliveries`, `settings`, `leases`, `access`:
 //!   the methods of each kind of record, with the helpers only they use (`access`, the
-//!   directory and the audit log, documents its tables and their costs itself).
+//!   directory and the audit log, documents its tables and their costs itself), and
+//!   `contacts` (the contact books, likewise).
 //! - `delivery_partition`: the delivery log's partition shape and what each write makes
 //!   of it (pure; `deliveries` runs it).
 //!
@@ -183,6 +184,7 @@
 //! A keyspace created beforehand by an operator is used as it is: it must not use tablets
 
 mod access;
+mod contacts;
 mod deliveries;
 mod delivery_partition;
 mod devices;
@@ -199,6 +201,8 @@ pub mod statements;
 
 #[cfg(test)]
 mod access_wire_tests;
+#[cfg(test)]
+mod contacts_wire_tests;
 #[cfg(test)]
 mod delivery_wire_tests;
 #[cfg(test)]
@@ -223,11 +227,11 @@ use self::schema::{DEVICES_BY_SHARD_VERSION, KeyspaceOptions, SCHEMA_VERSION};
 use self::session::{create_schema, open_session, prepare, record_schema_version};
 use self::statements as st;
 use super::{
-    AccessKind, AccessQuery, AccessRecord, Acquired, Attempt, AuditEntry, AuditQuery,
-    DeliveryBacklog, DeliveryRecord, DeliveryStatus, DeviceId, DevicePage, DevicePatch,
-    DeviceQuery, DeviceRecord, DeviceStatus, Fence, InsertOutcome, Lease, MessageQuery,
-    MessageRecord, MessageStatus, NewDelivery, ReplayWhich, SHARDS_SETTING, SealedBlob, Setting,
-    Store, StoreError, check_shards,
+    AccessKind, AccessQuery, AccessRecord, Acquired, Attempt, AuditEntry, AuditQuery, ContactQuery,
+    ContactRecord, ContactUpsert, DeliveryBacklog, DeliveryRecord, DeliveryStatus, DeviceId,
+    DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Fence, InsertOutcome, Lease,
+    MessageQuery, MessageRecord, MessageStatus, NewDelivery, ReplayWhich, SHARDS_SETTING,
+    SealedBlob, Setting, Store, StoreError, TagCount, Upserted, check_shards,
 };
 use crate::clock::now_ms;
 
@@ -646,6 +650,50 @@ impl Store for ScyllaStore {
 
     async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         access::list_audit(self, query).await
+    }
+
+    async fn upsert_contacts(
+        &self,
+        tenant: &str,
+        contacts: &[ContactUpsert],
+        now_ms: i64,
+    ) -> Result<Vec<Upserted>, StoreError> {
+        contacts::upsert(self, tenant, contacts, now_ms).await
+    }
+
+    async fn get_contact(
+        &self,
+        tenant: &str,
+        phone: &str,
+    ) -> Result<Option<ContactRecord>, StoreError> {
+        contacts::get(self, tenant, phone).await
+    }
+
+    async fn list_contacts(&self, query: &ContactQuery) -> Result<Vec<ContactRecord>, StoreError> {
+        contacts::list(self, query).await
+    }
+
+    async fn set_contact_tags(
+        &self,
+        tenant: &str,
+        phone: &str,
+        tags: &[String],
+        now_ms: i64,
+    ) -> Result<Option<ContactRecord>, StoreError> {
+        contacts::set_tags(self, tenant, phone, tags, now_ms).await
+    }
+
+    async fn delete_contact(&self, tenant: &str, phone: &str) -> Result<bool, StoreError> {
+        contacts::delete(self, tenant, phone).await
+    }
+
+    async fn list_contact_tags(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TagCount>, StoreError> {
+        contacts::tag_counts(self, tenant, after, limit).await
     }
 
     async fn acquire_leases(

@@ -237,6 +237,30 @@ pub(crate) const MIGRATIONS: &[&[&str]] = &[
             hour   bigint,
             PRIMARY KEY ((bucket), hour))",
     ],
+    // 5: the tenants' contact books (see the module docs of `super::contacts`).
+    &[
+        // A tenant's contact book, in one partition so that one conditional batch
+        // changes a contact, its tag entries and the tag counts together. Rows by
+        // `row_kind`:
+        // - 'c': a contact, at ('', `phone`);
+        // - 't': a copy of a contact under each of its tags, at (`tag`, `phone`), so
+        //   that the contacts with a tag are one slice in phone order;
+        // - 'n': how many contacts have a tag (`tagged`), at (`tag`, '').
+        // `version` counts the partition's writes: every write is a compare-and-set
+        // on it.
+        "CREATE TABLE IF NOT EXISTS {ks}.contacts (
+            tenant        text,
+            row_kind      text,
+            tag           text,
+            phone         text,
+            name          text,
+            tags          text,
+            created_at_ms bigint,
+            updated_at_ms bigint,
+            tagged        bigint,
+            version       bigint STATIC,
+            PRIMARY KEY ((tenant), row_kind, tag, phone))",
+    ],
 ];
 
 /// A statement with `{ks}` replaced by the keyspace.
@@ -298,6 +322,11 @@ mod tests {
             ("audit".into(), s(&["hour"]), s(&["id"])),
             ("audit_hours".into(), s(&["bucket"]), s(&["hour"])),
             (
+                "contacts".into(),
+                s(&["tenant"]),
+                s(&["row_kind", "tag", "phone"]),
+            ),
+            (
                 "delivered_by_day".into(),
                 s(&["day", "bucket"]),
                 s(&["created_at_ms", "device_id", "seq", "event_id"]),
@@ -343,7 +372,7 @@ mod tests {
             let opened = ddl.matches('(').count();
             assert_eq!(opened, ddl.matches(')').count(), "unbalanced: {ddl}");
         }
-        assert_eq!(SCHEMA_VERSION, 4);
+        assert_eq!(SCHEMA_VERSION, 5);
         assert_eq!(
             // Step 3 creates tables only: no data to write before it is recorded.
             MIGRATIONS[2]

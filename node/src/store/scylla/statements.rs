@@ -5,7 +5,8 @@
 //! statement, its markers and the Rust values bound to it cannot drift apart unnoticed.
 //!
 //! The statements of some concepts live in a child module of `statements/` (the
-//! access directory and the audit log: `statements/access.rs`; messages, the outbox and
+//! access directory and the audit log: `statements/access.rs`; contact books:
+//! `statements/contacts.rs`; messages, the outbox and
 //! send slots: `statements/messages.rs`; webhook deliveries:
 //! `statements/deliveries.rs`), re-exported here, so
 //! that one path names every statement and [`ALL`] lists them all.
@@ -13,12 +14,17 @@
 use scylla::value::{CqlValue, MaybeUnset};
 
 mod access;
+mod contacts;
 mod deliveries;
 mod messages;
 
 pub(crate) use self::access::{
     AUDIT_HOURS, AUDIT_PAGE, CREATE_ACCESS, DELETE_ACCESS, GET_ACCESS, LIST_ACCESS, PUT_AUDIT,
     PUT_AUDIT_HOUR, UPDATE_ACCESS,
+};
+pub(crate) use self::contacts::{
+    CONTACTS_VERSION_SERIAL, DELETE_CONTACT_ROW, LIST_CONTACT_ROWS, LIST_TAG_COUNTS,
+    PUT_CONTACT_ROW, PUT_TAG_COUNT, SELECT_CONTACT_ROW, SET_CONTACTS_VERSION,
 };
 pub(crate) use self::deliveries::{
     DELETE_DELIVERED_ENTRY, DELETE_DELIVERIES, DELETE_DELIVERY_ROW, DELIVERED_DAYS,
@@ -481,6 +487,14 @@ pub(crate) const ALL: &[Statement] = &[
     AUDIT_HOURS,
     PUT_AUDIT,
     AUDIT_PAGE,
+    CONTACTS_VERSION_SERIAL,
+    SELECT_CONTACT_ROW,
+    LIST_CONTACT_ROWS,
+    LIST_TAG_COUNTS,
+    SET_CONTACTS_VERSION,
+    PUT_CONTACT_ROW,
+    PUT_TAG_COUNT,
+    DELETE_CONTACT_ROW,
 ];
 
 #[cfg(test)]

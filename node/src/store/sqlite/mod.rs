@@ -29,12 +29,13 @@
 //! - `checkpoint`: the thread that copies the log into the database, off the writer's.
 //! - `schema`: the schema steps and the migration run on open.
 //! - `devices`, `link_state`, `messages`, `settings`, `leases`, `access` (the access
-//!   directory and the audit log): each table's SQL, row
+//!   directory and the audit log), `contacts` (the contact books): each table's SQL, row
 //!   decoding, and the blocking half of its methods (`leases` also checks fences).
 //! - `sql`: running cached statements, decoding columns, mapping SQLite's errors.
 
 mod access;
 mod checkpoint;
+mod contacts;
 mod deliveries;
 mod devices;
 mod leases;
@@ -60,10 +61,11 @@ use self::sql::db_error;
 use self::worker::Worker;
 use super::{
     AccessKind, AccessQuery, AccessRecord, Acquired, Attempt, AuditEntry, AuditQuery, Chat,
-    ChatQuery, DeliveryBacklog, DeliveryOf, DeliveryRecord, DeliveryStatus, DeviceId, DevicePage,
-    DevicePatch, DeviceQuery, DeviceRecord, DeviceRule, DeviceStatus, Fence, GuardedInsert,
-    InsertOutcome, Lease, MessageQuery, MessageRecord, MessageStatus, NewDelivery, QueueKey,
-    ReplayWhich, RunStart, SealedBlob, Setting, Store, StoreError, device_not_found,
+    ChatQuery, ContactQuery, ContactRecord, ContactUpsert, DeliveryBacklog, DeliveryOf,
+    DeliveryRecord, DeliveryStatus, DeviceId, DevicePage, DevicePatch, DeviceQuery, DeviceRecord,
+    DeviceRule, DeviceStatus, Fence, GuardedInsert, InsertOutcome, Lease, MessageQuery,
+    MessageRecord, MessageStatus, NewDelivery, QueueKey, ReplayWhich, RunStart, SealedBlob,
+    Setting, Store, StoreError, TagCount, Upserted, device_not_found,
 };
 
 /// How long a call waits for another connection's write lock before it gives up.
@@ -619,6 +621,61 @@ impl Store for SqliteStore {
     async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let query = query.clone();
         self.read(move |conn| access::list_audit(conn, &query))
+            .await
+    }
+
+    async fn upsert_contacts(
+        &self,
+        tenant: &str,
+        contacts: &[ContactUpsert],
+        now_ms: i64,
+    ) -> Result<Vec<Upserted>, StoreError> {
+        let (tenant, contacts) = (tenant.to_owned(), contacts.to_vec());
+        self.write(move |conn| contacts::upsert(conn, &tenant, &contacts, now_ms))
+            .await
+    }
+
+    async fn get_contact(
+        &self,
+        tenant: &str,
+        phone: &str,
+    ) -> Result<Option<ContactRecord>, StoreError> {
+        let (tenant, phone) = (tenant.to_owned(), phone.to_owned());
+        self.read(move |conn| contacts::get(conn, &tenant, &phone))
+            .await
+    }
+
+    async fn list_contacts(&self, query: &ContactQuery) -> Result<Vec<ContactRecord>, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| contacts::list(conn, &query)).await
+    }
+
+    async fn set_contact_tags(
+        &self,
+        tenant: &str,
+        phone: &str,
+        tags: &[String],
+        now_ms: i64,
+    ) -> Result<Option<ContactRecord>, StoreError> {
+        let (tenant, phone, tags) = (tenant.to_owned(), phone.to_owned(), tags.to_vec());
+        self.write(move |conn| contacts::set_tags(conn, &tenant, &phone, &tags, now_ms))
+            .await
+    }
+
+    async fn delete_contact(&self, tenant: &str, phone: &str) -> Result<bool, StoreError> {
+        let (tenant, phone) = (tenant.to_owned(), phone.to_owned());
+        self.write(move |conn| contacts::delete(conn, &tenant, &phone))
+            .await
+    }
+
+    async fn list_contact_tags(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TagCount>, StoreError> {
+        let (tenant, after) = (tenant.to_owned(), after.map(str::to_owned));
+        self.read(move |conn| contacts::tag_counts(conn, &tenant, after.as_deref(), limit))
             .await
     }
 

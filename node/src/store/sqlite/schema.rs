@@ -145,6 +145,29 @@ this process is older than the store');
     // as before.
     "CREATE INDEX messages_by_time ON messages (device_id, created_at_ms, id);
     DROP INDEX messages_outbound_by_time;",
+    // 8: the tenants' contact books. A contact's row keeps its tags (a JSON array, for
+    // reading it whole); `contact_tags` has one row per (tag, contact), so that a
+    // tenant's contacts with a tag are a range of its primary key in phone order (a
+    // page of a 100,000-contact audience is a seek and `limit` rows) and the tag counts
+    // a walk of it. Deleting a contact deletes its tag rows (the foreign key, served by
+    // `contact_tags_by_phone`).
+    "CREATE TABLE contacts (
+        tenant        TEXT    NOT NULL,
+        phone         TEXT    NOT NULL,
+        name          TEXT    NOT NULL,
+        tags          TEXT    NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (tenant, phone)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE contact_tags (
+        tenant TEXT NOT NULL,
+        tag    TEXT NOT NULL,
+        phone  TEXT NOT NULL,
+        PRIMARY KEY (tenant, tag, phone),
+        FOREIGN KEY (tenant, phone) REFERENCES contacts (tenant, phone) ON DELETE CASCADE
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX contact_tags_by_phone ON contact_tags (tenant, phone);",
 ];
 
 /// The schema version from which device rows carry their shard.

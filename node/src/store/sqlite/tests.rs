@@ -1,6 +1,7 @@
 use rusqlite::params_from_iter;
 use rusqlite::types::Value;
 
+use super::contacts::{LIST_CONTACTS, LIST_CONTACTS_WITH_TAG, TAG_COUNTS};
 use super::devices::{WANTED_IN_SHARD, device_columns, list_devices_statement};
 use super::messages::{COUNT_QUEUED, QUEUED_MESSAGES, QUEUED_MESSAGES_AFTER, advance_statement};
 use super::schema::MIGRATIONS;
@@ -173,7 +174,7 @@ async fn a_version_1_file_gains_leases_and_keeps_its_data() {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .expect("user_version");
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 7);
+    assert_eq!(SCHEMA_VERSION, 8);
     let shard = shard_of("d1", ClusterSettings::DEFAULT_SHARDS);
     assert_eq!(
         store
@@ -402,4 +403,33 @@ async fn the_checkpoint_thread_copies_the_log_into_the_database() {
         wal_pages,
         i64::from(super::checkpoint::WRITER_CHECKPOINT_PAGES)
     );
+}
+
+#[tokio::test]
+async fn contact_pages_seek_their_primary_keys_and_sort_nothing() {
+    let (_dir, store) = open_temp();
+    let conn = raw(&store);
+    let plan = query_plan(&conn, LIST_CONTACTS);
+    assert!(
+        plan.contains("SEARCH contacts USING PRIMARY KEY (tenant=? AND phone>?)"),
+        "{plan}"
+    );
+    let plan = query_plan(&conn, LIST_CONTACTS_WITH_TAG);
+    assert!(
+        plan.contains("SEARCH t USING PRIMARY KEY (tenant=? AND tag=? AND phone>?)"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("SEARCH c USING PRIMARY KEY (tenant=? AND phone=?)"),
+        "{plan}"
+    );
+    let plan = query_plan(&conn, TAG_COUNTS);
+    assert!(
+        plan.contains("SEARCH contact_tags USING PRIMARY KEY (tenant=? AND tag>?)"),
+        "{plan}"
+    );
+    for sql in [LIST_CONTACTS, LIST_CONTACTS_WITH_TAG, TAG_COUNTS] {
+        let plan = query_plan(&conn, sql);
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
 }

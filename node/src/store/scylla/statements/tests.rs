@@ -88,6 +88,9 @@ fn conditional_statements_are_exactly_the_lwts() {
             PUT_DELIVERY.name,
             PUT_DELIVERY_MARK.name,
             DELETE_DELIVERY_ROW.name,
+            PUT_CONTACT_ROW.name,
+            PUT_TAG_COUNT.name,
+            DELETE_CONTACT_ROW.name,
         ]
         .contains(&statement.name);
         assert_eq!(
