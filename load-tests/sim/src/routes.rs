@@ -14,7 +14,7 @@ use axum::{
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
-use super::{InboxMessage, NewLink, SimError, SimStats, phone, server::AppState};
+use super::{InboxMessage, NewLink, SentMessage, SimError, SimStats, phone, server::AppState};
 
 /// The longest ban a request may ask for (ten years).
 const MAX_BAN_SECONDS: u64 = 10 * 365 * 24 * 3600;
@@ -30,6 +30,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/sim/phones/{phone}/read", post(read))
         .route("/sim/phones/{phone}/unlink", post(unlink))
         .route("/sim/phones/{phone}/ban", post(ban))
+        .route("/sim/phones/{phone}/sent", get(sent))
+        .route("/sim/phones/{phone}/absent", post(absent).delete(present))
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +142,45 @@ async fn ban(
         "phone": phone,
         "until": humantime::format_rfc3339_millis(until).to_string(),
     })))
+}
+
+async fn sent(
+    State(app): State<AppState>,
+    phone: Result<Path<String>, PathRejection>,
+) -> Result<Json<Vec<SentMessage>>, SimError> {
+    let phone = path_phone(phone)?;
+    Ok(Json(app.network.sent(&phone)?))
+}
+
+#[derive(Debug, Deserialize)]
+struct AbsentRequest {
+    /// `false` puts the number back on WhatsApp.
+    absent: bool,
+}
+
+async fn absent(
+    State(app): State<AppState>,
+    phone: Result<Path<String>, PathRejection>,
+    body: Bytes,
+) -> Result<Json<Value>, SimError> {
+    let phone = path_phone(phone)?;
+    phone::validate(&phone)?;
+    let absent = if body.iter().all(u8::is_ascii_whitespace) {
+        true
+    } else {
+        parse::<AbsentRequest>(&body)?.absent
+    };
+    app.network.set_absent(&phone, absent)?;
+    Ok(Json(json!({ "phone": phone, "absent": absent })))
+}
+
+async fn present(
+    State(app): State<AppState>,
+    phone: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, SimError> {
+    let phone = path_phone(phone)?;
+    app.network.set_absent(&phone, false)?;
+    Ok(Json(json!({ "phone": phone, "absent": false })))
 }
 
 /// The `{phone}` of the path; a path that cannot be read is an invalid phone too.
