@@ -3,6 +3,7 @@
 //! cannot disagree.
 
 pub mod audit;
+pub mod chat_read;
 pub mod chats;
 pub mod compat;
 pub mod devices;
@@ -11,6 +12,7 @@ pub mod keys;
 pub mod limits;
 pub mod message_log;
 pub mod messages;
+pub mod number_checks;
 pub mod ops;
 pub mod pairing;
 pub mod qr;
@@ -30,6 +32,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .merge(pairing::router())
         .merge(messages::router())
         .merge(chats::router())
+        .merge(chat_read::router())
+        .merge(number_checks::router())
         .merge(events::router())
         .merge(limits::router())
         .merge(webhooks::router())
