@@ -3,10 +3,7 @@
 //! their command queues (never blocking) and changes are recorded in the journal while
 //! the lock is held, so both see the order in which things happened.
 
-use std::{
-    collections::{HashMap, HashSet},
-    time::Duration,
-};
+use std::{collections::HashMap, time::Duration};
 
 use tokio::{sync::oneshot, time::Instant};
 use tracing::info;
@@ -409,7 +406,10 @@ impl State {
         });
         self.counters.inbound_acked += 1;
         self.record_counters();
-        self.sent_progress(&from_phone, |entry| entry.message_id == message_id, false);
+        let Some(to_phone) = self.links.get(link_id).map(|link| link.phone.clone()) else {
+            return;
+        };
+        self.sent_progress(&from_phone, &to_phone, &[message_id], false);
     }
 
     /// The device of `link_id` read these messages of `peer_phone` (to its number):
@@ -423,28 +423,29 @@ impl State {
         else {
             return 0;
         };
-        let ids: HashSet<&str> = ids.iter().map(String::as_str).collect();
-        self.sent_progress(
-            peer_phone,
-            |entry| entry.to_phone == to_phone && ids.contains(entry.message_id.as_str()),
-            true,
-        )
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        self.sent_progress(peer_phone, &to_phone, &ids, true)
     }
 
-    /// Moves the messages of `phone`'s sent list that `which` picks to delivered (and
-    /// `read`), journaled; returns how many moved.
-    fn sent_progress(
-        &mut self,
-        phone: &str,
-        which: impl Fn(&SentEntry) -> bool,
-        read: bool,
-    ) -> usize {
+    /// Moves the messages `ids` that `phone` sent to `to_phone` to delivered (and
+    /// `read`), journaled; returns how many moved. Ids of other numbers' messages, or
+    /// unknown ones, are skipped.
+    fn sent_progress(&mut self, phone: &str, to_phone: &str, ids: &[&str], read: bool) -> usize {
         let Some(record) = self.phones.get_mut(phone) else {
             return 0;
         };
         let at_ms = clock::now_ms();
         let mut moved = 0;
-        for entry in record.sent.iter_mut().filter(|entry| which(entry)) {
+        for id in ids {
+            // Newest first: a message is acknowledged and read soon after it is sent.
+            let Some(entry) = record
+                .sent
+                .iter_mut()
+                .rev()
+                .find(|entry| entry.message_id == *id && entry.to_phone == to_phone)
+            else {
+                continue;
+            };
             let fresh = if read {
                 entry.read(at_ms)
             } else {
