@@ -25,12 +25,12 @@ use tokio::{
     time::{Instant, sleep_until},
 };
 use tracing::debug;
+use wafleet_protocol::sim::{CheckNumbers, MarkRead, NumberChecks};
 use wafleet_protocol::{
     sim::{
-        Banned, Challenge, CheckNumbers, ClientFrame, Error as ErrorFrame, Hello, InboundAck,
-        LoggedOut, MarkRead, NumberChecks, PairCode, PairCodeRequest, Paired, Proof, QrCode,
-        Refused, Replaced, SendMessage, ServerFrame, Welcome, client_frame, refused::Reason,
-        server_frame::Kind,
+        Banned, Challenge, ClientFrame, Error as ErrorFrame, Hello, InboundAck, LoggedOut,
+        PairCode, PairCodeRequest, Paired, Proof, QrCode, Refused, Replaced, SendMessage,
+        ServerFrame, Welcome, client_frame, refused::Reason, server_frame::Kind,
     },
     sim_proof_mac,
 };

@@ -18,8 +18,9 @@ use tokio::sync::oneshot;
 use tracing::{debug, warn};
 use wafleet_protocol::sim::Inbound;
 
-use super::seal::{StateSeal, inbound_place, inbox_place, sent_place};
-use super::{inbox::InboxEntry, link::Link, sent::SentEntry, stats::Counters};
+use super::seal::{StateSeal, inbound_place, inbox_place};
+use super::{inbox::InboxEntry, link::Link, stats::Counters};
+use super::{seal::sent_place, sent::SentEntry};
 
 /// The most changes written in one transaction.
 const MAX_BATCH: usize = 4_096;

@@ -14,7 +14,8 @@ use axum::{
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
-use super::{InboxMessage, NewLink, SentMessage, SimError, SimStats, phone, server::AppState};
+use super::SentMessage;
+use super::{InboxMessage, NewLink, SimError, SimStats, phone, server::AppState};
 
 /// The longest ban a request may ask for (ten years).
 const MAX_BAN_SECONDS: u64 = 10 * 365 * 24 * 3600;
@@ -24,14 +25,14 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/sim/scan", post(scan))
         .route("/sim/pair-code", post(pair_code))
+        .route("/sim/phones/{phone}/sent", get(sent))
+        .route("/sim/phones/{phone}/absent", post(absent).delete(present))
         .route("/sim/stats", get(stats))
         .route("/sim/phones/{phone}/inbox", get(inbox))
         .route("/sim/phones/{phone}/send", post(send))
         .route("/sim/phones/{phone}/read", post(read))
         .route("/sim/phones/{phone}/unlink", post(unlink))
         .route("/sim/phones/{phone}/ban", post(ban))
-        .route("/sim/phones/{phone}/sent", get(sent))
-        .route("/sim/phones/{phone}/absent", post(absent).delete(present))
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,11 +7,13 @@ use std::{collections::HashMap, time::Duration};
 
 use tokio::{sync::oneshot, time::Instant};
 use tracing::info;
+use wafleet_protocol::sim::NumberCheck;
 use wafleet_protocol::sim::{
-    Banned, Inbound, NumberCheck, Paired, Receipt, SendMessage, receipt::Status, refused::Reason,
+    Banned, Inbound, Paired, Receipt, SendMessage, receipt::Status, refused::Reason,
     server_frame::Kind,
 };
 
+use super::sent::{SentEntry, SentMessage};
 use super::{
     NewLink, SimStats, clock,
     connection::{Command, ConnHandle, ConnId},
@@ -22,7 +24,6 @@ use super::{
     link::{InboxRef, Link, Links},
     pairing::{Issued, Pairings},
     phone::{self, Phone},
-    sent::{SentEntry, SentMessage},
     stats::Counters,
 };
 
