@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
         (name = "devices", description = "Linked WhatsApp devices and their lifecycle"),
         (name = "messages", description = "Sending, message status and the message log"),
         (name = "chats", description = "Conversations: one per phone number, newest first"),
+        (name = "contacts", description = "Phone numbers: which are on WhatsApp"),
         (name = "events", description = "Server-sent events"),
         (name = "limits", description = "Rate limits and trust levels"),
         (name = "compatibility", description = "Routes of the original product's account management"),

@@ -3,6 +3,7 @@
 //! cannot disagree.
 
 pub mod audit;
+pub mod chat_read;
 pub mod chats;
 pub mod compat;
 pub mod contacts;
@@ -13,6 +14,7 @@ pub mod limits;
 pub mod media;
 pub mod message_log;
 pub mod messages;
+pub mod number_checks;
 pub mod ops;
 pub mod pairing;
 pub mod qr;
@@ -33,6 +35,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .merge(messages::router())
         .merge(media::router())
         .merge(chats::router())
+        .merge(chat_read::router())
+        .merge(number_checks::router())
         .merge(events::router())
         .merge(limits::router())
         .merge(webhooks::router())

@@ -25,6 +25,7 @@ use tokio::{
     time::{Instant, sleep_until},
 };
 use tracing::debug;
+use wafleet_protocol::sim::{CheckNumbers, MarkRead, NumberChecks};
 use wafleet_protocol::{
     sim::{
         Banned, Challenge, ClientFrame, Error as ErrorFrame, Hello, InboundAck, LoggedOut,
@@ -213,6 +214,8 @@ impl<'p, P: Port> Connection<'p, P> {
             (Some(In::Send(message)), "ready") => self.on_send(message).await,
             (Some(In::InboundAck(ack)), "ready") => self.on_ack(ack),
             (Some(In::Logout(_)), "ready") => self.on_logout().await,
+            (Some(In::CheckNumbers(check)), "ready") => self.on_check_numbers(check).await,
+            (Some(In::MarkRead(read)), "ready") => self.on_mark_read(read),
             (Some(In::ReceiptAck(ack)), "ready") => {
                 if let Stage::Ready { link_id } = &self.stage {
                     self.network
@@ -469,6 +472,24 @@ impl<'p, P: Port> Connection<'p, P> {
         Flow::Close
     }
 
+    async fn on_check_numbers(&mut self, check: CheckNumbers) -> Flow {
+        let results = self.network.state().check_numbers(&check.phones);
+        let answer = NumberChecks {
+            request_id: check.request_id,
+            results,
+        };
+        self.send(Kind::NumberChecks(answer)).await
+    }
+
+    fn on_mark_read(&mut self, read: MarkRead) -> Flow {
+        if let Stage::Ready { link_id } = &self.stage {
+            self.network
+                .state()
+                .mark_read(link_id, &read.peer_phone, &read.message_ids);
+        }
+        Flow::Continue
+    }
+
     fn on_ack(&mut self, ack: InboundAck) -> Flow {
         if let Stage::Ready { link_id } = &self.stage {
             self.network.state().ack_inbound(link_id, &ack.message_id);
@@ -545,6 +566,8 @@ fn frame_name(kind: Option<&client_frame::Kind>) -> &'static str {
         Some(In::InboundAck(_)) => "InboundAck",
         Some(In::Logout(_)) => "Logout",
         Some(In::ReceiptAck(_)) => "ReceiptAck",
+        Some(In::CheckNumbers(_)) => "CheckNumbers",
+        Some(In::MarkRead(_)) => "MarkRead",
     }
 }
 

@@ -21,6 +21,7 @@ use wafleet_protocol::sim::Inbound;
 use super::inbox::{InboxEntry, InboxMedia, open_stored_text, stored_text};
 use super::seal::{StateSeal, inbound_place, inbox_place};
 use super::{link::Link, stats::Counters};
+use super::{seal::sent_place, sent::SentEntry};
 
 /// The most changes written in one transaction.
 const MAX_BATCH: usize = 4_096;
@@ -61,7 +62,22 @@ CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
-PRAGMA user_version = 1;
+CREATE TABLE IF NOT EXISTS sent (
+    phone TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    to_phone TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    text TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    delivered_at_ms INTEGER,
+    read_at_ms INTEGER,
+    PRIMARY KEY (phone, seq)
+);
+CREATE INDEX IF NOT EXISTS sent_by_message ON sent (phone, message_id);
+CREATE TABLE IF NOT EXISTS absent (
+    phone TEXT PRIMARY KEY
+);
+PRAGMA user_version = 2;
 ";
 
 /// Opening the state file failed.
@@ -100,6 +116,21 @@ pub(crate) enum Op {
     InboundAck { link_id: String, message_id: String },
     /// The number is banned until then.
     Ban { phone: String, until_ms: i64 },
+    /// A phone sent a message to linked devices, at position `seq` of its sent list.
+    PhoneSent {
+        phone: String,
+        seq: usize,
+        entry: SentEntry,
+    },
+    /// A device stored a phone's message (`read`: and read it) at `at_ms`.
+    SentProgress {
+        phone: String,
+        message_id: String,
+        read: bool,
+        at_ms: i64,
+    },
+    /// The number is (or is again) on WhatsApp or not.
+    Absent { phone: String, absent: bool },
     /// The counters now (only the last one of a batch is written).
     Counters(Counters),
     /// Answer once everything recorded before is written.
@@ -117,6 +148,10 @@ pub(crate) struct Snapshot {
     pub(crate) pending: Vec<(String, Inbound)>,
     /// Ban end (Unix ms) by phone.
     pub(crate) bans: Vec<(String, i64)>,
+    /// Sent messages by phone, each phone's oldest first.
+    pub(crate) sent: Vec<(String, SentEntry)>,
+    /// Numbers not on WhatsApp.
+    pub(crate) absent: Vec<String>,
     pub(crate) counters: Counters,
 }
 
@@ -348,6 +383,44 @@ fn apply(tx: &Transaction<'_>, op: &Op, seal: Option<&dyn StateSeal>) -> rusqlit
             tx.prepare_cached("INSERT OR REPLACE INTO bans (phone, until_ms) VALUES (?1, ?2)")?
                 .execute(params![phone, until_ms])?;
         }
+        Op::PhoneSent { phone, seq, entry } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO sent
+                 (phone, seq, to_phone, message_id, text, at_ms, delivered_at_ms, read_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                phone,
+                i64::try_from(*seq).unwrap_or(i64::MAX),
+                entry.to_phone,
+                entry.message_id,
+                sealed(seal, &sent_place(phone, &entry.message_id), &entry.text),
+                entry.at_ms,
+                entry.delivered_at_ms,
+                entry.read_at_ms,
+            ])?;
+        }
+        Op::SentProgress {
+            phone,
+            message_id,
+            read,
+            at_ms,
+        } => {
+            tx.prepare_cached(
+                "UPDATE sent SET delivered_at_ms = COALESCE(delivered_at_ms, ?3),
+                     read_at_ms = CASE WHEN ?4 THEN COALESCE(read_at_ms, ?3) ELSE read_at_ms END
+                 WHERE phone = ?1 AND message_id = ?2",
+            )?
+            .execute(params![phone, message_id, at_ms, read])?;
+        }
+        Op::Absent { phone, absent } => {
+            let sql = if *absent {
+                "INSERT OR IGNORE INTO absent (phone) VALUES (?1)"
+            } else {
+                "DELETE FROM absent WHERE phone = ?1"
+            };
+            tx.prepare_cached(sql)?.execute(params![phone])?;
+        }
         Op::Counters(_) | Op::Flush(_) => {}
     }
     Ok(())
@@ -437,6 +510,35 @@ fn load(connection: &Connection, seal: Option<&dyn StateSeal>) -> rusqlite::Resu
     let rows = bans.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
     snapshot.bans = rows.collect::<rusqlite::Result<_>>()?;
 
+    let mut sent = connection.prepare(
+        "SELECT phone, to_phone, message_id, text, at_ms, delivered_at_ms, read_at_ms
+         FROM sent ORDER BY phone, seq",
+    )?;
+    let rows = sent.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            SentEntry {
+                to_phone: row.get(1)?,
+                message_id: row.get(2)?,
+                text: row.get(3)?,
+                at_ms: row.get(4)?,
+                delivered_at_ms: row.get(5)?,
+                read_at_ms: row.get(6)?,
+            },
+        ))
+    })?;
+    for row in rows {
+        let (phone, mut entry) = row?;
+        if let Some(text) = opened(seal, &sent_place(&phone, &entry.message_id), entry.text) {
+            entry.text = text;
+            snapshot.sent.push((phone, entry));
+        }
+    }
+
+    let mut absent = connection.prepare("SELECT phone FROM absent")?;
+    let rows = absent.query_map([], |row| row.get(0))?;
+    snapshot.absent = rows.collect::<rusqlite::Result<_>>()?;
+
     let mut counters = connection.prepare("SELECT name, value FROM counters")?;
     let mut rows = counters.query([])?;
     while let Some(row) = rows.next()? {
@@ -520,6 +622,34 @@ mod tests {
                 pairings: 2,
                 ..Counters::default()
             }));
+            for (seq, id) in ["s1", "s2", "s3"].into_iter().enumerate() {
+                let entry = SentEntry {
+                    to_phone: "62811111111".into(),
+                    message_id: id.into(),
+                    text: "halo".into(),
+                    at_ms: 20,
+                    delivered_at_ms: None,
+                    read_at_ms: None,
+                };
+                let phone = "62855555555".to_string();
+                journal.record(Op::PhoneSent { phone, seq, entry });
+            }
+            for (id, read, at_ms) in [("s1", false, 21), ("s2", true, 22), ("s1", true, 23)] {
+                journal.record(Op::SentProgress {
+                    phone: "62855555555".into(),
+                    message_id: id.into(),
+                    read,
+                    at_ms,
+                });
+            }
+            for (phone, absent) in [("62866666666", true), ("62877777777", true)] {
+                let phone = phone.to_string();
+                journal.record(Op::Absent { phone, absent });
+            }
+            journal.record(Op::Absent {
+                phone: "62877777777".into(),
+                absent: false,
+            });
         } // dropping waits for the writer
 
         let (_journal, snapshot) = Journal::open(&path, None).unwrap();
@@ -540,6 +670,20 @@ mod tests {
         assert_eq!(pending, ["i2"]);
         assert_eq!(snapshot.bans, [("62811111111".to_string(), 99)]);
         assert_eq!(snapshot.counters.pairings, 2);
+        let sent: Vec<(&str, Option<i64>, Option<i64>)> = snapshot
+            .sent
+            .iter()
+            .map(|(_, e)| (e.message_id.as_str(), e.delivered_at_ms, e.read_at_ms))
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                ("s1", Some(21), Some(23)),
+                ("s2", Some(22), Some(22)),
+                ("s3", None, None)
+            ]
+        );
+        assert_eq!(snapshot.absent, ["62866666666".to_string()]);
     }
 
     /// A stand-in for a real seal: reversible, bound to the place, not the text.
@@ -593,6 +737,18 @@ mod tests {
                     media: None,
                 },
             });
+            journal.record(Op::PhoneSent {
+                phone: "62844444444".into(),
+                seq: 0,
+                entry: SentEntry {
+                    to_phone: "62811111111".into(),
+                    message_id: "i1".into(),
+                    text: "rahasia sent".into(),
+                    at_ms: 12,
+                    delivered_at_ms: None,
+                    read_at_ms: None,
+                },
+            });
         }
         let mut bytes = std::fs::read(&path).unwrap();
         bytes.extend(std::fs::read(dir.path().join("sim.db-wal")).unwrap_or_default());
@@ -601,11 +757,13 @@ mod tests {
         let (_journal, snapshot) = Journal::open(&path, Some(Arc::new(Hex("k1")))).unwrap();
         assert_eq!(snapshot.inbox[0].1.text, "rahasia inbox");
         assert_eq!(snapshot.pending[0].1.text, "rahasia inbound");
+        assert_eq!(snapshot.sent[0].1.text, "rahasia sent");
         drop(_journal);
         // Under another key nothing opens: those messages are skipped, not shown
         // sealed.
         let (_journal, snapshot) = Journal::open(&path, Some(Arc::new(Hex("k2")))).unwrap();
         assert!(snapshot.inbox.is_empty() && snapshot.pending.is_empty());
+        assert!(snapshot.sent.is_empty());
     }
 
     #[tokio::test]

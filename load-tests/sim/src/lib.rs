@@ -16,6 +16,9 @@
 //! | GET | `/sim/phones/{phone}/inbox` | → 200 `[{"from_phone", "text", "at", "message_id", "status": "delivered"\|"read"}]`, arrival order |
 //! | POST | `/sim/phones/{phone}/send` | `{"to_phone", "text"}` → 202 `{"message_id"}`: an `Inbound` for every device linked to `to_phone`; 404 `no_linked_device` |
 //! | POST | `/sim/phones/{phone}/read` | → 200 `{"read": n}` (extension, see below) |
+//! | GET | `/sim/phones/{phone}/sent` | → 200 `[{"to_phone", "text", "message_id", "at", "status": "sent"\|"delivered"\|"read"}]`: what the phone sent to linked devices, oldest first; `delivered` once a device acknowledged storing it, `read` once a device sent `MarkRead` for it |
+//! | POST | `/sim/phones/{phone}/absent` | optional `{"absent": bool}` (default `true`) → 200 `{"phone", "absent"}`: the number is not on WhatsApp (`CheckNumbers` says so; sends to it fail `not_on_whatsapp`); `false` undoes it |
+//! | DELETE | `/sim/phones/{phone}/absent` | → 200 `{"phone", "absent": false}`: on WhatsApp again |
 //! | POST | `/sim/phones/{phone}/unlink` | → 200 `{"unlinked": n}`; 404 `no_linked_device` |
 //! | POST | `/sim/phones/{phone}/ban` | optional `{"seconds": N}` (0 lifts a ban) → 200 `{"phone", "until"}` |
 //! | GET | `/sim/stats` | → 200 [`SimStats`] |
@@ -31,6 +34,12 @@
 //!   at that moment. Read receipts are not queued for links that are offline; the read
 //!   state is kept with the message instead, and a device that resends the same
 //!   `message_id` later gets SENT, DELIVERED and READ again.
+//! - **Number checks**: every valid number is on WhatsApp (phones exist implicitly)
+//!   unless made absent; `CheckNumbers` answers `NumberChecks` in the order asked, with
+//!   the JID `<digits>@s.whatsapp.net`. An invalid number is simply not on WhatsApp.
+//! - **Read receipts from devices**: `MarkRead{peer_phone, message_ids}` marks those of
+//!   the phone's messages to the device's number read in the phone's sent view; ids
+//!   of other numbers' messages are ignored. There is no answer frame.
 //! - **Deduplication**: on (link, `message_id`), kept for as long as the message is in
 //!   the inbox (forever). A FAILED send is not remembered, so it may be retried.
 //! - **Bans** use the wall clock (they are persisted); `Banned{until_ms}` goes to the
@@ -46,7 +55,8 @@
 //!
 //! # Persistence
 //! With [`SimConfig::data_path`] set, links (with their identity keys, and tombstones of
-//! unlinked ones), inboxes, unacknowledged inbound messages, bans and the counters (all
+//! unlinked ones), inboxes, phones' sent lists, absent numbers, unacknowledged inbound
+//! messages, bans and the counters (all
 //! but `links_connected`, `connections_open`, `pairing_now`) are kept in a SQLite file
 //! (WAL). Changes are queued while the state lock is held and written by one thread, in
 //! batches of one transaction each; [`Network::flush`] waits for them, and dropping the
@@ -60,7 +70,7 @@
 //! - `port`: where a connection's frames come from and go to (channels or a socket).
 //! - `pairing`: QR codes and pairing codes being shown, and recently retired ones.
 //! - `link`: linked devices and their index by phone.
-//! - `phone`, `inbox`: phone numbers, what reached a phone.
+//! - `phone`, `inbox`, `sent`: phone numbers, what reached a phone, what a phone sent.
 //! - `journal`: the SQLite file and its writer thread.
 //! - `server`, `routes`, `socket`: [`router`] / [`serve`], the `/sim/` routes, `GET /ws`.
 //! - `config`, `error`, `stats`, `clock`, `ids`: [`SimConfig`], [`SimError`], [`SimStats`],
@@ -81,6 +91,7 @@ mod phone;
 mod port;
 mod routes;
 mod seal;
+mod sent;
 mod server;
 mod socket;
 mod state;
@@ -93,6 +104,7 @@ pub use inbox::{InboxMedia, InboxMessage, MessageStatus};
 pub use media::Blob;
 pub use network::Network;
 pub use seal::StateSeal;
+pub use sent::{SentMessage, SentStatus};
 pub use server::{router, serve};
 pub use stats::SimStats;
 

@@ -14,7 +14,7 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 
 use super::{
-    InboxMessage, NewLink, SimConfig, SimError, SimStats, clock,
+    InboxMessage, NewLink, SentMessage, SimConfig, SimError, SimStats, clock,
     connection::{self, CHANNEL_CAPACITY, ConnId, SimConnection},
     journal::{Journal, Snapshot},
     media::{Blob, MediaShelf},
@@ -119,6 +119,18 @@ impl Network {
     /// What reached a phone from linked devices, in arrival order.
     pub fn inbox(&self, phone: &str) -> Result<Vec<InboxMessage>, SimError> {
         self.state().inbox(phone)
+    }
+
+    /// What a phone sent to linked devices, oldest first, each `sent`, `delivered` (a
+    /// device stored it) or `read` (a device sent a read receipt).
+    pub fn sent(&self, phone: &str) -> Result<Vec<SentMessage>, SimError> {
+        self.state().sent(phone)
+    }
+
+    /// Makes a number not on WhatsApp (`absent`: number checks answer `false`, sends
+    /// to it fail with `not_on_whatsapp`), or on WhatsApp again.
+    pub fn set_absent(&self, phone: &str, absent: bool) -> Result<(), SimError> {
+        self.state().set_absent(phone, absent)
     }
 
     /// Phone `from` writes `text` to number `to`: every device linked to `to` gets an

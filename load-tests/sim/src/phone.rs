@@ -1,7 +1,9 @@
-//! A phone of the simulated network: its number, the messages that reached it, and
-//! whether it is banned. Any valid number exists; records are created on first use.
+//! A phone of the simulated network: its number, the messages that reached it and
+//! those it sent, whether it is banned, and whether it is on WhatsApp at all. Any valid
+//! number exists (and is on WhatsApp unless made absent); records are created on first
+//! use.
 
-use super::{error::SimError, inbox::InboxEntry};
+use super::{error::SimError, inbox::InboxEntry, sent::SentEntry};
 
 /// What the network remembers about one phone number.
 #[derive(Debug, Default)]
@@ -10,6 +12,11 @@ pub(crate) struct Phone {
     pub(crate) inbox: Vec<InboxEntry>,
     /// Unix ms until which the number is banned (sends from its links fail); 0 = never.
     pub(crate) banned_until_ms: i64,
+    /// Messages this phone sent to linked devices, oldest first.
+    pub(crate) sent: Vec<SentEntry>,
+    /// The number has no WhatsApp account (`POST /sim/phones/{phone}/absent`): number
+    /// checks say so and sends to it fail.
+    pub(crate) absent: bool,
 }
 
 impl Phone {
@@ -17,6 +24,11 @@ impl Phone {
     pub(crate) fn ban(&self, now_ms: i64) -> Option<i64> {
         (self.banned_until_ms > now_ms).then_some(self.banned_until_ms)
     }
+}
+
+/// The JID of a number's WhatsApp account.
+pub(crate) fn jid(phone: &str) -> String {
+    format!("{phone}@s.whatsapp.net")
 }
 
 /// Check a phone number: digits only, country code first, 8 to 15 digits.

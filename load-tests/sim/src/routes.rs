@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use base64::Engine;
 use futures_util::TryStreamExt;
 
+use super::SentMessage;
 use super::{Blob, InboxMessage, NewLink, SimError, SimStats, phone, server::AppState};
 
 /// The longest ban a request may ask for (ten years).
@@ -27,6 +28,8 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/sim/scan", post(scan))
         .route("/sim/pair-code", post(pair_code))
+        .route("/sim/phones/{phone}/sent", get(sent))
+        .route("/sim/phones/{phone}/absent", post(absent).delete(present))
         .route("/sim/stats", get(stats))
         .route("/sim/phones/{phone}/inbox", get(inbox))
         .route(
@@ -261,6 +264,45 @@ async fn ban(
         "phone": phone,
         "until": humantime::format_rfc3339_millis(until).to_string(),
     })))
+}
+
+async fn sent(
+    State(app): State<AppState>,
+    phone: Result<Path<String>, PathRejection>,
+) -> Result<Json<Vec<SentMessage>>, SimError> {
+    let phone = path_phone(phone)?;
+    Ok(Json(app.network.sent(&phone)?))
+}
+
+#[derive(Debug, Deserialize)]
+struct AbsentRequest {
+    /// `false` puts the number back on WhatsApp.
+    absent: bool,
+}
+
+async fn absent(
+    State(app): State<AppState>,
+    phone: Result<Path<String>, PathRejection>,
+    body: Bytes,
+) -> Result<Json<Value>, SimError> {
+    let phone = path_phone(phone)?;
+    phone::validate(&phone)?;
+    let absent = if body.iter().all(u8::is_ascii_whitespace) {
+        true
+    } else {
+        parse::<AbsentRequest>(&body)?.absent
+    };
+    app.network.set_absent(&phone, absent)?;
+    Ok(Json(json!({ "phone": phone, "absent": absent })))
+}
+
+async fn present(
+    State(app): State<AppState>,
+    phone: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, SimError> {
+    let phone = path_phone(phone)?;
+    app.network.set_absent(&phone, false)?;
+    Ok(Json(json!({ "phone": phone, "absent": false })))
 }
 
 /// The `{phone}` of the path; a path that cannot be read is an invalid phone too.

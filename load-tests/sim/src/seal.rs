@@ -21,3 +21,8 @@ pub(crate) fn inbox_place(phone: &str, message_id: &str) -> String {
 pub(crate) fn inbound_place(link_id: &str, message_id: &str) -> String {
     format!("inbound/{link_id}/{message_id}")
 }
+
+/// Where a phone's sent message's text is kept.
+pub(crate) fn sent_place(phone: &str, message_id: &str) -> String {
+    format!("sent/{phone}/{message_id}")
+}

@@ -7,11 +7,13 @@ use std::{collections::HashMap, time::Duration};
 
 use tokio::{sync::oneshot, time::Instant};
 use tracing::info;
+use wafleet_protocol::sim::NumberCheck;
 use wafleet_protocol::sim::{
     Banned, Inbound, MediaInfo, Paired, Receipt, SendMessage, receipt::Status, refused::Reason,
     server_frame::Kind,
 };
 
+use super::sent::{SentEntry, SentMessage};
 use super::{
     NewLink, SimStats, clock,
     connection::{Command, ConnHandle, ConnId},
@@ -99,6 +101,12 @@ impl State {
         }
         for (phone, until_ms) in snapshot.bans {
             state.phones.entry(phone).or_default().banned_until_ms = until_ms;
+        }
+        for (phone, entry) in snapshot.sent {
+            state.phones.entry(phone).or_default().sent.push(entry);
+        }
+        for phone in snapshot.absent {
+            state.phones.entry(phone).or_default().absent = true;
         }
         state
     }
@@ -317,6 +325,9 @@ impl State {
         if phone::validate(&message.to_phone).is_err() {
             return Ok(vec![self.failed(id, "invalid_phone", now_ms)]);
         }
+        if self.phones.get(&message.to_phone).is_some_and(|p| p.absent) {
+            return Ok(vec![self.failed(id, "not_on_whatsapp", now_ms)]);
+        }
         if self
             .phones
             .get(&from_phone)
@@ -381,17 +392,99 @@ impl State {
         let Some(link) = self.links.get_mut(link_id) else {
             return;
         };
-        let before = link.pending.len();
+        let Some(from_phone) = link
+            .pending
+            .iter()
+            .find(|inbound| inbound.message_id == message_id)
+            .map(|inbound| inbound.from_phone.clone())
+        else {
+            return;
+        };
         link.pending
             .retain(|inbound| inbound.message_id != message_id);
-        if link.pending.len() < before {
-            self.journal.record(Op::InboundAck {
-                link_id: link_id.to_owned(),
-                message_id: message_id.to_owned(),
-            });
-            self.counters.inbound_acked += 1;
-            self.record_counters();
+        self.journal.record(Op::InboundAck {
+            link_id: link_id.to_owned(),
+            message_id: message_id.to_owned(),
+        });
+        self.counters.inbound_acked += 1;
+        self.record_counters();
+        let Some(to_phone) = self.links.get(link_id).map(|link| link.phone.clone()) else {
+            return;
+        };
+        self.sent_progress(&from_phone, &to_phone, &[message_id], false);
+    }
+
+    /// The device of `link_id` read these messages of `peer_phone` (to its number):
+    /// the phone's sent list shows them read. Returns how many were newly read.
+    pub(crate) fn mark_read(&mut self, link_id: &str, peer_phone: &str, ids: &[String]) -> usize {
+        let Some(to_phone) = self
+            .links
+            .get(link_id)
+            .filter(|link| !link.unlinked)
+            .map(|link| link.phone.clone())
+        else {
+            return 0;
+        };
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        self.sent_progress(peer_phone, &to_phone, &ids, true)
+    }
+
+    /// Moves the messages `ids` that `phone` sent to `to_phone` to delivered (and
+    /// `read`), journaled; returns how many moved. Ids of other numbers' messages, or
+    /// unknown ones, are skipped.
+    fn sent_progress(&mut self, phone: &str, to_phone: &str, ids: &[&str], read: bool) -> usize {
+        let Some(record) = self.phones.get_mut(phone) else {
+            return 0;
+        };
+        let at_ms = clock::now_ms();
+        let mut moved = 0;
+        for id in ids {
+            // Newest first: a message is acknowledged and read soon after it is sent.
+            let Some(entry) = record
+                .sent
+                .iter_mut()
+                .rev()
+                .find(|entry| entry.message_id == *id && entry.to_phone == to_phone)
+            else {
+                continue;
+            };
+            let fresh = if read {
+                entry.read(at_ms)
+            } else {
+                entry.deliver(at_ms)
+            };
+            if fresh {
+                moved += 1;
+                self.journal.record(Op::SentProgress {
+                    phone: phone.to_owned(),
+                    message_id: entry.message_id.clone(),
+                    read,
+                    at_ms,
+                });
+            }
         }
+        moved
+    }
+
+    /// Which of `phones` have a WhatsApp account, in the order asked: every valid
+    /// number not made absent.
+    pub(crate) fn check_numbers(&self, phones: &[String]) -> Vec<NumberCheck> {
+        phones
+            .iter()
+            .map(|number| {
+                let on_whatsapp = phone::validate(number).is_ok()
+                    && !self.phones.get(number).is_some_and(|p| p.absent);
+                NumberCheck {
+                    phone: number.clone(),
+                    on_whatsapp,
+                    jid: if on_whatsapp {
+                        phone::jid(number)
+                    } else {
+                        String::new()
+                    },
+                }
+            })
+            .collect()
     }
 
     // ---- phones (the control API) --------------------------------------------------
@@ -404,6 +497,28 @@ impl State {
             .get(phone)
             .map(|phone| phone.inbox.iter().map(InboxEntry::view).collect())
             .unwrap_or_default())
+    }
+
+    /// The messages a phone sent to linked devices, oldest first.
+    pub(crate) fn sent(&self, phone: &str) -> Result<Vec<SentMessage>, SimError> {
+        phone::validate(phone)?;
+        Ok(self
+            .phones
+            .get(phone)
+            .map(|phone| phone.sent.iter().map(SentEntry::view).collect())
+            .unwrap_or_default())
+    }
+
+    /// Makes a number not on WhatsApp (`absent`), or on it again.
+    pub(crate) fn set_absent(&mut self, phone: &str, absent: bool) -> Result<(), SimError> {
+        phone::validate(phone)?;
+        self.phones.entry(phone.to_owned()).or_default().absent = absent;
+        self.journal.record(Op::Absent {
+            phone: phone.to_owned(),
+            absent,
+        });
+        info!(phone, absent, "phone presence on whatsapp set");
+        Ok(())
     }
 
     /// Phone `from` writes to number `to`: every live link of `to` gets it. Returns the
@@ -443,6 +558,21 @@ impl State {
             self.counters.inbound_sent += 1;
         }
         self.record_counters();
+        let entry = SentEntry {
+            to_phone: to.to_owned(),
+            message_id: inbound.message_id.clone(),
+            text: inbound.text,
+            at_ms: inbound.at_ms,
+            delivered_at_ms: None,
+            read_at_ms: None,
+        };
+        let sent = &mut self.phones.entry(from.to_owned()).or_default().sent;
+        sent.push(entry.clone());
+        self.journal.record(Op::PhoneSent {
+            phone: from.to_owned(),
+            seq: sent.len() - 1,
+            entry,
+        });
         Ok(inbound.message_id)
     }
 

@@ -10,10 +10,10 @@ use device::{Device, Transport};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use wafleet_protocol::sim::{
-    Inbound, MediaInfo, Receipt, client_frame::Kind as Out, receipt::Status, refused::Reason,
-    server_frame::Kind as In,
+    CheckNumbers, Inbound, MarkRead, MediaInfo, Receipt, client_frame::Kind as Out,
+    receipt::Status, refused::Reason, server_frame::Kind as In,
 };
-use wafleet_sim::{Network, SimConfig, SimError, serve};
+use wafleet_sim::{Network, SentStatus, SimConfig, SimError, serve};
 
 const PHONE_A: &str = "6281200000001";
 const PHONE_B: &str = "6281200000002";
@@ -805,6 +805,206 @@ async fn an_inbound_message_reaches_every_linked_device_of_the_number() {
     assert_eq!(inbound(first.next().await).message_id, message_id);
     assert_eq!(inbound(second.next().await).message_id, message_id);
     assert_eq!(network.stats().inbound_sent, 2);
+}
+
+// ---- number checks, and what a phone sent ------------------------------------------
+
+/// Asks which of `phones` are on WhatsApp and waits for the answer: `(phone,
+/// on_whatsapp, jid)` each. The connection handles frames in order, so the answer also
+/// means every frame sent before it was handled.
+async fn check_numbers(device: &mut Device, phones: &[&str]) -> Vec<(String, bool, String)> {
+    let request_id = next_request_id();
+    let check = CheckNumbers {
+        request_id,
+        phones: phones.iter().map(|p| p.to_string()).collect(),
+    };
+    device.send(Out::CheckNumbers(check)).await;
+    match device.next().await {
+        In::NumberChecks(answer) => {
+            assert_eq!(answer.request_id, request_id);
+            answer
+                .results
+                .into_iter()
+                .map(|r| (r.phone, r.on_whatsapp, r.jid))
+                .collect()
+        }
+        other => panic!("expected NumberChecks, got {other:?}"),
+    }
+}
+
+fn next_request_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+async fn mark_read(device: &mut Device, peer_phone: &str, ids: &[&str]) {
+    let read = MarkRead {
+        peer_phone: peer_phone.to_owned(),
+        message_ids: ids.iter().map(|id| id.to_string()).collect(),
+    };
+    device.send(Out::MarkRead(read)).await;
+}
+
+/// The statuses of a phone's sent list, oldest first.
+async fn sent_statuses(sim: &Sim, phone: &str) -> Vec<String> {
+    let (status, sent) = sim.get(&format!("/sim/phones/{phone}/sent")).await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    sent.as_array()
+        .expect("a list")
+        .iter()
+        .map(|m| m["status"].as_str().expect("a status").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn number_checks_answer_in_order_and_absent_numbers_are_not_on_whatsapp() {
+    let sim = Sim::start().await;
+    let mut device = Device::paired(&sim.network, "dev-checker", PHONE_A).await;
+    let jid = |phone: &str| format!("{phone}@s.whatsapp.net");
+    let all_present = check_numbers(&mut device, &[PHONE_C, PHONE_B]).await;
+    assert_eq!(
+        all_present,
+        [
+            (PHONE_C.to_owned(), true, jid(PHONE_C)),
+            (PHONE_B.to_owned(), true, jid(PHONE_B))
+        ]
+    );
+
+    let path = format!("/sim/phones/{PHONE_C}/absent");
+    let (status, body) = sim.post_raw(&path, "").await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({ "phone": PHONE_C, "absent": true }))
+    );
+    let checks = check_numbers(&mut device, &[PHONE_B, PHONE_C, "123"]).await;
+    assert_eq!(
+        checks,
+        [
+            (PHONE_B.to_owned(), true, jid(PHONE_B)),
+            (PHONE_C.to_owned(), false, String::new()),
+            ("123".to_owned(), false, String::new())
+        ]
+    );
+    device.send_text("m-nobody", PHONE_C, "hello?").await;
+    let failed = receipt(device.next().await);
+    assert_eq!(
+        (failed.status(), failed.error.as_str()),
+        (Status::Failed, "not_on_whatsapp")
+    );
+
+    // Undone with `{"absent": false}`, or with DELETE.
+    let (status, _) = sim.post(&path, json!({ "absent": false })).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(check_numbers(&mut device, &[PHONE_C]).await[0].1);
+    sim.post(&path, json!({ "absent": true })).await;
+    assert!(!check_numbers(&mut device, &[PHONE_C]).await[0].1);
+    let response = sim.http.delete(sim.url(&path)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(check_numbers(&mut device, &[PHONE_C]).await[0].1);
+
+    let (status, body) = sim.post_raw("/sim/phones/12/absent", "").await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_phone")
+    );
+    let (status, body) = sim.post(&path, json!({ "absent": "yes" })).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
+    );
+}
+
+#[tokio::test]
+async fn a_phones_sent_messages_become_delivered_then_read() {
+    let sim = Sim::start().await;
+    let mut device = Device::paired(&sim.network, "dev-receiver", PHONE_A).await;
+    let mut other = Device::paired(&sim.network, "dev-other", PHONE_C).await;
+    let send = format!("/sim/phones/{PHONE_B}/send");
+    let mut ids = Vec::new();
+    for (to, text) in [(PHONE_A, "one"), (PHONE_A, "two"), (PHONE_C, "three")] {
+        let (status, body) = sim
+            .post(&send, json!({ "to_phone": to, "text": text }))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        ids.push(body["message_id"].as_str().unwrap().to_owned());
+    }
+    let (_, sent) = sim.get(&format!("/sim/phones/{PHONE_B}/sent")).await;
+    assert_eq!(sent[0]["to_phone"], PHONE_A);
+    assert_eq!(sent[0]["text"], "one");
+    assert_eq!(sent[0]["message_id"], ids[0].as_str());
+    assert!(sent[0]["at"].as_str().is_some_and(|at| at.ends_with('Z')));
+    assert_eq!(sent_statuses(&sim, PHONE_B).await, ["sent", "sent", "sent"]);
+
+    for id in &ids[..2] {
+        assert_eq!(&inbound(device.next().await).message_id, id);
+    }
+    device.ack(&ids[0]).await;
+    check_numbers(&mut device, &[]).await;
+    assert_eq!(
+        sent_statuses(&sim, PHONE_B).await,
+        ["delivered", "sent", "sent"]
+    );
+
+    // A device reads only what was sent to its own number: the id of a message to
+    // another number is ignored.
+    mark_read(&mut device, PHONE_B, &[&ids[0], &ids[1], &ids[2]]).await;
+    check_numbers(&mut device, &[]).await;
+    assert_eq!(sent_statuses(&sim, PHONE_B).await, ["read", "read", "sent"]);
+    assert!(matches!(
+        other.next().await,
+        In::Inbound(inbound) if inbound.message_id == ids[2]
+    ));
+    let (_, unknown) = sim.get(&format!("/sim/phones/{PHONE_C}/sent")).await;
+    assert_eq!(unknown, json!([]));
+    let (status, body) = sim.get("/sim/phones/12/sent").await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_phone")
+    );
+}
+
+#[tokio::test]
+async fn sent_lists_and_absent_numbers_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SimConfig {
+        data_path: Some(dir.path().join("sim.db")),
+        ..SimConfig::default()
+    };
+    let network = Network::open(config.clone()).unwrap();
+    let mut device = Device::paired(&network, "dev-durable-read", PHONE_A).await;
+    let first = network.send_from_phone(PHONE_B, PHONE_A, "first").unwrap();
+    let second = network.send_from_phone(PHONE_B, PHONE_A, "second").unwrap();
+    network.set_absent(PHONE_C, true).unwrap();
+    device.next().await;
+    device.next().await;
+    device.ack(&first).await;
+    device.ack(&second).await;
+    mark_read(&mut device, PHONE_B, &[&second]).await;
+    check_numbers(&mut device, &[]).await;
+    device.hang_up().await;
+    drop(network);
+
+    let network = Network::open(config).unwrap();
+    let sent: Vec<(String, SentStatus)> = network
+        .sent(PHONE_B)
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.text, m.status))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            ("first".to_owned(), SentStatus::Delivered),
+            ("second".to_owned(), SentStatus::Read)
+        ]
+    );
+    device.reconnect(Transport::attach(&network)).await;
+    device.resume_ok().await;
+    assert_eq!(
+        check_numbers(&mut device, &[PHONE_C]).await[0],
+        (PHONE_C.to_owned(), false, String::new())
+    );
 }
 
 // ---- persistence -----------------------------------------------------------------

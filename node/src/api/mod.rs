@@ -30,7 +30,7 @@ use wafleet_protocol::node_api as pb;
 
 pub use self::error::{FleetError, known_state_code, state_code};
 pub use crate::limits::view::{LimitsView, Window};
-pub use crate::link::PairCode;
+pub use crate::link::{NumberCheck, PairCode};
 use crate::store::{DeviceRecord, MessageRecord, TrustLevel};
 
 impl From<TrustLevel> for SetTrustLevel {
@@ -49,7 +49,8 @@ pub type DeviceCommand = pb::node_command::Op;
 pub use crate::webhooks::config::{WebhookSpec, WebhookView};
 /// Command payloads, as generated: there is nothing to convert.
 pub use pb::{
-    Empty, EventNames, ReplayWebhook, RequestPairingCode, SendText, SetTrustLevel, SetWebhook,
+    CheckNumbers, Empty, EventNames, MarkRead, ReplayWebhook, RequestPairingCode, SendText,
+    SetTrustLevel, SetWebhook,
 };
 
 /// A device to create. Its webhook, if any, is set by its owner after the create (the
@@ -115,6 +116,10 @@ pub enum Reply {
     Webhook(WebhookView),
     /// Deliveries queued again.
     Replayed(u64),
+    /// Which numbers are on WhatsApp, in the order asked.
+    NumberChecks(Vec<NumberCheck>),
+    /// How many inbound messages became read.
+    MarkedRead(u64),
 }
 
 macro_rules! reply_into {
@@ -148,6 +153,10 @@ reply_into! {
     into_webhook => Webhook(WebhookView);
     /// How many deliveries were queued again, or `Internal` for any other reply.
     into_replayed => Replayed(u64);
+    /// The number checks, or `Internal` for any other reply.
+    into_number_checks => NumberChecks(Vec<NumberCheck>);
+    /// How many messages became read, or `Internal` for any other reply.
+    into_marked_read => MarkedRead(u64);
 }
 
 impl Reply {

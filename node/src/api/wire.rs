@@ -13,7 +13,8 @@ use wafleet_protocol::node_api::node_reply::Result as Outcome;
 use wafleet_protocol::node_api::store_failure::Kind as StoreKind;
 
 use super::{
-    CommandError, FleetError, LimitsView, PairCode, QrCode, Reply, Sent, Window, known_state_code,
+    CommandError, FleetError, LimitsView, NumberCheck, PairCode, QrCode, Reply, Sent, Window,
+    known_state_code,
 };
 use crate::limits::policy::Refusal;
 use crate::store::{
@@ -56,6 +57,17 @@ pub fn reply_to_wire(outcome: Result<Reply, CommandError>) -> pb::NodeReply {
         }),
         Ok(Reply::Replayed(count)) => Outcome::Replayed(pb::Replayed { count }),
         Ok(Reply::Limits(view)) => Outcome::Limits(view.into()),
+        Ok(Reply::NumberChecks(checks)) => Outcome::Numbers(pb::NumberChecks {
+            results: checks
+                .into_iter()
+                .map(|check| pb::NumberCheck {
+                    phone: check.phone,
+                    on_whatsapp: check.on_whatsapp,
+                    jid: check.jid,
+                })
+                .collect(),
+        }),
+        Ok(Reply::MarkedRead(count)) => Outcome::MarkedRead(pb::MarkedRead { count }),
         Err(error) => Outcome::Error(error.into()),
     };
     pb::NodeReply {
@@ -97,6 +109,18 @@ pub fn reply_from_wire(reply: pb::NodeReply) -> Result<Reply, CommandError> {
         })),
         Some(Outcome::Replayed(replayed)) => Ok(Reply::Replayed(replayed.count)),
         Some(Outcome::Limits(limits)) => limits.try_into().map(Reply::Limits),
+        Some(Outcome::Numbers(numbers)) => Ok(Reply::NumberChecks(
+            numbers
+                .results
+                .into_iter()
+                .map(|check| NumberCheck {
+                    phone: check.phone,
+                    on_whatsapp: check.on_whatsapp,
+                    jid: check.jid,
+                })
+                .collect(),
+        )),
+        Some(Outcome::MarkedRead(read)) => Ok(Reply::MarkedRead(read.count)),
     };
     decoded.map_err(|error| CommandError::Fleet(FleetError::Internal(error.to_string())))
 }
@@ -527,6 +551,21 @@ mod tests {
                 code: "ABCD-EFGH".into(),
                 expires_at_ms: 43,
             }),
+            Reply::NumberChecks(vec![
+                NumberCheck {
+                    phone: "6281111111111".into(),
+                    on_whatsapp: true,
+                    jid: Some("6281111111111@s.whatsapp.net".into()),
+                },
+                NumberCheck {
+                    phone: "6282222222222".into(),
+                    on_whatsapp: false,
+                    jid: None,
+                },
+            ]),
+            Reply::NumberChecks(Vec::new()),
+            Reply::MarkedRead(0),
+            Reply::MarkedRead(7),
         ];
         for (level, paused) in [
             (TrustLevel::Newcomer, Some(9)),

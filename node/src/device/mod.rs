@@ -19,6 +19,7 @@
 //!   DISCONNECTED and the reconnect timer, the final statuses, lost ownership, logout;
 //! - `connect`: a connect slot, opening the link within the handshake timeout, reconnect
 //!   backoff and jitter, pairing codes;
+//! - `link_requests`: number checks and read receipts, asked of a READY device's link;
 //! - `outbox`: moving queued messages to the link, each at its slot, within the quota;
 //! - `inbound`: receipts and inbound messages from the link;
 //! - `limiter`: the device's rate-limiter child, its trust level, bans and promotion;
@@ -37,7 +38,7 @@ use crate::api::QrCode;
 use crate::context::NodeContext;
 use crate::limits::actor::LimiterMsg;
 use crate::limits::trust::level_to_u8;
-use crate::link::{LinkError, LinkEvent, LinkSession, PairCode};
+use crate::link::{LinkError, LinkEvent, LinkSession, NumberCheck, PairCode};
 use crate::store::{DevicePatch, DeviceStatus, Fence, QueueKey, StoreError, TrustLevel};
 use crate::vault::VaultError;
 use supervisor::SupervisorMsg;
@@ -45,6 +46,7 @@ use supervisor::SupervisorMsg;
 mod connect;
 mod inbound;
 mod limiter;
+mod link_requests;
 mod outbox;
 pub(crate) mod registry;
 mod status;
@@ -83,6 +85,17 @@ pub enum DeviceMsg {
     PairCode(String, RpcReplyPort<Result<PairCode, LinkError>>),
     /// Forget the credentials and stop (`LOGGED_OUT`).
     Logout(RpcReplyPort<()>),
+    /// Ask the network which of these numbers are on WhatsApp (READY only).
+    CheckNumbers(
+        Vec<String>,
+        RpcReplyPort<Result<Vec<NumberCheck>, LinkError>>,
+    ),
+    /// Send read receipts for these inbound messages of this phone (READY only).
+    MarkRead {
+        peer_phone: String,
+        message_ids: Vec<String>,
+        reply: RpcReplyPort<Result<(), LinkError>>,
+    },
 }
 
 /// The actor; its data lives in [`DeviceState`].
@@ -289,6 +302,12 @@ async fn dispatch(
             let _ = reply.send(());
             myself.stop(Some("logged out".into()));
         }
+        DeviceMsg::CheckNumbers(phones, reply) => state.check_numbers(phones, reply),
+        DeviceMsg::MarkRead {
+            peer_phone,
+            message_ids,
+            reply,
+        } => state.mark_read(peer_phone, message_ids, reply),
     }
     Ok(())
 }

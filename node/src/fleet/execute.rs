@@ -64,6 +64,12 @@ impl Fleet {
             DeviceCommand::ReplayWebhook(replay) => {
                 Reply::Replayed(self.replay_webhook(id, replay.event_id).await?)
             }
+            DeviceCommand::CheckNumbers(check) => {
+                Reply::NumberChecks(self.check_numbers(id, check.phones).await?)
+            }
+            DeviceCommand::MarkRead(read) => {
+                Reply::MarkedRead(self.mark_read(id, &read.peer_phone).await?)
+            }
         })
     }
 

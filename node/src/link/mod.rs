@@ -89,6 +89,16 @@ pub enum ReceiptStatus {
     Failed,
 }
 
+/// Whether a phone number has a WhatsApp account, as the network answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberCheck {
+    /// The number as asked.
+    pub phone: String,
+    pub on_whatsapp: bool,
+    /// The account's JID (`6281234567890@s.whatsapp.net`), when it has one.
+    pub jid: Option<String>,
+}
+
 /// A pairing code for the user to type on the phone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PairCode {
@@ -121,6 +131,19 @@ pub enum LinkCommand {
     /// The operator logs the device out: tell the network to unlink it (answered when
     /// it is done or has failed; the device forgets its credentials either way).
     Logout { reply: oneshot::Sender<()> },
+    /// Ask the network which of `phones` have a WhatsApp account (only when ready);
+    /// answered with a check per phone asked, in any order.
+    CheckNumbers {
+        phones: Vec<String>,
+        reply: oneshot::Sender<Result<Vec<NumberCheck>, LinkError>>,
+    },
+    /// Send read receipts for these inbound messages of `peer_phone` (only when
+    /// ready); answered once the network has them.
+    MarkRead {
+        peer_phone: String,
+        message_ids: Vec<String>,
+        reply: oneshot::Sender<Result<(), LinkError>>,
+    },
 }
 
 /// Failures of a link.
@@ -134,6 +157,10 @@ pub enum LinkError {
     WrongState(String),
     #[error("link storage failed: {0}")]
     Storage(String),
+    #[error("the network did not answer in time")]
+    Timeout,
+    #[error("the network refused: {0}")]
+    Refused(String),
 }
 
 /// Where a session delivers its events. `session` tags every event so a device can

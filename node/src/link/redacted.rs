@@ -114,6 +114,19 @@ impl fmt::Debug for LinkCommand {
                 .field("status", status)
                 .finish(),
             LinkCommand::Logout { .. } => f.debug_struct("Logout").finish_non_exhaustive(),
+            LinkCommand::CheckNumbers { phones, .. } => f
+                .debug_struct("CheckNumbers")
+                .field("phones", phones)
+                .finish_non_exhaustive(),
+            LinkCommand::MarkRead {
+                peer_phone,
+                message_ids,
+                ..
+            } => f
+                .debug_struct("MarkRead")
+                .field("peer_phone", peer_phone)
+                .field("message_ids", message_ids)
+                .finish_non_exhaustive(),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! the device now) ends the session with [`LinkEvent::Fenced`]: the stale owner stops,
 //! and nothing it does afterwards reaches the store.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -21,8 +22,8 @@ use wafleet_protocol::sim::{self, ClientFrame, ServerFrame, client_frame, refuse
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::{
-    LinkCommand, LinkContext, LinkError, LinkEvent, LinkFactory, LinkSession, PairCode,
-    ReceiptStatus,
+    LinkCommand, LinkContext, LinkError, LinkEvent, LinkFactory, LinkSession, NumberCheck,
+    PairCode, ReceiptStatus,
 };
 use crate::content::MediaPart;
 use crate::media::{ByteStream, MediaError, MediaOrigin, MediaType, NewMedia};
@@ -103,12 +104,20 @@ struct Credentials {
     secret: [u8; 32],
 }
 
+/// The answer owed to a number check.
+type NumbersReply = oneshot::Sender<Result<Vec<NumberCheck>, LinkError>>;
+
 /// Replies a session owes: to a pairing-code request (answered by the sim's `PairCode`),
-/// and to a logout (answered when the connection ends).
+/// to number checks (by `NumberChecks` with their request id), and to a logout
+/// (answered when the connection ends).
 #[derive(Default)]
 struct Waiting {
     pair_code: Option<oneshot::Sender<Result<PairCode, LinkError>>>,
     logout: Option<oneshot::Sender<()>>,
+    /// By request id; a check whose asker gave up is dropped at the next check.
+    numbers: HashMap<u64, NumbersReply>,
+    /// The request id of the next number check.
+    next_request: u64,
 }
 
 impl std::fmt::Debug for Waiting {
@@ -116,8 +125,32 @@ impl std::fmt::Debug for Waiting {
         f.debug_struct("Waiting")
             .field("pair_code", &self.pair_code.is_some())
             .field("logout", &self.logout.is_some())
+            .field("numbers", &self.numbers.len())
             .finish()
     }
+}
+
+impl Waiting {
+    /// Keeps `reply` for the answer to a new number check; its request id.
+    fn number_check(&mut self, reply: NumbersReply) -> u64 {
+        self.numbers.retain(|_, waiting| !waiting.is_closed());
+        self.next_request += 1;
+        self.numbers.insert(self.next_request, reply);
+        self.next_request
+    }
+}
+
+/// The sim's answer to a number check, as the link reports it (an empty JID: none).
+fn number_checks(answer: sim::NumberChecks) -> Vec<NumberCheck> {
+    answer
+        .results
+        .into_iter()
+        .map(|check| NumberCheck {
+            phone: check.phone,
+            on_whatsapp: check.on_whatsapp,
+            jid: (!check.jid.is_empty()).then_some(check.jid),
+        })
+        .collect()
 }
 
 type PendingReplies = Arc<Mutex<Waiting>>;
@@ -229,6 +262,8 @@ impl Drop for SimSession {
 
 impl LinkSession for SimSession {
     fn command(&mut self, command: LinkCommand) -> Result<(), LinkError> {
+        // Answered as soon as the frame is on its way: the sim does not answer it.
+        let mut sent_reply = None;
         let kind = match command {
             LinkCommand::SendText {
                 message_id,
@@ -305,13 +340,36 @@ impl LinkSession for SimSession {
                     .logout = Some(reply);
                 client_frame::Kind::Logout(sim::Logout {})
             }
+            LinkCommand::CheckNumbers { phones, reply } => {
+                let request_id = self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .number_check(reply);
+                client_frame::Kind::CheckNumbers(sim::CheckNumbers { request_id, phones })
+            }
+            LinkCommand::MarkRead {
+                peer_phone,
+                message_ids,
+                reply,
+            } => {
+                sent_reply = Some(reply);
+                client_frame::Kind::MarkRead(sim::MarkRead {
+                    peer_phone,
+                    message_ids,
+                })
+            }
         };
         self.tx
             .try_send(ClientFrame { kind: Some(kind) })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => LinkError::WrongState("link busy".into()),
                 mpsc::error::TrySendError::Closed(_) => LinkError::Closed,
-            })
+            })?;
+        if let Some(reply) = sent_reply {
+            let _ = reply.send(Ok(()));
+        }
+        Ok(())
     }
 }
 
@@ -439,10 +497,23 @@ async fn run(
             server_frame::Kind::Error(error) => {
                 debug!(device_id = %ctx.device_id, message = %error.message, "simulator error");
             }
+            server_frame::Kind::NumberChecks(answer) => {
+                let waiting = pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .numbers
+                    .remove(&answer.request_id);
+                if let Some(reply) = waiting {
+                    let _ = reply.send(Ok(number_checks(answer)));
+                }
+            }
         }
     };
     let owed = std::mem::take(&mut *pending.lock().unwrap_or_else(|e| e.into_inner()));
     if let Some(reply) = owed.pair_code {
+        let _ = reply.send(Err(LinkError::Closed));
+    }
+    for (_, reply) in owed.numbers {
         let _ = reply.send(Err(LinkError::Closed));
     }
     events.emit(end);
@@ -723,6 +794,111 @@ mod tests {
             link_id: "link-1".into(),
             phone: "+100".into(),
         })
+    }
+
+    /// The next frame the link sent the simulator.
+    async fn sent_frame(session: &mut Session) -> client_frame::Kind {
+        tokio::time::timeout(Duration::from_secs(5), session._from_link.recv())
+            .await
+            .expect("a frame in time")
+            .expect("link open")
+            .kind
+            .expect("a frame kind")
+    }
+
+    fn check_numbers(session: &mut Session, phones: &[&str]) -> NumbersAnswer {
+        let (reply, answer) = oneshot::channel();
+        let phones = phones.iter().map(|p| p.to_string()).collect();
+        session
+            ._session
+            .command(LinkCommand::CheckNumbers { phones, reply })
+            .expect("command taken");
+        answer
+    }
+
+    type NumbersAnswer = oneshot::Receiver<Result<Vec<NumberCheck>, LinkError>>;
+
+    async fn asked(session: &mut Session) -> sim::CheckNumbers {
+        match sent_frame(session).await {
+            client_frame::Kind::CheckNumbers(check) => check,
+            other => panic!("expected CheckNumbers, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn number_checks_are_answered_by_their_request_id() {
+        let f = fixture().await;
+        let mut session = open(f.vault.device("d1", None)).await;
+        assert!(matches!(
+            sent_frame(&mut session).await,
+            client_frame::Kind::Hello(_)
+        ));
+        let first = check_numbers(&mut session, &["6281111111111"]);
+        let second = check_numbers(&mut session, &["6282222222222", "6283333333333"]);
+        let (first_asked, second_asked) = (asked(&mut session).await, asked(&mut session).await);
+        assert_ne!(first_asked.request_id, second_asked.request_id);
+        assert_eq!(second_asked.phones, ["6282222222222", "6283333333333"]);
+
+        // Answered out of order: each asker gets its own answer.
+        let check = |phone: &str, on: bool| sim::NumberCheck {
+            phone: phone.into(),
+            on_whatsapp: on,
+            jid: if on {
+                format!("{phone}@s.whatsapp.net")
+            } else {
+                String::new()
+            },
+        };
+        session
+            .frame(server_frame::Kind::NumberChecks(sim::NumberChecks {
+                request_id: second_asked.request_id,
+                results: vec![check("6282222222222", true), check("6283333333333", false)],
+            }))
+            .await;
+        let answer = second.await.expect("answered").expect("checks");
+        assert_eq!(
+            answer,
+            [
+                NumberCheck {
+                    phone: "6282222222222".into(),
+                    on_whatsapp: true,
+                    jid: Some("6282222222222@s.whatsapp.net".into()),
+                },
+                NumberCheck {
+                    phone: "6283333333333".into(),
+                    on_whatsapp: false,
+                    jid: None,
+                },
+            ]
+        );
+
+        // The connection ends before the first is answered: its asker hears so.
+        drop(session.to_link);
+        assert_eq!(first.await.expect("answered"), Err(LinkError::Closed));
+    }
+
+    #[tokio::test]
+    async fn mark_read_sends_read_receipts_and_answers_once_sent() {
+        let f = fixture().await;
+        let mut session = open(f.vault.device("d1", None)).await;
+        sent_frame(&mut session).await;
+        let (reply, answer) = oneshot::channel();
+        session
+            ._session
+            .command(LinkCommand::MarkRead {
+                peer_phone: "6281111111111".into(),
+                message_ids: vec!["in-1".into(), "in-2".into()],
+                reply,
+            })
+            .expect("command taken");
+        assert_eq!(answer.await.expect("answered"), Ok(()));
+        match sent_frame(&mut session).await {
+            client_frame::Kind::MarkRead(read) => {
+                assert_eq!(read.peer_phone, "6281111111111");
+                assert_eq!(read.message_ids, ["in-1", "in-2"]);
+            }
+            other => panic!("expected MarkRead, got {other:?}"),
+        }
     }
 
     #[tokio::test]

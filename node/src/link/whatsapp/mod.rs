@@ -26,6 +26,10 @@
 //! | a send timed out or lost its connection | [`LinkEvent::Unsent`] (sent again, same id)    |
 //! | anything ending the connection       | [`LinkEvent::Disconnected`] with the reason       |
 //!
+//! Number checks ([`LinkCommand::CheckNumbers`]) are WhatsApp's usync "exists" query
+//! (`Contacts::is_on_whatsapp`); read receipts ([`LinkCommand::MarkRead`]) go with
+//! `Client::mark_as_read` to the 1:1 chat of the sender's phone number.
+//!
 //! Pairing codes ([`LinkCommand::RequestPairCode`]) are WhatsApp's: 8 characters of
 //! its Crockford-style Base32 alphabet (`123456789ABCDEFGHJKLMNPQRSTVWXYZ`: no `0`,
 //! `I`, `O` or `U`), valid about 3 minutes, typed on the phone under *Linked devices →
@@ -34,6 +38,8 @@
 //! # Layout
 //! - [`client`]: building a client on the vault, and the probe of a connection attempt.
 //! - [`conformance`]: the storage suite any [`Store`](crate::store::Store) must pass.
+//! - `number_checks`: which numbers are on WhatsApp, in the order asked.
+//! - `read_receipts`: telling WhatsApp a chat's messages were read.
 //! - [`send`]: sending a text under one WhatsApp id per message, whatever the attempts.
 //! - [`session`]: one session's task: whatsapp-rust events in, wafleet events out.
 //! - [`store`]: whatsapp-rust's storage traits on the device vault.
@@ -41,6 +47,8 @@
 pub mod client;
 pub mod conformance;
 mod durable;
+mod number_checks;
+mod read_receipts;
 mod send;
 mod session;
 pub mod store;

@@ -25,8 +25,8 @@ use whatsapp_rust::{Client, Jid};
 
 use super::client::Probe;
 use super::durable::Unstored;
-use super::send;
 use super::store::VaultBackend;
+use super::{number_checks, read_receipts, send};
 use crate::clock::now_ms;
 use crate::link::{LinkCommand, LinkContext, LinkError, LinkEvent, PairCode, ReceiptStatus};
 
@@ -405,6 +405,24 @@ impl Session {
                         warn!("WhatsApp did not confirm the logout in time");
                     }
                     let _ = reply.send(());
+                });
+            }
+            LinkCommand::CheckNumbers { phones, reply } => {
+                let client = self.client.clone();
+                self.tasks.spawn(async move {
+                    let checks = number_checks::check_numbers(client.as_ref(), phones);
+                    let _ = reply.send(checks.await);
+                });
+            }
+            LinkCommand::MarkRead {
+                peer_phone,
+                message_ids,
+                reply,
+            } => {
+                let client = self.client.clone();
+                self.tasks.spawn(async move {
+                    let read = read_receipts::mark_read(client.as_ref(), &peer_phone, message_ids);
+                    let _ = reply.send(read.await);
                 });
             }
         }

@@ -187,6 +187,21 @@ pub async fn check_chats(store: &dyn Store) {
             .await,
         "read a1",
     );
+    // What marking a chat read looks for: its inbound messages still delivered.
+    let unread = MessageQuery {
+        direction: Some(Direction::Inbound),
+        status: Some(MessageStatus::Delivered),
+        peer: Some(a.to_owned()),
+        limit: 10,
+        ..MessageQuery::default()
+    };
+    let still = ok(store.list_messages(&d, &unread).await, "unread of a");
+    assert_eq!(ids(&still), ["a2"], "a1 is read, a2 is not");
+    let a1 = ok(store.get_message(&d, "a1").await, "get a1").expect("a1 exists");
+    assert_eq!(
+        (a1.status, a1.read_at_ms),
+        (MessageStatus::Read, Some(6_000))
+    );
     let page = ok(
         store
             .list_chats(

@@ -1,0 +1,126 @@
+//! Read receipts on the real link: the device's user read a chat's inbound messages,
+//! and WhatsApp is told with whatsapp-rust's `Client::mark_as_read`, under the
+//! messages' WhatsApp ids (an inbound message keeps the id WhatsApp gave it), for the
+//! 1:1 chat with the sender's phone number.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use whatsapp_rust::{Client, Jid};
+
+use super::session::jid_of_phone;
+use crate::link::LinkError;
+
+/// How long handing read receipts to WhatsApp may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// What read receipts need of the WhatsApp client. A seam, so that a test can see what
+/// would be sent without a connection.
+#[async_trait]
+pub(super) trait Reader: Send + Sync {
+    /// Sends read receipts for `message_ids` of the 1:1 chat `chat`.
+    async fn mark_read(&self, chat: Jid, message_ids: Vec<String>) -> Result<(), String>;
+
+    /// Whether the connection to WhatsApp is up now.
+    fn connected(&self) -> bool;
+}
+
+#[async_trait]
+impl Reader for Client {
+    async fn mark_read(&self, chat: Jid, message_ids: Vec<String>) -> Result<(), String> {
+        let ids: Vec<&str> = message_ids.iter().map(String::as_str).collect();
+        // A 1:1 chat: the sender is the chat itself, which whatsapp-rust takes as `None`.
+        self.mark_as_read(&chat, None, &ids)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn connected(&self) -> bool {
+        self.is_connected()
+    }
+}
+
+/// Tells WhatsApp that `message_ids` from `peer_phone` were read.
+pub(super) async fn mark_read(
+    client: &dyn Reader,
+    peer_phone: &str,
+    message_ids: Vec<String>,
+) -> Result<(), LinkError> {
+    let chat = jid_of_phone(peer_phone).map_err(LinkError::WrongState)?;
+    if message_ids.is_empty() {
+        return Ok(());
+    }
+    if !client.connected() {
+        return Err(LinkError::WrongState("not connected to WhatsApp".into()));
+    }
+    tokio::time::timeout(READ_TIMEOUT, client.mark_read(chat, message_ids))
+        .await
+        .map_err(|_| LinkError::Timeout)?
+        .map_err(LinkError::Refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Remembers what it would have sent; fails when told to.
+    struct Receipts {
+        sent: Mutex<Vec<(String, Vec<String>)>>,
+        fail: Option<&'static str>,
+    }
+
+    #[async_trait]
+    impl Reader for Receipts {
+        async fn mark_read(&self, chat: Jid, message_ids: Vec<String>) -> Result<(), String> {
+            if let Some(error) = self.fail {
+                return Err(error.into());
+            }
+            self.sent
+                .lock()
+                .unwrap()
+                .push((chat.to_string(), message_ids));
+            Ok(())
+        }
+
+        fn connected(&self) -> bool {
+            true
+        }
+    }
+
+    fn receipts(fail: Option<&'static str>) -> Receipts {
+        Receipts {
+            sent: Mutex::new(Vec::new()),
+            fail,
+        }
+    }
+
+    #[tokio::test]
+    async fn receipts_go_to_the_senders_chat_under_the_whatsapp_ids() {
+        let client = receipts(None);
+        let ids = vec!["3EB0AAAA".to_owned(), "3EB0BBBB".to_owned()];
+        mark_read(&client, "+6281111111111", ids.clone())
+            .await
+            .expect("sent");
+        mark_read(&client, "6282222222222", Vec::new())
+            .await
+            .expect("nothing to send");
+        assert_eq!(
+            *client.sent.lock().unwrap(),
+            [("6281111111111@s.whatsapp.net".to_owned(), ids)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_chat_or_a_refusal_is_an_error() {
+        let client = receipts(Some("socket closed"));
+        let refused = mark_read(&client, "6281111111111", vec!["3EB0AAAA".into()]).await;
+        match refused {
+            Err(LinkError::Refused(why)) => assert!(why.contains("socket closed"), "{why}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let bad = mark_read(&client, "not a phone", vec!["3EB0AAAA".into()]).await;
+        assert!(matches!(bad, Err(LinkError::WrongState(_))), "{bad:?}");
+    }
+}
