@@ -47,6 +47,7 @@
 pub mod client;
 pub mod conformance;
 mod durable;
+mod media;
 mod number_checks;
 mod read_receipts;
 mod send;

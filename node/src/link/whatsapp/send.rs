@@ -18,7 +18,6 @@ use sha2::{Digest, Sha256};
 use std::time::Duration;
 use tracing::warn;
 use whatsapp_rust::send::SendOptions;
-use whatsapp_rust::wacore::proto_helpers::MessageBuilderExt;
 use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{Client, Jid};
 
@@ -33,8 +32,13 @@ pub(super) const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// connection that takes the message and drops before confirming it.
 #[async_trait]
 pub(super) trait Outgoing: Send + Sync {
-    /// Sends `text` to `to` under the WhatsApp message id `wa_id`.
-    async fn send_text(&self, to: Jid, text: String, wa_id: String) -> Result<(), String>;
+    /// Sends `message` to `to` under the WhatsApp message id `wa_id`.
+    async fn send_message(
+        &self,
+        to: Jid,
+        message: wa::Message,
+        wa_id: String,
+    ) -> Result<(), String>;
 
     /// Whether the connection to WhatsApp is up now.
     fn connected(&self) -> bool;
@@ -42,9 +46,14 @@ pub(super) trait Outgoing: Send + Sync {
 
 #[async_trait]
 impl Outgoing for Client {
-    async fn send_text(&self, to: Jid, text: String, wa_id: String) -> Result<(), String> {
+    async fn send_message(
+        &self,
+        to: Jid,
+        message: wa::Message,
+        wa_id: String,
+    ) -> Result<(), String> {
         let options = SendOptions::default().with_message_id(wa_id);
-        self.send_message_with_options(to, wa::Message::text(text), options)
+        self.send_message_with_options(to, message, options)
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -72,15 +81,16 @@ pub(super) fn wa_message_id(device_id: &str, message_id: &str) -> String {
     id
 }
 
-/// Sends a text and says how it went (`None`: the session lost ownership, nothing
-/// was sent). The WhatsApp id is mapped to wafleet's before the send, so that no receipt
-/// can arrive for an id the link does not know yet.
-pub(super) async fn send_text(
+/// Sends a message (a text: `wa::Message::text`; media: `media::message`) and says how
+/// it went (`None`: the session lost ownership, nothing was sent). The WhatsApp id is
+/// mapped to wafleet's before the send, so that no receipt can arrive for an id the
+/// link does not know yet.
+pub(super) async fn send(
     client: &dyn Outgoing,
     backend: &VaultBackend,
     message_id: String,
     to_phone: String,
-    text: String,
+    message: wa::Message,
 ) -> Option<LinkEvent> {
     let receipt = |status, error: Option<String>| LinkEvent::Receipt {
         message_id: message_id.clone(),
@@ -104,7 +114,7 @@ pub(super) async fn send_text(
         reason,
     };
     Some(
-        match tokio::time::timeout(SEND_TIMEOUT, client.send_text(to, text, wa_id)).await {
+        match tokio::time::timeout(SEND_TIMEOUT, client.send_message(to, message, wa_id)).await {
             Ok(Ok(())) => receipt(ReceiptStatus::Sent, None),
             // Whatever the error says, with the connection gone the message may have
             // left before it went; after a reconnect it is sent again, under its id.

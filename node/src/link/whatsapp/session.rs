@@ -20,13 +20,14 @@ use whatsapp_rust::types::events::{
     Event, EventHandler, EventInterest, EventKind, InboundMessage, Receipt,
 };
 use whatsapp_rust::types::presence::ReceiptType;
-use whatsapp_rust::wacore::proto_helpers::MessageExt;
+use whatsapp_rust::wacore::proto_helpers::{MessageBuilderExt, MessageExt};
+use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{Client, Jid};
 
 use super::client::Probe;
 use super::durable::Unstored;
 use super::store::VaultBackend;
-use super::{number_checks, read_receipts, send};
+use super::{media, number_checks, read_receipts, send};
 use crate::clock::now_ms;
 use crate::link::{LinkCommand, LinkContext, LinkError, LinkEvent, PairCode, ReceiptStatus};
 
@@ -354,30 +355,24 @@ impl Session {
             LinkCommand::SendText {
                 message_id,
                 to_phone,
-                media: Some(_),
-                ..
-            } => {
-                // Not built yet on this link (README): the send fails, saying so,
-                // rather than going out without its file.
-                debug!(device_id = %self.ctx.device_id, to_phone, "media send refused");
-                self.ctx.events.emit(LinkEvent::Receipt {
-                    message_id,
-                    status: ReceiptStatus::Failed,
-                    error: Some("media is not supported on the whatsapp link yet".into()),
-                    at_ms: now_ms(),
-                });
-            }
-            LinkCommand::SendText {
-                message_id,
-                to_phone,
                 text,
-                media: None,
+                media,
             } => {
                 let (client, backend) = (self.client.clone(), self.backend.clone());
-                let events = self.ctx.events.clone();
+                let (events, library) = (self.ctx.events.clone(), self.ctx.media.clone());
                 self.tasks.spawn(async move {
-                    let sent =
-                        send::send_text(client.as_ref(), &backend, message_id, to_phone, text);
+                    let message = match media {
+                        None => wa::Message::text(text),
+                        // Uploaded first (WhatsApp's media encryption), then sent.
+                        Some(part) => match media::upload(client.as_ref(), &library, &part).await {
+                            Ok(uploaded) => media::message(&part, &text, uploaded),
+                            Err(failure) => {
+                                events.emit(failure.event(message_id));
+                                return;
+                            }
+                        },
+                    };
+                    let sent = send::send(client.as_ref(), &backend, message_id, to_phone, message);
                     if let Some(outcome) = sent.await {
                         events.emit(outcome);
                     }

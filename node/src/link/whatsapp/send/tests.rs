@@ -9,6 +9,7 @@ use crate::link::whatsapp::conformance::create_starting_device;
 use crate::seal::{MasterKey, Sealer};
 use crate::store::{SqliteStore, Store};
 use crate::vault::Vault;
+use whatsapp_rust::wacore::proto_helpers::MessageBuilderExt;
 
 /// How a stand-in connection behaves once it has the message.
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +47,12 @@ impl Connection {
 
 #[async_trait]
 impl Outgoing for Connection {
-    async fn send_text(&self, _to: Jid, _text: String, wa_id: String) -> Result<(), String> {
+    async fn send_message(
+        &self,
+        _to: Jid,
+        _message: wa::Message,
+        wa_id: String,
+    ) -> Result<(), String> {
         self.sent.lock().unwrap().push(wa_id);
         match self.then {
             Then::Confirms => Ok(()),
@@ -96,12 +102,12 @@ impl Device {
 }
 
 async fn send(connection: &Connection, backend: &VaultBackend, message_id: &str) -> LinkEvent {
-    send_text(
+    super::send(
         connection,
         backend,
         message_id.into(),
         "+15551234567".into(),
-        "hello".into(),
+        wa::Message::text("hello".to_owned()),
     )
     .await
     .expect("not fenced")
