@@ -32,6 +32,24 @@ async fn the_folder_backend_passes_the_conformance_suite() {
 }
 
 #[tokio::test]
+async fn the_media_library_works_on_the_folder_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FolderMediaStore::open(dir.path().join("media"))
+        .await
+        .unwrap();
+    conformance::check_library(std::sync::Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn the_media_library_works_on_the_s3_backend_against_moto() {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    let store = S3MediaStore::new(&moto.settings("library/")).unwrap();
+    conformance::check_library(std::sync::Arc::new(store)).await;
+}
+
+#[tokio::test]
 async fn two_folder_stores_on_one_folder_see_each_other_s_media() {
     let dir = tempfile::tempdir().unwrap();
     let writer = FolderMediaStore::open(dir.path()).await.unwrap();

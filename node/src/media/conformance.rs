@@ -248,3 +248,92 @@ pub async fn check_dropped_put(store: &dyn MediaStore) {
         assert_absent(store, &key, "a dropped put").await;
     }
 }
+
+/// The media library over `store`: a file larger than one S3 part put sealed, its
+/// record read back, its bytes opened whole, the tenant and type limit rules of a
+/// send, a file past its limit refused with nothing left, and a delete. What the API's
+/// uploads, sends and downloads do, on every backend.
+pub async fn check_library(store: std::sync::Arc<dyn MediaStore>) {
+    use std::sync::Arc;
+
+    use wafleet_cluster_config::MediaLimits;
+
+    use crate::media::{MediaLibrary, MediaOrigin, MediaType, NewMedia};
+    use crate::seal::data_keys::DataKeys;
+    use crate::seal::{MasterKey, Sealer};
+
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let keys_store: Arc<dyn crate::store::Store> = Arc::new(
+        crate::store::SqliteStore::open(&dir.path().join("keys.db")).expect("a key store"),
+    );
+    let keys = Arc::new(DataKeys::new(
+        keys_store,
+        Arc::new(Sealer::new(MasterKey::new(1, [11; 32]))),
+    ));
+    let limits = MediaLimits {
+        image_bytes: 1 << 20,
+        ..MediaLimits::default()
+    };
+    let library = MediaLibrary::new(store, keys, limits);
+    let new = |media_type| NewMedia {
+        tenant: "acme".into(),
+        mime: "application/pdf".into(),
+        media_type: Some(media_type),
+        filename: Some("big.pdf".into()),
+        announced_size: None,
+        origin: MediaOrigin::Upload,
+    };
+    let data = noise(BIG);
+    let record = library
+        .put(new(MediaType::Document), chunked(data.clone(), CHUNK))
+        .await
+        .expect("the library stores a large file");
+    assert_eq!(record.size, BIG as u64);
+    assert_eq!(record.sha256, hex(&Sha256::digest(&data)));
+    let again = library
+        .record(&record.id)
+        .await
+        .expect("its record reads back");
+    assert_eq!(again, record);
+    let bytes: Vec<Bytes> = library
+        .bytes(&again)
+        .await
+        .expect("its bytes open")
+        .try_collect()
+        .await
+        .expect("its bytes stream");
+    assert!(bytes.concat() == data, "the file opens to the bytes put");
+    let part = library
+        .for_send("acme", &record.id, MediaType::Document)
+        .await
+        .expect("the tenant sends it as a document");
+    assert_eq!(
+        (part.size, part.sha256.as_str()),
+        (record.size, record.sha256.as_str())
+    );
+    assert!(matches!(
+        library
+            .for_send("globex", &record.id, MediaType::Document)
+            .await,
+        Err(MediaError::NotFound(_))
+    ));
+    assert!(matches!(
+        library.for_send("acme", &record.id, MediaType::Image).await,
+        Err(MediaError::TooLarge { limit }) if limit == 1 << 20
+    ));
+    assert!(matches!(
+        library
+            .put(new(MediaType::Image), chunked(noise((1 << 20) + 1), CHUNK))
+            .await,
+        Err(MediaError::TooLarge { .. })
+    ));
+    library.delete(&record.id).await.expect("delete");
+    assert!(matches!(
+        library.record(&record.id).await,
+        Err(MediaError::NotFound(_))
+    ));
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
