@@ -241,73 +241,6 @@ async fn past_the_limit_nothing_is_stored_and_others_see_nothing() {
     assert_eq!(other_tenant.status(), 403);
 }
 
-/// A cluster on one machine: a file uploaded through one gateway is read back, byte for
-/// byte, through another (every process shares the media folder beside the store).
-#[tokio::test]
-async fn a_file_uploaded_through_one_gateway_is_read_through_another() {
-    use std::path::Path;
-    use wafleet_load::scenario::cluster::{
-        COOKIE, GatewayProcess, NodePlan, NodeProcess, SimProcess,
-    };
-    use wafleet_load::scenario::process::RedisServer;
-    const WAFLEET: &str = env!("CARGO_BIN_EXE_wafleet");
-
-    let redis = RedisServer::start().await.unwrap();
-    let sim = SimProcess::start(Path::new(WAFLEET)).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("wafleet.db");
-    let plans = NodePlan::cluster(1, &db, &redis.url, std::slice::from_ref(&sim.ws)).unwrap();
-    let mut node = NodeProcess::start(Path::new(WAFLEET), dir.path(), &plans[0], COOKIE)
-        .await
-        .unwrap();
-    node.wait_members(&["node-1"], common::WAIT).await.unwrap();
-    let mut gateways = Vec::new();
-    for name in ["gw-1", "gw-2"] {
-        let gateway = GatewayProcess::start(
-            Path::new(WAFLEET),
-            dir.path(),
-            name,
-            &[plans[0].address()],
-            &plans[0],
-            COOKIE,
-            1,
-        )
-        .await
-        .unwrap();
-        gateways.push(gateway);
-    }
-    let http = reqwest::Client::new();
-    let photo = noise(5 << 20, 4);
-    let created = http
-        .post(format!("{}/v1/media", gateways[0].base))
-        .bearer_auth(KEY)
-        .header("content-type", "image/jpeg")
-        .body(photo.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let created: Value = created.json().await.unwrap();
-    assert_eq!(created["sha256"], hex(&Sha256::digest(&photo)));
-    let got = http
-        .get(format!(
-            "{}/v1/media/{}",
-            gateways[1].base,
-            created["id"].as_str().unwrap()
-        ))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(got.status(), 200);
-    assert_eq!(got.bytes().await.unwrap().as_ref(), photo.as_slice());
-    assert_eq!(
-        stored_files(&dir.path().join("media")).len(),
-        2,
-        "the file and its record, beside the cluster's store"
-    );
-}
-
 const DEVICE_PHONE: &str = "6281230000077";
 const FRIEND: &str = "6289870000011";
 
@@ -500,4 +433,131 @@ async fn media_is_sent_to_phones_and_received_from_them() {
     assert_eq!(file.bytes().await.unwrap().as_ref(), pdf.as_slice());
     let log = app.json("/v1/devices/shop-1/messages?direction=in").await;
     assert_eq!(log["messages"][0]["media"]["id"], media["id"]);
+}
+
+/// Issue 15's first acceptance point, through a cluster on one machine (one node, two
+/// gateways, a simulator process): a 5 MB image uploaded through one gateway and sent
+/// reaches the phone with the same SHA-256; a PDF the phone sends is named by
+/// `message.inbound`, and another gateway returns the same bytes for it.
+#[tokio::test]
+async fn through_a_cluster_a_photo_goes_out_and_a_pdf_comes_in_whole() {
+    use std::path::Path;
+    use wafleet_load::scenario::cluster::{
+        COOKIE, GatewayProcess, NodePlan, NodeProcess, SimProcess,
+    };
+    use wafleet_load::scenario::process::RedisServer;
+    const WAFLEET: &str = env!("CARGO_BIN_EXE_wafleet");
+
+    let redis = RedisServer::start().await.unwrap();
+    let sim = SimProcess::start(Path::new(WAFLEET)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wafleet.db");
+    let plans = NodePlan::cluster(1, &db, &redis.url, std::slice::from_ref(&sim.ws)).unwrap();
+    let mut node = NodeProcess::start(Path::new(WAFLEET), dir.path(), &plans[0], COOKIE)
+        .await
+        .unwrap();
+    node.wait_members(&["node-1"], common::WAIT).await.unwrap();
+    let mut gateways = Vec::new();
+    for name in ["gw-1", "gw-2"] {
+        let gateway = GatewayProcess::start(
+            Path::new(WAFLEET),
+            dir.path(),
+            name,
+            &[plans[0].address()],
+            &plans[0],
+            COOKIE,
+            1,
+        )
+        .await
+        .unwrap();
+        gateways.push(gateway);
+    }
+    let (one, two) = (gateways[0].base.clone(), gateways[1].base.clone());
+    let http = reqwest::Client::new();
+    let mut events = common::Sse::connect(&http, &format!("{one}/v1/events"), None).await;
+    common::post_routed(
+        &http,
+        &format!("{one}/v1/devices"),
+        json!({"id": "shop-c", "name": "shop"}),
+    )
+    .await;
+    common::post_routed(&http, &format!("{one}/v1/devices/shop-c/start"), json!({})).await;
+    common::scan_until_ready(&http, &sim.base, DEVICE_PHONE, &mut events).await;
+
+    // A 5 MB image, uploaded through one gateway and sent.
+    let photo = noise(5 << 20, 9);
+    let created = http
+        .post(format!("{one}/v1/media"))
+        .bearer_auth(KEY)
+        .header("content-type", "image/jpeg")
+        .body(photo.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    let sha = hex(&Sha256::digest(&photo));
+    assert_eq!(created["sha256"], sha);
+    let sent = common::post_routed(
+        &http,
+        &format!("{one}/v1/devices/shop-c/messages"),
+        json!({"to": FRIEND, "media": {"id": created["id"], "type": "image"}, "text": "foto"}),
+    )
+    .await;
+    let outcome = until_message(&mut events, sent["id"].as_str().unwrap(), "delivered").await;
+    assert_eq!(outcome["status"], "delivered", "{outcome}");
+    let inbox: Value = http
+        .get(format!("{}/sim/phones/{FRIEND}/inbox", sim.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(inbox[0]["media"]["sha256"], sha);
+    assert_eq!(inbox[0]["media"]["size"], photo.len());
+    assert_eq!(inbox[0]["text"], "foto");
+    let back = http
+        .get(format!(
+            "{two}/v1/media/{}",
+            created["id"].as_str().unwrap()
+        ))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.bytes().await.unwrap().as_ref(), photo.as_slice());
+
+    // A PDF from the phone: named by message.inbound, the same bytes from the other gateway.
+    let pdf = noise(700_000, 10);
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &pdf);
+    let phone_sent = http
+        .post(format!("{}/sim/phones/{FRIEND}/send", sim.base))
+        .json(
+            &json!({"to_phone": DEVICE_PHONE, "media": {"type": "document",
+            "mime": "application/pdf", "data_base64": encoded, "filename": "invoice.pdf"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(phone_sent.status(), 202);
+    let inbound = events.next_of_kind("message.inbound").await;
+    let media = &inbound.data["media"];
+    assert_eq!(
+        (&media["type"], &media["mime"]),
+        (&json!("document"), &json!("application/pdf"))
+    );
+    assert_eq!(media["sha256"], hex(&Sha256::digest(&pdf)));
+    let got = http
+        .get(format!("{two}/v1/media/{}", media["id"].as_str().unwrap()))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await.unwrap().as_ref(), pdf.as_slice());
+    assert!(
+        stored_files(&dir.path().join("media")).len() >= 4,
+        "both files and their records, beside the cluster's store"
+    );
 }
