@@ -52,6 +52,24 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
+/// The tenant a tenant-level request works on (a contact book, an upload): the
+/// caller's own, or, for an admin of every tenant, the one `?tenant=` names (default
+/// `default`). A tenant that does not exist, or that a tenant's key names for another
+/// tenant, is `404 tenant_not_found`.
+pub async fn tenant_asked(
+    state: &AppState,
+    caller: &Caller,
+    asked: Option<String>,
+) -> Result<String, ApiError> {
+    match asked {
+        None => Ok(caller
+            .tenant
+            .clone()
+            .unwrap_or_else(|| wafleet_node::access::DEFAULT_TENANT.to_owned())),
+        Some(asked) => Ok(state.access.tenant(caller, &asked).await?.id),
+    }
+}
+
 /// The key presented as `Authorization: Bearer KEY` or `x-api-key: KEY`.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(value) = headers.get("x-api-key") {

@@ -16,13 +16,12 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use wafleet_node::access::DEFAULT_TENANT;
 use wafleet_node::clock::{now_ms, rfc3339};
 use wafleet_node::contacts::{Imported, NewContact};
 use wafleet_node::store::{ContactRecord, TagCount};
 
 use crate::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, tenant_asked};
 use crate::dto::{Deleted, next_cursor, page_limit};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -240,21 +239,6 @@ pub struct TagsQuery {
     pub cursor: Option<String>,
 }
 
-/// The tenant whose book the caller works on (see the module docs).
-async fn book_tenant(
-    state: &AppState,
-    caller: &Caller,
-    asked: Option<String>,
-) -> Result<String, ApiError> {
-    match asked {
-        None => Ok(caller
-            .tenant
-            .clone()
-            .unwrap_or_else(|| DEFAULT_TENANT.to_owned())),
-        Some(asked) => Ok(state.access.tenant(caller, &asked).await?.id),
-    }
-}
-
 #[utoipa::path(get, path = "/v1/contacts", tag = "contacts", params(ContactsQuery),
     description = "The tenant's contacts in phone order, page by page; `?tag=` keeps those with the tag (a \
 campaign's audience, however large, read a page at a time), `?q=` those whose phone or name starts with it.",
@@ -268,7 +252,7 @@ pub async fn list_contacts(
     ApiQuery(query): ApiQuery<ContactsQuery>,
 ) -> Result<Json<ContactList>, ApiError> {
     let limit = page_limit(query.limit)?;
-    let tenant = book_tenant(&state, &caller, query.tenant).await?;
+    let tenant = tenant_asked(&state, &caller, query.tenant).await?;
     let contacts: Vec<ContactDto> = state
         .catalog
         .contacts()
@@ -310,7 +294,7 @@ pub async fn save_contacts(
     ApiQuery(query): ApiQuery<BookParams>,
     ApiJson(body): ApiJson<Map<String, Value>>,
 ) -> Result<(StatusCode, Json<SaveAnswer>), ApiError> {
-    let tenant = book_tenant(&state, &caller, query.tenant).await?;
+    let tenant = tenant_asked(&state, &caller, query.tenant).await?;
     let book = state.catalog.contacts();
     let shape = |e: serde_json::Error| ApiError::Unprocessable(e.to_string());
     if body.contains_key("contacts") {
@@ -342,7 +326,7 @@ pub async fn get_contact(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<BookParams>,
 ) -> Result<Json<ContactDto>, ApiError> {
-    let tenant = book_tenant(&state, &caller, query.tenant).await?;
+    let tenant = tenant_asked(&state, &caller, query.tenant).await?;
     Ok(Json(
         state.catalog.contacts().get(&tenant, &id).await?.into(),
     ))
@@ -366,7 +350,7 @@ pub async fn set_contact_tags(
     ApiQuery(query): ApiQuery<BookParams>,
     request: Request,
 ) -> Result<Json<ContactDto>, ApiError> {
-    let tenant = book_tenant(&state, &caller, query.tenant).await?;
+    let tenant = tenant_asked(&state, &caller, query.tenant).await?;
     let book = state.catalog.contacts();
     book.get(&tenant, &id).await?;
     let ApiJson(body) = ApiJson::<SetTags>::from_request(request, &state).await?;
@@ -389,7 +373,7 @@ pub async fn delete_contact(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<BookParams>,
 ) -> Result<Json<Deleted>, ApiError> {
-    let tenant = book_tenant(&state, &caller, query.tenant).await?;
+    let tenant = tenant_asked(&state, &caller, query.tenant).await?;
     state.catalog.contacts().delete(&tenant, &id).await?;
     Ok(Json(Deleted { id, deleted: true }))
 }
@@ -406,7 +390,7 @@ pub async fn list_tags(
     ApiQuery(query): ApiQuery<TagsQuery>,
 ) -> Result<Json<TagList>, ApiError> {
     let limit = page_limit(query.limit)?;
-    let tenant = book_tenant(&state, &caller, query.tenant).await?;
+    let tenant = tenant_asked(&state, &caller, query.tenant).await?;
     let tags: Vec<TagDto> = state
         .catalog
         .contacts()

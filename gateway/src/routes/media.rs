@@ -17,7 +17,7 @@ use wafleet_node::clock::rfc3339;
 use wafleet_node::media::{ByteStream, MediaOrigin, MediaRecord, MediaType, NewMedia};
 
 use crate::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, tenant_asked};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiPath, ApiQuery};
 
@@ -40,7 +40,8 @@ pub struct UploadParams {
     #[param(min_length = 1, max_length = 255)]
     pub filename: Option<String>,
     /// The tenant the file belongs to: an admin of every tenant may name one (default
-    /// `default`); anyone else's uploads are their own tenant's.
+    /// `default`); anyone else's uploads are their own tenant's (naming another is
+    /// `404 tenant_not_found`).
     #[param(pattern = "^[a-zA-Z0-9_.@-]{1,64}$")]
     pub tenant: Option<String>,
 }
@@ -86,7 +87,7 @@ announces it. Limits by default: image, video, audio and voice 16 MiB, document 
     params(UploadParams),
     request_body(content = Vec<u8>, description = "The file's bytes (or multipart/form-data with a field `file`)",
         content_type = "application/octet-stream"),
-    responses((status = 201, body = MediaDto), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 201, body = MediaDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn upload(
@@ -96,7 +97,7 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<MediaDto>), ApiError> {
-    let tenant = caller.tenant_for_new(params.tenant.as_deref())?;
+    let tenant = tenant_asked(&state, &caller, params.tenant).await?;
     let media_type = params
         .media_type
         .as_deref()
