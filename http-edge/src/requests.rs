@@ -2,15 +2,19 @@
 //! with the request timeout, and the connection's [`Activity`] told when a request
 //! starts and when its response has been written.
 //!
-//! The timeout bounds the handler, up to its response head. A stream (an SSE response,
-//! a WebSocket's 101) has its head at once and its body afterwards, so it is never cut:
-//! only ordinary requests that take too long are, and those get a 503 in the API's
-//! error shape.
+//! The timeout bounds the handler, up to its response head, counted from the request's
+//! start or from the last bytes of its body that arrived, whichever is later: an upload
+//! that keeps sending (a large file over a slow link) is not cut while its bytes flow,
+//! and its handler still has the whole timeout after the last of them. A stream (an SSE
+//! response, a WebSocket's 101) has its head at once and its body afterwards, so it is
+//! never cut: only ordinary requests that take too long are, and those get a 503 in the
+//! API's error shape.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,6 +24,7 @@ use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::time::Instant;
 use tower::ServiceExt;
 
 use crate::activity::{Activity, InFlight};
@@ -46,19 +51,35 @@ impl<A: Clone + Send + Sync + 'static> hyper::service::Service<Request<Incoming>
 
     fn call(&self, request: Request<Incoming>) -> Answer {
         let in_flight = self.activity.request();
-        let mut request = request.map(Body::new);
+        let started = Instant::now();
+        let last_body_bytes = Arc::new(AtomicU64::new(0));
+        let mut request = request.map(|body| {
+            Body::new(Watched {
+                body,
+                started,
+                last: last_body_bytes.clone(),
+            })
+        });
         request
             .extensions_mut()
             .insert(axum::extract::ConnectInfo(self.peer.clone()));
         let handled = self.router.clone().oneshot(request);
         let (timeout, listener) = (self.timeout, self.listener);
         Box::pin(async move {
-            let response = match tokio::time::timeout(timeout, handled).await {
-                Ok(Ok(response)) => response,
-                Ok(Err(never)) => match never {},
-                Err(_) => {
-                    metrics::request_timed_out(listener);
-                    timed_out(timeout)
+            let mut handled = std::pin::pin!(handled);
+            let response = loop {
+                let active = Duration::from_millis(last_body_bytes.load(Ordering::Relaxed));
+                let deadline = started + active + timeout;
+                match tokio::time::timeout_at(deadline, &mut handled).await {
+                    Ok(Ok(response)) => break response,
+                    Ok(Err(never)) => match never {},
+                    // Body bytes came meanwhile: the handler's time runs from them.
+                    Err(_)
+                        if last_body_bytes.load(Ordering::Relaxed) > active.as_millis() as u64 => {}
+                    Err(_) => {
+                        metrics::request_timed_out(listener);
+                        break timed_out(timeout);
+                    }
                 }
             };
             Ok(response.map(|body| Tracked {
@@ -86,6 +107,39 @@ fn timed_out(timeout: Duration) -> Response<Body> {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// A request's body, noting when its last bytes arrived (milliseconds from the request's
+/// start) for the request timeout.
+struct Watched {
+    body: Incoming,
+    started: Instant,
+    last: Arc<AtomicU64>,
+}
+
+impl http_body::Body for Watched {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = &polled {
+            let at = self.started.elapsed().as_millis() as u64;
+            self.last.store(at.max(1), Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// A response body that keeps its request in flight until hyper has written it to its

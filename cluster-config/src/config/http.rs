@@ -38,8 +38,10 @@ pub struct HttpSection {
     pub idle_timeout: Duration,
     /// An ordinary request must have its response head within this long, or it is
     /// answered 503 `request_timeout` (`request_timeout_ms`, default 30,000, 100 to
-    /// 3,600,000). Streams are not cut: an SSE stream or a WebSocket has its response
-    /// head at once and then lasts as long as it lasts. On a gateway it must be at least
+    /// 3,600,000), counted from the request's start or from the last bytes of its body
+    /// that arrived, whichever is later (an upload that keeps sending is not cut).
+    /// Streams are not cut: an SSE stream or a WebSocket has its response head at once
+    /// and then lasts as long as it lasts. On a gateway it must be at least
     /// `gateway.request_timeout_ms`, so that a device call that a node does not answer
     /// ends as the 504 that says so.
     #[serde(
