@@ -241,6 +241,32 @@ async fn past_the_limit_nothing_is_stored_and_others_see_nothing() {
         .await
         .unwrap();
     assert_eq!(read.text().await.unwrap(), "hello");
+    // Deleted: gone for good; another tenant cannot delete it.
+    let theirs = app
+        .http
+        .delete(app.url(&format!("/v1/media/{own_id}")))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(theirs.status(), 200, "an admin of every tenant may");
+    let again = app
+        .http
+        .get(app.url(&format!("/v1/media/{own_id}")))
+        .bearer_auth(&globex)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 404);
+    let not_theirs = app
+        .http
+        .delete(app.url(&format!("/v1/media/{id}")))
+        .bearer_auth(&globex)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_theirs.status(), 404);
+    assert_eq!(app.get(&format!("/v1/media/{id}")).await.status(), 200);
     let other_tenant = upload(&app, &globex, "?tenant=default", "text/plain", vec![1]).await;
     assert_eq!(other_tenant.status(), 404);
     for bad in ["?tenant=", "?tenant=nobody"] {

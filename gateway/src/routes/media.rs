@@ -1,5 +1,5 @@
-//! Media files: uploading one (`POST /v1/media`, streamed into the media storage) and
-//! reading one back, uploaded or received (`GET /v1/media/{id}`).
+//! Media files: uploading one (`POST /v1/media`, streamed into the media storage),
+//! reading one back, uploaded or received (`GET /v1/media/{id}`), and deleting one.
 
 use std::io;
 
@@ -18,6 +18,7 @@ use wafleet_node::media::{ByteStream, MediaOrigin, MediaRecord, MediaType, NewMe
 
 use crate::AppState;
 use crate::auth::{Caller, tenant_asked};
+use crate::dto::Deleted;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiPath, ApiQuery};
 
@@ -190,10 +191,7 @@ pub async fn download(
 ) -> Result<Response, ApiError> {
     let record = state.media.record(&id).await?;
     if !caller.sees_tenant(&record.tenant) {
-        return Err(ApiError::NotFound {
-            code: "media_not_found",
-            what: format!("media {id}"),
-        });
+        return Err(not_found(&id));
     }
     let bytes = state.media.bytes(&record).await?;
     let mut response = Body::from_stream(bytes).into_response();
@@ -243,12 +241,40 @@ fn content_disposition(filename: Option<&str>) -> HeaderValue {
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("attachment"))
 }
 
+#[utoipa::path(delete, path = "/v1/media/{id}", tag = "media",
+    description = "Deletes a file (its record first, so it is gone at once, then its bytes). Messages that named it \
+keep their description; a queued message that still has to send it fails. Another tenant's file is 404 \
+media_not_found, as one that does not exist.",
+    params(("id" = String, Path, pattern = "^med_[0-9a-f]{32}$")),
+    responses((status = 200, body = Deleted), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Deleted>, ApiError> {
+    let record = state.media.record(&id).await?;
+    if !caller.sees_tenant(&record.tenant) {
+        return Err(not_found(&id));
+    }
+    state.media.delete(&id).await?;
+    Ok(Json(Deleted { id, deleted: true }))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound {
+        code: "media_not_found",
+        what: format!("media {id}"),
+    }
+}
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         // Uploads are capped by their type's limit while they stream, not by the
         // API's body limit.
         .routes(routes!(upload).layer(DefaultBodyLimit::disable()))
-        .routes(routes!(download))
+        .routes(routes!(download, delete))
 }
 
 #[cfg(test)]
