@@ -343,6 +343,9 @@ async fn media_is_sent_to_phones_and_received_from_them() {
     assert_eq!(got["media"]["size"], photo.len());
     assert_eq!(got["media"]["sha256"], hex(&Sha256::digest(&photo)));
     assert_eq!(got["media"]["caption"], "lihat");
+    // A media send passes the rate limiter like a text: one send spent.
+    let limits = app.json("/v1/devices/shop-1/limits").await;
+    assert_eq!(limits["day"]["spent"], 1, "{limits}");
     let logged = app
         .json(&format!("/v1/devices/shop-1/messages/{message_id}"))
         .await;
