@@ -22,8 +22,11 @@ use whatsapp_rust::Client;
 use whatsapp_rust::anyhow;
 use whatsapp_rust::types::durability_hook::{InboundDurabilityHook, InboundMessage};
 
-use super::session::relayed;
+use super::incoming::{Downloads, Receiver, media_of};
+use super::session::{relayed, relayed_sender};
+use crate::link::LinkContext;
 use crate::link::{LinkEvent, LinkEvents};
+use crate::media::MediaLibrary;
 
 /// How long the hook waits for the device to store a batch.
 const STORE_WAIT: Duration = Duration::from_secs(15);
@@ -73,16 +76,50 @@ pub(crate) struct StoreFirst {
     pub(crate) events: LinkEvents,
     pub(crate) unstored: Arc<Unstored>,
     pub(crate) wait: Duration,
+    /// Where the media of inbound messages is stored, and for which tenant.
+    pub(crate) library: Arc<MediaLibrary>,
+    pub(crate) tenant: String,
 }
 
 impl StoreFirst {
-    pub(crate) fn new(device_id: String, events: LinkEvents, unstored: Arc<Unstored>) -> Self {
+    pub(crate) fn new(ctx: &LinkContext, unstored: Arc<Unstored>) -> Self {
         StoreFirst {
-            device_id,
-            events,
+            device_id: ctx.device_id.clone(),
+            events: ctx.events.clone(),
             unstored,
             wait: STORE_WAIT,
+            library: ctx.media.clone(),
+            tenant: ctx.tenant.clone(),
         }
+    }
+
+    /// A media message relayed with its file stored first: `None` if it is not one
+    /// the device relays; `Some(Err)` if its file cannot be stored now.
+    async fn relay_media(
+        &self,
+        downloads: &dyn Downloads,
+        message: &InboundMessage,
+    ) -> Option<Result<LinkEvent, String>> {
+        let from_phone = relayed_sender(message)?;
+        let incoming = media_of(&message.message)?;
+        let message_id = message.info.id.to_string();
+        let receiver = Receiver {
+            library: &self.library,
+            tenant: &self.tenant,
+            device_id: &self.device_id,
+        };
+        Some(
+            receiver
+                .receive(downloads, &message_id, &incoming)
+                .await
+                .map(|media| LinkEvent::Inbound {
+                    message_id,
+                    from_phone,
+                    text: incoming.caption.clone(),
+                    at_ms: message.info.timestamp.timestamp_millis(),
+                    media,
+                }),
+        )
     }
 }
 
@@ -90,14 +127,24 @@ impl StoreFirst {
 impl InboundDurabilityHook for StoreFirst {
     async fn on_messages(
         &self,
-        _client: Arc<Client>,
+        client: Arc<Client>,
         batch: &[InboundMessage],
     ) -> anyhow::Result<()> {
         let mut ids = Vec::new();
         let mut stored = Vec::new();
+        let mut unrelayed = 0;
         for message in batch {
-            let Some(event) = relayed(&self.device_id, message) else {
-                continue;
+            let event = match relayed(&self.device_id, message) {
+                Some(event) => event,
+                None => match self.relay_media(client.as_ref(), message).await {
+                    Some(Ok(event)) => event,
+                    Some(Err(reason)) => {
+                        debug!(device_id = %self.device_id, %reason, "an inbound file cannot be stored now; left for redelivery");
+                        unrelayed += 1;
+                        continue;
+                    }
+                    None => continue,
+                },
             };
             if let LinkEvent::Inbound { message_id, .. } = &event {
                 stored.push(self.unstored.wait(message_id));
@@ -105,15 +152,18 @@ impl InboundDurabilityHook for StoreFirst {
             }
             self.events.emit(event);
         }
-        if ids.is_empty() {
+        let all_stored = ids.is_empty()
+            || matches!(
+                tokio::time::timeout(self.wait, join_all(stored)).await,
+                Ok(results) if results.iter().all(Result::is_ok)
+            );
+        if all_stored && unrelayed == 0 {
             return Ok(());
         }
-        let all_stored = matches!(
-            tokio::time::timeout(self.wait, join_all(stored)).await,
-            Ok(results) if results.iter().all(Result::is_ok)
-        );
         if all_stored {
-            return Ok(());
+            // The others are stored; WhatsApp redelivers the batch, and only the files
+            // that failed are new.
+            anyhow::bail!("{unrelayed} inbound file(s) could not be stored yet");
         }
         for id in &ids {
             self.unstored.forget(id);
@@ -164,7 +214,10 @@ mod tests {
     }
 
     /// A hook whose device is played by the test: the events it emits, in order.
-    fn hook(wait: Duration) -> (StoreFirst, Arc<Unstored>, Arc<Mutex<Vec<LinkEvent>>>) {
+    fn hook(
+        wait: Duration,
+        dir: &std::path::Path,
+    ) -> (StoreFirst, Arc<Unstored>, Arc<Mutex<Vec<LinkEvent>>>) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
         let unstored = Arc::new(Unstored::default());
@@ -172,8 +225,23 @@ mod tests {
             1,
             Arc::new(move |_, event| sink.lock().unwrap().push(event)),
         );
-        let mut hook = StoreFirst::new("d".into(), events, unstored.clone());
-        hook.wait = wait;
+        let hook = StoreFirst {
+            device_id: "d".into(),
+            events,
+            unstored: unstored.clone(),
+            wait,
+            library: Arc::new(MediaLibrary::new(
+                Arc::new(crate::media::NoMediaStore),
+                Arc::new(crate::seal::data_keys::DataKeys::new(
+                    Arc::new(SqliteStore::open(&dir.join("keys.db")).unwrap()),
+                    Arc::new(crate::seal::Sealer::new(crate::seal::MasterKey::new(
+                        1, [2; 32],
+                    ))),
+                )),
+                Default::default(),
+            )),
+            tenant: "default".into(),
+        };
         (hook, unstored, seen)
     }
 
@@ -185,8 +253,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_message_is_acknowledged_only_once_the_device_stored_it() {
-        let (_dir, client) = client().await;
-        let (hook, unstored, seen) = hook(Duration::from_secs(5));
+        let (dir, client) = client().await;
+        let (hook, unstored, seen) = hook(Duration::from_secs(5), dir.path());
         let batch = [
             message("A1", "628222@s.whatsapp.net", Some("halo")),
             message("A2", "628333@s.whatsapp.net", Some("apa kabar")),
@@ -235,8 +303,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_message_the_device_did_not_store_is_left_for_redelivery() {
-        let (_dir, client) = client().await;
-        let (hook, unstored, _seen) = hook(Duration::from_millis(100));
+        let (dir, client) = client().await;
+        let (hook, unstored, _seen) = hook(Duration::from_millis(100), dir.path());
         let batch = [
             message("B1", "628222@s.whatsapp.net", Some("one")),
             message("B2", "628222@s.whatsapp.net", Some("two")),
@@ -262,8 +330,8 @@ mod tests {
 
     #[tokio::test]
     async fn what_is_not_relayed_is_acknowledged_at_once() {
-        let (_dir, client) = client().await;
-        let (hook, _unstored, seen) = hook(Duration::from_secs(5));
+        let (dir, client) = client().await;
+        let (hook, _unstored, seen) = hook(Duration::from_secs(5), dir.path());
         let batch = [
             message("G1", "120363000000000001@g.us", Some("group chat")),
             message("M1", "628222@s.whatsapp.net", None),

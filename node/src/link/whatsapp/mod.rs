@@ -47,6 +47,7 @@
 pub mod client;
 pub mod conformance;
 mod durable;
+mod incoming;
 mod media;
 mod number_checks;
 mod read_receipts;
@@ -91,8 +92,7 @@ impl LinkFactory for WhatsAppLinkFactory {
         );
         let probe = Probe::new(self.connectors.config().url());
         let unstored = Arc::new(durable::Unstored::default());
-        let hook =
-            durable::StoreFirst::new(ctx.device_id.clone(), ctx.events.clone(), unstored.clone());
+        let hook = durable::StoreFirst::new(&ctx, unstored.clone());
         let client = self
             .connectors
             .client(backend.clone(), probe.clone(), Some(Arc::new(hook)))

@@ -475,22 +475,32 @@ fn phone_of(jid: &Jid) -> String {
     format!("+{}", jid.user)
 }
 
-/// What a device relays of an inbound message: a 1:1 text from a contact becomes
-/// `Inbound`; the rest (groups, status updates, media, our own messages echoed from the
-/// phone) is not relayed.
-pub(super) fn relayed(device_id: &str, message: &InboundMessage) -> Option<LinkEvent> {
+/// The sender's phone (E.164) of a message a device relays: one from a contact in a 1:1
+/// chat; `None` for the rest (groups, status updates, our own messages echoed from the
+/// phone).
+pub(super) fn relayed_sender(message: &InboundMessage) -> Option<String> {
     let source = &message.info.source;
     if source.is_from_me || source.is_group || !(source.chat.is_pn() || source.chat.is_lid()) {
         return None;
     }
-    let Some(text) = message.message.text_content() else {
-        debug!(device_id, "inbound message without text, not relayed");
-        return None;
-    };
-    let from = match &source.sender_alt {
+    Some(match &source.sender_alt {
         Some(alt) if !source.sender.is_pn() && alt.is_pn() => phone_of(alt),
         _ if source.sender.is_pn() => phone_of(&source.sender),
         _ => source.sender.to_string(),
+    })
+}
+
+/// What a device relays of an inbound message as a text: a 1:1 text from a contact
+/// becomes `Inbound` (media: `incoming`, from the durability hook); the rest is not
+/// relayed.
+pub(super) fn relayed(device_id: &str, message: &InboundMessage) -> Option<LinkEvent> {
+    let from = relayed_sender(message)?;
+    let Some(text) = message.message.text_content() else {
+        debug!(
+            device_id,
+            "inbound message without text, not relayed as a text"
+        );
+        return None;
     };
     Some(LinkEvent::Inbound {
         message_id: message.info.id.to_string(),
