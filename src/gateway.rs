@@ -43,6 +43,9 @@ pub(crate) async fn run(
     let sealer = Arc::new(crate::keys::cluster_sealer(&settings.store)?);
     let store: Arc<dyn Store> =
         crate::store::open(&settings.store, settings.cluster.shards).await?;
+    wafleet_node::seal::key_check::verify(store.as_ref(), &sealer)
+        .await
+        .context("cannot start the gateway")?;
     let keys = Arc::new(DataKeys::new(store.clone(), sealer));
     let bus = EventBus::redis(RedisBusConfig {
         per_device_cap: settings.redis.stream_max_len as usize,

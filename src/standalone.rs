@@ -53,6 +53,9 @@ pub(crate) async fn run(
     let sealer = Arc::new(crate::keys::standalone_sealer(&args.data)?);
     let store =
         SqliteStore::open(&args.data.join("wafleet.db")).context("cannot open the store")?;
+    // Before the simulator opens its state (sealed with the same key) or any device
+    // starts: a wrong key refuses here (see wafleet_node::seal::key_check).
+    wafleet_node::seal::key_check::verify(&store, &sealer).await?;
 
     let (links, network): (Arc<dyn LinkFactory>, Option<Network>) = match args.link.as_str() {
         "sim" => {

@@ -286,27 +286,6 @@ async fn a_standalone_keeps_no_text_readable_in_its_data_folder_and_rotates_its_
 }
 
 #[tokio::test]
-async fn a_wrong_master_key_cannot_read_the_texts() {
-    let data = tempfile::tempdir().unwrap();
-    let app = Standalone::start(data.path()).await;
-    app.pair("shop-1", DEVICE_PHONE).await;
-    let text = probe("out");
-    let id = send_and_see_delivered(&app, "shop-1", &text).await;
-    app.kill9().await;
-    // Another key in the environment overrides the data folder's: nothing opens.
-    let other = "7:".to_owned() + &"A".repeat(43) + "=";
-    let app = Standalone::start_with_env(data.path(), &[("WAFLEET_MASTER_KEY", &other)]).await;
-    let response = app.get(&format!("/v1/devices/shop-1/messages/{id}")).await;
-    assert_eq!(
-        response.status(),
-        500,
-        "a text that does not open is an error"
-    );
-    let body = response.text().await.unwrap();
-    assert!(!body.contains(&text), "{body}");
-}
-
-#[tokio::test]
 async fn a_cluster_keeps_no_text_readable_in_its_store_or_redis() {
     let redis = RedisServer::start().await.unwrap();
     let sim = SimProcess::start(Path::new(WAFLEET)).await.unwrap();
@@ -440,4 +419,31 @@ async fn a_cluster_keeps_no_text_readable_in_its_store_or_redis() {
         !files_containing(dir.path(), id).is_empty(),
         "control: the store holds the device id"
     );
+}
+
+/// A standalone given another master key than its data folder's refuses to start,
+/// saying so, instead of taking every device's credentials for corrupt and wiping
+/// them; with its own key it starts, and the device is READY without a new QR.
+#[tokio::test]
+async fn a_wrong_master_key_is_refused_before_any_credential_is_touched() {
+    let data = tempfile::tempdir().unwrap();
+    let app = Standalone::start(data.path()).await;
+    app.pair("keyed", DEVICE_PHONE).await;
+    let text = probe("out");
+    let id = send_and_see_delivered(&app, "keyed", &text).await;
+    app.kill9().await;
+    // Another key in the environment overrides the data folder's.
+    let other = "7:".to_owned() + &"A".repeat(43) + "=";
+    let refused = wafleet_load::scenario::process::Standalone::start_with_env(
+        Path::new(WAFLEET),
+        data.path(),
+        &[("WAFLEET_MASTER_KEY", &other)],
+    )
+    .await;
+    let error = format!("{:#}", refused.expect_err("a wrong key must not start"));
+    assert!(error.contains("exited"), "{error}");
+    let app = Standalone::start(data.path()).await;
+    app.wait_status("keyed", "READY").await;
+    let message = app.json(&format!("/v1/devices/keyed/messages/{id}")).await;
+    assert_eq!(message["text"], text.as_str());
 }

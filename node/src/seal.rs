@@ -16,6 +16,7 @@
 //! that must already exist ([`load_master_key_file`]): every node needs the same key.
 
 pub mod data_keys;
+pub mod key_check;
 pub mod master_keys;
 pub mod stream;
 pub mod text;

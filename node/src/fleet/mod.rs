@@ -37,6 +37,7 @@ use crate::media::{MediaLibrary, NoMediaStore};
 use crate::metrics;
 use crate::seal::Sealer;
 use crate::seal::data_keys::DataKeys;
+use crate::seal::key_check::{self, KeyCheckError};
 use crate::settings;
 use crate::store::{DevicePatch, DeviceQuery, DeviceStatus, Fence, Store};
 use crate::vault::Vault;
@@ -64,6 +65,13 @@ impl Fleet {
         bus: EventBus,
         links: Arc<dyn LinkFactory>,
     ) -> Result<Fleet, FleetError> {
+        // Before anything opens a credential: a wrong key would wipe them all.
+        key_check::verify(store.as_ref(), &sealer)
+            .await
+            .map_err(|error| match error {
+                KeyCheckError::Store(error) => FleetError::Store(error),
+                other => FleetError::Invalid(other.to_string()),
+            })?;
         let store_for_quotas = store.clone();
         let keys = Arc::new(DataKeys::new(store.clone(), sealer.clone()));
         let webhooks = Arc::new(Webhooks::new(
