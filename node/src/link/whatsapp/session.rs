@@ -26,7 +26,7 @@ use whatsapp_rust::{Client, Jid};
 use super::client::Probe;
 use super::durable::Unstored;
 use super::store::VaultBackend;
-use super::{number_checks, read_receipts, send};
+use super::{groups, number_checks, read_receipts, send};
 use crate::clock::now_ms;
 use crate::link::{LinkCommand, LinkContext, LinkError, LinkEvent, PairCode, ReceiptStatus};
 
@@ -354,6 +354,20 @@ impl Session {
             LinkCommand::SendText {
                 message_id,
                 to_phone,
+                mentions,
+                ..
+            } if groups::unsupported_send(&to_phone, &mentions) => {
+                groups::refuse_send(&self.ctx.events, message_id);
+            }
+            LinkCommand::Group { command, reply } => {
+                let client = self.client.clone();
+                self.tasks.spawn(async move {
+                    let _ = reply.send(groups::run(client.as_ref(), command).await);
+                });
+            }
+            LinkCommand::SendText {
+                message_id,
+                to_phone,
                 media: Some(_),
                 ..
             } => {
@@ -372,6 +386,7 @@ impl Session {
                 to_phone,
                 text,
                 media: None,
+                ..
             } => {
                 let (client, backend) = (self.client.clone(), self.backend.clone());
                 let events = self.ctx.events.clone();
@@ -503,6 +518,7 @@ pub(super) fn relayed(device_id: &str, message: &InboundMessage) -> Option<LinkE
         text: text.to_owned(),
         at_ms: message.info.timestamp.timestamp_millis(),
         media: None,
+        group: None,
     })
 }
 
