@@ -79,8 +79,8 @@ impl EventHandler for Forward {
 enum Outcome {
     /// The device dropped the session: close quietly.
     Stopped,
-    /// A final event, while the run loop may still be going.
-    End(LinkEvent),
+    /// A final event, while the run loop may still be going (boxed: an event is large).
+    End(Box<LinkEvent>),
     /// The run loop returned on its own (connection failed or ended).
     RunEnded,
 }
@@ -153,11 +153,11 @@ impl Session {
                     _ = &mut stop => break Outcome::Stopped,
                     Ok(()) = fenced.changed() => {
                         let reason = fenced.borrow().clone().unwrap_or_default();
-                        break Outcome::End(LinkEvent::Fenced { reason });
+                        break Outcome::End(Box::new(LinkEvent::Fenced { reason }));
                     }
                     Some(event) = events.recv() => {
                         if let Some(end) = self.on_event(&event).await {
-                            break Outcome::End(end);
+                            break Outcome::End(Box::new(end));
                         }
                     }
                     Some(command) = commands.recv() => self.on_command(command),
@@ -180,7 +180,7 @@ impl Session {
                 }
                 Outcome::End(end) => {
                     self.close(run).await;
-                    return Some(self.finish(end).await);
+                    return Some(self.finish(*end).await);
                 }
                 Outcome::RunEnded => {
                     // What the client dispatched before its run loop returned is queued.
