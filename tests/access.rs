@@ -203,6 +203,8 @@ async fn no_route_lets_a_tenant_reach_another_tenants_data() {
             let concrete = path
                 .replace("{message_id}", &setup.message_id)
                 .replace("{event_id}", "acme-event")
+                .replace("{group_id}", "120363000000000001@g.us")
+                .replace("{phone}", "6289999999999")
                 .replace(
                     "{id}",
                     if path.starts_with("/v1/contacts") {

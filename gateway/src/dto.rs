@@ -5,6 +5,7 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use wafleet_node::content::{Content, MediaPart};
+use wafleet_node::group::is_group_id;
 use wafleet_node::store::{DeviceRecord, DeviceStatus, Direction, MessageRecord, TrustLevel};
 
 pub use wafleet_node::clock::rfc3339;
@@ -203,9 +204,16 @@ pub struct RawQr {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
-    /// Recipient number with country code: 8 to 15 digits, a leading `+` allowed.
-    #[schema(example = "6281234567890", pattern = r"^\+?[0-9]{8,15}$")]
+    /// Recipient: a number with country code (8 to 15 digits, a leading `+` allowed), or
+    /// a group id the device is in (`120363041234567890@g.us`).
+    #[schema(
+        example = "6281234567890",
+        pattern = r"^(\+?[0-9]{8,15}|[0-9]{5,24}(-[0-9]{5,24})?@g\.us)$"
+    )]
     pub to: String,
+    /// Numbers the text mentions (at most 50), each with its country code.
+    #[schema(max_items = 50)]
+    pub mentions: Option<Vec<crate::routes::number_checks::PhoneNumber>>,
     /// 1 to 65,536 characters, not only spaces. Required without `media`; with it, the
     /// caption (unless `media.caption` gives one).
     #[schema(
@@ -259,8 +267,14 @@ pub struct Message {
     pub direction: String,
     /// Recipient (outbound).
     pub to: Option<String>,
-    /// Sender (inbound).
+    /// Sender (inbound); in a group, the participant who wrote.
     pub from: Option<String>,
+    /// The group it was written in (`120363…@g.us`); absent for a one-to-one message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The numbers it mentions; absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
     /// The text; with media, its caption (may be empty).
     pub text: String,
     /// The media file it carries (`GET /v1/media/{id}` has its bytes).
@@ -309,8 +323,10 @@ impl From<MessageRecord> for Message {
     fn from(m: MessageRecord) -> Message {
         let content = Content::from_stored(&m.text);
         let not_before = later_than_created(&m).map(rfc3339);
+        let group = is_group_id(&m.peer_phone).then(|| m.peer_phone.clone());
         let (to, from) = match m.direction {
             Direction::Outbound => (Some(m.peer_phone), None),
+            Direction::Inbound if group.is_some() => (None, content.author),
             Direction::Inbound => (None, Some(m.peer_phone)),
         };
         Message {
@@ -319,6 +335,8 @@ impl From<MessageRecord> for Message {
             direction: m.direction.as_str().to_owned(),
             to,
             from,
+            group,
+            mentions: content.mentions,
             text: content.text,
             media: content.media.map(MessageMedia::from),
             status: m.status.as_str().to_owned(),

@@ -279,6 +279,11 @@ impl From<FleetError> for ApiError {
                 code: "delivery_not_found",
                 what: format!("webhook delivery {id}"),
             },
+            FleetError::GroupNotFound(id) => ApiError::NotFound {
+                code: "group_not_found",
+                what: format!("group {id} (or the device's number is not in it)"),
+            },
+            FleetError::GroupRefused { code, message } => ApiError::Refused { code, message },
         }
     }
 }

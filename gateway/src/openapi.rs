@@ -17,7 +17,8 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "devices", description = "Linked WhatsApp devices and their lifecycle"),
         (name = "messages", description = "Sending, message status and the message log"),
-        (name = "chats", description = "Conversations: one per phone number, newest first"),
+        (name = "chats", description = "Conversations: one per phone number or group, newest first"),
+        (name = "groups", description = "The device's WhatsApp groups: participants and admins"),
         (name = "contacts", description = "Phone numbers: which are on WhatsApp"),
         (name = "events", description = "Server-sent events"),
         (name = "limits", description = "Rate limits and trust levels"),

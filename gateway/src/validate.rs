@@ -25,6 +25,46 @@ pub fn phone(phone: &str) -> Result<String, ApiError> {
         .map_err(|e| ApiError::invalid("invalid_phone", e.to_string()))
 }
 
+/// Group ids: [`wafleet_node::group::group_id`] (`120363041234567890@g.us`).
+pub fn group_id(id: &str) -> Result<String, ApiError> {
+    wafleet_node::group::group_id(id)
+        .map_err(|e| ApiError::invalid("invalid_group_id", e.to_string()))
+}
+
+/// A message's recipient: a group id ([`group_id`]) or a phone number ([`phone`]).
+pub fn recipient(to: &str) -> Result<String, ApiError> {
+    if to.ends_with(wafleet_node::group::ID_SUFFIX) {
+        group_id(to)
+    } else {
+        phone(to)
+    }
+}
+
+/// The numbers a message mentions: at most [`wafleet_node::group::MAX_MENTIONS`], each a
+/// phone number; their digits, in the order given, each once.
+pub fn mentions<'a>(
+    given: impl ExactSizeIterator<Item = &'a str>,
+) -> Result<Vec<String>, ApiError> {
+    let max = wafleet_node::group::MAX_MENTIONS;
+    if given.len() > max {
+        return Err(ApiError::invalid(
+            "invalid_mentions",
+            format!(
+                "a message mentions at most {max} numbers, not {}",
+                given.len()
+            ),
+        ));
+    }
+    let mut digits: Vec<String> = Vec::with_capacity(given.len());
+    for number in given {
+        let number = phone(number)?;
+        if !digits.contains(&number) {
+            digits.push(number);
+        }
+    }
+    Ok(digits)
+}
+
 /// Device names: 1 to 128 characters.
 pub fn name(name: &str) -> Result<(), ApiError> {
     let len = name.chars().count();

@@ -360,6 +360,7 @@ async fn commands_reach_the_owner_over_the_cluster_and_fail_retryably_without_it
         text: "halo dari gateway".into(),
         idempotency_key: Some("k-1".into()),
         media: None,
+        mentions: Vec::new(),
     };
     let sent = devices
         .execute("alpha", DeviceCommand::SendText(send.clone()))

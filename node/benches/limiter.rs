@@ -110,6 +110,7 @@ async fn main() {
         text: format!("bench {n}"),
         idempotency_key: None,
         media: None,
+        mentions: Vec::new(),
     };
     // Warm up both paths (the limiter loads its state on first use).
     for n in 0..200 {

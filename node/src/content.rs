@@ -1,5 +1,6 @@
 //! [`Content`]: what a message says — its text and, optionally, a media file (the
-//! text is then its caption) — and how it is kept in a message's one text field.
+//! text is then its caption), the numbers it mentions and, in a group, who wrote it —
+//! and how it is kept in a message's one text field.
 //!
 //! A message's stored text (sealed at rest, so the store never sees any of this) is
 //! the text as it is, or, for a message with media (or a text that itself starts with
@@ -21,6 +22,13 @@ pub struct Content {
     pub text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media: Option<MediaPart>,
+    /// Numbers the text mentions (digits with the country code).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
+    /// In a group (the message's peer is the group's id), the participant who wrote an
+    /// inbound message; `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
 }
 
 /// A media file a message carries: a file of the media library, as it was checked
@@ -46,12 +54,15 @@ impl Content {
         Content {
             text: text.into(),
             media: None,
+            mentions: Vec::new(),
+            author: None,
         }
     }
 
     /// The one string a message keeps (see the module docs).
     pub fn to_stored(&self) -> String {
-        if self.media.is_none() && !self.text.starts_with(MARKER) {
+        let plain = self.media.is_none() && self.mentions.is_empty() && self.author.is_none();
+        if plain && !self.text.starts_with(MARKER) {
             return self.text.clone();
         }
         // Serializing plain strings and numbers cannot fail.
@@ -137,15 +148,23 @@ mod tests {
             Content::text(""),
             Content::text("\u{2}{\"text\":\"a trick\"}"),
             Content {
-                text: "look".into(),
                 media: Some(photo()),
+                ..Content::text("look")
             },
             Content {
-                text: String::new(),
                 media: Some(MediaPart {
                     filename: Some("f.pdf".into()),
                     ..photo()
                 }),
+                ..Content::text("")
+            },
+            Content {
+                mentions: vec!["6281111111111".into(), "6282222222222".into()],
+                ..Content::text("halo @6281111111111")
+            },
+            Content {
+                author: Some("6283333333333".into()),
+                ..Content::text("in a group")
             },
         ];
         for content in cases {

@@ -13,7 +13,8 @@
 //! - [`outbox`], [`settings`]: the rules for accepting a message and for the shared
 //!   settings (the trust-level table), each written once.
 //! - [`contacts`]: the tenants' contact books ([`contacts::ContactBook`]) and their
-//!   rules; [`phone`]: the one rule of a phone number.
+//!   rules; [`phone`]: the one rule of a phone number; [`group`]: the one rule of a
+//!   group id, and the bounds of subjects, participant lists and mentions.
 //! - [`device`]: the device actor, one file per concern (status machine, connecting,
 //!   outbox, inbound, its limiter child), [`device::supervisor`] (tree below), and the
 //!   registry of the devices running on the node and their limiters.
@@ -68,6 +69,7 @@ pub mod device;
 pub mod egress;
 pub mod events;
 pub mod fleet;
+pub mod group;
 pub mod limits;
 pub mod link;
 pub mod media;

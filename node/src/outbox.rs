@@ -198,6 +198,8 @@ fn stored_content(send: &SendText) -> Result<String, FleetError> {
     Ok(Content {
         text: send.text.clone(),
         media,
+        mentions: send.mentions.clone(),
+        author: None,
     }
     .to_stored())
 }

@@ -108,6 +108,7 @@ async fn a_backlogged_window_refills_by_quarters_and_hands_every_message_once() 
                     text: format!("message {n}"),
                     idempotency_key: None,
                     media: None,
+                    mentions: Vec::new(),
                 },
             )
             .await
@@ -168,6 +169,7 @@ fn text(n: u32) -> SendText {
         text: format!("message {n}"),
         idempotency_key: None,
         media: None,
+        mentions: Vec::new(),
     }
 }
 

@@ -85,6 +85,7 @@ async fn an_unconfirmed_send_stays_queued_and_is_handed_again_never_failed() {
                 text: "hello".into(),
                 idempotency_key: None,
                 media: None,
+                mentions: Vec::new(),
             },
         )
         .await

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wafleet_node::clock::rfc3339;
+use wafleet_node::group::is_group_id;
 use wafleet_node::store::{Chat, ChatQuery};
 
 use crate::AppState;
@@ -20,10 +21,13 @@ use crate::validate;
 /// One chat.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChatDto {
-    /// The other side's phone number (what `…/chats/{chat_id}/messages` takes).
+    /// The other side's phone number, or the group's id (what `…/chats/{chat_id}/messages`
+    /// takes).
     pub id: String,
-    /// A saved contact's name; none yet (contacts come later).
+    /// A saved contact's name; none yet (contacts come later). A group's subject is not
+    /// shown here either: `GET /v1/devices/{id}/groups/{group_id}` has it.
     pub name: Option<String>,
+    /// The chat is a group's (`id` is then a group id).
     pub is_group: bool,
     pub last_message_at: String,
     pub last_message: Message,
@@ -42,9 +46,9 @@ impl From<Chat> for ChatDto {
     fn from(chat: Chat) -> ChatDto {
         ChatDto {
             last_message_at: rfc3339(chat.last.created_at_ms),
+            is_group: is_group_id(&chat.peer),
             id: chat.peer,
             name: None,
-            is_group: false,
             last_message: chat.last.into(),
             unread: chat.unread,
         }
@@ -52,7 +56,7 @@ impl From<Chat> for ChatDto {
 }
 
 #[utoipa::path(get, path = "/v1/devices/{id}/chats", tag = "chats",
-    description = "The device's chats, one per phone number it wrote to or heard from, the one with the newest message \
+    description = "The device's chats, one per phone number or group it wrote to or heard from, the one with the newest message \
 first, each with its last message and how many received messages are unread.",
     params(("id" = String, Path), PageParams),
     responses((status = 200, body = ChatPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -78,8 +82,9 @@ pub async fn list(
 }
 
 #[utoipa::path(get, path = "/v1/devices/{id}/chats/{chat_id}/messages", tag = "chats",
-    description = "One conversation: the messages to and from that phone number, both directions, newest first.",
-    params(("id" = String, Path), ("chat_id" = String, Path, description = "the phone number"), PageParams),
+    description = "One conversation: the messages to and from that phone number (or in that group), both directions, newest first.",
+    params(("id" = String, Path), ("chat_id" = String, Path, description = "the phone number or group id",
+        pattern = r"^(\+?[0-9]{8,15}|[0-9]{5,24}(-[0-9]{5,24})?@g\.us)$"), PageParams),
     responses((status = 200, body = MessagePage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn messages(
@@ -88,7 +93,7 @@ pub async fn messages(
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<MessagePage>, ApiError> {
     validate::device_id(&id)?;
-    let peer = validate::phone(&chat_id)?;
+    let peer = validate::recipient(&chat_id)?;
     let query = params.query(peer)?;
     let messages = state.catalog.messages(&id, &query).await?;
     Ok(Json(message_page(messages, query.limit)))

@@ -19,6 +19,9 @@ use crate::validate;
 
 #[utoipa::path(post, path = "/v1/devices/{id}/messages", tag = "messages",
     description = "Accepts a text message: stored as queued before the answer, sent when the device is READY. \
+`to` is a phone number or a group id the device's number is in (a group send is one message: it passes the rate \
+limiter once; a device not in the group sees the message fail). `mentions` names up to 50 numbers the text mentions \
+(400 invalid_mentions beyond). \
 Accepted while the device is linked and running (READY, STARTING, DISCONNECTED); otherwise 409 device_not_ready. \
 With an Idempotency-Key header, a repeat returns the first message (header Idempotent-Replayed: true); \
 the same key with a different message is 409 idempotency_key_reused. \
@@ -40,7 +43,11 @@ pub async fn send(
     ApiJson(body): ApiJson<SendMessage>,
 ) -> Result<Response, ApiError> {
     validate::device_id(&id)?;
-    let to_phone = validate::phone(&body.to)?;
+    let to_phone = validate::recipient(&body.to)?;
+    let mentions = match &body.mentions {
+        Some(given) => validate::mentions(given.iter().map(|p| p.0.as_str()))?,
+        None => Vec::new(),
+    };
     let (text, media) = match body.media {
         None => {
             let text = body.text.ok_or_else(|| {
@@ -76,6 +83,7 @@ pub async fn send(
         text,
         idempotency_key,
         media: media.map(Into::into),
+        mentions,
     };
     let command = DeviceCommand::SendText(send);
     let sent = state.devices.execute(&id, command).await?.into_sent()?;

@@ -9,6 +9,7 @@ pub mod compat;
 pub mod contacts;
 pub mod devices;
 pub mod events;
+pub mod groups;
 pub mod keys;
 pub mod limits;
 pub mod media;
@@ -37,6 +38,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .merge(chats::router())
         .merge(chat_read::router())
         .merge(number_checks::router())
+        .merge(groups::router())
         .merge(events::router())
         .merge(limits::router())
         .merge(webhooks::router())

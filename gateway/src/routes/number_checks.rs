@@ -21,7 +21,7 @@ pub const MAX_PHONES: usize = 50;
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(transparent)]
 #[schema(value_type = String, pattern = r"^\+?[0-9]{8,15}$", example = "6281234567890")]
-pub struct PhoneNumber(String);
+pub struct PhoneNumber(pub(crate) String);
 
 /// `POST /v1/devices/{id}/contacts/check`.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -216,6 +216,7 @@ impl<'p, P: Port> Connection<'p, P> {
             (Some(In::Logout(_)), "ready") => self.on_logout().await,
             (Some(In::CheckNumbers(check)), "ready") => self.on_check_numbers(check).await,
             (Some(In::MarkRead(read)), "ready") => self.on_mark_read(read),
+            (Some(In::Group(request)), "ready") => self.on_group(request).await,
             (Some(In::ReceiptAck(ack)), "ready") => {
                 if let Stage::Ready { link_id } = &self.stage {
                     self.network
@@ -481,6 +482,14 @@ impl<'p, P: Port> Connection<'p, P> {
         self.send(Kind::NumberChecks(answer)).await
     }
 
+    async fn on_group(&mut self, request: wafleet_protocol::sim::GroupRequest) -> Flow {
+        let Stage::Ready { link_id } = &self.stage else {
+            return Flow::Continue;
+        };
+        let answer = self.network.state().group_request(link_id, request);
+        self.send(Kind::Group(answer)).await
+    }
+
     fn on_mark_read(&mut self, read: MarkRead) -> Flow {
         if let Stage::Ready { link_id } = &self.stage {
             self.network
@@ -568,6 +577,7 @@ fn frame_name(kind: Option<&client_frame::Kind>) -> &'static str {
         Some(In::ReceiptAck(_)) => "ReceiptAck",
         Some(In::CheckNumbers(_)) => "CheckNumbers",
         Some(In::MarkRead(_)) => "MarkRead",
+        Some(In::Group(_)) => "GroupRequest",
     }
 }
 

@@ -31,6 +31,12 @@ pub enum SimError {
     /// No media file has this handle.
     #[error("no media file has this handle")]
     MediaNotFound,
+    /// No group has this id.
+    #[error("no group {0:?}")]
+    GroupNotFound(String),
+    /// The phone is not a participant of the group it writes to.
+    #[error("{0} is not a participant of this group")]
+    NotInGroup(String),
     /// The media folder failed.
     #[error("the media folder failed: {0}")]
     Storage(String),
@@ -50,6 +56,8 @@ impl SimError {
             SimError::InvalidRequest(_) => "invalid_request",
             SimError::MediaNotFound => "media_not_found",
             SimError::Storage(_) => "storage_failed",
+            SimError::GroupNotFound(_) => "group_not_found",
+            SimError::NotInGroup(_) => "not_participant",
         }
     }
 

@@ -25,6 +25,10 @@ pub(crate) struct InboxEntry {
     pub(crate) read_at_ms: Option<i64>,
     /// The media file it carries (`text` is then its caption).
     pub(crate) media: Option<InboxMedia>,
+    /// The group it was written in, if it was.
+    pub(crate) group: Option<String>,
+    /// The numbers it mentions.
+    pub(crate) mentions: Vec<String>,
 }
 
 /// A media file in a phone's inbox, as the control API shows it.
@@ -73,16 +77,28 @@ impl From<&InboxMedia> for wafleet_protocol::sim::MediaInfo {
     }
 }
 
-/// How the state file keeps a message's text and media in its text column: the text as
-/// it is, or, for a message with media (or a text that starts like an envelope),
-/// `\u{2}` and JSON of both.
-pub(crate) fn stored_text(text: &str, media: Option<&InboxMedia>) -> String {
-    if media.is_none() && !text.starts_with(ENVELOPE) {
+/// What a message carries besides its text, kept with it in the state file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Extras {
+    pub(crate) media: Option<InboxMedia>,
+    /// The group it was written in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) group: Option<String>,
+    /// The numbers it mentions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) mentions: Vec<String>,
+}
+
+/// How the state file keeps a message's text and extras in its text column: the text
+/// as it is, or, for a message with media, a group or mentions (or a text that starts
+/// like an envelope), `\u{2}` and JSON of them all.
+pub(crate) fn stored_text(text: &str, extras: &Extras) -> String {
+    if *extras == Extras::default() && !text.starts_with(ENVELOPE) {
         return text.to_owned();
     }
     let envelope = Envelope {
         text: text.to_owned(),
-        media: media.cloned(),
+        extras: extras.clone(),
     };
     format!(
         "{ENVELOPE}{}",
@@ -90,33 +106,47 @@ pub(crate) fn stored_text(text: &str, media: Option<&InboxMedia>) -> String {
     )
 }
 
-/// The text and media [`stored_text`] made `stored` of.
-pub(crate) fn open_stored_text(stored: String) -> (String, Option<InboxMedia>) {
+/// The text and extras [`stored_text`] made `stored` of.
+pub(crate) fn open_stored_text(stored: String) -> (String, Extras) {
     match stored
         .strip_prefix(ENVELOPE)
         .and_then(|json| serde_json::from_str::<Envelope>(json).ok())
     {
-        Some(envelope) => (envelope.text, envelope.media),
-        None => (stored, None),
+        Some(envelope) => (envelope.text, envelope.extras),
+        None => (stored, Extras::default()),
     }
 }
 
-/// A message with media as the state file keeps it in its text column.
+/// A message with extras as the state file keeps it in its text column (media-only
+/// envelopes written before groups read the same).
 #[derive(Serialize, Deserialize)]
 struct Envelope {
     text: String,
-    media: Option<InboxMedia>,
+    #[serde(flatten)]
+    extras: Extras,
 }
 
 impl InboxEntry {
     /// The text column of the state file ([`stored_text`]).
     pub(crate) fn stored_text(&self) -> String {
-        stored_text(&self.text, self.media.as_ref())
+        stored_text(&self.text, &self.extras())
     }
 
-    /// Sets `text` and `media` from what [`InboxEntry::stored_text`] made.
+    fn extras(&self) -> Extras {
+        Extras {
+            media: self.media.clone(),
+            group: self.group.clone(),
+            mentions: self.mentions.clone(),
+        }
+    }
+
+    /// Sets `text` and its extras from what [`InboxEntry::stored_text`] made.
     pub(crate) fn set_stored_text(&mut self, stored: String) {
-        (self.text, self.media) = open_stored_text(stored);
+        let (text, extras) = open_stored_text(stored);
+        self.text = text;
+        self.media = extras.media;
+        self.group = extras.group;
+        self.mentions = extras.mentions;
     }
 
     /// How the control API shows it.
@@ -135,6 +165,8 @@ impl InboxEntry {
             } else {
                 MessageStatus::Delivered
             },
+            group: self.group.clone(),
+            mentions: self.mentions.clone(),
         }
     }
 }
@@ -153,6 +185,12 @@ pub struct InboxMessage {
     /// The media file it carries, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media: Option<InboxMedia>,
+    /// The group it was written in (`120363…@g.us`); absent for a message to the phone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The numbers it mentions; absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
 }
 
 /// Whether the phone has read a message yet.
@@ -177,6 +215,8 @@ mod tests {
             at_ms: 1_700_000_000_123,
             read_at_ms: None,
             media: None,
+            group: None,
+            mentions: Vec::new(),
         };
         let json = serde_json::to_value(entry.view()).unwrap();
         assert_eq!(
@@ -201,10 +241,15 @@ mod tests {
             filename: None,
             handle: "0".repeat(32),
         };
-        for (text, media) in [
-            ("look", Some(media)),
-            ("plain", None),
-            ("\u{2}{\"text\":\"x\"}", None),
+        for (text, media, group) in [
+            ("look", Some(media), None),
+            ("plain", None, None),
+            ("\u{2}{\"text\":\"x\"}", None, None),
+            (
+                "in a group",
+                None,
+                Some("120363000000000001@g.us".to_owned()),
+            ),
         ] {
             let entry = InboxEntry {
                 from_phone: "62811111111".into(),
@@ -214,14 +259,25 @@ mod tests {
                 at_ms: 1,
                 read_at_ms: None,
                 media,
+                mentions: if group.is_some() {
+                    vec!["62822222222".into()]
+                } else {
+                    Vec::new()
+                },
+                group,
             };
             let mut back = InboxEntry {
                 text: String::new(),
                 media: None,
+                group: None,
+                mentions: Vec::new(),
                 ..entry.clone()
             };
             back.set_stored_text(entry.stored_text());
-            assert_eq!((back.text, back.media), (entry.text, entry.media));
+            assert_eq!(
+                (back.text, back.media, back.group, back.mentions),
+                (entry.text, entry.media, entry.group, entry.mentions)
+            );
         }
     }
 }

@@ -18,8 +18,9 @@ use tokio::sync::oneshot;
 use tracing::{debug, warn};
 use wafleet_protocol::sim::Inbound;
 
-use super::inbox::{InboxEntry, InboxMedia, open_stored_text, stored_text};
-use super::seal::{StateSeal, inbound_place, inbox_place};
+use super::groups::Group;
+use super::inbox::{Extras, InboxEntry, InboxMedia, open_stored_text, stored_text};
+use super::seal::{StateSeal, group_place, inbound_place, inbox_place};
 use super::{link::Link, stats::Counters};
 use super::{seal::sent_place, sent::SentEntry};
 
@@ -77,7 +78,11 @@ CREATE INDEX IF NOT EXISTS sent_by_message ON sent (phone, message_id);
 CREATE TABLE IF NOT EXISTS absent (
     phone TEXT PRIMARY KEY
 );
-PRAGMA user_version = 2;
+CREATE TABLE IF NOT EXISTS groups (
+    id TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
+PRAGMA user_version = 3;
 ";
 
 /// Opening the state file failed.
@@ -131,6 +136,8 @@ pub(crate) enum Op {
     },
     /// The number is (or is again) on WhatsApp or not.
     Absent { phone: String, absent: bool },
+    /// A group as it is now (created or changed).
+    Group(Group),
     /// The counters now (only the last one of a batch is written).
     Counters(Counters),
     /// Answer once everything recorded before is written.
@@ -152,6 +159,8 @@ pub(crate) struct Snapshot {
     pub(crate) sent: Vec<(String, SentEntry)>,
     /// Numbers not on WhatsApp.
     pub(crate) absent: Vec<String>,
+    /// Every group.
+    pub(crate) groups: Vec<Group>,
     pub(crate) counters: Counters,
 }
 
@@ -366,7 +375,11 @@ fn apply(tx: &Transaction<'_>, op: &Op, seal: Option<&dyn StateSeal>) -> rusqlit
                     &inbound_place(link_id, &inbound.message_id),
                     &stored_text(
                         &inbound.text,
-                        inbound.media.as_ref().map(InboxMedia::from).as_ref()
+                        &Extras {
+                            media: inbound.media.as_ref().map(InboxMedia::from),
+                            group: inbound.group_id.clone(),
+                            mentions: Vec::new(),
+                        }
                     )
                 ),
                 inbound.at_ms
@@ -421,6 +434,15 @@ fn apply(tx: &Transaction<'_>, op: &Op, seal: Option<&dyn StateSeal>) -> rusqlit
             };
             tx.prepare_cached(sql)?.execute(params![phone])?;
         }
+        Op::Group(group) => {
+            // Serializing strings, booleans and numbers cannot fail.
+            let data = serde_json::to_string(group).unwrap_or_default();
+            tx.prepare_cached("INSERT OR REPLACE INTO groups (id, data) VALUES (?1, ?2)")?
+                .execute(params![
+                    group.id,
+                    sealed(seal, &group_place(&group.id), &data)
+                ])?;
+        }
         Op::Counters(_) | Op::Flush(_) => {}
     }
     Ok(())
@@ -467,6 +489,8 @@ fn load(connection: &Connection, seal: Option<&dyn StateSeal>) -> rusqlite::Resu
                 at_ms: row.get(5)?,
                 read_at_ms: row.get(6)?,
                 media: None,
+                group: None,
+                mentions: Vec::new(),
             },
         ))
     })?;
@@ -491,6 +515,7 @@ fn load(connection: &Connection, seal: Option<&dyn StateSeal>) -> rusqlite::Resu
                 text: row.get(3)?,
                 at_ms: row.get(4)?,
                 media: None,
+                group_id: None,
             },
         ))
     })?;
@@ -499,9 +524,10 @@ fn load(connection: &Connection, seal: Option<&dyn StateSeal>) -> rusqlite::Resu
         let place = inbound_place(&link_id, &inbound.message_id);
         let stored = std::mem::take(&mut inbound.text);
         if let Some(stored) = opened(seal, &place, stored) {
-            let (text, media) = open_stored_text(stored);
+            let (text, extras) = open_stored_text(stored);
             inbound.text = text;
-            inbound.media = media.as_ref().map(Into::into);
+            inbound.media = extras.media.as_ref().map(Into::into);
+            inbound.group_id = extras.group;
             snapshot.pending.push((link_id, inbound));
         }
     }
@@ -538,6 +564,21 @@ fn load(connection: &Connection, seal: Option<&dyn StateSeal>) -> rusqlite::Resu
     let mut absent = connection.prepare("SELECT phone FROM absent")?;
     let rows = absent.query_map([], |row| row.get(0))?;
     snapshot.absent = rows.collect::<rusqlite::Result<_>>()?;
+
+    let mut groups = connection.prepare("SELECT id, data FROM groups ORDER BY id")?;
+    let rows = groups.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
+    for row in rows {
+        let (id, stored) = row?;
+        let Some(data) = opened(seal, &group_place(&id), stored) else {
+            continue;
+        };
+        match serde_json::from_str::<Group>(&data) {
+            Ok(group) => snapshot.groups.push(group),
+            Err(error) => warn!(id, %error, "a stored group does not read; skipped"),
+        }
+    }
 
     let mut counters = connection.prepare("SELECT name, value FROM counters")?;
     let mut rows = counters.query([])?;
@@ -587,6 +628,8 @@ mod tests {
                 at_ms: 10,
                 read_at_ms: None,
                 media: None,
+                group: None,
+                mentions: Vec::new(),
             };
             journal.record(Op::Deliver {
                 phone: "62833333333".into(),
@@ -604,6 +647,7 @@ mod tests {
                     text: "yo".into(),
                     at_ms: 12,
                     media: None,
+                    group_id: None,
                 };
                 journal.record(Op::Inbound {
                     link_id: "a".into(),
@@ -725,6 +769,8 @@ mod tests {
                     at_ms: 10,
                     read_at_ms: None,
                     media: None,
+                    group: None,
+                    mentions: Vec::new(),
                 },
             });
             journal.record(Op::Inbound {
@@ -735,6 +781,7 @@ mod tests {
                     text: "rahasia inbound".into(),
                     at_ms: 12,
                     media: None,
+                    group_id: None,
                 },
             });
             journal.record(Op::PhoneSent {

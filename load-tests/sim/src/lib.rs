@@ -13,8 +13,9 @@
 //! |---|---|---|
 //! | POST | `/sim/scan` | `{"qr", "phone"}` → 200 `{"device_id", "link_id", "phone"}`; 404 `qr_not_found`, 410 `qr_expired` |
 //! | POST | `/sim/pair-code` | `{"phone", "code"}` (dash and case optional) → 200 as scan; 404 `pair_code_not_found` (also when requested for another phone), 410 `pair_code_expired` |
-//! | GET | `/sim/phones/{phone}/inbox` | → 200 `[{"from_phone", "text", "at", "message_id", "status": "delivered"\|"read"}]`, arrival order |
-//! | POST | `/sim/phones/{phone}/send` | `{"to_phone", "text"}` → 202 `{"message_id"}`: an `Inbound` for every device linked to `to_phone`; 404 `no_linked_device` |
+//! | GET | `/sim/phones/{phone}/inbox` | → 200 `[{"from_phone", "text", "at", "message_id", "status": "delivered"\|"read", "group"?, "mentions"?}]`, arrival order (`group` for a message written in a group, `mentions` when it names numbers) |
+//! | POST | `/sim/phones/{phone}/send` | `{"to_phone" \| "group", "text"}` → 202 `{"message_id"}`: an `Inbound` for every device linked to `to_phone`, or (with `group`) to every other participant of the group, the `Inbound` naming the group; 404 `no_linked_device`, 404 `group_not_found`, 403 `not_participant` |
+//! | GET | `/sim/groups/{id}` | → 200 `{"id", "subject", "creator", "participants": [{"phone", "admin"}]}`; 404 `group_not_found` |
 //! | POST | `/sim/phones/{phone}/read` | → 200 `{"read": n}` (extension, see below) |
 //! | GET | `/sim/phones/{phone}/sent` | → 200 `[{"to_phone", "text", "message_id", "at", "status": "sent"\|"delivered"\|"read"}]`: what the phone sent to linked devices, oldest first; `delivered` once a device acknowledged storing it, `read` once a device sent `MarkRead` for it |
 //! | POST | `/sim/phones/{phone}/absent` | optional `{"absent": bool}` (default `true`) → 200 `{"phone", "absent"}`: the number is not on WhatsApp (`CheckNumbers` says so; sends to it fail `not_on_whatsapp`); `false` undoes it |
@@ -40,6 +41,14 @@
 //! - **Read receipts from devices**: `MarkRead{peer_phone, message_ids}` marks those of
 //!   the phone's messages to the device's number read in the phone's sent view; ids
 //!   of other numbers' messages are ignored. There is no answer frame.
+//! - **Groups**: devices create and change them with `GroupRequest` (ids `120363` and
+//!   12 digits `@g.us`; subjects of 1 to 100 characters). The creator is the first
+//!   admin; participants must be valid numbers on WhatsApp (not absent); only admins add,
+//!   remove, promote or demote (`not_admin`), and a number not in a group gets
+//!   `not_found` for it. A `SendMessage` to a group id lands in every other
+//!   participant's inbox (one entry each, with the group and `mentions`); a sender not
+//!   in the group gets `Receipt{FAILED, not_participant}`. A resend is found in the
+//!   first of those inboxes.
 //! - **Deduplication**: on (link, `message_id`), kept for as long as the message is in
 //!   the inbox (forever). A FAILED send is not remembered, so it may be retried.
 //! - **Bans** use the wall clock (they are persisted); `Banned{until_ms}` goes to the
@@ -55,7 +64,7 @@
 //!
 //! # Persistence
 //! With [`SimConfig::data_path`] set, links (with their identity keys, and tombstones of
-//! unlinked ones), inboxes, phones' sent lists, absent numbers, unacknowledged inbound
+//! unlinked ones), inboxes, phones' sent lists, absent numbers, groups, unacknowledged inbound
 //! messages, bans and the counters (all
 //! but `links_connected`, `connections_open`, `pairing_now`) are kept in a SQLite file
 //! (WAL). Changes are queued while the state lock is held and written by one thread, in
@@ -70,6 +79,7 @@
 //! - `port`: where a connection's frames come from and go to (channels or a socket).
 //! - `pairing`: QR codes and pairing codes being shown, and recently retired ones.
 //! - `link`: linked devices and their index by phone.
+//! - `groups`: groups, their participants and admins, and who may change them.
 //! - `phone`, `inbox`, `sent`: phone numbers, what reached a phone, what a phone sent.
 //! - `journal`: the SQLite file and its writer thread.
 //! - `server`, `routes`, `socket`: [`router`] / [`serve`], the `/sim/` routes, `GET /ws`.
@@ -80,6 +90,7 @@ mod clock;
 mod config;
 mod connection;
 mod error;
+mod groups;
 mod ids;
 mod inbox;
 mod journal;
@@ -100,6 +111,7 @@ mod stats;
 pub use config::SimConfig;
 pub use connection::SimConnection;
 pub use error::SimError;
+pub use groups::{GroupView, Participant};
 pub use inbox::{InboxMedia, InboxMessage, MessageStatus};
 pub use media::Blob;
 pub use network::Network;

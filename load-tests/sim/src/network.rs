@@ -133,8 +133,15 @@ impl Network {
         self.state().set_absent(phone, absent)
     }
 
+    /// A group as `GET /sim/groups/{id}` shows it.
+    pub fn group(&self, id: &str) -> Result<crate::GroupView, SimError> {
+        self.state().group(id)
+    }
+
     /// Phone `from` writes `text` to number `to`: every device linked to `to` gets an
-    /// `Inbound`, redelivered on each resume until acknowledged. Returns its message id.
+    /// `Inbound`, redelivered on each resume until acknowledged. `to` may be a group id
+    /// (`120363…@g.us`) that `from` is in: then the devices of every other participant
+    /// get it, with the group. Returns its message id.
     pub fn send_from_phone(&self, from: &str, to: &str, text: &str) -> Result<String, SimError> {
         self.state().phone_send(from, to, text, None)
     }

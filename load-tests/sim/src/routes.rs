@@ -39,6 +39,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/sim/phones/{phone}/read", post(read))
         .route("/sim/phones/{phone}/unlink", post(unlink))
         .route("/sim/phones/{phone}/ban", post(ban))
+        .route("/sim/groups/{id}", get(group))
         .route("/sim/media", post(put_media))
         .route("/sim/media/{handle}", get(get_media))
 }
@@ -141,9 +142,20 @@ async fn inbox(
 /// The largest `POST /sim/phones/{phone}/send` body (its media travels as base64).
 const SEND_BODY_LIMIT: usize = 64 << 20;
 
+/// `GET /sim/groups/{id}`: the group, or 404 `group_not_found`.
+async fn group(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<super::GroupView>, SimError> {
+    Ok(Json(app.network.group(&id)?))
+}
+
 #[derive(Debug, Deserialize)]
 struct PhoneMessage {
-    to_phone: String,
+    /// The number written to; or `group`.
+    to_phone: Option<String>,
+    /// The group written in (`120363…@g.us`), instead of `to_phone`.
+    group: Option<String>,
     /// The text; with media, its caption (optional then).
     #[serde(default)]
     text: Option<String>,
@@ -173,16 +185,26 @@ async fn send(
     let phone = path_phone(phone)?;
     phone::validate(&phone)?;
     let message: PhoneMessage = parse(&body)?;
+    let to = match (message.to_phone, message.group) {
+        (Some(to), None) => {
+            phone::validate(&to)?;
+            to
+        }
+        (None, Some(group)) => group,
+        _ => {
+            return Err(SimError::InvalidRequest(
+                "give exactly one of to_phone and group".into(),
+            ));
+        }
+    };
     let message_id = match message.media {
         None => {
             let text = message
                 .text
                 .ok_or_else(|| SimError::InvalidRequest("text or media is required".into()))?;
-            app.network
-                .send_from_phone(&phone, &message.to_phone, &text)?
+            app.network.send_from_phone(&phone, &to, &text)?
         }
         Some(media) => {
-            phone::validate(&message.to_phone)?;
             if !MEDIA_TYPES.contains(&media.kind.as_str()) {
                 return Err(SimError::InvalidRequest(format!(
                     "media.type must be one of {MEDIA_TYPES:?}"
@@ -207,7 +229,7 @@ async fn send(
             };
             let caption = media.caption.or(message.text).unwrap_or_default();
             app.network
-                .send_media_from_phone(&phone, &message.to_phone, &caption, info)?
+                .send_media_from_phone(&phone, &to, &caption, info)?
         }
     };
     Ok((
@@ -330,7 +352,9 @@ impl SimError {
             SimError::QrNotFound
             | SimError::PairCodeNotFound
             | SimError::NoLinkedDevice(_)
-            | SimError::MediaNotFound => StatusCode::NOT_FOUND,
+            | SimError::MediaNotFound
+            | SimError::GroupNotFound(_) => StatusCode::NOT_FOUND,
+            SimError::NotInGroup(_) => StatusCode::FORBIDDEN,
             SimError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             SimError::QrExpired | SimError::PairCodeExpired => StatusCode::GONE,
             SimError::InvalidRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,

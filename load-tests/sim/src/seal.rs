@@ -26,3 +26,8 @@ pub(crate) fn inbound_place(link_id: &str, message_id: &str) -> String {
 pub(crate) fn sent_place(phone: &str, message_id: &str) -> String {
     format!("sent/{phone}/{message_id}")
 }
+
+/// Where a group (its subject and participants) is kept.
+pub(crate) fn group_place(id: &str) -> String {
+    format!("group/{id}")
+}

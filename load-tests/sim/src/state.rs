@@ -12,7 +12,9 @@ use wafleet_protocol::sim::{
     Banned, Inbound, MediaInfo, Paired, Receipt, SendMessage, receipt::Status, refused::Reason,
     server_frame::Kind,
 };
+use wafleet_protocol::sim::{GroupAnswer, GroupRequest, group_answer, group_request};
 
+use super::groups::{self, Group, GroupView, Groups, Refused};
 use super::sent::{SentEntry, SentMessage};
 use super::{
     NewLink, SimStats, clock,
@@ -68,6 +70,8 @@ pub(crate) struct State {
     links: Links,
     phones: HashMap<String, Phone>,
     pairings: Pairings,
+    /// Every group, by id.
+    groups: Groups,
     counters: Counters,
     journal: Journal,
 }
@@ -107,6 +111,9 @@ impl State {
         }
         for phone in snapshot.absent {
             state.phones.entry(phone).or_default().absent = true;
+        }
+        for group in snapshot.groups {
+            state.groups.insert(group.id.clone(), group);
         }
         state
     }
@@ -322,6 +329,9 @@ impl State {
             }
             return Ok(receipts);
         }
+        if groups::is_group_id(&message.to_phone) {
+            return Ok(self.group_send(link_id, from_phone, message, now_ms));
+        }
         if phone::validate(&message.to_phone).is_err() {
             return Ok(vec![self.failed(id, "invalid_phone", now_ms)]);
         }
@@ -344,6 +354,8 @@ impl State {
             at_ms: now_ms,
             read_at_ms: None,
             media: message.media.as_ref().map(InboxMedia::from),
+            group: None,
+            mentions: message.mentions.clone(),
         };
         let to_phone = message.to_phone.clone();
         let inbox = &mut self.phones.entry(to_phone.clone()).or_default().inbox;
@@ -440,12 +452,10 @@ impl State {
         let mut moved = 0;
         for id in ids {
             // Newest first: a message is acknowledged and read soon after it is sent.
-            let Some(entry) = record
-                .sent
-                .iter_mut()
-                .rev()
-                .find(|entry| entry.message_id == *id && entry.to_phone == to_phone)
-            else {
+            let Some(entry) = record.sent.iter_mut().rev().find(|entry| {
+                entry.message_id == *id
+                    && (entry.to_phone == to_phone || groups::is_group_id(&entry.to_phone))
+            }) else {
                 continue;
             };
             let fresh = if read {
@@ -485,6 +495,223 @@ impl State {
                 }
             })
             .collect()
+    }
+
+    // ---- groups --------------------------------------------------------------------
+
+    /// A device's group operation, its number acting; the answer to send back.
+    pub(crate) fn group_request(&mut self, link_id: &str, request: GroupRequest) -> GroupAnswer {
+        let result = match self.links.get(link_id).filter(|link| !link.unlinked) {
+            None => Err(Refused {
+                code: "not_found",
+                message: "this link is gone".into(),
+            }),
+            Some(link) => {
+                let phone = link.phone.clone();
+                self.group_op(&phone, request.op)
+            }
+        };
+        GroupAnswer {
+            request_id: request.request_id,
+            result: Some(
+                result.unwrap_or_else(|refused| group_answer::Result::Error(refused.into())),
+            ),
+        }
+    }
+
+    fn group_op(
+        &mut self,
+        phone: &str,
+        op: Option<group_request::Op>,
+    ) -> Result<group_answer::Result, Refused> {
+        use group_request::Op as Ask;
+        let group = match op {
+            None => {
+                return Err(Refused {
+                    code: "invalid_request",
+                    message: "a group request names an operation".into(),
+                });
+            }
+            Some(Ask::List(_)) => {
+                let groups = self
+                    .groups
+                    .values()
+                    .filter(|group| group.has(phone))
+                    .map(Group::frame)
+                    .collect();
+                return Ok(group_answer::Result::Groups(
+                    wafleet_protocol::sim::Groups { groups },
+                ));
+            }
+            Some(Ask::Create(create)) => {
+                groups::check_subject(&create.subject)?;
+                self.check_members(&create.participants)?;
+                let mut id = groups::new_id();
+                while self.groups.contains_key(&id) {
+                    id = groups::new_id();
+                }
+                let group = Group::new(
+                    id.clone(),
+                    create.subject,
+                    phone,
+                    &create.participants,
+                    clock::now_ms(),
+                );
+                info!(%id, creator = phone, participants = group.participants.len(), "group created");
+                self.groups.insert(id.clone(), group);
+                id
+            }
+            Some(Ask::Info(group)) => {
+                let found = self.groups.get(&group.group_id);
+                return found
+                    .ok_or_else(|| Refused::not_found(&group.group_id))?
+                    .seen_by(phone)
+                    .map(|group| group_answer::Result::Group(group.frame()));
+            }
+            Some(Ask::Add(change)) => {
+                self.check_members(&change.phones)?;
+                self.changed(phone, &change.group_id)?.add(&change.phones);
+                change.group_id
+            }
+            Some(Ask::Remove(change)) => {
+                self.changed(phone, &change.group_id)?
+                    .remove(&change.phones)?;
+                change.group_id
+            }
+            Some(Ask::Promote(change)) => {
+                self.changed(phone, &change.group_id)?
+                    .set_admin(&change.phones, true)?;
+                change.group_id
+            }
+            Some(Ask::Demote(change)) => {
+                self.changed(phone, &change.group_id)?
+                    .set_admin(&change.phones, false)?;
+                change.group_id
+            }
+        };
+        let group = self
+            .groups
+            .get(&group)
+            .ok_or_else(|| Refused::not_found(&group))?
+            .clone();
+        let frame = group.frame();
+        self.journal.record(Op::Group(group));
+        Ok(group_answer::Result::Group(frame))
+    }
+
+    /// The group `id`, for `phone` (an admin of it) to change.
+    fn changed(&mut self, phone: &str, id: &str) -> Result<&mut Group, Refused> {
+        self.groups
+            .get_mut(id)
+            .ok_or_else(|| Refused::not_found(id))?
+            .changed_by(phone)
+    }
+
+    /// Numbers that may join a group: valid and on WhatsApp.
+    fn check_members(&self, phones: &[String]) -> Result<(), Refused> {
+        for number in phones {
+            if phone::validate(number).is_err() {
+                return Err(Refused {
+                    code: "invalid_phone",
+                    message: format!("{number:?} is not a phone number"),
+                });
+            }
+            if self.phones.get(number).is_some_and(|p| p.absent) {
+                return Err(Refused {
+                    code: "not_on_whatsapp",
+                    message: format!("{number} is not on WhatsApp"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A device writes to a group: every other participant's inbox gets it, with the
+    /// group and the mentions. The sender must be a participant.
+    fn group_send(
+        &mut self,
+        link_id: &str,
+        from_phone: String,
+        message: &SendMessage,
+        now_ms: i64,
+    ) -> Vec<Receipt> {
+        let id = message.message_id.as_str();
+        let Some(group) = self.groups.get(&message.to_phone) else {
+            return vec![self.failed(id, "group_not_found", now_ms)];
+        };
+        if !group.has(&from_phone) {
+            return vec![self.failed(id, "not_participant", now_ms)];
+        }
+        if self
+            .phones
+            .get(&from_phone)
+            .and_then(|p| p.ban(now_ms))
+            .is_some()
+        {
+            return vec![self.failed(id, "banned", now_ms)];
+        }
+        let others: Vec<String> = group.others(&from_phone).map(str::to_owned).collect();
+        let entry = InboxEntry {
+            from_phone: from_phone.clone(),
+            sender_link: link_id.to_owned(),
+            message_id: id.to_owned(),
+            text: message.text.clone(),
+            at_ms: now_ms,
+            read_at_ms: None,
+            media: message.media.as_ref().map(InboxMedia::from),
+            group: Some(message.to_phone.clone()),
+            mentions: message.mentions.clone(),
+        };
+        let mut first = None;
+        for to_phone in others {
+            let inbox = &mut self.phones.entry(to_phone.clone()).or_default().inbox;
+            let seq = inbox.len();
+            inbox.push(entry.clone());
+            self.journal.record(Op::Deliver {
+                phone: to_phone.clone(),
+                seq,
+                entry: entry.clone(),
+            });
+            first.get_or_insert(InboxRef {
+                phone: to_phone,
+                seq,
+            });
+            self.counters.messages_delivered += 1;
+        }
+        // A resend finds the message in the first inbox (a group of one has none: a
+        // resend is then delivered again, to nobody).
+        if let (Some(place), Some(link)) = (first, self.links.get_mut(link_id)) {
+            link.sent.insert(id.to_owned(), place);
+        }
+        self.record_counters();
+        vec![
+            receipt(id, Status::Sent, now_ms),
+            receipt(id, Status::Delivered, now_ms),
+        ]
+    }
+
+    /// The links a phone's message to group `id` goes to: those of every other
+    /// participant. The phone must be in it.
+    fn group_targets(&self, from: &str, id: &str) -> Result<Vec<String>, SimError> {
+        let group = self
+            .groups
+            .get(id)
+            .ok_or_else(|| SimError::GroupNotFound(id.to_owned()))?;
+        if !group.has(from) {
+            return Err(SimError::NotInGroup(from.to_owned()));
+        }
+        Ok(group
+            .others(from)
+            .flat_map(|other| self.links.of_phone(other).iter().cloned())
+            .collect())
+    }
+
+    /// A group as the control API shows it.
+    pub(crate) fn group(&self, id: &str) -> Result<GroupView, SimError> {
+        self.groups
+            .get(id)
+            .map(Group::view)
+            .ok_or_else(|| SimError::GroupNotFound(id.to_owned()))
     }
 
     // ---- phones (the control API) --------------------------------------------------
@@ -531,17 +758,23 @@ impl State {
         media: Option<MediaInfo>,
     ) -> Result<String, SimError> {
         phone::validate(from)?;
-        phone::validate(to)?;
-        let targets = self.links.of_phone(to).to_vec();
-        if targets.is_empty() {
-            return Err(SimError::NoLinkedDevice(to.to_owned()));
-        }
+        let (targets, group_id) = if groups::is_group_id(to) {
+            (self.group_targets(from, to)?, Some(to.to_owned()))
+        } else {
+            phone::validate(to)?;
+            let targets = self.links.of_phone(to).to_vec();
+            if targets.is_empty() {
+                return Err(SimError::NoLinkedDevice(to.to_owned()));
+            }
+            (targets, None)
+        };
         let inbound = Inbound {
             message_id: ids::inbound_message_id(),
             from_phone: from.to_owned(),
             text: text.to_owned(),
             at_ms: clock::now_ms(),
             media,
+            group_id,
         };
         for link_id in targets {
             let Some(link) = self.links.get_mut(&link_id) else {

@@ -47,6 +47,47 @@ pub enum FleetError {
     /// No recorded webhook delivery has this event id (for this device).
     #[error("webhook delivery {0} not found")]
     DeliveryNotFound(String),
+    /// No such group, or the device's number is not in it (WhatsApp does not tell the
+    /// two apart for a stranger).
+    #[error("group {0} not found")]
+    GroupNotFound(String),
+    /// The network refused a group operation; `code` is one of [`group_code`].
+    #[error("{message}")]
+    GroupRefused { code: &'static str, message: String },
+}
+
+/// The rules a [`FleetError::GroupRefused`] names, as API clients see them.
+pub mod group_code {
+    /// Only a group's admins add, remove, promote or demote.
+    pub const NOT_ADMIN: &str = "not_group_admin";
+    /// A number to add is not on WhatsApp.
+    pub const NOT_ON_WHATSAPP: &str = "not_on_whatsapp";
+    /// A number to remove, promote or demote is not in the group.
+    pub const NOT_PARTICIPANT: &str = "not_group_participant";
+    /// The network refused the subject.
+    pub const INVALID_SUBJECT: &str = "invalid_subject";
+    /// The device's link has no groups (see the README).
+    pub const UNSUPPORTED: &str = "groups_unsupported";
+    /// Any other refusal (a code this build does not know).
+    pub const OTHER: &str = "group_refused";
+    /// Every code above.
+    pub const ALL: [&str; 6] = [
+        NOT_ADMIN,
+        NOT_ON_WHATSAPP,
+        NOT_PARTICIPANT,
+        INVALID_SUBJECT,
+        UNSUPPORTED,
+        OTHER,
+    ];
+}
+
+/// The `&'static str` of a group refusal code received as text ([`group_code::OTHER`]
+/// for one this build does not know).
+pub fn known_group_code(code: &str) -> &'static str {
+    group_code::ALL
+        .into_iter()
+        .find(|known| *known == code)
+        .unwrap_or(group_code::OTHER)
 }
 
 /// The rules a [`FleetError::WrongState`] names, as API clients see them. Every code the

@@ -28,7 +28,7 @@ pub mod wire;
 
 use wafleet_protocol::node_api as pb;
 
-pub use self::error::{FleetError, known_state_code, state_code};
+pub use self::error::{FleetError, group_code, known_group_code, known_state_code, state_code};
 pub use crate::limits::view::{LimitsView, Window};
 pub use crate::link::{NumberCheck, PairCode};
 use crate::store::{DeviceRecord, MessageRecord, TrustLevel};
@@ -49,8 +49,9 @@ pub type DeviceCommand = pb::node_command::Op;
 pub use crate::webhooks::config::{WebhookSpec, WebhookView};
 /// Command payloads, as generated: there is nothing to convert.
 pub use pb::{
-    CheckNumbers, Empty, EventNames, MarkRead, ReplayWebhook, RequestPairingCode, SendText,
-    SetTrustLevel, SetWebhook,
+    CheckNumbers, CreateGroup, Empty, EventNames, Group, GroupChange, GroupCommand,
+    GroupParticipant, GroupRef, MarkRead, ReplayWebhook, RequestPairingCode, SendText,
+    SetTrustLevel, SetWebhook, group_command::Op as GroupOp,
 };
 
 /// A device to create. Its webhook, if any, is set by its owner after the create (the
@@ -99,8 +100,9 @@ pub struct QrCode {
 
 /// What a command gave. Each operation answers with one kind (see the comments of
 /// `node_api.proto`); the `into_*` methods take the kind a caller expects and call any
-/// other a bug ([`FleetError::Internal`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// other a bug ([`FleetError::Internal`]). Not `Eq`: the generated group types are
+/// only `PartialEq`.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
     /// The device after start, stop, restart, logout or set_trust_level.
     Device(DeviceRecord),
@@ -120,6 +122,10 @@ pub enum Reply {
     NumberChecks(Vec<NumberCheck>),
     /// How many inbound messages became read.
     MarkedRead(u64),
+    /// A group, after a group operation (all but list).
+    Group(Group),
+    /// The device's groups (list).
+    Groups(Vec<Group>),
 }
 
 macro_rules! reply_into {
@@ -157,6 +163,10 @@ reply_into! {
     into_number_checks => NumberChecks(Vec<NumberCheck>);
     /// How many messages became read, or `Internal` for any other reply.
     into_marked_read => MarkedRead(u64);
+    /// The group, or `Internal` for any other reply.
+    into_group => Group(Group);
+    /// The groups, or `Internal` for any other reply.
+    into_groups => Groups(Vec<Group>);
 }
 
 impl Reply {

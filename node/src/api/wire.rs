@@ -14,7 +14,7 @@ use wafleet_protocol::node_api::store_failure::Kind as StoreKind;
 
 use super::{
     CommandError, FleetError, LimitsView, NumberCheck, PairCode, QrCode, Reply, Sent, Window,
-    known_state_code,
+    known_group_code, known_state_code,
 };
 use crate::limits::policy::Refusal;
 use crate::store::{
@@ -68,6 +68,8 @@ pub fn reply_to_wire(outcome: Result<Reply, CommandError>) -> pb::NodeReply {
                 .collect(),
         }),
         Ok(Reply::MarkedRead(count)) => Outcome::MarkedRead(pb::MarkedRead { count }),
+        Ok(Reply::Group(group)) => Outcome::Group(group),
+        Ok(Reply::Groups(groups)) => Outcome::Groups(pb::Groups { groups }),
         Err(error) => Outcome::Error(error.into()),
     };
     pb::NodeReply {
@@ -121,6 +123,8 @@ pub fn reply_from_wire(reply: pb::NodeReply) -> Result<Reply, CommandError> {
                 .collect(),
         )),
         Some(Outcome::MarkedRead(read)) => Ok(Reply::MarkedRead(read.count)),
+        Some(Outcome::Group(group)) => Ok(Reply::Group(group)),
+        Some(Outcome::Groups(groups)) => Ok(Reply::Groups(groups.groups)),
     };
     decoded.map_err(|error| CommandError::Fleet(FleetError::Internal(error.to_string())))
 }
@@ -158,6 +162,13 @@ impl From<CommandError> for pb::NodeError {
                 FleetError::Invalid(reason) => Kind::Invalid(reason),
                 FleetError::WebhookUrlNotAllowed(reason) => Kind::WebhookUrlNotAllowed(reason),
                 FleetError::DeliveryNotFound(id) => Kind::DeliveryNotFound(id),
+                FleetError::GroupNotFound(id) => Kind::GroupNotFound(id),
+                FleetError::GroupRefused { code, message } => {
+                    Kind::GroupRefused(pb::GroupRefused {
+                        code: code.to_owned(),
+                        message,
+                    })
+                }
             },
         };
         pb::NodeError { kind: Some(kind) }
@@ -194,6 +205,11 @@ impl From<pb::NodeError> for CommandError {
             Some(Kind::Invalid(reason)) => FleetError::Invalid(reason),
             Some(Kind::WebhookUrlNotAllowed(reason)) => FleetError::WebhookUrlNotAllowed(reason),
             Some(Kind::DeliveryNotFound(id)) => FleetError::DeliveryNotFound(id),
+            Some(Kind::GroupNotFound(id)) => FleetError::GroupNotFound(id),
+            Some(Kind::GroupRefused(refused)) => FleetError::GroupRefused {
+                code: known_group_code(&refused.code),
+                message: refused.message,
+            },
         };
         CommandError::Fleet(fleet)
     }
@@ -566,6 +582,17 @@ mod tests {
             Reply::NumberChecks(Vec::new()),
             Reply::MarkedRead(0),
             Reply::MarkedRead(7),
+            Reply::Group(pb::Group {
+                id: "120363041234567890@g.us".into(),
+                subject: "Tim".into(),
+                participants: vec![pb::GroupParticipant {
+                    phone: "6281111111111".into(),
+                    admin: true,
+                }],
+                creator: "6281111111111".into(),
+                created_at_ms: 5,
+            }),
+            Reply::Groups(Vec::new()),
         ];
         for (level, paused) in [
             (TrustLevel::Newcomer, Some(9)),

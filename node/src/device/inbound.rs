@@ -94,6 +94,7 @@ impl DeviceState {
         text: String,
         at_ms: i64,
         media: Option<MediaPart>,
+        group: Option<String>,
     ) -> Result<(), StoreError> {
         let tenant = self
             .ctx
@@ -112,6 +113,8 @@ impl DeviceState {
                 &Content {
                     text: text.clone(),
                     media: media.clone(),
+                    mentions: Vec::new(),
+                    author: group.is_some().then(|| from_phone.clone()),
                 }
                 .to_stored(),
             )
@@ -120,7 +123,8 @@ impl DeviceState {
             id: message_id.clone(),
             device_id: self.id.clone(),
             direction: Direction::Inbound,
-            peer_phone: from_phone.clone(),
+            // A group's messages make one chat: the group's.
+            peer_phone: group.clone().unwrap_or_else(|| from_phone.clone()),
             text: sealed.into_string(),
             status: MessageStatus::Delivered,
             error: None,
@@ -140,6 +144,9 @@ impl DeviceState {
         let mut data = Map::new();
         data.insert("message_id".into(), Value::from(message_id.as_str()));
         data.insert("from".into(), Value::from(from_phone));
+        if let Some(group) = group {
+            data.insert("group".into(), Value::from(group));
+        }
         if let Some(media) = media {
             data.insert("media".into(), media_data(media, &text));
         }

@@ -1,5 +1,5 @@
-//! Requests a caller makes of a READY device's network and waits on: number checks and
-//! read receipts. The device hands the command to its link and answers from a task, so
+//! Requests a caller makes of a READY device's network and waits on: number checks,
+//! read receipts and group operations. The device hands the command to its link and answers from a task, so
 //! the actor never waits on the network; an answer that does not come within
 //! [`ANSWER_TIMEOUT`] is [`LinkError::Timeout`].
 
@@ -9,7 +9,7 @@ use ractor::RpcReplyPort;
 use tokio::sync::oneshot;
 
 use super::DeviceState;
-use crate::link::{LinkCommand, LinkError, NumberCheck};
+use crate::link::{GroupAnswer, LinkCommand, LinkError, NumberCheck};
 use crate::store::DeviceStatus;
 
 /// How long a request waits for the network's answer: less than the fleet's call
@@ -45,6 +45,21 @@ impl DeviceState {
             reply: answer,
         };
         self.ask_link(command, reply);
+    }
+
+    /// A group operation, the device's number acting.
+    pub(super) fn group(
+        &mut self,
+        command: wafleet_protocol::node_api::GroupCommand,
+        reply: RpcReplyPort<Result<GroupAnswer, LinkError>>,
+    ) {
+        self.ask_link(
+            |answer| LinkCommand::Group {
+                command,
+                reply: answer,
+            },
+            reply,
+        );
     }
 
     /// Hands the command `ask` makes to the link if the device is READY (`WrongState`

@@ -19,7 +19,8 @@
 //!   DISCONNECTED and the reconnect timer, the final statuses, lost ownership, logout;
 //! - `connect`: a connect slot, opening the link within the handshake timeout, reconnect
 //!   backoff and jitter, pairing codes;
-//! - `link_requests`: number checks and read receipts, asked of a READY device's link;
+//! - `link_requests`: number checks, read receipts and group operations, asked of a
+//!   READY device's link;
 //! - `outbox`: moving queued messages to the link, each at its slot, within the quota;
 //! - `inbound`: receipts and inbound messages from the link;
 //! - `limiter`: the device's rate-limiter child, its trust level, bans and promotion;
@@ -38,7 +39,7 @@ use crate::api::QrCode;
 use crate::context::NodeContext;
 use crate::limits::actor::LimiterMsg;
 use crate::limits::trust::level_to_u8;
-use crate::link::{LinkError, LinkEvent, LinkSession, NumberCheck, PairCode};
+use crate::link::{GroupAnswer, LinkError, LinkEvent, LinkSession, NumberCheck, PairCode};
 use crate::store::{DevicePatch, DeviceStatus, Fence, QueueKey, StoreError, TrustLevel};
 use crate::vault::VaultError;
 use supervisor::SupervisorMsg;
@@ -96,6 +97,11 @@ pub enum DeviceMsg {
         message_ids: Vec<String>,
         reply: RpcReplyPort<Result<(), LinkError>>,
     },
+    /// A group operation, the device's number acting (READY only).
+    Group(
+        wafleet_protocol::node_api::GroupCommand,
+        RpcReplyPort<Result<GroupAnswer, LinkError>>,
+    ),
 }
 
 /// The actor; its data lives in [`DeviceState`].
@@ -308,6 +314,7 @@ async fn dispatch(
             message_ids,
             reply,
         } => state.mark_read(peer_phone, message_ids, reply),
+        DeviceMsg::Group(command, reply) => state.group(command, reply),
     }
     Ok(())
 }
@@ -408,8 +415,9 @@ impl DeviceState {
                 text,
                 at_ms,
                 media,
+                group,
             } => {
-                self.on_inbound(message_id, from_phone, text, at_ms, media)
+                self.on_inbound(message_id, from_phone, text, at_ms, media, group)
                     .await?
             }
             LinkEvent::Banned { until_ms } => self.on_banned(&myself, until_ms).await?,

@@ -121,6 +121,7 @@ impl DeviceState {
                 to_phone: message.peer_phone,
                 text: content.text,
                 media: content.media,
+                mentions: content.mentions,
             };
             match session.command(command) {
                 Ok(()) => {

@@ -70,6 +70,7 @@ impl Fleet {
             DeviceCommand::MarkRead(read) => {
                 Reply::MarkedRead(self.mark_read(id, &read.peer_phone).await?)
             }
+            DeviceCommand::Group(command) => self.group(id, command).await?,
         })
     }
 

@@ -65,7 +65,7 @@ impl Fleet {
     }
 
     /// The device's actor, if the device is READY and runs here; `WrongState` otherwise.
-    fn ready_actor(
+    pub(super) fn ready_actor(
         &self,
         device: &DeviceRecord,
         doing: &str,
@@ -131,7 +131,7 @@ fn in_order(asked: Vec<String>, found: Vec<NumberCheck>) -> Vec<NumberCheck> {
 }
 
 /// What a caller hears when the link could not do what was asked.
-fn link_failure(id: &str, doing: &str, error: LinkError) -> FleetError {
+pub(super) fn link_failure(id: &str, doing: &str, error: LinkError) -> FleetError {
     match error {
         LinkError::Timeout => FleetError::Timeout,
         LinkError::WrongState(why) => FleetError::WrongState {

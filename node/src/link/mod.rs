@@ -7,7 +7,8 @@
 //! [`DeviceVault`](crate::vault::DeviceVault), sealed.
 //!
 //! # Layout
-//! - [`sim`]: the link to the simulated network (`wafleet sim`), over a [`FramePipe`].
+//! - [`sim`]: the link to the simulated network (`wafleet sim`), over a [`FramePipe`];
+//!   `sim_groups`: its group operations as frames.
 //! - [`spread`]: a simulated network of several processes: each device dials the one
 //!   its id picks ([`SimSpread`]).
 //! - [`whatsapp`]: the link to real WhatsApp, on the `whatsapp-rust` crate.
@@ -17,6 +18,7 @@
 
 mod redacted;
 pub mod sim;
+mod sim_groups;
 pub mod spread;
 pub mod whatsapp;
 pub mod ws;
@@ -26,6 +28,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::oneshot;
+
+use wafleet_protocol::node_api as pb;
 
 use crate::content::MediaPart;
 use crate::media::MediaLibrary;
@@ -75,6 +79,9 @@ pub enum LinkEvent {
         /// A media file the phone sent, already in the media library (the link stores
         /// it before it reports the message).
         media: Option<MediaPart>,
+        /// The group it was written in (`from_phone` is then the participant who
+        /// wrote); `None` for a message to the device's number.
+        group: Option<String>,
     },
     /// The account is temporarily banned.
     Banned { until_ms: i64 },
@@ -99,6 +106,19 @@ pub struct NumberCheck {
     pub jid: Option<String>,
 }
 
+/// The network's answer to a group command ([`LinkCommand::Group`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroupAnswer {
+    /// The group, after the operation.
+    Group(pb::Group),
+    /// The device's number's groups.
+    Groups(Vec<pb::Group>),
+    /// The network said no: `code` is the network's (`not_found`, `not_admin`,
+    /// `not_participant`, `not_on_whatsapp`, `invalid_subject`, `invalid_phone`, or
+    /// `unsupported` for a link without groups).
+    Refused { code: String, message: String },
+}
+
 /// A pairing code for the user to type on the phone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PairCode {
@@ -112,9 +132,12 @@ pub enum LinkCommand {
     /// caption), which the link uploads first.
     SendText {
         message_id: String,
+        /// A phone number, or a group id ([`crate::group::is_group_id`]).
         to_phone: String,
         text: String,
         media: Option<MediaPart>,
+        /// Numbers the text mentions (digits).
+        mentions: Vec<String>,
     },
     /// Ask for a pairing code for `phone` (only while pairing).
     RequestPairCode {
@@ -143,6 +166,11 @@ pub enum LinkCommand {
         peer_phone: String,
         message_ids: Vec<String>,
         reply: oneshot::Sender<Result<(), LinkError>>,
+    },
+    /// A group operation, the device's own number acting (only when ready).
+    Group {
+        command: pb::GroupCommand,
+        reply: oneshot::Sender<Result<GroupAnswer, LinkError>>,
     },
 }
 

@@ -69,6 +69,7 @@ impl fmt::Debug for LinkEvent {
                 text,
                 at_ms,
                 media,
+                group,
             } => f
                 .debug_struct("Inbound")
                 .field("message_id", message_id)
@@ -76,6 +77,7 @@ impl fmt::Debug for LinkEvent {
                 .field("text", &Text(text))
                 .field("at_ms", at_ms)
                 .field("media", &media.as_ref().map(|m| &m.id))
+                .field("group", group)
                 .finish(),
             LinkEvent::Banned { until_ms } => f
                 .debug_struct("Banned")
@@ -93,12 +95,14 @@ impl fmt::Debug for LinkCommand {
                 to_phone,
                 text,
                 media,
+                mentions,
             } => f
                 .debug_struct("SendText")
                 .field("message_id", message_id)
                 .field("to_phone", to_phone)
                 .field("text", &Text(text))
                 .field("media", &media.as_ref().map(|m| &m.id))
+                .field("mentions", mentions)
                 .finish(),
             LinkCommand::RequestPairCode { phone, .. } => f
                 .debug_struct("RequestPairCode")
@@ -127,7 +131,26 @@ impl fmt::Debug for LinkCommand {
                 .field("peer_phone", peer_phone)
                 .field("message_ids", message_ids)
                 .finish_non_exhaustive(),
+            // A subject is written by people: only the operation is shown.
+            LinkCommand::Group { command, .. } => f
+                .debug_struct("Group")
+                .field("op", &command.op.as_ref().map(group_op_name))
+                .finish_non_exhaustive(),
         }
+    }
+}
+
+/// The name of a group operation, for logs.
+fn group_op_name(op: &wafleet_protocol::node_api::group_command::Op) -> &'static str {
+    use wafleet_protocol::node_api::group_command::Op;
+    match op {
+        Op::Create(_) => "create",
+        Op::Info(_) => "info",
+        Op::List(_) => "list",
+        Op::AddParticipants(_) => "add_participants",
+        Op::RemoveParticipants(_) => "remove_participants",
+        Op::Promote(_) => "promote",
+        Op::Demote(_) => "demote",
     }
 }
 
@@ -145,6 +168,7 @@ mod tests {
             text: SECRET.into(),
             at_ms: 1,
             media: None,
+            group: None,
         };
         let shown = format!("{inbound:?}");
         assert!(!shown.contains(SECRET), "{shown}");
@@ -158,11 +182,32 @@ mod tests {
             to_phone: "6282222222222".into(),
             text: SECRET.into(),
             media: None,
+            mentions: Vec::new(),
         };
         let shown = format!("{send:?}");
         assert!(!shown.contains(SECRET), "{shown}");
         assert!(
             shown.contains("m-2") && shown.contains("<26 bytes>"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_group_subject_is_not_logged() {
+        use wafleet_protocol::node_api as pb;
+        let (reply, _) = tokio::sync::oneshot::channel();
+        let create = LinkCommand::Group {
+            command: pb::GroupCommand {
+                op: Some(pb::group_command::Op::Create(pb::CreateGroup {
+                    subject: SECRET.into(),
+                    participants: vec!["6282222222222".into()],
+                })),
+            },
+            reply,
+        };
+        let shown = format!("{create:?}");
+        assert!(
+            !shown.contains(SECRET) && shown.contains("create"),
             "{shown}"
         );
     }

@@ -22,8 +22,8 @@ use wafleet_protocol::sim::{self, ClientFrame, ServerFrame, client_frame, refuse
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::{
-    LinkCommand, LinkContext, LinkError, LinkEvent, LinkFactory, LinkSession, NumberCheck,
-    PairCode, ReceiptStatus,
+    GroupAnswer, LinkCommand, LinkContext, LinkError, LinkEvent, LinkFactory, LinkSession,
+    NumberCheck, PairCode, ReceiptStatus, sim_groups,
 };
 use crate::content::MediaPart;
 use crate::media::{ByteStream, MediaError, MediaOrigin, MediaType, NewMedia};
@@ -106,6 +106,8 @@ struct Credentials {
 
 /// The answer owed to a number check.
 type NumbersReply = oneshot::Sender<Result<Vec<NumberCheck>, LinkError>>;
+/// The answer owed to a group request.
+type GroupReply = oneshot::Sender<Result<GroupAnswer, LinkError>>;
 
 /// Replies a session owes: to a pairing-code request (answered by the sim's `PairCode`),
 /// to number checks (by `NumberChecks` with their request id), and to a logout
@@ -116,7 +118,9 @@ struct Waiting {
     logout: Option<oneshot::Sender<()>>,
     /// By request id; a check whose asker gave up is dropped at the next check.
     numbers: HashMap<u64, NumbersReply>,
-    /// The request id of the next number check.
+    /// Group requests by request id, dropped like number checks.
+    groups: HashMap<u64, GroupReply>,
+    /// The request id of the next number check or group request.
     next_request: u64,
 }
 
@@ -126,6 +130,7 @@ impl std::fmt::Debug for Waiting {
             .field("pair_code", &self.pair_code.is_some())
             .field("logout", &self.logout.is_some())
             .field("numbers", &self.numbers.len())
+            .field("groups", &self.groups.len())
             .finish()
     }
 }
@@ -136,6 +141,14 @@ impl Waiting {
         self.numbers.retain(|_, waiting| !waiting.is_closed());
         self.next_request += 1;
         self.numbers.insert(self.next_request, reply);
+        self.next_request
+    }
+
+    /// Keeps `reply` for the answer to a new group request; its request id.
+    fn group_request(&mut self, reply: GroupReply) -> u64 {
+        self.groups.retain(|_, waiting| !waiting.is_closed());
+        self.next_request += 1;
+        self.groups.insert(self.next_request, reply);
         self.next_request
     }
 }
@@ -270,17 +283,20 @@ impl LinkSession for SimSession {
                 to_phone,
                 text,
                 media: None,
+                mentions,
             } => client_frame::Kind::Send(sim::SendMessage {
                 message_id,
                 to_phone,
                 text,
                 media: None,
+                mentions,
             }),
             LinkCommand::SendText {
                 message_id,
                 to_phone,
                 text,
                 media: Some(media),
+                mentions,
             } => {
                 // Uploaded first, then sent: a text handed meanwhile may arrive before
                 // it, as with WhatsApp's own clients.
@@ -294,6 +310,7 @@ impl LinkSession for SimSession {
                                 to_phone,
                                 text,
                                 media: Some(info),
+                                mentions,
                             });
                             // A closed connection: the session's end says so.
                             let _ = send(&tx, frame).await;
@@ -358,6 +375,14 @@ impl LinkSession for SimSession {
                     peer_phone,
                     message_ids,
                 })
+            }
+            LinkCommand::Group { command, reply } => {
+                let request_id = self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .group_request(reply);
+                client_frame::Kind::Group(sim_groups::request(request_id, command))
             }
         };
         self.tx
@@ -487,6 +512,7 @@ async fn run(
                     text: inbound.text,
                     at_ms: inbound.at_ms,
                     media,
+                    group: inbound.group_id,
                 })
             }
             server_frame::Kind::LoggedOut(_) => break logged_out(&ctx.vault).await,
@@ -507,6 +533,16 @@ async fn run(
                     let _ = reply.send(Ok(number_checks(answer)));
                 }
             }
+            server_frame::Kind::Group(answer) => {
+                let waiting = pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .groups
+                    .remove(&answer.request_id);
+                if let Some(reply) = waiting {
+                    let _ = reply.send(Ok(sim_groups::answer(answer)));
+                }
+            }
         }
     };
     let owed = std::mem::take(&mut *pending.lock().unwrap_or_else(|e| e.into_inner()));
@@ -514,6 +550,9 @@ async fn run(
         let _ = reply.send(Err(LinkError::Closed));
     }
     for (_, reply) in owed.numbers {
+        let _ = reply.send(Err(LinkError::Closed));
+    }
+    for (_, reply) in owed.groups {
         let _ = reply.send(Err(LinkError::Closed));
     }
     events.emit(end);

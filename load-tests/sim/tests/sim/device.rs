@@ -239,6 +239,7 @@ impl Device {
             to_phone: to_phone.to_owned(),
             text: text.to_owned(),
             media,
+            mentions: Vec::new(),
         };
         self.send(Out::Send(message)).await;
     }

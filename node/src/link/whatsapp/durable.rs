@@ -118,6 +118,7 @@ impl StoreFirst {
                     text: incoming.caption.clone(),
                     at_ms: message.info.timestamp.timestamp_millis(),
                     media,
+                    group: None,
                 }),
         )
     }

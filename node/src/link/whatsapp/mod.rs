@@ -38,6 +38,8 @@
 //! # Layout
 //! - [`client`]: building a client on the vault, and the probe of a connection attempt.
 //! - [`conformance`]: the storage suite any [`Store`](crate::store::Store) must pass.
+//! - `groups`: group operations (`w:g2` through whatsapp-rust's `Groups`); group sends
+//!   and mentions are refused on this link for now.
 //! - `number_checks`: which numbers are on WhatsApp, in the order asked.
 //! - `read_receipts`: telling WhatsApp a chat's messages were read.
 //! - [`send`]: sending a text under one WhatsApp id per message, whatever the attempts.
@@ -47,6 +49,7 @@
 pub mod client;
 pub mod conformance;
 mod durable;
+mod groups;
 mod incoming;
 mod media;
 mod number_checks;

@@ -27,7 +27,7 @@ use whatsapp_rust::{Client, Jid};
 use super::client::Probe;
 use super::durable::Unstored;
 use super::store::VaultBackend;
-use super::{media, number_checks, read_receipts, send};
+use super::{groups, media, number_checks, read_receipts, send};
 use crate::clock::now_ms;
 use crate::link::{LinkCommand, LinkContext, LinkError, LinkEvent, PairCode, ReceiptStatus};
 
@@ -80,8 +80,8 @@ impl EventHandler for Forward {
 enum Outcome {
     /// The device dropped the session: close quietly.
     Stopped,
-    /// A final event, while the run loop may still be going.
-    End(LinkEvent),
+    /// A final event, while the run loop may still be going (boxed: an event is large).
+    End(Box<LinkEvent>),
     /// The run loop returned on its own (connection failed or ended).
     RunEnded,
 }
@@ -154,11 +154,11 @@ impl Session {
                     _ = &mut stop => break Outcome::Stopped,
                     Ok(()) = fenced.changed() => {
                         let reason = fenced.borrow().clone().unwrap_or_default();
-                        break Outcome::End(LinkEvent::Fenced { reason });
+                        break Outcome::End(Box::new(LinkEvent::Fenced { reason }));
                     }
                     Some(event) = events.recv() => {
                         if let Some(end) = self.on_event(&event).await {
-                            break Outcome::End(end);
+                            break Outcome::End(Box::new(end));
                         }
                     }
                     Some(command) = commands.recv() => self.on_command(command),
@@ -181,7 +181,7 @@ impl Session {
                 }
                 Outcome::End(end) => {
                     self.close(run).await;
-                    return Some(self.finish(end).await);
+                    return Some(self.finish(*end).await);
                 }
                 Outcome::RunEnded => {
                     // What the client dispatched before its run loop returned is queued.
@@ -355,8 +355,23 @@ impl Session {
             LinkCommand::SendText {
                 message_id,
                 to_phone,
+                mentions,
+                ..
+            } if groups::unsupported_send(&to_phone, &mentions) => {
+                groups::refuse_send(&self.ctx.events, message_id);
+            }
+            LinkCommand::Group { command, reply } => {
+                let client = self.client.clone();
+                self.tasks.spawn(async move {
+                    let _ = reply.send(groups::run(client.as_ref(), command).await);
+                });
+            }
+            LinkCommand::SendText {
+                message_id,
+                to_phone,
                 text,
                 media,
+                ..
             } => {
                 let (client, backend) = (self.client.clone(), self.backend.clone());
                 let (events, library) = (self.ctx.events.clone(), self.ctx.media.clone());
@@ -508,6 +523,7 @@ pub(super) fn relayed(device_id: &str, message: &InboundMessage) -> Option<LinkE
         text: text.to_owned(),
         at_ms: message.info.timestamp.timestamp_millis(),
         media: None,
+        group: None,
     })
 }
 
