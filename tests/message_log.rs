@@ -139,7 +139,17 @@ async fn the_log_and_the_chats_show_both_directions_newest_first() {
         ]
     );
 
+    // Alice is in the tenant's contact book: her chat shows her name.
+    let saved = app
+        .post(
+            "/v1/contacts",
+            json!({"phone": ALICE, "name": "Alice Wijaya"}),
+        )
+        .await;
+    assert_eq!(saved.status(), 201);
     let chats = app.json("/v1/devices/shop-1/chats").await;
+    assert_eq!(chats["chats"][0]["name"], "Alice Wijaya");
+    assert_eq!(chats["chats"][1]["name"], Value::Null);
     let summary: Vec<(&str, &str, u64, bool)> = chats["chats"]
         .as_array()
         .unwrap()

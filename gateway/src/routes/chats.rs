@@ -24,8 +24,9 @@ pub struct ChatDto {
     /// The other side's phone number, or the group's id (what `…/chats/{chat_id}/messages`
     /// takes).
     pub id: String,
-    /// A saved contact's name; none yet (contacts come later). A group's subject is not
-    /// shown here either: `GET /v1/devices/{id}/groups/{group_id}` has it.
+    /// The name saved for this number in the tenant's contact book (`/v1/contacts`), if
+    /// any. A group's subject is not shown here: `GET /v1/devices/{id}/groups/{group_id}`
+    /// has it.
     pub name: Option<String>,
     /// The chat is a group's (`id` is then a group id).
     pub is_group: bool,
@@ -57,7 +58,8 @@ impl From<Chat> for ChatDto {
 
 #[utoipa::path(get, path = "/v1/devices/{id}/chats", tag = "chats",
     description = "The device's chats, one per phone number or group it wrote to or heard from, the one with the newest message \
-first, each with its last message and how many received messages are unread.",
+first, each with its last message, how many received messages are unread, and the name saved for the number in the \
+tenant's contact book.",
     params(("id" = String, Path), PageParams),
     responses((status = 200, body = ChatPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -75,8 +77,21 @@ pub async fn list(
     let next_cursor = next_cursor(&chats, query.limit, |c| {
         cursor(c.last.created_at_ms, &c.peer)
     });
+    // Names from the tenant's contact book (one read per chat of the page).
+    let tenant = state.catalog.device(&id).await?.tenant;
+    let peers: Vec<String> = chats.iter().map(|c| c.peer.clone()).collect();
+    let mut names = state.catalog.contacts().names_of(&tenant, &peers).await?;
     Ok(Json(ChatPage {
-        chats: chats.into_iter().map(ChatDto::from).collect(),
+        chats: chats
+            .into_iter()
+            .map(|chat| {
+                let name = names.remove(&chat.peer);
+                ChatDto {
+                    name,
+                    ..ChatDto::from(chat)
+                }
+            })
+            .collect(),
         next_cursor,
     }))
 }

@@ -156,6 +156,26 @@ impl ContactBook {
             .ok_or(ContactError::NotFound(phone))
     }
 
+    /// The saved names of those of `peers` (phone numbers as a message log keeps them,
+    /// with or without `+`) that are in `tenant`'s book, by peer: what a chat list shows.
+    /// Peers that are not phone numbers (groups) or not saved are left out.
+    pub async fn names_of(
+        &self,
+        tenant: &str,
+        peers: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, ContactError> {
+        let mut names = std::collections::HashMap::new();
+        for peer in peers {
+            let Ok(phone) = rules::phone(peer) else {
+                continue;
+            };
+            if let Some(contact) = self.store.get_contact(tenant, &phone).await? {
+                names.insert(peer.clone(), contact.name);
+            }
+        }
+        Ok(names)
+    }
+
     /// A page of `tenant`'s contacts (with `tag`, and matching the search `q`, when
     /// given) in phone order, after the phone `after`.
     pub async fn list(
