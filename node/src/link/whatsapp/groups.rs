@@ -8,9 +8,9 @@
 //! first participant's error. Participants that WhatsApp names only by LID, with no
 //! phone number known, are left out of the answer (wafleet speaks phone numbers).
 //!
-//! Sending to a group and mentions are not built on this link yet: such a send fails
-//! with a receipt that says so ([`unsupported_send`]). None of this has run against
-//! WhatsApp itself; the tests drive it through the [`GroupClient`] seam.
+//! Sending to a group and mentions go through the ordinary send (`mentions.rs` names
+//! the group's JID and the mentioned numbers). None of this has run against WhatsApp
+//! itself; the tests drive it through the [`GroupClient`] seam.
 
 use async_trait::async_trait;
 use wafleet_protocol::node_api::{self as pb, group_command::Op};
@@ -19,9 +19,8 @@ use whatsapp_rust::{
 };
 
 use super::session::digits_of;
-use crate::clock::now_ms;
 use crate::group::{ID_SUFFIX, is_group_id};
-use crate::link::{GroupAnswer, LinkError, LinkEvent, LinkEvents, ReceiptStatus};
+use crate::link::{GroupAnswer, LinkError};
 
 /// A group as WhatsApp described it, in the seam's terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -296,23 +295,6 @@ fn refused(code: &str, message: &str) -> GroupAnswer {
     }
 }
 
-/// Whether this link cannot send this message yet: to a group, or with mentions.
-pub(super) fn unsupported_send(to: &str, mentions: &[String]) -> bool {
-    is_group_id(to) || !mentions.is_empty()
-}
-
-/// Fails a send [`unsupported_send`] picked, saying why.
-pub(super) fn refuse_send(events: &LinkEvents, message_id: String) {
-    events.emit(LinkEvent::Receipt {
-        message_id,
-        status: ReceiptStatus::Failed,
-        error: Some(
-            "sending to a group or with mentions is not supported on the whatsapp link yet".into(),
-        ),
-        at_ms: now_ms(),
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
@@ -484,12 +466,5 @@ mod tests {
         }
         let list = run(&fake, command(Op::List(pb::Empty {}))).await.unwrap();
         assert!(matches!(list, GroupAnswer::Groups(groups) if groups.len() == 1));
-    }
-
-    #[test]
-    fn group_sends_and_mentions_are_not_built_here() {
-        assert!(unsupported_send(GROUP, &[]));
-        assert!(unsupported_send("6281111111111", &["6282222222222".into()]));
-        assert!(!unsupported_send("6281111111111", &[]));
     }
 }

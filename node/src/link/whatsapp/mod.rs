@@ -52,6 +52,7 @@ mod durable;
 mod groups;
 mod incoming;
 mod media;
+mod mentions;
 mod number_checks;
 mod read_receipts;
 mod send;

@@ -98,7 +98,7 @@ pub(super) async fn send(
         error,
         at_ms: now_ms(),
     };
-    let to = match super::session::jid_of_phone(&to_phone) {
+    let to = match super::mentions::jid_of_peer(&to_phone) {
         Ok(jid) => jid,
         Err(error) => return Some(receipt(ReceiptStatus::Failed, Some(error))),
     };

@@ -27,7 +27,7 @@ use whatsapp_rust::{Client, Jid};
 use super::client::Probe;
 use super::durable::Unstored;
 use super::store::VaultBackend;
-use super::{groups, media, number_checks, read_receipts, send};
+use super::{groups, media, mentions, number_checks, read_receipts, send};
 use crate::clock::now_ms;
 use crate::link::{LinkCommand, LinkContext, LinkError, LinkEvent, PairCode, ReceiptStatus};
 
@@ -352,14 +352,6 @@ impl Session {
     fn on_command(&mut self, command: LinkCommand) {
         while self.tasks.try_join_next().is_some() {}
         match command {
-            LinkCommand::SendText {
-                message_id,
-                to_phone,
-                mentions,
-                ..
-            } if groups::unsupported_send(&to_phone, &mentions) => {
-                groups::refuse_send(&self.ctx.events, message_id);
-            }
             LinkCommand::Group { command, reply } => {
                 let client = self.client.clone();
                 self.tasks.spawn(async move {
@@ -371,7 +363,7 @@ impl Session {
                 to_phone,
                 text,
                 media,
-                ..
+                mentions,
             } => {
                 let (client, backend) = (self.client.clone(), self.backend.clone());
                 let (events, library) = (self.ctx.events.clone(), self.ctx.media.clone());
@@ -386,6 +378,18 @@ impl Session {
                                 return;
                             }
                         },
+                    };
+                    let message = match mentions::with_mentions(message, &mentions) {
+                        Ok(message) => message,
+                        Err(error) => {
+                            events.emit(LinkEvent::Receipt {
+                                message_id,
+                                status: ReceiptStatus::Failed,
+                                error: Some(error),
+                                at_ms: now_ms(),
+                            });
+                            return;
+                        }
                     };
                     let sent = send::send(client.as_ref(), &backend, message_id, to_phone, message);
                     if let Some(outcome) = sent.await {
