@@ -100,7 +100,7 @@ impl StoreFirst {
         downloads: &dyn Downloads,
         message: &InboundMessage,
     ) -> Option<Result<LinkEvent, String>> {
-        let from_phone = relayed_sender(message)?;
+        let (from_phone, group) = relayed_sender(message)?;
         let incoming = media_of(&message.message)?;
         let message_id = message.info.id.to_string();
         let receiver = Receiver {
@@ -118,7 +118,7 @@ impl StoreFirst {
                     text: incoming.caption.clone(),
                     at_ms: message.info.timestamp.timestamp_millis(),
                     media,
-                    group: None,
+                    group,
                 }),
         )
     }
@@ -329,12 +329,26 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_group_message_is_relayed_from_its_writer_in_its_group() {
+        let group = message("G1", "120363000000000001@g.us", Some("group chat"));
+        match relayed("d", &group) {
+            Some(LinkEvent::Inbound {
+                from_phone, group, ..
+            }) => {
+                assert_eq!(from_phone, "+628111");
+                assert_eq!(group.as_deref(), Some("120363000000000001@g.us"));
+            }
+            other => panic!("expected an inbound message, got {other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn what_is_not_relayed_is_acknowledged_at_once() {
         let (dir, client) = client().await;
         let (hook, _unstored, seen) = hook(Duration::from_secs(5), dir.path());
         let batch = [
-            message("G1", "120363000000000001@g.us", Some("group chat")),
+            message("S1", "status@broadcast", Some("a status update")),
             message("M1", "628222@s.whatsapp.net", None),
         ];
         let started = Instant::now();

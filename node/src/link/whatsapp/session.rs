@@ -494,26 +494,38 @@ fn phone_of(jid: &Jid) -> String {
     format!("+{}", jid.user)
 }
 
-/// The sender's phone (E.164) of a message a device relays: one from a contact in a 1:1
-/// chat; `None` for the rest (groups, status updates, our own messages echoed from the
-/// phone).
-pub(super) fn relayed_sender(message: &InboundMessage) -> Option<String> {
+/// Who wrote a message a device relays: the sender's phone (E.164), and the group it was
+/// written in, if any (its id, `…@g.us`); `None` for the rest (status updates,
+/// newsletters, our own messages echoed from the phone).
+pub(super) fn relayed_sender(message: &InboundMessage) -> Option<(String, Option<String>)> {
     let source = &message.info.source;
-    if source.is_from_me || source.is_group || !(source.chat.is_pn() || source.chat.is_lid()) {
+    if source.is_from_me {
         return None;
     }
-    Some(match &source.sender_alt {
+    let group = if source.is_group {
+        let id = source.chat.to_string();
+        if !crate::group::is_group_id(&id) {
+            return None;
+        }
+        Some(id)
+    } else if source.chat.is_pn() || source.chat.is_lid() {
+        None
+    } else {
+        return None;
+    };
+    let from = match &source.sender_alt {
         Some(alt) if !source.sender.is_pn() && alt.is_pn() => phone_of(alt),
         _ if source.sender.is_pn() => phone_of(&source.sender),
         _ => source.sender.to_string(),
-    })
+    };
+    Some((from, group))
 }
 
-/// What a device relays of an inbound message as a text: a 1:1 text from a contact
-/// becomes `Inbound` (media: `incoming`, from the durability hook); the rest is not
-/// relayed.
+/// What a device relays of an inbound message as a text: a text from a contact, 1:1 or
+/// in a group, becomes `Inbound` (media: `incoming`, from the durability hook); the rest
+/// is not relayed.
 pub(super) fn relayed(device_id: &str, message: &InboundMessage) -> Option<LinkEvent> {
-    let from = relayed_sender(message)?;
+    let (from, group) = relayed_sender(message)?;
     let Some(text) = message.message.text_content() else {
         debug!(
             device_id,
@@ -527,7 +539,7 @@ pub(super) fn relayed(device_id: &str, message: &InboundMessage) -> Option<LinkE
         text: text.to_owned(),
         at_ms: message.info.timestamp.timestamp_millis(),
         media: None,
-        group: None,
+        group,
     })
 }
 
