@@ -289,7 +289,7 @@ pub async fn check_library(store: std::sync::Arc<dyn MediaStore>) {
         .await
         .expect("the library stores a large file");
     assert_eq!(record.size, BIG as u64);
-    assert_eq!(record.sha256, hex(&Sha256::digest(&data)));
+    assert_eq!(record.sha256, hex::encode(Sha256::digest(&data)));
     let again = library
         .record(&record.id)
         .await
@@ -332,8 +332,4 @@ pub async fn check_library(store: std::sync::Arc<dyn MediaStore>) {
         library.record(&record.id).await,
         Err(MediaError::NotFound(_))
     ));
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -182,7 +182,7 @@ impl MediaLibrary {
         let (sha256, size) = {
             let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
             let digest = std::mem::take(&mut seen.0).finalize();
-            (hex(&digest), seen.1)
+            (hex::encode(digest), seen.1)
         };
         let record = MediaRecord {
             id: id.clone(),
@@ -349,10 +349,6 @@ fn check_filename(name: &str) -> Result<String, MediaError> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn store_error(error: StoreError) -> MediaError {
     MediaError::Storage(error.to_string())
 }
@@ -420,7 +416,7 @@ mod tests {
             (record.media_type, record.mime.as_str(), record.size),
             (MediaType::Image, "image/png", 90_000)
         );
-        assert_eq!(record.sha256, hex(&Sha256::digest(&data)));
+        assert_eq!(record.sha256, hex::encode(Sha256::digest(&data)));
         let again = library.record(&record.id).await.unwrap();
         assert_eq!(again, record);
         let bytes: Vec<Bytes> = library

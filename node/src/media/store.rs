@@ -72,7 +72,7 @@ pub struct StoredMedia {
 impl StoredMedia {
     /// The SHA-256 as 64 lowercase hex digits (the API's `sha256`).
     pub fn sha256_hex(&self) -> String {
-        self.sha256.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.sha256)
     }
 }
 

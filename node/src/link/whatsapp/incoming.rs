@@ -29,10 +29,6 @@ pub(super) struct Incoming<'a> {
     pub size: Option<u64>,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The media `message` carries, if it is an image, video, audio or voice note, document
 /// or sticker.
 pub(super) fn media_of(message: &wa::Message) -> Option<Incoming<'_>> {
@@ -45,7 +41,7 @@ pub(super) fn media_of(message: &wa::Message) -> Option<Incoming<'_>> {
             mime: mime(&m.mimetype, "image/jpeg"),
             caption: text(&m.caption),
             filename: None,
-            sha256: m.file_sha256.as_deref().map(hex),
+            sha256: m.file_sha256.as_deref().map(hex::encode),
             size: m.file_length,
         });
     }
@@ -56,7 +52,7 @@ pub(super) fn media_of(message: &wa::Message) -> Option<Incoming<'_>> {
             mime: mime(&m.mimetype, "video/mp4"),
             caption: text(&m.caption),
             filename: None,
-            sha256: m.file_sha256.as_deref().map(hex),
+            sha256: m.file_sha256.as_deref().map(hex::encode),
             size: m.file_length,
         });
     }
@@ -71,7 +67,7 @@ pub(super) fn media_of(message: &wa::Message) -> Option<Incoming<'_>> {
             mime: mime(&m.mimetype, "audio/ogg"),
             caption: String::new(),
             filename: None,
-            sha256: m.file_sha256.as_deref().map(hex),
+            sha256: m.file_sha256.as_deref().map(hex::encode),
             size: m.file_length,
         });
     }
@@ -82,7 +78,7 @@ pub(super) fn media_of(message: &wa::Message) -> Option<Incoming<'_>> {
             mime: mime(&m.mimetype, "application/octet-stream"),
             caption: text(&m.caption),
             filename: m.file_name.clone(),
-            sha256: m.file_sha256.as_deref().map(hex),
+            sha256: m.file_sha256.as_deref().map(hex::encode),
             size: m.file_length,
         });
     }
@@ -93,7 +89,7 @@ pub(super) fn media_of(message: &wa::Message) -> Option<Incoming<'_>> {
             mime: mime(&m.mimetype, "image/webp"),
             caption: String::new(),
             filename: None,
-            sha256: m.file_sha256.as_deref().map(hex),
+            sha256: m.file_sha256.as_deref().map(hex::encode),
             size: m.file_length,
         });
     }

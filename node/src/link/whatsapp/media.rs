@@ -268,13 +268,7 @@ pub(super) async fn upload(
     .map_err(|e| UploadFailure::Transient(format!("encrypting the media file: {e}")))?
     .map_err(local)?;
     drop(plain);
-    if info
-        .file_sha256
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>()
-        != record.sha256
-    {
+    if hex::encode(info.file_sha256) != record.sha256 {
         return Err(UploadFailure::Permanent(
             "the media file's bytes do not match its record".into(),
         ));
