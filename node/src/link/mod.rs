@@ -8,7 +8,8 @@
 //!
 //! # Layout
 //! - [`sim`]: the link to the simulated network (`wafleet sim`), over a [`FramePipe`];
-//!   `sim_groups`: its group operations as frames.
+//!   `sim_groups`: its group operations as frames; `sim_media`: its files, uploaded to
+//!   and downloaded from the simulator's media servers.
 //! - [`spread`]: a simulated network of several processes: each device dials the one
 //!   its id picks ([`SimSpread`]).
 //! - [`whatsapp`]: the link to real WhatsApp, on the `whatsapp-rust` crate.
@@ -19,6 +20,7 @@
 mod redacted;
 pub mod sim;
 mod sim_groups;
+mod sim_media;
 pub mod spread;
 pub mod whatsapp;
 pub mod ws;
@@ -85,6 +87,32 @@ pub enum LinkEvent {
     },
     /// The account is temporarily banned.
     Banned { until_ms: i64 },
+}
+
+/// Why a link could not hand a media message to the network (its file could not be
+/// read, or not uploaded to the network's media servers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SendFailure {
+    /// It never will (the file is gone, unreadable, or not what its record says): the
+    /// message fails.
+    Permanent(String),
+    /// It may later (storage, the network's media servers): the message stays queued.
+    Transient(String),
+}
+
+impl SendFailure {
+    /// What the link reports of `message_id`: a failed receipt, or `Unsent`.
+    pub(crate) fn event(self, message_id: String) -> LinkEvent {
+        match self {
+            SendFailure::Permanent(reason) => LinkEvent::Receipt {
+                message_id,
+                status: ReceiptStatus::Failed,
+                error: Some(reason),
+                at_ms: crate::clock::now_ms(),
+            },
+            SendFailure::Transient(reason) => LinkEvent::Unsent { message_id, reason },
+        }
+    }
 }
 
 /// Receipt states a link reports.

@@ -23,10 +23,9 @@ use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::{
     GroupAnswer, LinkCommand, LinkContext, LinkError, LinkEvent, LinkFactory, LinkSession,
-    NumberCheck, PairCode, ReceiptStatus, sim_groups,
+    NumberCheck, PairCode, ReceiptStatus, sim_groups, sim_media,
 };
-use crate::content::MediaPart;
-use crate::media::{ByteStream, MediaError, MediaOrigin, MediaType, NewMedia};
+use crate::media::ByteStream;
 use crate::vault::{DeviceVault, VaultError};
 
 /// Vault namespace and key of the simulated link's credentials.
@@ -303,7 +302,7 @@ impl LinkSession for SimSession {
                 while self.uploads.try_join_next().is_some() {}
                 let (tx, ctx, dialer) = (self.tx.clone(), self.ctx.clone(), self.dialer.clone());
                 self.uploads.spawn(async move {
-                    match upload(&ctx, dialer.as_ref(), &media).await {
+                    match sim_media::upload(&ctx, dialer.as_ref(), &media).await {
                         Ok(info) => {
                             let frame = client_frame::Kind::Send(sim::SendMessage {
                                 message_id,
@@ -495,7 +494,9 @@ async fn run(
                 let media = match inbound.media {
                     None => None,
                     Some(info) => {
-                        match receive(&ctx, dialer.as_ref(), &inbound.message_id, info).await {
+                        match sim_media::receive(&ctx, dialer.as_ref(), &inbound.message_id, info)
+                            .await
+                        {
                             Ok(media) => media,
                             Err(reason) => {
                                 // Not acknowledged: the network brings it again on the
@@ -559,100 +560,6 @@ async fn run(
     if let Some(reply) = owed.logout {
         let _ = reply.send(());
     }
-}
-
-/// Why a media send did not go out.
-enum UploadFailure {
-    /// It never will (the file is gone or unreadable): the message fails.
-    Permanent(String),
-    /// It may later (the simulator's media servers failed): the message stays queued.
-    Transient(String),
-}
-
-impl UploadFailure {
-    fn event(self, message_id: String) -> LinkEvent {
-        match self {
-            UploadFailure::Permanent(reason) => LinkEvent::Receipt {
-                message_id,
-                status: ReceiptStatus::Failed,
-                error: Some(reason),
-                at_ms: crate::clock::now_ms(),
-            },
-            UploadFailure::Transient(reason) => LinkEvent::Unsent { message_id, reason },
-        }
-    }
-}
-
-/// Uploads `media`'s file to the simulator's media servers: the frame's `MediaInfo`.
-async fn upload(
-    ctx: &LinkContext,
-    dialer: &dyn SimDialer,
-    media: &MediaPart,
-) -> Result<sim::MediaInfo, UploadFailure> {
-    let gone = |error: MediaError| match error {
-        MediaError::Storage(reason) => UploadFailure::Transient(reason),
-        other => UploadFailure::Permanent(format!("the media file cannot be read: {other}")),
-    };
-    let record = ctx.media.record(&media.id).await.map_err(gone)?;
-    let bytes = ctx.media.bytes(&record).await.map_err(gone)?;
-    let blob = dialer
-        .upload_media(&ctx.device_id, &record.mime, bytes)
-        .await
-        .map_err(|e| UploadFailure::Transient(format!("media upload failed: {e}")))?;
-    if blob.sha256 != record.sha256 || blob.size != record.size {
-        // The stored bytes did not open to the file recorded.
-        return Err(UploadFailure::Permanent(
-            "the media file's bytes do not match its record".into(),
-        ));
-    }
-    Ok(sim::MediaInfo {
-        r#type: media.media_type.as_str().to_owned(),
-        mime: record.mime,
-        handle: blob.handle,
-        size: blob.size,
-        sha256: blob.sha256,
-        filename: media.filename.clone(),
-    })
-}
-
-/// Downloads an inbound message's file into the media library: its part of the
-/// message, or `None` when it can never be stored (too large, a bad MIME type: the
-/// message is relayed without it). `Err`: not now (retry on the next delivery).
-async fn receive(
-    ctx: &LinkContext,
-    dialer: &dyn SimDialer,
-    message_id: &str,
-    info: sim::MediaInfo,
-) -> Result<Option<MediaPart>, String> {
-    let media_type = MediaType::parse(&info.r#type).unwrap_or(MediaType::Document);
-    let body = dialer
-        .download_media(&ctx.device_id, &info.handle)
-        .await
-        .map_err(|e| format!("download failed: {e}"))?;
-    let new = NewMedia {
-        tenant: ctx.tenant.clone(),
-        mime: info.mime,
-        media_type: Some(media_type),
-        filename: info.filename,
-        announced_size: Some(info.size),
-        origin: MediaOrigin::Received {
-            device_id: ctx.device_id.clone(),
-            message_id: message_id.to_owned(),
-        },
-    };
-    let record = match ctx.media.put(new, body).await {
-        Ok(record) => record,
-        Err(error @ (MediaError::TooLarge { .. } | MediaError::Invalid(_))) => {
-            warn!(device_id = %ctx.device_id, message_id, %error, "inbound media refused; the message is relayed without it");
-            return Ok(None);
-        }
-        Err(error) => return Err(error.to_string()),
-    };
-    if record.sha256 != info.sha256 {
-        let _ = ctx.media.delete(&record.id).await;
-        return Err("the downloaded bytes do not match the message's SHA-256".into());
-    }
-    Ok(Some(MediaPart::of(&record, media_type)))
 }
 
 async fn refused_event(vault: &DeviceVault, refusal: sim::Refused) -> LinkEvent {

@@ -19,6 +19,7 @@ use whatsapp_rust::waproto::buffa::MessageField;
 use whatsapp_rust::waproto::whatsapp as wa;
 
 use crate::content::MediaPart;
+use crate::link::SendFailure;
 use crate::media::{MediaError, MediaLibrary, MediaType};
 
 /// What WhatsApp calls a media type (which also picks the keys' derivation).
@@ -149,32 +150,6 @@ pub(super) fn message(part: &MediaPart, caption: &str, uploaded: Uploaded) -> wa
     }
 }
 
-/// Why a media send did not go out.
-#[derive(Debug)]
-pub(super) enum UploadFailure {
-    /// It never will (the file is gone, unreadable, or not what its record says).
-    Permanent(String),
-    /// It may later (storage, the network, WhatsApp's media servers).
-    Transient(String),
-}
-
-impl UploadFailure {
-    /// What the link reports: a failed message, or one left queued to be sent again.
-    pub(super) fn event(self, message_id: String) -> crate::link::LinkEvent {
-        match self {
-            UploadFailure::Permanent(reason) => crate::link::LinkEvent::Receipt {
-                message_id,
-                status: crate::link::ReceiptStatus::Failed,
-                error: Some(reason),
-                at_ms: crate::clock::now_ms(),
-            },
-            UploadFailure::Transient(reason) => {
-                crate::link::LinkEvent::Unsent { message_id, reason }
-            }
-        }
-    }
-}
-
 /// Uploads to WhatsApp's media servers. A seam, so that a test can stand in for them.
 #[async_trait]
 pub(super) trait MediaServers: Send + Sync {
@@ -227,12 +202,12 @@ pub(super) async fn upload(
     servers: &dyn MediaServers,
     library: &MediaLibrary,
     part: &MediaPart,
-) -> Result<Uploaded, UploadFailure> {
+) -> Result<Uploaded, SendFailure> {
     let gone = |error: MediaError| match error {
-        MediaError::Storage(reason) => UploadFailure::Transient(reason),
-        other => UploadFailure::Permanent(format!("the media file cannot be read: {other}")),
+        MediaError::Storage(reason) => SendFailure::Transient(reason),
+        other => SendFailure::Permanent(format!("the media file cannot be read: {other}")),
     };
-    let local = |e: io::Error| UploadFailure::Transient(format!("a temporary file failed: {e}"));
+    let local = |e: io::Error| SendFailure::Transient(format!("a temporary file failed: {e}"));
     let record = library.record(&part.id).await.map_err(gone)?;
     let mut bytes = library.bytes(&record).await.map_err(gone)?;
 
@@ -242,14 +217,14 @@ pub(super) async fn upload(
     let mut len = 0u64;
     while let Some(chunk) = bytes.next().await {
         let chunk = chunk
-            .map_err(|e| UploadFailure::Permanent(format!("the media file does not open: {e}")))?;
+            .map_err(|e| SendFailure::Permanent(format!("the media file does not open: {e}")))?;
         len += chunk.len() as u64;
         writer.write_all(&chunk).await.map_err(local)?;
     }
     writer.flush().await.map_err(local)?;
     drop(writer);
     if len != record.size {
-        return Err(UploadFailure::Permanent(
+        return Err(SendFailure::Permanent(
             "the media file's bytes do not match its record".into(),
         ));
     }
@@ -265,11 +240,11 @@ pub(super) async fn upload(
             .map_err(io::Error::other)
     })
     .await
-    .map_err(|e| UploadFailure::Transient(format!("encrypting the media file: {e}")))?
+    .map_err(|e| SendFailure::Transient(format!("encrypting the media file: {e}")))?
     .map_err(local)?;
     drop(plain);
     if hex::encode(info.file_sha256) != record.sha256 {
-        return Err(UploadFailure::Permanent(
+        return Err(SendFailure::Permanent(
             "the media file's bytes do not match its record".into(),
         ));
     }
@@ -278,9 +253,10 @@ pub(super) async fn upload(
         file: cipher,
         len: cipher_len,
     };
-    servers.upload(spooled, info, kind).await.map_err(|e| {
-        UploadFailure::Transient(format!("uploading to WhatsApp's media servers: {e}"))
-    })
+    servers
+        .upload(spooled, info, kind)
+        .await
+        .map_err(|e| SendFailure::Transient(format!("uploading to WhatsApp's media servers: {e}")))
 }
 
 #[cfg(test)]
