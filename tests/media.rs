@@ -290,6 +290,17 @@ async fn until_message(events: &mut common::Sse, message_id: &str, status: &str)
     }
 }
 
+/// What reached `phone` in the simulator at `sim_base`.
+async fn inbox_of(http: &reqwest::Client, sim_base: &str, phone: &str) -> Value {
+    http.get(format!("{sim_base}/sim/phones/{phone}/inbox"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn upload_id(app: &Standalone, query: &str, mime: &str, data: Vec<u8>) -> Value {
     let created = upload(app, KEY, query, mime, data).await;
     assert_eq!(created.status(), 201);
@@ -327,15 +338,7 @@ async fn media_is_sent_to_phones_and_received_from_them() {
         .to_owned();
     let outcome = until_message(&mut events, &message_id, "delivered").await;
     assert_eq!(outcome["status"], "delivered", "{outcome}");
-    let inbox: Value = app
-        .http
-        .get(app.url(&format!("/sim/phones/{FRIEND}/inbox")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let inbox = inbox_of(&app.http, &app.base, FRIEND).await;
     let got = &inbox[0];
     assert_eq!(got["text"], "lihat");
     assert_eq!(got["media"]["type"], "image");
@@ -380,15 +383,7 @@ async fn media_is_sent_to_phones_and_received_from_them() {
         .to_owned();
     let outcome = until_message(&mut events, &by_url, "delivered").await;
     assert_eq!(outcome["status"], "delivered", "{outcome}");
-    let inbox: Value = app
-        .http
-        .get(app.url(&format!("/sim/phones/{FRIEND}/inbox")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let inbox = inbox_of(&app.http, &app.base, FRIEND).await;
     assert_eq!(inbox[1]["media"]["sha256"], hex(&Sha256::digest(&served)));
     assert_eq!(inbox[1]["media"]["filename"], "nota lunas.pdf");
     assert_eq!(inbox[1]["media"]["mime"], "application/pdf");
@@ -543,14 +538,7 @@ async fn through_a_cluster_a_photo_goes_out_and_a_pdf_comes_in_whole() {
     .await;
     let outcome = until_message(&mut events, sent["id"].as_str().unwrap(), "delivered").await;
     assert_eq!(outcome["status"], "delivered", "{outcome}");
-    let inbox: Value = http
-        .get(format!("{}/sim/phones/{FRIEND}/inbox", sim.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let inbox = inbox_of(&http, &sim.base, FRIEND).await;
     assert_eq!(inbox[0]["media"]["sha256"], sha);
     assert_eq!(inbox[0]["media"]["size"], photo.len());
     assert_eq!(inbox[0]["text"], "foto");
