@@ -7,103 +7,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{KEY, Standalone};
+use common::Standalone;
+use common::client::tenants;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-struct Client<'a> {
-    app: &'a Standalone,
-    key: String,
-}
-
-impl Client<'_> {
-    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self
-            .app
-            .http
-            .request(method, self.app.url(path))
-            .bearer_auth(&self.key);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, body)
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let (status, body) = self.send(Method::GET, path, None).await;
-        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
-        body
-    }
-
-    /// Every contact of a listing, following `next_cursor` page by page.
-    async fn all_pages(&self, path: &str) -> (Vec<String>, usize) {
-        let (mut phones, mut pages) = (Vec::new(), 0);
-        let mut cursor: Option<String> = None;
-        loop {
-            let sep = if path.contains('?') { '&' } else { '?' };
-            let page = match &cursor {
-                Some(c) => self.get(&format!("{path}{sep}cursor={c}")).await,
-                None => self.get(path).await,
-            };
-            pages += 1;
-            for contact in page["contacts"].as_array().unwrap() {
-                phones.push(contact["phone"].as_str().unwrap().to_owned());
-            }
-            match page["next_cursor"].as_str() {
-                Some(next) => cursor = Some(next.to_owned()),
-                None => return (phones, pages),
-            }
-        }
-    }
-
-    async fn error(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, String) {
-        let (status, body) = self.send(method.clone(), path, body).await;
-        assert!(!status.is_success(), "{method} {path}: {status} {body}");
-        let code = body["error"]["code"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{body}"));
-        (status, code.to_owned())
-    }
-}
-
-/// Two tenants with a user key each, and the operator.
-async fn tenants(app: &Standalone) -> (Client<'_>, Client<'_>, Client<'_>) {
-    let admin = Client {
-        app,
-        key: KEY.to_owned(),
-    };
-    let mut keys = Vec::new();
-    for tenant in ["acme", "globex"] {
-        let (status, body) = admin
-            .send(
-                Method::POST,
-                "/v1/tenants",
-                Some(json!({"id": tenant, "name": tenant})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        let (status, key) = admin
-            .send(
-                Method::POST,
-                "/v1/keys",
-                Some(json!({"name": "app", "role": "user", "tenant": tenant})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{key}");
-        keys.push(key["key"].as_str().unwrap().to_owned());
-    }
-    let globex = keys.pop().unwrap();
-    let acme = keys.pop().unwrap();
-    (
-        admin,
-        Client { app, key: acme },
-        Client { app, key: globex },
-    )
-}
 
 fn phone(n: usize) -> String {
     format!("62812{n:08}")
@@ -180,24 +87,36 @@ async fn a_tenants_contact_book_saves_imports_tags_pages_and_stays_its_own() {
 
     // By tag, page by page, in phone order.
     let promo: Vec<String> = (0..120).step_by(2).chain([200]).map(phone).collect();
-    let (listed, pages) = acme.all_pages("/v1/contacts?tag=promo&limit=25").await;
+    let (listed, pages) = acme
+        .all_pages("/v1/contacts?tag=promo&limit=25", "contacts", "phone")
+        .await;
     assert_eq!(listed, promo);
     assert!(pages >= 3, "{pages} pages");
-    let (vip, _) = acme.all_pages("/v1/contacts?tag=VIP&limit=500").await;
+    let (vip, _) = acme
+        .all_pages("/v1/contacts?tag=VIP&limit=500", "contacts", "phone")
+        .await;
     assert_eq!(vip.len(), 41, "40 imported and Ani: {vip:?}");
     assert_eq!(vip[0], "6281100000001");
-    let (everyone, _) = acme.all_pages("/v1/contacts").await;
+    let (everyone, _) = acme.all_pages("/v1/contacts", "contacts", "phone").await;
     assert_eq!(everyone.len(), 122);
     // A search: a phone or a name prefix, with a tag or not.
-    let (found, _) = acme.all_pages("/v1/contacts?q=Customer%2011").await;
+    let (found, _) = acme
+        .all_pages("/v1/contacts?q=Customer%2011", "contacts", "phone")
+        .await;
     let elevens: Vec<String> = [11].into_iter().chain(110..120).map(phone).collect();
     assert_eq!(found, elevens);
     let (found, _) = acme
-        .all_pages("/v1/contacts?q=customer%2011&tag=promo")
+        .all_pages(
+            "/v1/contacts?q=customer%2011&tag=promo",
+            "contacts",
+            "phone",
+        )
         .await;
     let even: Vec<String> = (110..120).step_by(2).map(phone).collect();
     assert_eq!(found, even);
-    let (found, _) = acme.all_pages("/v1/contacts?q=%2B628110").await;
+    let (found, _) = acme
+        .all_pages("/v1/contacts?q=%2B628110", "contacts", "phone")
+        .await;
     assert_eq!(found, ["6281100000001"]);
     let first = acme.get("/v1/contacts?limit=1").await;
     assert_eq!(first["contacts"][0]["phone"], "6281100000001");
@@ -285,8 +204,15 @@ async fn a_tenants_contact_book_saves_imports_tags_pages_and_stays_its_own() {
     assert_eq!(acme.get(ani).await["tags"], json!(["promo"]));
 
     // The operator works on a tenant's book by name, and on `default` without one.
-    let (acme_all, _) = admin.all_pages("/v1/contacts?tenant=acme&limit=500").await;
-    assert_eq!(acme_all, acme.all_pages("/v1/contacts?limit=500").await.0);
+    let (acme_all, _) = admin
+        .all_pages("/v1/contacts?tenant=acme&limit=500", "contacts", "phone")
+        .await;
+    assert_eq!(
+        acme_all,
+        acme.all_pages("/v1/contacts?limit=500", "contacts", "phone")
+            .await
+            .0
+    );
     assert_eq!(
         admin
             .error(Method::GET, "/v1/contacts?tenant=nope", None)

@@ -19,12 +19,13 @@ use utoipa::{Modify, OpenApi};
         (name = "messages", description = "Sending, message status and the message log"),
         (name = "chats", description = "Conversations: one per phone number or group, newest first"),
         (name = "groups", description = "The device's WhatsApp groups: participants and admins"),
-        (name = "contacts", description = "Phone numbers: which are on WhatsApp"),
         (name = "events", description = "Server-sent events"),
         (name = "limits", description = "Rate limits and trust levels"),
         (name = "compatibility", description = "Routes of the original product's account management"),
         (name = "access", description = "Tenants, API keys, users, login and the audit log"),
-        (name = "contacts", description = "The tenant's contact book: saved contacts and their tags"),
+        (name = "contacts", description = "Which phone numbers are on WhatsApp, and the tenant's contact book: saved contacts and their tags"),
+        (name = "templates", description = "The tenant's message templates, with `{{var}}` placeholders"),
+        (name = "jobs", description = "Campaigns: bulk jobs, their progress, and how failed sends are retried"),
     )
 )]
 struct ApiDoc;

@@ -78,8 +78,7 @@ pub fn name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Longest text message WhatsApp takes, in characters.
-pub const MAX_TEXT_CHARS: usize = 65_536;
+pub use wafleet_node::content::MAX_TEXT_CHARS;
 
 pub fn text(text: &str) -> Result<(), ApiError> {
     let len = text.chars().count();

@@ -57,6 +57,23 @@ impl Catalog {
         crate::contacts::ContactBook::new(self.store.clone())
     }
 
+    /// The tenants' message templates, over the same store, sealed with the same keys.
+    pub fn templates(&self) -> crate::jobs::templates::TemplateBook {
+        crate::jobs::templates::TemplateBook::new(self.store.clone(), self.keys.clone())
+    }
+
+    /// A cluster-wide setting as stored (the defaults if none).
+    pub async fn setting<T: settings::StoredSetting>(&self) -> Result<T, FleetError> {
+        settings::load(self.store.as_ref()).await
+    }
+
+    /// Checks and stores a cluster-wide setting (`FleetError::Invalid` if it does not
+    /// hold together); nodes read it within their settings refresh.
+    pub async fn set_setting<T: settings::StoredSetting>(&self, value: T) -> Result<T, FleetError> {
+        settings::store(self.store.as_ref(), &value).await?;
+        Ok(value)
+    }
+
     /// Stores a new device, `STOPPED`. It needs no node: any process with the store can
     /// create (a gateway does, whatever the state of the device's future owner).
     pub async fn create_device(&self, new: NewDevice) -> Result<DeviceRecord, FleetError> {
@@ -228,7 +245,7 @@ impl Catalog {
 
     /// The webhook retry settings stored for the cluster (the defaults if none).
     pub async fn webhook_settings(&self) -> Result<WebhookSettings, FleetError> {
-        crate::webhooks::settings::load(self.store.as_ref()).await
+        settings::load(self.store.as_ref()).await
     }
 
     /// Checks and stores the webhook retry settings; nodes apply them within their
@@ -237,7 +254,7 @@ impl Catalog {
         &self,
         settings: WebhookSettings,
     ) -> Result<WebhookSettings, FleetError> {
-        crate::webhooks::settings::store(self.store.as_ref(), &settings).await?;
+        settings::store(self.store.as_ref(), &settings).await?;
         Ok(settings)
     }
 
@@ -250,13 +267,13 @@ impl Catalog {
 
     /// The quota table per trust level stored for the cluster (the defaults if none).
     pub async fn quota_table(&self) -> Result<QuotaTable, FleetError> {
-        settings::load_quota_table(self.store.as_ref()).await
+        settings::load(self.store.as_ref()).await
     }
 
     /// Checks and stores a quota table. Running devices apply it once their node reads
     /// the settings again (`DeviceApi::settings_changed` asks them to at once).
     pub async fn set_quota_table(&self, table: QuotaTable) -> Result<QuotaTable, FleetError> {
-        settings::store_quota_table(self.store.as_ref(), &table).await?;
+        settings::store(self.store.as_ref(), &table).await?;
         Ok(table)
     }
 }

@@ -12,6 +12,9 @@ use wafleet_protocol::node_api as pb;
 
 use crate::media::{MediaRecord, MediaType};
 
+/// Longest text (or caption) a message may carry, in characters: what WhatsApp takes.
+pub const MAX_TEXT_CHARS: usize = 65_536;
+
 /// What a stored text starts with when it holds more than a text.
 const MARKER: char = '\u{2}';
 

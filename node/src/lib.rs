@@ -58,6 +58,7 @@
 
 pub mod access;
 pub mod api;
+pub mod backoff;
 pub mod catalog;
 mod census;
 pub mod clock;
@@ -70,6 +71,7 @@ pub mod egress;
 pub mod events;
 pub mod fleet;
 pub mod group;
+pub mod jobs;
 pub mod limits;
 pub mod link;
 pub mod media;

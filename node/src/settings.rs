@@ -1,8 +1,14 @@
-//! The settings rule: the trust-level quota table, stored as one store setting (JSON)
-//! that every node reads. Any process with the store can read and write it; nodes apply
-//! a change within their settings refresh (`fleet/background.rs`), or at once when told
-//! (`refresh_settings`).
+//! The settings rule: cluster-wide settings (the trust-level quota table, the webhook
+//! retry settings, the send retry settings), each stored as one store setting (JSON)
+//! that every process reads. Any process with the store can read and write them; nodes
+//! apply a change within their settings refresh (`fleet/background.rs`), or at once
+//! when told (`refresh_settings`).
+//!
+//! A setting is a type that implements [`StoredSetting`]: its key, its defaults and its
+//! check. [`load`] and [`store`] are the one way every setting is read and written.
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tracing::warn;
 use wafleet_cluster_config::QuotaTable;
 
@@ -10,36 +16,53 @@ use crate::api::FleetError;
 use crate::clock::now_ms;
 use crate::store::Store;
 
+/// A cluster-wide setting kept in the store as JSON.
+pub trait StoredSetting: Serialize + DeserializeOwned + Default {
+    /// The store setting that holds it.
+    const KEY: &'static str;
+
+    /// Whether the values hold together; the message says what does not.
+    fn check(&self) -> Result<(), String>;
+}
+
 /// The store setting that holds the trust-level quota table (JSON).
 pub const TRUST_LEVELS_SETTING: &str = "trust_levels";
 
-/// The quota table stored in the settings, or the defaults when none is stored.
-pub async fn load_quota_table(store: &dyn Store) -> Result<QuotaTable, FleetError> {
-    let Some(setting) = store.get_setting(TRUST_LEVELS_SETTING).await? else {
-        return Ok(QuotaTable::default());
+impl StoredSetting for QuotaTable {
+    const KEY: &'static str = TRUST_LEVELS_SETTING;
+
+    fn check(&self) -> Result<(), String> {
+        QuotaTable::check(self).map_err(|error| error.to_string())
+    }
+}
+
+/// The setting stored under `T::KEY`, or the defaults when none is stored. A stored
+/// value that does not read or hold together is ignored, with a warning.
+pub async fn load<T: StoredSetting>(store: &dyn Store) -> Result<T, FleetError> {
+    let Some(setting) = store.get_setting(T::KEY).await? else {
+        return Ok(T::default());
     };
-    Ok(parse_quota_table(&setting.value).unwrap_or_else(|| {
-        warn!("the stored trust-level table is unusable; using the defaults");
-        QuotaTable::default()
+    Ok(parse(&setting.value).unwrap_or_else(|| {
+        warn!(
+            setting = T::KEY,
+            "the stored setting is unusable; using the defaults"
+        );
+        T::default()
     }))
 }
 
-/// A stored quota table, if it reads and holds together.
-pub(crate) fn parse_quota_table(json: &str) -> Option<QuotaTable> {
-    serde_json::from_str::<QuotaTable>(json)
+/// A stored setting, if it reads and holds together.
+pub(crate) fn parse<T: StoredSetting>(json: &str) -> Option<T> {
+    serde_json::from_str::<T>(json)
         .ok()
-        .filter(|table| table.check().is_ok())
+        .filter(|value| value.check().is_ok())
 }
 
-/// Checks `table` and stores it as the cluster's quota table. Any process with the
-/// store can (a gateway does); nodes pick it up within their settings refresh.
-pub async fn store_quota_table(store: &dyn Store, table: &QuotaTable) -> Result<(), FleetError> {
-    table
-        .check()
-        .map_err(|error| FleetError::Invalid(error.to_string()))?;
-    let json = serde_json::to_string(table).map_err(|e| FleetError::Internal(e.to_string()))?;
-    store
-        .put_setting(TRUST_LEVELS_SETTING, &json, now_ms())
-        .await?;
+/// Checks `value` and stores it for every process (`FleetError::Invalid` if it does
+/// not hold together).
+pub async fn store<T: StoredSetting>(store: &dyn Store, value: &T) -> Result<(), FleetError> {
+    value.check().map_err(FleetError::Invalid)?;
+    let json = serde_json::to_string(value).map_err(|e| FleetError::Internal(e.to_string()))?;
+    store.put_setting(T::KEY, &json, now_ms()).await?;
     Ok(())
 }

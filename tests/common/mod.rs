@@ -10,6 +10,8 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use wafleet_load::scenario::process;
 
+pub mod client;
+
 pub const KEY: &str = process::ADMIN_KEY;
 
 /// Every wait in the tests gives up after this.
@@ -335,4 +337,25 @@ pub async fn scan_until_ready(
         }
     }
     panic!("no READY within 50 events");
+}
+
+/// Every file under `dir` (recursively) whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .unwrap_or_default()
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+            {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
 }

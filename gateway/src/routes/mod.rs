@@ -19,6 +19,8 @@ pub mod number_checks;
 pub mod ops;
 pub mod pairing;
 pub mod qr;
+pub mod retries;
+pub mod templates;
 pub mod tenants;
 pub mod users;
 pub mod webhooks;
@@ -48,6 +50,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(audit::router())
         .merge(contacts::router())
+        .merge(templates::router())
+        .merge(retries::router())
 }
 
 /// The documented routes that need no key (login).

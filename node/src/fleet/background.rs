@@ -10,6 +10,8 @@ use tracing::{info, warn};
 use crate::context::NodeContext;
 use crate::device::DeviceMsg;
 use crate::settings;
+use crate::webhooks::settings::WebhookSettings;
+use wafleet_cluster_config::QuotaTable;
 
 /// Asks every running device, spread evenly over `trust_check_interval`, whether it has
 /// earned promotion: one task per node, not a timer per device.
@@ -51,7 +53,7 @@ pub(super) fn spawn_settings_refresh(ctx: std::sync::Weak<NodeContext>) {
             let Some(ctx) = ctx.upgrade() else {
                 return;
             };
-            match crate::webhooks::settings::load(ctx.store.as_ref()).await {
+            match settings::load::<WebhookSettings>(ctx.store.as_ref()).await {
                 Ok(webhooks) => {
                     if ctx.webhooks.set_settings(webhooks) {
                         info!(?webhooks, "webhook settings changed");
@@ -62,7 +64,7 @@ pub(super) fn spawn_settings_refresh(ctx: std::sync::Weak<NodeContext>) {
             match ctx.store.get_setting(settings::TRUST_LEVELS_SETTING).await {
                 Ok(Some(setting)) if last_seen != Some(setting.updated_at_ms) => {
                     last_seen = Some(setting.updated_at_ms);
-                    match settings::parse_quota_table(&setting.value) {
+                    match settings::parse::<QuotaTable>(&setting.value) {
                         Some(table) => {
                             if ctx.quotas.set(table) {
                                 info!("trust-level table changed; applied to every device");

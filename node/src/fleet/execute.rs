@@ -21,6 +21,8 @@ use crate::metrics;
 use crate::outbox;
 use crate::settings;
 use crate::store::{DevicePatch, DeviceRecord, DeviceStatus, Fence, QueueKey, TrustLevel};
+use crate::webhooks::settings::WebhookSettings;
+use wafleet_cluster_config::QuotaTable;
 
 impl Fleet {
     /// Runs `command` on device `id`, under `fence` when a cluster node holds the
@@ -369,9 +371,9 @@ impl Fleet {
 
     /// Reads the quota table from the store now (what the periodic refresh does).
     pub async fn refresh_settings(&self) -> Result<(), FleetError> {
-        let table = settings::load_quota_table(self.ctx.store.as_ref()).await?;
+        let table: QuotaTable = settings::load(self.ctx.store.as_ref()).await?;
         self.ctx.quotas.set(table);
-        let webhooks = crate::webhooks::settings::load(self.ctx.store.as_ref()).await?;
+        let webhooks: WebhookSettings = settings::load(self.ctx.store.as_ref()).await?;
         self.ctx.webhooks.set_settings(webhooks);
         Ok(())
     }

@@ -79,7 +79,7 @@ impl Fleet {
         let webhooks = Arc::new(Webhooks::new(
             store.clone(),
             keys.clone(),
-            crate::webhooks::settings::load(store.as_ref()).await?,
+            settings::load(store.as_ref()).await?,
             config.webhooks.concurrency,
             config.webhooks.allow_private_targets,
         ));
@@ -105,7 +105,7 @@ impl Fleet {
             bus,
             links,
             running: Default::default(),
-            quotas: Quotas::new(settings::load_quota_table(store_for_quotas.as_ref()).await?),
+            quotas: Quotas::new(settings::load(store_for_quotas.as_ref()).await?),
             clock: Clock::system(),
             census: Census::default(),
             tenants: Default::default(),

@@ -58,6 +58,15 @@ impl<'a> Place<'a> {
         }
     }
 
+    /// A message template's text (templates belong to a tenant, not to one device).
+    pub fn template(template_id: &'a str) -> Place<'a> {
+        Place {
+            device_id: "",
+            what: "template",
+            id: template_id,
+        }
+    }
+
     /// An event's payload on the Redis bus; `id` names the event (its kind and time:
     /// the entry's id is only known once Redis has it).
     pub fn bus_event(device_id: &'a str, id: &'a str) -> Place<'a> {

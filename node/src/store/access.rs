@@ -14,15 +14,18 @@ pub enum AccessKind {
     User,
     /// A tenant's data key, wrapped by the master key ([`crate::seal::data_keys`]).
     DataKey,
+    /// A tenant's message template ([`crate::jobs::templates`]).
+    Template,
 }
 
 impl AccessKind {
     /// Every kind, in a stable order.
-    pub const ALL: [AccessKind; 4] = [
+    pub const ALL: [AccessKind; 5] = [
         AccessKind::Tenant,
         AccessKind::Key,
         AccessKind::User,
         AccessKind::DataKey,
+        AccessKind::Template,
     ];
 
     /// The stored name.
@@ -32,6 +35,7 @@ impl AccessKind {
             AccessKind::Key => "key",
             AccessKind::User => "user",
             AccessKind::DataKey => "data_key",
+            AccessKind::Template => "template",
         }
     }
 

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::FleetError;
-use crate::clock::now_ms;
-use crate::store::Store;
+use crate::backoff::fibonacci_delay;
+use crate::settings::StoredSetting;
 
 /// The store setting that holds [`WebhookSettings`] (JSON).
 pub const WEBHOOK_SETTINGS: &str = "webhooks";
@@ -67,11 +66,7 @@ impl WebhookSettings {
     /// The wait after the `failed`-th failed attempt (1 for the first): `base × fib(n)`,
     /// capped at `max_delay_ms`.
     pub fn retry_delay(&self, failed: u32) -> Duration {
-        let (mut a, mut b) = (1u64, 1u64);
-        for _ in 1..failed {
-            (a, b) = (b, a.saturating_add(b));
-        }
-        Duration::from_millis(self.base_delay_ms.saturating_mul(a).min(self.max_delay_ms))
+        fibonacci_delay(self.base_delay_ms, failed, self.max_delay_ms)
     }
 
     pub fn timeout(&self) -> Duration {
@@ -79,28 +74,12 @@ impl WebhookSettings {
     }
 }
 
-/// The stored settings, or the defaults when none are stored or they are unusable.
-pub async fn load(store: &dyn Store) -> Result<WebhookSettings, FleetError> {
-    Ok(store
-        .get_setting(WEBHOOK_SETTINGS)
-        .await?
-        .and_then(|setting| parse(&setting.value))
-        .unwrap_or_default())
-}
+impl StoredSetting for WebhookSettings {
+    const KEY: &'static str = WEBHOOK_SETTINGS;
 
-/// Stored settings, if they read and hold together.
-pub(crate) fn parse(json: &str) -> Option<WebhookSettings> {
-    serde_json::from_str::<WebhookSettings>(json)
-        .ok()
-        .filter(|settings| settings.check().is_ok())
-}
-
-/// Checks `settings` and stores them for every node.
-pub async fn store(store: &dyn Store, settings: &WebhookSettings) -> Result<(), FleetError> {
-    settings.check().map_err(FleetError::Invalid)?;
-    let json = serde_json::to_string(settings).map_err(|e| FleetError::Internal(e.to_string()))?;
-    store.put_setting(WEBHOOK_SETTINGS, &json, now_ms()).await?;
-    Ok(())
+    fn check(&self) -> Result<(), String> {
+        WebhookSettings::check(self)
+    }
 }
 
 #[cfg(test)]
@@ -151,7 +130,7 @@ mod tests {
             assert!(bad.check().is_err(), "{bad:?}");
         }
         assert_eq!(
-            parse(r#"{"base_delay_ms": 5}"#),
+            crate::settings::parse::<WebhookSettings>(r#"{"base_delay_ms": 5}"#),
             None,
             "every field is required"
         );
