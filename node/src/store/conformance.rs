@@ -20,6 +20,7 @@ use wafleet_cluster_config::shard_of;
 mod access;
 mod contacts;
 mod deliveries;
+mod jobs;
 mod message_log;
 
 pub use self::access::{check_access_directory, check_audit_log, check_tenant_devices};
@@ -28,6 +29,7 @@ pub use self::deliveries::{
     check_delivery_append_and_order, check_delivery_attempts_and_replay,
     check_delivery_devices_backlog_prune, check_patch_device_recording,
 };
+pub use self::jobs::{check_concurrent_claims, check_job_recipients, check_jobs};
 pub use self::message_log::{check_chats, check_message_log};
 use super::{
     Acquired, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction, Fence,
@@ -63,6 +65,9 @@ pub async fn run_all(store: &dyn Store) {
     check_tenant_devices(store).await;
     check_contact_book(store).await;
     check_contact_bulk(store).await;
+    check_jobs(store).await;
+    check_job_recipients(store).await;
+    check_concurrent_claims(store).await;
     check_delivery_append_and_order(store).await;
     check_delivery_attempts_and_replay(store).await;
     check_delivery_devices_backlog_prune(store).await;

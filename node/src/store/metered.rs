@@ -13,9 +13,10 @@ use super::{
     AccessKind, AccessQuery, AccessRecord, Acquired, Attempt, AuditEntry, AuditQuery, Chat,
     ChatQuery, ContactQuery, ContactRecord, ContactUpsert, DeliveryBacklog, DeliveryOf,
     DeliveryRecord, DeliveryStatus, DeviceId, DevicePage, DevicePatch, DeviceQuery, DeviceRecord,
-    DeviceRule, DeviceStatus, Fence, GuardedInsert, InsertOutcome, Lease, MessageQuery,
-    MessageRecord, MessageStatus, NewDelivery, QueueKey, ReplayWhich, RunStart, SealedBlob,
-    Setting, Store, StoreError, TagCount, Upserted,
+    DeviceRule, DeviceStatus, Fence, GuardedInsert, InsertOutcome, JobQuery, JobRecord, JobStatus,
+    Lease, MessageQuery, MessageRecord, MessageStatus, NewDelivery, QueueKey, RecipientQuery,
+    RecipientRecord, RecipientStatus, ReplayWhich, RunStart, SealedBlob, Setting, Store,
+    StoreError, TagCount, Upserted,
 };
 use crate::metrics;
 
@@ -272,6 +273,39 @@ metered_store! {
             after: Option<&str>,
             limit: u32,
         ) -> Result<Vec<TagCount>, StoreError>;
+
+        async fn put_job_recipients(&self, recipients: &[RecipientRecord]) -> Result<(), StoreError>;
+        async fn create_job(&self, job: &JobRecord) -> Result<(), StoreError>;
+        async fn get_job(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
+        async fn list_jobs(&self, query: &JobQuery) -> Result<Vec<JobRecord>, StoreError>;
+        async fn update_job(&self, job: &JobRecord, expected: JobStatus) -> Result<bool, StoreError>;
+        async fn delete_job(&self, id: &str) -> Result<bool, StoreError>;
+        async fn count_job_recipients(
+            &self,
+            job_id: &str,
+        ) -> Result<Vec<(RecipientStatus, u64)>, StoreError>;
+        async fn claim_job_recipient(
+            &self,
+            job_id: &str,
+            device_id: &str,
+            now_ms: i64,
+        ) -> Result<Option<RecipientRecord>, StoreError>;
+        async fn update_job_recipient(
+            &self,
+            recipient: &RecipientRecord,
+            expected: RecipientStatus,
+        ) -> Result<bool, StoreError>;
+        async fn list_job_recipients(
+            &self,
+            query: &RecipientQuery,
+        ) -> Result<Vec<RecipientRecord>, StoreError>;
+        async fn move_job_recipients(
+            &self,
+            job_id: &str,
+            from: RecipientStatus,
+            to: RecipientStatus,
+            now_ms: i64,
+        ) -> Result<u64, StoreError>;
 
         async fn append_delivery(&self, delivery: &NewDelivery) -> Result<(), StoreError>;
         async fn due_deliveries(

@@ -19,6 +19,7 @@ pub mod access;
 pub mod conformance;
 pub mod contact;
 pub mod delivery;
+pub mod job;
 pub mod lease;
 pub mod message_log;
 pub mod metered;
@@ -34,6 +35,7 @@ pub use delivery::{
     Attempt, AttemptOutcome, DeliveryBacklog, DeliveryRecord, DeliveryStatus, NewDelivery,
     ReplayWhich,
 };
+pub use job::{JobQuery, JobRecord, JobStatus, RecipientQuery, RecipientRecord, RecipientStatus};
 pub use lease::{Acquired, Fence, Lease, LeaseSlot};
 pub use message_log::{Chat, ChatKey, ChatQuery, LogKey, MessageQuery};
 pub use metered::MeteredStore;
@@ -575,6 +577,65 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<TagCount>, StoreError>;
+
+    // ---- campaigns: jobs and their recipients (see [`job`]) ----
+    //
+    // Not fenced: a job belongs to no one device. The steps that must happen once are
+    // compare-and-sets: a claim takes a `pending` recipient only if it still is, and
+    // [`Store::update_job`] and [`Store::update_job_recipient`] write only over the
+    // status the caller read.
+
+    /// Stores recipients of a job (a job is made by storing its recipients, in batches,
+    /// then the job); a recipient stored already (same job and `seq`) is replaced.
+    async fn put_job_recipients(&self, recipients: &[RecipientRecord]) -> Result<(), StoreError>;
+    /// Stores a new job; `Conflict` if its id exists.
+    async fn create_job(&self, job: &JobRecord) -> Result<(), StoreError>;
+    /// One job, or `None`.
+    async fn get_job(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
+    /// Jobs in id order, filtered by `query`, after `query.after`, at most `query.limit`.
+    async fn list_jobs(&self, query: &JobQuery) -> Result<Vec<JobRecord>, StoreError>;
+    /// Writes `job`'s status and times if the stored job's status is still `expected`;
+    /// whether it did (`false` also when there is no such job).
+    async fn update_job(&self, job: &JobRecord, expected: JobStatus) -> Result<bool, StoreError>;
+    /// Deletes a job and its recipients; whether the job existed.
+    async fn delete_job(&self, id: &str) -> Result<bool, StoreError>;
+    /// How many of the job's recipients are in each status (statuses with none left out).
+    async fn count_job_recipients(
+        &self,
+        job_id: &str,
+    ) -> Result<Vec<(RecipientStatus, u64)>, StoreError>;
+    /// Claims for `device_id` the job's first `pending` recipient (by `seq`) whose
+    /// `next_at_ms` has come: it becomes `queued` by that device, its attempts one more,
+    /// its message and error cleared. Returns it as it is now, `None` if none is due.
+    /// Two claims never take the same recipient.
+    async fn claim_job_recipient(
+        &self,
+        job_id: &str,
+        device_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<RecipientRecord>, StoreError>;
+    /// Writes `recipient` (status, device, message, attempts, error, next and updated
+    /// times) if its stored status is still `expected`; whether it did.
+    async fn update_job_recipient(
+        &self,
+        recipient: &RecipientRecord,
+        expected: RecipientStatus,
+    ) -> Result<bool, StoreError>;
+    /// A job's recipients in `seq` order, filtered by `query`, at most `query.limit`.
+    async fn list_job_recipients(
+        &self,
+        query: &RecipientQuery,
+    ) -> Result<Vec<RecipientRecord>, StoreError>;
+    /// Moves every recipient of the job in status `from` to `to`; returns how many. To
+    /// `pending` (a retry of the failed), each starts afresh: no device, message, error
+    /// or attempts, due at `now_ms`.
+    async fn move_job_recipients(
+        &self,
+        job_id: &str,
+        from: RecipientStatus,
+        to: RecipientStatus,
+        now_ms: i64,
+    ) -> Result<u64, StoreError>;
 
     // ---- webhook deliveries: the durable log of events a device's webhook is sent ----
     //

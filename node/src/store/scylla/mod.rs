@@ -190,6 +190,7 @@ mod delivery_partition;
 mod devices;
 pub mod errors;
 mod fencing;
+mod jobs;
 mod leases;
 mod link_state;
 mod messages;
@@ -229,9 +230,10 @@ use self::statements as st;
 use super::{
     AccessKind, AccessQuery, AccessRecord, Acquired, Attempt, AuditEntry, AuditQuery, ContactQuery,
     ContactRecord, ContactUpsert, DeliveryBacklog, DeliveryRecord, DeliveryStatus, DeviceId,
-    DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Fence, InsertOutcome, Lease,
-    MessageQuery, MessageRecord, MessageStatus, NewDelivery, ReplayWhich, SHARDS_SETTING,
-    SealedBlob, Setting, Store, StoreError, TagCount, Upserted, check_shards,
+    DevicePage, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Fence, InsertOutcome,
+    JobQuery, JobRecord, JobStatus, Lease, MessageQuery, MessageRecord, MessageStatus, NewDelivery,
+    RecipientQuery, RecipientRecord, RecipientStatus, ReplayWhich, SHARDS_SETTING, SealedBlob,
+    Setting, Store, StoreError, TagCount, Upserted, check_shards,
 };
 use crate::clock::now_ms;
 
@@ -694,6 +696,71 @@ impl Store for ScyllaStore {
         limit: u32,
     ) -> Result<Vec<TagCount>, StoreError> {
         contacts::tag_counts(self, tenant, after, limit).await
+    }
+
+    async fn put_job_recipients(&self, recipients: &[RecipientRecord]) -> Result<(), StoreError> {
+        jobs::put_recipients(self, recipients).await
+    }
+
+    async fn create_job(&self, job: &JobRecord) -> Result<(), StoreError> {
+        jobs::create(self, job).await
+    }
+
+    async fn get_job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        jobs::get(self, id).await
+    }
+
+    async fn list_jobs(&self, query: &JobQuery) -> Result<Vec<JobRecord>, StoreError> {
+        jobs::list(self, query).await
+    }
+
+    async fn update_job(&self, job: &JobRecord, expected: JobStatus) -> Result<bool, StoreError> {
+        jobs::update(self, job, expected).await
+    }
+
+    async fn delete_job(&self, id: &str) -> Result<bool, StoreError> {
+        jobs::delete(self, id).await
+    }
+
+    async fn count_job_recipients(
+        &self,
+        job_id: &str,
+    ) -> Result<Vec<(RecipientStatus, u64)>, StoreError> {
+        jobs::count(self, job_id).await
+    }
+
+    async fn claim_job_recipient(
+        &self,
+        job_id: &str,
+        device_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<RecipientRecord>, StoreError> {
+        jobs::claim(self, job_id, device_id, now_ms).await
+    }
+
+    async fn update_job_recipient(
+        &self,
+        recipient: &RecipientRecord,
+        expected: RecipientStatus,
+    ) -> Result<bool, StoreError> {
+        jobs::update_recipient(self, recipient, expected).await
+    }
+
+    async fn list_job_recipients(
+        &self,
+        query: &RecipientQuery,
+    ) -> Result<Vec<RecipientRecord>, StoreError> {
+        jobs::list_recipients(self, query).await
+    }
+
+    async fn move_job_recipients(
+        &self,
+        job_id: &str,
+        from: RecipientStatus,
+        to: RecipientStatus,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        jobs::move_recipients(self, job_id, from, to, now_ms).await
     }
 
     async fn acquire_leases(

@@ -38,6 +38,7 @@ mod checkpoint;
 mod contacts;
 mod deliveries;
 mod devices;
+mod jobs;
 mod leases;
 mod link_state;
 mod messages;
@@ -63,9 +64,10 @@ use super::{
     AccessKind, AccessQuery, AccessRecord, Acquired, Attempt, AuditEntry, AuditQuery, Chat,
     ChatQuery, ContactQuery, ContactRecord, ContactUpsert, DeliveryBacklog, DeliveryOf,
     DeliveryRecord, DeliveryStatus, DeviceId, DevicePage, DevicePatch, DeviceQuery, DeviceRecord,
-    DeviceRule, DeviceStatus, Fence, GuardedInsert, InsertOutcome, Lease, MessageQuery,
-    MessageRecord, MessageStatus, NewDelivery, QueueKey, ReplayWhich, RunStart, SealedBlob,
-    Setting, Store, StoreError, TagCount, Upserted, device_not_found,
+    DeviceRule, DeviceStatus, Fence, GuardedInsert, InsertOutcome, JobQuery, JobRecord, JobStatus,
+    Lease, MessageQuery, MessageRecord, MessageStatus, NewDelivery, QueueKey, RecipientQuery,
+    RecipientRecord, RecipientStatus, ReplayWhich, RunStart, SealedBlob, Setting, Store,
+    StoreError, TagCount, Upserted, device_not_found,
 };
 
 /// How long a call waits for another connection's write lock before it gives up.
@@ -676,6 +678,88 @@ impl Store for SqliteStore {
     ) -> Result<Vec<TagCount>, StoreError> {
         let (tenant, after) = (tenant.to_owned(), after.map(str::to_owned));
         self.read(move |conn| contacts::tag_counts(conn, &tenant, after.as_deref(), limit))
+            .await
+    }
+
+    async fn put_job_recipients(&self, recipients: &[RecipientRecord]) -> Result<(), StoreError> {
+        let recipients = recipients.to_vec();
+        self.write(move |conn| jobs::put_recipients(conn, &recipients))
+            .await
+    }
+
+    async fn create_job(&self, job: &JobRecord) -> Result<(), StoreError> {
+        let job = job.clone();
+        self.write(move |conn| jobs::create(conn, &job)).await
+    }
+
+    async fn get_job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| jobs::get(conn, &id)).await
+    }
+
+    async fn list_jobs(&self, query: &JobQuery) -> Result<Vec<JobRecord>, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| jobs::list(conn, &query)).await
+    }
+
+    async fn update_job(&self, job: &JobRecord, expected: JobStatus) -> Result<bool, StoreError> {
+        let job = job.clone();
+        self.write(move |conn| jobs::update(conn, &job, expected))
+            .await
+    }
+
+    async fn delete_job(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.write(move |conn| jobs::delete(conn, &id)).await
+    }
+
+    async fn count_job_recipients(
+        &self,
+        job_id: &str,
+    ) -> Result<Vec<(RecipientStatus, u64)>, StoreError> {
+        let job_id = job_id.to_owned();
+        self.read(move |conn| jobs::count(conn, &job_id)).await
+    }
+
+    async fn claim_job_recipient(
+        &self,
+        job_id: &str,
+        device_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<RecipientRecord>, StoreError> {
+        let (job_id, device_id) = (job_id.to_owned(), device_id.to_owned());
+        self.write(move |conn| jobs::claim(conn, &job_id, &device_id, now_ms))
+            .await
+    }
+
+    async fn update_job_recipient(
+        &self,
+        recipient: &RecipientRecord,
+        expected: RecipientStatus,
+    ) -> Result<bool, StoreError> {
+        let recipient = recipient.clone();
+        self.write(move |conn| jobs::update_recipient(conn, &recipient, expected))
+            .await
+    }
+
+    async fn list_job_recipients(
+        &self,
+        query: &RecipientQuery,
+    ) -> Result<Vec<RecipientRecord>, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| jobs::list_recipients(conn, &query))
+            .await
+    }
+
+    async fn move_job_recipients(
+        &self,
+        job_id: &str,
+        from: RecipientStatus,
+        to: RecipientStatus,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let job_id = job_id.to_owned();
+        self.write(move |conn| jobs::move_recipients(conn, &job_id, from, to, now_ms))
             .await
     }
 

@@ -168,6 +168,41 @@ this process is older than the store');
         FOREIGN KEY (tenant, phone) REFERENCES contacts (tenant, phone) ON DELETE CASCADE
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX contact_tags_by_phone ON contact_tags (tenant, phone);",
+    // 9: campaigns. A job's recipients are one row each; `job_recipients_by_status`
+    // makes a claim (the first pending recipient of a job) one seek and a job's progress
+    // (recipients by status) one walk of the job's index entries. Active jobs (what each
+    // node's runner reads every half second) are a small partial index.
+    "CREATE TABLE jobs (
+        id             TEXT    NOT NULL PRIMARY KEY,
+        tenant         TEXT    NOT NULL,
+        name           TEXT    NOT NULL,
+        status         TEXT    NOT NULL,
+        devices        TEXT    NOT NULL,
+        spec           TEXT    NOT NULL,
+        total          INTEGER NOT NULL,
+        start_at_ms    INTEGER,
+        created_at_ms  INTEGER NOT NULL,
+        started_at_ms  INTEGER,
+        finished_at_ms INTEGER,
+        updated_at_ms  INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX jobs_by_tenant ON jobs (tenant, id);
+    CREATE INDEX jobs_active ON jobs (id) WHERE status IN ('scheduled', 'running', 'paused');
+    CREATE TABLE job_recipients (
+        job_id        TEXT    NOT NULL,
+        seq           INTEGER NOT NULL,
+        recipient     TEXT    NOT NULL,
+        text          TEXT    NOT NULL,
+        status        TEXT    NOT NULL,
+        device_id     TEXT,
+        message_id    TEXT,
+        attempts      INTEGER NOT NULL,
+        error         TEXT,
+        next_at_ms    INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (job_id, seq)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX job_recipients_by_status ON job_recipients (job_id, status, seq);",
 ];
 
 /// The schema version from which device rows carry their shard.

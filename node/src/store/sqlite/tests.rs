@@ -174,7 +174,7 @@ async fn a_version_1_file_gains_leases_and_keeps_its_data() {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .expect("user_version");
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 8);
+    assert_eq!(SCHEMA_VERSION, 9);
     let shard = shard_of("d1", ClusterSettings::DEFAULT_SHARDS);
     assert_eq!(
         store
