@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{KEY, Standalone};
+use common::{KEY, Standalone, inbox_of};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -288,17 +288,6 @@ async fn until_message(events: &mut common::Sse, message_id: &str, status: &str)
             return event.data;
         }
     }
-}
-
-/// What reached `phone` in the simulator at `sim_base`.
-async fn inbox_of(http: &reqwest::Client, sim_base: &str, phone: &str) -> Value {
-    http.get(format!("{sim_base}/sim/phones/{phone}/inbox"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 async fn upload_id(app: &Standalone, query: &str, mime: &str, data: Vec<u8>) -> Value {

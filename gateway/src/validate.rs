@@ -112,6 +112,12 @@ pub fn webhook(url: &str) -> Result<(), ApiError> {
 
 /// Idempotency keys: 1 to 255 visible ASCII characters.
 pub fn idempotency_key(key: &str) -> Result<(), ApiError> {
+    if key.starts_with(wafleet_node::jobs::follow::JOB_KEY_PREFIX) {
+        return Err(ApiError::invalid(
+            "invalid_idempotency_key",
+            "Idempotency-Keys starting with `job:` are the campaigns' own",
+        ));
+    }
     if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(())
     } else {

@@ -57,6 +57,11 @@ impl Catalog {
         crate::contacts::ContactBook::new(self.store.clone())
     }
 
+    /// The tenants' jobs, over the same store, sealed with the same keys.
+    pub fn jobs(&self) -> crate::jobs::JobBook {
+        crate::jobs::JobBook::new(self.store.clone(), self.keys.clone())
+    }
+
     /// The tenants' message templates, over the same store, sealed with the same keys.
     pub fn templates(&self) -> crate::jobs::templates::TemplateBook {
         crate::jobs::templates::TemplateBook::new(self.store.clone(), self.keys.clone())

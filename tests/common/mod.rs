@@ -359,3 +359,14 @@ pub fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
     }
     found
 }
+
+/// What reached `phone` in the simulator at `sim_base`.
+pub async fn inbox_of(http: &reqwest::Client, sim_base: &str, phone: &str) -> Value {
+    http.get(format!("{sim_base}/sim/phones/{phone}/inbox"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}

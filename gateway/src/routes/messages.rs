@@ -30,7 +30,8 @@ ahead of the pace but within the day's quota it is queued and the answer carries
 beyond the day's quota (or with too many sends waiting, or while sending is paused after a ban) it is refused with \
 429, a Retry-After header in seconds and the code daily_quota_exceeded, too_many_in_flight or sending_paused.",
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header,
-        description = "1 to 255 visible ASCII characters", pattern = "^[!-~]{1,255}$")),
+        description = "1 to 255 visible ASCII characters, not starting with `job:` (the campaigns' own keys)",
+        pattern = "^[!-~]{1,255}$")),
     request_body = SendMessage,
     responses((status = 202, body = Accepted), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
@@ -104,7 +105,7 @@ pub async fn send(
 
 /// The file a send names, checked for the device's `tenant` by the media library's
 /// rule: an upload (`id`), or a URL fetched and stored as one first.
-async fn message_media(
+pub(crate) async fn message_media(
     state: &AppState,
     tenant: &str,
     media: SendMedia,

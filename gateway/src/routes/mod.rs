@@ -10,6 +10,7 @@ pub mod contacts;
 pub mod devices;
 pub mod events;
 pub mod groups;
+pub mod jobs;
 pub mod keys;
 pub mod limits;
 pub mod media;
@@ -52,6 +53,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .merge(contacts::router())
         .merge(templates::router())
         .merge(retries::router())
+        .merge(jobs::router())
 }
 
 /// The documented routes that need no key (login).

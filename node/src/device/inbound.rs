@@ -63,6 +63,12 @@ impl DeviceState {
                 && after.status == status
             {
                 metrics::message_outcome(status.as_str());
+                if let Err(error) =
+                    crate::jobs::follow::follow(self.ctx.store.as_ref(), &after).await
+                {
+                    // The runner's check of its device's queued recipients mends it.
+                    tracing::warn!(device_id = %self.id, %message_id, %error, "a job recipient did not follow its message");
+                }
                 self.ctx
                     .emit_once(
                         &self.id,

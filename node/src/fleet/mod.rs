@@ -16,6 +16,7 @@
 mod background;
 mod execute;
 mod groups;
+mod job_runner;
 mod link_requests;
 mod webhooks;
 
@@ -130,6 +131,7 @@ impl Fleet {
             }
         }
         background::spawn_delivery_pruning(Arc::downgrade(&fleet.ctx));
+        fleet.spawn_job_runner();
         Ok(fleet)
     }
 

@@ -67,6 +67,24 @@ impl<'a> Place<'a> {
         }
     }
 
+    /// A job's content (jobs belong to a tenant, not to one device).
+    pub fn job(job_id: &'a str) -> Place<'a> {
+        Place {
+            device_id: "",
+            what: "job",
+            id: job_id,
+        }
+    }
+
+    /// A job recipient's own text (filled from a template); `id` is `<job id>/<seq>`.
+    pub fn job_recipient(id: &'a str) -> Place<'a> {
+        Place {
+            device_id: "",
+            what: "job_recipient",
+            id,
+        }
+    }
+
     /// An event's payload on the Redis bus; `id` names the event (its kind and time:
     /// the entry's id is only known once Redis has it).
     pub fn bus_event(device_id: &'a str, id: &'a str) -> Place<'a> {
