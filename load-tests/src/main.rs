@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use wafleet_load::scenario::{
-    self, failover::FailoverOptions, idle::IdleOptions, media::MediaOptions, plot,
-    routing::RoutingOptions, sse::SseOptions, throughput::ThroughputOptions,
-    webhooks::WebhooksOptions,
+    self, campaign::CampaignOptions, failover::FailoverOptions, idle::IdleOptions,
+    media::MediaOptions, plot, routing::RoutingOptions, sse::SseOptions,
+    throughput::ThroughputOptions, webhooks::WebhooksOptions,
 };
 
 #[derive(Debug, Parser)]
@@ -171,6 +171,31 @@ enum Scenario {
         #[arg(long)]
         plot: Option<PathBuf>,
     },
+    /// One job of M recipients over N devices throttled to P sends a minute, through a
+    /// cluster of K nodes (or a standalone process with --nodes 0), with a rolling
+    /// restart and a kill -9 mid-way: lost, duplicated, the pace observed at the phones,
+    /// the job's create and read times, memory.
+    Campaign {
+        #[arg(long, default_value_t = 3)]
+        devices: usize,
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        recipients: u64,
+        /// Cluster nodes behind a gateway; 0: one standalone process.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Sends per device per minute, on every trust level.
+        #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..=6000))]
+        per_minute: u32,
+        /// No rolling restart and no kill -9.
+        #[arg(long)]
+        calm: bool,
+        /// The wafleet binary (default: the one next to this binary).
+        #[arg(long)]
+        wafleet: Option<PathBuf>,
+        /// Where to write the plot (default: wafleet-load-campaign.svg).
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
     /// One large file uploaded, sent to a simulated phone and downloaded again: what it
     /// costs each process in resident memory, and how long each step takes.
     Media {
@@ -300,6 +325,26 @@ async fn main() -> anyhow::Result<()> {
                 wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
                 sims: sims.map(|n| n as usize),
                 plot: Some(plot.unwrap_or_else(|| plot::default_path("webhooks"))),
+            })
+            .await?
+        }
+        Scenario::Campaign {
+            devices,
+            recipients,
+            nodes,
+            per_minute,
+            calm,
+            wafleet,
+            plot,
+        } => {
+            scenario::campaign::run(CampaignOptions {
+                devices,
+                recipients: recipients as usize,
+                nodes,
+                per_minute,
+                disrupt: !calm,
+                wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
+                plot: Some(plot.unwrap_or_else(|| plot::default_path("campaign"))),
             })
             .await?
         }

@@ -27,6 +27,8 @@
 //!   lifted, and their latencies, on a standalone process or a cluster.
 //! - [`webhooks`]: inbound messages to devices with webhooks, a failing receiver and a
 //!   `kill -9`: delivery rate and latency, lost, duplicated, out of order.
+//! - [`campaign`]: one job over a pool of throttled devices, through a rolling restart
+//!   and a `kill -9`: exactly one message per recipient, the pace kept, the times.
 //! - [`media`]: one large file uploaded, sent to a phone and downloaded again: the
 //!   resident memory it costs each process, and the times.
 //! - [`sse`]: N event streams held on one gateway while devices emit events: memory
@@ -34,6 +36,7 @@
 //! - [`receiver`]: a webhook receiver on 127.0.0.1 that records and can fail.
 //! - `target`: a standalone process or a local cluster, as a scenario runs against.
 
+pub mod campaign;
 pub mod certs;
 pub mod cluster;
 pub mod event_watch;
