@@ -189,6 +189,10 @@ enum Scenario {
         /// No rolling restart and no kill -9.
         #[arg(long)]
         calm: bool,
+        /// Stop (and cancel the job) after this many seconds, without reading the
+        /// inboxes: to measure a job too large to wait for.
+        #[arg(long)]
+        seconds: Option<u64>,
         /// The wafleet binary (default: the one next to this binary).
         #[arg(long)]
         wafleet: Option<PathBuf>,
@@ -334,6 +338,7 @@ async fn main() -> anyhow::Result<()> {
             nodes,
             per_minute,
             calm,
+            seconds,
             wafleet,
             plot,
         } => {
@@ -343,6 +348,7 @@ async fn main() -> anyhow::Result<()> {
                 nodes,
                 per_minute,
                 disrupt: !calm,
+                seconds,
                 wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
                 plot: Some(plot.unwrap_or_else(|| plot::default_path("campaign"))),
             })

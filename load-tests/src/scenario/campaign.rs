@@ -47,6 +47,9 @@ pub struct CampaignOptions {
     pub per_minute: u32,
     /// A rolling restart at 30 % and a `kill -9` at 60 % (clusters only).
     pub disrupt: bool,
+    /// Stop after this long (the job is cancelled, the inboxes are not read): for jobs
+    /// too large to wait for, to measure making them and running them a while.
+    pub seconds: Option<u64>,
     pub wafleet: PathBuf,
     pub plot: Option<PathBuf>,
 }
@@ -192,6 +195,12 @@ pub async fn run(options: CampaignOptions) -> anyhow::Result<Report> {
     let recipients: Vec<Value> = (0..options.recipients)
         .map(|n| json!({"to": recipient_phone(n)}))
         .collect();
+    // Memory before the job is made: what making it costs counts too.
+    let mut rss_peak_kib: HashMap<u32, (u64, u64)> = running
+        .pids()
+        .into_iter()
+        .filter_map(|pid| rss_kib_of(pid).ok().map(|kib| (pid, (kib, kib))))
+        .collect();
     let created_at = Instant::now();
     let created = http
         .post(format!("{api}/v1/jobs"))
@@ -218,7 +227,6 @@ pub async fn run(options: CampaignOptions) -> anyhow::Result<Report> {
     let deadline = Instant::now() + Duration::from_secs_f64(expected_s * 3.0 + 180.0);
     let (mut restarted, mut killed) = (false, false);
     let mut get_ms = Vec::new();
-    let mut rss_peak_kib: HashMap<u32, (u64, u64)> = HashMap::new();
     let last = loop {
         let asked = Instant::now();
         let now: Value = http
@@ -245,6 +253,22 @@ pub async fn run(options: CampaignOptions) -> anyhow::Result<Report> {
         if now["status"] == "completed" {
             break now;
         }
+        if options
+            .seconds
+            .is_some_and(|s| created_at.elapsed() >= Duration::from_secs(s))
+        {
+            let cancelled = http
+                .post(format!("{api}/v1/jobs/{id}/cancel"))
+                .bearer_auth(ADMIN_KEY)
+                .send()
+                .await?;
+            anyhow::ensure!(
+                cancelled.status().is_success(),
+                "cancel: {}",
+                cancelled.status()
+            );
+            break cancelled.json().await?;
+        }
         if Instant::now() > deadline {
             bail!("the job did not complete in time: {now}");
         }
@@ -266,11 +290,16 @@ pub async fn run(options: CampaignOptions) -> anyhow::Result<Report> {
     let duration_s = created_at.elapsed().as_secs_f64();
     let timeline = sampler.finish();
 
-    // Every inbox, read back.
+    // Every inbox, read back (not after a run cut short).
     let network = running.network();
+    let recipients_read = if options.seconds.is_some() {
+        0
+    } else {
+        options.recipients
+    };
     let mut reads = JoinSet::new();
     let gate = Arc::new(tokio::sync::Semaphore::new(32));
-    for n in 0..options.recipients {
+    for n in 0..recipients_read {
         let (http, network, gate, text) =
             (http.clone(), network.clone(), gate.clone(), text.clone());
         reads.spawn(async move {
@@ -337,10 +366,17 @@ pub async fn run(options: CampaignOptions) -> anyhow::Result<Report> {
         "{} recipients over {} devices ({} nodes), {} sends/min per device: {:.1} s",
         options.recipients, options.devices, options.nodes, options.per_minute, duration_s
     ));
-    report.line(format!(
-        "reached {reached}, lost {lost}, duplicated {duplicated}; the job says sent {job_sent}, failed {}",
-        last["failed"]
-    ));
+    if options.seconds.is_some() {
+        report.line(format!(
+            "cut short and cancelled: the job says sent {job_sent}, failed {}; inboxes not read",
+            last["failed"]
+        ));
+    } else {
+        report.line(format!(
+            "reached {reached}, lost {lost}, duplicated {duplicated}; the job says sent {job_sent}, failed {}",
+            last["failed"]
+        ));
+    }
     report.line(format!(
         "pace: at most {max_per_minute} messages of one device in any 60 s (quota {}), shortest gap {} ms; shares {shares:?}",
         options.per_minute,
@@ -358,6 +394,7 @@ pub async fn run(options: CampaignOptions) -> anyhow::Result<Report> {
     report.field("per_minute", options.per_minute);
     report.field("disrupted", options.disrupt && options.nodes > 0);
     report.field("duration_s", round(duration_s));
+    report.field("inboxes_read", recipients_read);
     report.field("reached", reached);
     report.field("lost", lost);
     report.field("duplicated", duplicated);
