@@ -501,3 +501,62 @@ async fn a_job_to_a_contact_tag_waits_for_its_time_and_stays_its_tenants() {
         assert_eq!(got_status, status, "{body}: {code}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_banned_devices_recipients_are_sent_by_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = Standalone::start(dir.path()).await;
+    pair_all(&app).await;
+    let admin = admin(&app);
+    // Two sends a second per device: the job takes a few seconds.
+    let level = json!({"per_minute": 120, "per_hour": 2_400, "per_day": 10_000,
+                       "min_gap_ms": 500, "jitter_ms": 0, "max_in_flight": 50});
+    let (status, table) = admin
+        .send(
+            Method::PUT,
+            "/v1/settings/trust-levels",
+            Some(json!({"newcomer": level, "trusted": level, "verified": level})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{table}");
+    let recipients: Vec<Value> = (0..30).map(|n| json!({"to": recipient(n)})).collect();
+    let devices: Vec<&str> = DEVICES.iter().map(|(id, _)| *id).collect();
+    let (status, job) = admin
+        .send(
+            Method::POST,
+            "/v1/jobs",
+            Some(json!({"name": "ban", "devices": devices, "recipients": recipients, "text": "halo"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    // Once a few went, the network bans the first device's number for a minute.
+    while reached(&app, 30).await < 4 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let banned = app
+        .http
+        .post(app.url(&format!("/sim/phones/{}/ban", DEVICES[0].1)))
+        .json(&json!({"seconds": 60}))
+        .send()
+        .await
+        .unwrap();
+    assert!(banned.status().is_success(), "{}", banned.status());
+
+    // The others send everything else; each recipient gets exactly one message.
+    let done = until_job(&admin, &id, "status", json!("completed")).await;
+    assert_eq!(done["sent"], 30, "{done}");
+    for n in 0..30 {
+        assert_eq!(got(&app, &recipient(n)).await.len(), 1, "recipient {n}");
+    }
+    let listed = admin
+        .get(&format!("/v1/jobs/{id}/recipients?limit=500"))
+        .await;
+    let late_by_banned = listed["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["device_id"] == DEVICES[0].0)
+        .count();
+    assert!(late_by_banned < 30, "{listed}");
+}

@@ -302,7 +302,7 @@ once (`running`) or at `send_at` (`scheduled`), within `window` if given. Recipi
 each device's pace allows (its rate limiter, by trust level): a faster device takes more; each recipient gets one \
 message. A failed send is retried after `base_delay_ms × fib(n)` (`/v1/settings/retries`) by whichever device \
 takes it next, unless the failure is one no retry mends (not on WhatsApp). Progress: `GET /v1/jobs/{id}` and the \
-`job.progress` event (SSE, and the webhook of the job's first device), at most once per half second and on every \
+`job.progress` event (SSE, and the webhook of the job's lead device: the first of its pool that is wanted running), at most once per half second and on every \
 status change.",
     responses((status = 201, body = JobDto),
         (status = 400, description = "a value breaks a rule (`invalid_name`, `invalid_devices`, `invalid_phone`, \

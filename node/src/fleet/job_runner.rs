@@ -17,10 +17,11 @@
 //! sends each such recipient of its devices again (the key makes that the same
 //! message) and moves it as its message stands.
 //!
-//! **Status and progress.** The node running the job's first device starts a scheduled
-//! job at its time, completes a running one when no recipient is left to send, and
-//! emits `job.progress` (as that device's event: SSE and its webhook) when the counts
-//! or the status changed, at most once per tick.
+//! **Status and progress.** The node running the job's lead device (the first of its
+//! pool that is wanted running) starts a scheduled job at its time, completes a running
+//! one when no recipient is left to send, and emits `job.progress` (as that device's
+//! event: SSE and its webhook) when the counts or the status changed, at most once per
+//! tick.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -130,7 +131,8 @@ impl Fleet {
 
     async fn run_job(&self, state: &mut RunnerState, job: JobRecord) -> Result<(), FleetError> {
         let now = now_ms();
-        let lead = job.devices.first().is_some_and(|d| self.is_running(d));
+        let lead = self.lead_of(&job).await?;
+        let lead = lead.is_some_and(|d| self.is_running(&d));
         let mut job = job;
         if job.status == JobStatus::Scheduled && lead && job.start_at_ms.is_none_or(|at| at <= now)
         {
@@ -168,6 +170,20 @@ impl Fleet {
             self.report(state, &job).await?;
         }
         Ok(())
+    }
+
+    /// The device whose node keeps the job's status and progress: the first of its
+    /// pool that is wanted running (so running somewhere, or being recovered), else
+    /// the first. Every node reads the same answer from the store.
+    async fn lead_of(&self, job: &JobRecord) -> Result<Option<String>, FleetError> {
+        for device in &job.devices {
+            if let Some(record) = self.ctx.store.get_device(device).await?
+                && record.desired_running
+            {
+                return Ok(Some(device.clone()));
+            }
+        }
+        Ok(job.devices.first().cloned())
     }
 
     /// Gives `device` the job's next recipient if its pace allows one now.
@@ -315,7 +331,7 @@ impl Fleet {
             return Ok(());
         }
         state.emitted.insert(job.id.clone(), (job.status, progress));
-        let Some(lead) = job.devices.first() else {
+        let Some(lead) = self.lead_of(&job).await? else {
             return Ok(());
         };
         let mut data = match serde_json::to_value(progress) {
@@ -327,7 +343,7 @@ impl Fleet {
         data.insert("tenant".into(), Value::from(job.tenant.as_str()));
         data.insert("name".into(), Value::from(job.name.as_str()));
         data.insert("status".into(), Value::from(job.status.as_str()));
-        self.ctx.emit(lead, EventKind::JobProgress, data).await;
+        self.ctx.emit(&lead, EventKind::JobProgress, data).await;
         Ok(())
     }
 }
