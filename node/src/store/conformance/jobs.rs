@@ -33,7 +33,7 @@ fn recipient(job_id: &str, seq: u64) -> RecipientRecord {
         job_id: job_id.to_owned(),
         seq,
         to: format!("62812000{seq:05}"),
-        text: if seq % 2 == 0 {
+        text: if seq.is_multiple_of(2) {
             String::new()
         } else {
             format!("own {seq}")
@@ -117,12 +117,15 @@ pub async fn check_jobs(store: &dyn Store) {
         after: Some(a.clone()),
         ..mine.clone()
     };
-    assert_eq!(ids(ok(store.list_jobs(&page).await, "list")), [b.clone()]);
+    assert_eq!(ids(ok(store.list_jobs(&page).await, "list")), [b]);
     let active = JobQuery {
         active_only: true,
         ..mine.clone()
     };
-    assert_eq!(ids(ok(store.list_jobs(&active).await, "list")), [a.clone()]);
+    assert_eq!(
+        ids(ok(store.list_jobs(&active).await, "list")),
+        std::slice::from_ref(&a)
+    );
     let everyone = JobQuery {
         tenant: None,
         active_only: true,
@@ -265,7 +268,7 @@ pub async fn check_job_recipients(store: &dyn Store) {
         },
     )
     .await;
-    assert_eq!(queued_b, [due.clone()]);
+    assert_eq!(queued_b, std::slice::from_ref(&due));
     let after = recipients(
         store,
         RecipientQuery {
