@@ -427,13 +427,17 @@ pub(super) async fn claim(
         let Some((seq, floor)) = first_due(store, job_id, tally.floor, now_ms).await? else {
             return Ok(None);
         };
-        let Some(before) = store.job_recipient(job_id, seq).await? else {
-            // A batch came between the serial read and these: read again.
+        let before = store.job_recipient(job_id, seq).await?;
+        let Some(before) = before.filter(|r| r.status == RecipientStatus::Pending) else {
+            // A batch came between the serial read and these (read again), or the mark
+            // is wrong.
+            if store.job_tally(job_id, true).await?.version == tally.version {
+                return Err(StoreError::Corrupt(format!(
+                    "job {job_id}: a pending mark at seq {seq} without a pending recipient"
+                )));
+            }
             continue;
         };
-        if before.status != RecipientStatus::Pending {
-            continue;
-        }
         let claimed = RecipientRecord {
             status: RecipientStatus::Queued,
             device_id: Some(device_id.to_owned()),

@@ -7,14 +7,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::fake_node::FakeNode;
+use super::fake_node::{FakeNode, Value};
 use super::fake_tables::FakeTables;
 use super::job_recipients::{MOVE_PAGE, PUT_BATCH, pending_floor};
 use super::proxy_tests::{KEYSPACE, connect};
 use super::statements as st;
 use crate::store::{
     JobQuery, JobRecord, JobStatus, RecipientQuery, RecipientRecord, RecipientStatus, Store,
-    conformance,
+    StoreError, conformance,
 };
 
 async fn start() -> (FakeNode, Arc<Mutex<FakeTables>>) {
@@ -291,6 +291,46 @@ async fn listings_read_their_scope_and_finished_jobs_leave_the_active_one() {
         tables.lock().expect("tables").rows("job_index"),
         6,
         "a deleted job leaves every scope"
+    );
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mark_without_a_pending_recipient_is_corrupt_not_contention() {
+    let (node, tables) = start().await;
+    let store = connect(&node, Duration::from_secs(5)).await;
+    let all: Vec<RecipientRecord> = (0..3).map(|seq| recipient("job_c", seq)).collect();
+    store.put_job_recipients(&all).await.expect("put");
+    // Seq 1 sent behind the store's back: its mark stays, the version does not move.
+    tables.lock().expect("tables").handle(
+        st::SET_JOB_RECIPIENT.name,
+        &[
+            Value::text("sent"),
+            Value::Null,
+            Value::Null,
+            Value::BigInt(1),
+            Value::Null,
+            Value::BigInt(0),
+            Value::BigInt(2),
+            Value::text("job_c"),
+            Value::BigInt(1),
+        ],
+    );
+    let first = store
+        .claim_job_recipient("job_c", "dev", 10)
+        .await
+        .expect("claim")
+        .expect("seq 0");
+    assert_eq!(first.seq, 0);
+    let batches = node.count(&st::SET_JOB_TALLY);
+    match store.claim_job_recipient("job_c", "dev", 10).await {
+        Err(StoreError::Corrupt(message)) => assert!(message.contains("seq 1"), "{message}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(
+        node.count(&st::SET_JOB_TALLY),
+        batches,
+        "nothing written, no retries"
     );
     node.stop().await;
 }
