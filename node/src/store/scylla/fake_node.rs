@@ -13,7 +13,8 @@
 //!   as a real RESULT (rows, `[applied]`, void) or ERROR frame.
 //! - Every BATCH: answered as its first statement (the condition of the store's
 //!   conditional batches); when that answer is `[applied]` true, the handler is then
-//!   handed the batch's other statements too, so that it can apply them. A batch of
+//!   handed the batch's other statements too (under the same lock, so no execution sees
+//!   the batch half applied), so that it can apply them. A batch of
 //!   plain writes only (an unlogged batch) is each statement executed in order.
 //!
 //! Faults (a dropped connection, a late answer, a server error) are further rules the
@@ -672,13 +673,22 @@ impl Shared {
             return Ok(Ok(void()));
         }
         let (prepared, values) = parts.first().ok_or("an empty batch")?;
-        let answer = self.decide(prepared, values);
+        let statement = prepared.statement;
+        self.log
+            .lock()
+            .expect("log")
+            .push(statement.name.to_owned());
+        // One lock for the condition and the writes: no other execution sees the batch
+        // half applied (ScyllaDB applies a batch of one partition whole).
+        let mut handler = self.handler.lock().expect("handler");
+        let answer =
+            handler(statement.name, values).unwrap_or_else(|| default_answer(statement, values));
         if matches!(answer, Answer::Applied(true)) {
-            let mut handler = self.handler.lock().expect("handler");
             for (rest, values) in &parts[1..] {
                 handler(rest.statement.name, values);
             }
         }
+        drop(handler);
         Ok(self.encode(prepared, answer))
     }
 

@@ -15,7 +15,8 @@
 //! - `devices`, `link_state`, `messages`, `deliveries`, `settings`, `leases`, `access`:
 //!   the methods of each kind of record, with the helpers only they use (`access`, the
 //!   directory and the audit log, documents its tables and their costs itself), and
-//!   `contacts` (the contact books, likewise).
+//!   `contacts` (the contact books, likewise), `jobs` and `job_recipients` (campaigns:
+//!   jobs and their listings, a job's recipients; each documents its tables and costs).
 //! - `delivery_partition`: the delivery log's partition shape and what each write makes
 //!   of it (pure; `deliveries` runs it).
 //!
@@ -190,6 +191,7 @@ mod delivery_partition;
 mod devices;
 pub mod errors;
 mod fencing;
+mod job_recipients;
 mod jobs;
 mod leases;
 mod link_state;
@@ -210,6 +212,8 @@ mod delivery_wire_tests;
 mod fake_node;
 #[cfg(test)]
 mod fake_tables;
+#[cfg(test)]
+mod jobs_wire_tests;
 #[cfg(test)]
 mod proxy_tests;
 #[cfg(test)]
@@ -699,7 +703,7 @@ impl Store for ScyllaStore {
     }
 
     async fn put_job_recipients(&self, recipients: &[RecipientRecord]) -> Result<(), StoreError> {
-        jobs::put_recipients(self, recipients).await
+        job_recipients::put_recipients(self, recipients).await
     }
 
     async fn create_job(&self, job: &JobRecord) -> Result<(), StoreError> {
@@ -726,7 +730,7 @@ impl Store for ScyllaStore {
         &self,
         job_id: &str,
     ) -> Result<Vec<(RecipientStatus, u64)>, StoreError> {
-        jobs::count(self, job_id).await
+        job_recipients::count(self, job_id).await
     }
 
     async fn claim_job_recipient(
@@ -735,7 +739,7 @@ impl Store for ScyllaStore {
         device_id: &str,
         now_ms: i64,
     ) -> Result<Option<RecipientRecord>, StoreError> {
-        jobs::claim(self, job_id, device_id, now_ms).await
+        job_recipients::claim(self, job_id, device_id, now_ms).await
     }
 
     async fn update_job_recipient(
@@ -743,14 +747,14 @@ impl Store for ScyllaStore {
         recipient: &RecipientRecord,
         expected: RecipientStatus,
     ) -> Result<bool, StoreError> {
-        jobs::update_recipient(self, recipient, expected).await
+        job_recipients::update_recipient(self, recipient, expected).await
     }
 
     async fn list_job_recipients(
         &self,
         query: &RecipientQuery,
     ) -> Result<Vec<RecipientRecord>, StoreError> {
-        jobs::list_recipients(self, query).await
+        job_recipients::list_recipients(self, query).await
     }
 
     async fn move_job_recipients(
@@ -760,7 +764,7 @@ impl Store for ScyllaStore {
         to: RecipientStatus,
         now_ms: i64,
     ) -> Result<u64, StoreError> {
-        jobs::move_recipients(self, job_id, from, to, now_ms).await
+        job_recipients::move_recipients(self, job_id, from, to, now_ms).await
     }
 
     async fn acquire_leases(

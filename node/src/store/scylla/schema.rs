@@ -261,6 +261,69 @@ pub(crate) const MIGRATIONS: &[&[&str]] = &[
             version       bigint STATIC,
             PRIMARY KEY ((tenant), row_kind, tag, phone))",
     ],
+    // 6: campaigns.
+    JOBS,
+];
+
+/// The tables of campaigns: jobs, their listings and their recipients (see the module
+/// docs of `super::jobs`). One step of [`MIGRATIONS`], kept whole here so that it can be
+/// renumbered by moving its one line there.
+pub(crate) const JOBS: &[&str] = &[
+    // A job, by id: create, read and compare-and-set (`IF status = ?`) are single-row
+    // operations. `devices` is the pool as JSON; `spec` is opaque to the store.
+    "CREATE TABLE IF NOT EXISTS {ks}.jobs (
+        id             text PRIMARY KEY,
+        tenant         text,
+        name           text,
+        status         text,
+        devices        text,
+        spec           text,
+        total          bigint,
+        start_at_ms    bigint,
+        created_at_ms  bigint,
+        started_at_ms  bigint,
+        finished_at_ms bigint,
+        updated_at_ms  bigint)",
+    // Job ids in id order by listing scope, for keyset paging: 'all' (every job),
+    // 'active' (the jobs that may still send, every tenant's: the scheduler's listing,
+    // small), 't:' and the tenant (a tenant's), 'a:' and the tenant (its active ones).
+    // Entries are hints: one may point at a job that is gone or no longer in its scope
+    // (readers check each against the job), never the reverse.
+    "CREATE TABLE IF NOT EXISTS {ks}.job_index (
+        scope text,
+        id    text,
+        PRIMARY KEY ((scope), id))",
+    // A job's recipients, in one partition so that one conditional batch moves a
+    // recipient, its pending mark and the tally together. Rows by `row_kind`:
+    // - 'r': a recipient, at its `seq`;
+    // - 'p': a pending mark at the same `seq`, with `next_at_ms`, while the recipient is
+    //   pending: what a claim reads, without the settled recipients.
+    // The static columns are the tally: `version` counts the partition's writes (every
+    // write is a compare-and-set on it), the counts by status (`n_` and the status), and
+    // `pending_floor`, at or below the lowest pending mark (where a claim starts).
+    "CREATE TABLE IF NOT EXISTS {ks}.job_recipients (
+        job_id        text,
+        row_kind      text,
+        seq           bigint,
+        recipient     text,
+        text          text,
+        status        text,
+        device_id     text,
+        message_id    text,
+        attempts      bigint,
+        error         text,
+        next_at_ms    bigint,
+        updated_at_ms bigint,
+        version       bigint STATIC,
+        pending_floor bigint STATIC,
+        n_pending     bigint STATIC,
+        n_queued      bigint STATIC,
+        n_sent        bigint STATIC,
+        n_delivered   bigint STATIC,
+        n_read        bigint STATIC,
+        n_failed      bigint STATIC,
+        n_cancelled   bigint STATIC,
+        PRIMARY KEY ((job_id), row_kind, seq))",
 ];
 
 /// A statement with `{ks}` replaced by the keyspace.
@@ -343,6 +406,13 @@ mod tests {
                 s(&["namespace", "key"]),
             ),
             ("devices_by_shard".into(), s(&["shard"]), s(&["device_id"])),
+            ("job_index".into(), s(&["scope"]), s(&["id"])),
+            (
+                "job_recipients".into(),
+                s(&["job_id"]),
+                s(&["row_kind", "seq"]),
+            ),
+            ("jobs".into(), s(&["id"]), s(&[])),
             ("leases".into(), s(&["shard"]), s(&[])),
             (
                 "messages".into(),
@@ -372,7 +442,11 @@ mod tests {
             let opened = ddl.matches('(').count();
             assert_eq!(opened, ddl.matches(')').count(), "unbalanced: {ddl}");
         }
-        assert_eq!(SCHEMA_VERSION, 5);
+        assert_eq!(SCHEMA_VERSION, 6);
+        assert!(
+            MIGRATIONS.iter().any(|step| std::ptr::eq(*step, JOBS)),
+            "the campaigns' tables are a step"
+        );
         assert_eq!(
             // Step 3 creates tables only: no data to write before it is recorded.
             MIGRATIONS[2]

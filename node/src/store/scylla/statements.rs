@@ -8,7 +8,7 @@
 //! access directory and the audit log: `statements/access.rs`; contact books:
 //! `statements/contacts.rs`; messages, the outbox and
 //! send slots: `statements/messages.rs`; webhook deliveries:
-//! `statements/deliveries.rs`), re-exported here, so
+//! `statements/deliveries.rs`; campaigns: `statements/jobs.rs`), re-exported here, so
 //! that one path names every statement and [`ALL`] lists them all.
 
 use scylla::value::{CqlValue, MaybeUnset};
@@ -16,6 +16,7 @@ use scylla::value::{CqlValue, MaybeUnset};
 mod access;
 mod contacts;
 mod deliveries;
+mod jobs;
 mod messages;
 
 pub(crate) use self::access::{
@@ -32,6 +33,12 @@ pub(crate) use self::deliveries::{
     LIST_DELIVERIES_BY_STATUS, PUT_DELIVERED_ENTRY, PUT_DELIVERY, PUT_DELIVERY_MARK,
     SELECT_DELIVERY_CLAIM_SERIAL, SELECT_DELIVERY_SERIAL, SELECT_DELIVERY_TALLY,
     SELECT_DELIVERY_TALLY_SERIAL, SET_DELIVERY_TALLY,
+};
+pub(crate) use self::jobs::{
+    DELETE_JOB, DELETE_JOB_ENTRY, DELETE_JOB_MARK, DELETE_JOB_RECIPIENTS, INSERT_JOB,
+    LIST_JOB_ENTRIES, LIST_JOB_MARKS, LIST_JOB_RECIPIENTS, PUT_JOB_ENTRY, PUT_JOB_MARK,
+    PUT_JOB_RECIPIENT, SELECT_JOB, SELECT_JOB_RECIPIENT, SELECT_JOB_SERIAL, SELECT_JOB_TALLY,
+    SELECT_JOB_TALLY_SERIAL, SET_JOB_RECIPIENT, SET_JOB_TALLY, UPDATE_JOB,
 };
 pub(crate) use self::messages::{
     ADVANCE_DELIVERED, ADVANCE_FAILED, ADVANCE_READ, ADVANCE_SENT, CLAIM_KEY, DELETE_MESSAGES,
@@ -495,6 +502,25 @@ pub(crate) const ALL: &[Statement] = &[
     PUT_CONTACT_ROW,
     PUT_TAG_COUNT,
     DELETE_CONTACT_ROW,
+    SELECT_JOB,
+    SELECT_JOB_SERIAL,
+    INSERT_JOB,
+    UPDATE_JOB,
+    DELETE_JOB,
+    PUT_JOB_ENTRY,
+    DELETE_JOB_ENTRY,
+    LIST_JOB_ENTRIES,
+    SELECT_JOB_TALLY_SERIAL,
+    SELECT_JOB_TALLY,
+    SELECT_JOB_RECIPIENT,
+    LIST_JOB_RECIPIENTS,
+    LIST_JOB_MARKS,
+    SET_JOB_TALLY,
+    PUT_JOB_RECIPIENT,
+    SET_JOB_RECIPIENT,
+    PUT_JOB_MARK,
+    DELETE_JOB_MARK,
+    DELETE_JOB_RECIPIENTS,
 ];
 
 #[cfg(test)]

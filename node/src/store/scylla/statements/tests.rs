@@ -91,6 +91,10 @@ fn conditional_statements_are_exactly_the_lwts() {
             PUT_CONTACT_ROW.name,
             PUT_TAG_COUNT.name,
             DELETE_CONTACT_ROW.name,
+            PUT_JOB_RECIPIENT.name,
+            SET_JOB_RECIPIENT.name,
+            PUT_JOB_MARK.name,
+            DELETE_JOB_MARK.name,
         ]
         .contains(&statement.name);
         assert_eq!(
