@@ -444,7 +444,7 @@ mod tests {
         }
         assert_eq!(SCHEMA_VERSION, 6);
         assert!(
-            MIGRATIONS.iter().any(|step| std::ptr::eq(*step, JOBS)),
+            MIGRATIONS.contains(&JOBS),
             "the campaigns' tables are a step"
         );
         assert_eq!(
