@@ -168,6 +168,19 @@ this process is older than the store');
         FOREIGN KEY (tenant, phone) REFERENCES contacts (tenant, phone) ON DELETE CASCADE
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX contact_tags_by_phone ON contact_tags (tenant, phone);",
+    // 9: scheduled messages and the queue's order. A scheduled message (`send_at_ms`)
+    // waits in `messages_scheduled` until it falls due, then enters the queue at that
+    // time (`queued_at_ms`): the queue is ordered by when a message entered it, its
+    // creation for every other message (`queued_at_ms` NULL), which is the order of
+    // the rate limiter's slots. The queue's index is made again on that order.
+    "ALTER TABLE messages ADD COLUMN send_at_ms INTEGER;
+    ALTER TABLE messages ADD COLUMN queued_at_ms INTEGER;
+    DROP INDEX messages_queued;
+    CREATE INDEX messages_queued
+        ON messages (device_id, COALESCE(queued_at_ms, created_at_ms), id)
+        WHERE status = 'queued' AND direction = 'outbound';
+    CREATE INDEX messages_scheduled ON messages (device_id, send_at_ms, id)
+        WHERE status = 'scheduled' AND direction = 'outbound';",
 ];
 
 /// The schema version from which device rows carry their shard.
