@@ -220,3 +220,41 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get))
         .routes(routes!(cancel))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    /// The OpenAPI document has `send_at` on a send, in a message and in the answer,
+    /// and the cancel route with every status it answers.
+    #[test]
+    fn the_openapi_document_states_scheduling_and_cancelling() {
+        let doc: Value = serde_json::from_str(&crate::openapi::document()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        for schema in ["SendMessage", "Message", "Accepted"] {
+            assert!(
+                schemas[schema]["properties"]["send_at"].is_object(),
+                "{schema} has no send_at"
+            );
+        }
+        let cancel = &doc["paths"]["/v1/devices/{id}/messages/{message_id}/cancel"]["post"];
+        for status in ["200", "400", "404", "409", "503", "504"] {
+            assert!(cancel["responses"].get(status).is_some(), "cancel: {status}");
+        }
+        assert!(
+            cancel["description"]
+                .as_str()
+                .unwrap()
+                .contains("message_not_cancellable")
+        );
+        let status = doc["paths"]["/v1/devices/{id}/messages"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "status")
+            .unwrap()
+            .clone();
+        let pattern = status["schema"]["pattern"].as_str().unwrap();
+        assert!(pattern.contains("scheduled") && pattern.contains("cancelled"));
+    }
+}
