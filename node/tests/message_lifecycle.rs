@@ -19,20 +19,32 @@ use wafleet_node::{Fleet, NodeConfig, SendText};
 
 mod common;
 
-/// A paired link that records each message it is handed and confirms it sent at once.
+/// A paired link that records each message it is handed and confirms it sent at once
+/// (unless `silent`).
 #[derive(Debug, Default, Clone)]
 struct Recording {
     handed: Arc<Mutex<Vec<String>>>,
+    silent: bool,
+    events: Arc<Mutex<Option<LinkEvents>>>,
 }
 
 impl Recording {
     fn handed(&self) -> Vec<String> {
         self.handed.lock().unwrap().clone()
     }
+
+    /// The connection drops.
+    fn drop_connection(&self) {
+        let events = self.events.lock().unwrap().clone().expect("a session");
+        events.emit(LinkEvent::Disconnected {
+            reason: "the test cut it".into(),
+        });
+    }
 }
 
 struct Session {
     handed: Arc<Mutex<Vec<String>>>,
+    silent: bool,
     events: LinkEvents,
 }
 
@@ -46,6 +58,9 @@ impl LinkSession for Session {
     fn command(&mut self, command: LinkCommand) -> Result<(), LinkError> {
         if let LinkCommand::SendText { message_id, .. } = command {
             self.handed.lock().unwrap().push(message_id.clone());
+            if self.silent {
+                return Ok(());
+            }
             self.events.emit(LinkEvent::Receipt {
                 message_id,
                 status: ReceiptStatus::Sent,
@@ -60,11 +75,13 @@ impl LinkSession for Session {
 #[async_trait]
 impl LinkFactory for Recording {
     async fn open(&self, ctx: LinkContext) -> Result<Box<dyn LinkSession>, LinkError> {
+        *self.events.lock().unwrap() = Some(ctx.events.clone());
         ctx.events.emit(LinkEvent::Paired {
             phone: "6281000000001".into(),
         });
         Ok(Box::new(Session {
             handed: self.handed.clone(),
+            silent: self.silent,
             events: ctx.events.clone(),
         }))
     }
@@ -290,5 +307,57 @@ async fn a_scheduled_message_joins_the_queue_when_due_without_holding_it_up() {
     let sent = fleet.catalog().message("w", &scheduled.id).await.unwrap();
     assert!(sent.queued_at_ms.unwrap() >= now + 600, "queued when due");
     assert!(sent.sent_at_ms.is_some());
+    fleet.shutdown().await;
+}
+
+/// A message handed to the link and not confirmed is not cancellable, while in flight
+/// and after the connection drops (it may have reached WhatsApp, and is handed again on
+/// the next connection): `message_not_cancellable` both times, and it stays queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_handed_and_unconfirmed_is_not_cancellable_even_after_a_disconnect() {
+    let link = Recording {
+        silent: true,
+        ..Recording::default()
+    };
+    let (_dir, fleet) = common::fleet_with_ready_device(
+        NodeConfig {
+            reconnect_min: Duration::from_secs(30),
+            reconnect_max: Duration::from_secs(30),
+            ..NodeConfig::default()
+        },
+        Arc::new(link.clone()),
+        Some(QuotaTable::UNTHROTTLED),
+        "w",
+    )
+    .await;
+    let id = fleet
+        .send_text("w", text(0, None))
+        .await
+        .unwrap()
+        .message
+        .id;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while link.handed().is_empty() {
+        assert!(Instant::now() < deadline, "never handed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let not_cancellable = |result: Result<_, FleetError>| matches!(result, Err(FleetError::WrongState { code, .. }) if code == state_code::MESSAGE_NOT_CANCELLABLE);
+    assert!(
+        not_cancellable(fleet.cancel_message("w", &id).await),
+        "in flight"
+    );
+    link.drop_connection();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fleet.catalog().device("w").await.unwrap().status
+        != wafleet_node::store::DeviceStatus::Disconnected
+    {
+        assert!(Instant::now() < deadline, "never DISCONNECTED");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        not_cancellable(fleet.cancel_message("w", &id).await),
+        "handed before the connection dropped"
+    );
+    assert_eq!(status(&fleet, &id).await, MessageStatus::Queued);
     fleet.shutdown().await;
 }

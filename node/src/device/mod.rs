@@ -149,8 +149,9 @@ pub struct DeviceState {
     qr: Option<QrCode>,
     /// Handed to the link, waiting for the `sent` receipt.
     in_flight: HashSet<String>,
-    /// Handed to the link this run and given back unconfirmed (`Unsent`): they may have
-    /// reached WhatsApp, so they are not cancellable, until a receipt settles them.
+    /// Handed to the link this run and given back unconfirmed (`Unsent`, or in flight
+    /// when the connection ended): they may have reached WhatsApp, so they are not
+    /// cancellable, until a receipt settles them.
     unconfirmed: HashSet<String>,
     /// More queued messages may wait than the last drain took.
     backlog: bool,
