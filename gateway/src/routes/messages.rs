@@ -239,7 +239,10 @@ mod tests {
         }
         let cancel = &doc["paths"]["/v1/devices/{id}/messages/{message_id}/cancel"]["post"];
         for status in ["200", "400", "404", "409", "503", "504"] {
-            assert!(cancel["responses"].get(status).is_some(), "cancel: {status}");
+            assert!(
+                cancel["responses"].get(status).is_some(),
+                "cancel: {status}"
+            );
         }
         assert!(
             cancel["description"]
