@@ -227,7 +227,7 @@ pub struct SendMessage {
     /// When to send it (RFC 3339): a time ahead schedules the message (answered at once
     /// with status `scheduled`; sent at that time, or as soon after as the device's
     /// rate limiter allows); now or past sends it now. At most a year ahead (422).
-    #[schema(format = DateTime, example = "2026-12-24T09:00:00Z")]
+    #[schema(example = "2026-12-24T09:00:00Z")]
     pub send_at: Option<String>,
 }
 
