@@ -1040,3 +1040,116 @@ url = "redis://127.0.0.1:1"
     left.sort();
     assert_eq!(left, ["node.toml"], "nothing written beside the config");
 }
+
+/// A message scheduled through a gateway is sent at its time by whichever node owns its
+/// device then: here the owner is killed (`kill -9`) right after the `202`, and the node
+/// that takes the device over sends it, once, not before its `send_at`.
+#[tokio::test]
+async fn a_scheduled_message_is_sent_by_the_next_owner_after_its_node_is_killed() {
+    let cluster = Cluster::new().await;
+    let plans = cluster.plans(3);
+    let mut nodes = cluster.start_all(&plans).await;
+    for node in &mut nodes {
+        node.wait_members(&["node-1", "node-2", "node-3"], WAIT)
+            .await
+            .unwrap();
+    }
+    let seeds: Vec<String> = plans.iter().map(NodePlan::address).collect();
+    let gateway = GatewayProcess::start(
+        Path::new(WAFLEET),
+        cluster.dir.path(),
+        "gw-1",
+        &seeds,
+        &plans[0],
+        COOKIE,
+        3,
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    wafleet_load::scenario::process::unthrottle(&http, &gateway.base)
+        .await
+        .unwrap();
+    let gw = gateway.base.clone();
+    let mut sse = common::Sse::connect(&http, &format!("{gw}/v1/events"), None).await;
+    let id = "sched-dev";
+    post_retrying(
+        &http,
+        &format!("{gw}/v1/devices"),
+        &json!({"id": id, "name": id}),
+    )
+    .await;
+    post_retrying(&http, &format!("{gw}/v1/devices/{id}/start"), &json!({})).await;
+    loop {
+        let event = sse.next().await;
+        if event.kind == "qr" {
+            let scanned = http
+                .post(format!("{}/sim/scan", cluster.sim.base))
+                .json(&json!({"qr": event.data["code"], "phone": "6281230099001"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(scanned.status(), 200);
+        } else if event.kind == "status" && event.data["status"] == "READY" {
+            break;
+        }
+    }
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let send_at = now + 4_000;
+    let send_at_text = wafleet_node::clock::rfc3339(send_at);
+    let (accepted, _) = post_retrying(
+        &http,
+        &format!("{gw}/v1/devices/{id}/messages"),
+        &json!({"to": "6289870099001", "text": "scheduled across a kill", "send_at": send_at_text}),
+    )
+    .await;
+    assert_eq!(accepted["status"], "scheduled", "{accepted}");
+    let placement = Placement::new(1024, ["node-1", "node-2", "node-3"]).unwrap();
+    let victim = placement.owner_of(id).to_owned();
+    nodes
+        .iter_mut()
+        .find(|n| n.name == victim)
+        .unwrap()
+        .kill9()
+        .await;
+
+    let deadline = Instant::now() + WAIT;
+    let inbox = loop {
+        let inbox: Vec<Value> = http
+            .get(format!(
+                "{}/sim/phones/6289870099001/inbox",
+                cluster.sim.base
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !inbox.is_empty() {
+            break inbox;
+        }
+        assert!(Instant::now() < deadline, "never arrived");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(inbox[0]["text"], "scheduled across a kill");
+    let arrived = wafleet_node::clock::parse_rfc3339(inbox[0]["at"].as_str().unwrap()).unwrap();
+    assert!(arrived >= send_at, "arrived {} ms early", send_at - arrived);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let again: Vec<Value> = http
+        .get(format!(
+            "{}/sim/phones/6289870099001/inbox",
+            cluster.sim.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "sent once");
+}

@@ -224,6 +224,11 @@ pub struct SendMessage {
     pub text: Option<String>,
     /// A media file to send: an upload (`id`) or a file to fetch (`url`).
     pub media: Option<SendMedia>,
+    /// When to send it (RFC 3339): a time ahead schedules the message (answered at once
+    /// with status `scheduled`; sent at that time, or as soon after as the device's
+    /// rate limiter allows); now or past sends it now. At most a year ahead (422).
+    #[schema(example = "2026-12-24T09:00:00Z")]
+    pub send_at: Option<String>,
 }
 
 /// The media of a message: exactly one of `id` (`POST /v1/media`) and `url`.
@@ -252,8 +257,12 @@ pub struct SendMedia {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Accepted {
     pub id: String,
-    /// `queued` for a new message; the current status for an idempotent repeat.
+    /// `queued` (or `scheduled`, with `send_at` ahead) for a new message; the current
+    /// status for an idempotent repeat.
     pub status: String,
+    /// The time a scheduled message will be sent at (absent when sent at once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<String>,
     /// Not sent before this time (rate limits).
     pub not_before: Option<String>,
 }
@@ -280,10 +289,16 @@ pub struct Message {
     /// The media file it carries (`GET /v1/media/{id}` has its bytes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media: Option<MessageMedia>,
-    /// queued, sent, delivered, read or failed.
+    /// scheduled, queued, sent, delivered, read, failed or cancelled.
     pub status: String,
     pub error: Option<String>,
     pub created_at: String,
+    /// The time a scheduled message was asked to be sent at; absent for one sent as
+    /// soon as accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<String>,
+    /// Not sent before this time: the slot the device's rate limiter gave it, when
+    /// later than its creation.
     pub not_before: Option<String>,
     pub sent_at: Option<String>,
     pub delivered_at: Option<String>,
@@ -342,6 +357,7 @@ impl From<MessageRecord> for Message {
             status: m.status.as_str().to_owned(),
             error: m.error,
             created_at: rfc3339(m.created_at_ms),
+            send_at: m.send_at_ms.map(rfc3339),
             not_before,
             sent_at: m.sent_at_ms.map(rfc3339),
             delivered_at: m.delivered_at_ms.map(rfc3339),

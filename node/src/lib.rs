@@ -10,8 +10,9 @@
 //! - [`catalog`]: [`catalog::Catalog`], store-backed reads and owner-free writes that
 //!   gateway and node both use.
 //! - [`content`]: what a message says (its text, and a media file) as one stored text.
-//! - [`outbox`], [`settings`]: the rules for accepting a message and for the shared
-//!   settings (the trust-level table), each written once.
+//! - [`outbox`], [`settings`]: the rules for accepting a message (now or scheduled)
+//!   and for the shared settings (the trust-level table), each written once;
+//!   `cancellation`: the rule for cancelling a message that has not left.
 //! - [`contacts`]: the tenants' contact books ([`contacts::ContactBook`]) and their
 //!   rules; [`phone`]: the one rule of a phone number; [`group`]: the one rule of a
 //!   group id, and the bounds of subjects, participant lists and mentions.
@@ -59,6 +60,7 @@
 pub mod access;
 pub mod api;
 pub mod backoff;
+mod cancellation;
 pub mod catalog;
 mod census;
 pub mod clock;

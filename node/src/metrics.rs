@@ -228,7 +228,7 @@ pub fn describe() {
     describe_counter!(
         MESSAGES,
         Unit::Count,
-        "messages by outcome: accepted, duplicate, sent, delivered, read, failed, inbound"
+        "messages by outcome: accepted, scheduled, duplicate, sent, delivered, read, failed, cancelled, inbound"
     );
     describe_counter!(
         DEVICE_CRASHES,

@@ -3,9 +3,19 @@
 //! dies; whichever node runs the device drains it from there.
 //!
 //! The node's send handler ([`Fleet::execute`](crate::Fleet::execute)) accepts through
-//! [`check_send`] and [`insert_queued`] with the slot its rate limiter gave; a process
+//! [`check_send`] and [`insert_accepted`] with the slot its rate limiter gave; a process
 //! without the device's owner (a gateway while the owner is being replaced) accepts
 //! through [`accept_text`], without a slot.
+//!
+//! # Scheduled messages
+//!
+//! A send whose `send_at_ms` is ahead ([`scheduled_for`]; at most
+//! [`MAX_SCHEDULE_AHEAD_MS`]) is stored `scheduled`, with no slot: it is not in the
+//! device's queue, so it holds up none of the device's other messages, and it spends
+//! no quota before it is due. When it falls due, the device's owner asks its rate
+//! limiter for a slot and moves it into the queue, placed at that time (see
+//! `device/schedule.rs` and [`crate::store::QueueKey`]). A send at or before now is an
+//! ordinary one.
 //!
 //! A message's text is stored sealed with its tenant's data key
 //! ([`crate::seal::data_keys`]); what this module hands back carries it in clear.
@@ -51,7 +61,7 @@ pub async fn accept_text(
                 keys,
                 tenant: &device.tenant,
             };
-            insert_queued(store, sealing, device_id, id, send, now_ms(), None).await
+            insert_accepted(store, sealing, device_id, id, send, now_ms(), None).await
         }
     }
 }
@@ -73,14 +83,37 @@ pub(crate) enum Checked {
     New(String),
 }
 
-/// The check before a send: a repeat (same Idempotency-Key) is answered with the first
-/// message. Whether the device may send is checked by [`insert_queued`], with the insert.
+/// How far ahead a message may be scheduled: a year.
+pub const MAX_SCHEDULE_AHEAD_MS: i64 = 366 * 24 * 3_600_000;
+
+/// The time `send` is scheduled for, asked at `now_ms`: its `send_at_ms` when that is
+/// ahead of now; `None` (send as soon as the rate limiter allows) when absent, now or
+/// past.
+pub fn scheduled_for(send: &SendText, now_ms: i64) -> Option<i64> {
+    send.send_at_ms.filter(|&at| at > now_ms)
+}
+
+/// `Invalid` (422) for a `send_at_ms` more than [`MAX_SCHEDULE_AHEAD_MS`] after
+/// `now_ms`.
+pub fn check_send_at(send_at_ms: Option<i64>, now_ms: i64) -> Result<(), FleetError> {
+    match send_at_ms {
+        Some(at) if at > now_ms.saturating_add(MAX_SCHEDULE_AHEAD_MS) => Err(FleetError::Invalid(
+            "send_at is more than a year ahead".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The check before a send: `send_at` within a year ([`check_send_at`]), and a repeat
+/// (same Idempotency-Key) is answered with the first message. Whether the device may
+/// send is checked by [`insert_accepted`], with the insert.
 pub(crate) async fn check_send(
     store: &dyn Store,
     keys: &DataKeys,
     device_id: &str,
     send: &SendText,
 ) -> Result<Checked, FleetError> {
+    check_send_at(send.send_at_ms, now_ms())?;
     let id = match &send.idempotency_key {
         Some(key) => idempotent_message_id(device_id, key),
         None => format!("msg_{}", uuid::Uuid::now_v7().simple()),
@@ -130,10 +163,11 @@ fn not_ready(device: &DeviceRecord) -> FleetError {
     }
 }
 
-/// Stores a checked send as `queued`, created at `created_at_ms`, with its rate-limit
-/// slot (`None`: none yet), if its device takes messages ([`sendable`], read in the
-/// same store call as the insert): `device_not_ready` if not.
-pub(crate) async fn insert_queued(
+/// Stores a checked send, created at `created_at_ms`, if its device takes messages
+/// ([`sendable`], read in the same store call as the insert): `device_not_ready` if
+/// not. It is `queued` with its rate-limit slot (`None`: none yet), or `scheduled` when
+/// [`scheduled_for`] a later time (with no slot: the caller passes `None`).
+pub(crate) async fn insert_accepted(
     store: &dyn Store,
     sealing: Sealing<'_>,
     device_id: &str,
@@ -145,21 +179,28 @@ pub(crate) async fn insert_queued(
     let key = sealing.keys.current(sealing.tenant).await?;
     let stored = stored_content(&send)?;
     let sealed = key.seal(&Place::message(device_id, &id), &stored);
+    let send_at_ms = scheduled_for(&send, created_at_ms);
+    let status = match send_at_ms {
+        Some(_) => MessageStatus::Scheduled,
+        None => MessageStatus::Queued,
+    };
     let mut message = MessageRecord {
         id,
         device_id: device_id.to_owned(),
         direction: Direction::Outbound,
         peer_phone: send.to_phone.clone(),
         text: sealed.into_string(),
-        status: MessageStatus::Queued,
+        status,
         error: None,
         idempotency_key: send.idempotency_key.clone(),
         created_at_ms,
-        not_before_ms,
+        not_before_ms: not_before_ms.filter(|_| send_at_ms.is_none()),
         sent_at_ms: None,
         delivered_at_ms: None,
         read_at_ms: None,
         failed_at_ms: None,
+        send_at_ms,
+        queued_at_ms: None,
     };
     match store.insert_message_if(&message, sendable).await {
         Ok(GuardedInsert::Done(InsertOutcome::Inserted)) => {}
@@ -180,7 +221,11 @@ pub(crate) async fn insert_queued(
         Err(error) => return Err(error.into()),
     }
     message.text = stored;
-    metrics::message_outcome("accepted");
+    metrics::message_outcome(if send_at_ms.is_some() {
+        "scheduled"
+    } else {
+        "accepted"
+    });
     Ok(Sent {
         message,
         replayed: false,

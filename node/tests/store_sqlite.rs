@@ -51,6 +51,8 @@ fn message(device_id: &str, id: &str, key: Option<&str>) -> MessageRecord {
         delivered_at_ms: None,
         read_at_ms: None,
         failed_at_ms: None,
+        send_at_ms: None,
+        queued_at_ms: None,
     }
 }
 

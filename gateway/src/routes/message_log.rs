@@ -17,8 +17,8 @@ pub struct LogParams {
     /// `in` (received) or `out` (sent).
     #[param(pattern = "^(in|out)$")]
     pub direction: Option<String>,
-    /// queued, sent, delivered, read or failed.
-    #[param(pattern = "^(queued|sent|delivered|read|failed)$")]
+    /// scheduled, queued, sent, delivered, read, failed or cancelled.
+    #[param(pattern = "^(scheduled|queued|sent|delivered|read|failed|cancelled)$")]
     pub status: Option<String>,
     /// Only messages to or from this phone number.
     pub peer: Option<String>,
@@ -75,7 +75,7 @@ impl LogParams {
                 MessageStatus::parse(s).ok_or_else(|| {
                     ApiError::invalid(
                         "invalid_status",
-                        "status is queued, sent, delivered, read or failed",
+                        "status is scheduled, queued, sent, delivered, read, failed or cancelled",
                     )
                 })
             })

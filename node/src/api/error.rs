@@ -104,16 +104,19 @@ pub mod state_code {
     pub const DEVICE_NOT_READY: &str = "device_not_ready";
     /// The device stopped while handling the request.
     pub const DEVICE_STOPPING: &str = "device_stopping";
+    /// A message that has left (or may have: handed to the link) cannot be cancelled.
+    pub const MESSAGE_NOT_CANCELLABLE: &str = "message_not_cancellable";
     /// A code this build does not know (sent by a newer peer).
     pub const OTHER: &str = "wrong_state";
 
     /// Every code above.
-    pub const ALL: [&str; 6] = [
+    pub const ALL: [&str; 7] = [
         DEVICE_NOT_LINKED,
         DEVICE_NOT_IN_SCAN_QR,
         LINK_UNAVAILABLE,
         DEVICE_NOT_READY,
         DEVICE_STOPPING,
+        MESSAGE_NOT_CANCELLABLE,
         OTHER,
     ];
 }

@@ -49,7 +49,7 @@ pub type DeviceCommand = pb::node_command::Op;
 pub use crate::webhooks::config::{WebhookSpec, WebhookView};
 /// Command payloads, as generated: there is nothing to convert.
 pub use pb::{
-    CheckNumbers, CreateGroup, Empty, EventNames, Group, GroupChange, GroupCommand,
+    CancelMessage, CheckNumbers, CreateGroup, Empty, EventNames, Group, GroupChange, GroupCommand,
     GroupParticipant, GroupRef, MarkRead, ReplayWebhook, RequestPairingCode, SendText,
     SetTrustLevel, SetWebhook, group_command::Op as GroupOp,
 };
@@ -126,6 +126,8 @@ pub enum Reply {
     Group(Group),
     /// The device's groups (list).
     Groups(Vec<Group>),
+    /// One message, its text opened (cancel_message).
+    Message(MessageRecord),
 }
 
 macro_rules! reply_into {
@@ -167,6 +169,8 @@ reply_into! {
     into_group => Group(Group);
     /// The groups, or `Internal` for any other reply.
     into_groups => Groups(Vec<Group>);
+    /// The message, or `Internal` for any other reply.
+    into_message => Message(MessageRecord);
 }
 
 impl Reply {

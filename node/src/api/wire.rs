@@ -70,6 +70,7 @@ pub fn reply_to_wire(outcome: Result<Reply, CommandError>) -> pb::NodeReply {
         Ok(Reply::MarkedRead(count)) => Outcome::MarkedRead(pb::MarkedRead { count }),
         Ok(Reply::Group(group)) => Outcome::Group(group),
         Ok(Reply::Groups(groups)) => Outcome::Groups(pb::Groups { groups }),
+        Ok(Reply::Message(message)) => Outcome::Message(message.into()),
         Err(error) => Outcome::Error(error.into()),
     };
     pb::NodeReply {
@@ -125,6 +126,7 @@ pub fn reply_from_wire(reply: pb::NodeReply) -> Result<Reply, CommandError> {
         Some(Outcome::MarkedRead(read)) => Ok(Reply::MarkedRead(read.count)),
         Some(Outcome::Group(group)) => Ok(Reply::Group(group)),
         Some(Outcome::Groups(groups)) => Ok(Reply::Groups(groups.groups)),
+        Some(Outcome::Message(message)) => MessageRecord::try_from(message).map(Reply::Message),
     };
     decoded.map_err(|error| CommandError::Fleet(FleetError::Internal(error.to_string())))
 }
@@ -321,6 +323,8 @@ impl From<MessageRecord> for pb::Message {
             delivered_at_ms: message.delivered_at_ms,
             read_at_ms: message.read_at_ms,
             failed_at_ms: message.failed_at_ms,
+            send_at_ms: message.send_at_ms,
+            queued_at_ms: message.queued_at_ms,
         }
     }
 }
@@ -340,6 +344,8 @@ impl TryFrom<pb::Message> for MessageRecord {
             Ok(pb::MessageStatus::Delivered) => MessageStatus::Delivered,
             Ok(pb::MessageStatus::Read) => MessageStatus::Read,
             Ok(pb::MessageStatus::Failed) => MessageStatus::Failed,
+            Ok(pb::MessageStatus::Scheduled) => MessageStatus::Scheduled,
+            Ok(pb::MessageStatus::Cancelled) => MessageStatus::Cancelled,
             Ok(pb::MessageStatus::Unspecified) | Err(_) => {
                 return Err(malformed("message status"));
             }
@@ -359,6 +365,8 @@ impl TryFrom<pb::Message> for MessageRecord {
             delivered_at_ms: message.delivered_at_ms,
             read_at_ms: message.read_at_ms,
             failed_at_ms: message.failed_at_ms,
+            send_at_ms: message.send_at_ms,
+            queued_at_ms: message.queued_at_ms,
         })
     }
 }
@@ -503,6 +511,8 @@ impl From<MessageStatus> for pb::MessageStatus {
             MessageStatus::Delivered => pb::MessageStatus::Delivered,
             MessageStatus::Read => pb::MessageStatus::Read,
             MessageStatus::Failed => pb::MessageStatus::Failed,
+            MessageStatus::Scheduled => pb::MessageStatus::Scheduled,
+            MessageStatus::Cancelled => pb::MessageStatus::Cancelled,
         }
     }
 }
@@ -552,6 +562,8 @@ mod tests {
             delivered_at_ms: full.then_some(4),
             read_at_ms: full.then_some(5),
             failed_at_ms: full.then_some(6),
+            send_at_ms: full.then_some(7),
+            queued_at_ms: full.then_some(8),
         }
     }
 
@@ -629,14 +641,12 @@ mod tests {
             ][i % 3];
             replies.push(Reply::Device(device(status, level, i % 2 == 0)));
         }
-        let statuses = [
-            MessageStatus::Queued,
-            MessageStatus::Sent,
-            MessageStatus::Delivered,
-            MessageStatus::Read,
-            MessageStatus::Failed,
-        ];
-        for (i, status) in statuses.into_iter().enumerate() {
+        for (i, status) in MessageStatus::ALL.into_iter().enumerate() {
+            replies.push(Reply::Message(message(
+                Direction::Outbound,
+                status,
+                i % 2 == 1,
+            )));
             for direction in [Direction::Outbound, Direction::Inbound] {
                 let record = message(direction, status, i % 2 == 0);
                 replies.push(Reply::Sent(Sent {

@@ -84,7 +84,9 @@ impl DeviceState {
         self.session = None;
         self.permit = None;
         self.qr = None;
-        self.in_flight.clear();
+        // What was handed and not confirmed may have reached WhatsApp: it is handed
+        // again on the next connection, and cannot be cancelled until a receipt says.
+        self.unconfirmed.extend(self.in_flight.drain());
         self.handed_upto = None;
     }
 

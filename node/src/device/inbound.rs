@@ -31,6 +31,7 @@ impl DeviceState {
             ReceiptStatus::Failed => MessageStatus::Failed,
         };
         let was_in_flight = self.in_flight.remove(&message_id);
+        self.unconfirmed.remove(&message_id);
         let before = self.ctx.store.get_message(&self.id, &message_id).await?;
         let Some(before) = before else {
             self.ack_receipt(message_id, link_status);
@@ -141,6 +142,8 @@ impl DeviceState {
             delivered_at_ms: Some(now_ms()),
             read_at_ms: None,
             failed_at_ms: None,
+            send_at_ms: None,
+            queued_at_ms: None,
         };
         let fresh = match self.ctx.store.insert_message(&record).await {
             Ok(InsertOutcome::Inserted) => true,
@@ -196,14 +199,14 @@ fn media_data(media: MediaPart, caption: &str) -> Value {
 }
 
 /// The data of a `message.status` event for `message` as stored after the receipt.
-fn receipt_data(message: &MessageRecord, error: Option<&str>) -> Map<String, Value> {
+pub(super) fn receipt_data(message: &MessageRecord, error: Option<&str>) -> Map<String, Value> {
     let status = message.status;
     let at_ms = match status {
         MessageStatus::Sent => message.sent_at_ms,
         MessageStatus::Delivered => message.delivered_at_ms,
         MessageStatus::Read => message.read_at_ms,
         MessageStatus::Failed => message.failed_at_ms,
-        MessageStatus::Queued => None,
+        MessageStatus::Queued | MessageStatus::Scheduled | MessageStatus::Cancelled => None,
     }
     .unwrap_or(message.created_at_ms);
     let mut data = Map::new();
@@ -217,6 +220,6 @@ fn receipt_data(message: &MessageRecord, error: Option<&str>) -> Map<String, Val
 }
 
 /// What makes a receipt's event one event: the message and the status it reached.
-fn receipt_key(message_id: &str, status: MessageStatus) -> String {
+pub(super) fn receipt_key(message_id: &str, status: MessageStatus) -> String {
     format!("receipt\0{message_id}\0{}", status.as_str())
 }

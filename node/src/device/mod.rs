@@ -22,6 +22,8 @@
 //! - `link_requests`: number checks, read receipts and group operations, asked of a
 //!   READY device's link;
 //! - `outbox`: moving queued messages to the link, each at its slot, within the quota;
+//! - `schedule`: moving scheduled messages into the queue when they fall due;
+//! - `cancel`: cancelling a message that has not left (the owner decides);
 //! - `inbound`: receipts and inbound messages from the link;
 //! - `limiter`: the device's rate-limiter child, its trust level, bans and promotion;
 //! - `registry`: the devices running on the node and their limiters, and who writes it;
@@ -35,21 +37,25 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{info, warn};
 
-use crate::api::QrCode;
+use crate::api::{FleetError, QrCode};
 use crate::context::NodeContext;
 use crate::limits::actor::LimiterMsg;
 use crate::limits::trust::level_to_u8;
 use crate::link::{GroupAnswer, LinkError, LinkEvent, LinkSession, NumberCheck, PairCode};
-use crate::store::{DevicePatch, DeviceStatus, Fence, QueueKey, StoreError, TrustLevel};
+use crate::store::{
+    DevicePatch, DeviceStatus, Fence, MessageRecord, QueueKey, StoreError, TrustLevel,
+};
 use crate::vault::VaultError;
 use supervisor::SupervisorMsg;
 
+mod cancel;
 mod connect;
 mod inbound;
 mod limiter;
 mod link_requests;
 mod outbox;
 pub(crate) mod registry;
+mod schedule;
 mod status;
 pub mod supervisor;
 pub mod tenants;
@@ -74,6 +80,13 @@ pub enum DeviceMsg {
     Queued(QueueKey),
     /// The timer set for the next due message, at this time (Unix ms), fired.
     DrainAt(i64),
+    /// Read the schedule: move the scheduled messages that are due into the queue, and
+    /// set the timer for the next (a message was scheduled, or the node nudges).
+    CheckSchedule,
+    /// The schedule's timer, set for this time (Unix ms), fired.
+    ScheduleAt(i64),
+    /// Cancel this message unless it has left; the message after, or why not.
+    Cancel(String, RpcReplyPort<Result<MessageRecord, FleetError>>),
     /// The device's rate limiter, spawned if it has none yet.
     Limiter(RpcReplyPort<ActorRef<LimiterMsg>>),
     /// An admin set the trust level (already stored).
@@ -136,6 +149,10 @@ pub struct DeviceState {
     qr: Option<QrCode>,
     /// Handed to the link, waiting for the `sent` receipt.
     in_flight: HashSet<String>,
+    /// Handed to the link this run and given back unconfirmed (`Unsent`, or in flight
+    /// when the connection ended): they may have reached WhatsApp, so they are not
+    /// cancellable, until a receipt settles them.
+    unconfirmed: HashSet<String>,
     /// More queued messages may wait than the last drain took.
     backlog: bool,
     /// Failed connection attempts in a row (sets the reconnect delay).
@@ -153,6 +170,8 @@ pub struct DeviceState {
     handoffs: VecDeque<i64>,
     /// The drain timer set, if any: the time it fires at.
     next_drain_at: Option<i64>,
+    /// The schedule's timer set, if any: the time it fires at.
+    next_schedule_at: Option<i64>,
     /// The place in the queue of the last message handed to the link (or found in
     /// flight) this session: a drain reads after it. `None`: from the start.
     handed_upto: Option<QueueKey>,
@@ -185,6 +204,7 @@ impl Actor for DeviceActor {
             permit: None,
             qr: None,
             in_flight: HashSet::new(),
+            unconfirmed: HashSet::new(),
             backlog: false,
             reconnect_attempt: 0,
             banned_until_ms: None,
@@ -192,6 +212,7 @@ impl Actor for DeviceActor {
             level: Arc::new(AtomicU8::new(level_to_u8(TrustLevel::Newcomer))),
             handoffs: VecDeque::new(),
             next_drain_at: None,
+            next_schedule_at: None,
             handed_upto: None,
             queue_empty: false,
         })
@@ -206,7 +227,10 @@ impl Actor for DeviceActor {
         state: &mut DeviceState,
     ) -> Result<(), ActorProcessingErr> {
         match state.begin().await {
-            Ok(true) => myself.cast(DeviceMsg::Connect)?,
+            Ok(true) => {
+                myself.cast(DeviceMsg::Connect)?;
+                myself.cast(DeviceMsg::CheckSchedule)?;
+            }
             Ok(false) => myself.stop(Some("device not found".into())),
             Err(error) if is_fenced(&error) => state.lost_ownership(&myself, &error.to_string()),
             Err(error) => return Err(error),
@@ -295,6 +319,16 @@ async fn dispatch(
                 state.next_drain_at = None;
             }
             state.drain(&myself).await?
+        }
+        DeviceMsg::CheckSchedule => state.check_schedule(&myself).await?,
+        DeviceMsg::ScheduleAt(at) => {
+            if state.next_schedule_at == Some(at) {
+                state.next_schedule_at = None;
+            }
+            state.check_schedule(&myself).await?
+        }
+        DeviceMsg::Cancel(message_id, reply) => {
+            let _ = reply.send(state.cancel(&message_id).await);
         }
         DeviceMsg::GetQr(reply) => {
             let qr = (state.status == DeviceStatus::ScanQr)

@@ -157,6 +157,24 @@ impl DeviceState {
         myself: &ActorRef<DeviceMsg>,
         message_id: &str,
     ) -> Result<Result<i64, i64>, ActorProcessingErr> {
+        let slot = match self.ask_slot(myself).await? {
+            Ok((_, slot)) => slot,
+            Err(retry_at) => return Ok(Err(retry_at)),
+        };
+        self.ctx
+            .store
+            .reschedule_message(&self.id, message_id, Some(slot))
+            .await?;
+        Ok(Ok(slot))
+    }
+
+    /// Asks the limiter for a slot for a message accepted already (never refused for
+    /// the in-flight cap): `Ok((asked_at, slot))`, the slot reserved; `Err(time)`: no
+    /// slot before `time` (paused, or the day is full), nothing reserved.
+    pub(super) async fn ask_slot(
+        &mut self,
+        myself: &ActorRef<DeviceMsg>,
+    ) -> Result<Result<(i64, i64), i64>, ActorProcessingErr> {
         let admission = self
             .limiter(myself)
             .await?
@@ -166,17 +184,12 @@ impl DeviceState {
             ractor::rpc::CallResult::Success(admission) => admission?,
             other => return Err(format!("rate limiter did not answer: {other:?}").into()),
         };
-        let slot = match admission.decision {
+        Ok(match admission.decision {
             Decision::Refused { retry_after_ms, .. } => {
-                return Ok(Err(admission.at_ms.saturating_add(retry_after_ms)));
+                Err(admission.at_ms.saturating_add(retry_after_ms))
             }
-            _ => admission.slot().unwrap_or(admission.at_ms),
-        };
-        self.ctx
-            .store
-            .reschedule_message(&self.id, message_id, Some(slot))
-            .await?;
-        Ok(Ok(slot))
+            _ => Ok((admission.at_ms, admission.slot().unwrap_or(admission.at_ms))),
+        })
     }
 
     /// The earliest time the next message may be handed to the link, by the actual
@@ -226,6 +239,8 @@ impl DeviceState {
     ) {
         warn!(device_id = %self.id, message_id, reason, "send not confirmed, handing it again later");
         self.in_flight.remove(message_id);
+        // It may have reached WhatsApp: no longer cancellable.
+        self.unconfirmed.insert(message_id.to_owned());
         self.queue_empty = false;
         // It is before the last message handed: read from the start next time.
         self.handed_upto = None;

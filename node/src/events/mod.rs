@@ -36,7 +36,7 @@ pub enum EventKind {
     Status,
     /// A new QR code to scan.
     Qr,
-    /// An outbound message moved on (sent, delivered, read, failed).
+    /// An outbound message moved on (sent, delivered, read, failed, cancelled).
     MessageStatus,
     /// A phone wrote to the device.
     MessageInbound,

@@ -11,6 +11,7 @@ use crate::api::wire::command_trust_level;
 use crate::api::{
     DeviceCommand, FleetError, LimitsView, PairCode, QrCode, Reply, SendText, Sent, state_code,
 };
+use crate::cancellation;
 use crate::clock::now_ms;
 use crate::device::DeviceMsg;
 use crate::limits::actor::LimiterMsg;
@@ -20,7 +21,9 @@ use crate::link::LinkError;
 use crate::metrics;
 use crate::outbox;
 use crate::settings;
-use crate::store::{DevicePatch, DeviceRecord, DeviceStatus, Fence, QueueKey, TrustLevel};
+use crate::store::{
+    DevicePatch, DeviceRecord, DeviceStatus, Fence, MessageRecord, QueueKey, TrustLevel,
+};
 use crate::webhooks::settings::WebhookSettings;
 use wafleet_cluster_config::QuotaTable;
 
@@ -73,6 +76,9 @@ impl Fleet {
                 Reply::MarkedRead(self.mark_read(id, &read.peer_phone).await?)
             }
             DeviceCommand::Group(command) => self.group(id, command).await?,
+            DeviceCommand::CancelMessage(cancel) => {
+                Reply::Message(self.cancel_message(id, &cancel.message_id).await?)
+            }
         })
     }
 
@@ -257,7 +263,10 @@ impl Fleet {
     /// it. The device's rate limiter decides first: now, later (`not_before_ms`, the
     /// message's slot) or not at all ([`FleetError::RateLimited`]). A device that runs
     /// nowhere has no limiter here; its message is accepted without a slot (see
-    /// [`accept_text`]) and gets one when its device drains it.
+    /// [`accept_text`]) and gets one when its device drains it. A message scheduled for
+    /// later ([`outbox::scheduled_for`]) does not ask the limiter: it is stored
+    /// `scheduled`, and the device's actor is told to set its timer (it asks for a slot
+    /// when the message falls due, see `device/schedule.rs`).
     pub async fn send_text(&self, device_id: &str, send: SendText) -> Result<Sent, FleetError> {
         let keys = self.ctx.keys.as_ref();
         let checked =
@@ -275,6 +284,24 @@ impl Fleet {
             keys,
             tenant: &tenant,
         };
+        if outbox::scheduled_for(&send, now_ms()).is_some() {
+            let sent = outbox::insert_accepted(
+                self.ctx.store.as_ref(),
+                sealing,
+                device_id,
+                checked,
+                send,
+                now_ms(),
+                None,
+            )
+            .await?;
+            if !sent.replayed
+                && let Some(actor) = self.ctx.running.device(device_id)
+            {
+                let _ = actor.cast(DeviceMsg::CheckSchedule);
+            }
+            return Ok(sent);
+        }
         let limiter = match (
             self.ctx.running.limiter(device_id),
             self.ctx.running.device(device_id),
@@ -282,7 +309,7 @@ impl Fleet {
             (Some(limiter), _) => limiter,
             (None, Some(actor)) => call(&actor, DeviceMsg::Limiter).await?,
             (None, None) => {
-                return outbox::insert_queued(
+                return outbox::insert_accepted(
                     self.ctx.store.as_ref(),
                     sealing,
                     device_id,
@@ -309,7 +336,7 @@ impl Fleet {
             });
         }
         let slot = admission.slot();
-        let result = outbox::insert_queued(
+        let result = outbox::insert_accepted(
             self.ctx.store.as_ref(),
             sealing,
             device_id,
@@ -332,6 +359,25 @@ impl Fleet {
             }
         }
         result
+    }
+
+    /// Cancels a message that has not left (see [`crate::cancellation`]): decided by the
+    /// device's actor when it runs here (it knows what it has handed to its link), else
+    /// by the store alone (nothing runs the device here, so nothing can hand it).
+    pub async fn cancel_message(
+        &self,
+        device_id: &str,
+        message_id: &str,
+    ) -> Result<MessageRecord, FleetError> {
+        self.catalog.device(device_id).await?;
+        if let Some(actor) = self.ctx.running.device(device_id) {
+            let message_id = message_id.to_owned();
+            return call(&actor, move |reply| DeviceMsg::Cancel(message_id, reply)).await?;
+        }
+        match cancellation::cancel(&self.ctx, device_id, message_id, |_| None).await? {
+            Ok(cancelled) => Ok(cancelled.after),
+            Err(already) => Ok(already),
+        }
     }
 
     /// The device's quota use: from its limiter when it runs here, else from the store.

@@ -232,6 +232,7 @@ impl Fleet {
             idempotency_key: Some(job_key(&job.id, recipient.seq, recipient.attempts)),
             media: content.media.map(Into::into),
             mentions: Vec::new(),
+            send_at_ms: None,
         };
         match self.send_text(device, send).await {
             Ok(sent) => {

@@ -257,13 +257,14 @@ impl Fleet {
         self.stop_actor(id).await
     }
 
-    /// Nudges the devices of these shards running here that have queued messages to
-    /// send them: a message may have been accepted by a gateway while its owner was
-    /// being replaced.
+    /// Nudges the devices of these shards running here that have queued or scheduled
+    /// messages to send them (and to read their schedule): a message may have been
+    /// accepted by a gateway while its owner was being replaced.
     pub async fn nudge_queued(&self, shards: &[u32]) -> Result<(), FleetError> {
         for id in self.ctx.store.devices_with_queued(shards, 10_000).await? {
             if let Some(actor) = self.ctx.running.device(&id) {
                 let _ = actor.cast(DeviceMsg::Drain);
+                let _ = actor.cast(DeviceMsg::CheckSchedule);
             }
         }
         Ok(())

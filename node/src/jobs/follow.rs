@@ -113,7 +113,14 @@ async fn moved(
     next.message_id = Some(message.id.clone());
     next.updated_at_ms = now;
     let status = match message.status {
-        MessageStatus::Queued => return Ok(None),
+        MessageStatus::Queued | MessageStatus::Scheduled => return Ok(None),
+        // Cancelled (by a client, through its id): the recipient will not get it.
+        MessageStatus::Cancelled => {
+            if rank(current.status) != 0 {
+                return Ok(None);
+            }
+            RecipientStatus::Cancelled
+        }
         MessageStatus::Sent => RecipientStatus::Sent,
         MessageStatus::Delivered => RecipientStatus::Delivered,
         MessageStatus::Read => RecipientStatus::Read,

@@ -22,6 +22,7 @@ mod contacts;
 mod deliveries;
 mod jobs;
 mod message_log;
+mod schedule;
 
 pub use self::access::{check_access_directory, check_audit_log, check_tenant_devices};
 pub use self::contacts::{check_contact_book, check_contact_bulk};
@@ -31,6 +32,7 @@ pub use self::deliveries::{
 };
 pub use self::jobs::{check_concurrent_claims, check_job_recipients, check_jobs};
 pub use self::message_log::{check_chats, check_message_log};
+pub use self::schedule::{check_cancel_message, check_scheduled_messages};
 use super::{
     Acquired, DevicePatch, DeviceQuery, DeviceRecord, DeviceStatus, Direction, Fence,
     GuardedInsert, InsertOutcome, Lease, MessageRecord, MessageStatus, QueueKey, RunStart,
@@ -57,6 +59,8 @@ pub async fn run_all(store: &dyn Store) {
     check_devices_with_queued(store).await;
     check_outbound_slots(store).await;
     check_reschedule_message(store).await;
+    check_scheduled_messages(store).await;
+    check_cancel_message(store).await;
     check_message_log(store).await;
     check_chats(store).await;
     check_settings(store).await;
@@ -142,6 +146,8 @@ fn message(device_id: &str, id: &str, created_at_ms: i64) -> MessageRecord {
         delivered_at_ms: None,
         read_at_ms: None,
         failed_at_ms: None,
+        send_at_ms: None,
+        queued_at_ms: None,
     }
 }
 
@@ -1153,6 +1159,8 @@ pub async fn check_message_insert_get(store: &dyn Store) {
         delivered_at_ms: Some(1_700_000_000_004),
         read_at_ms: Some(i64::MAX),
         failed_at_ms: Some(-1),
+        send_at_ms: Some(1_700_000_000_005),
+        queued_at_ms: Some(1_700_000_000_006),
     };
     insert(store, &full).await;
     assert_eq!(
@@ -1779,7 +1787,7 @@ pub async fn check_queued_messages(store: &dyn Store) {
     );
     assert!(tail.is_empty(), "nothing after the newest: {tail:?}");
     let gone = QueueKey {
-        created_at_ms: 100,
+        at_ms: 100,
         id: "z-old".to_owned(),
     };
     let tail = ok(

@@ -219,6 +219,23 @@ metered_store! {
             message_id: &str,
             not_before_ms: Option<i64>,
         ) -> Result<bool, StoreError>;
+        async fn scheduled_messages(
+            &self,
+            device_id: &str,
+            limit: u32,
+        ) -> Result<Vec<MessageRecord>, StoreError>;
+        async fn promote_message(
+            &self,
+            device_id: &str,
+            message_id: &str,
+            queued_at_ms: i64,
+            not_before_ms: i64,
+        ) -> Result<Option<MessageRecord>, StoreError>;
+        async fn cancel_message(
+            &self,
+            device_id: &str,
+            message_id: &str,
+        ) -> Result<Option<MessageRecord>, StoreError>;
         async fn outbound_slots(
             &self,
             device_id: &str,

@@ -85,10 +85,15 @@ pub enum InsertOutcome {
     Existing(MessageRecord),
 }
 
-/// A place in a device's queue: a message's `(created_at_ms, id)`, the queue's order.
+/// A place in a device's queue: a message's `(queued_at, id)`, the queue's order, where
+/// `queued_at` is when it entered the queue: its `created_at_ms` for a message accepted
+/// `queued`, its `queued_at_ms` for a scheduled message that fell due. A scheduled
+/// message thus takes its place behind everything queued before it fell due (whose
+/// slots come before its own), never at the place of its creation, where it would
+/// hold up the messages accepted in between.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct QueueKey {
-    pub created_at_ms: i64,
+    pub at_ms: i64,
     pub id: String,
 }
 
@@ -96,15 +101,20 @@ impl QueueKey {
     /// The key of `message`.
     pub fn of(message: &MessageRecord) -> QueueKey {
         QueueKey {
-            created_at_ms: message.created_at_ms,
+            at_ms: queue_position(message),
             id: message.id.clone(),
         }
     }
 
     /// Whether `message` comes after this place in the queue.
     pub fn is_before(&self, message: &MessageRecord) -> bool {
-        (self.created_at_ms, self.id.as_str()) < (message.created_at_ms, message.id.as_str())
+        (self.at_ms, self.id.as_str()) < (queue_position(message), message.id.as_str())
     }
+}
+
+/// When `message` entered its device's queue (see [`QueueKey`]).
+pub fn queue_position(message: &MessageRecord) -> i64 {
+    message.queued_at_ms.unwrap_or(message.created_at_ms)
 }
 
 /// What [`Store::patch_device_recording`] appends for the row it wrote (`None`: nothing).
@@ -393,15 +403,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         at_ms: i64,
         error: Option<&str>,
     ) -> Result<Option<MessageRecord>, StoreError>;
-    /// Outbound messages of the device still `queued`, oldest first (by `created_at_ms`,
-    /// then id), at most `limit`.
+    /// Outbound messages of the device still `queued`, in queue order (by their place,
+    /// [`queue_position`], then id), at most `limit`.
     async fn queued_messages(
         &self,
         device_id: &str,
         limit: u32,
     ) -> Result<Vec<MessageRecord>, StoreError>;
-    /// [`Store::queued_messages`] after `after` (a message's `(created_at_ms, id)`, in
-    /// that order): at most `limit` of those that come after it. A device reads its
+    /// [`Store::queued_messages`] after `after` (a message's [`QueueKey`]): at most `limit` of those that come after it. A device reads its
     /// queue from after the last message it handed to its link, instead of reading the
     /// messages in flight again. The default reads the queue from its start, in pages
     /// that double, and skips; a backend that can seek overrides it.
@@ -436,9 +445,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         let queued = self.queued_messages(device_id, limit).await?;
         Ok(u32::try_from(queued.len()).unwrap_or(u32::MAX))
     }
-    /// Devices of these shards that have outbound messages still `queued`, each once,
-    /// at most `limit` (in no particular order): what a node nudges, for the shards it
-    /// holds, in case a message was accepted elsewhere while the device ran here.
+    /// Devices of these shards that have outbound messages still `queued` or
+    /// `scheduled`, each once, at most `limit` (in no particular order): what a node
+    /// nudges, for the shards it holds, in case a message was accepted elsewhere while
+    /// the device ran here.
     async fn devices_with_queued(
         &self,
         shards: &[u32],
@@ -455,11 +465,42 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         message_id: &str,
         not_before_ms: Option<i64>,
     ) -> Result<bool, StoreError>;
+    /// Outbound messages of the device still `scheduled`, the earliest `send_at_ms`
+    /// first (then by id), at most `limit`: what its owner moves to the queue when they
+    /// fall due ([`Store::promote_message`]).
+    async fn scheduled_messages(
+        &self,
+        device_id: &str,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>, StoreError>;
+    /// Moves a `scheduled` outbound message into the queue: `queued`, in the queue at
+    /// `queued_at_ms` ([`QueueKey`]), with its rate-limit slot `not_before_ms`. Returns
+    /// the message after, or `None` when it was not found still scheduled (cancelled,
+    /// or moved already): nothing is written then.
+    async fn promote_message(
+        &self,
+        device_id: &str,
+        message_id: &str,
+        queued_at_ms: i64,
+        not_before_ms: i64,
+    ) -> Result<Option<MessageRecord>, StoreError>;
+    /// Cancels an outbound message that is still `queued` or `scheduled`: it becomes
+    /// `cancelled`, leaves the queue (or the schedule) and no longer counts among
+    /// [`Store::outbound_slots`]. A message in any other status is left alone. Returns
+    /// the message after the call (cancelled or not), `None` if there is no such
+    /// message. Whether a queued message was handed to the link already is for its
+    /// device's owner to check first: the store does not know.
+    async fn cancel_message(
+        &self,
+        device_id: &str,
+        message_id: &str,
+    ) -> Result<Option<MessageRecord>, StoreError>;
     /// The send slots of the device's outbound messages created at or after `since_ms`:
     /// each message's `not_before_ms`, or its `created_at_ms` when it has none, whatever
     /// its status, except a message still queued without a slot (it gets one when its
-    /// device drains it, see [`Store::reschedule_message`]); ascending; at most `limit`
-    /// (the earliest). This is the rate limiter's
+    /// device drains it, see [`Store::reschedule_message`]), a scheduled one (it gets
+    /// one when it falls due) and a cancelled one (it never left); ascending; at most
+    /// `limit` (the earliest). This is the rate limiter's
     /// memory: every accepted send is a stored message, so the quota a device has spent
     /// survives a crash or a move with no write of its own.
     async fn outbound_slots(

@@ -219,6 +219,12 @@ impl Direction {
 }
 
 /// Where a message is on its way.
+///
+/// An outbound message starts `queued` (to be sent as soon as its rate-limit slot
+/// comes) or `scheduled` (to be sent at its `send_at_ms`: it is not in the device's
+/// queue and holds no slot until then, when its device's owner moves it to `queued`,
+/// see [`super::Store::promote_message`]). Either may become `cancelled` before it is
+/// handed to the link ([`super::Store::cancel_message`]); `cancelled` is final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageStatus {
@@ -227,6 +233,10 @@ pub enum MessageStatus {
     Delivered,
     Read,
     Failed,
+    /// Waiting for its `send_at_ms`; not queued yet.
+    Scheduled,
+    /// Cancelled before it left: never sent.
+    Cancelled,
 }
 
 impl MessageStatus {
@@ -237,35 +247,56 @@ impl MessageStatus {
             MessageStatus::Delivered => "delivered",
             MessageStatus::Read => "read",
             MessageStatus::Failed => "failed",
+            MessageStatus::Scheduled => "scheduled",
+            MessageStatus::Cancelled => "cancelled",
         }
     }
+
+    /// Every status.
+    pub const ALL: [MessageStatus; 7] = [
+        MessageStatus::Queued,
+        MessageStatus::Sent,
+        MessageStatus::Delivered,
+        MessageStatus::Read,
+        MessageStatus::Failed,
+        MessageStatus::Scheduled,
+        MessageStatus::Cancelled,
+    ];
 
     pub fn parse(s: &str) -> Option<MessageStatus> {
-        [
-            MessageStatus::Queued,
-            MessageStatus::Sent,
-            MessageStatus::Delivered,
-            MessageStatus::Read,
-            MessageStatus::Failed,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == s)
+        MessageStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
     }
 
-    /// Whether a message in `self` may move to `next` (see [`super::Store::advance_message`]):
-    /// only forward, by rank queued < sent < failed < delivered < read, so a late `sent`
-    /// receipt never undoes `delivered` and a delivered message never becomes failed.
+    /// Whether a message in `self` may move to `next` by a receipt (see
+    /// [`super::Store::advance_message`]): only forward, by rank queued < sent < failed <
+    /// delivered < read, so a late `sent` receipt never undoes `delivered` and a
+    /// delivered message never becomes failed. `scheduled` and `cancelled` are never
+    /// reached this way (they have their own writes), and nothing moves a `cancelled`
+    /// message; a `scheduled` one ranks with `queued`.
     pub fn may_advance_to(self, next: MessageStatus) -> bool {
-        fn rank(status: MessageStatus) -> u8 {
+        fn rank(status: MessageStatus) -> Option<u8> {
             match status {
-                MessageStatus::Queued => 0,
-                MessageStatus::Sent => 1,
-                MessageStatus::Failed => 2,
-                MessageStatus::Delivered => 3,
-                MessageStatus::Read => 4,
+                MessageStatus::Queued | MessageStatus::Scheduled => Some(0),
+                MessageStatus::Sent => Some(1),
+                MessageStatus::Failed => Some(2),
+                MessageStatus::Delivered => Some(3),
+                MessageStatus::Read => Some(4),
+                MessageStatus::Cancelled => None,
             }
         }
-        rank(next) > rank(self)
+        if matches!(next, MessageStatus::Scheduled | MessageStatus::Queued) {
+            return false;
+        }
+        matches!((rank(self), rank(next)), (Some(from), Some(to)) if to > from)
+    }
+
+    /// Whether a message in this status may still be cancelled, as far as the store
+    /// knows: it has not left (`queued` or `scheduled`). Whether a `queued` one was
+    /// handed to the link already only its device's owner knows.
+    pub fn is_cancellable(self) -> bool {
+        matches!(self, MessageStatus::Queued | MessageStatus::Scheduled)
     }
 }
 
@@ -283,8 +314,16 @@ pub struct MessageRecord {
     /// The client's `Idempotency-Key`, unique per device when set.
     pub idempotency_key: Option<String>,
     pub created_at_ms: i64,
-    /// Not to be sent before this time (rate limits).
+    /// Not to be sent before this time (rate limits): the slot its device's rate
+    /// limiter gave it.
     pub not_before_ms: Option<i64>,
+    /// The time the client asked for it to be sent at (a scheduled message); `None`:
+    /// as soon as accepted.
+    pub send_at_ms: Option<i64>,
+    /// When a scheduled message became `queued` (its place in the device's queue,
+    /// see [`super::QueueKey`]); `None` for every other message, whose place is its
+    /// `created_at_ms`.
+    pub queued_at_ms: Option<i64>,
     pub sent_at_ms: Option<i64>,
     pub delivered_at_ms: Option<i64>,
     pub read_at_ms: Option<i64>,

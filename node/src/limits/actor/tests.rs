@@ -160,6 +160,8 @@ async fn store_send(ctx: &NodeContext, id: &str, n: usize, admission: &Admission
             delivered_at_ms: None,
             read_at_ms: None,
             failed_at_ms: None,
+            send_at_ms: None,
+            queued_at_ms: None,
         })
         .await
         .unwrap();

@@ -409,6 +409,7 @@ pub(super) async fn delete(
     for s in [
         &st::DELETE_MESSAGES,
         &st::DELETE_OUTBOX,
+        &st::DELETE_SCHEDULE,
         &st::DELETE_SLOTS,
         // The delivery log; its `delivered_by_day` entries are dropped by pruning.
         &st::DELETE_DELIVERIES,

@@ -389,6 +389,13 @@ fn tables() -> HashMap<String, HashMap<String, ColType>> {
         .flat_map(|step| step.iter())
         .chain([&SCHEMA_VERSION_TABLE])
     {
+        if let Some((name, column, typ)) = super::fake_tables::added_column(ddl) {
+            tables
+                .entry(name)
+                .or_insert_with(HashMap::new)
+                .insert(column, typ);
+            continue;
+        }
         let flat = ddl.split_whitespace().collect::<Vec<_>>().join(" ");
         let Some(rest) = flat.strip_prefix("CREATE TABLE IF NOT EXISTS {ks}.") else {
             continue;

@@ -92,6 +92,11 @@ impl FakeTables {
             .flat_map(|step| step.iter())
             .chain([&SCHEMA_VERSION_TABLE])
         {
+            if let Some((name, column, typ)) = added_column(ddl) {
+                let table: &mut Table = tables.get_mut(&name).expect("ALTER of a created table");
+                table.types.insert(column, typ);
+                continue;
+            }
             let (name, table) = table_of(ddl);
             tables.insert(name, table);
         }
@@ -565,6 +570,19 @@ fn key_value(key: &Key, typ: ColType) -> Value {
 }
 
 /// A table's name and shape from its CREATE TABLE.
+/// `(table, column, type)` of an `ALTER TABLE {ks}.table ADD column type`; `None` for
+/// any other statement.
+pub(crate) fn added_column(ddl: &str) -> Option<(String, String, ColType)> {
+    let flat = ddl.split_whitespace().collect::<Vec<_>>().join(" ");
+    let rest = flat.strip_prefix("ALTER TABLE {ks}.")?;
+    let words: Vec<&str> = rest.split(' ').collect();
+    let [name, "ADD", column, typ] = words[..] else {
+        panic!("the fake tables do not know {ddl:?}");
+    };
+    let typ = ColType::from_cql(typ).unwrap_or_else(|| panic!("type {typ} of {name}"));
+    Some((name.to_owned(), column.to_owned(), typ))
+}
+
 fn table_of(ddl: &str) -> (String, Table) {
     let flat = ddl.split_whitespace().collect::<Vec<_>>().join(" ");
     let rest = flat

@@ -5,12 +5,12 @@ use super::statements::{self as st, Bound, Statement};
 use super::{CAS_ATTEMPTS, ScyllaStore, contention, rows};
 use crate::store::{
     Direction, InsertOutcome, LogKey, MessageQuery, MessageRecord, MessageStatus, Store,
-    StoreError, device_not_found,
+    StoreError, device_not_found, queue_position,
 };
 
 pub(super) fn advance_statement(status: MessageStatus) -> Option<&'static Statement> {
     match status {
-        MessageStatus::Queued => None,
+        MessageStatus::Queued | MessageStatus::Scheduled | MessageStatus::Cancelled => None,
         MessageStatus::Sent => Some(&st::ADVANCE_SENT),
         MessageStatus::Delivered => Some(&st::ADVANCE_DELIVERED),
         MessageStatus::Read => Some(&st::ADVANCE_READ),
@@ -28,7 +28,7 @@ pub(super) fn advanced(
 ) -> MessageRecord {
     message.status = status;
     match status {
-        MessageStatus::Queued => {}
+        MessageStatus::Queued | MessageStatus::Scheduled | MessageStatus::Cancelled => {}
         MessageStatus::Sent => message.sent_at_ms = Some(at_ms),
         MessageStatus::Delivered => message.delivered_at_ms = Some(at_ms),
         MessageStatus::Read => message.read_at_ms = Some(at_ms),
@@ -42,6 +42,21 @@ pub(super) fn advanced(
 
 fn is_queued_outbound(message: &MessageRecord) -> bool {
     message.status == MessageStatus::Queued && message.direction == Direction::Outbound
+}
+
+fn is_scheduled_outbound(message: &MessageRecord) -> bool {
+    message.status == MessageStatus::Scheduled && message.direction == Direction::Outbound
+}
+
+/// Whether a message has a slot among [`Store::outbound_slots`]: an outbound message
+/// that is neither queued without one, scheduled, nor cancelled.
+fn has_slot(m: &MessageRecord) -> bool {
+    m.direction == Direction::Outbound
+        && !(m.status == MessageStatus::Queued && m.not_before_ms.is_none())
+        && !matches!(
+            m.status,
+            MessageStatus::Scheduled | MessageStatus::Cancelled
+        )
 }
 
 /// The values of [`st::INSERT_MESSAGE`] for a message.
@@ -64,6 +79,8 @@ fn message_values(m: &MessageRecord) -> Vec<Bound> {
         ("delivered_at_ms", st::opt_big(m.delivered_at_ms)),
         ("read_at_ms", st::opt_big(m.read_at_ms)),
         ("failed_at_ms", st::opt_big(m.failed_at_ms)),
+        ("send_at_ms", st::opt_big(m.send_at_ms)),
+        ("queued_at_ms", st::opt_big(m.queued_at_ms)),
     ])
 }
 
@@ -92,10 +109,11 @@ impl ScyllaStore {
         row.map(|r| rows::message(&r)).transpose()
     }
 
-    /// Records the message's send slot for [`Store::outbound_slots`]; a queued message
-    /// without one (it gets one when its device drains it) has no slot row.
+    /// Records the message's send slot for [`Store::outbound_slots`]; a message
+    /// without one ([`has_slot`]: queued without one, scheduled, cancelled) has no slot
+    /// row.
     async fn put_slot(&self, m: &MessageRecord) -> Result<(), StoreError> {
-        if m.status == MessageStatus::Queued && m.not_before_ms.is_none() {
+        if !has_slot(m) {
             let s = &st::SLOT_DELETE;
             return self
                 .execute(
@@ -126,8 +144,43 @@ impl ScyllaStore {
         .map(drop)
     }
 
+    /// Adds or removes the message's `outbox` entry, at its place in the queue.
     async fn outbox(&self, m: &MessageRecord, present: bool) -> Result<(), StoreError> {
-        self.outbox_entry(&m.device_id, m.created_at_ms, &m.id, present)
+        self.outbox_entry(&m.device_id, queue_position(m), &m.id, present)
+            .await
+    }
+
+    /// Adds or removes the `schedule` entry of a scheduled message.
+    async fn schedule_entry(
+        &self,
+        device_id: &str,
+        send_at_ms: i64,
+        message_id: &str,
+        present: bool,
+    ) -> Result<(), StoreError> {
+        let s = if present {
+            &st::SCHEDULE_ADD
+        } else {
+            &st::SCHEDULE_REMOVE
+        };
+        self.execute(
+            s,
+            s.bind(vec![
+                ("device_id", st::text(device_id)),
+                ("send_at_ms", st::big(send_at_ms)),
+                ("message_id", st::text(message_id)),
+            ]),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// The `schedule` entry of a scheduled message, added or removed.
+    async fn schedule(&self, m: &MessageRecord, present: bool) -> Result<(), StoreError> {
+        let send_at_ms = m.send_at_ms.ok_or_else(|| {
+            StoreError::Corrupt(format!("scheduled message {} has no send_at_ms", m.id))
+        })?;
+        self.schedule_entry(&m.device_id, send_at_ms, &m.id, present)
             .await
     }
 
@@ -195,10 +248,13 @@ pub(super) async fn insert(
     if store.device_state(&m.device_id, false).await?.is_none() {
         return Err(device_not_found(&m.device_id));
     }
-    let queued = is_queued_outbound(m);
-    if queued {
+    if is_queued_outbound(m) {
         // Before the message, so a queued message always has its entry.
         store.outbox(m, true).await?;
+    }
+    if is_scheduled_outbound(m) {
+        // Likewise for a scheduled message.
+        store.schedule(m, true).await?;
     }
     let applied = match &m.idempotency_key {
         Some(key) => {
@@ -317,7 +373,7 @@ pub(super) async fn queued(
             break;
         }
         match store.message(device_id, &message_id, false).await? {
-            Some(m) if is_queued_outbound(&m) && m.created_at_ms == created_at_ms => {
+            Some(m) if is_queued_outbound(&m) && queue_position(&m) == created_at_ms => {
                 out.push(m);
             }
             // Left behind by a crash or a refused insert: not queued.
@@ -338,12 +394,13 @@ pub(super) async fn devices_with_queued(
     shards: &[u32],
     limit: u32,
 ) -> Result<Vec<String>, StoreError> {
-    // By shard, then one single-partition outbox read per device: a full scan would
-    // also walk the tombstones sent messages leave.
+    // By shard, then one single-partition outbox (and schedule) read per device: a full
+    // scan would also walk the tombstones sent messages leave.
     store
         .devices_in_shards_where(shards, limit, |id| async move {
-            let queued = store.queued_messages(&id, 1).await?;
-            Ok((!queued.is_empty()).then_some(id))
+            let waiting = !store.queued_messages(&id, 1).await?.is_empty()
+                || !scheduled(store, &id, 1).await?.is_empty();
+            Ok(waiting.then_some(id))
         })
         .await
 }
@@ -373,6 +430,118 @@ pub(super) async fn reschedule(
         })
         .await?;
     Ok(true)
+}
+
+pub(super) async fn scheduled(
+    store: &ScyllaStore,
+    device_id: &str,
+    limit: u32,
+) -> Result<Vec<MessageRecord>, StoreError> {
+    // The entries in time order, each checked against its message, as `queued` does.
+    let s = &st::SCHEDULE_LIST;
+    let mut entries: Vec<(i64, String)> = Vec::new();
+    store
+        .each_row(s, s.bind(vec![("device_id", st::text(device_id))]), |row| {
+            entries.push((
+                rows::big(&row, 0, "schedule send_at_ms")?,
+                rows::text(&row, 1, "schedule message id")?,
+            ));
+            Ok(true)
+        })
+        .await?;
+    let mut out = Vec::new();
+    for (send_at_ms, message_id) in entries {
+        if out.len() >= limit as usize {
+            break;
+        }
+        match store.message(device_id, &message_id, false).await? {
+            Some(m) if is_scheduled_outbound(&m) && m.send_at_ms == Some(send_at_ms) => {
+                out.push(m);
+            }
+            // Left behind by a crash between two writes: not scheduled any more.
+            _ => {
+                store
+                    .schedule_entry(device_id, send_at_ms, &message_id, false)
+                    .await?
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(super) async fn promote(
+    store: &ScyllaStore,
+    device_id: &str,
+    message_id: &str,
+    queued_at_ms: i64,
+    not_before_ms: i64,
+) -> Result<Option<MessageRecord>, StoreError> {
+    let Some(current) = store.message(device_id, message_id, true).await? else {
+        return Ok(None);
+    };
+    if !is_scheduled_outbound(&current) {
+        return Ok(None);
+    }
+    let promoted = MessageRecord {
+        status: MessageStatus::Queued,
+        queued_at_ms: Some(queued_at_ms),
+        not_before_ms: Some(not_before_ms),
+        ..current
+    };
+    // The queue's entry before the move, so a queued message always has its entry.
+    store.outbox(&promoted, true).await?;
+    let s = &st::PROMOTE_MESSAGE;
+    let values = s.bind(vec![
+        ("queued_at_ms", st::big(queued_at_ms)),
+        ("not_before_ms", st::big(not_before_ms)),
+        ("device_id", st::text(device_id)),
+        ("row_id", st::text(message_id)),
+    ]);
+    if !store.lwt(s, values).await? {
+        // Cancelled (or moved) meanwhile: the entry is stale; readers would skip it.
+        store.outbox(&promoted, false).await?;
+        return Ok(None);
+    }
+    store.schedule(&promoted, false).await?;
+    store.put_slot(&promoted).await?;
+    Ok(Some(promoted))
+}
+
+pub(super) async fn cancel(
+    store: &ScyllaStore,
+    device_id: &str,
+    message_id: &str,
+) -> Result<Option<MessageRecord>, StoreError> {
+    for _ in 0..CAS_ATTEMPTS {
+        let Some(current) = store.message(device_id, message_id, true).await? else {
+            return Ok(None);
+        };
+        if current.direction != Direction::Outbound || !current.status.is_cancellable() {
+            return Ok(Some(current));
+        }
+        let s = &st::CANCEL_MESSAGE;
+        let values = s.bind(vec![
+            ("device_id", st::text(device_id)),
+            ("row_id", st::text(message_id)),
+            ("if_status", st::text(current.status.as_str())),
+        ]);
+        if !store.lwt(s, values).await? {
+            continue;
+        }
+        if is_queued_outbound(&current) {
+            store.outbox(&current, false).await?;
+        }
+        if is_scheduled_outbound(&current) {
+            store.schedule(&current, false).await?;
+        }
+        let cancelled = MessageRecord {
+            status: MessageStatus::Cancelled,
+            ..current
+        };
+        store.put_slot(&cancelled).await?;
+        return Ok(Some(cancelled));
+    }
+    Err(contention(message_id))
 }
 
 pub(super) async fn outbound_slots(

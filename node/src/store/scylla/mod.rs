@@ -77,10 +77,13 @@
 //! Messages are partitioned by device; a keyed insert claims the idempotency key and
 //! inserts the message in one conditional batch of that partition (so exactly one of
 //! many concurrent inserts wins). Status moves are compare-and-sets on the status read.
-//! The queue (`outbox`) and the rate limiter's slots (`outbound_slots`) are separate
-//! tables written beside the message: `outbox` entries are written before the message
+//! The queue (`outbox`), the scheduled messages (`schedule`) and the rate limiter's
+//! slots (`outbound_slots`) are separate tables written beside the message: `outbox`
+//! and `schedule` entries are written before the message (or its move into the queue)
 //! and checked against it when read (a stale entry is skipped and removed), slots after
-//! it (a crash in between forgets one slot).
+//! it (a crash in between forgets one slot). An `outbox` entry sits at the message's
+//! place in the queue ([`crate::store::QueueKey`]: its creation, or for a scheduled
+//! message the time it fell due).
 //!
 //! # Webhook deliveries
 //!
@@ -216,6 +219,8 @@ mod fake_tables;
 mod jobs_wire_tests;
 #[cfg(test)]
 mod proxy_tests;
+#[cfg(test)]
+mod schedule_wire_tests;
 #[cfg(test)]
 mod tests;
 
@@ -551,6 +556,32 @@ impl Store for ScyllaStore {
         not_before_ms: Option<i64>,
     ) -> Result<bool, StoreError> {
         messages::reschedule(self, device_id, message_id, not_before_ms).await
+    }
+
+    async fn scheduled_messages(
+        &self,
+        device_id: &str,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        messages::scheduled(self, device_id, limit).await
+    }
+
+    async fn promote_message(
+        &self,
+        device_id: &str,
+        message_id: &str,
+        queued_at_ms: i64,
+        not_before_ms: i64,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        messages::promote(self, device_id, message_id, queued_at_ms, not_before_ms).await
+    }
+
+    async fn cancel_message(
+        &self,
+        device_id: &str,
+        message_id: &str,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        messages::cancel(self, device_id, message_id).await
     }
 
     async fn outbound_slots(

@@ -145,6 +145,8 @@ pub(crate) fn message(row: &Columns) -> Result<MessageRecord, StoreError> {
         delivered_at_ms: opt_big(row, 11, "delivered_at_ms")?,
         read_at_ms: opt_big(row, 12, "read_at_ms")?,
         failed_at_ms: opt_big(row, 13, "failed_at_ms")?,
+        send_at_ms: opt_big(row, 14, "send_at_ms")?,
+        queued_at_ms: opt_big(row, 15, "queued_at_ms")?,
     })
 }
 
@@ -382,6 +384,8 @@ mod tests {
             None,
             None,
             b(1),
+            None,
+            None,
             None,
             None,
             None,

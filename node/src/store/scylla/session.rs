@@ -271,7 +271,14 @@ pub(super) async fn create_schema(
     }
     for (done, step) in schema::MIGRATIONS.iter().enumerate().skip(current as usize) {
         for statement in step.iter() {
-            ddl(session, schema::in_keyspace(statement, ks)).await?;
+            match ddl(session, schema::in_keyspace(statement, ks)).await {
+                Err(StoreError::Corrupt(error))
+                    if schema::is_existing_column(statement, &error) =>
+                {
+                    tracing::info!(keyspace = %ks, statement, "column exists already");
+                }
+                other => other?,
+            }
         }
         tracing::info!(keyspace = %ks, version = done + 1, "applied schema step");
     }

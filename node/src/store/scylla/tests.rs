@@ -117,6 +117,8 @@ fn an_advance_sets_the_status_its_time_and_only_a_given_error() {
         delivered_at_ms: None,
         read_at_ms: None,
         failed_at_ms: Some(5),
+        send_at_ms: None,
+        queued_at_ms: None,
     };
     let after = advanced(m.clone(), MessageStatus::Delivered, 9, None);
     assert_eq!(

@@ -1,5 +1,6 @@
-//! Messages, their queue (the `messages_queued` partial index), and the rate limiter's
-//! send slots, the message log and chats (the `messages_by_time` index).
+//! Messages, their queue (the `messages_queued` partial index, in queue order: see
+//! [`crate::store::QueueKey`]), the scheduled ones (`messages_scheduled`), and the rate
+//! limiter's send slots, the message log and chats (the `messages_by_time` index).
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, Row, params, params_from_iter};
@@ -17,14 +18,15 @@ use crate::store::{
 macro_rules! message_columns {
     () => {
         "device_id, id, direction, peer_phone, text, status, error, idempotency_key, \
-         created_at_ms, not_before_ms, sent_at_ms, delivered_at_ms, read_at_ms, failed_at_ms"
+         created_at_ms, not_before_ms, sent_at_ms, delivered_at_ms, read_at_ms, failed_at_ms, \
+         send_at_ms, queued_at_ms"
     };
 }
 
 const INSERT_MESSAGE: &str = concat!(
     "INSERT INTO messages (",
     message_columns!(),
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
 );
 const SELECT_MESSAGE: &str = concat!(
     "SELECT ",
@@ -49,17 +51,19 @@ pub(super) const QUEUED_MESSAGES: &str = concat!(
     message_columns!(),
     " FROM messages INDEXED BY messages_queued
      WHERE device_id = ?1 AND status = 'queued' AND direction = 'outbound'
-     ORDER BY created_at_ms, id LIMIT ?2"
+     ORDER BY COALESCE(queued_at_ms, created_at_ms), id LIMIT ?2"
 );
 
-/// [`QUEUED_MESSAGES`] after a place in the queue: a seek in the same index.
+/// [`QUEUED_MESSAGES`] after a place in the queue: a seek in the same index (on the
+/// place's time; the ids of that one time are then skipped past in the index).
 pub(super) const QUEUED_MESSAGES_AFTER: &str = concat!(
     "SELECT ",
     message_columns!(),
     " FROM messages INDEXED BY messages_queued
      WHERE device_id = ?1 AND status = 'queued' AND direction = 'outbound'
-       AND (created_at_ms, id) > (?2, ?3)
-     ORDER BY created_at_ms, id LIMIT ?4"
+       AND COALESCE(queued_at_ms, created_at_ms) >= ?2
+       AND (COALESCE(queued_at_ms, created_at_ms) > ?2 OR id > ?3)
+     ORDER BY COALESCE(queued_at_ms, created_at_ms), id LIMIT ?4"
 );
 
 /// On the `messages_by_time` index: the device's messages since `?2`, inbound ones
@@ -68,7 +72,35 @@ const OUTBOUND_SLOTS: &str = "SELECT COALESCE(not_before_ms, created_at_ms) AS s
      FROM messages INDEXED BY messages_by_time
      WHERE device_id = ?1 AND direction = 'outbound' AND created_at_ms >= ?2
        AND NOT (status = 'queued' AND not_before_ms IS NULL)
+       AND status NOT IN ('scheduled', 'cancelled')
      ORDER BY slot LIMIT ?3";
+
+/// The device's scheduled messages, earliest first, on the `messages_scheduled`
+/// partial index (its terms, literally).
+const SCHEDULED_MESSAGES: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages INDEXED BY messages_scheduled
+     WHERE device_id = ?1 AND status = 'scheduled' AND direction = 'outbound'
+     ORDER BY send_at_ms, id LIMIT ?2"
+);
+
+/// A scheduled message into the queue, only while it is still scheduled.
+const PROMOTE_MESSAGE: &str = concat!(
+    "UPDATE messages SET status = 'queued', queued_at_ms = ?3, not_before_ms = ?4
+     WHERE device_id = ?1 AND id = ?2 AND status = 'scheduled' AND direction = 'outbound'
+     RETURNING ",
+    message_columns!()
+);
+
+/// A message that has not left, cancelled.
+const CANCEL_MESSAGE: &str = concat!(
+    "UPDATE messages SET status = 'cancelled'
+     WHERE device_id = ?1 AND id = ?2 AND status IN ('queued', 'scheduled')
+       AND direction = 'outbound'
+     RETURNING ",
+    message_columns!()
+);
 
 const RESCHEDULE_MESSAGE: &str = "UPDATE messages SET not_before_ms = ?3
      WHERE device_id = ?1 AND id = ?2 AND status = 'queued' AND direction = 'outbound'";
@@ -77,12 +109,14 @@ const RESCHEDULE_MESSAGE: &str = "UPDATE messages SET not_before_ms = ?3
 /// Per shard: its devices (`devices_by_shard`), each looked up in the partial index of
 /// queued messages; no scan of the messages table.
 const DEVICES_WITH_QUEUED: &str = "SELECT d.id FROM devices d WHERE d.shard = ?1
-     AND EXISTS (SELECT 1 FROM messages m INDEXED BY messages_queued WHERE m.device_id = d.id
+     AND (EXISTS (SELECT 1 FROM messages m INDEXED BY messages_queued WHERE m.device_id = d.id
          AND m.status = 'queued' AND m.direction = 'outbound')
+       OR EXISTS (SELECT 1 FROM messages m INDEXED BY messages_scheduled
+         WHERE m.device_id = d.id AND m.status = 'scheduled' AND m.direction = 'outbound'))
      LIMIT ?2";
 
 /// The UPDATE that moves a message to `status`, setting that status's timestamp; `None`
-/// for `queued`, which no message ever moves to.
+/// for `queued`, `scheduled` and `cancelled`, which no receipt moves a message to.
 pub(super) fn advance_statement(status: MessageStatus) -> Option<&'static str> {
     macro_rules! advance {
         ($column:literal) => {
@@ -95,7 +129,7 @@ pub(super) fn advance_statement(status: MessageStatus) -> Option<&'static str> {
         };
     }
     match status {
-        MessageStatus::Queued => None,
+        MessageStatus::Queued | MessageStatus::Scheduled | MessageStatus::Cancelled => None,
         MessageStatus::Sent => Some(advance!("sent_at_ms")),
         MessageStatus::Delivered => Some(advance!("delivered_at_ms")),
         MessageStatus::Read => Some(advance!("read_at_ms")),
@@ -119,6 +153,8 @@ pub(super) fn message_from_row(row: &Row<'_>) -> Result<MessageRecord, StoreErro
         delivered_at_ms: column(row, 11)?,
         read_at_ms: column(row, 12)?,
         failed_at_ms: column(row, 13)?,
+        send_at_ms: column(row, 14)?,
+        queued_at_ms: column(row, 15)?,
     })
 }
 
@@ -155,6 +191,8 @@ pub(super) fn insert(conn: &Connection, m: &MessageRecord) -> Result<InsertOutco
             m.delivered_at_ms,
             m.read_at_ms,
             m.failed_at_ms,
+            m.send_at_ms,
+            m.queued_at_ms,
         ],
     );
     match inserted {
@@ -232,7 +270,7 @@ pub(super) fn queued_after(
     query_all(
         conn,
         QUEUED_MESSAGES_AFTER,
-        params![device_id, after.created_at_ms, after.id, i64::from(limit)],
+        params![device_id, after.at_ms, after.id, i64::from(limit)],
         message_from_row,
     )
 }
@@ -269,6 +307,50 @@ pub(super) fn reschedule(
     )
     .map(|changed| changed > 0)
     .map_err(db_error)
+}
+
+pub(super) fn scheduled(
+    conn: &Connection,
+    device_id: &str,
+    limit: u32,
+) -> Result<Vec<MessageRecord>, StoreError> {
+    query_all(
+        conn,
+        SCHEDULED_MESSAGES,
+        params![device_id, i64::from(limit)],
+        message_from_row,
+    )
+}
+
+pub(super) fn promote(
+    conn: &Connection,
+    device_id: &str,
+    message_id: &str,
+    queued_at_ms: i64,
+    not_before_ms: i64,
+) -> Result<Option<MessageRecord>, StoreError> {
+    query_first(
+        conn,
+        PROMOTE_MESSAGE,
+        params![device_id, message_id, queued_at_ms, not_before_ms],
+        message_from_row,
+    )
+}
+
+pub(super) fn cancel(
+    conn: &Connection,
+    device_id: &str,
+    message_id: &str,
+) -> Result<Option<MessageRecord>, StoreError> {
+    if let Some(cancelled) = query_first(
+        conn,
+        CANCEL_MESSAGE,
+        params![device_id, message_id],
+        message_from_row,
+    )? {
+        return Ok(Some(cancelled));
+    }
+    get(conn, device_id, message_id)
 }
 
 pub(super) fn outbound_slots(

@@ -491,6 +491,40 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn scheduled_messages(
+        &self,
+        device_id: &str,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let device_id = device_id.to_owned();
+        self.read(move |conn| messages::scheduled(conn, &device_id, limit))
+            .await
+    }
+
+    async fn promote_message(
+        &self,
+        device_id: &str,
+        message_id: &str,
+        queued_at_ms: i64,
+        not_before_ms: i64,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        let (device_id, message_id) = (device_id.to_owned(), message_id.to_owned());
+        self.write(move |conn| {
+            messages::promote(conn, &device_id, &message_id, queued_at_ms, not_before_ms)
+        })
+        .await
+    }
+
+    async fn cancel_message(
+        &self,
+        device_id: &str,
+        message_id: &str,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        let (device_id, message_id) = (device_id.to_owned(), message_id.to_owned());
+        self.write(move |conn| messages::cancel(conn, &device_id, &message_id))
+            .await
+    }
+
     async fn outbound_slots(
         &self,
         device_id: &str,

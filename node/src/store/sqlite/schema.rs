@@ -168,7 +168,20 @@ this process is older than the store');
         FOREIGN KEY (tenant, phone) REFERENCES contacts (tenant, phone) ON DELETE CASCADE
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX contact_tags_by_phone ON contact_tags (tenant, phone);",
-    // 9: campaigns. A job's recipients are one row each; `job_recipients_by_status`
+    // 9: scheduled messages and the queue's order. A scheduled message (`send_at_ms`)
+    // waits in `messages_scheduled` until it falls due, then enters the queue at that
+    // time (`queued_at_ms`): the queue is ordered by when a message entered it, its
+    // creation for every other message (`queued_at_ms` NULL), which is the order of
+    // the rate limiter's slots. The queue's index is made again on that order.
+    "ALTER TABLE messages ADD COLUMN send_at_ms INTEGER;
+    ALTER TABLE messages ADD COLUMN queued_at_ms INTEGER;
+    DROP INDEX messages_queued;
+    CREATE INDEX messages_queued
+        ON messages (device_id, COALESCE(queued_at_ms, created_at_ms), id)
+        WHERE status = 'queued' AND direction = 'outbound';
+    CREATE INDEX messages_scheduled ON messages (device_id, send_at_ms, id)
+        WHERE status = 'scheduled' AND direction = 'outbound';",
+    // 10: campaigns. A job's recipients are one row each; `job_recipients_by_status`
     // makes a claim (the first pending recipient of a job) one seek and a job's progress
     // (recipients by status) one walk of the job's index entries. Active jobs (what each
     // node's runner reads every half second) are a small partial index.

@@ -1,13 +1,14 @@
 //! The statements of messages (`messages`: a device's messages and idempotency keys),
-//! the outbox (`outbox`: what is queued) and the rate limiter's send slots
-//! (`outbound_slots`), used by `scylla/messages.rs`.
+//! the outbox (`outbox`: what is queued), the schedule (`schedule`: what is scheduled)
+//! and the rate limiter's send slots (`outbound_slots`), used by `scylla/messages.rs`.
 
 use super::{Kind, Statement};
 
 macro_rules! message_columns {
     () => {
         "device_id, row_id, direction, peer_phone, text, status, error, idempotency_key, \
-         created_at_ms, not_before_ms, sent_at_ms, delivered_at_ms, read_at_ms, failed_at_ms"
+         created_at_ms, not_before_ms, sent_at_ms, delivered_at_ms, read_at_ms, failed_at_ms, \
+         send_at_ms, queued_at_ms"
     };
 }
 
@@ -55,7 +56,7 @@ pub(crate) const INSERT_MESSAGE: Statement = Statement {
     cql: concat!(
         "INSERT INTO {ks}.messages (row_kind, ",
         message_columns!(),
-        ") VALUES ('m', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+        ") VALUES ('m', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
     ),
     kind: Kind::Lwt,
     binds: &[
@@ -73,6 +74,8 @@ pub(crate) const INSERT_MESSAGE: Statement = Statement {
         "delivered_at_ms",
         "read_at_ms",
         "failed_at_ms",
+        "send_at_ms",
+        "queued_at_ms",
     ],
 };
 
@@ -122,6 +125,27 @@ pub(crate) const RESCHEDULE_MESSAGE: Statement = Statement {
     binds: &["not_before_ms", "device_id", "row_id"],
 };
 
+/// A scheduled message into the queue, at its place and with its slot.
+pub(crate) const PROMOTE_MESSAGE: Statement = Statement {
+    name: "promote_message",
+    cql: "UPDATE {ks}.messages SET status = 'queued', queued_at_ms = ?, not_before_ms = ? \
+          WHERE device_id = ? AND row_kind = 'm' AND row_id = ? \
+          IF status = 'scheduled' AND direction = 'outbound'",
+    kind: Kind::Lwt,
+    binds: &["queued_at_ms", "not_before_ms", "device_id", "row_id"],
+};
+
+/// A message that has not left, cancelled: a compare-and-set on the status read
+/// (`queued` or `scheduled`).
+pub(crate) const CANCEL_MESSAGE: Statement = Statement {
+    name: "cancel_message",
+    cql: "UPDATE {ks}.messages SET status = 'cancelled' \
+          WHERE device_id = ? AND row_kind = 'm' AND row_id = ? \
+          IF status = ? AND direction = 'outbound'",
+    kind: Kind::Lwt,
+    binds: &["device_id", "row_id", "if_status"],
+};
+
 pub(crate) const DELETE_MESSAGES: Statement = Statement {
     name: "delete_messages",
     cql: "DELETE FROM {ks}.messages WHERE device_id = ?",
@@ -153,6 +177,34 @@ pub(crate) const OUTBOX_LIST: Statement = Statement {
 pub(crate) const DELETE_OUTBOX: Statement = Statement {
     name: "delete_outbox",
     cql: "DELETE FROM {ks}.outbox WHERE device_id = ?",
+    kind: Kind::Write,
+    binds: &["device_id"],
+};
+
+pub(crate) const SCHEDULE_ADD: Statement = Statement {
+    name: "schedule_add",
+    cql: "INSERT INTO {ks}.schedule (device_id, send_at_ms, message_id) VALUES (?, ?, ?)",
+    kind: Kind::Write,
+    binds: &["device_id", "send_at_ms", "message_id"],
+};
+
+pub(crate) const SCHEDULE_REMOVE: Statement = Statement {
+    name: "schedule_remove",
+    cql: "DELETE FROM {ks}.schedule WHERE device_id = ? AND send_at_ms = ? AND message_id = ?",
+    kind: Kind::Write,
+    binds: &["device_id", "send_at_ms", "message_id"],
+};
+
+pub(crate) const SCHEDULE_LIST: Statement = Statement {
+    name: "schedule_list",
+    cql: "SELECT send_at_ms, message_id FROM {ks}.schedule WHERE device_id = ?",
+    kind: Kind::Read,
+    binds: &["device_id"],
+};
+
+pub(crate) const DELETE_SCHEDULE: Statement = Statement {
+    name: "delete_schedule",
+    cql: "DELETE FROM {ks}.schedule WHERE device_id = ?",
     kind: Kind::Write,
     binds: &["device_id"],
 };
