@@ -361,6 +361,7 @@ async fn commands_reach_the_owner_over_the_cluster_and_fail_retryably_without_it
         idempotency_key: Some("k-1".into()),
         media: None,
         mentions: Vec::new(),
+        reply_to: None,
     };
     let sent = devices
         .execute("alpha", DeviceCommand::SendText(send.clone()))

@@ -111,6 +111,7 @@ async fn main() {
         idempotency_key: None,
         media: None,
         mentions: Vec::new(),
+        reply_to: None,
     };
     // Warm up both paths (the limiter loads its state on first use).
     for n in 0..200 {

@@ -109,6 +109,7 @@ async fn a_backlogged_window_refills_by_quarters_and_hands_every_message_once() 
                     idempotency_key: None,
                     media: None,
                     mentions: Vec::new(),
+                    reply_to: None,
                 },
             )
             .await
@@ -170,6 +171,7 @@ fn text(n: u32) -> SendText {
         idempotency_key: None,
         media: None,
         mentions: Vec::new(),
+        reply_to: None,
     }
 }
 

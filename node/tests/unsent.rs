@@ -86,6 +86,7 @@ async fn an_unconfirmed_send_stays_queued_and_is_handed_again_never_failed() {
                 idempotency_key: None,
                 media: None,
                 mentions: Vec::new(),
+                reply_to: None,
             },
         )
         .await

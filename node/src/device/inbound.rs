@@ -115,6 +115,7 @@ impl DeviceState {
                     media: media.clone(),
                     mentions: Vec::new(),
                     author: group.is_some().then(|| from_phone.clone()),
+                    quote: None,
                 }
                 .to_stored(),
             )
