@@ -18,7 +18,6 @@ use whatsapp_rust::waproto::whatsapp as wa;
 
 use super::mentions::jid_of_peer;
 use super::send::wa_message_id;
-use super::session::jid_of_phone;
 use super::store::VaultBackend;
 use crate::content::Quote;
 use crate::link::LinkEvent;
@@ -32,17 +31,26 @@ pub(super) fn quoted_wa_id(device_id: &str, quote: &Quote) -> String {
     }
 }
 
+/// The JID of a peer as a message keeps it: a phone number (digits, or E.164 as the
+/// link reports senders), a group id, or a JID as received (a sender WhatsApp names only
+/// by its LID).
+fn jid_of(peer: &str) -> Result<Jid, String> {
+    jid_of_peer(peer).or_else(|_| {
+        peer.parse::<Jid>()
+            .map_err(|e| format!("not a phone number, group or JID: {peer}: {e}"))
+    })
+}
+
 /// The JID of whoever wrote a quoted message that is not the device's: its author in a
-/// group (a phone number, or a JID as received), else the other side of its chat.
+/// group, else the other side of its chat.
 fn writer_jid(quote: &Quote, to: &str) -> Result<Jid, String> {
-    match &quote.author {
-        Some(author) => jid_of_phone(author).or_else(|_| {
-            author
-                .parse::<Jid>()
-                .map_err(|e| format!("not a writer's JID: {author}: {e}"))
-        }),
-        None => jid_of_peer(quote.chat.as_deref().unwrap_or(to)),
-    }
+    jid_of(
+        quote
+            .author
+            .as_deref()
+            .or(quote.chat.as_deref())
+            .unwrap_or(to),
+    )
 }
 
 /// The context of a reply to `to` quoting `quote`, sent by device `device_id` whose
@@ -58,9 +66,12 @@ pub(super) fn quote_context(
     } else {
         Some(writer_jid(quote, to)?.to_string())
     };
+    // The same chat however it is written (a sender is kept as `+62…`, a recipient
+    // as `62…`).
+    let to = jid_of_peer(to)?.to_string();
     let remote_jid = match quote.chat.as_deref() {
-        Some(chat) if chat != to => Some(jid_of_peer(chat)?.to_string()),
-        _ => None,
+        Some(chat) => Some(jid_of(chat)?.to_string()).filter(|chat| *chat != to),
+        None => None,
     };
     Ok(wa::ContextInfo {
         stanza_id: Some(quoted_wa_id(device_id, quote)),
@@ -189,6 +200,7 @@ mod tests {
 
     use super::*;
     use crate::link::whatsapp::conformance::create_starting_device;
+    use crate::link::whatsapp::session::jid_of_phone;
     use crate::seal::{MasterKey, Sealer};
     use crate::store::{SqliteStore, Store};
     use crate::vault::Vault;
@@ -260,6 +272,25 @@ mod tests {
             context.participant.as_deref(),
             Some("6282222222222@s.whatsapp.net")
         );
+        assert_eq!(context.remote_jid, None);
+        // The link keeps senders as E.164: the same chat as the recipient's digits.
+        let e164 = Quote {
+            chat: Some(format!("+{PEER}")),
+            ..quote.clone()
+        };
+        let context = quote_context(DEVICE, Some(&own()), PEER, &e164).unwrap();
+        assert_eq!(context.remote_jid, None, "the same chat");
+        assert_eq!(
+            context.participant.as_deref(),
+            Some("6282222222222@s.whatsapp.net")
+        );
+        // A sender known only by its LID is named by it.
+        let lid = Quote {
+            chat: Some("100000000000001@lid".into()),
+            ..quote.clone()
+        };
+        let context = quote_context(DEVICE, Some(&own()), PEER, &lid).unwrap();
+        assert_eq!(context.participant.as_deref(), Some("100000000000001@lid"));
 
         // In a group: its author; quoted in a 1:1 chat ("reply privately"): the group
         // is named as the quote's chat.
