@@ -45,3 +45,115 @@ pub async fn quote_for(
         text: content.text,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::link::whatsapp::conformance::create_starting_device;
+    use crate::seal::{MasterKey, Sealer};
+    use crate::store::{MessageRecord, MessageStatus, SqliteStore};
+
+    /// Stores message `id` of device `d1`, its content sealed as the device seals it.
+    async fn stored(
+        store: &dyn Store,
+        keys: &DataKeys,
+        id: &str,
+        direction: Direction,
+        peer: &str,
+        content: Content,
+    ) {
+        let sealed = keys
+            .seal("default", &Place::message("d1", id), &content.to_stored())
+            .await
+            .unwrap();
+        let record = MessageRecord {
+            id: id.into(),
+            device_id: "d1".into(),
+            direction,
+            peer_phone: peer.into(),
+            text: sealed.into_string(),
+            status: MessageStatus::Delivered,
+            error: None,
+            idempotency_key: None,
+            created_at_ms: 1,
+            not_before_ms: None,
+            sent_at_ms: None,
+            delivered_at_ms: None,
+            read_at_ms: None,
+            failed_at_ms: None,
+        };
+        store.insert_message(&record).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_reply_quotes_a_message_of_its_device_s_log_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("wafleet.db")).unwrap());
+        create_starting_device(store.as_ref(), "d1").await;
+        create_starting_device(store.as_ref(), "d2").await;
+        let keys = DataKeys::new(
+            store.clone(),
+            Arc::new(Sealer::new(MasterKey::new(1, [9u8; 32]))),
+        );
+        let group = "120363041234567890@g.us";
+        stored(
+            store.as_ref(),
+            &keys,
+            "msg_ours",
+            Direction::Outbound,
+            "6282222222222",
+            Content::text("your order"),
+        )
+        .await;
+        stored(
+            store.as_ref(),
+            &keys,
+            "3EB0THEIRS",
+            Direction::Inbound,
+            group,
+            Content {
+                author: Some("6283333333333".into()),
+                ..Content::text("who has the key?")
+            },
+        )
+        .await;
+
+        let ours = quote_for(store.as_ref(), &keys, "d1", "msg_ours")
+            .await
+            .unwrap();
+        assert_eq!(
+            ours,
+            Quote {
+                id: "msg_ours".into(),
+                from_me: true,
+                chat: Some("6282222222222".into()),
+                author: None,
+                text: "your order".into(),
+            }
+        );
+        let theirs = quote_for(store.as_ref(), &keys, "d1", "3EB0THEIRS")
+            .await
+            .unwrap();
+        assert!(!theirs.from_me);
+        assert_eq!(theirs.chat.as_deref(), Some(group));
+        assert_eq!(theirs.author.as_deref(), Some("6283333333333"));
+        assert_eq!(theirs.text, "who has the key?");
+
+        let long = "m".repeat(MAX_ID_LEN + 1);
+        for (device, id) in [
+            ("d1", "msg_nobody"),
+            ("d2", "msg_ours"),
+            ("d1", ""),
+            ("d1", long.as_str()),
+        ] {
+            let refused = quote_for(store.as_ref(), &keys, device, id).await;
+            assert!(
+                matches!(&refused, Err(FleetError::ReplyToNotFound(_))),
+                "{device} {id}: {refused:?}"
+            );
+        }
+    }
+}
