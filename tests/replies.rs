@@ -138,6 +138,29 @@ async fn replies_name_the_quoted_message_by_the_id_each_side_knows() {
         .len();
     assert_eq!(after, before);
 
+    // The OpenAPI document says so.
+    let spec: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let schemas = &spec["components"]["schemas"];
+    for schema in ["SendMessage", "Message"] {
+        let field = &schemas[schema]["properties"]["reply_to"];
+        assert!(
+            field["description"].is_string(),
+            "{schema}.reply_to: {field}"
+        );
+    }
+    let send_doc = spec["paths"]["/v1/devices/{id}/messages"]["post"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(send_doc.contains("reply_to_not_found"), "{send_doc}");
+
     // Another device's message is not this device's to quote.
     app.pair("shop-2", "6281250000002").await;
     let refused = app
