@@ -229,6 +229,15 @@ pub struct SendMessage {
     /// rate limiter allows); now or past sends it now. At most a year ahead (422).
     #[schema(example = "2026-12-24T09:00:00Z")]
     pub send_at: Option<String>,
+    /// The message this one replies to (quotes): the `id` of any message of the device's
+    /// log (`GET /v1/devices/{id}/messages`), either direction, in any chat. 422
+    /// `reply_to_not_found` if the log has no such message.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        example = "msg_0190f1c2a3b4c5d6e7f8091a2b3c4d5e"
+    )]
+    pub reply_to: Option<String>,
 }
 
 /// The media of a message: exactly one of `id` (`POST /v1/media`) and `url`.
@@ -289,6 +298,11 @@ pub struct Message {
     /// The media file it carries (`GET /v1/media/{id}` has its bytes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media: Option<MessageMedia>,
+    /// The message it replies to (quotes): the id of a message of this log; for an
+    /// inbound reply to a message the device does not have, the network's id of it.
+    /// Absent when it is not a reply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
     /// scheduled, queued, sent, delivered, read, failed or cancelled.
     pub status: String,
     pub error: Option<String>,
@@ -354,6 +368,7 @@ impl From<MessageRecord> for Message {
             mentions: content.mentions,
             text: content.text,
             media: content.media.map(MessageMedia::from),
+            reply_to: content.quote.map(|quote| quote.id),
             status: m.status.as_str().to_owned(),
             error: m.error,
             created_at: rfc3339(m.created_at_ms),

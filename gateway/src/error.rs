@@ -238,6 +238,10 @@ impl From<FleetError> for ApiError {
                 code: "message_not_found",
                 what: format!("message {id}"),
             },
+            FleetError::ReplyToNotFound(_) => ApiError::Refused {
+                code: "reply_to_not_found",
+                message: error.to_string(),
+            },
             FleetError::DeviceExists(id) => ApiError::Conflict {
                 code: "device_exists",
                 message: format!("a device with id {id} already exists"),

@@ -150,7 +150,7 @@ impl RemoteDevices {
     ) -> Answer {
         let call = host
             .call(
-                |reply| HostMsg::Command(Wire(command), reply),
+                |reply| HostMsg::Command(Wire(Box::new(command)), reply),
                 Some(self.timeout),
             )
             .await;

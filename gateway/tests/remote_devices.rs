@@ -362,6 +362,7 @@ async fn commands_reach_the_owner_over_the_cluster_and_fail_retryably_without_it
         media: None,
         mentions: Vec::new(),
         send_at_ms: None,
+        reply_to: None,
     };
     let sent = devices
         .execute("alpha", DeviceCommand::SendText(send.clone()))

@@ -112,6 +112,7 @@ async fn main() {
         media: None,
         mentions: Vec::new(),
         send_at_ms: None,
+        reply_to: None,
     };
     // Warm up both paths (the limiter loads its state on first use).
     for n in 0..200 {

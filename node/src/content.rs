@@ -1,6 +1,6 @@
 //! [`Content`]: what a message says — its text and, optionally, a media file (the
-//! text is then its caption), the numbers it mentions and, in a group, who wrote it —
-//! and how it is kept in a message's one text field.
+//! text is then its caption), the numbers it mentions, in a group who wrote it, and the
+//! message it replies to ([`Quote`]) — and how it is kept in a message's one text field.
 //!
 //! A message's stored text (sealed at rest, so the store never sees any of this) is
 //! the text as it is, or, for a message with media (or a text that itself starts with
@@ -32,6 +32,39 @@ pub struct Content {
     /// inbound message; `None` otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
+    /// The message it replies to (quotes), if it is a reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote: Option<Quote>,
+}
+
+/// The message a reply quotes, as the reply keeps it: enough for a link to name it on
+/// the network and show it, without reading the quoted message again (its text is
+/// sealed, and it may be deleted later).
+///
+/// Every link keeps a received message under the network's id for it, so an inbound
+/// message's `id` is its network id too; an outbound message's network id is the
+/// link's to derive from `id` (the simulator uses it as it is, WhatsApp a hash of it:
+/// `link::whatsapp::send`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quote {
+    /// The quoted message's id in the device's message log. For an inbound reply to a
+    /// message the device does not have, the network's id of the quoted message.
+    pub id: String,
+    /// The quoted message was the device's own (outbound).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_me: bool,
+    /// The chat the quoted message is in: its peer (a number or a group id); `None`
+    /// when not known (an inbound reply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<String>,
+    /// Who wrote the quoted message when a participant of a group wrote it (digits or
+    /// E.164, as received); `None` for the device's own messages and 1:1 chats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// The quoted message's text (its caption for media), which networks show with the
+    /// reply; empty when not known.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
 }
 
 /// A media file a message carries: a file of the media library, as it was checked
@@ -59,12 +92,16 @@ impl Content {
             media: None,
             mentions: Vec::new(),
             author: None,
+            quote: None,
         }
     }
 
     /// The one string a message keeps (see the module docs).
     pub fn to_stored(&self) -> String {
-        let plain = self.media.is_none() && self.mentions.is_empty() && self.author.is_none();
+        let plain = self.media.is_none()
+            && self.mentions.is_empty()
+            && self.author.is_none()
+            && self.quote.is_none();
         if plain && !self.text.starts_with(MARKER) {
             return self.text.clone();
         }
@@ -168,6 +205,23 @@ mod tests {
             Content {
                 author: Some("6283333333333".into()),
                 ..Content::text("in a group")
+            },
+            Content {
+                quote: Some(Quote {
+                    id: "msg_0123456789abcdef0123456789abcdef".into(),
+                    from_me: true,
+                    chat: Some("6281111111111".into()),
+                    author: None,
+                    text: "the order".into(),
+                }),
+                ..Content::text("yes, that one")
+            },
+            Content {
+                quote: Some(Quote {
+                    id: "3EB0AABBCCDDEEFF001122".into(),
+                    ..Quote::default()
+                }),
+                ..Content::text("a reply to something unknown")
             },
         ];
         for content in cases {

@@ -9,7 +9,8 @@
 //!   command once.
 //! - [`catalog`]: [`catalog::Catalog`], store-backed reads and owner-free writes that
 //!   gateway and node both use.
-//! - [`content`]: what a message says (its text, and a media file) as one stored text.
+//! - [`content`]: what a message says (its text, and a media file) as one stored text;
+//!   [`quote`]: the one rule of a reply (which message a send may quote).
 //! - [`outbox`], [`settings`]: the rules for accepting a message (now or scheduled)
 //!   and for the shared settings (the trust-level table), each written once;
 //!   `cancellation`: the rule for cancelling a message that has not left.
@@ -82,6 +83,7 @@ pub mod open_files;
 pub mod outbox;
 pub mod phone;
 pub mod process;
+pub mod quote;
 pub mod seal;
 pub mod settings;
 pub mod store;

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{FleetError, SendText, Sent, state_code};
 use crate::clock::now_ms;
-use crate::content::{Content, MediaPart};
+use crate::content::{Content, MediaPart, Quote};
 use crate::limits::policy::Refusal;
 use crate::metrics;
 use crate::seal::data_keys::DataKeys;
@@ -166,7 +166,9 @@ fn not_ready(device: &DeviceRecord) -> FleetError {
 /// Stores a checked send, created at `created_at_ms`, if its device takes messages
 /// ([`sendable`], read in the same store call as the insert): `device_not_ready` if
 /// not. It is `queued` with its rate-limit slot (`None`: none yet), or `scheduled` when
-/// [`scheduled_for`] a later time (with no slot: the caller passes `None`).
+/// [`scheduled_for`] a later time (with no slot: the caller passes `None`). A reply
+/// keeps the quote of its `reply_to` ([`crate::quote`]): `reply_to_not_found` if the
+/// log has no such message.
 pub(crate) async fn insert_accepted(
     store: &dyn Store,
     sealing: Sealing<'_>,
@@ -176,8 +178,12 @@ pub(crate) async fn insert_accepted(
     created_at_ms: i64,
     not_before_ms: Option<i64>,
 ) -> Result<Sent, FleetError> {
+    let quote = match &send.reply_to {
+        Some(id) => Some(crate::quote::quote_for(store, sealing.keys, device_id, id).await?),
+        None => None,
+    };
     let key = sealing.keys.current(sealing.tenant).await?;
-    let stored = stored_content(&send)?;
+    let stored = stored_content(&send, quote)?;
     let sealed = key.seal(&Place::message(device_id, &id), &stored);
     let send_at_ms = scheduled_for(&send, created_at_ms);
     let status = match send_at_ms {
@@ -232,8 +238,9 @@ pub(crate) async fn insert_accepted(
     })
 }
 
-/// The message's text field for `send`: its [`Content`] as stored.
-fn stored_content(send: &SendText) -> Result<String, FleetError> {
+/// The message's text field for `send`, quoting `quote` (its `reply_to`): its
+/// [`Content`] as stored.
+fn stored_content(send: &SendText, quote: Option<Quote>) -> Result<String, FleetError> {
     let media = send
         .media
         .clone()
@@ -245,6 +252,7 @@ fn stored_content(send: &SendText) -> Result<String, FleetError> {
         media,
         mentions: send.mentions.clone(),
         author: None,
+        quote,
     }
     .to_stored())
 }
@@ -292,7 +300,11 @@ async fn replay(
             &existing.text,
         )
         .await?;
-    if existing.peer_phone != send.to_phone || existing.text != stored_content(send)? {
+    // The same reply quotes what the first one quoted, as it was then.
+    let quote = Content::from_stored(&existing.text)
+        .quote
+        .filter(|quote| send.reply_to.as_ref() == Some(&quote.id));
+    if existing.peer_phone != send.to_phone || existing.text != stored_content(send, quote)? {
         return Err(FleetError::IdempotencyKeyReused);
     }
     metrics::message_outcome("duplicate");

@@ -105,6 +105,7 @@ fn text(n: usize, send_at_ms: Option<i64>) -> SendText {
         media: None,
         mentions: Vec::new(),
         send_at_ms,
+        reply_to: None,
     }
 }
 

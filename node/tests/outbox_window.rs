@@ -110,6 +110,7 @@ async fn a_backlogged_window_refills_by_quarters_and_hands_every_message_once() 
                     media: None,
                     mentions: Vec::new(),
                     send_at_ms: None,
+                    reply_to: None,
                 },
             )
             .await
@@ -172,6 +173,7 @@ fn text(n: u32) -> SendText {
         media: None,
         mentions: Vec::new(),
         send_at_ms: None,
+        reply_to: None,
     }
 }
 

@@ -87,6 +87,7 @@ async fn an_unconfirmed_send_stays_queued_and_is_handed_again_never_failed() {
                 media: None,
                 mentions: Vec::new(),
                 send_at_ms: None,
+                reply_to: None,
             },
         )
         .await

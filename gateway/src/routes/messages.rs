@@ -23,6 +23,9 @@ use crate::validate;
 `to` is a phone number or a group id the device's number is in (a group send is one message: it passes the rate \
 limiter once; a device not in the group sees the message fail). `mentions` names up to 50 numbers the text mentions \
 (400 invalid_mentions beyond). \
+`reply_to` makes it a reply quoting a message of the device's log (the id from GET /v1/devices/{id}/messages, \
+an outbound or an inbound message, of this chat or another one); the recipient sees the quoted message above it. \
+A reply_to the log does not have is 422 reply_to_not_found (nothing is stored). \
 Accepted while the device is linked and running (READY, STARTING, DISCONNECTED); otherwise 409 device_not_ready. \
 With an Idempotency-Key header, a repeat returns the first message (header Idempotent-Replayed: true); \
 the same key with a different message is 409 idempotency_key_reused. \
@@ -93,6 +96,7 @@ pub async fn send(
         media: media.map(Into::into),
         mentions,
         send_at_ms,
+        reply_to: body.reply_to,
     };
     let command = DeviceCommand::SendText(send);
     let sent = state.devices.execute(&id, command).await?.into_sent()?;

@@ -37,6 +37,9 @@ pub enum SimError {
     /// The phone is not a participant of the group it writes to.
     #[error("{0} is not a participant of this group")]
     NotInGroup(String),
+    /// The phone has no message with this id (in its inbox or among those it sent).
+    #[error("the phone has no message {0:?} to reply to")]
+    MessageNotFound(String),
     /// The media folder failed.
     #[error("the media folder failed: {0}")]
     Storage(String),
@@ -58,6 +61,7 @@ impl SimError {
             SimError::Storage(_) => "storage_failed",
             SimError::GroupNotFound(_) => "group_not_found",
             SimError::NotInGroup(_) => "not_participant",
+            SimError::MessageNotFound(_) => "message_not_found",
         }
     }
 

@@ -29,6 +29,8 @@ pub(crate) struct InboxEntry {
     pub(crate) group: Option<String>,
     /// The numbers it mentions.
     pub(crate) mentions: Vec<String>,
+    /// The message it replies to, by its id on the network.
+    pub(crate) reply_to: Option<String>,
 }
 
 /// A media file in a phone's inbox, as the control API shows it.
@@ -87,11 +89,14 @@ pub(crate) struct Extras {
     /// The numbers it mentions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) mentions: Vec<String>,
+    /// The message it replies to, by its id on the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) reply_to: Option<String>,
 }
 
 /// How the state file keeps a message's text and extras in its text column: the text
-/// as it is, or, for a message with media, a group or mentions (or a text that starts
-/// like an envelope), `\u{2}` and JSON of them all.
+/// as it is, or, for a message with media, a group, mentions or a quote (or a text that
+/// starts like an envelope), `\u{2}` and JSON of them all.
 pub(crate) fn stored_text(text: &str, extras: &Extras) -> String {
     if *extras == Extras::default() && !text.starts_with(ENVELOPE) {
         return text.to_owned();
@@ -137,6 +142,7 @@ impl InboxEntry {
             media: self.media.clone(),
             group: self.group.clone(),
             mentions: self.mentions.clone(),
+            reply_to: self.reply_to.clone(),
         }
     }
 
@@ -147,6 +153,7 @@ impl InboxEntry {
         self.media = extras.media;
         self.group = extras.group;
         self.mentions = extras.mentions;
+        self.reply_to = extras.reply_to;
     }
 
     /// How the control API shows it.
@@ -167,6 +174,7 @@ impl InboxEntry {
             },
             group: self.group.clone(),
             mentions: self.mentions.clone(),
+            reply_to: self.reply_to.clone(),
         }
     }
 }
@@ -191,6 +199,10 @@ pub struct InboxMessage {
     /// The numbers it mentions; absent when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mentions: Vec<String>,
+    /// The message it replies to, as the phone knows it: the id of a message it received
+    /// (an inbox entry's `message_id`) or sent (a sent entry's); absent when not a reply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
 }
 
 /// Whether the phone has read a message yet.
@@ -217,6 +229,7 @@ mod tests {
             media: None,
             group: None,
             mentions: Vec::new(),
+            reply_to: None,
         };
         let json = serde_json::to_value(entry.view()).unwrap();
         assert_eq!(
@@ -241,15 +254,17 @@ mod tests {
             filename: None,
             handle: "0".repeat(32),
         };
-        for (text, media, group) in [
-            ("look", Some(media), None),
-            ("plain", None, None),
-            ("\u{2}{\"text\":\"x\"}", None, None),
+        for (text, media, group, reply_to) in [
+            ("look", Some(media), None, None),
+            ("plain", None, None, None),
+            ("\u{2}{\"text\":\"x\"}", None, None, None),
             (
                 "in a group",
                 None,
                 Some("120363000000000001@g.us".to_owned()),
+                None,
             ),
+            ("a reply", None, None, Some("msg_quoted".to_owned())),
         ] {
             let entry = InboxEntry {
                 from_phone: "62811111111".into(),
@@ -265,18 +280,32 @@ mod tests {
                     Vec::new()
                 },
                 group,
+                reply_to,
             };
             let mut back = InboxEntry {
                 text: String::new(),
                 media: None,
                 group: None,
                 mentions: Vec::new(),
+                reply_to: None,
                 ..entry.clone()
             };
             back.set_stored_text(entry.stored_text());
             assert_eq!(
-                (back.text, back.media, back.group, back.mentions),
-                (entry.text, entry.media, entry.group, entry.mentions)
+                (
+                    back.text,
+                    back.media,
+                    back.group,
+                    back.mentions,
+                    back.reply_to
+                ),
+                (
+                    entry.text,
+                    entry.media,
+                    entry.group,
+                    entry.mentions,
+                    entry.reply_to
+                )
             );
         }
     }

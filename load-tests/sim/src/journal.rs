@@ -379,6 +379,7 @@ fn apply(tx: &Transaction<'_>, op: &Op, seal: Option<&dyn StateSeal>) -> rusqlit
                             media: inbound.media.as_ref().map(InboxMedia::from),
                             group: inbound.group_id.clone(),
                             mentions: Vec::new(),
+                            reply_to: inbound.reply_to.clone(),
                         }
                     )
                 ),
@@ -491,6 +492,7 @@ fn load(connection: &Connection, seal: Option<&dyn StateSeal>) -> rusqlite::Resu
                 media: None,
                 group: None,
                 mentions: Vec::new(),
+                reply_to: None,
             },
         ))
     })?;
@@ -516,6 +518,7 @@ fn load(connection: &Connection, seal: Option<&dyn StateSeal>) -> rusqlite::Resu
                 at_ms: row.get(4)?,
                 media: None,
                 group_id: None,
+                reply_to: None,
             },
         ))
     })?;
@@ -528,6 +531,7 @@ fn load(connection: &Connection, seal: Option<&dyn StateSeal>) -> rusqlite::Resu
             inbound.text = text;
             inbound.media = extras.media.as_ref().map(Into::into);
             inbound.group_id = extras.group;
+            inbound.reply_to = extras.reply_to;
             snapshot.pending.push((link_id, inbound));
         }
     }
@@ -630,6 +634,7 @@ mod tests {
                 media: None,
                 group: None,
                 mentions: Vec::new(),
+                reply_to: None,
             };
             journal.record(Op::Deliver {
                 phone: "62833333333".into(),
@@ -648,6 +653,7 @@ mod tests {
                     at_ms: 12,
                     media: None,
                     group_id: None,
+                    reply_to: None,
                 };
                 journal.record(Op::Inbound {
                     link_id: "a".into(),
@@ -771,6 +777,7 @@ mod tests {
                     media: None,
                     group: None,
                     mentions: Vec::new(),
+                    reply_to: None,
                 },
             });
             journal.record(Op::Inbound {
@@ -782,6 +789,7 @@ mod tests {
                     at_ms: 12,
                     media: None,
                     group_id: None,
+                    reply_to: None,
                 },
             });
             journal.record(Op::PhoneSent {

@@ -13,8 +13,8 @@
 //! |---|---|---|
 //! | POST | `/sim/scan` | `{"qr", "phone"}` → 200 `{"device_id", "link_id", "phone"}`; 404 `qr_not_found`, 410 `qr_expired` |
 //! | POST | `/sim/pair-code` | `{"phone", "code"}` (dash and case optional) → 200 as scan; 404 `pair_code_not_found` (also when requested for another phone), 410 `pair_code_expired` |
-//! | GET | `/sim/phones/{phone}/inbox` | → 200 `[{"from_phone", "text", "at", "message_id", "status": "delivered"\|"read", "group"?, "mentions"?}]`, arrival order (`group` for a message written in a group, `mentions` when it names numbers) |
-//! | POST | `/sim/phones/{phone}/send` | `{"to_phone" \| "group", "text"}` → 202 `{"message_id"}`: an `Inbound` for every device linked to `to_phone`, or (with `group`) to every other participant of the group, the `Inbound` naming the group; 404 `no_linked_device`, 404 `group_not_found`, 403 `not_participant` |
+//! | GET | `/sim/phones/{phone}/inbox` | → 200 `[{"from_phone", "text", "at", "message_id", "status": "delivered"\|"read", "group"?, "mentions"?, "reply_to"?}]`, arrival order (`group` for a message written in a group, `mentions` when it names numbers, `reply_to` for a reply: the id of the quoted message as the phone knows it) |
+//! | POST | `/sim/phones/{phone}/send` | `{"to_phone" \| "group", "text", "reply_to"?}` → 202 `{"message_id"}`: an `Inbound` for every device linked to `to_phone`, or (with `group`) to every other participant of the group, the `Inbound` naming the group (and with `reply_to`, the message it replies to: one the phone received or sent); 404 `no_linked_device`, 404 `group_not_found`, 404 `message_not_found` (a `reply_to` the phone does not have), 403 `not_participant` |
 //! | GET | `/sim/groups/{id}` | → 200 `{"id", "subject", "creator", "participants": [{"phone", "admin"}]}`; 404 `group_not_found` |
 //! | POST | `/sim/phones/{phone}/read` | → 200 `{"read": n}` (extension, see below) |
 //! | GET | `/sim/phones/{phone}/sent` | → 200 `[{"to_phone", "text", "message_id", "at", "status": "sent"\|"delivered"\|"read"}]`: what the phone sent to linked devices, oldest first; `delivered` once a device acknowledged storing it, `read` once a device sent `MarkRead` for it |
@@ -49,6 +49,11 @@
 //!   participant's inbox (one entry each, with the group and `mentions`); a sender not
 //!   in the group gets `Receipt{FAILED, not_participant}`. A resend is found in the
 //!   first of those inboxes.
+//! - **Replies**: the network knows a message by one id everywhere: a device's own
+//!   `message_id`, or the id it gave a phone's message. A `SendMessage{reply_to}` is kept
+//!   with the inbox entries as `reply_to` (not checked: a device may quote what the
+//!   network never carried); a phone's reply must name a message of its inbox or of its
+//!   sent list, and reaches devices as `Inbound{reply_to}`.
 //! - **Deduplication**: on (link, `message_id`), kept for as long as the message is in
 //!   the inbox (forever). A FAILED send is not remembered, so it may be retried.
 //! - **Bans** use the wall clock (they are persisted); `Banned{until_ms}` goes to the

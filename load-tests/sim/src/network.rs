@@ -143,7 +143,7 @@ impl Network {
     /// (`120363…@g.us`) that `from` is in: then the devices of every other participant
     /// get it, with the group. Returns its message id.
     pub fn send_from_phone(&self, from: &str, to: &str, text: &str) -> Result<String, SimError> {
-        self.state().phone_send(from, to, text, None)
+        self.state().phone_send(from, to, text, None, None)
     }
 
     /// [`Network::send_from_phone`] with a media file stored first ([`Network::put_media`]);
@@ -155,7 +155,23 @@ impl Network {
         text: &str,
         media: wafleet_protocol::sim::MediaInfo,
     ) -> Result<String, SimError> {
-        self.state().phone_send(from, to, text, Some(media))
+        self.state().phone_send(from, to, text, Some(media), None)
+    }
+
+    /// [`Network::send_from_phone`] (with media: [`Network::send_media_from_phone`]) as a
+    /// reply to message `reply_to`: the id of a message the phone received (an inbox
+    /// entry's) or sent; 404 `message_not_found` otherwise. The devices' `Inbound` carries
+    /// it.
+    pub fn reply_from_phone(
+        &self,
+        from: &str,
+        to: &str,
+        text: &str,
+        media: Option<wafleet_protocol::sim::MediaInfo>,
+        reply_to: &str,
+    ) -> Result<String, SimError> {
+        self.state()
+            .phone_send(from, to, text, media, Some(reply_to))
     }
 
     /// Stores a file on the network's media servers (what `POST /sim/media` does, and

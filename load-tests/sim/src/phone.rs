@@ -24,6 +24,13 @@ impl Phone {
     pub(crate) fn ban(&self, now_ms: i64) -> Option<i64> {
         (self.banned_until_ms > now_ms).then_some(self.banned_until_ms)
     }
+
+    /// Whether the phone has message `id`: one that reached it, or one it sent (what it
+    /// can quote in a reply).
+    pub(crate) fn has(&self, id: &str) -> bool {
+        self.inbox.iter().any(|entry| entry.message_id == id)
+            || self.sent.iter().any(|entry| entry.message_id == id)
+    }
 }
 
 /// The JID of a number's WhatsApp account.

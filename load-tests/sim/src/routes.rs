@@ -160,6 +160,8 @@ struct PhoneMessage {
     #[serde(default)]
     text: Option<String>,
     media: Option<PhoneMedia>,
+    /// The message it replies to: the id of a message the phone received or sent.
+    reply_to: Option<String>,
 }
 
 /// A file a phone sends.
@@ -197,12 +199,12 @@ async fn send(
             ));
         }
     };
-    let message_id = match message.media {
+    let (text, media) = match message.media {
         None => {
             let text = message
                 .text
                 .ok_or_else(|| SimError::InvalidRequest("text or media is required".into()))?;
-            app.network.send_from_phone(&phone, &to, &text)?
+            (text, None)
         }
         Some(media) => {
             if !MEDIA_TYPES.contains(&media.kind.as_str()) {
@@ -228,9 +230,17 @@ async fn send(
                 filename: media.filename,
             };
             let caption = media.caption.or(message.text).unwrap_or_default();
-            app.network
-                .send_media_from_phone(&phone, &to, &caption, info)?
+            (caption, Some(info))
         }
+    };
+    let message_id = match (message.reply_to, media) {
+        (Some(reply_to), media) => app
+            .network
+            .reply_from_phone(&phone, &to, &text, media, &reply_to)?,
+        (None, None) => app.network.send_from_phone(&phone, &to, &text)?,
+        (None, Some(info)) => app
+            .network
+            .send_media_from_phone(&phone, &to, &text, info)?,
     };
     Ok((
         StatusCode::ACCEPTED,
@@ -353,7 +363,8 @@ impl SimError {
             | SimError::PairCodeNotFound
             | SimError::NoLinkedDevice(_)
             | SimError::MediaNotFound
-            | SimError::GroupNotFound(_) => StatusCode::NOT_FOUND,
+            | SimError::GroupNotFound(_)
+            | SimError::MessageNotFound(_) => StatusCode::NOT_FOUND,
             SimError::NotInGroup(_) => StatusCode::FORBIDDEN,
             SimError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             SimError::QrExpired | SimError::PairCodeExpired => StatusCode::GONE,
@@ -404,6 +415,7 @@ mod tests {
             SimError::NoLinkedDevice("62811111111".into()),
             SimError::InvalidJson("x".into()),
             SimError::InvalidRequest("x".into()),
+            SimError::MessageNotFound("m-1".into()),
         ];
         for error in errors {
             assert!(error.status().is_client_error(), "{error:?}");

@@ -356,6 +356,7 @@ impl State {
             media: message.media.as_ref().map(InboxMedia::from),
             group: None,
             mentions: message.mentions.clone(),
+            reply_to: message.reply_to.clone(),
         };
         let to_phone = message.to_phone.clone();
         let inbox = &mut self.phones.entry(to_phone.clone()).or_default().inbox;
@@ -661,6 +662,7 @@ impl State {
             media: message.media.as_ref().map(InboxMedia::from),
             group: Some(message.to_phone.clone()),
             mentions: message.mentions.clone(),
+            reply_to: message.reply_to.clone(),
         };
         let mut first = None;
         for to_phone in others {
@@ -748,16 +750,23 @@ impl State {
         Ok(())
     }
 
-    /// Phone `from` writes to number `to`: every live link of `to` gets it. Returns the
-    /// new message id.
+    /// Phone `from` writes to number `to`: every live link of `to` gets it, as a reply
+    /// to message `reply_to` if given (one the phone received or sent, else
+    /// `message_not_found`). Returns the new message id.
     pub(crate) fn phone_send(
         &mut self,
         from: &str,
         to: &str,
         text: &str,
         media: Option<MediaInfo>,
+        reply_to: Option<&str>,
     ) -> Result<String, SimError> {
         phone::validate(from)?;
+        if let Some(id) = reply_to
+            && !self.phones.get(from).is_some_and(|phone| phone.has(id))
+        {
+            return Err(SimError::MessageNotFound(id.to_owned()));
+        }
         let (targets, group_id) = if groups::is_group_id(to) {
             (self.group_targets(from, to)?, Some(to.to_owned()))
         } else {
@@ -775,6 +784,7 @@ impl State {
             at_ms: clock::now_ms(),
             media,
             group_id,
+            reply_to: reply_to.map(str::to_owned),
         };
         for link_id in targets {
             let Some(link) = self.links.get_mut(&link_id) else {

@@ -86,6 +86,7 @@ async fn send(device: &mut Device, id: &str, to: &str, text: &str, mentions: &[&
         text: text.to_owned(),
         media: None,
         mentions: phones(mentions),
+        reply_to: None,
     };
     device.send(Out::Send(message)).await;
     match device.next().await {

@@ -11,6 +11,9 @@ pub enum FleetError {
     DeviceNotFound(String),
     #[error("message {0} not found")]
     MessageNotFound(String),
+    /// A send's `reply_to` names no message of the device's log (the id).
+    #[error("reply_to: the device has no message {0:?} to reply to")]
+    ReplyToNotFound(String),
     #[error("device {0} already exists")]
     DeviceExists(String),
     /// The device is not in a state that allows this; `code` names the rule.

@@ -142,6 +142,7 @@ impl From<CommandError> for pb::NodeError {
             CommandError::Fleet(error) => match error {
                 FleetError::DeviceNotFound(id) => Kind::DeviceNotFound(id),
                 FleetError::MessageNotFound(id) => Kind::MessageNotFound(id),
+                FleetError::ReplyToNotFound(id) => Kind::ReplyToNotFound(id),
                 FleetError::DeviceExists(id) => Kind::DeviceExists(id),
                 FleetError::WrongState { code, message } => Kind::WrongState(pb::WrongState {
                     code: code.to_owned(),
@@ -189,6 +190,7 @@ impl From<pb::NodeError> for CommandError {
             }
             Some(Kind::DeviceNotFound(id)) => FleetError::DeviceNotFound(id),
             Some(Kind::MessageNotFound(id)) => FleetError::MessageNotFound(id),
+            Some(Kind::ReplyToNotFound(id)) => FleetError::ReplyToNotFound(id),
             Some(Kind::DeviceExists(id)) => FleetError::DeviceExists(id),
             Some(Kind::WrongState(wrong)) => FleetError::WrongState {
                 code: known_state_code(&wrong.code),
@@ -682,6 +684,7 @@ mod tests {
         let errors = [
             FleetError::DeviceNotFound("dev-1".into()),
             FleetError::MessageNotFound("msg_1".into()),
+            FleetError::ReplyToNotFound("msg_2".into()),
             FleetError::DeviceExists("dev-1".into()),
             FleetError::IdempotencyKeyReused,
             FleetError::Timeout,

@@ -61,9 +61,10 @@ pub enum HostMsg {
     /// This node is shutting down: from now on its heartbeats say it is leaving, starting
     /// with one to every peer at once (local).
     Leave,
-    /// A device command from a gateway; answered with exactly one reply.
+    /// A device command from a gateway; answered with exactly one reply. Boxed: a
+    /// command is far larger than the other messages (the same bytes on the wire).
     #[rpc]
-    Command(Wire<NodeCommand>, RpcReplyPort<Wire<NodeReply>>),
+    Command(Wire<Box<NodeCommand>>, RpcReplyPort<Wire<NodeReply>>),
 }
 
 impl std::fmt::Debug for HostMsg {
@@ -200,7 +201,7 @@ impl Actor for NodeHost {
                     state.publish_learned();
                 }
             }
-            HostMsg::Command(Wire(command), reply) => state.run_command(command, reply),
+            HostMsg::Command(Wire(command), reply) => state.run_command(*command, reply),
         }
         Ok(())
     }

@@ -94,15 +94,17 @@ impl DeviceState {
         }
     }
 
+    /// Stores an inbound message once (`content` as the link received it; in a group,
+    /// its writer becomes its author), publishes `message.inbound` and acknowledges it.
     pub(super) async fn on_inbound(
         &mut self,
         message_id: String,
         from_phone: String,
-        text: String,
         at_ms: i64,
-        media: Option<MediaPart>,
         group: Option<String>,
+        mut content: Content,
     ) -> Result<(), StoreError> {
+        content.author = group.is_some().then(|| from_phone.clone());
         let tenant = self
             .ctx
             .tenants
@@ -117,13 +119,7 @@ impl DeviceState {
             .seal(
                 &tenant,
                 &Place::message(&self.id, &message_id),
-                &Content {
-                    text: text.clone(),
-                    media: media.clone(),
-                    mentions: Vec::new(),
-                    author: group.is_some().then(|| from_phone.clone()),
-                }
-                .to_stored(),
+                &content.to_stored(),
             )
             .await?;
         let record = MessageRecord {
@@ -156,10 +152,13 @@ impl DeviceState {
         if let Some(group) = group {
             data.insert("group".into(), Value::from(group));
         }
-        if let Some(media) = media {
-            data.insert("media".into(), media_data(media, &text));
+        if let Some(media) = content.media {
+            data.insert("media".into(), media_data(media, &content.text));
         }
-        data.insert("text".into(), Value::from(text));
+        if let Some(quote) = content.quote {
+            data.insert("reply_to".into(), Value::from(quote.id));
+        }
+        data.insert("text".into(), Value::from(content.text));
         data.insert("at_ms".into(), Value::from(at_ms));
         let key = format!("inbound\0{message_id}");
         if fresh {

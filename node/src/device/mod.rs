@@ -38,6 +38,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::{info, warn};
 
 use crate::api::{FleetError, QrCode};
+use crate::content::{Content, Quote};
 use crate::context::NodeContext;
 use crate::limits::actor::LimiterMsg;
 use crate::limits::trust::level_to_u8;
@@ -450,8 +451,17 @@ impl DeviceState {
                 at_ms,
                 media,
                 group,
+                reply_to,
             } => {
-                self.on_inbound(message_id, from_phone, text, at_ms, media, group)
+                let content = Content {
+                    media,
+                    quote: reply_to.map(|id| Quote {
+                        id,
+                        ..Quote::default()
+                    }),
+                    ..Content::text(text)
+                };
+                self.on_inbound(message_id, from_phone, at_ms, group, content)
                     .await?
             }
             LinkEvent::Banned { until_ms } => self.on_banned(&myself, until_ms).await?,

@@ -122,6 +122,7 @@ impl DeviceState {
                 text: content.text,
                 media: content.media,
                 mentions: content.mentions,
+                quote: content.quote.map(Box::new),
             };
             match session.command(command) {
                 Ok(()) => {

@@ -233,6 +233,7 @@ impl Fleet {
             media: content.media.map(Into::into),
             mentions: Vec::new(),
             send_at_ms: None,
+            reply_to: None,
         };
         match self.send_text(device, send).await {
             Ok(sent) => {

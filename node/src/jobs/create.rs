@@ -131,6 +131,7 @@ impl JobBook {
             media: new.media.clone(),
             mentions: Vec::new(),
             author: None,
+            quote: None,
         };
         let sealed = self
             .keys

@@ -33,7 +33,7 @@ use tokio::sync::oneshot;
 
 use wafleet_protocol::node_api as pb;
 
-use crate::content::MediaPart;
+use crate::content::{MediaPart, Quote};
 use crate::media::MediaLibrary;
 use crate::vault::DeviceVault;
 
@@ -84,6 +84,10 @@ pub enum LinkEvent {
         /// The group it was written in (`from_phone` is then the participant who
         /// wrote); `None` for a message to the device's number.
         group: Option<String>,
+        /// The message it replies to (quotes): the device's id for it when the link
+        /// knows it (a message the device sent, or one it received: both links keep a
+        /// received message under the network's id), else the network's id.
+        reply_to: Option<String>,
     },
     /// The account is temporarily banned.
     Banned { until_ms: i64 },
@@ -166,6 +170,9 @@ pub enum LinkCommand {
         media: Option<MediaPart>,
         /// Numbers the text mentions (digits).
         mentions: Vec<String>,
+        /// The message it replies to, as the outbox kept it (the link names it on the
+        /// network: [`Quote`]). Boxed: most messages are no replies.
+        quote: Option<Box<Quote>>,
     },
     /// Ask for a pairing code for `phone` (only while pairing).
     RequestPairCode {

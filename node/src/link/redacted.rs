@@ -70,6 +70,7 @@ impl fmt::Debug for LinkEvent {
                 at_ms,
                 media,
                 group,
+                reply_to,
             } => f
                 .debug_struct("Inbound")
                 .field("message_id", message_id)
@@ -78,6 +79,7 @@ impl fmt::Debug for LinkEvent {
                 .field("at_ms", at_ms)
                 .field("media", &media.as_ref().map(|m| &m.id))
                 .field("group", group)
+                .field("reply_to", reply_to)
                 .finish(),
             LinkEvent::Banned { until_ms } => f
                 .debug_struct("Banned")
@@ -96,6 +98,7 @@ impl fmt::Debug for LinkCommand {
                 text,
                 media,
                 mentions,
+                quote,
             } => f
                 .debug_struct("SendText")
                 .field("message_id", message_id)
@@ -103,6 +106,7 @@ impl fmt::Debug for LinkCommand {
                 .field("text", &Text(text))
                 .field("media", &media.as_ref().map(|m| &m.id))
                 .field("mentions", mentions)
+                .field("reply_to", &quote.as_ref().map(|q| &q.id))
                 .finish(),
             LinkCommand::RequestPairCode { phone, .. } => f
                 .debug_struct("RequestPairCode")
@@ -169,6 +173,7 @@ mod tests {
             at_ms: 1,
             media: None,
             group: None,
+            reply_to: None,
         };
         let shown = format!("{inbound:?}");
         assert!(!shown.contains(SECRET), "{shown}");
@@ -183,6 +188,11 @@ mod tests {
             text: SECRET.into(),
             media: None,
             mentions: Vec::new(),
+            quote: Some(Box::new(crate::content::Quote {
+                id: "m-1".into(),
+                text: SECRET.into(),
+                ..Default::default()
+            })),
         };
         let shown = format!("{send:?}");
         assert!(!shown.contains(SECRET), "{shown}");

@@ -277,18 +277,23 @@ impl LinkSession for SimSession {
         // Answered as soon as the frame is on its way: the sim does not answer it.
         let mut sent_reply = None;
         let kind = match command {
+            // The simulated network knows every message by its wafleet id (ours) or by the
+            // id it gave the device (received ones, stored under it): a quote's id is
+            // its network id.
             LinkCommand::SendText {
                 message_id,
                 to_phone,
                 text,
                 media: None,
                 mentions,
+                quote,
             } => client_frame::Kind::Send(sim::SendMessage {
                 message_id,
                 to_phone,
                 text,
                 media: None,
                 mentions,
+                reply_to: quote.map(|quote| quote.id),
             }),
             LinkCommand::SendText {
                 message_id,
@@ -296,6 +301,7 @@ impl LinkSession for SimSession {
                 text,
                 media: Some(media),
                 mentions,
+                quote,
             } => {
                 // Uploaded first, then sent: a text handed meanwhile may arrive before
                 // it, as with WhatsApp's own clients.
@@ -310,6 +316,7 @@ impl LinkSession for SimSession {
                                 text,
                                 media: Some(info),
                                 mentions,
+                                reply_to: quote.map(|quote| quote.id),
                             });
                             // A closed connection: the session's end says so.
                             let _ = send(&tx, frame).await;
@@ -514,6 +521,7 @@ async fn run(
                     at_ms: inbound.at_ms,
                     media,
                     group: inbound.group_id,
+                    reply_to: inbound.reply_to,
                 })
             }
             server_frame::Kind::LoggedOut(_) => break logged_out(&ctx.vault).await,

@@ -240,6 +240,7 @@ impl Device {
             text: text.to_owned(),
             media,
             mentions: Vec::new(),
+            reply_to: None,
         };
         self.send(Out::Send(message)).await;
     }

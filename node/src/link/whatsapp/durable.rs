@@ -23,7 +23,9 @@ use whatsapp_rust::anyhow;
 use whatsapp_rust::types::durability_hook::{InboundDurabilityHook, InboundMessage};
 
 use super::incoming::{Downloads, Receiver, media_of};
+use super::quotes::{known_reply_to, quoted_id};
 use super::session::{relayed, relayed_sender};
+use super::store::VaultBackend;
 use crate::link::LinkContext;
 use crate::link::{LinkEvent, LinkEvents};
 use crate::media::MediaLibrary;
@@ -79,10 +81,17 @@ pub(crate) struct StoreFirst {
     /// Where the media of inbound messages is stored, and for which tenant.
     pub(crate) library: Arc<MediaLibrary>,
     pub(crate) tenant: String,
+    /// The session's backend, whose outbound map turns a quoted message's WhatsApp id
+    /// back into the wafleet id of a message the device sent.
+    pub(crate) backend: Arc<VaultBackend>,
 }
 
 impl StoreFirst {
-    pub(crate) fn new(ctx: &LinkContext, unstored: Arc<Unstored>) -> Self {
+    pub(crate) fn new(
+        ctx: &LinkContext,
+        unstored: Arc<Unstored>,
+        backend: Arc<VaultBackend>,
+    ) -> Self {
         StoreFirst {
             device_id: ctx.device_id.clone(),
             events: ctx.events.clone(),
@@ -90,6 +99,7 @@ impl StoreFirst {
             wait: STORE_WAIT,
             library: ctx.media.clone(),
             tenant: ctx.tenant.clone(),
+            backend,
         }
     }
 
@@ -119,6 +129,7 @@ impl StoreFirst {
                     at_ms: message.info.timestamp.timestamp_millis(),
                     media,
                     group,
+                    reply_to: quoted_id(&message.message),
                 }),
         )
     }
@@ -135,7 +146,7 @@ impl InboundDurabilityHook for StoreFirst {
         let mut stored = Vec::new();
         let mut unrelayed = 0;
         for message in batch {
-            let event = match relayed(&self.device_id, message) {
+            let mut event = match relayed(&self.device_id, message) {
                 Some(event) => event,
                 None => match self.relay_media(client.as_ref(), message).await {
                     Some(Ok(event)) => event,
@@ -147,6 +158,7 @@ impl InboundDurabilityHook for StoreFirst {
                     None => continue,
                 },
             };
+            known_reply_to(&self.backend, &mut event).await;
             if let LinkEvent::Inbound { message_id, .. } = &event {
                 stored.push(self.unstored.wait(message_id));
                 ids.push(message_id.clone());
@@ -215,7 +227,7 @@ mod tests {
     }
 
     /// A hook whose device is played by the test: the events it emits, in order.
-    fn hook(
+    async fn hook(
         wait: Duration,
         dir: &std::path::Path,
     ) -> (StoreFirst, Arc<Unstored>, Arc<Mutex<Vec<LinkEvent>>>) {
@@ -226,6 +238,12 @@ mod tests {
             1,
             Arc::new(move |_, event| sink.lock().unwrap().push(event)),
         );
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("vault.db")).unwrap());
+        crate::link::whatsapp::conformance::create_starting_device(store.as_ref(), "d").await;
+        let sealer = Arc::new(crate::seal::Sealer::new(crate::seal::MasterKey::new(
+            1, [5; 32],
+        )));
+        let vault = crate::vault::Vault::new(store, sealer).device("d", None);
         let hook = StoreFirst {
             device_id: "d".into(),
             events,
@@ -242,6 +260,7 @@ mod tests {
                 Default::default(),
             )),
             tenant: "default".into(),
+            backend: Arc::new(VaultBackend::open(vault).await.unwrap()),
         };
         (hook, unstored, seen)
     }
@@ -255,7 +274,7 @@ mod tests {
     #[tokio::test]
     async fn a_message_is_acknowledged_only_once_the_device_stored_it() {
         let (dir, client) = client().await;
-        let (hook, unstored, seen) = hook(Duration::from_secs(5), dir.path());
+        let (hook, unstored, seen) = hook(Duration::from_secs(5), dir.path()).await;
         let batch = [
             message("A1", "628222@s.whatsapp.net", Some("halo")),
             message("A2", "628333@s.whatsapp.net", Some("apa kabar")),
@@ -305,7 +324,7 @@ mod tests {
     #[tokio::test]
     async fn a_message_the_device_did_not_store_is_left_for_redelivery() {
         let (dir, client) = client().await;
-        let (hook, unstored, _seen) = hook(Duration::from_millis(100), dir.path());
+        let (hook, unstored, _seen) = hook(Duration::from_millis(100), dir.path()).await;
         let batch = [
             message("B1", "628222@s.whatsapp.net", Some("one")),
             message("B2", "628222@s.whatsapp.net", Some("two")),
@@ -346,7 +365,7 @@ mod tests {
     #[tokio::test]
     async fn what_is_not_relayed_is_acknowledged_at_once() {
         let (dir, client) = client().await;
-        let (hook, _unstored, seen) = hook(Duration::from_secs(5), dir.path());
+        let (hook, _unstored, seen) = hook(Duration::from_secs(5), dir.path()).await;
         let batch = [
             message("S1", "status@broadcast", Some("a status update")),
             message("M1", "628222@s.whatsapp.net", None),

@@ -23,6 +23,7 @@
 //! | `TemporaryBan { expire }`            | [`LinkEvent::Banned`], then `Disconnected`        |
 //! | `Receipt` (delivered / read, played) | [`LinkEvent::Receipt`] for the wafleet message    |
 //! | `Messages` (1:1 text)                | [`LinkEvent::Inbound`]                            |
+//! | `ContextInfo.stanza_id` of a message | its `reply_to` (wafleet's id when known)          |
 //! | a send timed out or lost its connection | [`LinkEvent::Unsent`] (sent again, same id)    |
 //! | anything ending the connection       | [`LinkEvent::Disconnected`] with the reason       |
 //!
@@ -41,6 +42,8 @@
 //! - `groups`: group operations (`w:g2` through whatsapp-rust's `Groups`); group sends
 //!   and mentions are refused on this link for now.
 //! - `number_checks`: which numbers are on WhatsApp, in the order asked.
+//! - `quotes`: replies: the quote a reply carries in its `ContextInfo`, and the quoted
+//!   message of an inbound reply mapped back to wafleet's id.
 //! - `read_receipts`: telling WhatsApp a chat's messages were read.
 //! - [`send`]: sending a text under one WhatsApp id per message, whatever the attempts.
 //! - [`session`]: one session's task: whatsapp-rust events in, wafleet events out.
@@ -54,6 +57,7 @@ mod incoming;
 mod media;
 mod mentions;
 mod number_checks;
+mod quotes;
 mod read_receipts;
 mod send;
 mod session;
@@ -96,7 +100,7 @@ impl LinkFactory for WhatsAppLinkFactory {
         );
         let probe = Probe::new(self.connectors.config().url());
         let unstored = Arc::new(durable::Unstored::default());
-        let hook = durable::StoreFirst::new(&ctx, unstored.clone());
+        let hook = durable::StoreFirst::new(&ctx, unstored.clone(), backend.clone());
         let client = self
             .connectors
             .client(backend.clone(), probe.clone(), Some(Arc::new(hook)))

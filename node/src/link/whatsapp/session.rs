@@ -27,7 +27,7 @@ use whatsapp_rust::{Client, Jid};
 use super::client::Probe;
 use super::durable::Unstored;
 use super::store::VaultBackend;
-use super::{groups, media, mentions, number_checks, read_receipts, send};
+use super::{groups, media, mentions, number_checks, quotes, read_receipts, send};
 use crate::clock::now_ms;
 use crate::link::{LinkCommand, LinkContext, LinkError, LinkEvent, PairCode, ReceiptStatus};
 
@@ -309,8 +309,9 @@ impl Session {
                 // a recovered message (the phone resent what did not decrypt) skips it.
                 for message in batch.iter() {
                     if message.info.unavailable_request_id.is_some()
-                        && let Some(event) = relayed(&self.ctx.device_id, message)
+                        && let Some(mut event) = relayed(&self.ctx.device_id, message)
                     {
+                        quotes::known_reply_to(&self.backend, &mut event).await;
                         self.emit(event);
                     }
                 }
@@ -364,6 +365,7 @@ impl Session {
                 text,
                 media,
                 mentions,
+                quote,
             } => {
                 let (client, backend) = (self.client.clone(), self.backend.clone());
                 let (events, library) = (self.ctx.events.clone(), self.ctx.media.clone());
@@ -379,7 +381,16 @@ impl Session {
                             }
                         },
                     };
-                    let message = match mentions::with_mentions(message, &mentions) {
+                    // Mentions and the quote share the message's context.
+                    let message = mentions::with_mentions(message, &mentions).and_then(|message| {
+                        let Some(quote) = &quote else {
+                            return Ok(message);
+                        };
+                        let own = client.pn();
+                        quotes::quote_context(backend.device_id(), own.as_ref(), &to_phone, quote)
+                            .map(|context| quotes::with_quote(message, context))
+                    });
+                    let message = match message {
                         Ok(message) => message,
                         Err(error) => {
                             events.emit(LinkEvent::Receipt {
@@ -540,6 +551,7 @@ pub(super) fn relayed(device_id: &str, message: &InboundMessage) -> Option<LinkE
         at_ms: message.info.timestamp.timestamp_millis(),
         media: None,
         group,
+        reply_to: quotes::quoted_id(&message.message),
     })
 }
 
