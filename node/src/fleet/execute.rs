@@ -67,9 +67,7 @@ impl Fleet {
             DeviceCommand::CheckNumbers(check) => {
                 Reply::NumberChecks(self.check_numbers(id, check.phones).await?)
             }
-            DeviceCommand::MarkRead(read) => {
-                Reply::MarkedRead(self.mark_read(id, &read.peer_phone).await?)
-            }
+            DeviceCommand::MarkRead(read) => Reply::MarkedRead(self.mark_read(id, &read).await?),
             DeviceCommand::Group(command) => self.group(id, command).await?,
         })
     }

@@ -1,8 +1,8 @@
 //! [`Fleet`]: the devices of one node. Commands run through [`Fleet::execute`]
 //! (`execute.rs`, one arm per operation); reads go through its [`Catalog`]; what the
 //! fleet runs in the background is in `background.rs`; the operations that wait on a
-//! READY device's network (number checks, marking a chat read) in `link_requests.rs`,
-//! and group operations in `groups.rs`.
+//! READY device's network: number checks in `link_requests.rs`, marking a chat read in
+//! `chat_read.rs`, group operations in `groups.rs`.
 //!
 //! A message is in the store, `queued`, before a send returns (see [`crate::outbox`]),
 //! so nothing accepted is lost if the process dies.
@@ -14,6 +14,7 @@
 //! not running) are not tied to a lease and stay unfenced.
 
 mod background;
+mod chat_read;
 mod execute;
 mod groups;
 mod link_requests;

