@@ -17,10 +17,12 @@ use crate::limits::actor::LimiterMsg;
 use crate::limits::policy::Decision;
 use crate::limits::view::limits_from_store;
 use crate::link::LinkError;
+use crate::media::ReceivedFiles;
 use crate::metrics;
 use crate::outbox;
 use crate::settings;
 use crate::store::{DevicePatch, DeviceRecord, DeviceStatus, Fence, QueueKey, TrustLevel};
+use tracing::info;
 
 impl Fleet {
     /// Runs `command` on device `id`, under `fence` when a cluster node holds the
@@ -189,7 +191,10 @@ impl Fleet {
             .await?)
     }
 
-    /// Logs out, wipes and deletes the device with its messages. A cluster node deletes
+    /// Logs out, wipes and deletes the device with its messages, and the files its
+    /// inbound messages brought (found before the messages go, deleted after the
+    /// device is: see [`ReceivedFiles`]; a file that cannot be deleted is logged and
+    /// counted, never a failure of the delete). A cluster node deletes
     /// under the `fence` of the device's shard: refused as `Fenced` if it has lost the
     /// shard, and it checks that before stopping the device too (an empty fenced patch),
     /// so a node that no longer owns the device neither stops nor deletes it.
@@ -202,12 +207,24 @@ impl Fleet {
                 .await?;
         }
         self.stop_actor(id).await?;
+        // Stopped: no message arrives any more, so every file is named now.
+        let received = ReceivedFiles::of(self.ctx.store.as_ref(), &self.ctx.keys, id).await;
         if !self.ctx.store.delete_device(id, fence.as_ref()).await? {
             return Err(FleetError::DeviceNotFound(id.to_owned()));
         }
         self.ctx.bus.forget(id);
         self.ctx.tenants.forget(id);
         self.ctx.webhooks.forget(id);
+        if !received.is_empty() {
+            let done = received.delete(&self.ctx.media).await;
+            info!(
+                device_id = id,
+                deleted = done.deleted,
+                kept = done.kept,
+                failed = done.failed,
+                "received files deleted with their device"
+            );
+        }
         Ok(())
     }
 
