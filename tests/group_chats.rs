@@ -9,6 +9,7 @@ mod common;
 
 use common::{KEY, Standalone};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 const DEVICE_PHONE: &str = "6281250000001";
 const PHONE_B: &str = "6289890000021";
@@ -166,4 +167,153 @@ async fn a_group_chat_marked_read_shows_every_author_their_messages_read() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
+}
+
+/// Bytes that compress badly and never repeat a 64-byte window.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What reached `phone`, as the simulator shows its inbox.
+async fn inbox(app: &Standalone, phone: &str) -> Vec<Value> {
+    let inbox: Value = app
+        .http
+        .get(app.url(&format!("/sim/phones/{phone}/inbox")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    inbox.as_array().expect("an inbox").clone()
+}
+
+#[tokio::test]
+async fn media_goes_to_every_member_of_a_group_and_a_members_pdf_comes_back_whole() {
+    let data = tempfile::tempdir().unwrap();
+    let app = Standalone::start(data.path()).await;
+    app.pair("shop-1", DEVICE_PHONE).await;
+    let group = create_group(&app, "Tim Foto", &[PHONE_B, PHONE_C, PHONE_D]).await;
+    let mut events = app.events("/v1/devices/shop-1/events", None).await;
+
+    // An image with a caption and a mention, to the group: one message.
+    let photo = noise(300_000, 21);
+    let uploaded = app
+        .http
+        .post(app.url("/v1/media"))
+        .bearer_auth(KEY)
+        .header("content-type", "image/jpeg")
+        .body(photo.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), 201);
+    let uploaded: Value = uploaded.json().await.unwrap();
+    assert_eq!(uploaded["sha256"], sha256_hex(&photo));
+    let sent = app
+        .post(
+            "/v1/devices/shop-1/messages",
+            json!({"to": group, "media": {"id": uploaded["id"], "type": "image",
+                "caption": "foto gudang @B"}, "mentions": [PHONE_B]}),
+        )
+        .await;
+    assert_eq!(sent.status(), 202);
+    let message_id = sent.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    loop {
+        let event = events.next_of_kind("message.status").await;
+        if event.data["message_id"] == message_id.as_str() {
+            assert_ne!(event.data["status"], "failed", "{}", event.data);
+            if event.data["status"] == "delivered" {
+                break;
+            }
+        }
+    }
+    for phone in [PHONE_B, PHONE_C, PHONE_D] {
+        let got = inbox(&app, phone).await;
+        assert_eq!(got.len(), 1, "{phone}: {got:?}");
+        let got = &got[0];
+        assert_eq!(got["group"], json!(group), "{phone}");
+        assert_eq!(got["from_phone"], DEVICE_PHONE);
+        assert_eq!(got["mentions"], json!([PHONE_B]), "{phone}");
+        assert_eq!(got["text"], "foto gudang @B");
+        let media = &got["media"];
+        assert_eq!(media["type"], "image", "{phone}");
+        assert_eq!(media["mime"], "image/jpeg");
+        assert_eq!(media["size"], photo.len());
+        assert_eq!(media["sha256"], sha256_hex(&photo), "{phone}");
+        assert_eq!(media["caption"], "foto gudang @B");
+    }
+    let logged = app
+        .json(&format!("/v1/devices/shop-1/messages/{message_id}"))
+        .await;
+    assert_eq!(logged["to"], json!(group), "{logged}");
+    assert_eq!(logged["media"]["sha256"], sha256_hex(&photo));
+    assert_eq!(logged["mentions"], json!([PHONE_B]));
+
+    // A member sends a PDF in the group: message.inbound names the group, the author
+    // and the file; the file's bytes come back whole.
+    let pdf = noise(150_000, 22);
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &pdf);
+    write_in_group(
+        &app,
+        PHONE_C,
+        &group,
+        json!({"media": {"type": "document", "mime": "application/pdf",
+            "data_base64": encoded, "caption": "nota", "filename": "nota.pdf"}}),
+    )
+    .await;
+    let inbound = events.next_of_kind("message.inbound").await;
+    assert_eq!(inbound.data["group"], json!(group), "{}", inbound.data);
+    assert_eq!(inbound.data["from"], PHONE_C);
+    assert_eq!(inbound.data["text"], "nota");
+    let media = &inbound.data["media"];
+    assert_eq!(media["type"], "document");
+    assert_eq!(media["mime"], "application/pdf");
+    assert_eq!(media["size"], pdf.len());
+    assert_eq!(media["sha256"], sha256_hex(&pdf));
+    assert_eq!(media["caption"], "nota");
+    assert_eq!(media["filename"], "nota.pdf");
+    let file = app
+        .get(&format!("/v1/media/{}", media["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(file.status(), 200);
+    assert_eq!(file.headers()["content-type"], "application/pdf");
+    assert_eq!(file.bytes().await.unwrap().as_ref(), pdf.as_slice());
+
+    // The group's conversation shows both, each with its file.
+    let conversation = app
+        .json(&format!("/v1/devices/shop-1/chats/{group}/messages"))
+        .await;
+    let shown: Vec<(Value, Value)> = conversation["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["from"].clone(), m["media"]["sha256"].clone()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (json!(PHONE_C), json!(sha256_hex(&pdf))),
+            (Value::Null, json!(sha256_hex(&photo)))
+        ],
+        "{conversation}"
+    );
 }
