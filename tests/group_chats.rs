@@ -1,6 +1,7 @@
 //! A group's chat on `wafleet standalone --link sim`, through its HTTP API and the
 //! simulator's control API: marked read, every author's phone sees its messages `read`;
-//! listed with the group's subject as its name; and media in a group, both ways — an
+//! listed with the group's subject as its name (learned from a group reply, or from one
+//! group list asked for a group the device did not know); and media in a group, both ways — an
 //! image with a caption and a mention reaches every member with the same SHA-256, and
 //! a PDF a member sends is announced by `message.inbound` with the group, the author
 //! and the file, whose bytes `/v1/media/{id}` returns.
@@ -15,12 +16,23 @@ const DEVICE_PHONE: &str = "6281250000001";
 const PHONE_B: &str = "6289890000021";
 const PHONE_C: &str = "6289890000022";
 const PHONE_D: &str = "6289890000023";
+const MEMBER_PHONE: &str = "6281250000002";
 
 /// Creates a group of the device `shop-1` with `members`; its id.
 async fn create_group(app: &Standalone, subject: &str, members: &[&str]) -> String {
+    create_group_of(app, "shop-1", subject, members).await
+}
+
+/// Creates a group of `device` with `members`; its id.
+async fn create_group_of(
+    app: &Standalone,
+    device: &str,
+    subject: &str,
+    members: &[&str],
+) -> String {
     let created = app
         .post(
-            "/v1/devices/shop-1/groups",
+            &format!("/v1/devices/{device}/groups"),
             json!({"subject": subject, "participants": members}),
         )
         .await;
@@ -316,4 +328,52 @@ async fn media_goes_to_every_member_of_a_group_and_a_members_pdf_comes_back_whol
         ],
         "{conversation}"
     );
+}
+
+#[tokio::test]
+async fn a_group_chat_is_named_by_the_groups_subject() {
+    let data = tempfile::tempdir().unwrap();
+    let app = Standalone::start(data.path()).await;
+    app.pair("shop-1", DEVICE_PHONE).await;
+    app.pair("shop-2", MEMBER_PHONE).await;
+    let mut events = app.events("/v1/devices/shop-1/events", None).await;
+
+    // A group the device created: its node learned the subject from the reply.
+    let own = create_group(&app, "Gudang Timur", &[PHONE_B]).await;
+    write_in_group(&app, PHONE_B, &own, json!({"text": "stok habis"})).await;
+    events.next_of_kind("message.inbound").await;
+    let chat_of_own = chat(&app, &own).await;
+    assert_eq!(chat_of_own["is_group"], true);
+    assert_eq!(chat_of_own["name"], "Gudang Timur", "{chat_of_own}");
+
+    // A group another member created: unknown, so the node asks the network for the
+    // device's group list once.
+    let theirs = create_group_of(&app, "shop-2", "Keluarga", &[DEVICE_PHONE, PHONE_C]).await;
+    write_in_group(&app, PHONE_C, &theirs, json!({"text": "makan malam?"})).await;
+    events.next_of_kind("message.inbound").await;
+    assert_eq!(chat(&app, &theirs).await["name"], "Keluarga");
+    assert_eq!(chat(&app, &own).await["name"], "Gudang Timur");
+
+    // Another one soon after: not asked again within the interval, so unnamed for now.
+    let later = create_group_of(&app, "shop-2", "Arisan", &[DEVICE_PHONE, PHONE_C]).await;
+    write_in_group(&app, PHONE_C, &later, json!({"text": "minggu depan"})).await;
+    events.next_of_kind("message.inbound").await;
+    assert_eq!(chat(&app, &later).await["name"], Value::Null);
+    // Reading the group names it (the reply teaches its subject).
+    let info = app
+        .json(&format!("/v1/devices/shop-1/groups/{later}"))
+        .await;
+    assert_eq!(info["subject"], "Arisan");
+    assert_eq!(chat(&app, &later).await["name"], "Arisan");
+    // A phone's chat is still named by the contact book only (none saved: null).
+    let direct = app
+        .http
+        .post(app.url(&format!("/sim/phones/{PHONE_B}/send")))
+        .json(&json!({"to_phone": DEVICE_PHONE, "text": "pribadi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(direct.status(), 202);
+    events.next_of_kind("message.inbound").await;
+    assert_eq!(chat(&app, PHONE_B).await["name"], Value::Null);
 }

@@ -71,6 +71,9 @@ impl Fleet {
             }
             DeviceCommand::MarkRead(read) => Reply::MarkedRead(self.mark_read(id, &read).await?),
             DeviceCommand::Group(command) => self.group(id, command).await?,
+            DeviceCommand::GroupSubjects(refs) => {
+                Reply::Groups(self.group_subjects(id, refs.group_ids).await?)
+            }
         })
     }
 
@@ -154,6 +157,7 @@ impl Fleet {
         fence: Option<Fence>,
     ) -> Result<DeviceRecord, FleetError> {
         let device = self.catalog.device(id).await?;
+        self.subjects.forget(id);
         if let Some(actor) = self.ctx.running.device(id) {
             call(&actor, DeviceMsg::Logout).await?;
             return self.catalog.device(id).await;
@@ -215,6 +219,7 @@ impl Fleet {
         self.ctx.bus.forget(id);
         self.ctx.tenants.forget(id);
         self.ctx.webhooks.forget(id);
+        self.subjects.forget(id);
         if !received.is_empty() {
             let done = received.delete(&self.ctx.media).await;
             info!(
