@@ -10,7 +10,9 @@
 //! another member, or learned before this node ran the device) makes it ask the network
 //! for the device's group list — one request, which names every group the number is
 //! in — at most once per [`LIST_INTERVAL`] per device, and only while the device is
-//! READY. Until then, and for a group the list does not name (the number left it), the
+//! READY. The page waits for that list [`LIST_WAIT`] at most (a slow network does not
+//! hold a chat list up); one that comes later is learned all the same, for the next
+//! page. Until then, and for a group the list does not name (the number left it), the
 //! subject is unknown and the chat's name `null`.
 //!
 //! Inbound group messages teach nothing: neither link gives a subject with them
@@ -36,6 +38,9 @@ use crate::link::GroupAnswer;
 /// The least time between two group lists a device's node asks the network for to
 /// name groups it does not know.
 pub(crate) const LIST_INTERVAL: Duration = Duration::from_secs(60);
+/// How long a chat list waits for that list; one that comes later names the groups of
+/// the next page.
+const LIST_WAIT: Duration = Duration::from_secs(2);
 
 /// What a node knows of its devices' groups. Shared by the fleet's clones.
 #[derive(Debug, Default)]
@@ -124,17 +129,23 @@ impl Fleet {
             .subjects
             .lookup(id, &ids, ready.is_some(), Instant::now());
         if let (true, Some(actor)) = (ask, ready) {
-            let list = pb::GroupCommand {
-                op: Some(Op::List(pb::Empty {})),
-            };
-            match call(&actor, move |reply| DeviceMsg::Group(list, reply)).await {
-                Ok(Ok(GroupAnswer::Groups(groups))) => {
-                    self.subjects.learn(id, &groups, true, Instant::now());
-                    found = self.subjects.lookup(id, &ids, false, Instant::now()).0;
+            // Learned whenever it comes; this page waits for it `LIST_WAIT` at most.
+            let (fleet, device_id) = (self.clone(), id.to_owned());
+            let listing = tokio::spawn(async move {
+                let list = pb::GroupCommand {
+                    op: Some(Op::List(pb::Empty {})),
+                };
+                match call(&actor, move |reply| DeviceMsg::Group(list, reply)).await {
+                    Ok(Ok(answer @ GroupAnswer::Groups(_))) => {
+                        fleet.learn_subjects(&device_id, &answer);
+                    }
+                    other => {
+                        debug!(%device_id, answer = ?other, "the group list did not come; the unknown groups stay unnamed")
+                    }
                 }
-                other => {
-                    debug!(device_id = id, answer = ?other, "the group list did not come; the unknown groups stay unnamed")
-                }
+            });
+            if tokio::time::timeout(LIST_WAIT, listing).await.is_ok() {
+                found = self.subjects.lookup(id, &ids, false, Instant::now()).0;
             }
         }
         Ok(ids
