@@ -100,9 +100,13 @@ mod tests {
 
     use super::*;
 
+    /// One receipt request as it would have been sent: the chat, the sender (in a
+    /// group), the message ids.
+    type Sent = (String, Option<String>, Vec<String>);
+
     /// Remembers what it would have sent; fails when told to.
     struct Receipts {
-        sent: Mutex<Vec<(String, Option<String>, Vec<String>)>>,
+        sent: Mutex<Vec<Sent>>,
         fail: Option<&'static str>,
     }
 
