@@ -60,8 +60,9 @@ pub struct Deleted {
 
 impl ReceivedFiles {
     /// The files `device_id`'s inbound messages name. A log that cannot be read (the
-    /// store failed, a text does not open) is logged and counted as one failure, and
-    /// what was found until then is returned: the device's deletion goes on.
+    /// store failed) is logged and counted as one failure, and what was found until
+    /// then is returned; a text that does not open is skipped, logged and counted: the
+    /// device's deletion goes on either way.
     pub async fn of(store: &dyn Store, keys: &DataKeys, device_id: &str) -> ReceivedFiles {
         let mut files = ReceivedFiles {
             device_id: device_id.to_owned(),
@@ -85,14 +86,17 @@ impl ReceivedFiles {
             let full = page.len() as u32 == PAGE;
             query.before = page.last().map(LogKey::of);
             for message in page {
-                let text = keys
-                    .open(
-                        &Place::message(&message.device_id, &message.id),
-                        &message.text,
-                    )
-                    .await?;
-                if let Some(media) = Content::from_stored(&text).media {
-                    self.ids.insert(media.id);
+                let place = Place::message(&message.device_id, &message.id);
+                match keys.open(&place, &message.text).await {
+                    Ok(text) => {
+                        if let Some(media) = Content::from_stored(&text).media {
+                            self.ids.insert(media.id);
+                        }
+                    }
+                    Err(error) => {
+                        warn!(device_id = %self.device_id, message_id = %message.id, %error, "cannot open an inbound message; the file it names, if any, stays");
+                        metrics::media_deletes("failed", 1);
+                    }
                 }
             }
             if !full {
