@@ -6,6 +6,8 @@
 //! fence of the shard lease it holds for the device (see `cluster::command`), and the
 //! device starts under it.
 
+use tracing::info;
+
 use super::{Fleet, call, vault_error};
 use crate::api::wire::command_trust_level;
 use crate::api::{
@@ -22,7 +24,6 @@ use crate::metrics;
 use crate::outbox;
 use crate::settings;
 use crate::store::{DevicePatch, DeviceRecord, DeviceStatus, Fence, QueueKey, TrustLevel};
-use tracing::info;
 
 impl Fleet {
     /// Runs `command` on device `id`, under `fence` when a cluster node holds the
