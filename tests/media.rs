@@ -456,6 +456,91 @@ async fn media_is_sent_to_phones_and_received_from_them() {
     assert_eq!(log["messages"][0]["media"]["id"], media["id"]);
 }
 
+/// The names of every file under `dir`, at any depth.
+fn stored_names(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(stored_names(&path));
+        } else {
+            out.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn received_files_are_deleted_with_their_device_and_uploads_stay() {
+    let data = tempfile::tempdir().unwrap();
+    let app = Standalone::start(data.path()).await;
+    app.pair("shop-1", DEVICE_PHONE).await;
+    let mut events = app.events("/v1/devices/shop-1/events", None).await;
+
+    // An upload, sent: the tenant's file, not the device's.
+    let uploaded = upload_id(&app, "", "image/png", noise(5_000, 11)).await;
+    let sent = app
+        .post(
+            "/v1/devices/shop-1/messages",
+            json!({"to": FRIEND, "media": {"id": uploaded["id"], "type": "image"}}),
+        )
+        .await;
+    assert_eq!(sent.status(), 202);
+    let message_id = sent.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    until_message(&mut events, &message_id, "delivered").await;
+
+    // A phone sends a file: stored as two objects named after its id.
+    let encoded = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        noise(30_000, 12),
+    );
+    let phone_sent = app
+        .http
+        .post(app.url(&format!("/sim/phones/{FRIEND}/send")))
+        .json(
+            &json!({"to_phone": DEVICE_PHONE, "media": {"type": "document",
+            "mime": "application/pdf", "data_base64": encoded}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(phone_sent.status(), 202);
+    let inbound = events.next_of_kind("message.inbound").await;
+    let received = inbound.data["media"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.get(&format!("/v1/media/{received}")).await.status(),
+        200
+    );
+    let objects_of = |id: &str| {
+        stored_names(&data.path().join("media"))
+            .into_iter()
+            .filter(|name| name.starts_with(id))
+            .count()
+    };
+    assert_eq!(objects_of(&received), 2, "its bytes and its record");
+
+    let deleted = app
+        .http
+        .delete(app.url("/v1/devices/shop-1"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let gone = app.get(&format!("/v1/media/{received}")).await;
+    assert_eq!(gone.status(), 404);
+    assert_eq!(objects_of(&received), 0, "objects left in the data folder");
+    let uploaded_id = uploaded["id"].as_str().unwrap();
+    assert_eq!(
+        app.get(&format!("/v1/media/{uploaded_id}")).await.status(),
+        200
+    );
+    assert_eq!(objects_of(uploaded_id), 2);
+}
+
 /// Issue 15's first acceptance point, through a cluster on one machine (one node, two
 /// gateways, a simulator process): a 5 MB image uploaded through one gateway and sent
 /// reaches the phone with the same SHA-256; a PDF the phone sends is named by

@@ -41,6 +41,7 @@ pub const WEBHOOK_LATENCY: &str = "wafleet_webhook_delivery_latency_seconds";
 pub const WEBHOOK_EVENTS_UNRECORDED: &str = "wafleet_webhook_events_unrecorded_total";
 pub const WEBHOOK_BACKLOG: &str = "wafleet_webhook_backlog";
 pub const WEBHOOK_OLDEST_DUE: &str = "wafleet_webhook_oldest_due_seconds";
+pub const MEDIA_DELETES: &str = "wafleet_media_deletes_total";
 
 /// Every metric name this crate registers (histograms without their `_bucket`, `_sum`
 /// and `_count` suffixes).
@@ -73,6 +74,7 @@ pub const ALL: &[&str] = &[
     AUDIT_ENTRIES,
     WEBHOOK_BACKLOG,
     WEBHOOK_OLDEST_DUE,
+    MEDIA_DELETES,
 ];
 
 /// The histograms of [`ALL`] with the buckets they are exported with (Prometheus
@@ -329,8 +331,21 @@ pub fn describe() {
     for outcome in ["written", "dropped"] {
         counter!(AUDIT_ENTRIES, "outcome" => outcome).increment(0);
     }
+    describe_counter!(
+        MEDIA_DELETES,
+        Unit::Count,
+        "files a device received, deleted with the device by this node, by outcome: deleted, or failed (left in the media store, logged)"
+    );
+    for outcome in ["deleted", "failed"] {
+        counter!(MEDIA_DELETES, "outcome" => outcome).increment(0);
+    }
     set_webhook_backlog(&crate::store::DeliveryBacklog::default(), 0);
     set_device_counts(&[]);
+}
+
+/// Received files deleted with their device (`deleted`), or left (`failed`).
+pub(crate) fn media_deletes(outcome: &'static str, n: u64) {
+    counter!(MEDIA_DELETES, "outcome" => outcome).increment(n);
 }
 
 pub(crate) fn webhook_attempt(outcome: &'static str) {

@@ -1,5 +1,5 @@
-//! Marking a chat read: read receipts to WhatsApp for its unread received messages,
-//! and `unread` of the chat back to 0.
+//! Marking a chat read — a phone's or a group's: read receipts to WhatsApp for its
+//! unread received messages, and `unread` of the chat back to 0.
 
 use axum::Json;
 use axum::extract::State;
@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wafleet_node::api::{DeviceCommand, MarkRead};
+use wafleet_node::group::is_group_id;
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
@@ -23,11 +24,13 @@ pub struct MarkedRead {
 
 #[utoipa::path(post, path = "/v1/devices/{id}/chats/{chat_id}/read", tag = "chats",
     description = "Marks the chat read: WhatsApp gets read receipts for its unread received messages (the sender \
-sees them read), and they are stored read, so the chat's unread count becomes 0. The device must be READY \
+sees them read; in a group's chat, each message's receipt names its author, so every author sees their own \
+messages read), and they are stored read, so the chat's unread count becomes 0. The device must be READY \
 (otherwise 409 device_not_ready). Safe to repeat: a chat with nothing unread answers {\"read\": 0}. \
 504 when WhatsApp did not answer in time (nothing was stored read; safe to retry).",
-    params(("id" = String, Path), ("chat_id" = String, Path, description = "the phone number",
-        pattern = r"^\+?[0-9]{8,15}$")),
+    params(("id" = String, Path), ("chat_id" = String, Path,
+        description = "the phone number, or the group's id (as `GET …/chats` lists them)",
+        pattern = r"^(\+?[0-9]{8,15}|[0-9]{5,24}(-[0-9]{5,24})?@g\.us)$")),
     responses((status = 200, body = MarkedRead), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "the device is not READY, or its link could not send the receipts", body = ErrorBody),
         (status = 504, description = "WhatsApp did not answer in time", body = ErrorBody)),
@@ -37,8 +40,19 @@ pub async fn mark_chat_read(
     ApiPath((id, chat_id)): ApiPath<(String, String)>,
 ) -> Result<Json<MarkedRead>, ApiError> {
     validate::device_id(&id)?;
-    let peer_phone = validate::phone(&chat_id)?;
-    let command = DeviceCommand::MarkRead(MarkRead { peer_phone });
+    let chat = validate::recipient(&chat_id)?;
+    let read = if is_group_id(&chat) {
+        MarkRead {
+            group_id: chat,
+            ..MarkRead::default()
+        }
+    } else {
+        MarkRead {
+            peer_phone: chat,
+            ..MarkRead::default()
+        }
+    };
+    let command = DeviceCommand::MarkRead(read);
     let read = state
         .devices
         .execute(&id, command)

@@ -492,9 +492,12 @@ impl<'p, P: Port> Connection<'p, P> {
 
     fn on_mark_read(&mut self, read: MarkRead) -> Flow {
         if let Stage::Ready { link_id } = &self.stage {
-            self.network
-                .state()
-                .mark_read(link_id, &read.peer_phone, &read.message_ids);
+            self.network.state().mark_read(
+                link_id,
+                &read.peer_phone,
+                read.group_id.as_deref(),
+                &read.message_ids,
+            );
         }
         Flow::Continue
     }

@@ -40,7 +40,10 @@
 //!   the JID `<digits>@s.whatsapp.net`. An invalid number is simply not on WhatsApp.
 //! - **Read receipts from devices**: `MarkRead{peer_phone, message_ids}` marks those of
 //!   the phone's messages to the device's number read in the phone's sent view; ids
-//!   of other numbers' messages are ignored. There is no answer frame.
+//!   of other numbers' messages are ignored. With `group_id` (a group's receipts name
+//!   the author), it marks those the phone wrote in that group, if the device's number
+//!   is in it; a 1:1 receipt never reads a group message, nor the reverse. There is no
+//!   answer frame.
 //! - **Groups**: devices create and change them with `GroupRequest` (ids `120363` and
 //!   12 digits `@g.us`; subjects of 1 to 100 characters). The creator is the first
 //!   admin; participants must be valid numbers on WhatsApp (not absent); only admins add,

@@ -405,11 +405,11 @@ impl State {
         let Some(link) = self.links.get_mut(link_id) else {
             return;
         };
-        let Some(from_phone) = link
+        let Some((from_phone, group)) = link
             .pending
             .iter()
             .find(|inbound| inbound.message_id == message_id)
-            .map(|inbound| inbound.from_phone.clone())
+            .map(|inbound| (inbound.from_phone.clone(), inbound.group_id.clone()))
         else {
             return;
         };
@@ -424,13 +424,22 @@ impl State {
         let Some(to_phone) = self.links.get(link_id).map(|link| link.phone.clone()) else {
             return;
         };
-        self.sent_progress(&from_phone, &to_phone, &[message_id], false);
+        let written_to = group.unwrap_or(to_phone);
+        self.sent_progress(&from_phone, &written_to, &[message_id], false);
     }
 
-    /// The device of `link_id` read these messages of `peer_phone` (to its number):
-    /// the phone's sent list shows them read. Returns how many were newly read.
-    pub(crate) fn mark_read(&mut self, link_id: &str, peer_phone: &str, ids: &[String]) -> usize {
-        let Some(to_phone) = self
+    /// The device of `link_id` read these messages of `peer_phone`: to its number, or,
+    /// with `group`, those `peer_phone` wrote in that group (whose receipts name the
+    /// author, as WhatsApp's do). The author's sent list shows them read. Returns how
+    /// many were newly read.
+    pub(crate) fn mark_read(
+        &mut self,
+        link_id: &str,
+        peer_phone: &str,
+        group: Option<&str>,
+        ids: &[String],
+    ) -> usize {
+        let Some(reader) = self
             .links
             .get(link_id)
             .filter(|link| !link.unlinked)
@@ -438,14 +447,20 @@ impl State {
         else {
             return 0;
         };
+        let written_to = match group {
+            // Only a participant reads a group's messages.
+            Some(id) if self.groups.get(id).is_some_and(|g| g.has(&reader)) => id.to_owned(),
+            Some(_) => return 0,
+            None => reader,
+        };
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        self.sent_progress(peer_phone, &to_phone, &ids, true)
+        self.sent_progress(peer_phone, &written_to, &ids, true)
     }
 
-    /// Moves the messages `ids` that `phone` sent to `to_phone` to delivered (and
-    /// `read`), journaled; returns how many moved. Ids of other numbers' messages, or
-    /// unknown ones, are skipped.
-    fn sent_progress(&mut self, phone: &str, to_phone: &str, ids: &[&str], read: bool) -> usize {
+    /// Moves the messages `ids` that `phone` wrote to `written_to` (a number, or a
+    /// group's id) to delivered (and `read`), journaled; returns how many moved. Ids of
+    /// other numbers' messages, of other chats, or unknown ones, are skipped.
+    fn sent_progress(&mut self, phone: &str, written_to: &str, ids: &[&str], read: bool) -> usize {
         let Some(record) = self.phones.get_mut(phone) else {
             return 0;
         };
@@ -453,10 +468,12 @@ impl State {
         let mut moved = 0;
         for id in ids {
             // Newest first: a message is acknowledged and read soon after it is sent.
-            let Some(entry) = record.sent.iter_mut().rev().find(|entry| {
-                entry.message_id == *id
-                    && (entry.to_phone == to_phone || groups::is_group_id(&entry.to_phone))
-            }) else {
+            let Some(entry) = record
+                .sent
+                .iter_mut()
+                .rev()
+                .find(|entry| entry.message_id == *id && entry.to_phone == written_to)
+            else {
                 continue;
             };
             let fresh = if read {

@@ -9,8 +9,8 @@ mod device;
 use device::{Device, Transport};
 use serde_json::{Value, json};
 use wafleet_protocol::sim::{
-    CreateGroup, Group, GroupChange, GroupRef, GroupRequest, ListGroups, Receipt, SendMessage,
-    client_frame::Kind as Out, group_answer, group_request::Op, receipt::Status,
+    CreateGroup, Group, GroupChange, GroupRef, GroupRequest, ListGroups, MarkRead, Receipt,
+    SendMessage, client_frame::Kind as Out, group_answer, group_request::Op, receipt::Status,
     server_frame::Kind as In,
 };
 use wafleet_sim::{Network, SimConfig};
@@ -278,4 +278,53 @@ async fn groups_and_group_messages_survive_a_restart() {
         }
         other => panic!("expected the pending inbound message, got {other:?}"),
     }
+}
+
+/// A device's read receipt for a group message names the group and the author: the
+/// author's sent list shows it read. A 1:1 receipt, or one from a number not in the
+/// group, reads nothing there.
+#[tokio::test]
+async fn a_group_read_receipt_names_the_author_and_reads_only_in_its_group() {
+    let network = network();
+    let mut device = Device::paired(&network, "dev-group-reader", PHONE_A).await;
+    let mut stranger = Device::paired(&network, "dev-group-outsider", PHONE_D).await;
+    let id = group(create(&mut device, "Gudang", &[PHONE_B, PHONE_C]).await).id;
+    let from_b = network.send_from_phone(PHONE_B, &id, "stok habis").unwrap();
+    let from_c = network.send_from_phone(PHONE_C, &id, "siap").unwrap();
+    for _ in 0..2 {
+        match device.next().await {
+            In::Inbound(inbound) => assert_eq!(inbound.group_id.as_deref(), Some(id.as_str())),
+            other => panic!("expected an Inbound, got {other:?}"),
+        }
+    }
+    let status = |phone: &str| {
+        let sent = network.sent(phone).unwrap();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0].to_phone, id);
+        serde_json::to_value(sent[0].status).unwrap()
+    };
+    let read = |peer: &str, ids: &[&String], group: Option<&str>| {
+        Out::MarkRead(MarkRead {
+            peer_phone: peer.to_owned(),
+            message_ids: ids.iter().map(|id| id.to_string()).collect(),
+            group_id: group.map(str::to_owned),
+        })
+    };
+    let list = || Op::List(ListGroups {});
+
+    // Not as a 1:1 chat, and not by a number outside the group.
+    device.send(read(PHONE_B, &[&from_b], None)).await;
+    stranger.send(read(PHONE_B, &[&from_b], Some(&id))).await;
+    ask(&mut device, list()).await;
+    ask(&mut stranger, list()).await;
+    assert_eq!(status(PHONE_B), "sent");
+
+    // One receipt per author, each naming the group.
+    device.send(read(PHONE_B, &[&from_b], Some(&id))).await;
+    device.send(read(PHONE_C, &[&from_c], Some(&id))).await;
+    ask(&mut device, list()).await;
+    assert_eq!(
+        (status(PHONE_B), status(PHONE_C)),
+        ("read".into(), "read".into())
+    );
 }

@@ -842,6 +842,7 @@ async fn mark_read(device: &mut Device, peer_phone: &str, ids: &[&str]) {
     let read = MarkRead {
         peer_phone: peer_phone.to_owned(),
         message_ids: ids.iter().map(|id| id.to_string()).collect(),
+        group_id: None,
     };
     device.send(Out::MarkRead(read)).await;
 }

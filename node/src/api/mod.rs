@@ -50,7 +50,7 @@ pub use crate::webhooks::config::{WebhookSpec, WebhookView};
 /// Command payloads, as generated: there is nothing to convert.
 pub use pb::{
     CancelMessage, CheckNumbers, CreateGroup, Empty, EventNames, Group, GroupChange, GroupCommand,
-    GroupParticipant, GroupRef, MarkRead, ReplayWebhook, RequestPairingCode, SendText,
+    GroupParticipant, GroupRef, GroupRefs, MarkRead, ReplayWebhook, RequestPairingCode, SendText,
     SetTrustLevel, SetWebhook, group_command::Op as GroupOp,
 };
 

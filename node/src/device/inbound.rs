@@ -1,8 +1,15 @@
 //! What the link brings in: receipts of sent messages (stored, published, acknowledged)
 //! and inbound messages (stored once, published, acknowledged).
+//!
+//! A message the network delivers again (it was stored, but not acknowledged before a
+//! crash or a lost connection) comes with its file downloaded again, under a new id.
+//! The stored message keeps the first; the new copy, which no message names, is
+//! deleted at once (nothing would ever find it again, not even the device's deletion:
+//! see `media::ReceivedFiles`), and the event recorded again names the first.
 
 use ractor::{ActorProcessingErr, ActorRef};
 use serde_json::{Map, Value};
+use tracing::warn;
 
 use super::{DeviceMsg, DeviceState};
 use crate::clock::now_ms;
@@ -146,6 +153,10 @@ impl DeviceState {
             Ok(InsertOutcome::Existing(_)) | Err(StoreError::Conflict { .. }) => false,
             Err(error) => return Err(error),
         };
+        let mut content = content;
+        if !fresh {
+            content.media = self.first_media(&message_id, content.media).await;
+        }
         let mut data = Map::new();
         data.insert("message_id".into(), Value::from(message_id.as_str()));
         data.insert("from".into(), Value::from(from_phone));
@@ -177,6 +188,45 @@ impl DeviceState {
             let _ = session.command(LinkCommand::AckInbound { message_id });
         }
         Ok(())
+    }
+}
+
+impl DeviceState {
+    /// The file of a message delivered again: the one its stored content names (see the
+    /// module docs), the copy `media` of this delivery deleted. A stored message that
+    /// cannot be read keeps `media` as it is (nothing is deleted on a guess). `&mut`:
+    /// the state's link session is `Send` but not `Sync`.
+    async fn first_media(
+        &mut self,
+        message_id: &str,
+        media: Option<MediaPart>,
+    ) -> Option<MediaPart> {
+        let again = media?;
+        let stored = match self.ctx.store.get_message(&self.id, message_id).await {
+            Ok(Some(stored)) => stored,
+            _ => return Some(again),
+        };
+        let place = Place::message(&self.id, message_id);
+        let Ok(text) = self.ctx.keys.open(&place, &stored.text).await else {
+            return Some(again);
+        };
+        let (kept, unreferenced) = redelivered(Content::from_stored(&text).media, again);
+        if let Some(id) = unreferenced
+            && let Err(error) = self.ctx.media.delete(&id).await
+        {
+            warn!(device_id = %self.id, message_id, media_id = %id, %error, "cannot delete the second copy of a file delivered again; it stays");
+            metrics::media_deletes("failed", 1);
+        }
+        kept
+    }
+}
+
+/// For a message delivered again: the file it keeps (the one `stored` with it first),
+/// and the id of the copy `again` downloaded if no message names that copy.
+fn redelivered(stored: Option<MediaPart>, again: MediaPart) -> (Option<MediaPart>, Option<String>) {
+    match stored {
+        Some(first) if first.id == again.id => (Some(first), None),
+        first => (first, Some(again.id)),
     }
 }
 
@@ -221,4 +271,39 @@ pub(super) fn receipt_data(message: &MessageRecord, error: Option<&str>) -> Map<
 /// What makes a receipt's event one event: the message and the status it reached.
 pub(super) fn receipt_key(message_id: &str, status: MessageStatus) -> String {
     format!("receipt\0{message_id}\0{}", status.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::MediaType;
+
+    fn file(id: &str) -> MediaPart {
+        MediaPart {
+            id: id.into(),
+            media_type: MediaType::Document,
+            mime: "application/pdf".into(),
+            size: 3,
+            sha256: "ab".repeat(32),
+            filename: None,
+        }
+    }
+
+    #[test]
+    fn a_message_delivered_again_keeps_its_first_file_and_drops_the_copy() {
+        assert_eq!(
+            redelivered(Some(file("med_1")), file("med_2")),
+            (Some(file("med_1")), Some("med_2".to_owned()))
+        );
+        // Stored first without its file (past its limit then): the copy names nothing.
+        assert_eq!(
+            redelivered(None, file("med_2")),
+            (None, Some("med_2".to_owned()))
+        );
+        // The same file (a link that names files by the network's id): nothing to drop.
+        assert_eq!(
+            redelivered(Some(file("med_1")), file("med_1")),
+            (Some(file("med_1")), None)
+        );
+    }
 }

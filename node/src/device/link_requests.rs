@@ -32,15 +32,17 @@ impl DeviceState {
         );
     }
 
-    /// Sends read receipts for `message_ids` of `peer_phone`.
+    /// Sends read receipts for `message_ids` of `peer_phone` (in `group`, when given).
     pub(super) fn mark_read(
         &mut self,
         peer_phone: String,
+        group: Option<String>,
         message_ids: Vec<String>,
         reply: RpcReplyPort<Result<(), LinkError>>,
     ) {
         let command = |answer| LinkCommand::MarkRead {
             peer_phone,
+            group,
             message_ids,
             reply: answer,
         };

@@ -105,9 +105,11 @@ pub enum DeviceMsg {
         Vec<String>,
         RpcReplyPort<Result<Vec<NumberCheck>, LinkError>>,
     ),
-    /// Send read receipts for these inbound messages of this phone (READY only).
+    /// Send read receipts for these inbound messages of this phone (READY only); in a
+    /// group, for those it wrote in the group.
     MarkRead {
         peer_phone: String,
+        group: Option<String>,
         message_ids: Vec<String>,
         reply: RpcReplyPort<Result<(), LinkError>>,
     },
@@ -346,9 +348,10 @@ async fn dispatch(
         DeviceMsg::CheckNumbers(phones, reply) => state.check_numbers(phones, reply),
         DeviceMsg::MarkRead {
             peer_phone,
+            group,
             message_ids,
             reply,
-        } => state.mark_read(peer_phone, message_ids, reply),
+        } => state.mark_read(peer_phone, group, message_ids, reply),
         DeviceMsg::Group(command, reply) => state.group(command, reply),
     }
     Ok(())

@@ -6,6 +6,8 @@
 //! fence of the shard lease it holds for the device (see `cluster::command`), and the
 //! device starts under it.
 
+use tracing::info;
+
 use super::{Fleet, call, vault_error};
 use crate::api::wire::command_trust_level;
 use crate::api::{
@@ -18,6 +20,7 @@ use crate::limits::actor::LimiterMsg;
 use crate::limits::policy::Decision;
 use crate::limits::view::limits_from_store;
 use crate::link::LinkError;
+use crate::media::ReceivedFiles;
 use crate::metrics;
 use crate::outbox;
 use crate::settings;
@@ -72,12 +75,13 @@ impl Fleet {
             DeviceCommand::CheckNumbers(check) => {
                 Reply::NumberChecks(self.check_numbers(id, check.phones).await?)
             }
-            DeviceCommand::MarkRead(read) => {
-                Reply::MarkedRead(self.mark_read(id, &read.peer_phone).await?)
-            }
+            DeviceCommand::MarkRead(read) => Reply::MarkedRead(self.mark_read(id, &read).await?),
             DeviceCommand::Group(command) => self.group(id, command).await?,
             DeviceCommand::CancelMessage(cancel) => {
                 Reply::Message(self.cancel_message(id, &cancel.message_id).await?)
+            }
+            DeviceCommand::GroupSubjects(refs) => {
+                Reply::Groups(self.group_subjects(id, refs.group_ids).await?)
             }
         })
     }
@@ -162,6 +166,7 @@ impl Fleet {
         fence: Option<Fence>,
     ) -> Result<DeviceRecord, FleetError> {
         let device = self.catalog.device(id).await?;
+        self.subjects.forget(id);
         if let Some(actor) = self.ctx.running.device(id) {
             call(&actor, DeviceMsg::Logout).await?;
             return self.catalog.device(id).await;
@@ -199,7 +204,10 @@ impl Fleet {
             .await?)
     }
 
-    /// Logs out, wipes and deletes the device with its messages. A cluster node deletes
+    /// Logs out, wipes and deletes the device with its messages, and the files its
+    /// inbound messages brought (found before the messages go, deleted after the
+    /// device is: see [`ReceivedFiles`]; a file that cannot be deleted is logged and
+    /// counted, never a failure of the delete). A cluster node deletes
     /// under the `fence` of the device's shard: refused as `Fenced` if it has lost the
     /// shard, and it checks that before stopping the device too (an empty fenced patch),
     /// so a node that no longer owns the device neither stops nor deletes it.
@@ -212,12 +220,25 @@ impl Fleet {
                 .await?;
         }
         self.stop_actor(id).await?;
+        // Stopped: no message arrives any more, so every file is named now.
+        let received = ReceivedFiles::of(self.ctx.store.as_ref(), &self.ctx.keys, id).await;
         if !self.ctx.store.delete_device(id, fence.as_ref()).await? {
             return Err(FleetError::DeviceNotFound(id.to_owned()));
         }
         self.ctx.bus.forget(id);
         self.ctx.tenants.forget(id);
         self.ctx.webhooks.forget(id);
+        self.subjects.forget(id);
+        if !received.is_empty() {
+            let done = received.delete(&self.ctx.media).await;
+            info!(
+                device_id = id,
+                deleted = done.deleted,
+                kept = done.kept,
+                failed = done.failed,
+                "received files deleted with their device"
+            );
+        }
         Ok(())
     }
 

@@ -19,7 +19,9 @@ impl Fleet {
         let actor = self.ready_actor(&device, "a group operation")?;
         let group_id = command.op.as_ref().and_then(named_group).map(str::to_owned);
         let answer = call(&actor, move |reply| DeviceMsg::Group(command, reply)).await?;
-        match answer.map_err(|error| link_failure(id, "run a group operation", error))? {
+        let answer = answer.map_err(|error| link_failure(id, "run a group operation", error))?;
+        self.learn_subjects(id, &answer);
+        match answer {
             GroupAnswer::Group(group) => Ok(Reply::Group(group)),
             GroupAnswer::Groups(groups) => Ok(Reply::Groups(groups)),
             GroupAnswer::Refused { code, message } => {

@@ -60,7 +60,11 @@ impl Fleet {
     /// Runs the job runner until the fleet shuts down.
     pub(super) fn spawn_job_runner(&self) {
         let ctx = std::sync::Arc::downgrade(&self.ctx);
-        let (catalog, supervisor) = (self.catalog.clone(), self.supervisor.clone());
+        let (catalog, supervisor, subjects) = (
+            self.catalog.clone(),
+            self.supervisor.clone(),
+            self.subjects.clone(),
+        );
         tokio::spawn(async move {
             let mut state = RunnerState::default();
             loop {
@@ -76,6 +80,7 @@ impl Fleet {
                     ctx,
                     catalog: catalog.clone(),
                     supervisor: supervisor.clone(),
+                    subjects: subjects.clone(),
                 };
                 if let Err(error) = fleet.run_jobs(&mut state).await {
                     warn!(%error, "job runner");

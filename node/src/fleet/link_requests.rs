@@ -1,19 +1,13 @@
 //! The operations that ask a READY device's network and wait on its answer: which
-//! numbers are on WhatsApp ([`Fleet::check_numbers`]) and marking a chat read
-//! ([`Fleet::mark_read`]: read receipts to the network, then `read_at_ms` stored).
+//! numbers are on WhatsApp ([`Fleet::check_numbers`]), and what they share: the READY
+//! device's actor and what a caller hears when the link fails. Marking a chat read is
+//! in `chat_read.rs`, group operations in `groups.rs`.
 
 use super::{Fleet, call};
 use crate::api::{FleetError, NumberCheck, state_code};
-use crate::clock::now_ms;
 use crate::device::DeviceMsg;
 use crate::link::LinkError;
-use crate::store::{
-    DeviceRecord, DeviceStatus, Direction, MessageQuery, MessageStatus, message_log::LogKey,
-    message_log::is_unread,
-};
-
-/// Inbound messages read from the store per page while collecting a chat's unread ones.
-const UNREAD_PAGE: u32 = 500;
+use crate::store::{DeviceRecord, DeviceStatus};
 
 impl Fleet {
     /// Which of `phones` have a WhatsApp account, one check per phone in the order
@@ -29,39 +23,6 @@ impl Fleet {
         let answer = call(&actor, move |reply| DeviceMsg::CheckNumbers(phones, reply)).await?;
         let found = answer.map_err(|error| link_failure(id, "check numbers", error))?;
         Ok(in_order(asked, found))
-    }
-
-    /// Marks the chat with `peer_phone` read: read receipts for its unread inbound
-    /// messages go to the network, then each is stored read (`read_at_ms`). The device
-    /// must be READY. Returns how many messages became read.
-    pub async fn mark_read(&self, id: &str, peer_phone: &str) -> Result<u64, FleetError> {
-        let device = self.catalog.device(id).await?;
-        let actor = self.ready_actor(&device, "marking a chat read")?;
-        let unread = self.unread_from(id, peer_phone).await?;
-        if unread.is_empty() {
-            return Ok(0);
-        }
-        let (peer, ids) = (peer_phone.to_owned(), unread.clone());
-        let sent = call(&actor, move |reply| DeviceMsg::MarkRead {
-            peer_phone: peer,
-            message_ids: ids,
-            reply,
-        })
-        .await?;
-        sent.map_err(|error| link_failure(id, "send read receipts", error))?;
-        let at_ms = now_ms();
-        let mut read = 0;
-        for message_id in &unread {
-            let stored = self
-                .ctx
-                .store
-                .advance_message(id, message_id, MessageStatus::Read, at_ms, None)
-                .await?;
-            if stored.is_some_and(|m| m.read_at_ms == Some(at_ms)) {
-                read += 1;
-            }
-        }
-        Ok(read)
     }
 
     /// The device's actor, if the device is READY and runs here; `WrongState` otherwise.
@@ -81,33 +42,6 @@ impl Fleet {
                 ),
             }),
         }
-    }
-
-    /// The ids of the unread inbound messages from `peer_phone`. A link that writes the
-    /// peer in E.164 (`+62…`, the WhatsApp link) and one that writes digits (the
-    /// simulator) are both found.
-    async fn unread_from(&self, id: &str, peer_phone: &str) -> Result<Vec<String>, FleetError> {
-        let digits = peer_phone.strip_prefix('+').unwrap_or(peer_phone);
-        let mut unread = Vec::new();
-        for peer in [digits.to_owned(), format!("+{digits}")] {
-            let mut query = MessageQuery {
-                direction: Some(Direction::Inbound),
-                status: Some(MessageStatus::Delivered),
-                peer: Some(peer),
-                limit: UNREAD_PAGE,
-                ..MessageQuery::default()
-            };
-            loop {
-                let page = self.ctx.store.list_messages(id, &query).await?;
-                let full = page.len() as u32 == UNREAD_PAGE;
-                query.before = page.last().map(LogKey::of);
-                unread.extend(page.into_iter().filter(is_unread).map(|m| m.id));
-                if !full {
-                    break;
-                }
-            }
-        }
-        Ok(unread)
     }
 }
 

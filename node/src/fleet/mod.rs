@@ -1,8 +1,9 @@
 //! [`Fleet`]: the devices of one node. Commands run through [`Fleet::execute`]
 //! (`execute.rs`, one arm per operation); reads go through its [`Catalog`]; what the
 //! fleet runs in the background is in `background.rs`; the operations that wait on a
-//! READY device's network (number checks, marking a chat read) in `link_requests.rs`,
-//! and group operations in `groups.rs`.
+//! READY device's network: number checks in `link_requests.rs`, marking a chat read in
+//! `chat_read.rs`, group operations in `groups.rs`, and the subjects of the devices'
+//! groups that a chat list shows, remembered, in `group_subjects.rs`.
 //!
 //! A message is in the store, `queued`, before a send returns (see [`crate::outbox`]),
 //! so nothing accepted is lost if the process dies.
@@ -14,7 +15,9 @@
 //! not running) are not tied to a lease and stay unfenced.
 
 mod background;
+mod chat_read;
 mod execute;
+mod group_subjects;
 mod groups;
 mod job_runner;
 mod link_requests;
@@ -45,6 +48,7 @@ use crate::settings;
 use crate::store::{DevicePatch, DeviceQuery, DeviceStatus, Fence, Store};
 use crate::vault::Vault;
 use crate::webhooks::Webhooks;
+use group_subjects::GroupSubjects;
 
 /// How long a call into a device actor may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,6 +60,9 @@ pub struct Fleet {
     /// Reads and owner-free writes, over the same store.
     catalog: Catalog,
     supervisor: ActorRef<SupervisorMsg>,
+    /// The subjects of the running devices' groups, as group replies named them (what a
+    /// chat list shows as a group chat's name).
+    subjects: Arc<GroupSubjects>,
 }
 
 impl Fleet {
@@ -121,6 +128,7 @@ impl Fleet {
             ctx,
             catalog,
             supervisor,
+            subjects: Arc::default(),
         };
         if fleet.ctx.config.resume_all {
             fleet.resume().await?;

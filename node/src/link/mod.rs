@@ -196,9 +196,12 @@ pub enum LinkCommand {
         reply: oneshot::Sender<Result<Vec<NumberCheck>, LinkError>>,
     },
     /// Send read receipts for these inbound messages of `peer_phone` (only when
-    /// ready); answered once the network has them.
+    /// ready); answered once the network has them. In a group (`group`), they are the
+    /// messages `peer_phone` wrote there: a group's receipts name the chat and the
+    /// author, one command per author.
     MarkRead {
         peer_phone: String,
+        group: Option<String>,
         message_ids: Vec<String>,
         reply: oneshot::Sender<Result<(), LinkError>>,
     },

@@ -128,11 +128,13 @@ impl fmt::Debug for LinkCommand {
                 .finish_non_exhaustive(),
             LinkCommand::MarkRead {
                 peer_phone,
+                group,
                 message_ids,
                 ..
             } => f
                 .debug_struct("MarkRead")
                 .field("peer_phone", peer_phone)
+                .field("group", group)
                 .field("message_ids", message_ids)
                 .finish_non_exhaustive(),
             // A subject is written by people: only the operation is shown.

@@ -373,6 +373,7 @@ impl LinkSession for SimSession {
             }
             LinkCommand::MarkRead {
                 peer_phone,
+                group,
                 message_ids,
                 reply,
             } => {
@@ -380,6 +381,7 @@ impl LinkSession for SimSession {
                 client_frame::Kind::MarkRead(sim::MarkRead {
                     peer_phone,
                     message_ids,
+                    group_id: group,
                 })
             }
             LinkCommand::Group { command, reply } => {
@@ -836,22 +838,26 @@ mod tests {
         let f = fixture().await;
         let mut session = open(f.vault.device("d1", None)).await;
         sent_frame(&mut session).await;
-        let (reply, answer) = oneshot::channel();
-        session
-            ._session
-            .command(LinkCommand::MarkRead {
-                peer_phone: "6281111111111".into(),
-                message_ids: vec!["in-1".into(), "in-2".into()],
-                reply,
-            })
-            .expect("command taken");
-        assert_eq!(answer.await.expect("answered"), Ok(()));
-        match sent_frame(&mut session).await {
-            client_frame::Kind::MarkRead(read) => {
-                assert_eq!(read.peer_phone, "6281111111111");
-                assert_eq!(read.message_ids, ["in-1", "in-2"]);
+        for group in [None, Some("120363041234567890@g.us".to_owned())] {
+            let (reply, answer) = oneshot::channel();
+            session
+                ._session
+                .command(LinkCommand::MarkRead {
+                    peer_phone: "6281111111111".into(),
+                    group: group.clone(),
+                    message_ids: vec!["in-1".into(), "in-2".into()],
+                    reply,
+                })
+                .expect("command taken");
+            assert_eq!(answer.await.expect("answered"), Ok(()));
+            match sent_frame(&mut session).await {
+                client_frame::Kind::MarkRead(read) => {
+                    assert_eq!(read.peer_phone, "6281111111111");
+                    assert_eq!(read.message_ids, ["in-1", "in-2"]);
+                    assert_eq!(read.group_id, group);
+                }
+                other => panic!("expected MarkRead, got {other:?}"),
             }
-            other => panic!("expected MarkRead, got {other:?}"),
         }
     }
 

@@ -18,6 +18,7 @@
 //! - `kind`: [`MediaType`], what a file is sent as, and its size limit.
 //! - `none`: [`NoMediaStore`], for a process configured without media storage.
 //! - `fetch`: [`UrlFetcher`], a file fetched from a URL under the SSRF rule.
+//! - `received`: [`ReceivedFiles`], the files a device received, deleted with it.
 //! - `error`: [`MediaError`].
 //! - [`conformance`]: the suite every backend must pass.
 
@@ -31,6 +32,7 @@ mod key;
 mod kind;
 mod library;
 mod none;
+mod received;
 mod s3;
 mod store;
 
@@ -48,6 +50,7 @@ pub use library::{
     DEFAULT_MIME, MediaLibrary, MediaOrigin, MediaRecord, NewMedia, check_mime, is_media_id,
 };
 pub use none::NoMediaStore;
+pub use received::{Deleted, ReceivedFiles};
 pub use s3::S3MediaStore;
 pub use store::{MediaBody, MediaStore, StoredMedia};
 

@@ -441,12 +441,18 @@ impl Session {
             }
             LinkCommand::MarkRead {
                 peer_phone,
+                group,
                 message_ids,
                 reply,
             } => {
                 let client = self.client.clone();
                 self.tasks.spawn(async move {
-                    let read = read_receipts::mark_read(client.as_ref(), &peer_phone, message_ids);
+                    let read = read_receipts::mark_read(
+                        client.as_ref(),
+                        &peer_phone,
+                        group.as_deref(),
+                        message_ids,
+                    );
                     let _ = reply.send(read.await);
                 });
             }
