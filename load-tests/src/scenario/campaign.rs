@@ -64,10 +64,10 @@ fn recipient_phone(n: usize) -> String {
 /// What the run is against: kept whole so nodes can be stopped and started again.
 enum Running {
     Standalone {
-        app: Standalone,
+        app: Box<Standalone>,
         _data: tempfile::TempDir,
     },
-    Cluster(Cluster),
+    Cluster(Box<Cluster>),
 }
 
 /// A [`LocalCluster`] with its simulators shared with the driver.
@@ -141,7 +141,10 @@ pub async fn run(options: CampaignOptions) -> anyhow::Result<Report> {
     let mut running = if options.nodes == 0 {
         let data = tempfile::tempdir()?;
         let app = Standalone::start(&options.wafleet, data.path()).await?;
-        Running::Standalone { app, _data: data }
+        Running::Standalone {
+            app: Box::new(app),
+            _data: data,
+        }
     } else {
         let LocalCluster {
             dir,
@@ -151,14 +154,14 @@ pub async fn run(options: CampaignOptions) -> anyhow::Result<Report> {
             nodes,
             gateway,
         } = LocalCluster::start_with_sims(&options.wafleet, options.nodes, 1).await?;
-        Running::Cluster(Cluster {
+        Running::Cluster(Box::new(Cluster {
             dir,
             _redis: redis,
             sims: Arc::new(sims),
             plans,
             nodes,
             gateway,
-        })
+        }))
     };
     let api = running.api();
     let http = reqwest::Client::new();

@@ -17,6 +17,12 @@
 //! sends each such recipient of its devices again (the key makes that the same
 //! message) and moves it as its message stands.
 //!
+//! **Handing back.** A device that cannot send for a while (banned, unlinked, stopped,
+//! logged out) gives back what it claimed and has not sent: each message is cancelled
+//! first (exactly: refused once it has left), then its recipient is pending again, for
+//! the others. A banned or unlinked device is seen by its own node at once; one that
+//! runs nowhere by the lead's node within [`MEND_EVERY`].
+//!
 //! **Status and progress.** The node running the job's lead device (the first of its
 //! pool that is wanted running) starts a scheduled job at its time, completes a running
 //! one when no recipient is left to send, and emits `job.progress` (as that device's
@@ -37,7 +43,8 @@ use crate::jobs::follow::{self, job_key};
 use crate::jobs::model::recipient_content;
 use crate::jobs::{JobSpec, Progress};
 use crate::store::{
-    DeviceStatus, JobQuery, JobRecord, JobStatus, RecipientQuery, RecipientRecord, RecipientStatus,
+    DeviceStatus, JobQuery, JobRecord, JobStatus, MessageStatus, RecipientQuery, RecipientRecord,
+    RecipientStatus,
 };
 
 /// How often the runner looks at the active jobs.
@@ -172,8 +179,78 @@ impl Fleet {
             }
         }
         if lead {
+            for device in job.devices.iter().filter(|d| !self.is_running(d)) {
+                let key = (job.id.clone(), device.clone());
+                if state
+                    .mended
+                    .get(&key)
+                    .is_some_and(|at| at.elapsed() < MEND_EVERY)
+                {
+                    continue;
+                }
+                state.mended.insert(key, Instant::now());
+                let stopped = self.ctx.store.get_device(device).await?.is_none_or(|d| {
+                    matches!(
+                        d.status,
+                        DeviceStatus::Stopped | DeviceStatus::LoggedOut | DeviceStatus::Failed
+                    )
+                });
+                if stopped {
+                    self.hand_back(&job, device).await?;
+                }
+            }
             self.report(state, &job).await?;
         }
+        Ok(())
+    }
+
+    /// Gives the recipients `device` claimed and has not sent back to the pool: each
+    /// one's message is cancelled first (refused if it left already: then it stays, and
+    /// its receipts move it), so none is sent twice. Not an attempt.
+    async fn hand_back(&self, job: &JobRecord, device: &str) -> Result<(), FleetError> {
+        let held = self
+            .ctx
+            .store
+            .list_job_recipients(&RecipientQuery {
+                job_id: job.id.clone(),
+                status: Some(RecipientStatus::Queued),
+                device_id: Some(device.to_owned()),
+                after: None,
+                limit: 500,
+            })
+            .await?;
+        for recipient in held {
+            if let Some(message_id) = &recipient.message_id {
+                match self.cancel_message(device, message_id).await {
+                    Ok(message) if message.status == MessageStatus::Cancelled => {}
+                    Ok(_) | Err(_) => continue,
+                }
+            }
+            debug!(job = %job.id, seq = recipient.seq, %device, "handed back");
+            self.release(&recipient, 0).await?;
+        }
+        Ok(())
+    }
+
+    /// Puts a claimed recipient back in the pool, due in `retry_in_ms`, its claim not
+    /// counted as an attempt (if it is still as claimed).
+    async fn release(
+        &self,
+        recipient: &RecipientRecord,
+        retry_in_ms: i64,
+    ) -> Result<(), FleetError> {
+        let now = now_ms();
+        let mut back = recipient.clone();
+        back.status = RecipientStatus::Pending;
+        back.device_id = None;
+        back.message_id = None;
+        back.attempts = back.attempts.saturating_sub(1);
+        back.next_at_ms = now + retry_in_ms.max(0);
+        back.updated_at_ms = now;
+        self.ctx
+            .store
+            .update_job_recipient(&back, RecipientStatus::Queued)
+            .await?;
         Ok(())
     }
 
@@ -198,13 +275,21 @@ impl Fleet {
         spec: &JobSpec,
         device: &str,
     ) -> Result<(), FleetError> {
-        if self.catalog.device(device).await?.status != DeviceStatus::Ready {
+        let status = self.catalog.device(device).await?.status;
+        if status == DeviceStatus::ScanQr {
+            // Unlinked: it will not send what it holds until a new pairing.
+            return self.hand_back(job, device).await;
+        }
+        if status != DeviceStatus::Ready {
             return Ok(());
         }
         let limits = self.limits(device).await?;
         let now = now_ms();
-        if limits.paused_until_ms.is_some_and(|until| until > now)
-            || limits.in_flight > 0
+        if limits.paused_until_ms.is_some_and(|until| until > now) {
+            // Banned for a while: what it holds goes to the others.
+            return self.hand_back(job, device).await;
+        }
+        if limits.in_flight > 0
             || limits.next_send_ms > now + TICK.as_millis() as i64
             || limits.day.remaining == 0
         {
@@ -261,18 +346,7 @@ impl Fleet {
                     FleetError::RateLimited { retry_after_ms, .. } => *retry_after_ms,
                     _ => HAND_OFF_RETRY_MS,
                 };
-                let mut back = recipient.clone();
-                back.status = RecipientStatus::Pending;
-                back.device_id = None;
-                back.message_id = None;
-                back.attempts = back.attempts.saturating_sub(1);
-                back.next_at_ms = now_ms() + retry_in.max(0);
-                back.updated_at_ms = now_ms();
-                self.ctx
-                    .store
-                    .update_job_recipient(&back, RecipientStatus::Queued)
-                    .await?;
-                Ok(())
+                self.release(&recipient, retry_in).await
             }
         }
     }
