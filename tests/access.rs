@@ -49,6 +49,9 @@ struct TwoTenants {
     message_id: String,
     /// A file acme uploaded.
     media_id: String,
+    /// Acme's template and job.
+    template_id: String,
+    job_id: String,
 }
 
 async fn two_tenants(wafleet: &Standalone) -> TwoTenants {
@@ -125,7 +128,32 @@ async fn two_tenants(wafleet: &Standalone) -> TwoTenants {
         "media",
     )
     .await;
+    let template = created(
+        acme_caller
+            .send(
+                Method::POST,
+                "/v1/templates",
+                Some(json!({"name": "acme promo", "text": "acme secret text {{name}}"})),
+            )
+            .await,
+        "template",
+    )
+    .await;
+    let job = created(
+        acme_caller
+            .send(
+                Method::POST,
+                "/v1/jobs",
+                Some(json!({"name": "acme blast", "devices": ["acme-1"],
+                            "recipients": [{"to": "6289999999998"}], "text": "acme secret text"})),
+            )
+            .await,
+        "job",
+    )
+    .await;
     TwoTenants {
+        template_id: template["id"].as_str().unwrap().to_owned(),
+        job_id: job["id"].as_str().unwrap().to_owned(),
         media_id: media["id"].as_str().unwrap().to_owned(),
         acme_key: acme_caller.key,
         acme_key_id: acme["id"].as_str().unwrap().to_owned(),
@@ -217,6 +245,10 @@ async fn no_route_lets_a_tenant_reach_another_tenants_data() {
                         "acme-boss"
                     } else if path.starts_with("/v1/media") {
                         &setup.media_id
+                    } else if path.starts_with("/v1/templates") {
+                        &setup.template_id
+                    } else if path.starts_with("/v1/jobs") {
+                        &setup.job_id
                     } else {
                         "acme-1"
                     },

@@ -168,6 +168,10 @@ async fn a_scheduled_message_arrives_at_its_time_and_a_cancelled_one_never() {
     assert!(inbox(&app, FRIEND).await.is_empty(), "arrived early");
     let got = until_received(&app, FRIEND, 1).await;
     assert_eq!(got[0].0, "at its time");
+    eprintln!(
+        "the scheduled message reached the phone {} ms after its send_at",
+        got[0].1 - send_at
+    );
     assert!(
         got[0].1 >= send_at,
         "arrived {} ms early",

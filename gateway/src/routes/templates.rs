@@ -6,7 +6,7 @@
 //! `?tenant=` names, default `default`), and another tenant's template is 404.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -201,7 +201,8 @@ pub async fn get_template(
 #[utoipa::path(put, path = "/v1/templates/{id}", tag = "templates",
     params(("id" = String, Path, description = "The template's id"), TenantParam),
     request_body = TemplateIn,
-    description = "Replaces the template's name and text (jobs already made keep the text they were made with).",
+    description = "Replaces the template's name and text (jobs already made keep the text they were made with). \
+The template is looked up before the body is read: an unknown one is 404 whatever the body.",
     responses((status = 200, body = TemplateDto),
         (status = 400, description = "a name or text out of bounds (`invalid_name`, `invalid_text`)", body = ErrorBody),
         (status = 404, description = NOT_FOUND, body = ErrorBody),
@@ -213,14 +214,14 @@ pub async fn put_template(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<TenantParam>,
-    ApiJson(body): ApiJson<TemplateIn>,
+    request: Request,
 ) -> Result<Json<TemplateDto>, ApiError> {
     let tenant = tenant_asked(&state, &caller, query.tenant).await?;
-    let template = state
-        .catalog
-        .templates()
-        .update(&tenant, &id, &body.name, &body.text)
-        .await?;
+    let book = state.catalog.templates();
+    // Another tenant's template is 404 whatever the body.
+    book.get(&tenant, &id).await?;
+    let ApiJson(body) = ApiJson::<TemplateIn>::from_request(request, &state).await?;
+    let template = book.update(&tenant, &id, &body.name, &body.text).await?;
     Ok(Json(template.into()))
 }
 
