@@ -32,12 +32,22 @@ use crate::validate;
 /// The largest body `POST /v1/jobs` reads: 100,000 recipients with a few variables.
 const JOB_BODY_LIMIT: usize = 32 * 1024 * 1024;
 
+/// A device of the tenant, by id.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = String, pattern = "^[a-zA-Z0-9_-]{1,64}$", min_length = 1, max_length = 64)]
+pub struct DeviceIdIn(pub String);
+
 /// One recipient of a job.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecipientIn {
-    /// A phone number (digits with the country code) or a group id (`…@g.us`).
-    #[schema(min_length = 1, max_length = 64)]
+    /// A phone number (digits with the country code, a leading `+` allowed) or a group
+    /// id (`120363041234567890@g.us`).
+    #[schema(
+        example = "6281234567890",
+        pattern = r"^(\+?[0-9]{8,15}|[0-9]{5,24}(-[0-9]{5,24})?@g\.us)$"
+    )]
     pub to: String,
     /// Values of the template's `{{variables}}` (at most 50). `name` defaults to the
     /// contact's saved name, `phone` to `to`.
@@ -72,7 +82,7 @@ pub struct CreateJob {
     /// The pool of devices that send it (1 to 50, each once): recipients go to them as
     /// their paces allow, so a faster device takes more.
     #[schema(min_items = 1, max_items = 50)]
-    pub devices: Vec<String>,
+    pub devices: Vec<DeviceIdIn>,
     /// Who it goes to, in order (at most 100,000; a number given twice gets one
     /// message). Exactly one of `recipients` and `contacts_tag`.
     #[schema(max_items = 100000)]
@@ -88,7 +98,9 @@ pub struct CreateJob {
     pub template_id: Option<String>,
     /// A file every recipient gets (checked and, for a URL, fetched once now).
     pub media: Option<SendMedia>,
-    /// RFC 3339: not started before (the job is `scheduled` until then).
+    /// RFC 3339: not started before (the job is `scheduled` until then); a time that
+    /// does not read is 422 `invalid_time`.
+    #[schema(example = "2026-12-24T09:00:00+07:00")]
     pub send_at: Option<String>,
     pub window: Option<WindowDto>,
 }
@@ -292,6 +304,22 @@ async fn check_job_devices(
     Ok(())
 }
 
+/// `id` is `prefix` and 32 lowercase hex digits (a job's or a template's id); `code`
+/// (400) otherwise.
+pub(crate) fn check_id(id: &str, prefix: &str, code: &'static str) -> Result<(), ApiError> {
+    let ok = id.strip_prefix(prefix).is_some_and(|hex| {
+        hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            code,
+            format!("{id:?} is not {prefix} and 32 hex digits"),
+        ))
+    }
+}
+
 const NOT_FOUND: &str =
     "no such job of the tenant (`job_not_found`), or `tenant` is not one the caller sees";
 
@@ -305,13 +333,14 @@ takes it next, unless the failure is one no retry mends (not on WhatsApp). Progr
 `job.progress` event (SSE, and the webhook of the job's lead device: the first of its pool that is wanted running), at most once per half second and on every \
 status change.",
     responses((status = 201, body = JobDto),
-        (status = 400, description = "a value breaks a rule (`invalid_name`, `invalid_devices`, `invalid_phone`, \
-`invalid_group_id`, `invalid_text`, `invalid_time`, `invalid_window`, `invalid_vars`)", body = ErrorBody),
+        (status = 400, description = "a value breaks a rule the schema states (`invalid_name`, `invalid_text`, \
+`invalid_phone`, `invalid_group_id`, `invalid_device_id`)", body = ErrorBody),
         (status = 404, description = "a device, template or media file that is not the tenant's", body = ErrorBody),
         (status = 413, description = "more than 100,000 recipients (`too_many_recipients`), or a file over its \
 type's limit", body = ErrorBody),
-        (status = 422, description = "`missing_variables`, `no_recipients`, `no_content`, `invalid_template`, or \
-not exactly one of `recipients` and `contacts_tag`", body = ErrorBody)),
+        (status = 422, description = "`missing_variables`, `no_recipients`, `no_content`, `invalid_template`, \
+`invalid_time`, `invalid_window`, `invalid_devices` (a device named twice), `invalid_vars` (more than 50), or not \
+exactly one of `recipients` and `contacts_tag`", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn create_job(
     State(state): State<AppState>,
@@ -319,11 +348,12 @@ pub async fn create_job(
     ApiQuery(query): ApiQuery<TenantParam>,
     ApiJson(body): ApiJson<CreateJob>,
 ) -> Result<(StatusCode, Json<JobDto>), ApiError> {
-    for device in &body.devices {
+    let devices: Vec<String> = body.devices.into_iter().map(|d| d.0).collect();
+    for device in &devices {
         validate::device_id(device)?;
         check_device(&state, &caller, device).await?;
     }
-    let tenant = match (&query.tenant, &caller.tenant, body.devices.first()) {
+    let tenant = match (&query.tenant, &caller.tenant, devices.first()) {
         (None, None, Some(first)) => state.catalog.device(first).await?.tenant,
         _ => tenant_asked(&state, &caller, query.tenant).await?,
     };
@@ -349,8 +379,10 @@ pub async fn create_job(
         .send_at
         .as_deref()
         .map(|at| {
-            parse_rfc3339(at)
-                .ok_or_else(|| ApiError::invalid("invalid_time", "send_at is an RFC 3339 time"))
+            parse_rfc3339(at).ok_or_else(|| ApiError::Refused {
+                code: "invalid_time",
+                message: "send_at is an RFC 3339 time, like 2026-12-24T09:00:00+07:00".into(),
+            })
         })
         .transpose()?;
     let window = body
@@ -377,7 +409,7 @@ pub async fn create_job(
         .create(NewJob {
             tenant,
             name: body.name,
-            devices: body.devices,
+            devices,
             audience,
             text: body.text,
             template_id: body.template_id,
@@ -402,6 +434,9 @@ pub async fn list_jobs(
     ApiQuery(query): ApiQuery<JobsQuery>,
 ) -> Result<Json<JobList>, ApiError> {
     let limit = page_limit(query.limit)?;
+    if let Some(cursor) = &query.cursor {
+        check_id(cursor, "job_", "invalid_cursor")?;
+    }
     let tenant = tenant_asked(&state, &caller, query.tenant).await?;
     let views = state
         .catalog

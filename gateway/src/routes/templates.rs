@@ -142,6 +142,9 @@ pub async fn list_templates(
     ApiQuery(query): ApiQuery<TemplatesQuery>,
 ) -> Result<Json<TemplateList>, ApiError> {
     let limit = page_limit(query.limit)?;
+    if let Some(cursor) = &query.cursor {
+        crate::routes::jobs::check_id(cursor, "tpl_", "invalid_cursor")?;
+    }
     let tenant = tenant_asked(&state, &caller, query.tenant).await?;
     let templates: Vec<TemplateDto> = state
         .catalog

@@ -195,7 +195,7 @@ impl JobBook {
         let mut seen = HashSet::new();
         for id in devices {
             if !seen.insert(id) {
-                return Err(JobError::invalid(
+                return Err(JobError::refused(
                     "invalid_devices",
                     format!("device {id} is named twice"),
                 ));
@@ -238,7 +238,7 @@ impl JobBook {
                     let names = self.contact_names(&new.tenant, chunk, text).await?;
                     for r in chunk {
                         if r.vars.len() > MAX_VARS {
-                            return Err(JobError::invalid(
+                            return Err(JobError::refused(
                                 "invalid_vars",
                                 format!("recipient {} has more than {MAX_VARS} vars", r.to),
                             ));
