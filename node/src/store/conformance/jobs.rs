@@ -187,6 +187,12 @@ pub async fn check_job_recipients(store: &dyn Store) {
         "stored whole, in order"
     );
     assert_eq!(count(store, &job_id).await, [(RecipientStatus::Pending, 5)]);
+    // Stored again (a batch repeated after a crash): replaced, counted once.
+    ok(
+        store.put_job_recipients(&all[..2]).await,
+        "put recipients again",
+    );
+    assert_eq!(count(store, &job_id).await, [(RecipientStatus::Pending, 5)]);
 
     let claimed = ok(
         store.claim_job_recipient(&job_id, "dev-a", 1_000).await,

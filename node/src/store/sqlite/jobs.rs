@@ -1,6 +1,7 @@
-//! Campaigns: `jobs` (one row per job, its devices as JSON) and `job_recipients` (one
-//! row per recipient, keyed by job and `seq`, indexed by job, status and `seq` so a
-//! claim is one seek and a progress count one index scan), schema step 10. Writes run
+//! Campaigns: `jobs` (one row per job, its devices as JSON), `job_recipients` (one row
+//! per recipient, keyed by job and `seq`, indexed by job, status and `seq` so a claim is
+//! one seek) and `job_counts` (recipients by job and status, kept by triggers: a
+//! progress count is a few rows), schema step 10. Writes run
 //! on the store's one writer, so a claim's read and update cannot interleave with
 //! another's.
 
@@ -72,8 +73,13 @@ pub(super) fn put_recipients(
     recipients: &[RecipientRecord],
 ) -> Result<(), StoreError> {
     let sql = format!(
-        "INSERT OR REPLACE INTO job_recipients ({RECIPIENT_COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        "INSERT INTO job_recipients ({RECIPIENT_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (job_id, seq) DO UPDATE SET recipient = excluded.recipient,
+             text = excluded.text, status = excluded.status, device_id = excluded.device_id,
+             message_id = excluded.message_id, attempts = excluded.attempts,
+             error = excluded.error, next_at_ms = excluded.next_at_ms,
+             updated_at_ms = excluded.updated_at_ms"
     );
     for r in recipients {
         execute(
@@ -185,6 +191,12 @@ pub(super) fn delete(conn: &Connection, id: &str) -> Result<bool, StoreError> {
         params![id],
     )
     .map_err(db_error)?;
+    execute(
+        conn,
+        "DELETE FROM job_counts WHERE job_id = ?1",
+        params![id],
+    )
+    .map_err(db_error)?;
     execute(conn, "DELETE FROM jobs WHERE id = ?1", params![id])
         .map(|deleted| deleted > 0)
         .map_err(db_error)
@@ -196,7 +208,7 @@ pub(super) fn count(
 ) -> Result<Vec<(RecipientStatus, u64)>, StoreError> {
     query_all(
         conn,
-        "SELECT status, COUNT(*) FROM job_recipients WHERE job_id = ?1 GROUP BY status",
+        "SELECT status, n FROM job_counts WHERE job_id = ?1 AND n > 0",
         params![job_id],
         |row| {
             let status: String = column(row, 0)?;

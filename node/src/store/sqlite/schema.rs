@@ -182,9 +182,11 @@ this process is older than the store');
     CREATE INDEX messages_scheduled ON messages (device_id, send_at_ms, id)
         WHERE status = 'scheduled' AND direction = 'outbound';",
     // 10: campaigns. A job's recipients are one row each; `job_recipients_by_status`
-    // makes a claim (the first pending recipient of a job) one seek and a job's progress
-    // (recipients by status) one walk of the job's index entries. Active jobs (what each
-    // node's runner reads every half second) are a small partial index.
+    // makes a claim (the first pending recipient of a job) one seek. A job's progress
+    // (recipients by status) is `job_counts`, kept by triggers in the transaction of
+    // every write, so reading it is a few rows however large the job (counting 100,000
+    // index entries took 20 to 50 ms). Active jobs (what each node's runner reads every
+    // half second) are a small partial index.
     "CREATE TABLE jobs (
         id             TEXT    NOT NULL PRIMARY KEY,
         tenant         TEXT    NOT NULL,
@@ -215,7 +217,26 @@ this process is older than the store');
         updated_at_ms INTEGER NOT NULL,
         PRIMARY KEY (job_id, seq)
     ) STRICT, WITHOUT ROWID;
-    CREATE INDEX job_recipients_by_status ON job_recipients (job_id, status, seq);",
+    CREATE INDEX job_recipients_by_status ON job_recipients (job_id, status, seq);
+    CREATE TABLE job_counts (
+        job_id TEXT    NOT NULL,
+        status TEXT    NOT NULL,
+        n      INTEGER NOT NULL,
+        PRIMARY KEY (job_id, status)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TRIGGER job_recipients_counted_in AFTER INSERT ON job_recipients BEGIN
+        INSERT INTO job_counts (job_id, status, n) VALUES (NEW.job_id, NEW.status, 1)
+            ON CONFLICT (job_id, status) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER job_recipients_counted_out AFTER DELETE ON job_recipients BEGIN
+        UPDATE job_counts SET n = n - 1 WHERE job_id = OLD.job_id AND status = OLD.status;
+    END;
+    CREATE TRIGGER job_recipients_recounted AFTER UPDATE OF status ON job_recipients
+        WHEN OLD.status <> NEW.status BEGIN
+        UPDATE job_counts SET n = n - 1 WHERE job_id = OLD.job_id AND status = OLD.status;
+        INSERT INTO job_counts (job_id, status, n) VALUES (NEW.job_id, NEW.status, 1)
+            ON CONFLICT (job_id, status) DO UPDATE SET n = n + 1;
+    END;",
 ];
 
 /// The schema version from which device rows carry their shard.
