@@ -18,7 +18,9 @@
 //! message) and moves it as its message stands.
 //!
 //! **Handing back.** A device that cannot send for a while (banned, unlinked, stopped,
-//! logged out) gives back what it claimed and has not sent: each message is cancelled
+//! logged out), or whose job is paused or cancelled, gives back what it claimed and has
+//! not sent (a claimed message waits for its slot, which the limiter's jitter may put
+//! seconds away): each message is cancelled
 //! first (exactly: refused once it has left), then its recipient is pending again, for
 //! the others. A banned or unlinked device is seen by its own node at once; one that
 //! runs nowhere by the lead's node within [`MEND_EVERY`].
@@ -61,6 +63,8 @@ pub(super) struct RunnerState {
     mended: HashMap<(String, String), Instant>,
     /// The last progress and status emitted per job.
     emitted: HashMap<String, (JobStatus, Progress)>,
+    /// The jobs that were active at the last tick.
+    active: HashSet<String>,
 }
 
 impl Fleet {
@@ -124,6 +128,28 @@ impl Fleet {
                 break;
             }
         }
+        // Jobs cancelled since the last tick: what this node's devices still hold is
+        // cancelled, so nothing more leaves.
+        let gone: Vec<String> = state.active.difference(&seen).cloned().collect();
+        for id in gone {
+            if let Some(job) = self.ctx.store.get_job(&id).await?
+                && job.status == JobStatus::Cancelled
+            {
+                for device in job.devices.iter().filter(|d| self.is_running(d)) {
+                    self.hand_back(&job, device).await?;
+                }
+                self.ctx
+                    .store
+                    .move_job_recipients(
+                        &job.id,
+                        RecipientStatus::Pending,
+                        RecipientStatus::Cancelled,
+                        now_ms(),
+                    )
+                    .await?;
+            }
+        }
+        state.active = seen.clone();
         // Jobs that ended: one last progress from their lead, then forget them.
         let ended: Vec<String> = state
             .emitted
@@ -163,6 +189,12 @@ impl Fleet {
         }
         let spec = JobSpec::of(&job)?;
         for device in job.devices.iter().filter(|d| self.is_running(d)) {
+            if job.status == JobStatus::Paused {
+                // What a device holds would leave at its slot, maybe seconds away (the
+                // limiter's jitter): cancelled, back in the pool until the resume.
+                self.hand_back(&job, device).await?;
+                continue;
+            }
             let key = (job.id.clone(), device.clone());
             if state
                 .mended
