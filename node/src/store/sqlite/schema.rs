@@ -183,9 +183,10 @@ this process is older than the store');
         WHERE status = 'scheduled' AND direction = 'outbound';",
     // 10: campaigns. A job's recipients are one row each; `job_recipients_by_status`
     // makes a claim (the first pending recipient of a job) one seek. A job's progress
-    // (recipients by status) is `job_counts`, kept by triggers in the transaction of
-    // every write, so reading it is a few rows however large the job (counting 100,000
-    // index entries took 20 to 50 ms). Active jobs (what each node's runner reads every
+    // (recipients by status) is `job_counts`, kept in the transaction of every write
+    // (new recipients counted per batch by the store, changes and deletes by triggers), so
+    // reading it is a few rows however large the job (counting 100,000 index entries took
+    // 20 to 50 ms). Active jobs (what each node's runner reads every
     // half second) are a small partial index.
     "CREATE TABLE jobs (
         id             TEXT    NOT NULL PRIMARY KEY,
@@ -224,10 +225,6 @@ this process is older than the store');
         n      INTEGER NOT NULL,
         PRIMARY KEY (job_id, status)
     ) STRICT, WITHOUT ROWID;
-    CREATE TRIGGER job_recipients_counted_in AFTER INSERT ON job_recipients BEGIN
-        INSERT INTO job_counts (job_id, status, n) VALUES (NEW.job_id, NEW.status, 1)
-            ON CONFLICT (job_id, status) DO UPDATE SET n = n + 1;
-    END;
     CREATE TRIGGER job_recipients_counted_out AFTER DELETE ON job_recipients BEGIN
         UPDATE job_counts SET n = n - 1 WHERE job_id = OLD.job_id AND status = OLD.status;
     END;
