@@ -203,15 +203,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// What reached `phone`, as the simulator shows its inbox.
 async fn inbox(app: &Standalone, phone: &str) -> Vec<Value> {
-    let inbox: Value = app
-        .http
-        .get(app.url(&format!("/sim/phones/{phone}/inbox")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let inbox = common::inbox_of(&app.http, &app.base, phone).await;
     inbox.as_array().expect("an inbox").clone()
 }
 
