@@ -17,6 +17,7 @@
 //! - `sse`: the body of an SSE response (frames rendered once, the heartbeat).
 //! - [`auth`]: API keys. [`metrics`]: the Prometheus recorder and HTTP metrics.
 //! - [`openapi`]: `/openapi.json`; `/docs` renders it.
+//! - `ui`: the web dashboard at `/ui`, its files compiled in.
 
 pub mod auth;
 pub mod device_api;
@@ -29,6 +30,7 @@ pub mod remote;
 pub mod resolver;
 pub mod routes;
 mod sse;
+mod ui;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -186,7 +188,8 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/openapi.json", get(ops::openapi))
-        .route("/docs", get(ops::docs));
+        .route("/docs", get(ops::docs))
+        .merge(ui::router());
     if with_metrics {
         open = open.route("/metrics", get(ops::metrics));
     }

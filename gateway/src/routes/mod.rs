@@ -13,6 +13,7 @@ pub mod groups;
 pub mod jobs;
 pub mod keys;
 pub mod limits;
+pub mod me;
 pub mod media;
 pub mod message_log;
 pub mod messages;
@@ -49,6 +50,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .merge(tenants::router())
         .merge(keys::router())
         .merge(users::router())
+        .merge(me::router())
         .merge(audit::router())
         .merge(contacts::router())
         .merge(templates::router())
