@@ -33,11 +33,14 @@
 //! the machines this is built on) and a server-side dry run of the manifests (no API
 //! server).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine;
+use common::tools::{on_path, tool};
 use serde_json::Value;
 use wafleet_cluster_config::{GatewaySettings, NodeSettings};
 
@@ -117,29 +120,6 @@ fn url_host_port(url: &str) -> (String, u16) {
     let authority = rest.split('/').next().unwrap_or(rest);
     let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
     host_port(authority)
-}
-
-/// Where `program` is on the PATH; `None` (after saying the check skipped `what`) if it
-/// is not. With `WAFLEET_REQUIRE_TOOLS` set, a missing program fails the test instead.
-fn tool(program: &str, what: &str, install: &str) -> Option<PathBuf> {
-    let found = on_path(program);
-    if found.is_none() {
-        assert!(
-            std::env::var_os("WAFLEET_REQUIRE_TOOLS").is_none(),
-            "{program} is required (WAFLEET_REQUIRE_TOOLS is set) but not on the PATH ({install})"
-        );
-        eprintln!("{program} not on the PATH: skipped {what} ({install})");
-    }
-    found
-}
-
-/// Where `program` is on the PATH, if it is.
-fn on_path(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|candidate| candidate.is_file())
-    })
 }
 
 fn run(program: &Path, args: &[&str], dir: &Path) -> String {

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use wafleet_load::scenario::process;
 
 pub mod client;
+pub mod tools;
 
 pub const KEY: &str = process::ADMIN_KEY;
 

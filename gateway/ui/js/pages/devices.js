@@ -38,13 +38,31 @@ export async function mount(root, ctx) {
   }, field('Name', name), field('Id (optional)', id),
   h('button', { class: 'primary', type: 'submit', testid: 'device-create-submit' }, 'Create and link'));
 
-  fill(root, h('h1', {}, 'Devices'), create, counts, table);
+  // Narrows the rows shown: a text (id, name or phone) and a status (a count's badge).
+  let shownStatus = null;
+  const search = h('input', { type: 'search', testid: 'device-filter', placeholder: 'id, name or phone', oninput: () => applyFilter() });
+  function matches(device) {
+    const text = search.value.trim().toLowerCase();
+    return (!shownStatus || device.status === shownStatus)
+      && (!text || [device.id, device.name, device.phone || ''].some((v) => v.toLowerCase().includes(text)));
+  }
+  function applyFilter() {
+    for (const r of rows.values()) r.tr.hidden = !matches(r.device);
+  }
+
+  fill(root, h('h1', {}, 'Devices'), create, h('div', { class: 'row' }, field('Filter', search)), counts, table);
 
   function renderCounts() {
+    devices = [...rows.values()].map((r) => r.device);
     const byStatus = {};
     for (const d of devices) byStatus[d.status] = (byStatus[d.status] || 0) + 1;
-    fill(counts, h('span', { class: 'badge', testid: 'device-count' }, `${devices.length} devices`),
-      Object.entries(byStatus).sort().map(([s, n]) => h('span', { class: `badge ${s}`, testid: `count-${s}` }, `${s} ${n}`)));
+    const choose = (status) => () => { shownStatus = status; renderCounts(); applyFilter(); };
+    fill(counts,
+      h('button', { type: 'button', class: 'badge', testid: 'device-count', 'aria-pressed': String(!shownStatus), onclick: choose(null) },
+        `${devices.length} devices`),
+      Object.entries(byStatus).sort().map(([s, n]) => h('button', {
+        type: 'button', class: `badge ${s}`, testid: `count-${s}`, 'aria-pressed': String(shownStatus === s), onclick: choose(s),
+      }, `${s} ${n}`)));
   }
 
   function row(device) {
@@ -75,10 +93,10 @@ export async function mount(root, ctx) {
   function upsert(device) {
     const existing = rows.get(device.id);
     const next = row(device);
+    next.tr.hidden = !matches(device);
     if (existing) existing.tr.replaceWith(next.tr);
     else body.append(next.tr);
     rows.set(device.id, next);
-    devices = [...rows.values()].map((r) => r.device);
     renderCounts();
   }
 
@@ -87,7 +105,6 @@ export async function mount(root, ctx) {
     if (!existing) return;
     existing.tr.remove();
     rows.delete(deviceId);
-    devices = [...rows.values()].map((r) => r.device);
     renderCounts();
   }
 
@@ -98,11 +115,11 @@ export async function mount(root, ctx) {
     const fragment = document.createDocumentFragment();
     for (const device of list) {
       const r = row(device);
+      r.tr.hidden = !matches(device);
       rows.set(device.id, r);
       fragment.append(r.tr);
     }
     body.replaceChildren(fragment);
-    devices = list;
     renderCounts();
   }
 
@@ -120,6 +137,7 @@ export async function mount(root, ctx) {
     r.status.className = `badge ${data.status}`;
     r.status.textContent = data.status;
     if (data.phone) r.tr.children[2].textContent = data.phone;
+    r.tr.hidden = !matches(r.device);
     renderCounts();
   }, ['status']);
 
