@@ -8,9 +8,12 @@
 //   FLEET         how many devices to create for the fleet check (default 0: skipped)
 // Exits 0 when every step passed; the last line of stdout is a JSON summary.
 
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
+
+const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 const base = process.env.WAFLEET_URL;
 const key = process.env.WAFLEET_KEY;
@@ -43,6 +46,19 @@ async function shot(page, name) {
   await page.screenshot({ path: join(shots, name) });
 }
 
+/**
+ * axe-core's WCAG 2 A and AA rules (contrast, labels, names, roles ...) on what the page
+ * shows now; any violation fails the run. Run through the DevTools protocol, which the
+ * page's content security policy does not cover.
+ */
+async function accessible(page, name) {
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(() => window.axe.run(document, { runOnly: ['wcag2a', 'wcag2aa'] }));
+  const found = result.violations.map((v) => `${name}: ${v.id} (${v.impact}): ${v.help} at ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
+  if (found.length) throw new Error(`accessibility:\n${found.join('\n')}`);
+  summary.pages_checked = (summary.pages_checked || 0) + 1;
+}
+
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   headless: true,
@@ -67,6 +83,7 @@ try {
 
   step('log in with a key');
   await page.goto(`${base}/ui/`);
+  await accessible(page, 'login');
   await page.getByTestId('login-key').fill(key);
   await page.getByTestId('login-submit').click();
   await page.getByTestId('device-create-name').waitFor();
@@ -81,6 +98,7 @@ try {
   await page.getByTestId('device-create-submit').click();
   await page.getByTestId(`device-row-${device}`).waitFor();
   await page.getByTestId(`device-qr-${device}`).waitFor();
+  await accessible(page, 'QR dialog');
   await shot(page, 'qr.png');
 
   step('scan it through /sim/scan; READY appears without a reload');
@@ -89,6 +107,7 @@ try {
   await page.getByTestId(`device-status-${device}`).filter({ hasText: /^READY$/ }).waitFor();
   await page.getByTestId(`device-qr-${device}`).waitFor({ state: 'detached' });
   if (await page.evaluate(() => window.wafleetTestMark) !== 'same page') throw new Error('the page was reloaded');
+  await accessible(page, 'devices');
   await shot(page, 'devices.png');
 
   step('send a message and see it delivered');
@@ -101,6 +120,7 @@ try {
   await status.filter({ hasText: /^(delivered|read)$/ }).waitFor();
   const inbox = await call('GET', `/sim/phones/${to}/inbox`);
   if (!inbox.some((m) => m.text === 'Hello from the dashboard')) throw new Error('the phone did not get the message');
+  await accessible(page, 'device');
   await shot(page, 'device.png');
 
   step('start a small job and watch its progress reach 100 %');
@@ -116,7 +136,18 @@ try {
     null,
     { timeout: 60000 },
   );
+  await accessible(page, 'jobs');
   await shot(page, 'jobs.png');
+
+  step('every page of the navigation opens without errors and passes the accessibility rules');
+  for (const link of await page.locator('#nav a').all()) {
+    const name = (await link.textContent()).trim();
+    await link.click();
+    await page.locator('main h1').first().waitFor();
+    await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
+    await accessible(page, name);
+    await shot(page, `page-${name.toLowerCase()}.png`);
+  }
 
   if (fleet > 0) {
     step(`a fleet of ${fleet} devices: the list, and a status change`);
