@@ -65,22 +65,30 @@ export async function mount(root, ctx) {
       }, `${s} ${n}`)));
   }
 
+  // One listener for every row's buttons (`data-action`), not seven per row: a fleet of
+  // thousands renders faster and holds less.
+  body.addEventListener('click', async (event) => {
+    const button = event.target.closest('button[data-action]');
+    if (!button) return;
+    const deviceId = button.closest('tr').dataset.id;
+    const action = button.dataset.action;
+    const path = `/v1/devices/${encodeURIComponent(deviceId)}`;
+    if (action === 'qr') return showQr(deviceId);
+    if (action === 'delete') {
+      if (!confirm(`Delete ${deviceId}? It is logged out and its credentials wiped.`)) return;
+      if (await attempt(() => api(path, { method: 'DELETE' }), `deleted ${deviceId}`)) remove(deviceId);
+      return;
+    }
+    attempt(() => api(`${path}/${action}`, { method: 'POST' }), `${action}: ${deviceId}`);
+  });
+
   function row(device) {
     const status = badge(device.status, `device-status-${device.id}`);
-    const actions = h('td', { class: 'actions' },
-      h('button', { class: 'small', type: 'button', onclick: () => showQr(device.id), 'aria-label': `QR code of ${device.id}` }, 'QR'),
-      ACTIONS.map((action) => h('button', {
-        class: 'small', type: 'button', 'aria-label': `${action} ${device.id}`,
-        onclick: () => attempt(() => api(`/v1/devices/${encodeURIComponent(device.id)}/${action}`, { method: 'POST' }), `${action}: ${device.id}`),
-      }, action)),
-      h('button', {
-        class: 'small danger', type: 'button', 'aria-label': `delete ${device.id}`,
-        onclick: async () => {
-          if (!confirm(`Delete ${device.id}? It is logged out and its credentials wiped.`)) return;
-          if (await attempt(() => api(`/v1/devices/${encodeURIComponent(device.id)}`, { method: 'DELETE' }), `deleted ${device.id}`)) remove(device.id);
-        },
-      }, 'delete'));
-    const tr = h('tr', { testid: `device-row-${device.id}` },
+    const button = (action, label = action, extra = '') => h('button', {
+      class: `small ${extra}`, type: 'button', 'data-action': action, 'aria-label': `${label} ${device.id}`,
+    }, label);
+    const actions = h('td', { class: 'actions' }, button('qr', 'QR'), ACTIONS.map((a) => button(a)), button('delete', 'delete', 'danger'));
+    const tr = h('tr', { testid: `device-row-${device.id}`, 'data-id': device.id },
       h('td', {}, h('a', { href: `#/device/${encodeURIComponent(device.id)}` }, device.name), h('div', { class: 'muted mono' }, device.id)),
       h('td', {}, status),
       h('td', { class: 'mono' }, device.phone || ''),
