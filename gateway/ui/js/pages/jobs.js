@@ -24,6 +24,11 @@ import { api, all } from '../api.js';
 import { attempt, badge, field, fill, h, toast, when } from '../dom.js';
 import { subscribe } from '../events.js';
 
+/** A column header: a title, or `[title, class]` (`hide-narrow` hides the column on a phone). */
+function th(c) {
+  return Array.isArray(c) ? h('th', { scope: 'col', class: c[1] }, c[0]) : h('th', { scope: 'col' }, c);
+}
+
 const TENANT_KEY = 'wafleet.jobs.tenant';
 const RECIPIENT_STATUSES = ['pending', 'queued', 'sent', 'delivered', 'read', 'failed', 'cancelled'];
 const COUNTS = ['pending', 'sent', 'delivered', 'read', 'failed', 'cancelled'];
@@ -134,8 +139,8 @@ async function mountList(root, ctx) {
   const empty = h('p', { class: 'muted', hidden: true }, 'No jobs yet.');
   const table = h('div', { class: 'table-wrap' }, h('table', { class: 'jobs-table' },
     h('caption', { class: 'muted' }, 'Progress moves live.'),
-    h('thead', {}, h('tr', {}, ['Job', 'Status', 'Progress', 'Counts', h('span', { class: 'hide-narrow' }, 'Created'),
-      'Actions'].map((c) => h('th', { scope: 'col' }, c)))),
+    h('thead', {}, h('tr', {}, ['Job', 'Status', 'Progress', ['Counts', 'hide-narrow'], ['Created', 'hide-narrow'],
+      'Actions'].map(th))),
     body), empty);
 
   // The tenant (an admin of every tenant only).
@@ -368,7 +373,7 @@ async function mountList(root, ctx) {
   }
   const templatesPanel = h('section', { class: 'panel' }, h('h2', {}, 'Templates'),
     h('div', { class: 'table-wrap' }, h('table', {},
-      h('thead', {}, h('tr', {}, ['Name', 'Text', 'Variables', 'Actions'].map((c) => h('th', { scope: 'col' }, c)))),
+      h('thead', {}, h('tr', {}, ['Name', 'Text', 'Variables', 'Actions'].map(th))),
       templateBody)),
     h('h3', {}, 'Add or edit a template'), templateForm);
 
@@ -395,17 +400,17 @@ async function mountList(root, ctx) {
       isOperator ? '' : ' Only an admin of every tenant may change them.'),
     retriesForm);
 
-  fill(root, h('h1', {}, 'Jobs'), tenantPicker, table, form, templatesPanel, retriesPanel);
+  fill(root, h('h1', {}, 'Jobs'), tenantPicker, h('section', { class: 'panel' }, table), form, templatesPanel, retriesPanel);
 
   // ---- the list and its live progress
   function row(job) {
     const parts = jobParts(job, tenant, (next) => upsert(next));
     const href = `#/jobs/${encodeURIComponent(job.id)}`;
     const tr = h('tr', { testid: `job-row-${job.id}` },
-      h('td', {}, h('a', { href, testid: `job-link-${job.id}` }, job.name), h('div', { class: 'muted mono' }, job.id)),
+      h('td', {}, h('a', { href, testid: `job-link-${job.id}` }, job.name), h('div', { class: 'muted mono hide-narrow' }, job.id)),
       h('td', {}, parts.status),
       h('td', { class: 'job-progress' }, parts.bar, ' ', parts.pct),
-      h('td', { class: 'muted' }, parts.counts),
+      h('td', { class: 'muted hide-narrow' }, parts.counts),
       h('td', { class: 'hide-narrow muted' }, when(job.created_at)),
       h('td', { class: 'actions' }, parts.controls));
     return { tr, parts };
@@ -584,8 +589,8 @@ async function mountDetail(root, ctx, id) {
     h('section', { class: 'panel' }, h('h2', {}, 'Recipients'),
       h('div', { class: 'row' }, field('Status', statusFilter)),
       h('div', { class: 'table-wrap' }, h('table', {},
-        h('thead', {}, h('tr', {}, ['#', 'To', 'Status', 'Device', h('span', { class: 'hide-narrow' }, 'Message'),
-          'Attempts', 'Error', h('span', { class: 'hide-narrow' }, 'Updated')].map((c) => h('th', { scope: 'col' }, c)))),
+        h('thead', {}, h('tr', {}, ['#', 'To', 'Status', 'Device', ['Message', 'hide-narrow'],
+          'Attempts', 'Error', ['Updated', 'hide-narrow']].map(th))),
         recipientBody)),
       more));
   renderFacts(job);

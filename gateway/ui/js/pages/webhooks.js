@@ -16,6 +16,11 @@ import { api, all } from '../api.js';
 import { attempt, badge, field, fill, h, toast, when } from '../dom.js';
 import { subscribe } from '../events.js';
 
+/** A column header: a title, or `[title, class]` (`hide-narrow` hides the column on a phone). */
+function th(c) {
+  return Array.isArray(c) ? h('th', { scope: 'col', class: c[1] }, c[0]) : h('th', { scope: 'col' }, c);
+}
+
 const EVENTS = ['status', 'qr', 'message.status', 'message.inbound', 'job.progress'];
 const DELIVERY_STATUSES = ['pending', 'failed', 'delivered', 'dead'];
 
@@ -24,8 +29,8 @@ function describe(error) {
   const code = error.code && !error.code.startsWith('http_') ? `${error.code}: ` : '';
   const text = `${error.status ? error.status + ' ' : ''}${code}${error.message}`;
   if (error.code === 'webhook_url_not_allowed') {
-    return `${text} — the URL points at a loopback, private, link-local or metadata address. Use a public `
-      + 'address, or have the operator set webhooks.allow_private_targets = true.';
+    return `${text}\nThe URL points at a loopback, private, link-local or metadata address: use a public one `
+      + '(or an operator sets webhooks.allow_private_targets = true).';
   }
   return text;
 }
@@ -189,7 +194,7 @@ async function deviceWebhook(box, id) {
       h('div', { class: 'table-wrap' }, h('table', {},
         h('caption', { class: 'muted' }, 'Newest first. An event id is the same on every attempt.'),
         h('thead', {}, h('tr', {}, ['Event id', 'Event', 'Status', 'Attempts', 'Last code', 'Last error', 'Next attempt',
-          'Delivered', h('span', { class: 'hide-narrow' }, 'Recorded'), 'Replay'].map((c) => h('th', { scope: 'col' }, c)))),
+          'Delivered', ['Recorded', 'hide-narrow'], 'Replay'].map(th))),
         rows)),
       more));
 
