@@ -34,7 +34,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         JS,
         include_bytes!("../ui/js/pages/device.js"),
     ),
-    ("js/pages/jobs.js", JS, include_bytes!("../ui/js/pages/jobs.js")),
+    (
+        "js/pages/jobs.js",
+        JS,
+        include_bytes!("../ui/js/pages/jobs.js"),
+    ),
     (
         "js/pages/webhooks.js",
         JS,
