@@ -464,6 +464,7 @@ async function mountList(root, ctx) {
   }
 
   let reloading = null;
+  const looked = new Set();
   function reloadSoon() {
     if (!reloading) reloading = setTimeout(() => { reloading = null; loadJobs(); }, 300);
   }
@@ -482,7 +483,15 @@ async function mountList(root, ctx) {
     }
     if (tenant && data.tenant && data.tenant !== tenant) return;
     const r = rows.get(data.job_id);
-    if (!r) return reloadSoon();
+    if (!r) {
+      // A job made elsewhere: read the list once for it (not for every event of a job
+      // this caller does not list, such as one over a device it may not see).
+      if (!looked.has(data.job_id)) {
+        looked.add(data.job_id);
+        reloadSoon();
+      }
+      return;
+    }
     const before = r.parts.job.status;
     r.parts.update(progressOf(data));
     if (before !== data.status) {
