@@ -34,6 +34,16 @@ const FILES: &[(&str, &str, &[u8])] = &[
         JS,
         include_bytes!("../ui/js/pages/device.js"),
     ),
+    (
+        "js/pages/jobs.js",
+        JS,
+        include_bytes!("../ui/js/pages/jobs.js"),
+    ),
+    (
+        "js/pages/webhooks.js",
+        JS,
+        include_bytes!("../ui/js/pages/webhooks.js"),
+    ),
 ];
 
 const HTML: &str = "text/html; charset=utf-8";

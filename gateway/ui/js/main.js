@@ -12,6 +12,8 @@ import * as events from './events.js';
 const PAGES = [
   { path: 'devices', title: 'Devices', load: () => import('./pages/devices.js') },
   { path: 'device', title: null, load: () => import('./pages/device.js') },
+  { path: 'jobs', title: 'Jobs', load: () => import('./pages/jobs.js') },
+  { path: 'webhooks', title: 'Webhooks', load: () => import('./pages/webhooks.js') },
 ];
 
 const main = document.getElementById('main');
