@@ -125,7 +125,7 @@ try {
 
   step('start a small job and watch its progress reach 100 %');
   await page.goto(`${base}/ui/#/jobs`);
-  await page.getByTestId('job-create-devices').getByLabel(device).check();
+  await page.getByTestId(`job-create-device-${device}`).check();
   await page.getByTestId('job-create-recipients').fill(['6281100000011', '6281100000012', '6281100000013'].join('\n'));
   await page.getByTestId('job-create-text').fill('A small campaign');
   await page.getByTestId('job-create-submit').click();

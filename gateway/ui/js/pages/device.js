@@ -25,6 +25,8 @@ export async function mount(root, ctx) {
   const link = h('div');
   const limits = h('div');
   const sent = h('ul', { class: 'sent' });
+  // The last status each message's events gave, by message id.
+  const latest = new Map();
   const chats = h('ul');
   const conversation = h('div', { class: 'chat', 'aria-live': 'polite' });
   let openChat = null;
@@ -82,8 +84,9 @@ export async function mount(root, ctx) {
       const accepted = await attempt(() => api(`${path}/messages`, { method: 'POST', body: { to: to.value, text: text.value } }));
       if (!accepted) return;
       text.value = '';
+      // Its status events may have come before this answer did.
       sent.prepend(h('li', {}, h('span', { class: 'mono' }, accepted.id), ' to ', to.value, ': ',
-        badge(accepted.status, `message-status-${accepted.id}`)));
+        badge(latest.get(accepted.id) || accepted.status, `message-status-${accepted.id}`)));
     },
   }, h('div', { class: 'row' }, field('To', to), field('Text', text),
     h('button', { class: 'primary', type: 'submit', testid: 'send-submit' }, 'Send')));
@@ -157,6 +160,7 @@ export async function mount(root, ctx) {
       if (data.status === 'READY') loadLimits();
     } else if (kind === 'message.status') {
       const messageId = data.message_id || data.id;
+      latest.set(messageId, data.status);
       const cell = root.querySelector(`[data-testid="message-status-${CSS.escape(messageId)}"]`);
       if (cell) {
         cell.className = `badge ${data.status}`;
