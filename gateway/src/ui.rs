@@ -34,6 +34,17 @@ const FILES: &[(&str, &str, &[u8])] = &[
         JS,
         include_bytes!("../ui/js/pages/device.js"),
     ),
+    // Admin and cluster pages.
+    (
+        "js/pages/admin.js",
+        JS,
+        include_bytes!("../ui/js/pages/admin.js"),
+    ),
+    (
+        "js/pages/cluster.js",
+        JS,
+        include_bytes!("../ui/js/pages/cluster.js"),
+    ),
 ];
 
 const HTML: &str = "text/html; charset=utf-8";

@@ -12,6 +12,9 @@ import * as events from './events.js';
 const PAGES = [
   { path: 'devices', title: 'Devices', load: () => import('./pages/devices.js') },
   { path: 'device', title: null, load: () => import('./pages/device.js') },
+  // Admin and cluster pages.
+  { path: 'admin', title: 'Admin', load: () => import('./pages/admin.js') },
+  { path: 'cluster', title: 'Cluster', load: () => import('./pages/cluster.js'), admin: true },
 ];
 
 const main = document.getElementById('main');
