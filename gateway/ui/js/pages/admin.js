@@ -392,7 +392,7 @@ export async function mount(root, ctx) {
     until: h('input', { testid: 'admin-audit-until', type: 'datetime-local' }),
   };
   const auditBody = h('tbody');
-  const more = h('button', { type: 'button', testid: 'admin-audit-more', hidden: true, onclick: () => loadAudit(false) }, 'Older entries: more');
+  const more = h('button', { type: 'button', testid: 'admin-audit-more', hidden: true, onclick: () => loadAudit(false) }, 'More entries');
   const auditNote = h('p', { class: 'muted', role: 'status' });
   let cursor = null;
   let downloadUrl = null;
