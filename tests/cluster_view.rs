@@ -102,7 +102,11 @@ async fn a_cluster_gateway_lists_its_nodes_with_their_devices_and_shards() {
             .iter()
             .find(|n| n["name"] == owner.as_str())
             .map(|n| n["devices_running"].clone());
-        if running_on_owner == Some(json!(1)) && view["recovering"] == json!([]) {
+        // (The device count is the census, at most a second old.)
+        if running_on_owner == Some(json!(1))
+            && view["recovering"] == json!([])
+            && view["devices"] == 1
+        {
             break view;
         }
         assert!(started_at.elapsed() < WAIT, "never settled: {view}");
