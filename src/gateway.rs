@@ -75,7 +75,8 @@ pub(crate) async fn run(
     })
     .await?;
     let members = cluster.members();
-    let resolver = PlacementResolver::new(settings.cluster.shards, members.clone());
+    let resolver = PlacementResolver::new(settings.cluster.shards, members.clone())
+        .with_details(cluster.member_details());
     let media = wafleet_node::media::open(&settings.media)
         .await
         .context("cannot open the media storage")?;

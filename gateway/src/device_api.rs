@@ -9,6 +9,7 @@
 use async_trait::async_trait;
 use wafleet_node::Fleet;
 use wafleet_node::api::{DeviceCommand, Empty, FleetError, Reply};
+use wafleet_node::cluster::overview::ClusterOverview;
 
 /// The device commands behind the HTTP API. Errors are [`FleetError`]s wherever the
 /// device runs; [`crate::error`] maps them to statuses.
@@ -24,6 +25,8 @@ pub trait DeviceApi: Send + Sync + std::fmt::Debug + 'static {
     fn node_of(&self, device_id: &str) -> String;
     /// Refreshes gauges that are computed when metrics are scraped.
     async fn refresh_metrics(&self) -> Result<(), FleetError>;
+    /// The cluster as this process knows it (`GET /v1/cluster`).
+    async fn cluster(&self) -> Result<ClusterOverview, FleetError>;
 }
 
 /// Standalone: the devices run in this process, unfenced.
@@ -46,5 +49,10 @@ impl DeviceApi for Fleet {
 
     async fn refresh_metrics(&self) -> Result<(), FleetError> {
         Fleet::refresh_metrics(self).await
+    }
+
+    async fn cluster(&self) -> Result<ClusterOverview, FleetError> {
+        let running = u32::try_from(self.running_count()).unwrap_or(u32::MAX);
+        Ok(ClusterOverview::standalone(self.node_name(), running))
     }
 }

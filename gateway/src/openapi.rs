@@ -26,6 +26,7 @@ use utoipa::{Modify, OpenApi};
         (name = "contacts", description = "Which phone numbers are on WhatsApp, and the tenant's contact book: saved contacts and their tags"),
         (name = "templates", description = "The tenant's message templates, with `{{var}}` placeholders"),
         (name = "jobs", description = "Campaigns: bulk jobs, their progress, and how failed sends are retried"),
+        (name = "cluster", description = "The nodes, the shards they hold and the recoveries under way (admin)"),
     )
 )]
 struct ApiDoc;

@@ -29,6 +29,8 @@ use wafleet_node::api::wire::reply_from_wire;
 use wafleet_node::api::{CommandError, DeviceCommand, Empty, FleetError, Reply};
 use wafleet_node::catalog::Catalog;
 use wafleet_node::cluster::host::HostMsg;
+use wafleet_node::cluster::membership::Member;
+use wafleet_node::cluster::overview::ClusterOverview;
 use wafleet_node::cluster::wire::Wire;
 use wafleet_protocol::node_api::NodeCommand;
 
@@ -53,6 +55,17 @@ pub trait HostResolver: Send + Sync + std::fmt::Debug + 'static {
     /// Every live node, as far as this process knows.
     fn nodes(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// Every live node with what its heartbeats say (devices running, HTTP address);
+    /// by default only the names of [`HostResolver::nodes`].
+    fn members(&self) -> Vec<Member> {
+        self.nodes().into_iter().map(Member::named).collect()
+    }
+
+    /// The cluster's shard count (0: unknown).
+    fn shards(&self) -> u32 {
+        0
     }
 
     /// The host to send the device's commands to.
@@ -220,5 +233,18 @@ impl DeviceApi for RemoteDevices {
     /// gateway replica's.
     async fn refresh_metrics(&self) -> Result<(), FleetError> {
         Ok(())
+    }
+
+    /// The live members this gateway hears and the store's leases, judged now.
+    async fn cluster(&self) -> Result<ClusterOverview, FleetError> {
+        let members = self.resolver.members();
+        let leases = self.catalog.store().list_leases(None).await?;
+        let now = wafleet_node::clock::now_ms();
+        Ok(ClusterOverview::cluster(
+            self.resolver.shards(),
+            &members,
+            &leases,
+            now,
+        ))
     }
 }

@@ -7,6 +7,7 @@ use ractor::ActorRef;
 use tokio::sync::watch;
 use wafleet_cluster_config::{Placement, shard_of};
 use wafleet_node::cluster::host::{HostMsg, find_host};
+use wafleet_node::cluster::membership::Member;
 
 use crate::remote::HostResolver;
 
@@ -16,6 +17,8 @@ use crate::remote::HostResolver;
 pub struct PlacementResolver {
     shards: u32,
     members: watch::Receiver<Vec<String>>,
+    /// The same members with their heartbeats' details, when the caller has them.
+    details: Option<watch::Receiver<Vec<Member>>>,
     cached: Mutex<Option<(Vec<String>, Placement)>>,
 }
 
@@ -24,8 +27,16 @@ impl PlacementResolver {
         PlacementResolver {
             shards,
             members,
+            details: None,
             cached: Mutex::new(None),
         }
+    }
+
+    /// Describes the members with `details` (see
+    /// `wafleet_node::cluster::ClusterHandle::member_details`).
+    pub fn with_details(mut self, details: watch::Receiver<Vec<Member>>) -> PlacementResolver {
+        self.details = Some(details);
+        self
     }
 }
 
@@ -49,6 +60,17 @@ impl HostResolver for PlacementResolver {
 
     fn nodes(&self) -> Vec<String> {
         self.members.borrow().clone()
+    }
+
+    fn members(&self) -> Vec<Member> {
+        match &self.details {
+            Some(details) => details.borrow().clone(),
+            None => self.nodes().into_iter().map(Member::named).collect(),
+        }
+    }
+
+    fn shards(&self) -> u32 {
+        self.shards
     }
 }
 

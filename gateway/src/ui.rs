@@ -44,6 +44,16 @@ const FILES: &[(&str, &str, &[u8])] = &[
         JS,
         include_bytes!("../ui/js/pages/webhooks.js"),
     ),
+    (
+        "js/pages/admin.js",
+        JS,
+        include_bytes!("../ui/js/pages/admin.js"),
+    ),
+    (
+        "js/pages/cluster.js",
+        JS,
+        include_bytes!("../ui/js/pages/cluster.js"),
+    ),
 ];
 
 const HTML: &str = "text/html; charset=utf-8";

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod chat_read;
 pub mod chats;
+pub mod cluster;
 pub mod compat;
 pub mod contacts;
 pub mod devices;
@@ -56,6 +57,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .merge(templates::router())
         .merge(retries::router())
         .merge(jobs::router())
+        .merge(cluster::router())
 }
 
 /// The documented routes that need no key (login).

@@ -7,19 +7,27 @@ import * as events from './events.js';
 /**
  * The pages, in the navigation's order. Each module exports `mount(root, ctx)`, which
  * may answer a function that unmounts it; `ctx` is `{ me, param, navigate }`.
- * `admin`: shown to admins only.
+ * `admin`: shown to admins of every tenant (operators) only.
  */
 const PAGES = [
   { path: 'devices', title: 'Devices', load: () => import('./pages/devices.js') },
   { path: 'device', title: null, load: () => import('./pages/device.js') },
   { path: 'jobs', title: 'Jobs', load: () => import('./pages/jobs.js') },
   { path: 'webhooks', title: 'Webhooks', load: () => import('./pages/webhooks.js') },
+  // Admin and cluster pages.
+  { path: 'admin', title: 'Admin', load: () => import('./pages/admin.js') },
+  { path: 'cluster', title: 'Cluster', load: () => import('./pages/cluster.js'), admin: true },
 ];
 
 const main = document.getElementById('main');
 let me = null;
 let unmount = null;
 let routing = 0;
+
+/** An admin of every tenant: the cluster-wide pages are theirs. */
+function operator() {
+  return me.role === 'admin' && !me.tenant;
+}
 
 function navigate(hash) {
   if (location.hash === hash) route();
@@ -30,7 +38,7 @@ async function route() {
   const serial = ++routing;
   if (!me) return;
   const [path = 'devices', ...rest] = location.hash.replace(/^#\/?/, '').split('/');
-  const entry = PAGES.find((p) => p.path === path && (!p.admin || me.role === 'admin')) || PAGES[0];
+  const entry = PAGES.find((p) => p.path === path && (!p.admin || operator())) || PAGES[0];
   for (const link of document.querySelectorAll('#nav a')) {
     link.toggleAttribute('aria-current', link.dataset.page === entry.path);
     if (link.dataset.page === entry.path) link.setAttribute('aria-current', 'page');
@@ -94,7 +102,7 @@ async function enter() {
   me = await api('/v1/auth/me');
   document.querySelector('header.top').hidden = false;
   document.getElementById('who').textContent = `${me.actor} · ${me.role}${me.tenant ? ' · ' + me.tenant : ''}`;
-  fill(document.getElementById('nav'), PAGES.filter((p) => p.title && (!p.admin || me.role === 'admin'))
+  fill(document.getElementById('nav'), PAGES.filter((p) => p.title && (!p.admin || operator()))
     .map((p) => h('a', { href: `#/${p.path}`, 'data-page': p.path }, p.title)));
   events.start();
   await route();

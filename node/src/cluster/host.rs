@@ -25,7 +25,7 @@ use wafleet_protocol::cluster::{Heartbeat, PeerAddress};
 use wafleet_protocol::node_api::{NodeCommand, NodeReply};
 
 use super::command;
-use super::membership::Membership;
+use super::membership::{Member, Membership};
 use super::ownership::OwnershipCheck;
 use super::wire::Wire;
 use crate::fleet::Fleet;
@@ -97,6 +97,8 @@ pub struct HostArgs {
     pub failure_timeout: Duration,
     /// Where the live view is published.
     pub view: watch::Sender<Vec<String>>,
+    /// Where the live view is published with what each member's heartbeat says.
+    pub details: watch::Sender<Vec<Member>>,
     /// The devices this node runs commands against; `None` in a gateway.
     pub fleet: Option<Fleet>,
     /// Whether this node may serve a device now (the cluster runtime's hook).
@@ -116,6 +118,7 @@ pub struct HostState {
     heartbeat: Option<Heartbeat>,
     membership: Membership,
     view: watch::Sender<Vec<String>>,
+    details: watch::Sender<Vec<Member>>,
     fleet: Option<Fleet>,
     ownership: Arc<dyn OwnershipCheck>,
     direct: watch::Receiver<Vec<PeerAddress>>,
@@ -143,18 +146,24 @@ impl Actor for NodeHost {
         myself.send_interval(args.interval, || HostMsg::Tick);
         let me = args.heartbeat.as_ref().map(|h| h.node.clone());
         let membership = Membership::new(me, args.failure_timeout);
-        args.view.send_replace(membership.live());
-        Ok(HostState {
+        let mut heartbeat = args.heartbeat;
+        if let (Some(heartbeat), Some(fleet)) = (&mut heartbeat, &args.fleet) {
+            heartbeat.devices_running = running(fleet);
+        }
+        let state = HostState {
             name: args.name,
-            heartbeat: args.heartbeat,
+            heartbeat,
             membership,
             view: args.view,
+            details: args.details,
             fleet: args.fleet,
             ownership: args.ownership,
             direct: args.direct,
             learned: args.learned,
             reported: HashMap::new(),
-        })
+        };
+        state.publish();
+        Ok(state)
     }
 
     async fn handle(
@@ -168,6 +177,8 @@ impl Actor for NodeHost {
                 if state.membership.heard(&heartbeat, Instant::now()) {
                     info!(node = %heartbeat.node, "member alive");
                     state.publish();
+                } else {
+                    state.publish_details();
                 }
                 if heartbeat.leaving {
                     state.reported.remove(&heartbeat.node);
@@ -189,6 +200,9 @@ impl Actor for NodeHost {
             HostMsg::Tick => {
                 if let Some(heartbeat) = &mut state.heartbeat {
                     heartbeat.peers = state.direct.borrow().clone();
+                    if let Some(fleet) = &state.fleet {
+                        heartbeat.devices_running = running(fleet);
+                    }
                     for peer in peers(&myself) {
                         let _ = ActorRef::<HostMsg>::from(peer)
                             .cast(HostMsg::Heartbeat(Wire(heartbeat.clone())));
@@ -199,6 +213,8 @@ impl Actor for NodeHost {
                     info!(nodes = ?dead, "members silent past the failure timeout");
                     state.publish();
                     state.publish_learned();
+                } else {
+                    state.publish_details();
                 }
             }
             HostMsg::Command(Wire(command), reply) => state.run_command(*command, reply),
@@ -210,6 +226,21 @@ impl Actor for NodeHost {
 impl HostState {
     fn publish(&self) {
         self.view.send_replace(self.membership.live());
+        self.publish_details();
+    }
+
+    /// Publishes the members with their details (this node's from its own heartbeat),
+    /// if they changed.
+    fn publish_details(&self) {
+        let own = self.heartbeat.as_ref().map(Member::from_heartbeat);
+        let members = self.membership.members(own);
+        self.details.send_if_modified(|current| {
+            let changed = *current != members;
+            if changed {
+                *current = members;
+            }
+            changed
+        });
     }
 
     /// Publishes the addresses live members report (a dead member's list goes with it;
@@ -248,6 +279,11 @@ impl HostState {
     }
 }
 
+/// How many devices `fleet` runs, as a heartbeat says it.
+fn running(fleet: &Fleet) -> u32 {
+    u32::try_from(fleet.running_count()).unwrap_or(u32::MAX)
+}
+
 /// Every host and observer in the cluster but this one.
 fn peers(myself: &ActorRef<HostMsg>) -> Vec<ActorCell> {
     let me = myself.get_id();
@@ -269,6 +305,7 @@ mod tests {
             incarnation: 1,
             http_addr: String::new(),
             leaving: false,
+            devices_running: 0,
             peers: peers
                 .iter()
                 .map(|(node, address)| PeerAddress {
@@ -282,6 +319,7 @@ mod tests {
     #[test]
     fn learned_addresses_are_what_live_members_report_but_this_process() {
         let (view, _) = watch::channel(Vec::new());
+        let (details, _) = watch::channel(Vec::new());
         let (_, direct) = watch::channel(Vec::new());
         let (learned, learned_rx) = watch::channel(Vec::new());
         let mut state = HostState {
@@ -289,6 +327,7 @@ mod tests {
             heartbeat: None,
             membership: Membership::new(Some("a".into()), Duration::from_secs(10)),
             view,
+            details,
             fleet: None,
             ownership: Arc::new(AlwaysOwned),
             direct,

@@ -14,6 +14,38 @@ use wafleet_protocol::cluster::Heartbeat;
 struct Peer {
     last_seen: Instant,
     incarnation: u64,
+    http_addr: String,
+    devices_running: u32,
+}
+
+/// A live member as its last heartbeat described it (this node: as its next heartbeat
+/// will).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    /// Where it serves HTTP; empty when it did not say.
+    pub http_addr: String,
+    /// How many devices it runs.
+    pub devices_running: u32,
+}
+
+impl Member {
+    /// A member known by name only.
+    pub fn named(name: String) -> Member {
+        Member {
+            name,
+            ..Member::default()
+        }
+    }
+
+    /// A member as `heartbeat` describes it.
+    pub fn from_heartbeat(heartbeat: &Heartbeat) -> Member {
+        Member {
+            name: heartbeat.node.clone(),
+            http_addr: heartbeat.http_addr.clone(),
+            devices_running: heartbeat.devices_running,
+        }
+    }
 }
 
 /// The live-member view of one process.
@@ -57,6 +89,8 @@ impl Membership {
             Peer {
                 last_seen: now,
                 incarnation: heartbeat.incarnation,
+                http_addr: heartbeat.http_addr.clone(),
+                devices_running: heartbeat.devices_running,
             },
         );
         match previous {
@@ -86,6 +120,24 @@ impl Membership {
         live.sort();
         live
     }
+
+    /// The live peers as their last heartbeats described them, with `own` (this node's
+    /// own description; `None` for a gateway), sorted by name: [`Membership::live`]
+    /// with details.
+    pub fn members(&self, own: Option<Member>) -> Vec<Member> {
+        let mut members: Vec<Member> = self
+            .peers
+            .iter()
+            .map(|(name, peer)| Member {
+                name: name.clone(),
+                http_addr: peer.http_addr.clone(),
+                devices_running: peer.devices_running,
+            })
+            .chain(own)
+            .collect();
+        members.sort_by(|a, b| a.name.cmp(&b.name));
+        members
+    }
 }
 
 #[cfg(test)]
@@ -99,6 +151,7 @@ mod tests {
             http_addr: String::new(),
             leaving: false,
             peers: Vec::new(),
+            devices_running: 0,
         }
     }
 
@@ -153,5 +206,49 @@ mod tests {
         let mut gateway = Membership::new(None, Duration::from_secs(1));
         gateway.heard(&beat("b", 1), now);
         assert_eq!(gateway.live(), ["b"], "a gateway is not a member");
+    }
+
+    #[test]
+    fn members_are_described_by_their_last_heartbeat() {
+        let now = Instant::now();
+        let mut view = Membership::new(Some("b".into()), Duration::from_secs(10));
+        view.heard(
+            &Heartbeat {
+                http_addr: "10.0.0.1:8080".into(),
+                devices_running: 3,
+                ..beat("a", 1)
+            },
+            now,
+        );
+        assert!(
+            !view.heard(
+                &Heartbeat {
+                    http_addr: "10.0.0.1:8080".into(),
+                    devices_running: 5,
+                    ..beat("a", 1)
+                },
+                now
+            ),
+            "a new count is no change of the live set"
+        );
+        let own = Member {
+            name: "b".into(),
+            http_addr: String::new(),
+            devices_running: 2,
+        };
+        let members = view.members(Some(own.clone()));
+        assert_eq!(
+            members,
+            [
+                Member {
+                    name: "a".into(),
+                    http_addr: "10.0.0.1:8080".into(),
+                    devices_running: 5,
+                },
+                own
+            ]
+        );
+        let names: Vec<String> = members.into_iter().map(|m| m.name).collect();
+        assert_eq!(names, view.live());
     }
 }

@@ -9,6 +9,8 @@
 //! # Layout
 //! - [`host`]: the `NodeHost` actor (heartbeats out, liveness in, device commands).
 //! - [`membership`]: the live-member view and its timeout rule.
+//! - [`overview`]: what a process can tell of the whole cluster (nodes, shards held,
+//!   shards recovering), for `GET /v1/cluster`.
 //! - [`shards`]: the shard keeper (placement → leases → running devices).
 //! - [`command`]: running a device command against this node's fleet.
 //! - [`peers`]: dialing the seeds and the members other members report.
@@ -22,6 +24,7 @@ pub mod host;
 mod lease_watch;
 pub mod membership;
 mod messages;
+pub mod overview;
 pub mod ownership;
 mod peers;
 pub mod shards;
@@ -42,6 +45,7 @@ use tracing::{info, warn};
 use wafleet_protocol::cluster::Heartbeat;
 
 use self::host::{HostArgs, HostMsg, NodeHost, host_actor_name};
+use self::membership::Member;
 use self::ownership::OwnershipCheck;
 use self::peers::Dialer;
 use self::tls::ClusterTls;
@@ -99,6 +103,7 @@ pub struct ClusterHandle {
     server: ActorRef<NodeServerMessage>,
     host: ActorRef<HostMsg>,
     members: watch::Receiver<Vec<String>>,
+    details: watch::Receiver<Vec<Member>>,
     reconnect: JoinHandle<()>,
 }
 
@@ -114,6 +119,12 @@ impl ClusterHandle {
     /// The live members (node names, sorted), updated as heartbeats come and go.
     pub fn members(&self) -> watch::Receiver<Vec<String>> {
         self.members.clone()
+    }
+
+    /// The live members with what their heartbeats say (HTTP address, devices
+    /// running), sorted by name: the same members as [`ClusterHandle::members`].
+    pub fn member_details(&self) -> watch::Receiver<Vec<Member>> {
+        self.details.clone()
     }
 
     /// This process's host.
@@ -156,6 +167,7 @@ pub async fn join(options: ClusterOptions) -> Result<ClusterHandle, ClusterError
         .await
         .map_err(|e| ClusterError(e.to_string()))?;
     let (view, members) = watch::channel(Vec::new());
+    let (details_tx, details) = watch::channel(Vec::new());
     let (direct_tx, direct) = watch::channel(Vec::new());
     let (learned, learned_rx) = watch::channel(Vec::new());
     let heartbeat = options.member.then(|| Heartbeat {
@@ -164,6 +176,7 @@ pub async fn join(options: ClusterOptions) -> Result<ClusterHandle, ClusterError
         http_addr: options.http_addr.clone(),
         leaving: false,
         peers: Vec::new(),
+        devices_running: 0,
     });
     let args = HostArgs {
         name: options.name.clone(),
@@ -171,6 +184,7 @@ pub async fn join(options: ClusterOptions) -> Result<ClusterHandle, ClusterError
         interval: options.heartbeat_interval,
         failure_timeout: options.failure_timeout,
         view,
+        details: details_tx,
         fleet: options.fleet.clone(),
         ownership: options.ownership.clone(),
         direct,
@@ -199,6 +213,7 @@ pub async fn join(options: ClusterOptions) -> Result<ClusterHandle, ClusterError
         server,
         host,
         members,
+        details,
         reconnect,
     })
 }

@@ -47,6 +47,11 @@ impl Running {
         self.devices.read().keys().cloned().collect()
     }
 
+    /// How many devices run.
+    pub(crate) fn count(&self) -> usize {
+        self.devices.read().len()
+    }
+
     /// The actors of all running devices.
     pub(crate) fn devices(&self) -> Vec<ActorRef<DeviceMsg>> {
         self.devices.read().values().cloned().collect()

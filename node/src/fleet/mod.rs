@@ -283,6 +283,11 @@ impl Fleet {
         self.ctx.running.device_ids()
     }
 
+    /// How many devices have an actor on this node now.
+    pub fn running_count(&self) -> usize {
+        self.ctx.running.count()
+    }
+
     /// Whether the device has an actor on this node now.
     pub fn is_running(&self, id: &str) -> bool {
         self.ctx.running.device(id).is_some()
