@@ -146,8 +146,15 @@ export async function mount(root, ctx) {
     r.status.textContent = data.status;
     if (data.phone) r.tr.children[2].textContent = data.phone;
     r.tr.hidden = !matches(r.device);
-    renderCounts();
+    countsSoon();
   }, ['status']);
+
+  // The counts once per frame, however many statuses changed in it (a fleet starting at
+  // once sends thousands).
+  let countsFrame = 0;
+  function countsSoon() {
+    if (!countsFrame) countsFrame = requestAnimationFrame(() => { countsFrame = 0; renderCounts(); });
+  }
 
   let dialog = null;
   function showQr(deviceId) {
@@ -175,6 +182,7 @@ export async function mount(root, ctx) {
   if (ctx.param) showQr(ctx.param);
   return () => {
     unsubscribe();
+    cancelAnimationFrame(countsFrame);
     if (dialog) dialog.close();
     clearTimeout(reloading);
   };
