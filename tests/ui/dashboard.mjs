@@ -179,12 +179,25 @@ try {
     await shot(page, 'fleet.png');
   }
 
-  step('phone width');
+  step('every page at a phone\'s width, without sideways scrolling');
   await page.setViewportSize({ width: 390, height: 844 });
-  await page.goto(`${base}/ui/#/devices`);
+  const paths = await page.locator('#nav a').evaluateAll((links) => links.map((a) => a.getAttribute('href')));
+  for (const path of paths) {
+    await page.goto(`${base}/ui/${path}`);
+    await page.locator('main h1').first().waitFor();
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    if (overflow > 0) throw new Error(`${path} is ${overflow} px wider than a phone`);
+  }
+  summary.phone_pages = paths.length;
+
+  step('log out, and in with a user\'s name and password');
+  await call('POST', '/v1/users', { username: 'ui-operator', password: 'a long enough password', role: 'admin', tenant: 'default' });
+  await page.locator('#logout').click();
+  await page.getByTestId('login-username').fill('ui-operator');
+  await page.getByTestId('login-password').fill('a long enough password');
+  await page.getByTestId('login-submit').click();
   await page.getByTestId(`device-row-${device}`).waitFor();
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  if (overflow > 0) throw new Error(`the page is ${overflow} px wider than a phone`);
+  if (!(await page.locator('#who').textContent()).includes('user:ui-operator')) throw new Error('not logged in as the user');
 } finally {
   await browser.close();
 }
