@@ -130,4 +130,17 @@ async fn a_cluster_gateway_lists_its_nodes_with_their_devices_and_shards() {
         held += placed;
     }
     assert_eq!(held, 1024);
+
+    // Every gateway serves the dashboard, under the same-origin policy.
+    let page = http.get(format!("{base}/ui/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let policy = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(policy.starts_with("default-src 'self'"), "{policy}");
+    let script = http
+        .get(format!("{base}/ui/js/main.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), 200);
+    assert!(script.text().await.unwrap().contains("PAGES"));
 }
