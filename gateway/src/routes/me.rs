@@ -26,7 +26,8 @@ pub struct Me {
 #[utoipa::path(get, path = "/v1/auth/me", tag = "access",
     description = "The caller: its name in the audit log, its role, its tenant (none: every tenant) and the \
 devices it is limited to, if any.",
-    responses((status = 200, body = Me), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Me)),
+    security(("api_key" = [])))]
 pub async fn me(Caller(caller): Caller) -> Json<Me> {
     Json(Me {
         actor: caller.actor.clone(),
