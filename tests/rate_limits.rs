@@ -372,6 +372,97 @@ async fn spent_quota_survives_kill9_and_a_new_table_applies_to_running_devices()
     assert_eq!(missing.status(), 404);
 }
 
+/// The minimum gap holds between what the phone gets, across a device's runs: a message
+/// handed late (its slot passed while the device was stopped) is followed by the next no
+/// sooner than the gap, even when a new run (here a restart; in a cluster a move to
+/// another node) hands that one. The next message's slot was planned from the late
+/// one's slot, not from when it left: only the hand-offs the new run recalls keep it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_minimum_gap_holds_after_a_late_hand_off_when_a_new_run_sends_the_next() {
+    let data = tempfile::tempdir().unwrap();
+    let app = Standalone::start(data.path()).await;
+    app.pair("gap", "6281800000011").await;
+    let gap_ms = 5_000;
+    let level = json!({"per_minute": 12, "per_hour": 100, "per_day": 1_000,
+                       "min_gap_ms": gap_ms, "jitter_ms": 0, "max_in_flight": 50});
+    let put = app
+        .put(
+            "/v1/settings/trust-levels",
+            json!({"newcomer": level, "trusted": level, "verified": level}),
+        )
+        .await;
+    assert_eq!(put.status(), 200);
+    let phone = "6281800000012";
+    let mut slots = Vec::new();
+    for n in 0..3 {
+        let sent = app
+            .post(
+                "/v1/devices/gap/messages",
+                json!({"to": phone, "text": format!("g{n}")}),
+            )
+            .await;
+        assert_eq!(sent.status(), 202);
+        let body: Value = sent.json().await.unwrap();
+        slots.push(body["not_before"].as_str().map(unix_ms));
+    }
+    let arrivals = |n: usize| {
+        let app = &app;
+        async move {
+            let deadline = Instant::now() + common::WAIT;
+            loop {
+                let inbox = common::inbox_of(&app.http, &app.base, phone).await;
+                let inbox = inbox.as_array().unwrap().clone();
+                if inbox.len() >= n {
+                    return inbox
+                        .iter()
+                        .map(|m| unix_ms(m["at"].as_str().unwrap()))
+                        .collect::<Vec<i64>>();
+                }
+                assert!(Instant::now() < deadline, "{n} messages never arrived");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    arrivals(1).await;
+
+    // Stopped past the second message's slot: it leaves late, when the device runs again.
+    let stop = app.post("/v1/devices/gap/stop", json!({})).await;
+    assert_eq!(stop.status(), 202);
+    app.wait_status("gap", "STOPPED").await;
+    let second_slot = slots[1].expect("the second waits for its slot");
+    let now = wafleet_node::clock::now_ms();
+    tokio::time::sleep(Duration::from_millis(
+        (second_slot + 1_500 - now).max(0) as u64
+    ))
+    .await;
+    let start = app.post("/v1/devices/gap/start", json!({})).await;
+    assert_eq!(start.status(), 202);
+    let second = arrivals(2).await[1];
+    assert!(second >= second_slot + 1_500, "the second left late");
+    // Its receipt is stored; then a new run of the device sends the third.
+    let deadline = Instant::now() + common::WAIT;
+    loop {
+        let listed = app
+            .json("/v1/devices/gap/messages?direction=out&status=queued")
+            .await;
+        if listed["messages"].as_array().unwrap().len() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the second never left the queue");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let restart = app.post("/v1/devices/gap/restart", json!({})).await;
+    assert_eq!(restart.status(), 202);
+    let third = arrivals(3).await[2];
+    assert!(
+        third - second >= gap_ms,
+        "the third reached the phone {} ms after the second (gap {gap_ms} ms; its slot was {} ms \
+         after the second's arrival)",
+        third - second,
+        slots[2].unwrap() - second
+    );
+}
+
 /// Sends of a window of `/limits` that went or are promised: its `spent` (slots due by
 /// now) plus the device's `queued` (slots after now, which every window counts).
 fn promised(limits: &Value, window: &str) -> u64 {

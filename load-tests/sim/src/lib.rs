@@ -20,6 +20,8 @@
 //! | GET | `/sim/phones/{phone}/sent` | → 200 `[{"to_phone", "text", "message_id", "at", "status": "sent"\|"delivered"\|"read"}]`: what the phone sent to linked devices, oldest first; `delivered` once a device acknowledged storing it, `read` once a device sent `MarkRead` for it |
 //! | POST | `/sim/phones/{phone}/absent` | optional `{"absent": bool}` (default `true`) → 200 `{"phone", "absent"}`: the number is not on WhatsApp (`CheckNumbers` says so; sends to it fail `not_on_whatsapp`); `false` undoes it |
 //! | DELETE | `/sim/phones/{phone}/absent` | → 200 `{"phone", "absent": false}`: on WhatsApp again |
+//! | POST | `/sim/phones/{phone}/fail` | `{"times": N, "error"?}` → 200 `{"phone", "times", "error"}`: the next N sends from linked devices to the number fail with `Receipt{FAILED, error}` (`unavailable` by default: a transient failure, the sender may try again; 0 stops refusing). In memory only |
+//! | GET | `/sim/phones/{phone}/fail` | → 200 `{"phone", "left", "error", "failed_at": [RFC 3339]}`: refusals still to make, and when each refusal was made, oldest first |
 //! | POST | `/sim/phones/{phone}/unlink` | → 200 `{"unlinked": n}`; 404 `no_linked_device` |
 //! | POST | `/sim/phones/{phone}/ban` | optional `{"seconds": N}` (0 lifts a ban) → 200 `{"phone", "until"}` |
 //! | GET | `/sim/stats` | → 200 [`SimStats`] |
@@ -89,6 +91,7 @@
 //! - `link`: linked devices and their index by phone.
 //! - `groups`: groups, their participants and admins, and who may change them.
 //! - `phone`, `inbox`, `sent`: phone numbers, what reached a phone, what a phone sent.
+//! - `failing`: sends to a number made to fail for a while.
 //! - `journal`: the SQLite file and its writer thread.
 //! - `server`, `routes`, `socket`: [`router`] / [`serve`], the `/sim/` routes, `GET /ws`.
 //! - `config`, `error`, `stats`, `clock`, `ids`: [`SimConfig`], [`SimError`], [`SimStats`],
@@ -98,6 +101,7 @@ mod clock;
 mod config;
 mod connection;
 mod error;
+mod failing;
 mod groups;
 mod ids;
 mod inbox;
@@ -119,6 +123,7 @@ mod stats;
 pub use config::SimConfig;
 pub use connection::SimConnection;
 pub use error::SimError;
+pub use failing::FailingView;
 pub use groups::{GroupView, Participant};
 pub use inbox::{InboxMedia, InboxMessage, MessageStatus};
 pub use media::Blob;

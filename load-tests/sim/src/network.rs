@@ -14,7 +14,7 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 
 use super::{
-    InboxMessage, NewLink, SentMessage, SimConfig, SimError, SimStats, clock,
+    FailingView, InboxMessage, NewLink, SentMessage, SimConfig, SimError, SimStats, clock,
     connection::{self, CHANNEL_CAPACITY, ConnId, SimConnection},
     journal::{Journal, Snapshot},
     media::{Blob, MediaShelf},
@@ -131,6 +131,17 @@ impl Network {
     /// to it fail with `not_on_whatsapp`), or on WhatsApp again.
     pub fn set_absent(&self, phone: &str, absent: bool) -> Result<(), SimError> {
         self.state().set_absent(phone, absent)
+    }
+
+    /// Makes the next `times` sends from linked devices to `phone` fail with `error` (a
+    /// transient failure: the sender may try again), remembering when each was refused.
+    pub fn fail(&self, phone: &str, times: u32, error: &str) -> Result<(), SimError> {
+        self.state().fail(phone, times, error)
+    }
+
+    /// The refusals asked for `phone` (`GET /sim/phones/{phone}/fail`) and those made.
+    pub fn failing(&self, phone: &str) -> Result<FailingView, SimError> {
+        self.state().failing(phone)
     }
 
     /// A group as `GET /sim/groups/{id}` shows it.

@@ -1,9 +1,10 @@
 //! A phone of the simulated network: its number, the messages that reached it and
-//! those it sent, whether it is banned, and whether it is on WhatsApp at all. Any valid
+//! those it sent, whether it is banned, whether it is on WhatsApp at all, and whether
+//! sends to it fail for now. Any valid
 //! number exists (and is on WhatsApp unless made absent); records are created on first
 //! use.
 
-use super::{error::SimError, inbox::InboxEntry, sent::SentEntry};
+use super::{error::SimError, failing::Failing, inbox::InboxEntry, sent::SentEntry};
 
 /// What the network remembers about one phone number.
 #[derive(Debug, Default)]
@@ -17,6 +18,8 @@ pub(crate) struct Phone {
     /// The number has no WhatsApp account (`POST /sim/phones/{phone}/absent`): number
     /// checks say so and sends to it fail.
     pub(crate) absent: bool,
+    /// Sends to it refused for a while (`POST /sim/phones/{phone}/fail`).
+    pub(crate) failing: Failing,
 }
 
 impl Phone {

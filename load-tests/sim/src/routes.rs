@@ -30,6 +30,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/sim/pair-code", post(pair_code))
         .route("/sim/phones/{phone}/sent", get(sent))
         .route("/sim/phones/{phone}/absent", post(absent).delete(present))
+        .route("/sim/phones/{phone}/fail", post(fail).get(failing))
         .route("/sim/stats", get(stats))
         .route("/sim/phones/{phone}/inbox", get(inbox))
         .route(
@@ -335,6 +336,44 @@ async fn present(
     let phone = path_phone(phone)?;
     app.network.set_absent(&phone, false)?;
     Ok(Json(json!({ "phone": phone, "absent": false })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailRequest {
+    /// How many of the next sends to the number fail (0: none from now).
+    times: u32,
+    /// Their receipts' error; `unavailable` when absent.
+    error: Option<String>,
+}
+
+/// `POST /sim/phones/{phone}/fail`: the next `times` sends to the number fail.
+async fn fail(
+    State(app): State<AppState>,
+    phone: Result<Path<String>, PathRejection>,
+    body: Bytes,
+) -> Result<Json<Value>, SimError> {
+    let phone = path_phone(phone)?;
+    let request: FailRequest = parse(&body)?;
+    let error = request
+        .error
+        .unwrap_or_else(|| super::failing::DEFAULT_ERROR.to_owned());
+    if error.is_empty() {
+        return Err(SimError::InvalidRequest("error must not be empty".into()));
+    }
+    app.network.fail(&phone, request.times, &error)?;
+    Ok(Json(
+        json!({ "phone": phone, "times": request.times, "error": error }),
+    ))
+}
+
+/// `GET /sim/phones/{phone}/fail`: the refusals still to make, and those made.
+async fn failing(
+    State(app): State<AppState>,
+    phone: Result<Path<String>, PathRejection>,
+) -> Result<Json<super::FailingView>, SimError> {
+    let phone = path_phone(phone)?;
+    Ok(Json(app.network.failing(&phone)?))
 }
 
 /// The `{phone}` of the path; a path that cannot be read is an invalid phone too.

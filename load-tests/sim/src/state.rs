@@ -20,6 +20,7 @@ use super::{
     NewLink, SimStats, clock,
     connection::{Command, ConnHandle, ConnId},
     error::SimError,
+    failing::{Failing, FailingView},
     ids,
     inbox::{InboxEntry, InboxMedia, InboxMessage},
     journal::{Journal, Op, Snapshot},
@@ -345,6 +346,13 @@ impl State {
             .is_some()
         {
             return Ok(vec![self.failed(id, "banned", now_ms)]);
+        }
+        if let Some(error) = self
+            .phones
+            .get_mut(&message.to_phone)
+            .and_then(|p| p.failing.refuse(now_ms).map(str::to_owned))
+        {
+            return Ok(vec![self.failed(id, &error, now_ms)]);
         }
         let entry = InboxEntry {
             from_phone,
@@ -765,6 +773,28 @@ impl State {
         });
         info!(phone, absent, "phone presence on whatsapp set");
         Ok(())
+    }
+
+    /// Makes the next `times` sends from linked devices to `phone` fail with `error`.
+    pub(crate) fn fail(&mut self, phone: &str, times: u32, error: &str) -> Result<(), SimError> {
+        phone::validate(phone)?;
+        self.phones
+            .entry(phone.to_owned())
+            .or_default()
+            .failing
+            .set(times, error);
+        info!(phone, times, error, "sends to the phone will fail");
+        Ok(())
+    }
+
+    /// The refusals asked for `phone` and those made.
+    pub(crate) fn failing(&self, phone: &str) -> Result<FailingView, SimError> {
+        phone::validate(phone)?;
+        Ok(self
+            .phones
+            .get(phone)
+            .map(|p| p.failing.view(phone))
+            .unwrap_or_else(|| Failing::default().view(phone)))
     }
 
     /// Phone `from` writes to number `to`: every live link of `to` gets it, as a reply

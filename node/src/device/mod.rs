@@ -171,6 +171,9 @@ pub struct DeviceState {
     level: Arc<AtomicU8>,
     /// When messages were handed to the link (Unix ms), oldest first, over the last hour.
     handoffs: VecDeque<i64>,
+    /// `handoffs` holds those of the device's earlier runs too (read from the store
+    /// before this run's first hand-off).
+    handoffs_recalled: bool,
     /// The drain timer set, if any: the time it fires at.
     next_drain_at: Option<i64>,
     /// The schedule's timer set, if any: the time it fires at.
@@ -214,6 +217,7 @@ impl Actor for DeviceActor {
             limiter: None,
             level: Arc::new(AtomicU8::new(level_to_u8(TrustLevel::Newcomer))),
             handoffs: VecDeque::new(),
+            handoffs_recalled: false,
             next_drain_at: None,
             next_schedule_at: None,
             handed_upto: None,

@@ -16,10 +16,14 @@ use crate::limits::policy::{Decision, quota_for};
 use crate::limits::trust::level_from_u8;
 use crate::link::{LinkCommand, LinkError, LinkEvent, ReceiptStatus};
 use crate::seal::text::Place;
-use crate::store::{DeviceStatus, QueueKey, StoreError};
+use crate::store::{DeviceStatus, Direction, MessageQuery, QueueKey, StoreError};
 
 /// How long a message whose send was not confirmed waits before it is handed again.
 const RESEND_AFTER_MS: i64 = 5_000;
+
+/// How many of a device's newest outbound messages a run reads, before its first
+/// hand-off, for when its earlier runs handed theirs ([`DeviceState::recall_handoffs`]).
+const RECALLED: u32 = 64;
 
 /// How many places of the in-flight window must be free before a device with a backlog
 /// reads its queue again: a quarter of the window (at least one).
@@ -83,6 +87,7 @@ impl DeviceState {
                     }
                 },
             };
+            self.recall_handoffs().await?;
             let now = now_ms();
             let due = slot.max(self.earliest_handoff(now));
             if due > now {
@@ -191,6 +196,49 @@ impl DeviceState {
             }
             _ => Ok((admission.at_ms, admission.slot().unwrap_or(admission.at_ms))),
         })
+    }
+
+    /// Before a run's first hand-off, adds to [`DeviceState::handoffs`] when the device's
+    /// earlier runs (before a restart, a move to another node, a crash) handed messages
+    /// that the network then took or refused: the times of their receipts, among its
+    /// [`RECALLED`] newest outbound messages of the last hour. So the minimum gap holds
+    /// across runs. The limiter's slots alone do not ensure it: a message can be handed
+    /// well after its slot (held by this guard, or by a move), and the next slot is
+    /// planned from the slot, not from the hand-off; a new run that hands the next
+    /// message at its slot could then follow the last one sooner than the gap (seen in a
+    /// rolling restart: 203 ms apart at the phone with a gap of 500 ms). A message handed
+    /// whose receipt was never stored is handed again by this run, and counted then.
+    async fn recall_handoffs(&mut self) -> Result<(), StoreError> {
+        if self.handoffs_recalled {
+            return Ok(());
+        }
+        let now = now_ms();
+        let since = now.saturating_sub(HOUR_MS);
+        let recent = self
+            .ctx
+            .store
+            .list_messages(
+                &self.id,
+                &MessageQuery {
+                    direction: Some(Direction::Outbound),
+                    since_ms: Some(since),
+                    limit: RECALLED,
+                    ..MessageQuery::default()
+                },
+            )
+            .await?;
+        let mut times: Vec<i64> = recent
+            .iter()
+            .filter_map(|m| m.sent_at_ms.or(m.delivered_at_ms).or(m.failed_at_ms))
+            // The network's clock may run ahead of ours: not later than now.
+            .map(|at| at.min(now))
+            .filter(|&at| at > since)
+            .chain(self.handoffs.iter().copied())
+            .collect();
+        times.sort_unstable();
+        self.handoffs = times.into();
+        self.handoffs_recalled = true;
+        Ok(())
     }
 
     /// The earliest time the next message may be handed to the link, by the actual

@@ -1,5 +1,6 @@
 //! Making a job ([`JobBook::create`](super::JobBook::create)): every rule checked
-//! before the job exists, the recipients stored a batch at a time, the job last.
+//! before the job exists, the recipients stored a batch at a time (each written while
+//! the next is made), the job last.
 //!
 //! The recipients are never all in memory at once when they come from the contact book
 //! (a page of contacts at a time); given inline they are the request's, already in
@@ -214,6 +215,10 @@ impl JobBook {
     }
 
     /// Stores the recipients, a batch at a time, numbered from 0; returns how many.
+    ///
+    /// Each batch is written while the next is made (the store's writer works on its
+    /// own thread meanwhile), and every write has ended when this returns, also on an
+    /// error: nothing of a refused job is written after the caller deletes it.
     async fn store_recipients(
         &self,
         job_id: &str,
@@ -222,7 +227,7 @@ impl JobBook {
         now: i64,
     ) -> Result<u64, JobError> {
         let mut seq = 0u64;
-        let mut batch = Vec::with_capacity(BATCH);
+        let mut made = Vec::new();
         match &new.audience {
             Audience::Given(recipients) => {
                 if recipients.len() > MAX_RECIPIENTS {
@@ -235,86 +240,113 @@ impl JobBook {
                 }
                 let mut seen = HashSet::with_capacity(recipients.len());
                 for chunk in recipients.chunks(BATCH) {
-                    let names = self.contact_names(&new.tenant, chunk, text).await?;
-                    for r in chunk {
-                        if r.vars.len() > MAX_VARS {
-                            return Err(JobError::refused(
-                                "invalid_vars",
-                                format!("recipient {} has more than {MAX_VARS} vars", r.to),
-                            ));
+                    let making = async {
+                        let names = self.contact_names(&new.tenant, chunk, text).await?;
+                        let mut batch = Vec::with_capacity(chunk.len());
+                        for r in chunk {
+                            if r.vars.len() > MAX_VARS {
+                                return Err(JobError::refused(
+                                    "invalid_vars",
+                                    format!("recipient {} has more than {MAX_VARS} vars", r.to),
+                                ));
+                            }
+                            if !seen.insert(r.to.as_str()) {
+                                continue;
+                            }
+                            let name = names.get(&r.to).map(String::as_str);
+                            batch.push(
+                                self.recipient(
+                                    job_id,
+                                    seq,
+                                    &new.tenant,
+                                    &r.to,
+                                    &r.vars,
+                                    name,
+                                    text,
+                                    now,
+                                )
+                                .await?,
+                            );
+                            seq += 1;
                         }
-                        if !seen.insert(r.to.as_str()) {
-                            continue;
-                        }
-                        let name = names.get(&r.to).map(String::as_str);
-                        batch.push(
-                            self.recipient(
-                                job_id,
-                                seq,
-                                &new.tenant,
-                                &r.to,
-                                &r.vars,
-                                name,
-                                text,
-                                now,
-                            )
-                            .await?,
-                        );
-                        seq += 1;
-                    }
-                    self.store.put_job_recipients(&batch).await?;
-                    batch.clear();
+                        Ok(batch)
+                    };
+                    made = self.alongside(&made, making).await?;
                 }
             }
             Audience::Tag(tag) => {
                 let mut after = None;
+                let empty = BTreeMap::new();
                 loop {
-                    let page = self
-                        .store
-                        .list_contacts(&ContactQuery {
-                            tenant: new.tenant.clone(),
-                            tag: Some(tag.clone()),
-                            search: None,
-                            after: after.clone(),
-                            limit: BATCH as u32,
-                        })
-                        .await?;
-                    let Some(last) = page.last() else { break };
-                    after = Some(last.phone.clone());
-                    let empty = BTreeMap::new();
-                    for contact in &page {
-                        if seq as usize >= MAX_RECIPIENTS {
-                            return Err(JobError::TooMany {
-                                message: format!(
-                                    "more than {MAX_RECIPIENTS} contacts have the tag; a job takes at most \
-                                     {MAX_RECIPIENTS}"
-                                ),
-                            });
+                    let making = async {
+                        let page = self
+                            .store
+                            .list_contacts(&ContactQuery {
+                                tenant: new.tenant.clone(),
+                                tag: Some(tag.clone()),
+                                search: None,
+                                after: after.clone(),
+                                limit: BATCH as u32,
+                            })
+                            .await?;
+                        let mut batch = Vec::with_capacity(page.len());
+                        for contact in &page {
+                            if seq as usize >= MAX_RECIPIENTS {
+                                return Err(JobError::TooMany {
+                                    message: format!(
+                                        "more than {MAX_RECIPIENTS} contacts have the tag; a job takes at most \
+                                         {MAX_RECIPIENTS}"
+                                    ),
+                                });
+                            }
+                            batch.push(
+                                self.recipient(
+                                    job_id,
+                                    seq,
+                                    &new.tenant,
+                                    &contact.phone,
+                                    &empty,
+                                    Some(&contact.name),
+                                    text,
+                                    now,
+                                )
+                                .await?,
+                            );
+                            seq += 1;
                         }
-                        batch.push(
-                            self.recipient(
-                                job_id,
-                                seq,
-                                &new.tenant,
-                                &contact.phone,
-                                &empty,
-                                Some(&contact.name),
-                                text,
-                                now,
-                            )
-                            .await?,
-                        );
-                        seq += 1;
-                    }
-                    self.store.put_job_recipients(&batch).await?;
-                    batch.clear();
-                    if page.len() < BATCH {
+                        after = page.last().map(|last| last.phone.clone());
+                        Ok((batch, page.len() == BATCH))
+                    };
+                    let (batch, more) = self.alongside(&made, making).await?;
+                    made = batch;
+                    if !more {
                         break;
                     }
                 }
             }
         }
+        if !made.is_empty() {
+            self.store.put_job_recipients(&made).await?;
+        }
         Ok(seq)
+    }
+
+    /// Writes `batch` (the one made last) while `making` makes the next; both have ended
+    /// when this returns.
+    async fn alongside<T>(
+        &self,
+        batch: &[RecipientRecord],
+        making: impl Future<Output = Result<T, JobError>>,
+    ) -> Result<T, JobError> {
+        let writing = async {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            self.store.put_job_recipients(batch).await
+        };
+        let (written, made) = tokio::join!(writing, making);
+        written?;
+        made
     }
 
     /// The saved names of the recipients of `chunk` that a template needs a `name` for

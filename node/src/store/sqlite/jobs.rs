@@ -71,21 +71,20 @@ fn seq(value: u64) -> i64 {
 /// Inserts each recipient, or replaces the one stored at its `seq`. A replacement is an
 /// update (the `job_recipients_recounted` trigger moves its count); new recipients are
 /// counted here, one `job_counts` write per status and batch, not one per row (a trigger
-/// per insert made a 100,000-recipient job take 2.0 s to make instead of 0.8 s).
+/// per insert made a 100,000-recipient job take 2.0 s to make instead of 0.8 s). Each
+/// statement is prepared once per batch.
 pub(super) fn put_recipients(
     conn: &Connection,
     recipients: &[RecipientRecord],
 ) -> Result<(), StoreError> {
-    let insert = format!(
-        "INSERT INTO job_recipients ({RECIPIENT_COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-         ON CONFLICT (job_id, seq) DO NOTHING"
-    );
-    let replace = "UPDATE job_recipients SET recipient = ?3, text = ?4, status = ?5,
-             device_id = ?6, message_id = ?7, attempts = ?8, error = ?9, next_at_ms = ?10,
-             updated_at_ms = ?11
-         WHERE job_id = ?1 AND seq = ?2";
-    let mut added: std::collections::BTreeMap<(&str, &str), i64> = Default::default();
+    let mut insert = conn
+        .prepare_cached(&format!(
+            "INSERT INTO job_recipients ({RECIPIENT_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (job_id, seq) DO NOTHING"
+        ))
+        .map_err(db_error)?;
+    let mut added: Vec<((&str, RecipientStatus), i64)> = Vec::new();
     for r in recipients {
         let values = params![
             r.job_id,
@@ -100,10 +99,22 @@ pub(super) fn put_recipients(
             r.next_at_ms,
             r.updated_at_ms
         ];
-        if execute(conn, &insert, values).map_err(db_error)? == 1 {
-            *added.entry((&r.job_id, r.status.as_str())).or_default() += 1;
+        if insert.execute(values).map_err(db_error)? == 1 {
+            let key = (r.job_id.as_str(), r.status);
+            match added.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, n)) => *n += 1,
+                None => added.push((key, 1)),
+            }
         } else {
-            execute(conn, replace, values).map_err(db_error)?;
+            execute(
+                conn,
+                "UPDATE job_recipients SET recipient = ?3, text = ?4, status = ?5,
+                     device_id = ?6, message_id = ?7, attempts = ?8, error = ?9,
+                     next_at_ms = ?10, updated_at_ms = ?11
+                 WHERE job_id = ?1 AND seq = ?2",
+                values,
+            )
+            .map_err(db_error)?;
         }
     }
     for ((job_id, status), n) in added {
@@ -111,7 +122,7 @@ pub(super) fn put_recipients(
             conn,
             "INSERT INTO job_counts (job_id, status, n) VALUES (?1, ?2, ?3)
              ON CONFLICT (job_id, status) DO UPDATE SET n = n + excluded.n",
-            params![job_id, status, n],
+            params![job_id, status.as_str(), n],
         )
         .map_err(db_error)?;
     }

@@ -179,6 +179,12 @@ fn configure(conn: &mut Connection) -> Result<(), StoreError> {
         .map_err(db_error)?;
     conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)
         .map_err(db_error)?;
+    // Every write runs in a savepoint of the worker's batch, and a savepoint keeps the
+    // pages it changes first in a statement journal: in memory, not a temporary file
+    // written for every write (7 % of the store thread's time in a profile of making a
+    // job of 100,000 recipients).
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(db_error)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     Ok(())
 }

@@ -69,6 +69,7 @@ async fn connection_is_configured_for_sharing() {
                 "foreign_keys",
                 "busy_timeout",
                 "user_version",
+                "temp_store",
             ]
             .map(get))
         })
@@ -79,6 +80,7 @@ async fn connection_is_configured_for_sharing() {
     assert_eq!(values[2], "Integer(1)");
     assert_eq!(values[3], "Integer(5000)");
     assert_eq!(values[4], format!("Integer({SCHEMA_VERSION})"));
+    assert_eq!(values[5], "Integer(2)"); // MEMORY
 }
 
 #[tokio::test]
