@@ -193,9 +193,13 @@ try {
   step('log out, and in with a user\'s name and password');
   await call('POST', '/v1/users', { username: 'ui-operator', password: 'a long enough password', role: 'admin', tenant: 'default' });
   await page.locator('#logout').click();
-  await page.getByTestId('login-username').fill('ui-operator');
-  await page.getByTestId('login-password').fill('a long enough password');
-  await page.getByTestId('login-submit').click();
+  // By keyboard: the fields in order, then Enter submits.
+  await page.getByTestId('login-username').focus();
+  await page.keyboard.type('ui-operator');
+  await page.keyboard.press('Tab');
+  if (await page.evaluate(() => document.activeElement?.dataset.testid) !== 'login-password') throw new Error('Tab did not reach the password');
+  await page.keyboard.type('a long enough password');
+  await page.keyboard.press('Enter');
   await page.getByTestId(`device-row-${device}`).waitFor();
   if (!(await page.locator('#who').textContent()).includes('user:ui-operator')) throw new Error('not logged in as the user');
 } finally {
