@@ -38,6 +38,25 @@ pub(crate) struct Args {
     /// device dials the one its id picks, see `wafleet_cluster_config::sim_of`).
     #[arg(long, default_value = "whatsapp")]
     link: String,
+    #[command(flatten)]
+    qr: QrTtl,
+}
+
+/// How long the simulated network shows each QR code (`wafleet sim`, and standalone's
+/// `--link sim`).
+#[derive(Debug, clap::Args)]
+pub(crate) struct QrTtl {
+    /// How long each QR code is shown before the next replaces it, in milliseconds
+    /// (WhatsApp: 20–60 s). Short values let tests see a code expire or rotate. Only
+    /// the simulated network's.
+    #[arg(long, env = "WAFLEET_SIM_QR_TTL_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    qr_ttl_ms: u64,
+}
+
+impl QrTtl {
+    fn duration(&self) -> Duration {
+        Duration::from_millis(self.qr_ttl_ms)
+    }
 }
 
 /// The file that keeps the generated admin key.
@@ -60,6 +79,7 @@ pub(crate) async fn run(
     let (links, network): (Arc<dyn LinkFactory>, Option<Network>) = match args.link.as_str() {
         "sim" => {
             let network = Network::open(SimConfig {
+                qr_ttl: args.qr.duration(),
                 data_path: Some(args.data.join("sim.db")),
                 state_seal: Some(Arc::new(crate::sim_seal::SimStateSeal(sealer.clone()))),
                 ..SimConfig::default()
@@ -157,10 +177,8 @@ pub(crate) struct SimArgs {
     /// Address to listen on (`:0` picks a free port).
     #[arg(long, default_value = "127.0.0.1:8090")]
     listen: String,
-    /// How long each QR code is shown before the next replaces it, in milliseconds
-    /// (WhatsApp: 20–60 s). Short values let tests see a code expire.
-    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
-    qr_ttl_ms: u64,
+    #[command(flatten)]
+    qr: QrTtl,
 }
 
 /// `wafleet sim`.
@@ -170,7 +188,7 @@ pub(crate) async fn run_sim(
 ) -> anyhow::Result<()> {
     let settings = StandaloneSettings::from_env().context("cannot read the environment")?;
     let network = Network::open(SimConfig {
-        qr_ttl: Duration::from_millis(args.qr_ttl_ms),
+        qr_ttl: args.qr.duration(),
         ..SimConfig::default()
     })?;
     let listener = bind(&args.listen).await?;

@@ -1,7 +1,8 @@
 //! The dashboard (`/ui`) in a real browser: Debian's Chromium driven by playwright-core
 //! (`tests/ui/dashboard.mjs`, its packages from `tests/ui/package-lock.json`) against a
 //! real standalone with the simulated network. The script logs in with a key, creates a
-//! device, sees its QR code, scans it through `/sim/scan`, sees READY without a reload,
+//! device, sees its QR code replaced when the simulator rotates it, scans it through
+//! `/sim/scan`, sees READY without a reload,
 //! sends a message and sees it delivered, starts a small job and watches its progress
 //! reach 100 %, then lists a fleet of 1,000 devices and watches a status change; it fails
 //! if any request leaves the gateway's origin or the page reports an error.
@@ -21,6 +22,9 @@ use common::{KEY, Standalone};
 /// Devices in the fleet check (the figure).
 const FLEET: &str = "1000";
 
+/// How long the simulator shows each QR code.
+const QR_TTL_MS: &str = "8000";
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dashboard_links_a_device_sends_and_runs_a_job_in_a_real_browser() {
     let Some(chromium) = tool("chromium", "the browser test", "Debian package chromium") else {
@@ -39,7 +43,9 @@ async fn the_dashboard_links_a_device_sends_and_runs_a_job_in_a_real_browser() {
         return;
     }
     let data = tempfile::tempdir().unwrap();
-    let app = Standalone::start(data.path()).await;
+    // QR codes rotate every 8 s instead of 30, so that the test sees the page follow one.
+    let app =
+        Standalone::start_with_env(data.path(), &[("WAFLEET_SIM_QR_TTL_MS", QR_TTL_MS)]).await;
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
     let run = tokio::process::Command::new(node)
         .arg("dashboard.mjs")

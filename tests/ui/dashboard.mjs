@@ -101,9 +101,28 @@ try {
   await accessible(page, 'QR dialog');
   await shot(page, 'qr.png');
 
+  step('the QR code shown is replaced when it rotates');
+  const first = await page.getByTestId(`device-qr-${device}`).innerHTML();
+  await page.waitForFunction(
+    ({ id, before }) => {
+      const qr = document.querySelector(`[data-testid="device-qr-${id}"]`);
+      return qr && qr.innerHTML !== before;
+    },
+    { id: device, before: first },
+    { timeout: 30000 },
+  );
+
   step('scan it through /sim/scan; READY appears without a reload');
-  const qr = await call('GET', `/v1/devices/${device}/qr?format=raw`);
-  await call('POST', '/sim/scan', { qr: qr.code, phone });
+  // The code may rotate between reading and scanning it: then read the new one.
+  for (let attempt = 1; ; attempt++) {
+    const qr = await call('GET', `/v1/devices/${device}/qr?format=raw`);
+    try {
+      await call('POST', '/sim/scan', { qr: qr.code, phone });
+      break;
+    } catch (error) {
+      if (attempt === 3) throw error;
+    }
+  }
   await page.getByTestId(`device-status-${device}`).filter({ hasText: /^READY$/ }).waitFor();
   await page.getByTestId(`device-qr-${device}`).waitFor({ state: 'detached' });
   if (await page.evaluate(() => window.wafleetTestMark) !== 'same page') throw new Error('the page was reloaded');
