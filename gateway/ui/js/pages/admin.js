@@ -115,7 +115,8 @@ export async function mount(root, ctx) {
       return h('tr', { testid: `admin-tenant-row-${t.id}` },
         h('td', {}, t.name, h('div', { class: 'muted mono' }, t.id)),
         h('td', {}, max),
-        h('td', { class: 'hide-narrow' }, when(t.created_at)),
+        // The default tenant exists before anyone writes it: the API gives it time 0.
+        h('td', { class: 'hide-narrow' }, Date.parse(t.created_at) === 0 ? 'built in' : when(t.created_at)),
         h('td', { class: 'actions' }, operator ? [
           h('button', {
             type: 'button', class: 'small', testid: `admin-tenant-save-${t.id}`, 'aria-label': `Save the device limit of ${t.id}`,
