@@ -52,7 +52,9 @@ impl DeviceApi for Fleet {
     }
 
     async fn cluster(&self) -> Result<ClusterOverview, FleetError> {
-        let running = u32::try_from(self.running_count()).unwrap_or(u32::MAX);
-        Ok(ClusterOverview::standalone(self.node_name(), running))
+        Ok(ClusterOverview::standalone(
+            self.node_name(),
+            self.running_count(),
+        ))
     }
 }

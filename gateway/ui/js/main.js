@@ -40,8 +40,8 @@ async function route() {
   const [path = 'devices', ...rest] = location.hash.replace(/^#\/?/, '').split('/');
   const entry = PAGES.find((p) => p.path === path && (!p.admin || operator())) || PAGES[0];
   for (const link of document.querySelectorAll('#nav a')) {
-    link.toggleAttribute('aria-current', link.dataset.page === entry.path);
     if (link.dataset.page === entry.path) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
   }
   if (unmount) unmount();
   unmount = null;

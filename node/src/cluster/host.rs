@@ -148,7 +148,7 @@ impl Actor for NodeHost {
         let membership = Membership::new(me, args.failure_timeout);
         let mut heartbeat = args.heartbeat;
         if let (Some(heartbeat), Some(fleet)) = (&mut heartbeat, &args.fleet) {
-            heartbeat.devices_running = running(fleet);
+            heartbeat.devices_running = fleet.running_count();
         }
         let state = HostState {
             name: args.name,
@@ -201,7 +201,7 @@ impl Actor for NodeHost {
                 if let Some(heartbeat) = &mut state.heartbeat {
                     heartbeat.peers = state.direct.borrow().clone();
                     if let Some(fleet) = &state.fleet {
-                        heartbeat.devices_running = running(fleet);
+                        heartbeat.devices_running = fleet.running_count();
                     }
                     for peer in peers(&myself) {
                         let _ = ActorRef::<HostMsg>::from(peer)
@@ -277,11 +277,6 @@ impl HostState {
             let _ = reply.send(Wire(answer));
         });
     }
-}
-
-/// How many devices `fleet` runs, as a heartbeat says it.
-fn running(fleet: &Fleet) -> u32 {
-    u32::try_from(fleet.running_count()).unwrap_or(u32::MAX)
 }
 
 /// Every host and observer in the cluster but this one.

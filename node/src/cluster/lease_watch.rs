@@ -119,22 +119,13 @@ mod tests {
     const TTL: Duration = Duration::from_secs(3);
     const RENEW: Duration = Duration::from_secs(1);
 
-    fn lease(shard: u32, holder: &str, expires_at_ms: i64) -> Lease {
-        Lease {
-            shard,
-            holder: holder.into(),
-            epoch: 1,
-            expires_at_ms,
-        }
-    }
-
     #[test]
     fn a_lease_of_another_node_is_taken_only_after_a_ttl_unchanged() {
         let mut watch = LeaseWatch::new(TTL, RENEW);
         let t0 = Instant::now();
         assert!(!watch.may_take(1, "b", t0), "nothing read yet");
         // However far in the past its expiry is by any wall clock.
-        watch.observe(vec![lease(1, "a", 0)], t0, t0);
+        watch.observe(vec![Lease::held(1, "a", 0)], t0, t0);
         assert!(!watch.may_take(1, "b", t0 + TTL - Duration::from_millis(1)));
         assert!(watch.may_take(1, "b", t0 + TTL));
         assert!(watch.may_take(2, "b", t0), "a shard nobody holds");
@@ -146,14 +137,14 @@ mod tests {
     fn a_renewal_starts_the_wait_again() {
         let mut watch = LeaseWatch::new(TTL, RENEW);
         let t0 = Instant::now();
-        watch.observe(vec![lease(1, "a", 5_000)], t0, t0);
+        watch.observe(vec![Lease::held(1, "a", 5_000)], t0, t0);
         let t1 = t0 + Duration::from_secs(2);
-        watch.observe(vec![lease(1, "a", 5_000)], t1, t1);
+        watch.observe(vec![Lease::held(1, "a", 5_000)], t1, t1);
         assert!(
             watch.may_take(1, "b", t0 + TTL),
             "unchanged: counted from t0"
         );
-        watch.observe(vec![lease(1, "a", 7_000)], t1, t1);
+        watch.observe(vec![Lease::held(1, "a", 7_000)], t1, t1);
         assert!(!watch.may_take(1, "b", t0 + TTL), "renewed at t1");
         assert!(watch.may_take(1, "b", t1 + TTL));
     }
@@ -162,14 +153,18 @@ mod tests {
     fn the_moment_to_look_again_is_when_may_take_turns_true() {
         let mut watch = LeaseWatch::new(TTL, RENEW);
         let t0 = Instant::now();
-        watch.observe(vec![lease(1, "a", 5_000), lease(2, "b", 5_000)], t0, t0);
+        watch.observe(
+            vec![Lease::held(1, "a", 5_000), Lease::held(2, "b", 5_000)],
+            t0,
+            t0,
+        );
         let at = watch.takeable_at(1, "b").expect("held by another node");
         assert!(!watch.may_take(1, "b", at - Duration::from_millis(1)));
         assert!(watch.may_take(1, "b", at));
         assert_eq!(watch.takeable_at(2, "b"), None, "its own lease");
         assert_eq!(watch.takeable_at(3, "b"), None, "nobody holds it");
         let t1 = t0 + Duration::from_secs(1);
-        watch.observe(vec![lease(1, "a", 6_000)], t1, t1);
+        watch.observe(vec![Lease::held(1, "a", 6_000)], t1, t1);
         assert_eq!(watch.takeable_at(1, "b"), Some(t1 + TTL), "renewed at t1");
     }
 
@@ -178,7 +173,7 @@ mod tests {
         let mut watch = LeaseWatch::new(TTL, RENEW);
         let started = Instant::now();
         let done = started + Duration::from_secs(2);
-        watch.observe(vec![lease(1, "a", 5_000)], started, done);
+        watch.observe(vec![Lease::held(1, "a", 5_000)], started, done);
         let from = done - RENEW / 4;
         assert!(!watch.may_take(1, "b", from + TTL - Duration::from_millis(1)));
         assert!(watch.may_take(1, "b", from + TTL));

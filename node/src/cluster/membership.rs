@@ -14,8 +14,8 @@ use wafleet_protocol::cluster::Heartbeat;
 struct Peer {
     last_seen: Instant,
     incarnation: u64,
-    http_addr: String,
-    devices_running: u32,
+    /// What its last heartbeat said of it.
+    described: Member,
 }
 
 /// A live member as its last heartbeat described it (this node: as its next heartbeat
@@ -89,8 +89,7 @@ impl Membership {
             Peer {
                 last_seen: now,
                 incarnation: heartbeat.incarnation,
-                http_addr: heartbeat.http_addr.clone(),
-                devices_running: heartbeat.devices_running,
+                described: Member::from_heartbeat(heartbeat),
             },
         );
         match previous {
@@ -127,12 +126,8 @@ impl Membership {
     pub fn members(&self, own: Option<Member>) -> Vec<Member> {
         let mut members: Vec<Member> = self
             .peers
-            .iter()
-            .map(|(name, peer)| Member {
-                name: name.clone(),
-                http_addr: peer.http_addr.clone(),
-                devices_running: peer.devices_running,
-            })
+            .values()
+            .map(|peer| peer.described.clone())
             .chain(own)
             .collect();
         members.sort_by(|a, b| a.name.cmp(&b.name));

@@ -158,15 +158,6 @@ mod tests {
         }
     }
 
-    fn lease(shard: u32, holder: &str, expires_at_ms: i64) -> Lease {
-        Lease {
-            shard,
-            holder: holder.into(),
-            epoch: 1,
-            expires_at_ms,
-        }
-    }
-
     #[test]
     fn a_shard_recovers_until_its_owner_holds_a_live_lease() {
         let members = [member("a", 2), member("b", 0)];
@@ -176,9 +167,9 @@ mod tests {
         // live, and shard 1, whose lease ran out.
         let leases: Vec<Lease> = (0..8)
             .map(|shard| match shard {
-                0 => lease(0, "c", now + 5_000),
-                1 => lease(1, placement.owner(1), now),
-                s => lease(s, placement.owner(s), now + 5_000),
+                0 => Lease::held(0, "c", now + 5_000),
+                1 => Lease::held(1, placement.owner(1), now),
+                s => Lease::held(s, placement.owner(s), now + 5_000),
             })
             .collect();
         let overview = ClusterOverview::cluster(8, &members, &leases, now);
@@ -217,7 +208,7 @@ mod tests {
 
     #[test]
     fn no_live_member_places_nothing() {
-        let overview = ClusterOverview::cluster(4, &[], &[lease(0, "a", i64::MAX)], 0);
+        let overview = ClusterOverview::cluster(4, &[], &[Lease::held(0, "a", i64::MAX)], 0);
         assert!(overview.nodes.is_empty());
         assert!(overview.recovering.is_empty());
         let alone = ClusterOverview::standalone("local", 3);

@@ -243,13 +243,7 @@ impl Fleet {
         let held = self
             .ctx
             .store
-            .list_job_recipients(&RecipientQuery {
-                job_id: job.id.clone(),
-                status: Some(RecipientStatus::Queued),
-                device_id: Some(device.to_owned()),
-                after: None,
-                limit: 500,
-            })
+            .list_job_recipients(&RecipientQuery::claimed_by(&job.id, device, None, 500))
             .await?;
         for recipient in held {
             if let Some(message_id) = &recipient.message_id {
@@ -391,13 +385,7 @@ impl Fleet {
             let page = self
                 .ctx
                 .store
-                .list_job_recipients(&RecipientQuery {
-                    job_id: job.id.clone(),
-                    status: Some(RecipientStatus::Queued),
-                    device_id: Some(device.to_owned()),
-                    after,
-                    limit: 200,
-                })
+                .list_job_recipients(&RecipientQuery::claimed_by(&job.id, device, after, 200))
                 .await?;
             let Some(last) = page.last() else { break };
             after = Some(last.seq);

@@ -283,9 +283,10 @@ impl Fleet {
         self.ctx.running.device_ids()
     }
 
-    /// How many devices have an actor on this node now.
-    pub fn running_count(&self) -> usize {
-        self.ctx.running.count()
+    /// How many devices have an actor on this node now (as heartbeats and
+    /// `GET /v1/cluster` say it: saturated at `u32::MAX`).
+    pub fn running_count(&self) -> u32 {
+        u32::try_from(self.ctx.running.count()).unwrap_or(u32::MAX)
     }
 
     /// Whether the device has an actor on this node now.

@@ -175,6 +175,22 @@ pub struct RecipientQuery {
 }
 
 impl RecipientQuery {
+    /// The `queued` recipients `device` claimed in `job_id`, a page after `after`.
+    pub fn claimed_by(
+        job_id: &str,
+        device: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> RecipientQuery {
+        RecipientQuery {
+            job_id: job_id.to_owned(),
+            status: Some(RecipientStatus::Queued),
+            device_id: Some(device.to_owned()),
+            after,
+            limit,
+        }
+    }
+
     /// Whether `r` passes the filters (not the page bounds).
     pub fn matches(&self, r: &RecipientRecord) -> bool {
         self.status.is_none_or(|s| r.status == s)

@@ -22,6 +22,17 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// A lease of `shard` held by `holder` until `expires_at_ms`, at epoch 1 (tests).
+    #[cfg(test)]
+    pub(crate) fn held(shard: u32, holder: &str, expires_at_ms: i64) -> Lease {
+        Lease {
+            shard,
+            holder: holder.into(),
+            epoch: 1,
+            expires_at_ms,
+        }
+    }
+
     /// The token that the holder's writes carry.
     pub fn fence(&self) -> Fence {
         Fence {

@@ -10,7 +10,6 @@ const ACTIONS = ['start', 'stop', 'restart', 'logout'];
 
 export async function mount(root, ctx) {
   const rows = new Map();
-  let devices = [];
   const counts = h('div', { class: 'counts', 'aria-label': 'Devices by status' });
   const body = h('tbody');
   const table = h('div', { class: 'table-wrap' }, h('table', {},
@@ -53,13 +52,12 @@ export async function mount(root, ctx) {
   fill(root, h('h1', {}, 'Devices'), create, h('div', { class: 'row' }, field('Filter', search)), counts, table);
 
   function renderCounts() {
-    devices = [...rows.values()].map((r) => r.device);
     const byStatus = {};
-    for (const d of devices) byStatus[d.status] = (byStatus[d.status] || 0) + 1;
+    for (const { device } of rows.values()) byStatus[device.status] = (byStatus[device.status] || 0) + 1;
     const choose = (status) => () => { shownStatus = status; renderCounts(); applyFilter(); };
     fill(counts,
       h('button', { type: 'button', class: 'badge', testid: 'device-count', 'aria-pressed': String(!shownStatus), onclick: choose(null) },
-        `${devices.length} devices`),
+        `${rows.size} devices`),
       Object.entries(byStatus).sort().map(([s, n]) => h('button', {
         type: 'button', class: `badge ${s}`, testid: `count-${s}`, 'aria-pressed': String(shownStatus === s), onclick: choose(s),
       }, `${s} ${n}`)));
