@@ -56,6 +56,25 @@ impl Standalone {
         }
     }
 
+    /// With `--link LINK` (a real link to a test server, say), these environment
+    /// variables, and the quota table of a fresh data folder.
+    pub async fn launch_with_link(data: &Path, link: &str, env: &[(&str, &str)]) -> Standalone {
+        let process = process::Standalone::launch_with_env(
+            Path::new(env!("CARGO_BIN_EXE_wafleet")),
+            data,
+            link,
+            env,
+        )
+        .await
+        .expect("start wafleet");
+        Standalone {
+            base: process.base.clone(),
+            http: process.http.clone(),
+            data: data.to_owned(),
+            process,
+        }
+    }
+
     /// Like [`Standalone::start`], but with the quota table the data folder has (the
     /// defaults in a fresh one) instead of an unthrottled one.
     pub async fn start_throttled(data: &Path) -> Standalone {

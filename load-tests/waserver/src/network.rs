@@ -1,0 +1,180 @@
+//! What the test server knows: the phones (accounts), the companion devices each has
+//! linked, the connections waiting to be paired, and what happened (stats).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use wacore_libsignal::protocol::KeyPair;
+
+use crate::keys::ServerKeys;
+use crate::noise::Pattern;
+
+/// The test server's state, shared by its connections and its control API.
+#[derive(Clone, Debug)]
+pub struct Network {
+    pub(crate) keys: Arc<ServerKeys>,
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    /// By phone number.
+    pub(crate) phones: HashMap<String, Phone>,
+    /// Linked companion devices, by their JID's user and device number.
+    pub(crate) companions: HashMap<(String, u32), Companion>,
+    /// The keys each companion uploaded.
+    pub(crate) bundles: HashMap<(String, u32), crate::prekeys::KeyBundle>,
+    /// Connections showing QR codes, by each of their refs.
+    pub(crate) pairing: HashMap<String, PairingHandle>,
+    pub(crate) stats: Stats,
+    next_connection: u64,
+}
+
+/// An account on the simulated network: a phone with its identity key.
+pub(crate) struct Phone {
+    pub(crate) lid: String,
+    /// The account's identity: it signs each companion device it links.
+    pub(crate) identity: KeyPair,
+    pub(crate) next_device: u32,
+}
+
+impl std::fmt::Debug for Phone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Phone")
+            .field("lid", &self.lid)
+            .field("next_device", &self.next_device)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A companion device a phone has linked.
+#[derive(Debug, Clone)]
+pub(crate) struct Companion {
+    pub(crate) noise_key: [u8; 32],
+    pub(crate) identity_key: [u8; 32],
+    pub(crate) lid: String,
+}
+
+/// How the control API reaches a connection that shows QR codes.
+#[derive(Debug, Clone)]
+pub(crate) struct PairingHandle {
+    pub(crate) connection: u64,
+    pub(crate) noise_key: [u8; 32],
+    pub(crate) identity_key: [u8; 32],
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
+}
+
+/// What the control API asks of a connection.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Send this `pair-success` and, once the device has signed, link it.
+    PairSuccess {
+        iq: wacore_binary::Node,
+        id: String,
+        link: NewCompanion,
+        done: oneshot::Sender<Result<Linked, String>>,
+    },
+}
+
+/// A device about to be linked, waiting for its signature.
+#[derive(Debug, Clone)]
+pub(crate) struct NewCompanion {
+    pub(crate) phone: String,
+    pub(crate) device: u32,
+    pub(crate) lid: String,
+    pub(crate) details: Vec<u8>,
+    pub(crate) account_key: [u8; 32],
+    pub(crate) companion: Companion,
+}
+
+/// What `/sim/scan` answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Linked {
+    pub phone: String,
+    pub jid: String,
+    pub lid: String,
+}
+
+/// Counters and the stanzas nobody answers (tests assert there are none they did not
+/// expect).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Stats {
+    pub connections: u64,
+    pub connected: u64,
+    pub handshakes: BTreeMap<String, u64>,
+    pub pairings: u64,
+    pub logins: u64,
+    pub refused_logins: u64,
+    pub prekeys_uploaded: u64,
+    /// `tag xmlns child` of each stanza the server has no answer for, with a count.
+    pub unknown: BTreeMap<String, u64>,
+}
+
+impl Network {
+    pub fn new() -> Network {
+        Network {
+            keys: Arc::new(ServerKeys::generate()),
+            state: Arc::new(Mutex::new(State::default())),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.lock().stats.clone()
+    }
+
+    pub(crate) fn open_connection(&self) -> u64 {
+        let mut state = self.lock();
+        state.next_connection += 1;
+        state.stats.connections += 1;
+        state.stats.connected += 1;
+        state.next_connection
+    }
+
+    pub(crate) fn close_connection(&self, connection: u64) {
+        let mut state = self.lock();
+        state.stats.connected -= 1;
+        state
+            .pairing
+            .retain(|_, handle| handle.connection != connection);
+    }
+
+    pub(crate) fn handshake(&self, pattern: Pattern) {
+        *self
+            .lock()
+            .stats
+            .handshakes
+            .entry(format!("{pattern:?}"))
+            .or_default() += 1;
+    }
+
+    pub(crate) fn unknown(&self, what: String) {
+        tracing::warn!(stanza = %what, "no answer for this stanza");
+        *self.lock().stats.unknown.entry(what).or_default() += 1;
+    }
+}
+
+impl Default for Network {
+    fn default() -> Network {
+        Network::new()
+    }
+}
+
+impl State {
+    /// The phone `number`, created with a fresh identity and LID on first use.
+    pub(crate) fn phone(&mut self, number: &str) -> &mut Phone {
+        let next_lid = 100_000_000_000_000 + self.phones.len() as u64;
+        self.phones
+            .entry(number.to_owned())
+            .or_insert_with(|| Phone {
+                lid: next_lid.to_string(),
+                identity: KeyPair::generate(&mut rand::rng()),
+                next_device: 1,
+            })
+    }
+}

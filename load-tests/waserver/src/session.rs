@@ -1,0 +1,226 @@
+//! One client connection: the handshake, then either pairing (a device with no account
+//! shows QR codes until a phone scans one) or a login (a linked device), then stanzas
+//! until either side closes.
+
+use std::time::Duration;
+
+use axum::extract::ws::WebSocket;
+use buffa::Message as _;
+use tokio::sync::mpsc;
+use tracing::{debug, info};
+use wacore_binary::builder::NodeBuilder;
+use waproto::buffa;
+use waproto::whatsapp as wa;
+
+use crate::network::{Command, Linked, Network, NewCompanion, PairingHandle};
+use crate::nodes::{self, SERVER};
+use crate::noise::{self, AfterHello};
+use crate::pairing::device_jid;
+use crate::wire::{Secure, Wire, WireError};
+
+/// How long the client has for each handshake message (the client's own limit is 20 s).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How many QR refs a pairing connection gets (WhatsApp: 6; 60 s, then 20 s each).
+const REFS: usize = 6;
+
+/// Serves one WebSocket until it closes.
+pub(crate) async fn serve(network: Network, socket: WebSocket) {
+    let connection = network.open_connection();
+    match run(&network, connection, socket).await {
+        Ok(()) | Err(SessionError::Wire(WireError::Closed)) => {
+            debug!(connection, "connection closed")
+        }
+        Err(error) => info!(connection, %error, "connection ended"),
+    }
+    network.close_connection(connection);
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error(transparent)]
+    Noise(#[from] noise::NoiseError),
+    #[error("bad client payload: {0}")]
+    Payload(String),
+}
+
+/// Who the client is, after its payload.
+enum Role {
+    Pairing {
+        noise_key: [u8; 32],
+        identity_key: [u8; 32],
+    },
+    Device {
+        phone: String,
+        device: u32,
+    },
+}
+
+async fn run(network: &Network, connection: u64, socket: WebSocket) -> Result<(), SessionError> {
+    let mut wire = Wire::new(socket);
+    let hello = wire.frame_within(HANDSHAKE_TIMEOUT).await?;
+    let (server_hello, after) = noise::respond(&network.keys, &hello)?;
+    wire.send_frame(&server_hello).await?;
+    let established = match after {
+        AfterHello::Done(established) => *established,
+        AfterHello::AwaitFinish(pending) => {
+            let finish = wire.frame_within(HANDSHAKE_TIMEOUT).await?;
+            pending.finish(&finish)?
+        }
+    };
+    network.handshake(established.pattern);
+    let payload = wa::ClientPayload::decode_from_slice(&established.payload)
+        .map_err(|e| SessionError::Payload(e.to_string()))?;
+    let role = match payload.device_pairing_data.as_option() {
+        Some(registration) => Role::Pairing {
+            noise_key: established.client_static,
+            identity_key: registration
+                .e_ident
+                .as_deref()
+                .and_then(|key| key.try_into().ok())
+                .ok_or_else(|| SessionError::Payload("registration without identity".into()))?,
+        },
+        None => Role::Device {
+            phone: payload
+                .username
+                .ok_or_else(|| SessionError::Payload("login without username".into()))?
+                .to_string(),
+            device: payload.device.unwrap_or(0),
+        },
+    };
+    let mut secure = Secure::new(wire, established.read, established.write);
+    match role {
+        Role::Pairing {
+            noise_key,
+            identity_key,
+        } => pair(network, connection, secure, noise_key, identity_key).await,
+        Role::Device { phone, device } => {
+            let linked = network
+                .lock()
+                .companions
+                .get(&(phone.clone(), device))
+                .filter(|c| c.noise_key == established.client_static)
+                .cloned();
+            let Some(companion) = linked else {
+                network.lock().stats.refused_logins += 1;
+                let failure = NodeBuilder::new("failure").attr("reason", "401").build();
+                secure.send(&failure).await?;
+                secure.wire.close().await;
+                return Ok(());
+            };
+            network.lock().stats.logins += 1;
+            let success = NodeBuilder::new("success")
+                .attr("t", nodes::now().to_string())
+                .attr(
+                    "lid",
+                    device_jid(&companion.lid, device, "lid")
+                        .parse::<wacore_binary::Jid>()
+                        .expect("a LID parses"),
+                )
+                .attr("props", "1")
+                .attr("location", "test")
+                .build();
+            secure.send(&success).await?;
+            let offline = NodeBuilder::new("ib")
+                .attr("from", SERVER)
+                .children([NodeBuilder::new("offline").attr("count", "0").build()])
+                .build();
+            secure.send(&offline).await?;
+            let session = crate::iq::Session { phone, device };
+            loop {
+                let frame = secure.wire.frame().await?;
+                let node = secure.open(frame)?;
+                if let Some(answer) = crate::iq::answer(network, &session, &node) {
+                    secure.send(&answer).await?;
+                }
+            }
+        }
+    }
+}
+
+/// A device with no account: show it QR refs until a phone scans one, then link it
+/// and restart the stream.
+async fn pair(
+    network: &Network,
+    connection: u64,
+    mut secure: Secure,
+    noise_key: [u8; 32],
+    identity_key: [u8; 32],
+) -> Result<(), SessionError> {
+    let (commands, mut inbox) = mpsc::unbounded_channel();
+    let refs: Vec<String> = (0..REFS)
+        .map(|_| format!("2@{:032x}", rand::random::<u128>()))
+        .collect();
+    {
+        let mut state = network.lock();
+        for pairing_ref in &refs {
+            state.pairing.insert(
+                pairing_ref.clone(),
+                PairingHandle {
+                    connection,
+                    noise_key,
+                    identity_key,
+                    commands: commands.clone(),
+                },
+            );
+        }
+    }
+    let pair_device = NodeBuilder::new("iq")
+        .attr("from", SERVER)
+        .attr("type", "set")
+        .attr("xmlns", "md")
+        .attr("id", format!("pair-device-{connection}"))
+        .children([NodeBuilder::new("pair-device")
+            .children(
+                refs.iter()
+                    .map(|r| NodeBuilder::new("ref").bytes(r.as_bytes().to_vec()).build()),
+            )
+            .build()])
+        .build();
+    secure.send(&pair_device).await?;
+    let mut signing: Option<(
+        String,
+        NewCompanion,
+        tokio::sync::oneshot::Sender<Result<Linked, String>>,
+    )> = None;
+    loop {
+        tokio::select! {
+            frame = secure.wire.frame() => {
+                let node = secure.open(frame?)?;
+                let is_sign = node.tag == "iq"
+                    && signing.as_ref().is_some_and(|(id, _, _)| nodes::attr(&node, "id").as_deref() == Some(id));
+                if is_sign {
+                    let (_, link, done) = signing.take().expect("checked above");
+                    let outcome = if nodes::attr(&node, "type").as_deref() == Some("result") {
+                        network.complete_pairing(&link, &node)
+                    } else {
+                        Err(format!("the device answered {}", nodes::describe(&node)))
+                    };
+                    let linked = outcome.is_ok();
+                    let _ = done.send(outcome);
+                    if linked {
+                        // The device logs in again as itself.
+                        let restart = NodeBuilder::new("stream:error").attr("code", "515").build();
+                        secure.send(&restart).await?;
+                        secure.wire.close().await;
+                        return Ok(());
+                    }
+                } else if node.tag == "iq" && nodes::attr(&node, "type").as_deref() == Some("result") {
+                    // The device's acknowledgement of pair-device.
+                } else {
+                    let session = crate::iq::Session::pairing();
+                    if let Some(answer) = crate::iq::answer(network, &session, &node) {
+                        secure.send(&answer).await?;
+                    }
+                }
+            }
+            Some(command) = inbox.recv() => match command {
+                Command::PairSuccess { iq, id, link, done } => {
+                    secure.send(&iq).await?;
+                    signing = Some((id, link, done));
+                }
+            },
+        }
+    }
+}
