@@ -50,10 +50,48 @@ async fn until_status(events: &mut Sse, status: &str, within: Duration) -> Value
     }
 }
 
+/// Creates and starts `id`, has `phone` scan its QR code on the test server, and waits
+/// until it is READY.
+async fn pair(server: &wafleet_waserver::Running, wafleet: &Standalone, id: &str, phone: &str) {
+    let code = wafleet.create_and_start(id).await;
+    assert_eq!(code.split(',').count(), 5, "a WhatsApp QR code: {code}");
+    let mut events = wafleet
+        .events(&format!("/v1/devices/{id}/events"), None)
+        .await;
+    let scanned = wafleet
+        .http
+        .post(format!("{}/sim/scan", server.base_url()))
+        .json(&json!({"qr": code, "phone": phone}))
+        .send()
+        .await
+        .unwrap();
+    let status = scanned.status();
+    let body: Value = scanned.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    wait_ready(server, &mut events).await;
+}
+
+async fn wait_ready(server: &wafleet_waserver::Running, events: &mut Sse) {
+    if tokio::time::timeout(
+        READY_WITHIN,
+        until_status(events, "READY", Duration::from_secs(3600)),
+    )
+    .await
+    .is_err()
+    {
+        panic!(
+            "not READY within {READY_WITHIN:?}; the server saw {:?}",
+            server.network.stats()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_device_pairs_by_qr_code_and_reaches_ready() {
     let Setup {
-        server, wafleet, ..
+        server,
+        wafleet,
+        _data,
     } = setup().await;
     let code = wafleet.create_and_start("alice").await;
     assert_eq!(code.split(',').count(), 5, "a WhatsApp QR code: {code}");
@@ -90,4 +128,118 @@ async fn a_device_pairs_by_qr_code_and_reaches_ready() {
         stats.unknown.is_empty(),
         "stanzas the server did not answer: {stats:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_standalone_logs_its_device_in_again_without_a_new_pairing() {
+    let Setup {
+        server,
+        wafleet,
+        _data: data,
+    } = setup().await;
+    pair(&server, &wafleet, "bob", "6281234567891").await;
+    wafleet.kill9().await;
+    let link = format!("whatsapp={}", server.ws_url());
+    let wafleet =
+        Standalone::launch_with_link(data.path(), &link, &[("WAFLEET_WHATSAPP_VERSION", VERSION)])
+            .await;
+    let mut events = wafleet.events("/v1/devices/bob/events", Some(0)).await;
+    if wafleet.json("/v1/devices/bob").await["status"] != "READY" {
+        wait_ready(&server, &mut events).await;
+    }
+    let stats = server.network.stats();
+    assert_eq!(stats.pairings, 1, "no second pairing: {stats:?}");
+    assert!(stats.logins >= 2, "{stats:?}");
+    // The restarted device knew the server's key: IK, no certificate round.
+    assert!(
+        stats.handshakes.get("Ik").copied().unwrap_or(0) >= 1,
+        "{stats:?}"
+    );
+    assert_eq!(stats.refused_logins, 0, "{stats:?}");
+    assert!(stats.unknown.is_empty(), "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_the_phone_unlinks_is_logged_out_and_its_credentials_wiped() {
+    let Setup {
+        server,
+        wafleet,
+        _data,
+    } = setup().await;
+    pair(&server, &wafleet, "carol", "6281234567892").await;
+    let mut events = wafleet.events("/v1/devices/carol/events", None).await;
+    let unlinked: Value = wafleet
+        .http
+        .post(format!(
+            "{}/sim/phones/6281234567892/unlink",
+            server.base_url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(unlinked["unlinked"], 1);
+    until_status(&mut events, "LOGGED_OUT", Duration::from_secs(20)).await;
+    let device = wafleet.json("/v1/devices/carol").await;
+    assert_eq!(device["status"], "LOGGED_OUT", "{device}");
+    // Wiped: starting it again shows a new QR code (a fresh identity), not a login.
+    let logins = server.network.stats().logins;
+    let started = wafleet.post("/v1/devices/carol/start", json!({})).await;
+    assert_eq!(started.status(), 202);
+    let qr = events.next_of_kind("qr").await;
+    assert_eq!(qr.data["code"].as_str().unwrap().split(',').count(), 5);
+    let stats = server.network.stats();
+    assert_eq!(
+        stats.logins, logins,
+        "the wiped device did not log in: {stats:?}"
+    );
+    assert_eq!(stats.refused_logins, 0, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_banned_device_is_paused_and_does_not_reconnect_until_the_ban_ends() {
+    let Setup {
+        server,
+        wafleet,
+        _data,
+    } = setup().await;
+    pair(&server, &wafleet, "dave", "6281234567893").await;
+    let mut events = wafleet.events("/v1/devices/dave/events", None).await;
+    let banned = wafleet
+        .http
+        .post(format!(
+            "{}/sim/phones/6281234567893/ban",
+            server.base_url()
+        ))
+        .json(&json!({"seconds": 600}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(banned.status(), 200);
+    let event = loop {
+        let event = events.next_of_kind("status").await;
+        if event.data["reason"] == "banned" {
+            break event;
+        }
+    };
+    let paused_until = event.data["paused_until_ms"].as_i64().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!(
+        paused_until > now + 580_000 && paused_until <= now + 601_000,
+        "paused until {paused_until}, now {now}"
+    );
+    // The ban holds: no reconnect storm against it.
+    let refused = server.network.stats().refused_logins;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let stats = server.network.stats();
+    assert!(
+        stats.refused_logins <= refused + 1,
+        "reconnected during the ban: {stats:?}"
+    );
+    assert_eq!(stats.connected, 0, "{stats:?}");
 }

@@ -17,6 +17,7 @@ mod network;
 mod nodes;
 mod noise;
 mod pairing;
+mod phones;
 mod prekeys;
 mod routes;
 mod session;

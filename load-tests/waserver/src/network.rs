@@ -26,6 +26,8 @@ pub(crate) struct State {
     pub(crate) companions: HashMap<(String, u32), Companion>,
     /// The keys each companion uploaded.
     pub(crate) bundles: HashMap<(String, u32), crate::prekeys::KeyBundle>,
+    /// Logged-in connections, by device.
+    pub(crate) online: HashMap<(String, u32), Online>,
     /// Connections showing QR codes, by each of their refs.
     pub(crate) pairing: HashMap<String, PairingHandle>,
     pub(crate) stats: Stats,
@@ -38,6 +40,15 @@ pub(crate) struct Phone {
     /// The account's identity: it signs each companion device it links.
     pub(crate) identity: KeyPair,
     pub(crate) next_device: u32,
+    /// Banned until then: logins fail with 402.
+    pub(crate) banned_until: Option<std::time::SystemTime>,
+}
+
+/// A logged-in connection, as the control API reaches it.
+#[derive(Debug, Clone)]
+pub(crate) struct Online {
+    pub(crate) connection: u64,
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
 }
 
 impl std::fmt::Debug for Phone {
@@ -76,6 +87,8 @@ pub(crate) enum Command {
         link: NewCompanion,
         done: oneshot::Sender<Result<Linked, String>>,
     },
+    /// Send this stream error and close the connection.
+    Kick(wacore_binary::Node),
 }
 
 /// A device about to be linked, waiting for its signature.
@@ -142,6 +155,9 @@ impl Network {
         state
             .pairing
             .retain(|_, handle| handle.connection != connection);
+        state
+            .online
+            .retain(|_, online| online.connection != connection);
     }
 
     pub(crate) fn handshake(&self, pattern: Pattern) {
@@ -175,6 +191,7 @@ impl State {
                 lid: next_lid.to_string(),
                 identity: KeyPair::generate(&mut rand::rng()),
                 next_device: 1,
+                banned_until: None,
             })
     }
 }

@@ -1,23 +1,31 @@
 //! The control API under `/sim/`, on the simulator's paths so the same tests drive
 //! either: what a person does with a phone, as HTTP.
 
+use std::time::Duration;
+
 use axum::{
     Json, Router,
-    extract::State,
+    body::Bytes,
+    extract::{Path, State},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::network::{Linked, Network, Stats};
 use crate::pairing::ScanError;
+
+/// The longest ban a request may ask for (ten years).
+const MAX_BAN_SECONDS: u64 = 10 * 365 * 24 * 3600;
 
 pub(crate) fn routes() -> Router<Network> {
     Router::new()
         .route("/sim/scan", post(scan))
         .route("/sim/stats", get(stats))
+        .route("/sim/phones/{phone}/unlink", post(unlink))
+        .route("/sim/phones/{phone}/ban", post(ban))
 }
 
 #[derive(Debug, Deserialize)]
@@ -32,6 +40,38 @@ async fn scan(
     Json(request): Json<ScanRequest>,
 ) -> Result<Json<Linked>, ScanError> {
     Ok(Json(network.scan(&request.qr, &request.phone).await?))
+}
+
+async fn unlink(State(network): State<Network>, Path(phone): Path<String>) -> Json<Value> {
+    Json(json!({ "unlinked": network.unlink(&phone) }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct BanRequest {
+    /// How long; an hour when absent.
+    seconds: Option<u64>,
+}
+
+async fn ban(
+    State(network): State<Network>,
+    Path(phone): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
+    let request: BanRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        BanRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            let error = json!({"error": {"code": "invalid_request", "message": e.to_string()}});
+            (StatusCode::BAD_REQUEST, Json(error))
+        })?
+    };
+    let seconds = request.seconds.unwrap_or(3600).min(MAX_BAN_SECONDS);
+    let until = network.ban(&phone, Duration::from_secs(seconds));
+    let until = until
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    Ok(Json(json!({ "phone": phone, "until": until })))
 }
 
 async fn stats(State(network): State<Network>) -> Json<Stats> {

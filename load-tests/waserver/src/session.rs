@@ -12,7 +12,7 @@ use wacore_binary::builder::NodeBuilder;
 use waproto::buffa;
 use waproto::whatsapp as wa;
 
-use crate::network::{Command, Linked, Network, NewCompanion, PairingHandle};
+use crate::network::{Command, Linked, Network, NewCompanion, Online, PairingHandle};
 use crate::nodes::{self, SERVER};
 use crate::noise::{self, AfterHello};
 use crate::pairing::device_jid;
@@ -109,7 +109,32 @@ async fn run(network: &Network, connection: u64, socket: WebSocket) -> Result<()
                 secure.wire.close().await;
                 return Ok(());
             };
-            network.lock().stats.logins += 1;
+            if let Some(left) = ban_left(network, &phone) {
+                network.lock().stats.refused_logins += 1;
+                let failure = NodeBuilder::new("failure")
+                    .attr("reason", "402")
+                    .attr("code", "101")
+                    .attr("expire", left.as_secs().max(1).to_string())
+                    .build();
+                secure.send(&failure).await?;
+                secure.wire.close().await;
+                return Ok(());
+            }
+            let (commands, mut inbox) = mpsc::unbounded_channel();
+            {
+                let mut state = network.lock();
+                state.stats.logins += 1;
+                let online = Online {
+                    connection,
+                    commands,
+                };
+                if let Some(previous) = state.online.insert((phone.clone(), device), online) {
+                    // One connection per device: the older one is replaced.
+                    let _ = previous
+                        .commands
+                        .send(Command::Kick(crate::phones::conflict("replaced")));
+                }
+            }
             let success = NodeBuilder::new("success")
                 .attr("t", nodes::now().to_string())
                 .attr(
@@ -129,14 +154,31 @@ async fn run(network: &Network, connection: u64, socket: WebSocket) -> Result<()
             secure.send(&offline).await?;
             let session = crate::iq::Session { phone, device };
             loop {
-                let frame = secure.wire.frame().await?;
-                let node = secure.open(frame)?;
-                if let Some(answer) = crate::iq::answer(network, &session, &node) {
-                    secure.send(&answer).await?;
+                tokio::select! {
+                    frame = secure.wire.frame() => {
+                        let node = secure.open(frame?)?;
+                        if let Some(answer) = crate::iq::answer(network, &session, &node) {
+                            secure.send(&answer).await?;
+                        }
+                    }
+                    Some(command) = inbox.recv() => match command {
+                        Command::Kick(error) => {
+                            secure.send(&error).await?;
+                            secure.wire.close().await;
+                            return Ok(());
+                        }
+                        Command::PairSuccess { .. } => {}
+                    },
                 }
             }
         }
     }
+}
+
+/// How long `phone`'s ban still lasts, if it is banned.
+fn ban_left(network: &Network, phone: &str) -> Option<Duration> {
+    let until = network.lock().phones.get(phone)?.banned_until?;
+    until.duration_since(std::time::SystemTime::now()).ok()
 }
 
 /// A device with no account: show it QR refs until a phone scans one, then link it
@@ -219,6 +261,11 @@ async fn pair(
                 Command::PairSuccess { iq, id, link, done } => {
                     secure.send(&iq).await?;
                     signing = Some((id, link, done));
+                }
+                Command::Kick(error) => {
+                    secure.send(&error).await?;
+                    secure.wire.close().await;
+                    return Ok(());
                 }
             },
         }
