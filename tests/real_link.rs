@@ -121,6 +121,10 @@ async fn a_device_pairs_by_qr_code_and_reaches_ready() {
     }
     let device = wafleet.json("/v1/devices/alice").await;
     assert_eq!(device["status"], "READY", "{device}");
+    assert_eq!(
+        device["phone"], "6281234567890",
+        "digits, as on the simulated link"
+    );
     let stats = server.network.stats();
     assert_eq!(stats.pairings, 1, "{stats:?}");
     assert!(stats.logins >= 1, "{stats:?}");
@@ -242,4 +246,108 @@ async fn a_banned_device_is_paused_and_does_not_reconnect_until_the_ban_ends() {
         "reconnected during the ban: {stats:?}"
     );
     assert_eq!(stats.connected, 0, "{stats:?}");
+}
+
+async fn wait_message_status(events: &mut Sse, id: &Value, status: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let event = events
+            .try_next(left)
+            .await
+            .unwrap_or_else(|| panic!("message {id} not {status} within 30 s"));
+        if event.kind == "message.status"
+            && &event.data["message_id"] == id
+            && event.data["status"] == status
+        {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn texts_go_both_ways_end_to_end_encrypted_with_receipts() {
+    let Setup {
+        server,
+        wafleet,
+        _data,
+    } = setup().await;
+    pair(&server, &wafleet, "erin", "6281234567894").await;
+    let mut events = wafleet.events("/v1/devices/erin/events", None).await;
+
+    // Out: the phone decrypts the text; its receipts move the message to delivered, then read.
+    let sent = wafleet
+        .post(
+            "/v1/devices/erin/messages",
+            json!({"to": "6289876543210", "text": "halo dari wafleet"}),
+        )
+        .await;
+    assert_eq!(sent.status(), 202);
+    let accepted: Value = sent.json().await.unwrap();
+    let id = accepted["id"].clone();
+    wait_message_status(&mut events, &id, "delivered").await;
+    let inbox: Value = wafleet
+        .http
+        .get(format!(
+            "{}/sim/phones/6289876543210/inbox",
+            server.base_url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(inbox[0]["text"], "halo dari wafleet", "{inbox}");
+    assert_eq!(inbox[0]["from_phone"], "6281234567894");
+    let read: Value = wafleet
+        .http
+        .post(format!(
+            "{}/sim/phones/6289876543210/read",
+            server.base_url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["read"], 1);
+    wait_message_status(&mut events, &id, "read").await;
+
+    // In: the phone writes back; wafleet stores the text, then the device acknowledges it.
+    let wrote = wafleet
+        .http
+        .post(format!(
+            "{}/sim/phones/6289876543210/send",
+            server.base_url()
+        ))
+        .json(&json!({"to_phone": "6281234567894", "text": "apa kabar?"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrote.status(), 202);
+    let wrote: Value = wrote.json().await.unwrap();
+    let inbound = events.next_of_kind("message.inbound").await;
+    assert_eq!(
+        inbound.data["from"], "6289876543210",
+        "digits, as on the simulated link"
+    );
+    assert_eq!(inbound.data["text"], "apa kabar?");
+    let sent: Value = wafleet
+        .http
+        .get(format!(
+            "{}/sim/phones/6289876543210/sent",
+            server.base_url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sent[0]["message_id"], wrote["message_id"]);
+    let stats = server.network.stats();
+    assert_eq!(stats.undecryptable, 0, "{stats:?}");
+    assert!(stats.unknown.is_empty(), "{stats:?}");
 }

@@ -70,6 +70,7 @@ fn iq(network: &Network, session: &Session, node: &Node) -> Option<Node> {
         ("get", "encrypt", "digest") => {
             prekeys::digest(&id, network.lock().bundles.get(&session.key()))
         }
+        ("get", "encrypt", "key") => crate::bundles::answer(network, &id, node),
         ("get", "usync", "usync") => usync::answer(&mut network.lock(), &id, node),
         // A/B props: none.
         ("get", "abt", "props") => iq_result(
@@ -78,6 +79,8 @@ fn iq(network: &Network, session: &Session, node: &Node) -> Option<Node> {
         ),
         ("get", "blocklist", _) => iq_result(&id, vec![NodeBuilder::new("list").build()]),
         ("get", "privacy", "privacy") => iq_result(&id, vec![privacy()]),
+        // Trusted-contact tokens a device issues to whom it writes: nothing to keep.
+        ("set", "privacy", "tokens") => iq_result(&id, vec![]),
         // App state: every collection asked for is empty and in sync.
         ("set", "w:sync:app:state", "sync") => iq_result(&id, vec![app_state(node)]),
         _ => {

@@ -11,8 +11,10 @@
 //! Its chain is not signed by WhatsApp: only a wafleet built with the `test-chain`
 //! feature accepts it. This crate never enables that bypass itself.
 
+mod bundles;
 mod iq;
 mod keys;
+mod messages;
 mod network;
 mod nodes;
 mod noise;
@@ -21,6 +23,7 @@ mod phones;
 mod prekeys;
 mod routes;
 mod session;
+mod signal;
 mod usync;
 mod wire;
 
@@ -30,6 +33,7 @@ use axum::extract::{State, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
 
+pub use messages::{InboxMessage, SendError, SentMessage};
 pub use network::{Linked, Network, Stats};
 pub use pairing::ScanError;
 

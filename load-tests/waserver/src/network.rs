@@ -26,6 +26,10 @@ pub(crate) struct State {
     pub(crate) companions: HashMap<(String, u32), Companion>,
     /// The keys each companion uploaded.
     pub(crate) bundles: HashMap<(String, u32), crate::prekeys::KeyBundle>,
+    /// What waits for a device to log in, by device.
+    pub(crate) offline: HashMap<(String, u32), Vec<wacore_binary::Node>>,
+    /// What phones sent.
+    pub(crate) sent: Vec<crate::messages::SentMessage>,
     /// Logged-in connections, by device.
     pub(crate) online: HashMap<(String, u32), Online>,
     /// Connections showing QR codes, by each of their refs.
@@ -42,6 +46,9 @@ pub(crate) struct Phone {
     pub(crate) next_device: u32,
     /// Banned until then: logins fail with 402.
     pub(crate) banned_until: Option<std::time::SystemTime>,
+    /// Its Signal state (an async lock: decrypting awaits the store).
+    pub(crate) signal: Arc<tokio::sync::Mutex<crate::signal::SignalParty>>,
+    pub(crate) inbox: Vec<crate::messages::InboxMessage>,
 }
 
 /// A logged-in connection, as the control API reaches it.
@@ -63,6 +70,9 @@ impl std::fmt::Debug for Phone {
 /// A companion device a phone has linked.
 #[derive(Debug, Clone)]
 pub(crate) struct Companion {
+    /// Its `ADVSignedDeviceIdentity`, signed by the account and by the device (what
+    /// other devices check before they start a session with it).
+    pub(crate) device_identity: Vec<u8>,
     pub(crate) noise_key: [u8; 32],
     pub(crate) identity_key: [u8; 32],
     pub(crate) lid: String,
@@ -89,6 +99,8 @@ pub(crate) enum Command {
     },
     /// Send this stream error and close the connection.
     Kick(wacore_binary::Node),
+    /// Send this stanza (a message or receipt from a phone).
+    Deliver(wacore_binary::Node),
 }
 
 /// A device about to be linked, waiting for its signature.
@@ -121,6 +133,10 @@ pub struct Stats {
     pub logins: u64,
     pub refused_logins: u64,
     pub prekeys_uploaded: u64,
+    /// Copies of a device's message a phone could not decrypt.
+    pub undecryptable: u64,
+    /// Copies of a device's message for its own phone.
+    pub own_copies: u64,
     /// `tag xmlns child` of each stanza the server has no answer for, with a count.
     pub unknown: BTreeMap<String, u64>,
 }
@@ -185,13 +201,23 @@ impl State {
     /// The phone `number`, created with a fresh identity and LID on first use.
     pub(crate) fn phone(&mut self, number: &str) -> &mut Phone {
         let next_lid = 100_000_000_000_000 + self.phones.len() as u64;
-        self.phones
-            .entry(number.to_owned())
-            .or_insert_with(|| Phone {
+        self.phones.entry(number.to_owned()).or_insert_with(|| {
+            let identity = KeyPair::generate(&mut rand::rng());
+            Phone {
                 lid: next_lid.to_string(),
-                identity: KeyPair::generate(&mut rand::rng()),
+                signal: Arc::new(tokio::sync::Mutex::new(crate::signal::SignalParty::new(
+                    &identity,
+                ))),
+                identity,
                 next_device: 1,
                 banned_until: None,
-            })
+                inbox: Vec::new(),
+            }
+        })
+    }
+
+    /// What `number` received.
+    pub(crate) fn inbox_of(&mut self, number: &str) -> &mut Vec<crate::messages::InboxMessage> {
+        &mut self.phone(number).inbox
     }
 }

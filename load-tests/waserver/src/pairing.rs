@@ -106,6 +106,7 @@ impl Network {
                 details,
                 account_key,
                 companion: Companion {
+                    device_identity: Vec::new(),
                     noise_key,
                     identity_key,
                     lid,
@@ -136,6 +137,7 @@ impl Network {
             .and_then(|sign| nodes::child(sign, "device-identity"))
             .and_then(nodes::bytes)
             .ok_or("no device-identity in pair-device-sign")?;
+        let signed_identity = identity.to_vec();
         let identity = waproto::codec::adv_signed_device_identity_decode(identity)
             .map_err(|e| format!("device-identity does not decode: {e}"))?;
         if identity.details.as_deref() != Some(&link.details[..]) {
@@ -159,9 +161,11 @@ impl Network {
         }
         let mut state = self.lock();
         state.stats.pairings += 1;
+        let mut companion = link.companion.clone();
+        companion.device_identity = signed_identity;
         state
             .companions
-            .insert((link.phone.clone(), link.device), link.companion.clone());
+            .insert((link.phone.clone(), link.device), companion);
         Ok(Linked {
             phone: link.phone.clone(),
             jid: device_jid(&link.phone, link.device, "s.whatsapp.net"),

@@ -14,6 +14,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::messages::{InboxMessage, SendError, SentMessage};
 use crate::network::{Linked, Network, Stats};
 use crate::pairing::ScanError;
 
@@ -24,6 +25,10 @@ pub(crate) fn routes() -> Router<Network> {
     Router::new()
         .route("/sim/scan", post(scan))
         .route("/sim/stats", get(stats))
+        .route("/sim/phones/{phone}/inbox", get(inbox))
+        .route("/sim/phones/{phone}/sent", get(sent))
+        .route("/sim/phones/{phone}/send", post(send))
+        .route("/sim/phones/{phone}/read", post(read))
         .route("/sim/phones/{phone}/unlink", post(unlink))
         .route("/sim/phones/{phone}/ban", post(ban))
 }
@@ -40,6 +45,49 @@ async fn scan(
     Json(request): Json<ScanRequest>,
 ) -> Result<Json<Linked>, ScanError> {
     Ok(Json(network.scan(&request.qr, &request.phone).await?))
+}
+
+async fn inbox(
+    State(network): State<Network>,
+    Path(phone): Path<String>,
+) -> Json<Vec<InboxMessage>> {
+    Json(network.lock().inbox_of(&phone).clone())
+}
+
+async fn sent(State(network): State<Network>, Path(phone): Path<String>) -> Json<Vec<SentMessage>> {
+    let _ = phone;
+    Json(network.lock().sent.clone())
+}
+
+#[derive(Debug, Deserialize)]
+struct PhoneMessage {
+    to_phone: String,
+    text: String,
+}
+
+async fn send(
+    State(network): State<Network>,
+    Path(phone): Path<String>,
+    Json(message): Json<PhoneMessage>,
+) -> Result<(StatusCode, Json<Value>), (StatusCode, Json<Value>)> {
+    match network
+        .send_from_phone(&phone, &message.to_phone, &message.text)
+        .await
+    {
+        Ok(id) => Ok((StatusCode::ACCEPTED, Json(json!({ "message_id": id })))),
+        Err(error) => {
+            let status = match error {
+                SendError::NoDevice(_) => StatusCode::NOT_FOUND,
+                SendError::Crypto(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            let body = json!({"error": {"code": "send_failed", "message": error.to_string()}});
+            Err((status, Json(body)))
+        }
+    }
+}
+
+async fn read(State(network): State<Network>, Path(phone): Path<String>) -> Json<Value> {
+    Json(json!({ "read": network.read(&phone) }))
 }
 
 async fn unlink(State(network): State<Network>, Path(phone): Path<String>) -> Json<Value> {

@@ -147,9 +147,20 @@ async fn run(network: &Network, connection: u64, socket: WebSocket) -> Result<()
                 .attr("location", "test")
                 .build();
             secure.send(&success).await?;
+            // What waited for the device, then the end of the offline queue.
+            let queued = network
+                .lock()
+                .offline
+                .remove(&(phone.clone(), device))
+                .unwrap_or_default();
+            for stanza in &queued {
+                secure.send(stanza).await?;
+            }
             let offline = NodeBuilder::new("ib")
                 .attr("from", SERVER)
-                .children([NodeBuilder::new("offline").attr("count", "0").build()])
+                .children([NodeBuilder::new("offline")
+                    .attr("count", queued.len().to_string())
+                    .build()])
                 .build();
             secure.send(&offline).await?;
             let session = crate::iq::Session { phone, device };
@@ -157,8 +168,18 @@ async fn run(network: &Network, connection: u64, socket: WebSocket) -> Result<()
                 tokio::select! {
                     frame = secure.wire.frame() => {
                         let node = secure.open(frame?)?;
-                        if let Some(answer) = crate::iq::answer(network, &session, &node) {
-                            secure.send(&answer).await?;
+                        let replies = match node.tag.as_ref() {
+                            "message" => crate::messages::from_device(network, &session, &node).await,
+                            "receipt" => {
+                                crate::messages::receipt_from_device(network, &node);
+                                Vec::new()
+                            }
+                            // The device acknowledging what it received.
+                            "ack" => Vec::new(),
+                            _ => crate::iq::answer(network, &session, &node).into_iter().collect(),
+                        };
+                        for reply in &replies {
+                            secure.send(reply).await?;
                         }
                     }
                     Some(command) = inbox.recv() => match command {
@@ -167,6 +188,7 @@ async fn run(network: &Network, connection: u64, socket: WebSocket) -> Result<()
                             secure.wire.close().await;
                             return Ok(());
                         }
+                        Command::Deliver(stanza) => secure.send(&stanza).await?,
                         Command::PairSuccess { .. } => {}
                     },
                 }
@@ -267,6 +289,7 @@ async fn pair(
                     secure.wire.close().await;
                     return Ok(());
                 }
+                Command::Deliver(_) => {}
             },
         }
     }

@@ -273,7 +273,7 @@ mod tests {
             Some("6282222222222@s.whatsapp.net")
         );
         assert_eq!(context.remote_jid, None);
-        // The link keeps senders as E.164: the same chat as the recipient's digits.
+        // A sender kept as E.164 (older stores) is the same chat as the recipient's digits.
         let e164 = Quote {
             chat: Some(format!("+{PEER}")),
             ..quote.clone()

@@ -81,7 +81,7 @@ pub(super) async fn mark_read(
         .map_err(LinkError::Refused)
 }
 
-/// The JID of a group message's author as the link relayed it: a phone number (E.164),
+/// The JID of a group message's author as the link relayed it: a phone number (digits or E.164),
 /// or the JID itself when WhatsApp named the author by a LID without a phone number
 /// (see `session::relayed_sender`).
 fn jid_of_author(author: &str) -> Result<Jid, String> {

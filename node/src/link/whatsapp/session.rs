@@ -506,12 +506,14 @@ pub(super) fn jid_of_phone(phone: &str) -> Result<Jid, String> {
     digits_of(phone).map(Jid::pn)
 }
 
-/// A phone-number JID's phone, E.164 (`+628123456789`).
+/// A phone-number JID's phone, digits only (`628123456789`): what the API takes in
+/// `to` and what the simulated link reports, so an operator sees one format whichever
+/// link a device uses.
 fn phone_of(jid: &Jid) -> String {
-    format!("+{}", jid.user)
+    jid.user.to_string()
 }
 
-/// Who wrote a message a device relays: the sender's phone (E.164), and the group it was
+/// Who wrote a message a device relays: the sender's phone (digits), and the group it was
 /// written in, if any (its id, `…@g.us`); `None` for the rest (status updates,
 /// newsletters, our own messages echoed from the phone).
 pub(super) fn relayed_sender(message: &InboundMessage) -> Option<(String, Option<String>)> {
@@ -573,7 +575,7 @@ mod tests {
         assert!(digits_of("+12").is_err());
         assert_eq!(
             phone_of(&jid_of_phone("+15551234567").unwrap()),
-            "+15551234567"
+            "15551234567"
         );
     }
 }

@@ -1,0 +1,330 @@
+//! A simulated phone's Signal state: its identity (the account key), a signed pre-key,
+//! one-time pre-keys, and the sessions and identities of the devices it talks to; kept
+//! in memory. The phone decrypts what devices send it and encrypts what it sends them
+//! with wacore-libsignal, the library the devices themselves use.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use wacore_libsignal::protocol::{
+    CiphertextMessage, Direction, GenericSignedPreKey, IdentityChange, IdentityKey,
+    IdentityKeyPair, IdentityKeyStore, KeyPair, PreKeyBundle, PreKeyId, PreKeyRecord,
+    PreKeySignalMessage, PreKeyStore, ProtocolAddress, PublicKey, SessionRecord, SessionStore,
+    SignalMessage, SignalProtocolError, SignedPreKeyId, SignedPreKeyRecord, SignedPreKeyStore,
+    Timestamp, UsePQRatchet,
+};
+
+type Result<T> = std::result::Result<T, SignalProtocolError>;
+
+/// The signed pre-key's id (a phone has one).
+const SIGNED_PRE_KEY_ID: u32 = 1;
+/// One-time pre-keys a phone keeps (more are made as they are used).
+const PRE_KEYS: usize = 16;
+
+/// One phone's Signal store, in the four parts the cipher borrows separately.
+pub(crate) struct SignalParty {
+    identity: Identities,
+    sessions: Sessions,
+    pre_keys: PreKeys,
+    signed: SignedPreKey,
+}
+
+impl std::fmt::Debug for SignalParty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalParty")
+            .field("registration_id", &self.identity.registration_id)
+            .field("sessions", &self.sessions.0.len())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Identities {
+    pair: IdentityKeyPair,
+    registration_id: u32,
+    known: HashMap<String, IdentityKey>,
+}
+
+struct Sessions(HashMap<String, SessionRecord>);
+
+struct PreKeys {
+    keys: HashMap<u32, (PreKeyRecord, PublicKey)>,
+    next: u32,
+}
+
+struct SignedPreKey {
+    record: SignedPreKeyRecord,
+    public: PublicKey,
+    signature: Vec<u8>,
+}
+
+/// What a bundle fetch answers for a phone or a device.
+#[derive(Debug, Clone)]
+pub(crate) struct PublicBundle {
+    pub(crate) registration_id: u32,
+    pub(crate) identity: [u8; 32],
+    pub(crate) signed_id: u32,
+    pub(crate) signed_public: [u8; 32],
+    pub(crate) signed_signature: Vec<u8>,
+    pub(crate) pre_key: Option<(u32, [u8; 32])>,
+}
+
+impl SignalParty {
+    /// A phone whose Signal identity is its account key.
+    pub(crate) fn new(identity: &KeyPair) -> SignalParty {
+        let mut rng = rand::rng();
+        let signed = KeyPair::generate(&mut rng);
+        let signature = identity
+            .private_key
+            .calculate_signature(&signed.public_key.serialize(), &mut rng)
+            .expect("a curve25519 key signs")
+            .to_vec();
+        let mut pre_keys = PreKeys {
+            keys: HashMap::new(),
+            next: 1,
+        };
+        pre_keys.refill();
+        SignalParty {
+            identity: Identities {
+                pair: IdentityKeyPair::from(identity.clone()),
+                registration_id: rand::random::<u32>() % 16_380 + 1,
+                known: HashMap::new(),
+            },
+            sessions: Sessions(HashMap::new()),
+            pre_keys,
+            signed: SignedPreKey {
+                record: SignedPreKeyRecord::new(
+                    SignedPreKeyId::from(SIGNED_PRE_KEY_ID),
+                    Timestamp::from_epoch_millis(crate::nodes::now() * 1000),
+                    &signed,
+                    &signature,
+                ),
+                public: signed.public_key,
+                signature,
+            },
+        }
+    }
+
+    /// The bundle a device fetches to write to this phone first.
+    pub(crate) fn bundle(&mut self) -> PublicBundle {
+        self.pre_keys.refill();
+        let pre_key = self
+            .pre_keys
+            .keys
+            .keys()
+            .min()
+            .map(|id| (*id, key32(&self.pre_keys.keys[id].1)));
+        PublicBundle {
+            registration_id: self.identity.registration_id,
+            identity: key32(self.identity.pair.public_key()),
+            signed_id: SIGNED_PRE_KEY_ID,
+            signed_public: key32(&self.signed.public),
+            signed_signature: self.signed.signature.clone(),
+            pre_key,
+        }
+    }
+
+    /// Decrypts what `from` sent: a `pkmsg` (which starts a session) or a `msg`.
+    pub(crate) async fn decrypt(
+        &mut self,
+        from: &ProtocolAddress,
+        kind: &str,
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>> {
+        let message = match kind {
+            "pkmsg" => {
+                CiphertextMessage::PreKeySignalMessage(PreKeySignalMessage::try_from(ciphertext)?)
+            }
+            "msg" => CiphertextMessage::SignalMessage(SignalMessage::try_from(ciphertext)?),
+            other => {
+                return Err(SignalProtocolError::InvalidArgument(format!(
+                    "cannot decrypt an enc of type {other}"
+                )));
+            }
+        };
+        let result = wacore_libsignal::protocol::message_decrypt(
+            &message,
+            from,
+            &mut self.sessions,
+            &mut self.identity,
+            &mut self.pre_keys,
+            &self.signed,
+            &mut rand::make_rng::<rand::rngs::StdRng>(),
+            UsePQRatchet::No,
+        )
+        .await?;
+        if let Some(used) = result.consumed_prekey_id {
+            self.pre_keys.keys.remove(&u32::from(used));
+        }
+        Ok(result.plaintext)
+    }
+
+    /// Encrypts `plaintext` to `to`, starting a session from `bundle` if there is none:
+    /// the `enc` type (`pkmsg` or `msg`) and the ciphertext.
+    pub(crate) async fn encrypt(
+        &mut self,
+        to: &ProtocolAddress,
+        bundle: impl FnOnce() -> Option<PublicBundle>,
+        plaintext: &[u8],
+    ) -> Result<(&'static str, Vec<u8>)> {
+        if !self.sessions.0.contains_key(&to.to_string()) {
+            let bundle =
+                bundle().ok_or_else(|| SignalProtocolError::SessionNotFound(to.clone()))?;
+            let bundle = PreKeyBundle::new(
+                bundle.registration_id,
+                to.device_id(),
+                bundle
+                    .pre_key
+                    .map(|(id, key)| {
+                        Ok::<_, SignalProtocolError>((PreKeyId::from(id), public(&key)?))
+                    })
+                    .transpose()?,
+                SignedPreKeyId::from(bundle.signed_id),
+                public(&bundle.signed_public)?,
+                bundle.signed_signature,
+                IdentityKey::new(public(&bundle.identity)?),
+            )?;
+            wacore_libsignal::protocol::process_prekey_bundle(
+                to,
+                &mut self.sessions,
+                &mut self.identity,
+                &bundle,
+                &mut rand::make_rng::<rand::rngs::StdRng>(),
+                UsePQRatchet::No,
+            )
+            .await?;
+        }
+        let message = wacore_libsignal::protocol::message_encrypt(
+            plaintext,
+            to,
+            &mut self.sessions,
+            &mut self.identity,
+        )
+        .await?;
+        let kind = match &message {
+            CiphertextMessage::PreKeySignalMessage(_) => "pkmsg",
+            _ => "msg",
+        };
+        Ok((kind, message.serialize().to_vec()))
+    }
+}
+
+impl PreKeys {
+    fn refill(&mut self) {
+        while self.keys.len() < PRE_KEYS {
+            let key = KeyPair::generate(&mut rand::rng());
+            let id = self.next;
+            self.next += 1;
+            self.keys.insert(
+                id,
+                (PreKeyRecord::new(PreKeyId::from(id), &key), key.public_key),
+            );
+        }
+    }
+}
+
+fn key32(key: &PublicKey) -> [u8; 32] {
+    key.public_key_bytes()
+        .try_into()
+        .expect("curve25519 keys are 32 bytes")
+}
+
+fn public(bytes: &[u8; 32]) -> Result<PublicKey> {
+    PublicKey::from_djb_public_key_bytes(bytes).map_err(SignalProtocolError::from)
+}
+
+#[async_trait]
+impl IdentityKeyStore for Identities {
+    async fn get_identity_key_pair(&self) -> Result<IdentityKeyPair> {
+        Ok(self.pair.clone())
+    }
+
+    async fn get_local_registration_id(&self) -> Result<u32> {
+        Ok(self.registration_id)
+    }
+
+    async fn save_identity(
+        &mut self,
+        address: &ProtocolAddress,
+        identity: &IdentityKey,
+    ) -> Result<IdentityChange> {
+        let previous = self.known.insert(address.to_string(), *identity);
+        Ok(IdentityChange::from_changed(
+            previous.is_some_and(|p| p != *identity),
+        ))
+    }
+
+    async fn is_trusted_identity(
+        &self,
+        _address: &ProtocolAddress,
+        _identity: &IdentityKey,
+        _direction: Direction,
+    ) -> Result<bool> {
+        // A phone trusts on first use and accepts a changed key (a relinked device).
+        Ok(true)
+    }
+
+    async fn get_identity(&self, address: &ProtocolAddress) -> Result<Option<IdentityKey>> {
+        Ok(self.known.get(&address.to_string()).copied())
+    }
+}
+
+#[async_trait]
+impl SessionStore for Sessions {
+    async fn load_session(&self, address: &ProtocolAddress) -> Result<Option<SessionRecord>> {
+        Ok(self.0.get(&address.to_string()).cloned())
+    }
+
+    async fn has_session(&self, address: &ProtocolAddress) -> Result<bool> {
+        Ok(self.0.contains_key(&address.to_string()))
+    }
+
+    async fn store_session(
+        &mut self,
+        address: &ProtocolAddress,
+        record: SessionRecord,
+    ) -> Result<()> {
+        self.0.insert(address.to_string(), record);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl PreKeyStore for PreKeys {
+    async fn get_pre_key(&self, id: PreKeyId) -> Result<PreKeyRecord> {
+        self.keys
+            .get(&u32::from(id))
+            .map(|(record, _)| record.clone())
+            .ok_or(SignalProtocolError::InvalidPreKeyId)
+    }
+
+    async fn save_pre_key(&mut self, id: PreKeyId, record: &PreKeyRecord) -> Result<()> {
+        let public = record.public_key()?;
+        self.keys.insert(u32::from(id), (record.clone(), public));
+        Ok(())
+    }
+
+    async fn remove_pre_key(&mut self, id: PreKeyId) -> Result<()> {
+        self.keys.remove(&u32::from(id));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SignedPreKeyStore for SignedPreKey {
+    async fn get_signed_pre_key(&self, id: SignedPreKeyId) -> Result<SignedPreKeyRecord> {
+        if u32::from(id) == SIGNED_PRE_KEY_ID {
+            Ok(self.record.clone())
+        } else {
+            Err(SignalProtocolError::InvalidSignedPreKeyId)
+        }
+    }
+
+    async fn save_signed_pre_key(
+        &mut self,
+        _id: SignedPreKeyId,
+        record: &SignedPreKeyRecord,
+    ) -> Result<()> {
+        self.record = record.clone();
+        Ok(())
+    }
+}
