@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
+use wafleet_cluster_config::WhatsAppVersion;
 use wafleet_node::events::{BusConfig, EventBus, EventFilter, Subscription};
 use wafleet_node::link::{WhatsAppConfig, WhatsAppLinkFactory};
 use wafleet_node::seal::{MasterKey, Sealer};
@@ -89,8 +90,11 @@ async fn fleet(dir: &std::path::Path, url: &str) -> (Fleet, EventBus, Arc<dyn St
     let bus = EventBus::in_memory(BusConfig::default());
     let links = WhatsAppLinkFactory::new(WhatsAppConfig {
         ws_url: Some(url.to_owned()),
-        version: Some((2, 3000, 1_000_000_000)),
-    });
+        version: Some(WhatsAppVersion {
+            parts: (2, 3000, 1_000_000_000),
+        }),
+    })
+    .expect("a factory for a test URL");
     let config = NodeConfig {
         connect_jitter: Duration::ZERO,
         handshake_timeout: HANDSHAKE_TIMEOUT,

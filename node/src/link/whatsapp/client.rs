@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use wafleet_cluster_config::WhatsAppVersion;
 use whatsapp_rust::TokioRuntime;
 use whatsapp_rust::anyhow;
 use whatsapp_rust::store::persistence_manager::PersistenceManager;
@@ -40,7 +41,7 @@ pub struct WhatsAppConfig {
     /// Pin the WhatsApp Web client version instead of fetching the current one from
     /// web.whatsapp.com (each device asks at most once a day; the node fetches it at
     /// most once an hour for all of them, see [`SharedVersionFetch`]).
-    pub version: Option<(u32, u32, u32)>,
+    pub version: Option<WhatsAppVersion>,
 }
 
 impl WhatsAppConfig {
@@ -67,17 +68,20 @@ impl std::fmt::Debug for Connectors {
 }
 
 impl Connectors {
-    pub fn new(config: WhatsAppConfig) -> Connectors {
+    /// The connectors of `config`'s URL. Refused in a `test-chain` build when that URL
+    /// is WhatsApp's own (see [`test_chain`](super::test_chain)).
+    pub fn new(config: WhatsAppConfig) -> Result<Connectors, LinkError> {
+        super::test_chain::check_dial(&config)?;
         let transport = TokioWebSocketTransportFactory::new()
             .with_url(config.url())
             .with_connector(default_tls_connector());
-        Connectors {
+        Ok(Connectors {
             config,
             transport: Arc::new(transport),
             http: Arc::new(SharedVersionFetch::new(Arc::new(
                 whatsapp_rust::http::UreqHttpClient::new(),
             ))),
-        }
+        })
     }
 
     pub fn config(&self) -> &WhatsAppConfig {
@@ -113,7 +117,7 @@ impl Connectors {
             .with_skip_history_sync(true)
             .with_background_saver_interval(DEVICE_SAVE_INTERVAL);
         if let Some(version) = self.config.version {
-            builder = builder.with_version_override(version);
+            builder = builder.with_version_override(version.parts);
         }
         if let Some(hook) = inbound {
             // Inbound messages are acknowledged once stored, not once decrypted.
