@@ -35,7 +35,10 @@ pub(crate) async fn run(
     .context("cannot reach redis")?;
     let links: Arc<dyn LinkFactory> = match settings.link.kind {
         LinkKind::Sim => Arc::new(SimLinkFactory::new(sim_dialer(&settings.link.sim_urls())?)),
-        LinkKind::Whatsapp => Arc::new(WhatsAppLinkFactory::new(WhatsAppConfig::default())),
+        LinkKind::Whatsapp => Arc::new(WhatsAppLinkFactory::new(WhatsAppConfig {
+            ws_url: settings.link.whatsapp_url.clone(),
+            version: settings.link.whatsapp_version,
+        })?),
     };
     let http = bind_addr(settings.node.http_listen).await?;
     let prometheus = wafleet_gateway::metrics::prometheus();

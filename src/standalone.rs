@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 use tokio::net::TcpListener;
 use tracing::info;
-use wafleet_cluster_config::{MediaFolderSettings, StandaloneSettings};
+use wafleet_cluster_config::{MediaFolderSettings, StandaloneSettings, WhatsAppVersion};
 use wafleet_gateway::AppState;
 use wafleet_node::events::{BusConfig, EventBus};
 use wafleet_node::link::ws::WsDialer;
@@ -38,6 +38,11 @@ pub(crate) struct Args {
     /// device dials the one its id picks, see `wafleet_cluster_config::sim_of`).
     #[arg(long, default_value = "whatsapp")]
     link: String,
+    /// With `--link whatsapp`: the WhatsApp Web version the devices announce, like
+    /// `2.3000.1023456789`, instead of the current one fetched from web.whatsapp.com
+    /// (needed to reach a test server, or without a route to web.whatsapp.com).
+    #[arg(long, env = "WAFLEET_WHATSAPP_VERSION")]
+    whatsapp_version: Option<WhatsAppVersion>,
     #[command(flatten)]
     qr: QrTtl,
 }
@@ -103,20 +108,13 @@ pub(crate) async fn run(
             }
             (Arc::new(SimLinkFactory::new(sim_dialer(&urls)?)), None)
         }
-        "whatsapp" => (
-            Arc::new(WhatsAppLinkFactory::new(WhatsAppConfig::default())),
-            None,
-        ),
+        "whatsapp" => (whatsapp(None, args.whatsapp_version)?, None),
         url if url.starts_with("whatsapp=") => {
             let url = &url["whatsapp=".len()..];
             if !(url.starts_with("ws://") || url.starts_with("wss://")) {
                 bail!("--link whatsapp=URL needs a ws:// or wss:// URL");
             }
-            let config = WhatsAppConfig {
-                ws_url: Some(url.to_owned()),
-                ..WhatsAppConfig::default()
-            };
-            (Arc::new(WhatsAppLinkFactory::new(config)), None)
+            (whatsapp(Some(url), args.whatsapp_version)?, None)
         }
         other => bail!(
             "unknown --link {other:?}: use whatsapp, whatsapp=wss://URL, sim or sim=ws://HOST:PORT/ws"
@@ -169,6 +167,18 @@ pub(crate) async fn run(
     info!("shutting down");
     fleet.shutdown().await;
     Ok(())
+}
+
+/// The real link, dialling `url` (WhatsApp's own WebSocket when `None`).
+fn whatsapp(
+    url: Option<&str>,
+    version: Option<WhatsAppVersion>,
+) -> anyhow::Result<Arc<dyn LinkFactory>> {
+    let config = WhatsAppConfig {
+        ws_url: url.map(str::to_owned),
+        version,
+    };
+    Ok(Arc::new(WhatsAppLinkFactory::new(config)?))
 }
 
 /// `wafleet sim`.

@@ -1017,3 +1017,53 @@ fn metric(text: &str, series: &str) -> f64 {
         .find_map(|line| line.strip_prefix(series))
         .map_or(0.0, |value| value.trim().parse().unwrap())
 }
+
+/// `--whatsapp-version` (or `WAFLEET_WHATSAPP_VERSION`) pins the real link's WhatsApp Web
+/// version: a good one starts the process, a bad one stops it at once with the form
+/// expected, before anything is opened.
+#[tokio::test]
+async fn the_whatsapp_version_is_pinned_by_flag_or_environment_and_checked_at_start() {
+    use wafleet_load::scenario::process;
+    let wafleet = std::path::Path::new(env!("CARGO_BIN_EXE_wafleet"));
+    // Nothing listens there: the devices (none here) would never get through.
+    let link = "whatsapp=ws://127.0.0.1:9/ws/chat";
+
+    let data = tempfile::tempdir().unwrap();
+    let app = process::Standalone::launch_with_env(
+        wafleet,
+        data.path(),
+        link,
+        &[("WAFLEET_WHATSAPP_VERSION", "2.3000.1023456789")],
+    )
+    .await
+    .expect("a pinned version starts");
+    drop(app);
+
+    for (args, env) in [
+        (&["--whatsapp-version", "2.3000"][..], None),
+        (&[][..], Some("latest")),
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let mut command = std::process::Command::new(wafleet);
+        command
+            .args(["standalone", "--listen", "127.0.0.1:0", "--link", link])
+            .arg("--data")
+            .arg(data.path())
+            .args(args)
+            .env_remove("WAFLEET_WHATSAPP_VERSION");
+        if let Some(value) = env {
+            command.env("WAFLEET_WHATSAPP_VERSION", value);
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} {env:?} started");
+        assert!(
+            stderr.contains("--whatsapp-version") && stderr.contains("like 2.3000.1023456789"),
+            "{args:?} {env:?}: {stderr}"
+        );
+        assert!(
+            std::fs::read_dir(data.path()).unwrap().next().is_none(),
+            "nothing is created before the flags are checked"
+        );
+    }
+}

@@ -53,7 +53,7 @@ pub use error::{ConfigError, Origin};
 pub use gateway::{GatewaySection, GatewaySettings};
 pub use http::HttpSection;
 pub use lease::LeaseSettings;
-pub use link::{LinkKind, LinkSettings};
+pub use link::{LinkKind, LinkSettings, WhatsAppVersion};
 pub use media::{
     MediaBackend, MediaFolderSettings, MediaKind, MediaLimits, MediaS3Settings, MediaSettings,
 };

@@ -35,7 +35,7 @@ pub use config::{
     LeaseSettings, LinkKind, LinkSettings, MasterKeySource, MediaBackend, MediaFolderSettings,
     MediaKind, MediaLimits, MediaS3Settings, MediaSettings, NoMasterKey, NodeSection, NodeSettings,
     Origin, RecoverySettings, RedisSettings, ScyllaSettings, SqliteSettings, StandaloneSettings,
-    StoreKind, StoreSettings, TlsFiles, TlsSettings, WebhooksSection,
+    StoreKind, StoreSettings, TlsFiles, TlsSettings, WebhooksSection, WhatsAppVersion,
 };
 pub use placement::{Placement, PlacementError, shard_of};
 pub use quota::{Quota, QuotaError, QuotaTable};

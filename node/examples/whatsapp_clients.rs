@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use wafleet_cluster_config::WhatsAppVersion;
 use wafleet_node::link::whatsapp::{Connectors, Probe, VaultBackend, WhatsAppConfig, conformance};
 use wafleet_node::seal::{MasterKey, Sealer};
 use wafleet_node::store::{SqliteStore, Store};
@@ -58,9 +59,11 @@ async fn main() {
     // Nothing is dialed; the URL and version only keep the clients off the network.
     let config = WhatsAppConfig {
         ws_url: Some("ws://127.0.0.1:9/unused".into()),
-        version: Some((2, 3000, 1)),
+        version: Some(WhatsAppVersion {
+            parts: (2, 3000, 1),
+        }),
     };
-    let connectors = Connectors::new(config);
+    let connectors = Connectors::new(config).expect("connectors of a test URL");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss_bytes();
 

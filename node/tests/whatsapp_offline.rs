@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
+use wafleet_cluster_config::WhatsAppVersion;
 use wafleet_node::events::{BusConfig, EventBus, EventFilter, Subscription};
 use wafleet_node::link::{WhatsAppConfig, WhatsAppLinkFactory};
 use wafleet_node::seal::{MasterKey, Sealer};
@@ -32,6 +33,9 @@ enum Behaviour {
     UpgradeThenClose,
     /// Accepts and never sends a byte.
     Stall,
+    /// Completes the upgrade and answers the client's hello with a frame that is no
+    /// WhatsApp server hello, then waits for the client to hang up.
+    AnswerHelloWithJunk,
 }
 
 /// A server on 127.0.0.1 and how many connections it accepted.
@@ -66,6 +70,21 @@ async fn server(behaviour: Behaviour) -> Server {
                     });
                 }
                 Behaviour::Stall => held.push(stream),
+                Behaviour::AnswerHelloWithJunk => {
+                    tokio::spawn(async move {
+                        use futures_util::{SinkExt, StreamExt};
+                        use tokio_tungstenite::tungstenite::Message;
+                        let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+                            return;
+                        };
+                        if let Some(Ok(_hello)) = socket.next().await {
+                            // A 3-byte big-endian length, then that many bytes.
+                            let frame = [0, 0, 4, 1, 2, 3, 4];
+                            let _ = socket.send(Message::binary(frame.to_vec())).await;
+                            while let Some(Ok(_)) = socket.next().await {}
+                        }
+                    });
+                }
             }
         }
     });
@@ -89,8 +108,11 @@ async fn fleet(dir: &std::path::Path, url: &str) -> (Fleet, EventBus, Arc<dyn St
     let bus = EventBus::in_memory(BusConfig::default());
     let links = WhatsAppLinkFactory::new(WhatsAppConfig {
         ws_url: Some(url.to_owned()),
-        version: Some((2, 3000, 1_000_000_000)),
-    });
+        version: Some(WhatsAppVersion {
+            parts: (2, 3000, 1_000_000_000),
+        }),
+    })
+    .expect("a factory for a test URL");
     let config = NodeConfig {
         connect_jitter: Duration::ZERO,
         handshake_timeout: HANDSHAKE_TIMEOUT,
@@ -253,6 +275,23 @@ async fn a_connection_closed_during_the_handshake_is_disconnected_with_the_reaso
         assert!(
             reason.contains(&format!(
                 "the connection to {} closed during the handshake",
+                server.url
+            )),
+            "{reason}"
+        );
+    }
+}
+
+/// What a client sees of a server whose certificate chain it refuses: its hello
+/// answered, and no finish sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_answers_the_hello_but_not_as_whatsapp_is_a_refused_chain() {
+    let server = server(Behaviour::AnswerHelloWithJunk).await;
+    let reasons = exercise(&server.url, Some(&server.accepted), 5).await;
+    for reason in &reasons {
+        assert!(
+            reason.contains(&format!(
+                "WhatsApp's handshake with {} was refused: the server's certificate chain is not signed by WhatsApp",
                 server.url
             )),
             "{reason}"

@@ -310,6 +310,40 @@ mod tests {
     }
 
     #[test]
+    fn a_pinned_whatsapp_version_and_url_come_from_the_file_or_the_environment() {
+        let file = format!(
+            "{MINIMAL}\n[link]\nwhatsapp_url = \"ws://127.0.0.1:9000/ws/chat\"\nwhatsapp_version = \"2.3000.1023456789\"\n"
+        );
+        let settings = parse(&file, &[]).unwrap();
+        assert_eq!(
+            settings.link.whatsapp_url.as_deref(),
+            Some("ws://127.0.0.1:9000/ws/chat")
+        );
+        assert_eq!(
+            settings.link.whatsapp_version.map(|v| v.parts),
+            Some((2, 3000, 1_023_456_789))
+        );
+        let from_env = parse(MINIMAL, &[("WAFLEET__LINK__WHATSAPP_VERSION", "2.3000.7")]).unwrap();
+        assert_eq!(
+            from_env.link.whatsapp_version.map(|v| v.parts),
+            Some((2, 3000, 7))
+        );
+        assert_eq!(parse(MINIMAL, &[]).unwrap().link.whatsapp_version, None);
+
+        let err = parse(&file.replace("2.3000.1023456789", "2.3000"), &[]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("link.whatsapp_version"), "{text}");
+        assert!(text.contains("like 2.3000.1023456789"), "{text}");
+        let err = parse(MINIMAL, &[("WAFLEET__LINK__WHATSAPP_VERSION", "latest")]).unwrap_err();
+        assert!(
+            err.to_string().contains("WAFLEET__LINK__WHATSAPP_VERSION"),
+            "{err}"
+        );
+        let err = parse(&file.replace("ws://127.0.0.1", "http://127.0.0.1"), &[]).unwrap_err();
+        assert!(err.to_string().contains("link.whatsapp_url"), "{err}");
+    }
+
+    #[test]
     fn the_cookie_is_required_and_has_no_default() {
         let err = parse(&MINIMAL.replace(&format!("cookie = \"{COOKIE}\""), ""), &[]).unwrap_err();
         assert!(

@@ -3,13 +3,17 @@
 //!
 //! whatsapp-rust's run loop swallows the error of a failed connection attempt (it
 //! logs it and, with auto-reconnect off, returns). The probe wraps the transport
-//! factory and the HTTP client of one session and records how the dial and the
-//! version fetch went, so the session can say *why* it is disconnected.
+//! factory and the HTTP client of one session and records how the dial, the version
+//! fetch and the first frames of the handshake went, so the session can say *why* it is
+//! disconnected.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use wafleet_cluster_config::WhatsAppVersion;
 use whatsapp_rust::TokioRuntime;
 use whatsapp_rust::anyhow;
 use whatsapp_rust::store::persistence_manager::PersistenceManager;
@@ -40,7 +44,7 @@ pub struct WhatsAppConfig {
     /// Pin the WhatsApp Web client version instead of fetching the current one from
     /// web.whatsapp.com (each device asks at most once a day; the node fetches it at
     /// most once an hour for all of them, see [`SharedVersionFetch`]).
-    pub version: Option<(u32, u32, u32)>,
+    pub version: Option<WhatsAppVersion>,
 }
 
 impl WhatsAppConfig {
@@ -67,17 +71,20 @@ impl std::fmt::Debug for Connectors {
 }
 
 impl Connectors {
-    pub fn new(config: WhatsAppConfig) -> Connectors {
+    /// The connectors of `config`'s URL. Refused in a `test-chain` build when that URL
+    /// is WhatsApp's own (see [`test_chain`](super::test_chain)).
+    pub fn new(config: WhatsAppConfig) -> Result<Connectors, LinkError> {
+        super::test_chain::check_dial(&config)?;
         let transport = TokioWebSocketTransportFactory::new()
             .with_url(config.url())
             .with_connector(default_tls_connector());
-        Connectors {
+        Ok(Connectors {
             config,
             transport: Arc::new(transport),
             http: Arc::new(SharedVersionFetch::new(Arc::new(
                 whatsapp_rust::http::UreqHttpClient::new(),
             ))),
-        }
+        })
     }
 
     pub fn config(&self) -> &WhatsAppConfig {
@@ -113,7 +120,7 @@ impl Connectors {
             .with_skip_history_sync(true)
             .with_background_saver_interval(DEVICE_SAVE_INTERVAL);
         if let Some(version) = self.config.version {
-            builder = builder.with_version_override(version);
+            builder = builder.with_version_override(version.parts);
         }
         if let Some(hook) = inbound {
             // Inbound messages are acknowledged once stored, not once decrypted.
@@ -142,6 +149,33 @@ struct ProbeState {
     url: String,
     dial: Dial,
     version_error: Option<String>,
+    /// What crossed the connection of the latest dial (a fresh count per dial).
+    frames: Arc<Frames>,
+}
+
+/// Writes to and messages from one connection, counted from its start. The
+/// handshake's first write is the client's hello and its second the client's finish,
+/// which the client sends only once it has checked the server's certificate chain
+/// (counted as writes: once logged in, a write may carry several frames).
+#[derive(Debug, Default)]
+struct Frames {
+    sent: AtomicU32,
+    received: AtomicU32,
+}
+
+impl Frames {
+    fn count(counter: &AtomicU32) {
+        // Saturating: only the first few matter, and a long connection must not wrap.
+        let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1));
+    }
+
+    fn sent(&self) -> u32 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    fn received(&self) -> u32 {
+        self.received.load(Ordering::Relaxed)
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -176,6 +210,14 @@ impl Probe {
             }
             (Dial::Dialing, _) => format!("timed out connecting to WhatsApp at {}", state.url),
             (_, Some(error)) => format!("cannot fetch the current WhatsApp Web version: {error}"),
+            // The server answered the hello, and the client hung up instead of sending its
+            // finish: the server's certificate chain failed the client's check.
+            (Dial::Open, None) if state.frames.sent() == 1 && state.frames.received() > 0 => {
+                format!(
+                    "WhatsApp's handshake with {} was refused: the server's certificate chain is not signed by WhatsApp (is this a test server? only a test-chain build accepts one)",
+                    state.url
+                )
+            }
             (Dial::Open, None) => format!(
                 "the connection to {} closed during the handshake",
                 state.url
@@ -185,7 +227,7 @@ impl Probe {
     }
 }
 
-/// Records in the probe how each dial went.
+/// Records in the probe how each dial went, and counts what crosses the connection.
 struct ProbedTransport {
     inner: Arc<dyn TransportFactory>,
     probe: Arc<Probe>,
@@ -196,7 +238,11 @@ impl TransportFactory for ProbedTransport {
     async fn create_transport(
         &self,
     ) -> Result<(Arc<dyn Transport>, async_channel::Receiver<TransportEvent>), anyhow::Error> {
-        self.probe.update(|s| s.dial = Dial::Dialing);
+        let frames = Arc::new(Frames::default());
+        self.probe.update(|s| {
+            s.dial = Dial::Dialing;
+            s.frames = frames.clone();
+        });
         let result = self.inner.create_transport().await;
         self.probe.update(|s| {
             s.dial = match &result {
@@ -204,8 +250,56 @@ impl TransportFactory for ProbedTransport {
                 Err(error) => Dial::Failed(format!("{error:#}")),
             }
         });
-        result
+        let (transport, events) = result?;
+        let counted: Arc<dyn Transport> = Arc::new(CountedTransport {
+            inner: transport,
+            frames: frames.clone(),
+        });
+        Ok((counted, count_received(events, frames)))
     }
+}
+
+/// A transport that counts its writes.
+struct CountedTransport {
+    inner: Arc<dyn Transport>,
+    frames: Arc<Frames>,
+}
+
+#[async_trait]
+impl Transport for CountedTransport {
+    async fn send(&self, data: Bytes) -> Result<(), anyhow::Error> {
+        Frames::count(&self.frames.sent);
+        self.inner.send(data).await
+    }
+
+    async fn disconnect(&self) {
+        self.inner.disconnect().await
+    }
+
+    fn resource_report(&self) -> Option<whatsapp_rust::wacore::stats::TransportResourceReport> {
+        self.inner.resource_report()
+    }
+}
+
+/// `events`, passed on one by one, each message received counted first. The channel
+/// returned holds one event (the transport's own buffers the rest): a connection's
+/// memory does not double. Ends when either side does.
+fn count_received(
+    events: async_channel::Receiver<TransportEvent>,
+    frames: Arc<Frames>,
+) -> async_channel::Receiver<TransportEvent> {
+    let (tx, rx) = async_channel::bounded(1);
+    tokio::spawn(async move {
+        while let Ok(event) = events.recv().await {
+            if matches!(event, TransportEvent::DataReceived(_)) {
+                Frames::count(&frames.received);
+            }
+            if tx.send(event).await.is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 /// The [`HttpClient`] methods a wrapper passes to its `inner` client unchanged.
@@ -381,6 +475,127 @@ mod tests {
     }
 
     const SW: &str = "https://web.whatsapp.com/sw.js";
+
+    const URL: &str = "ws://127.0.0.1:9000/ws/chat";
+
+    /// A probe of a dial to [`URL`] in `dial`, after `sent` writes and `received`
+    /// messages, with the version fetch failed when `version_error`.
+    fn probe(dial: Dial, sent: u32, received: u32, version_error: Option<&str>) -> String {
+        let probe = Probe::new(URL);
+        probe.update(|s| {
+            s.dial = dial;
+            s.version_error = version_error.map(str::to_owned);
+            s.frames = Arc::new(Frames {
+                sent: AtomicU32::new(sent),
+                received: AtomicU32::new(received),
+            });
+        });
+        probe.failure()
+    }
+
+    #[test]
+    fn a_probe_says_how_far_the_attempt_got() {
+        assert_eq!(
+            probe(Dial::NotStarted, 0, 0, None),
+            "the connection attempt did not start"
+        );
+        assert_eq!(
+            probe(Dial::Failed("connection refused".into()), 0, 0, None),
+            format!("cannot reach WhatsApp at {URL}: connection refused")
+        );
+        assert_eq!(
+            probe(Dial::Dialing, 0, 0, None),
+            format!("timed out connecting to WhatsApp at {URL}")
+        );
+        assert_eq!(
+            probe(Dial::Open, 0, 0, Some("client DNS lookup failed")),
+            "cannot fetch the current WhatsApp Web version: client DNS lookup failed"
+        );
+        let closed = format!("the connection to {URL} closed during the handshake");
+        // Closed before the hello, or before the server answered it.
+        assert_eq!(probe(Dial::Open, 0, 0, None), closed);
+        assert_eq!(probe(Dial::Open, 1, 0, None), closed);
+        // The client sent its finish, so the chain passed: closed for another reason.
+        assert_eq!(probe(Dial::Open, 2, 1, None), closed);
+    }
+
+    #[test]
+    fn a_hello_answered_but_never_finished_is_a_refused_certificate_chain() {
+        let refused = probe(Dial::Open, 1, 1, None);
+        assert_eq!(
+            refused,
+            format!(
+                "WhatsApp's handshake with {URL} was refused: the server's certificate chain is not signed by WhatsApp (is this a test server? only a test-chain build accepts one)"
+            )
+        );
+        // The answer may come in several messages.
+        assert_eq!(probe(Dial::Open, 1, 3, None), refused);
+        // A failed version fetch explains more than the handshake does.
+        assert!(probe(Dial::Open, 1, 1, Some("503")).contains("version"));
+    }
+
+    /// Writes nothing; its events are the test's to send.
+    struct Silent;
+
+    #[async_trait]
+    impl Transport for Silent {
+        async fn send(&self, _data: Bytes) -> Result<(), anyhow::Error> {
+            Ok(())
+        }
+
+        async fn disconnect(&self) {}
+    }
+
+    /// Hands out one [`Silent`] transport whose events come from `events`.
+    struct OneTransport(Mutex<Option<async_channel::Receiver<TransportEvent>>>);
+
+    #[async_trait]
+    impl TransportFactory for OneTransport {
+        async fn create_transport(
+            &self,
+        ) -> Result<(Arc<dyn Transport>, async_channel::Receiver<TransportEvent>), anyhow::Error>
+        {
+            let events = self.0.lock().unwrap().take().expect("dialled once");
+            Ok((Arc::new(Silent), events))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_probed_transport_counts_writes_and_messages_in_order() {
+        let (server, events) = async_channel::bounded(8);
+        let probe = Probe::new(URL);
+        let factory = ProbedTransport {
+            inner: Arc::new(OneTransport(Mutex::new(Some(events)))),
+            probe: probe.clone(),
+        };
+        let (transport, events) = factory.create_transport().await.unwrap();
+        transport
+            .send(Bytes::from_static(b"WA hello"))
+            .await
+            .unwrap();
+        server.send(TransportEvent::Connected).await.unwrap();
+        server
+            .send(TransportEvent::DataReceived(Bytes::from_static(
+                b"server hello",
+            )))
+            .await
+            .unwrap();
+        assert!(matches!(events.recv().await, Ok(TransportEvent::Connected)));
+        assert!(matches!(
+            events.recv().await,
+            Ok(TransportEvent::DataReceived(data)) if data == "server hello"
+        ));
+        assert!(
+            probe.failure().contains("certificate chain"),
+            "{}",
+            probe.failure()
+        );
+        transport.send(Bytes::from_static(b"finish")).await.unwrap();
+        assert!(probe.failure().contains("closed during the handshake"));
+        // The transport closing closes what the client reads.
+        drop(server);
+        assert!(events.recv().await.is_err());
+    }
 
     async fn many(
         shared: &Arc<SharedVersionFetch>,

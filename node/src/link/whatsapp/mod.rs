@@ -48,6 +48,9 @@
 //! - [`send`]: sending a text under one WhatsApp id per message, whatever the attempts.
 //! - [`session`]: one session's task: whatsapp-rust events in, wafleet events out.
 //! - [`store`]: whatsapp-rust's storage traits on the device vault.
+//! - [`test_chain`]: whether this is a `test-chain` build (WhatsApp's certificate check
+//!   skipped, for a protocol test server), and the rule that such a build never dials
+//!   WhatsApp.
 
 pub mod client;
 pub mod conformance;
@@ -62,6 +65,7 @@ mod read_receipts;
 mod send;
 mod session;
 pub mod store;
+pub mod test_chain;
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
@@ -69,6 +73,7 @@ use tokio::task::JoinHandle;
 
 pub use client::{Connectors, Probe, WHATSAPP_WS_URL, WhatsAppConfig};
 pub use store::VaultBackend;
+pub use test_chain::chain_verification_bypassed;
 
 use super::{LinkCommand, LinkContext, LinkError, LinkFactory, LinkSession};
 use std::sync::Arc;
@@ -83,10 +88,11 @@ pub struct WhatsAppLinkFactory {
 }
 
 impl WhatsAppLinkFactory {
-    pub fn new(config: WhatsAppConfig) -> WhatsAppLinkFactory {
-        WhatsAppLinkFactory {
-            connectors: Connectors::new(config),
-        }
+    /// The factory of `config`'s links; refused as [`Connectors::new`] refuses.
+    pub fn new(config: WhatsAppConfig) -> Result<WhatsAppLinkFactory, LinkError> {
+        Ok(WhatsAppLinkFactory {
+            connectors: Connectors::new(config)?,
+        })
     }
 }
 

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use uuid::Uuid;
+use wafleet_cluster_config::WhatsAppVersion;
 use whatsapp_rust::store::traits::{AppSyncStore, DeviceStore, ProtocolStore, SignalStore};
 
 use super::{backend, device, mac, ok, vault};
@@ -18,8 +19,11 @@ use crate::vault::DeviceVault;
 async fn undialled_client(backend: VaultBackend) -> Arc<whatsapp_rust::Client> {
     let connectors = Connectors::new(WhatsAppConfig {
         ws_url: Some("ws://127.0.0.1:9/never-dialled".into()),
-        version: Some((2, 3000, 1)),
-    });
+        version: Some(WhatsAppVersion {
+            parts: (2, 3000, 1),
+        }),
+    })
+    .expect("connectors of a test URL");
     ok(
         connectors
             .client(
