@@ -69,6 +69,8 @@ pub async fn serve(listen: &str, network: Network) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
     let app = routes::routes()
         .route("/ws", get(upgrade))
+        // WhatsApp's own path, for a URL copied from it.
+        .route("/ws/chat", get(upgrade))
         .with_state(network.clone());
     let task = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {

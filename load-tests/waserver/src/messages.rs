@@ -35,6 +35,7 @@ pub struct InboxMessage {
 /// A message a phone sent, and how far it got.
 #[derive(Debug, Clone, Serialize)]
 pub struct SentMessage {
+    pub from_phone: String,
     pub to_phone: String,
     pub text: String,
     pub message_id: String,
@@ -188,6 +189,7 @@ impl Network {
             self.deliver(to, device, stanza);
         }
         self.lock().sent.push(SentMessage {
+            from_phone: phone.to_owned(),
             to_phone: to.to_owned(),
             text: text.to_owned(),
             message_id: message_id.clone(),

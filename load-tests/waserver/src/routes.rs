@@ -55,8 +55,15 @@ async fn inbox(
 }
 
 async fn sent(State(network): State<Network>, Path(phone): Path<String>) -> Json<Vec<SentMessage>> {
-    let _ = phone;
-    Json(network.lock().sent.clone())
+    let state = network.lock();
+    Json(
+        state
+            .sent
+            .iter()
+            .filter(|sent| sent.from_phone == phone)
+            .cloned()
+            .collect(),
+    )
 }
 
 #[derive(Debug, Deserialize)]
