@@ -42,12 +42,18 @@ async fn the_production_binary_refuses_the_test_servers_certificate_chain() {
         if event.data.to_string().contains(&expected) {
             break event;
         }
-        assert_ne!(event.kind, "qr", "a production build showed a QR code: {seen:#?}");
+        assert_ne!(
+            event.kind, "qr",
+            "a production build showed a QR code: {seen:#?}"
+        );
         seen.push(event);
     };
     assert_eq!(refused.kind, "status", "{refused:?}");
     let stats = server.network.stats();
     assert!(stats.connections >= 1, "it dialled: {stats:?}");
-    assert!(stats.handshakes.is_empty(), "no handshake completed: {stats:?}");
+    assert!(
+        stats.handshakes.is_empty(),
+        "no handshake completed: {stats:?}"
+    );
     assert_eq!(stats.pairings, 0, "{stats:?}");
 }
