@@ -7,7 +7,10 @@ mod common;
 use std::time::Duration;
 
 use common::{Sse, Standalone};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
+use wafleet_load::scenario::cluster::{LocalCluster, WhatsAppPlan};
+use wafleet_load::scenario::process::{ADMIN_KEY, sse_events};
 
 /// The WhatsApp Web version the test builds pin (no fetch from web.whatsapp.com).
 const VERSION: &str = "2.3000.1";
@@ -348,6 +351,139 @@ async fn texts_go_both_ways_end_to_end_encrypted_with_receipts() {
         .unwrap();
     assert_eq!(sent[0]["message_id"], wrote["message_id"]);
     let stats = server.network.stats();
+    assert_eq!(stats.undecryptable, 0, "{stats:?}");
+    assert!(stats.unknown.is_empty(), "{stats:?}");
+}
+
+/// The next `(kind, data)` of a gateway's event stream that `pick` keeps, within 40 s.
+async fn next_event<S>(
+    events: &mut S,
+    what: &str,
+    mut pick: impl FnMut(&str, &Value) -> bool,
+) -> Value
+where
+    S: futures_util::Stream<Item = (String, Value)> + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + READY_WITHIN;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let (kind, data) = tokio::time::timeout(left, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {what} within {READY_WITHIN:?}"))
+            .expect("the event stream is open");
+        if pick(&kind, &data) {
+            return data;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn through_a_cluster_a_device_moved_to_another_node_logs_in_from_the_store() {
+    let server = wafleet_waserver::serve("127.0.0.1:0", wafleet_waserver::Network::new())
+        .await
+        .expect("start the test server");
+    let plan = WhatsAppPlan {
+        url: server.ws_url(),
+        version: VERSION.into(),
+    };
+    let mut cluster = LocalCluster::start_with_whatsapp(
+        std::path::Path::new(env!("CARGO_BIN_EXE_wafleet")),
+        2,
+        plan,
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let gw = cluster.gateway.base.clone();
+    let mut events = Box::pin(
+        sse_events(&http, &format!("{gw}/v1/events"), None)
+            .await
+            .unwrap(),
+    );
+    let post = |path: &str, body: Value| {
+        http.post(format!("{gw}{path}"))
+            .bearer_auth(ADMIN_KEY)
+            .json(&body)
+            .send()
+    };
+    let created = post("/v1/devices", json!({"id": "moving", "name": "moving"}))
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let started = post("/v1/devices/moving/start", json!({})).await.unwrap();
+    assert_eq!(started.status(), 202);
+    let qr = next_event(&mut events, "a QR code", |kind, _| kind == "qr").await;
+    let scanned = http
+        .post(format!("{}/sim/scan", server.base_url()))
+        .json(&json!({"qr": qr["code"], "phone": "6281234567895"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scanned.status(), 200);
+    let ready = next_event(&mut events, "READY", |kind, data| {
+        kind == "status" && data["status"] == "READY"
+    })
+    .await;
+    let owner = ready["node"].as_str().unwrap().to_owned();
+
+    // A text through the gateway, delivered to the phone by the owner's link.
+    let send = |text: &'static str| {
+        post(
+            "/v1/devices/moving/messages",
+            json!({"to": "6289876543211", "text": text}),
+        )
+    };
+    let first: Value = send("before the move").await.unwrap().json().await.unwrap();
+    next_event(&mut events, "delivered", |kind, data| {
+        kind == "message.status"
+            && data["message_id"] == first["id"]
+            && data["status"] == "delivered"
+    })
+    .await;
+
+    // kill -9 of the owner: the other node takes the device over from the shared store.
+    cluster
+        .nodes
+        .iter_mut()
+        .find(|node| node.name == owner)
+        .expect("the owner is a node")
+        .kill9()
+        .await;
+    let moved = next_event(&mut events, "READY on the other node", |kind, data| {
+        kind == "status" && data["status"] == "READY" && data["node"] != owner.as_str()
+    })
+    .await;
+    assert_ne!(moved["node"], owner.as_str());
+    let second: Value = send("after the move").await.unwrap().json().await.unwrap();
+    next_event(&mut events, "delivered after the move", |kind, data| {
+        kind == "message.status"
+            && data["message_id"] == second["id"]
+            && data["status"] == "delivered"
+    })
+    .await;
+
+    let inbox: Value = http
+        .get(format!(
+            "{}/sim/phones/6289876543211/inbox",
+            server.base_url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let texts: Vec<&str> = inbox
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["before the move", "after the move"]);
+    let stats = server.network.stats();
+    assert_eq!(stats.pairings, 1, "no new pairing: {stats:?}");
+    assert!(stats.logins >= 2, "{stats:?}");
+    assert_eq!(stats.refused_logins, 0, "{stats:?}");
     assert_eq!(stats.undecryptable, 0, "{stats:?}");
     assert!(stats.unknown.is_empty(), "{stats:?}");
 }

@@ -32,6 +32,16 @@ pub struct NodePlan {
     /// `[cluster.tls]`, when the cluster's traffic is encrypted (a gateway started with
     /// this plan uses the same files).
     pub tls: Option<ClusterCerts>,
+    /// The real WhatsApp link instead of the simulators: `[link] kind = "whatsapp"` with
+    /// this URL (a protocol test server) and pinned version.
+    pub whatsapp: Option<WhatsAppPlan>,
+}
+
+/// Where a node's real WhatsApp link dials, and the version it announces.
+#[derive(Debug, Clone)]
+pub struct WhatsAppPlan {
+    pub url: String,
+    pub version: String,
 }
 
 impl NodePlan {
@@ -63,6 +73,7 @@ impl NodePlan {
                 redis_url: redis_url.to_owned(),
                 sim_urls: sim_urls.to_vec(),
                 tls: None,
+                whatsapp: None,
             })
             .collect())
     }
@@ -102,9 +113,7 @@ path = {media:?}
 concurrency = 128
 jitter_ms = 100
 
-[link]
-kind = "sim"
-sim_urls = [{sims}]
+{link}
 
 # Webhook receivers of tests and scenarios listen on 127.0.0.1.
 [webhooks]
@@ -116,7 +125,13 @@ allow_private_targets = true
             seeds = seeds.join(", "),
             db = self.db.display().to_string(),
             redis = self.redis_url,
-            sims = sims.join(", "),
+            link = match &self.whatsapp {
+                None => format!("[link]\nkind = \"sim\"\nsim_urls = [{}]\n", sims.join(", ")),
+                Some(whatsapp) => format!(
+                    "[link]\nkind = \"whatsapp\"\nwhatsapp_url = {:?}\nwhatsapp_version = {:?}\n",
+                    whatsapp.url, whatsapp.version
+                ),
+            },
             media = media_folder(&self.db),
             tls = tls_section(self.tls.as_ref()),
         )
@@ -492,11 +507,35 @@ impl LocalCluster {
         sims: usize,
         tls: bool,
     ) -> anyhow::Result<LocalCluster> {
+        LocalCluster::start_linked(binary, n, sims, tls, None).await
+    }
+
+    /// With the real WhatsApp link of every node dialling `whatsapp` (a protocol test
+    /// server; `binary` must then be a `test-chain` build). The one simulator still runs,
+    /// idle.
+    pub async fn start_with_whatsapp(
+        binary: &Path,
+        n: usize,
+        whatsapp: WhatsAppPlan,
+    ) -> anyhow::Result<LocalCluster> {
+        LocalCluster::start_linked(binary, n, 1, false, Some(whatsapp)).await
+    }
+
+    async fn start_linked(
+        binary: &Path,
+        n: usize,
+        sims: usize,
+        tls: bool,
+        whatsapp: Option<WhatsAppPlan>,
+    ) -> anyhow::Result<LocalCluster> {
         let dir = tempfile::tempdir()?;
         let redis = RedisServer::start().await?;
         let sims = Sims::start(binary, sims).await?;
         let db = dir.path().join("wafleet.db");
         let mut plans = NodePlan::cluster(n, &db, &redis.url, &sims.ws_urls())?;
+        for plan in &mut plans {
+            plan.whatsapp = whatsapp.clone();
+        }
         if tls {
             let certs = ClusterCerts::generate(dir.path(), "cluster")?;
             for plan in &mut plans {
