@@ -487,3 +487,75 @@ async fn through_a_cluster_a_device_moved_to_another_node_logs_in_from_the_store
     assert_eq!(stats.undecryptable, 0, "{stats:?}");
     assert!(stats.unknown.is_empty(), "{stats:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_stream_reconnects_and_what_came_meanwhile_is_not_lost() {
+    let Setup {
+        server,
+        wafleet,
+        _data: data,
+    } = setup().await;
+    pair(&server, &wafleet, "frank", "6281234567896").await;
+    let mut events = wafleet.events("/v1/devices/frank/events", None).await;
+
+    // The server drops the connection (503): the device reconnects by itself.
+    let logins = server.network.stats().logins;
+    let dropped: Value = wafleet
+        .http
+        .post(format!(
+            "{}/sim/phones/6281234567896/disconnect",
+            server.base_url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dropped["disconnected"], 1);
+    let deadline = tokio::time::Instant::now() + READY_WITHIN;
+    while server.network.stats().logins == logins {
+        assert!(tokio::time::Instant::now() < deadline, "no reconnect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if wafleet.json("/v1/devices/frank").await["status"] != "READY" {
+        until_status(&mut events, "READY", READY_WITHIN).await;
+    }
+
+    // While wafleet is down, a phone writes: the server keeps it, and the device gets it
+    // when it logs in again.
+    wafleet.kill9().await;
+    let wrote = wafleet_waserver_send(
+        &server,
+        "6289876543212",
+        "6281234567896",
+        "while you were out",
+    )
+    .await;
+    assert_eq!(wrote.status(), 202);
+    let link = format!("whatsapp={}", server.ws_url());
+    let wafleet =
+        Standalone::launch_with_link(data.path(), &link, &[("WAFLEET_WHATSAPP_VERSION", VERSION)])
+            .await;
+    let mut events = wafleet.events("/v1/devices/frank/events", Some(0)).await;
+    let inbound = events.next_of_kind("message.inbound").await;
+    assert_eq!(inbound.data["text"], "while you were out");
+    assert_eq!(inbound.data["from"], "6289876543212");
+    let stats = server.network.stats();
+    assert_eq!(stats.pairings, 1, "{stats:?}");
+    assert!(stats.unknown.is_empty(), "{stats:?}");
+}
+
+async fn wafleet_waserver_send(
+    server: &wafleet_waserver::Running,
+    from: &str,
+    to: &str,
+    text: &str,
+) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/sim/phones/{from}/send", server.base_url()))
+        .json(&json!({"to_phone": to, "text": text}))
+        .send()
+        .await
+        .unwrap()
+}

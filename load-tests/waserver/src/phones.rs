@@ -34,6 +34,24 @@ impl Network {
     }
 }
 
+impl Network {
+    /// The server drops `phone`'s connected devices with a stream error (503, "service
+    /// unavailable"), as WhatsApp does when it moves a connection: they reconnect. How
+    /// many were connected.
+    pub fn disconnect(&self, phone: &str) -> usize {
+        let state = self.lock();
+        let connected = state
+            .online
+            .keys()
+            .filter(|(user, _)| user == phone)
+            .count();
+        kick(&state.online, phone, || {
+            NodeBuilder::new("stream:error").attr("code", "503").build()
+        });
+        connected
+    }
+}
+
 /// Sends each connected device of `phone` a stream error, then closes it.
 fn kick(
     online: &std::collections::HashMap<(String, u32), crate::network::Online>,

@@ -30,6 +30,7 @@ pub(crate) fn routes() -> Router<Network> {
         .route("/sim/phones/{phone}/send", post(send))
         .route("/sim/phones/{phone}/read", post(read))
         .route("/sim/phones/{phone}/unlink", post(unlink))
+        .route("/sim/phones/{phone}/disconnect", post(disconnect))
         .route("/sim/phones/{phone}/ban", post(ban))
 }
 
@@ -99,6 +100,10 @@ async fn read(State(network): State<Network>, Path(phone): Path<String>) -> Json
 
 async fn unlink(State(network): State<Network>, Path(phone): Path<String>) -> Json<Value> {
     Json(json!({ "unlinked": network.unlink(&phone) }))
+}
+
+async fn disconnect(State(network): State<Network>, Path(phone): Path<String>) -> Json<Value> {
+    Json(json!({ "disconnected": network.disconnect(&phone) }))
 }
 
 #[derive(Debug, Default, Deserialize)]
