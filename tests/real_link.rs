@@ -559,3 +559,49 @@ async fn wafleet_waserver_send(
         .await
         .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_pairs_by_code_typed_on_the_phone() {
+    let Setup {
+        server,
+        wafleet,
+        _data,
+    } = setup().await;
+    let created = wafleet
+        .post("/v1/devices", json!({"id": "gina", "name": "gina"}))
+        .await;
+    assert_eq!(created.status(), 201);
+    let mut events = wafleet.events("/v1/devices/gina/events", None).await;
+    let started = wafleet.post("/v1/devices/gina/start", json!({})).await;
+    assert_eq!(started.status(), 202);
+    events.next_of_kind("qr").await;
+    let asked = std::time::Instant::now();
+    let code = wafleet
+        .post(
+            "/v1/devices/gina/pairing-code",
+            json!({"phone": "6281234567897"}),
+        )
+        .await;
+    let status = code.status();
+    let code: Value = code.json().await.unwrap();
+    assert_eq!(status, 200, "{code}");
+    let code_text = code["code"].as_str().unwrap();
+    assert_eq!(code_text.len(), 9, "ABCD-EFGH: {code_text}");
+    let entered = wafleet
+        .http
+        .post(format!("{}/sim/pair-code", server.base_url()))
+        .json(&json!({"phone": "6281234567897", "code": code_text}))
+        .send()
+        .await
+        .unwrap();
+    let status = entered.status();
+    let body: Value = entered.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    wait_ready(&server, &mut events).await;
+    println!("pairing by code: READY {:?} after asking", asked.elapsed());
+    let device = wafleet.json("/v1/devices/gina").await;
+    assert_eq!(device["phone"], "6281234567897");
+    let stats = server.network.stats();
+    assert_eq!(stats.pairings, 1, "{stats:?}");
+    assert!(stats.unknown.is_empty(), "{stats:?}");
+}

@@ -18,6 +18,7 @@ mod messages;
 mod network;
 mod nodes;
 mod noise;
+mod pair_code;
 mod pairing;
 mod phones;
 mod prekeys;

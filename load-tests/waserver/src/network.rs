@@ -32,6 +32,8 @@ pub(crate) struct State {
     pub(crate) sent: Vec<crate::messages::SentMessage>,
     /// Logged-in connections, by device.
     pub(crate) online: HashMap<(String, u32), Online>,
+    /// Devices waiting for a pairing code, by the phone number they asked it for.
+    pub(crate) code_flows: HashMap<String, crate::pair_code::CodeFlow>,
     /// Connections showing QR codes, by each of their refs.
     pub(crate) pairing: HashMap<String, PairingHandle>,
     pub(crate) stats: Stats,
@@ -96,6 +98,12 @@ pub(crate) enum Command {
         id: String,
         link: NewCompanion,
         done: oneshot::Sender<Result<Linked, String>>,
+    },
+    /// Send the phone's `primary_hello` (pairing by code), and hand the device's
+    /// `companion_finish` to `done`.
+    PrimaryHello {
+        hello: wacore_binary::Node,
+        done: oneshot::Sender<crate::pair_code::Finish>,
     },
     /// Send this stream error and close the connection.
     Kick(wacore_binary::Node),
@@ -171,6 +179,9 @@ impl Network {
         state
             .pairing
             .retain(|_, handle| handle.connection != connection);
+        state
+            .code_flows
+            .retain(|_, flow| flow.handle.connection != connection);
         state
             .online
             .retain(|_, online| online.connection != connection);

@@ -17,7 +17,7 @@ use wacore_libsignal::protocol::PublicKey;
 use waproto::buffa;
 use waproto::whatsapp as wa;
 
-use crate::network::{Command, Companion, Linked, Network, NewCompanion};
+use crate::network::{Command, Companion, Linked, Network, NewCompanion, PairingHandle};
 use crate::nodes::{self, SERVER};
 
 /// How long a scan waits for the device to sign.
@@ -49,16 +49,30 @@ impl Network {
             .nth(3)
             .and_then(|b64| STANDARD.decode(b64).ok())
             .ok_or_else(|| ScanError::BadCode("no ADV secret".into()))?;
+        let handle = self
+            .lock()
+            .pairing
+            .get(&pairing_ref)
+            .cloned()
+            .ok_or(ScanError::UnknownCode)?;
+        if handle.noise_key != noise_key || handle.identity_key != identity_key {
+            return Err(ScanError::KeyMismatch);
+        }
+        self.link_device(&handle, &adv_secret, phone).await
+    }
+
+    /// `phone` links the device behind `handle`, whose ADV secret (from its QR code, or
+    /// derived during pairing by code) is `adv_secret`: the phone signs the device's
+    /// identity, the server sends it as `pair-success`, and the device signs it back.
+    pub(crate) async fn link_device(
+        &self,
+        handle: &PairingHandle,
+        adv_secret: &[u8],
+        phone: &str,
+    ) -> Result<Linked, ScanError> {
+        let (noise_key, identity_key) = (handle.noise_key, handle.identity_key);
         let (commands, link, iq, id) = {
             let mut state = self.lock();
-            let handle = state
-                .pairing
-                .get(&pairing_ref)
-                .cloned()
-                .ok_or(ScanError::UnknownCode)?;
-            if handle.noise_key != noise_key || handle.identity_key != identity_key {
-                return Err(ScanError::KeyMismatch);
-            }
             let account = state.phone(phone);
             let device = account.next_device;
             account.next_device += 1;
@@ -89,7 +103,7 @@ impl Network {
                 ..Default::default()
             }
             .encode_to_vec();
-            let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&adv_secret)
+            let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(adv_secret)
                 .expect("HMAC takes any key length");
             mac.update(&identity);
             let container = wa::ADVSignedDeviceIdentityHMAC {
@@ -113,7 +127,7 @@ impl Network {
                 },
             };
             let iq = pair_success(&id, &link, container);
-            (handle.commands, link, iq, id)
+            (handle.commands.clone(), link, iq, id)
         };
         let (done, result) = oneshot::channel();
         commands

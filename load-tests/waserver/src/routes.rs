@@ -24,6 +24,7 @@ const MAX_BAN_SECONDS: u64 = 10 * 365 * 24 * 3600;
 pub(crate) fn routes() -> Router<Network> {
     Router::new()
         .route("/sim/scan", post(scan))
+        .route("/sim/pair-code", post(pair_code))
         .route("/sim/stats", get(stats))
         .route("/sim/phones/{phone}/inbox", get(inbox))
         .route("/sim/phones/{phone}/sent", get(sent))
@@ -132,6 +133,21 @@ async fn ban(
         .unwrap_or_default()
         .as_secs();
     Ok(Json(json!({ "phone": phone, "until": until })))
+}
+
+#[derive(Debug, Deserialize)]
+struct PairCodeEntry {
+    phone: String,
+    code: String,
+}
+
+async fn pair_code(
+    State(network): State<Network>,
+    Json(entry): Json<PairCodeEntry>,
+) -> Result<Json<Linked>, ScanError> {
+    Ok(Json(
+        network.enter_pair_code(&entry.phone, &entry.code).await?,
+    ))
 }
 
 async fn stats(State(network): State<Network>) -> Json<Stats> {

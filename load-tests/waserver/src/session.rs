@@ -189,7 +189,7 @@ async fn run(network: &Network, connection: u64, socket: WebSocket) -> Result<()
                             return Ok(());
                         }
                         Command::Deliver(stanza) => secure.send(&stanza).await?,
-                        Command::PairSuccess { .. } => {}
+                        Command::PairSuccess { .. } | Command::PrimaryHello { .. } => {}
                     },
                 }
             }
@@ -213,21 +213,19 @@ async fn pair(
     identity_key: [u8; 32],
 ) -> Result<(), SessionError> {
     let (commands, mut inbox) = mpsc::unbounded_channel();
+    let handle = PairingHandle {
+        connection,
+        noise_key,
+        identity_key,
+        commands,
+    };
     let refs: Vec<String> = (0..REFS)
         .map(|_| format!("2@{:032x}", rand::random::<u128>()))
         .collect();
     {
         let mut state = network.lock();
         for pairing_ref in &refs {
-            state.pairing.insert(
-                pairing_ref.clone(),
-                PairingHandle {
-                    connection,
-                    noise_key,
-                    identity_key,
-                    commands: commands.clone(),
-                },
-            );
+            state.pairing.insert(pairing_ref.clone(), handle.clone());
         }
     }
     let pair_device = NodeBuilder::new("iq")
@@ -248,6 +246,8 @@ async fn pair(
         NewCompanion,
         tokio::sync::oneshot::Sender<Result<Linked, String>>,
     )> = None;
+    // A phone waiting for this device's `companion_finish` (pairing by code).
+    let mut finishing: Option<tokio::sync::oneshot::Sender<crate::pair_code::Finish>> = None;
     loop {
         tokio::select! {
             frame = secure.wire.frame() => {
@@ -272,6 +272,27 @@ async fn pair(
                     }
                 } else if node.tag == "iq" && nodes::attr(&node, "type").as_deref() == Some("result") {
                     // The device's acknowledgement of pair-device.
+                } else if node.tag == "ack" {
+                    // The device's acknowledgement of a notification.
+                } else if let Some(stage) = nodes::child(&node, "link_code_companion_reg")
+                    .and_then(|reg| nodes::attr(reg, "stage"))
+                {
+                    let id = nodes::attr(&node, "id").unwrap_or_default();
+                    let answer = match stage.as_str() {
+                        "companion_hello" => crate::pair_code::hello(network, &handle, &node),
+                        "companion_finish" => match (crate::pair_code::finish(&node), finishing.take()) {
+                            (Some(finish), Some(phone)) => {
+                                let _ = phone.send(finish);
+                                nodes::iq_result(&id, vec![])
+                            }
+                            _ => nodes::iq_error(&id, 400, "bad-request"),
+                        },
+                        _ => {
+                            network.unknown(nodes::describe(&node));
+                            nodes::iq_error(&id, 501, "feature-not-implemented")
+                        }
+                    };
+                    secure.send(&answer).await?;
                 } else {
                     let session = crate::iq::Session::pairing();
                     if let Some(answer) = crate::iq::answer(network, &session, &node) {
@@ -288,6 +309,10 @@ async fn pair(
                     secure.send(&error).await?;
                     secure.wire.close().await;
                     return Ok(());
+                }
+                Command::PrimaryHello { hello, done } => {
+                    secure.send(&hello).await?;
+                    finishing = Some(done);
                 }
                 Command::Deliver(_) => {}
             },

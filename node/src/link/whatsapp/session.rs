@@ -480,9 +480,19 @@ async fn pair_code(client: Arc<Client>, phone: String) -> Result<PairCode, LinkE
         .map_err(|_| LinkError::WrongState("WhatsApp did not answer in time".into()))?
         .map_err(|e| LinkError::WrongState(format!("WhatsApp refused a pairing code: {e}")))?;
     Ok(PairCode {
-        code,
+        code: dashed(&code),
         expires_at_ms: now_ms() + PAIR_CODE_TTL_MS,
     })
+}
+
+/// `ABCDEFGH` → `ABCD-EFGH`: how WhatsApp shows a pairing code, and what the API
+/// promises (whatsapp-rust returns the eight characters bare).
+fn dashed(code: &str) -> String {
+    if code.len() == 8 && code.is_ascii() {
+        format!("{}-{}", &code[..4], &code[4..])
+    } else {
+        code.to_owned()
+    }
 }
 
 /// `+62 812-3456-789` → `628123456789`; anything but digits, spaces, dashes, dots and
@@ -566,6 +576,12 @@ pub(super) fn relayed(device_id: &str, message: &InboundMessage) -> Option<LinkE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pairing_code_reads_as_two_groups_of_four() {
+        assert_eq!(dashed("NFS4LVRY"), "NFS4-LVRY");
+        assert_eq!(dashed("ABCD-EFGH"), "ABCD-EFGH");
+    }
 
     #[test]
     fn phone_numbers_become_digits_and_back() {
