@@ -62,6 +62,19 @@ fn iq(network: &Network, session: &Session, node: &Node) -> Option<Node> {
             match prekeys::upload(bundle, node) {
                 Ok(count) => {
                     state.stats.prekeys_uploaded += count as u64;
+                    if state.keys_shared.insert(session.key()) {
+                        // The first upload of a newly linked device: its phone can now
+                        // write to it, and shares the app state key.
+                        let (network, session) = (network.clone(), session.clone());
+                        tokio::spawn(async move {
+                            if let Err(error) = network
+                                .share_app_state_key(&session.phone, session.device)
+                                .await
+                            {
+                                tracing::warn!(%error, "the phone cannot share its app state key");
+                            }
+                        });
+                    }
                     iq_result(&id, vec![])
                 }
                 Err(error) => iq_error(&id, 400, error),

@@ -12,6 +12,7 @@ use serde::Serialize;
 use wacore_binary::builder::NodeBuilder;
 use wacore_binary::{Jid, Node};
 use wacore_libsignal::protocol::{DeviceId, ProtocolAddress};
+use waproto::buffa;
 use waproto::whatsapp as wa;
 
 use crate::iq::Session;
@@ -161,31 +162,14 @@ impl Network {
             return Err(SendError::NoDevice(to.to_owned()));
         }
         let message_id = format!("3EB0{:016X}", rand::random::<u64>());
-        let plaintext = wacore::messages::MessageUtils::encode_and_pad(&wa::Message {
+        let message = wa::Message {
             conversation: Some(text.to_owned()),
             ..Default::default()
-        });
-        let party = self.signal_of(phone);
+        };
         for device in devices {
-            let bundle = || self.take_bundle(to, device);
-            let (kind, ciphertext) = party
-                .lock()
-                .await
-                .encrypt(&address(to, device), bundle, &plaintext)
-                .await
-                .map_err(|e| SendError::Crypto(e.to_string()))?;
-            let stanza = NodeBuilder::new("message")
-                .attr("from", format!("{phone}@s.whatsapp.net"))
-                .attr("id", message_id.clone())
-                .attr("t", nodes::now().to_string())
-                .attr("type", "text")
-                .attr("notify", format!("Phone {phone}"))
-                .children([NodeBuilder::new("enc")
-                    .attr("v", "2")
-                    .attr("type", kind)
-                    .bytes(ciphertext)
-                    .build()])
-                .build();
+            let stanza = self
+                .encrypt_to_device(phone, to, device, &message, &message_id, "text")
+                .await?;
             self.deliver(to, device, stanza);
         }
         self.lock().sent.push(SentMessage {
@@ -196,6 +180,87 @@ impl Network {
             status: "sent",
         });
         Ok(message_id)
+    }
+
+    /// `message` from `phone` to the linked device `to:device`, encrypted to it (a
+    /// session started from the bundle it uploaded when there is none): the stanza.
+    pub(crate) async fn encrypt_to_device(
+        &self,
+        phone: &str,
+        to: &str,
+        device: u32,
+        message: &wa::Message,
+        message_id: &str,
+        kind: &str,
+    ) -> Result<Node, SendError> {
+        let plaintext = wacore::messages::MessageUtils::encode_and_pad(message);
+        let party = self.signal_of(phone);
+        let bundle = || self.take_bundle(to, device);
+        let (enc, ciphertext) = party
+            .lock()
+            .await
+            .encrypt(&address(to, device), bundle, &plaintext)
+            .await
+            .map_err(|e| SendError::Crypto(e.to_string()))?;
+        Ok(NodeBuilder::new("message")
+            .attr("from", format!("{phone}@s.whatsapp.net"))
+            .attr("id", message_id.to_owned())
+            .attr("t", nodes::now().to_string())
+            .attr("type", kind.to_owned())
+            .attr("notify", format!("Phone {phone}"))
+            .children([NodeBuilder::new("enc")
+                .attr("v", "2")
+                .attr("type", enc)
+                .bytes(ciphertext)
+                .build()])
+            .build())
+    }
+
+    /// The account's phone gives its newly linked device the key of its app state, as a
+    /// phone does right after pairing (the device otherwise waits 10 s for it before it
+    /// is ready).
+    pub(crate) async fn share_app_state_key(
+        &self,
+        phone: &str,
+        device: u32,
+    ) -> Result<(), SendError> {
+        let share = wa::message::AppStateSyncKeyShare {
+            keys: vec![wa::message::AppStateSyncKey {
+                key_id: buffa::MessageField::some(wa::message::AppStateSyncKeyId {
+                    key_id: Some(rand::random::<[u8; 6]>().to_vec()),
+                    ..Default::default()
+                }),
+                key_data: buffa::MessageField::some(wa::message::AppStateSyncKeyData {
+                    key_data: Some(rand::random::<[u8; 32]>().to_vec()),
+                    fingerprint: buffa::MessageField::some(
+                        wa::message::AppStateSyncKeyFingerprint {
+                            raw_id: Some(rand::random()),
+                            current_index: Some(0),
+                            device_indexes: vec![0, device],
+                            ..Default::default()
+                        },
+                    ),
+                    timestamp: Some(nodes::now() as i64 * 1000),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let message = wa::Message {
+            protocol_message: buffa::MessageField::some(wa::message::ProtocolMessage {
+                r#type: Some(wa::message::protocol_message::Type::APP_STATE_SYNC_KEY_SHARE),
+                app_state_sync_key_share: buffa::MessageField::some(share),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let id = format!("3EB0{:016X}", rand::random::<u64>());
+        let stanza = self
+            .encrypt_to_device(phone, phone, device, &message, &id, "protocol")
+            .await?;
+        self.deliver(phone, device, stanza);
+        Ok(())
     }
 
     /// `phone` reads what it received: the senders get read receipts. How many.

@@ -32,6 +32,8 @@ pub(crate) struct State {
     pub(crate) sent: Vec<crate::messages::SentMessage>,
     /// Logged-in connections, by device.
     pub(crate) online: HashMap<(String, u32), Online>,
+    /// Devices their phone gave its app state key.
+    pub(crate) keys_shared: std::collections::HashSet<(String, u32)>,
     /// Devices waiting for a pairing code, by the phone number they asked it for.
     pub(crate) code_flows: HashMap<String, crate::pair_code::CodeFlow>,
     /// Connections showing QR codes, by each of their refs.

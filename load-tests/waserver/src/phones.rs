@@ -16,6 +16,7 @@ impl Network {
         let before = state.companions.len();
         state.companions.retain(|(user, _), _| user != phone);
         state.bundles.retain(|(user, _), _| user != phone);
+        state.keys_shared.retain(|(user, _)| user != phone);
         let removed = before - state.companions.len();
         kick(&state.online, phone, || conflict("device_removed"));
         removed
