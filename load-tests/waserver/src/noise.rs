@@ -219,3 +219,108 @@ fn key32(bytes: Option<&[u8]>, what: &'static str) -> Result<[u8; 32], NoiseErro
         .and_then(|b| b.try_into().ok())
         .ok_or(NoiseError::Malformed(what))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wacore_noise::{IkHandshakeState, IkServerHelloOutcome, XxHandshakeState};
+
+    fn client_key() -> KeyPair {
+        KeyPair::generate(&mut rand::rng())
+    }
+
+    /// A client that kept the server's key logs in by IK: both sides end with the same
+    /// transport keys, and the server has the client's key and payload.
+    #[test]
+    fn ik_completes_with_the_clients_own_state_machine() {
+        let keys = ServerKeys::generate();
+        let client = client_key();
+        let mut ik = IkHandshakeState::new(
+            client.clone(),
+            keys.static_public(),
+            b"login payload".to_vec(),
+            &WA_CONN_HEADER,
+        )
+        .unwrap();
+        let hello = ik.build_client_hello().unwrap();
+        let (server_hello, after) = respond(&keys, &hello).unwrap();
+        let AfterHello::Done(server) = after else {
+            panic!("IK needs no finish");
+        };
+        assert_eq!(server.pattern, Pattern::Ik);
+        assert_eq!(server.payload, b"login payload");
+        assert_eq!(
+            &server.client_static[..],
+            client.public_key.public_key_bytes()
+        );
+        let IkServerHelloOutcome::Continue(client_side) =
+            ik.read_server_hello(&server_hello).unwrap()
+        else {
+            panic!("the server holds the key: no fallback");
+        };
+        let sealed = client_side
+            .write_cipher
+            .encrypt_with_counter(0, b"ping")
+            .unwrap();
+        let mut opened = sealed.clone();
+        server
+            .read
+            .decrypt_in_place_with_counter(0, &mut opened)
+            .unwrap();
+        assert_eq!(opened, b"ping");
+        let sealed = server.write.encrypt_with_counter(0, b"pong").unwrap();
+        let mut opened = sealed;
+        client_side
+            .read_cipher
+            .decrypt_in_place_with_counter(0, &mut opened)
+            .unwrap();
+        assert_eq!(opened, b"pong");
+    }
+
+    /// A client that cached another server's key gets an XX-shaped answer (static
+    /// present), the signal to fall back.
+    #[test]
+    fn ik_to_another_servers_key_is_answered_for_a_fallback() {
+        let keys = ServerKeys::generate();
+        let other = ServerKeys::generate();
+        let mut ik = IkHandshakeState::new(
+            client_key(),
+            other.static_public(),
+            b"login".to_vec(),
+            &WA_CONN_HEADER,
+        )
+        .unwrap();
+        let hello = ik.build_client_hello().unwrap();
+        let (server_hello, after) = respond(&keys, &hello).unwrap();
+        assert!(matches!(after, AfterHello::AwaitFinish(_)));
+        assert!(matches!(
+            ik.read_server_hello(&server_hello).unwrap(),
+            IkServerHelloOutcome::Fallback(_)
+        ));
+    }
+
+    /// XX: the client decrypts the server's static key and chain, and (in this crate's
+    /// tests, built without the bypass) refuses the chain at its root signature, exactly
+    /// where a production wafleet refuses the test server.
+    #[test]
+    fn xx_gets_as_far_as_the_root_signature() {
+        let keys = ServerKeys::generate();
+        let mut xx =
+            XxHandshakeState::new(client_key(), b"registration".to_vec(), &WA_CONN_HEADER).unwrap();
+        let hello = xx.build_client_hello().unwrap();
+        let (server_hello, after) = respond(&keys, &hello).unwrap();
+        assert!(matches!(after, AfterHello::AwaitFinish(_)));
+        let error = xx
+            .read_server_hello_and_build_client_finish(&server_hello)
+            .err()
+            .expect("a production client refuses the chain")
+            .to_string();
+        assert!(error.contains("intermediate signature"), "{error}");
+    }
+
+    #[test]
+    fn a_malformed_hello_is_refused() {
+        let keys = ServerKeys::generate();
+        assert!(respond(&keys, b"not a handshake").is_err());
+    }
+}
