@@ -22,7 +22,7 @@ pub(crate) fn answer(network: &Network, id: &str, iq: &Node) -> Node {
 fn user(network: &Network, jid: &str) -> Node {
     let found = jid.parse::<Jid>().ok().and_then(|parsed| {
         let device = u32::from(parsed.device);
-        let number = network.number_of(&parsed)?;
+        let number = network.lock().number_of(&parsed)?;
         if device == 0 {
             let party = network.signal_of(&number);
             // Never contended for long: phones encrypt under the same lock, briefly.
@@ -79,21 +79,4 @@ fn user(network: &Network, jid: &str) -> Node {
 /// A key id as 3 big-endian bytes.
 fn id3(id: u32) -> Vec<u8> {
     id.to_be_bytes()[1..].to_vec()
-}
-
-impl Network {
-    /// The phone number of a PN or LID JID's user.
-    pub(crate) fn number_of(&self, jid: &Jid) -> Option<String> {
-        let user = jid.user.to_string();
-        if jid.to_string().contains("@lid") {
-            let state = self.lock();
-            state
-                .phones
-                .iter()
-                .find(|(_, phone)| phone.lid == user)
-                .map(|(number, _)| number.clone())
-        } else {
-            Some(user)
-        }
-    }
 }

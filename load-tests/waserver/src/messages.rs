@@ -228,7 +228,6 @@ impl Network {
             keys: vec![wa::message::AppStateSyncKey {
                 key_id: buffa::MessageField::some(wa::message::AppStateSyncKeyId {
                     key_id: Some(rand::random::<[u8; 6]>().to_vec()),
-                    ..Default::default()
                 }),
                 key_data: buffa::MessageField::some(wa::message::AppStateSyncKeyData {
                     key_data: Some(rand::random::<[u8; 32]>().to_vec()),
@@ -237,15 +236,11 @@ impl Network {
                             raw_id: Some(rand::random()),
                             current_index: Some(0),
                             device_indexes: vec![0, device],
-                            ..Default::default()
                         },
                     ),
                     timestamp: Some(nodes::now() as i64 * 1000),
-                    ..Default::default()
                 }),
-                ..Default::default()
             }],
-            ..Default::default()
         };
         let message = wa::Message {
             protocol_message: buffa::MessageField::some(wa::message::ProtocolMessage {
@@ -353,17 +348,7 @@ fn phone_of(network: &Network, jid: &str) -> Option<String> {
     if jid.device != 0 {
         return None;
     }
-    let user = jid.user.to_string();
-    if jid.to_string().ends_with("@lid") {
-        let state = network.lock();
-        state
-            .phones
-            .iter()
-            .find(|(_, phone)| phone.lid == user)
-            .map(|(number, _)| number.clone())
-    } else {
-        Some(user)
-    }
+    network.lock().number_of(&jid)
 }
 
 fn device_of(jid: &str) -> String {

@@ -98,7 +98,7 @@ pub(crate) enum Command {
     PairSuccess {
         iq: wacore_binary::Node,
         id: String,
-        link: NewCompanion,
+        link: Box<NewCompanion>,
         done: oneshot::Sender<Result<Linked, String>>,
     },
     /// Send the phone's `primary_hello` (pairing by code), and hand the device's
@@ -227,6 +227,20 @@ impl State {
                 inbox: Vec::new(),
             }
         })
+    }
+
+    /// The phone number of a JID's user: the number itself, or the phone whose LID it
+    /// is (`None` for a LID this server never gave out).
+    pub(crate) fn number_of(&self, jid: &wacore_binary::Jid) -> Option<String> {
+        let user = jid.user.to_string();
+        if jid.server == wacore_binary::Server::Lid {
+            self.phones
+                .iter()
+                .find(|(_, phone)| phone.lid == user)
+                .map(|(number, _)| number.clone())
+        } else {
+            Some(user)
+        }
     }
 
     /// What `number` received.

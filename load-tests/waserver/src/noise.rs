@@ -45,7 +45,7 @@ pub(crate) enum Pattern {
 /// After the server's hello: what the client's finish (XX, XX-fallback) completes, or
 /// the finished handshake (IK, whose client hello carried everything).
 pub(crate) enum AfterHello {
-    AwaitFinish(PendingFinish),
+    AwaitFinish(Box<PendingFinish>),
     Done(Box<Established>),
 }
 
@@ -122,11 +122,11 @@ fn xx(
     );
     Ok((
         hello,
-        AfterHello::AwaitFinish(PendingFinish {
+        AfterHello::AwaitFinish(Box::new(PendingFinish {
             noise,
             ephemeral,
             pattern,
-        }),
+        })),
     ))
 }
 
@@ -312,8 +312,7 @@ mod tests {
         assert!(matches!(after, AfterHello::AwaitFinish(_)));
         let error = xx
             .read_server_hello_and_build_client_finish(&server_hello)
-            .err()
-            .expect("a production client refuses the chain")
+            .expect_err("a production client refuses the chain")
             .to_string();
         assert!(error.contains("intermediate signature"), "{error}");
     }

@@ -131,7 +131,12 @@ impl Network {
         };
         let (done, result) = oneshot::channel();
         commands
-            .send(Command::PairSuccess { iq, id, link, done })
+            .send(Command::PairSuccess {
+                iq,
+                id,
+                link: Box::new(link),
+                done,
+            })
             .map_err(|_| ScanError::UnknownCode)?;
         match tokio::time::timeout(SIGN_TIMEOUT, result).await {
             Ok(Ok(result)) => result.map_err(ScanError::Refused),

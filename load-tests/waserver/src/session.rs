@@ -203,6 +203,13 @@ fn ban_left(network: &Network, phone: &str) -> Option<Duration> {
     until.duration_since(std::time::SystemTime::now()).ok()
 }
 
+/// A `pair-success` sent, waiting for the device's signature.
+struct Signing {
+    id: String,
+    link: NewCompanion,
+    done: tokio::sync::oneshot::Sender<Result<Linked, String>>,
+}
+
 /// A device with no account: show it QR refs until a phone scans one, then link it
 /// and restart the stream.
 async fn pair(
@@ -241,11 +248,7 @@ async fn pair(
             .build()])
         .build();
     secure.send(&pair_device).await?;
-    let mut signing: Option<(
-        String,
-        NewCompanion,
-        tokio::sync::oneshot::Sender<Result<Linked, String>>,
-    )> = None;
+    let mut signing: Option<Signing> = None;
     // A phone waiting for this device's `companion_finish` (pairing by code).
     let mut finishing: Option<tokio::sync::oneshot::Sender<crate::pair_code::Finish>> = None;
     loop {
@@ -253,9 +256,9 @@ async fn pair(
             frame = secure.wire.frame() => {
                 let node = secure.open(frame?)?;
                 let is_sign = node.tag == "iq"
-                    && signing.as_ref().is_some_and(|(id, _, _)| nodes::attr(&node, "id").as_deref() == Some(id));
+                    && signing.as_ref().is_some_and(|s| nodes::attr(&node, "id").as_deref() == Some(&s.id));
                 if is_sign {
-                    let (_, link, done) = signing.take().expect("checked above");
+                    let Signing { link, done, .. } = signing.take().expect("checked above");
                     let outcome = if nodes::attr(&node, "type").as_deref() == Some("result") {
                         network.complete_pairing(&link, &node)
                     } else {
@@ -303,7 +306,7 @@ async fn pair(
             Some(command) = inbox.recv() => match command {
                 Command::PairSuccess { iq, id, link, done } => {
                     secure.send(&iq).await?;
-                    signing = Some((id, link, done));
+                    signing = Some(Signing { id, link: *link, done });
                 }
                 Command::Kick(error) => {
                     secure.send(&error).await?;

@@ -1,8 +1,8 @@
 //! `<iq xmlns="usync">`: who is on the network, their LIDs, and their device lists.
 
 use buffa::Message as _;
+use wacore_binary::Node;
 use wacore_binary::builder::NodeBuilder;
-use wacore_binary::{Jid, Node};
 use waproto::buffa;
 use waproto::whatsapp as wa;
 
@@ -30,7 +30,7 @@ pub(crate) fn answer(state: &mut State, id: &str, iq: &Node) -> Node {
         .iter()
         .filter_map(|user| {
             let phone = match nodes::attr(user, "jid") {
-                Some(jid) => phone_of(state, &jid)?,
+                Some(jid) => state.number_of(&jid.parse().ok()?)?,
                 None => nodes::child(user, "contact")
                     .and_then(|c| c.content_as_string())
                     .map(|c| c.trim_start_matches('+').to_owned())?,
@@ -48,20 +48,6 @@ pub(crate) fn answer(state: &mut State, id: &str, iq: &Node) -> Node {
                 .build(),
         ],
     )
-}
-
-/// The phone number of a `user@s.whatsapp.net` or `lid@lid` JID this server knows.
-fn phone_of(state: &State, jid: &str) -> Option<String> {
-    let jid: Jid = jid.parse().ok()?;
-    if jid.server.to_string() == "lid" || jid.to_string().ends_with("@lid") {
-        state
-            .phones
-            .iter()
-            .find(|(_, phone)| phone.lid == jid.user)
-            .map(|(number, _)| number.clone())
-    } else {
-        Some(jid.user.to_string())
-    }
 }
 
 fn user_node(state: &mut State, number: &str, asked: &[String]) -> Node {
