@@ -315,7 +315,7 @@ mod tests {
                 [
                     LinkEvent::Inbound { message_id: a, from_phone: pa, text: ta, .. },
                     LinkEvent::Inbound { message_id: b, .. },
-                ] if a == "A1" && pa == "+628222" && ta == "halo" && b == "A2"
+                ] if a == "A1" && pa == "628222" && ta == "halo" && b == "A2"
             ),
             "{seen:?}"
         );
@@ -355,7 +355,7 @@ mod tests {
             Some(LinkEvent::Inbound {
                 from_phone, group, ..
             }) => {
-                assert_eq!(from_phone, "+628111");
+                assert_eq!(from_phone, "628111");
                 assert_eq!(group.as_deref(), Some("120363000000000001@g.us"));
             }
             other => panic!("expected an inbound message, got {other:?}"),
