@@ -268,6 +268,7 @@ on_both!(a_crash_logs_the_device_in_again_without_pairing);
 on_both!(a_dropped_stream_reconnects);
 on_both!(unlinked_by_the_phone);
 on_both!(banned);
+on_both!(between_two_linked_devices);
 
 /// create → start → QR → scan → READY, with the phone's number as digits.
 async fn pairing_by_qr_code(target: Target) {
@@ -505,5 +506,29 @@ async fn banned(target: Target) {
         "reconnected during the ban: {stats:?}"
     );
     assert_eq!(stats.connected, 0, "{stats:?}");
+    target.assert_all_answered();
+}
+
+/// Two wafleet devices on two accounts: a text from one reaches the other's phone and
+/// the other device itself (relayed to it by the server, decrypted by it).
+async fn between_two_linked_devices(target: Target) {
+    let mut alice = target.pair("hana", "6281234567898").await;
+    let mut bob = target.pair("ivan", "6281234567899").await;
+    let sent = target
+        .post(
+            "/v1/devices/hana/messages",
+            json!({"to": "6281234567899", "text": "dari perangkat ke perangkat"}),
+        )
+        .await;
+    assert_eq!(sent.status(), 202);
+    let id = sent.json::<Value>().await.unwrap()["id"].clone();
+    let inbound = next_of_kind(&mut bob, "message.inbound").await;
+    assert_eq!(inbound["text"], "dari perangkat ke perangkat");
+    assert_eq!(inbound["from"], "6281234567898");
+    until_message_status(&mut alice, &id, "delivered").await;
+    let (_, inbox) = target.phone("/phones/6281234567899/inbox", None).await;
+    assert_eq!(inbox[0]["text"], "dari perangkat ke perangkat", "{inbox}");
+    let stats = target.stats();
+    assert!(stats.relayed >= 1, "{stats:?}");
     target.assert_all_answered();
 }

@@ -78,8 +78,11 @@ pub(crate) async fn from_device(network: &Network, session: &Session, node: &Nod
             continue;
         };
         let Some(phone) = phone_of(network, &jid) else {
-            // Another linked device of an account: stage 3 routes those.
-            network.unknown(format!("message to a companion device {}", device_of(&jid)));
+            // Another linked device (the recipient's, or one of the sender's own):
+            // relayed as it is, for it to decrypt.
+            if !relay_to_companion(network, session, node, &jid, enc) {
+                network.unknown(format!("message to an unknown device {jid}"));
+            }
             continue;
         };
         let kind = nodes::attr(enc, "type").unwrap_or_default();
@@ -128,16 +131,81 @@ pub(crate) async fn from_device(network: &Network, session: &Session, node: &Nod
     replies
 }
 
-/// A device's receipt for a message a phone sent it.
-pub(crate) fn receipt_from_device(network: &Network, node: &Node) {
+/// Relays one device's `<enc>` to another linked device `jid`, from the sending
+/// device's own JID (the Signal address the recipient decrypts with). Whether `jid` is a
+/// linked device.
+fn relay_to_companion(
+    network: &Network,
+    session: &Session,
+    node: &Node,
+    jid: &str,
+    enc: &Node,
+) -> bool {
+    let Ok(parsed) = jid.parse::<Jid>() else {
+        return false;
+    };
+    let device = u32::from(parsed.device);
+    let number = network.lock().number_of(&parsed);
+    let Some(number) =
+        number.filter(|n| network.lock().companions.contains_key(&(n.clone(), device)))
+    else {
+        return false;
+    };
+    let mut stanza = NodeBuilder::new("message")
+        .attr(
+            "from",
+            format!("{}:{}@s.whatsapp.net", session.phone, session.device),
+        )
+        .attr("id", nodes::attr(node, "id").unwrap_or_default())
+        .attr("t", nodes::now().to_string())
+        .attr(
+            "type",
+            nodes::attr(node, "type").unwrap_or_else(|| "text".into()),
+        )
+        .attr("notify", format!("Phone {}", session.phone));
+    if number == session.phone {
+        // A copy for the sender's own other device: whom the message was for.
+        if let Some(to) = nodes::attr(node, "to") {
+            stanza = stanza.attr("recipient", to);
+        }
+    }
+    let mut children = vec![enc.clone()];
+    if let Some(identity) = nodes::child(node, "device-identity") {
+        children.push(identity.clone());
+    }
+    network.deliver(&number, device, stanza.children(children).build());
+    network.lock().stats.relayed += 1;
+    true
+}
+
+/// A device's receipt for a message a phone or another device sent it.
+pub(crate) fn receipt_from_device(network: &Network, session: &Session, node: &Node) {
     let Some(id) = nodes::attr(node, "id") else {
         return;
     };
     let read = nodes::attr(node, "type").as_deref() == Some("read");
-    let mut state = network.lock();
-    for sent in state.sent.iter_mut().filter(|s| s.message_id == id) {
-        sent.status = if read { "read" } else { "delivered" };
+    let to = nodes::attr(node, "to").and_then(|to| to.parse::<Jid>().ok());
+    {
+        let mut state = network.lock();
+        for sent in state.sent.iter_mut().filter(|s| s.message_id == id) {
+            sent.status = if read { "read" } else { "delivered" };
+        }
     }
+    // A receipt for another device's message goes to that device.
+    let Some(to) = to.filter(|to| to.device != 0) else {
+        return;
+    };
+    let Some(number) = network.lock().number_of(&to) else {
+        return;
+    };
+    let mut receipt = NodeBuilder::new("receipt")
+        .attr("from", format!("{}@s.whatsapp.net", session.phone))
+        .attr("id", id)
+        .attr("t", nodes::now().to_string());
+    if read {
+        receipt = receipt.attr("type", "read");
+    }
+    network.deliver(&number, u32::from(to.device), receipt.build());
 }
 
 impl Network {
@@ -349,10 +417,6 @@ fn phone_of(network: &Network, jid: &str) -> Option<String> {
         return None;
     }
     network.lock().number_of(&jid)
-}
-
-fn device_of(jid: &str) -> String {
-    jid.to_owned()
 }
 
 /// The JID a receipt comes from: the recipient, as the device addressed it.

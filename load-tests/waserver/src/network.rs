@@ -147,6 +147,8 @@ pub struct Stats {
     pub undecryptable: u64,
     /// Copies of a device's message for its own phone.
     pub own_copies: u64,
+    /// Copies of a device's message relayed to another linked device.
+    pub relayed: u64,
     /// `tag xmlns child` of each stanza the server has no answer for, with a count.
     pub unknown: BTreeMap<String, u64>,
 }

@@ -171,7 +171,7 @@ async fn run(network: &Network, connection: u64, socket: WebSocket) -> Result<()
                         let replies = match node.tag.as_ref() {
                             "message" => crate::messages::from_device(network, &session, &node).await,
                             "receipt" => {
-                                crate::messages::receipt_from_device(network, &node);
+                                crate::messages::receipt_from_device(network, &session, &node);
                                 Vec::new()
                             }
                             // The device acknowledging what it received.
