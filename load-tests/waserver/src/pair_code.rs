@@ -186,3 +186,66 @@ fn open_bundle(
         .map_err(|e| format!("{e:?}"))?;
     Ok(adv_secret)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The phone's side against the client's own: the bundle the device seals with
+    /// `PairCodeUtils::prepare_key_bundle` opens, and both derive the same ADV secret.
+    #[test]
+    fn the_phone_opens_the_devices_key_bundle_and_derives_its_adv_secret() {
+        let mut rng = rand::rng();
+        let (device_ephemeral, device_identity) =
+            (KeyPair::generate(&mut rng), KeyPair::generate(&mut rng));
+        let (phone_ephemeral, phone_identity) =
+            (KeyPair::generate(&mut rng), KeyPair::generate(&mut rng));
+        let key =
+            |pair: &KeyPair| -> [u8; 32] { pair.public_key.public_key_bytes().try_into().unwrap() };
+        let (wrapped_bundle, device_secret) = PairCodeUtils::prepare_key_bundle(
+            &device_ephemeral,
+            &key(&phone_ephemeral),
+            &key(&phone_identity),
+            &device_identity,
+        )
+        .unwrap();
+        let finish = Finish {
+            wrapped_bundle,
+            identity: key(&device_identity).to_vec(),
+        };
+        let phone_secret = open_bundle(
+            &phone_ephemeral,
+            &key(&device_ephemeral),
+            &phone_identity,
+            &finish,
+        )
+        .unwrap();
+        assert_eq!(phone_secret, device_secret);
+
+        let forged = Finish {
+            identity: key(&KeyPair::generate(&mut rng)).to_vec(),
+            ..finish
+        };
+        assert!(
+            open_bundle(
+                &phone_ephemeral,
+                &key(&device_ephemeral),
+                &phone_identity,
+                &forged
+            )
+            .is_err()
+        );
+    }
+
+    /// What the device wraps under the code, the phone unwraps with it, and not with
+    /// another code.
+    #[test]
+    fn the_code_unwraps_the_devices_ephemeral_key() {
+        let ephemeral: [u8; 32] = rand::random();
+        let wrapped = PairCodeUtils::encrypt_ephemeral_pub(&ephemeral, "ABCDEFGH");
+        let unwrapped = PairCodeUtils::decrypt_primary_ephemeral_pub(&wrapped, "ABCDEFGH").unwrap();
+        assert_eq!(unwrapped, ephemeral);
+        let wrong = PairCodeUtils::decrypt_primary_ephemeral_pub(&wrapped, "ABCDEFGX").unwrap();
+        assert_ne!(wrong, ephemeral);
+    }
+}

@@ -99,3 +99,74 @@ pub(crate) fn digest(id: &str, bundle: Option<&KeyBundle>) -> Node {
         ],
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upload_iq(keys: &[(u32, u8)]) -> Node {
+        let bytes = |tag: &'static str, value: Vec<u8>| NodeBuilder::new(tag).bytes(value).build();
+        NodeBuilder::new("iq")
+            .children([
+                bytes("registration", vec![0, 0, 0, 7]),
+                bytes("type", vec![5]),
+                bytes("identity", vec![1; 32]),
+                NodeBuilder::new("list")
+                    .children(keys.iter().map(|(id, fill)| {
+                        NodeBuilder::new("key")
+                            .children([
+                                bytes("id", id.to_be_bytes()[1..].to_vec()),
+                                bytes("value", vec![*fill; 32]),
+                            ])
+                            .build()
+                    }))
+                    .build(),
+                NodeBuilder::new("skey")
+                    .children([
+                        bytes("id", vec![0, 0, 1]),
+                        bytes("value", vec![2; 32]),
+                        bytes("signature", vec![3; 64]),
+                    ])
+                    .build(),
+            ])
+            .build()
+    }
+
+    /// The digest lists what was uploaded, and its hash is WhatsApp's over the same keys
+    /// in id order.
+    #[test]
+    fn the_digest_hashes_the_keys_the_device_uploaded() {
+        let mut bundle = KeyBundle::default();
+        assert_eq!(
+            upload(&mut bundle, &upload_iq(&[(2, 0xB), (1, 0xA)])),
+            Ok(2)
+        );
+        let answer = digest("d1", Some(&bundle));
+        let digest = nodes::child(&answer, "digest").unwrap();
+        let ids: Vec<&[u8]> = nodes::child(digest, "list")
+            .and_then(Node::children)
+            .unwrap()
+            .iter()
+            .filter_map(nodes::bytes)
+            .collect();
+        assert_eq!(ids, [&[0, 0, 1][..], &[0, 0, 2][..]]);
+        let expected = wacore::prekeys::compute_key_bundle_digest(
+            &[1; 32],
+            &[2; 32],
+            &[3; 64],
+            &[&[0xA; 32], &[0xB; 32]],
+        );
+        assert_eq!(
+            nodes::child(digest, "hash").and_then(nodes::bytes),
+            Some(&expected[..])
+        );
+    }
+
+    #[test]
+    fn no_upload_yet_is_a_404_the_device_answers_with_one() {
+        let answer = digest("d2", None);
+        assert_eq!(nodes::attr(&answer, "type").as_deref(), Some("error"));
+        let error = nodes::child(&answer, "error").unwrap();
+        assert_eq!(nodes::attr(error, "code").as_deref(), Some("404"));
+    }
+}

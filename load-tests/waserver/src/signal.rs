@@ -328,3 +328,52 @@ impl SignedPreKeyStore for SignedPreKey {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wacore_libsignal::protocol::DeviceId;
+
+    /// Two phones' stores talk: a pkmsg from a bundle, answered by a msg, in both
+    /// directions; one-time pre-keys are used up.
+    #[tokio::test]
+    async fn two_parties_start_a_session_from_a_bundle_and_answer_each_other() {
+        let (a_key, b_key) = (
+            KeyPair::generate(&mut rand::rng()),
+            KeyPair::generate(&mut rand::rng()),
+        );
+        let (mut a, mut b) = (SignalParty::new(&a_key), SignalParty::new(&b_key));
+        let (a_addr, b_addr) = (
+            ProtocolAddress::new("628111", DeviceId::from(0)),
+            ProtocolAddress::new("628222", DeviceId::from(0)),
+        );
+        let b_bundle = b.bundle();
+        let used = b_bundle.pre_key.expect("a one-time pre-key").0;
+        let (kind, first) = a
+            .encrypt(&b_addr, || Some(b_bundle), b"halo")
+            .await
+            .unwrap();
+        assert_eq!(kind, "pkmsg");
+        assert_eq!(b.decrypt(&a_addr, kind, &first).await.unwrap(), b"halo");
+        assert!(
+            !b.pre_keys.keys.contains_key(&used),
+            "the pre-key is used up"
+        );
+        let (kind, reply) = b.encrypt(&a_addr, || None, b"apa kabar").await.unwrap();
+        assert_eq!(kind, "msg", "b has a session from the pkmsg");
+        assert_eq!(
+            a.decrypt(&b_addr, kind, &reply).await.unwrap(),
+            b"apa kabar"
+        );
+        let (kind, second) = a.encrypt(&b_addr, || None, b"baik").await.unwrap();
+        assert_eq!(kind, "msg");
+        assert_eq!(b.decrypt(&a_addr, kind, &second).await.unwrap(), b"baik");
+    }
+
+    #[tokio::test]
+    async fn no_session_and_no_bundle_is_an_error() {
+        let mut a = SignalParty::new(&KeyPair::generate(&mut rand::rng()));
+        let to = ProtocolAddress::new("628333", DeviceId::from(1));
+        assert!(a.encrypt(&to, || None, b"x").await.is_err());
+    }
+}
