@@ -5,9 +5,16 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use wafleet_load::scenario::{
-    self, campaign::CampaignOptions, failover::FailoverOptions, idle::IdleOptions,
-    media::MediaOptions, plot, routing::RoutingOptions, sse::SseOptions,
-    throughput::ThroughputOptions, webhooks::WebhooksOptions,
+    self,
+    campaign::CampaignOptions,
+    failover::FailoverOptions,
+    idle::{IdleLink, IdleOptions},
+    media::MediaOptions,
+    plot,
+    routing::RoutingOptions,
+    sse::SseOptions,
+    throughput::ThroughputOptions,
+    webhooks::WebhooksOptions,
 };
 
 #[derive(Debug, Parser)]
@@ -61,6 +68,13 @@ impl ClusterRun {
     }
 }
 
+/// `idle --link`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum IdleLinkArg {
+    Sim,
+    Whatsapp,
+}
+
 #[derive(Debug, Subcommand)]
 enum Scenario {
     /// The latency the cluster's routing adds: the same calls on a gateway (3 nodes)
@@ -92,6 +106,20 @@ enum Scenario {
         devices: usize,
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// What the devices are linked to: the simulator inside the process, or the real
+        /// link (whatsapp-rust) to a wafleet-waserver child (needs a test-chain build).
+        #[arg(long, value_enum, default_value_t = IdleLinkArg::Sim)]
+        link: IdleLinkArg,
+        /// With --link whatsapp: the same run on the simulated link first, and both
+        /// reported side by side with their ratio.
+        #[arg(long)]
+        compare_sim: bool,
+        /// The wafleet-waserver binary (default: the one next to this binary).
+        #[arg(long)]
+        waserver: Option<PathBuf>,
+        /// The WhatsApp Web version the real link pins (the test server serves no sw.js).
+        #[arg(long, default_value = "2.3000.1")]
+        whatsapp_version: String,
         /// The wafleet binary (default: the one next to this binary).
         #[arg(long)]
         wafleet: Option<PathBuf>,
@@ -266,15 +294,31 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Idle {
             devices,
             concurrency,
+            link,
+            compare_sim,
+            waserver,
+            whatsapp_version,
             wafleet,
             timeout_s,
             restart,
             plot,
         } => {
+            let link = match link {
+                IdleLinkArg::Sim if compare_sim => {
+                    anyhow::bail!("--compare-sim compares the real link: add --link whatsapp")
+                }
+                IdleLinkArg::Sim => IdleLink::Sim,
+                IdleLinkArg::Whatsapp => IdleLink::WhatsApp {
+                    waserver: waserver.unwrap_or_else(scenario::waserver::sibling_waserver),
+                    version: whatsapp_version,
+                },
+            };
             scenario::idle::run(IdleOptions {
                 devices,
                 concurrency,
                 wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
+                link,
+                compare_sim,
                 timeout: Duration::from_secs(timeout_s),
                 restart,
                 plot: Some(plot.unwrap_or_else(|| plot::default_path("idle"))),
