@@ -75,6 +75,27 @@ enum IdleLinkArg {
     Whatsapp,
 }
 
+/// What `idle --link`, `--compare-sim`, `--waserver` and `--whatsapp-version` ask for.
+fn idle_link(
+    link: IdleLinkArg,
+    compare_sim: bool,
+    waserver: Option<PathBuf>,
+    version: String,
+) -> anyhow::Result<IdleLink> {
+    Ok(match link {
+        IdleLinkArg::Sim if compare_sim => {
+            anyhow::bail!(
+                "--compare-sim compares the real link with the simulated one: add --link whatsapp"
+            )
+        }
+        IdleLinkArg::Sim => IdleLink::Sim,
+        IdleLinkArg::Whatsapp => IdleLink::WhatsApp {
+            waserver: waserver.unwrap_or_else(scenario::waserver::sibling_waserver),
+            version,
+        },
+    })
+}
+
 #[derive(Debug, Subcommand)]
 enum Scenario {
     /// The latency the cluster's routing adds: the same calls on a gateway (3 nodes)
@@ -303,16 +324,7 @@ async fn main() -> anyhow::Result<()> {
             restart,
             plot,
         } => {
-            let link = match link {
-                IdleLinkArg::Sim if compare_sim => {
-                    anyhow::bail!("--compare-sim compares the real link: add --link whatsapp")
-                }
-                IdleLinkArg::Sim => IdleLink::Sim,
-                IdleLinkArg::Whatsapp => IdleLink::WhatsApp {
-                    waserver: waserver.unwrap_or_else(scenario::waserver::sibling_waserver),
-                    version: whatsapp_version,
-                },
-            };
+            let link = idle_link(link, compare_sim, waserver, whatsapp_version)?;
             scenario::idle::run(IdleOptions {
                 devices,
                 concurrency,
@@ -435,4 +447,58 @@ async fn main() -> anyhow::Result<()> {
     };
     report.print();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idle_of(args: &[&str]) -> anyhow::Result<IdleLink> {
+        let cli = Cli::try_parse_from(["wafleet-load", "idle"].iter().chain(args))?;
+        let Scenario::Idle {
+            link,
+            compare_sim,
+            waserver,
+            whatsapp_version,
+            ..
+        } = cli.scenario
+        else {
+            unreachable!("parsed as idle")
+        };
+        idle_link(link, compare_sim, waserver, whatsapp_version)
+    }
+
+    #[test]
+    fn idle_runs_on_the_simulator_unless_told() {
+        assert_eq!(idle_of(&[]).unwrap(), IdleLink::Sim);
+        assert!(idle_of(&["--compare-sim"]).is_err());
+        assert!(idle_of(&["--link", "carrier-pigeon"]).is_err());
+    }
+
+    #[test]
+    fn idle_on_the_real_link_pins_a_version_and_finds_the_test_server() {
+        let IdleLink::WhatsApp { waserver, version } =
+            idle_of(&["--link", "whatsapp", "--compare-sim"]).unwrap()
+        else {
+            panic!("not the real link")
+        };
+        assert_eq!(version, "2.3000.1");
+        assert_eq!(waserver.file_name().unwrap(), "wafleet-waserver");
+        let chosen = idle_of(&[
+            "--link",
+            "whatsapp",
+            "--waserver",
+            "/opt/ws",
+            "--whatsapp-version",
+            "2.3000.7",
+        ])
+        .unwrap();
+        assert_eq!(
+            chosen,
+            IdleLink::WhatsApp {
+                waserver: PathBuf::from("/opt/ws"),
+                version: "2.3000.7".into()
+            }
+        );
+    }
 }

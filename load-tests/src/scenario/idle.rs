@@ -163,6 +163,14 @@ struct WaserverFigures {
 struct Restarted {
     all_ready: Duration,
     new_pairings: u64,
+    /// CPU seconds of the new process until every device was READY again (from its
+    /// start, loading included), and of the test server meanwhile.
+    cpu_s: f64,
+    waserver_cpu_s: Option<f64>,
+    /// When each device was READY again, after the kill: waves here are the connect
+    /// gate (`[recovery] concurrency` devices dial at once and hold their slot until
+    /// READY).
+    ready_after_kill: Quantiles,
     /// Resident memory once every device is READY again: logins only, no pairing burst.
     rss_empty_kib: u64,
     rss_ready_kib: u64,
@@ -525,6 +533,8 @@ impl Run<'_> {
         let Target { app, waserver } = target;
         kill(app).await?;
         let killed = Instant::now();
+        let server_pid = waserver.as_ref().and_then(Waserver::pid);
+        let server_cpu_before = server_pid.map(cpu_seconds_of).transpose()?;
         self.sampler.mark("kill -9, restart");
         self.ready_count.set(0);
         let bar = self
@@ -537,7 +547,7 @@ impl Run<'_> {
             waserver,
         };
         let mut events = Box::pin(target.app.events(true).await?);
-        let mut ready = std::collections::HashSet::new();
+        let mut ready = HashMap::new();
         let deadline = killed + options.timeout;
         let quiet = link.quiet_limit().max(Duration::from_secs(30));
         while ready.len() < options.devices {
@@ -558,11 +568,17 @@ impl Run<'_> {
             }
             let (kind, data) = next.context("event stream ended")?;
             if kind == "status" && data["status"] == "READY" {
-                ready.insert(data["device_id"].as_str().unwrap_or_default().to_owned());
+                let device = data["device_id"].as_str().unwrap_or_default().to_owned();
+                ready.entry(device).or_insert_with(|| killed.elapsed());
                 self.ready_count.set(ready.len() as u64);
             }
         }
         let all_ready = killed.elapsed();
+        let cpu_s = cpu_seconds_of(target.app.pid().context("wafleet has exited")?)?;
+        let waserver_cpu_s = server_pid
+            .zip(server_cpu_before)
+            .map(|(pid, before)| Ok::<_, anyhow::Error>(cpu_seconds_of(pid)? - before))
+            .transpose()?;
         self.progress.finish(bar);
         drop(events);
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -571,6 +587,9 @@ impl Run<'_> {
         let restarted = Restarted {
             all_ready,
             new_pairings: after.pairings.saturating_sub(before.pairings),
+            cpu_s,
+            waserver_cpu_s,
+            ready_after_kill: Quantiles::of(ready.into_values().collect()),
             rss_empty_kib: rss_empty,
             rss_ready_kib: rss_ready,
             handshakes: target
@@ -711,9 +730,11 @@ fn describe(report: &mut Report, devices: usize, m: &Measured, prefix: &str) {
     if let Some(r) = &m.restart {
         let after = per_device(r.rss_empty_kib, r.rss_ready_kib, devices);
         report.line(format!(
-            "  kill -9 and restart: all {} devices READY again {:.2}s after the kill, {} new pairings; then {} KiB resident, {:.1} KB per device",
+            "  kill -9 and restart: all {} devices READY again {:.2}s after the kill (p50 {:.2}s, p90 {:.2}s), {} new pairings; then {} KiB resident, {:.1} KB per device",
             devices,
             r.all_ready.as_secs_f64(),
+            r.ready_after_kill.p50_s,
+            r.ready_after_kill.p90_s,
             r.new_pairings,
             r.rss_ready_kib,
             after / 1000.0
@@ -724,14 +745,24 @@ fn describe(report: &mut Report, devices: usize, m: &Measured, prefix: &str) {
             round(r.all_ready.as_secs_f64()).into(),
         );
         field(report, "restart_new_pairings", r.new_pairings.into());
+        field(report, "restart_cpu_s", round(r.cpu_s).into());
+        field(
+            report,
+            "restart_ready_after_kill",
+            r.ready_after_kill.json(),
+        );
         field(report, "restart_rss_ready_kib", r.rss_ready_kib.into());
         field(report, "restart_bytes_per_device", after.round().into());
         if let (Some(handshakes), Some(logins)) = (&r.handshakes, r.logins) {
+            let server_cpu = r.waserver_cpu_s.unwrap_or_default();
             report.line(format!(
-                "  restart on the test server: handshakes {}, {} logins",
+                "  restart on the test server: handshakes {}, {} logins; CPU wafleet {:.1}s, test server {:.1}s",
                 Value::Object(handshakes.clone()),
-                logins
+                logins,
+                r.cpu_s,
+                server_cpu
             ));
+            field(report, "restart_waserver_cpu_s", round(server_cpu).into());
             field(
                 report,
                 "restart_handshakes",
