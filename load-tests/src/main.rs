@@ -147,6 +147,9 @@ enum Scenario {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 600)]
         timeout_s: u64,
+        /// Seconds the devices idle after the last READY before memory is read.
+        #[arg(long, default_value_t = 2)]
+        settle_s: u64,
         /// Then kill -9 the process, restart it on the same data, and time the recovery.
         #[arg(long)]
         restart: bool,
@@ -321,6 +324,7 @@ async fn main() -> anyhow::Result<()> {
             whatsapp_version,
             wafleet,
             timeout_s,
+            settle_s,
             restart,
             plot,
         } => {
@@ -332,6 +336,7 @@ async fn main() -> anyhow::Result<()> {
                 link,
                 compare_sim,
                 timeout: Duration::from_secs(timeout_s),
+                settle: Duration::from_secs(settle_s),
                 restart,
                 plot: Some(plot.unwrap_or_else(|| plot::default_path("idle"))),
             })

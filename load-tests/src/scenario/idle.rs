@@ -45,6 +45,9 @@ pub struct IdleOptions {
     pub compare_sim: bool,
     /// Give up after this long (each link's run).
     pub timeout: Duration,
+    /// How long the devices idle after the last READY before the process's memory is
+    /// read (after pairing, and after the restart).
+    pub settle: Duration,
     /// Then `kill -9` the process, start it again on the same data folder, and measure
     /// until every device is READY again.
     pub restart: bool,
@@ -480,7 +483,7 @@ impl Run<'_> {
         ));
         drop(events);
         // Let the process settle (buffers of the burst returned, idle state reached).
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(options.settle).await;
         let rss_ready = app.rss_kib()?;
         let counts = app.get_json("/v1/devices?limit=1").await?;
         let waserver = match &target.waserver {
@@ -581,7 +584,7 @@ impl Run<'_> {
             .transpose()?;
         self.progress.finish(bar);
         drop(events);
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(options.settle).await;
         let rss_ready = target.app.rss_kib()?;
         let after = target.stats().await?;
         let restarted = Restarted {
