@@ -319,6 +319,17 @@ async fn start_standalone(
     Ok(app)
 }
 
+/// The reason of a status event that says the process refused the test server's
+/// certificate chain: it is not a test-chain build.
+fn refused_chain(status: &Value) -> Option<String> {
+    let text = status.to_string();
+    text.contains(REFUSED_CHAIN).then(|| {
+        status["reason"]
+            .as_str()
+            .map_or_else(|| REFUSED_CHAIN.to_owned(), str::to_owned)
+    })
+}
+
 /// How to make a binary that accepts the test server.
 fn not_a_test_build(wafleet: &Path, seen: &str) -> anyhow::Error {
     anyhow::anyhow!(
@@ -447,9 +458,10 @@ impl Run<'_> {
                         self.ready_count.set(ready as u64);
                     }
                 }
-                "status" if data.to_string().contains(REFUSED_CHAIN) => {
-                    let reason = data["reason"].as_str().unwrap_or(REFUSED_CHAIN);
-                    return Err(not_a_test_build(&options.wafleet, reason));
+                "status" => {
+                    if let Some(reason) = refused_chain(&data) {
+                        return Err(not_a_test_build(&options.wafleet, &reason));
+                    }
                 }
                 _ => {}
             }
@@ -865,6 +877,22 @@ mod tests {
         assert_eq!(f["restart_handshakes"], json!({"ik": 100}));
         assert_eq!(f["sim_restart_new_pairings"], json!(0));
         assert!(!f.contains_key("sim_restart_handshakes"));
+    }
+
+    #[test]
+    fn a_production_builds_refusal_is_recognised_by_its_reason() {
+        let refused = json!({
+            "device_id": "idle-000000",
+            "status": "DISCONNECTED",
+            "reason": "WhatsApp's handshake with ws://127.0.0.1:9/ws was refused: the server's certificate chain is not signed by WhatsApp (is this a test server? only a test-chain build accepts one)"
+        });
+        let reason = refused_chain(&refused).unwrap();
+        assert!(reason.starts_with("WhatsApp's handshake with ws://127.0.0.1:9/ws"));
+        let error = not_a_test_build(Path::new("/bin/wafleet"), &reason).to_string();
+        assert!(error.contains("--features test-chain"), "{error}");
+        let other = json!({"device_id": "idle-000000", "status": "DISCONNECTED", "reason": "connect timed out"});
+        assert_eq!(refused_chain(&other), None);
+        assert_eq!(refused_chain(&json!({"status": "READY"})), None);
     }
 
     #[test]
