@@ -5,9 +5,16 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use wafleet_load::scenario::{
-    self, campaign::CampaignOptions, failover::FailoverOptions, idle::IdleOptions,
-    media::MediaOptions, plot, routing::RoutingOptions, sse::SseOptions,
-    throughput::ThroughputOptions, webhooks::WebhooksOptions,
+    self,
+    campaign::CampaignOptions,
+    failover::FailoverOptions,
+    idle::{IdleLink, IdleOptions},
+    media::MediaOptions,
+    plot,
+    routing::RoutingOptions,
+    sse::SseOptions,
+    throughput::ThroughputOptions,
+    webhooks::WebhooksOptions,
 };
 
 #[derive(Debug, Parser)]
@@ -61,6 +68,34 @@ impl ClusterRun {
     }
 }
 
+/// `idle --link`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum IdleLinkArg {
+    Sim,
+    Whatsapp,
+}
+
+/// What `idle --link`, `--compare-sim`, `--waserver` and `--whatsapp-version` ask for.
+fn idle_link(
+    link: IdleLinkArg,
+    compare_sim: bool,
+    waserver: Option<PathBuf>,
+    version: String,
+) -> anyhow::Result<IdleLink> {
+    Ok(match link {
+        IdleLinkArg::Sim if compare_sim => {
+            anyhow::bail!(
+                "--compare-sim compares the real link with the simulated one: add --link whatsapp"
+            )
+        }
+        IdleLinkArg::Sim => IdleLink::Sim,
+        IdleLinkArg::Whatsapp => IdleLink::WhatsApp {
+            waserver: waserver.unwrap_or_else(scenario::waserver::sibling_waserver),
+            version,
+        },
+    })
+}
+
 #[derive(Debug, Subcommand)]
 enum Scenario {
     /// The latency the cluster's routing adds: the same calls on a gateway (3 nodes)
@@ -92,12 +127,29 @@ enum Scenario {
         devices: usize,
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// What the devices are linked to: the simulator inside the process, or the real
+        /// link (whatsapp-rust) to a wafleet-waserver child (needs a test-chain build).
+        #[arg(long, value_enum, default_value_t = IdleLinkArg::Sim)]
+        link: IdleLinkArg,
+        /// With --link whatsapp: the same run on the simulated link first, and both
+        /// reported side by side with their ratio.
+        #[arg(long)]
+        compare_sim: bool,
+        /// The wafleet-waserver binary (default: the one next to this binary).
+        #[arg(long)]
+        waserver: Option<PathBuf>,
+        /// The WhatsApp Web version the real link pins (the test server serves no sw.js).
+        #[arg(long, default_value = "2.3000.1")]
+        whatsapp_version: String,
         /// The wafleet binary (default: the one next to this binary).
         #[arg(long)]
         wafleet: Option<PathBuf>,
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 600)]
         timeout_s: u64,
+        /// Seconds the devices idle after the last READY before memory is read.
+        #[arg(long, default_value_t = 2)]
+        settle_s: u64,
         /// Then kill -9 the process, restart it on the same data, and time the recovery.
         #[arg(long)]
         restart: bool,
@@ -266,16 +318,25 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Idle {
             devices,
             concurrency,
+            link,
+            compare_sim,
+            waserver,
+            whatsapp_version,
             wafleet,
             timeout_s,
+            settle_s,
             restart,
             plot,
         } => {
+            let link = idle_link(link, compare_sim, waserver, whatsapp_version)?;
             scenario::idle::run(IdleOptions {
                 devices,
                 concurrency,
                 wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
+                link,
+                compare_sim,
                 timeout: Duration::from_secs(timeout_s),
+                settle: Duration::from_secs(settle_s),
                 restart,
                 plot: Some(plot.unwrap_or_else(|| plot::default_path("idle"))),
             })
@@ -391,4 +452,58 @@ async fn main() -> anyhow::Result<()> {
     };
     report.print();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idle_of(args: &[&str]) -> anyhow::Result<IdleLink> {
+        let cli = Cli::try_parse_from(["wafleet-load", "idle"].iter().chain(args))?;
+        let Scenario::Idle {
+            link,
+            compare_sim,
+            waserver,
+            whatsapp_version,
+            ..
+        } = cli.scenario
+        else {
+            unreachable!("parsed as idle")
+        };
+        idle_link(link, compare_sim, waserver, whatsapp_version)
+    }
+
+    #[test]
+    fn idle_runs_on_the_simulator_unless_told() {
+        assert_eq!(idle_of(&[]).unwrap(), IdleLink::Sim);
+        assert!(idle_of(&["--compare-sim"]).is_err());
+        assert!(idle_of(&["--link", "carrier-pigeon"]).is_err());
+    }
+
+    #[test]
+    fn idle_on_the_real_link_pins_a_version_and_finds_the_test_server() {
+        let IdleLink::WhatsApp { waserver, version } =
+            idle_of(&["--link", "whatsapp", "--compare-sim"]).unwrap()
+        else {
+            panic!("not the real link")
+        };
+        assert_eq!(version, "2.3000.1");
+        assert_eq!(waserver.file_name().unwrap(), "wafleet-waserver");
+        let chosen = idle_of(&[
+            "--link",
+            "whatsapp",
+            "--waserver",
+            "/opt/ws",
+            "--whatsapp-version",
+            "2.3000.7",
+        ])
+        .unwrap();
+        assert_eq!(
+            chosen,
+            IdleLink::WhatsApp {
+                waserver: PathBuf::from("/opt/ws"),
+                version: "2.3000.7".into()
+            }
+        );
+    }
 }

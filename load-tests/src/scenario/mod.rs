@@ -22,7 +22,10 @@
 //! - [`plot`]: the SVG plot of a run.
 //! - [`failover`]: a cluster, a message stream, `kill -9` of a node: recovery, loss.
 //! - [`routing`]: gateway vs standalone latency of the same calls, in one run.
-//! - [`idle`]: N devices created, paired and left idle: memory per device, pairing time.
+//! - [`idle`]: N devices created, paired and left idle: memory per device, pairing time,
+//!   on the simulated link or the real one (against [`waserver`]), or both side by side.
+//! - [`waserver`]: a `wafleet-waserver` child, the WhatsApp Web protocol test server
+//!   the real link pairs with, and its `/sim/stats`.
 //! - [`throughput`]: messages accepted, sent and delivered per second with the limits
 //!   lifted, and their latencies, on a standalone process or a cluster.
 //! - [`webhooks`]: inbound messages to devices with webhooks, a failing receiver and a
@@ -54,6 +57,7 @@ pub mod sims;
 pub mod sse;
 mod target;
 pub mod throughput;
+pub mod waserver;
 pub mod webhooks;
 
 use serde_json::{Map, Value};

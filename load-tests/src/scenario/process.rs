@@ -324,3 +324,35 @@ pub fn rss_kib_of(pid: u32) -> anyhow::Result<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .context("no VmRSS in /proc status")
 }
+
+/// Clock ticks per second of `/proc/PID/stat`'s times (`USER_HZ`, 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU seconds process `pid` has used so far, user and system (Linux `/proc`).
+pub fn cpu_seconds_of(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("process {pid} is gone"))?;
+    cpu_seconds_in(&stat).context("no CPU times in /proc stat")
+}
+
+/// User plus system time in a `/proc/PID/stat` line: its 14th and 15th fields, counted
+/// after the command name (which may hold spaces and parentheses).
+fn cpu_seconds_in(stat: &str) -> Option<f64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) as f64 / TICKS_PER_SECOND)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_times_are_read_after_the_command_name() {
+        let stat = "4242 (wafleet (x) y) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 130 0 0 20 0 9 0 100 0 0";
+        assert_eq!(cpu_seconds_in(stat), Some(3.8));
+        assert_eq!(cpu_seconds_in("4242 (short) S 1"), None);
+    }
+}
