@@ -36,6 +36,11 @@ pub(crate) fn answer(network: &Network, session: &Session, node: &Node) -> Optio
         "iq" => iq(network, session, node),
         // The device telling the server its clock offset; nothing to answer.
         "ib" if nodes::first_child_tag(node) == Some("unified_session") => None,
+        // A device with a push name says it is online at each login.
+        "presence" => {
+            network.lock().stats.presences += 1;
+            None
+        }
         _ => {
             network.unknown(nodes::describe(node));
             None

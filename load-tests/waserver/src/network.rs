@@ -143,6 +143,8 @@ pub struct Stats {
     pub logins: u64,
     pub refused_logins: u64,
     pub prekeys_uploaded: u64,
+    /// `<presence>` stanzas devices sent (one per login once a device has a push name).
+    pub presences: u64,
     /// Copies of a device's message a phone could not decrypt.
     pub undecryptable: u64,
     /// Copies of a device's message for its own phone.

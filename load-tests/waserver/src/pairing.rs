@@ -221,7 +221,10 @@ fn pair_success(id: &str, link: &NewCompanion, device_identity: Vec<u8>) -> Node
                     .attr("jid", jid)
                     .attr("lid", lid)
                     .build(),
-                NodeBuilder::new("biz").attr("name", "").build(),
+                // The account's name, which the device keeps as its push name.
+                NodeBuilder::new("biz")
+                    .attr("name", format!("Phone {}", link.phone))
+                    .build(),
                 NodeBuilder::new("platform").attr("name", "android").build(),
             ])
             .build()])
