@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use wafleet_load::scenario::idle::{IdleOptions, run};
+use wafleet_load::scenario::idle::{IdleLink, IdleOptions, run};
 
 #[tokio::test]
 async fn idle_scenario_pairs_every_device_and_recovers_after_kill9() {
@@ -11,7 +11,10 @@ async fn idle_scenario_pairs_every_device_and_recovers_after_kill9() {
         devices: 20,
         concurrency: 8,
         wafleet: env!("CARGO_BIN_EXE_wafleet").into(),
+        link: IdleLink::Sim,
+        compare_sim: false,
         timeout: Duration::from_secs(60),
+        settle: Duration::from_secs(2),
         restart: true,
         plot: None,
     })
