@@ -24,7 +24,7 @@ const READY_WITHIN: Duration = Duration::from_secs(40);
 enum Deployment {
     Standalone {
         /// `None` only while it is being restarted.
-        app: Option<Standalone>,
+        app: Option<Box<Standalone>>,
         data: tempfile::TempDir,
     },
     Cluster(Box<LocalCluster>),
@@ -51,7 +51,7 @@ impl Target {
             http: app.http.clone(),
             base: app.base.clone(),
             wafleet: Deployment::Standalone {
-                app: Some(app),
+                app: Some(Box::new(app)),
                 data,
             },
             server,
@@ -82,11 +82,12 @@ impl Target {
         let owner = self.json(&format!("/v1/devices/{device}")).await["node"].clone();
         match &mut self.wafleet {
             Deployment::Standalone { app, data } => {
-                app.take().expect("running").kill9().await;
+                let dead = *app.take().expect("running");
+                dead.kill9().await;
                 let restarted = launch(&self.server, data.path()).await;
                 self.http = restarted.http.clone();
                 self.base = restarted.base.clone();
-                *app = Some(restarted);
+                *app = Some(Box::new(restarted));
             }
             Deployment::Cluster(cluster) => {
                 cluster
