@@ -27,16 +27,21 @@ pub struct Standalone {
 }
 
 impl Standalone {
-    pub async fn start(data: &Path) -> Standalone {
-        let process = process::Standalone::start(Path::new(env!("CARGO_BIN_EXE_wafleet")), data)
-            .await
-            .expect("start wafleet");
+    /// The harness around a started process.
+    fn running(process: process::Standalone, data: &Path) -> Standalone {
         Standalone {
             base: process.base.clone(),
             http: process.http.clone(),
             data: data.to_owned(),
             process,
         }
+    }
+
+    pub async fn start(data: &Path) -> Standalone {
+        let process = process::Standalone::start(Path::new(env!("CARGO_BIN_EXE_wafleet")), data)
+            .await
+            .expect("start wafleet");
+        Standalone::running(process, data)
     }
 
     /// Like [`Standalone::start`], with these environment variables set as well.
@@ -48,12 +53,7 @@ impl Standalone {
         )
         .await
         .expect("start wafleet");
-        Standalone {
-            base: process.base.clone(),
-            http: process.http.clone(),
-            data: data.to_owned(),
-            process,
-        }
+        Standalone::running(process, data)
     }
 
     /// With `--link LINK` (a real link to a test server, say), these environment
@@ -67,12 +67,7 @@ impl Standalone {
         )
         .await
         .expect("start wafleet");
-        Standalone {
-            base: process.base.clone(),
-            http: process.http.clone(),
-            data: data.to_owned(),
-            process,
-        }
+        Standalone::running(process, data)
     }
 
     /// Like [`Standalone::start`], but with the quota table the data folder has (the
@@ -82,12 +77,7 @@ impl Standalone {
             process::Standalone::launch(Path::new(env!("CARGO_BIN_EXE_wafleet")), data, "sim")
                 .await
                 .expect("start wafleet");
-        Standalone {
-            base: process.base.clone(),
-            http: process.http.clone(),
-            data: data.to_owned(),
-            process,
-        }
+        Standalone::running(process, data)
     }
 
     pub async fn put(&self, path: &str, body: Value) -> reqwest::Response {
