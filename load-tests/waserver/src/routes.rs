@@ -89,8 +89,7 @@ async fn send(
                 SendError::NoDevice(_) => StatusCode::NOT_FOUND,
                 SendError::Crypto(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
-            let body = json!({"error": {"code": "send_failed", "message": error.to_string()}});
-            Err((status, Json(body)))
+            Err(error_body(status, "send_failed", &error))
         }
     }
 }
@@ -121,10 +120,8 @@ async fn ban(
     let request: BanRequest = if body.iter().all(u8::is_ascii_whitespace) {
         BanRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            let error = json!({"error": {"code": "invalid_request", "message": e.to_string()}});
-            (StatusCode::BAD_REQUEST, Json(error))
-        })?
+        serde_json::from_slice(&body)
+            .map_err(|e| error_body(StatusCode::BAD_REQUEST, "invalid_request", &e))?
     };
     let seconds = request.seconds.unwrap_or(3600).min(MAX_BAN_SECONDS);
     let until = network.ban(&phone, Duration::from_secs(seconds));
@@ -162,10 +159,16 @@ impl IntoResponse for ScanError {
             ScanError::KeyMismatch => (StatusCode::BAD_REQUEST, "qr_key_mismatch"),
             ScanError::Refused(_) => (StatusCode::CONFLICT, "pairing_refused"),
         };
-        (
-            status,
-            Json(json!({"error": {"code": code, "message": self.to_string()}})),
-        )
-            .into_response()
+        error_body(status, code, &self).into_response()
     }
+}
+
+/// An error as every route answers one: `{"error": {"code", "message"}}`.
+fn error_body(
+    status: StatusCode,
+    code: &str,
+    error: &dyn std::fmt::Display,
+) -> (StatusCode, Json<Value>) {
+    let body = json!({"error": {"code": code, "message": error.to_string()}});
+    (status, Json(body))
 }

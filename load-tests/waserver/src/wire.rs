@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
 use bytes::BytesMut;
+use wacore_binary::Node;
 use wacore_binary::consts::WA_CONN_HEADER;
-use wacore_binary::{Node, OwnedNodeRef};
 use wacore_noise::NoiseCipher;
 use wacore_noise::framing::{FrameDecoder, encode_frame};
 
@@ -140,11 +140,11 @@ impl Secure {
             .decrypt_in_place_with_counter(self.read_counter, &mut frame)
             .map_err(|e| WireError::Corrupt(e.to_string()))?;
         self.read_counter += 1;
-        let plain = wacore_binary::util::unpack(&frame)
+        let plain =
+            wacore_binary::util::unpack(&frame).map_err(|e| WireError::Corrupt(e.to_string()))?;
+        let node = wacore_binary::marshal::unmarshal_ref(&plain)
             .map_err(|e| WireError::Corrupt(e.to_string()))?
-            .into_owned();
-        let node = OwnedNodeRef::new(plain).map_err(|e| WireError::Corrupt(e.to_string()))?;
-        let node = node.to_owned_node();
+            .to_owned();
         tracing::trace!(?node, "received");
         Ok(node)
     }
