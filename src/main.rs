@@ -11,7 +11,9 @@ mod store;
 
 /// mimalloc instead of glibc's malloc: under the throughput load glibc's allocator and
 /// its free-list consolidation took about a sixth of the process's CPU (BENCHMARKS.md,
-/// "allocator").
+/// "allocator"). The `system-allocator` feature keeps glibc's, so that heaptrack (which
+/// interposes `malloc`) sees every allocation; BENCHMARKS.md says where it was used.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
