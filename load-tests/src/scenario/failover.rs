@@ -650,3 +650,55 @@ async fn await_ready(
 fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn real_link() -> IdleLink {
+        IdleLink::WhatsApp {
+            waserver: PathBuf::from("wafleet-waserver"),
+            version: "2.3000.1".into(),
+        }
+    }
+
+    #[test]
+    fn the_simulator_finds_a_message_by_its_id_and_the_test_server_by_its_text() {
+        let sent = Accepted {
+            device: "fo-000001".into(),
+            text: "m-1".into(),
+        };
+        // The test server's inbox holds the link's own id (`3EB0…`), not wafleet's.
+        let copy = json!({"message_id": "3EB0ABCDEF0123456789AB", "text": "m-1"});
+        assert_eq!(inbox_key(&real_link(), &copy), "m-1");
+        assert_eq!(accepted_key(&real_link(), "msg_1", &sent), "m-1");
+        let copy = json!({"message_id": "msg_1", "text": "m-1"});
+        assert_eq!(inbox_key(&IdleLink::Sim, &copy), "msg_1");
+        assert_eq!(accepted_key(&IdleLink::Sim, "msg_1", &sent), "msg_1");
+    }
+
+    #[test]
+    fn the_test_servers_counts_are_taken_between_two_reads() {
+        let before = WaserverStats::of(&json!({
+            "pairings": 300, "logins": 300, "prekeys_uploaded": 243600,
+            "refused_logins": 0, "undecryptable": 1,
+            "handshakes": {"Xx": 600}, "unknown": {}
+        }))
+        .unwrap();
+        let after = WaserverStats::of(&json!({
+            "pairings": 300, "logins": 457, "prekeys_uploaded": 244412,
+            "refused_logins": 0, "undecryptable": 1,
+            "handshakes": {"Xx": 600, "Ik": 157}, "unknown": {}
+        }))
+        .unwrap();
+        let during = ServerDuring::of(&before, &after);
+        assert_eq!(
+            (during.logins, during.prekeys_uploaded, during.undecryptable),
+            (157, 812, 0)
+        );
+        assert_eq!(
+            serde_json::Value::Object(during.handshakes),
+            json!({"Xx": 0, "Ik": 157})
+        );
+    }
+}
