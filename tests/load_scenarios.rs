@@ -45,6 +45,7 @@ async fn a_rolling_restart_loses_no_message() {
             rolling: true,
             sims: None,
             plot: None,
+            link: IdleLink::Sim,
         })
         .await
         .unwrap();
@@ -82,6 +83,7 @@ async fn a_failover_over_two_simulators_loses_nothing() {
             rolling: false,
             sims: Some(2),
             plot: None,
+            link: IdleLink::Sim,
         })
         .await
         .unwrap();

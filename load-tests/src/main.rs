@@ -49,12 +49,23 @@ struct ClusterRun {
     /// wafleet-load-<scenario>.svg in the current folder).
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// What the nodes' devices are linked to: the simulators, or the real link
+    /// (whatsapp-rust) to a wafleet-waserver child (needs a test-chain build).
+    #[arg(long, value_enum, default_value_t = IdleLinkArg::Sim)]
+    link: IdleLinkArg,
+    /// The wafleet-waserver binary (default: the one next to this binary).
+    #[arg(long)]
+    waserver: Option<PathBuf>,
+    /// The WhatsApp Web version the real link pins (the test server serves no sw.js).
+    #[arg(long, default_value = "2.3000.1")]
+    whatsapp_version: String,
 }
 
 impl ClusterRun {
-    fn options(self, rolling: bool) -> FailoverOptions {
+    fn options(self, rolling: bool) -> anyhow::Result<FailoverOptions> {
         let scenario = if rolling { "rolling" } else { "failover" };
-        FailoverOptions {
+        let link = idle_link(self.link, false, self.waserver, self.whatsapp_version)?;
+        Ok(FailoverOptions {
             devices: self.devices,
             nodes: self.nodes,
             rate: self.rate,
@@ -64,7 +75,8 @@ impl ClusterRun {
             rolling,
             sims: self.sims.map(|n| n as usize),
             plot: Some(self.plot.unwrap_or_else(|| plot::default_path(scenario))),
-        }
+            link,
+        })
     }
 }
 
@@ -313,8 +325,8 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?
         }
-        Scenario::Failover(run) => scenario::failover::run(run.options(false)).await?,
-        Scenario::Rolling(run) => scenario::failover::run(run.options(true)).await?,
+        Scenario::Failover(run) => scenario::failover::run(run.options(false)?).await?,
+        Scenario::Rolling(run) => scenario::failover::run(run.options(true)?).await?,
         Scenario::Idle {
             devices,
             concurrency,
@@ -471,6 +483,26 @@ mod tests {
             unreachable!("parsed as idle")
         };
         idle_link(link, compare_sim, waserver, whatsapp_version)
+    }
+
+    fn failover_of(args: &[&str]) -> FailoverOptions {
+        let cli = Cli::try_parse_from(["wafleet-load", "failover"].iter().chain(args)).unwrap();
+        let Scenario::Failover(run) = cli.scenario else {
+            unreachable!("parsed as failover")
+        };
+        run.options(false).unwrap()
+    }
+
+    #[test]
+    fn failover_takes_the_real_link_as_idle_does() {
+        assert_eq!(failover_of(&[]).link, IdleLink::Sim);
+        let real = failover_of(&["--link", "whatsapp", "--whatsapp-version", "2.3000.7"]);
+        let IdleLink::WhatsApp { waserver, version } = real.link else {
+            panic!("not the real link")
+        };
+        assert_eq!(version, "2.3000.7");
+        assert_eq!(waserver.file_name().unwrap(), "wafleet-waserver");
+        assert!(!real.rolling);
     }
 
     #[test]

@@ -20,6 +20,14 @@
 //! - double_ownership: link connections the simulator saw replaced by another connection
 //!   of the same device while the first was live (two nodes connected at once);
 //! - new_pairings: pairings in the simulator during the run after the initial ones.
+//!
+//! With `--link whatsapp` the nodes' devices are on the real link (whatsapp-rust) to one
+//! `wafleet-waserver` child instead ([`IdleLink`], as `idle --link whatsapp`): pairing
+//! through its `/sim/scan`, messages to its phones, which decrypt them into their
+//! inboxes (found there by their text: the link gives a message a WhatsApp id of its
+//! own), and new pairings, logins, handshakes, pre-key uploads and double ownership
+//! (`connections_replaced`: a login over a live connection of the same device) from its
+//! `/sim/stats`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -35,14 +43,16 @@ use tokio::time::Instant;
 use wafleet_cluster_config::Placement;
 
 use super::Report;
-use super::cluster::{COOKIE, LocalCluster, NodeProcess};
+use super::cluster::{COOKIE, LocalCluster, NodeProcess, WhatsAppPlan};
 use super::event_watch::{EventWatch, WatchGauges};
+use super::idle::IdleLink;
 use super::pairing::{FleetPlan, pair_fleet_shown};
 use super::plot::{self, Chart, Shape};
 use super::process::{admin_get, post_patiently, sse_events};
 use super::progress::Progress;
 use super::sampling::{Gauge, Sampler};
 use super::sims::{Network, files_limit, sims_for};
+use super::waserver::{Waserver, WaserverStats};
 
 /// Options of the failover scenario.
 #[derive(Debug, Clone)]
@@ -61,6 +71,35 @@ pub struct FailoverOptions {
     pub sims: Option<usize>,
     /// Where to write the plot of the run (SVG); `None`: no plot.
     pub plot: Option<PathBuf>,
+    /// What the nodes' devices are linked to: the simulators, or the real link to a
+    /// `wafleet-waserver` child (`wafleet` must then be a test-chain build).
+    pub link: IdleLink,
+}
+
+/// A message the gateway accepted.
+#[derive(Debug, Clone)]
+struct Accepted {
+    device: String,
+    text: String,
+}
+
+/// What a message is found by in an inbox: the simulator keeps wafleet's id; the real
+/// link sends it with a WhatsApp id of its own (a hash), so there it is its text,
+/// unique in a run.
+fn accepted_key(link: &IdleLink, id: &str, message: &Accepted) -> String {
+    match link {
+        IdleLink::Sim => id.to_owned(),
+        IdleLink::WhatsApp { .. } => message.text.clone(),
+    }
+}
+
+/// The key of a message in a phone's inbox, as [`accepted_key`] makes it.
+fn inbox_key(link: &IdleLink, message: &serde_json::Value) -> String {
+    let field = match link {
+        IdleLink::Sim => "message_id",
+        IdleLink::WhatsApp { .. } => "text",
+    };
+    message[field].as_str().unwrap_or_default().to_owned()
 }
 
 /// Phones the messages go to (few, so their inboxes can be read whole).
@@ -74,9 +113,25 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
     let gauges = WatchGauges::new();
     let accepted_count = Gauge::new("accepted");
     let sampler = Sampler::start(&[&gauges.ready, &accepted_count, &gauges.delivered]);
-    let sim_count = options
-        .sims
-        .unwrap_or_else(|| sims_for(options.devices, files_limit()));
+    let waserver = match &options.link {
+        IdleLink::Sim => None,
+        IdleLink::WhatsApp { waserver, .. } => Some(Waserver::start(waserver).await?),
+    };
+    let cluster = match (&options.link, &waserver) {
+        (IdleLink::WhatsApp { version, .. }, Some(server)) => {
+            let plan = WhatsAppPlan {
+                url: server.ws.clone(),
+                version: version.clone(),
+            };
+            LocalCluster::start_with_whatsapp(&options.wafleet, options.nodes, plan).await?
+        }
+        _ => {
+            let sim_count = options
+                .sims
+                .unwrap_or_else(|| sims_for(options.devices, files_limit()));
+            LocalCluster::start_with_sims(&options.wafleet, options.nodes, sim_count).await?
+        }
+    };
     let LocalCluster {
         dir,
         redis,
@@ -84,18 +139,26 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
         mut nodes,
         gateway,
         plans,
-    } = LocalCluster::start_with_sims(&options.wafleet, options.nodes, sim_count).await?;
+    } = cluster;
     let sims = Arc::new(sims);
+    // Where the devices are paired and the phones read: the test server on the real
+    // link (the cluster's one simulator idles).
+    let network = match &waserver {
+        Some(server) => Network::Waserver(server.base.clone()),
+        None => Network::Processes(sims.clone()),
+    };
+    let linked_to = match &waserver {
+        Some(_) => "the real link to one wafleet-waserver".to_owned(),
+        None => format!("{} simulators", sims.len()),
+    };
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let placement = Placement::new(1024, &names)?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
     progress.note(format!(
-        "cluster up: {} nodes, {} simulators, gateway {}",
-        options.nodes,
-        sims.len(),
-        gateway.base
+        "cluster up: {} nodes, {linked_to}, gateway {}",
+        options.nodes, gateway.base
     ));
 
     // Create, start and pair every device through the gateway.
@@ -104,7 +167,7 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
         Box::pin(sse_events(&http, &format!("{}/v1/events", gateway.base), None).await?);
     let fleet = FleetPlan {
         api: gateway.base.clone(),
-        network: Network::Processes(sims.clone()),
+        network: network.clone(),
         ids: ids.clone(),
         phone_prefix: "62855".to_owned(),
         concurrency: 32,
@@ -112,16 +175,30 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
     let rescans = pair_fleet_shown(&http, &fleet, &mut events, &gauges.ready, &progress).await?;
     // The same stream, read by its own task from now on.
     let mut watch = EventWatch::spawn(events, ids.iter().cloned(), gauges.clone());
-    let pairings_before = sims.stat(&http, "pairings").await?;
-    let replaced_before = sims.stat(&http, "connections_replaced").await?;
-    let links_per_sim = sims.stat_each(&http, "links_total").await?;
-    progress.note(format!(
-        "links per simulator: {links_per_sim:?}; {rescans} QR codes scanned again"
-    ));
+    let pairings_before = network.stat(&http, "pairings").await?;
+    let replaced_before = network.stat(&http, "connections_replaced").await?;
+    let server_before = match &waserver {
+        Some(server) => Some(server.stats(&http).await?),
+        None => None,
+    };
+    let links_per_sim = match &waserver {
+        Some(_) => None,
+        None => Some(sims.stat_each(&http, "links_total").await?),
+    };
+    match &server_before {
+        Some(stats) => progress.note(format!(
+            "test server: {} pairings, {} logins, {} pre-keys uploaded; {rescans} QR codes scanned again",
+            stats.pairings, stats.logins, stats.prekeys_uploaded
+        )),
+        None => progress.note(format!(
+            "links per simulator: {:?}; {rescans} QR codes scanned again",
+            links_per_sim.clone().unwrap_or_default()
+        )),
+    }
 
     // A steady stream of messages, round-robin over devices and recipient phones.
-    // Accepted message id → (recipient index, device).
-    let accepted = Arc::new(Mutex::new(HashMap::<String, (usize, String)>::new()));
+    // Accepted message id → what it was.
+    let accepted = Arc::new(Mutex::new(HashMap::<String, Accepted>::new()));
     let sending = Arc::new(AtomicBool::new(true));
     let sending_bar = progress.counter("messages accepted", &accepted_count);
     let sender = {
@@ -137,15 +214,17 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
                 tick.tick().await;
                 let id = &ids[n % ids.len()];
                 let to = n % RECIPIENTS;
-                let body = json!({"to": format!("62866{to:08}"), "text": format!("m-{n}")});
+                let text = format!("m-{n}");
+                let body = json!({"to": format!("62866{to:08}"), "text": text});
                 let url = format!("{base}/v1/devices/{id}/messages");
                 match post_patiently(&http, &url, &body).await {
                     Ok(answer) => {
                         if let Some(message) = answer["id"].as_str() {
-                            accepted
-                                .lock()
-                                .await
-                                .insert(message.to_owned(), (to, id.clone()));
+                            let sent = Accepted {
+                                device: id.clone(),
+                                text,
+                            };
+                            accepted.lock().await.insert(message.to_owned(), sent);
                             accepted_count.add(1);
                         }
                     }
@@ -177,6 +256,13 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
         ]
     };
     let mut moved_total = 0usize;
+    let mut all_moved: HashSet<String> = HashSet::new();
+    // The test server's counters at the first stop: what it counts later is the
+    // failover's (before, the pairings' tail: pre-key uploads that finish after READY).
+    let server_at_stop = match &waserver {
+        Some(server) => Some(server.stats(&http).await?),
+        None => None,
+    };
     for victim in &victims {
         let moved: HashSet<String> = ids
             .iter()
@@ -184,6 +270,7 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
             .cloned()
             .collect();
         moved_total += moved.len();
+        all_moved.extend(moved.iter().cloned());
         let victim_index = nodes
             .iter()
             .position(|n| &n.name == victim)
@@ -274,36 +361,72 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
         )
         .await;
     // Count from the store of truth: every phone's inbox.
-    let mut in_inboxes: HashMap<String, usize> = HashMap::new();
+    // Key → the message id of each copy found.
+    let mut in_inboxes: HashMap<String, Vec<String>> = HashMap::new();
     for to in 0..RECIPIENTS {
-        for message in sims.inbox(&http, &format!("62866{to:08}")).await? {
-            *in_inboxes
-                .entry(
-                    message["message_id"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                )
-                .or_default() += 1;
+        for message in network.inbox(&http, &format!("62866{to:08}")).await? {
+            let id = message["message_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            in_inboxes
+                .entry(inbox_key(&options.link, &message))
+                .or_default()
+                .push(id);
         }
     }
-    let delivered_count = accepted
-        .keys()
-        .filter(|id| in_inboxes.contains_key(*id))
+    let arrived = |(id, message): &(&String, &Accepted)| {
+        in_inboxes.contains_key(&accepted_key(&options.link, id, message))
+    };
+    let delivered_count = accepted.iter().filter(arrived).count();
+    let twice: Vec<(&String, &Vec<String>)> =
+        in_inboxes.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    let duplicated = twice.len();
+    // On the real link: copies under one WhatsApp id (the same send, repeated), which
+    // a phone's app shows once.
+    let duplicated_same_id = twice
+        .iter()
+        .filter(|(_, ids)| ids.iter().all(|id| *id == ids[0]))
         .count();
-    let duplicated = in_inboxes.values().filter(|n| **n > 1).count();
+    // Which devices sent them, and whether they were moved.
+    let sender_of: HashMap<String, &str> = accepted
+        .iter()
+        .map(|(id, m)| (accepted_key(&options.link, id, m), m.device.as_str()))
+        .collect();
+    let duplicated_senders: Vec<String> = twice
+        .iter()
+        .map(|(key, ids)| {
+            let device = sender_of.get(*key).copied().unwrap_or("?");
+            let moved = if all_moved.contains(device) {
+                "moved"
+            } else {
+                "not moved"
+            };
+            format!("{key} ×{} from {device} ({moved})", ids.len())
+        })
+        .collect();
     let lost = accepted.len() - delivered_count;
     let status_behind = statuses_behind(
         &http,
         &gateway.base,
         accepted
             .iter()
-            .filter(|(id, _)| in_inboxes.contains_key(*id))
-            .map(|(id, (_, device))| (device.clone(), id.clone())),
+            .filter(arrived)
+            .map(|(id, message)| (message.device.clone(), id.clone())),
     )
     .await?;
-    let new_pairings = sims.stat(&http, "pairings").await? - pairings_before;
-    let double_ownership = sims.stat(&http, "connections_replaced").await? - replaced_before;
+    let new_pairings = network.stat(&http, "pairings").await? - pairings_before;
+    let double_ownership = network.stat(&http, "connections_replaced").await? - replaced_before;
+    let server_during = match (&waserver, &server_before, &server_at_stop) {
+        (Some(server), Some(before), Some(at_stop)) => {
+            let after = server.stats(&http).await?;
+            Some((
+                ServerDuring::of(before, at_stop),
+                ServerDuring::of(at_stop, &after),
+            ))
+        }
+        _ => None,
+    };
 
     let mut times: Vec<f64> = recovered;
     times.sort_by(f64::total_cmp);
@@ -315,10 +438,9 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
         "failover"
     };
     report.line(format!(
-        "{scenario}: {} devices on {} nodes and {} simulators; {} ({}) with {moved_total} devices in all",
+        "{scenario}: {} devices on {} nodes and {linked_to}; {} ({}) with {moved_total} devices in all",
         options.devices,
         options.nodes,
-        sims.len(),
         if options.rolling {
             "SIGTERM to each node in turn"
         } else {
@@ -344,11 +466,44 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
         double_ownership,
         new_pairings
     ));
+    if let Some((settling, during)) = &server_during {
+        report.line(format!(
+            "test server from the first stop to the end: {} logins ({} by pattern), {} pre-keys uploaded, {} refused logins, {} undecryptable copies; between the last READY of the pairing and the stop: {} logins, {} pre-keys uploaded",
+            during.logins,
+            serde_json::Value::Object(during.handshakes.clone()),
+            during.prekeys_uploaded,
+            during.refused_logins,
+            during.undecryptable,
+            settling.logins,
+            settling.prekeys_uploaded
+        ));
+    }
     report.field("scenario", scenario);
+    report.field("link", options.link.name());
     report.field("devices", options.devices);
     report.field("nodes", options.nodes);
-    report.field("sims", sims.len());
-    report.field("links_per_sim", links_per_sim);
+    match (&links_per_sim, &server_during) {
+        (Some(links), _) => {
+            report.field("sims", sims.len());
+            report.field("links_per_sim", links.clone());
+        }
+        (None, Some((settling, during))) => {
+            report.field("waserver_logins_before_stop", settling.logins);
+            report.field(
+                "waserver_prekeys_uploaded_before_stop",
+                settling.prekeys_uploaded,
+            );
+            report.field("waserver_logins", during.logins);
+            report.field(
+                "waserver_handshakes",
+                serde_json::Value::Object(during.handshakes.clone()),
+            );
+            report.field("waserver_prekeys_uploaded", during.prekeys_uploaded);
+            report.field("waserver_refused_logins", during.refused_logins);
+            report.field("waserver_undecryptable", during.undecryptable);
+        }
+        (None, None) => {}
+    }
     report.field("qr_rescans", rescans);
     report.field("killed_node_devices", moved_total);
     report.field("recovery_first_s", round(pct(0.0)));
@@ -360,6 +515,14 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
     report.field("delivered", delivered_count);
     report.field("lost", lost);
     report.field("duplicated", duplicated);
+    if !duplicated_senders.is_empty() {
+        report.line(format!(
+            "delivered twice: {} ({duplicated_same_id} under one message id both times)",
+            duplicated_senders.join(", ")
+        ));
+        report.field("duplicated_same_id", duplicated_same_id);
+        report.field("duplicated_senders", duplicated_senders.clone());
+    }
     report.field("status_behind", status_behind);
     report.field("double_ownership", double_ownership);
     report.field("new_pairings", new_pairings);
@@ -383,14 +546,43 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
             ),
         ];
         let title = format!(
-            "wafleet-load {scenario}: {} devices, {} nodes",
-            options.devices, options.nodes
+            "wafleet-load {scenario}: {} devices, {} nodes, link {}",
+            options.devices,
+            options.nodes,
+            options.link.name()
         );
         plot::attach(&mut report, path, &title, &charts)?;
     }
     drop(progress);
     drop(redis);
+    drop(waserver);
     Ok(report)
+}
+
+/// What the test server counted between two reads of its `/sim/stats`.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct ServerDuring {
+    logins: u64,
+    /// Noise handshakes by pattern: `ik` a device resuming, `xx` a first connection or
+    /// a pairing.
+    handshakes: serde_json::Map<String, serde_json::Value>,
+    prekeys_uploaded: u64,
+    refused_logins: u64,
+    undecryptable: u64,
+}
+
+impl ServerDuring {
+    fn of(before: &WaserverStats, after: &WaserverStats) -> ServerDuring {
+        ServerDuring {
+            logins: after.logins.saturating_sub(before.logins),
+            handshakes: after.handshakes_since(before),
+            prekeys_uploaded: after
+                .prekeys_uploaded
+                .saturating_sub(before.prekeys_uploaded),
+            refused_logins: after.refused_logins.saturating_sub(before.refused_logins),
+            undecryptable: after.undecryptable.saturating_sub(before.undecryptable),
+        }
+    }
 }
 
 /// How many of these (device, message) pairs the gateway reports as neither `delivered`
@@ -457,4 +649,56 @@ async fn await_ready(
 
 fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn real_link() -> IdleLink {
+        IdleLink::WhatsApp {
+            waserver: PathBuf::from("wafleet-waserver"),
+            version: "2.3000.1".into(),
+        }
+    }
+
+    #[test]
+    fn the_simulator_finds_a_message_by_its_id_and_the_test_server_by_its_text() {
+        let sent = Accepted {
+            device: "fo-000001".into(),
+            text: "m-1".into(),
+        };
+        // The test server's inbox holds the link's own id (`3EB0…`), not wafleet's.
+        let copy = json!({"message_id": "3EB0ABCDEF0123456789AB", "text": "m-1"});
+        assert_eq!(inbox_key(&real_link(), &copy), "m-1");
+        assert_eq!(accepted_key(&real_link(), "msg_1", &sent), "m-1");
+        let copy = json!({"message_id": "msg_1", "text": "m-1"});
+        assert_eq!(inbox_key(&IdleLink::Sim, &copy), "msg_1");
+        assert_eq!(accepted_key(&IdleLink::Sim, "msg_1", &sent), "msg_1");
+    }
+
+    #[test]
+    fn the_test_servers_counts_are_taken_between_two_reads() {
+        let before = WaserverStats::of(&json!({
+            "pairings": 300, "logins": 300, "prekeys_uploaded": 243600,
+            "refused_logins": 0, "undecryptable": 1,
+            "handshakes": {"Xx": 600}, "unknown": {}
+        }))
+        .unwrap();
+        let after = WaserverStats::of(&json!({
+            "pairings": 300, "logins": 457, "prekeys_uploaded": 244412,
+            "refused_logins": 0, "undecryptable": 1,
+            "handshakes": {"Xx": 600, "Ik": 157}, "unknown": {}
+        }))
+        .unwrap();
+        let during = ServerDuring::of(&before, &after);
+        assert_eq!(
+            (during.logins, during.prekeys_uploaded, during.undecryptable),
+            (157, 812, 0)
+        );
+        assert_eq!(
+            serde_json::Value::Object(during.handshakes),
+            json!({"Xx": 0, "Ik": 157})
+        );
+    }
 }

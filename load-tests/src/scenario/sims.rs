@@ -168,19 +168,22 @@ impl Sims {
 
 /// The simulated network of a run, as the driver acting as the phones sees it: the one
 /// inside a standalone process (`--link sim`, control API on the process's own address),
-/// or `wafleet sim` processes.
+/// `wafleet sim` processes, or the WhatsApp Web protocol test server of the real link.
 #[derive(Debug, Clone)]
 pub enum Network {
     /// `http://…` of the standalone process.
     InProcess(String),
     Processes(Arc<Sims>),
+    /// `http://…` of a `wafleet-waserver`'s control API (the real link's test server),
+    /// on the same paths: every device is paired there and every inbox is there.
+    Waserver(String),
 }
 
 impl Network {
     /// The control API base of the simulator that serves `device_id`.
     pub fn base_for(&self, device_id: &str) -> &str {
         match self {
-            Network::InProcess(base) => base,
+            Network::InProcess(base) | Network::Waserver(base) => base,
             Network::Processes(sims) => sims.base_for(device_id),
         }
     }
@@ -188,7 +191,7 @@ impl Network {
     /// How many simulators (1 in process).
     pub fn len(&self) -> usize {
         match self {
-            Network::InProcess(_) => 1,
+            Network::InProcess(_) | Network::Waserver(_) => 1,
             Network::Processes(sims) => sims.len(),
         }
     }
@@ -201,7 +204,7 @@ impl Network {
     /// Counter `name` of `/sim/stats`, added up over every simulator.
     pub async fn stat(&self, http: &reqwest::Client, name: &str) -> anyhow::Result<i64> {
         match self {
-            Network::InProcess(base) => stat_at(http, base, name).await,
+            Network::InProcess(base) | Network::Waserver(base) => stat_at(http, base, name).await,
             Network::Processes(sims) => sims.stat(http, name).await,
         }
     }
@@ -209,7 +212,7 @@ impl Network {
     /// What reached `phone`, from every simulator, in order of arrival.
     pub async fn inbox(&self, http: &reqwest::Client, phone: &str) -> anyhow::Result<Vec<Value>> {
         match self {
-            Network::InProcess(base) => inbox_at(http, base, phone).await,
+            Network::InProcess(base) | Network::Waserver(base) => inbox_at(http, base, phone).await,
             Network::Processes(sims) => sims.inbox(http, phone).await,
         }
     }

@@ -37,6 +37,10 @@ pub struct Waserver {
 pub struct WaserverStats {
     pub pairings: u64,
     pub logins: u64,
+    /// Logins refused (an unknown device: 401; a banned account: 402).
+    pub refused_logins: u64,
+    /// Copies of a device's message a phone could not decrypt.
+    pub undecryptable: u64,
     /// Noise handshakes completed, by pattern (`xx`, `ik`, `xx_fallback`).
     pub handshakes: serde_json::Map<String, Value>,
     pub prekeys_uploaded: u64,
@@ -55,6 +59,8 @@ impl WaserverStats {
         Ok(WaserverStats {
             pairings: count("pairings")?,
             logins: count("logins")?,
+            refused_logins: count("refused_logins")?,
+            undecryptable: count("undecryptable")?,
             handshakes: map("handshakes"),
             prekeys_uploaded: count("prekeys_uploaded")?,
             unknown: map("unknown"),
@@ -160,11 +166,13 @@ mod tests {
     fn handshakes_since_counts_each_pattern_that_grew() {
         let before = WaserverStats::of(&json!({
             "pairings": 2, "logins": 4, "prekeys_uploaded": 1624,
+            "refused_logins": 0, "undecryptable": 0,
             "handshakes": {"xx": 6}, "unknown": {}
         }))
         .unwrap();
         let after = WaserverStats::of(&json!({
             "pairings": 2, "logins": 6, "prekeys_uploaded": 1624,
+            "refused_logins": 0, "undecryptable": 0,
             "handshakes": {"xx": 6, "ik": 2}, "unknown": {}
         }))
         .unwrap();

@@ -142,6 +142,9 @@ pub struct Stats {
     pub pairings: u64,
     pub logins: u64,
     pub refused_logins: u64,
+    /// Logins that replaced a live connection of the same device (two connections of
+    /// one device at once: in a cluster, two nodes that both think they own it).
+    pub connections_replaced: u64,
     pub prekeys_uploaded: u64,
     /// `<presence>` stanzas devices sent (one per login once a device has a push name).
     pub presences: u64,
@@ -247,8 +250,96 @@ impl State {
         }
     }
 
+    /// `online` is now the device's connection: a live one it replaces is told so
+    /// (`conflict type="replaced"`, as WhatsApp does) and counted.
+    pub(crate) fn log_in(&mut self, device: (String, u32), online: Online) {
+        self.stats.logins += 1;
+        if let Some(previous) = self.online.insert(device, online) {
+            // One connection per device: the older one is replaced. Its session still
+            // reads its commands while it is live (a closed one has left `online`,
+            // or its receiver is gone).
+            if previous
+                .commands
+                .send(Command::Kick(crate::phones::conflict("replaced")))
+                .is_ok()
+            {
+                self.stats.connections_replaced += 1;
+            }
+        }
+    }
+
     /// What `number` received.
     pub(crate) fn inbox_of(&mut self, number: &str) -> &mut Vec<crate::messages::InboxMessage> {
         &mut self.phone(number).inbox
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn online(connection: u64) -> (Online, mpsc::UnboundedReceiver<Command>) {
+        let (commands, inbox) = mpsc::unbounded_channel();
+        (
+            Online {
+                connection,
+                commands,
+            },
+            inbox,
+        )
+    }
+
+    #[test]
+    fn a_login_over_a_live_connection_of_the_device_replaces_it_and_is_counted() {
+        let mut state = State::default();
+        let device = ("6281234567890".to_owned(), 3);
+        let (first, mut first_inbox) = online(1);
+        state.log_in(device.clone(), first);
+        assert_eq!(state.stats.connections_replaced, 0);
+        let (second, _second_inbox) = online(2);
+        state.log_in(device.clone(), second);
+        assert_eq!(
+            (state.stats.logins, state.stats.connections_replaced),
+            (2, 1)
+        );
+        let Ok(Command::Kick(error)) = first_inbox.try_recv() else {
+            panic!("the first connection was not kicked")
+        };
+        let conflict = error
+            .children()
+            .and_then(|c| c.first())
+            .expect("a conflict");
+        assert_eq!(
+            crate::nodes::attr(conflict, "type").as_deref(),
+            Some("replaced")
+        );
+        assert_eq!(state.online[&device].connection, 2);
+    }
+
+    #[test]
+    fn a_login_after_the_connection_went_away_is_not_a_replacement() {
+        let mut state = State::default();
+        let device = ("6281234567890".to_owned(), 3);
+        let (first, first_inbox) = online(1);
+        state.log_in(device.clone(), first);
+        // Its session ended (the node was killed) before the server removed it.
+        drop(first_inbox);
+        let (second, _second_inbox) = online(2);
+        state.log_in(device.clone(), second);
+        // Another device of the same phone is not the same device.
+        let (other, _other_inbox) = online(3);
+        state.log_in(("6281234567890".to_owned(), 4), other);
+        assert_eq!(
+            (state.stats.logins, state.stats.connections_replaced),
+            (3, 0)
+        );
+    }
+
+    #[test]
+    fn the_stats_route_reports_replacements() {
+        let network = Network::new();
+        network.lock().stats.connections_replaced = 2;
+        let stats = serde_json::to_value(network.stats()).unwrap();
+        assert_eq!(stats["connections_replaced"], 2);
     }
 }

@@ -121,20 +121,13 @@ async fn run(network: &Network, connection: u64, socket: WebSocket) -> Result<()
                 return Ok(());
             }
             let (commands, mut inbox) = mpsc::unbounded_channel();
-            {
-                let mut state = network.lock();
-                state.stats.logins += 1;
-                let online = Online {
+            network.lock().log_in(
+                (phone.clone(), device),
+                Online {
                     connection,
                     commands,
-                };
-                if let Some(previous) = state.online.insert((phone.clone(), device), online) {
-                    // One connection per device: the older one is replaced.
-                    let _ = previous
-                        .commands
-                        .send(Command::Kick(crate::phones::conflict("replaced")));
-                }
-            }
+                },
+            );
             let success = NodeBuilder::new("success")
                 .attr("t", nodes::now().to_string())
                 .attr(

@@ -49,6 +49,11 @@ struct Sessions(HashMap<String, SessionRecord>);
 struct PreKeys {
     keys: HashMap<u32, (PreKeyRecord, PublicKey)>,
     next: u32,
+    /// Keys below this id were handed out in a bundle: as WhatsApp's server does, a
+    /// one-time pre-key is given to one fetch only (two devices starting sessions at
+    /// once would otherwise both use the same, and the second's message could not be
+    /// decrypted once the first used it up). The phone keeps them until used.
+    offered: u32,
 }
 
 struct SignedPreKey {
@@ -81,6 +86,7 @@ impl SignalParty {
         let mut pre_keys = PreKeys {
             keys: HashMap::new(),
             next: 1,
+            offered: 1,
         };
         pre_keys.refill();
         SignalParty {
@@ -104,15 +110,21 @@ impl SignalParty {
         }
     }
 
-    /// The bundle a device fetches to write to this phone first.
+    /// The bundle a device fetches to write to this phone first, with a one-time
+    /// pre-key no other fetch was given.
     pub(crate) fn bundle(&mut self) -> PublicBundle {
         self.pre_keys.refill();
+        let offered = self.pre_keys.offered;
         let pre_key = self
             .pre_keys
             .keys
             .keys()
+            .filter(|id| **id >= offered)
             .min()
             .map(|id| (*id, key32(&self.pre_keys.keys[id].1)));
+        if let Some((id, _)) = pre_key {
+            self.pre_keys.offered = id + 1;
+        }
         PublicBundle {
             registration_id: self.identity.registration_id,
             identity: key32(self.identity.pair.public_key()),
@@ -209,8 +221,11 @@ impl SignalParty {
 }
 
 impl PreKeys {
+    /// Keeps [`PRE_KEYS`] that were not handed out yet.
     fn refill(&mut self) {
-        while self.keys.len() < PRE_KEYS {
+        let mut left = self.keys.keys().filter(|id| **id >= self.offered).count();
+        while left < PRE_KEYS {
+            left += 1;
             let key = KeyPair::generate(&mut rand::rng());
             let id = self.next;
             self.next += 1;
@@ -368,6 +383,31 @@ mod tests {
         let (kind, second) = a.encrypt(&b_addr, || None, b"baik").await.unwrap();
         assert_eq!(kind, "msg");
         assert_eq!(b.decrypt(&a_addr, kind, &second).await.unwrap(), b"baik");
+    }
+
+    /// Two devices fetch the phone's bundle before either writes: each gets its own
+    /// one-time pre-key, and the phone decrypts both first messages.
+    #[tokio::test]
+    async fn a_one_time_pre_key_goes_to_one_fetch_only() {
+        let phone_key = KeyPair::generate(&mut rand::rng());
+        let mut phone = SignalParty::new(&phone_key);
+        let phone_addr = ProtocolAddress::new("628444", DeviceId::from(0));
+        let (first, second) = (phone.bundle(), phone.bundle());
+        assert_ne!(first.pre_key.unwrap().0, second.pre_key.unwrap().0);
+        for (i, bundle) in [first, second].into_iter().enumerate() {
+            let mut device = SignalParty::new(&KeyPair::generate(&mut rand::rng()));
+            let (kind, message) = device
+                .encrypt(&phone_addr, || Some(bundle), b"halo")
+                .await
+                .unwrap();
+            let from = ProtocolAddress::new(&format!("62855{i}"), DeviceId::from(1));
+            assert_eq!(phone.decrypt(&from, kind, &message).await.unwrap(), b"halo");
+        }
+        // More fetches than the phone keeps at once still get keys of their own.
+        let ids: std::collections::HashSet<u32> = (0..PRE_KEYS * 2)
+            .map(|_| phone.bundle().pre_key.unwrap().0)
+            .collect();
+        assert_eq!(ids.len(), PRE_KEYS * 2);
     }
 
     #[tokio::test]
