@@ -89,6 +89,15 @@ impl DeviceVault {
             })
     }
 
+    /// Whether any of `keys` of `namespace` holds a value (nothing is opened).
+    pub async fn any(&self, namespace: &str, keys: &[String]) -> Result<bool, VaultError> {
+        Ok(self
+            .vault
+            .store
+            .any_link_state(&self.device_id, namespace, keys)
+            .await?)
+    }
+
     /// Seals `value` and stores it under `namespace/key`.
     pub async fn put(&self, namespace: &str, key: &str, value: &[u8]) -> Result<(), VaultError> {
         let blob = self

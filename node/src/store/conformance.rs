@@ -49,6 +49,7 @@ pub async fn run_all(store: &dyn Store) {
     check_wanted_devices_in_shards(store).await;
     check_link_state_put_get_list(store).await;
     check_link_state_isolation(store).await;
+    check_link_state_any(store).await;
     check_link_state_unknown_device(store).await;
     check_message_insert_get(store).await;
     check_message_idempotency(store).await;
@@ -1047,6 +1048,48 @@ pub async fn check_link_state_put_get_list(store: &dyn Store) {
 }
 
 /// Records of one device or namespace never show through another.
+/// `any_link_state` over many keys: no for keys of another device or namespace, yes as
+/// soon as one of them (even past the first few hundred) holds a record.
+pub async fn check_link_state_any(store: &dyn Store) {
+    let p = fresh_prefix();
+    let (a, b) = (format!("{p}-any-a"), format!("{p}-any-b"));
+    create(store, &device(&a)).await;
+    create(store, &device(&b)).await;
+    let keys: Vec<String> = (0..1200).map(|i| format!("key-{i:04}")).collect();
+    let any = |d: &str, ns: &str, keys: &[String]| {
+        let (d, ns, keys) = (d.to_owned(), ns.to_owned(), keys.to_vec());
+        async move { ok(store.any_link_state(&d, &ns, &keys).await, "any") }
+    };
+    assert!(!any(&a, "sessions", &keys).await, "an empty device");
+    assert!(!any(&a, "sessions", &[]).await, "no keys");
+
+    ok(
+        store
+            .put_link_state(&b, "sessions", "key-1100", &blob(1, b"b"), None)
+            .await,
+        "put",
+    );
+    ok(
+        store
+            .put_link_state(&a, "identities", "key-1100", &blob(1, b"a"), None)
+            .await,
+        "put",
+    );
+    assert!(
+        !any(&a, "sessions", &keys).await,
+        "another device's or namespace's record"
+    );
+    assert!(any(&b, "sessions", &keys).await, "a key far down the list");
+    assert!(
+        any(&a, "identities", &keys[1100..1101]).await,
+        "the one key"
+    );
+    assert!(
+        !any(&a, "identities", &keys[..1100]).await,
+        "every key but it"
+    );
+}
+
 pub async fn check_link_state_isolation(store: &dyn Store) {
     let p = fresh_prefix();
     let (a, b) = (format!("{p}-a"), format!("{p}-b"));

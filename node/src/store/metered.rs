@@ -156,6 +156,12 @@ metered_store! {
             namespace: &str,
             key: &str,
         ) -> Result<Option<SealedBlob>, StoreError>;
+        async fn any_link_state(
+            &self,
+            device_id: &str,
+            namespace: &str,
+            keys: &[String],
+        ) -> Result<bool, StoreError>;
         async fn list_link_state(
             &self,
             device_id: &str,

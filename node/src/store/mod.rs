@@ -338,6 +338,26 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         namespace: &str,
         key: &str,
     ) -> Result<Option<SealedBlob>, StoreError>;
+    /// Whether the device has a record of `namespace` under any of `keys`: one question
+    /// over many keys (the real link asks it over hundreds of candidates at once). The
+    /// default asks for each key in turn.
+    async fn any_link_state(
+        &self,
+        device_id: &str,
+        namespace: &str,
+        keys: &[String],
+    ) -> Result<bool, StoreError> {
+        for key in keys {
+            if self
+                .get_link_state(device_id, namespace, key)
+                .await?
+                .is_some()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
     /// All records of a namespace, ordered by key.
     async fn list_link_state(
         &self,

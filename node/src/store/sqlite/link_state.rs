@@ -59,6 +59,38 @@ pub(super) fn get(
     })
 }
 
+/// Keys asked at once in [`any`]: well under SQLite's limit on a statement's parameters.
+const ANY_KEYS_PER_QUERY: usize = 500;
+
+/// Whether any of `keys` has a record: one indexed query per [`ANY_KEYS_PER_QUERY`] keys.
+pub(super) fn any(
+    conn: &Connection,
+    device_id: &str,
+    namespace: &str,
+    keys: &[String],
+) -> Result<bool, StoreError> {
+    for chunk in keys.chunks(ANY_KEYS_PER_QUERY) {
+        let places = (3..chunk.len() + 3)
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT 1 FROM link_state WHERE device_id = ?1 AND namespace = ?2 AND key IN ({places}) LIMIT 1"
+        );
+        let values = [device_id, namespace]
+            .into_iter()
+            .chain(chunk.iter().map(String::as_str));
+        let mut statement = conn.prepare_cached(&sql).map_err(db_error)?;
+        if statement
+            .exists(rusqlite::params_from_iter(values))
+            .map_err(db_error)?
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 pub(super) fn list(
     conn: &Connection,
     device_id: &str,

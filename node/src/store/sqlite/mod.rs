@@ -338,6 +338,18 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn any_link_state(
+        &self,
+        device_id: &str,
+        namespace: &str,
+        keys: &[String],
+    ) -> Result<bool, StoreError> {
+        let (device_id, namespace, keys) =
+            (device_id.to_owned(), namespace.to_owned(), keys.to_vec());
+        self.read(move |conn| link_state::any(conn, &device_id, &namespace, &keys))
+            .await
+    }
+
     async fn list_link_state(
         &self,
         device_id: &str,

@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use whatsapp_rust::bytes::Bytes;
 use whatsapp_rust::store::traits::SignalStore;
+use whatsapp_rust::wacore::types::jid::JidExt;
+use whatsapp_rust::{Jid, Server};
 
+use super::super::store::VaultBackend;
 use super::{backend, device, ok};
 use crate::store::Store;
 
@@ -41,12 +44,10 @@ pub async fn check_signal_store(store: Arc<dyn Store>) {
         Some(&b"session-a2"[..])
     );
     assert!(ok(b.has_session(bob).await, "has_session"));
-    assert!(ok(
-        b.has_signal_state_for_user("15550000002").await,
-        "has_signal_state_for_user"
-    ));
     ok(b.delete_session(bob).await, "delete_session");
     assert_eq!(ok(b.get_session(bob).await, "get_session"), None);
+
+    check_signal_state_for_user(&b).await;
 
     // pre-keys
     assert_eq!(ok(b.get_max_prekey_id().await, "get_max_prekey_id"), 0);
@@ -131,4 +132,51 @@ pub async fn check_signal_store(store: Arc<dyn Store>) {
     );
     ok(b.delete_sender_key(group_sender).await, "delete_sender_key");
     assert_eq!(ok(b.get_sender_key(group_sender).await, "get"), None);
+}
+
+/// `has_signal_state_for_user` finds a session or an identity under any address of
+/// the user whatsapp-rust may look through (the addresses as it writes them), and
+/// says no for a user without any: a wrong "no" would skip moving that contact's
+/// sessions to its LID.
+async fn check_signal_state_for_user(b: &VaultBackend) {
+    let address = |user: &str, server: Server, device: u16| {
+        Jid::new(user, server)
+            .with_device(device)
+            .to_protocol_address_string()
+    };
+    let has = |user: &'static str| async move {
+        ok(
+            b.has_signal_state_for_user(user).await,
+            "has_signal_state_for_user",
+        )
+    };
+    assert!(!has("15550000003").await, "no state for a new user");
+
+    ok(
+        b.put_session(&address("15550000003", Server::Pn, 0), b"s")
+            .await,
+        "put_session",
+    );
+    assert!(has("15550000003").await, "a session on the phone itself");
+    assert!(!has("1555000000").await, "another user, a prefix of it");
+    assert!(!has("155500000031").await, "another user it is a prefix of");
+
+    ok(
+        b.put_identity(&address("15550000004", Server::Hosted, 99), [4; 32])
+            .await,
+        "put_identity",
+    );
+    assert!(has("15550000004").await, "an identity of a hosted device");
+    ok(
+        b.delete_identity(&address("15550000004", Server::Hosted, 99))
+            .await,
+        "delete_identity",
+    );
+    assert!(!has("15550000004").await, "gone with its identity");
+
+    ok(
+        b.put_session(&address("98765", Server::Lid, 7), b"s").await,
+        "put_session",
+    );
+    assert!(has("98765").await, "a linked device under a LID");
 }

@@ -32,6 +32,17 @@ impl VaultBackend {
         Ok((stored == natural).then(|| payload.to_vec()))
     }
 
+    /// Whether a record of `namespace` exists under any of the natural keys `naturals`:
+    /// one question to the store, nothing opened. (A hit is a vault key's hash, not
+    /// the natural key read back as [`Self::get`] does: 128 bits of it.)
+    pub(super) async fn any(&self, namespace: &str, naturals: &[String]) -> Result<bool> {
+        let keys: Vec<String> = naturals
+            .iter()
+            .map(|natural| self.vault_key(namespace, natural))
+            .collect();
+        self.vault.any(namespace, &keys).await.map_err(read_error)
+    }
+
     pub(super) async fn put(&self, namespace: &str, natural: &str, payload: &[u8]) -> Result<()> {
         self.check_open()?;
         let key = self.vault_key(namespace, natural);

@@ -4,8 +4,35 @@ use async_trait::async_trait;
 use whatsapp_rust::bytes::Bytes;
 use whatsapp_rust::store::traits::SignalStore;
 use whatsapp_rust::wacore::store::error::Result;
+use whatsapp_rust::wacore::types::jid::JidExt;
+use whatsapp_rust::{Jid, Server};
 
 use super::{VaultBackend, ns};
+
+/// The device ids whatsapp-rust looks through when it moves a contact's Signal state
+/// from its phone number to its LID (`MIGRATION_DEVICE_RANGE` in its `client/lid_pn.rs`):
+/// state under a device id past these is never moved, so it need not be found.
+const MIGRATION_DEVICE_IDS: u16 = 100;
+
+/// The servers a contact's Signal addresses are under.
+const SIGNAL_SERVERS: [Server; 4] = [Server::Pn, Server::Lid, Server::Hosted, Server::HostedLid];
+
+/// Every Signal address `user` can have state under, as whatsapp-rust keys its records
+/// (`ProtocolAddress::as_str`: `user[:device]@server.0`).
+fn signal_addresses_of(user: &str) -> Vec<String> {
+    SIGNAL_SERVERS
+        .iter()
+        .flat_map(|server| {
+            (0..MIGRATION_DEVICE_IDS).map(move |device| {
+                Jid::new(user, *server)
+                    .with_device(device)
+                    .to_protocol_address()
+                    .as_str()
+                    .to_owned()
+            })
+        })
+        .collect()
+}
 
 fn prekey_key(id: u32) -> String {
     format!("{id:010}")
@@ -46,6 +73,22 @@ impl SignalStore for VaultBackend {
 
     async fn delete_session(&self, address: &str) -> Result<()> {
         self.delete(ns::SESSION, address).await
+    }
+
+    /// Whether any session or identity is stored for `user`: asked before whatsapp-rust
+    /// moves a contact's state from its number to its LID (and, at pairing, the own
+    /// account's). Its default answer is "yes", and then it looks through 100 device
+    /// ids on two servers one at a time, leaving a lock and a cached "none" for each
+    /// address behind: about 140 KB per newly paired device that stayed in memory
+    /// (BENCHMARKS.md, "Issue 18"). Two indexed questions to the store instead.
+    async fn has_signal_state_for_user(&self, user: &str) -> Result<bool> {
+        let addresses = signal_addresses_of(user);
+        for namespace in [ns::SESSION, ns::IDENTITY] {
+            if self.any(namespace, &addresses).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     async fn store_prekey(&self, id: u32, record: &[u8], uploaded: bool) -> Result<()> {
