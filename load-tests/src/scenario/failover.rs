@@ -173,6 +173,15 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
         concurrency: 32,
     };
     let rescans = pair_fleet_shown(&http, &fleet, &mut events, &gauges.ready, &progress).await?;
+    if let Some(server) = &waserver {
+        progress.note(format!(
+            "waiting for {} devices' pre-key uploads",
+            options.devices
+        ));
+        server
+            .await_prekey_uploads(&http, options.devices as u64, Duration::from_secs(600))
+            .await?;
+    }
     // The same stream, read by its own task from now on.
     let mut watch = EventWatch::spawn(events, ids.iter().cloned(), gauges.clone());
     let pairings_before = network.stat(&http, "pairings").await?;
@@ -680,13 +689,13 @@ mod tests {
     #[test]
     fn the_test_servers_counts_are_taken_between_two_reads() {
         let before = WaserverStats::of(&json!({
-            "pairings": 300, "logins": 300, "prekeys_uploaded": 243600,
+            "pairings": 300, "logins": 300, "prekeys_uploaded": 243600, "prekey_uploads": 300,
             "refused_logins": 0, "undecryptable": 1,
             "handshakes": {"Xx": 600}, "unknown": {}
         }))
         .unwrap();
         let after = WaserverStats::of(&json!({
-            "pairings": 300, "logins": 457, "prekeys_uploaded": 244412,
+            "pairings": 300, "logins": 457, "prekeys_uploaded": 244412, "prekey_uploads": 301,
             "refused_logins": 0, "undecryptable": 1,
             "handshakes": {"Xx": 600, "Ik": 157}, "unknown": {}
         }))

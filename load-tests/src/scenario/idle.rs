@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 use super::Report;
 use super::pairing::{PairingSite, scan_patiently};
 use super::plot::{self, Chart, Shape};
-use super::process::{Standalone, cpu_seconds_of, unthrottle};
+use super::process::{Standalone, await_quiet, cpu_seconds_of, unthrottle};
 use super::progress::Progress;
 use super::sampling::{Gauge, Sampler};
 use super::waserver::{Waserver, WaserverStats};
@@ -138,6 +138,8 @@ struct Measured {
     rescans: u32,
     rss_empty_kib: u64,
     rss_ready_kib: u64,
+    /// From the last READY until the process was idle (memory is read after that).
+    busy_after_ready: Duration,
     /// Where the pairing's time went.
     phases: Phases,
     /// CPU seconds the wafleet process spent from the first creation to the last READY.
@@ -156,6 +158,8 @@ impl Measured {
 /// The test server's side of a real-link run.
 #[derive(Debug, Clone, Default)]
 struct WaserverFigures {
+    /// From the first creation until every device had uploaded its pre-keys.
+    uploaded: Duration,
     rss_kib: u64,
     cpu_pairing_s: f64,
     stats: WaserverStats,
@@ -165,6 +169,8 @@ struct WaserverFigures {
 #[derive(Debug, Clone, Default)]
 struct Restarted {
     all_ready: Duration,
+    /// From the last READY until the process was idle (memory is read after that).
+    busy_after_ready: Duration,
     new_pairings: u64,
     /// CPU seconds of the new process until every device was READY again (from its
     /// start, loading included), and of the test server meanwhile.
@@ -494,12 +500,36 @@ impl Run<'_> {
             paired.as_secs_f64()
         ));
         drop(events);
+        // On the real link a device uploads its pre-keys after it is READY (whatsapp-rust
+        // runs that as a passive task, and 1,000 devices' 812 keys each queue on the
+        // store for a while): the memory is read, and the process killed, once every
+        // device has, in the state a linked device stays in.
+        let uploaded = match &target.waserver {
+            Some(server) => {
+                progress.note(format!(
+                    "waiting for {} devices' pre-key uploads",
+                    options.devices
+                ));
+                server
+                    .await_prekey_uploads(
+                        &app.http,
+                        options.devices as u64,
+                        deadline.saturating_duration_since(Instant::now()),
+                    )
+                    .await?;
+                Some(started.elapsed())
+            }
+            None => None,
+        };
+        await_quiet(pid, deadline.saturating_duration_since(Instant::now())).await?;
+        let busy_after_ready = started.elapsed().saturating_sub(paired);
         // Let the process settle (buffers of the burst returned, idle state reached).
         tokio::time::sleep(options.settle).await;
         let rss_ready = app.rss_kib()?;
         let counts = app.get_json("/v1/devices?limit=1").await?;
         let waserver = match &target.waserver {
             Some(server) => Some(WaserverFigures {
+                uploaded: uploaded.unwrap_or_default(),
                 rss_kib: server.rss_kib()?,
                 cpu_pairing_s: server_cpu.unwrap_or_default(),
                 stats: target.stats().await?,
@@ -508,6 +538,7 @@ impl Run<'_> {
         };
         let mut measured = Measured {
             link: link.name(),
+            busy_after_ready,
             ready: counts["counts"]["READY"].clone(),
             created,
             paired,
@@ -596,11 +627,18 @@ impl Run<'_> {
             .transpose()?;
         self.progress.finish(bar);
         drop(events);
+        await_quiet(
+            target.app.pid().context("wafleet has exited")?,
+            deadline.saturating_duration_since(Instant::now()),
+        )
+        .await?;
+        let busy_after_ready = killed.elapsed().saturating_sub(all_ready);
         tokio::time::sleep(options.settle).await;
         let rss_ready = target.app.rss_kib()?;
         let after = target.stats().await?;
         let restarted = Restarted {
             all_ready,
+            busy_after_ready,
             new_pairings: after.pairings.saturating_sub(before.pairings),
             cpu_s,
             waserver_cpu_s,
@@ -679,10 +717,11 @@ fn describe(report: &mut Report, devices: usize, m: &Measured, prefix: &str) {
         m.paired.as_secs_f64()
     ));
     report.line(format!(
-        "  resident memory of wafleet: empty {} KiB, with devices {} KiB, {:.1} KB per device",
+        "  resident memory of wafleet: empty {} KiB, with devices {} KiB, {:.1} KB per device (read once the process was idle, {:.1}s after the last READY)",
         m.rss_empty_kib,
         m.rss_ready_kib,
-        bytes_per_device / 1000.0
+        bytes_per_device / 1000.0,
+        m.busy_after_ready.as_secs_f64()
     ));
     report.line(format!(
         "  per device: start -> QR p50 {:.2}s p90 {:.2}s; scan answered p50 {:.2}s; scan -> READY p50 {:.2}s p90 {:.2}s max {:.2}s; wafleet CPU {:.1}s",
@@ -709,11 +748,25 @@ fn describe(report: &mut Report, devices: usize, m: &Measured, prefix: &str) {
     field(report, "rss_empty_kib", m.rss_empty_kib.into());
     field(report, "rss_ready_kib", m.rss_ready_kib.into());
     field(report, "bytes_per_device", bytes_per_device.round().into());
+    field(
+        report,
+        "busy_after_ready_s",
+        round(m.busy_after_ready.as_secs_f64()).into(),
+    );
     field(report, "start_to_qr", m.phases.to_qr.json());
     field(report, "scan", m.phases.scan.json());
     field(report, "scan_to_ready", m.phases.scanned_to_ready.json());
     field(report, "cpu_pairing_s", round(m.cpu_pairing_s).into());
     if let Some(server) = &m.waserver {
+        report.line(format!(
+            "  every device's pre-keys uploaded {:.1}s after the first creation",
+            server.uploaded.as_secs_f64()
+        ));
+        field(
+            report,
+            "prekeys_all_uploaded_s",
+            round(server.uploaded.as_secs_f64()).into(),
+        );
         report.line(format!(
             "  test server: {} KiB resident, CPU {:.1}s, {} pairings, {} logins, {} pre-keys uploaded, {} unanswered stanza kinds",
             server.rss_kib,
@@ -754,6 +807,11 @@ fn describe(report: &mut Report, devices: usize, m: &Measured, prefix: &str) {
             r.rss_ready_kib,
             after / 1000.0
         ));
+        field(
+            report,
+            "restart_busy_after_ready_s",
+            round(r.busy_after_ready.as_secs_f64()).into(),
+        );
         field(
             report,
             "restart_all_ready_s",

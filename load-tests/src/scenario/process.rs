@@ -335,6 +335,35 @@ pub fn cpu_seconds_of(pid: u32) -> anyhow::Result<f64> {
     cpu_seconds_in(&stat).context("no CPU times in /proc stat")
 }
 
+/// Waits until process `pid` is idle: under 10 % of a core in each of 3 seconds in a
+/// row (1,000 idle real-link devices cost about 5 %: keepalives and timers), at most
+/// `within`. A READY device's
+/// link still works in the background for a while (the real link stores and uploads its
+/// pre-keys, a restarted one settles its sessions): memory read before that measures a
+/// moment, not what a device keeps. Returns how long it waited.
+pub async fn await_quiet(pid: u32, within: Duration) -> anyhow::Result<Duration> {
+    const SAMPLE: Duration = Duration::from_secs(1);
+    const QUIET_SAMPLES: u32 = 3;
+    const QUIET_CPU_S: f64 = 0.10;
+    let started = std::time::Instant::now();
+    let mut quiet = 0;
+    let mut before = cpu_seconds_of(pid)?;
+    while quiet < QUIET_SAMPLES {
+        if started.elapsed() >= within {
+            bail!("process {pid} was still busy after {within:?}");
+        }
+        tokio::time::sleep(SAMPLE).await;
+        let now = cpu_seconds_of(pid)?;
+        quiet = if now - before < QUIET_CPU_S {
+            quiet + 1
+        } else {
+            0
+        };
+        before = now;
+    }
+    Ok(started.elapsed())
+}
+
 /// User plus system time in a `/proc/PID/stat` line: its 14th and 15th fields, counted
 /// after the command name (which may hold spaces and parentheses).
 fn cpu_seconds_in(stat: &str) -> Option<f64> {

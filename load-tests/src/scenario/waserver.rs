@@ -44,6 +44,8 @@ pub struct WaserverStats {
     /// Noise handshakes completed, by pattern (`xx`, `ik`, `xx_fallback`).
     pub handshakes: serde_json::Map<String, Value>,
     pub prekeys_uploaded: u64,
+    /// Pre-key uploads (a device's first after pairing, then top-ups).
+    pub prekey_uploads: u64,
     /// Stanzas the server had no answer for, with a count each.
     pub unknown: serde_json::Map<String, Value>,
 }
@@ -63,6 +65,7 @@ impl WaserverStats {
             undecryptable: count("undecryptable")?,
             handshakes: map("handshakes"),
             prekeys_uploaded: count("prekeys_uploaded")?,
+            prekey_uploads: count("prekey_uploads")?,
             unknown: map("unknown"),
         })
     }
@@ -127,6 +130,32 @@ impl Waserver {
         super::process::rss_kib_of(self.child.id().context("wafleet-waserver has exited")?)
     }
 
+    /// Waits until the server has answered `devices` pre-key uploads: each device uploads
+    /// once after its pairing, in the background after it is READY (whatsapp-rust's
+    /// passive tasks), and with a thousand devices storing 812 keys each that takes a
+    /// while. Memory read, or a process killed, before that measures a state no linked
+    /// device stays in (and a killed one uploads again after its restart).
+    pub async fn await_prekey_uploads(
+        &self,
+        http: &reqwest::Client,
+        devices: u64,
+        within: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let uploads = self.stats(http).await?.prekey_uploads;
+            if uploads >= devices {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "only {uploads} of {devices} devices uploaded their pre-keys within {within:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     pub async fn stats(&self, http: &reqwest::Client) -> anyhow::Result<WaserverStats> {
         let stats: Value = http
             .get(format!("{}/sim/stats", self.base))
@@ -165,13 +194,13 @@ mod tests {
     #[test]
     fn handshakes_since_counts_each_pattern_that_grew() {
         let before = WaserverStats::of(&json!({
-            "pairings": 2, "logins": 4, "prekeys_uploaded": 1624,
+            "pairings": 2, "logins": 4, "prekeys_uploaded": 1624, "prekey_uploads": 2,
             "refused_logins": 0, "undecryptable": 0,
             "handshakes": {"xx": 6}, "unknown": {}
         }))
         .unwrap();
         let after = WaserverStats::of(&json!({
-            "pairings": 2, "logins": 6, "prekeys_uploaded": 1624,
+            "pairings": 2, "logins": 6, "prekeys_uploaded": 1624, "prekey_uploads": 2,
             "refused_logins": 0, "undecryptable": 0,
             "handshakes": {"xx": 6, "ik": 2}, "unknown": {}
         }))

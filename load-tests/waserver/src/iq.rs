@@ -67,6 +67,7 @@ fn iq(network: &Network, session: &Session, node: &Node) -> Option<Node> {
             match prekeys::upload(bundle, node) {
                 Ok(count) => {
                     state.stats.prekeys_uploaded += count as u64;
+                    state.stats.prekey_uploads += 1;
                     if state.keys_shared.insert(session.key()) {
                         // The first upload of a newly linked device: its phone can now
                         // write to it, and shares the app state key.

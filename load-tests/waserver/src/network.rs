@@ -146,6 +146,9 @@ pub struct Stats {
     /// one device at once: in a cluster, two nodes that both think they own it).
     pub connections_replaced: u64,
     pub prekeys_uploaded: u64,
+    /// Pre-key uploads answered: a device's first after it is linked, then one each
+    /// time it tops its pre-keys up.
+    pub prekey_uploads: u64,
     /// `<presence>` stanzas devices sent (one per login once a device has a push name).
     pub presences: u64,
     /// Copies of a device's message a phone could not decrypt.
