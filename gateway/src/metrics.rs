@@ -1,7 +1,7 @@
 //! The Prometheus recorder (one per process) and the metrics the gateway records.
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -37,7 +37,34 @@ const HTTP_BUCKETS: &[f64] = &[
 /// Outcomes counted in [`NODE_COMMANDS`].
 const NODE_COMMAND_OUTCOMES: [&str; 4] = ["answered", "redirected", "unavailable", "timeout"];
 
-/// The process's recorder, installed on first use, with every metric described.
+/// How often the recorder's upkeep runs. metrics-exporter-prometheus keeps every raw
+/// histogram sample until its upkeep (or a scrape) folds them into buckets, and
+/// `install_recorder` leaves running it to the caller: without this, a process nobody
+/// scraped grew by every store call's and request's sample (heaptrack found 10 MB after
+/// 200 real-link pairings, BENCHMARKS.md "Issue 18").
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// The name of the thread that runs the upkeep.
+const UPKEEP_THREAD: &str = "metrics-upkeep";
+
+/// Runs `handle`'s upkeep every [`UPKEEP_EVERY`] for the life of the process (a thread
+/// of its own: the recorder may be installed before or outside any runtime).
+fn keep_up(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name(UPKEEP_THREAD.to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "no metrics upkeep thread: histogram samples pile up until scraped");
+    }
+}
+
+/// The process's recorder, installed on first use, with every metric described, and
+/// its upkeep running.
 pub fn prometheus() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
@@ -48,6 +75,7 @@ pub fn prometheus() -> PrometheusHandle {
                     builder.set_buckets_for_metric(Matcher::Full(name.into()), buckets)
                 })
                 .and_then(|builder| builder.install_recorder())
+                .inspect(|handle| keep_up(handle.clone()))
                 .unwrap_or_else(|error| {
                     // Another recorder is installed (a host program's); ours renders empty.
                     tracing::warn!(%error, "prometheus recorder not installed");
@@ -111,5 +139,25 @@ impl SseClient {
 impl Drop for SseClient {
     fn drop(&mut self) {
         gauge!(SSE_CLIENTS).decrement(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Installing the recorder starts its upkeep thread.
+    #[test]
+    fn the_recorder_runs_its_upkeep() {
+        prometheus();
+        let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .expect("/proc/self/task")
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_owned())
+            .collect();
+        assert!(
+            threads.iter().any(|name| name == UPKEEP_THREAD),
+            "no {UPKEEP_THREAD} thread among {threads:?}"
+        );
     }
 }
