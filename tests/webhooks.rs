@@ -37,7 +37,7 @@ impl Site {
     fn of_standalone(app: &Standalone) -> Site {
         Site {
             api: app.base.clone(),
-            network: Network::InProcess(app.base.clone()),
+            network: Network::One(app.base.clone()),
             http: app.http.clone(),
         }
     }

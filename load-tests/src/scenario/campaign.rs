@@ -97,7 +97,7 @@ impl Running {
 
     fn network(&self) -> Network {
         match self {
-            Running::Standalone { app, .. } => Network::InProcess(app.base.clone()),
+            Running::Standalone { app, .. } => Network::One(app.base.clone()),
             Running::Cluster(c) => Network::Processes(c.sims.clone()),
         }
     }

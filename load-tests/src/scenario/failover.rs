@@ -144,7 +144,7 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
     // Where the devices are paired and the phones read: the test server on the real
     // link (the cluster's one simulator idles).
     let network = match &waserver {
-        Some(server) => Network::Waserver(server.base.clone()),
+        Some(server) => Network::One(server.base.clone()),
         None => Network::Processes(sims.clone()),
     };
     let linked_to = match &waserver {

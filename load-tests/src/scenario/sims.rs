@@ -171,19 +171,18 @@ impl Sims {
 /// `wafleet sim` processes, or the WhatsApp Web protocol test server of the real link.
 #[derive(Debug, Clone)]
 pub enum Network {
-    /// `http://…` of the standalone process.
-    InProcess(String),
+    /// `http://…` of the one control API every device is paired at and every inbox is
+    /// read from: a standalone process's own (its simulator inside), or a
+    /// `wafleet-waserver`'s (the real link's test server, on the same paths).
+    One(String),
     Processes(Arc<Sims>),
-    /// `http://…` of a `wafleet-waserver`'s control API (the real link's test server),
-    /// on the same paths: every device is paired there and every inbox is there.
-    Waserver(String),
 }
 
 impl Network {
     /// The control API base of the simulator that serves `device_id`.
     pub fn base_for(&self, device_id: &str) -> &str {
         match self {
-            Network::InProcess(base) | Network::Waserver(base) => base,
+            Network::One(base) => base,
             Network::Processes(sims) => sims.base_for(device_id),
         }
     }
@@ -191,7 +190,7 @@ impl Network {
     /// How many simulators (1 in process).
     pub fn len(&self) -> usize {
         match self {
-            Network::InProcess(_) | Network::Waserver(_) => 1,
+            Network::One(_) => 1,
             Network::Processes(sims) => sims.len(),
         }
     }
@@ -204,7 +203,7 @@ impl Network {
     /// Counter `name` of `/sim/stats`, added up over every simulator.
     pub async fn stat(&self, http: &reqwest::Client, name: &str) -> anyhow::Result<i64> {
         match self {
-            Network::InProcess(base) | Network::Waserver(base) => stat_at(http, base, name).await,
+            Network::One(base) => stat_at(http, base, name).await,
             Network::Processes(sims) => sims.stat(http, name).await,
         }
     }
@@ -212,7 +211,7 @@ impl Network {
     /// What reached `phone`, from every simulator, in order of arrival.
     pub async fn inbox(&self, http: &reqwest::Client, phone: &str) -> anyhow::Result<Vec<Value>> {
         match self {
-            Network::InProcess(base) | Network::Waserver(base) => inbox_at(http, base, phone).await,
+            Network::One(base) => inbox_at(http, base, phone).await,
             Network::Processes(sims) => sims.inbox(http, phone).await,
         }
     }

@@ -67,7 +67,7 @@ impl Target {
 
     pub(crate) fn network(&self) -> Network {
         match self {
-            Target::Standalone { app, .. } => Network::InProcess(app.base.clone()),
+            Target::Standalone { app, .. } => Network::One(app.base.clone()),
             Target::Cluster { sims, .. } => Network::Processes(sims.clone()),
         }
     }
