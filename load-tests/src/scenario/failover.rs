@@ -174,12 +174,13 @@ pub async fn run(options: FailoverOptions) -> anyhow::Result<Report> {
     };
     let rescans = pair_fleet_shown(&http, &fleet, &mut events, &gauges.ready, &progress).await?;
     if let Some(server) = &waserver {
-        progress.note(format!(
-            "waiting for {} devices' pre-key uploads",
-            options.devices
-        ));
         server
-            .await_prekey_uploads(&http, options.devices as u64, Duration::from_secs(600))
+            .await_prekey_uploads(
+                &progress,
+                &http,
+                options.devices as u64,
+                Duration::from_secs(600),
+            )
             .await?;
     }
     // The same stream, read by its own task from now on.

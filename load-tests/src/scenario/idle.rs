@@ -506,12 +506,9 @@ impl Run<'_> {
         // device has, in the state a linked device stays in.
         let uploaded = match &target.waserver {
             Some(server) => {
-                progress.note(format!(
-                    "waiting for {} devices' pre-key uploads",
-                    options.devices
-                ));
                 server
                     .await_prekey_uploads(
+                        progress,
                         &app.http,
                         options.devices as u64,
                         deadline.saturating_duration_since(Instant::now()),

@@ -11,6 +11,8 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use super::progress::Progress;
+
 /// What the server prints on stderr once it listens, before its WebSocket URL.
 const LISTENING: &str = "wafleet-waserver listening on ";
 
@@ -137,10 +139,12 @@ impl Waserver {
     /// device stays in (and a killed one uploads again after its restart).
     pub async fn await_prekey_uploads(
         &self,
+        progress: &Progress,
         http: &reqwest::Client,
         devices: u64,
         within: Duration,
     ) -> anyhow::Result<()> {
+        progress.note(format!("waiting for {devices} devices' pre-key uploads"));
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let uploads = self.stats(http).await?.prekey_uploads;
