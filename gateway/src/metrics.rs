@@ -146,15 +146,26 @@ impl Drop for SseClient {
 mod tests {
     use super::*;
 
-    /// Installing the recorder starts its upkeep thread.
-    #[test]
-    fn the_recorder_runs_its_upkeep() {
-        prometheus();
-        let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+    /// The names of this process's threads.
+    fn thread_names() -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
             .expect("/proc/self/task")
             .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
             .map(|name| name.trim().to_owned())
-            .collect();
+            .collect()
+    }
+
+    /// Installing the recorder starts its upkeep thread. A new thread names itself once
+    /// it runs, so the test waits (up to 5 s) for the name to show.
+    #[test]
+    fn the_recorder_runs_its_upkeep() {
+        prometheus();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut threads = thread_names();
+        while !threads.iter().any(|name| name == UPKEEP_THREAD) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            threads = thread_names();
+        }
         assert!(
             threads.iter().any(|name| name == UPKEEP_THREAD),
             "no {UPKEEP_THREAD} thread among {threads:?}"
