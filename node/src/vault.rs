@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use crate::seal::Sealer;
-use crate::store::{Fence, Store, StoreError};
+use crate::store::{Fence, SealedBlob, Store, StoreError};
 
 /// Failures of the vault.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +111,45 @@ impl DeviceVault {
         Ok(())
     }
 
+    /// The values under those of `keys` of `namespace` that hold one, opened, as
+    /// (key, value) in no particular order; `Corrupt` if one does not decrypt.
+    pub async fn get_many(
+        &self,
+        namespace: &str,
+        keys: &[String],
+    ) -> Result<Vec<(String, Vec<u8>)>, VaultError> {
+        let records = self
+            .vault
+            .store
+            .get_link_state_many(&self.device_id, namespace, keys)
+            .await?;
+        self.open_all(namespace, records)
+    }
+
+    /// Seals each value and stores them under `namespace`, in one write where the
+    /// store can ([`Store::put_link_state_many`]).
+    pub async fn put_many(
+        &self,
+        namespace: &str,
+        records: &[(String, Vec<u8>)],
+    ) -> Result<(), VaultError> {
+        let sealed: Vec<_> = records
+            .iter()
+            .map(|(key, value)| {
+                let blob = self
+                    .vault
+                    .sealer
+                    .seal(&self.device_id, namespace, key, value);
+                (key.clone(), blob)
+            })
+            .collect();
+        self.vault
+            .store
+            .put_link_state_many(&self.device_id, namespace, &sealed, self.fence.as_ref())
+            .await?;
+        Ok(())
+    }
+
     /// Every record of `namespace`, opened, ordered by key; `Corrupt` if one does not
     /// decrypt.
     pub async fn list(&self, namespace: &str) -> Result<Vec<(String, Vec<u8>)>, VaultError> {
@@ -119,6 +158,15 @@ impl DeviceVault {
             .store
             .list_link_state(&self.device_id, namespace)
             .await?;
+        self.open_all(namespace, records)
+    }
+
+    /// Opens each of `records` of `namespace`; `Corrupt` if one does not decrypt.
+    fn open_all(
+        &self,
+        namespace: &str,
+        records: Vec<(String, SealedBlob)>,
+    ) -> Result<Vec<(String, Vec<u8>)>, VaultError> {
         records
             .into_iter()
             .map(|(key, blob)| {

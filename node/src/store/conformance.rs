@@ -21,6 +21,7 @@ mod access;
 mod contacts;
 mod deliveries;
 mod jobs;
+mod link_state;
 mod message_log;
 mod schedule;
 
@@ -31,6 +32,10 @@ pub use self::deliveries::{
     check_delivery_devices_backlog_prune, check_patch_device_recording,
 };
 pub use self::jobs::{check_concurrent_claims, check_job_recipients, check_jobs};
+pub use self::link_state::{
+    check_link_state_any, check_link_state_isolation, check_link_state_many,
+    check_link_state_put_get_list, check_link_state_unknown_device,
+};
 pub use self::message_log::{check_chats, check_message_log};
 pub use self::schedule::{check_cancel_message, check_scheduled_messages};
 use super::{
@@ -50,6 +55,7 @@ pub async fn run_all(store: &dyn Store) {
     check_link_state_put_get_list(store).await;
     check_link_state_isolation(store).await;
     check_link_state_any(store).await;
+    check_link_state_many(store).await;
     check_link_state_unknown_device(store).await;
     check_message_insert_get(store).await;
     check_message_idempotency(store).await;
@@ -927,247 +933,6 @@ pub async fn check_wanted_devices_in_shards(store: &dyn Store) {
     );
     model.insert(deleted.clone(), true);
     check(&model, &all, "after starting the new device").await;
-}
-
-// ---- link state ----
-
-/// Put, replace, get, list (ordered by key, byte-wise), delete and clear.
-pub async fn check_link_state_put_get_list(store: &dyn Store) {
-    let p = fresh_prefix();
-    let id = format!("{p}-ls");
-    create(store, &device(&id)).await;
-    let big: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
-
-    for key in ["k2", "k10", "k1", "a/b:c"] {
-        let value = blob(1, format!("value of {key}").as_bytes());
-        ok(
-            store.put_link_state(&id, "creds", key, &value, None).await,
-            "put",
-        );
-    }
-    ok(
-        store
-            .put_link_state(&id, "creds", "big", &blob(7, &big), None)
-            .await,
-        "put big",
-    );
-    ok(
-        store
-            .put_link_state(&id, "creds", "empty", &blob(1, b""), None)
-            .await,
-        "put empty",
-    );
-
-    let got = ok(store.get_link_state(&id, "creds", "big").await, "get big");
-    assert_eq!(got, Some(blob(7, &big)), "64 KiB value round trip");
-    let got = ok(store.get_link_state(&id, "creds", "empty").await, "get");
-    assert_eq!(got, Some(blob(1, b"")), "empty value round trip");
-
-    let replacement = blob(2, b"replaced");
-    ok(
-        store
-            .put_link_state(&id, "creds", "k2", &replacement, None)
-            .await,
-        "replace",
-    );
-    let got = ok(store.get_link_state(&id, "creds", "k2").await, "get");
-    assert_eq!(
-        got,
-        Some(replacement.clone()),
-        "put replaces value and version"
-    );
-
-    let listed = ok(store.list_link_state(&id, "creds").await, "list");
-    let keys: Vec<&str> = listed.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(
-        keys,
-        ["a/b:c", "big", "empty", "k1", "k10", "k2"],
-        "list is ordered by key"
-    );
-    assert_eq!(listed[5].1, replacement, "list shows the replaced value");
-    assert_eq!(listed[3].1, blob(1, b"value of k1"), "list values");
-
-    assert_eq!(
-        ok(store.get_link_state(&id, "creds", "nope").await, "get"),
-        None,
-        "unknown key"
-    );
-    assert_eq!(
-        ok(store.get_link_state(&id, "other", "k1").await, "get"),
-        None,
-        "key of another namespace"
-    );
-
-    assert!(
-        ok(
-            store.delete_link_state(&id, "creds", "k1", None).await,
-            "delete"
-        ),
-        "delete of an existing record returned false"
-    );
-    assert!(
-        !ok(
-            store.delete_link_state(&id, "creds", "k1", None).await,
-            "delete"
-        ),
-        "second delete returned true"
-    );
-    assert_eq!(
-        ok(store.get_link_state(&id, "creds", "k1").await, "get"),
-        None
-    );
-
-    ok(
-        store
-            .put_link_state(&id, "sessions", "s1", &blob(1, b"s"), None)
-            .await,
-        "put",
-    );
-    ok(
-        store
-            .put_link_state(&id, "sessions", "s2", &blob(1, b"s"), None)
-            .await,
-        "put",
-    );
-    assert_eq!(
-        ok(store.clear_link_state(&id, None).await, "clear"),
-        7,
-        "clear counts every record of every namespace"
-    );
-    for ns in ["creds", "sessions"] {
-        assert!(
-            ok(store.list_link_state(&id, ns).await, "list").is_empty(),
-            "{ns} not empty after clear"
-        );
-    }
-    assert_eq!(ok(store.clear_link_state(&id, None).await, "clear"), 0);
-    assert!(
-        ok(store.get_device(&id).await, "get").is_some(),
-        "clearing link state deleted the device"
-    );
-}
-
-/// Records of one device or namespace never show through another.
-/// `any_link_state` over many keys: no for keys of another device or namespace, yes as
-/// soon as one of them (even past the first few hundred) holds a record.
-pub async fn check_link_state_any(store: &dyn Store) {
-    let p = fresh_prefix();
-    let (a, b) = (format!("{p}-any-a"), format!("{p}-any-b"));
-    create(store, &device(&a)).await;
-    create(store, &device(&b)).await;
-    let keys: Vec<String> = (0..1200).map(|i| format!("key-{i:04}")).collect();
-    let any = |d: &str, ns: &str, keys: &[String]| {
-        let (d, ns, keys) = (d.to_owned(), ns.to_owned(), keys.to_vec());
-        async move { ok(store.any_link_state(&d, &ns, &keys).await, "any") }
-    };
-    assert!(!any(&a, "sessions", &keys).await, "an empty device");
-    assert!(!any(&a, "sessions", &[]).await, "no keys");
-
-    ok(
-        store
-            .put_link_state(&b, "sessions", "key-1100", &blob(1, b"b"), None)
-            .await,
-        "put",
-    );
-    ok(
-        store
-            .put_link_state(&a, "identities", "key-1100", &blob(1, b"a"), None)
-            .await,
-        "put",
-    );
-    assert!(
-        !any(&a, "sessions", &keys).await,
-        "another device's or namespace's record"
-    );
-    assert!(any(&b, "sessions", &keys).await, "a key far down the list");
-    assert!(
-        any(&a, "identities", &keys[1100..1101]).await,
-        "the one key"
-    );
-    assert!(
-        !any(&a, "identities", &keys[..1100]).await,
-        "every key but it"
-    );
-}
-
-pub async fn check_link_state_isolation(store: &dyn Store) {
-    let p = fresh_prefix();
-    let (a, b) = (format!("{p}-a"), format!("{p}-b"));
-    create(store, &device(&a)).await;
-    create(store, &device(&b)).await;
-    for (d, ns, value) in [
-        (&a, "creds", b"a-creds".as_slice()),
-        (&a, "sessions", b"a-sessions"),
-        (&b, "creds", b"b-creds"),
-    ] {
-        ok(
-            store
-                .put_link_state(d, ns, "k", &blob(1, value), None)
-                .await,
-            "put",
-        );
-    }
-
-    let get = |d: &str, ns: &str| {
-        let (d, ns) = (d.to_owned(), ns.to_owned());
-        async move { ok(store.get_link_state(&d, &ns, "k").await, "get") }
-    };
-    assert_eq!(get(&a, "creds").await, Some(blob(1, b"a-creds")));
-    assert_eq!(get(&a, "sessions").await, Some(blob(1, b"a-sessions")));
-    assert_eq!(get(&b, "creds").await, Some(blob(1, b"b-creds")));
-    assert_eq!(
-        get(&b, "sessions").await,
-        None,
-        "namespace leaked across devices"
-    );
-
-    let listed = ok(store.list_link_state(&a, "creds").await, "list");
-    assert_eq!(listed, vec![("k".to_owned(), blob(1, b"a-creds"))]);
-
-    assert!(ok(
-        store.delete_link_state(&a, "creds", "k", None).await,
-        "delete"
-    ));
-    assert_eq!(
-        get(&b, "creds").await,
-        Some(blob(1, b"b-creds")),
-        "delete leaked"
-    );
-    assert_eq!(get(&a, "sessions").await, Some(blob(1, b"a-sessions")));
-
-    assert_eq!(ok(store.clear_link_state(&a, None).await, "clear"), 1);
-    assert_eq!(
-        get(&b, "creds").await,
-        Some(blob(1, b"b-creds")),
-        "clear leaked"
-    );
-}
-
-/// Writing link state for an unknown device is `NotFound` and writes nothing; reads
-/// and deletes are empty.
-pub async fn check_link_state_unknown_device(store: &dyn Store) {
-    let ghost = format!("{}-ghost", fresh_prefix());
-    expect_not_found(
-        store
-            .put_link_state(&ghost, "creds", "k", &blob(1, b"x"), None)
-            .await,
-        "put link state for an unknown device",
-    );
-    assert_eq!(
-        ok(store.get_link_state(&ghost, "creds", "k").await, "get"),
-        None
-    );
-    assert!(ok(store.list_link_state(&ghost, "creds").await, "list").is_empty());
-    assert!(!ok(
-        store.delete_link_state(&ghost, "creds", "k", None).await,
-        "delete"
-    ));
-    assert_eq!(ok(store.clear_link_state(&ghost, None).await, "clear"), 0);
-    assert_eq!(
-        ok(store.get_device(&ghost).await, "get"),
-        None,
-        "a link-state write created a device"
-    );
 }
 
 // ---- messages ----

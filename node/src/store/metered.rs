@@ -162,6 +162,19 @@ metered_store! {
             namespace: &str,
             keys: &[String],
         ) -> Result<bool, StoreError>;
+        async fn get_link_state_many(
+            &self,
+            device_id: &str,
+            namespace: &str,
+            keys: &[String],
+        ) -> Result<Vec<(String, SealedBlob)>, StoreError>;
+        async fn put_link_state_many(
+            &self,
+            device_id: &str,
+            namespace: &str,
+            records: &[(String, SealedBlob)],
+            fence: Option<&Fence>,
+        ) -> Result<(), StoreError>;
         async fn list_link_state(
             &self,
             device_id: &str,

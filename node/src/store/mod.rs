@@ -358,6 +358,39 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         }
         Ok(false)
     }
+    /// The records of `namespace` under those of `keys` that hold one, as (key, record),
+    /// in no particular order: one question over many keys (the real link reads its
+    /// 812 pre-keys at once). The default asks for each key in turn.
+    async fn get_link_state_many(
+        &self,
+        device_id: &str,
+        namespace: &str,
+        keys: &[String],
+    ) -> Result<Vec<(String, SealedBlob)>, StoreError> {
+        let mut found = Vec::new();
+        for key in keys {
+            if let Some(value) = self.get_link_state(device_id, namespace, key).await? {
+                found.push((key.clone(), value));
+            }
+        }
+        Ok(found)
+    }
+    /// Inserts or replaces several records of one namespace: [`Store::put_link_state`]
+    /// for each, in one write where the backend can (then all or none are written).
+    /// The default puts each in turn, so a failure can leave the first ones written.
+    async fn put_link_state_many(
+        &self,
+        device_id: &str,
+        namespace: &str,
+        records: &[(String, SealedBlob)],
+        fence: Option<&Fence>,
+    ) -> Result<(), StoreError> {
+        for (key, value) in records {
+            self.put_link_state(device_id, namespace, key, value, fence)
+                .await?;
+        }
+        Ok(())
+    }
     /// All records of a namespace, ordered by key.
     async fn list_link_state(
         &self,

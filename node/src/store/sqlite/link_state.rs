@@ -35,17 +35,7 @@ pub(super) fn put(
     value: &SealedBlob,
     fence: Option<&Fence>,
 ) -> Result<(), StoreError> {
-    check_fence(conn, fence)?;
-    let written = execute(
-        conn,
-        PUT_LINK_STATE,
-        params![device_id, namespace, key, value.key_version, value.bytes],
-    );
-    match written {
-        Ok(_) => Ok(()),
-        Err(e) if is_foreign_key_violation(&e) => Err(device_not_found(device_id)),
-        Err(e) => Err(db_error(e)),
-    }
+    put_records(conn, device_id, namespace, [(key, value)], fence)
 }
 
 pub(super) fn get(
@@ -59,28 +49,43 @@ pub(super) fn get(
     })
 }
 
-/// Keys asked at once in [`any`]: well under SQLite's limit on a statement's parameters.
-const ANY_KEYS_PER_QUERY: usize = 500;
+/// Keys asked at once in [`any`] and [`get_many`]: well under SQLite's limit on a
+/// statement's parameters.
+const KEYS_PER_QUERY: usize = 500;
 
-/// Whether any of `keys` has a record: one indexed query per [`ANY_KEYS_PER_QUERY`] keys.
+/// `SELECT {what} FROM link_state` for one device and namespace and the keys of
+/// `chunk`, with the values to bind.
+fn keyed_query<'a>(
+    what: &str,
+    device_id: &'a str,
+    namespace: &'a str,
+    chunk: &'a [String],
+) -> (String, impl Iterator<Item = &'a str>) {
+    let places = (3..chunk.len() + 3)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {what} FROM link_state WHERE device_id = ?1 AND namespace = ?2 AND key IN ({places})"
+    );
+    let values = [device_id, namespace]
+        .into_iter()
+        .chain(chunk.iter().map(String::as_str));
+    (sql, values)
+}
+
+/// Whether any of `keys` has a record: one indexed query per [`KEYS_PER_QUERY`] keys.
 pub(super) fn any(
     conn: &Connection,
     device_id: &str,
     namespace: &str,
     keys: &[String],
 ) -> Result<bool, StoreError> {
-    for chunk in keys.chunks(ANY_KEYS_PER_QUERY) {
-        let places = (3..chunk.len() + 3)
-            .map(|i| format!("?{i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT 1 FROM link_state WHERE device_id = ?1 AND namespace = ?2 AND key IN ({places}) LIMIT 1"
-        );
-        let values = [device_id, namespace]
-            .into_iter()
-            .chain(chunk.iter().map(String::as_str));
-        let mut statement = conn.prepare_cached(&sql).map_err(db_error)?;
+    for chunk in keys.chunks(KEYS_PER_QUERY) {
+        let (sql, values) = keyed_query("1", device_id, namespace, chunk);
+        let mut statement = conn
+            .prepare_cached(&format!("{sql} LIMIT 1"))
+            .map_err(db_error)?;
         if statement
             .exists(rusqlite::params_from_iter(values))
             .map_err(db_error)?
@@ -89,6 +94,67 @@ pub(super) fn any(
         }
     }
     Ok(false)
+}
+
+/// The records of those of `keys` that hold one: one indexed query per
+/// [`KEYS_PER_QUERY`] keys.
+pub(super) fn get_many(
+    conn: &Connection,
+    device_id: &str,
+    namespace: &str,
+    keys: &[String],
+) -> Result<Vec<(String, SealedBlob)>, StoreError> {
+    let mut found = Vec::new();
+    for chunk in keys.chunks(KEYS_PER_QUERY) {
+        let (sql, values) = keyed_query("key, key_version, value", device_id, namespace, chunk);
+        let mut statement = conn.prepare_cached(&sql).map_err(db_error)?;
+        let mut rows = statement
+            .query(rusqlite::params_from_iter(values))
+            .map_err(db_error)?;
+        while let Some(row) = rows.next().map_err(db_error)? {
+            found.push((column(row, 0)?, blob_from_row(row, 1)?));
+        }
+    }
+    Ok(found)
+}
+
+/// [`put`] for each of `records`, the fence checked once: the caller's transaction
+/// (the worker's savepoint) makes them all or none.
+pub(super) fn put_many(
+    conn: &Connection,
+    device_id: &str,
+    namespace: &str,
+    records: &[(String, SealedBlob)],
+    fence: Option<&Fence>,
+) -> Result<(), StoreError> {
+    let records = records.iter().map(|(key, value)| (key.as_str(), value));
+    put_records(conn, device_id, namespace, records, fence)
+}
+
+fn put_records<'a>(
+    conn: &Connection,
+    device_id: &str,
+    namespace: &str,
+    records: impl IntoIterator<Item = (&'a str, &'a SealedBlob)>,
+    fence: Option<&Fence>,
+) -> Result<(), StoreError> {
+    check_fence(conn, fence)?;
+    let mut statement = conn.prepare_cached(PUT_LINK_STATE).map_err(db_error)?;
+    for (key, value) in records {
+        let written = statement.execute(params![
+            device_id,
+            namespace,
+            key,
+            value.key_version,
+            value.bytes
+        ]);
+        match written {
+            Ok(_) => {}
+            Err(e) if is_foreign_key_violation(&e) => return Err(device_not_found(device_id)),
+            Err(e) => return Err(db_error(e)),
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn list(

@@ -350,6 +350,34 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn get_link_state_many(
+        &self,
+        device_id: &str,
+        namespace: &str,
+        keys: &[String],
+    ) -> Result<Vec<(String, SealedBlob)>, StoreError> {
+        let (device_id, namespace, keys) =
+            (device_id.to_owned(), namespace.to_owned(), keys.to_vec());
+        self.read(move |conn| link_state::get_many(conn, &device_id, &namespace, &keys))
+            .await
+    }
+
+    async fn put_link_state_many(
+        &self,
+        device_id: &str,
+        namespace: &str,
+        records: &[(String, SealedBlob)],
+        fence: Option<&Fence>,
+    ) -> Result<(), StoreError> {
+        let (device_id, namespace, records) =
+            (device_id.to_owned(), namespace.to_owned(), records.to_vec());
+        let fence = fence.copied();
+        self.write(move |conn| {
+            link_state::put_many(conn, &device_id, &namespace, &records, fence.as_ref())
+        })
+        .await
+    }
+
     async fn list_link_state(
         &self,
         device_id: &str,
