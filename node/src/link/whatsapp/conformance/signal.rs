@@ -79,7 +79,21 @@ pub async fn check_signal_store(store: Arc<dyn Store>) {
         vec![(7, b"pk7".to_vec()), (1000, b"pk1000".to_vec())]
     );
     assert_eq!(ok(b.get_max_prekey_id().await, "get_max_prekey_id"), 1000);
+    let asked = ok(
+        b.load_prekeys_batch(&[1000, 9, 7, 8]).await,
+        "load_prekeys_batch",
+    );
+    assert_eq!(
+        asked.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![1000, 7, 8],
+        "the keys found, in the order asked"
+    );
     ok(b.remove_prekey(8).await, "remove_prekey");
+    assert_eq!(
+        ok(b.get_max_prekey_id().await, "get_max_prekey_id"),
+        1000,
+        "removing another key keeps the highest"
+    );
     // Marking a removed key uploaded must not bring it back.
     ok(
         b.mark_prekeys_uploaded(&[7, 8]).await,
@@ -90,6 +104,25 @@ pub async fn check_signal_store(store: Arc<dyn Store>) {
         ok(b.load_prekey(7).await, "load_prekey").as_deref(),
         Some(&b"pk7"[..]),
         "marking uploaded keeps the record"
+    );
+    ok(b.remove_prekey(1000).await, "remove_prekey");
+    assert_eq!(
+        ok(b.get_max_prekey_id().await, "get_max_prekey_id"),
+        7,
+        "removing the highest key: the next highest"
+    );
+    ok(b.store_prekey(5, b"pk5", false).await, "store_prekey");
+    assert_eq!(
+        ok(b.get_max_prekey_id().await, "get_max_prekey_id"),
+        7,
+        "a lower key"
+    );
+    ok(b.remove_prekey(7).await, "remove_prekey");
+    ok(b.remove_prekey(5).await, "remove_prekey");
+    assert_eq!(
+        ok(b.get_max_prekey_id().await, "get_max_prekey_id"),
+        0,
+        "no key left"
     );
 
     // signed pre-keys

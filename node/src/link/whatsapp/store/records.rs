@@ -2,6 +2,7 @@
 //! and the reads and writes every trait goes through (a write refused as fenced closes
 //! the backend).
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 use serde::Serialize;
@@ -43,6 +44,33 @@ impl VaultBackend {
         self.vault.any(namespace, &keys).await.map_err(read_error)
     }
 
+    /// [`Self::get`] of each of `naturals`, in one question to the store: the records
+    /// found, as (natural key, payload), in no particular order.
+    pub(super) async fn get_many(
+        &self,
+        namespace: &str,
+        naturals: &[String],
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let keys: Vec<String> = naturals
+            .iter()
+            .map(|natural| self.vault_key(namespace, natural))
+            .collect();
+        let wanted: HashSet<&str> = naturals.iter().map(String::as_str).collect();
+        let records = self
+            .vault
+            .get_many(namespace, &keys)
+            .await
+            .map_err(read_error)?;
+        let mut found = Vec::with_capacity(records.len());
+        for (_, sealed) in &records {
+            let (stored, payload) = open_envelope(sealed)?;
+            if wanted.contains(stored) {
+                found.push((stored.to_owned(), payload.to_vec()));
+            }
+        }
+        Ok(found)
+    }
+
     pub(super) async fn put(&self, namespace: &str, natural: &str, payload: &[u8]) -> Result<()> {
         self.check_open()?;
         let key = self.vault_key(namespace, natural);
@@ -50,6 +78,26 @@ impl VaultBackend {
             .vault
             .put(namespace, &key, &envelope(natural, payload))
             .await;
+        self.written(result)
+    }
+
+    /// [`Self::put`] of each (natural key, payload), in one write where the store can.
+    pub(super) async fn put_many(
+        &self,
+        namespace: &str,
+        records: &[(String, Vec<u8>)],
+    ) -> Result<()> {
+        self.check_open()?;
+        let sealed: Vec<(String, Vec<u8>)> = records
+            .iter()
+            .map(|(natural, payload)| {
+                (
+                    self.vault_key(namespace, natural),
+                    envelope(natural, payload),
+                )
+            })
+            .collect();
+        let result = self.vault.put_many(namespace, &sealed).await;
         self.written(result)
     }
 

@@ -1,9 +1,11 @@
 //! [`SignalStore`]: identities, sessions, pre-keys, signed pre-keys and sender keys.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use whatsapp_rust::bytes::Bytes;
 use whatsapp_rust::store::traits::SignalStore;
-use whatsapp_rust::wacore::store::error::Result;
+use whatsapp_rust::wacore::store::error::{Result, StoreError};
 use whatsapp_rust::wacore::types::jid::JidExt;
 use whatsapp_rust::{Jid, Server};
 
@@ -38,12 +40,71 @@ fn prekey_key(id: u32) -> String {
     format!("{id:010}")
 }
 
+/// The natural key, among the pre-keys, of the highest pre-key id stored (`u32`
+/// big-endian): kept with every write of pre-keys, in the same write, so that
+/// [`SignalStore::get_max_prekey_id`] reads one record instead of opening every
+/// pre-key (812 a device after pairing). Not a number, so no pre-key's key.
+const PREKEY_MAX: &str = "max";
+
 /// A pre-key record: whether it was uploaded, then the record.
 fn prekey_payload(record: &[u8], uploaded: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + record.len());
     out.push(u8::from(uploaded));
     out.extend_from_slice(record);
     out
+}
+
+/// The record of a pre-key payload (what follows its uploaded flag).
+fn prekey_record(payload: &[u8]) -> Option<Bytes> {
+    (!payload.is_empty()).then(|| Bytes::copy_from_slice(&payload[1..]))
+}
+
+impl VaultBackend {
+    /// The highest pre-key id stored: its record, or, for a device whose pre-keys were
+    /// stored before that record existed, every pre-key opened.
+    async fn max_prekey_id(&self) -> Result<u32> {
+        match self.recorded_max_prekey_id().await? {
+            Some(max) => Ok(max),
+            None => self.scan_max_prekey_id().await,
+        }
+    }
+
+    /// The record of the highest pre-key id, if there is one.
+    async fn recorded_max_prekey_id(&self) -> Result<Option<u32>> {
+        self.get(ns::PREKEY, PREKEY_MAX)
+            .await?
+            .map(|bytes| {
+                <[u8; 4]>::try_from(bytes.as_slice())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| StoreError::Validation("malformed highest pre-key id".into()))
+            })
+            .transpose()
+    }
+
+    async fn scan_max_prekey_id(&self) -> Result<u32> {
+        Ok(self
+            .list(ns::PREKEY)
+            .await?
+            .iter()
+            .filter_map(|(key, _)| key.parse::<u32>().ok())
+            .max()
+            .unwrap_or(0))
+    }
+
+    /// Stores `keys` (id, record) and, if one is higher, the new highest id: one write.
+    async fn store_prekeys(&self, keys: &[(u32, &[u8])], uploaded: bool) -> Result<()> {
+        let _guard = self.rmw.lock().await;
+        let max = self.max_prekey_id().await?;
+        let mut records: Vec<(String, Vec<u8>)> = keys
+            .iter()
+            .map(|(id, record)| (prekey_key(*id), prekey_payload(record, uploaded)))
+            .collect();
+        let highest = keys.iter().map(|(id, _)| *id).max().unwrap_or(0);
+        if highest > max {
+            records.push((PREKEY_MAX.to_owned(), highest.to_be_bytes().to_vec()));
+        }
+        self.put_many(ns::PREKEY, &records).await
+    }
 }
 
 #[async_trait]
@@ -92,50 +153,72 @@ impl SignalStore for VaultBackend {
     }
 
     async fn store_prekey(&self, id: u32, record: &[u8], uploaded: bool) -> Result<()> {
-        self.put(
-            ns::PREKEY,
-            &prekey_key(id),
-            &prekey_payload(record, uploaded),
-        )
-        .await
+        self.store_prekeys(&[(id, record)], uploaded).await
+    }
+
+    async fn store_prekeys_batch(&self, keys: &[(u32, Bytes)], uploaded: bool) -> Result<()> {
+        let keys: Vec<(u32, &[u8])> = keys.iter().map(|(id, r)| (*id, r.as_ref())).collect();
+        self.store_prekeys(&keys, uploaded).await
     }
 
     async fn load_prekey(&self, id: u32) -> Result<Option<Bytes>> {
         Ok(self
             .get(ns::PREKEY, &prekey_key(id))
             .await?
-            .filter(|payload| !payload.is_empty())
-            .map(|payload| Bytes::copy_from_slice(&payload[1..])))
+            .and_then(|payload| prekey_record(&payload)))
     }
 
+    /// One question to the store for all of `ids`; the records in the order asked.
+    async fn load_prekeys_batch(&self, ids: &[u32]) -> Result<Vec<(u32, Bytes)>> {
+        let keys: Vec<String> = ids.iter().map(|id| prekey_key(*id)).collect();
+        let found: HashMap<String, Vec<u8>> = self
+            .get_many(ns::PREKEY, &keys)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(ids
+            .iter()
+            .zip(&keys)
+            .filter_map(|(id, key)| Some((*id, prekey_record(found.get(key)?)?)))
+            .collect())
+    }
+
+    /// One read and one write for all of `ids` (whatsapp-rust marks the 812 it just
+    /// uploaded).
     async fn mark_prekeys_uploaded(&self, ids: &[u32]) -> Result<()> {
         let _guard = self.rmw.lock().await;
-        for &id in ids {
-            let key = prekey_key(id);
-            // Update only: a key consumed since the upload snapshot stays deleted.
-            if let Some(mut payload) = self.get(ns::PREKEY, &key).await?
-                && let Some(flag) = payload.first_mut()
-                && *flag == 0
-            {
+        let keys: Vec<String> = ids.iter().map(|id| prekey_key(*id)).collect();
+        // Update only: a key consumed since the upload snapshot is not read, so it
+        // stays deleted.
+        let marked: Vec<(String, Vec<u8>)> = self
+            .get_many(ns::PREKEY, &keys)
+            .await?
+            .into_iter()
+            .filter_map(|(key, mut payload)| {
+                let flag = payload.first_mut().filter(|flag| **flag == 0)?;
                 *flag = 1;
-                self.put(ns::PREKEY, &key, &payload).await?;
-            }
+                Some((key, payload))
+            })
+            .collect();
+        if marked.is_empty() {
+            return Ok(());
+        }
+        self.put_many(ns::PREKEY, &marked).await
+    }
+
+    /// Removes the key; when it was the highest, the highest id is found again.
+    async fn remove_prekey(&self, id: u32) -> Result<()> {
+        let _guard = self.rmw.lock().await;
+        self.delete(ns::PREKEY, &prekey_key(id)).await?;
+        if self.recorded_max_prekey_id().await? == Some(id) {
+            let max = self.scan_max_prekey_id().await?;
+            self.put(ns::PREKEY, PREKEY_MAX, &max.to_be_bytes()).await?;
         }
         Ok(())
     }
 
-    async fn remove_prekey(&self, id: u32) -> Result<()> {
-        self.delete(ns::PREKEY, &prekey_key(id)).await
-    }
-
     async fn get_max_prekey_id(&self) -> Result<u32> {
-        Ok(self
-            .list(ns::PREKEY)
-            .await?
-            .iter()
-            .filter_map(|(key, _)| key.parse::<u32>().ok())
-            .max()
-            .unwrap_or(0))
+        self.max_prekey_id().await
     }
 
     async fn store_signed_prekey(&self, id: u32, record: &[u8]) -> Result<()> {
@@ -169,5 +252,83 @@ impl SignalStore for VaultBackend {
 
     async fn delete_sender_key(&self, address: &str) -> Result<()> {
         self.delete(ns::SENDER_KEY, address).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::link::whatsapp::conformance::create_starting_device;
+    use crate::seal::{MasterKey, Sealer};
+    use crate::store::{SqliteStore, Store};
+    use crate::vault::Vault;
+
+    async fn backend(dir: &std::path::Path) -> VaultBackend {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("wafleet.db")).unwrap());
+        create_starting_device(store.as_ref(), "dev").await;
+        let sealer = Arc::new(Sealer::new(MasterKey::new(1, [7u8; 32])));
+        VaultBackend::open(Vault::new(store, sealer).device("dev", None))
+            .await
+            .unwrap()
+    }
+
+    async fn uploaded(b: &VaultBackend, id: u32) -> Option<bool> {
+        let payload = b.get(ns::PREKEY, &prekey_key(id)).await.unwrap()?;
+        Some(payload[0] == 1)
+    }
+
+    /// Pre-keys stored before the record of the highest id existed: the highest is
+    /// found by opening them, and the next write records it.
+    #[tokio::test]
+    async fn the_highest_pre_key_id_of_keys_stored_without_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = backend(dir.path()).await;
+        b.store_prekeys_batch(
+            &[
+                (40, Bytes::from_static(b"a")),
+                (41, Bytes::from_static(b"b")),
+            ],
+            false,
+        )
+        .await
+        .unwrap();
+        b.delete(ns::PREKEY, PREKEY_MAX).await.unwrap();
+        assert_eq!(b.get_max_prekey_id().await.unwrap(), 41, "found by a scan");
+        b.store_prekey(3, b"low", false).await.unwrap();
+        assert_eq!(
+            b.recorded_max_prekey_id().await.unwrap(),
+            None,
+            "nothing higher"
+        );
+        b.store_prekey(42, b"c", false).await.unwrap();
+        assert_eq!(b.recorded_max_prekey_id().await.unwrap(), Some(42));
+        assert_eq!(b.get_max_prekey_id().await.unwrap(), 42);
+    }
+
+    /// Marking keys uploaded sets their flag and leaves the others, and a key removed
+    /// meanwhile stays removed.
+    #[tokio::test]
+    async fn marking_pre_keys_uploaded_sets_their_flag_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = backend(dir.path()).await;
+        let keys: Vec<(u32, Bytes)> = (1..=812)
+            .map(|id| (id, Bytes::from(vec![id as u8; 33])))
+            .collect();
+        b.store_prekeys_batch(&keys, false).await.unwrap();
+        b.remove_prekey(2).await.unwrap();
+        let marked: Vec<u32> = (1..=700).collect();
+        b.mark_prekeys_uploaded(&marked).await.unwrap();
+        assert_eq!(uploaded(&b, 1).await, Some(true));
+        assert_eq!(uploaded(&b, 2).await, None, "a removed key stays removed");
+        assert_eq!(uploaded(&b, 700).await, Some(true));
+        assert_eq!(uploaded(&b, 701).await, Some(false));
+        assert_eq!(
+            b.load_prekey(700).await.unwrap().as_deref(),
+            Some(&[700u32 as u8; 33][..]),
+            "the record is kept"
+        );
+        assert_eq!(b.get_max_prekey_id().await.unwrap(), 812);
     }
 }
