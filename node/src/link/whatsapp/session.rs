@@ -4,9 +4,11 @@
 //!
 //! The task never loops on a dead connection: the client's run loop makes one attempt
 //! (auto-reconnect is off) and returns; the task then reports `Disconnected` with the
-//! most specific reason it saw and stops. Only the restart WhatsApp asks for right after
-//! pairing is made here, once. Every wait is bounded: sends and pairing-code requests
-//! time out, and closing the client is cut off after [`CLOSE_TIMEOUT`].
+//! most specific reason it saw and stops. Only two reconnects are made here, each once:
+//! the restart WhatsApp asks for right after pairing, and a fresh connection once the
+//! new device's pre-keys are uploaded and its app state synced (see [`SETUP_TIMEOUT`]).
+//! Every wait is bounded: sends and pairing-code requests time out, and closing the
+//! client is cut off after [`CLOSE_TIMEOUT`].
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,7 +28,7 @@ use whatsapp_rust::{Client, Jid};
 
 use super::client::Probe;
 use super::durable::Unstored;
-use super::store::VaultBackend;
+use super::store::{Setup, VaultBackend};
 use super::{groups, media, mentions, number_checks, quotes, read_receipts, send};
 use crate::clock::now_ms;
 use crate::link::{LinkCommand, LinkContext, LinkError, LinkEvent, PairCode, ReceiptStatus};
@@ -41,6 +43,16 @@ const PAIR_CODE_TIMEOUT: Duration = Duration::from_secs(30);
 const LOGOUT_TIMEOUT: Duration = Duration::from_secs(10);
 /// WhatsApp's pairing codes are valid about 180 s.
 const PAIR_CODE_TTL_MS: i64 = 180_000;
+/// How long a newly paired device waits for the work of its first connection before it
+/// is announced anyway, on that connection.
+///
+/// A new device uploads 812 one-time pre-keys in one frame on its first connection, and
+/// whatsapp-rust keeps the buffers that frame grew (its Noise write buffer, the
+/// WebSocket's) for the connection's life. So once the upload and the first app-state
+/// sync are stored ([`Setup`]), the session connects again (a login with the stored
+/// keys, as after a restart) and announces the device then, before anything can be
+/// sent on it (BENCHMARKS.md, "Issue 18").
+const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The whatsapp-rust events a session acts on.
 fn interest() -> EventInterest {
@@ -94,8 +106,13 @@ struct Session {
     /// The phone of a pairing that succeeded in this session, announced as `Paired`
     /// once the connection WhatsApp restarts after pairing is logged in.
     just_paired: Option<String>,
-    /// WhatsApp closes the stream after pairing (515) and expects a reconnect.
+    /// The run loop is ending for a reconnect made on purpose: WhatsApp's restart after
+    /// pairing (515), or the fresh connection after the set-up.
     restart_pending: bool,
+    /// While a newly paired device waits for its set-up ([`Setup`]): until when.
+    settling_until: Option<tokio::time::Instant>,
+    /// Whether this session's pairing is past that wait (reconnected or timed out).
+    settled: bool,
     /// The most specific reason seen for the connection ending.
     failure: Option<String>,
     /// Sends and pairing-code requests in flight; aborted when the session ends.
@@ -123,6 +140,8 @@ pub(super) async fn run(
         probe,
         just_paired: None,
         restart_pending: false,
+        settling_until: None,
+        settled: false,
         failure: None,
         tasks: JoinSet::new(),
         unstored,
@@ -144,11 +163,14 @@ impl Session {
         mut stop: oneshot::Receiver<()>,
     ) -> Option<LinkEvent> {
         let mut fenced = self.backend.fenced();
-        let mut restarted = false;
+        let mut setup = self.backend.setup();
+        // The restart after pairing, and the fresh connection after the set-up.
+        let mut restarts_left = 2u8;
         loop {
             let client = self.client.clone();
             let mut run = std::pin::pin!(client.run());
             let outcome = loop {
+                let settling_until = self.settling_until;
                 tokio::select! {
                     biased;
                     _ = &mut stop => break Outcome::Stopped,
@@ -160,6 +182,13 @@ impl Session {
                         if let Some(end) = self.on_event(&event).await {
                             break Outcome::End(Box::new(end));
                         }
+                    }
+                    true = async { setup.wait_for(Setup::is_complete).await.is_ok() },
+                        if settling_until.is_some() => {
+                        self.reconnect_after_setup().await;
+                    }
+                    () = sleep_until_some(settling_until), if settling_until.is_some() => {
+                        self.announce_without_reconnect();
                     }
                     Some(command) = commands.recv() => self.on_command(command),
                     () = &mut run => break Outcome::RunEnded,
@@ -191,9 +220,9 @@ impl Session {
                             return Some(self.finish(end).await);
                         }
                     }
-                    if std::mem::take(&mut self.restart_pending) && !restarted {
+                    if std::mem::take(&mut self.restart_pending) && restarts_left > 0 {
                         debug!(device_id = %self.ctx.device_id, "reconnecting after pairing");
-                        restarted = true;
+                        restarts_left -= 1;
                         continue;
                     }
                     self.close(std::future::ready(())).await;
@@ -202,6 +231,39 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The newly paired device's first connection did its work: connect again, so that
+    /// the buffers the pre-key upload grew go with it ([`SETUP_TIMEOUT`]). The device is
+    /// announced once the new connection is logged in.
+    async fn reconnect_after_setup(&mut self) {
+        debug!(device_id = %self.ctx.device_id, "set up after pairing, connecting afresh");
+        self.settling_until = None;
+        self.settled = true;
+        self.restart_pending = true;
+        self.client.reconnect_immediately().await;
+    }
+
+    /// The set-up was not seen complete in time: the device is announced on its current
+    /// connection.
+    fn announce_without_reconnect(&mut self) {
+        debug!(device_id = %self.ctx.device_id, setup = ?*self.backend.setup().borrow(), "set-up after pairing incomplete, announcing the device");
+        self.settling_until = None;
+        self.settled = true;
+        self.announce_connected();
+    }
+
+    /// Announces the connection: `Paired` for a pairing of this session, else
+    /// `Connected`.
+    fn announce_connected(&mut self) {
+        let phone = self.client.pn().map(|jid| phone_of(&jid));
+        let ready = match self.just_paired.take() {
+            Some(paired) => LinkEvent::Paired { phone: paired },
+            None => LinkEvent::Connected {
+                phone: phone.unwrap_or_default(),
+            },
+        };
+        self.emit(ready);
     }
 
     /// Disconnects the client (its shutdown signal stops its background tasks; it
@@ -267,14 +329,12 @@ impl Session {
             }
             Event::Connected(_) => {
                 self.restart_pending = false;
-                let phone = self.client.pn().map(|jid| phone_of(&jid));
-                let ready = match self.just_paired.take() {
-                    Some(paired) => LinkEvent::Paired { phone: paired },
-                    None => LinkEvent::Connected {
-                        phone: phone.unwrap_or_default(),
-                    },
-                };
-                self.emit(ready);
+                if self.just_paired.is_some() && !self.settled {
+                    // The first connection of a new device: it sets itself up.
+                    self.settling_until = Some(tokio::time::Instant::now() + SETUP_TIMEOUT);
+                } else {
+                    self.announce_connected();
+                }
             }
             Event::LoggedOut(_) => return Some(LinkEvent::LoggedOut),
             Event::StreamReplaced(_) => return Some(LinkEvent::Replaced),
@@ -571,6 +631,14 @@ pub(super) fn relayed(device_id: &str, message: &InboundMessage) -> Option<LinkE
         group,
         reply_to: quotes::quoted_id(&message.message),
     })
+}
+
+/// Sleeps until `deadline`, or for ever without one.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]

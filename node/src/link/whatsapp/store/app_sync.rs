@@ -32,7 +32,9 @@ impl AppSyncStore for VaultBackend {
     }
 
     async fn set_version(&self, name: &str, state: HashState) -> Result<()> {
-        self.put_json(ns::APP_VERSION, name, &state).await
+        self.put_json(ns::APP_VERSION, name, &state).await?;
+        self.collection_was_synced(name);
+        Ok(())
     }
 
     async fn put_mutation_macs(
@@ -41,12 +43,12 @@ impl AppSyncStore for VaultBackend {
         _version: u64,
         mutations: &[AppStateMutationMAC],
     ) -> Result<()> {
-        let namespace = mutation_macs_namespace(name);
-        for mutation in mutations {
-            self.put(&namespace, &hex(&mutation.index_mac), &mutation.value_mac)
-                .await?;
-        }
-        Ok(())
+        let records: Vec<(String, Vec<u8>)> = mutations
+            .iter()
+            .map(|mutation| (hex(&mutation.index_mac), mutation.value_mac.clone()))
+            .collect();
+        self.put_many(&mutation_macs_namespace(name), &records)
+            .await
     }
 
     async fn get_mutation_mac(&self, name: &str, index_mac: &[u8]) -> Result<Option<Vec<u8>>> {

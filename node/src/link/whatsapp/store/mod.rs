@@ -46,6 +46,7 @@ mod tests;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use tokio::sync::{Mutex, watch};
+use whatsapp_rust::wacore::appstate::patch_decode::WAPatchName;
 use whatsapp_rust::wacore::store::error::Result;
 
 use self::records::{now_secs, stamped, unstamp};
@@ -88,6 +89,52 @@ pub(crate) const OUTBOUND_KEEP_SECS: i64 = 14 * 86_400;
 /// whole map), at whatsapp-rust's retention sweeps.
 const OUTBOUND_PRUNE_EVERY_SECS: i64 = 86_400;
 
+/// The app-state collections a new device syncs after pairing.
+const APP_STATE_COLLECTIONS: [WAPatchName; 5] = [
+    WAPatchName::CriticalBlock,
+    WAPatchName::CriticalUnblockLow,
+    WAPatchName::RegularLow,
+    WAPatchName::RegularHigh,
+    WAPatchName::Regular,
+];
+
+/// The work whatsapp-rust does on a new device's first connection, as the backend sees
+/// it stored: the pre-keys marked uploaded, and a version of each app-state collection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Setup {
+    pub prekeys_uploaded: bool,
+    /// One bit per [`APP_STATE_COLLECTIONS`] entry whose version was stored.
+    collections: u8,
+}
+
+impl Setup {
+    /// Whether all of it is stored.
+    pub fn is_complete(&self) -> bool {
+        self.prekeys_uploaded
+            && usize::try_from(self.collections.count_ones()) == Ok(APP_STATE_COLLECTIONS.len())
+    }
+}
+
+impl VaultBackend {
+    fn prekeys_were_uploaded(&self) {
+        self.setup
+            .send_if_modified(|setup| !std::mem::replace(&mut setup.prekeys_uploaded, true));
+    }
+
+    fn collection_was_synced(&self, name: &str) {
+        if let Some(index) = APP_STATE_COLLECTIONS
+            .iter()
+            .position(|c| c.as_str() == name)
+        {
+            self.setup.send_if_modified(|setup| {
+                let before = setup.collections;
+                setup.collections |= 1 << index;
+                setup.collections != before
+            });
+        }
+    }
+}
+
 /// Keys of the singleton records in [`ns::META`] and [`ns::DEVICE`].
 const SALT_KEY: &str = "salt";
 const LATEST_SYNC_KEY: &str = "latest_sync_key";
@@ -107,6 +154,8 @@ pub struct VaultBackend {
     closed: AtomicBool,
     /// Why a write was fenced off, for the session to end with.
     fenced: watch::Sender<Option<String>>,
+    /// How far the work that follows a pairing got ([`Setup`]).
+    setup: watch::Sender<Setup>,
     /// When this backend last pruned the outbound map (unix s; 0: never).
     outbound_pruned_at: AtomicI64,
 }
@@ -143,6 +192,7 @@ impl VaultBackend {
             rmw: Mutex::new(()),
             closed: AtomicBool::new(false),
             fenced: watch::channel(None).0,
+            setup: watch::channel(Setup::default()).0,
             outbound_pruned_at: AtomicI64::new(0),
         })
     }
@@ -159,6 +209,11 @@ impl VaultBackend {
     /// Becomes `Some(reason)` once a write was fenced off.
     pub fn fenced(&self) -> watch::Receiver<Option<String>> {
         self.fenced.subscribe()
+    }
+
+    /// What this backend stored so far of the work that follows a pairing.
+    pub fn setup(&self) -> watch::Receiver<Setup> {
+        self.setup.subscribe()
     }
 
     /// Forgets everything the device's link kept (logout): closes the backend first,

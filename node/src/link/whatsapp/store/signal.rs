@@ -200,10 +200,11 @@ impl SignalStore for VaultBackend {
                 Some((key, payload))
             })
             .collect();
-        if marked.is_empty() {
-            return Ok(());
+        if !marked.is_empty() {
+            self.put_many(ns::PREKEY, &marked).await?;
         }
-        self.put_many(ns::PREKEY, &marked).await
+        self.prekeys_were_uploaded();
+        Ok(())
     }
 
     /// Removes the key; when it was the highest, the highest id is found again.
@@ -257,22 +258,8 @@ impl SignalStore for VaultBackend {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
+    use super::super::tests::backend;
     use super::*;
-    use crate::link::whatsapp::conformance::create_starting_device;
-    use crate::seal::{MasterKey, Sealer};
-    use crate::store::{SqliteStore, Store};
-    use crate::vault::Vault;
-
-    async fn backend(dir: &std::path::Path) -> VaultBackend {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("wafleet.db")).unwrap());
-        create_starting_device(store.as_ref(), "dev").await;
-        let sealer = Arc::new(Sealer::new(MasterKey::new(1, [7u8; 32])));
-        VaultBackend::open(Vault::new(store, sealer).device("dev", None))
-            .await
-            .unwrap()
-    }
 
     async fn uploaded(b: &VaultBackend, id: u32) -> Option<bool> {
         let payload = b.get(ns::PREKEY, &prekey_key(id)).await.unwrap()?;
