@@ -159,7 +159,9 @@ enum Scenario {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 600)]
         timeout_s: u64,
-        /// Seconds the devices idle after the last READY before memory is read.
+        /// Seconds to wait, once the process is idle after the last READY (under 10 % of
+        /// a core for 3 s), before memory is read: the allocator returns what a burst
+        /// freed over time (a minute after pairing the real link holds less).
         #[arg(long, default_value_t = 2)]
         settle_s: u64,
         /// Then kill -9 the process, restart it on the same data, and time the recovery.

@@ -107,7 +107,7 @@ pub async fn run(options: IdleOptions) -> anyhow::Result<Report> {
         ready_count.set(0);
     }
     measured.push(run.measure(&options.link).await?);
-    let mut report = report_of(options.devices, &measured);
+    let mut report = report_of(options.devices, options.settle, &measured);
     let timeline = sampler.finish();
     if let Some(path) = &options.plot {
         let chart = Chart::of_timeline(
@@ -667,17 +667,18 @@ async fn kill(app: Arc<Standalone>) -> anyhow::Result<()> {
 /// The summary and JSON of the runs, the last being the main one: its fields unprefixed
 /// (as a run on one link has them), an earlier simulator run's with `sim_`, and the
 /// ratios of the two.
-fn report_of(devices: usize, measured: &[Measured]) -> Report {
+fn report_of(devices: usize, settle: Duration, measured: &[Measured]) -> Report {
     let mut report = Report::default();
     report.field("scenario", "idle");
     report.field("devices", devices);
+    report.field("settle_s", round(settle.as_secs_f64()));
     let Some((main, earlier)) = measured.split_last() else {
         return report;
     };
     for m in earlier {
-        describe(&mut report, devices, m, &format!("{}_", m.link));
+        describe(&mut report, devices, settle, m, &format!("{}_", m.link));
     }
-    describe(&mut report, devices, main, "");
+    describe(&mut report, devices, settle, main, "");
     report.field("link", main.link);
     if let Some(sim) = earlier.iter().find(|m| m.link == "sim") {
         let memory = ratio(
@@ -701,7 +702,7 @@ fn report_of(devices: usize, measured: &[Measured]) -> Report {
 }
 
 /// One link's lines and fields, the fields named `{prefix}name`.
-fn describe(report: &mut Report, devices: usize, m: &Measured, prefix: &str) {
+fn describe(report: &mut Report, devices: usize, settle: Duration, m: &Measured, prefix: &str) {
     let field = |report: &mut Report, name: &str, value: Value| {
         report.field(&format!("{prefix}{name}"), value);
     };
@@ -714,10 +715,11 @@ fn describe(report: &mut Report, devices: usize, m: &Measured, prefix: &str) {
         m.paired.as_secs_f64()
     ));
     report.line(format!(
-        "  resident memory of wafleet: empty {} KiB, with devices {} KiB, {:.1} KB per device (read once the process was idle, {:.1}s after the last READY)",
+        "  resident memory of wafleet: empty {} KiB, with devices {} KiB, {:.1} KB per device (read {:.0}s after the process was idle, which it was {:.1}s after the last READY)",
         m.rss_empty_kib,
         m.rss_ready_kib,
         bytes_per_device / 1000.0,
+        settle.as_secs_f64(),
         m.busy_after_ready.as_secs_f64()
     ));
     report.line(format!(
@@ -883,7 +885,7 @@ mod tests {
 
     #[test]
     fn one_link_reports_unprefixed_fields_as_before() {
-        let report = report_of(100, &[run_of("sim", 14_000, 2)]);
+        let report = report_of(100, Duration::from_secs(2), &[run_of("sim", 14_000, 2)]);
         let f = &report.fields;
         assert_eq!(f["scenario"], "idle");
         assert_eq!(f["link"], "sim");
@@ -902,7 +904,7 @@ mod tests {
             rss_kib: 50_000,
             ..WaserverFigures::default()
         });
-        let report = report_of(100, &[sim, real]);
+        let report = report_of(100, Duration::from_secs(2), &[sim, real]);
         let f = &report.fields;
         assert_eq!(f["link"], "whatsapp");
         assert_eq!(f["sim_bytes_per_device"], json!(40960.0));
@@ -927,7 +929,7 @@ mod tests {
             logins: Some(100),
             ..Restarted::default()
         });
-        let f = report_of(100, &[sim, real]).fields;
+        let f = report_of(100, Duration::from_secs(2), &[sim, real]).fields;
         assert_eq!(f["ratio_restart_all_ready"], json!(2.5));
         assert_eq!(f["restart_handshakes"], json!({"ik": 100}));
         assert_eq!(f["sim_restart_new_pairings"], json!(0));
