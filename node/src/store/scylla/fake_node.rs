@@ -11,8 +11,8 @@
 //! - Every EXECUTE of a prepared statement: its bound values are decoded and handed,
 //!   with the statement's name, to the test's [`Handler`], whose [`Answer`] is encoded
 //!   as a real RESULT (rows, `[applied]`, void) or ERROR frame.
-//! - Every BATCH: answered as its first statement (the condition of the store's
-//!   conditional batches); when that answer is `[applied]` true, the handler is then
+//! - Every BATCH: answered as its statement with a condition (`IF`; the store's
+//!   conditional batches have one); when that answer is `[applied]` true, the handler is then
 //!   handed the batch's other statements too (under the same lock, so no execution sees
 //!   the batch half applied), so that it can apply them. A batch of
 //!   plain writes only (an unlogged batch) is each statement executed in order.
@@ -645,8 +645,9 @@ impl Shared {
         Ok(self.run(&prepared.as_twin(serial), &values))
     }
 
-    /// A conditional batch is answered as its first statement (the store's conditional
-    /// batches are of one partition, whose answer is one `[applied]`). When that answer
+    /// A conditional batch is answered as its statement with an `IF` (the first one;
+    /// else its first statement): the store's conditional batches are of one partition,
+    /// whose answer is one `[applied]`. When that answer
     /// is `Applied(true)`, the handler is then handed each other statement of the batch,
     /// in order, to apply (its answers are ignored; they are not in
     /// [`FakeNode::executed`]). A batch of plain writes is each of them executed, in
@@ -679,7 +680,13 @@ impl Shared {
             }
             return Ok(Ok(void()));
         }
-        let (prepared, values) = parts.first().ok_or("an empty batch")?;
+        // The statement with the condition answers (ScyllaDB answers a conditional
+        // batch as a whole, wherever its condition stands); the others follow in order.
+        let condition = parts
+            .iter()
+            .position(|(p, _)| p.statement.cql.contains(" IF "))
+            .unwrap_or(0);
+        let (prepared, values) = parts.get(condition).ok_or("an empty batch")?;
         let statement = prepared.statement;
         self.log
             .lock()
@@ -691,7 +698,7 @@ impl Shared {
         let answer =
             handler(statement.name, values).unwrap_or_else(|| default_answer(statement, values));
         if matches!(answer, Answer::Applied(true)) {
-            for (rest, values) in &parts[1..] {
+            for (_, (rest, values)) in parts.iter().enumerate().filter(|(i, _)| *i != condition) {
                 handler(rest.statement.name, values);
             }
         }

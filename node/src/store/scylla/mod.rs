@@ -218,6 +218,8 @@ mod fake_tables;
 #[cfg(test)]
 mod jobs_wire_tests;
 #[cfg(test)]
+mod link_state_wire_tests;
+#[cfg(test)]
 mod proxy_tests;
 #[cfg(test)]
 mod schedule_wire_tests;
