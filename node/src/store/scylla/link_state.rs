@@ -35,6 +35,45 @@ pub(super) async fn put(
         .await
 }
 
+/// Records written by one conditional batch in [`put_many`]: well under ScyllaDB's
+/// batch size warning (128 KiB) for records the size of a pre-key.
+const RECORDS_PER_BATCH: usize = 100;
+
+/// Many records of one namespace: a conditional batch per [`RECORDS_PER_BATCH`] records,
+/// each the device partition's compare-and-set (its `version` and fence) with the rows.
+/// Each batch is whole or nothing; a failure leaves the earlier batches written.
+pub(super) async fn put_many(
+    store: &ScyllaStore,
+    device_id: &str,
+    namespace: &str,
+    records: &[(String, SealedBlob)],
+    fence: Option<&Fence>,
+) -> Result<(), StoreError> {
+    for chunk in records.chunks(RECORDS_PER_BATCH) {
+        store
+            .device_cas(device_id, fence, |state, fence_epoch| {
+                let Some(state) = state else {
+                    return Err(device_not_found(device_id));
+                };
+                let mut parts = vec![bump(device_id, state, fence_epoch)?];
+                let s = &st::SET_LINK_STATE;
+                parts.extend(chunk.iter().map(|(key, value)| {
+                    let values = s.bind(vec![
+                        ("key_version", st::big(i64::from(value.key_version))),
+                        ("value", st::blob(&value.bytes)),
+                        ("device_id", st::text(device_id)),
+                        ("namespace", st::text(namespace)),
+                        ("key", st::text(key)),
+                    ]);
+                    (s, values)
+                }));
+                Ok(DevicePlan::Write(parts, ()))
+            })
+            .await?;
+    }
+    Ok(())
+}
+
 pub(super) async fn get(
     store: &ScyllaStore,
     device_id: &str,

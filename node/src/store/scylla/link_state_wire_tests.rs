@@ -10,7 +10,8 @@ use std::time::Duration;
 use super::fake_node::FakeNode;
 use super::fake_tables::FakeTables;
 use super::proxy_tests::{KEYSPACE, connect};
-use crate::store::conformance;
+use crate::link::whatsapp::conformance::create_starting_device;
+use crate::store::{Fence, SealedBlob, Store, StoreError, conformance};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_state_passes_the_conformance_checks_over_the_wire() {
@@ -19,5 +20,80 @@ async fn link_state_passes_the_conformance_checks_over_the_wire() {
     conformance::check_link_state_put_get_list(&store).await;
     conformance::check_link_state_isolation(&store).await;
     conformance::check_link_state_unknown_device(&store).await;
+    node.stop().await;
+}
+
+/// Many records in conditional batches of [`super::link_state`]'s size: every record
+/// written (and replaced), one compare-and-set per batch rather than per record, a
+/// fenced write writing nothing, an unknown device refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_records_are_written_a_batch_at_a_time_over_the_wire() {
+    let (node, _tables) = FakeNode::over(KEYSPACE, FakeTables::new(), FakeTables::handle).await;
+    let store = connect(&node, Duration::from_secs(5)).await;
+    create_starting_device(&store, "dev").await;
+    let blob = |i: u32| SealedBlob {
+        key_version: 1,
+        bytes: format!("v{i}").into_bytes(),
+    };
+    let records: Vec<(String, SealedBlob)> =
+        (0..250).map(|i| (format!("key-{i:04}"), blob(i))).collect();
+    let before = node.executed().len();
+    store
+        .put_link_state_many("dev", "prekeys", &records, None)
+        .await
+        .expect("put many");
+    let executed = node.executed()[before..].to_vec();
+    assert_eq!(
+        executed
+            .iter()
+            .filter(|name| *name == "bump_device")
+            .count(),
+        3,
+        "three batches for 250 records: {executed:?}"
+    );
+    assert!(!executed.iter().any(|name| name == "put_link_state"));
+    assert_eq!(
+        store.list_link_state("dev", "prekeys").await.expect("list"),
+        records
+    );
+
+    let replaced = vec![(records[7].0.clone(), blob(9_999))];
+    store
+        .put_link_state_many("dev", "prekeys", &replaced, None)
+        .await
+        .expect("replace");
+    assert_eq!(
+        store
+            .get_link_state("dev", "prekeys", &records[7].0)
+            .await
+            .expect("get"),
+        Some(blob(9_999))
+    );
+
+    let unheld = Fence {
+        shard: 1_000_003,
+        epoch: 1,
+    };
+    let fenced = store
+        .put_link_state_many("dev", "fenced", &records, Some(&unheld))
+        .await;
+    assert!(
+        matches!(fenced, Err(StoreError::Fenced { .. })),
+        "{fenced:?}"
+    );
+    assert!(
+        store
+            .list_link_state("dev", "fenced")
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    let ghost = store
+        .put_link_state_many("ghost", "prekeys", &records, None)
+        .await;
+    assert!(
+        matches!(ghost, Err(StoreError::NotFound { .. })),
+        "{ghost:?}"
+    );
     node.stop().await;
 }

@@ -469,6 +469,16 @@ impl Store for ScyllaStore {
         link_state::put(self, device_id, namespace, key, value, fence).await
     }
 
+    async fn put_link_state_many(
+        &self,
+        device_id: &str,
+        namespace: &str,
+        records: &[(String, SealedBlob)],
+        fence: Option<&Fence>,
+    ) -> Result<(), StoreError> {
+        link_state::put_many(self, device_id, namespace, records, fence).await
+    }
+
     async fn get_link_state(
         &self,
         device_id: &str,

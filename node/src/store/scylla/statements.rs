@@ -290,6 +290,15 @@ pub(crate) const PUT_LINK_STATE: Statement = Statement {
     ],
 };
 
+/// Part of a conditional batch with [`BUMP_DEVICE`] (many records in one write).
+pub(crate) const SET_LINK_STATE: Statement = Statement {
+    name: "set_link_state",
+    cql: "UPDATE {ks}.devices SET key_version = ?, value = ? \
+          WHERE device_id = ? AND namespace = ? AND key = ?",
+    kind: Kind::Lwt,
+    binds: &["key_version", "value", "device_id", "namespace", "key"],
+};
+
 /// Part of a conditional batch with [`BUMP_DEVICE`].
 pub(crate) const DELETE_LINK_STATE: Statement = Statement {
     name: "delete_link_state",
@@ -433,6 +442,7 @@ pub(crate) const ALL: &[Statement] = &[
     LIST_LINK_STATE,
     LINK_STATE_KEYS_SERIAL,
     PUT_LINK_STATE,
+    SET_LINK_STATE,
     DELETE_LINK_STATE,
     BUMP_DEVICE,
     PUT_SHARD_ENTRY,

@@ -85,6 +85,7 @@ fn conditional_statements_are_exactly_the_lwts() {
         let conditional = statement.cql.contains(" IF ");
         let batched = [
             DELETE_LINK_STATE.name,
+            SET_LINK_STATE.name,
             PUT_DELIVERY.name,
             PUT_DELIVERY_MARK.name,
             DELETE_DELIVERY_ROW.name,
