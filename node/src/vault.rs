@@ -79,14 +79,7 @@ impl DeviceVault {
         else {
             return Ok(None);
         };
-        self.vault
-            .sealer
-            .open(&self.device_id, namespace, key, &blob)
-            .map(Some)
-            .map_err(|_| VaultError::Corrupt {
-                namespace: namespace.to_owned(),
-                key: key.to_owned(),
-            })
+        self.open(namespace, key, &blob).map(Some)
     }
 
     /// Whether any of `keys` of `namespace` holds a value (nothing is opened).
@@ -170,19 +163,21 @@ impl DeviceVault {
         records
             .into_iter()
             .map(|(key, blob)| {
-                match self
-                    .vault
-                    .sealer
-                    .open(&self.device_id, namespace, &key, &blob)
-                {
-                    Ok(value) => Ok((key, value)),
-                    Err(_) => Err(VaultError::Corrupt {
-                        namespace: namespace.to_owned(),
-                        key,
-                    }),
-                }
+                let value = self.open(namespace, &key, &blob)?;
+                Ok((key, value))
             })
             .collect()
+    }
+
+    /// Opens the record `namespace/key`; `Corrupt` if it does not decrypt.
+    fn open(&self, namespace: &str, key: &str, blob: &SealedBlob) -> Result<Vec<u8>, VaultError> {
+        self.vault
+            .sealer
+            .open(&self.device_id, namespace, key, blob)
+            .map_err(|_| VaultError::Corrupt {
+                namespace: namespace.to_owned(),
+                key: key.to_owned(),
+            })
     }
 
     pub async fn delete(&self, namespace: &str, key: &str) -> Result<bool, VaultError> {
