@@ -37,11 +37,16 @@ impl VaultBackend {
     /// one question to the store, nothing opened. (A hit is a vault key's hash, not
     /// the natural key read back as [`Self::get`] does: 128 bits of it.)
     pub(super) async fn any(&self, namespace: &str, naturals: &[String]) -> Result<bool> {
-        let keys: Vec<String> = naturals
+        let keys = self.vault_keys(namespace, naturals);
+        self.vault.any(namespace, &keys).await.map_err(read_error)
+    }
+
+    /// [`Self::vault_key`] of each of `naturals`.
+    fn vault_keys(&self, namespace: &str, naturals: &[String]) -> Vec<String> {
+        naturals
             .iter()
             .map(|natural| self.vault_key(namespace, natural))
-            .collect();
-        self.vault.any(namespace, &keys).await.map_err(read_error)
+            .collect()
     }
 
     /// [`Self::get`] of each of `naturals`, in one question to the store: the records
@@ -51,10 +56,7 @@ impl VaultBackend {
         namespace: &str,
         naturals: &[String],
     ) -> Result<Vec<(String, Vec<u8>)>> {
-        let keys: Vec<String> = naturals
-            .iter()
-            .map(|natural| self.vault_key(namespace, natural))
-            .collect();
+        let keys = self.vault_keys(namespace, naturals);
         let wanted: HashSet<&str> = naturals.iter().map(String::as_str).collect();
         let records = self
             .vault

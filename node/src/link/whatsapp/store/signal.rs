@@ -40,6 +40,10 @@ fn prekey_key(id: u32) -> String {
     format!("{id:010}")
 }
 
+fn prekey_keys(ids: &[u32]) -> Vec<String> {
+    ids.iter().map(|id| prekey_key(*id)).collect()
+}
+
 /// The natural key, among the pre-keys, of the highest pre-key id stored (`u32`
 /// big-endian): kept with every write of pre-keys, in the same write, so that
 /// [`SignalStore::get_max_prekey_id`] reads one record instead of opening every
@@ -170,7 +174,7 @@ impl SignalStore for VaultBackend {
 
     /// One question to the store for all of `ids`; the records in the order asked.
     async fn load_prekeys_batch(&self, ids: &[u32]) -> Result<Vec<(u32, Bytes)>> {
-        let keys: Vec<String> = ids.iter().map(|id| prekey_key(*id)).collect();
+        let keys = prekey_keys(ids);
         let found: HashMap<String, Vec<u8>> = self
             .get_many(ns::PREKEY, &keys)
             .await?
@@ -187,7 +191,7 @@ impl SignalStore for VaultBackend {
     /// uploaded).
     async fn mark_prekeys_uploaded(&self, ids: &[u32]) -> Result<()> {
         let _guard = self.rmw.lock().await;
-        let keys: Vec<String> = ids.iter().map(|id| prekey_key(*id)).collect();
+        let keys = prekey_keys(ids);
         // Update only: a key consumed since the upload snapshot is not read, so it
         // stays deleted.
         let marked: Vec<(String, Vec<u8>)> = self
