@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use wafleet_load::scenario::idle::{IdleLink, IdleOptions, run};
+use wafleet_load::scenario::sse::Follow;
 
 #[tokio::test]
 async fn idle_scenario_pairs_every_device_and_recovers_after_kill9() {
@@ -157,11 +158,23 @@ async fn a_short_throughput_run_delivers_every_accepted_message_once() {
 /// memory and latency figures are there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_sse_streams_each_get_every_event_once() {
+    fifty_sse_streams(Follow::All).await;
+}
+
+/// The same with each stream following one device: every stream gets its device's
+/// events exactly once, and no other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_sse_streams_of_one_device_each_get_its_events_once() {
+    fifty_sse_streams(Follow::Device).await;
+}
+
+async fn fifty_sse_streams(follow: Follow) {
     let report = wafleet_load::scenario::sse::run(wafleet_load::scenario::sse::SseOptions {
         clients: 50,
         devices: 4,
         nodes: 0,
         rate: 10,
+        follow,
         duration: Duration::from_secs(2),
         wafleet: env!("CARGO_BIN_EXE_wafleet").into(),
         plot: None,
@@ -177,7 +190,14 @@ async fn fifty_sse_streams_each_get_every_event_once() {
     assert_eq!(fields["gateway_sse_clients"], 50, "{fields:?}");
     let events = fields["events"].as_u64().unwrap();
     assert!(events >= 10, "{fields:?}");
-    assert_eq!(fields["receipts"], events * 50, "{fields:?}");
+    // Event n is device n % 4's, which 13, 13, 12 and 12 of the streams follow.
+    let followers = |n: u64| match follow {
+        Follow::All => 50,
+        Follow::Device => [13, 13, 12, 12][(n % 4) as usize],
+    };
+    let expected: u64 = (0..events).map(followers).sum();
+    assert_eq!(fields["expected_receipts"], expected, "{fields:?}");
+    assert_eq!(fields["receipts"], expected, "{fields:?}");
     assert_eq!(fields["missed"], 0, "{fields:?}");
     assert_eq!(fields["unseen"], 0, "{fields:?}");
     assert_eq!(fields["duplicated"], 0, "{fields:?}");

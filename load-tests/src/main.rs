@@ -12,7 +12,7 @@ use wafleet_load::scenario::{
     media::MediaOptions,
     plot,
     routing::RoutingOptions,
-    sse::SseOptions,
+    sse::{Follow, SseOptions},
     throughput::ThroughputOptions,
     webhooks::WebhooksOptions,
 };
@@ -85,6 +85,13 @@ impl ClusterRun {
 enum IdleLinkArg {
     Sim,
     Whatsapp,
+}
+
+/// `sse --follow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FollowArg {
+    All,
+    Device,
 }
 
 /// What `idle --link`, `--compare-sim`, `--waserver` and `--whatsapp-version` ask for.
@@ -299,6 +306,10 @@ enum Scenario {
         /// Seconds of events.
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
         seconds: u64,
+        /// What each stream follows: `all` (`/v1/events`, every event to every stream)
+        /// or `device` (stream i: `/v1/devices/{device i % D}/events`).
+        #[arg(long, value_enum, default_value_t = FollowArg::All)]
+        follow: FollowArg,
         /// The wafleet binary (default: the one next to this binary).
         #[arg(long)]
         wafleet: Option<PathBuf>,
@@ -449,6 +460,7 @@ async fn main() -> anyhow::Result<()> {
             nodes,
             rate,
             seconds,
+            follow,
             wafleet,
             plot,
         } => {
@@ -457,6 +469,10 @@ async fn main() -> anyhow::Result<()> {
                 devices,
                 nodes,
                 rate,
+                follow: match follow {
+                    FollowArg::All => Follow::All,
+                    FollowArg::Device => Follow::Device,
+                },
                 duration: Duration::from_secs(seconds),
                 wafleet: wafleet.unwrap_or_else(scenario::process::sibling_wafleet),
                 plot: Some(plot.unwrap_or_else(|| plot::default_path("sse"))),

@@ -1,6 +1,7 @@
-//! `wafleet-load sse --clients N [--devices D] [--nodes K] [--rate R] [--seconds S]`: N
-//! server-sent-event streams held on one gateway while devices emit events: the
-//! gateway's memory per stream, and how long an event takes to reach every stream.
+//! `wafleet-load sse --clients N [--devices D] [--nodes K] [--rate R] [--seconds S]
+//! [--follow all|device]`: N server-sent-event streams held on one gateway while devices
+//! emit events: the gateway's memory per stream, and how long an event takes to reach
+//! every stream that follows it.
 //!
 //! The target (`Target`) is one `wafleet standalone --link sim` process (its gateway
 //! runs inside it, so its memory is the gateway's and the devices' together), or with
@@ -12,9 +13,12 @@
 //!    own that is closed before anything is measured.
 //! 2. After [`SETTLE`], the gateway's resident memory (`VmRSS` in `/proc`):
 //!    `rss_before`.
-//! 3. N streams of `GET /v1/events` are opened from this driver: every device's
-//!    events, the heaviest stream a client can ask for (each carries every event, where
-//!    `/v1/devices/{id}/events` would carry one device's). Each is its own TCP
+//! 3. N streams are opened from this driver. With `--follow all` (the default) each is
+//!    `GET /v1/events`: every device's events, the heaviest stream a client can ask for
+//!    (each carries every event, so one event is written N times). With
+//!    `--follow device` stream `i` is `GET /v1/devices/{device i % D}/events`, one
+//!    device's events, as a dashboard per number reads them: an event goes to the N / D
+//!    streams of its device, and the gateway's cost of the other streams shows. Each is its own TCP
 //!    connection speaking plain HTTP/1.1 (`SseDecoder`), at most
 //!    [`CONNECTS_AT_ONCE`] being opened at a time, and each task holds up to
 //!    [`STREAMS_PER_TASK`] of them. A stream is open when its `200` head has come: the
@@ -24,7 +28,8 @@
 //!    allocator holds, not what is in use: the more streams, the truer the figure.
 //! 5. For S seconds, R times a second, a phone sends a message to device `n % D`
 //!    (`POST /sim/phones/{phone}/send` with the text `sse-{n}`): the device stores it
-//!    and emits `message.inbound`, which every stream should carry.
+//!    and emits `message.inbound`, which every stream that follows the device should
+//!    carry.
 //! 6. The driver waits until every stream has had every event (at most [`DRAIN`], and
 //!    no longer than `STALL` without a new one), then closes the streams.
 //!
@@ -36,10 +41,15 @@
 //!   for each event: at large N part of a latency is the driver's turn to read.
 //! - `end_to_end_p50_ms`, `end_to_end_p99_ms`: from the driver's POST to the phone to
 //!   the same read (simulator, device, store and bus included).
-//! - `missed`: for each event at least one stream got, the streams that did not get it;
+//! - `missed`: for each event at least one stream got, the streams following its device
+//!   that did not get it;
 //!   `unseen`: messages the simulator accepted that no stream got; `duplicated`: an
 //!   event a stream got twice; `resets`: `reset` events (a stream fell behind what the
 //!   bus keeps).
+//! - `gateway_cpu_ms_per_event`, `driver_cpu_ms_per_event`: CPU time (user and system)
+//!   of the gateway's process and of this driver from the first event to the end of the
+//!   drain, per event. With `--nodes 0` the gateway's process also runs the devices and
+//!   the simulator, a small part of it.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -61,7 +71,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::Report;
 use super::pairing::{FleetPlan, pair_fleet_shown};
 use super::plot::{self, Chart, Shape};
-use super::process::{ADMIN_KEY, rss_kib_of, sse_events};
+use super::process::{ADMIN_KEY, cpu_seconds_of, rss_kib_of, sse_events};
 use super::progress::Progress;
 use super::sampling::{Gauge, Sampler};
 use super::sims::{Network, files_limit};
@@ -79,12 +89,32 @@ pub struct SseOptions {
     pub nodes: usize,
     /// Events per second, over all devices.
     pub rate: u32,
+    /// What each stream follows.
+    pub follow: Follow,
     /// How long events are emitted for.
     pub duration: Duration,
     /// The `wafleet` binary to run.
     pub wafleet: PathBuf,
     /// Where to write the plot of the run (SVG); `None`: no plot.
     pub plot: Option<PathBuf>,
+}
+
+/// What each stream of the scenario follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    /// `/v1/events`: every event.
+    All,
+    /// `/v1/devices/{id}/events`, stream `i` following device `i % D`.
+    Device,
+}
+
+impl Follow {
+    fn describe(self) -> &'static str {
+        match self {
+            Follow::All => "/v1/events",
+            Follow::Device => "/v1/devices/{id}/events",
+        }
+    }
 }
 
 /// Streams one task holds (reads in turn).
@@ -187,7 +217,13 @@ pub async fn run(options: SseOptions) -> anyhow::Result<Report> {
 
     // N streams opened, then left quiet for a moment.
     let posted: Arc<Vec<AtomicU64>> = Arc::new((0..planned).map(|_| AtomicU64::new(0)).collect());
-    let clients = Arc::new(Clients::new(addr, planned, posted.clone(), gauges.clone()));
+    let clients = Arc::new(Clients::new(
+        addr,
+        Follows::new(options.follow, &ids),
+        planned,
+        posted.clone(),
+        gauges.clone(),
+    ));
     let (stop, stopped) = watch::channel(false);
     let opening_bar = progress.bar("streams open", &gauges.opened, options.clients as u64);
     sampler.mark("opening streams");
@@ -224,7 +260,11 @@ pub async fn run(options: SseOptions) -> anyhow::Result<Report> {
     let events_from = sampler.elapsed();
     sampler.mark("events");
     let emitting = progress.bar("events emitted", &emitted, planned as u64);
-    let receiving = progress.bar("events received", &gauges.receipts, planned as u64 * opened);
+    let receiving = progress.bar(
+        "events received",
+        &gauges.receipts,
+        clients.follows.expected(&(0..planned).collect::<Vec<_>>()),
+    );
     let emitter = Emitter {
         http: http.clone(),
         network: target.network(),
@@ -232,11 +272,19 @@ pub async fn run(options: SseOptions) -> anyhow::Result<Report> {
         posted,
         emitted: emitted.clone(),
     };
+    let cpu_before = (cpu_seconds_of(pid)?, cpu_seconds_of(std::process::id())?);
     let sent = emitter.run(planned, options.rate, options.duration).await;
     progress.finish(emitting);
     sampler.mark("events stop");
-    let streaming = opened.saturating_sub(gauges.closed.get());
-    drain(&gauges.receipts, sent.accepted.len() as u64 * streaming).await;
+    let expected = clients.follows.expected(&sent.accepted);
+    // A stream that ended early gets nothing more (with one device each, the drain
+    // waits for its share until nothing moves for `STALL`).
+    let ended = match options.follow {
+        Follow::All => gauges.closed.get() * sent.accepted.len() as u64,
+        Follow::Device => 0,
+    };
+    drain(&gauges.receipts, expected.saturating_sub(ended)).await;
+    let cpu_after = (cpu_seconds_of(pid)?, cpu_seconds_of(std::process::id())?);
     progress.finish(receiving);
     let _ = stop.send(true);
     let mut tally = Tally::new(planned);
@@ -256,16 +304,24 @@ pub async fn run(options: SseOptions) -> anyhow::Result<Report> {
     // The figures.
     let closed = gauges.closed.get();
     let events = sent.accepted.len();
-    let missed = missed(&tally.got, opened);
+    let missed = missed(&tally.got, |n| clients.follows.followers(n));
     let unseen = sent.accepted.iter().filter(|n| tally.got[**n] == 0).count();
     let receipts: u64 = tally.got.iter().map(|g| u64::from(*g)).sum();
     let latency = |p| round(clients.latency.percentile_ms(p));
+    // CPU from the first event to the end of the drain, per event emitted.
+    let per_event =
+        |before: f64, after: f64| round((after - before) * 1000.0 / events.max(1) as f64);
+    let (gateway_cpu, driver_cpu) = (
+        per_event(cpu_before.0, cpu_after.0),
+        per_event(cpu_before.1, cpu_after.1),
+    );
     let end_to_end = |p| round(clients.end_to_end.percentile_ms(p));
 
     let mut report = Report::default();
     report.line(format!(
-        "sse: {} streams of /v1/events on {}, {} devices, {} events/s for {:.1}s",
+        "sse: {} streams of {} on {}, {} devices, {} events/s for {:.1}s",
         options.clients,
+        options.follow.describe(),
         target.describe(),
         options.devices,
         options.rate,
@@ -282,15 +338,17 @@ pub async fn run(options: SseOptions) -> anyhow::Result<Report> {
         bytes_per_stream / 1000.0
     ));
     report.line(format!(
-        "events: {events} emitted ({} refused), {receipts} of {} receipts; missed {missed}, unseen {unseen}, duplicated {}, resets {}",
+        "events: {events} emitted ({} refused), {receipts} of {expected} receipts; missed {missed}, unseen {unseen}, duplicated {}, resets {}",
         sent.refused,
-        events as u64 * opened,
         tally.duplicated,
         tally.resets
     ));
     if let Some(refusal) = &sent.first_refusal {
         report.line(format!("first refusal: {refusal}"));
     }
+    report.line(format!(
+        "CPU per event, from the first event to the last receipt: gateway {gateway_cpu:.1} ms, this driver {driver_cpu:.1} ms"
+    ));
     report.line(format!(
         "event latency (bus -> stream) p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; end to end (phone -> stream) p50 {:.2} ms, p99 {:.2} ms",
         latency(0.50),
@@ -303,6 +361,13 @@ pub async fn run(options: SseOptions) -> anyhow::Result<Report> {
     report.field("target", target.kind());
     report.field("clients", options.clients);
     report.field("devices", options.devices);
+    report.field(
+        "follow",
+        match options.follow {
+            Follow::All => "all",
+            Follow::Device => "device",
+        },
+    );
     report.field("nodes", options.nodes);
     report.field("qr_rescans", rescans);
     report.field("streams_open", opened);
@@ -319,11 +384,13 @@ pub async fn run(options: SseOptions) -> anyhow::Result<Report> {
     report.field("events", events);
     report.field("events_refused", sent.refused);
     report.field("receipts", receipts);
-    report.field("expected_receipts", events as u64 * opened);
+    report.field("expected_receipts", expected);
     report.field("missed", missed);
     report.field("unseen", unseen);
     report.field("duplicated", tally.duplicated);
     report.field("resets", tally.resets);
+    report.field("gateway_cpu_ms_per_event", gateway_cpu);
+    report.field("driver_cpu_ms_per_event", driver_cpu);
     report.field("latency_p50_ms", latency(0.50));
     report.field("latency_p99_ms", latency(0.99));
     report.field("latency_max_ms", latency(1.0));
@@ -403,8 +470,8 @@ impl StreamGauges {
 #[derive(Debug)]
 struct Clients {
     addr: SocketAddr,
-    /// The HTTP request of one stream.
-    request: String,
+    /// What the streams follow, and how many follow each device.
+    follows: Follows,
     /// Permits to open a stream ([`CONNECTS_AT_ONCE`]).
     connecting: Semaphore,
     /// Events this run may emit: the size of each stream's record of what it got.
@@ -424,16 +491,14 @@ struct Clients {
 impl Clients {
     fn new(
         addr: SocketAddr,
+        follows: Follows,
         events: usize,
         posted: Arc<Vec<AtomicU64>>,
         gauges: StreamGauges,
     ) -> Clients {
-        let request = format!(
-            "GET /v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN_KEY}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
-        );
         Clients {
             addr,
-            request,
+            follows,
             connecting: Semaphore::new(CONNECTS_AT_ONCE),
             events,
             posted,
@@ -448,11 +513,21 @@ impl Clients {
     async fn open(&self) -> anyhow::Result<Connection> {
         let opened = async {
             let _permit = self.connecting.acquire().await?;
-            tokio::time::timeout(OPEN_TIMEOUT, Connection::open(self.addr, &self.request))
-                .await
-                .with_context(|| format!("no stream head within {OPEN_TIMEOUT:?}"))?
+            let (request, follows) = self.follows.next(self.addr);
+            let connection =
+                tokio::time::timeout(OPEN_TIMEOUT, Connection::open(self.addr, &request))
+                    .await
+                    .with_context(|| format!("no stream head within {OPEN_TIMEOUT:?}"))??;
+            anyhow::Ok((connection, follows))
         }
         .await;
+        let opened = match opened {
+            Ok((connection, follows)) => {
+                follows.fetch_add(1, Ordering::Relaxed);
+                Ok(connection)
+            }
+            Err(error) => Err(error),
+        };
         match &opened {
             Ok(_) => self.gauges.opened.add(1),
             Err(error) => {
@@ -688,8 +763,8 @@ impl Inbound {
     }
 }
 
-/// The `data` of the last few distinct events one task read, parsed. Every stream
-/// carries the same events, so a task parses each event's JSON once for its
+/// The `data` of the last few distinct events one task read, parsed. Its streams carry
+/// the same events (all, or those of a few devices), so a task parses each event's JSON once for its
 /// [`STREAMS_PER_TASK`] streams rather than once per stream: at 10,000 streams the
 /// parsing was a third of the driver's time, which it takes from the gateway on the
 /// same cores. A stream's latency is stamped when its read returns, before any of this.
@@ -716,13 +791,72 @@ impl Parsed {
     }
 }
 
-/// For each event that at least one of `streams` streams got (`got[n]` of them), the
-/// streams that did not, added up.
-fn missed(got: &[u32], streams: u64) -> u64 {
+/// For each event `n` that at least one stream got (`got[n]` of them), the streams
+/// following it (`followers(n)`) that did not, added up.
+fn missed(got: &[u32], followers: impl Fn(usize) -> u64) -> u64 {
     got.iter()
-        .filter(|got| **got > 0)
-        .map(|got| streams.saturating_sub(u64::from(*got)))
+        .enumerate()
+        .filter(|(_, got)| **got > 0)
+        .map(|(n, got)| followers(n).saturating_sub(u64::from(*got)))
         .sum()
+}
+
+/// What the streams follow: the request each one sends, and how many opened streams
+/// follow each device (one count for every device with [`Follow::All`]).
+#[derive(Debug)]
+struct Follows {
+    follow: Follow,
+    /// Device ids, by index; event `n` is device `n % len`'s.
+    ids: Arc<Vec<String>>,
+    /// Streams asked for so far: stream `i` follows device `i % len`.
+    asked: std::sync::atomic::AtomicUsize,
+    /// Opened streams by device index, or one count for all.
+    opened: Vec<AtomicU64>,
+}
+
+impl Follows {
+    fn new(follow: Follow, ids: &[String]) -> Follows {
+        let counts = match follow {
+            Follow::All => 1,
+            Follow::Device => ids.len(),
+        };
+        Follows {
+            follow,
+            ids: Arc::new(ids.to_vec()),
+            asked: Default::default(),
+            opened: (0..counts).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// The next stream's request, and the count to add it to once it is open.
+    fn next(&self, addr: SocketAddr) -> (String, &AtomicU64) {
+        let i = self.asked.fetch_add(1, Ordering::Relaxed);
+        let (path, count) = match self.follow {
+            Follow::All => ("/v1/events".to_owned(), 0),
+            Follow::Device => {
+                let device = i % self.ids.len();
+                (format!("/v1/devices/{}/events", self.ids[device]), device)
+            }
+        };
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN_KEY}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
+        );
+        (request, &self.opened[count])
+    }
+
+    /// The open streams that follow event `n`.
+    fn followers(&self, n: usize) -> u64 {
+        let count = match self.follow {
+            Follow::All => 0,
+            Follow::Device => n % self.ids.len(),
+        };
+        self.opened[count].load(Ordering::Relaxed)
+    }
+
+    /// The receipts events `events` make, over every stream that follows them.
+    fn expected(&self, events: &[usize]) -> u64 {
+        events.iter().map(|n| self.followers(*n)).sum()
+    }
 }
 
 /// The events one stream got: a bit per event number.
@@ -1266,12 +1400,50 @@ mod tests {
     #[test]
     fn missed_counts_the_streams_without_an_event_others_got() {
         // 3 streams: event 0 reached all, 1 two of them, 2 none (unseen, not missed).
-        assert_eq!(missed(&[3, 2, 0], 3), 1);
-        assert_eq!(missed(&[], 3), 0);
+        assert_eq!(missed(&[3, 2, 0], |_| 3), 1);
+        assert_eq!(missed(&[], |_| 3), 0);
+        // Each event followed by as many streams as its device has.
+        assert_eq!(missed(&[2, 1, 1], |n| [2, 3, 1][n]), 2);
         let mut seen = Seen::new(130);
         assert!(seen.insert(129));
         assert!(!seen.insert(129));
         assert!(seen.insert(0));
+    }
+
+    #[test]
+    fn a_stream_follows_every_device_or_one_in_turn() {
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let ids = ["d0".to_owned(), "d1".to_owned()];
+        let all = Follows::new(Follow::All, &ids);
+        let (request, count) = all.next(addr);
+        assert!(
+            request.starts_with("GET /v1/events HTTP/1.1\r\n"),
+            "{request}"
+        );
+        count.fetch_add(1, Ordering::Relaxed);
+        all.next(addr).1.fetch_add(1, Ordering::Relaxed);
+        assert_eq!((all.followers(0), all.followers(1)), (2, 2));
+        assert_eq!(all.expected(&[0, 1, 2]), 6);
+
+        let device = Follows::new(Follow::Device, &ids);
+        let paths: Vec<String> = (0..3)
+            .map(|_| {
+                let (request, count) = device.next(addr);
+                count.fetch_add(1, Ordering::Relaxed);
+                request.split(' ').nth(1).unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "/v1/devices/d0/events",
+                "/v1/devices/d1/events",
+                "/v1/devices/d0/events"
+            ]
+        );
+        // Event n is device n % 2's: two streams follow d0, one d1.
+        assert_eq!((device.followers(0), device.followers(1)), (2, 1));
+        assert_eq!(device.expected(&[0, 1, 2, 3]), 6);
     }
 
     #[test]
