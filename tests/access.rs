@@ -293,6 +293,9 @@ async fn no_route_lets_a_tenant_reach_another_tenants_data() {
         key: setup.acme_key.clone(),
     };
     let mut acme_events = wafleet.events("/v1/devices/acme-1/events", None).await;
+    // Acme's key on every device it sees: a tenant's stream.
+    let acme_stream = acme.send(Method::GET, "/v1/events", None).await;
+    assert_eq!(acme_stream.status(), StatusCode::OK);
     let stopped = acme
         .send(Method::POST, "/v1/devices/acme-1/stop", None)
         .await;
@@ -301,6 +304,11 @@ async fn no_route_lets_a_tenant_reach_another_tenants_data() {
     assert_eq!(seen.data["tenant"], "acme", "events name their tenant");
     let text = body_of(stream, Duration::from_secs(1)).await;
     assert_eq!(leaks(&text), None, "globex's stream: {text}");
+    let text = body_of(acme_stream, Duration::from_secs(1)).await;
+    assert!(
+        text.contains("\"STOPPED\"") && text.contains("acme-1"),
+        "acme's own stream carries its device's events: {text}"
+    );
 
     // Acme's own key sees its device; globex's device limit holds.
     let listed: Value = acme

@@ -2,7 +2,7 @@
 //!
 //! Ids come from one increasing sequence per process. The bus keeps the last
 //! [`BusConfig::per_device_capacity`] events of each device for replay; live subscribers
-//! get new events through a broadcast channel.
+//! get new events through the [`Hub`], which wakes only those that follow them.
 //!
 //! A replay says [`Reset`] when it cannot give everything after the subscriber's id: a
 //! device's ring dropped an event after that id, or the id is from before this process
@@ -16,11 +16,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use serde_json::{Map, Value};
-use tokio::sync::broadcast;
-
+use super::hub::{Hub, Live};
 use super::{DeviceEvent, EventFilter, EventKind, Replay, Reset};
 use crate::clock::now_ms;
+use serde_json::{Map, Value};
 
 /// Sizes of the bus.
 #[derive(Debug, Clone)]
@@ -47,7 +46,7 @@ pub(crate) struct MemoryBus {
     /// The first id of this process: an id below it is from an earlier process.
     first_id: u64,
     state: Mutex<BusState>,
-    live: broadcast::Sender<Arc<DeviceEvent>>,
+    live: Arc<Hub>,
 }
 
 #[derive(Debug)]
@@ -73,7 +72,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl MemoryBus {
     pub(crate) fn new(config: BusConfig) -> MemoryBus {
-        let (live, _) = broadcast::channel(config.live_capacity.max(1));
+        let live = Hub::new(config.live_capacity);
         let first_id = (u64::try_from(now_ms()).unwrap_or(0) * 1000).max(1);
         MemoryBus {
             config,
@@ -115,8 +114,8 @@ impl MemoryBus {
             }
             ring.events.push_back(event.clone());
         }
-        // Sent under the bus lock so that live order equals id order.
-        let _ = self.live.send(event);
+        // Handed out under the bus lock so that live order equals id order.
+        self.live.publish(&event);
         id
     }
 
@@ -133,7 +132,7 @@ impl MemoryBus {
         &self,
         filter: &EventFilter,
         after: Option<u64>,
-    ) -> (broadcast::Receiver<Arc<DeviceEvent>>, Replay, u64) {
+    ) -> (Live, Replay, u64) {
         let (live, rings, upto) = {
             let state = lock(&self.state);
             let rings = if after.is_some() {
@@ -141,7 +140,7 @@ impl MemoryBus {
             } else {
                 Vec::new()
             };
-            (self.live.subscribe(), rings, state.next_id - 1)
+            (self.live.subscribe(filter), rings, state.next_id - 1)
         };
         let replay = match after {
             Some(after) => self.collect(&rings, after, upto),

@@ -13,6 +13,7 @@
 //! the id a subscriber resumes from (trimmed, or from before a standalone restart), the
 //! subscriber gets a [`Reset`] first instead of a silent gap.
 
+mod hub;
 pub mod memory;
 pub mod redis;
 mod subscription;
@@ -263,19 +264,26 @@ mod tests {
 
     #[tokio::test]
     async fn live_subscriber_that_lags_catches_up_without_gap_or_repeat() {
-        let bus = EventBus::in_memory(BusConfig {
-            per_device_capacity: 1000,
-            live_capacity: 4,
-        });
-        let mut sub = bus.subscribe(EventFilter::All, None).await.unwrap();
-        let ids: Vec<u64> = (0..50)
-            .map(|n| publish(&bus, "a", EventKind::Status, data(n)))
-            .collect();
-        let mut got = Vec::new();
-        for _ in 0..50 {
-            got.push(sub.next().await.unwrap().id);
+        // Every event (the shared channel), and one device (its own inbox).
+        for filter in [
+            EventFilter::All,
+            EventFilter::Devices(["a".to_owned()].into()),
+        ] {
+            let bus = EventBus::in_memory(BusConfig {
+                per_device_capacity: 1000,
+                live_capacity: 4,
+            });
+            let mut sub = bus.subscribe(filter, None).await.unwrap();
+            let ids: Vec<u64> = (0..50)
+                .map(|n| publish(&bus, "a", EventKind::Status, data(n)))
+                .collect();
+            publish(&bus, "b", EventKind::Status, data(99));
+            let mut got = Vec::new();
+            for _ in 0..50 {
+                got.push(sub.next().await.unwrap().id);
+            }
+            assert_eq!(got, ids);
         }
-        assert_eq!(got, ids);
     }
 
     #[tokio::test]
@@ -377,26 +385,31 @@ mod tests {
 
     #[tokio::test]
     async fn a_subscriber_that_falls_behind_past_the_rings_gets_a_reset_not_a_gap() {
-        let bus = EventBus::in_memory(BusConfig {
-            per_device_capacity: 5,
-            live_capacity: 4,
-        });
-        let mut sub = bus.subscribe(EventFilter::All, None).await.unwrap();
-        for n in 0..20 {
-            publish(&bus, "a", EventKind::Status, data(n));
-        }
-        assert!(matches!(recv(&mut sub).await, Delivery::Reset(_)));
-        let kept: Vec<u64> = {
-            let mut kept = Vec::new();
-            for _ in 0..5 {
-                kept.push(event_n(&recv(&mut sub).await));
+        for filter in [
+            EventFilter::All,
+            EventFilter::Devices(["a".to_owned()].into()),
+        ] {
+            let bus = EventBus::in_memory(BusConfig {
+                per_device_capacity: 5,
+                live_capacity: 4,
+            });
+            let mut sub = bus.subscribe(filter, None).await.unwrap();
+            for n in 0..20 {
+                publish(&bus, "a", EventKind::Status, data(n));
             }
-            kept
-        };
-        assert_eq!(kept, (15..20).collect::<Vec<_>>());
-        // Caught up: live again, no further reset.
-        publish(&bus, "a", EventKind::Status, data(20));
-        assert_eq!(event_n(&recv(&mut sub).await), 20);
+            assert!(matches!(recv(&mut sub).await, Delivery::Reset(_)));
+            let kept: Vec<u64> = {
+                let mut kept = Vec::new();
+                for _ in 0..5 {
+                    kept.push(event_n(&recv(&mut sub).await));
+                }
+                kept
+            };
+            assert_eq!(kept, (15..20).collect::<Vec<_>>());
+            // Caught up: live again, no further reset.
+            publish(&bus, "a", EventKind::Status, data(20));
+            assert_eq!(event_n(&recv(&mut sub).await), 20);
+        }
     }
 
     #[tokio::test]

@@ -39,11 +39,12 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use redis::{AsyncConnectionConfig, Client, Value as RedisValue};
 use serde_json::{Map, Value};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use self::writer::Write;
+use super::hub::{Hub, Live};
 use super::{BusError, DeviceEvent, EventFilter, EventKind, Replay, Reset};
 use crate::clock::now_ms;
 use crate::metrics;
@@ -92,7 +93,7 @@ pub(crate) struct RedisBus {
     conn: ConnectionManager,
     writes: mpsc::UnboundedSender<Write>,
     pending: Arc<AtomicUsize>,
-    live: broadcast::Sender<Arc<DeviceEvent>>,
+    live: Arc<Hub>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -132,7 +133,7 @@ impl RedisBus {
             .ids
             .first()
             .map_or_else(|| "0-0".to_owned(), |e| e.id.clone());
-        let (live, _) = broadcast::channel(config.live_capacity.max(1));
+        let live = Hub::new(config.live_capacity);
         let (writes, queue) = mpsc::unbounded_channel();
         let pending = Arc::new(AtomicUsize::new(0));
         let tasks = vec![
@@ -191,9 +192,9 @@ impl RedisBus {
         &self,
         filter: &EventFilter,
         after: Option<u64>,
-    ) -> Result<(broadcast::Receiver<Arc<DeviceEvent>>, Replay, u64), BusError> {
+    ) -> Result<(Live, Replay, u64), BusError> {
         // Subscribe before reading the replay: whatever the replay misses is live.
-        let live = self.live.subscribe();
+        let live = self.live.subscribe(filter);
         let replay = match after {
             Some(after) => self.replay(filter, after).await?,
             None => Replay::default(),
@@ -357,12 +358,12 @@ async fn range_after(
     }
 }
 
-/// Follows the global stream from `last` and hands every entry to the live channel.
+/// Follows the global stream from `last` and hands every entry to the live subscribers.
 async fn run_tail(
     client: Client,
     key: String,
     mut last: String,
-    live: broadcast::Sender<Arc<DeviceEvent>>,
+    live: Arc<Hub>,
     keys: Option<Arc<DataKeys>>,
 ) {
     let config = AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
@@ -403,7 +404,7 @@ async fn run_tail(
                 last = entry.id.clone();
                 if let Some(event) = parse_entry(&entry, keys.as_deref()).await {
                     metrics::events_read(age(event.at_ms));
-                    let _ = live.send(Arc::new(event));
+                    live.publish(&Arc::new(event));
                 }
             }
         }

@@ -9,8 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use tokio::sync::broadcast;
-
+use super::hub::{Lagged, Live};
 use super::{Backend, DeviceEvent, EventFilter, Replay, Reset};
 
 /// What a subscription hands out.
@@ -27,7 +26,7 @@ pub enum Delivery {
 pub struct Subscription {
     backend: Backend,
     filter: EventFilter,
-    live: broadcast::Receiver<Arc<DeviceEvent>>,
+    live: Live,
     /// A reset to hand out before the pending events.
     reset: Option<Reset>,
     pending: VecDeque<Arc<DeviceEvent>>,
@@ -39,7 +38,7 @@ impl Subscription {
     pub(super) fn new(
         backend: Backend,
         filter: EventFilter,
-        live: broadcast::Receiver<Arc<DeviceEvent>>,
+        live: Live,
         replay: Replay,
         last: u64,
     ) -> Subscription {
@@ -53,8 +52,8 @@ impl Subscription {
         }
     }
 
-    /// The next event or reset; `None` when the bus is gone or cannot be read to catch
-    /// up (the client should reconnect with its last id).
+    /// The next event or reset; `None` when the bus cannot be read to catch up (the
+    /// client should reconnect with its last id).
     pub async fn recv(&mut self) -> Option<Delivery> {
         loop {
             if let Some(reset) = self.reset.take() {
@@ -74,7 +73,7 @@ impl Subscription {
                         return Some(Delivery::Event(event));
                     }
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
+                Err(Lagged) => {
                     let replay = match &self.backend {
                         Backend::Memory(memory) => memory.replay(&self.filter, self.last),
                         // Boxed: the Redis read's state would otherwise be part of this
@@ -87,7 +86,6 @@ impl Subscription {
                     self.reset = replay.reset;
                     self.pending = replay.events;
                 }
-                Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     }
