@@ -10,6 +10,10 @@
 //!   moved: axum's `KeepAlive` resets its timer for each event sent, a timer-wheel
 //!   update per stream per event. A comment goes out every [`HEARTBEAT`], events or not,
 //!   which keeps the promise (a comment at least that often) with none of the resets.
+//! - A stream's first heartbeat comes at a random point of its first period, so that
+//!   streams opened together (every client reconnecting after a restart) do not all
+//!   beat at once: 10,000 comments written in one burst delay the events behind them
+//!   by as long as an event to 10,000 streams takes.
 //! - The body is an `http_body::Body` of its own, without axum's `Sse` body and
 //!   keep-alive stream around the frames.
 
@@ -42,7 +46,7 @@ where
 {
     let body = SseBody {
         frames: frames.boxed(),
-        heartbeat: Box::pin(tokio::time::sleep(HEARTBEAT)),
+        heartbeat: Box::pin(tokio::time::sleep(first_heartbeat())),
     };
     (
         [
@@ -55,6 +59,12 @@ where
         Body::new(body),
     )
         .into_response()
+}
+
+/// When a new stream's first heartbeat is due: a random point of the period's last
+/// nine tenths.
+fn first_heartbeat() -> Duration {
+    HEARTBEAT.mul_f64(0.1 + 0.9 * fastrand::f64())
 }
 
 /// The frame of `event` (`id:`, `event:`, `data:` with its JSON and `at`), rendered by
@@ -165,6 +175,22 @@ mod tests {
         Pin::new(body)
             .poll_frame(&mut cx)
             .map(|frame| frame.map(|frame| frame.unwrap().into_data().unwrap()))
+    }
+
+    #[test]
+    fn streams_opened_together_beat_apart() {
+        let firsts: Vec<Duration> = (0..1000).map(|_| first_heartbeat()).collect();
+        assert!(
+            firsts
+                .iter()
+                .all(|first| *first >= HEARTBEAT / 10 && *first <= HEARTBEAT)
+        );
+        // Spread over the period: each tenth of its last nine holds some.
+        for tenth in 1..10 {
+            let (from, to) = (HEARTBEAT * tenth / 10, HEARTBEAT * (tenth + 1) / 10);
+            let within = firsts.iter().filter(|f| **f >= from && **f < to).count();
+            assert!(within > 50, "{within} of 1000 in tenth {tenth}");
+        }
     }
 
     #[tokio::test(start_paused = true)]
