@@ -16,10 +16,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use serde_json::{Map, Value};
+
 use super::hub::{Hub, Live};
 use super::{DeviceEvent, EventFilter, EventKind, Replay, Reset};
 use crate::clock::now_ms;
-use serde_json::{Map, Value};
 
 /// Sizes of the bus.
 #[derive(Debug, Clone)]
