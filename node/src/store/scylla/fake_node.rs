@@ -268,9 +268,17 @@ struct Shared {
 
 /// A running fake node (see the module docs).
 pub(crate) struct FakeNode {
+    /// What the driver dials: the [`relay`] in front of the proxy.
     pub(crate) addr: SocketAddr,
     shared: Arc<Shared>,
     proxy: Option<RunningProxy>,
+    relay: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeNode {
+    fn drop(&mut self) {
+        self.relay.abort();
+    }
 }
 
 impl FakeNode {
@@ -293,7 +301,8 @@ impl FakeNode {
 
     /// Starts a fake node on a loopback address of its own, answering everything.
     pub(crate) async fn start(keyspace: &str, handler: Handler) -> FakeNode {
-        let addr = SocketAddr::new(get_exclusive_local_address(), 9042);
+        let ip = get_exclusive_local_address();
+        let (addr, proxied) = (SocketAddr::new(ip, 9042), SocketAddr::new(ip, 9043));
         let shared = Arc::new(Shared {
             keyspace: keyspace.to_owned(),
             addr,
@@ -304,7 +313,7 @@ impl FakeNode {
             ddl: Mutex::default(),
         });
         let node = Node::builder()
-            .proxy_address(addr)
+            .proxy_address(proxied)
             .request_rules(vec![RequestRule(Condition::True, Self::answering(&shared))])
             .build_dry_mode();
         let proxy = Proxy::builder()
@@ -313,10 +322,14 @@ impl FakeNode {
             .run()
             .await
             .expect("the fake node listens");
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("the fake node's relay listens");
         FakeNode {
             addr,
             shared,
             proxy: Some(proxy),
+            relay: tokio::spawn(relay(listener, proxied)),
         }
     }
 
@@ -369,9 +382,59 @@ impl FakeNode {
     }
 
     pub(crate) async fn stop(mut self) {
+        self.relay.abort();
         if let Some(proxy) = self.proxy.take() {
             let _ = proxy.finish().await;
         }
+    }
+}
+
+/// Relays every connection made to `listener` to the proxy at `proxied`, acknowledging
+/// what the proxy sends at once.
+///
+/// `scylla-proxy` writes a frame's header and its body in two writes, with Nagle's
+/// algorithm on: the body waited for the header's acknowledgement, which a receiver
+/// delays (up to 40 ms), so every request took about 35 ms (the prepares of one store
+/// alone 4.8 s). The proxy's sockets cannot be reached from here, so the relay asks for
+/// an immediate acknowledgement (`TCP_QUICKACK`) after each read from the proxy. A
+/// connection the proxy drops (a fault a test injects) is dropped towards the driver
+/// too; aborting the relay closes its listener and every connection.
+async fn relay(listener: tokio::net::TcpListener, proxied: SocketAddr) {
+    let mut connections = tokio::task::JoinSet::new();
+    while let Ok((driver, _)) = listener.accept().await {
+        connections.spawn(pump(driver, proxied));
+        while connections.try_join_next().is_some() {}
+    }
+}
+
+async fn pump(driver: tokio::net::TcpStream, proxied: SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let Ok(proxy) = tokio::net::TcpStream::connect(proxied).await else {
+        return;
+    };
+    let _ = driver.set_nodelay(true);
+    let _ = proxy.set_nodelay(true);
+    let (mut from_driver, mut to_driver) = driver.into_split();
+    let (mut from_proxy, mut to_proxy) = proxy.into_split();
+    let up = tokio::io::copy(&mut from_driver, &mut to_proxy);
+    let down = async {
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            let n = match from_proxy.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let _ = socket2::SockRef::from(from_proxy.as_ref()).set_tcp_quickack(true);
+            if to_driver.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    // Either side gone: both halves are dropped, which closes the other side too.
+    tokio::select! {
+        _ = up => {}
+        () = down => {}
     }
 }
 
