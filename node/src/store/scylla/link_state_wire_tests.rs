@@ -1,9 +1,7 @@
 //! Link state over the CQL wire, against [`FakeNode`] with [`FakeTables`] as its
-//! handler: put, get, list, delete and clear, run as the conformance checks say. The
-//! checks of many keys at once (`check_link_state_any`, `check_link_state_many`) are
-//! left out: ScyllaDB runs them as the trait's default loops of these calls, over a
-//! thousand round trips through the fake (minutes). A real ScyllaDB is still the
-//! conformance suite with `SCYLLA_URI`.
+//! handler: put, get, list, delete and clear, and the checks of many keys at once, run
+//! as the conformance checks say; how many statements a batch of records takes. A real
+//! ScyllaDB is still the conformance suite with `SCYLLA_URI`.
 
 use std::time::Duration;
 
@@ -20,12 +18,15 @@ async fn link_state_passes_the_conformance_checks_over_the_wire() {
     conformance::check_link_state_put_get_list(&store).await;
     conformance::check_link_state_isolation(&store).await;
     conformance::check_link_state_unknown_device(&store).await;
+    conformance::check_link_state_any(&store).await;
+    conformance::check_link_state_many(&store).await;
     node.stop().await;
 }
 
 /// Many records in conditional batches of [`super::link_state`]'s size: every record
-/// written (and replaced), one compare-and-set per batch rather than per record, a
-/// fenced write writing nothing, an unknown device refused.
+/// written (and replaced), one compare-and-set per batch rather than per record, read
+/// back in one read of the namespace, a fenced write writing nothing, an unknown device
+/// refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_records_are_written_a_batch_at_a_time_over_the_wire() {
     let (node, _tables) = FakeNode::over(KEYSPACE, FakeTables::new(), FakeTables::handle).await;
@@ -56,6 +57,26 @@ async fn many_records_are_written_a_batch_at_a_time_over_the_wire() {
         store.list_link_state("dev", "prekeys").await.expect("list"),
         records
     );
+
+    // Many keys: one read of the namespace's rows; a few: a read each.
+    let keys: Vec<String> = records.iter().map(|(key, _)| key.clone()).collect();
+    let before = node.executed().len();
+    let mut found = store
+        .get_link_state_many("dev", "prekeys", &keys[..200])
+        .await
+        .expect("get many");
+    found.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(found, records[..200]);
+    let executed = node.executed()[before..].to_vec();
+    assert_eq!(executed, ["list_link_state"], "one read for 200 keys");
+    let before = node.executed().len();
+    let few = store
+        .get_link_state_many("dev", "prekeys", &keys[..3])
+        .await
+        .expect("get few");
+    assert_eq!(few.len(), 3);
+    let executed = node.executed()[before..].to_vec();
+    assert_eq!(executed, ["select_link_state"; 3], "a read each for 3 keys");
 
     let replaced = vec![(records[7].0.clone(), blob(9_999))];
     store
