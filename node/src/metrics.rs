@@ -27,6 +27,8 @@ pub const EVENTS_QUEUE: &str = "wafleet_events_write_queue_depth";
 pub const EVENTS_WRITE_LAG: &str = "wafleet_events_write_lag_seconds";
 pub const EVENTS_WRITE_ERRORS: &str = "wafleet_events_write_errors_total";
 pub const EVENTS_READ_LAG: &str = "wafleet_events_read_lag_seconds";
+pub const EVENTS_LAGGED: &str = "wafleet_events_subscribers_lagged_total";
+pub const EVENTS_RESETS: &str = "wafleet_events_resets_total";
 pub const MESSAGES: &str = "wafleet_messages_total";
 pub const DEVICE_CRASHES: &str = "wafleet_node_device_crashes_total";
 pub const EVENTS_DROPPED: &str = "wafleet_events_dropped_total";
@@ -68,6 +70,8 @@ pub const ALL: &[&str] = &[
     EVENTS_WRITE_LAG,
     EVENTS_WRITE_ERRORS,
     EVENTS_READ_LAG,
+    EVENTS_LAGGED,
+    EVENTS_RESETS,
     WEBHOOK_ATTEMPTS,
     WEBHOOK_LATENCY,
     WEBHOOK_EVENTS_UNRECORDED,
@@ -228,6 +232,16 @@ pub fn describe() {
         "age of events when this process reads them from the Redis stream it follows for SSE (across processes: includes clock skew)"
     );
     describe_counter!(
+        EVENTS_LAGGED,
+        Unit::Count,
+        "live event streams (SSE) that fell more than 4,096 events behind and caught up from the bus's buffer: slow clients"
+    );
+    describe_counter!(
+        EVENTS_RESETS,
+        Unit::Count,
+        "resets handed to event streams: events a stream resumed or fell behind past, which the bus no longer held"
+    );
+    describe_counter!(
         MESSAGES,
         Unit::Count,
         "messages by outcome: accepted, scheduled, duplicate, sent, delivered, read, failed, cancelled, inbound"
@@ -282,6 +296,8 @@ pub fn describe() {
     counter!(DEVICE_CRASHES).increment(0);
     counter!(DEVICES_FENCED).increment(0);
     counter!(EVENTS_DROPPED).increment(0);
+    counter!(EVENTS_LAGGED).increment(0);
+    counter!(EVENTS_RESETS).increment(0);
     counter!(LEASE_TAKEOVERS).increment(0);
     counter!(RECOVERIES_STARTED).increment(0);
     for outcome in RECOVERY_OUTCOMES {
@@ -481,4 +497,12 @@ pub(crate) fn events_write_error() {
 
 pub(crate) fn events_read(age: Duration) {
     histogram!(EVENTS_READ_LAG).record(age.as_secs_f64());
+}
+
+pub(crate) fn event_subscriber_lagged() {
+    counter!(EVENTS_LAGGED).increment(1);
+}
+
+pub(crate) fn event_reset_handed() {
+    counter!(EVENTS_RESETS).increment(1);
 }

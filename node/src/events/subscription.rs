@@ -57,6 +57,7 @@ impl Subscription {
     pub async fn recv(&mut self) -> Option<Delivery> {
         loop {
             if let Some(reset) = self.reset.take() {
+                crate::metrics::event_reset_handed();
                 return Some(Delivery::Reset(reset));
             }
             if let Some(event) = self.pending.pop_front() {
@@ -74,6 +75,7 @@ impl Subscription {
                     }
                 }
                 Err(Lagged) => {
+                    crate::metrics::event_subscriber_lagged();
                     let replay = match &self.backend {
                         Backend::Memory(memory) => memory.replay(&self.filter, self.last),
                         // Boxed: the Redis read's state would otherwise be part of this
