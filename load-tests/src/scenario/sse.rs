@@ -18,8 +18,8 @@
 //!    (each carries every event, so one event is written N times). With
 //!    `--follow device` stream `i` is `GET /v1/devices/{device i % D}/events`, one
 //!    device's events, as a dashboard per number reads them: an event goes to the N / D
-//!    streams of its device, and the gateway's cost of the other streams shows. Each is its own TCP
-//!    connection speaking plain HTTP/1.1 (`SseDecoder`), at most
+//!    streams of its device, so what the other streams cost the gateway shows. Each is
+//!    its own TCP connection speaking plain HTTP/1.1 (`SseDecoder`), at most
 //!    [`CONNECTS_AT_ONCE`] being opened at a time, and each task holds up to
 //!    [`STREAMS_PER_TASK`] of them. A stream is open when its `200` head has come: the
 //!    gateway has subscribed it to the event bus by then.
