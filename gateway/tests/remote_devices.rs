@@ -167,10 +167,9 @@ fn options(
     }
 }
 
-/// A port free a moment ago (ractor_cluster does not tell which port `:0` bound).
+/// A port free now (ractor_cluster does not tell which port `:0` bound).
 fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    wafleet_load::scenario::process::free_port().unwrap()
 }
 
 /// Wakes the test whenever the hosts group changes.

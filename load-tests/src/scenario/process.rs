@@ -1,7 +1,9 @@
 //! A `wafleet standalone --link sim` child process, its address, and a client for it.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -204,10 +206,37 @@ impl RedisServer {
     }
 }
 
-/// A TCP port free on 127.0.0.1 right now (the OS picks it).
+/// A TCP port free on 127.0.0.1 now, for a child process to listen on: a random port
+/// below the range the OS picks ports from by itself (`ip_local_port_range`), that this
+/// process has not handed out before, and that a bind succeeds on.
+///
+/// A port the OS picked (`bind(127.0.0.1:0)`, then let go) was the old way: any socket
+/// of any process connecting somewhere could be given it again before the child bound
+/// it (a cluster test failed on "Address already in use" that way). Below the range,
+/// only another process choosing it explicitly can take it.
 pub fn free_port() -> anyhow::Result<u16> {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(probe.local_addr()?.port())
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let below = local_port_range_start().clamp(FREE_PORTS_FROM + 1_000, u16::MAX);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1_000 {
+        let port = fastrand::u16(FREE_PORTS_FROM..below);
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return Ok(port);
+        }
+    }
+    bail!("no free port on 127.0.0.1 between {FREE_PORTS_FROM} and {below}")
+}
+
+/// The lowest port [`free_port`] hands out (clear of the well-known and common ones).
+const FREE_PORTS_FROM: u16 = 20_000;
+
+/// The first port of the range the OS picks from by itself (32768 unless configured).
+fn local_port_range_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// An SSE stream at `url` (with the admin key), as (event kind, data) pairs; resumed after
@@ -377,6 +406,18 @@ fn cpu_seconds_in(stat: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_bindable_and_below_the_range_the_os_picks_from() {
+        let ports: Vec<u16> = (0..50).map(|_| free_port().unwrap()).collect();
+        let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+        let below = local_port_range_start().max(FREE_PORTS_FROM + 1_000);
+        for port in ports {
+            assert!((FREE_PORTS_FROM..below).contains(&port), "{port}");
+            std::net::TcpListener::bind(("127.0.0.1", port)).expect("still free");
+        }
+    }
 
     #[test]
     fn cpu_times_are_read_after_the_command_name() {
