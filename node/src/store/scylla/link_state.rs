@@ -3,6 +3,8 @@
 
 use std::collections::HashSet;
 
+use futures_util::StreamExt;
+
 use super::fencing::{DevicePlan, DeviceVersion, bump, bump_version, device_admits};
 use super::statements as st;
 use super::{CAS_ATTEMPTS, ScyllaStore, contention, i64_of, rows};
@@ -152,6 +154,30 @@ pub(super) async fn get_many(
     let mut found = list(store, device_id, namespace).await?;
     found.retain(|(key, _)| wanted.contains(key.as_str()));
     Ok(found)
+}
+
+/// Point reads [`any`] keeps in flight at once.
+const ANY_IN_FLIGHT: usize = 32;
+
+/// Whether any of `keys` holds a record of `namespace`: a read of each key, up to
+/// [`ANY_IN_FLIGHT`] at a time, ending at the first found. The real link asks it over
+/// 400 addresses a namespace, in a namespace (sessions) that can hold thousands of
+/// large records, so neither one read of the namespace nor one read after another.
+pub(super) async fn any(
+    store: &ScyllaStore,
+    device_id: &str,
+    namespace: &str,
+    keys: &[String],
+) -> Result<bool, StoreError> {
+    let mut reads = futures_util::stream::iter(keys.iter().cloned())
+        .map(|key| async move { get(store, device_id, namespace, &key).await })
+        .buffer_unordered(ANY_IN_FLIGHT);
+    while let Some(found) = reads.next().await {
+        if found?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 pub(super) async fn delete(

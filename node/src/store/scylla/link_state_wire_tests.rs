@@ -78,6 +78,26 @@ async fn many_records_are_written_a_batch_at_a_time_over_the_wire() {
     let executed = node.executed()[before..].to_vec();
     assert_eq!(executed, ["select_link_state"; 3], "a read each for 3 keys");
 
+    // Whether any of many keys holds a record: reads in parallel, ending at the first
+    // found (a key with a record among 400 that have none).
+    let mut candidates: Vec<String> = (0..400).map(|i| format!("none-{i}")).collect();
+    candidates.insert(0, keys[0].clone());
+    let before = node.executed().len();
+    assert!(
+        store
+            .any_link_state("dev", "prekeys", &candidates)
+            .await
+            .expect("any")
+    );
+    let reads = node.executed()[before..].len();
+    assert!((1..100).contains(&reads), "{reads} reads for a first hit");
+    assert!(
+        !store
+            .any_link_state("dev", "prekeys", &candidates[1..])
+            .await
+            .expect("any")
+    );
+
     let replaced = vec![(records[7].0.clone(), blob(9_999))];
     store
         .put_link_state_many("dev", "prekeys", &replaced, None)

@@ -488,6 +488,15 @@ impl Store for ScyllaStore {
         link_state::get(self, device_id, namespace, key).await
     }
 
+    async fn any_link_state(
+        &self,
+        device_id: &str,
+        namespace: &str,
+        keys: &[String],
+    ) -> Result<bool, StoreError> {
+        link_state::any(self, device_id, namespace, keys).await
+    }
+
     async fn get_link_state_many(
         &self,
         device_id: &str,
