@@ -506,3 +506,19 @@ pub(crate) fn event_subscriber_lagged() {
 pub(crate) fn event_reset_handed() {
     counter!(EVENTS_RESETS).increment(1);
 }
+
+/// Runs `work` on this thread with a Prometheus recorder of its own; returns what the
+/// recorder renders (tests of what a piece of code counts).
+#[cfg(test)]
+pub(crate) fn recorded(work: impl AsyncFnOnce()) -> String {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    ::metrics::with_local_recorder(&recorder, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(work());
+    });
+    handle.render()
+}

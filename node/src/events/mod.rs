@@ -416,30 +416,21 @@ mod tests {
     /// stream that keeps up is not.
     #[test]
     fn falling_behind_and_resets_are_counted() {
-        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        ::metrics::with_local_recorder(&recorder, || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async {
-                    let bus = EventBus::in_memory(BusConfig {
-                        per_device_capacity: 5,
-                        live_capacity: 4,
-                    });
-                    let only_a = EventFilter::Devices(["a".to_owned()].into());
-                    let mut slow = bus.subscribe(only_a, None).await.unwrap();
-                    let mut quick = bus.subscribe(EventFilter::All, None).await.unwrap();
-                    publish(&bus, "a", EventKind::Status, data(0));
-                    assert_eq!(event_n(&recv(&mut quick).await), 0);
-                    for n in 1..20 {
-                        publish(&bus, "a", EventKind::Status, data(n));
-                    }
-                    assert!(matches!(recv(&mut slow).await, Delivery::Reset(_)));
-                });
+        let rendered = crate::metrics::recorded(async || {
+            let bus = EventBus::in_memory(BusConfig {
+                per_device_capacity: 5,
+                live_capacity: 4,
+            });
+            let only_a = EventFilter::Devices(["a".to_owned()].into());
+            let mut slow = bus.subscribe(only_a, None).await.unwrap();
+            let mut quick = bus.subscribe(EventFilter::All, None).await.unwrap();
+            publish(&bus, "a", EventKind::Status, data(0));
+            assert_eq!(event_n(&recv(&mut quick).await), 0);
+            for n in 1..20 {
+                publish(&bus, "a", EventKind::Status, data(n));
+            }
+            assert!(matches!(recv(&mut slow).await, Delivery::Reset(_)));
         });
-        let rendered = handle.render();
         for line in [
             "wafleet_events_subscribers_lagged_total 1",
             "wafleet_events_resets_total 1",

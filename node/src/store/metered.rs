@@ -424,21 +424,6 @@ mod tests {
         }
     }
 
-    /// Runs `work` on this thread with a Prometheus recorder of its own; returns what
-    /// the recorder renders.
-    fn recorded(work: impl AsyncFnOnce()) -> String {
-        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        ::metrics::with_local_recorder(&recorder, || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(work());
-        });
-        handle.render()
-    }
-
     /// What `metered_store!` cannot see: a method of [`Store`] with a default body that
     /// is missing from its list would not be timed, and a backend's override of it would
     /// be skipped.
@@ -464,7 +449,7 @@ mod tests {
     #[test]
     fn records_a_sample_per_call_and_counts_errors_by_kind() {
         let dir = tempfile::tempdir().unwrap();
-        let text = recorded(async || {
+        let text = crate::metrics::recorded(async || {
             let inner = SqliteStore::open(&dir.path().join("w.db")).unwrap();
             let store = MeteredStore::new(Arc::new(inner));
             store.create_device(&device("a")).await.unwrap();
